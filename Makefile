@@ -1,0 +1,171 @@
+# gtr — GTR dense retrieval in C.
+#
+#   make            library (lib/libgtr.a, lib/libgtr.so) and CLI (bin/gtr)
+#   make test       dependencies check, build, all tests (release + ASan/UBSan builds)
+#   make demo       the main job: BM25 / GTR / hybrid on BEIR SciFact
+#   make bench      benchmarks (tables in bench/RESULTS.md)
+#   make fuzz       short libFuzzer runs of every fuzz target (clang)
+#   make install    PREFIX=/usr/local
+#   make CC=clang   the same with clang
+#
+# One binary runs on every x86-64: ISA-specific kernels (*_avx2.c, *_avx512.c) get their own
+# flags and are chosen at run time from CPUID.
+
+CC       ?= cc
+PREFIX   ?= /usr/local
+BUILD    ?= build/release
+OPT      ?= -O2
+SAN      ?=
+SHARED   ?= ../shared
+V        ?= 0
+Q        := $(if $(filter 1,$(V)),,@)
+
+PKGS     := jansson libcurl libzip libmicrohttpd
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WARN     := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wno-format-truncation
+CFLAGS_ALL = -std=c11 $(OPT) -g $(WARN) -fPIC -D_GNU_SOURCE -Iinclude -Isrc $(PKG_CFLAGS) \
+             -fvisibility=hidden $(SAN) $(CFLAGS)
+LDLIBS_ALL = $(PKG_LIBS) -lpthread -lm $(LDLIBS)
+
+ISA_AVX2   := -mavx2 -mfma -mf16c
+ISA_AVX512 := -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512bf16 -mavx512vnni
+
+SO_MAJOR := 0
+SO_FULL  := 0.1.0
+
+LIB_SRC  := $(sort $(wildcard src/*/*.c))
+CLI_SRC  := $(sort $(wildcard cli/*.c))
+TEST_SRC := $(sort $(wildcard tests/test_*.c))
+TEST_SUPPORT := $(sort $(wildcard tests/support/*.c))
+
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
+SUP_OBJ  := $(TEST_SUPPORT:%.c=$(BUILD)/%.o)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+
+# The release build goes to the well-known places; other builds stay inside $(BUILD).
+ifeq ($(BUILD),build/release)
+LIB_A   := lib/libgtr.a
+LIB_SO  := lib/libgtr.so
+GTR_BIN := bin/gtr
+else
+LIB_A   := $(BUILD)/lib/libgtr.a
+LIB_SO  := $(BUILD)/lib/libgtr.so
+GTR_BIN := $(BUILD)/bin/gtr
+endif
+
+.PHONY: all lib cli tests test test-release test-sanitize check-deps deps clean demo bench \
+        fuzz install uninstall clang-check venv-test venv-bench
+
+all: lib cli
+
+lib: $(LIB_A) $(LIB_SO)
+cli: $(GTR_BIN)
+tests: $(TEST_BIN) $(GTR_BIN)
+
+$(BUILD)/%_avx2.o: %_avx2.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS_ALL) $(ISA_AVX2) -MMD -MP -c $< -o $@
+
+$(BUILD)/%_avx512.o: %_avx512.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS_ALL) $(ISA_AVX512) -MMD -MP -c $< -o $@
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+
+# Public symbols are marked GTR_API (default visibility) in gtr.h; the static library keeps
+# every symbol so tests can reach internals.
+$(LIB_A): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@
+	ar rcs $@ $^
+
+$(LIB_SO): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -shared -Wl,-soname,libgtr.so.$(SO_MAJOR) $(SAN) -o $@.$(SO_FULL) $^ $(LDLIBS_ALL)
+	ln -sf libgtr.so.$(SO_FULL) $@.$(SO_MAJOR)
+	ln -sf libgtr.so.$(SO_FULL) $@
+
+$(GTR_BIN): $(CLI_OBJ) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(SAN) -o $@ $(CLI_OBJ) $(LIB_A) $(LDLIBS_ALL)
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(SUP_OBJ) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(SAN) -o $@ $< $(SUP_OBJ) $(LIB_A) $(LDLIBS_ALL) -lcmocka
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(SUP_OBJ:.o=.d) $(TEST_BIN:=.d)
+
+# ---------------------------------------------------------------------------- dependencies
+deps:
+	@scripts/deps.sh install
+
+check-deps:
+	@scripts/deps.sh check
+
+# ---------------------------------------------------------------------------- tests
+# Every test binary speaks TAP (cmocka with CMOCKA_MESSAGE_OUTPUT=TAP); prove runs them all
+# and prints the summary CI reads. The sanitizer build runs the same tests.
+SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+test: check-deps
+	@$(MAKE) --no-print-directory all tests
+	@$(MAKE) --no-print-directory BUILD=build/asan OPT=-O1 SAN="$(SAN_FLAGS)" tests
+	@scripts/run-tests.sh build/release build/asan
+
+test-release: check-deps
+	@$(MAKE) --no-print-directory all tests
+	@scripts/run-tests.sh build/release
+
+test-sanitize: check-deps
+	@$(MAKE) --no-print-directory BUILD=build/asan OPT=-O1 SAN="$(SAN_FLAGS)" tests
+	@scripts/run-tests.sh build/asan
+
+clang-check:
+	@$(MAKE) --no-print-directory CC=clang BUILD=build/clang tests
+
+# ---------------------------------------------------------------------------- fuzzing
+fuzz:
+	@scripts/fuzz.sh
+
+# ---------------------------------------------------------------------------- demo / bench
+demo: check-deps all
+	@scripts/demo.sh
+
+bench: check-deps all
+	@bench/run.sh
+
+venv-test:
+	@scripts/venv.sh test
+
+venv-bench:
+	@scripts/venv.sh bench
+
+# ---------------------------------------------------------------------------- install
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \
+	           $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 755 bin/gtr $(DESTDIR)$(PREFIX)/bin/gtr
+	install -m 644 lib/libgtr.a $(DESTDIR)$(PREFIX)/lib/libgtr.a
+	install -m 755 lib/libgtr.so.$(SO_FULL) $(DESTDIR)$(PREFIX)/lib/libgtr.so.$(SO_FULL)
+	ln -sf libgtr.so.$(SO_FULL) $(DESTDIR)$(PREFIX)/lib/libgtr.so.$(SO_MAJOR)
+	ln -sf libgtr.so.$(SO_FULL) $(DESTDIR)$(PREFIX)/lib/libgtr.so
+	install -m 644 include/gtr.h $(DESTDIR)$(PREFIX)/include/gtr.h
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(SO_FULL)|g' -e 's|@PKGS@|$(PKGS)|g' \
+	    docs/gtr.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/gtr.pc
+	install -m 644 docs/gtr.1 $(DESTDIR)$(PREFIX)/share/man/man1/gtr.1
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/gtr $(DESTDIR)$(PREFIX)/lib/libgtr.* \
+	      $(DESTDIR)$(PREFIX)/include/gtr.h $(DESTDIR)$(PREFIX)/lib/pkgconfig/gtr.pc \
+	      $(DESTDIR)$(PREFIX)/share/man/man1/gtr.1
+
+clean:
+	rm -rf build bin lib

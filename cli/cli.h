@@ -1,0 +1,61 @@
+/*
+ * cli.h — the gtr command-line tool: one small file per subcommand over the public API.
+ * Commands return a process exit status (0 ok, 1 failure, 2 usage error).
+ */
+#ifndef GTR_CLI_H
+#define GTR_CLI_H
+
+#include "gtr.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef struct cli_command {
+    const char *name;
+    const char *summary;
+    int (*run)(int argc, char **argv); /* argv[0] is the subcommand name */
+} cli_command;
+
+/* Print "gtr <cmd>: <message>" for a failed library call; returns 1. */
+int cli_fail(const char *cmd, const gtr_error *err);
+/* Print "gtr <cmd>: <formatted message>"; returns status. */
+int cli_errorf(const char *cmd, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Parse integer / float option values strictly; on error print a usage message, return false. */
+bool cli_parse_int(const char *cmd, const char *opt, const char *s, long long min, long long max,
+                   long long *out);
+bool cli_parse_double(const char *cmd, const char *opt, const char *s, double *out);
+/* Open an output file ("-" = stdout). */
+FILE *cli_open_out(const char *cmd, const char *path);
+
+/* Progress on stderr: a bar with rate and ETA when stderr is a terminal, else a line every
+ * few seconds. Use cli_progress_cb as a gtr_progress_fn with a cli_progress * as user. */
+typedef struct cli_progress {
+    const char *label; /* "embedding" */
+    const char *unit;  /* "texts" */
+    double start, last;
+    bool tty, quiet, drawn;
+} cli_progress;
+void cli_progress_init(cli_progress *p, const char *label, const char *unit, bool quiet);
+int cli_progress_cb(void *user, uint64_t done, uint64_t total);
+void cli_progress_done(cli_progress *p, uint64_t done);
+
+/* Subcommands (cli/cmd_*.c). */
+int cmd_version(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_embed(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_pull(int argc, char **argv);
+int cmd_index(int argc, char **argv);
+int cmd_search(int argc, char **argv);
+int cmd_bm25_index(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_beir(int argc, char **argv);
+int cmd_pull_dataset(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_mine_negatives(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
+
+#endif

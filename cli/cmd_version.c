@@ -1,0 +1,16 @@
+/* cmd_version.c — `gtr version`: library version and the kernels this CPU gets. */
+#include "cli.h"
+#include "core/core.h"
+
+#include <string.h>
+
+int cmd_version(int argc, char **argv)
+{
+    if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        printf("usage: gtr version\n\nPrints the gtr version, the CPU kernels in use and the core count.\n");
+        return 0;
+    }
+    gtr_cpu cpu = gtr_cpu_detect();
+    printf("gtr %s\ncpu: %s\ncores: %d\n", gtr_version(), gtr_cpu_describe(&cpu), gtr_num_cores());
+    return 0;
+}

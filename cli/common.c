@@ -1,0 +1,59 @@
+/* common.c — error printing, strict number parsing and output files for every subcommand. */
+#include "cli.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+int cli_fail(const char *cmd, const gtr_error *err)
+{
+    fprintf(stderr, "gtr %s: %s\n", cmd, err && err->message[0] ? err->message : "failed");
+    return 1;
+}
+
+int cli_errorf(const char *cmd, int status, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "gtr %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return status;
+}
+
+bool cli_parse_int(const char *cmd, const char *opt, const char *s, long long min, long long max,
+                   long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max) {
+        cli_errorf(cmd, 2, "%s expects an integer in [%lld, %lld], got '%s'", opt, min, max, s);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+bool cli_parse_double(const char *cmd, const char *opt, const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end) {
+        cli_errorf(cmd, 2, "%s expects a number, got '%s'", opt, s);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+FILE *cli_open_out(const char *cmd, const char *path)
+{
+    if (!path || strcmp(path, "-") == 0) return stdout;
+    FILE *f = fopen(path, "wb");
+    if (!f) cli_errorf(cmd, 1, "%s: cannot create: %s", path, strerror(errno));
+    return f;
+}

@@ -1,0 +1,36 @@
+/* main.c — `gtr <command> [options]`: dispatch to one small file per subcommand. */
+#include "cli.h"
+
+#include <string.h>
+
+/* Each subcommand file adds its line here. */
+static const cli_command commands[] = {
+    {"version", "print the version and the CPU features in use", cmd_version},
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "gtr %s — GTR dense retrieval in C (T5 encoder + mean pooling + Dense + L2 norm)\n\n"
+            "usage: gtr <command> [options]     gtr <command> --help for its options\n\ncommands:\n",
+            gtr_version());
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(out, "  %-16s %s\n", commands[i].name, commands[i].summary);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version")) return cmd_version(argc - 1, argv + 1);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "gtr: unknown command '%s' (gtr --help lists them)\n", argv[1]);
+    return 2;
+}

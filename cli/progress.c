@@ -1,0 +1,79 @@
+/* progress.c — progress on stderr: a redrawn bar with rate and ETA on a terminal, a plain
+ * line every 10 s otherwise (logs stay readable). */
+#include "cli.h"
+
+#include <time.h>
+#include <unistd.h>
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void cli_progress_init(cli_progress *p, const char *label, const char *unit, bool quiet)
+{
+    p->label = label;
+    p->unit = unit;
+    p->start = p->last = now();
+    p->tty = isatty(STDERR_FILENO);
+    p->quiet = quiet;
+    p->drawn = false;
+}
+
+static void fmt_eta(char *buf, size_t n, double s)
+{
+    if (s < 0 || s > 359999) {
+        snprintf(buf, n, "--:--");
+        return;
+    }
+    int t = (int)(s + 0.5);
+    if (t >= 3600) snprintf(buf, n, "%d:%02d:%02d", t / 3600, t / 60 % 60, t % 60);
+    else snprintf(buf, n, "%02d:%02d", t / 60, t % 60);
+}
+
+int cli_progress_cb(void *user, uint64_t done, uint64_t total)
+{
+    cli_progress *p = user;
+    if (p->quiet) return 0;
+    double t = now();
+    double interval = p->tty ? 0.1 : 10.0;
+    if (t - p->last < interval && !(total && done >= total)) return 0;
+    p->last = t;
+    double el = t - p->start, rate = el > 0 ? (double)done / el : 0;
+    char eta[32];
+    fmt_eta(eta, sizeof eta, total && rate > 0 ? (double)(total - done) / rate : -1);
+    if (p->tty) {
+        int width = 30, fill = total ? (int)((double)width * (double)done / (double)total) : 0;
+        if (fill > width) fill = width;
+        char bar[64];
+        for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : (total ? '.' : ' ');
+        bar[width] = '\0';
+        if (total)
+            fprintf(stderr, "\r%s [%s] %llu/%llu %s  %.1f %s/s  ETA %s ", p->label, bar,
+                    (unsigned long long)done, (unsigned long long)total, p->unit, rate, p->unit, eta);
+        else
+            fprintf(stderr, "\r%s %llu %s  %.1f %s/s ", p->label, (unsigned long long)done, p->unit,
+                    rate, p->unit);
+        p->drawn = true;
+    } else {
+        if (total)
+            fprintf(stderr, "%s: %llu/%llu %s, %.1f %s/s, ETA %s\n", p->label, (unsigned long long)done,
+                    (unsigned long long)total, p->unit, rate, p->unit, eta);
+        else
+            fprintf(stderr, "%s: %llu %s, %.1f %s/s\n", p->label, (unsigned long long)done, p->unit,
+                    rate, p->unit);
+    }
+    return 0;
+}
+
+void cli_progress_done(cli_progress *p, uint64_t done)
+{
+    if (p->quiet) return;
+    double el = now() - p->start;
+    if (p->drawn) fputc('\n', stderr);
+    if (p->drawn || el >= 2.0)
+        fprintf(stderr, "%s: %llu %s in %.1f s (%.1f %s/s)\n", p->label, (unsigned long long)done,
+                p->unit, el, el > 0 ? (double)done / el : 0.0, p->unit);
+}

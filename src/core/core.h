@@ -1,0 +1,151 @@
+/*
+ * core.h — internal utilities shared by every layer: errors, allocation, files
+ * (whole-file reads, mmap, atomic writes), CPU features, thread pool internals.
+ * Knows nothing about models or text.
+ */
+#ifndef GTR_CORE_H
+#define GTR_CORE_H
+
+#include "gtr.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#if defined(__GNUC__) || defined(__clang__)
+#define GTR_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#define GTR_UNUSED __attribute__((unused))
+#else
+#define GTR_PRINTF(a, b)
+#define GTR_UNUSED
+#endif
+
+#define GTR_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define GTR_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* ---- errors ------------------------------------------------------------ */
+
+/* Fill err (if non-NULL) and return code, so callers can write
+ *   return gtr_seterr(err, GTR_ERR_FORMAT, "%s: bad header", path);            */
+gtr_status gtr_seterr(gtr_error *err, gtr_status code, const char *fmt, ...) GTR_PRINTF(3, 4);
+gtr_status gtr_vseterr(gtr_error *err, gtr_status code, const char *fmt, va_list ap);
+/* Prefix an existing message: "ctx: <old message>". Returns err->code (or code if err NULL). */
+gtr_status gtr_error_prefix(gtr_error *err, const char *fmt, ...) GTR_PRINTF(2, 3);
+void gtr_error_clear(gtr_error *err);
+
+/* ---- allocation -------------------------------------------------------- */
+
+/* 64-byte aligned allocation (cache lines, AVX-512 loads); free with gtr_free_aligned.
+ * Size 0 returns a valid unique pointer. Returns NULL and sets err on failure. */
+void *gtr_malloc_aligned(size_t size, gtr_error *err);
+void *gtr_calloc_aligned(size_t size, gtr_error *err);
+void gtr_free_aligned(void *p);
+
+/* malloc/calloc/realloc that set err on failure (with what was being allocated). */
+void *gtr_xmalloc(size_t size, const char *what, gtr_error *err);
+void *gtr_xcalloc(size_t n, size_t size, const char *what, gtr_error *err);
+void *gtr_xrealloc(void *p, size_t size, const char *what, gtr_error *err);
+/* n*size with overflow check; returns false on overflow. */
+bool gtr_mul_ok(size_t a, size_t b, size_t *out);
+
+/* Growable byte buffer. */
+typedef struct gtr_buf {
+    char *data;
+    size_t len, cap;
+} gtr_buf;
+gtr_status gtr_buf_reserve(gtr_buf *b, size_t extra, gtr_error *err);
+gtr_status gtr_buf_append(gtr_buf *b, const void *data, size_t len, gtr_error *err);
+gtr_status gtr_buf_printf(gtr_buf *b, gtr_error *err, const char *fmt, ...) GTR_PRINTF(3, 4);
+void gtr_buf_free(gtr_buf *b);
+
+/* ---- files ------------------------------------------------------------- */
+
+/* Read a whole file into a malloc'd buffer (NUL-terminated for convenience; *len excludes
+ * the terminator). max_size 0 = no limit. */
+gtr_status gtr_read_file(const char *path, size_t max_size, char **data, size_t *len,
+                         gtr_error *err);
+bool gtr_file_exists(const char *path);
+bool gtr_dir_exists(const char *path);
+/* Join a directory and a relative name into a malloc'd string (NULL on OOM). */
+char *gtr_path_join(const char *dir, const char *name);
+
+/* Read-only memory map of a whole file. An empty file maps to data=NULL, size=0. */
+typedef struct gtr_mmap {
+    const uint8_t *data;
+    size_t size;
+} gtr_mmap;
+gtr_status gtr_mmap_open(const char *path, gtr_mmap *m, gtr_error *err);
+void gtr_mmap_close(gtr_mmap *m);
+/* Tell the kernel it may drop the pages of [off, off+len) (after converting them). */
+void gtr_mmap_drop(const gtr_mmap *m, size_t off, size_t len);
+
+/* Atomic file writer: writes go to "<path>.tmp.<pid>" in the same directory; commit fsyncs,
+ * renames over path and fsyncs the directory; abort (or a crash) leaves path untouched. */
+typedef struct gtr_atomic_file {
+    FILE *fp;
+    char *path;
+    char *tmp_path;
+    gtr_status status; /* first write error, reported by commit */
+} gtr_atomic_file;
+gtr_status gtr_atomic_open(gtr_atomic_file *f, const char *path, gtr_error *err);
+gtr_status gtr_atomic_write(gtr_atomic_file *f, const void *data, size_t len, gtr_error *err);
+gtr_status gtr_atomic_commit(gtr_atomic_file *f, gtr_error *err);
+void gtr_atomic_abort(gtr_atomic_file *f);
+/* Write a whole buffer atomically. */
+gtr_status gtr_write_file_atomic(const char *path, const void *data, size_t len,
+                                 gtr_error *err);
+/* fsync a directory (after a rename inside it). */
+gtr_status gtr_fsync_dir(const char *dir, gtr_error *err);
+/* mkdir -p */
+gtr_status gtr_mkdirs(const char *path, gtr_error *err);
+
+/* ---- hashing ----------------------------------------------------------- */
+
+/* FNV-1a 64-bit (stable file/model fingerprints; not cryptographic). */
+uint64_t gtr_fnv1a64(const void *data, size_t len, uint64_t seed);
+#define GTR_FNV_SEED 0xcbf29ce484222325ull
+/* CRC-32C-free simple checksum for formats: CRC-32 (IEEE, as zip/zlib). */
+uint32_t gtr_crc32(uint32_t crc, const void *data, size_t len);
+
+/* ---- CPU features ------------------------------------------------------ */
+
+typedef struct gtr_cpu {
+    bool avx2, fma, f16c;
+    bool avx512f, avx512bw, avx512dq, avx512vl, avx512_bf16, avx512_vnni;
+} gtr_cpu;
+/* Detected once per call (CPUID + XGETBV: the OS must enable the register state). The env
+ * variable GTR_CPU=generic|avx2|avx512 caps what is used (for tests and benchmarks). */
+gtr_cpu gtr_cpu_detect(void);
+const char *gtr_cpu_describe(const gtr_cpu *cpu); /* static string */
+
+/* ---- thread pool ------------------------------------------------------- */
+
+/* Run fn(ctx, i, thread_id) for i in [0, n) over the pool's threads (the caller's thread
+ * takes part as thread 0). Returns when all are done. Tasks are handed out dynamically.
+ * Nested calls from inside a task run serially on the calling thread. pool may be NULL
+ * (serial). */
+typedef void (*gtr_task_fn)(void *ctx, size_t i, int thread_id);
+void gtr_pool_for(gtr_pool *pool, size_t n, gtr_task_fn fn, void *ctx);
+
+/* ---- time -------------------------------------------------------------- */
+double gtr_now_seconds(void); /* monotonic */
+
+/* ---- float conversions ------------------------------------------------- */
+float gtr_f16_to_f32(uint16_t h);
+uint16_t gtr_f32_to_f16(float f);
+float gtr_bf16_to_f32(uint16_t h);
+uint16_t gtr_f32_to_bf16(float f); /* round to nearest even */
+
+/* ---- UTF-8 ------------------------------------------------------------- */
+
+/* Length of a valid UTF-8 sequence starting at s (n bytes available), or 0 if the bytes
+ * there are not a valid, shortest-form, non-surrogate UTF-8 character. *cp receives it. */
+size_t gtr_utf8_decode(const char *s, size_t n, uint32_t *cp);
+/* Encode a code point; returns bytes written (1..4) to out[4]. */
+size_t gtr_utf8_encode(uint32_t cp, char out[4]);
+/* True if [s, s+n) is entirely valid UTF-8; *bad_off receives the first bad byte offset. */
+bool gtr_utf8_valid(const char *s, size_t n, size_t *bad_off);
+
+#endif /* GTR_CORE_H */

@@ -1,0 +1,71 @@
+/* cpu.c — run-time CPU feature detection (CPUID + XGETBV), so one binary uses what the
+ * processor and the OS offer. GTR_CPU=generic|avx2|avx512 caps the choice. */
+#include "core.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+
+static uint64_t xgetbv0(void)
+{
+    uint32_t lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((uint64_t)hi << 32) | lo;
+}
+
+gtr_cpu gtr_cpu_detect(void)
+{
+    gtr_cpu c;
+    memset(&c, 0, sizeof c);
+    unsigned a, b, cx, d;
+    if (!__get_cpuid(1, &a, &b, &cx, &d)) return c;
+    bool osxsave = (cx >> 27) & 1;
+    if (!osxsave) return c;
+    uint64_t xcr0 = xgetbv0();
+    bool ymm_os = (xcr0 & 0x6) == 0x6;           /* SSE + AVX state */
+    bool zmm_os = (xcr0 & 0xe6) == 0xe6;         /* + opmask, ZMM_Hi256, Hi16_ZMM */
+    bool avx = ((cx >> 28) & 1) && ymm_os;
+    c.fma = avx && ((cx >> 12) & 1);
+    c.f16c = avx && ((cx >> 29) & 1);
+    if (__get_cpuid_max(0, NULL) >= 7) {
+        unsigned a7, b7, c7, d7;
+        __cpuid_count(7, 0, a7, b7, c7, d7);
+        c.avx2 = avx && ((b7 >> 5) & 1);
+        c.avx512f = zmm_os && ((b7 >> 16) & 1);
+        c.avx512dq = c.avx512f && ((b7 >> 17) & 1);
+        c.avx512bw = c.avx512f && ((b7 >> 30) & 1);
+        c.avx512vl = c.avx512f && ((b7 >> 31) & 1);
+        c.avx512_vnni = c.avx512f && ((c7 >> 11) & 1);
+        unsigned a71, b71, c71, d71;
+        __cpuid_count(7, 1, a71, b71, c71, d71);
+        c.avx512_bf16 = c.avx512f && ((a71 >> 5) & 1);
+        (void)b71; (void)c71; (void)d71; (void)d7; (void)a7;
+    }
+    (void)a; (void)b; (void)d;
+    const char *cap = getenv("GTR_CPU");
+    if (cap && strcmp(cap, "avx512") != 0) {
+        bool keep_avx2 = strcmp(cap, "avx2") == 0;
+        c.avx512f = c.avx512bw = c.avx512dq = c.avx512vl = c.avx512_bf16 = c.avx512_vnni = false;
+        if (!keep_avx2) c.avx2 = c.fma = c.f16c = false;
+    }
+    return c;
+}
+#else
+gtr_cpu gtr_cpu_detect(void)
+{
+    gtr_cpu c;
+    memset(&c, 0, sizeof c);
+    return c;
+}
+#endif
+
+const char *gtr_cpu_describe(const gtr_cpu *c)
+{
+    if (c->avx512f && c->avx512_bf16 && c->avx512_vnni) return "avx512 (+bf16, +vnni)";
+    if (c->avx512f && c->avx512_vnni) return "avx512 (+vnni)";
+    if (c->avx512f) return "avx512";
+    if (c->avx2 && c->fma) return "avx2+fma";
+    return "generic";
+}

@@ -1,0 +1,104 @@
+/*
+ * data.h — reading and writing the files that flow between stages: NumPy .npy/.npz arrays
+ * and text inputs (plain lines, JSON lines of strings, BEIR corpus/query objects).
+ */
+#ifndef GTR_DATA_H
+#define GTR_DATA_H
+
+#include "core/core.h"
+
+#include <jansson.h>
+
+/* ---- arrays (.npy / .npz) ---------------------------------------------- */
+
+typedef enum gtr_dtype_id {
+    GTR_DT_F32, GTR_DT_F64, GTR_DT_F16, GTR_DT_BF16,
+    GTR_DT_I8, GTR_DT_U8, GTR_DT_I16, GTR_DT_I32, GTR_DT_I64, GTR_DT_BOOL
+} gtr_dtype_id;
+size_t gtr_dtype_size(gtr_dtype_id dt);
+const char *gtr_dtype_name(gtr_dtype_id dt);
+
+#define GTR_MAX_DIMS 8
+typedef struct gtr_array {
+    gtr_dtype_id dtype;
+    int ndim;
+    size_t shape[GTR_MAX_DIMS];
+    size_t count;  /* product of shape */
+    void *data;    /* malloc'd, native little-endian, C order */
+} gtr_array;
+void gtr_array_free(gtr_array *a);
+/* Copy out as float64 / float32 (any float or int dtype); malloc'd, NULL on OOM. */
+double *gtr_array_to_f64(const gtr_array *a, gtr_error *err);
+float *gtr_array_to_f32(const gtr_array *a, gtr_error *err);
+
+/* Parse an in-memory .npy (version 1-3, little-endian, C order). what names it in errors. */
+gtr_status gtr_npy_parse(const void *buf, size_t len, const char *what, gtr_array *out,
+                         gtr_error *err);
+gtr_status gtr_npy_load(const char *path, gtr_array *out, gtr_error *err);
+/* Write a 2-D float32 array atomically. */
+gtr_status gtr_npy_save_f32(const char *path, const float *data, size_t rows, size_t cols,
+                            gtr_error *err);
+/* The .npy header for a 2-D float32 array (rows may be patched later: fixed width). */
+size_t gtr_npy_header_f32(char *out, size_t cap, size_t rows, size_t cols);
+
+typedef struct gtr_npz gtr_npz;
+gtr_npz *gtr_npz_open(const char *path, gtr_error *err);
+void gtr_npz_close(gtr_npz *z);
+/* name without the ".npy" suffix, e.g. "layer00.out". */
+gtr_status gtr_npz_get(gtr_npz *z, const char *name, gtr_array *out, gtr_error *err);
+bool gtr_npz_has(gtr_npz *z, const char *name);
+
+/* ---- JSON helpers (jansson) -------------------------------------------- */
+
+/* Load a JSON file (small config files); error names the file, line and column. */
+json_t *gtr_json_load_file(const char *path, gtr_error *err);
+/* Typed field getters with clear errors ("<what>: field 'x' must be an integer"). */
+gtr_status gtr_json_get_int(const json_t *obj, const char *key, bool required, long long def,
+                            long long *out, const char *what, gtr_error *err);
+gtr_status gtr_json_get_real(const json_t *obj, const char *key, bool required, double def,
+                             double *out, const char *what, gtr_error *err);
+gtr_status gtr_json_get_bool(const json_t *obj, const char *key, bool required, bool def,
+                             bool *out, const char *what, gtr_error *err);
+/* Returned string is owned by obj. */
+gtr_status gtr_json_get_str(const json_t *obj, const char *key, bool required, const char *def,
+                            const char **out, const char *what, gtr_error *err);
+
+/* ---- text inputs ------------------------------------------------------- */
+
+typedef enum gtr_text_format {
+    GTR_TEXT_AUTO,  /* .jsonl / .json / .ndjson => JSONL, otherwise plain lines */
+    GTR_TEXT_PLAIN, /* one text per line; trailing \n and \r\n are removed */
+    GTR_TEXT_JSONL  /* one JSON string, or object with "text" (+ "_id", "title") per line */
+} gtr_text_format;
+
+/* One input record. Strings are owned by the reader and valid until the next call. */
+typedef struct gtr_record {
+    const char *id;    size_t id_len;    /* "_id" (or "id"); NULL when absent */
+    const char *title; size_t title_len; /* NULL when absent */
+    const char *text;  size_t text_len;  /* "text" field, the string, or the plain line */
+    json_t *obj;       /* the parsed object for JSONL objects (owned by the reader), else NULL */
+    size_t line;       /* 1-based line number */
+} gtr_record;
+
+typedef struct gtr_text_reader gtr_text_reader;
+/* path "-" reads stdin. */
+gtr_text_reader *gtr_text_reader_open(const char *path, gtr_text_format fmt, gtr_error *err);
+/* Returns GTR_OK with *eof=false and a record, GTR_OK with *eof=true at the end, or an error
+ * naming "path:line". Empty lines in JSONL files are an error; in plain files an empty text. */
+gtr_status gtr_text_reader_next(gtr_text_reader *r, gtr_record *rec, bool *eof, gtr_error *err);
+/* Byte offset of the next line (for resumable jobs) and seeking back to one. */
+uint64_t gtr_text_reader_offset(const gtr_text_reader *r);
+gtr_status gtr_text_reader_seek(gtr_text_reader *r, uint64_t offset, size_t line, gtr_error *err);
+/* Total size in bytes when known (0 for stdin). */
+uint64_t gtr_text_reader_size(const gtr_text_reader *r);
+void gtr_text_reader_close(gtr_text_reader *r);
+
+/* The passage text of a record as BEIR's sentence-transformers wrapper builds it:
+ * (title + " " + text).strip() when a title field exists, else text.strip()
+ * (Python str.strip: Unicode whitespace). For plain lines and JSON strings: the text as is.
+ * Writes into buf (reset first); returns GTR_OK. */
+gtr_status gtr_record_passage(const gtr_record *rec, gtr_buf *buf, gtr_error *err);
+/* Python str.strip() on UTF-8: trims Unicode White_Space characters at both ends. */
+void gtr_py_strip(const char *s, size_t len, size_t *start, size_t *out_len);
+
+#endif /* GTR_DATA_H */

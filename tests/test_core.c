@@ -1,0 +1,202 @@
+/* test_core.c — core utilities: errors, atomic files, thread pool, halves, UTF-8, npy/npz,
+ * text readers. */
+#include "support/testutil.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void test_seterr_and_prefix(void **state)
+{
+    (void)state;
+    gtr_error e;
+    assert_int_equal(gtr_seterr(&e, GTR_ERR_FORMAT, "bad %d", 7), GTR_ERR_FORMAT);
+    assert_string_equal(e.message, "bad 7");
+    gtr_error_prefix(&e, "file.bin");
+    assert_string_equal(e.message, "file.bin: bad 7");
+    assert_int_equal(gtr_seterr(NULL, GTR_ERR_IO, "x"), GTR_ERR_IO);
+}
+
+static void test_atomic_write(void **state)
+{
+    (void)state;
+    gtr_error e;
+    char *p = tu_tmp("atomic.txt");
+    TU_OK(gtr_write_file_atomic(p, "hello", 5, &e), &e);
+    char *d;
+    size_t n;
+    TU_OK(gtr_read_file(p, 0, &d, &n, &e), &e);
+    assert_int_equal(n, 5);
+    assert_memory_equal(d, "hello", 5);
+    free(d);
+    /* an aborted write leaves the old content and no temp file */
+    gtr_atomic_file f;
+    TU_OK(gtr_atomic_open(&f, p, &e), &e);
+    TU_OK(gtr_atomic_write(&f, "XXXXXXXX", 8, &e), &e);
+    char *tmp = strdup(f.tmp_path);
+    gtr_atomic_abort(&f);
+    assert_false(gtr_file_exists(tmp));
+    TU_OK(gtr_read_file(p, 0, &d, &n, &e), &e);
+    assert_int_equal(n, 5);
+    free(d);
+    free(tmp);
+    free(p);
+    assert_int_equal(gtr_read_file("/nonexistent/x", 0, &d, &n, &e), GTR_ERR_NOT_FOUND);
+    assert_non_null(strstr(e.message, "/nonexistent/x"));
+}
+
+typedef struct {
+    atomic_int sum;
+    int hits[1000];
+} pool_ctx;
+
+static void add_task(void *ctx, size_t i, int tid)
+{
+    pool_ctx *c = ctx;
+    (void)tid;
+    c->hits[i]++;
+    atomic_fetch_add(&c->sum, (int)i);
+}
+
+static void test_pool(void **state)
+{
+    (void)state;
+    gtr_error e;
+    for (int threads = 1; threads <= 4; threads++) {
+        gtr_pool *p = gtr_pool_create(threads, &e);
+        assert_non_null(p);
+        assert_int_equal(gtr_pool_size(p), threads);
+        for (int rep = 0; rep < 20; rep++) {
+            pool_ctx c;
+            memset(&c, 0, sizeof c);
+            gtr_pool_for(p, 1000, add_task, &c);
+            assert_int_equal(atomic_load(&c.sum), 999 * 1000 / 2);
+            for (int i = 0; i < 1000; i++) assert_int_equal(c.hits[i], 1);
+        }
+        gtr_pool_free(p);
+    }
+}
+
+static void test_half(void **state)
+{
+    (void)state;
+    /* every finite half round-trips exactly through float32 */
+    for (uint32_t h = 0; h < 0x10000; h++) {
+        if ((h & 0x7c00) == 0x7c00) continue;
+        float f = gtr_f16_to_f32((uint16_t)h);
+        assert_int_equal(gtr_f32_to_f16(f), h);
+        uint16_t b = (uint16_t)h;
+        assert_int_equal(gtr_f32_to_bf16(gtr_bf16_to_f32(b)), b);
+    }
+    assert_true(gtr_f16_to_f32(0x3c00) == 1.0f);
+    assert_int_equal(gtr_f32_to_f16(65520.0f), 0x7c00); /* rounds to inf */
+    assert_int_equal(gtr_f32_to_bf16(1.00390625f), 0x3f80); /* tie to even */
+}
+
+static void test_utf8(void **state)
+{
+    (void)state;
+    uint32_t cp;
+    assert_int_equal(gtr_utf8_decode("\xc3\xa9", 2, &cp), 2);
+    assert_int_equal(cp, 0xe9);
+    assert_int_equal(gtr_utf8_decode("\xc0\x80", 2, &cp), 0);         /* overlong */
+    assert_int_equal(gtr_utf8_decode("\xed\xa0\x80", 3, &cp), 0);     /* surrogate */
+    assert_int_equal(gtr_utf8_decode("\xf4\x90\x80\x80", 4, &cp), 0); /* > U+10FFFF */
+    assert_int_equal(gtr_utf8_decode("\xe2\x82", 2, &cp), 0);         /* truncated */
+    char buf[4];
+    for (uint32_t c = 0; c < 0x110000; c += 97) {
+        if (c >= 0xd800 && c <= 0xdfff) continue;
+        size_t k = gtr_utf8_encode(c, buf);
+        assert_int_equal(gtr_utf8_decode(buf, k, &cp), k);
+        assert_int_equal(cp, c);
+    }
+    size_t bad;
+    assert_false(gtr_utf8_valid("ab\xff", 3, &bad));
+    assert_int_equal(bad, 2);
+}
+
+static void test_npy_roundtrip(void **state)
+{
+    (void)state;
+    gtr_error e;
+    float v[6] = {1, 2, 3, 4, 5, -6.5f};
+    char *p = tu_tmp("a.npy");
+    TU_OK(gtr_npy_save_f32(p, v, 2, 3, &e), &e);
+    gtr_array a;
+    TU_OK(gtr_npy_load(p, &a, &e), &e);
+    assert_int_equal(a.dtype, GTR_DT_F32);
+    assert_int_equal(a.ndim, 2);
+    assert_int_equal(a.shape[0], 2);
+    assert_int_equal(a.shape[1], 3);
+    assert_memory_equal(a.data, v, sizeof v);
+    gtr_array_free(&a);
+    /* truncated file */
+    char *d;
+    size_t n;
+    TU_OK(gtr_read_file(p, 0, &d, &n, &e), &e);
+    assert_int_equal(gtr_npy_parse(d, n - 1, "cut.npy", &a, &e), GTR_ERR_FORMAT);
+    assert_int_equal(gtr_npy_parse(d, 5, "cut.npy", &a, &e), GTR_ERR_FORMAT);
+    free(d);
+    free(p);
+}
+
+static void test_npz_reference(void **state)
+{
+    (void)state;
+    gtr_error e;
+    char *p = tu_shared("models/gtr-tiny/reference/hidden_0.npz");
+    gtr_npz *z = gtr_npz_open(p, &e);
+    assert_non_null(z);
+    gtr_array ids;
+    TU_OK(gtr_npz_get(z, "input_ids", &ids, &e), &e);
+    assert_true(ids.ndim == 1 && ids.count > 0);
+    gtr_array none;
+    assert_int_equal(gtr_npz_get(z, "no_such_array", &none, &e), GTR_ERR_NOT_FOUND);
+    gtr_array_free(&ids);
+    gtr_npz_close(z);
+    free(p);
+}
+
+static void test_text_reader(void **state)
+{
+    (void)state;
+    gtr_error e;
+    char *p = tu_tmp("in.jsonl");
+    const char *content =
+        "\"plain string\"\n"
+        "{\"_id\": \"d1\", \"title\": \" T \", \"text\": \"body\\u3000\"}\n"
+        "{\"_id\": \"q1\", \"text\": \"  query \"}\n"
+        "{broken\n";
+    tu_write(p, content, strlen(content));
+    gtr_text_reader *r = gtr_text_reader_open(p, GTR_TEXT_AUTO, &e);
+    assert_non_null(r);
+    gtr_record rec;
+    bool eof;
+    gtr_buf b = {0};
+    TU_OK(gtr_text_reader_next(r, &rec, &eof, &e), &e);
+    TU_OK(gtr_record_passage(&rec, &b, &e), &e);
+    assert_string_equal(b.data, "plain string");
+    TU_OK(gtr_text_reader_next(r, &rec, &eof, &e), &e);
+    assert_memory_equal(rec.id, "d1", 2);
+    TU_OK(gtr_record_passage(&rec, &b, &e), &e);
+    assert_string_equal(b.data, "T  body"); /* (title + " " + text).strip() */
+    TU_OK(gtr_text_reader_next(r, &rec, &eof, &e), &e);
+    TU_OK(gtr_record_passage(&rec, &b, &e), &e);
+    assert_string_equal(b.data, "query");
+    assert_int_equal(gtr_text_reader_next(r, &rec, &eof, &e), GTR_ERR_FORMAT);
+    assert_non_null(strstr(e.message, ":4:")); /* names the line */
+    gtr_buf_free(&b);
+    gtr_text_reader_close(r);
+    free(p);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_seterr_and_prefix), cmocka_unit_test(test_atomic_write),
+        cmocka_unit_test(test_pool),              cmocka_unit_test(test_half),
+        cmocka_unit_test(test_utf8),              cmocka_unit_test(test_npy_roundtrip),
+        cmocka_unit_test(test_npz_reference),     cmocka_unit_test(test_text_reader),
+    };
+    return cmocka_run_group_tests_name("core", tests, NULL, NULL);
+}
