@@ -78,10 +78,86 @@ GTR_API int gtr_pool_size(const gtr_pool *pool);
 typedef int (*gtr_progress_fn)(void *user, uint64_t done, uint64_t total);
 
 /* ======================================================================== tokenizer */
-/* (section owned by src/tokenizer/) */
+/* (section owned by src/tokenizer/)
+ * T5's SentencePiece unigram tokenizer (spiece.model), exact to the SentencePiece library,
+ * plus the T5 conventions: </s> (id 1) appended, truncation keeps the first max_len-1 ids then
+ * </s>. Immutable after load: encode from any number of threads at once. */
+
+typedef struct gtr_tokenizer gtr_tokenizer;
+
+GTR_API gtr_tokenizer *gtr_tokenizer_load(const char *spm_path, gtr_error *err);
+GTR_API gtr_tokenizer *gtr_tokenizer_load_memory(const void *data, size_t len, gtr_error *err);
+GTR_API void gtr_tokenizer_free(gtr_tokenizer *tok);
+GTR_API int gtr_tokenizer_vocab_size(const gtr_tokenizer *tok);
+GTR_API int gtr_tokenizer_eos_id(const gtr_tokenizer *tok);
+GTR_API int gtr_tokenizer_pad_id(const gtr_tokenizer *tok);
+GTR_API int gtr_tokenizer_unk_id(const gtr_tokenizer *tok);
+
+/* A reusable, growable id buffer (free with gtr_ids_free). */
+typedef struct gtr_ids {
+    int32_t *ids;
+    size_t n, cap;
+} gtr_ids;
+GTR_API void gtr_ids_free(gtr_ids *ids);
+
+/* Encode len bytes of text into out (overwritten). T5 convention: the SentencePiece ids, then
+ * </s>; max_len > 0 keeps the first max_len-1 ids then </s>; max_len == 0: no truncation.
+ * add_eos == 0 gives the bare SentencePiece ids (no </s>, max_len still caps the count). */
+GTR_API gtr_status gtr_tokenize(const gtr_tokenizer *tok, const char *text, size_t len,
+                                int max_len, int add_eos, gtr_ids *out, gtr_error *err);
+/* The piece string of an id (e.g. "\xe2\x96\x81Hello"), NUL-terminated, owned by tok;
+ * NULL for an out-of-range id. *len receives its byte length when len is non-NULL. */
+GTR_API const char *gtr_tokenizer_piece(const gtr_tokenizer *tok, int id, size_t *len);
+/* Ids back to text (pieces joined, U+2581 to space, leading space dropped, control ids
+ * skipped) as SentencePiece's DecodeIds; *out is malloc'd and NUL-terminated. */
+GTR_API gtr_status gtr_detokenize(const gtr_tokenizer *tok, const int32_t *ids, size_t n,
+                                  char **out, size_t *out_len, gtr_error *err);
 
 /* ======================================================================== model */
-/* (section owned by src/model/) */
+/* (section owned by src/model/)
+ * A GTR model directory in the sentence-transformers layout (config.json, model.safetensors
+ * or pytorch_model.bin, spiece.model, modules.json, 1_Pooling/, 2_Dense/). */
+
+typedef struct gtr_model gtr_model;
+
+typedef enum gtr_compute_dtype {
+    GTR_DTYPE_F32 = 0, /* float32 weights and math: the reference path */
+    GTR_DTYPE_BF16,    /* bfloat16 weights, float32 accumulation */
+    GTR_DTYPE_INT8     /* int8 weights (per-output-channel scales), int8 activations */
+} gtr_compute_dtype;
+
+typedef struct gtr_model_options {
+    int n_threads;                   /* <= 0: all cores (ignored when pool is given) */
+    gtr_pool *pool;                  /* optional shared pool (not owned) */
+    gtr_compute_dtype dtype;         /* compute precision (default F32) */
+    int max_len;                     /* 0: the model's max_seq_length (512 for GTR) */
+} gtr_model_options;
+/* Defaults: all cores, F32, model's max length. */
+GTR_API gtr_model_options gtr_model_default_options(void);
+
+/* opts may be NULL (defaults). */
+GTR_API gtr_model *gtr_model_load(const char *dir, const gtr_model_options *opts, gtr_error *err);
+GTR_API void gtr_model_free(gtr_model *m);
+/* Output dimension (768 for released GTR models). */
+GTR_API int gtr_model_dim(const gtr_model *m);
+GTR_API int gtr_model_max_len(const gtr_model *m);
+/* The model's tokenizer (owned by the model). */
+GTR_API const gtr_tokenizer *gtr_model_tokenizer(const gtr_model *m);
+
+/* Embed n texts (texts[i] with lens[i] bytes; lens NULL = NUL-terminated) into out[n * dim],
+ * unit vectors, row-major. A text's vector does not depend on the other texts in the call.
+ * Not reentrant on one model: concurrent callers need a model each (or a lock). */
+GTR_API gtr_status gtr_model_encode(gtr_model *m, const char *const *texts, const size_t *lens,
+                                    size_t n, float *out, gtr_error *err);
+/* The same from token ids (already with </s>, at most max_len each). */
+GTR_API gtr_status gtr_model_encode_ids(gtr_model *m, const int32_t *const *ids,
+                                        const size_t *n_ids, size_t n, float *out,
+                                        gtr_error *err);
+/* Human-readable description (architecture, parameter count, storage dtype, files). The
+ * string is owned by the model. */
+GTR_API const char *gtr_model_describe(const gtr_model *m);
+/* Fingerprint of the weights and config (indexes store it to refuse a different model). */
+GTR_API uint64_t gtr_model_fingerprint(const gtr_model *m);
 
 /* ======================================================================== index */
 /* (section owned by src/index/) */

@@ -1,0 +1,86 @@
+/* generic.c — portable C kernels: the reference every ISA version is tested against, and the
+ * fallback on CPUs without AVX2. */
+#include "kernels/kernels_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+void gtr_generic_sgemm_nt(size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B,
+                          size_t ldb, float beta, float *C, size_t ldc)
+{
+    for (size_t i = 0; i < M; i++)
+        for (size_t j = 0; j < N; j++) {
+            const float *a = A + i * lda, *b = B + j * ldb;
+            float s = 0;
+            for (size_t k = 0; k < K; k++) s += a[k] * b[k];
+            C[i * ldc + j] = (beta == 0 ? 0 : beta * C[i * ldc + j]) + s;
+        }
+}
+
+void gtr_generic_sgemm_nn(size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B,
+                          size_t ldb, float beta, float *C, size_t ldc)
+{
+    for (size_t i = 0; i < M; i++) {
+        float *c = C + i * ldc;
+        for (size_t j = 0; j < N; j++) c[j] = beta == 0 ? 0 : beta * c[j];
+        for (size_t k = 0; k < K; k++) {
+            float a = A[i * lda + k];
+            const float *b = B + k * ldb;
+            for (size_t j = 0; j < N; j++) c[j] += a * b[j];
+        }
+    }
+}
+
+void gtr_generic_sgemm_tn(size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B,
+                          size_t ldb, float beta, float *C, size_t ldc)
+{
+    for (size_t i = 0; i < M; i++) {
+        float *c = C + i * ldc;
+        for (size_t j = 0; j < N; j++) c[j] = beta == 0 ? 0 : beta * c[j];
+    }
+    for (size_t k = 0; k < K; k++) {
+        const float *a = A + k * lda, *b = B + k * ldb;
+        for (size_t i = 0; i < M; i++) {
+            float *c = C + i * ldc;
+            for (size_t j = 0; j < N; j++) c[j] += a[i] * b[j];
+        }
+    }
+}
+
+void gtr_generic_rmsnorm(const float *x, const float *w, float eps, size_t n, float *y)
+{
+    float ss = 0;
+    for (size_t i = 0; i < n; i++) ss += x[i] * x[i];
+    float r = 1.0f / sqrtf(ss / (float)n + eps);
+    for (size_t i = 0; i < n; i++) y[i] = x[i] * r * w[i];
+}
+
+void gtr_generic_softmax(float *x, size_t n)
+{
+    float mx = -INFINITY;
+    for (size_t i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    float s = 0;
+    for (size_t i = 0; i < n; i++) {
+        x[i] = expf(x[i] - mx);
+        s += x[i];
+    }
+    float inv = 1.0f / s;
+    for (size_t i = 0; i < n; i++) x[i] *= inv;
+}
+
+void gtr_generic_gelu_mul(float *x, const float *g, size_t n)
+{
+    const float c = 0.7978845608028654f; /* sqrt(2/pi) */
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        x[i] = 0.5f * v * (1.0f + tanhf(c * (v + 0.044715f * v * v * v))) * g[i];
+    }
+}
+
+float gtr_generic_dot(const float *a, const float *b, size_t n)
+{
+    float s = 0;
+    for (size_t i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
