@@ -113,6 +113,25 @@ GTR_API const char *gtr_tokenizer_piece(const gtr_tokenizer *tok, int id, size_t
 GTR_API gtr_status gtr_detokenize(const gtr_tokenizer *tok, const int32_t *ids, size_t n,
                                   char **out, size_t *out_len, gtr_error *err);
 
+/* The segmentation with its piece strings, as SentencePiece's EncodeAsPieces (no </s>, no
+ * truncation): piece i has id ids[i] and text text + offs[i] (NUL-terminated, byte length
+ * offs[i+1] - offs[i] - 1). A run of unknown characters is one <unk> id whose piece is the
+ * normalised text it covers. Reusable: pass the same struct again; free with gtr_pieces_free. */
+typedef struct gtr_pieces {
+    int32_t *ids;
+    size_t *offs; /* n + 1 entries */
+    char *text;
+    size_t n;
+    size_t ids_cap, offs_cap, text_cap;
+} gtr_pieces;
+GTR_API gtr_status gtr_tokenize_pieces(const gtr_tokenizer *tok, const char *text, size_t len,
+                                       gtr_pieces *out, gtr_error *err);
+GTR_API void gtr_pieces_free(gtr_pieces *p);
+/* The normalised text SentencePiece segments (NFKC rules of the model, whitespace rules,
+ * spaces as U+2581); *out is malloc'd and NUL-terminated. For debugging and tests. */
+GTR_API gtr_status gtr_tokenizer_normalize(const gtr_tokenizer *tok, const char *text, size_t len,
+                                           char **out, size_t *out_len, gtr_error *err);
+
 /* ======================================================================== model */
 /* (section owned by src/model/)
  * A GTR model directory in the sentence-transformers layout (config.json, model.safetensors
