@@ -6,6 +6,7 @@
 /* Each subcommand file adds its line here. */
 static const cli_command commands[] = {
     {"version", "print the version and the CPU features in use", cmd_version},
+    {"eval", "evaluate a TREC run against qrels (trec_eval's measures and output)", cmd_eval},
 };
 
 static void usage(FILE *out)

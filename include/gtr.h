@@ -185,7 +185,105 @@ GTR_API uint64_t gtr_model_fingerprint(const gtr_model *m);
 /* (section owned by src/bm25/) */
 
 /* ======================================================================== eval */
-/* (section owned by src/eval/) */
+/* (section owned by src/eval/)
+ * Evaluation with the semantics and output of NIST trec_eval 10.0: relevance judgments
+ * (qrels), ranked runs, and the measures num_q, num_ret, num_rel, num_rel_ret, map,
+ * recip_rank, P.K, recall.K, ndcg, ndcg_cut.K, map_cut.K.
+ *  - A run is ranked as trec_eval ranks it: score descending, equal scores by document id
+ *    descending (bytewise); the rank column of a run file is ignored.
+ *  - A document is relevant when its judgment is >= 1; ndcg gains are the judgment levels;
+ *    a judgment < 0 means "in the pool but unjudged" (never relevant, no gain).
+ *  - Averaging: by default over the judged queries that appear in the run (what BEIR reports
+ *    through pytrec_eval); with GTR_EVAL_COMPLETE (trec_eval -c) over every judged query, a
+ *    query absent from the run scoring 0. Run queries without judgments are ignored and
+ *    counted (gtr_eval_num_unjudged). */
+
+/* Relevance judgments. */
+typedef struct gtr_qrels gtr_qrels;
+/* Reads TREC qrels ("qid iter docid rel", whitespace separated) or BEIR qrels TSV
+ * ("query-id<TAB>corpus-id<TAB>score", header line optional), told apart by the number of
+ * fields. '#' comment lines and blank lines are skipped. rel must be an integer. A malformed
+ * line or a repeated (query, document) pair in a TREC file is GTR_ERR_FORMAT naming
+ * "path:line" (in a BEIR TSV the last judgment wins, as BEIR's loader does). */
+GTR_API gtr_qrels *gtr_qrels_load(const char *path, gtr_error *err);
+/* The same from text in memory; name stands for the file in error messages. */
+GTR_API gtr_qrels *gtr_qrels_parse(const char *text, size_t len, const char *name,
+                                   gtr_error *err);
+GTR_API void gtr_qrels_free(gtr_qrels *q);
+/* Judged queries, ordered by id (bytewise, trec_eval's order). */
+GTR_API size_t gtr_qrels_num_queries(const gtr_qrels *q);
+GTR_API const char *gtr_qrels_query_id(const gtr_qrels *q, size_t i);
+/* 1 when the query has judgments. */
+GTR_API int gtr_qrels_has_query(const gtr_qrels *q, const char *qid);
+
+/* A ranked run: for each query, documents with scores. */
+typedef struct gtr_run gtr_run;
+GTR_API gtr_run *gtr_run_new(gtr_error *err);
+/* Reads a TREC run ("qid Q0 docid rank score tag", whitespace separated; further fields,
+ * blank lines and '#' comment lines ignored). A malformed line, a score that is not a number,
+ * or a document listed twice for one query is GTR_ERR_FORMAT naming "path:line". */
+GTR_API gtr_run *gtr_run_load(const char *path, gtr_error *err);
+GTR_API gtr_run *gtr_run_parse(const char *text, size_t len, const char *name, gtr_error *err);
+GTR_API void gtr_run_free(gtr_run *run);
+/* Add one scored document (ids are copied; score must not be NaN). A document added twice
+ * to one query is GTR_ERR_INVALID_ARG. */
+GTR_API gtr_status gtr_run_add(gtr_run *run, const char *qid, const char *docid, double score,
+                               gtr_error *err);
+/* Make a query part of the run even if it retrieved nothing (it then counts in the default
+ * averaging with every measure 0, as an empty result list does in BEIR). */
+GTR_API gtr_status gtr_run_add_query(gtr_run *run, const char *qid, gtr_error *err);
+GTR_API size_t gtr_run_num_queries(const gtr_run *run);
+GTR_API size_t gtr_run_num_docs(const gtr_run *run); /* (query, document) pairs */
+/* The run as TREC text: queries in the order they were first added, each ranked as
+ * trec_eval ranks it (ranks 1..n), scores printed so that re-reading gives the same ranking
+ * (float-valued scores with 9 significant digits, others with 17). tag: the last column
+ * (NULL: "gtr"; must not contain whitespace). *out is malloc'd and NUL-terminated. */
+GTR_API gtr_status gtr_run_format(const gtr_run *run, const char *tag, char **out,
+                                  size_t *len, gtr_error *err);
+/* The same written atomically to path. */
+GTR_API gtr_status gtr_run_write(const gtr_run *run, const char *path, const char *tag,
+                                 gtr_error *err);
+
+/* A set of measures, as given to trec_eval with -m. */
+typedef struct gtr_measures gtr_measures;
+/* spec: whitespace-separated trec_eval measure names, each optionally with comma-separated
+ * cutoffs: "ndcg_cut.10,100 recall.100 map recip_rank". A cutoff measure named without
+ * cutoffs ("P") gets trec_eval's defaults 5,10,15,20,30,100,200,500,1000; cutoffs given for
+ * one measure in several words are merged. NULL or "" selects the default set, the one BEIR
+ * reports (GTR_EVAL_DEFAULT_MEASURES). Unknown names and bad cutoffs are GTR_ERR_INVALID_ARG. */
+#define GTR_EVAL_DEFAULT_MEASURES                                                            \
+    "ndcg_cut.1,3,5,10,100,1000 map_cut.10,100,1000 recall.1,5,10,100,1000 P.1,5,10,100 "     \
+    "recip_rank map ndcg num_q num_ret num_rel num_rel_ret"
+GTR_API gtr_measures *gtr_measures_parse(const char *spec, gtr_error *err);
+GTR_API void gtr_measures_free(gtr_measures *m);
+
+#define GTR_EVAL_COMPLETE 1u /* trec_eval -c: average over every judged query */
+
+typedef struct gtr_eval_result gtr_eval_result;
+/* Evaluate run against qrels. measures NULL = the default set. Fails (GTR_ERR_MISMATCH) when
+ * no query is evaluated (no judged query in the run, without GTR_EVAL_COMPLETE). */
+GTR_API gtr_eval_result *gtr_eval(const gtr_qrels *qrels, const gtr_run *run,
+                                  const gtr_measures *measures, unsigned flags, gtr_error *err);
+GTR_API void gtr_eval_free(gtr_eval_result *r);
+/* Result columns in trec_eval's print order, named as trec_eval prints them ("ndcg_cut_10",
+ * "P_5", "num_q", ...); the same names key `gtr beir --json`. */
+GTR_API size_t gtr_eval_num_values(const gtr_eval_result *r);
+GTR_API const char *gtr_eval_value_name(const gtr_eval_result *r, size_t j);
+/* Summary ("all") value of column j: a mean, or a total for the num_* counts. */
+GTR_API double gtr_eval_value(const gtr_eval_result *r, size_t j);
+/* Summary value by column name; NaN when that column was not computed. */
+GTR_API double gtr_eval_get(const gtr_eval_result *r, const char *name);
+/* Evaluated queries (ordered by id) and their per-query values. */
+GTR_API size_t gtr_eval_num_queries(const gtr_eval_result *r);
+GTR_API const char *gtr_eval_query_id(const gtr_eval_result *r, size_t i);
+GTR_API double gtr_eval_query_value(const gtr_eval_result *r, size_t i, size_t j);
+/* Run queries that have no judgments (ignored), ordered by id. */
+GTR_API size_t gtr_eval_num_unjudged(const gtr_eval_result *r);
+GTR_API const char *gtr_eval_unjudged_id(const gtr_eval_result *r, size_t i);
+/* trec_eval's output, byte for byte: with per_query (-q) each query's lines first (queries
+ * in id order, num_q omitted), then the summary lines "measure<TAB>all<TAB>value". */
+GTR_API gtr_status gtr_eval_format(const gtr_eval_result *r, int per_query, char **out,
+                                   size_t *len, gtr_error *err);
 
 /* ======================================================================== train */
 /* (section owned by src/train/) */

@@ -129,6 +129,32 @@ const char *gtr_cpu_describe(const gtr_cpu *cpu); /* static string */
 typedef void (*gtr_task_fn)(void *ctx, size_t i, int thread_id);
 void gtr_pool_for(gtr_pool *pool, size_t n, gtr_task_fn fn, void *ctx);
 
+/* ---- string interner (strmap.c) ----------------------------------------- */
+
+/* Byte strings to dense ids 0..n-1 in insertion order (document ids, query ids, terms).
+ * Keys are copied; a key pointer stays valid until the next intern call. */
+#define GTR_STRMAP_NONE UINT32_MAX
+typedef struct gtr_strmap_ent {
+    uint64_t hash;
+    uint32_t off, len;
+} gtr_strmap_ent;
+typedef struct gtr_strmap {
+    uint32_t *slots; /* 0 = empty, else id + 1 */
+    size_t cap;      /* slots, power of two */
+    gtr_strmap_ent *ents;
+    size_t n, ents_cap;
+    gtr_buf keys;    /* NUL-terminated keys back to back */
+} gtr_strmap;
+void gtr_strmap_init(gtr_strmap *m);
+void gtr_strmap_free(gtr_strmap *m);
+/* Id of key, adding it when absent (*added tells which; added may be NULL). */
+gtr_status gtr_strmap_intern(gtr_strmap *m, const char *key, size_t len, uint32_t *id,
+                             bool *added, gtr_error *err);
+/* Id of key or GTR_STRMAP_NONE. */
+uint32_t gtr_strmap_find(const gtr_strmap *m, const char *key, size_t len);
+/* The NUL-terminated key of an id (NULL when out of range); *len its length if non-NULL. */
+const char *gtr_strmap_key(const gtr_strmap *m, uint32_t id, size_t *len);
+
 /* ---- time -------------------------------------------------------------- */
 double gtr_now_seconds(void); /* monotonic */
 

@@ -1,0 +1,342 @@
+/* run.c — ranked runs: built in memory (gtr_run_add) or read from TREC run files, ranked the
+ * way trec_eval ranks them, and written back as TREC text. */
+#include "eval/eval.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+gtr_run *gtr_run_new(gtr_error *err)
+{
+    gtr_run *r = gtr_xcalloc(1, sizeof *r, "run", err);
+    if (!r) return NULL;
+    gtr_strmap_init(&r->qids);
+    gtr_strmap_init(&r->docs);
+    return r;
+}
+
+void gtr_run_free(gtr_run *r)
+{
+    if (!r) return;
+    gtr_strmap_free(&r->qids);
+    gtr_strmap_free(&r->docs);
+    free(r->eq);
+    free(r->ed);
+    free(r->es);
+    free(r->eline);
+    free(r->pkeys);
+    free(r->pvals);
+    free(r);
+}
+
+size_t gtr_run_num_queries(const gtr_run *r) { return r ? r->qids.n : 0; }
+size_t gtr_run_num_docs(const gtr_run *r) { return r ? r->n : 0; }
+
+/* ---- the (query, document) pair set that catches duplicates ---- */
+
+static size_t pair_slot(uint64_t key, size_t cap)
+{
+    key ^= key >> 31;
+    key *= 0x9e3779b97f4a7c15ull;
+    key ^= key >> 29;
+    return (size_t)key & (cap - 1);
+}
+
+static gtr_status pairs_grow(gtr_run *r, gtr_error *err)
+{
+    size_t cap = r->pcap ? r->pcap * 2 : 1024;
+    uint64_t *keys = gtr_xmalloc(cap * sizeof *keys, "run", err);
+    uint32_t *vals = gtr_xcalloc(cap, sizeof *vals, "run", err);
+    if (!keys || !vals) {
+        free(keys);
+        free(vals);
+        return GTR_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < r->pcap; i++) {
+        if (!r->pvals[i]) continue;
+        size_t s = pair_slot(r->pkeys[i], cap);
+        while (vals[s]) s = (s + 1) & (cap - 1);
+        keys[s] = r->pkeys[i];
+        vals[s] = r->pvals[i];
+    }
+    free(r->pkeys);
+    free(r->pvals);
+    r->pkeys = keys;
+    r->pvals = vals;
+    r->pcap = cap;
+    return GTR_OK;
+}
+
+/* Record the pair as entry e; returns the earlier entry + 1 when the pair exists, else 0. */
+static uint32_t pairs_insert(gtr_run *r, uint32_t q, uint32_t d, uint32_t e)
+{
+    uint64_t key = (uint64_t)q << 32 | d;
+    size_t s = pair_slot(key, r->pcap);
+    for (; r->pvals[s]; s = (s + 1) & (r->pcap - 1))
+        if (r->pkeys[s] == key) return r->pvals[s];
+    r->pkeys[s] = key;
+    r->pvals[s] = e + 1;
+    return 0;
+}
+
+static gtr_status reserve_entry(gtr_run *r, gtr_error *err)
+{
+    if (r->n >= UINT32_MAX - 1) return gtr_seterr(err, GTR_ERR_UNSUPPORTED, "run: too many documents");
+    if ((r->n + 1) * 2 > r->pcap) {
+        gtr_status st = pairs_grow(r, err);
+        if (st) return st;
+    }
+    if (r->n < r->cap) return GTR_OK;
+    size_t cap = r->cap ? r->cap * 2 : 1024;
+    uint32_t *eq = gtr_xrealloc(r->eq, cap * sizeof *eq, "run", err);
+    if (!eq) return GTR_ERR_NOMEM;
+    r->eq = eq;
+    uint32_t *ed = gtr_xrealloc(r->ed, cap * sizeof *ed, "run", err);
+    if (!ed) return GTR_ERR_NOMEM;
+    r->ed = ed;
+    double *es = gtr_xrealloc(r->es, cap * sizeof *es, "run", err);
+    if (!es) return GTR_ERR_NOMEM;
+    r->es = es;
+    uint32_t *el = gtr_xrealloc(r->eline, cap * sizeof *el, "run", err);
+    if (!el) return GTR_ERR_NOMEM;
+    r->eline = el;
+    r->cap = cap;
+    return GTR_OK;
+}
+
+/* Add one entry; name/line describe its source for the duplicate error (name NULL: in memory). */
+static gtr_status add_entry(gtr_run *r, const char *qid, size_t qlen, const char *doc,
+                            size_t dlen, double score, const char *name, size_t line,
+                            gtr_error *err)
+{
+    uint32_t q, d;
+    gtr_status st = reserve_entry(r, err);
+    if (!st) st = gtr_strmap_intern(&r->qids, qid, qlen, &q, NULL, err);
+    if (!st) st = gtr_strmap_intern(&r->docs, doc, dlen, &d, NULL, err);
+    if (st) return st;
+    uint32_t prev = pairs_insert(r, q, d, (uint32_t)r->n);
+    if (prev) {
+        const char *ds = gtr_strmap_key(&r->docs, d, NULL), *qs = gtr_strmap_key(&r->qids, q, NULL);
+        if (name)
+            return gtr_seterr(err, GTR_ERR_FORMAT,
+                              "%s:%zu: document '%s' listed twice for query '%s' (also line %u)",
+                              name, line, ds, qs, r->eline[prev - 1]);
+        return gtr_seterr(err, GTR_ERR_INVALID_ARG, "run: document '%s' added twice for query '%s'",
+                          ds, qs);
+    }
+    r->eq[r->n] = q;
+    r->ed[r->n] = d;
+    r->es[r->n] = score;
+    r->eline[r->n] = (uint32_t)line;
+    r->n++;
+    return GTR_OK;
+}
+
+gtr_status gtr_run_add(gtr_run *r, const char *qid, const char *docid, double score,
+                       gtr_error *err)
+{
+    if (!r || !qid || !docid || !*qid || !*docid)
+        return gtr_seterr(err, GTR_ERR_INVALID_ARG, "run: missing run, query id or document id");
+    if (isnan(score))
+        return gtr_seterr(err, GTR_ERR_INVALID_ARG, "run: score of '%s' for query '%s' is NaN",
+                          docid, qid);
+    return add_entry(r, qid, strlen(qid), docid, strlen(docid), score, NULL, 0, err);
+}
+
+gtr_status gtr_run_add_query(gtr_run *r, const char *qid, gtr_error *err)
+{
+    if (!r || !qid || !*qid) return gtr_seterr(err, GTR_ERR_INVALID_ARG, "run: missing query id");
+    uint32_t q;
+    return gtr_strmap_intern(&r->qids, qid, strlen(qid), &q, NULL, err);
+}
+
+gtr_run *gtr_run_parse(const char *text, size_t len, const char *name, gtr_error *err)
+{
+    gtr_run *r = gtr_run_new(err);
+    if (!r) return NULL;
+    gtr_status st = GTR_OK;
+    gtr_lines it;
+    const char *s;
+    size_t n;
+    gtr_lines_init(&it, text, len);
+    while (gtr_lines_next(&it, &s, &n)) {
+        if (it.line > UINT32_MAX) {
+            st = gtr_seterr(err, GTR_ERR_UNSUPPORTED, "%s: too many lines", name);
+            break;
+        }
+        if (memchr(s, '\0', n)) {
+            st = gtr_seterr(err, GTR_ERR_FORMAT, "%s:%zu: line contains a NUL byte", name, it.line);
+            break;
+        }
+        if (gtr_line_skippable(s, n)) continue;
+        gtr_field f[6];
+        size_t nf = gtr_split_fields(s, n, false, f, 6);
+        if (nf < 6) {
+            st = gtr_seterr(err, GTR_ERR_FORMAT,
+                            "%s:%zu: expected 6 fields 'qid Q0 docid rank score tag', got %zu",
+                            name, it.line, nf);
+            break;
+        }
+        double score;
+        if (!gtr_field_double(&f[4], &score)) {
+            st = gtr_seterr(err, GTR_ERR_FORMAT, "%s:%zu: score '%.*s' is not a number", name,
+                            it.line, (int)GTR_MIN(f[4].n, 64), f[4].s);
+            break;
+        }
+        st = add_entry(r, f[0].s, f[0].n, f[2].s, f[2].n, score, name, it.line, err);
+        if (st) break;
+    }
+    if (st) {
+        gtr_run_free(r);
+        return NULL;
+    }
+    return r;
+}
+
+gtr_run *gtr_run_load(const char *path, gtr_error *err)
+{
+    char *data;
+    size_t len;
+    if (!path) {
+        gtr_seterr(err, GTR_ERR_INVALID_ARG, "run: no path");
+        return NULL;
+    }
+    if (gtr_read_file(path, 0, &data, &len, err)) return NULL;
+    gtr_run *r = gtr_run_parse(data, len, path, err);
+    free(data);
+    return r;
+}
+
+/* ---- ranking ---- */
+
+typedef struct rank_key {
+    double score;
+    uint32_t doc_rank; /* position of the document id in bytewise order */
+    uint32_t entry;
+} rank_key;
+
+/* trec_eval: score descending, then document id descending (strcmp). */
+static int cmp_rank(const void *a, const void *b)
+{
+    const rank_key *x = a, *y = b;
+    if (x->score > y->score) return -1;
+    if (x->score < y->score) return 1;
+    return x->doc_rank > y->doc_rank ? -1 : x->doc_rank < y->doc_rank;
+}
+
+typedef struct named {
+    const char *s;
+    uint32_t i;
+} named;
+
+static int cmp_named(const void *a, const void *b)
+{
+    return strcmp(((const named *)a)->s, ((const named *)b)->s);
+}
+
+void gtr_ranking_free(gtr_ranking *rk)
+{
+    free(rk->start);
+    free(rk->order);
+    rk->start = NULL;
+    rk->order = NULL;
+}
+
+gtr_status gtr_run_rank(const gtr_run *r, gtr_ranking *rk, gtr_error *err)
+{
+    size_t nq = r->qids.n, nd = r->docs.n;
+    rk->start = gtr_xcalloc(nq + 1, sizeof *rk->start, "run ranking", err);
+    rk->order = gtr_xmalloc((r->n ? r->n : 1) * sizeof *rk->order, "run ranking", err);
+    named *names = gtr_xmalloc((nd ? nd : 1) * sizeof *names, "run ranking", err);
+    uint32_t *doc_rank = gtr_xmalloc((nd ? nd : 1) * sizeof *doc_rank, "run ranking", err);
+    rank_key *keys = gtr_xmalloc((r->n ? r->n : 1) * sizeof *keys, "run ranking", err);
+    if (!rk->start || !rk->order || !names || !doc_rank || !keys) {
+        free(names);
+        free(doc_rank);
+        free(keys);
+        gtr_ranking_free(rk);
+        return GTR_ERR_NOMEM;
+    }
+    /* Rank the distinct document ids once, so ties compare integers. */
+    for (size_t i = 0; i < nd; i++) names[i] = (named){gtr_strmap_key(&r->docs, (uint32_t)i, NULL), (uint32_t)i};
+    qsort(names, nd, sizeof *names, cmp_named);
+    for (size_t i = 0; i < nd; i++) doc_rank[names[i].i] = (uint32_t)i;
+    /* Group entries by query (counting sort), then rank each group. */
+    for (size_t i = 0; i < r->n; i++) rk->start[r->eq[i] + 1]++;
+    for (size_t q = 0; q < nq; q++) rk->start[q + 1] += rk->start[q];
+    size_t *fill = gtr_xmalloc((nq ? nq : 1) * sizeof *fill, "run ranking", err);
+    if (!fill) {
+        free(names);
+        free(doc_rank);
+        free(keys);
+        gtr_ranking_free(rk);
+        return GTR_ERR_NOMEM;
+    }
+    memcpy(fill, rk->start, nq * sizeof *fill);
+    for (size_t i = 0; i < r->n; i++)
+        keys[fill[r->eq[i]]++] = (rank_key){r->es[i], doc_rank[r->ed[i]], (uint32_t)i};
+    for (size_t q = 0; q < nq; q++)
+        qsort(keys + rk->start[q], rk->start[q + 1] - rk->start[q], sizeof *keys, cmp_rank);
+    for (size_t i = 0; i < r->n; i++) rk->order[i] = keys[i].entry;
+    free(fill);
+    free(names);
+    free(doc_rank);
+    free(keys);
+    return GTR_OK;
+}
+
+/* ---- writing ---- */
+
+static bool valid_tag(const char *t)
+{
+    if (!*t) return false;
+    for (; *t; t++)
+        if (*t == ' ' || *t == '\t' || *t == '\n' || *t == '\r' || *t == '\v' || *t == '\f')
+            return false;
+    return true;
+}
+
+gtr_status gtr_run_format(const gtr_run *r, const char *tag, char **out, size_t *len,
+                          gtr_error *err)
+{
+    if (!r || !out) return gtr_seterr(err, GTR_ERR_INVALID_ARG, "run: nothing to format");
+    if (!tag) tag = "gtr";
+    if (!valid_tag(tag))
+        return gtr_seterr(err, GTR_ERR_INVALID_ARG, "run: tag '%s' is empty or has whitespace", tag);
+    gtr_ranking rk;
+    gtr_status st = gtr_run_rank(r, &rk, err);
+    if (st) return st;
+    gtr_buf b = {0};
+    st = gtr_buf_reserve(&b, 0, err);
+    for (size_t q = 0; q < r->qids.n && !st; q++) {
+        const char *qs = gtr_strmap_key(&r->qids, (uint32_t)q, NULL);
+        for (size_t k = rk.start[q]; k < rk.start[q + 1] && !st; k++) {
+            uint32_t e = rk.order[k];
+            double s = r->es[e];
+            /* Scores that are floats print with 9 digits (enough to tell any two floats apart,
+             * so the ranking survives a round trip); other doubles need 17. */
+            const char *fmt = (double)(float)s == s ? "%s Q0 %s %zu %.9g %s\n" : "%s Q0 %s %zu %.17g %s\n";
+            st = gtr_buf_printf(&b, err, fmt, qs, gtr_strmap_key(&r->docs, r->ed[e], NULL),
+                                k - rk.start[q] + 1, s, tag);
+        }
+    }
+    gtr_ranking_free(&rk);
+    if (st) {
+        gtr_buf_free(&b);
+        return st;
+    }
+    *out = b.data;
+    if (len) *len = b.len;
+    return GTR_OK;
+}
+
+gtr_status gtr_run_write(const gtr_run *r, const char *path, const char *tag, gtr_error *err)
+{
+    char *text;
+    size_t len;
+    gtr_status st = gtr_run_format(r, tag, &text, &len, err);
+    if (st) return st;
+    st = gtr_write_file_atomic(path, text, len, err);
+    free(text);
+    return st;
+}
