@@ -79,9 +79,10 @@ static gtr_status parse_cuts(const char *word, const char *p, size_t n, long **o
     qsort(cuts, count, sizeof *cuts, cmp_long);
     for (size_t j = 1; j < count; j++)
         if (cuts[j] == cuts[j - 1]) {
+            long dup = cuts[j];
             free(cuts);
             return gtr_seterr(err, GTR_ERR_INVALID_ARG, "measure '%s': cutoff %ld given twice",
-                              word, cuts[j]);
+                              word, dup);
         }
     *out = cuts;
     *n_out = count;
