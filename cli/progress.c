@@ -2,6 +2,7 @@
  * line every 10 s otherwise (logs stay readable). */
 #include "cli.h"
 
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -33,6 +34,40 @@ static void fmt_eta(char *buf, size_t n, double s)
     else snprintf(buf, n, "%02d:%02d", t / 60, t % 60);
 }
 
+/* Unit "B" (downloads) prints sizes as kB/MB/GB, decimal like curl and the hub. */
+static void fmt_bytes(char *buf, size_t n, double v)
+{
+    static const char *const u[] = {"B", "kB", "MB", "GB", "TB"};
+    int i = 0;
+    while (v >= 1000 && i < 4) v /= 1000, i++;
+    snprintf(buf, n, i ? "%.1f %s" : "%.0f %s", v, u[i]);
+}
+
+static int progress_bytes(cli_progress *p, uint64_t done, uint64_t total, double rate,
+                          const char *eta)
+{
+    char d[32], t[32], r[32];
+    fmt_bytes(d, sizeof d, (double)done);
+    fmt_bytes(t, sizeof t, (double)total);
+    fmt_bytes(r, sizeof r, rate);
+    if (p->tty) {
+        int width = 30, fill = total ? (int)((double)width * (double)done / (double)total) : 0;
+        char bar[64];
+        for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : (total ? '.' : ' ');
+        bar[width] = '\0';
+        if (total)
+            fprintf(stderr, "\r%s [%s] %s/%s  %s/s  ETA %s   ", p->label, bar, d, t, r, eta);
+        else
+            fprintf(stderr, "\r%s %s  %s/s   ", p->label, d, r);
+        p->drawn = true;
+    } else if (total) {
+        fprintf(stderr, "%s: %s/%s, %s/s, ETA %s\n", p->label, d, t, r, eta);
+    } else {
+        fprintf(stderr, "%s: %s, %s/s\n", p->label, d, r);
+    }
+    return 0;
+}
+
 int cli_progress_cb(void *user, uint64_t done, uint64_t total)
 {
     cli_progress *p = user;
@@ -44,6 +79,7 @@ int cli_progress_cb(void *user, uint64_t done, uint64_t total)
     double el = t - p->start, rate = el > 0 ? (double)done / el : 0;
     char eta[32];
     fmt_eta(eta, sizeof eta, total && rate > 0 ? (double)(total - done) / rate : -1);
+    if (p->unit && !strcmp(p->unit, "B")) return progress_bytes(p, done, total, rate, eta);
     if (p->tty) {
         int width = 30, fill = total ? (int)((double)width * (double)done / (double)total) : 0;
         if (fill > width) fill = width;

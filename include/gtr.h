@@ -291,6 +291,67 @@ GTR_API gtr_status gtr_eval_format(const gtr_eval_result *r, int per_query, char
 /* ======================================================================== server */
 /* (section owned by src/server/) */
 
+/* ======================================================================== download */
+/* (section owned by src/net/)
+ * Fetch models from the Hugging Face hub and BEIR datasets from their public address, over
+ * HTTP(S) with libcurl. Downloads are resumable (an interrupted run leaves a partial file that
+ * the next run continues with an HTTP Range request), size-checked (Content-Length, the hub's
+ * X-Linked-Size) and, for the hub's large (LFS) files, checked against their SHA-256. The
+ * destination appears atomically: files are staged in "<dest>.partial/" and the finished
+ * directory is renamed into place, so a directory that exists is complete. */
+
+typedef enum gtr_download_event {
+    GTR_DOWNLOAD_RESOLVED, /* hub: name = revision asked for, detail = the commit it resolved to */
+    GTR_DOWNLOAD_START,    /* a file starts: name, size = bytes already present (resume), detail = URL */
+    GTR_DOWNLOAD_DONE,     /* a file is complete and verified: name, size */
+    GTR_DOWNLOAD_SKIPPED,  /* an optional or fallback file is absent: name, detail = why */
+    GTR_DOWNLOAD_RETRY,    /* a transfer failed and is retried: name, size = bytes so far, detail = why */
+    GTR_DOWNLOAD_EXTRACT,  /* unpacking an archive starts: name, size = uncompressed bytes */
+    GTR_DOWNLOAD_PRESENT   /* the destination already exists: nothing downloaded; detail = path */
+} gtr_download_event;
+
+typedef void (*gtr_download_event_fn)(void *user, gtr_download_event ev, const char *name,
+                                      uint64_t size, const char *detail);
+
+typedef struct gtr_download_options {
+    /* Where to download from. gtr_hf_pull: the hub (NULL: $HF_ENDPOINT, else
+     * https://huggingface.co). gtr_download_dataset: the folder holding NAME.zip (NULL:
+     * $GTR_BEIR_URL, else https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets). */
+    const char *endpoint;
+    /* Hub access token sent as "Authorization: Bearer" (never to a redirect's other host).
+     * NULL: $HF_TOKEN, else the file $HF_HOME/token (default ~/.cache/huggingface/token)
+     * that `huggingface-cli login` writes, else none. "" forces none. */
+    const char *token;
+    const char *revision;      /* hub branch, tag or commit (NULL: "main") */
+    int force;                 /* replace an existing destination instead of keeping it */
+    int max_retries;           /* per file, after a dropped connection or 5xx (default 5) */
+    int retry_delay_ms;        /* first back-off (default 1000; doubles each retry, max 30 s) */
+    int connect_timeout_s;     /* default 30 */
+    int stall_timeout_s;       /* give up when no byte arrives for this long (default 60) */
+    gtr_progress_fn progress;  /* bytes of the current file (total 0 when unknown) */
+    gtr_download_event_fn on_event;
+    void *user;                /* passed to progress and on_event */
+} gtr_download_options;
+GTR_API gtr_download_options gtr_download_default_options(void);
+
+/* Download a sentence-transformers model (GTR and other T5 encoders) from the hub into dir:
+ * modules.json, then for every module the files it needs (config.json,
+ * sentence_bert_config.json, spiece.model, 1_Pooling/config.json, 2_Dense/config.json, ...),
+ * weights as model.safetensors or, where the repository has none, pytorch_model.bin, plus
+ * the small optional tokenizer/config files when present. URL of a file:
+ * <endpoint>/<repo_id>/resolve/<revision>/<file>; every file after the first comes from the
+ * commit the revision resolved to, so the set is consistent. If dir already exists (and is
+ * not empty) nothing is downloaded unless opts->force. opts may be NULL (defaults). */
+GTR_API gtr_status gtr_hf_pull(const char *repo_id, const char *dir,
+                               const gtr_download_options *opts, gtr_error *err);
+
+/* Download <endpoint>/<name>.zip (a BEIR dataset such as "scifact") and unpack it into
+ * <parent_dir>/<name> (corpus.jsonl, queries.jsonl, qrels/). Entries with absolute paths,
+ * ".." components or links are refused. If <parent_dir>/<name> exists nothing is downloaded
+ * unless opts->force. opts may be NULL (defaults). */
+GTR_API gtr_status gtr_download_dataset(const char *name, const char *parent_dir,
+                                        const gtr_download_options *opts, gtr_error *err);
+
 #ifdef __cplusplus
 }
 #endif
