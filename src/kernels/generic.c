@@ -56,10 +56,19 @@ void gtr_generic_rmsnorm(const float *x, const float *w, float eps, size_t n, fl
     for (size_t i = 0; i < n; i++) y[i] = x[i] * r * w[i];
 }
 
-void gtr_generic_softmax(float *x, size_t n)
+void gtr_generic_softmax(float *x, size_t n) { gtr_generic_add_softmax(x, NULL, n); }
+
+void gtr_generic_add_softmax(float *x, const float *bias, size_t n)
 {
     float mx = -INFINITY;
-    for (size_t i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    for (size_t i = 0; i < n; i++) {
+        if (bias) x[i] += bias[i];
+        mx = x[i] > mx ? x[i] : mx;
+    }
+    if (mx == -INFINITY) { /* everything masked: zeros rather than 0/0 */
+        for (size_t i = 0; i < n; i++) x[i] = 0;
+        return;
+    }
     float s = 0;
     for (size_t i = 0; i < n; i++) {
         x[i] = expf(x[i] - mx);
@@ -71,10 +80,13 @@ void gtr_generic_softmax(float *x, size_t n)
 
 void gtr_generic_gelu_mul(float *x, const float *g, size_t n)
 {
+    /* 0.5·v·(1 + tanh(u)) == v / (1 + exp(-2u)); the latter keeps full relative precision
+     * where tanh(u) is close to -1 (the vector versions use the same form). */
     const float c = 0.7978845608028654f; /* sqrt(2/pi) */
     for (size_t i = 0; i < n; i++) {
         float v = x[i];
-        x[i] = 0.5f * v * (1.0f + tanhf(c * (v + 0.044715f * v * v * v))) * g[i];
+        float u = c * (v + 0.044715f * v * v * v);
+        x[i] = v / (1.0f + expf(-2.0f * u)) * g[i];
     }
 }
 

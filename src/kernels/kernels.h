@@ -6,6 +6,22 @@
  *
  * Weights are "linear" matrices W[n_out, k_in] (PyTorch nn.Linear layout); they are packed
  * once at load (gtr_wmat) into whatever layout/precision the chosen kernels like best.
+ *
+ * Precisions of packed weights (activations and outputs are always float32):
+ *  - GTR_W_F32:  y = x·Wᵀ in float32 (FMA; summation order differs between ISAs).
+ *  - GTR_W_BF16: W and x are rounded to bfloat16 (round to nearest even; float32 denormals
+ *    flushed to zero, as AVX512_BF16 does), products are exact in float32 and summed in
+ *    float32. Every ISA gives the float32 sum of the same exact products; only the order of
+ *    the additions differs.
+ *  - GTR_W_INT8: symmetric per-output-channel weights and per-row (per-token) dynamically
+ *    quantised activations:
+ *        sw[n] = max_k |W[n,k]| / 127            qw[n,k] = rint(W[n,k] · (127 / max_k|W[n,k]|))
+ *        sx[i] = max_k |x[i,k]| / 127            qx[i,k] = rint(x[i,k] · (127 / max_k|x[i,k]|))
+ *        y[i,n] = (float)(Σ_k qx·qw) · (sx[i] · sw[n])          (all in float32, rint = RNE)
+ *    q values are clamped to [-127, 127]; an all-zero row gets scale 0. The integer sum is
+ *    exact on every ISA (AVX-512 VNNI computes Σ (qx+128)·qw − 128·Σ qw with u8×s8 vpdpbusd,
+ *    AVX2 uses |qx| × sign(qw, qx) with vpmaddubsw, which cannot saturate since |q| ≤ 127),
+ *    so every ISA gives bit-identical int8 results.
  */
 #ifndef GTR_KERNELS_H
 #define GTR_KERNELS_H
@@ -13,20 +29,24 @@
 #include "core/core.h"
 
 typedef enum gtr_wtype { GTR_W_F32 = 0, GTR_W_BF16, GTR_W_INT8 } gtr_wtype;
+#define GTR_W_NTYPES 3
 
 /* A packed weight matrix: y = x · Wᵀ with W [n, k]. The layout of data is private to the
- * kernels that packed it. */
+ * kernels that packed it: panels of nr output channels, k padded to kp (a multiple of 1, 2
+ * or 4 for f32, bf16, int8), each panel [kp/g][nr][g] with g that multiple, zero padded. */
 typedef struct gtr_wmat {
     size_t n, k;
     gtr_wtype type;
     void *data;    /* packed values (aligned allocation) */
-    float *scales; /* INT8: per-output-row scale, else NULL */
+    float *scales; /* INT8: per-output-row scale (padded to whole panels), else NULL */
     size_t bytes;  /* memory held */
+    size_t nr, kp; /* panel width and padded k of the layout */
+    int32_t *colsum; /* INT8: Σ_k qw[n,k] per output row (VNNI offset compensation) */
 } gtr_wmat;
 
 /* Flags for gtr_linear. */
 #define GTR_LINEAR_ACCUM 1u /* y += x·Wᵀ instead of y = x·Wᵀ (residual add fused) */
-#define GTR_LINEAR_RELU  2u /* y = relu(x·Wᵀ) (not with ACCUM) */
+#define GTR_LINEAR_RELU  2u /* y = relu(x·Wᵀ) (with ACCUM: relu(y + x·Wᵀ)) */
 
 typedef struct gtr_kernels gtr_kernels;
 
@@ -35,20 +55,44 @@ const gtr_kernels *gtr_kernels_select(void);
 /* The portable kernels (reference for tests). */
 const gtr_kernels *gtr_kernels_generic(void);
 const char *gtr_kernels_name(const gtr_kernels *k);
+/* Every kernel table this CPU can run (i = 0.. until NULL), generic first; for tests and
+ * benchmarks that force each ISA path. */
+const gtr_kernels *gtr_kernels_at(size_t i);
+/* The table of that name if this CPU can run it, else NULL. */
+const gtr_kernels *gtr_kernels_by_name(const char *name);
 
-/* Pack W (row-major [n, k] float32) as type. */
+/* Pack W (row-major [n, k] float32) as type. n, k >= 1. */
 gtr_status gtr_wmat_pack(const gtr_kernels *kern, gtr_wmat *w, const float *W, size_t n, size_t k,
                          gtr_wtype type, gtr_error *err);
+/* Pack weights that are already bfloat16 (row-major [n, k], e.g. from a quantised checkpoint). */
+gtr_status gtr_wmat_pack_bf16(const gtr_kernels *kern, gtr_wmat *w, const uint16_t *W, size_t n,
+                              size_t k, gtr_error *err);
+/* Pack weights already quantised to int8 (row-major [n, k], values in [-127, 127]) with their
+ * per-row scales (W ≈ q · scales[row]). */
+gtr_status gtr_wmat_pack_int8(const gtr_kernels *kern, gtr_wmat *w, const int8_t *q,
+                              const float *scales, size_t n, size_t k, gtr_error *err);
+/* Quantise one row-major weight matrix the way GTR_W_INT8 packing does (for `gtr quantize`):
+ * q [n*k], scales [n]. */
+void gtr_quantize_rows_int8(const float *W, size_t n, size_t k, int8_t *q, float *scales);
 void gtr_wmat_free(gtr_wmat *w);
 
 /* Y[m, n] (=|+=) X[m, k] · Wᵀ; rows of X have stride ldx, rows of Y stride ldy (floats).
- * Parallel over the pool (may be NULL). */
+ * Parallel over the pool (may be NULL). bf16/int8 weights need a scratch buffer for the
+ * converted activations: gtr_linear allocates it per call (and falls back to the portable
+ * kernels, which need none, if that fails); gtr_linear_ws takes it from the caller (an
+ * arena), at least gtr_linear_ws_size bytes. */
 void gtr_linear(const gtr_kernels *kern, gtr_pool *pool, const gtr_wmat *w, const float *x,
                 size_t m, size_t ldx, float *y, size_t ldy, unsigned flags);
+size_t gtr_linear_ws_size(const gtr_kernels *kern, const gtr_pool *pool, const gtr_wmat *w,
+                          size_t m);
+void gtr_linear_ws(const gtr_kernels *kern, gtr_pool *pool, const gtr_wmat *w, const float *x,
+                   size_t m, size_t ldx, float *y, size_t ldy, unsigned flags, void *ws,
+                   size_t ws_bytes);
 
 /* Plain single-threaded float32 GEMMs with strides (attention, training):
  *   nt: C[M,N] = beta*C + A[M,K] · B[N,K]ᵀ      nn: C[M,N] = beta*C + A[M,K] · B[K,N]
- *   tn: C[M,N] = beta*C + A[K,M]ᵀ · B[K,N]                                                    */
+ *   tn: C[M,N] = beta*C + A[K,M]ᵀ · B[K,N]
+ * beta == 0 ignores C's old contents (it may hold NaN). */
 void gtr_sgemm_nt(const gtr_kernels *kern, size_t M, size_t N, size_t K, const float *A, size_t lda,
                   const float *B, size_t ldb, float beta, float *C, size_t ldc);
 void gtr_sgemm_nn(const gtr_kernels *kern, size_t M, size_t N, size_t K, const float *A, size_t lda,
@@ -56,12 +100,16 @@ void gtr_sgemm_nn(const gtr_kernels *kern, size_t M, size_t N, size_t K, const f
 void gtr_sgemm_tn(const gtr_kernels *kern, size_t M, size_t N, size_t K, const float *A, size_t lda,
                   const float *B, size_t ldb, float beta, float *C, size_t ldc);
 
-/* Element-wise, one row of n floats. */
+/* Element-wise, one row of n floats. Vectorised versions stay within ~1e-6 relative of the
+ * portable ones (only summation order and a few-ulp expf differ). */
 /* y = x * rsqrt(mean(x²) + eps) * w   (T5 RMS norm; y may equal x) */
 void gtr_rmsnorm(const gtr_kernels *kern, const float *x, const float *w, float eps, size_t n, float *y);
-/* x = softmax(x) in place (max-subtracted, exact expf) */
+/* x = softmax(x) in place (max-subtracted; -inf entries give 0) */
 void gtr_softmax(const gtr_kernels *kern, float *x, size_t n);
-/* x = gelu_tanh(x) * g   (T5 v1.1 gated-gelu) */
+/* x = softmax(x + bias) in place (attention scores + position bias/mask; bias may be NULL) */
+void gtr_add_softmax(const gtr_kernels *kern, float *x, const float *bias, size_t n);
+/* x = gelu_tanh(x) * g   (T5 v1.1 gated-gelu). Computed as x / (1 + exp(-2u)), which equals
+ * 0.5·x·(1 + tanh(u)) but does not lose digits to cancellation when tanh(u) is near -1. */
 void gtr_gelu_mul(const gtr_kernels *kern, float *x, const float *g, size_t n);
 /* dot product */
 float gtr_dot(const gtr_kernels *kern, const float *a, const float *b, size_t n);

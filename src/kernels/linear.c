@@ -1,0 +1,98 @@
+/* linear.c — gtr_linear: splits Y = X·Wᵀ into tasks for the pool and hands each to the
+ * table's single-threaded task function.
+ *
+ * A task is a block of up to GTR_LINEAR_MC rows times a range of weight panels. With many
+ * rows (a batch of packed tokens) every task spans all of N, so each row block is converted /
+ * quantised once and the whole weight matrix streams past it from L2/L3; with few rows
+ * (queries) N is split so every thread still gets work. */
+#include "kernels/kernels_internal.h"
+
+#include <stdlib.h>
+
+typedef struct {
+    gtr_linear_fn fn;
+    const gtr_wmat *w;
+    const float *x;
+    float *y;
+    size_t m, ldx, ldy, n_cb, chunk, np, ws_stride;
+    unsigned flags;
+    unsigned char *ws;
+} linear_job;
+
+static void linear_task(void *ctx, size_t t, int tid)
+{
+    const linear_job *j = ctx;
+    size_t rb = t / j->n_cb, cb = t % j->n_cb;
+    size_t r0 = rb * GTR_LINEAR_MC, rows = GTR_MIN(GTR_LINEAR_MC, j->m - r0);
+    size_t p0 = cb * j->chunk, p1 = GTR_MIN(j->np, p0 + j->chunk);
+    void *ws = j->ws ? j->ws + (size_t)tid * j->ws_stride : NULL;
+    j->fn(j->w, j->x + r0 * j->ldx, rows, j->ldx, j->y + r0 * j->ldy, j->ldy, p0, p1, j->flags, ws);
+}
+
+/* The task function for w: the table's own when the layout matches, else the portable one
+ * (which reads any layout), so a matrix packed by another table still computes correctly. */
+static gtr_linear_fn pick(const gtr_kernels *kern, const gtr_wmat *w, size_t *ws_per_thread)
+{
+    *ws_per_thread = 0;
+    if (kern->nr[w->type] != w->nr) kern = gtr_kernels_generic();
+    if (kern->linear_ws[w->type]) {
+        size_t b = kern->linear_ws[w->type](w->kp);
+        *ws_per_thread = (b + 63) / 64 * 64;
+    }
+    return kern->linear[w->type];
+}
+
+size_t gtr_linear_ws_size(const gtr_kernels *kern, const gtr_pool *pool, const gtr_wmat *w, size_t m)
+{
+    (void)m;
+    size_t per;
+    pick(kern, w, &per);
+    return per ? per * (size_t)gtr_pool_size(pool) + 64 : 0;
+}
+
+void gtr_linear_ws(const gtr_kernels *kern, gtr_pool *pool, const gtr_wmat *w, const float *x,
+                   size_t m, size_t ldx, float *y, size_t ldy, unsigned flags, void *ws,
+                   size_t ws_bytes)
+{
+    if (m == 0) return;
+    size_t per;
+    linear_job j = {0};
+    j.fn = pick(kern, w, &per);
+    if (per) {
+        size_t need = gtr_linear_ws_size(kern, pool, w, m);
+        if (!ws || ws_bytes < need) {
+            /* not enough scratch: the portable kernels need none */
+            j.fn = gtr_kernels_generic()->linear[w->type];
+            per = 0;
+        } else {
+            j.ws = (unsigned char *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
+            j.ws_stride = per;
+        }
+    }
+    j.w = w;
+    j.x = x;
+    j.y = y;
+    j.m = m;
+    j.ldx = ldx;
+    j.ldy = ldy;
+    j.flags = flags;
+    j.np = (w->n + w->nr - 1) / w->nr;
+    size_t threads = (size_t)gtr_pool_size(pool);
+    size_t n_rb = (m + GTR_LINEAR_MC - 1) / GTR_LINEAR_MC;
+    /* enough tasks to balance (4 per thread), splitting N only when rows are few */
+    size_t want = threads > 1 ? 4 * threads : 1;
+    j.n_cb = n_rb >= want ? 1 : GTR_MIN(j.np, (want + n_rb - 1) / n_rb);
+    j.chunk = (j.np + j.n_cb - 1) / j.n_cb;
+    j.n_cb = (j.np + j.chunk - 1) / j.chunk;
+    gtr_pool_for(pool, n_rb * j.n_cb, linear_task, &j);
+}
+
+void gtr_linear(const gtr_kernels *kern, gtr_pool *pool, const gtr_wmat *w, const float *x,
+                size_t m, size_t ldx, float *y, size_t ldy, unsigned flags)
+{
+    if (m == 0) return;
+    size_t need = gtr_linear_ws_size(kern, pool, w, m);
+    void *ws = need ? gtr_malloc_aligned(need, NULL) : NULL;
+    gtr_linear_ws(kern, pool, w, x, m, ldx, y, ldy, flags, ws, ws ? need : 0);
+    gtr_free_aligned(ws);
+}

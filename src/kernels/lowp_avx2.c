@@ -1,0 +1,179 @@
+/* lowp_avx2.c — bfloat16 and int8 weight linear layers with AVX2 (no BF16/VNNI hardware):
+ * the fallback on AVX2-only CPUs and on AVX-512 CPUs without those extensions.
+ *
+ * bf16: activations are rounded to bf16 once per task (kept as float32 values); weight pairs
+ * are widened to float32 with a shift / mask and accumulated with FMA — each product is exact,
+ * so this is the same computation as vdpbf16ps up to summation order.
+ * int8: s8×s8 through vpmaddubsw(|qx|, sign(qw, qx)) + vpmaddwd: with |q| ≤ 127 a pair sum
+ * is at most 2·127·127 < 2¹⁵, so nothing saturates and the int32 sum is exact. */
+#include "kernels/kernels_internal.h"
+
+#include <immintrin.h>
+
+#define MR 4
+#define NR 16
+
+#define INLINE static inline __attribute__((always_inline))
+
+size_t gtr_avx2_bf16_ws(size_t kp) { return (size_t)GTR_LINEAR_MC * kp * sizeof(float); }
+size_t gtr_avx2_int8_ws(size_t kp) { return (size_t)GTR_LINEAR_MC * (kp + sizeof(float)) + 64; }
+
+INLINE __m256i lmask(size_t r)
+{
+    __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)GTR_MIN(r, 8)), idx);
+}
+
+/* Epilogue shared by both: store v (8 columns from c0) with accumulate / relu. */
+INLINE void store8(float *p, size_t cols, __m256 v, int accum, int relu)
+{
+    __m256i m = lmask(cols);
+    if (accum) v = _mm256_add_ps(_mm256_maskload_ps(p, m), v);
+    if (relu) v = _mm256_max_ps(_mm256_setzero_ps(), v);
+    _mm256_maskstore_ps(p, m, v);
+}
+
+/* ---- bf16 ------------------------------------------------------------------------------ */
+
+INLINE void ukr_bf(const int mr, size_t K2, const float *a, size_t lda, const uint16_t *b,
+                   float *c, size_t ldc, size_t ncols, int accum, int relu)
+{
+    __m256 acc[MR][2];
+#pragma GCC unroll 4
+    for (int i = 0; i < mr; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+    const __m256i hi16 = _mm256_set1_epi32((int)0xffff0000u);
+    for (size_t k = 0; k < K2; k++, b += 2 * NR) {
+        __m256 ev[2], od[2];
+#pragma GCC unroll 2
+        for (int j = 0; j < 2; j++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(b + 16 * j));
+            ev[j] = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)); /* k even */
+            od[j] = _mm256_castsi256_ps(_mm256_and_si256(v, hi16)); /* k odd */
+        }
+#pragma GCC unroll 4
+        for (int i = 0; i < mr; i++) {
+            const float *ai = a + (size_t)i * lda + 2 * k;
+            __m256 x0 = _mm256_broadcast_ss(ai), x1 = _mm256_broadcast_ss(ai + 1);
+#pragma GCC unroll 2
+            for (int j = 0; j < 2; j++) {
+                acc[i][j] = _mm256_fmadd_ps(x0, ev[j], acc[i][j]);
+                acc[i][j] = _mm256_fmadd_ps(x1, od[j], acc[i][j]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < mr; i++)
+#pragma GCC unroll 2
+        for (int j = 0; j < 2; j++)
+            if (8 * (size_t)j < ncols)
+                store8(c + (size_t)i * ldc + 8 * j, ncols - 8 * (size_t)j, acc[i][j], accum, relu);
+}
+
+void gtr_avx2_linear_bf16(const gtr_wmat *w, const float *x, size_t m, size_t ldx, float *y,
+                          size_t ldy, size_t p0, size_t p1, unsigned flags, void *ws)
+{
+    float *xb = ws;
+    const size_t kp = w->kp, K2 = kp / 2;
+    /* O(m·k) next to O(m·n·k): the scalar definition is cheap enough here */
+    for (size_t i = 0; i < m; i++) {
+        for (size_t c = 0; c < w->k; c++) xb[i * kp + c] = gtr_bf16_round_daz(x[i * ldx + c]);
+        for (size_t c = w->k; c < kp; c++) xb[i * kp + c] = 0;
+    }
+    const uint16_t *data = w->data;
+    int accum = (flags & GTR_LINEAR_ACCUM) != 0, relu = (flags & GTR_LINEAR_RELU) != 0;
+    for (size_t p = p0; p < p1; p++) {
+        const uint16_t *b = data + p * kp * NR;
+        size_t ncols = GTR_MIN(NR, w->n - p * NR);
+        float *yp = y + p * NR;
+        for (size_t i0 = 0; i0 < m; i0 += MR) {
+            const float *a = xb + i0 * kp;
+            float *c = yp + i0 * ldy;
+            switch (GTR_MIN(MR, m - i0)) {
+            case 4: ukr_bf(4, K2, a, kp, b, c, ldy, ncols, accum, relu); break;
+            case 3: ukr_bf(3, K2, a, kp, b, c, ldy, ncols, accum, relu); break;
+            case 2: ukr_bf(2, K2, a, kp, b, c, ldy, ncols, accum, relu); break;
+            default: ukr_bf(1, K2, a, kp, b, c, ldy, ncols, accum, relu); break;
+            }
+        }
+    }
+}
+
+/* ---- int8 ------------------------------------------------------------------------------ */
+
+INLINE int32_t ld32(const int8_t *p)
+{
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+INLINE void ukr_i8(const int mr, size_t K4, const int8_t *a, size_t lda, const int8_t *b,
+                   const float *sx, const float *sw, float *c, size_t ldc, size_t ncols, int accum,
+                   int relu)
+{
+    __m256i acc[MR][2];
+#pragma GCC unroll 4
+    for (int i = 0; i < mr; i++) acc[i][0] = acc[i][1] = _mm256_setzero_si256();
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (size_t k = 0; k < K4; k++, b += 4 * NR) {
+        __m256i bv[2];
+#pragma GCC unroll 2
+        for (int j = 0; j < 2; j++) bv[j] = _mm256_loadu_si256((const __m256i *)(b + 32 * j));
+#pragma GCC unroll 4
+        for (int i = 0; i < mr; i++) {
+            __m256i xq = _mm256_set1_epi32(ld32(a + (size_t)i * lda + 4 * k));
+            __m256i ax = _mm256_abs_epi8(xq);
+#pragma GCC unroll 2
+            for (int j = 0; j < 2; j++) {
+                __m256i p16 = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(bv[j], xq));
+                acc[i][j] = _mm256_add_epi32(acc[i][j], _mm256_madd_epi16(p16, ones));
+            }
+        }
+    }
+#pragma GCC unroll 2
+    for (int j = 0; j < 2; j++) {
+        if (8 * (size_t)j >= ncols) break;
+        __m256 swv = _mm256_loadu_ps(sw + 8 * j);
+#pragma GCC unroll 4
+        for (int i = 0; i < mr; i++) {
+            __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(acc[i][j]), _mm256_mul_ps(_mm256_set1_ps(sx[i]), swv));
+            store8(c + (size_t)i * ldc + 8 * j, ncols - 8 * (size_t)j, v, accum, relu);
+        }
+    }
+}
+
+void gtr_avx2_linear_int8(const gtr_wmat *w, const float *x, size_t m, size_t ldx, float *y,
+                          size_t ldy, size_t p0, size_t p1, unsigned flags, void *ws)
+{
+    const size_t kp = w->kp;
+    int8_t *xq = ws;
+    float *sx = (float *)((unsigned char *)ws + (GTR_LINEAR_MC * kp + 63) / 64 * 64);
+    for (size_t i = 0; i < m; i++) {
+        const float *src = x + i * ldx;
+        float amax = 0, inv;
+        for (size_t c = 0; c < w->k; c++) {
+            float t = fabsf(src[c]);
+            if (t > amax) amax = t;
+        }
+        gtr_q8_scale(amax, &sx[i], &inv);
+        for (size_t c = 0; c < w->k; c++) xq[i * kp + c] = (int8_t)gtr_q8(src[c] * inv);
+        for (size_t c = w->k; c < kp; c++) xq[i * kp + c] = 0;
+    }
+    const int8_t *data = w->data;
+    int accum = (flags & GTR_LINEAR_ACCUM) != 0, relu = (flags & GTR_LINEAR_RELU) != 0;
+    for (size_t p = p0; p < p1; p++) {
+        const int8_t *b = data + p * kp * NR;
+        size_t ncols = GTR_MIN(NR, w->n - p * NR);
+        const float *sw = w->scales + p * NR;
+        for (size_t i0 = 0; i0 < m; i0 += MR) {
+            const int8_t *a = xq + i0 * kp;
+            float *c = y + i0 * ldy + p * NR;
+            switch (GTR_MIN(MR, m - i0)) {
+            case 4: ukr_i8(4, kp / 4, a, kp, b, sx + i0, sw, c, ldy, ncols, accum, relu); break;
+            case 3: ukr_i8(3, kp / 4, a, kp, b, sx + i0, sw, c, ldy, ncols, accum, relu); break;
+            case 2: ukr_i8(2, kp / 4, a, kp, b, sx + i0, sw, c, ldy, ncols, accum, relu); break;
+            default: ukr_i8(1, kp / 4, a, kp, b, sx + i0, sw, c, ldy, ncols, accum, relu); break;
+            }
+        }
+    }
+}

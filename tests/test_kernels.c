@@ -1,0 +1,485 @@
+/* test_kernels.c — every kernel table this CPU can run (generic, AVX2, AVX-512 with and
+ * without BF16/VNNI) against references computed here: float32 GEMMs against a double
+ * reference, bf16 against a double reference of bf16-rounded inputs, int8 bit-exactly against
+ * the documented quantisation done with plain integer math; attention GEMMs and element-wise
+ * kernels against the portable versions. Shapes cover 1, odd sizes, non-multiples of every
+ * block size and strides wider than the rows; threads 1..4. Never timings. */
+#include "support/testutil.h"
+
+#include "kernels/kernels_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- helpers ---------------------------------------------------------------------------- */
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static float frand(void) /* uniform [-1, 1) */
+{
+    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((rng_state >> 40) & 0xffffff) / 8388608.0f - 1.0f;
+}
+static void fill(float *p, size_t n, float scale)
+{
+    for (size_t i = 0; i < n; i++) p[i] = scale * frand();
+}
+static float *falloc(size_t n)
+{
+    float *p = malloc((n ? n : 1) * sizeof(float));
+    assert_non_null(p);
+    return p;
+}
+
+typedef struct {
+    size_t m, n, k;
+} shape;
+
+static const shape shapes[] = {
+    {1, 1, 1},   {1, 70, 3},    {2, 16, 4},    {5, 64, 64},  {7, 65, 33},
+    {6, 48, 130}, {13, 130, 127}, {96, 64, 16}, {97, 200, 300}, {30, 129, 1100},
+};
+#define N_SHAPES (sizeof shapes / sizeof shapes[0])
+
+static gtr_pool *pools[5]; /* [t] = pool of t threads (1..4); [0] = NULL (serial) */
+
+static int setup(void **state)
+{
+    (void)state;
+    for (int t = 1; t <= 4; t++) {
+        pools[t] = gtr_pool_create(t, NULL);
+        if (!pools[t]) return -1;
+    }
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    for (int t = 1; t <= 4; t++) gtr_pool_free(pools[t]);
+    return 0;
+}
+
+static const unsigned flag_sets[] = {0, GTR_LINEAR_ACCUM, GTR_LINEAR_RELU,
+                                     GTR_LINEAR_ACCUM | GTR_LINEAR_RELU};
+
+/* The epilogue of gtr_linear applied to a reference value. */
+static double epilogue(double v, float y0, unsigned flags)
+{
+    if (flags & GTR_LINEAR_ACCUM) v += y0;
+    if ((flags & GTR_LINEAR_RELU) && v < 0) v = 0;
+    return v;
+}
+
+/* Run gtr_linear on x [m, ldx] into y [m, ldy] (initialised to y0; the gap columns hold a
+ * sentinel that must survive). */
+static void run_linear(const gtr_kernels *kern, gtr_pool *pool, const gtr_wmat *w, const float *x,
+                       size_t m, size_t ldx, float *y, const float *y0, size_t ldy, unsigned flags)
+{
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < ldy; j++)
+            y[i * ldy + j] = j < w->n ? ((flags & GTR_LINEAR_ACCUM) ? y0[i * ldy + j] : NAN) : 12345.0f;
+    gtr_linear(kern, pool, w, x, m, ldx, y, ldy, flags);
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = w->n; j < ldy; j++)
+            if (y[i * ldy + j] != 12345.0f) fail_msg("%s: wrote outside row %zu at column %zu", kern->name, i, j);
+}
+
+/* ---- tables and selection ----------------------------------------------------------------- */
+
+static void test_tables(void **state)
+{
+    (void)state;
+    const gtr_kernels *g = gtr_kernels_at(0);
+    assert_ptr_equal(g, gtr_kernels_generic());
+    assert_string_equal(gtr_kernels_name(g), "generic");
+    size_t n = 0;
+    for (const gtr_kernels *k; (k = gtr_kernels_at(n)) != NULL; n++) {
+        assert_ptr_equal(gtr_kernels_by_name(k->name), k);
+        for (size_t t = 0; t < GTR_W_NTYPES; t++) {
+            assert_non_null(k->linear[t]);
+            assert_true(k->nr[t] >= 1 && k->nr[t] <= 64);
+        }
+    }
+    assert_true(n >= 1);
+    assert_null(gtr_kernels_by_name("no-such-isa"));
+    /* the selected table is the best one this CPU can run; GTR_CPU caps it */
+    assert_ptr_equal(gtr_kernels_select(), gtr_kernels_at(n - 1));
+    const char *old = getenv("GTR_CPU");
+    char *saved = old ? strdup(old) : NULL;
+    setenv("GTR_CPU", "generic", 1);
+    assert_ptr_equal(gtr_kernels_select(), gtr_kernels_generic());
+    assert_null(gtr_kernels_at(1));
+    setenv("GTR_CPU", "avx2", 1);
+    const gtr_kernels *a2 = gtr_kernels_select();
+    assert_true(a2 == gtr_kernels_generic() || strcmp(a2->name, "avx2") == 0);
+    if (saved) setenv("GTR_CPU", saved, 1);
+    else unsetenv("GTR_CPU");
+    free(saved);
+}
+
+static void test_pack_errors(void **state)
+{
+    (void)state;
+    gtr_error e;
+    gtr_wmat w;
+    float W[4] = {1, 2, 3, 4};
+    assert_int_equal(gtr_wmat_pack(gtr_kernels_generic(), &w, W, 0, 4, GTR_W_F32, &e), GTR_ERR_INVALID_ARG);
+    assert_non_null(strstr(e.message, "empty"));
+    assert_int_equal(gtr_wmat_pack(gtr_kernels_generic(), &w, W, 2, 2, (gtr_wtype)7, &e), GTR_ERR_INVALID_ARG);
+    gtr_wmat_free(&w); /* freeing a failed pack is harmless */
+    TU_OK(gtr_wmat_pack(gtr_kernels_select(), &w, W, 2, 2, GTR_W_INT8, &e), &e);
+    assert_true(w.bytes > 0);
+    gtr_wmat_free(&w);
+    assert_null(w.data);
+}
+
+/* ---- float32 linear ------------------------------------------------------------------------ */
+
+/* ref[i*n + j] = Σ x·W in double; mag = Σ |x·W| (the scale of rounding errors) */
+static void ref_f32(const float *W, size_t n, size_t k, const float *x, size_t m, size_t ldx,
+                    double *ref, double *mag, int bf16)
+{
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++) {
+            double s = 0, a = 0;
+            for (size_t c = 0; c < k; c++) {
+                double xv = x[i * ldx + c], wv = W[j * k + c];
+                if (bf16) {
+                    xv = gtr_bf16_round_daz((float)xv);
+                    wv = gtr_bf16_round_daz((float)wv);
+                }
+                s += xv * wv;
+                a += fabs(xv * wv);
+            }
+            ref[i * n + j] = s;
+            mag[i * n + j] = a;
+        }
+}
+
+static void check_float_linear(gtr_wtype type)
+{
+    gtr_error e;
+    for (size_t si = 0; si < N_SHAPES; si++) {
+        shape s = shapes[si];
+        size_t ldx = s.k + 3, ldy = s.n + 5;
+        float *W = falloc(s.n * s.k), *x = falloc(s.m * ldx), *y = falloc(s.m * ldy),
+              *y0 = falloc(s.m * ldy);
+        double *ref = malloc(s.m * s.n * sizeof(double)), *mag = malloc(s.m * s.n * sizeof(double));
+        fill(W, s.n * s.k, 0.5f);
+        fill(x, s.m * ldx, 2.0f);
+        fill(y0, s.m * ldy, 1.0f);
+        ref_f32(W, s.n, s.k, x, s.m, ldx, ref, mag, type == GTR_W_BF16);
+        const gtr_kernels *kern;
+        for (size_t t = 0; (kern = gtr_kernels_at(t)) != NULL; t++) {
+            gtr_wmat w;
+            TU_OK(gtr_wmat_pack(kern, &w, W, s.n, s.k, type, &e), &e);
+            bool big = s.m * s.n * s.k > 2000000;
+            for (size_t fi = 0; fi < 4; fi++) {
+                for (int th = 0; th <= 4; th++) {
+                    if (big && (fi > 1 || th != 2)) continue; /* keep the suite fast */
+                    unsigned flags = flag_sets[fi];
+                    run_linear(kern, pools[th], &w, x, s.m, ldx, y, y0, ldy, flags);
+                    for (size_t i = 0; i < s.m; i++)
+                        for (size_t j = 0; j < s.n; j++) {
+                            double want = epilogue(ref[i * s.n + j], y0[i * ldy + j], flags);
+                            double tol = 1e-5 * (mag[i * s.n + j] + fabs(y0[i * ldy + j])) + 1e-30;
+                            double got = y[i * ldy + j];
+                            if (!(fabs(got - want) <= tol))
+                                fail_msg("%s type %d %zux%zux%zu flags %u threads %d: y[%zu,%zu] = %.9g, want %.9g",
+                                         kern->name, (int)type, s.m, s.n, s.k, flags, th, i, j, got, want);
+                        }
+                }
+            }
+            gtr_wmat_free(&w);
+        }
+        free(W), free(x), free(y), free(y0), free(ref), free(mag);
+    }
+}
+
+static void test_linear_f32(void **state)
+{
+    (void)state;
+    check_float_linear(GTR_W_F32);
+}
+
+static void test_linear_bf16(void **state)
+{
+    (void)state;
+    check_float_linear(GTR_W_BF16);
+}
+
+/* ---- int8 linear: exact ------------------------------------------------------------------ */
+
+/* The documented scheme, written out independently of the library. */
+static void quant_row(const float *v, size_t k, int32_t *q, float *scale)
+{
+    float amax = 0;
+    for (size_t c = 0; c < k; c++)
+        if (fabsf(v[c]) > amax) amax = fabsf(v[c]);
+    float inv = amax > 0 ? 127.0f / amax : 0;
+    *scale = amax > 0 ? amax / 127.0f : 0;
+    for (size_t c = 0; c < k; c++) {
+        float r = nearbyintf(v[c] * inv);
+        q[c] = (int32_t)(r > 127 ? 127 : r < -127 ? -127 : r);
+    }
+}
+
+static void test_linear_int8(void **state)
+{
+    (void)state;
+    gtr_error e;
+    for (size_t si = 0; si < N_SHAPES; si++) {
+        shape s = shapes[si];
+        size_t ldx = s.k + 1, ldy = s.n + 2;
+        float *W = falloc(s.n * s.k), *x = falloc(s.m * ldx), *y = falloc(s.m * ldy),
+              *y0 = falloc(s.m * ldy), *want = falloc(s.m * s.n), *sw = falloc(s.n),
+              *sx = falloc(s.m);
+        int32_t *qw = malloc(s.n * s.k * sizeof(int32_t)), *qx = malloc(s.m * s.k * sizeof(int32_t));
+        int8_t *qw8 = malloc(s.n * s.k);
+        fill(W, s.n * s.k, 0.3f);
+        fill(x, s.m * ldx, 3.0f);
+        fill(y0, s.m * ldy, 1.0f);
+        if (s.m > 2) memset(x + ldx, 0, s.k * sizeof(float)); /* an all-zero row: scale 0 */
+        for (size_t j = 0; j < s.n; j++) quant_row(W + j * s.k, s.k, qw + j * s.k, &sw[j]);
+        for (size_t i = 0; i < s.m; i++) quant_row(x + i * ldx, s.k, qx + i * s.k, &sx[i]);
+        for (size_t i = 0; i < s.n * s.k; i++) qw8[i] = (int8_t)qw[i];
+        const gtr_kernels *kern;
+        for (size_t t = 0; (kern = gtr_kernels_at(t)) != NULL; t++) {
+            gtr_wmat w, w2;
+            TU_OK(gtr_wmat_pack(kern, &w, W, s.n, s.k, GTR_W_INT8, &e), &e);
+            /* packing pre-quantised weights gives the same matrix */
+            TU_OK(gtr_wmat_pack_int8(kern, &w2, qw8, sw, s.n, s.k, &e), &e);
+            assert_memory_equal(w.data, w2.data, w.bytes - (w.n + w.nr - 1) / w.nr * w.nr * 8);
+            for (size_t fi = 0; fi < 4; fi++) {
+                unsigned flags = flag_sets[fi];
+                for (size_t i = 0; i < s.m; i++)
+                    for (size_t j = 0; j < s.n; j++) {
+                        int64_t acc = 0;
+                        for (size_t c = 0; c < s.k; c++) acc += (int64_t)qx[i * s.k + c] * qw[j * s.k + c];
+                        float v = (float)(int32_t)acc * (sx[i] * sw[j]);
+                        if (flags & GTR_LINEAR_ACCUM) v = y0[i * ldy + j] + v;
+                        if ((flags & GTR_LINEAR_RELU) && v < 0) v = 0;
+                        want[i * s.n + j] = v;
+                    }
+                for (int th = 0; th <= 4; th += 2) {
+                    const gtr_wmat *wm = th == 2 ? &w2 : &w;
+                    run_linear(kern, pools[th], wm, x, s.m, ldx, y, y0, ldy, flags);
+                    for (size_t i = 0; i < s.m; i++)
+                        for (size_t j = 0; j < s.n; j++)
+                            if (y[i * ldy + j] != want[i * s.n + j])
+                                fail_msg("%s int8 %zux%zux%zu flags %u threads %d: y[%zu,%zu] = %.9g, want %.9g",
+                                         kern->name, s.m, s.n, s.k, flags, th, i, j,
+                                         (double)y[i * ldy + j], (double)want[i * s.n + j]);
+                }
+            }
+            gtr_wmat_free(&w);
+            gtr_wmat_free(&w2);
+        }
+        free(W), free(x), free(y), free(y0), free(want), free(sw), free(sx), free(qw), free(qx), free(qw8);
+    }
+}
+
+/* ---- accuracy of bf16 / int8 against float32 --------------------------------------------- */
+
+static void test_lowp_accuracy(void **state)
+{
+    (void)state;
+    gtr_error e;
+    const size_t m = 24, n = 96, k = 768;
+    float *W = falloc(n * k), *x = falloc(m * k), *yf = falloc(m * n), *yq = falloc(m * n);
+    /* weights ~ N(0, 1/sqrt(k))-ish, activations with a few larger entries like real ones */
+    fill(W, n * k, 0.06f);
+    fill(x, m * k, 1.0f);
+    for (size_t i = 0; i < m; i++) x[i * k + (i * 37) % k] *= 8.0f;
+    const gtr_kernels *kern = gtr_kernels_select();
+    gtr_wmat wf, wb, wi;
+    TU_OK(gtr_wmat_pack(kern, &wf, W, n, k, GTR_W_F32, &e), &e);
+    TU_OK(gtr_wmat_pack(kern, &wb, W, n, k, GTR_W_BF16, &e), &e);
+    TU_OK(gtr_wmat_pack(kern, &wi, W, n, k, GTR_W_INT8, &e), &e);
+    /* int8 and bf16 weights take a quarter and a half of the float32 memory */
+    assert_true(wi.bytes < wf.bytes / 3);
+    assert_true(wb.bytes <= wf.bytes / 2);
+    gtr_linear(kern, pools[2], &wf, x, m, k, yf, n, 0);
+    const gtr_wmat *lowp[2] = {&wb, &wi};
+    const double max_rel[2] = {1e-2, 3e-2}, min_cos[2] = {0.9999, 0.999};
+    for (int q = 0; q < 2; q++) {
+        gtr_linear(kern, pools[2], lowp[q], x, m, k, yq, n, 0);
+        for (size_t i = 0; i < m; i++) {
+            double d2 = 0, f2 = 0, q2 = 0, fq = 0;
+            for (size_t j = 0; j < n; j++) {
+                double a = yf[i * n + j], b = yq[i * n + j];
+                d2 += (a - b) * (a - b);
+                f2 += a * a;
+                q2 += b * b;
+                fq += a * b;
+            }
+            double rel = sqrt(d2 / f2), cosv = fq / sqrt(f2 * q2);
+            if (!(rel <= max_rel[q] && cosv >= min_cos[q]))
+                fail_msg("%s row %zu: relative error %.3g, cosine %.6f", q ? "int8" : "bf16", i, rel, cosv);
+        }
+    }
+    gtr_wmat_free(&wf), gtr_wmat_free(&wb), gtr_wmat_free(&wi);
+    free(W), free(x), free(yf), free(yq);
+}
+
+/* ---- layouts, workspace, denormals ---------------------------------------------------------- */
+
+static void test_layout_and_workspace(void **state)
+{
+    (void)state;
+    gtr_error e;
+    const size_t m = 20, n = 100, k = 70;
+    float *W = falloc(n * k), *x = falloc(m * k), *y1 = falloc(m * n), *y2 = falloc(m * n);
+    fill(W, n * k, 1.0f);
+    fill(x, m * k, 1.0f);
+    x[3] = 1e-40f; /* float32 denormals: flushed by the bf16 conversion everywhere */
+    x[5] = -3e-39f;
+    W[7] = 2e-39f;
+    const gtr_kernels *best = gtr_kernels_select(), *gen = gtr_kernels_generic();
+    for (int t = 0; t < GTR_W_NTYPES; t++) {
+        gtr_wmat w;
+        TU_OK(gtr_wmat_pack(best, &w, W, n, k, (gtr_wtype)t, &e), &e);
+        gtr_linear(best, pools[2], &w, x, m, k, y1, n, 0);
+        /* a matrix packed by one table runs correctly with another (portable fallback) */
+        gtr_linear(gen, NULL, &w, x, m, k, y2, n, 0);
+        for (size_t i = 0; i < m * n; i++) assert_true(fabsf(y1[i] - y2[i]) <= 1e-5f * (1 + fabsf(y2[i])));
+        /* caller-provided scratch gives the same result; too little falls back, still right */
+        size_t need = gtr_linear_ws_size(best, pools[3], &w, m);
+        void *ws = need ? malloc(need) : NULL;
+        gtr_linear_ws(best, pools[3], &w, x, m, k, y2, n, 0, ws, need);
+        assert_memory_equal(y1, y2, m * n * sizeof(float));
+        gtr_linear_ws(best, pools[3], &w, x, m, k, y2, n, 0, NULL, 0);
+        for (size_t i = 0; i < m * n; i++) assert_true(fabsf(y1[i] - y2[i]) <= 1e-5f * (1 + fabsf(y2[i])));
+        free(ws);
+        gtr_wmat_free(&w);
+    }
+    free(W), free(x), free(y1), free(y2);
+}
+
+/* ---- strided sgemm (attention) --------------------------------------------------------------- */
+
+static void test_sgemm(void **state)
+{
+    (void)state;
+    const size_t dims[] = {1, 5, 16, 17, 64, 67, 130};
+    const float betas[] = {0.0f, 1.0f, 0.5f};
+    const size_t nd = sizeof dims / sizeof dims[0];
+    const gtr_kernels *gen = gtr_kernels_generic();
+    for (size_t a = 0; a < nd; a++)
+        for (size_t b = 0; b < nd; b++)
+            for (size_t c = 0; c < nd; c++) {
+                size_t M = dims[a], N = dims[b], K = dims[c];
+                if ((a + b + c) % 3 && M * N * K > 20000) continue; /* sample the big ones */
+                size_t lda = GTR_MAX(M, K) + 3, ldb = GTR_MAX(N, K) + 2, ldc = N + 7;
+                float *A = falloc(GTR_MAX(M, K) * lda), *B = falloc(GTR_MAX(N, K) * ldb),
+                      *C0 = falloc(M * ldc), *Cg = falloc(M * ldc), *Ck = falloc(M * ldc);
+                fill(A, GTR_MAX(M, K) * lda, 1.0f);
+                fill(B, GTR_MAX(N, K) * ldb, 1.0f);
+                fill(C0, M * ldc, 1.0f);
+                const gtr_kernels *kern;
+                for (size_t t = 1; (kern = gtr_kernels_at(t)) != NULL; t++)
+                    for (int op = 0; op < 3; op++)
+                        for (int bi = 0; bi < 3; bi++) {
+                            float beta = betas[bi];
+                            memcpy(Cg, C0, M * ldc * sizeof(float));
+                            memcpy(Ck, C0, M * ldc * sizeof(float));
+                            if (beta == 0)
+                                for (size_t i = 0; i < M; i++) Ck[i * ldc] = NAN; /* must be ignored */
+                            void (*f)(const gtr_kernels *, size_t, size_t, size_t, const float *, size_t,
+                                      const float *, size_t, float, float *, size_t) =
+                                op == 0 ? gtr_sgemm_nt : op == 1 ? gtr_sgemm_nn : gtr_sgemm_tn;
+                            f(gen, M, N, K, A, lda, B, ldb, beta, Cg, ldc);
+                            f(kern, M, N, K, A, lda, B, ldb, beta, Ck, ldc);
+                            for (size_t i = 0; i < M; i++)
+                                for (size_t j = 0; j < ldc; j++) {
+                                    float g = Cg[i * ldc + j], v = Ck[i * ldc + j];
+                                    float tol = j < N ? 2e-6f * (float)K + 1e-6f : 0;
+                                    if (!(fabsf(g - v) <= tol))
+                                        fail_msg("%s sgemm op %d %zux%zux%zu beta %g: C[%zu,%zu] = %.9g, want %.9g",
+                                                 kern->name, op, M, N, K, (double)beta, i, j, (double)v, (double)g);
+                                }
+                        }
+                free(A), free(B), free(C0), free(Cg), free(Ck);
+            }
+}
+
+/* ---- element-wise ------------------------------------------------------------------------- */
+
+static void check_rel(const char *what, const gtr_kernels *k, size_t n, const float *got,
+                      const float *want, double rel, double abs_tol)
+{
+    for (size_t i = 0; i < n; i++) {
+        double g = got[i], w = want[i];
+        if (isnan(w) && isnan(g)) continue;
+        if (!(fabs(g - w) <= rel * fabs(w) + abs_tol))
+            fail_msg("%s %s n=%zu [%zu]: %.9g, want %.9g", k->name, what, n, i, g, w);
+    }
+}
+
+static void test_eltwise(void **state)
+{
+    (void)state;
+    const size_t sizes[] = {1, 3, 8, 15, 16, 17, 31, 33, 64, 100, 1000};
+    const gtr_kernels *gen = gtr_kernels_generic(), *kern;
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+        size_t n = sizes[si];
+        float *x = falloc(n), *w = falloc(n), *b = falloc(n), *yg = falloc(n), *yk = falloc(n);
+        fill(x, n, 4.0f);
+        fill(w, n, 1.5f);
+        fill(b, n, 3.0f);
+        for (size_t t = 1; (kern = gtr_kernels_at(t)) != NULL; t++) {
+            gtr_rmsnorm(gen, x, w, 1e-6f, n, yg);
+            gtr_rmsnorm(kern, x, w, 1e-6f, n, yk);
+            check_rel("rmsnorm", kern, n, yk, yg, 2e-6, 0);
+            /* softmax: plain, with bias, with masked (-inf) entries, and all masked */
+            for (int v = 0; v < 4; v++) {
+                for (size_t i = 0; i < n; i++) {
+                    yg[i] = yk[i] = 10.0f * x[i];
+                    if (v >= 2 && (i % 3 == 1 || v == 3)) yg[i] = yk[i] = -INFINITY;
+                }
+                const float *bias = v == 1 ? b : NULL;
+                gtr_add_softmax(gen, yg, bias, n);
+                gtr_add_softmax(kern, yk, bias, n);
+                check_rel("softmax", kern, n, yk, yg, 2e-6, 1e-30);
+            }
+            memcpy(yg, x, n * sizeof(float));
+            gtr_softmax(gen, yg, n);
+            memcpy(yk, x, n * sizeof(float));
+            gtr_softmax(kern, yk, n);
+            check_rel("softmax", kern, n, yk, yg, 2e-6, 1e-30);
+            /* gelu over a wide range, where 1 + tanh(u) cancels for negative inputs */
+            for (size_t i = 0; i < n; i++) yg[i] = yk[i] = 3.0f * x[i];
+            gtr_gelu_mul(gen, yg, w, n);
+            gtr_gelu_mul(kern, yk, w, n);
+            check_rel("gelu_mul", kern, n, yk, yg, 2e-6, 1e-30);
+            double dg = gtr_dot(gen, x, w, n), dk = gtr_dot(kern, x, w, n), mag = 0;
+            for (size_t i = 0; i < n; i++) mag += fabs(x[i] * w[i]);
+            assert_true(fabs(dg - dk) <= 1e-6 * mag);
+        }
+        free(x), free(w), free(b), free(yg), free(yk);
+    }
+    /* the portable gelu matches the textbook tanh form where that is accurate */
+    float v[5] = {-1.0f, -0.2f, 0.0f, 0.5f, 2.0f}, one[5] = {1, 1, 1, 1, 1};
+    float ref[5];
+    for (int i = 0; i < 5; i++)
+        ref[i] = 0.5f * v[i] * (1.0f + tanhf(0.7978845608f * (v[i] + 0.044715f * v[i] * v[i] * v[i])));
+    gtr_gelu_mul(gen, v, one, 5);
+    check_rel("gelu vs tanh", gen, 5, v, ref, 1e-6, 1e-7);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tables),
+        cmocka_unit_test(test_pack_errors),
+        cmocka_unit_test(test_linear_f32),
+        cmocka_unit_test(test_linear_bf16),
+        cmocka_unit_test(test_linear_int8),
+        cmocka_unit_test(test_lowp_accuracy),
+        cmocka_unit_test(test_layout_and_workspace),
+        cmocka_unit_test(test_sgemm),
+        cmocka_unit_test(test_eltwise),
+    };
+    return cmocka_run_group_tests_name("kernels", tests, setup, teardown);
+}
