@@ -175,8 +175,18 @@ GTR_API gtr_status gtr_model_encode_ids(gtr_model *m, const int32_t *const *ids,
 /* Human-readable description (architecture, parameter count, storage dtype, files). The
  * string is owned by the model. */
 GTR_API const char *gtr_model_describe(const gtr_model *m);
-/* Fingerprint of the weights and config (indexes store it to refuse a different model). */
+/* Fingerprint of the weights and config (indexes store it to refuse a different model):
+ * a 64-bit FNV-1a hash of the numbers in the config files that change the vectors (T5 shape,
+ * feed-forward kind, eps, buckets, max_seq_length, Dense/Normalize setup) and of every weight
+ * tensor's name, shape and float32 values in load order. It depends on the values, not on the
+ * file format: the same weights as F32 safetensors or pytorch_model.bin hash alike (an F16
+ * file differs from an F32 one only if its values do). Not on load options (threads, dtype,
+ * max_len). Computed once at load (about one extra read of the weights). */
 GTR_API uint64_t gtr_model_fingerprint(const gtr_model *m);
+/* Parameter count (encoder + Dense; the tied embedding once) and the bytes the weights take
+ * in the compute precision. */
+GTR_API size_t gtr_model_n_params(const gtr_model *m);
+GTR_API size_t gtr_model_weight_bytes(const gtr_model *m);
 
 /* ======================================================================== index */
 /* (section owned by src/index/) */

@@ -1,0 +1,449 @@
+/* encoder.c — the T5 encoder as GTR uses it (transformers' T5EncoderModel, v1.0 ReLU or v1.1
+ * gated-GELU feed-forward), explicit and layer by layer:
+ *
+ *   x = embed[ids]
+ *   per layer:  x += Wo · attention(rmsnorm(x) · [Wq Wk Wv], bias)      (no 1/sqrt(d_kv))
+ *               x += Wo_ff · act(rmsnorm(x) · Wi)
+ *   out = rmsnorm(x)
+ *
+ * Batching: the tokens of all texts are packed into one [T, d] matrix (no padding) for every
+ * Linear layer and norm, which treat rows independently; attention runs per (text, head) on
+ * that text's rows only. So a text's result never depends on its neighbours in the batch, and
+ * no work is spent on padding. The relative-position bias depends only on key - query, so it
+ * is kept as one row per head indexed by that difference, computed once from layer 0's table. */
+#include "model/model_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Query rows per attention block: bounds the score buffer to QBLOCK x keys per thread. */
+#define GTR_ATT_QBLOCK 64
+/* Rows per task for row-wise element operations. */
+#define ROW_CHUNK 32
+
+int gtr_t5_bucket(long rel, int num_buckets, int max_distance)
+{
+    /* transformers' _relative_position_bucket (bidirectional), in the same float32 steps:
+     *   n = |rel|; half = nb/2; exact = half/2
+     *   bucket = (rel > 0) * half + (n < exact ? n : min(half - 1, exact +
+     *            long(log(float(n) / exact) / log(max_distance / exact) * (half - exact))))
+     * The division by log(max_distance / exact) is by a Python float that torch rounds to
+     * float32; so is every intermediate here. At n = 16, 32, 64 the exact value is an integer
+     * (2, 4, 6 for 32/128) and float32 lands on it exactly, as PyTorch's does. */
+    int half = num_buckets / 2, exact = half / 2;
+    int base = rel > 0 ? half : 0;
+    unsigned long n = rel < 0 ? (unsigned long)(-(rel + 1)) + 1u : (unsigned long)rel;
+    if (n < (unsigned long)exact) return base + (int)n;
+    float ratio = (float)n / (float)exact;
+    float lg = logf(ratio);
+    float denom = (float)log((double)max_distance / (double)exact);
+    float v = lg / denom * (float)(half - exact);
+    long large = exact + (long)v; /* .to(torch.long) truncates toward zero; v >= 0 here */
+    if (large > half - 1) large = half - 1;
+    return base + (int)large;
+}
+
+void gtr_t5_free(gtr_t5 *m)
+{
+    if (!m) return;
+    gtr_free_aligned(m->embed);
+    gtr_free_aligned(m->rel_bias);
+    gtr_free_aligned(m->final_ln);
+    if (m->layers)
+        for (int i = 0; i < m->cfg.num_layers; i++) {
+            gtr_t5_layer *l = &m->layers[i];
+            gtr_free_aligned(l->ln_attn);
+            gtr_free_aligned(l->ln_ff);
+            gtr_wmat_free(&l->qkv);
+            gtr_wmat_free(&l->o);
+            gtr_wmat_free(&l->wi);
+            gtr_wmat_free(&l->wo);
+        }
+    free(m->layers);
+    memset(m, 0, sizeof *m);
+}
+
+void gtr_t5_scratch_free(gtr_t5_scratch *s)
+{
+    if (!s) return;
+    gtr_free_aligned(s->x);
+    gtr_free_aligned(s->xn);
+    gtr_free_aligned(s->qkv);
+    gtr_free_aligned(s->ctx);
+    gtr_free_aligned(s->ff);
+    gtr_free_aligned(s->scores);
+    gtr_free_aligned(s->pos_table);
+    memset(s, 0, sizeof *s);
+}
+
+/* ---- loading ---------------------------------------------------------------- */
+
+/* The tensors of one layer, looked up (and shape-checked) before anything is converted. */
+typedef struct {
+    gtr_tensor *ln_attn, *q, *k, *v, *o, *ln_ff, *wi0, *wi1, *wo;
+} layer_tensors;
+
+static gtr_status get_layer(gtr_tensor_set *set, const gtr_t5_config *c, int inner, int i,
+                            layer_tensors *lt, gtr_error *err)
+{
+    char nm[160];
+    size_t d = (size_t)c->d_model, in = (size_t)inner, ff = (size_t)c->d_ff;
+    size_t vec[1] = {d}, qkv[2] = {in, d}, o[2] = {d, in}, wi[2] = {ff, d}, wo[2] = {d, ff};
+    gtr_status st;
+#define GET(field, suffix, nd, shape)                                                           \
+    snprintf(nm, sizeof nm, "encoder.block.%d.layer.%s", i, suffix);                            \
+    if ((st = gtr_tensor_get(set, nm, nd, shape, &lt->field, err))) return st
+    GET(ln_attn, "0.layer_norm.weight", 1, vec);
+    GET(q, "0.SelfAttention.q.weight", 2, qkv);
+    GET(k, "0.SelfAttention.k.weight", 2, qkv);
+    GET(v, "0.SelfAttention.v.weight", 2, qkv);
+    GET(o, "0.SelfAttention.o.weight", 2, o);
+    GET(ln_ff, "1.layer_norm.weight", 1, vec);
+    if (c->ff == GTR_FF_GATED_GELU) {
+        GET(wi0, "1.DenseReluDense.wi_0.weight", 2, wi);
+        GET(wi1, "1.DenseReluDense.wi_1.weight", 2, wi);
+    } else {
+        GET(wi0, "1.DenseReluDense.wi.weight", 2, wi);
+        lt->wi1 = NULL;
+    }
+    GET(wo, "1.DenseReluDense.wo.weight", 2, wo);
+#undef GET
+    return GTR_OK;
+}
+
+/* A float32 copy of a tensor in an aligned buffer, folded into the fingerprint under name. */
+static gtr_status load_vec(gtr_tensor_set *set, const gtr_tensor *t, const char *name,
+                           gtr_pool *pool, float **out, uint64_t *fp, gtr_error *err)
+{
+    *out = gtr_malloc_aligned(t->count * sizeof(float), err);
+    if (!*out) return GTR_ERR_NOMEM;
+    gtr_status st = gtr_tensor_to_f32(set, t, *out, pool, err);
+    if (!st)
+        *fp = gtr_fingerprint_tensor(*fp, pool, name, *out, t->shape[0],
+                                     t->ndim > 1 ? t->count / t->shape[0] : 1);
+    return st;
+}
+
+/* Pack the row-wise concatenation of parts (each [rows_i, k]) as one weight matrix; tmp holds
+ * at least the total rows x k floats. */
+static gtr_status load_linear(gtr_tensor_set *set, gtr_tensor *const *parts, int n_parts,
+                              const gtr_kernels *kern, gtr_wtype wtype, gtr_pool *pool, float *tmp,
+                              gtr_wmat *w, uint64_t *fp, gtr_error *err)
+{
+    size_t rows = 0, k = parts[0]->shape[1];
+    for (int i = 0; i < n_parts; i++) {
+        gtr_status st = gtr_tensor_to_f32(set, parts[i], tmp + rows * k, pool, err);
+        if (st) return st;
+        *fp = gtr_fingerprint_tensor(*fp, pool, parts[i]->name, tmp + rows * k, parts[i]->shape[0], k);
+        rows += parts[i]->shape[0];
+    }
+    return gtr_wmat_pack(kern, w, tmp, rows, k, wtype, err);
+}
+
+gtr_status gtr_t5_load(gtr_t5 *m, const gtr_t5_config *cfg, gtr_tensor_set *set,
+                       const gtr_kernels *kern, gtr_wtype wtype, gtr_pool *pool, uint64_t *fp,
+                       gtr_error *err)
+{
+    memset(m, 0, sizeof *m);
+    m->cfg = *cfg;
+    m->inner = cfg->num_heads * cfg->d_kv;
+    size_t d = (size_t)cfg->d_model, V = (size_t)cfg->vocab_size;
+    size_t emb_shape[2] = {V, d}, rel_shape[2] = {(size_t)cfg->num_buckets, (size_t)cfg->num_heads},
+           vec[1] = {d};
+    gtr_status st;
+    layer_tensors *lts = NULL;
+    float *tmp = NULL;
+
+    /* 1. Look everything up and check shapes before converting anything (fail fast). The tied
+     * embedding may be stored as shared.weight, encoder.embed_tokens.weight or both; both are
+     * the same parameter in transformers, and shared.weight is the canonical one. */
+    gtr_tensor *emb = NULL, *emb2 = NULL, *rel, *fin;
+    if (gtr_tensor_find(set, "shared.weight") &&
+        (st = gtr_tensor_get(set, "shared.weight", 2, emb_shape, &emb, err)))
+        goto fail;
+    if (gtr_tensor_find(set, "encoder.embed_tokens.weight") &&
+        (st = gtr_tensor_get(set, "encoder.embed_tokens.weight", 2, emb_shape, &emb2, err)))
+        goto fail;
+    if (!emb) emb = emb2;
+    if (!emb) {
+        st = gtr_seterr(err, GTR_ERR_NOT_FOUND,
+                        "%s: missing tensor 'shared.weight' (or 'encoder.embed_tokens.weight')",
+                        gtr_tensor_file(set, NULL));
+        goto fail;
+    }
+    if ((st = gtr_tensor_get(set, "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
+                             2, rel_shape, &rel, err)) ||
+        (st = gtr_tensor_get(set, "encoder.final_layer_norm.weight", 1, vec, &fin, err)))
+        goto fail;
+    lts = gtr_xcalloc((size_t)cfg->num_layers, sizeof *lts, "layers", err);
+    m->layers = gtr_xcalloc((size_t)cfg->num_layers, sizeof *m->layers, "layers", err);
+    if (!lts || !m->layers) {
+        st = GTR_ERR_NOMEM;
+        goto fail;
+    }
+    for (int i = 0; i < cfg->num_layers; i++)
+        if ((st = get_layer(set, cfg, m->inner, i, &lts[i], err))) goto fail;
+    /* transformers' T5EncoderModel ignores decoder weights of a full T5 checkpoint. */
+    static const char *const ignore[] = {"decoder.", NULL};
+    if ((st = gtr_tensor_check_unused(set, ignore, err))) goto fail;
+
+    /* 2. Convert: vectors and the embedding directly, Linear weights through one scratch
+     * buffer (the largest Linear) into packed matrices. Each source tensor's file pages are
+     * dropped once converted. */
+    size_t tmp_floats = GTR_MAX(3 * (size_t)m->inner * d,
+                                (cfg->ff == GTR_FF_GATED_GELU ? 2 : 1) * (size_t)cfg->d_ff * d);
+    tmp = gtr_malloc_aligned(tmp_floats * sizeof(float), err);
+    if (!tmp) {
+        st = GTR_ERR_NOMEM;
+        goto fail;
+    }
+    if ((st = load_vec(set, emb, "shared.weight", pool, &m->embed, fp, err)) ||
+        (st = load_vec(set, rel, rel->name, pool, &m->rel_bias, fp, err)) ||
+        (st = load_vec(set, fin, fin->name, pool, &m->final_ln, fp, err)))
+        goto fail;
+    m->n_params = V * d + rel->count + d;
+    m->bytes = (V * d + rel->count + d) * sizeof(float);
+    for (int i = 0; i < cfg->num_layers; i++) {
+        layer_tensors *lt = &lts[i];
+        gtr_t5_layer *l = &m->layers[i];
+        gtr_tensor *qkv[3] = {lt->q, lt->k, lt->v}, *wi[2] = {lt->wi0, lt->wi1};
+        if ((st = load_vec(set, lt->ln_attn, lt->ln_attn->name, pool, &l->ln_attn, fp, err)) ||
+            (st = load_vec(set, lt->ln_ff, lt->ln_ff->name, pool, &l->ln_ff, fp, err)) ||
+            (st = load_linear(set, qkv, 3, kern, wtype, pool, tmp, &l->qkv, fp, err)) ||
+            (st = load_linear(set, &lt->o, 1, kern, wtype, pool, tmp, &l->o, fp, err)) ||
+            (st = load_linear(set, wi, lt->wi1 ? 2 : 1, kern, wtype, pool, tmp, &l->wi, fp, err)) ||
+            (st = load_linear(set, &lt->wo, 1, kern, wtype, pool, tmp, &l->wo, fp, err)))
+            goto fail;
+        m->n_params += 2 * d + l->qkv.n * l->qkv.k + l->o.n * l->o.k + l->wi.n * l->wi.k +
+                       l->wo.n * l->wo.k;
+        m->bytes += 2 * d * sizeof(float) + l->qkv.bytes + l->o.bytes + l->wi.bytes + l->wo.bytes;
+    }
+    gtr_free_aligned(tmp);
+    free(lts);
+    return GTR_OK;
+fail:
+    gtr_free_aligned(tmp);
+    free(lts);
+    gtr_t5_free(m);
+    return st;
+}
+
+/* ---- scratch ------------------------------------------------------------------ */
+
+static gtr_status ensure(float **p, size_t floats, gtr_error *err)
+{
+    gtr_free_aligned(*p);
+    *p = gtr_malloc_aligned(floats * sizeof(float), err);
+    return *p ? GTR_OK : GTR_ERR_NOMEM;
+}
+
+static gtr_status scratch_reserve(const gtr_t5 *m, gtr_t5_scratch *s, size_t tokens, size_t max_len,
+                                  int n_threads, gtr_error *err)
+{
+    const gtr_t5_config *c = &m->cfg;
+    gtr_status st;
+    if (tokens > s->cap_tokens) {
+        size_t ffw = (c->ff == GTR_FF_GATED_GELU ? 2 : 1) * (size_t)c->d_ff;
+        if ((st = ensure(&s->x, tokens * c->d_model, err)) ||
+            (st = ensure(&s->xn, tokens * c->d_model, err)) ||
+            (st = ensure(&s->qkv, tokens * 3 * (size_t)m->inner, err)) ||
+            (st = ensure(&s->ctx, tokens * (size_t)m->inner, err)) ||
+            (st = ensure(&s->ff, tokens * ffw, err))) {
+            s->cap_tokens = 0;
+            return st;
+        }
+        s->cap_tokens = tokens;
+    }
+    size_t per = GTR_ATT_QBLOCK * max_len;
+    if (per > s->scores_per_thread || n_threads > s->n_threads) {
+        size_t want = GTR_MAX(per, s->scores_per_thread);
+        if ((st = ensure(&s->scores, want * (size_t)n_threads, err))) {
+            s->scores_per_thread = 0;
+            s->n_threads = 0;
+            return st;
+        }
+        s->scores_per_thread = want;
+        s->n_threads = n_threads;
+    }
+    if ((int)max_len > s->table_len) {
+        /* pos_table[h][rel + len - 1] = rel_bias[bucket(rel)][h], rel = key - query */
+        size_t len = max_len, w = 2 * len - 1;
+        if ((st = ensure(&s->pos_table, (size_t)c->num_heads * w, err))) {
+            s->table_len = 0;
+            return st;
+        }
+        for (size_t r = 0; r < w; r++) {
+            int b = gtr_t5_bucket((long)r - (long)(len - 1), c->num_buckets, c->max_distance);
+            for (int h = 0; h < c->num_heads; h++)
+                s->pos_table[(size_t)h * w + r] = m->rel_bias[(size_t)b * c->num_heads + h];
+        }
+        s->table_len = (int)len;
+    }
+    return GTR_OK;
+}
+
+/* ---- forward ------------------------------------------------------------------- */
+
+typedef struct {
+    const gtr_t5 *m;
+    const gtr_kernels *kern;
+    gtr_t5_scratch *s;
+    const int32_t *const *ids;
+    const size_t *lens, *offs; /* tokens and first row of each text */
+    size_t n, T;
+    const float *norm_w; /* rmsnorm task: weight, source, destination */
+    const float *src;
+    float *dst;
+} fwd;
+
+static void rmsnorm_task(void *ctx, size_t c, int tid)
+{
+    (void)tid;
+    fwd *f = ctx;
+    size_t d = (size_t)f->m->cfg.d_model;
+    for (size_t t = c * ROW_CHUNK; t < GTR_MIN(f->T, (c + 1) * ROW_CHUNK); t++)
+        gtr_rmsnorm(f->kern, f->src + t * d, f->norm_w, f->m->cfg.eps, d, f->dst + t * d);
+}
+
+static void rmsnorm_rows(fwd *f, gtr_pool *pool, const float *w, const float *src, float *dst)
+{
+    f->norm_w = w;
+    f->src = src;
+    f->dst = dst;
+    gtr_pool_for(pool, (f->T + ROW_CHUNK - 1) / ROW_CHUNK, rmsnorm_task, f);
+}
+
+static void gelu_task(void *ctx, size_t c, int tid)
+{
+    (void)tid;
+    fwd *f = ctx;
+    size_t ff = (size_t)f->m->cfg.d_ff;
+    for (size_t t = c * ROW_CHUNK; t < GTR_MIN(f->T, (c + 1) * ROW_CHUNK); t++) {
+        float *row = f->s->ff + t * 2 * ff;
+        gtr_gelu_mul(f->kern, row, row + ff, ff); /* gelu(x·wi_0) * (x·wi_1) */
+    }
+}
+
+/* One (text, head): softmax(Q Kᵀ + bias) V over that text's rows, query block by block. */
+static void attn_task(void *ctx, size_t task, int tid)
+{
+    fwd *f = ctx;
+    const gtr_t5 *m = f->m;
+    int H = m->cfg.num_heads;
+    size_t dk = (size_t)m->cfg.d_kv, inner = (size_t)m->inner, ld = 3 * inner;
+    size_t text = task / (size_t)H, h = task % (size_t)H;
+    size_t L = f->lens[text], row0 = f->offs[text];
+    const float *Q = f->s->qkv + row0 * ld + h * dk, *K = Q + inner, *Vm = Q + 2 * inner;
+    float *S = f->s->scores + (size_t)tid * f->s->scores_per_thread;
+    size_t w = 2 * (size_t)f->s->table_len - 1;
+    const float *bias = f->s->pos_table + h * w + (size_t)f->s->table_len - 1; /* rel 0 */
+    for (size_t q0 = 0; q0 < L; q0 += GTR_ATT_QBLOCK) {
+        size_t rows = GTR_MIN((size_t)GTR_ATT_QBLOCK, L - q0);
+        gtr_sgemm_nt(f->kern, rows, L, dk, Q + q0 * ld, ld, K, ld, 0.0f, S, L);
+        for (size_t r = 0; r < rows; r++) {
+            float *srow = S + r * L;
+            const float *b = bias - (q0 + r); /* b[j] = bias at rel = j - query */
+            for (size_t j = 0; j < L; j++) srow[j] += b[j];
+            gtr_softmax(f->kern, srow, L);
+        }
+        gtr_sgemm_nn(f->kern, rows, dk, L, S, L, Vm, ld, 0.0f, f->s->ctx + (row0 + q0) * inner + h * dk,
+                     inner);
+    }
+}
+
+static void probe_rows(const fwd *f, gtr_probe_fn probe, void *user, const char *name,
+                       const float *x, size_t cols)
+{
+    for (size_t i = 0; i < f->n; i++) probe(user, i, name, x + f->offs[i] * cols, f->lens[i], cols);
+}
+
+static void probe_position_bias(const fwd *f, gtr_probe_fn probe, void *user)
+{
+    int H = f->m->cfg.num_heads;
+    size_t w = 2 * (size_t)f->s->table_len - 1;
+    for (size_t i = 0; i < f->n; i++) {
+        size_t L = f->lens[i];
+        float *pb = malloc((size_t)H * L * L * sizeof *pb);
+        if (!pb) continue; /* a debugging aid only */
+        for (int h = 0; h < H; h++)
+            for (size_t q = 0; q < L; q++)
+                for (size_t k = 0; k < L; k++)
+                    pb[((size_t)h * L + q) * L + k] =
+                        f->s->pos_table[(size_t)h * w + (size_t)f->s->table_len - 1 + k - q];
+        probe(user, i, "position_bias", pb, (size_t)H * L, L);
+        free(pb);
+    }
+}
+
+gtr_status gtr_t5_forward(const gtr_t5 *m, const gtr_kernels *kern, gtr_pool *pool,
+                          gtr_t5_scratch *s, const int32_t *const *ids, const size_t *lens,
+                          size_t n, float **out_hidden, gtr_probe_fn probe, void *probe_user,
+                          gtr_error *err)
+{
+    const gtr_t5_config *c = &m->cfg;
+    size_t d = (size_t)c->d_model, inner = (size_t)m->inner, dff = (size_t)c->d_ff;
+    size_t T = 0, max_len = 1;
+    for (size_t i = 0; i < n; i++) {
+        if (lens[i] == 0) return gtr_seterr(err, GTR_ERR_INVALID_ARG, "text %zu has no tokens", i);
+        for (size_t t = 0; t < lens[i]; t++)
+            if (ids[i][t] < 0 || ids[i][t] >= c->vocab_size)
+                return gtr_seterr(err, GTR_ERR_INVALID_ARG,
+                                  "text %zu: token id %d at position %zu is outside the vocabulary "
+                                  "(%d ids)", i, (int)ids[i][t], t, c->vocab_size);
+        T += lens[i];
+        max_len = GTR_MAX(max_len, lens[i]);
+    }
+    size_t *offs = gtr_xmalloc((n ? n : 1) * sizeof *offs, "offsets", err);
+    if (!offs) return GTR_ERR_NOMEM;
+    for (size_t i = 0, o = 0; i < n; o += lens[i], i++) offs[i] = o;
+    gtr_status st = scratch_reserve(m, s, T ? T : 1, max_len, gtr_pool_size(pool), err);
+    if (st) {
+        free(offs);
+        return st;
+    }
+    fwd f = {m, kern, s, ids, lens, offs, n, T, NULL, NULL, NULL};
+
+    /* token embeddings */
+    for (size_t i = 0; i < n; i++)
+        for (size_t t = 0; t < lens[i]; t++)
+            memcpy(s->x + (offs[i] + t) * d, m->embed + (size_t)ids[i][t] * d, d * sizeof(float));
+    if (probe) {
+        probe_rows(&f, probe, probe_user, "embeddings", s->x, d);
+        probe_position_bias(&f, probe, probe_user);
+    }
+
+    bool gated = c->ff == GTR_FF_GATED_GELU;
+    size_t ffw = gated ? 2 * dff : dff;
+    for (int li = 0; li < c->num_layers; li++) {
+        const gtr_t5_layer *l = &m->layers[li];
+        /* self-attention block */
+        rmsnorm_rows(&f, pool, l->ln_attn, s->x, s->xn);
+        gtr_linear(kern, pool, &l->qkv, s->xn, T, d, s->qkv, 3 * inner, 0);
+        gtr_pool_for(pool, n * (size_t)c->num_heads, attn_task, &f);
+        gtr_linear(kern, pool, &l->o, s->ctx, T, inner, s->x, d, GTR_LINEAR_ACCUM);
+        char name[32];
+        if (probe) {
+            snprintf(name, sizeof name, "layer%02d.attn_out", li);
+            probe_rows(&f, probe, probe_user, name, s->x, d);
+        }
+        /* feed-forward block */
+        rmsnorm_rows(&f, pool, l->ln_ff, s->x, s->xn);
+        if (gated) {
+            gtr_linear(kern, pool, &l->wi, s->xn, T, d, s->ff, ffw, 0);
+            gtr_pool_for(pool, (T + ROW_CHUNK - 1) / ROW_CHUNK, gelu_task, &f);
+        } else {
+            gtr_linear(kern, pool, &l->wi, s->xn, T, d, s->ff, ffw, GTR_LINEAR_RELU);
+        }
+        gtr_linear(kern, pool, &l->wo, s->ff, T, ffw, s->x, d, GTR_LINEAR_ACCUM);
+        if (probe) {
+            snprintf(name, sizeof name, "layer%02d.out", li);
+            probe_rows(&f, probe, probe_user, name, s->x, d);
+        }
+    }
+    rmsnorm_rows(&f, pool, m->final_ln, s->x, s->xn);
+    if (probe) probe_rows(&f, probe, probe_user, "final_norm", s->xn, d);
+    *out_hidden = s->xn;
+    free(offs);
+    return GTR_OK;
+}

@@ -1,0 +1,100 @@
+/* head.c — what sentence-transformers does after the encoder: mean pooling over the real
+ * tokens (</s> included; there is no padding in our packed batches), the Dense module
+ * (2_Dense: linear.weight [out, in], optional bias and Tanh), and Normalize
+ * x / max(||x||, 1e-12). */
+#include "model/model_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+void gtr_head_free(gtr_head *h)
+{
+    if (!h) return;
+    gtr_wmat_free(&h->dense);
+    gtr_free_aligned(h->b);
+    memset(h, 0, sizeof *h);
+}
+
+gtr_status gtr_head_load(gtr_head *h, const gtr_model_config *c, gtr_tensor_set *set,
+                         const gtr_kernels *kern, gtr_pool *pool, uint64_t *fp, gtr_error *err)
+{
+    memset(h, 0, sizeof *h);
+    h->d_in = c->t5.d_model;
+    h->d_out = c->has_dense ? c->dense_out : c->t5.d_model;
+    h->has_dense = c->has_dense;
+    h->bias = c->has_dense && c->dense_bias;
+    h->act = c->dense_act;
+    h->normalize = c->normalize;
+    if (!h->has_dense) return GTR_OK;
+    size_t wshape[2] = {(size_t)h->d_out, (size_t)h->d_in}, bshape[1] = {(size_t)h->d_out};
+    gtr_tensor *w, *b = NULL;
+    gtr_status st;
+    if ((st = gtr_tensor_get(set, "linear.weight", 2, wshape, &w, err)) ||
+        (h->bias && (st = gtr_tensor_get(set, "linear.bias", 1, bshape, &b, err))) ||
+        (st = gtr_tensor_check_unused(set, NULL, err)))
+        return st;
+    float *tmp = gtr_malloc_aligned(w->count * sizeof(float), err);
+    if (!tmp) return GTR_ERR_NOMEM;
+    /* The Dense layer is tiny next to the encoder: always float32 */
+    st = gtr_tensor_to_f32(set, w, tmp, pool, err);
+    if (!st) {
+        *fp = gtr_fingerprint_tensor(*fp, pool, "dense.linear.weight", tmp, wshape[0], wshape[1]);
+        st = gtr_wmat_pack(kern, &h->dense, tmp, wshape[0], wshape[1], GTR_W_F32, err);
+    }
+    gtr_free_aligned(tmp);
+    if (!st && b) {
+        if (!(h->b = gtr_malloc_aligned(bshape[0] * sizeof(float), err))) st = GTR_ERR_NOMEM;
+        else st = gtr_tensor_to_f32(set, b, h->b, pool, err);
+        if (!st) *fp = gtr_fingerprint_tensor(*fp, pool, "dense.linear.bias", h->b, 1, bshape[0]);
+    }
+    if (st) {
+        gtr_head_free(h);
+        return st;
+    }
+    h->n_params = w->count + (b ? b->count : 0);
+    h->bytes = h->dense.bytes + (b ? b->count * sizeof(float) : 0);
+    return GTR_OK;
+}
+
+void gtr_head_forward(const gtr_head *h, const gtr_kernels *kern, gtr_pool *pool,
+                      const float *hidden, const size_t *lens, size_t n, float *pooled,
+                      float *out, gtr_probe_fn probe, void *probe_user)
+{
+    size_t din = (size_t)h->d_in, dout = (size_t)h->d_out;
+    /* mean pooling: sum over the text's rows, divided by the token count (as torch divides) */
+    const float *row = hidden;
+    for (size_t i = 0; i < n; i++) {
+        float *p = pooled + i * din;
+        memset(p, 0, din * sizeof *p);
+        for (size_t t = 0; t < lens[i]; t++, row += din)
+            for (size_t j = 0; j < din; j++) p[j] += row[j];
+        float cnt = (float)lens[i];
+        for (size_t j = 0; j < din; j++) p[j] /= cnt;
+        if (probe) probe(probe_user, i, "pooled", p, 1, din);
+    }
+    if (h->has_dense) {
+        gtr_linear(kern, pool, &h->dense, pooled, n, din, out, dout, 0);
+        for (size_t i = 0; i < n; i++) {
+            float *o = out + i * dout;
+            if (h->b)
+                for (size_t j = 0; j < dout; j++) o[j] += h->b[j];
+            if (h->act == GTR_ACT_TANH)
+                for (size_t j = 0; j < dout; j++) o[j] = tanhf(o[j]);
+        }
+    } else {
+        memcpy(out, pooled, n * din * sizeof *out);
+    }
+    for (size_t i = 0; i < n; i++) {
+        float *o = out + i * dout;
+        if (probe) probe(probe_user, i, "dense", o, 1, dout);
+        if (h->normalize) {
+            double ss = 0;
+            for (size_t j = 0; j < dout; j++) ss += (double)o[j] * o[j];
+            float norm = (float)sqrt(ss);
+            if (norm < 1e-12f) norm = 1e-12f;
+            for (size_t j = 0; j < dout; j++) o[j] /= norm;
+        }
+        if (probe) probe(probe_user, i, "embedding", o, 1, dout);
+    }
+}

@@ -1,0 +1,245 @@
+/*
+ * model_internal.h — the pieces of the model layer and how they fit together:
+ *
+ *   config.c       the JSON files of a sentence-transformers directory -> gtr_model_config
+ *   zip_stored.c   central directory of a zip archive held in memory (torch checkpoints)
+ *   safetensors.c  model.safetensors header -> tensor views into the mapped file
+ *   torch_pickle.c pytorch_model.bin (zip + restricted pickle) -> tensor views
+ *   weights.c      a set of named tensor views over mapped files: lookup with shape checks,
+ *                  conversion to float32, "extra tensor" detection
+ *   encoder.c      the T5 encoder weights and its forward pass over packed token rows
+ *   head.c         mean pooling, Dense, L2 normalisation
+ *   model.c        the public gtr_model_* API gluing the above together
+ *
+ * Nothing here is public; tests link the static library and may use these.
+ */
+#ifndef GTR_MODEL_INTERNAL_H
+#define GTR_MODEL_INTERNAL_H
+
+#include "core/core.h"
+#include "data/data.h"
+#include "kernels/kernels.h"
+
+#include <jansson.h>
+
+/* ---- configuration (config.c) ------------------------------------------ */
+
+typedef enum gtr_ff_kind { GTR_FF_RELU = 0, GTR_FF_GATED_GELU } gtr_ff_kind;
+typedef enum gtr_act_kind { GTR_ACT_IDENTITY = 0, GTR_ACT_TANH } gtr_act_kind;
+
+/* The T5 encoder's shape (config.json). */
+typedef struct gtr_t5_config {
+    int d_model, d_ff, d_kv, num_heads, num_layers, vocab_size;
+    int num_buckets, max_distance; /* relative attention */
+    float eps;                     /* layer_norm_epsilon */
+    gtr_ff_kind ff;
+    char model_type[16];           /* "t5" or "mt5" */
+} gtr_t5_config;
+
+/* Everything the directory says about the model besides weights. Paths are malloc'd. */
+typedef struct gtr_model_config {
+    gtr_t5_config t5;
+    int max_seq_length;      /* sentence_bert_config.json (512 when absent) */
+    char *transformer_dir;   /* module directories (absolute-ish: dir joined with path) */
+    char *pooling_dir;
+    char *dense_dir;         /* NULL when modules.json lists no Dense */
+    bool has_dense, normalize;
+    int dense_in, dense_out;
+    bool dense_bias;
+    gtr_act_kind dense_act;
+} gtr_model_config;
+
+void gtr_model_config_free(gtr_model_config *c);
+/* Read modules.json, config.json, sentence_bert_config.json, the Pooling and Dense configs of a
+ * model directory. Every error names the file. */
+gtr_status gtr_model_config_read(const char *dir, gtr_model_config *c, gtr_error *err);
+
+/* The individual readers over already-parsed JSON (what names the file in messages); also the
+ * entry points of the JSON fuzzer. */
+gtr_status gtr_config_parse_t5(const json_t *j, const char *what, gtr_t5_config *c, gtr_error *err);
+/* modules.json: the directories (relative, malloc'd; *dense NULL if absent) and whether a
+ * Normalize module follows. */
+gtr_status gtr_config_parse_modules(const json_t *j, const char *what, char **transformer,
+                                    char **pooling, char **dense, bool *normalize, gtr_error *err);
+gtr_status gtr_config_parse_pooling(const json_t *j, const char *what, int d_model, gtr_error *err);
+gtr_status gtr_config_parse_dense(const json_t *j, const char *what, gtr_model_config *c,
+                                  gtr_error *err);
+gtr_status gtr_config_parse_sbert(const json_t *j, const char *what, int *max_seq_length,
+                                  gtr_error *err);
+
+/* ---- zip archives in memory (zip_stored.c) ----------------------------- */
+
+typedef struct gtr_zip_entry {
+    const char *name; /* points into the archive (not NUL-terminated) */
+    size_t name_len;
+    uint64_t data_off; /* offset of the entry's bytes in the archive */
+    uint64_t size;     /* stored (= uncompressed) size */
+    uint32_t crc;
+    uint16_t method;   /* 0 = stored; anything else is refused when read */
+} gtr_zip_entry;
+
+/* Index the central directory of the archive buf[0, len) (zip64 included). *entries is
+ * malloc'd. what names the archive in errors. Validates that every entry's bytes lie inside
+ * the archive. */
+gtr_status gtr_zip_index(const uint8_t *buf, size_t len, const char *what, gtr_zip_entry **entries,
+                         size_t *n, gtr_error *err);
+
+/* ---- tensor views (weights.c, safetensors.c, torch_pickle.c) ----------- */
+
+/* A tensor stored in a mapped file: dtype, shape and element strides, pointing at its first
+ * element. No ownership: the set owns the mapping. */
+typedef struct gtr_tensor {
+    char *name;
+    gtr_dtype_id dtype;
+    int ndim;
+    size_t shape[GTR_MAX_DIMS];
+    size_t stride[GTR_MAX_DIMS]; /* in elements */
+    size_t count;                /* product of shape */
+    const uint8_t *data;         /* first element (may be unaligned) */
+    size_t span;                 /* bytes from data that hold all elements */
+    int source;                  /* index into the set's sources */
+    bool used;
+} gtr_tensor;
+
+typedef struct gtr_tensor_source {
+    char *path;  /* full path (error messages) */
+    gtr_mmap map;
+} gtr_tensor_source;
+
+typedef struct gtr_tensor_set {
+    gtr_tensor *t;
+    size_t n, cap;
+    gtr_tensor_source *src;
+    size_t n_src;
+} gtr_tensor_set;
+
+/* Add a tensor (name copied). Checks nothing: the parsers validate before adding. */
+gtr_status gtr_tensor_set_add(gtr_tensor_set *s, const char *name, size_t name_len,
+                              const gtr_tensor *t, gtr_error *err);
+void gtr_tensor_set_free(gtr_tensor_set *s);
+
+/* Parse a safetensors file held in buf[0, len) and add its tensors (views into buf) with the
+ * given source index. what names the file in errors. */
+gtr_status gtr_safetensors_parse(const uint8_t *buf, size_t len, const char *what, int source,
+                                 gtr_tensor_set *set, gtr_error *err);
+/* Parse a torch zip checkpoint (pytorch_model.bin) held in buf[0, len). */
+gtr_status gtr_torch_zip_parse(const uint8_t *buf, size_t len, const char *what, int source,
+                               gtr_tensor_set *set, gtr_error *err);
+/* The restricted unpickler alone: a pickled state dict whose storages are found by key through
+ * the callback (returns the storage bytes or NULL if absent). Exposed for the fuzzer. */
+typedef const uint8_t *(*gtr_storage_lookup_fn)(void *user, const char *key, size_t *size);
+gtr_status gtr_torch_pickle_parse(const uint8_t *pkl, size_t len, const char *what,
+                                  gtr_storage_lookup_fn lookup, void *user, int source,
+                                  gtr_tensor_set *set, gtr_error *err);
+
+/* Open the weights of one module directory: model.safetensors if present, else
+ * pytorch_model.bin (also sharded *.index.json variants). Appends to set. */
+gtr_status gtr_tensor_set_open_dir(gtr_tensor_set *set, const char *dir, gtr_error *err);
+
+/* Look a tensor up by name and check its shape (ndim dims): NULL when absent. Marks it used. */
+gtr_tensor *gtr_tensor_find(gtr_tensor_set *s, const char *name);
+/* Find + check shape + float dtype; errors name the file and tensor. */
+gtr_status gtr_tensor_get(gtr_tensor_set *s, const char *name, int ndim, const size_t *shape,
+                          gtr_tensor **out, gtr_error *err);
+/* First tensor not marked used (ignoring names starting with one of the NULL-terminated
+ * prefixes): an "extra tensor" error naming it, or GTR_OK. */
+gtr_status gtr_tensor_check_unused(const gtr_tensor_set *s, const char *const *ignore_prefixes,
+                                   gtr_error *err);
+/* Convert a tensor to dense row-major float32 in dst (count floats), in parallel over pool,
+ * then let the kernel drop the source pages (the float32 copy is what stays resident). */
+gtr_status gtr_tensor_to_f32(gtr_tensor_set *s, const gtr_tensor *t, float *dst, gtr_pool *pool,
+                             gtr_error *err);
+/* Fold a converted tensor into a fingerprint: its (canonical) name, shape and every float32
+ * value, hashed in parallel chunks combined in order (deterministic for any thread count). */
+uint64_t gtr_fingerprint_tensor(uint64_t h, gtr_pool *pool, const char *name, const float *x,
+                                size_t rows, size_t cols);
+/* Path of the file a tensor comes from. */
+const char *gtr_tensor_file(const gtr_tensor_set *s, const gtr_tensor *t);
+/* "F32", "F16", "BF16" ... */
+const char *gtr_tensor_dtype_name(gtr_dtype_id dt);
+
+/* ---- encoder (encoder.c) ----------------------------------------------- */
+
+/* Called with intermediate states when set (tests): text = index in the batch, name as in
+ * the reference hidden_*.npz ("embeddings", "position_bias", "layer00.attn_out", ...). */
+typedef void (*gtr_probe_fn)(void *user, size_t text, const char *name, const float *x,
+                             size_t rows, size_t cols);
+
+typedef struct gtr_t5_layer {
+    float *ln_attn;  /* [d_model] */
+    gtr_wmat qkv;    /* [3 * inner, d_model]: q, k, v stacked (one pass over the activations) */
+    gtr_wmat o;      /* [d_model, inner] */
+    float *ln_ff;    /* [d_model] */
+    gtr_wmat wi;     /* [d_ff, d_model] (relu) or [2 * d_ff, d_model]: wi_0 then wi_1 (gated) */
+    gtr_wmat wo;     /* [d_model, d_ff] */
+} gtr_t5_layer;
+
+typedef struct gtr_t5 {
+    gtr_t5_config cfg;
+    int inner;          /* num_heads * d_kv */
+    float *embed;       /* [vocab, d_model] */
+    float *rel_bias;    /* [num_buckets, num_heads] (layer 0's table, shared by all layers) */
+    gtr_t5_layer *layers;
+    float *final_ln;    /* [d_model] */
+    size_t n_params;    /* counted once, the tied embedding once */
+    size_t bytes;       /* memory held by the weights */
+} gtr_t5;
+
+/* Reusable activation buffers (grow-only). */
+typedef struct gtr_t5_scratch {
+    float *x, *xn, *qkv, *ctx, *ff;
+    size_t cap_tokens;
+    float *scores;      /* per thread: [GTR_ATT_QBLOCK * max keys] */
+    size_t scores_per_thread;
+    int n_threads;
+    float *pos_table;   /* [num_heads, 2 * table_len - 1]: bias by key - query */
+    int table_len;
+} gtr_t5_scratch;
+
+/* Load and pack the encoder weights from set (names as transformers' T5EncoderModel); the
+ * Linear weights are packed as wtype. *fp accumulates the fingerprint of every tensor
+ * (gtr_fingerprint_tensor) in a fixed order. */
+gtr_status gtr_t5_load(gtr_t5 *m, const gtr_t5_config *cfg, gtr_tensor_set *set,
+                       const gtr_kernels *kern, gtr_wtype wtype, gtr_pool *pool, uint64_t *fp,
+                       gtr_error *err);
+void gtr_t5_free(gtr_t5 *m);
+void gtr_t5_scratch_free(gtr_t5_scratch *s);
+
+/* Bidirectional relative-position bucket of rel = key - query, computed in float32 exactly as
+ * transformers does (so the boundaries at 16/32/64 land where PyTorch puts them). */
+int gtr_t5_bucket(long rel, int num_buckets, int max_distance);
+
+/* Forward n texts (ids[i] with lens[i] tokens, each >= 1) packed into one matrix: writes the
+ * final-norm hidden states of all tokens into *out_hidden (rows in text order; the pointer is
+ * into scratch, valid until the next call). */
+gtr_status gtr_t5_forward(const gtr_t5 *m, const gtr_kernels *kern, gtr_pool *pool,
+                          gtr_t5_scratch *s, const int32_t *const *ids, const size_t *lens,
+                          size_t n, float **out_hidden, gtr_probe_fn probe, void *probe_user,
+                          gtr_error *err);
+
+/* ---- head (head.c) ----------------------------------------------------- */
+
+typedef struct gtr_head {
+    int d_in, d_out;
+    bool has_dense, bias, normalize;
+    gtr_act_kind act;
+    gtr_wmat dense;  /* [d_out, d_in] */
+    float *b;        /* [d_out] or NULL */
+    size_t n_params, bytes;
+} gtr_head;
+
+gtr_status gtr_head_load(gtr_head *h, const gtr_model_config *c, gtr_tensor_set *set,
+                         const gtr_kernels *kern, gtr_pool *pool, uint64_t *fp, gtr_error *err);
+void gtr_head_free(gtr_head *h);
+/* hidden: the packed final-norm states of n texts (lens tokens each); out[n * d_out].
+ * pooled: scratch [n * d_in]. */
+void gtr_head_forward(const gtr_head *h, const gtr_kernels *kern, gtr_pool *pool,
+                      const float *hidden, const size_t *lens, size_t n, float *pooled,
+                      float *out, gtr_probe_fn probe, void *probe_user);
+
+/* ---- model (model.c) --------------------------------------------------- */
+
+/* Tests: observe intermediate states of the next encode calls (NULL to stop). */
+void gtr_model_set_probe(gtr_model *m, gtr_probe_fn fn, void *user);
+
+#endif

@@ -1,0 +1,176 @@
+/* safetensors.c — the safetensors format (https://huggingface.co/docs/safetensors): a u64
+ * little-endian header length N, N bytes of JSON {name: {"dtype", "shape", "data_offsets":
+ * [begin, end]}, "__metadata__": {...}}, then the tensor bytes, offsets relative to the first
+ * byte after the header. The file is untrusted: every tensor's range must lie inside the file,
+ * match its dtype and shape exactly, and not overlap another tensor. */
+#include "model/model_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Headers of real checkpoints are a few hundred KiB at most; the reference implementation
+ * caps them at 100 MB. */
+#define MAX_HEADER (100u << 20)
+
+static bool parse_dtype(const char *s, gtr_dtype_id *dt)
+{
+    static const struct {
+        const char *name;
+        gtr_dtype_id dt;
+    } map[] = {{"F32", GTR_DT_F32}, {"F16", GTR_DT_F16}, {"BF16", GTR_DT_BF16}, {"F64", GTR_DT_F64},
+               {"I64", GTR_DT_I64}, {"I32", GTR_DT_I32}, {"I16", GTR_DT_I16}, {"I8", GTR_DT_I8},
+               {"U8", GTR_DT_U8},   {"BOOL", GTR_DT_BOOL}};
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+        if (!strcmp(s, map[i].name)) {
+            *dt = map[i].dt;
+            return true;
+        }
+    return false;
+}
+
+typedef struct {
+    uint64_t begin, end;
+    size_t idx; /* into the set (for messages) */
+} range;
+
+static int cmp_range(const void *a, const void *b)
+{
+    const range *x = a, *y = b;
+    return x->begin < y->begin ? -1 : x->begin > y->begin ? 1 : (x->end > y->end) - (x->end < y->end);
+}
+
+static bool json_u64(const json_t *v, uint64_t *out)
+{
+    if (!json_is_integer(v) || json_integer_value(v) < 0) return false;
+    *out = (uint64_t)json_integer_value(v);
+    return true;
+}
+
+/* One header entry -> tensor (validated against the data area of data_len bytes). */
+static gtr_status parse_entry(const char *name, const json_t *v, const uint8_t *data,
+                              uint64_t data_len, const char *what, gtr_tensor *t, range *r,
+                              gtr_error *err)
+{
+    memset(t, 0, sizeof *t);
+    if (!json_is_object(v))
+        return gtr_seterr(err, GTR_ERR_FORMAT, "%s: tensor '%s': header entry is not an object", what,
+                          name);
+    json_t *dt = json_object_get(v, "dtype"), *shape = json_object_get(v, "shape"),
+           *offs = json_object_get(v, "data_offsets");
+    if (!json_is_string(dt) || !json_is_array(shape) || !json_is_array(offs))
+        return gtr_seterr(err, GTR_ERR_FORMAT,
+                          "%s: tensor '%s': header needs \"dtype\", \"shape\" and \"data_offsets\"",
+                          what, name);
+    if (!parse_dtype(json_string_value(dt), &t->dtype))
+        return gtr_seterr(err, GTR_ERR_UNSUPPORTED, "%s: tensor '%s': unsupported dtype '%s'", what,
+                          name, json_string_value(dt));
+    size_t nd = json_array_size(shape);
+    if (nd > GTR_MAX_DIMS)
+        return gtr_seterr(err, GTR_ERR_FORMAT, "%s: tensor '%s': %zu dimensions (at most %d)", what,
+                          name, nd, GTR_MAX_DIMS);
+    size_t count = 1;
+    for (size_t i = 0; i < nd; i++) {
+        uint64_t d;
+        if (!json_u64(json_array_get(shape, i), &d) || d > SIZE_MAX)
+            return gtr_seterr(err, GTR_ERR_FORMAT, "%s: tensor '%s': shape must be non-negative integers",
+                              what, name);
+        if (!gtr_mul_ok(count, (size_t)d, &count))
+            return gtr_seterr(err, GTR_ERR_FORMAT, "%s: tensor '%s': shape is too large", what, name);
+        t->shape[i] = (size_t)d;
+    }
+    t->ndim = (int)nd;
+    t->count = count;
+    size_t s = 1;
+    for (int i = t->ndim - 1; i >= 0; i--) {
+        t->stride[i] = s;
+        s *= t->shape[i] ? t->shape[i] : 1; /* cannot overflow: bounded by count (or 0 dims) */
+    }
+    uint64_t b, e;
+    if (json_array_size(offs) != 2 || !json_u64(json_array_get(offs, 0), &b) ||
+        !json_u64(json_array_get(offs, 1), &e) || b > e)
+        return gtr_seterr(err, GTR_ERR_FORMAT,
+                          "%s: tensor '%s': data_offsets must be two integers [begin, end]", what, name);
+    if (e > data_len)
+        return gtr_seterr(err, GTR_ERR_FORMAT,
+                          "%s: tensor '%s': data_offsets [%llu, %llu] point beyond the end of the "
+                          "file (%llu data bytes; truncated file?)",
+                          what, name, (unsigned long long)b, (unsigned long long)e,
+                          (unsigned long long)data_len);
+    size_t bytes;
+    if (!gtr_mul_ok(count, gtr_dtype_size(t->dtype), &bytes) || (uint64_t)bytes != e - b)
+        return gtr_seterr(err, GTR_ERR_FORMAT,
+                          "%s: tensor '%s': data_offsets span %llu bytes but %s x %zu elements need %zu",
+                          what, name, (unsigned long long)(e - b), gtr_tensor_dtype_name(t->dtype),
+                          count, bytes);
+    t->data = data + b;
+    t->span = bytes;
+    r->begin = b;
+    r->end = e;
+    return GTR_OK;
+}
+
+gtr_status gtr_safetensors_parse(const uint8_t *buf, size_t len, const char *what, int source,
+                                 gtr_tensor_set *set, gtr_error *err)
+{
+    if (len < 8)
+        return gtr_seterr(err, GTR_ERR_FORMAT, "%s: file is too short for safetensors (%zu bytes)",
+                          what, len);
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; i--) n = (n << 8) | buf[i];
+    if (n > len - 8)
+        return gtr_seterr(err, GTR_ERR_FORMAT,
+                          "%s: header length %llu exceeds the file size %zu (truncated file?)", what,
+                          (unsigned long long)n, len);
+    if (n > MAX_HEADER)
+        return gtr_seterr(err, GTR_ERR_FORMAT, "%s: header length %llu is implausibly large", what,
+                          (unsigned long long)n);
+    json_error_t je;
+    json_t *h = json_loadb((const char *)buf + 8, (size_t)n, JSON_REJECT_DUPLICATES, &je);
+    if (!h)
+        return gtr_seterr(err, GTR_ERR_FORMAT, "%s: header is not valid JSON: %s (column %d)", what,
+                          je.text, je.column);
+    gtr_status st = GTR_OK;
+    range *ranges = NULL;
+    if (!json_is_object(h)) {
+        st = gtr_seterr(err, GTR_ERR_FORMAT, "%s: header is not a JSON object", what);
+        goto done;
+    }
+    const uint8_t *data = buf + 8 + n;
+    uint64_t data_len = len - 8 - n;
+    ranges = gtr_xcalloc(json_object_size(h) + 1, sizeof *ranges, "safetensors header", err);
+    if (!ranges) {
+        st = GTR_ERR_NOMEM;
+        goto done;
+    }
+    size_t nr = 0;
+    const char *name;
+    json_t *v;
+    json_object_foreach(h, name, v)
+    {
+        if (!strcmp(name, "__metadata__")) continue;
+        gtr_tensor t;
+        if ((st = parse_entry(name, v, data, data_len, what, &t, &ranges[nr], err))) goto done;
+        t.source = source;
+        ranges[nr].idx = set->n;
+        if ((st = gtr_tensor_set_add(set, name, strlen(name), &t, err))) goto done;
+        nr++;
+    }
+    /* Overlaps: sorted by begin, each non-empty range must start at or after the previous end. */
+    qsort(ranges, nr, sizeof *ranges, cmp_range);
+    uint64_t prev_end = 0;
+    size_t prev = SIZE_MAX;
+    for (size_t i = 0; i < nr; i++) {
+        if (ranges[i].begin == ranges[i].end) continue;
+        if (prev != SIZE_MAX && ranges[i].begin < prev_end) {
+            st = gtr_seterr(err, GTR_ERR_FORMAT, "%s: tensors '%s' and '%s' overlap in the file",
+                            what, set->t[ranges[prev].idx].name, set->t[ranges[i].idx].name);
+            goto done;
+        }
+        prev_end = ranges[i].end;
+        prev = i;
+    }
+done:
+    free(ranges);
+    json_decref(h);
+    return st;
+}

@@ -1,0 +1,367 @@
+/* weights.c — a set of named tensor views over memory-mapped checkpoint files: which file a
+ * module directory uses, lookup with dtype/shape checks whose errors name the file and tensor,
+ * detection of tensors nobody asked for, and conversion to float32. After a tensor has been
+ * converted, its pages of the mapping are dropped, so an F16 checkpoint converted for F32
+ * compute does not also stay resident as F16. */
+#include "model/model_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+const char *gtr_tensor_dtype_name(gtr_dtype_id dt)
+{
+    switch (dt) {
+    case GTR_DT_F32: return "F32";
+    case GTR_DT_F64: return "F64";
+    case GTR_DT_F16: return "F16";
+    case GTR_DT_BF16: return "BF16";
+    case GTR_DT_I8: return "I8";
+    case GTR_DT_U8: return "U8";
+    case GTR_DT_I16: return "I16";
+    case GTR_DT_I32: return "I32";
+    case GTR_DT_I64: return "I64";
+    case GTR_DT_BOOL: return "BOOL";
+    }
+    return "?";
+}
+
+gtr_status gtr_tensor_set_add(gtr_tensor_set *s, const char *name, size_t name_len,
+                              const gtr_tensor *t, gtr_error *err)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (strlen(s->t[i].name) == name_len && !memcmp(s->t[i].name, name, name_len))
+            return gtr_seterr(err, GTR_ERR_FORMAT, "%s: tensor '%s' is stored twice",
+                              t->source >= 0 && (size_t)t->source < s->n_src
+                                  ? s->src[t->source].path : "checkpoint",
+                              s->t[i].name);
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? 2 * s->cap : 64;
+        gtr_tensor *nt = gtr_xrealloc(s->t, cap * sizeof *nt, "tensor list", err);
+        if (!nt) return GTR_ERR_NOMEM;
+        s->t = nt;
+        s->cap = cap;
+    }
+    char *nm = gtr_xmalloc(name_len + 1, "tensor name", err);
+    if (!nm) return GTR_ERR_NOMEM;
+    memcpy(nm, name, name_len);
+    nm[name_len] = '\0';
+    s->t[s->n] = *t;
+    s->t[s->n].name = nm;
+    s->t[s->n].used = false;
+    s->n++;
+    return GTR_OK;
+}
+
+void gtr_tensor_set_free(gtr_tensor_set *s)
+{
+    if (!s) return;
+    for (size_t i = 0; i < s->n; i++) free(s->t[i].name);
+    free(s->t);
+    for (size_t i = 0; i < s->n_src; i++) {
+        gtr_mmap_close(&s->src[i].map);
+        free(s->src[i].path);
+    }
+    free(s->src);
+    memset(s, 0, sizeof *s);
+}
+
+/* Map a file and register it as a source; *idx receives its index. */
+static gtr_status add_source(gtr_tensor_set *s, const char *path, int *idx, gtr_error *err)
+{
+    gtr_tensor_source *ns = gtr_xrealloc(s->src, (s->n_src + 1) * sizeof *ns, "sources", err);
+    if (!ns) return GTR_ERR_NOMEM;
+    s->src = ns;
+    gtr_tensor_source *src = &s->src[s->n_src];
+    memset(src, 0, sizeof *src);
+    if (!(src->path = strdup(path))) return gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");
+    gtr_status st = gtr_mmap_open(path, &src->map, err);
+    if (st) {
+        free(src->path);
+        return st;
+    }
+    *idx = (int)s->n_src++;
+    return GTR_OK;
+}
+
+static gtr_status open_file(gtr_tensor_set *s, const char *path, bool torch, gtr_error *err)
+{
+    int idx = -1;
+    gtr_status st = add_source(s, path, &idx, err);
+    if (st) return st;
+    const gtr_mmap *m = &s->src[idx].map;
+    return torch ? gtr_torch_zip_parse(m->data, m->size, path, idx, s, err)
+                 : gtr_safetensors_parse(m->data, m->size, path, idx, s, err);
+}
+
+/* Sharded checkpoints: "<base>.index.json" with {"weight_map": {tensor: file}}; every file
+ * named there is opened once (the tensors' names come from the shards themselves). */
+static gtr_status open_sharded(gtr_tensor_set *s, const char *dir, const char *index_path, bool torch,
+                               gtr_error *err)
+{
+    gtr_error e2;
+    json_t *j = gtr_json_load_file(index_path, &e2);
+    if (!j) {
+        if (err) *err = e2;
+        return e2.code;
+    }
+    gtr_status st = GTR_OK;
+    json_t *wm = json_object_get(j, "weight_map");
+    if (!json_is_object(wm)) {
+        st = gtr_seterr(err, GTR_ERR_FORMAT, "%s: no \"weight_map\" object", index_path);
+        goto done;
+    }
+    const char **files = gtr_xcalloc(json_object_size(wm) + 1, sizeof *files, "shards", err);
+    if (!files) {
+        st = GTR_ERR_NOMEM;
+        goto done;
+    }
+    size_t nf = 0;
+    const char *key;
+    json_t *v;
+    json_object_foreach(wm, key, v)
+    {
+        const char *f = json_string_value(v);
+        if (!f || !*f || strchr(f, '/') || !strcmp(f, "..")) {
+            st = gtr_seterr(err, GTR_ERR_FORMAT, "%s: tensor '%s': bad shard file name", index_path, key);
+            break;
+        }
+        bool seen = false;
+        for (size_t i = 0; i < nf && !seen; i++) seen = !strcmp(files[i], f);
+        if (!seen) files[nf++] = f;
+    }
+    for (size_t i = 0; i < nf && !st; i++) {
+        char *p = gtr_path_join(dir, files[i]);
+        if (!p) {
+            st = gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");
+            break;
+        }
+        if (!gtr_file_exists(p)) st = gtr_seterr(err, GTR_ERR_NOT_FOUND, "%s: missing file (listed in %s)", p, index_path);
+        else st = open_file(s, p, torch, err);
+        free(p);
+    }
+    free(files);
+done:
+    json_decref(j);
+    return st;
+}
+
+gtr_status gtr_tensor_set_open_dir(gtr_tensor_set *set, const char *dir, gtr_error *err)
+{
+    static const struct {
+        const char *name;
+        bool torch, index;
+    } cands[] = {{"model.safetensors", false, false},
+                 {"model.safetensors.index.json", false, true},
+                 {"pytorch_model.bin", true, false},
+                 {"pytorch_model.bin.index.json", true, true}};
+    for (size_t i = 0; i < sizeof cands / sizeof cands[0]; i++) {
+        char *p = gtr_path_join(dir, cands[i].name);
+        if (!p) return gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");
+        if (gtr_file_exists(p)) {
+            gtr_status st = cands[i].index ? open_sharded(set, dir, p, cands[i].torch, err)
+                                           : open_file(set, p, cands[i].torch, err);
+            free(p);
+            return st;
+        }
+        free(p);
+    }
+    return gtr_seterr(err, GTR_ERR_NOT_FOUND,
+                      "%s: missing weights (no model.safetensors or pytorch_model.bin)", dir);
+}
+
+const char *gtr_tensor_file(const gtr_tensor_set *s, const gtr_tensor *t)
+{
+    if (t && t->source >= 0 && (size_t)t->source < s->n_src) return s->src[t->source].path;
+    return s->n_src ? s->src[0].path : "checkpoint";
+}
+
+gtr_tensor *gtr_tensor_find(gtr_tensor_set *s, const char *name)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (!strcmp(s->t[i].name, name)) {
+            s->t[i].used = true;
+            return &s->t[i];
+        }
+    return NULL;
+}
+
+static void fmt_shape(char *buf, size_t cap, int nd, const size_t *shape)
+{
+    size_t k = (size_t)snprintf(buf, cap, "[");
+    for (int i = 0; i < nd && k < cap; i++)
+        k += (size_t)snprintf(buf + k, cap - k, "%s%zu", i ? ", " : "", shape[i]);
+    if (k < cap) snprintf(buf + k, cap - k, "]");
+}
+
+gtr_status gtr_tensor_get(gtr_tensor_set *s, const char *name, int ndim, const size_t *shape,
+                          gtr_tensor **out, gtr_error *err)
+{
+    *out = NULL;
+    gtr_tensor *t = gtr_tensor_find(s, name);
+    if (!t)
+        return gtr_seterr(err, GTR_ERR_NOT_FOUND, "%s: missing tensor '%s'", gtr_tensor_file(s, NULL),
+                          name);
+    if (t->dtype != GTR_DT_F32 && t->dtype != GTR_DT_F16 && t->dtype != GTR_DT_BF16)
+        return gtr_seterr(err, GTR_ERR_FORMAT,
+                          "%s: tensor '%s' has dtype %s; expected F32, F16 or BF16",
+                          gtr_tensor_file(s, t), name, gtr_tensor_dtype_name(t->dtype));
+    bool ok = t->ndim == ndim;
+    for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == shape[i];
+    if (!ok) {
+        char got[160], want[160];
+        fmt_shape(got, sizeof got, t->ndim, t->shape);
+        fmt_shape(want, sizeof want, ndim, shape);
+        return gtr_seterr(err, GTR_ERR_MISMATCH,
+                          "%s: tensor '%s' has shape %s, expected %s from the config",
+                          gtr_tensor_file(s, t), name, got, want);
+    }
+    *out = t;
+    return GTR_OK;
+}
+
+gtr_status gtr_tensor_check_unused(const gtr_tensor_set *s, const char *const *ignore_prefixes,
+                                   gtr_error *err)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        if (s->t[i].used) continue;
+        bool ignored = false;
+        for (const char *const *p = ignore_prefixes; p && *p && !ignored; p++)
+            ignored = !strncmp(s->t[i].name, *p, strlen(*p));
+        if (!ignored)
+            return gtr_seterr(err, GTR_ERR_FORMAT,
+                              "%s: unexpected tensor '%s' (not part of the model config.json describes)",
+                              gtr_tensor_file(s, &s->t[i]), s->t[i].name);
+    }
+    return GTR_OK;
+}
+
+/* ---- conversion ---------------------------------------------------------- */
+
+static inline float load_elem(const uint8_t *p, gtr_dtype_id dt)
+{
+    switch (dt) {
+    case GTR_DT_F32: {
+        float f;
+        memcpy(&f, p, 4); /* may be unaligned */
+        return f;
+    }
+    case GTR_DT_F16: return gtr_f16_to_f32((uint16_t)(p[0] | (p[1] << 8)));
+    case GTR_DT_BF16: return gtr_bf16_to_f32((uint16_t)(p[0] | (p[1] << 8)));
+    default: return 0.0f; /* unreachable: gtr_tensor_get admits float types only */
+    }
+}
+
+typedef struct {
+    const gtr_tensor *t;
+    float *dst;
+    size_t chunk;
+    bool contiguous;
+} convert_job;
+
+#define CONVERT_CHUNK ((size_t)1 << 18)
+
+static void convert_task(void *ctx, size_t c, int tid)
+{
+    (void)tid;
+    convert_job *j = ctx;
+    const gtr_tensor *t = j->t;
+    size_t es = gtr_dtype_size(t->dtype);
+    size_t i0 = c * j->chunk, i1 = GTR_MIN(t->count, i0 + j->chunk);
+    if (j->contiguous) {
+        if (t->dtype == GTR_DT_F32) {
+            memcpy(j->dst + i0, t->data + i0 * 4, (i1 - i0) * 4);
+            return;
+        }
+        for (size_t i = i0; i < i1; i++) j->dst[i] = load_elem(t->data + i * es, t->dtype);
+        return;
+    }
+    /* Strided (a view saved without .contiguous()): element offset from the flat index. */
+    for (size_t i = i0; i < i1; i++) {
+        size_t rem = i, off = 0;
+        for (int d = t->ndim - 1; d >= 0; d--) {
+            off += rem % t->shape[d] * t->stride[d];
+            rem /= t->shape[d];
+        }
+        j->dst[i] = load_elem(t->data + off * es, t->dtype);
+    }
+}
+
+gtr_status gtr_tensor_to_f32(gtr_tensor_set *s, const gtr_tensor *t, float *dst, gtr_pool *pool,
+                             gtr_error *err)
+{
+    if (t->dtype != GTR_DT_F32 && t->dtype != GTR_DT_F16 && t->dtype != GTR_DT_BF16)
+        return gtr_seterr(err, GTR_ERR_FORMAT, "%s: tensor '%s': cannot convert %s to float32",
+                          gtr_tensor_file(s, t), t->name, gtr_tensor_dtype_name(t->dtype));
+    if (t->count == 0) return GTR_OK;
+    convert_job j = {t, dst, CONVERT_CHUNK, true};
+    size_t want = 1;
+    for (int d = t->ndim - 1; d >= 0; d--) {
+        if (t->shape[d] != 1 && t->stride[d] != want) j.contiguous = false;
+        want *= t->shape[d];
+    }
+    gtr_pool_for(pool, (t->count + j.chunk - 1) / j.chunk, convert_task, &j);
+    if (t->source >= 0 && (size_t)t->source < s->n_src) {
+        const gtr_mmap *m = &s->src[t->source].map;
+        if (m->data && t->data >= m->data && t->data < m->data + m->size)
+            gtr_mmap_drop(m, (size_t)(t->data - m->data), t->span);
+    }
+    return GTR_OK;
+}
+
+/* ---- fingerprint ----------------------------------------------------------- */
+
+/* 64-bit FNV-1a over 8-byte words: hashing every weight costs about as much as reading it
+ * once, far less than converting it. */
+static uint64_t fnv_words(uint64_t h, const float *x, size_t n)
+{
+    size_t i = 0;
+    for (; i + 2 <= n; i += 2) {
+        uint64_t w;
+        memcpy(&w, x + i, 8);
+        h = (h ^ w) * 0x100000001b3ull;
+    }
+    if (i < n) {
+        uint32_t w;
+        memcpy(&w, x + i, 4);
+        h = (h ^ w) * 0x100000001b3ull;
+    }
+    return h;
+}
+
+#define FP_CHUNK ((size_t)1 << 20)
+
+typedef struct {
+    const float *x;
+    size_t n;
+    uint64_t *out;
+} fp_job;
+
+static void fp_task(void *ctx, size_t c, int tid)
+{
+    (void)tid;
+    fp_job *j = ctx;
+    size_t i0 = c * FP_CHUNK, i1 = GTR_MIN(j->n, i0 + FP_CHUNK);
+    j->out[c] = fnv_words(GTR_FNV_SEED, j->x + i0, i1 - i0);
+}
+
+uint64_t gtr_fingerprint_tensor(uint64_t h, gtr_pool *pool, const char *name, const float *x,
+                                size_t rows, size_t cols)
+{
+    h = gtr_fnv1a64(name, strlen(name) + 1, h);
+    uint64_t shape[2] = {rows, cols};
+    h = gtr_fnv1a64(shape, sizeof shape, h);
+    size_t n = rows * cols, chunks = (n + FP_CHUNK - 1) / FP_CHUNK;
+    uint64_t *parts = chunks > 1 ? malloc(chunks * sizeof *parts) : NULL;
+    if (!parts) { /* one chunk, or no memory for the parallel path: the same value serially */
+        for (size_t c = 0; c < chunks; c++) {
+            uint64_t p = fnv_words(GTR_FNV_SEED, x + c * FP_CHUNK, GTR_MIN(FP_CHUNK, n - c * FP_CHUNK));
+            h = gtr_fnv1a64(&p, sizeof p, h);
+        }
+        return h;
+    }
+    fp_job j = {x, n, parts};
+    gtr_pool_for(pool, chunks, fp_task, &j);
+    for (size_t c = 0; c < chunks; c++) h = gtr_fnv1a64(&parts[c], sizeof parts[c], h);
+    free(parts);
+    return h;
+}

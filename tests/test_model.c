@@ -1,0 +1,550 @@
+/* test_model.c — the model against the reference outputs in ../shared/models/<name>/reference:
+ * final embeddings (transformers + sentence-transformers, float32) within 1e-5 for every model
+ * directory (F32/F16 safetensors, pytorch_model.bin, gated-gelu, heads·d_kv != d_model, tied
+ * embedding under either name), per-layer states of single texts within 1e-5 relative, the
+ * position buckets exactly, the text path (tokenizer + model), batch/thread invariance and the
+ * fingerprint. */
+#include "support/testutil.h"
+#include "model/model_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- reference data ------------------------------------------------------- */
+
+typedef struct {
+    size_t n;
+    int32_t **ids;
+    size_t *lens;
+} tokens;
+
+static tokens load_tokens(const char *model)
+{
+    char rel[256];
+    snprintf(rel, sizeof rel, "models/%s/reference/tokens.jsonl", model);
+    char *p = tu_shared(rel);
+    json_t **v;
+    tokens t;
+    t.n = tu_json_lines(p, &v);
+    t.ids = calloc(t.n, sizeof *t.ids);
+    t.lens = calloc(t.n, sizeof *t.lens);
+    assert_non_null(t.ids);
+    assert_non_null(t.lens);
+    for (size_t i = 0; i < t.n; i++) {
+        assert_true(json_is_array(v[i]));
+        t.lens[i] = json_array_size(v[i]);
+        t.ids[i] = calloc(t.lens[i] + 1, sizeof(int32_t));
+        assert_non_null(t.ids[i]);
+        for (size_t k = 0; k < t.lens[i]; k++)
+            t.ids[i][k] = (int32_t)json_integer_value(json_array_get(v[i], k));
+    }
+    tu_json_lines_free(v, t.n);
+    free(p);
+    return t;
+}
+
+static void free_tokens(tokens *t)
+{
+    for (size_t i = 0; i < t->n; i++) free(t->ids[i]);
+    free(t->ids);
+    free(t->lens);
+}
+
+static float *load_expected(const char *model, size_t *rows, size_t *cols)
+{
+    char rel[256];
+    snprintf(rel, sizeof rel, "models/%s/reference/embeddings.npy", model);
+    char *p = tu_shared(rel);
+    gtr_array a;
+    gtr_error e;
+    TU_OK(gtr_npy_load(p, &a, &e), &e);
+    assert_int_equal(a.ndim, 2);
+    *rows = a.shape[0];
+    *cols = a.shape[1];
+    float *f = gtr_array_to_f32(&a, &e);
+    assert_non_null(f);
+    gtr_array_free(&a);
+    free(p);
+    return f;
+}
+
+static gtr_model *load_model_dir(const char *dir, int threads)
+{
+    gtr_model_options o = gtr_model_default_options();
+    o.n_threads = threads;
+    gtr_error e;
+    gtr_model *m = gtr_model_load(dir, &o, &e);
+    if (!m) fail_msg("load %s: %s", dir, e.message);
+    return m;
+}
+
+static gtr_model *load_model(const char *name, int threads)
+{
+    char rel[256];
+    snprintf(rel, sizeof rel, "models/%s", name);
+    char *p = tu_shared(rel);
+    gtr_model *m = load_model_dir(p, threads);
+    free(p);
+    return m;
+}
+
+static double max_abs_diff(const float *a, const float *b, size_t n)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (!(d <= m)) m = d;
+    }
+    return m;
+}
+
+/* Encode the reference token ids with m and compare with embeddings.npy of ref. */
+static void check_embeddings(gtr_model *m, const char *ref, const char *label)
+{
+    tokens t = load_tokens(ref);
+    size_t rows, cols;
+    float *want = load_expected(ref, &rows, &cols);
+    assert_int_equal(rows, t.n);
+    assert_int_equal(cols, (size_t)gtr_model_dim(m));
+    float *got = calloc(rows * cols, sizeof *got);
+    assert_non_null(got);
+    gtr_error e;
+    TU_OK(gtr_model_encode_ids(m, (const int32_t *const *)t.ids, t.lens, t.n, got, &e), &e);
+    double d = max_abs_diff(got, want, rows * cols);
+    print_message("# %s: max |embedding - reference| = %.3g over %zu texts\n", label, d, rows);
+    assert_true(d <= 1e-5);
+    free(got);
+    free(want);
+    free_tokens(&t);
+}
+
+static void embed_model(const char *name)
+{
+    gtr_model *m = load_model(name, 2);
+    check_embeddings(m, name, name);
+    gtr_model_free(m);
+}
+
+static void test_embed_gtr_tiny(void **state) { (void)state; embed_model("gtr-tiny"); }
+static void test_embed_gtr_tiny_f16(void **state) { (void)state; embed_model("gtr-tiny-f16"); }
+static void test_embed_gtr_tiny_v11(void **state) { (void)state; embed_model("gtr-tiny-v11"); }
+static void test_embed_gtr_tiny_wide(void **state) { (void)state; embed_model("gtr-tiny-wide"); }
+
+/* gtr-tiny holds both model.safetensors and pytorch_model.bin (also in 2_Dense): a directory
+ * of links without the safetensors files makes the loader read the .bin files. */
+static char *tiny_bin_dir(void)
+{
+    char *src = tu_shared("models/gtr-tiny");
+    char *dir = tu_tmp("gtr-tiny-bin");
+    if (!gtr_dir_exists(dir)) {
+        char *abs = realpath(src, NULL);
+        assert_non_null(abs);
+        assert_int_equal(tu_system("mkdir -p '%s/2_Dense' && cd '%s' && "
+                                   "for f in config.json modules.json sentence_bert_config.json "
+                                   "spiece.model pytorch_model.bin 1_Pooling; do ln -s '%s'/$f $f; done && "
+                                   "ln -s '%s/2_Dense/config.json' 2_Dense/config.json && "
+                                   "ln -s '%s/2_Dense/pytorch_model.bin' 2_Dense/pytorch_model.bin",
+                                   dir, dir, abs, abs, abs),
+                         0);
+        free(abs);
+    }
+    free(src);
+    return dir;
+}
+
+static void test_embed_gtr_tiny_bin(void **state)
+{
+    (void)state;
+    char *dir = tiny_bin_dir();
+    gtr_model *m = load_model_dir(dir, 2);
+    assert_non_null(strstr(gtr_model_describe(m), "pytorch_model.bin"));
+    assert_null(strstr(gtr_model_describe(m), "model.safetensors"));
+    check_embeddings(m, "gtr-tiny", "gtr-tiny (pytorch_model.bin)");
+    gtr_model_free(m);
+    free(dir);
+}
+
+/* ---- the text path ----------------------------------------------------------- */
+
+/* gtr-small (the largest reference model) goes through the text path: the tokenizer must give
+ * exactly the ids of tokens.jsonl, and the vectors must match embeddings.npy. */
+static void test_embed_gtr_small_texts(void **state)
+{
+    (void)state;
+    const char *name = "gtr-small";
+    gtr_model *m = load_model(name, 2);
+    char *p = tu_shared("models/gtr-small/reference/texts.jsonl");
+    json_t **v;
+    size_t n = tu_json_lines(p, &v);
+    tokens t = load_tokens(name);
+    assert_int_equal(n, t.n);
+    const char **texts = calloc(n, sizeof *texts);
+    size_t *lens = calloc(n, sizeof *lens);
+    assert_non_null(texts);
+    assert_non_null(lens);
+    gtr_ids ids = {0};
+    gtr_error e;
+    size_t tok_mismatch = 0;
+    for (size_t i = 0; i < n; i++) {
+        texts[i] = json_string_value(v[i]);
+        assert_non_null(texts[i]);
+        lens[i] = json_string_length(v[i]);
+        TU_OK(gtr_tokenize(gtr_model_tokenizer(m), texts[i], lens[i], gtr_model_max_len(m), 1, &ids, &e), &e);
+        if (ids.n != t.lens[i] || memcmp(ids.ids, t.ids[i], ids.n * sizeof(int32_t))) {
+            print_message("# text %zu: tokenizer ids differ from tokens.jsonl\n", i);
+            tok_mismatch++;
+        }
+    }
+    assert_int_equal(tok_mismatch, 0);
+    size_t rows, cols;
+    float *want = load_expected(name, &rows, &cols);
+    float *got = calloc(rows * cols, sizeof *got);
+    assert_non_null(got);
+    TU_OK(gtr_model_encode(m, texts, lens, n, got, &e), &e);
+    double d = max_abs_diff(got, want, rows * cols);
+    print_message("# %s via texts: max |embedding - reference| = %.3g\n", name, d);
+    assert_true(d <= 1e-5);
+    /* lens NULL: NUL-terminated texts (the reference texts hold no NUL bytes) */
+    float *got2 = calloc(3 * cols, sizeof *got2);
+    assert_non_null(got2);
+    TU_OK(gtr_model_encode(m, texts, NULL, 3, got2, &e), &e);
+    assert_memory_equal(got2, got, 3 * cols * sizeof(float));
+    free(got2);
+    gtr_ids_free(&ids);
+    free(got);
+    free(want);
+    free(texts);
+    free(lens);
+    free_tokens(&t);
+    tu_json_lines_free(v, n);
+    free(p);
+    gtr_model_free(m);
+}
+
+/* ---- per-layer states ---------------------------------------------------------- */
+
+#define MAX_STATES 64
+typedef struct {
+    size_t want_text;
+    size_t n;
+    char *name[MAX_STATES];
+    float *data[MAX_STATES];
+    size_t count[MAX_STATES];
+} capture;
+
+static void capture_probe(void *user, size_t text, const char *name, const float *x, size_t rows,
+                          size_t cols)
+{
+    capture *c = user;
+    if (text != c->want_text || c->n == MAX_STATES) return;
+    c->name[c->n] = strdup(name);
+    c->count[c->n] = rows * cols;
+    c->data[c->n] = malloc(rows * cols * sizeof(float));
+    memcpy(c->data[c->n], x, rows * cols * sizeof(float));
+    c->n++;
+}
+
+static void capture_free(capture *c)
+{
+    for (size_t i = 0; i < c->n; i++) {
+        free(c->name[i]);
+        free(c->data[i]);
+    }
+    c->n = 0;
+}
+
+static const float *captured(const capture *c, const char *name, size_t *count)
+{
+    for (size_t i = 0; i < c->n; i++)
+        if (!strcmp(c->name[i], name)) {
+            *count = c->count[i];
+            return c->data[i];
+        }
+    return NULL;
+}
+
+/* max|got - want| / max|want| over one array of the npz */
+static double rel_diff(const float *got, size_t n, gtr_array *want)
+{
+    double *w = gtr_array_to_f64(want, NULL);
+    assert_non_null(w);
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - w[i]);
+        if (!(d <= num)) num = d;
+        if (fabs(w[i]) > den) den = fabs(w[i]);
+    }
+    free(w);
+    return den > 0 ? num / den : num;
+}
+
+static void check_hidden(const char *name, int text)
+{
+    gtr_model *m = load_model(name, 2);
+    const gtr_t5_config *cfg = NULL;
+    (void)cfg;
+    char rel[256];
+    snprintf(rel, sizeof rel, "models/%s/reference/hidden_%d.npz", name, text);
+    char *p = tu_shared(rel);
+    gtr_error e;
+    gtr_npz *z = gtr_npz_open(p, &e);
+    if (!z) fail_msg("%s", e.message);
+    gtr_array ids;
+    TU_OK(gtr_npz_get(z, "input_ids", &ids, &e), &e);
+    size_t L = ids.count;
+    int32_t *ids32 = calloc(L, sizeof *ids32);
+    assert_non_null(ids32);
+    double *idd = gtr_array_to_f64(&ids, &e);
+    for (size_t i = 0; i < L; i++) ids32[i] = (int32_t)idd[i];
+    free(idd);
+    gtr_array_free(&ids);
+
+    /* the ids are those of tokens.jsonl line `text` */
+    tokens t = load_tokens(name);
+    assert_int_equal(t.lens[text], L);
+    assert_memory_equal(t.ids[text], ids32, L * sizeof(int32_t));
+    free_tokens(&t);
+
+    capture c = {.want_text = 0};
+    gtr_model_set_probe(m, capture_probe, &c);
+    float *out = calloc((size_t)gtr_model_dim(m), sizeof *out);
+    const int32_t *idp = ids32;
+    TU_OK(gtr_model_encode_ids(m, &idp, &L, 1, out, &e), &e);
+
+    /* buckets exactly, as transformers computes them in float32 */
+    gtr_array b;
+    TU_OK(gtr_npz_get(z, "buckets", &b, &e), &e);
+    assert_int_equal(b.ndim, 2);
+    assert_int_equal(b.shape[0], L);
+    double *bd = gtr_array_to_f64(&b, &e);
+    size_t bad = 0;
+    for (size_t q = 0; q < L; q++)
+        for (size_t k = 0; k < L; k++)
+            if (gtr_t5_bucket((long)k - (long)q, 32, 128) != (int)bd[q * L + k]) bad++;
+    free(bd);
+    gtr_array_free(&b);
+    assert_int_equal(bad, 0);
+
+    /* every state the reference dumped (all but input_ids and buckets) */
+    static const char *fixed[] = {"embeddings", "position_bias", "final_norm", "pooled", "dense",
+                                  "embedding"};
+    char names[64][32];
+    size_t nn = 0;
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) snprintf(names[nn++], 32, "%s", fixed[i]);
+    for (int l = 0; l < 64 && gtr_npz_has(z, (snprintf(names[nn], 32, "layer%02d.out", l), names[nn])); l++) {
+        nn++;
+        snprintf(names[nn++], 32, "layer%02d.attn_out", l);
+    }
+    assert_true(nn > sizeof fixed / sizeof fixed[0]);
+    double worst = 0;
+    for (size_t i = 0; i < nn; i++) {
+        gtr_array a;
+        TU_OK(gtr_npz_get(z, names[i], &a, &e), &e);
+        size_t cnt = 0;
+        const float *got = captured(&c, names[i], &cnt);
+        if (!got) fail_msg("%s: no state '%s' captured", name, names[i]);
+        assert_int_equal(cnt, a.count);
+        double d = rel_diff(got, cnt, &a);
+        if (d > 1e-5) print_message("# %s text %d %s: relative diff %.3g\n", name, text, names[i], d);
+        if (d > worst) worst = d;
+        gtr_array_free(&a);
+    }
+    print_message("# %s text %d (%zu tokens): %zu states, worst relative diff %.3g\n", name, text, L,
+                  nn, worst);
+    assert_true(worst <= 1e-5);
+    capture_free(&c);
+    free(out);
+    free(ids32);
+    gtr_npz_close(z);
+    free(p);
+    gtr_model_free(m);
+}
+
+static void hidden_all(const char *name)
+{
+    check_hidden(name, 0);
+    check_hidden(name, 7);
+    check_hidden(name, 30);
+}
+
+static void test_hidden_gtr_tiny(void **state) { (void)state; hidden_all("gtr-tiny"); }
+static void test_hidden_gtr_tiny_f16(void **state) { (void)state; hidden_all("gtr-tiny-f16"); }
+static void test_hidden_gtr_tiny_v11(void **state) { (void)state; hidden_all("gtr-tiny-v11"); }
+static void test_hidden_gtr_tiny_wide(void **state) { (void)state; hidden_all("gtr-tiny-wide"); }
+static void test_hidden_gtr_small(void **state) { (void)state; hidden_all("gtr-small"); }
+
+/* The bucket boundaries where a careless float computation goes wrong. */
+static void test_buckets(void **state)
+{
+    (void)state;
+    static const struct {
+        long rel;
+        int b;
+    } cases[] = {{0, 0},    {1, 17},   {-1, 1},   {7, 23},   {8, 24},   {-8, 8},   {15, 25},
+                 {16, 26},  {-16, 10}, {31, 27},  {32, 28},  {-32, 12}, {63, 29},  {64, 30},
+                 {-64, 14}, {-63, 13}, {127, 31}, {128, 31}, {-128, 15}, {100000, 31},
+                 {-100000, 15}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        assert_int_equal(gtr_t5_bucket(cases[i].rel, 32, 128), cases[i].b);
+}
+
+/* ---- invariance ------------------------------------------------------------------ */
+
+/* A text's vector is the same alone, in any batch, in any order, with any thread count. */
+static void test_batch_invariance(void **state)
+{
+    (void)state;
+    const char *name = "gtr-tiny-wide";
+    tokens t = load_tokens(name);
+    size_t n = 24, dim;
+    gtr_model *m1 = load_model(name, 1), *m3 = load_model(name, 3);
+    dim = (size_t)gtr_model_dim(m1);
+    float *batch = calloc(n * dim, sizeof *batch), *alone = calloc(n * dim, sizeof *alone),
+          *rev = calloc(n * dim, sizeof *rev);
+    assert_non_null(batch);
+    assert_non_null(alone);
+    assert_non_null(rev);
+    gtr_error e;
+    /* texts 20..43 include long (512-token) and short ones */
+    TU_OK(gtr_model_encode_ids(m3, (const int32_t *const *)t.ids + 20, t.lens + 20, n, batch, &e), &e);
+    for (size_t i = 0; i < n; i++) {
+        const int32_t *ids = t.ids[20 + i];
+        TU_OK(gtr_model_encode_ids(m1, &ids, &t.lens[20 + i], 1, alone + i * dim, &e), &e);
+    }
+    const int32_t *rids[24];
+    size_t rlens[24];
+    for (size_t i = 0; i < n; i++) {
+        rids[i] = t.ids[20 + n - 1 - i];
+        rlens[i] = t.lens[20 + n - 1 - i];
+    }
+    TU_OK(gtr_model_encode_ids(m1, rids, rlens, n, rev, &e), &e);
+    double d1 = max_abs_diff(batch, alone, n * dim), d2 = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = max_abs_diff(rev + (n - 1 - i) * dim, alone + i * dim, dim);
+        if (d > d2) d2 = d;
+    }
+    bool bitwise = !memcmp(batch, alone, n * dim * sizeof(float));
+    print_message("# batch vs alone: %.3g, reversed batch vs alone: %.3g, bit-identical: %s\n", d1,
+                  d2, bitwise ? "yes" : "no");
+    assert_true(d1 <= 1e-6);
+    assert_true(d2 <= 1e-6);
+    free(batch);
+    free(alone);
+    free(rev);
+    free_tokens(&t);
+    gtr_model_free(m1);
+    gtr_model_free(m3);
+}
+
+/* ---- fingerprint and description ----------------------------------------------- */
+
+static void test_fingerprint(void **state)
+{
+    (void)state;
+    gtr_model *a = load_model("gtr-tiny", 1), *b = load_model("gtr-tiny", 3),
+              *f16 = load_model("gtr-tiny-f16", 2);
+    char *dir = tiny_bin_dir();
+    gtr_model *bin = load_model_dir(dir, 2);
+    /* stable across loads and thread counts, and the same weights in .bin give the same */
+    assert_true(gtr_model_fingerprint(a) == gtr_model_fingerprint(b));
+    assert_true(gtr_model_fingerprint(a) == gtr_model_fingerprint(bin));
+    assert_true(gtr_model_fingerprint(a) != gtr_model_fingerprint(f16));
+    assert_true(gtr_model_fingerprint(a) != 0);
+    /* max_len is a load option, not part of the model */
+    gtr_model_options o = gtr_model_default_options();
+    o.max_len = 128;
+    gtr_error e;
+    char *p = tu_shared("models/gtr-tiny");
+    gtr_model *c = gtr_model_load(p, &o, &e);
+    assert_non_null(c);
+    assert_int_equal(gtr_model_max_len(c), 128);
+    assert_int_equal(gtr_model_max_len(a), 512);
+    assert_true(gtr_model_fingerprint(a) == gtr_model_fingerprint(c));
+    gtr_model_free(c);
+    free(p);
+
+    const char *d = gtr_model_describe(f16);
+    print_message("# %s\n", d);
+    assert_non_null(strstr(d, "F16"));
+    assert_non_null(strstr(d, "relu"));
+    assert_int_equal(gtr_model_dim(f16), 64);
+    /* gtr-tiny: 32128x64 embedding + 2 layers x (4 x 64x64 + 2 x 64x128 + 2 x 64) + rel 32x4
+     * + final 64 + Dense 64x64 */
+    size_t want = 32128 * 64 + 2 * (4 * 64 * 64 + 2 * 64 * 128 + 2 * 64) + 32 * 4 + 64 + 64 * 64;
+    assert_int_equal(gtr_model_n_params(a), want);
+    assert_int_equal(gtr_model_weight_bytes(a), want * sizeof(float));
+    gtr_model_free(a);
+    gtr_model_free(b);
+    gtr_model_free(f16);
+    gtr_model_free(bin);
+    free(dir);
+
+    gtr_model *v11 = load_model("gtr-tiny-v11", 1);
+    assert_non_null(strstr(gtr_model_describe(v11), "gated-gelu"));
+    assert_int_equal(gtr_model_dim(v11), 48);
+    gtr_model_free(v11);
+}
+
+/* max_len truncates the text path; encode_ids refuses longer inputs. */
+static void test_max_len(void **state)
+{
+    (void)state;
+    gtr_model_options o = gtr_model_default_options();
+    o.max_len = 8;
+    o.n_threads = 1;
+    gtr_error e;
+    char *p = tu_shared("models/gtr-tiny");
+    gtr_model *m = gtr_model_load(p, &o, &e);
+    assert_non_null(m);
+    const char *text = "one two three four five six seven eight nine ten eleven twelve";
+    float v[64], w[64];
+    TU_OK(gtr_model_encode(m, &text, NULL, 1, v, &e), &e);
+    gtr_ids ids = {0};
+    TU_OK(gtr_tokenize(gtr_model_tokenizer(m), text, strlen(text), 8, 1, &ids, &e), &e);
+    assert_int_equal(ids.n, 8);
+    assert_int_equal(ids.ids[7], 1);
+    const int32_t *ip = ids.ids;
+    TU_OK(gtr_model_encode_ids(m, &ip, &ids.n, 1, w, &e), &e);
+    assert_memory_equal(v, w, sizeof v);
+    size_t nine = 9;
+    int32_t nine_ids[9] = {100, 19, 46, 677, 7142, 100, 19, 46, 1};
+    ip = nine_ids;
+    assert_int_equal(gtr_model_encode_ids(m, &ip, &nine, 1, w, &e), GTR_ERR_INVALID_ARG);
+    assert_non_null(strstr(e.message, "max_len"));
+    int32_t bad[2] = {40000, 1};
+    size_t two = 2;
+    ip = bad;
+    assert_int_equal(gtr_model_encode_ids(m, &ip, &two, 1, w, &e), GTR_ERR_INVALID_ARG);
+    assert_non_null(strstr(e.message, "40000"));
+    size_t zero = 0;
+    assert_int_equal(gtr_model_encode_ids(m, &ip, &zero, 1, w, &e), GTR_ERR_INVALID_ARG);
+    /* n == 0 is a no-op */
+    TU_OK(gtr_model_encode(m, NULL, NULL, 0, NULL, &e), &e);
+    gtr_ids_free(&ids);
+    gtr_model_free(m);
+    free(p);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_buckets),
+        cmocka_unit_test(test_embed_gtr_tiny),
+        cmocka_unit_test(test_embed_gtr_tiny_bin),
+        cmocka_unit_test(test_embed_gtr_tiny_f16),
+        cmocka_unit_test(test_embed_gtr_tiny_v11),
+        cmocka_unit_test(test_embed_gtr_tiny_wide),
+        cmocka_unit_test(test_embed_gtr_small_texts),
+        cmocka_unit_test(test_hidden_gtr_tiny),
+        cmocka_unit_test(test_hidden_gtr_tiny_f16),
+        cmocka_unit_test(test_hidden_gtr_tiny_v11),
+        cmocka_unit_test(test_hidden_gtr_tiny_wide),
+        cmocka_unit_test(test_hidden_gtr_small),
+        cmocka_unit_test(test_batch_invariance),
+        cmocka_unit_test(test_fingerprint),
+        cmocka_unit_test(test_max_len),
+    };
+    return cmocka_run_group_tests_name("model", tests, NULL, NULL);
+}
