@@ -1,0 +1,56 @@
+/*
+ * score.h — the inner-product kernels of the index, one set per ISA (score.c portable,
+ * score_avx2.c, score_avx512.c), chosen at run time.
+ *
+ * Why not gtr_sgemm_nt: exact search promises that a (query, document) score is the same
+ * float whatever the CPU, the thread count, the batch or the block a document falls in, so
+ * that results are reproducible and a brute-force reference can be compared bit for bit.
+ * A GEMM's summation order depends on its tiling. Here the order is part of the definition:
+ *
+ *   score(q, d), both of dim floats, P = dim rounded up to a multiple of 16, q[k] = d[k] = 0
+ *   for dim <= k < P:
+ *     acc[l] = +0 for l = 0..15;  for k = 0, 1, ..., P-1:  acc[k % 16] = fma(q[k], d[k], acc[k % 16])
+ *     s8[l] = acc[l] + acc[l + 8]  (l < 8);  s4[l] = s8[l] + s8[l + 4]  (l < 4)
+ *     s2[l] = s4[l] + s4[l + 2]    (l < 2);  score = s2[0] + s2[1]
+ *
+ * which is exactly what one AVX-512 register (or two AVX2 registers) of 16 lanes computes,
+ * with the usual halving horizontal sum, so the fast kernels lose nothing to the definition.
+ *
+ * The approximate kernels (compact first pass) may sum in any order: their error is bounded
+ * in compact.c, and their results are only used to select candidates for exact re-scoring.
+ */
+#ifndef GTR_INDEX_SCORE_H
+#define GTR_INDEX_SCORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define GTR_IX_LANES 16
+
+typedef struct gtr_ix_kernels {
+    const char *name;
+    /* S[i * lds + j] = score(Q + i * qstride, D + j * dim) for i < nq, j < nd. Q rows are
+     * zero-padded to qstride (a multiple of 16) and 64-byte aligned; D rows are packed. */
+    void (*score)(const float *Q, size_t nq, size_t qstride, const float *D, size_t nd,
+                  size_t dim, float *S, size_t lds);
+    /* S[i * lds + j] ~ Q_i . f16(C_j) */
+    void (*approx_f16)(const float *Q, size_t nq, size_t qstride, const uint16_t *C, size_t nd,
+                       size_t dim, float *S, size_t lds);
+    /* S[i * lds + j] ~ scale_j * (Q_i . C_j), scale_j = caux[3 * j] */
+    void (*approx_i8)(const float *Q, size_t nq, size_t qstride, const int8_t *C,
+                      const float *caux, size_t nd, size_t dim, float *S, size_t lds);
+} gtr_ix_kernels;
+
+/* The best kernels this CPU offers (GTR_CPU caps the choice, as for the model kernels). */
+const gtr_ix_kernels *gtr_ix_kernels_select(void);
+const gtr_ix_kernels *gtr_ix_kernels_generic(void);
+const gtr_ix_kernels *gtr_ix_kernels_avx2(void);   /* NULL when not compiled in */
+const gtr_ix_kernels *gtr_ix_kernels_avx512(void); /* NULL when not compiled in */
+
+/* The definition above, one pair at a time (q and d unpadded). */
+float gtr_ix_score_ref(const float *q, const float *d, size_t dim);
+
+/* Row stride used for padded queries. */
+static inline size_t gtr_ix_qstride(size_t dim) { return (dim + GTR_IX_LANES - 1) / GTR_IX_LANES * GTR_IX_LANES; }
+
+#endif

@@ -1,0 +1,124 @@
+/* score_avx512.c — index kernels for AVX-512: one 16-lane register per (query, document)
+ * pair, so the fixed summation order of score.h is simply a register's FMA chain followed by
+ * the halving horizontal sum. Register tiles of up to 4 queries x 4 documents (or 1 x 8 for a
+ * lone query) reuse each load several times. */
+#include "index/score.h"
+
+#include <immintrin.h>
+
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+
+enum { SRC_F32, SRC_F16, SRC_I8 };
+
+/* lanes l and l+8, then l and l+4, l and l+2, l and l+1: the order score.h defines */
+static ALWAYS_INLINE float hsum16(__m512 v)
+{
+    __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+    __m256 a = _mm256_add_ps(_mm512_castps512_ps256(v), hi);
+    __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    __m128 c = _mm_add_ps(b, _mm_movehl_ps(b, b));
+    __m128 d = _mm_add_ss(c, _mm_movehdup_ps(c));
+    return _mm_cvtss_f32(d);
+}
+
+static ALWAYS_INLINE __m512 load_src(int src, const void *base, size_t off, __mmask16 m, int masked)
+{
+    if (src == SRC_F32) {
+        const float *p = (const float *)base + off;
+        return masked ? _mm512_maskz_loadu_ps(m, p) : _mm512_loadu_ps(p);
+    }
+    if (src == SRC_F16) {
+        const uint16_t *p = (const uint16_t *)base + off;
+        __m256i h = masked ? _mm256_maskz_loadu_epi16(m, p) : _mm256_loadu_si256((const __m256i *)p);
+        return _mm512_cvtph_ps(h);
+    }
+    const int8_t *p = (const int8_t *)base + off;
+    __m128i b = masked ? _mm_maskz_loadu_epi8(m, p) : _mm_loadu_si128((const __m128i *)p);
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(b));
+}
+
+/* QT queries x DT documents. D rows are dim elements apart. */
+static ALWAYS_INLINE void tile(int src, int QT, int DT, const float *Q, size_t qs, const void *D,
+                               size_t dim, float *S, size_t lds, size_t dim16, __mmask16 tail)
+{
+    __m512 acc[4][8];
+#pragma GCC unroll 4
+    for (int i = 0; i < QT; i++)
+#pragma GCC unroll 8
+        for (int j = 0; j < DT; j++) acc[i][j] = _mm512_setzero_ps();
+    for (size_t k = 0; k < dim16; k += 16) {
+        __m512 d[8];
+#pragma GCC unroll 8
+        for (int j = 0; j < DT; j++) d[j] = load_src(src, D, (size_t)j * dim + k, 0, 0);
+#pragma GCC unroll 4
+        for (int i = 0; i < QT; i++) {
+            __m512 q = _mm512_load_ps(Q + (size_t)i * qs + k);
+#pragma GCC unroll 8
+            for (int j = 0; j < DT; j++) acc[i][j] = _mm512_fmadd_ps(q, d[j], acc[i][j]);
+        }
+    }
+    if (tail) {
+        __m512 d[8];
+#pragma GCC unroll 8
+        for (int j = 0; j < DT; j++) d[j] = load_src(src, D, (size_t)j * dim + dim16, tail, 1);
+#pragma GCC unroll 4
+        for (int i = 0; i < QT; i++) {
+            /* query rows are zero-padded: the padding lanes compute fma(0, 0, acc) */
+            __m512 q = _mm512_load_ps(Q + (size_t)i * qs + dim16);
+#pragma GCC unroll 8
+            for (int j = 0; j < DT; j++) acc[i][j] = _mm512_fmadd_ps(q, d[j], acc[i][j]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < QT; i++)
+#pragma GCC unroll 8
+        for (int j = 0; j < DT; j++) S[(size_t)i * lds + j] = hsum16(acc[i][j]);
+}
+
+static ALWAYS_INLINE void run(int src, const float *Q, size_t nq, size_t qs, const void *D, size_t nd,
+                              size_t dim, float *S, size_t lds)
+{
+    size_t dim16 = dim & ~(size_t)15;
+    __mmask16 tail = (__mmask16)((1u << (dim & 15)) - 1u);
+    size_t esz = src == SRC_F32 ? 4 : src == SRC_F16 ? 2 : 1;
+    const char *Db = D;
+    size_t i = 0;
+    for (; i + 4 <= nq; i += 4) {
+        size_t j = 0;
+        for (; j + 4 <= nd; j += 4)
+            tile(src, 4, 4, Q + i * qs, qs, Db + j * dim * esz, dim, S + i * lds + j, lds, dim16, tail);
+        for (; j < nd; j++)
+            tile(src, 4, 1, Q + i * qs, qs, Db + j * dim * esz, dim, S + i * lds + j, lds, dim16, tail);
+    }
+    for (; i < nq; i++) {
+        size_t j = 0;
+        for (; j + 8 <= nd; j += 8)
+            tile(src, 1, 8, Q + i * qs, qs, Db + j * dim * esz, dim, S + i * lds + j, lds, dim16, tail);
+        for (; j < nd; j++)
+            tile(src, 1, 1, Q + i * qs, qs, Db + j * dim * esz, dim, S + i * lds + j, lds, dim16, tail);
+    }
+}
+
+static void score_avx512(const float *Q, size_t nq, size_t qs, const float *D, size_t nd, size_t dim,
+                         float *S, size_t lds)
+{
+    run(SRC_F32, Q, nq, qs, D, nd, dim, S, lds);
+}
+
+static void approx_f16_avx512(const float *Q, size_t nq, size_t qs, const uint16_t *C, size_t nd,
+                              size_t dim, float *S, size_t lds)
+{
+    run(SRC_F16, Q, nq, qs, C, nd, dim, S, lds);
+}
+
+static void approx_i8_avx512(const float *Q, size_t nq, size_t qs, const int8_t *C, const float *caux,
+                             size_t nd, size_t dim, float *S, size_t lds)
+{
+    run(SRC_I8, Q, nq, qs, C, nd, dim, S, lds);
+    for (size_t i = 0; i < nq; i++)
+        for (size_t j = 0; j < nd; j++) S[i * lds + j] *= caux[3 * j];
+}
+
+static const gtr_ix_kernels avx512 = {"avx512", score_avx512, approx_f16_avx512, approx_i8_avx512};
+
+const gtr_ix_kernels *gtr_ix_kernels_avx512(void) { return &avx512; }

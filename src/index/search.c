@@ -1,0 +1,130 @@
+/* search.c — exact top-k: queries are padded and taken in batches; documents are split into
+ * blocks handed to the pool's threads; each thread scores a block in sub-blocks that stay in
+ * cache (kernels of score.h) and keeps one heap per query; the per-thread heaps are merged at
+ * the end. Because scores do not depend on blocking and ties are broken by id, the result is
+ * the same for any thread count or batch size. */
+#include "index/index_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SUB 64 /* documents scored per kernel call: 64 x 768 floats = 192 KiB stay in L2 */
+
+typedef struct {
+    const gtr_index *ix;
+    const gtr_ix_kernels *kern;
+    const float *Q;
+    size_t qs, nq, block;
+    gtr_ix_topk *heaps; /* [threads][nq] */
+    float *scratch;     /* [threads][nq * SUB] */
+} exact_ctx;
+
+static void exact_task(void *vc, size_t t, int tid)
+{
+    exact_ctx *c = vc;
+    const gtr_index *ix = c->ix;
+    size_t d0 = t * c->block, d1 = GTR_MIN(ix->n, d0 + c->block);
+    float *S = c->scratch + (size_t)tid * c->nq * SUB;
+    gtr_ix_topk *H = c->heaps + (size_t)tid * c->nq;
+    for (size_t j0 = d0; j0 < d1; j0 += SUB) {
+        size_t nd = GTR_MIN((size_t)SUB, d1 - j0);
+        c->kern->score(c->Q, c->nq, c->qs, ix->vectors + j0 * ix->dim, nd, ix->dim, S, SUB);
+        for (size_t q = 0; q < c->nq; q++) {
+            gtr_ix_topk *h = &H[q];
+            const float *s = S + q * SUB;
+            for (size_t j = 0; j < nd; j++) {
+                /* the common case, rejected without a call */
+                if (h->n == h->k && s[j] < h->h[0].score) continue;
+                gtr_ix_topk_push(ix, h, s[j], j0 + j);
+            }
+        }
+    }
+}
+
+/* Queries per batch: the per-thread heaps (threads x batch x k hits) stay within ~64 MiB. */
+static size_t batch_for(size_t nq, size_t k, int threads)
+{
+    size_t per = (size_t)threads * k * sizeof(gtr_hit);
+    size_t b = per ? ((size_t)64 << 20) / per : 256;
+    return GTR_MAX((size_t)1, GTR_MIN(GTR_MIN(b, (size_t)256), nq));
+}
+
+gtr_status gtr_ix_search_exact(const gtr_index *ix, const gtr_ix_kernels *kern, const float *Q,
+                               size_t qs, size_t nq, size_t k, gtr_pool *pool, gtr_hit *hits,
+                               size_t *n_hits, gtr_error *err)
+{
+    int threads = gtr_pool_size(pool);
+    size_t kk = GTR_MIN(k, ix->n);
+    size_t qb = batch_for(nq, kk, threads);
+    gtr_ix_topk *heaps = gtr_xcalloc((size_t)threads * qb, sizeof *heaps, "search heaps", err);
+    gtr_hit *mem = gtr_xmalloc((size_t)threads * qb * kk * sizeof *mem + sizeof *mem, "search heaps", err);
+    float *scratch = gtr_malloc_aligned((size_t)threads * qb * SUB * sizeof(float), err);
+    gtr_hit *merge = gtr_xmalloc((size_t)kk * sizeof *merge + sizeof *merge, "search heaps", err);
+    gtr_status st = GTR_OK;
+    if (!heaps || !mem || !scratch || !merge) {
+        st = GTR_ERR_NOMEM;
+        goto done;
+    }
+    /* blocks: several per thread so uneven progress balances; a multiple of SUB */
+    size_t block = (ix->n + (size_t)threads * 8 - 1) / ((size_t)threads * 8);
+    block = GTR_MAX((size_t)SUB, (block + SUB - 1) / SUB * SUB);
+    size_t n_blocks = (ix->n + block - 1) / block;
+    for (size_t q0 = 0; q0 < nq; q0 += qb) {
+        size_t nb = GTR_MIN(qb, nq - q0);
+        for (size_t i = 0; i < (size_t)threads * nb; i++) {
+            heaps[i].h = mem + i * kk;
+            heaps[i].n = 0;
+            heaps[i].k = kk;
+        }
+        exact_ctx c = {ix, kern, Q + q0 * qs, qs, nb, block, heaps, scratch};
+        gtr_pool_for(pool, n_blocks, exact_task, &c);
+        for (size_t q = 0; q < nb; q++) {
+            gtr_ix_topk m = {merge, 0, kk};
+            for (int t = 0; t < threads; t++) {
+                const gtr_ix_topk *h = &heaps[(size_t)t * nb + q];
+                for (size_t i = 0; i < h->n; i++) gtr_ix_topk_push(ix, &m, h->h[i].score, h->h[i].doc);
+            }
+            gtr_ix_topk_sort(ix, &m);
+            memcpy(hits + (q0 + q) * k, m.h, m.n * sizeof *m.h);
+            n_hits[q0 + q] = m.n;
+        }
+    }
+done:
+    free(heaps);
+    free(mem);
+    gtr_free_aligned(scratch);
+    free(merge);
+    return st;
+}
+
+gtr_status gtr_index_search(const gtr_index *ix, const float *queries, size_t nq, size_t k,
+                            const gtr_search_options *opts, gtr_hit *hits, size_t *n_hits,
+                            gtr_error *err)
+{
+    if (!ix || (nq && (!queries || !hits || !n_hits)))
+        return gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_index_search: missing argument");
+    gtr_search_options def = {0};
+    if (!opts) opts = &def;
+    for (size_t i = 0; i < nq; i++) n_hits[i] = 0;
+    if (nq == 0 || k == 0 || ix->n == 0) return GTR_OK;
+    size_t dim = ix->dim, qs = gtr_ix_qstride(dim), bytes;
+    for (size_t i = 0; i < nq * dim; i++)
+        if (!isfinite(queries[i]))
+            return gtr_seterr(err, GTR_ERR_INVALID_ARG, "query %zu has a non-finite value at %zu", i / dim,
+                              i % dim);
+    if (!gtr_mul_ok(nq, qs * sizeof(float), &bytes))
+        return gtr_seterr(err, GTR_ERR_NOMEM, "too many queries");
+    /* padded, aligned copy: the kernels read whole 16-float groups */
+    float *Q = gtr_calloc_aligned(bytes, err);
+    if (!Q) return GTR_ERR_NOMEM;
+    for (size_t i = 0; i < nq; i++) memcpy(Q + i * qs, queries + i * dim, dim * sizeof(float));
+    const gtr_ix_kernels *kern = gtr_ix_kernels_select();
+    gtr_status st;
+    if (opts->use_compact && ix->compact)
+        st = gtr_ix_search_compact(ix, kern, Q, qs, nq, k, opts->pool, hits, n_hits, err);
+    else
+        st = gtr_ix_search_exact(ix, kern, Q, qs, nq, k, opts->pool, hits, n_hits, err);
+    gtr_free_aligned(Q);
+    return st;
+}

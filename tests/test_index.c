@@ -1,0 +1,772 @@
+/* test_index.c — the dense index without a model: a deterministic fake encoder turns each
+ * passage into a pseudo-random unit vector, so builds, resumes, --add, corrupt files and
+ * exact search can be checked quickly and exactly. */
+#include "support/testutil.h"
+
+#include "index/index_internal.h"
+#include "index/score.h"
+
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/wait.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+/* ---- the fake encoder: vector = f(hash of the text); texts starting "same" share one */
+
+typedef struct {
+    int dim;
+    size_t calls, docs;
+} fake_enc;
+
+static uint64_t rng_next(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+static double rng_unif(uint64_t *s) { return (double)(rng_next(s) >> 11) * 0x1p-53; }
+
+static void random_unit(uint64_t seed, float *v, int dim)
+{
+    uint64_t s = seed | 1;
+    double n = 0;
+    for (int k = 0; k < dim; k++) {
+        double g = rng_unif(&s) + rng_unif(&s) + rng_unif(&s) - 1.5;
+        v[k] = (float)g;
+        n += g * g;
+    }
+    for (int k = 0; k < dim; k++) v[k] = (float)(v[k] / sqrt(n));
+}
+
+static gtr_status fake_encode(void *user, const char *const *texts, const size_t *lens, size_t n,
+                              float *out, gtr_error *err)
+{
+    (void)err;
+    fake_enc *f = user;
+    f->calls++;
+    f->docs += n;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t seed = lens[i] >= 4 && memcmp(texts[i], "same", 4) == 0 ? 42 : gtr_fnv1a64(texts[i], lens[i], 7);
+        random_unit(seed, out + i * (size_t)f->dim, f->dim);
+    }
+    return GTR_OK;
+}
+
+static gtr_index_encoder make_enc(fake_enc *f, int dim, uint64_t fp)
+{
+    f->dim = dim;
+    f->calls = f->docs = 0;
+    gtr_index_encoder e = {fake_encode, f, dim, fp, "fake encoder"};
+    return e;
+}
+
+/* corpus of n documents d<first>..: {"_id": "d00012", "title": "T12", "text": "passage 12 ..."} */
+static void write_corpus(const char *path, size_t first, size_t n, const char *extra_line)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    for (size_t i = first; i < first + n; i++)
+        fprintf(f, "{\"_id\": \"d%05zu\", \"title\": \"T%zu\", \"text\": \"passage %zu about topic %zu, "
+                   "caf\\u00e9 \\u00fcber\"}\n", i, i, i, i % 17);
+    if (extra_line) fputs(extra_line, f);
+    fclose(f);
+}
+
+static char *slurp(const char *path, size_t *n)
+{
+    char *d;
+    gtr_error e;
+    TU_OK(gtr_read_file(path, 0, &d, n, &e), &e);
+    return d;
+}
+
+static void assert_same_file(const char *a, const char *b)
+{
+    size_t na, nb;
+    char *da = slurp(a, &na), *db = slurp(b, &nb);
+    assert_int_equal(na, nb);
+    assert_memory_equal(da, db, na);
+    free(da);
+    free(db);
+}
+
+/* ---- the score definition, written again independently of src/index/score.c */
+
+static float ref_score(const float *q, const float *d, size_t dim)
+{
+    float lane[16];
+    for (int l = 0; l < 16; l++) lane[l] = 0.0f;
+    size_t padded = (dim + 15) / 16 * 16;
+    for (size_t k = 0; k < padded; k++) {
+        float a = k < dim ? q[k] : 0.0f, b = k < dim ? d[k] : 0.0f;
+        lane[k % 16] = fmaf(a, b, lane[k % 16]);
+    }
+    float s8[8], s4[4], s2[2];
+    for (int l = 0; l < 8; l++) s8[l] = lane[l] + lane[l + 8];
+    for (int l = 0; l < 4; l++) s4[l] = s8[l] + s8[l + 4];
+    for (int l = 0; l < 2; l++) s2[l] = s4[l] + s4[l + 2];
+    return s2[0] + s2[1];
+}
+
+typedef struct {
+    float s;
+    size_t doc;
+    const char *id;
+    size_t len;
+} ref_hit;
+
+static int ref_cmp(const void *pa, const void *pb)
+{
+    const ref_hit *a = pa, *b = pb;
+    if (a->s != b->s) return a->s > b->s ? -1 : 1;
+    int c = memcmp(a->id, b->id, a->len < b->len ? a->len : b->len);
+    if (!c) c = a->len < b->len ? -1 : a->len > b->len;
+    return -c; /* id descending */
+}
+
+/* brute force: score everything, sort fully, compare the top k with the index's answer */
+static void check_against_brute_force(const gtr_index *ix, const float *Q, size_t nq, size_t k,
+                                      const gtr_hit *hits, const size_t *n_hits)
+{
+    size_t n = gtr_index_count(ix), dim = (size_t)gtr_index_dim(ix);
+    ref_hit *all = malloc(n * sizeof *all);
+    assert_non_null(all);
+    for (size_t q = 0; q < nq; q++) {
+        for (size_t j = 0; j < n; j++) {
+            all[j].s = ref_score(Q + q * dim, gtr_index_vector(ix, j), dim);
+            all[j].doc = j;
+            all[j].id = gtr_index_doc_id(ix, j, &all[j].len);
+            /* and the float score is the true inner product up to float rounding */
+            double exact = 0;
+            for (size_t t = 0; t < dim; t++) exact += (double)Q[q * dim + t] * gtr_index_vector(ix, j)[t];
+            assert_true(fabs(exact - all[j].s) < 1e-5);
+        }
+        qsort(all, n, sizeof *all, ref_cmp);
+        size_t want = k < n ? k : n;
+        assert_int_equal(n_hits[q], want);
+        for (size_t r = 0; r < want; r++) {
+            if (hits[q * k + r].doc != all[r].doc || memcmp(&hits[q * k + r].score, &all[r].s, 4) != 0)
+                fail_msg("query %zu rank %zu: got doc %zu score %.9g, brute force doc %zu score %.9g", q, r,
+                         hits[q * k + r].doc, hits[q * k + r].score, all[r].doc, all[r].s);
+        }
+    }
+    free(all);
+}
+
+static void assert_same_hits(const gtr_hit *a, const gtr_hit *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(a[i].doc, b[i].doc);
+        assert_memory_equal(&a[i].score, &b[i].score, sizeof(float));
+    }
+}
+
+static void random_queries(float *Q, size_t nq, int dim, uint64_t seed)
+{
+    for (size_t i = 0; i < nq; i++) random_unit(seed + i * 7919, Q + i * (size_t)dim, dim);
+}
+
+static gtr_index *build_and_open(const char *name, size_t n, int dim, gtr_index_compact compact)
+{
+    char *corpus = tu_tmp("corpus_bf.jsonl"), *path = tu_tmp(name);
+    write_corpus(corpus, 0, n, NULL);
+    fake_enc f;
+    gtr_index_encoder enc = make_enc(&f, dim, 0x1234);
+    gtr_index_build_options o = gtr_index_default_build_options();
+    o.compact = compact;
+    o.batch_size = 50;
+    gtr_error e;
+    TU_OK(gtr_index_build_with(&enc, corpus, NULL, path, &o, NULL, &e), &e);
+    gtr_index *ix = gtr_index_open(path, 0, NULL, &e);
+    if (!ix) fail_msg("%s", e.message);
+    free(corpus);
+    free(path);
+    return ix;
+}
+
+/* ---- tests */
+
+static void test_kernels_agree(void **state)
+{
+    (void)state;
+    /* every ISA computes the same bits as the definition, for dims with and without tails */
+    const gtr_ix_kernels *ks[3] = {gtr_ix_kernels_generic(), gtr_ix_kernels_avx2(), gtr_ix_kernels_avx512()};
+    gtr_cpu cpu = gtr_cpu_detect();
+    bool usable[3] = {true, cpu.avx2 && cpu.fma && cpu.f16c, cpu.avx512f && cpu.avx512bw && cpu.avx512vl};
+    size_t dims[] = {1, 7, 16, 17, 48, 64, 100, 768};
+    for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
+        size_t dim = dims[di], qs = gtr_ix_qstride(dim), nq = 9, nd = 23;
+        float *Q = gtr_calloc_aligned(nq * qs * 4, NULL), *D = malloc(nd * dim * 4), *S = malloc(nq * nd * 4);
+        uint64_t s = 99 + dim;
+        for (size_t i = 0; i < nq; i++)
+            for (size_t k = 0; k < dim; k++) Q[i * qs + k] = (float)(rng_unif(&s) - 0.5);
+        for (size_t i = 0; i < nd * dim; i++) D[i] = (float)(rng_unif(&s) - 0.5);
+        D[0] = -0.0f; /* signed zeros must come out the same too */
+        for (int ki = 0; ki < 3; ki++) {
+            if (!ks[ki] || !usable[ki]) continue;
+            memset(S, 0, nq * nd * 4);
+            ks[ki]->score(Q, nq, qs, D, nd, dim, S, nd);
+            for (size_t i = 0; i < nq; i++)
+                for (size_t j = 0; j < nd; j++) {
+                    float want = ref_score(Q + i * qs, D + j * dim, dim);
+                    if (memcmp(&S[i * nd + j], &want, 4) != 0)
+                        fail_msg("%s dim %zu (%zu,%zu): %.9g vs %.9g", ks[ki]->name, dim, i, j, S[i * nd + j], want);
+                }
+        }
+        gtr_free_aligned(Q);
+        free(D);
+        free(S);
+    }
+}
+
+static void test_search_matches_brute_force(void **state)
+{
+    (void)state;
+    gtr_error e;
+    struct { size_t n; int dim; size_t nq, k; int threads; } cases[] = {
+        {1000, 768, 6, 10, 1}, {1000, 768, 5, 100, 3}, {3000, 48, 300, 10, 2},
+        {700, 13, 4, 1000, 4}, {700, 13, 1, 1, 1}, {129, 64, 17, 7, 3},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        gtr_index *ix = build_and_open("bf.gtri", cases[c].n, cases[c].dim, GTR_COMPACT_NONE);
+        size_t nq = cases[c].nq, k = cases[c].k, dim = (size_t)cases[c].dim;
+        float *Q = malloc(nq * dim * 4);
+        random_queries(Q, nq, cases[c].dim, 1000 + c);
+        gtr_hit *hits = calloc(nq * k, sizeof *hits);
+        size_t *nh = calloc(nq, sizeof *nh);
+        gtr_pool *pool = gtr_pool_create(cases[c].threads, &e);
+        gtr_search_options so = {pool, 0};
+        TU_OK(gtr_index_search(ix, Q, nq, k, &so, hits, nh, &e), &e);
+        check_against_brute_force(ix, Q, nq, k, hits, nh);
+        /* one query at a time, single-threaded: the very same answer */
+        gtr_hit *h1 = calloc(k, sizeof *h1);
+        for (size_t q = 0; q < nq; q++) {
+            size_t n1;
+            TU_OK(gtr_index_search(ix, Q + q * dim, 1, k, NULL, h1, &n1, &e), &e);
+            assert_int_equal(n1, nh[q]);
+            assert_same_hits(h1, hits + q * k, n1);
+        }
+        free(h1);
+        gtr_pool_free(pool);
+        free(Q);
+        free(hits);
+        free(nh);
+        gtr_index_free(ix);
+    }
+}
+
+static void test_ties_by_id_descending(void **state)
+{
+    (void)state;
+    char *corpus = tu_tmp("ties.jsonl"), *path = tu_tmp("ties.gtri");
+    /* three documents with one vector ("same..."), in an order unlike their ids */
+    const char *text = "{\"_id\":\"b\",\"text\":\"same 1\"}\n{\"_id\":\"x\",\"text\":\"other\"}\n"
+                       "{\"_id\":\"c\",\"text\":\"same 2\"}\n{\"_id\":\"a\",\"text\":\"same 3\"}\n"
+                       "{\"_id\":\"ab\",\"text\":\"same 4\"}\n";
+    tu_write(corpus, text, strlen(text));
+    fake_enc f;
+    gtr_index_encoder enc = make_enc(&f, 32, 1);
+    gtr_error e;
+    TU_OK(gtr_index_build_with(&enc, corpus, NULL, path, NULL, NULL, &e), &e);
+    gtr_index *ix = gtr_index_open(path, 0, NULL, &e);
+    assert_non_null(ix);
+    float q[32];
+    random_unit(42, q, 32); /* the shared vector itself: all four tie at the top */
+    gtr_hit h[5];
+    size_t n;
+    for (int threads = 1; threads <= 3; threads++) {
+        gtr_pool *pool = gtr_pool_create(threads, &e);
+        gtr_search_options so = {pool, 0};
+        TU_OK(gtr_index_search(ix, q, 1, 3, &so, h, &n, &e), &e);
+        assert_int_equal(n, 3);
+        const char *want[] = {"c", "b", "ab"};
+        for (int r = 0; r < 3; r++) {
+            size_t len;
+            const char *id = gtr_index_doc_id(ix, h[r].doc, &len);
+            assert_int_equal(len, strlen(want[r]));
+            assert_memory_equal(id, want[r], len);
+        }
+        assert_true(h[0].score == h[1].score && h[1].score == h[2].score);
+        gtr_pool_free(pool);
+    }
+    gtr_index_free(ix);
+    free(corpus);
+    free(path);
+}
+
+static void test_contents(void **state)
+{
+    (void)state;
+    char *corpus = tu_tmp("contents.jsonl"), *path = tu_tmp("contents.gtri");
+    write_corpus(corpus, 0, 30, "{\"_id\": \"long\", \"title\": \"\", \"text\": \"  \\u00e9\\u00e9\\u00e9\\u00e9\\u00e9 x \"}\n");
+    fake_enc f;
+    gtr_index_encoder enc = make_enc(&f, 20, 77);
+    gtr_index_build_options o = gtr_index_default_build_options();
+    o.snippet_bytes = 5; /* cuts inside the third two-byte é: must back off to a boundary */
+    o.model_hint = "/models/fake";
+    gtr_error e;
+    gtr_index_build_stats st;
+    TU_OK(gtr_index_build_with(&enc, corpus, NULL, path, &o, &st, &e), &e);
+    assert_int_equal(st.docs_total, 31);
+    assert_int_equal(st.docs_encoded, 31);
+    gtr_index *ix = gtr_index_open(path, 0, NULL, &e);
+    assert_non_null(ix);
+    assert_int_equal(gtr_index_count(ix), 31);
+    assert_int_equal(gtr_index_dim(ix), 20);
+    assert_int_equal(gtr_index_fingerprint(ix), 77);
+    assert_string_equal(gtr_index_model_hint(ix), "/models/fake");
+    assert_string_equal(gtr_index_model_description(ix), "fake encoder");
+    size_t len;
+    const char *id = gtr_index_doc_id(ix, 3, &len);
+    assert_int_equal(len, 6);
+    assert_memory_equal(id, "d00003", 6);
+    const char *sn = gtr_index_doc_snippet(ix, 3, &len);
+    assert_int_equal(len, 5);
+    assert_memory_equal(sn, "T3 pa", 5); /* passage = title + " " + text */
+    sn = gtr_index_doc_snippet(ix, 30, &len);
+    assert_int_equal(len, 4); /* stripped passage "ééééé x", cut to whole characters */
+    assert_memory_equal(sn, "\xc3\xa9\xc3\xa9", 4);
+    /* the stored vector is the encoder's vector of the full passage */
+    float v[20];
+    const char *pass = "T3 passage 3 about topic 3, caf\xc3\xa9 \xc3\xbc" "ber";
+    size_t pl = strlen(pass);
+    fake_encode(&f, &pass, &pl, 1, v, &e);
+    assert_memory_equal(gtr_index_vector(ix, 3), v, sizeof v);
+    assert_null(gtr_index_doc_id(ix, 31, &len));
+    assert_null(gtr_index_vector(ix, 31));
+    gtr_index_free(ix);
+    /* no work files are left behind */
+    char *partial = tu_tmp("contents.gtri.partial"), *ckpt = tu_tmp("contents.gtri.ckpt");
+    assert_false(gtr_file_exists(partial));
+    assert_false(gtr_file_exists(ckpt));
+    free(partial);
+    free(ckpt);
+    free(corpus);
+    free(path);
+}
+
+/* a progress callback that kills the process (like kill -9) once past a document count */
+typedef struct {
+    uint64_t kill_after, stop_after;
+} crash_ctx;
+
+static int crash_progress(void *user, uint64_t done, uint64_t total)
+{
+    crash_ctx *c = user;
+    (void)total;
+    if (c->kill_after && done >= c->kill_after) raise(SIGKILL);
+    if (c->stop_after && done >= c->stop_after) return 1;
+    return 0;
+}
+
+static void test_resume_after_kill(void **state)
+{
+    (void)state;
+    char *corpus = tu_tmp("resume.jsonl"), *clean = tu_tmp("clean.gtri"), *path = tu_tmp("resumed.gtri");
+    char *partial = tu_tmp("resumed.gtri.partial"), *ckpt = tu_tmp("resumed.gtri.ckpt");
+    write_corpus(corpus, 0, 400, NULL);
+    fake_enc f;
+    gtr_index_encoder enc = make_enc(&f, 24, 5);
+    gtr_index_build_options o = gtr_index_default_build_options();
+    o.batch_size = 7;
+    o.checkpoint_every = 50;
+    gtr_error e;
+    TU_OK(gtr_index_build_with(&enc, corpus, NULL, clean, &o, NULL, &e), &e);
+
+    /* the child dies by SIGKILL at 182 documents; its last checkpoint was at 168 */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        crash_ctx c = {182, 0};
+        o.progress = crash_progress;
+        o.progress_user = &c;
+        gtr_index_build_with(&enc, corpus, NULL, path, &o, NULL, NULL);
+        _exit(0);
+    }
+    int ws;
+    assert_int_equal(waitpid(pid, &ws, 0), pid);
+    assert_true(WIFSIGNALED(ws) && WTERMSIG(ws) == SIGKILL);
+    assert_false(gtr_file_exists(path));
+    assert_true(gtr_file_exists(partial));
+    assert_true(gtr_file_exists(ckpt));
+
+    /* a polite stop (callback returns non-zero) checkpoints and says how to resume */
+    crash_ctx stop = {0, 300};
+    o.progress = crash_progress;
+    o.progress_user = &stop;
+    gtr_index_build_stats st;
+    assert_int_equal(gtr_index_build_with(&enc, corpus, NULL, path, &o, &st, &e), GTR_ERR_INTERRUPTED);
+    assert_non_null(strstr(e.message, "resume"));
+    assert_int_equal(st.docs_resumed, 168);
+    assert_false(gtr_file_exists(path));
+
+    /* resume to the end: identical bytes to the uninterrupted build, nothing encoded twice */
+    o.progress = NULL;
+    f.docs = 0;
+    TU_OK(gtr_index_build_with(&enc, corpus, NULL, path, &o, &st, &e), &e);
+    assert_int_equal(st.docs_resumed, 301); /* 43 batches of 7 */
+    assert_int_equal(st.docs_encoded, 99);
+    assert_int_equal(f.docs, 99);
+    assert_int_equal(st.docs_total, 400);
+    assert_same_file(clean, path);
+    assert_false(gtr_file_exists(partial));
+    assert_false(gtr_file_exists(ckpt));
+    free(corpus);
+    free(clean);
+    free(path);
+    free(partial);
+    free(ckpt);
+}
+
+static void test_resume_refuses_stale_work(void **state)
+{
+    (void)state;
+    char *corpus = tu_tmp("stale.jsonl"), *path = tu_tmp("stale.gtri"), *clean = tu_tmp("stale_clean.gtri");
+    write_corpus(corpus, 0, 120, NULL);
+    fake_enc f;
+    gtr_index_encoder enc = make_enc(&f, 16, 9);
+    gtr_index_build_options o = gtr_index_default_build_options();
+    o.batch_size = 10;
+    o.checkpoint_every = 10;
+    crash_ctx stop = {0, 50};
+    o.progress = crash_progress;
+    o.progress_user = &stop;
+    gtr_error e;
+    gtr_index_build_stats st;
+    assert_int_equal(gtr_index_build_with(&enc, corpus, NULL, path, &o, &st, &e), GTR_ERR_INTERRUPTED);
+    /* the corpus changes before the checkpoint's offset: the work is discarded, not mixed in */
+    write_corpus(corpus, 1000, 120, NULL);
+    o.progress = NULL;
+    TU_OK(gtr_index_build_with(&enc, corpus, NULL, path, &o, &st, &e), &e);
+    assert_int_equal(st.docs_resumed, 0);
+    assert_non_null(strstr(st.note, "corpus changed"));
+    TU_OK(gtr_index_build_with(&enc, corpus, NULL, clean, &o, NULL, &e), &e);
+    assert_same_file(clean, path);
+    /* another encoder: likewise */
+    o.progress = crash_progress;
+    assert_int_equal(gtr_index_build_with(&enc, corpus, NULL, path, &o, &st, &e), GTR_ERR_INTERRUPTED);
+    gtr_index_encoder other = make_enc(&f, 16, 10);
+    o.progress = NULL;
+    TU_OK(gtr_index_build_with(&other, corpus, NULL, path, &o, &st, &e), &e);
+    assert_int_equal(st.docs_resumed, 0);
+    assert_non_null(strstr(st.note, "another model"));
+    free(corpus);
+    free(path);
+    free(clean);
+}
+
+static void test_concurrent_build_refused(void **state)
+{
+    (void)state;
+    char *corpus = tu_tmp("lock.jsonl"), *path = tu_tmp("lock.gtri"), *partial = tu_tmp("lock.gtri.partial");
+    write_corpus(corpus, 0, 10, NULL);
+    int fd = open(partial, O_RDWR | O_CREAT, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(flock(fd, LOCK_EX), 0);
+    /* flock locks belong to the open file description: a child sees the lock as foreign */
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fd);
+        fake_enc f;
+        gtr_index_encoder enc = make_enc(&f, 8, 1);
+        gtr_error e;
+        gtr_status s = gtr_index_build_with(&enc, corpus, NULL, path, NULL, NULL, &e);
+        _exit(s == GTR_ERR_IO && strstr(e.message, "another build") ? 0 : 1);
+    }
+    int ws;
+    waitpid(pid, &ws, 0);
+    assert_true(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+    close(fd);
+    unlink(partial);
+    free(corpus);
+    free(path);
+    free(partial);
+}
+
+static void test_add(void **state)
+{
+    (void)state;
+    char *c1 = tu_tmp("add1.jsonl"), *c2 = tu_tmp("add2.jsonl"), *c12 = tu_tmp("add12.jsonl");
+    char *a = tu_tmp("add_a.gtri"), *ab = tu_tmp("add_ab.gtri"), *whole = tu_tmp("add_whole.gtri");
+    write_corpus(c1, 0, 70, NULL);
+    write_corpus(c2, 70, 45, NULL);
+    size_t n1, n2;
+    char *d1 = slurp(c1, &n1), *d2 = slurp(c2, &n2);
+    FILE *f12 = fopen(c12, "wb");
+    fwrite(d1, 1, n1, f12);
+    fwrite(d2, 1, n2, f12);
+    fclose(f12);
+    free(d1);
+    free(d2);
+    fake_enc f;
+    gtr_index_encoder enc = make_enc(&f, 32, 3);
+    gtr_index_build_options o = gtr_index_default_build_options();
+    o.compact = GTR_COMPACT_INT8;
+    gtr_error e;
+    gtr_index_build_stats st;
+    TU_OK(gtr_index_build_with(&enc, c1, NULL, a, &o, NULL, &e), &e);
+    TU_OK(gtr_index_build_with(&enc, c2, a, ab, &o, &st, &e), &e);
+    assert_int_equal(st.docs_base, 70);
+    assert_int_equal(st.docs_encoded, 45);
+    TU_OK(gtr_index_build_with(&enc, c12, NULL, whole, &o, NULL, &e), &e);
+    /* appending equals building the concatenation */
+    assert_same_file(ab, whole);
+    /* in place */
+    TU_OK(gtr_index_build_with(&enc, c2, a, a, &o, NULL, &e), &e);
+    assert_same_file(a, whole);
+    /* adding again: every id is a duplicate of the base */
+    assert_int_equal(gtr_index_build_with(&enc, c2, a, a, &o, NULL, &e), GTR_ERR_FORMAT);
+    assert_non_null(strstr(e.message, "add2.jsonl:1: duplicate document id \"d00070\" (already in the base index)"));
+    assert_same_file(a, whole);
+    /* another encoder cannot extend it */
+    gtr_index_encoder other = make_enc(&f, 32, 4);
+    assert_int_equal(gtr_index_build_with(&other, c2, a, ab, &o, NULL, &e), GTR_ERR_MISMATCH);
+    assert_non_null(strstr(e.message, "another model"));
+    free(c1);
+    free(c2);
+    free(c12);
+    free(a);
+    free(ab);
+    free(whole);
+}
+
+static void test_bad_corpora(void **state)
+{
+    (void)state;
+    char *corpus = tu_tmp("bad.jsonl"), *path = tu_tmp("bad.gtri"), *partial = tu_tmp("bad.gtri.partial");
+    fake_enc f;
+    gtr_index_encoder enc = make_enc(&f, 8, 1);
+    gtr_error e;
+    struct { const char *extra; gtr_status st; const char *msg; } cases[] = {
+        {"{\"_id\": \"d00002\", \"text\": \"again\"}\n", GTR_ERR_FORMAT,
+         "bad.jsonl:6: duplicate document id \"d00002\" (first on line 3)"},
+        {"{\"_id\": \"z\", \"text\": \"unterminated}\n", GTR_ERR_FORMAT, "bad.jsonl:6:"},
+        {"{\"title\": \"no id\", \"text\": \"x\"}\n", GTR_ERR_FORMAT, "bad.jsonl:6: document has no \"_id\""},
+        {"\"just a string\"\n", GTR_ERR_FORMAT, "bad.jsonl:6: document has no \"_id\""},
+        {"{\"_id\": \"z\", \"title\": \"no text\"}\n", GTR_ERR_FORMAT, "line 6"},
+        {"{\"_id\": \"z\", \"text\": 5}\n", GTR_ERR_FORMAT, "bad.jsonl:6: field 'text' must be a string"},
+        {"\n", GTR_ERR_FORMAT, "bad.jsonl:6: empty line"},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        write_corpus(corpus, 0, 5, cases[c].extra);
+        assert_int_equal(gtr_index_build_with(&enc, corpus, NULL, path, NULL, NULL, &e), cases[c].st);
+        if (!strstr(e.message, cases[c].msg)) fail_msg("case %zu: '%s' lacks '%s'", c, e.message, cases[c].msg);
+        assert_false(gtr_file_exists(path));
+        assert_false(gtr_file_exists(partial));
+    }
+    tu_write(corpus, "", 0);
+    assert_int_equal(gtr_index_build_with(&enc, corpus, NULL, path, NULL, NULL, &e), GTR_ERR_FORMAT);
+    assert_non_null(strstr(e.message, "no documents"));
+    assert_int_equal(gtr_index_build_with(&enc, "/nonexistent/c.jsonl", NULL, path, NULL, NULL, &e),
+                     GTR_ERR_NOT_FOUND);
+    free(corpus);
+    free(path);
+    free(partial);
+}
+
+static void test_corrupt_files(void **state)
+{
+    (void)state;
+    char *corpus = tu_tmp("corrupt.jsonl"), *path = tu_tmp("corrupt.gtri"), *bad = tu_tmp("corrupt_bad.gtri");
+    write_corpus(corpus, 0, 12, NULL);
+    fake_enc f;
+    gtr_index_encoder enc = make_enc(&f, 8, 1);
+    gtr_index_build_options o = gtr_index_default_build_options();
+    o.compact = GTR_COMPACT_F16;
+    o.snippet_bytes = 16;
+    gtr_error e;
+    TU_OK(gtr_index_build_with(&enc, corpus, NULL, path, &o, NULL, &e), &e);
+    size_t n;
+    char *d = slurp(path, &n);
+    assert_true(n > 1000 && n < 8000);
+    /* every truncation is refused */
+    for (size_t cut = 0; cut < n; cut++) {
+        tu_write(bad, d, cut);
+        gtr_index *ix = gtr_index_open(bad, 0, NULL, &e);
+        if (ix) fail_msg("truncated to %zu bytes but opened", cut);
+        assert_int_equal(e.code, GTR_ERR_FORMAT);
+        assert_non_null(strstr(e.message, "corrupt_bad.gtri"));
+    }
+    /* every byte is covered: a flipped bit anywhere is refused */
+    for (size_t i = 0; i < n; i++) {
+        d[i] ^= (char)(1 << (i % 8));
+        tu_write(bad, d, n);
+        d[i] ^= (char)(1 << (i % 8));
+        gtr_index *ix = gtr_index_open(bad, 0, NULL, &e);
+        if (ix) fail_msg("byte %zu flipped but opened", i);
+        assert_int_equal(e.code, GTR_ERR_FORMAT);
+    }
+    /* one extra byte */
+    d = realloc(d, n + 1);
+    d[n] = 0;
+    tu_write(bad, d, n + 1);
+    assert_null(gtr_index_open(bad, 0, NULL, &e));
+    assert_non_null(strstr(e.message, "header says"));
+    tu_write(bad, "GTRINDEX", 8);
+    assert_null(gtr_index_open(bad, 0, NULL, &e));
+    assert_non_null(strstr(e.message, "truncated"));
+    tu_write(bad, "hello world, not an index at all", 32);
+    assert_null(gtr_index_open(bad, 0, NULL, &e));
+    assert_non_null(strstr(e.message, "not a gtr index"));
+    assert_null(gtr_index_open("/nonexistent.gtri", 0, NULL, &e));
+    assert_int_equal(e.code, GTR_ERR_NOT_FOUND);
+    free(d);
+    free(corpus);
+    free(path);
+    free(bad);
+}
+
+static void test_compact_is_exact(void **state)
+{
+    (void)state;
+    gtr_error e;
+    gtr_index_compact kinds[] = {GTR_COMPACT_F16, GTR_COMPACT_INT8};
+    for (int ki = 0; ki < 2; ki++) {
+        gtr_index *ix = build_and_open("compact.gtri", 2500, 64, kinds[ki]);
+        assert_int_equal(gtr_index_compact_kind(ix), kinds[ki]);
+        size_t nq = 70, k = 20, dim = 64;
+        float *Q = malloc(nq * dim * 4);
+        random_queries(Q, nq, 64, 5);
+        /* queries near documents make the top of the ranking tight */
+        for (size_t q = 0; q < 10; q++) memcpy(Q + q * dim, gtr_index_vector(ix, q * 100), dim * 4);
+        gtr_hit *h1 = calloc(nq * k, sizeof *h1), *h2 = calloc(nq * k, sizeof *h2);
+        size_t *n1 = calloc(nq, sizeof *n1), *n2 = calloc(nq, sizeof *n2);
+        gtr_pool *pool = gtr_pool_create(3, &e);
+        gtr_search_options exact = {pool, 0}, compact = {pool, 1};
+        TU_OK(gtr_index_search(ix, Q, nq, k, &exact, h1, n1, &e), &e);
+        TU_OK(gtr_index_search(ix, Q, nq, k, &compact, h2, n2, &e), &e);
+        assert_memory_equal(n1, n2, nq * sizeof *n1);
+        for (size_t q = 0; q < nq; q++) assert_same_hits(h1 + q * k, h2 + q * k, n1[q]);
+        gtr_pool_free(pool);
+        free(Q);
+        free(h1);
+        free(h2);
+        free(n1);
+        free(n2);
+        gtr_index_free(ix);
+    }
+}
+
+static void test_search_arguments(void **state)
+{
+    (void)state;
+    gtr_error e;
+    gtr_index *ix = build_and_open("args.gtri", 10, 8, GTR_COMPACT_NONE);
+    float q[8] = {1, 0, 0, 0, 0, 0, 0, NAN};
+    gtr_hit h[3];
+    size_t n = 99;
+    assert_int_equal(gtr_index_search(ix, q, 1, 3, NULL, h, &n, &e), GTR_ERR_INVALID_ARG);
+    assert_non_null(strstr(e.message, "non-finite"));
+    q[7] = 0;
+    TU_OK(gtr_index_search(ix, q, 1, 0, NULL, h, &n, &e), &e);
+    assert_int_equal(n, 0);
+    TU_OK(gtr_index_search(ix, q, 0, 3, NULL, NULL, NULL, &e), &e);
+    gtr_index_free(ix);
+}
+
+/* ---- fusion */
+
+static gtr_ranked_doc rd(const char *id, double s)
+{
+    gtr_ranked_doc d = {id, strlen(id), s};
+    return d;
+}
+
+static void test_fusion_rrf(void **state)
+{
+    (void)state;
+    gtr_ranked_doc a[] = {rd("x", 9), rd("y", 8), rd("z", 7)};
+    gtr_ranked_doc b[] = {rd("z", 0.9), rd("w", 0.5), rd("x", 0.1)};
+    const gtr_ranked_doc *lists[] = {a, b};
+    size_t lens[] = {3, 3}, n;
+    gtr_ranked_doc out[4];
+    gtr_error e;
+    TU_OK(gtr_fuse(lists, lens, 2, NULL, 4, out, &n, &e), &e);
+    assert_int_equal(n, 4);
+    /* x: 1/61 + 1/63; z: 1/63 + 1/61 (tie: id descending -> z first); y: 1/62; w: 1/62 (y > w) */
+    assert_string_equal(out[0].id, "z");
+    assert_string_equal(out[1].id, "x");
+    assert_true(fabs(out[0].score - (1.0 / 61 + 1.0 / 63)) < 1e-15);
+    assert_true(out[0].score == out[1].score);
+    assert_string_equal(out[2].id, "y");
+    assert_string_equal(out[3].id, "w");
+    assert_true(fabs(out[3].score - 1.0 / 62) < 1e-15);
+    /* k truncates; a custom constant */
+    gtr_fusion_options o = gtr_fusion_default_options();
+    o.rrf_k = 0;
+    TU_OK(gtr_fuse(lists, lens, 2, &o, 1, out, &n, &e), &e);
+    assert_int_equal(n, 1);
+    assert_true(fabs(out[0].score - (1.0 + 1.0 / 3)) < 1e-15);
+    /* a duplicate inside one list is refused */
+    gtr_ranked_doc dup[] = {rd("x", 2), rd("x", 1)};
+    const gtr_ranked_doc *dl[] = {dup};
+    size_t dlen[] = {2};
+    assert_int_equal(gtr_fuse(dl, dlen, 1, NULL, 4, out, &n, &e), GTR_ERR_INVALID_ARG);
+    /* no lists: nothing */
+    TU_OK(gtr_fuse(NULL, NULL, 0, NULL, 4, out, &n, &e), &e);
+    assert_int_equal(n, 0);
+}
+
+static void test_fusion_interp(void **state)
+{
+    (void)state;
+    gtr_ranked_doc dense[] = {rd("a", 0.9), rd("b", 0.7), rd("c", 0.5)};
+    gtr_ranked_doc bm25[] = {rd("c", 20), rd("d", 15), rd("a", 10)};
+    const gtr_ranked_doc *lists[] = {dense, bm25};
+    size_t lens[] = {3, 3}, n;
+    double w[] = {0.3, 0.7};
+    gtr_fusion_options o = {GTR_FUSION_INTERP, 60, w};
+    gtr_ranked_doc out[4];
+    gtr_error e;
+    TU_OK(gtr_fuse(lists, lens, 2, &o, 4, out, &n, &e), &e);
+    assert_int_equal(n, 4);
+    /* normalised dense: a 1, b .5, c 0; bm25: c 1, d .5, a 0
+     * c: .3*0 + .7*1 = .7; d: .7*.5 = .35; a: .3*1 + 0 = .3; b: .3*.5 = .15 */
+    const char *ids[] = {"c", "d", "a", "b"};
+    double want[] = {0.7, 0.35, 0.3, 0.15};
+    for (int i = 0; i < 4; i++) {
+        assert_string_equal(out[i].id, ids[i]);
+        assert_true(fabs(out[i].score - want[i]) < 1e-12);
+    }
+    /* a list whose scores are all equal normalises to 1 */
+    gtr_ranked_doc flat[] = {rd("p", 3), rd("q", 3)};
+    const gtr_ranked_doc *fl[] = {flat};
+    size_t flen[] = {2};
+    o.weights = NULL;
+    TU_OK(gtr_fuse(fl, flen, 1, &o, 4, out, &n, &e), &e);
+    assert_int_equal(n, 2);
+    assert_string_equal(out[0].id, "q");
+    assert_true(out[0].score == 1.0 && out[1].score == 1.0);
+    gtr_ranked_doc inf[] = {rd("p", INFINITY)};
+    const gtr_ranked_doc *il[] = {inf};
+    size_t ilen[] = {1};
+    assert_int_equal(gtr_fuse(il, ilen, 1, &o, 4, out, &n, &e), GTR_ERR_INVALID_ARG);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_kernels_agree),
+        cmocka_unit_test(test_search_matches_brute_force),
+        cmocka_unit_test(test_ties_by_id_descending),
+        cmocka_unit_test(test_contents),
+        cmocka_unit_test(test_resume_after_kill),
+        cmocka_unit_test(test_resume_refuses_stale_work),
+        cmocka_unit_test(test_concurrent_build_refused),
+        cmocka_unit_test(test_add),
+        cmocka_unit_test(test_bad_corpora),
+        cmocka_unit_test(test_corrupt_files),
+        cmocka_unit_test(test_compact_is_exact),
+        cmocka_unit_test(test_search_arguments),
+        cmocka_unit_test(test_fusion_rrf),
+        cmocka_unit_test(test_fusion_interp),
+    };
+    return cmocka_run_group_tests_name("index", tests, NULL, NULL);
+}
