@@ -189,7 +189,146 @@ GTR_API size_t gtr_model_n_params(const gtr_model *m);
 GTR_API size_t gtr_model_weight_bytes(const gtr_model *m);
 
 /* ======================================================================== index */
-/* (section owned by src/index/) */
+/* (section owned by src/index/)
+ * A dense index on disk: document ids, the start of each passage (for display), float32
+ * vectors, the identity of the model that made them (fingerprint, dimension, description) and
+ * optionally a compact float16/int8 copy of the vectors. Versioned, CRC-32 checksummed,
+ * memory-mapped for search; the layout is documented in src/index/format.h.
+ *
+ * Search is exact maximum inner product: the score of a (query, document) pair is computed
+ * the same way whatever the CPU, thread count or batch (16 fused-multiply-add lanes over the
+ * dimensions, then a fixed pairwise sum — see src/index/score.h), so results are reproducible
+ * bit for bit. Ranking: score descending, equal scores by document id descending (bytewise),
+ * the order trec_eval itself uses. */
+
+typedef struct gtr_index gtr_index;
+
+/* Optional compact copy of the vectors. Searching with it scans the small copy first, keeps
+ * every document whose error bound could still reach the top k, and re-scores those with the
+ * float32 vectors: the hits are exactly those of a float32 search, with less memory traffic. */
+typedef enum gtr_index_compact {
+    GTR_COMPACT_NONE = 0,
+    GTR_COMPACT_F16,  /* float16 copy (half the bytes) */
+    GTR_COMPACT_INT8  /* int8 copy with one scale per document (a quarter of the bytes) */
+} gtr_index_compact;
+
+/* What turns passages into vectors while building: a gtr_model (gtr_index_build) or any
+ * function with a stable fingerprint (tests, other encoders). encode writes n unit vectors of
+ * dim floats into out; it may fail (the build then fails with its error). */
+typedef gtr_status (*gtr_encode_fn)(void *user, const char *const *texts, const size_t *lens,
+                                    size_t n, float *out, gtr_error *err);
+typedef struct gtr_index_encoder {
+    gtr_encode_fn encode;
+    void *user;
+    int dim;
+    uint64_t fingerprint;    /* identity of the encoder; an index refuses any other */
+    const char *description; /* recorded for people (e.g. gtr_model_describe) */
+} gtr_index_encoder;
+
+typedef struct gtr_index_build_options {
+    size_t batch_size;         /* passages per encode call (default 32) */
+    size_t checkpoint_every;   /* documents between checkpoints (default 1024) */
+    gtr_index_compact compact; /* also store a compact copy (default none) */
+    size_t snippet_bytes;      /* bytes of each passage kept for display (default 240, 0 none) */
+    const char *model_hint;    /* model directory recorded for `gtr search` without -m (NULL) */
+    int no_resume;             /* 1: discard an interrupted build's work instead of resuming */
+    gtr_progress_fn progress;  /* documents done / documents in the corpus (may be NULL) */
+    void *progress_user;
+} gtr_index_build_options;
+GTR_API gtr_index_build_options gtr_index_default_build_options(void);
+
+typedef struct gtr_index_build_stats {
+    uint64_t docs_total;   /* documents in the finished index */
+    uint64_t docs_base;    /* of which came from the base index (--add) */
+    uint64_t docs_resumed; /* of which came from an interrupted build's last checkpoint */
+    uint64_t docs_encoded; /* of which this call encoded */
+    char note[256];        /* why an interrupted build's work was discarded ("" if not) */
+} gtr_index_build_stats;
+
+/* Encode a BEIR corpus (JSON lines {"_id","title","text"}; the passage is
+ * (title + " " + text).strip() as in `gtr embed`) into the index at out_path. base: an existing
+ * index the new documents are appended to (NULL for a new index; out_path may equal base).
+ *
+ * Crash safety: work goes to "<out_path>.partial" (document records, fsynced) and
+ * "<out_path>.ckpt" (an atomically replaced checkpoint: documents done, corpus byte offset,
+ * checksums of both). A later call with the same inputs resumes from the last checkpoint, with
+ * no document lost or repeated; the index itself appears (temp file, fsync, rename) only when
+ * complete, and the work files are then removed. A progress callback asking to stop
+ * checkpoints first, then fails with GTR_ERR_INTERRUPTED.
+ * Errors: a duplicate document id (in the corpus or already in base) or a malformed line names
+ * the corpus line; a base index made by another encoder is GTR_ERR_MISMATCH.
+ * stats may be NULL. */
+GTR_API gtr_status gtr_index_build(gtr_model *model, const char *corpus, const char *base,
+                                   const char *out_path, const gtr_index_build_options *opts,
+                                   gtr_index_build_stats *stats, gtr_error *err);
+GTR_API gtr_status gtr_index_build_with(const gtr_index_encoder *enc, const char *corpus,
+                                        const char *base, const char *out_path,
+                                        const gtr_index_build_options *opts,
+                                        gtr_index_build_stats *stats, gtr_error *err);
+
+/* Open (memory-map) an index. Every offset and size is validated and every section's
+ * checksums are verified (in parallel over pool, which may be NULL); a damaged, truncated or
+ * foreign file is GTR_ERR_FORMAT with a message saying what is wrong. */
+#define GTR_INDEX_OPEN_NO_VERIFY 1u /* validate the structure but skip the vector checksums */
+GTR_API gtr_index *gtr_index_open(const char *path, unsigned flags, gtr_pool *pool,
+                                  gtr_error *err);
+GTR_API void gtr_index_free(gtr_index *ix);
+GTR_API size_t gtr_index_count(const gtr_index *ix);
+GTR_API int gtr_index_dim(const gtr_index *ix);
+GTR_API uint64_t gtr_index_fingerprint(const gtr_index *ix);
+GTR_API const char *gtr_index_model_description(const gtr_index *ix); /* "" when none */
+GTR_API const char *gtr_index_model_hint(const gtr_index *ix);        /* NULL when none */
+GTR_API gtr_index_compact gtr_index_compact_kind(const gtr_index *ix);
+/* Document doc's id / passage start (not NUL-terminated; *len bytes); NULL if out of range. */
+GTR_API const char *gtr_index_doc_id(const gtr_index *ix, size_t doc, size_t *len);
+GTR_API const char *gtr_index_doc_snippet(const gtr_index *ix, size_t doc, size_t *len);
+GTR_API const float *gtr_index_vector(const gtr_index *ix, size_t doc);
+/* GTR_ERR_MISMATCH (naming both) unless m is the model the index was built with. */
+GTR_API gtr_status gtr_index_check_model(const gtr_index *ix, const gtr_model *m, gtr_error *err);
+
+typedef struct gtr_hit {
+    size_t doc;  /* document number in the index (gtr_index_doc_id) */
+    float score; /* inner product */
+} gtr_hit;
+
+typedef struct gtr_search_options {
+    gtr_pool *pool;  /* threads to use (NULL: the calling thread only) */
+    int use_compact; /* 1: first pass over the compact copy when the index has one */
+} gtr_search_options;
+
+/* Exact top-k by inner product for nq queries (row-major [nq, dim], finite). hits[i*k ...]
+ * receives query i's best n_hits[i] = min(k, count) hits, best first. opts may be NULL. */
+GTR_API gtr_status gtr_index_search(const gtr_index *ix, const float *queries, size_t nq,
+                                    size_t k, const gtr_search_options *opts, gtr_hit *hits,
+                                    size_t *n_hits, gtr_error *err);
+
+/* Fusion of ranked lists (hybrid retrieval). A ranked document: id bytes + score. */
+typedef struct gtr_ranked_doc {
+    const char *id;
+    size_t id_len;
+    double score;
+} gtr_ranked_doc;
+
+typedef enum gtr_fusion {
+    GTR_FUSION_RRF = 0, /* reciprocal-rank fusion: sum over lists of 1 / (rrf_k + rank) */
+    GTR_FUSION_INTERP   /* sum over lists of weight * min-max normalised score */
+} gtr_fusion;
+
+typedef struct gtr_fusion_options {
+    gtr_fusion method;
+    double rrf_k;          /* RRF constant (default 60, Cormack et al. 2009) */
+    const double *weights; /* INTERP: one weight per list (NULL: equal weights) */
+} gtr_fusion_options;
+GTR_API gtr_fusion_options gtr_fusion_default_options(void);
+
+/* Fuse n_lists ranked lists (lists[m]: lens[m] documents, best first, ids unique within a
+ * list) into the best k: out (capacity k) receives fused scores, best first, equal scores by
+ * id descending; *n_out the count. A document missing from a list gets nothing from it (RRF)
+ * or a normalised score of 0, the list's minimum (INTERP); a list whose scores are all equal
+ * normalises to 1. out ids point into the input lists. */
+GTR_API gtr_status gtr_fuse(const gtr_ranked_doc *const *lists, const size_t *lens,
+                            size_t n_lists, const gtr_fusion_options *opts, size_t k,
+                            gtr_ranked_doc *out, size_t *n_out, gtr_error *err);
 
 /* ======================================================================== bm25 */
 /* (section owned by src/bm25/) */
