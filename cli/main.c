@@ -9,6 +9,7 @@ static const cli_command commands[] = {
     {"pull", "download a model from the Hugging Face hub (resumable)", cmd_pull},
     {"pull-dataset", "download and unpack a BEIR dataset (resumable)", cmd_pull_dataset},
     {"eval", "evaluate a TREC run against qrels (trec_eval's measures and output)", cmd_eval},
+    {"bm25-index", "build a BM25 index of a BEIR corpus (Anserini's analyzer and BM25)", cmd_bm25_index},
 };
 
 static void usage(FILE *out)

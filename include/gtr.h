@@ -331,7 +331,76 @@ GTR_API gtr_status gtr_fuse(const gtr_ranked_doc *const *lists, const size_t *le
                             gtr_ranked_doc *out, size_t *n_out, gtr_error *err);
 
 /* ======================================================================== bm25 */
-/* (section owned by src/bm25/) */
+/* (section owned by src/bm25/)
+ * BM25 as Anserini runs it on BEIR ("flat" indexes): the document text is title + " " + text,
+ * analyzed like Lucene's EnglishAnalyzer as Anserini configures it (StandardTokenizer word
+ * splitting per UAX #29, English possessive removal, lower-casing, Lucene's 33 English stop
+ * words, Porter stemming); scoring is Lucene's BM25Similarity (k1 = 0.9, b = 0.4 by default;
+ * idf = ln(1 + (N - df + 0.5) / (df + 0.5)); no (k1 + 1) factor; document lengths through
+ * Lucene's lossy one-byte norm; float arithmetic as Lucene); a query term repeated n times
+ * counts n times, as in Anserini's bag-of-words queries. The index is one versioned,
+ * checksummed file, written atomically and memory-mapped for search. */
+
+typedef struct gtr_bm25 gtr_bm25;
+
+typedef struct gtr_bm25_build_options {
+    gtr_pool *pool;           /* threads for analysis (NULL: the calling thread only) */
+    gtr_progress_fn progress; /* documents done (total 0: unknown); non-zero return stops */
+    void *progress_user;
+} gtr_bm25_build_options;
+
+typedef struct gtr_bm25_build_stats {
+    uint64_t docs, terms, postings, tokens;
+} gtr_bm25_build_stats;
+
+/* Index a BEIR corpus (JSON lines {"_id", "title", "text"}) into out_path (written to a
+ * temporary file, fsynced, renamed). A line without "_id", a duplicate id or malformed JSON
+ * is GTR_ERR_FORMAT naming "corpus:line". opts and stats may be NULL. */
+GTR_API gtr_status gtr_bm25_build(const char *corpus, const char *out_path,
+                                  const gtr_bm25_build_options *opts,
+                                  gtr_bm25_build_stats *stats, gtr_error *err);
+
+/* Open (memory-map) an index; every section's checksum and every offset is verified, so a
+ * damaged or truncated file is GTR_ERR_FORMAT saying what is wrong. */
+GTR_API gtr_bm25 *gtr_bm25_open(const char *path, gtr_error *err);
+GTR_API void gtr_bm25_free(gtr_bm25 *ix);
+GTR_API size_t gtr_bm25_num_docs(const gtr_bm25 *ix);
+GTR_API size_t gtr_bm25_num_terms(const gtr_bm25 *ix);
+/* Document doc's id (NUL-terminated; *len its length if non-NULL); NULL if out of range. */
+GTR_API const char *gtr_bm25_doc_id(const gtr_bm25 *ix, size_t doc, size_t *len);
+/* The document number of an id, or SIZE_MAX when the index has no such document. */
+GTR_API size_t gtr_bm25_find_doc(const gtr_bm25 *ix, const char *id, size_t len);
+
+typedef struct gtr_bm25_hit {
+    size_t doc;  /* document number (gtr_bm25_doc_id) */
+    float score;
+} gtr_bm25_hit;
+
+typedef struct gtr_bm25_search_options {
+    float k1, b;       /* defaults 0.9 and 0.4 (Anserini) */
+    int exact_lengths; /* 1: exact document lengths instead of Lucene's one-byte norms */
+    gtr_pool *pool;    /* threads over queries (NULL: the calling thread only) */
+    /* Optional, one per query (entries may be NULL): a document id never returned for that
+     * query. Pass the query ids to get BEIR's ignore_identical_ids (Anserini's -removeQuery). */
+    const char *const *skip_ids;
+    gtr_progress_fn progress; /* queries done / nq */
+    void *progress_user;
+} gtr_bm25_search_options;
+GTR_API gtr_bm25_search_options gtr_bm25_default_search_options(void);
+
+/* Top-k documents for each of nq queries (texts[i] with lens[i] bytes; lens NULL: NUL-
+ * terminated). hits[i * k ...] receives query i's n_hits[i] <= k hits, best first: score
+ * descending, equal scores by document id descending (bytewise, trec_eval's order). Only
+ * documents sharing a term with the query are returned. opts NULL: defaults. */
+GTR_API gtr_status gtr_bm25_search(const gtr_bm25 *ix, const char *const *texts,
+                                   const size_t *lens, size_t nq, size_t k,
+                                   const gtr_bm25_search_options *opts, gtr_bm25_hit *hits,
+                                   size_t *n_hits, gtr_error *err);
+
+/* The analyzer alone: the index terms of a text, space-separated (*out malloc'd,
+ * NUL-terminated). For inspecting what BM25 matches on. */
+GTR_API gtr_status gtr_bm25_analyze(const char *text, size_t len, char **out, size_t *out_len,
+                                    gtr_error *err);
 
 /* ======================================================================== eval */
 /* (section owned by src/eval/)
