@@ -158,7 +158,7 @@ install: all
 	ln -sf libgtr.so.$(SO_FULL) $(DESTDIR)$(PREFIX)/lib/libgtr.so.$(SO_MAJOR)
 	ln -sf libgtr.so.$(SO_FULL) $(DESTDIR)$(PREFIX)/lib/libgtr.so
 	install -m 644 include/gtr.h $(DESTDIR)$(PREFIX)/include/gtr.h
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(SO_FULL)|g' -e 's|@PKGS@|$(PKGS)|g' \
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(SO_FULL)|g' -e 's|@PKG_LIBS@|$(PKG_LIBS)|g' \
 	    docs/gtr.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/gtr.pc
 	install -m 644 docs/gtr.1 $(DESTDIR)$(PREFIX)/share/man/man1/gtr.1
 

@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define DEFAULT_BEIR_URL "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets"
 
@@ -119,7 +120,11 @@ GTR_API gtr_status gtr_download_dataset(const char *name, const char *parent_dir
                    name, r.http_status, url);
     }
     if (st) {
-        discard = st == GTR_ERR_NOT_FOUND || st == GTR_ERR_INVALID_ARG;
+        /* Keep a partial zip for the next run; an empty one (no byte arrived) is not worth a
+         * staging directory. */
+        discard = st == GTR_ERR_NOT_FOUND || st == GTR_ERR_INVALID_ARG || !gtr_file_exists(part);
+        struct stat sb;
+        if (!discard && stat(part, &sb) == 0 && sb.st_size == 0) discard = true;
         goto out;
     }
 
