@@ -15,7 +15,7 @@ uint8_t bm25_len_to_norm(uint32_t len)
      * 24 + longToInt4(len - 24), a float-like code with 3 stored mantissa bits. */
     if (len < 24) return (uint8_t)len;
     uint64_t v = len - 24;
-    int bits = 64 - __builtin_clzll(v);
+    int bits = v ? 64 - __builtin_clzll(v) : 0;
     uint32_t code;
     if (bits < 4) {
         code = (uint32_t)v;
