@@ -57,6 +57,7 @@ typedef struct spm_proto {
     spm_proto_piece *pieces;
     size_t n_pieces, cap_pieces;
     /* TrainerSpec */
+    bool has_trainer_spec;
     int model_type;
     int32_t unk_id, bos_id, eos_id, pad_id;
     bool byte_fallback, treat_whitespace_as_suffix;
@@ -113,6 +114,31 @@ static inline int32_t spm_trie_child(const spm_trie *t, uint32_t node, uint8_t c
     return -1;
 }
 
+/* A double array (base/check) over the same keys for the Viterbi inner loop: one 16-byte
+ * slot per node holds everything a step needs, so each byte of the walk touches one slot.
+ * slot.id is the piece id (or -1: no piece ends here / the piece is UNUSED), with
+ * SPM_DA_USER set for user-defined pieces; slot.score is its score. */
+#define SPM_DA_USER 0x40000000
+typedef struct spm_da_slot {
+    int32_t base, check, id;
+    float score;
+} spm_da_slot;
+typedef struct spm_da {
+    spm_da_slot *slot; /* n_slots + 256 (padding: no bounds check in the walk) */
+    size_t n_slots;
+} spm_da;
+/* Convert a trie; value_of(ctx, value) maps a trie value to (id | flags, score). */
+typedef void (*spm_da_value_fn)(void *ctx, int32_t value, int32_t *id, float *score);
+gtr_status spm_da_build(spm_da *da, const spm_trie *t, spm_da_value_fn fn, void *ctx,
+                        gtr_error *err);
+void spm_da_free(spm_da *da);
+/* Child of slot s along byte c, or -1. */
+static inline int32_t spm_da_child(const spm_da *da, int32_t s, uint8_t c)
+{
+    int32_t t = da->slot[s].base + c;
+    return da->slot[t].check == s ? t : -1;
+}
+
 /* Value of the exact key, or -1. */
 int32_t spm_trie_exact(const spm_trie *t, const char *s, size_t len);
 /* Length of the longest key that is a prefix of s (0 if none). */
@@ -154,7 +180,8 @@ struct gtr_tokenizer {
     float *score;        /* [n_pieces] */
     uint8_t *type;       /* [n_pieces] SPM_* */
 
-    spm_trie pieces;     /* NORMAL, USER_DEFINED and UNUSED pieces -> id (the Viterbi trie) */
+    spm_trie pieces;     /* NORMAL, USER_DEFINED and UNUSED pieces -> id (piece -> id) */
+    spm_da lattice;      /* the same as a double array, for the Viterbi search */
     spm_trie user;       /* USER_DEFINED pieces (the normaliser keeps them verbatim) */
     spm_trie_key *reserved; /* CONTROL/UNKNOWN/BYTE pieces sorted, for piece -> id */
     size_t n_reserved;

@@ -296,6 +296,7 @@ gtr_status spm_proto_parse(const void *data, size_t len, const char *what, spm_p
             m->n_pieces++;
             break;
         case 2:
+            m->has_trainer_spec = true;
             c = sub_reader(&r, s, "ModelProto.trainer_spec");
             if ((st = parse_trainer(&c, m))) goto fail;
             break;

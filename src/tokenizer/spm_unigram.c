@@ -70,7 +70,7 @@ gtr_status spm_viterbi(const gtr_tokenizer *t, const char *s, size_t n, spm_work
     spm_lattice_node *lat = w->lat;
     for (size_t i = 0; i <= n; i++) lat[i] = (spm_lattice_node){{0.0f}, -1, -1};
 
-    const spm_trie *tr = &t->pieces;
+    const spm_da *da = &t->lattice;
     const uint8_t *u = (const uint8_t *)s;
     const float unk_score = t->min_score - kUnkPenalty;
     const float max_score = t->max_score;
@@ -80,19 +80,21 @@ gtr_status spm_viterbi(const gtr_tokenizer *t, const char *s, size_t n, spm_work
         size_t mblen = spm_one_char_len(u[pos]);
         if (mblen > n - pos) mblen = n - pos;
         bool has_single = false;
-        uint32_t node = 0;
+        int32_t node = 0;
         for (size_t k = pos; k < n; k++) {
-            int32_t c = spm_trie_child(tr, node, u[k]);
-            if (c < 0) break;
-            node = (uint32_t)c;
-            int32_t id = tr->value[node];
-            if (id < 0) continue;
-            int type = t->type[id];
-            if (type == SPM_UNUSED) continue;
+            node = spm_da_child(da, node, u[k]);
+            if (node < 0) break;
+            int32_t id = da->slot[node].id;
+            if (id < 0) continue; /* no piece ends here (or an UNUSED one) */
             size_t length = k + 1 - pos;
-            /* user-defined pieces get a bonus so they are always chosen */
-            double score = type == SPM_USER_DEFINED ? (double)((float)length * max_score) - 0.1
-                                                    : (double)t->score[id];
+            double score;
+            if (id & SPM_DA_USER) {
+                /* user-defined pieces get a bonus so they are always chosen */
+                id &= ~SPM_DA_USER;
+                score = (double)((float)length * max_score) - 0.1;
+            } else {
+                score = (double)da->slot[node].score;
+            }
             double cand = score + (double)till;
             spm_lattice_node *tg = &lat[k + 1];
             if (tg->start == -1 || cand > (double)tg->u.score) {

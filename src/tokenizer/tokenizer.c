@@ -67,6 +67,7 @@ void gtr_tokenizer_free(gtr_tokenizer *t)
     free(t->score);
     free(t->type);
     spm_trie_free(&t->pieces);
+    spm_da_free(&t->lattice);
     spm_trie_free(&t->user);
     free(t->reserved);
     spm_normalizer_free(&t->norm);
@@ -75,10 +76,29 @@ void gtr_tokenizer_free(gtr_tokenizer *t)
     free(t);
 }
 
+/* What the Viterbi walk needs of a trie value: UNUSED pieces are skipped (as if absent),
+ * user-defined ones are flagged (their score depends on their length). */
+static void lattice_value(void *ctx, int32_t value, int32_t *id, float *score)
+{
+    const gtr_tokenizer *t = ctx;
+    switch (t->type[value]) {
+    case SPM_UNUSED: *id = -1; break;
+    case SPM_USER_DEFINED: *id = value | SPM_DA_USER; break;
+    default:
+        *id = value;
+        *score = t->score[value];
+    }
+}
+
 /* Build the tokenizer from a parsed proto (strings still point into the caller's data). */
 static gtr_status build(gtr_tokenizer *t, const spm_proto *m, const char *what, gtr_error *err)
 {
     gtr_status st;
+    /* spm_train always writes both specs after the pieces; a file without them is cut short
+     * at a piece boundary (which protobuf framing alone cannot detect), not a model. */
+    if (!m->has_trainer_spec || !m->normalizer.present)
+        return gtr_seterr(err, GTR_ERR_FORMAT, "%s: not a complete SentencePiece model (no %s; truncated?)",
+                          what, m->has_trainer_spec ? "normalizer_spec" : "trainer_spec");
     if (m->model_type != SPM_MODEL_UNIGRAM) {
         static const char *names[] = {"?", "unigram", "bpe", "word", "char"};
         return gtr_seterr(err, GTR_ERR_UNSUPPORTED,
@@ -86,7 +106,7 @@ static gtr_status build(gtr_tokenizer *t, const spm_proto *m, const char *what, 
                           what, names[m->model_type]);
     }
     if (m->n_pieces == 0) return gtr_seterr(err, GTR_ERR_FORMAT, "%s: the model has no pieces", what);
-    if (m->n_pieces > INT32_MAX / 2)
+    if (m->n_pieces >= SPM_DA_USER)
         return gtr_seterr(err, GTR_ERR_FORMAT, "%s: too many pieces (%zu)", what, m->n_pieces);
     size_t n = m->n_pieces, pool_len = 0;
     for (size_t i = 0; i < n; i++) {
@@ -200,6 +220,7 @@ static gtr_status build(gtr_tokenizer *t, const spm_proto *m, const char *what, 
         st = gtr_seterr(err, GTR_ERR_FORMAT, "%s: the model has no normal pieces", what);
         goto done;
     }
+    if ((st = spm_da_build(&t->lattice, &t->pieces, lattice_value, t, err))) goto done;
     if (n_user && (st = spm_trie_build(&t->user, user, n_user, NULL, err))) goto done;
 
     if ((st = spm_normalizer_init(&t->norm, &m->normalizer, m->treat_whitespace_as_suffix, what, err)))

@@ -1,0 +1,269 @@
+/* cmd_tokenize.c — `gtr tokenize`: texts to T5 SentencePiece ids or pieces (or back). */
+#include "cli.h"
+#include "data/data.h"
+
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *CMD = "tokenize";
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+        "usage: gtr tokenize (-m MODEL_DIR | --spm FILE) [options]\n"
+        "\n"
+        "Tokenize texts with T5's SentencePiece unigram model, exactly as the SentencePiece\n"
+        "library does, plus the T5 conventions: </s> (id 1) is appended, and --max-len N keeps\n"
+        "the first N-1 ids and then </s>. Prints one line per text: the ids separated by spaces.\n"
+        "\n"
+        "Model (one of):\n"
+        "  -m, --model DIR     a GTR model directory: uses DIR/spiece.model, and the default\n"
+        "                      --max-len is DIR/sentence_bert_config.json max_seq_length\n"
+        "                      (512 when that file is absent)\n"
+        "      --spm FILE      a spiece.model file (default --max-len: 0, no truncation)\n"
+        "\n"
+        "Input and output:\n"
+        "  -i, --input FILE    texts to read (default: standard input). A .jsonl/.json/.ndjson\n"
+        "                      file holds one JSON string, or an object with a \"text\" field,\n"
+        "                      per line; anything else is one text per line (a trailing \\r\\n\n"
+        "                      or \\n is removed)\n"
+        "      --format F      force the input format: auto (default), plain or jsonl\n"
+        "  -o, --output FILE   write here instead of standard output\n"
+        "\n"
+        "What to print:\n"
+        "      --max-len N     at most N ids per text including </s> (0 = no truncation)\n"
+        "      --no-eos        do not append </s> (--max-len then caps the bare ids)\n"
+        "      --pieces        print the piece strings (e.g. \xe2\x96\x81Hello) instead of ids, without\n"
+        "                      </s>; an unknown run prints as the text it covers\n"
+        "      --normalize     print the normalised text SentencePiece segments (debugging)\n"
+        "      --decode        the reverse: each input line holds ids (separated by spaces,\n"
+        "                      commas, or as a JSON array); print the decoded text\n"
+        "  -h, --help          this help\n"
+        "\n"
+        "Examples:\n"
+        "  echo 'Hello world' | gtr tokenize --spm spiece.model        # 8774 296 1\n"
+        "  gtr tokenize -m models/gtr-t5-base -i queries.jsonl --pieces\n"
+        "  echo '8774 296 1' | gtr tokenize --spm spiece.model --decode   # Hello world\n");
+}
+
+enum { OPT_SPM = 256, OPT_MAXLEN, OPT_NOEOS, OPT_PIECES, OPT_FORMAT, OPT_NORMALIZE, OPT_DECODE };
+
+typedef struct opts {
+    const char *model_dir, *spm, *input, *output;
+    gtr_text_format fmt;
+    long long max_len;
+    bool have_max_len, no_eos, pieces, normalize, decode;
+} opts;
+
+/* max_seq_length from MODEL_DIR/sentence_bert_config.json (512 when the file is absent). */
+static int model_max_len(const char *dir, long long *out)
+{
+    gtr_error err;
+    char *path = gtr_path_join(dir, "sentence_bert_config.json");
+    if (!path) return cli_errorf(CMD, 1, "out of memory");
+    *out = 512;
+    int rc = 0;
+    if (gtr_file_exists(path)) {
+        json_t *j = gtr_json_load_file(path, &err);
+        if (!j || gtr_json_get_int(j, "max_seq_length", false, 512, out, path, &err)) rc = cli_fail(CMD, &err);
+        else if (*out < 0 || *out > 1000000000) rc = cli_errorf(CMD, 1, "%s: max_seq_length %lld is out of range", path, *out);
+        json_decref(j);
+    }
+    free(path);
+    return rc;
+}
+
+/* Append the decimal form of v. */
+static char *put_int(char *p, int32_t v)
+{
+    char tmp[12];
+    int n = 0;
+    uint32_t u = v < 0 ? (uint32_t)0 - (uint32_t)v : (uint32_t)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) *p++ = '-';
+    while (n) *p++ = tmp[--n];
+    return p;
+}
+
+/* Parse a line of ids ("1 2 3", "1,2,3" or "[1, 2, 3]"). */
+static gtr_status parse_ids(const char *s, size_t len, gtr_ids *ids, size_t line, gtr_error *err)
+{
+    ids->n = 0;
+    size_t i = 0;
+    while (i < len) {
+        char c = s[i];
+        if (c == ' ' || c == ',' || c == '\t' || c == '[' || c == ']' || c == '\r') {
+            i++;
+            continue;
+        }
+        bool neg = c == '-';
+        size_t j = i + neg;
+        long long v = 0;
+        while (j < len && s[j] >= '0' && s[j] <= '9' && v <= INT32_MAX) v = v * 10 + (s[j++] - '0');
+        if (j == i + neg || v > INT32_MAX || (j < len && !strchr(" ,\t[]\r", s[j])))
+            return gtr_seterr(err, GTR_ERR_FORMAT, "line %zu: not a list of ids at byte %zu", line, i + 1);
+        if (ids->n == ids->cap) {
+            size_t cap = ids->cap ? 2 * ids->cap : 64;
+            int32_t *p = realloc(ids->ids, cap * sizeof *p);
+            if (!p) return gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");
+            ids->ids = p;
+            ids->cap = cap;
+        }
+        ids->ids[ids->n++] = (int32_t)(neg ? -v : v);
+        i = j;
+    }
+    return GTR_OK;
+}
+
+static int run(const opts *o, gtr_tokenizer *tok, int max_len, FILE *out)
+{
+    gtr_error err;
+    gtr_text_reader *r = gtr_text_reader_open(o->input, o->decode ? GTR_TEXT_PLAIN : o->fmt, &err);
+    if (!r) return cli_fail(CMD, &err);
+    gtr_ids ids = {0};
+    gtr_pieces pc = {0};
+    gtr_buf line = {0};
+    int rc = 0;
+    for (;;) {
+        gtr_record rec;
+        bool eof;
+        gtr_status st = gtr_text_reader_next(r, &rec, &eof, &err);
+        if (st) {
+            rc = cli_fail(CMD, &err);
+            break;
+        }
+        if (eof) break;
+        if (!rec.text) {
+            rc = cli_errorf(CMD, 1, "%s:%zu: the object has no \"text\" field", o->input, rec.line);
+            break;
+        }
+        line.len = 0;
+        if (o->decode) {
+            char *text = NULL;
+            size_t n = 0;
+            if (!(st = parse_ids(rec.text, rec.text_len, &ids, rec.line, &err)))
+                st = gtr_detokenize(tok, ids.ids, ids.n, &text, &n, &err);
+            if (!st) st = gtr_buf_append(&line, text, n, &err);
+            free(text);
+        } else if (o->normalize) {
+            char *text = NULL;
+            size_t n = 0;
+            if (!(st = gtr_tokenizer_normalize(tok, rec.text, rec.text_len, &text, &n, &err)))
+                st = gtr_buf_append(&line, text, n, &err);
+            free(text);
+        } else if (o->pieces) {
+            if (!(st = gtr_tokenize_pieces(tok, rec.text, rec.text_len, &pc, &err))) {
+                size_t n = pc.n;
+                if (max_len > 0) { /* the pieces that go with the truncated ids */
+                    size_t room = o->no_eos ? (size_t)max_len : (size_t)max_len - 1;
+                    if (n > room) n = room;
+                }
+                for (size_t i = 0; i < n && !st; i++) {
+                    if (i) st = gtr_buf_append(&line, " ", 1, &err);
+                    if (!st) st = gtr_buf_append(&line, pc.text + pc.offs[i], pc.offs[i + 1] - pc.offs[i] - 1, &err);
+                }
+            }
+        } else if (!(st = gtr_tokenize(tok, rec.text, rec.text_len, max_len, !o->no_eos, &ids, &err))) {
+            if (!(st = gtr_buf_reserve(&line, ids.n * 12 + 2, &err))) {
+                char *p = line.data;
+                for (size_t i = 0; i < ids.n; i++) {
+                    if (i) *p++ = ' ';
+                    p = put_int(p, ids.ids[i]);
+                }
+                line.len = (size_t)(p - line.data);
+            }
+        }
+        if (st) {
+            rc = cli_errorf(CMD, 1, "%s:%zu: %s", o->input, rec.line, err.message);
+            break;
+        }
+        if ((line.len && fwrite(line.data, 1, line.len, out) != line.len) || putc('\n', out) == EOF) {
+            rc = cli_errorf(CMD, 1, "write failed");
+            break;
+        }
+    }
+    gtr_buf_free(&line);
+    gtr_ids_free(&ids);
+    gtr_pieces_free(&pc);
+    gtr_text_reader_close(r);
+    return rc;
+}
+
+int cmd_tokenize(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"model", required_argument, 0, 'm'},   {"spm", required_argument, 0, OPT_SPM},
+        {"input", required_argument, 0, 'i'},   {"output", required_argument, 0, 'o'},
+        {"format", required_argument, 0, OPT_FORMAT}, {"max-len", required_argument, 0, OPT_MAXLEN},
+        {"no-eos", no_argument, 0, OPT_NOEOS},  {"pieces", no_argument, 0, OPT_PIECES},
+        {"normalize", no_argument, 0, OPT_NORMALIZE}, {"decode", no_argument, 0, OPT_DECODE},
+        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+    opts o = {.input = "-", .output = "-", .fmt = GTR_TEXT_AUTO};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "m:i:o:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'm': o.model_dir = optarg; break;
+        case OPT_SPM: o.spm = optarg; break;
+        case 'i': o.input = optarg; break;
+        case 'o': o.output = optarg; break;
+        case OPT_FORMAT:
+            if (!strcmp(optarg, "auto")) o.fmt = GTR_TEXT_AUTO;
+            else if (!strcmp(optarg, "plain")) o.fmt = GTR_TEXT_PLAIN;
+            else if (!strcmp(optarg, "jsonl")) o.fmt = GTR_TEXT_JSONL;
+            else return cli_errorf(CMD, 2, "--format expects auto, plain or jsonl, got '%s'", optarg);
+            break;
+        case OPT_MAXLEN:
+            if (!cli_parse_int(CMD, "--max-len", optarg, 0, INT32_MAX, &o.max_len)) return 2;
+            o.have_max_len = true;
+            break;
+        case OPT_NOEOS: o.no_eos = true; break;
+        case OPT_PIECES: o.pieces = true; break;
+        case OPT_NORMALIZE: o.normalize = true; break;
+        case OPT_DECODE: o.decode = true; break;
+        case 'h': usage(stdout); return 0;
+        default: fprintf(stderr, "gtr tokenize --help lists the options\n"); return 2;
+        }
+    }
+    if (optind < argc) return cli_errorf(CMD, 2, "unexpected argument '%s' (texts go on stdin or -i FILE)", argv[optind]);
+    if (!o.model_dir == !o.spm) return cli_errorf(CMD, 2, "give exactly one of -m MODEL_DIR or --spm FILE");
+    if (o.pieces + o.normalize + o.decode > 1)
+        return cli_errorf(CMD, 2, "--pieces, --normalize and --decode are alternatives");
+
+    long long max_len = 0;
+    char *spm_path = o.spm ? strdup(o.spm) : gtr_path_join(o.model_dir, "spiece.model");
+    if (!spm_path) return cli_errorf(CMD, 1, "out of memory");
+    if (o.have_max_len) max_len = o.max_len;
+    else if (o.model_dir && model_max_len(o.model_dir, &max_len)) {
+        free(spm_path);
+        return 1;
+    }
+    gtr_error err;
+    gtr_tokenizer *tok = gtr_tokenizer_load(spm_path, &err);
+    free(spm_path);
+    if (!tok) return cli_fail(CMD, &err);
+    /* A named output file is written atomically: a failure leaves no half-written file. */
+    bool to_file = strcmp(o.output, "-") != 0;
+    gtr_atomic_file af;
+    FILE *out = stdout;
+    if (to_file) {
+        if (gtr_atomic_open(&af, o.output, &err)) {
+            gtr_tokenizer_free(tok);
+            return cli_fail(CMD, &err);
+        }
+        out = af.fp;
+    }
+    int rc = run(&o, tok, (int)max_len, out);
+    if (to_file) {
+        if (rc) gtr_atomic_abort(&af);
+        else if (gtr_atomic_commit(&af, &err)) rc = cli_fail(CMD, &err);
+    } else if (fflush(stdout) != 0 && rc == 0) {
+        rc = cli_errorf(CMD, 1, "write to standard output failed");
+    }
+    gtr_tokenizer_free(tok);
+    return rc;
+}
