@@ -6,6 +6,7 @@
 /* Each subcommand file adds its line here. */
 static const cli_command commands[] = {
     {"version", "print the version and the CPU features in use", cmd_version},
+    {"tokenize", "texts to T5 SentencePiece ids or pieces (and back)", cmd_tokenize},
     {"pull", "download a model from the Hugging Face hub (resumable)", cmd_pull},
     {"pull-dataset", "download and unpack a BEIR dataset (resumable)", cmd_pull_dataset},
     {"eval", "evaluate a TREC run against qrels (trec_eval's measures and output)", cmd_eval},

@@ -268,6 +268,12 @@ static gtr_status load_json(const char *dir, const char *name, bool required, ch
     return GTR_OK;
 }
 
+/* dir joined with a module path ("" is the directory itself, without a trailing slash). */
+static char *module_dir(const char *dir, const char *rel)
+{
+    return *rel ? gtr_path_join(dir, rel) : strdup(dir);
+}
+
 gtr_status gtr_model_config_read(const char *dir, gtr_model_config *c, gtr_error *err)
 {
     memset(c, 0, sizeof *c);
@@ -279,9 +285,9 @@ gtr_status gtr_model_config_read(const char *dir, gtr_model_config *c, gtr_error
     if ((st = load_json(dir, "modules.json", true, &path, &j, err))) goto done;
     st = gtr_config_parse_modules(j, path, &tr, &po, &de, &c->normalize, err);
     if (st) goto done;
-    c->transformer_dir = gtr_path_join(dir, tr);
-    c->pooling_dir = gtr_path_join(dir, po);
-    c->dense_dir = de ? gtr_path_join(dir, de) : NULL;
+    c->transformer_dir = module_dir(dir, tr);
+    c->pooling_dir = module_dir(dir, po);
+    c->dense_dir = de ? module_dir(dir, de) : NULL;
     c->has_dense = de != NULL;
     if (!c->transformer_dir || !c->pooling_dir || (de && !c->dense_dir)) {
         st = gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");

@@ -343,9 +343,8 @@ static void attn_task(void *ctx, size_t task, int tid)
         gtr_sgemm_nt(f->kern, rows, L, dk, Q + q0 * ld, ld, K, ld, 0.0f, S, L);
         for (size_t r = 0; r < rows; r++) {
             float *srow = S + r * L;
-            const float *b = bias - (q0 + r); /* b[j] = bias at rel = j - query */
-            for (size_t j = 0; j < L; j++) srow[j] += b[j];
-            gtr_softmax(f->kern, srow, L);
+            /* bias row of this query: element j is the bias at rel = j - query */
+            gtr_add_softmax(f->kern, srow, bias - (q0 + r), L);
         }
         gtr_sgemm_nn(f->kern, rows, dk, L, S, L, Vm, ld, 0.0f, f->s->ctx + (row0 + q0) * inner + h * dk,
                      inner);

@@ -30,9 +30,11 @@ struct gtr_model {
     void *probe_user;
 };
 
-/* Activation memory per chunk of packed tokens (the chunk always holds at least one whole
- * text): large enough for efficient GEMMs, small next to the weights. */
-#define CHUNK_BYTES ((size_t)128 << 20)
+/* Activation memory per chunk of packed tokens (a chunk always holds at least one whole
+ * text): a quarter of the weights, within [16, 256] MiB: big enough for efficient GEMMs (a
+ * few thousand rows for gtr-t5-base), small enough that peak memory stays near the weights. */
+#define CHUNK_MIN_BYTES ((size_t)16 << 20)
+#define CHUNK_MAX_BYTES ((size_t)256 << 20)
 #define CHUNK_MAX_TOKENS ((size_t)8192)
 
 gtr_model_options gtr_model_default_options(void)
@@ -259,7 +261,8 @@ gtr_status gtr_model_encode_ids(gtr_model *m, const int32_t *const *ids, const s
     const gtr_t5_config *c = &m->cfg.t5;
     size_t per_token = sizeof(float) * (2 * (size_t)c->d_model + 4 * (size_t)m->t5.inner +
                                         (c->ff == GTR_FF_GATED_GELU ? 2 : 1) * (size_t)c->d_ff);
-    size_t budget = GTR_MAX((size_t)m->max_len, GTR_MIN(CHUNK_MAX_TOKENS, CHUNK_BYTES / per_token));
+    size_t chunk_bytes = GTR_MIN(CHUNK_MAX_BYTES, GTR_MAX(CHUNK_MIN_BYTES, gtr_model_weight_bytes(m) / 4));
+    size_t budget = GTR_MAX((size_t)m->max_len, GTR_MIN(CHUNK_MAX_TOKENS, chunk_bytes / per_token));
     probe_shift ps = {m->probe, m->probe_user, 0};
     for (size_t i0 = 0; i0 < n;) {
         /* the next chunk: whole texts while the token budget lasts */
