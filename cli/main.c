@@ -6,6 +6,8 @@
 /* Each subcommand file adds its line here. */
 static const cli_command commands[] = {
     {"version", "print the version and the CPU features in use", cmd_version},
+    {"embed", "texts to GTR vectors (.npy, raw float32 or JSON lines)", cmd_embed},
+    {"info", "load a model directory and describe it", cmd_info},
     {"tokenize", "texts to T5 SentencePiece ids or pieces (and back)", cmd_tokenize},
     {"pull", "download a model from the Hugging Face hub (resumable)", cmd_pull},
     {"pull-dataset", "download and unpack a BEIR dataset (resumable)", cmd_pull_dataset},
