@@ -13,6 +13,8 @@ static const cli_command commands[] = {
     {"pull-dataset", "download and unpack a BEIR dataset (resumable)", cmd_pull_dataset},
     {"eval", "evaluate a TREC run against qrels (trec_eval's measures and output)", cmd_eval},
     {"bm25-index", "build a BM25 index of a BEIR corpus (Anserini's analyzer and BM25)", cmd_bm25_index},
+    {"index", "encode a BEIR corpus into a dense index (resumable, --add appends)", cmd_index},
+    {"search", "exact top-k search of a dense index (or BM25, or both fused) to a TREC run", cmd_search},
 };
 
 static void usage(FILE *out)

@@ -533,7 +533,21 @@ gtr_status gtr_index_build(gtr_model *model, const char *corpus, const char *bas
                            const gtr_index_build_options *opts, gtr_index_build_stats *stats, gtr_error *err)
 {
     if (!model) return gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_index_build: no model");
+    /* the description minus its "compute:" line (threads, kernels: how this process runs the
+     * model, not which model it is), so the index does not depend on the machine */
+    const char *d = gtr_model_describe(model);
+    gtr_buf desc = {0};
+    gtr_status st = GTR_OK;
+    while (d && *d && !st) {
+        const char *nl = strchr(d, '\n');
+        size_t len = nl ? (size_t)(nl - d) + 1 : strlen(d);
+        if (strncmp(d, "compute:", 8) != 0) st = gtr_buf_append(&desc, d, len, err);
+        d += len;
+    }
+    while (!st && desc.len && desc.data[desc.len - 1] == '\n') desc.data[--desc.len] = '\0';
     gtr_index_encoder enc = {model_encode, model, gtr_model_dim(model), gtr_model_fingerprint(model),
-                             gtr_model_describe(model)};
-    return gtr_index_build_with(&enc, corpus, base, out_path, opts, stats, err);
+                             desc.data ? desc.data : ""};
+    if (!st) st = gtr_index_build_with(&enc, corpus, base, out_path, opts, stats, err);
+    gtr_buf_free(&desc);
+    return st;
 }

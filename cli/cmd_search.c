@@ -1,0 +1,229 @@
+/* cmd_search.c — `gtr search`: queries against a dense index, a BM25 index, or both fused;
+ * a TREC run for files of queries, a readable list for one --query. */
+#include "retrieve.h"
+
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: gtr search --index INDEX [-m MODEL_DIR] -q QUERIES [-k K] [-o RUN] [options]\n"
+            "       gtr search --index INDEX [-m MODEL_DIR] --query TEXT [-k K]\n"
+            "       gtr search --method bm25 --bm25-index BM25 -q QUERIES [-k K] [-o RUN]\n"
+            "\n"
+            "Exact maximum-inner-product search: every document is scored (deterministically, the\n"
+            "same on any CPU or thread count) and the top K kept; equal scores are ordered by\n"
+            "document id descending, as trec_eval orders them. QUERIES is BEIR's queries.jsonl\n"
+            "({\"_id\", \"text\"} per line). The output is a TREC run: qid Q0 docid rank score tag.\n"
+            "--query prints the best hits of one text with the start of their passages.\n"
+            "\n"
+            "Without -m, the model directory recorded in the index at build time is used; either\n"
+            "way the model must be the one that built the index (its fingerprint is checked).\n"
+            "\n"
+            "options:\n"
+            "      --index INDEX        dense index (gtr index)\n"
+            "  -m, --model DIR          model for the queries (default: the one recorded in INDEX)\n"
+            "  -q, --queries FILE       queries (JSON lines)\n"
+            "      --query TEXT         one query, printed for people\n"
+            "  -k, --top K              hits per query (default 1000, 10 with --query)\n"
+            "  -o, --output RUN         run file (default: standard output)\n"
+            "      --method M           dense (default), bm25 or hybrid\n"
+            "      --bm25-index PATH    BM25 index (gtr bm25-index) for bm25 and hybrid\n"
+            "      --fusion rrf|interp  hybrid: reciprocal-rank fusion (default) or interpolation\n"
+            "                           of min-max normalised scores\n"
+            "      --alpha A            interp: weight of the dense scores, BM25 gets 1-A (0.5)\n"
+            "      --rrf-k N            rrf: the constant in 1/(N + rank) (default 60)\n"
+            "      --depth N            hybrid: hits taken from each method (default 1000, >= K)\n"
+            "      --skip-self          drop a hit whose id equals the query id (BEIR's\n"
+            "                           ignore_identical_ids)\n"
+            "      --compact            scan the index's compact copy first (same results)\n"
+            "      --tag TAG            last column of the run (default gtr-METHOD)\n"
+            "  -t, --threads N          threads (default: all cores)\n"
+            "      --quiet              no progress on stderr\n"
+            "  -h, --help               this help\n"
+            "\n"
+            "example:\n"
+            "  gtr search --index scifact.gtri -q scifact/queries.jsonl -k 100 -o run.trec\n"
+            "  gtr search --index scifact.gtri --query \"vitamin D and bone density\"\n");
+}
+
+/* one line of a passage start: whitespace runs as single spaces, at most max bytes (whole
+ * UTF-8 characters) */
+static void print_snippet(const char *s, size_t len, size_t max)
+{
+    size_t used = 0;
+    bool space = false;
+    for (size_t i = 0; i < len && used < max; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r') {
+            space = true;
+            continue;
+        }
+        if (space && used) {
+            putchar(' ');
+            used++;
+        }
+        space = false;
+        /* a multi-byte character goes out whole */
+        size_t n = ch < 0x80 ? 1 : ch >= 0xf0 ? 4 : ch >= 0xe0 ? 3 : ch >= 0xc0 ? 2 : 1;
+        if (i + n > len) break;
+        if (ch < 0x20 || ch == 0x7f) putchar('?');
+        else fwrite(s + i, 1, n, stdout);
+        used += n;
+        i += n - 1;
+    }
+    if (used >= max) fputs("...", stdout);
+}
+
+static void print_hits(const rt_sources *src, const rt_results *r)
+{
+    for (size_t j = 0; j < r->n[0]; j++) {
+        const rt_hit *h = &r->hits[j];
+        printf("%3zu  %.6f  %.*s", j + 1, h->score, (int)h->len, h->id);
+        size_t len;
+        const char *sn = src->dense && h->dense_doc != SIZE_MAX ? gtr_index_doc_snippet(src->dense, h->dense_doc, &len) : NULL;
+        if (sn && len) {
+            fputs("  ", stdout);
+            print_snippet(sn, len, 100);
+        }
+        putchar('\n');
+    }
+    if (r->n[0] == 0) printf("(no hits)\n");
+}
+
+int cmd_search(int argc, char **argv)
+{
+    enum { O_INDEX = 1000, O_QUERY, O_METHOD, O_BM25, O_FUSION, O_ALPHA, O_RRFK, O_DEPTH, O_SKIP, O_COMPACT,
+           O_TAG, O_QUIET };
+    static const struct option longopts[] = {
+        {"index", required_argument, NULL, O_INDEX}, {"model", required_argument, NULL, 'm'},
+        {"queries", required_argument, NULL, 'q'},   {"query", required_argument, NULL, O_QUERY},
+        {"top", required_argument, NULL, 'k'},       {"output", required_argument, NULL, 'o'},
+        {"method", required_argument, NULL, O_METHOD}, {"bm25-index", required_argument, NULL, O_BM25},
+        {"fusion", required_argument, NULL, O_FUSION}, {"alpha", required_argument, NULL, O_ALPHA},
+        {"rrf-k", required_argument, NULL, O_RRFK},  {"depth", required_argument, NULL, O_DEPTH},
+        {"skip-self", no_argument, NULL, O_SKIP},    {"compact", no_argument, NULL, O_COMPACT},
+        {"tag", required_argument, NULL, O_TAG},     {"threads", required_argument, NULL, 't'},
+        {"quiet", no_argument, NULL, O_QUIET},       {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    const char *index_path = NULL, *model_dir = NULL, *queries_path = NULL, *query = NULL, *out = NULL;
+    const char *bm25_path = NULL, *tag = NULL;
+    rt_options o;
+    rt_default_options(&o);
+    bool k_given = false;
+    int threads = 0;
+    long long v;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "m:q:k:o:t:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case O_INDEX: index_path = optarg; break;
+        case 'm': model_dir = optarg; break;
+        case 'q': queries_path = optarg; break;
+        case O_QUERY: query = optarg; break;
+        case 'k':
+            if (!cli_parse_int("search", "-k", optarg, 1, 1 << 20, &v)) return 2;
+            o.k = (size_t)v;
+            k_given = true;
+            break;
+        case 'o': out = optarg; break;
+        case O_METHOD:
+            if (!rt_parse_method(optarg, &o.method))
+                return cli_errorf("search", 2, "--method expects dense, bm25 or hybrid, got '%s'", optarg);
+            break;
+        case O_BM25: bm25_path = optarg; break;
+        case O_FUSION:
+            if (!strcmp(optarg, "rrf")) o.fusion.method = GTR_FUSION_RRF;
+            else if (!strcmp(optarg, "interp")) o.fusion.method = GTR_FUSION_INTERP;
+            else return cli_errorf("search", 2, "--fusion expects rrf or interp, got '%s'", optarg);
+            break;
+        case O_ALPHA:
+            if (!cli_parse_double("search", "--alpha", optarg, &o.alpha)) return 2;
+            if (!(o.alpha >= 0 && o.alpha <= 1)) return cli_errorf("search", 2, "--alpha must be in [0, 1]");
+            break;
+        case O_RRFK:
+            if (!cli_parse_double("search", "--rrf-k", optarg, &o.fusion.rrf_k)) return 2;
+            if (!(o.fusion.rrf_k >= 0)) return cli_errorf("search", 2, "--rrf-k must be >= 0");
+            break;
+        case O_DEPTH:
+            if (!cli_parse_int("search", "--depth", optarg, 1, 1 << 20, &v)) return 2;
+            o.depth = (size_t)v;
+            break;
+        case O_SKIP: o.skip_self = true; break;
+        case O_COMPACT: o.use_compact = true; break;
+        case O_TAG:
+            if (!*optarg || strpbrk(optarg, " \t\r\n")) return cli_errorf("search", 2, "--tag must be one word");
+            tag = optarg;
+            break;
+        case 't':
+            if (!cli_parse_int("search", "--threads", optarg, 1, 1024, &v)) return 2;
+            threads = (int)v;
+            break;
+        case O_QUIET: o.quiet = true; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind != argc) return cli_errorf("search", 2, "unexpected argument '%s' (gtr search --help)", argv[optind]);
+    if (!queries_path == !query) return cli_errorf("search", 2, "give -q QUERIES or --query TEXT (gtr search --help)");
+    if (o.method != RT_BM25 && !index_path) return cli_errorf("search", 2, "%s search needs --index INDEX", rt_method_name(o.method));
+    if (o.method != RT_DENSE && !bm25_path) return cli_errorf("search", 2, "%s search needs --bm25-index PATH", rt_method_name(o.method));
+    if (query && !k_given) o.k = 10;
+    o.want_docs = query != NULL;
+
+    gtr_error err;
+    rt_sources src = {0};
+    rt_queries q = {0};
+    rt_results res = {0};
+    gtr_run *run = NULL;
+    int rc = 1;
+    if (!(o.pool = gtr_pool_create(threads, &err))) return cli_fail("search", &err);
+    if (index_path && !(src.dense = gtr_index_open(index_path, 0, o.pool, &err))) {
+        cli_fail("search", &err);
+        goto done;
+    }
+    if (bm25_path && o.method != RT_DENSE && !(src.bm25 = gtr_bm25_open(bm25_path, &err))) {
+        cli_fail("search", &err);
+        goto done;
+    }
+    if (o.method != RT_BM25 && !(src.model = rt_load_model("search", model_dir, src.dense, threads, o.pool))) goto done;
+    if (query ? rt_single_query("search", query, &q) : rt_load_queries("search", queries_path, NULL, &q)) goto done;
+    if (rt_retrieve("search", &src, &q, &o, &res)) goto done;
+    if (query) {
+        print_hits(&src, &res);
+        rc = 0;
+        goto done;
+    }
+    if (!(run = rt_to_run("search", &q, &res, o.k))) goto done;
+    char deftag[32];
+    snprintf(deftag, sizeof deftag, "gtr-%s", rt_method_name(o.method));
+    if (out && strcmp(out, "-") != 0) {
+        if (gtr_run_write(run, out, tag ? tag : deftag, &err)) {
+            cli_fail("search", &err);
+            goto done;
+        }
+    } else {
+        char *text;
+        size_t len;
+        if (gtr_run_format(run, tag ? tag : deftag, &text, &len, &err)) {
+            cli_fail("search", &err);
+            goto done;
+        }
+        fwrite(text, 1, len, stdout);
+        free(text);
+    }
+    if (!o.quiet && out)
+        fprintf(stderr, "gtr search: %zu queries, %zu hits -> %s\n", q.n, gtr_run_num_docs(run), out);
+    rc = 0;
+done:
+    gtr_run_free(run);
+    rt_results_free(&res);
+    rt_queries_free(&q);
+    gtr_model_free(src.model);
+    gtr_index_free(src.dense);
+    gtr_bm25_free(src.bm25);
+    gtr_pool_free(o.pool);
+    return rc;
+}
