@@ -1,6 +1,7 @@
 /* download.c — progress bars and one line per file for `gtr pull` / `gtr pull-dataset`. */
 #include "download.h"
 
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -91,6 +92,9 @@ static int on_progress(void *user, uint64_t done, uint64_t total)
 
 void dl_ui_attach(dl_ui *ui, const char *cmd, bool quiet, gtr_download_options *o)
 {
+    /* A peer closing a TLS connection must be an error to retry, not a SIGPIPE that kills us
+     * (the library does not touch signal dispositions: that is the process owner's call). */
+    signal(SIGPIPE, SIG_IGN);
     memset(ui, 0, sizeof *ui);
     ui->cmd = cmd;
     ui->quiet = quiet;

@@ -516,7 +516,10 @@ GTR_API gtr_status gtr_eval_format(const gtr_eval_result *r, int per_query, char
  * the next run continues with an HTTP Range request), size-checked (Content-Length, the hub's
  * X-Linked-Size) and, for the hub's large (LFS) files, checked against their SHA-256. The
  * destination appears atomically: files are staged in "<dest>.partial/" and the finished
- * directory is renamed into place, so a directory that exists is complete. */
+ * directory is renamed into place, so a directory that exists is complete.
+ * The library does not change signal dispositions: a program that downloads should ignore
+ * SIGPIPE (signal(SIGPIPE, SIG_IGN), as the gtr tool does), or a peer closing a TLS
+ * connection can end the process instead of failing the transfer. */
 
 typedef enum gtr_download_event {
     GTR_DOWNLOAD_RESOLVED, /* hub: name = revision asked for, detail = the commit it resolved to */
@@ -531,6 +534,8 @@ typedef enum gtr_download_event {
 typedef void (*gtr_download_event_fn)(void *user, gtr_download_event ev, const char *name,
                                       uint64_t size, const char *detail);
 
+/* Start from gtr_download_default_options(); a negative max_retries or retry_delay_ms and a
+ * timeout <= 0 mean the default. */
 typedef struct gtr_download_options {
     /* Where to download from. gtr_hf_pull: the hub (NULL: $HF_ENDPOINT, else
      * https://huggingface.co). gtr_download_dataset: the folder holding NAME.zip (NULL:

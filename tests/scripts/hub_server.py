@@ -18,6 +18,7 @@ Every file supports Range (206, and 416 past the end). Faults for the tests:
                        <name>.zip)
   --lie-size FILE      X-Linked-Size one byte larger than the file
   --corrupt FILE       the CDN serves FILE with one byte changed (its X-Linked-Etag stays right)
+  --ignore-range FILE  Range requests for FILE get the whole file (200), as some servers do
   --hide REPO:FILE     FILE is absent from REPO
   --require-token T    resolve requests without "Authorization: Bearer T" get 401
   --cdn-host HOST      host name used in redirects (e.g. localhost: another host than the hub's)
@@ -61,6 +62,7 @@ class State:
             self.drop_once[f] = int(n)
         self.lie_size = set(args.lie_size)
         self.corrupt = set(args.corrupt)
+        self.ignore_range = set(args.ignore_range)
         self.token = args.require_token
         self.cdn_host = args.cdn_host
         self.log_path = args.log
@@ -143,7 +145,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         """Serve data with Range support and the --drop-once fault (key names the file)."""
         size = len(data)
         start, status = 0, 200
-        rng = self.headers.get("Range")
+        rng = None if key in self.server.state.ignore_range else self.headers.get("Range")
         if rng:
             spec = rng.strip()
             if not spec.startswith("bytes=") or "," in spec:
@@ -261,6 +263,7 @@ def main():
     ap.add_argument("--drop-once", action="append", default=[])
     ap.add_argument("--lie-size", action="append", default=[])
     ap.add_argument("--corrupt", action="append", default=[])
+    ap.add_argument("--ignore-range", action="append", default=[])
     ap.add_argument("--require-token")
     ap.add_argument("--cdn-host")
     ap.add_argument("--log")

@@ -127,6 +127,14 @@ ok "... from the partial file" log_has '"range": "bytes=5000000-"'
 ok "... into identical files" same_files "$TMP/r2" "$MODELS/gtr-tiny" $TINY_FILES
 ok "... and removes the staging directory" absent "$TMP/r2.partial"
 
+# A server that ignores Range answers 200 with the whole file: the partial data is replaced.
+serve norange --repo test-org/gtr-tiny="$MODELS/gtr-tiny" --drop-once model.safetensors:5000000 \
+    --ignore-range model.safetensors
+ok "a server ignoring Range after a drop still gives the right file" env HF_ENDPOINT="$URL" "$GTR" pull test-org/gtr-tiny --dir "$TMP/r0"
+ok "... (it was asked for a range)" log_has '"range": "bytes=5000000-"'
+# shellcheck disable=SC2086
+ok "... identical files" same_files "$TMP/r0" "$MODELS/gtr-tiny" $TINY_FILES
+
 # A partial file that no longer matches what the server has (the file changed between runs):
 # the SHA-256 check after resuming catches it and the file is downloaded afresh.
 mkdir -p "$TMP/chg" && cp -r "$MODELS/gtr-tiny/." "$TMP/chg/" && chmod -R u+w "$TMP/chg"
