@@ -1,0 +1,453 @@
+/* cmd_beir.c — `gtr beir`: the whole BEIR pipeline on one dataset folder: build (or reuse a
+ * cached) index, search the split's judged queries, evaluate as BEIR does, and print the
+ * metrics beside published numbers. */
+#include "retrieve.h"
+
+#include "core/core.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Published nDCG@10 on BEIR test splits, to read our numbers against (external facts, not
+ * computed here):
+ *  - BM25 (BEIR): Thakur et al., "BEIR: A Heterogeneous Benchmark for Zero-shot Evaluation of
+ *    Information Retrieval Models", NeurIPS 2021 Datasets and Benchmarks (Elasticsearch BM25).
+ *  - BM25 flat (Anserini): the Pyserini/Anserini BEIR regressions, "flat" index,
+ *    k1 = 0.9, b = 0.4 (SciFact: nDCG@10 0.6789, R@100 0.9253).
+ *  - GTR: Ni et al., "Large Dual Encoders Are Generalizable Retrievers", arXiv 2112.07899,
+ *    BEIR nDCG@10 of GTR-Base and GTR-XXL.
+ * Add a row when a figure is checked against its source. */
+static const struct published {
+    const char *dataset;
+    double bm25_beir, bm25_anserini_flat, gtr_base, gtr_xxl;
+} published[] = {
+    {"scifact", 0.665, 0.679, 0.600, 0.662},
+};
+
+static const struct published *find_published(const char *name)
+{
+    for (size_t i = 0; i < sizeof published / sizeof published[0]; i++)
+        if (!strcmp(published[i].dataset, name)) return &published[i];
+    return NULL;
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: gtr beir -d DATASET_DIR [--method M[,M...]] [-m MODEL_DIR] [--split test]\n"
+            "                [-k 1000] [--json] [--cache DIR] [options]\n"
+            "\n"
+            "Run a BEIR dataset folder (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv, as unpacked by\n"
+            "`gtr pull-dataset`) end to end: build the index (or reuse the cached one), search the\n"
+            "queries judged in qrels/SPLIT.tsv for the top K, and evaluate as BEIR does:\n"
+            "  - ignore_identical_ids: a document whose id equals the query id is never returned;\n"
+            "  - measures with trec_eval's semantics, averaged over the judged queries (pytrec_eval);\n"
+            "  - MRR@10 as BEIR's custom metric: reciprocal rank within the top 10.\n"
+            "The table shows nDCG@10, Recall@100, MAP@100 and MRR@10 beside published nDCG@10\n"
+            "figures for the dataset where known.\n"
+            "\n"
+            "options:\n"
+            "  -d, --dataset DIR        BEIR dataset folder\n"
+            "      --method LIST        dense, bm25, hybrid, or a comma list (default dense)\n"
+            "  -m, --model DIR          GTR model (dense and hybrid)\n"
+            "      --split NAME         qrels split (default test)\n"
+            "  -k, --top K              hits per query (default 1000)\n"
+            "      --json               print one JSON object keyed by trec_eval measure names\n"
+            "                           (\"ndcg_cut_10\", ..., plus \"recip_rank_cut_10\" = MRR@10);\n"
+            "                           with several methods, one such object per method\n"
+            "      --cache DIR          where indexes are kept between runs (default\n"
+            "                           $GTR_CACHE, else $XDG_CACHE_HOME/gtr, else ~/.cache/gtr),\n"
+            "                           keyed by the corpus checksum and the model fingerprint\n"
+            "      --save-runs DIR      also write each method's run to DIR/METHOD.trec\n"
+            "      --fusion rrf|interp  hybrid fusion (default rrf, k = 60)\n"
+            "      --alpha A            interp: weight of the dense scores (default 0.5)\n"
+            "      --compact f16|int8   keep a compact copy in the dense index and search with it\n"
+            "  -t, --threads N          threads (default: all cores)\n"
+            "  -q, --quiet              no progress on stderr\n"
+            "  -h, --help               this help\n"
+            "\n"
+            "example:\n"
+            "  gtr beir -d datasets/scifact --method bm25,dense,hybrid -m models/gtr-t5-base\n");
+}
+
+static volatile sig_atomic_t interrupted;
+static void on_sigint(int sig) { (void)sig; interrupted = 1; }
+
+static int build_progress(void *user, uint64_t done, uint64_t total)
+{
+    cli_progress_cb(user, done, total);
+    return interrupted;
+}
+
+typedef struct beir_ctx {
+    const char *dir, *name, *model_dir, *split, *cache_root, *save_runs;
+    char *corpus, *queries, *qrels_path, *cache;
+    rt_options o;
+    gtr_index_compact compact;
+    bool json, quiet;
+    int threads;
+    gtr_pool *pool;
+    gtr_qrels *qrels;
+    rt_queries q;
+    size_t n_docs;
+    gtr_model *model;
+    gtr_index *dense;
+    gtr_bm25 *bm25;
+} beir_ctx;
+
+static char *join(const char *a, const char *b)
+{
+    char *p = gtr_path_join(a, b);
+    if (!p) cli_errorf("beir", 1, "out of memory");
+    return p;
+}
+
+/* <cache root>/beir/<dataset>-<CRC-32 of corpus.jsonl> */
+static int cache_dir(beir_ctx *c)
+{
+    FILE *f = fopen(c->corpus, "rb");
+    if (!f) return cli_errorf("beir", 1, "%s: cannot open: %s", c->corpus, strerror(errno));
+    static unsigned char buf[1 << 16];
+    uint32_t crc = 0;
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) crc = gtr_crc32(crc, buf, n);
+    bool bad = ferror(f);
+    fclose(f);
+    if (bad) return cli_errorf("beir", 1, "%s: read failed", c->corpus);
+    char root[4096];
+    const char *env;
+    if (c->cache_root) snprintf(root, sizeof root, "%s", c->cache_root);
+    else if ((env = getenv("GTR_CACHE")) && *env) snprintf(root, sizeof root, "%s", env);
+    else if ((env = getenv("XDG_CACHE_HOME")) && *env) snprintf(root, sizeof root, "%s/gtr", env);
+    else if ((env = getenv("HOME")) && *env) snprintf(root, sizeof root, "%s/.cache/gtr", env);
+    else snprintf(root, sizeof root, ".gtr-cache");
+    size_t len = strlen(root) + strlen(c->name) + 32;
+    if (!(c->cache = malloc(len))) return cli_errorf("beir", 1, "out of memory");
+    snprintf(c->cache, len, "%s/beir/%s-%08x", root, c->name, crc);
+    gtr_error err;
+    if (gtr_mkdirs(c->cache, &err)) return cli_fail("beir", &err);
+    return 0;
+}
+
+static int open_bm25(beir_ctx *c)
+{
+    char *path = join(c->cache, "bm25.idx");
+    if (!path) return 1;
+    gtr_error err;
+    int rc = 0;
+    if (gtr_file_exists(path) && (c->bm25 = gtr_bm25_open(path, &err))) goto done;
+    if (gtr_file_exists(path) && !c->quiet) fprintf(stderr, "gtr beir: rebuilding the cached BM25 index (%s)\n", err.message);
+    cli_progress bar;
+    cli_progress_init(&bar, "bm25 index", "docs", c->quiet);
+    gtr_bm25_build_options bo = {c->pool, build_progress, &bar};
+    gtr_bm25_build_stats bs;
+    if (gtr_bm25_build(c->corpus, path, &bo, &bs, &err)) {
+        if (bar.drawn) fputc('\n', stderr);
+        rc = cli_fail("beir", &err);
+        goto done;
+    }
+    cli_progress_done(&bar, bs.docs);
+    if (!(c->bm25 = gtr_bm25_open(path, &err))) rc = cli_fail("beir", &err);
+done:
+    free(path);
+    return rc;
+}
+
+static int open_dense(beir_ctx *c)
+{
+    if (!c->model_dir) return cli_errorf("beir", 2, "dense and hybrid retrieval need -m MODEL_DIR");
+    gtr_model_options mo = gtr_model_default_options();
+    mo.pool = c->pool;
+    gtr_error err;
+    if (!(c->model = gtr_model_load(c->model_dir, &mo, &err))) return cli_fail("beir", &err);
+    char name[64];
+    static const char *suffix[] = {"", "-f16", "-int8"};
+    snprintf(name, sizeof name, "dense-%016llx%s.gtri", (unsigned long long)gtr_model_fingerprint(c->model),
+             suffix[c->compact]);
+    char *path = join(c->cache, name);
+    if (!path) return 1;
+    int rc = 0;
+    if (gtr_file_exists(path)) {
+        if ((c->dense = gtr_index_open(path, 0, c->pool, &err)) && !gtr_index_check_model(c->dense, c->model, &err))
+            goto done;
+        gtr_index_free(c->dense);
+        c->dense = NULL;
+        if (!c->quiet) fprintf(stderr, "gtr beir: rebuilding the cached dense index (%s)\n", err.message);
+    }
+    gtr_index_build_options o = gtr_index_default_build_options();
+    char *hint = realpath(c->model_dir, NULL);
+    o.model_hint = hint;
+    o.compact = c->compact;
+    cli_progress bar;
+    cli_progress_init(&bar, "encoding corpus", "docs", c->quiet);
+    o.progress = build_progress;
+    o.progress_user = &bar;
+    gtr_index_build_stats st;
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigaction(SIGINT, &sa, &old);
+    gtr_status s = gtr_index_build(c->model, c->corpus, NULL, path, &o, &st, &err);
+    sigaction(SIGINT, &old, NULL);
+    free(hint);
+    if (s) {
+        if (bar.drawn) fputc('\n', stderr);
+        rc = cli_fail("beir", &err);
+        goto done;
+    }
+    cli_progress_done(&bar, st.docs_encoded + st.docs_resumed);
+    if (!(c->dense = gtr_index_open(path, 0, c->pool, &err))) rc = cli_fail("beir", &err);
+done:
+    free(path);
+    return rc;
+}
+
+/* the metrics of one method */
+typedef struct scores {
+    rt_method method;
+    gtr_eval_result *full; /* the default measure set over the top K */
+    double mrr10;
+} scores;
+
+static int evaluate(beir_ctx *c, const rt_results *res, scores *s)
+{
+    gtr_error err;
+    int rc = 1;
+    gtr_run *run = rt_to_run("beir", &c->q, res, c->o.k), *run10 = rt_to_run("beir", &c->q, res, 10);
+    gtr_measures *m = NULL, *rr = NULL;
+    gtr_eval_result *r10 = NULL;
+    if (!run || !run10) goto done;
+    if (!(m = gtr_measures_parse(NULL, &err)) || !(rr = gtr_measures_parse("recip_rank", &err))) {
+        cli_fail("beir", &err);
+        goto done;
+    }
+    /* every split query is in the run (with no hits if nothing came back), so the default
+     * averaging (judged queries in the run) is BEIR's mean over all judged queries */
+    if (!(s->full = gtr_eval(c->qrels, run, m, 0, &err)) || !(r10 = gtr_eval(c->qrels, run10, rr, 0, &err))) {
+        cli_fail("beir", &err);
+        goto done;
+    }
+    s->mrr10 = gtr_eval_get(r10, "recip_rank");
+    if (c->save_runs) {
+        char name[64];
+        snprintf(name, sizeof name, "%s.trec", rt_method_name(s->method));
+        char *path = join(c->save_runs, name);
+        char tag[32];
+        snprintf(tag, sizeof tag, "gtr-%s", rt_method_name(s->method));
+        if (!path || gtr_mkdirs(c->save_runs, &err) || gtr_run_write(run, path, tag, &err)) {
+            if (path) cli_fail("beir", &err);
+            free(path);
+            goto done;
+        }
+        free(path);
+    }
+    rc = 0;
+done:
+    gtr_eval_free(r10);
+    gtr_measures_free(m);
+    gtr_measures_free(rr);
+    gtr_run_free(run);
+    gtr_run_free(run10);
+    return rc;
+}
+
+static void print_json_one(const scores *s, const char *indent)
+{
+    printf("{");
+    for (size_t j = 0; j < gtr_eval_num_values(s->full); j++)
+        printf("%s\n%s  \"%s\": %.17g", j ? "," : "", indent, gtr_eval_value_name(s->full, j),
+               gtr_eval_value(s->full, j));
+    printf(",\n%s  \"recip_rank_cut_10\": %.17g\n%s}", indent, s->mrr10, indent);
+}
+
+static void print_table(const beir_ctx *c, const scores *s, size_t n)
+{
+    const struct published *p = find_published(c->name);
+    printf("BEIR %s, split %s: %zu queries, %zu documents, top %zu, identical ids ignored\n\n", c->name,
+           c->split, c->q.n, c->n_docs, c->o.k);
+    printf("%-8s %8s %11s %8s %8s   %s\n", "method", "nDCG@10", "Recall@100", "MAP@100", "MRR@10",
+           "published nDCG@10");
+    for (size_t i = 0; i < n; i++) {
+        char pub[160] = "-";
+        if (p && s[i].method == RT_BM25)
+            snprintf(pub, sizeof pub, "BM25 %.3f (BEIR), %.3f (Anserini flat)", p->bm25_beir, p->bm25_anserini_flat);
+        else if (p && s[i].method == RT_DENSE)
+            snprintf(pub, sizeof pub, "GTR-Base %.3f, GTR-XXL %.3f", p->gtr_base, p->gtr_xxl);
+        printf("%-8s %8.4f %11.4f %8.4f %8.4f   %s\n", rt_method_name(s[i].method),
+               gtr_eval_get(s[i].full, "ndcg_cut_10"), gtr_eval_get(s[i].full, "recall_100"),
+               gtr_eval_get(s[i].full, "map_cut_100"), s[i].mrr10, pub);
+    }
+    if (c->model_dir) printf("\nmodel: %s\n", c->model_dir);
+    if (p) printf("published: BEIR (Thakur et al. 2021), Anserini BEIR regressions, GTR (Ni et al. 2021)\n");
+}
+
+static int run_all(beir_ctx *c, const rt_method *methods, size_t n_methods)
+{
+    gtr_error err;
+    if (!(c->qrels = gtr_qrels_load(c->qrels_path, &err))) return cli_fail("beir", &err);
+    if (rt_load_queries("beir", c->queries, c->qrels, &c->q)) return 1;
+    if (cache_dir(c)) return 1;
+    bool need_dense = false, need_bm25 = false;
+    for (size_t i = 0; i < n_methods; i++) {
+        need_dense |= methods[i] != RT_BM25;
+        need_bm25 |= methods[i] != RT_DENSE;
+    }
+    if (need_dense && !c->model_dir) return cli_errorf("beir", 2, "dense and hybrid retrieval need -m MODEL_DIR");
+    if (need_bm25 && open_bm25(c)) return 1;
+    if (need_dense && open_dense(c)) return 1;
+    c->n_docs = c->dense ? gtr_index_count(c->dense) : gtr_bm25_num_docs(c->bm25);
+    scores s[3];
+    memset(s, 0, sizeof s);
+    rt_sources src = {c->model, c->dense, c->bm25};
+    int rc = 0;
+    size_t done = 0;
+    for (size_t i = 0; i < n_methods && !rc; i++) {
+        rt_options o = c->o;
+        o.method = methods[i];
+        rt_results res;
+        if ((rc = rt_retrieve("beir", &src, &c->q, &o, &res))) break;
+        s[i].method = methods[i];
+        rc = evaluate(c, &res, &s[i]);
+        rt_results_free(&res);
+        if (!rc) done++;
+    }
+    if (!rc) {
+        if (c->json && n_methods == 1) {
+            print_json_one(&s[0], "");
+            printf("\n");
+        } else if (c->json) {
+            printf("{");
+            for (size_t i = 0; i < n_methods; i++) {
+                printf("%s\n  \"%s\": ", i ? "," : "", rt_method_name(s[i].method));
+                print_json_one(&s[i], "  ");
+            }
+            printf("\n}\n");
+        } else {
+            print_table(c, s, n_methods);
+        }
+    }
+    for (size_t i = 0; i < done; i++) gtr_eval_free(s[i].full);
+    return rc;
+}
+
+int cmd_beir(int argc, char **argv)
+{
+    enum { O_METHOD = 1000, O_SPLIT, O_JSON, O_CACHE, O_SAVE, O_FUSION, O_ALPHA, O_COMPACT };
+    static const struct option longopts[] = {
+        {"dataset", required_argument, NULL, 'd'}, {"method", required_argument, NULL, O_METHOD},
+        {"model", required_argument, NULL, 'm'},   {"split", required_argument, NULL, O_SPLIT},
+        {"top", required_argument, NULL, 'k'},     {"json", no_argument, NULL, O_JSON},
+        {"cache", required_argument, NULL, O_CACHE}, {"save-runs", required_argument, NULL, O_SAVE},
+        {"fusion", required_argument, NULL, O_FUSION}, {"alpha", required_argument, NULL, O_ALPHA},
+        {"compact", required_argument, NULL, O_COMPACT}, {"threads", required_argument, NULL, 't'},
+        {"quiet", no_argument, NULL, 'q'},         {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    beir_ctx c;
+    memset(&c, 0, sizeof c);
+    c.split = "test";
+    rt_default_options(&c.o);
+    c.o.skip_self = true;
+    const char *method_list = "dense";
+    long long v;
+    int ch;
+    optind = 1;
+    while ((ch = getopt_long(argc, argv, "d:m:k:t:qh", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'd': c.dir = optarg; break;
+        case 'm': c.model_dir = optarg; break;
+        case O_METHOD: method_list = optarg; break;
+        case O_SPLIT:
+            if (!*optarg || strchr(optarg, '/')) return cli_errorf("beir", 2, "--split expects a name like test");
+            c.split = optarg;
+            break;
+        case 'k':
+            if (!cli_parse_int("beir", "-k", optarg, 1, 1 << 20, &v)) return 2;
+            c.o.k = (size_t)v;
+            break;
+        case O_JSON: c.json = true; break;
+        case O_CACHE: c.cache_root = optarg; break;
+        case O_SAVE: c.save_runs = optarg; break;
+        case O_FUSION:
+            if (!strcmp(optarg, "rrf")) c.o.fusion.method = GTR_FUSION_RRF;
+            else if (!strcmp(optarg, "interp")) c.o.fusion.method = GTR_FUSION_INTERP;
+            else return cli_errorf("beir", 2, "--fusion expects rrf or interp, got '%s'", optarg);
+            break;
+        case O_ALPHA:
+            if (!cli_parse_double("beir", "--alpha", optarg, &c.o.alpha)) return 2;
+            if (!(c.o.alpha >= 0 && c.o.alpha <= 1)) return cli_errorf("beir", 2, "--alpha must be in [0, 1]");
+            break;
+        case O_COMPACT:
+            if (!strcmp(optarg, "f16")) c.compact = GTR_COMPACT_F16;
+            else if (!strcmp(optarg, "int8")) c.compact = GTR_COMPACT_INT8;
+            else return cli_errorf("beir", 2, "--compact expects f16 or int8, got '%s'", optarg);
+            c.o.use_compact = true;
+            break;
+        case 't':
+            if (!cli_parse_int("beir", "--threads", optarg, 1, 1024, &v)) return 2;
+            c.threads = (int)v;
+            break;
+        case 'q': c.quiet = true; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind != argc) return cli_errorf("beir", 2, "unexpected argument '%s' (gtr beir --help)", argv[optind]);
+    if (!c.dir) return cli_errorf("beir", 2, "need -d DATASET_DIR (gtr beir --help)");
+    rt_method methods[3];
+    size_t n_methods = 0;
+    char list[64];
+    snprintf(list, sizeof list, "%s", method_list);
+    for (char *save = NULL, *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        rt_method m;
+        if (!rt_parse_method(t, &m)) return cli_errorf("beir", 2, "--method: unknown method '%s' (dense, bm25, hybrid)", t);
+        for (size_t i = 0; i < n_methods; i++)
+            if (methods[i] == m) return cli_errorf("beir", 2, "--method lists '%s' twice", t);
+        if (n_methods == 3) return cli_errorf("beir", 2, "--method: at most three methods");
+        methods[n_methods++] = m;
+    }
+    if (!n_methods) return cli_errorf("beir", 2, "--method: no method given");
+    c.o.quiet = c.quiet;
+
+    /* the dataset's name: the folder's last component */
+    char dirbuf[4096];
+    snprintf(dirbuf, sizeof dirbuf, "%s", c.dir);
+    size_t dl = strlen(dirbuf);
+    while (dl > 1 && dirbuf[dl - 1] == '/') dirbuf[--dl] = '\0';
+    const char *slash = strrchr(dirbuf, '/');
+    c.name = slash ? slash + 1 : dirbuf;
+    char qrels_rel[300];
+    snprintf(qrels_rel, sizeof qrels_rel, "qrels/%s.tsv", c.split);
+    c.corpus = join(c.dir, "corpus.jsonl");
+    c.queries = join(c.dir, "queries.jsonl");
+    c.qrels_path = join(c.dir, qrels_rel);
+    int rc = 1;
+    gtr_error err;
+    if (!c.corpus || !c.queries || !c.qrels_path) goto done;
+    if (!gtr_file_exists(c.corpus) || !gtr_file_exists(c.queries) || !gtr_file_exists(c.qrels_path)) {
+        rc = cli_errorf("beir", 1, "%s is not a BEIR dataset folder: it needs corpus.jsonl, queries.jsonl "
+                                   "and %s (gtr pull-dataset NAME fetches one)", c.dir, qrels_rel);
+        goto done;
+    }
+    if (!(c.pool = gtr_pool_create(c.threads, &err))) {
+        rc = cli_fail("beir", &err);
+        goto done;
+    }
+    c.o.pool = c.pool;
+    rc = run_all(&c, methods, n_methods);
+done:
+    rt_queries_free(&c.q);
+    gtr_qrels_free(c.qrels);
+    gtr_model_free(c.model);
+    gtr_index_free(c.dense);
+    gtr_bm25_free(c.bm25);
+    gtr_pool_free(c.pool);
+    free(c.corpus);
+    free(c.queries);
+    free(c.qrels_path);
+    free(c.cache);
+    return rc;
+}
