@@ -10,7 +10,9 @@ It binds 127.0.0.1 on a free port and writes the port to --port-file, then serve
                                  (*.safetensors, *.bin) answer 302 to /cdn/... with the hub's
                                  X-Linked-Size and X-Linked-Etag (SHA-256), as LFS files do.
   /cdn/<repo>/<file>             the large files themselves.
-  /datasets/<name>.zip           a zip built at start from a folder, entries "<name>/...".
+  /datasets/<name>.zip           a zip built at start from a folder (--dataset NAME=DIR),
+                                 entries "<name>/...", or one built before with --build-zip
+                                 NAME=DIR:OUT and given as --dataset NAME=OUT.
 
 Every file supports Range (206, and 416 past the end). Faults for the tests:
   --drop-once FILE:N   the first response carrying FILE's body stops after N bytes and the
@@ -53,7 +55,11 @@ class State:
         self.datasets = {}
         for spec in args.dataset:
             name, d = spec.split("=", 1)
-            self.datasets[name] = build_zip(name, d)
+            if os.path.isfile(d):  # a zip built earlier with --build-zip
+                with open(d, "rb") as f:
+                    self.datasets[name] = f.read()
+            else:
+                self.datasets[name] = build_zip(name, d)
         for name in args.evil_dataset:
             self.datasets[name] = build_evil_zip(name)
         self.drop_once = {}
@@ -255,7 +261,8 @@ class Server(http.server.ThreadingHTTPServer):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--port-file", required=True)
+    ap.add_argument("--port-file")
+    ap.add_argument("--build-zip", metavar="NAME=DIR:OUT", help="write the dataset zip and exit")
     ap.add_argument("--repo", action="append", default=[])
     ap.add_argument("--hide", action="append", default=[])
     ap.add_argument("--dataset", action="append", default=[])
@@ -269,6 +276,14 @@ def main():
     ap.add_argument("--log")
     ap.add_argument("--idle-timeout", type=float, default=300)
     args = ap.parse_args()
+    if args.build_zip:
+        name, rest = args.build_zip.split("=", 1)
+        folder, out = rest.rsplit(":", 1)
+        with open(out, "wb") as f:
+            f.write(build_zip(name, folder))
+        return 0
+    if not args.port_file:
+        ap.error("--port-file is required")
 
     server = Server(("127.0.0.1", 0), Handler)
     server.state = State(args)

@@ -175,7 +175,10 @@ like "$(cat "$TMP/err")" "network failure.*HF_ENDPOINT.*local copy" "... saying 
 ok "... leaving nothing" absent "$TMP/n1"
 
 # ---- datasets ---------------------------------------------------------------------------------
-serve data --dataset scifact="$SHARED/beir/scifact" --evil-dataset evil --drop-once scifact.zip:1000000
+# The zip (deflated, "scifact/..." entries as BEIR's) is built once and served by every server.
+SCIFACT_ZIP=$TMP/scifact.zip
+python3 tests/scripts/hub_server.py --build-zip scifact="$SHARED/beir/scifact":"$SCIFACT_ZIP"
+serve data --dataset scifact="$SCIFACT_ZIP" --evil-dataset evil --drop-once scifact.zip:1000000
 export GTR_BEIR_URL=$URL/datasets
 ok "pull-dataset scifact (resuming a dropped connection)" "$GTR" pull-dataset scifact --dir "$TMP/d"
 is "$(cat "$TMP/out")" "$TMP/d/scifact" "pull-dataset prints the dataset directory"
@@ -196,7 +199,7 @@ ok "... leaving nothing" absent "$TMP/d/nope.partial"
 fails "an unreachable dataset server fails" env GTR_BEIR_URL=http://127.0.0.1:1 "$GTR" pull-dataset scifact --dir "$TMP/d2"
 like "$(cat "$TMP/err")" "network failure.*GTR_BEIR_URL" "... saying so and what to do"
 
-serve data2 --dataset scifact="$SHARED/beir/scifact" --drop-once scifact.zip:1000000
+serve data2 --dataset scifact="$SCIFACT_ZIP" --drop-once scifact.zip:1000000
 fails "pull-dataset --retries 0 fails on a dropped connection" env GTR_BEIR_URL="$URL/datasets" "$GTR" pull-dataset scifact --dir "$TMP/d3" --retries 0
 is "$(size_of "$TMP/d3/scifact.partial/scifact.zip.part")" 1000000 "... keeping the partial zip"
 ok "running again resumes and unpacks" env GTR_BEIR_URL="$URL/datasets" "$GTR" pull-dataset scifact --dir "$TMP/d3"
@@ -220,7 +223,7 @@ asan_fails() {
 }
 if [ -x "$ASAN_GTR" ]; then
     serve asan --repo test-org/gtr-tiny="$MODELS/gtr-tiny" --repo test-org/v11="$MODELS/gtr-tiny-v11" \
-        --drop-once model.safetensors:5000000 --dataset scifact="$SHARED/beir/scifact" \
+        --drop-once model.safetensors:5000000 --dataset scifact="$SCIFACT_ZIP" \
         --evil-dataset evil
     export HF_ENDPOINT=$URL GTR_BEIR_URL=$URL/datasets
     asan_fails "asan: interrupted pull" "$ASAN_GTR" pull test-org/gtr-tiny --dir "$TMP/s1" --retries 0
