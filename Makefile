@@ -148,6 +148,18 @@ venv-test:
 venv-bench:
 	@scripts/venv.sh bench
 
+# ---- bench programs (kernels): bench/*.c, each one binary linked with libgtr.a; they may use
+# internal headers (-Isrc). `make bench-progs` builds them into $(BUILD)/bench/.
+BENCH_SRC := $(sort $(wildcard bench/*.c))
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+.PHONY: bench-progs
+bench-progs: $(BENCH_BIN)
+$(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(SAN) -o $@ $< $(LIB_A) $(LDLIBS_ALL)
+-include $(BENCH_BIN:=.d)
+# ---- end bench programs
+
 # ---------------------------------------------------------------------------- install
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# bench_encoder.sh — end-to-end encoder throughput: gtr against the baselines of issue 5, all in
+# the same run, on the same machine, texts and checkpoint. Prints a Markdown table.
+#
+#   bench/bench_encoder.sh            (BENCH_THREADS=N, default all cores; BENCH_RUNS=R, default 1;
+#                                      BENCH_SKIP="st ort ref" to leave baselines out)
+#
+# Checkpoint: a random gtr-t5-base-sized one from ../shared/reference/gtr_reference.py make-model
+# (speed depends only on the shape), in build/bench/gtr-base. Texts: lines 67–578 of
+# ../shared/tokenizer/texts.jsonl (512 passages of 20–200 words).
+# Baselines:
+#   (1) PyTorch (current PyPI wheel, CPU) + sentence-transformers: SentenceTransformer(dir)
+#       .encode(texts, batch_size=32), torch.set_num_threads(N)
+#   (2) ONNX Runtime on the T5 encoder exported to ONNX, fp32 and quantize_dynamic int8
+#       (same length-sorted batches of 32; pooling/Dense/normalise in numpy)
+#   (3) ../shared/reference/gtr_reference.py bench on Debian's python3-torch (OpenBLAS)
+# Every figure: real tokens (incl. </s>, ≤ 512 per text) per second of encoding, model loading
+# excluded (gtr rows: whole `gtr embed` command, loading included); the table shows the best of
+# BENCH_RUNS runs (robust to other load on a shared machine; the JSON lines in
+# build/bench/encoder_results.jsonl also have the median); peak RSS of the whole process.
+# Ratios are against (3).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+threads=${BENCH_THREADS:-$(nproc)}
+runs=${BENCH_RUNS:-1}
+skip=" ${BENCH_SKIP:-} "
+out=build/bench
+model=$out/gtr-base
+texts=$out/texts.jsonl
+mkdir -p "$out"
+
+scripts/deps.sh bench
+scripts/venv.sh bench
+py=.venv-bench/bin/python
+base="$py bench/encoder_baselines.py"
+
+[ -f "$model/model.safetensors" ] ||
+    /usr/bin/python3 ../shared/reference/gtr_reference.py make-model --config base --out "$model" >&2
+sed -n '67,578p' ../shared/tokenizer/texts.jsonl > "$texts"
+[ -f "$out/onnx/encoder.int8.onnx" ] || $base export --model "$model" --onnx "$out/onnx" >&2
+
+results=$out/encoder_results.jsonl
+: > "$results"
+run() { # name, command... ; appends its JSON line
+    echo "bench_encoder: $1" >&2
+    shift
+    "$@" 2>>"$out/encoder_bench.log" | tail -1 | tee -a "$results" >&2
+}
+
+case $skip in *" ref "*) ;; *)
+run "Debian torch reference" $base cmd --child-json --name "gtr_reference.py bench (Debian torch $(/usr/bin/python3 -c 'import torch; print(torch.__version__)'), fp32)" \
+    --model "$model" --texts "$texts" -- /usr/bin/python3 ../shared/reference/gtr_reference.py bench \
+    --model "$model" --texts "$texts" --threads "$threads" --batch 32 --sorted --runs "$runs" ;;
+esac
+case $skip in *" st "*) ;; *)
+run "sentence-transformers" $base st --model "$model" --texts "$texts" --threads "$threads" --runs "$runs" --out "$out/emb_st.npy" ;;
+esac
+case $skip in *" ort "*) ;; *)
+run "onnxruntime fp32" $base ort --name "onnxruntime fp32" --model "$model" --onnx "$out/onnx/encoder.onnx" \
+    --texts "$texts" --threads "$threads" --runs "$runs" --out "$out/emb_ort_f32.npy"
+run "onnxruntime int8" $base ort --name "onnxruntime int8 (quantize_dynamic)" --model "$model" \
+    --onnx "$out/onnx/encoder.int8.onnx" --texts "$texts" --threads "$threads" --runs "$runs" --out "$out/emb_ort_int8.npy"
+echo "bench_encoder: onnxruntime int8 vs fp32 cosine: $($base cos "$out/emb_ort_f32.npy" "$out/emb_ort_int8.npy")" >&2 ;;
+esac
+
+# gtr itself, once `gtr embed` exists (flags per its --help; GTR_EMBED_ARGS overrides).
+make -s all >&2
+if bin/gtr embed --help >/dev/null 2>&1; then
+    for dt in f32 bf16 int8; do
+        args=${GTR_EMBED_ARGS:--m $model -i $texts -o $out/emb_gtr_$dt.npy --threads $threads --dtype $dt}
+        run "gtr $dt" $base cmd --name "gtr embed --dtype $dt" --model "$model" --texts "$texts" --runs "$runs" \
+            -- bin/gtr embed $args || true
+    done
+else
+    echo "bench_encoder: gtr embed not built yet — gtr rows skipped" >&2
+fi
+
+# the table
+$py - "$results" "$threads" <<'EOF'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+ref = next((r for r in rows if r["name"].startswith("gtr_reference.py")), None)
+print(f"\n### Encoder throughput, gtr-t5-base shape, 512 passages, {sys.argv[2]} threads\n")
+print("| system | tokens/s (best) | × Debian torch | median s | peak RSS MB |\n|---|---|---|---|---|")
+for r in rows:
+    if "error" in r:
+        print(f"| {r['name']} | failed: {r['error']} | | | |")
+        continue
+    best = r.get("best_tokens_per_s", r["tokens_per_s"])
+    ratio = f"{best / ref.get('best_tokens_per_s', ref['tokens_per_s']):.2f}" if ref else ""
+    print(f"| {r['name']} | {best:.0f} | {ratio} | {r['seconds']:.2f} | {r.get('peak_rss_mb', '')} |")
+EOF
