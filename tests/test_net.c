@@ -363,6 +363,19 @@ static void test_stage_commit_and_force(void **state)
     assert_false(gtr_dir_exists(partial));
     net_stage_close(&a, false);
 
+    /* an empty directory at the destination is simply replaced (rename(2) allows it) */
+    char *dest3 = tu_tmp("stage/empty");
+    TU_OK(gtr_mkdirs(dest3, &e), &e);
+    TU_OK(net_stage_open(&a, dest3, &e), &e);
+    char *tree3 = net_stage_path(&a, "tree");
+    TU_OK(gtr_mkdirs(tree3, &e), &e);
+    write_rel(tree3, "h.txt", "filled");
+    TU_OK(net_stage_commit(&a, "tree", false, &e), &e);
+    assert_file(dest3, "h.txt", "filled");
+    net_stage_close(&a, false);
+    free(tree3);
+    free(dest3);
+
     /* discard removes the staging directory, keep leaves it for a resume */
     char *dest2 = tu_tmp("stage/other/");
     TU_OK(net_stage_open(&a, dest2, &e), &e);
