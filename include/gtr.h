@@ -527,7 +527,8 @@ typedef enum gtr_download_event {
     GTR_DOWNLOAD_DONE,     /* a file is complete and verified: name, size */
     GTR_DOWNLOAD_SKIPPED,  /* an optional or fallback file is absent: name, detail = why */
     GTR_DOWNLOAD_RETRY,    /* a transfer failed and is retried: name, size = bytes so far, detail = why */
-    GTR_DOWNLOAD_EXTRACT,  /* unpacking an archive starts: name, size = uncompressed bytes */
+    GTR_DOWNLOAD_EXTRACT,  /* unpacking an archive starts: name, detail = destination (progress
+                            * then counts uncompressed bytes) */
     GTR_DOWNLOAD_PRESENT   /* the destination already exists: nothing downloaded; detail = path */
 } gtr_download_event;
 
@@ -564,14 +565,21 @@ GTR_API gtr_download_options gtr_download_default_options(void);
  * the small optional tokenizer/config files when present. URL of a file:
  * <endpoint>/<repo_id>/resolve/<revision>/<file>; every file after the first comes from the
  * commit the revision resolved to, so the set is consistent. If dir already exists (and is
- * not empty) nothing is downloaded unless opts->force. opts may be NULL (defaults). */
+ * not empty) nothing is downloaded unless opts->force. opts may be NULL (defaults).
+ * Errors: GTR_ERR_NOT_FOUND (no such repository, revision or required file: nothing is left
+ * on disk), GTR_ERR_INVALID_ARG (bad id, or access refused: a token is needed),
+ * GTR_ERR_NETWORK (unreachable, or retries exhausted: "<dir>.partial/" is kept and the same
+ * call resumes), GTR_ERR_MISMATCH (size or checksum), GTR_ERR_FORMAT (bad modules.json),
+ * GTR_ERR_IO (local files), GTR_ERR_INTERRUPTED (the progress callback asked to stop). */
 GTR_API gtr_status gtr_hf_pull(const char *repo_id, const char *dir,
                                const gtr_download_options *opts, gtr_error *err);
 
 /* Download <endpoint>/<name>.zip (a BEIR dataset such as "scifact") and unpack it into
  * <parent_dir>/<name> (corpus.jsonl, queries.jsonl, qrels/). Entries with absolute paths,
  * ".." components or links are refused. If <parent_dir>/<name> exists nothing is downloaded
- * unless opts->force. opts may be NULL (defaults). */
+ * unless opts->force. opts may be NULL (defaults). Errors as gtr_hf_pull's; GTR_ERR_FORMAT
+ * for an unusable archive (removed, so the next call downloads it afresh). No hub token is
+ * sent. */
 GTR_API gtr_status gtr_download_dataset(const char *name, const char *parent_dir,
                                         const gtr_download_options *opts, gtr_error *err);
 
