@@ -250,6 +250,9 @@ static void test_memory_run(void **state)
     assert_string_equal(t1, t2);
     assert_string_equal(t1, "q1 Q0 x 1 0.25 t\nq1 Q0 a 2 0.125 t\n");
     assert_int_equal(gtr_run_format(r, "bad tag", &t2, NULL, &e), GTR_ERR_INVALID_ARG);
+    TU_OK(gtr_run_add(r, "q 3", "z", 1.0, &e), &e);
+    assert_int_equal(gtr_run_format(r, "t", &t2, NULL, &e), GTR_ERR_INVALID_ARG);
+    assert_non_null(strstr(e.message, "query id 'q 3' contains whitespace"));
     free(t1);
     free(t2);
     free(path);

@@ -303,6 +303,16 @@ gtr_status gtr_run_format(const gtr_run *r, const char *tag, char **out, size_t 
     if (!tag) tag = "gtr";
     if (!valid_tag(tag))
         return gtr_seterr(err, GTR_ERR_INVALID_ARG, "run: tag '%s' is empty or has whitespace", tag);
+    /* TREC lines are whitespace-separated: an id with whitespace cannot be written */
+    for (int m = 0; m < 2; m++) {
+        const gtr_strmap *ids = m ? &r->docs : &r->qids;
+        for (size_t i = 0; i < ids->n; i++) {
+            const char *id = gtr_strmap_key(ids, (uint32_t)i, NULL);
+            if (!valid_tag(id))
+                return gtr_seterr(err, GTR_ERR_INVALID_ARG, "run: %s id '%s' contains whitespace",
+                                  m ? "document" : "query", id);
+        }
+    }
     gtr_ranking rk;
     gtr_status st = gtr_run_rank(r, &rk, err);
     if (st) return st;
