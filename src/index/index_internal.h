@@ -25,8 +25,12 @@ struct gtr_index {
     const float *caux;        /* [n, 3]: scale, error bound, norm */
     char *model_desc;         /* from META (malloc'd, "" when absent) */
     char *model_hint;         /* from META (malloc'd) or NULL */
-    uint32_t header_crc;      /* identity of this exact file (used by resumable --add) */
+    bool mapped;              /* map is ours to unmap (not a caller's buffer) */
 };
+
+/* Validate and use an index held in memory (the fuzzer; data must outlive the index). */
+gtr_index *gtr_ix_open_buffer(const void *data, size_t size, const char *name, unsigned flags,
+                              gtr_pool *pool, gtr_error *err);
 
 /* Compare the ids of documents a and b bytewise (memcmp, then shorter first): <0, 0, >0. */
 int gtr_ix_id_cmp(const gtr_index *ix, size_t a, size_t b);

@@ -221,7 +221,6 @@ static gtr_status validate(gtr_index *ix, unsigned flags, gtr_pool *pool, gtr_er
     gtr_status st = parse_header(path, p, ix->map.size, h, err);
     if (st) return st;
     if ((st = verify_chunks(path, p, h, flags & GTR_INDEX_OPEN_NO_VERIFY, pool, err))) return st;
-    ix->header_crc = gtr_ix_rd32(p + 124);
     ix->dim = h->dim;
     ix->n = (size_t)h->n_docs;
     if ((uint64_t)ix->n != h->n_docs) return BAD("%s: index too large for this machine", path);
@@ -252,7 +251,8 @@ static gtr_status validate(gtr_index *ix, unsigned flags, gtr_pool *pool, gtr_er
     return parse_meta(ix, meta, err);
 }
 
-gtr_index *gtr_index_open(const char *path, unsigned flags, gtr_pool *pool, gtr_error *err)
+static gtr_index *open_common(const char *path, const void *data, size_t size, unsigned flags,
+                               gtr_pool *pool, gtr_error *err)
 {
     gtr_index *ix = gtr_xcalloc(1, sizeof *ix, "index", err);
     if (!ix) return NULL;
@@ -262,7 +262,14 @@ gtr_index *gtr_index_open(const char *path, unsigned flags, gtr_pool *pool, gtr_
         gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");
         return NULL;
     }
-    gtr_status st = gtr_mmap_open(path, &ix->map, err);
+    gtr_status st = GTR_OK;
+    if (data) {
+        ix->map.data = data;
+        ix->map.size = size;
+    } else {
+        st = gtr_mmap_open(path, &ix->map, err);
+        ix->mapped = !st;
+    }
     if (!st) st = validate(ix, flags, pool, err);
     if (st) {
         gtr_index_free(ix);
@@ -271,10 +278,27 @@ gtr_index *gtr_index_open(const char *path, unsigned flags, gtr_pool *pool, gtr_
     return ix;
 }
 
+gtr_index *gtr_index_open(const char *path, unsigned flags, gtr_pool *pool, gtr_error *err)
+{
+    return open_common(path, NULL, 0, flags, pool, err);
+}
+
+gtr_index *gtr_ix_open_buffer(const void *data, size_t size, const char *name, unsigned flags,
+                              gtr_pool *pool, gtr_error *err)
+{
+    /* an empty buffer is an empty file: validation reports it */
+    static const uint8_t none[1] = {0};
+    if ((uintptr_t)data % GTR_IX_ALIGN) {
+        gtr_seterr(err, GTR_ERR_INVALID_ARG, "%s: an index buffer must be %u-byte aligned", name, GTR_IX_ALIGN);
+        return NULL;
+    }
+    return open_common(name, size ? data : none, size, flags, pool, err);
+}
+
 void gtr_index_free(gtr_index *ix)
 {
     if (!ix) return;
-    gtr_mmap_close(&ix->map);
+    if (ix->mapped) gtr_mmap_close(&ix->map);
     free(ix->path);
     free(ix->model_desc);
     free(ix->model_hint);
