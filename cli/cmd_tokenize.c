@@ -90,7 +90,7 @@ static char *put_int(char *p, int32_t v)
 }
 
 /* Parse a line of ids ("1 2 3", "1,2,3" or "[1, 2, 3]"). */
-static gtr_status parse_ids(const char *s, size_t len, gtr_ids *ids, size_t line, gtr_error *err)
+static gtr_status parse_ids(const char *s, size_t len, gtr_ids *ids, gtr_error *err)
 {
     ids->n = 0;
     size_t i = 0;
@@ -105,7 +105,7 @@ static gtr_status parse_ids(const char *s, size_t len, gtr_ids *ids, size_t line
         long long v = 0;
         while (j < len && s[j] >= '0' && s[j] <= '9' && v <= INT32_MAX) v = v * 10 + (s[j++] - '0');
         if (j == i + neg || v > INT32_MAX || (j < len && !strchr(" ,\t[]\r", s[j])))
-            return gtr_seterr(err, GTR_ERR_FORMAT, "line %zu: not a list of ids at byte %zu", line, i + 1);
+            return gtr_seterr(err, GTR_ERR_FORMAT, "not a list of ids at byte %zu", i + 1);
         if (ids->n == ids->cap) {
             size_t cap = ids->cap ? 2 * ids->cap : 64;
             int32_t *p = realloc(ids->ids, cap * sizeof *p);
@@ -122,6 +122,7 @@ static gtr_status parse_ids(const char *s, size_t len, gtr_ids *ids, size_t line
 static int run(const opts *o, gtr_tokenizer *tok, int max_len, FILE *out)
 {
     gtr_error err;
+    const char *name = strcmp(o->input, "-") ? o->input : "<stdin>";
     gtr_text_reader *r = gtr_text_reader_open(o->input, o->decode ? GTR_TEXT_PLAIN : o->fmt, &err);
     if (!r) return cli_fail(CMD, &err);
     gtr_ids ids = {0};
@@ -138,14 +139,14 @@ static int run(const opts *o, gtr_tokenizer *tok, int max_len, FILE *out)
         }
         if (eof) break;
         if (!rec.text) {
-            rc = cli_errorf(CMD, 1, "%s:%zu: the object has no \"text\" field", o->input, rec.line);
+            rc = cli_errorf(CMD, 1, "%s:%zu: the object has no \"text\" field", name, rec.line);
             break;
         }
         line.len = 0;
         if (o->decode) {
             char *text = NULL;
             size_t n = 0;
-            if (!(st = parse_ids(rec.text, rec.text_len, &ids, rec.line, &err)))
+            if (!(st = parse_ids(rec.text, rec.text_len, &ids, &err)))
                 st = gtr_detokenize(tok, ids.ids, ids.n, &text, &n, &err);
             if (!st) st = gtr_buf_append(&line, text, n, &err);
             free(text);
@@ -178,7 +179,7 @@ static int run(const opts *o, gtr_tokenizer *tok, int max_len, FILE *out)
             }
         }
         if (st) {
-            rc = cli_errorf(CMD, 1, "%s:%zu: %s", o->input, rec.line, err.message);
+            rc = cli_errorf(CMD, 1, "%s:%zu: %s", name, rec.line, err.message);
             break;
         }
         if ((line.len && fwrite(line.data, 1, line.len, out) != line.len) || putc('\n', out) == EOF) {

@@ -27,7 +27,7 @@ typedef struct reader {
 
 static gtr_status rd_fail(reader *r, const char *why)
 {
-    return gtr_seterr(r->err, GTR_ERR_FORMAT, "%s: corrupt SentencePiece model: %s at byte %zu (in %s)",
+    return gtr_seterr(r->err, GTR_ERR_FORMAT, "%s: truncated or corrupt SentencePiece model: %s at byte %zu (in %s)",
                       r->what, why, (size_t)(r->p - r->base), r->msg);
 }
 

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# tokenize_cli.sh — `gtr tokenize` end to end (TAP): the reference ids through the CLI, the
+# default max length from a model directory, --no-eos, --pieces, --decode, --normalize,
+# -o files, 10 MB lines, and clean failures (exit status and message).
+cd "$(dirname "$0")/../.." || exit 1
+. tests/scripts/tap.sh
+plan 28
+
+SPM=$SHARED/spm/t5-spiece.model
+TXT=$SHARED/tokenizer/texts.jsonl
+# JSON arrays of ids -> space-separated lines
+ids_lines() { sed -e 's/^\[//' -e 's/\]$//' -e 's/, */ /g' "$1"; }
+# same NAME GOT_FILE WANT_FILE: byte-identical files (a short diff on failure)
+same() {
+    if cmp -s "$2" "$3"; then _tap_result 0 "$1"
+    else _tap_result 1 "$1"; diff "$2" "$3" | head -6 | cut -c1-200 | sed 's/^/# /'; fi
+}
+
+ok "--help" $GTR tokenize --help
+like "$(cat "$TMP/out")" "--max-len" "--help lists the options"
+
+ids_lines "$SHARED/tokenizer/ids_full.jsonl" > "$TMP/full.txt"
+ids_lines "$SHARED/tokenizer/ids_512.jsonl" > "$TMP/512.txt"
+ids_lines "$SHARED/tokenizer/ids_32.jsonl" > "$TMP/32.txt"
+sed -E 's/(^| )1$//' "$TMP/full.txt" > "$TMP/bare.txt"
+
+ok "--spm on texts.jsonl" $GTR tokenize --spm "$SPM" -i "$TXT"
+cp "$TMP/out" "$TMP/got"; same "--spm: no truncation by default = ids_full" "$TMP/got" "$TMP/full.txt"
+
+ok "-m model dir" $GTR tokenize -m "$SHARED/models/gtr-tiny" -i "$TXT"
+cp "$TMP/out" "$TMP/got"; same "-m: max_seq_length 512 = ids_512" "$TMP/got" "$TMP/512.txt"
+
+ok "--max-len 32" $GTR tokenize --spm "$SPM" --max-len 32 -i "$TXT"
+cp "$TMP/out" "$TMP/got"; same "--max-len 32 = ids_32" "$TMP/got" "$TMP/32.txt"
+
+ok "--no-eos" $GTR tokenize --spm "$SPM" --no-eos -i "$TXT"
+cp "$TMP/out" "$TMP/got"; same "--no-eos drops </s>" "$TMP/got" "$TMP/bare.txt"
+
+# --pieces on the first texts (their JSON has no escapes, so sed can unwrap it)
+head -2 "$TXT" > "$TMP/two.jsonl"
+ok "--pieces" $GTR tokenize --spm "$SPM" --pieces -i "$TMP/two.jsonl"
+is "$(cat "$TMP/out")" "$(head -2 "$SHARED/tokenizer/pieces_full.jsonl" | sed -e 's/^\["//' -e 's/"\]$//' -e 's/", "/ /g')" "--pieces = pieces_full"
+
+# plain text on stdin, decode back
+ids=$(echo "Hello world" | $GTR tokenize --spm "$SPM")
+is "$(echo "$ids" | $GTR tokenize --spm "$SPM" --decode)" "Hello world" "ids decode back to the text"
+is "$(echo "[${ids// /, }]" | $GTR tokenize --spm "$SPM" --decode)" "Hello world" "--decode reads JSON arrays"
+is "$(printf '  x \t y  \n' | $GTR tokenize --spm "$SPM" --normalize)" "▁x▁y" "--normalize: whitespace rules and ▁"
+
+# -o writes the same lines, atomically
+ok "-o FILE" $GTR tokenize --spm "$SPM" -i "$TXT" -o "$TMP/ids.txt"
+same "-o FILE content" "$TMP/ids.txt" "$TMP/full.txt"
+printf '"fine"\n{"no_text": 1}\n' > "$TMP/bad.jsonl"
+fails "an object without text fails" $GTR tokenize --spm "$SPM" -i "$TMP/bad.jsonl" -o "$TMP/never.txt"
+like "$(cat "$TMP/err")" "bad.jsonl:2" "the error names the line"
+is "$(ls "$TMP" | grep -c never)" "0" "a failed run leaves no output file"
+
+# a 10 MB line (one text) finishes and gives one line
+yes "Hello world, this is a long line." | head -c 10000000 | tr -d '\n' > "$TMP/long.txt"
+echo >> "$TMP/long.txt"
+ok "10 MB line" $GTR tokenize --spm "$SPM" --max-len 512 -i "$TMP/long.txt"
+is "$(wc -l < "$TMP/out") $(wc -w < "$TMP/out")" "1 512" "10 MB line: one line of 512 ids"
+
+# failures: exit status and a one-line message naming the problem
+fails "missing model file" $GTR tokenize --spm "$TMP/nope.model" -i "$TXT"
+like "$(cat "$TMP/err")" "nope.model" "missing model: the message names the file"
+head -c 100000 "$SPM" > "$TMP/cut.model"
+fails "truncated model" $GTR tokenize --spm "$TMP/cut.model" -i "$TXT"
+like "$(cat "$TMP/err")" "cut.model.*(corrupt|truncated)" "truncated model: a clear message"
+$GTR tokenize -m "$SHARED/models/gtr-tiny" --spm "$SPM" </dev/null >/dev/null 2>&1
+is "$?" "2" "-m and --spm together: usage error"
+$GTR tokenize --spm "$SPM" --max-len -3 </dev/null >/dev/null 2>&1
+is "$?" "2" "negative --max-len: usage error"
+done_testing
