@@ -80,6 +80,19 @@ static void describe_set(gtr_buf *b, const gtr_tensor_set *s, gtr_error *err)
     gtr_buf_printf(b, err, ")");
 }
 
+/* 1234567 -> "1,234,567" */
+static const char *with_commas(size_t v, char buf[32])
+{
+    char tmp[32];
+    int n = snprintf(tmp, sizeof tmp, "%zu", v), k = 0;
+    for (int i = 0; i < n; i++) {
+        if (i && (n - i) % 3 == 0) buf[k++] = ',';
+        buf[k++] = tmp[i];
+    }
+    buf[k] = '\0';
+    return buf;
+}
+
 /* Config numbers that change the vectors, folded into the fingerprint before the weights. */
 static uint64_t fingerprint_config(const gtr_model_config *c)
 {
@@ -177,6 +190,7 @@ gtr_model *gtr_model_load(const char *dir, const gtr_model_options *opts, gtr_er
 
     const gtr_t5_config *c = &m->cfg.t5;
     size_t n_params = m->t5.n_params + m->head.n_params;
+    char nb1[32], nb2[32], nb3[32];
     gtr_buf_printf(&desc, err,
                    "architecture: T5 encoder (%s, %s feed-forward) + mean pooling%s%s\n"
                    "shape: d_model %d, d_ff %d, d_kv %d, heads %d (attention width %d), layers %d, "
@@ -190,12 +204,12 @@ gtr_model *gtr_model_load(const char *dir, const gtr_model_options *opts, gtr_er
                        m->cfg.dense_bias ? "bias" : "no bias",
                        m->cfg.dense_act == GTR_ACT_TANH ? "tanh" : "identity");
     gtr_buf_printf(&desc, err,
-                   "output: %d dimensions%s\nparameters: %zu (encoder %zu, dense %zu)\n"
+                   "output: %d dimensions%s\nparameters: %s (encoder %s, dense %s)\n"
                    "storage: %s\ncompute: %s weights (%.1f MiB), kernels %s, %d threads\n"
                    "max length: %d tokens (max_seq_length %d)\ntokenizer: %s (%d pieces)\n"
                    "fingerprint: %016llx",
-                   m->head.d_out, m->cfg.normalize ? ", unit length" : "", n_params, m->t5.n_params,
-                   m->head.n_params, sets.data ? sets.data : "", dtype_name(m->dtype),
+                   m->head.d_out, m->cfg.normalize ? ", unit length" : "", with_commas(n_params, nb1),
+                   with_commas(m->t5.n_params, nb2), with_commas(m->head.n_params, nb3), sets.data ? sets.data : "", dtype_name(m->dtype),
                    (double)gtr_model_weight_bytes(m) / (1 << 20), gtr_kernels_name(m->kern),
                    gtr_pool_size(m->pool), m->max_len, m->cfg.max_seq_length, spm,
                    gtr_tokenizer_vocab_size(m->tok), (unsigned long long)m->fingerprint);
