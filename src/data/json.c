@@ -37,7 +37,10 @@ gtr_status gtr_json_get_int(const json_t *obj, const char *key, bool required, l
         *out = json_integer_value(v);
         return GTR_OK;
     }
-    if (json_is_real(v) && json_real_value(v) == (double)(long long)json_real_value(v)) {
+    /* a whole real within long long's range (the range check first: the cast of anything
+     * outside it is undefined behaviour) */
+    if (json_is_real(v) && json_real_value(v) >= -9.2e18 && json_real_value(v) <= 9.2e18 &&
+        json_real_value(v) == (double)(long long)json_real_value(v)) {
         *out = (long long)json_real_value(v);
         return GTR_OK;
     }
