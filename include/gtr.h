@@ -504,10 +504,209 @@ GTR_API gtr_status gtr_eval_format(const gtr_eval_result *r, int per_query, char
                                    size_t *len, gtr_error *err);
 
 /* ======================================================================== train */
-/* (section owned by src/train/) */
+/* (section owned by src/train/)
+ * Contrastive fine-tuning of a GTR model the way the paper trains it: queries and passages go
+ * through the same encoder + head; the loss is t5x_retrieval's bidirectional in-batch softmax
+ * with hard negatives:
+ *     logits_q = q·[p; n]ᵀ/τ  (cross-entropy toward each query's own positive)
+ *     logits_p = p·qᵀ/τ       (cross-entropy toward each positive's own query)
+ *     loss = (CE_q + CE_p) / 2,   τ = 0.01
+ * A batch's negatives are shared by all its queries. Examples that repeat a query or a
+ * positive within a batch are not used as each other's negatives.
+ * Float32 forward and backward written out layer by layer (no autograd), Adafactor (as GTR
+ * trains: factored second moments, decay exponent 0.8, update clipping at RMS 1, no
+ * momentum) or AdamW, linear warm-up + linear decay. The batch is processed in micro-batches
+ * so a large batch fits in little memory without changing the loss: the embeddings of the
+ * whole batch are computed first (no activations kept), the loss and its gradient with
+ * respect to every embedding over the whole batch, then each micro-batch runs forward again
+ * keeping activations and backward from those embedding gradients.
+ * Deterministic: the same data, options and seed give bit-identical weights whatever the
+ * number of threads; a run resumed from a checkpoint ends bit-identical to one that was
+ * never interrupted. */
+
+typedef enum gtr_optimizer { GTR_OPTIM_ADAFACTOR = 0, GTR_OPTIM_ADAMW } gtr_optimizer;
+typedef enum gtr_lr_schedule {
+    GTR_LR_LINEAR = 0, /* linear warm-up over warmup_steps, then linear decay toward 0 */
+    GTR_LR_CONSTANT    /* linear warm-up, then constant */
+} gtr_lr_schedule;
+
+typedef struct gtr_train_options {
+    int n_threads;            /* <= 0: all cores (ignored when pool is given) */
+    gtr_pool *pool;           /* optional shared pool (not owned) */
+    gtr_optimizer optimizer;  /* default Adafactor */
+    double lr;                /* peak learning rate (1e-3) */
+    gtr_lr_schedule schedule; /* default linear */
+    uint64_t total_steps;     /* optimizer steps of the run (the decay reaches 0 after it) */
+    uint64_t warmup_steps;    /* default 0 */
+    size_t batch_size;        /* examples per optimizer step; in-batch negatives span it (32) */
+    size_t micro_batch;       /* examples per forward/backward keeping activations (0: all) */
+    int n_negatives;          /* hard negatives drawn per example when it has some (1) */
+    int query_max_len;        /* tokens incl. </s> (64, as GTR fine-tuning) */
+    int passage_max_len;      /* (256) */
+    double tau;               /* softmax temperature (0.01) */
+    double weight_decay;      /* AdamW decoupled decay, on every parameter (0.01) */
+    double beta1, beta2, eps; /* AdamW (0.9, 0.999, 1e-8) */
+    double decay_rate;        /* Adafactor: beta2_t = 1 - t^decay_rate (-0.8) */
+    double clip_threshold;    /* Adafactor: update RMS clip (1.0) */
+    double eps1;              /* Adafactor: added to g² (1e-30) */
+    uint64_t seed;            /* data order and negative sampling (0) */
+    int recompute;            /* 1: keep only each layer's input, recompute the rest in
+                                 backward (less memory for long passages, ~30% more time) */
+} gtr_train_options;
+GTR_API gtr_train_options gtr_train_default_options(void);
+
+/* Training examples: a query, one positive passage, optional hard negatives. */
+typedef struct gtr_train_data gtr_train_data;
+/* JSON lines {"query": "...", "pos": "..." or ["...", ...], "neg": ["...", ...]} ("neg"
+ * optional; "positive"/"negative"/"negatives" accepted too). A line with several positives
+ * gives one example per positive. Errors name "path:line". */
+GTR_API gtr_train_data *gtr_train_data_load_jsonl(const char *path, gtr_error *err);
+/* A BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv): one example per judged
+ * (query, document) pair with relevance >= 1; the passage is (title + " " + text).strip(). No
+ * hard negatives (mine them with gtr_mine_negatives for a second stage). */
+GTR_API gtr_train_data *gtr_train_data_load_beir(const char *dir, const char *split,
+                                                 gtr_error *err);
+GTR_API void gtr_train_data_free(gtr_train_data *d);
+GTR_API size_t gtr_train_data_count(const gtr_train_data *d);
+/* Examples that have at least one hard negative. */
+GTR_API size_t gtr_train_data_with_negatives(const gtr_train_data *d);
+
+typedef struct gtr_trainer gtr_trainer;
+/* Start from any model directory gtr_model_load reads (a released GTR, a previous stage).
+ * The data must outlive the trainer. opts NULL: defaults (total_steps then 1). */
+GTR_API gtr_trainer *gtr_trainer_create(const char *init_dir, const gtr_train_data *data,
+                                        const gtr_train_options *opts, gtr_error *err);
+GTR_API void gtr_trainer_free(gtr_trainer *t);
+GTR_API size_t gtr_trainer_n_params(const gtr_trainer *t);
+GTR_API int gtr_trainer_dim(const gtr_trainer *t);
+
+typedef struct gtr_train_step_info {
+    uint64_t step;     /* steps done after this one */
+    double epoch;      /* examples consumed / examples in the data */
+    double loss;       /* of this step's batch, before the update */
+    double lr;         /* learning rate used */
+    uint64_t tokens;   /* tokens through forward + backward (all texts of the batch) */
+    double seconds;    /* wall time of the step */
+} gtr_train_step_info;
+/* One optimizer step on the next batch. info may be NULL. */
+GTR_API gtr_status gtr_trainer_step(gtr_trainer *t, gtr_train_step_info *info, gtr_error *err);
+GTR_API uint64_t gtr_trainer_step_count(const gtr_trainer *t);
+
+/* Training state (parameters, optimizer state, step, data position, RNG, and the identity of
+ * the options, data and initial model) written atomically to path. */
+GTR_API gtr_status gtr_trainer_save_checkpoint(const gtr_trainer *t, const char *path,
+                                               gtr_error *err);
+/* Continue from a checkpoint: t must have been created from the same initial model, data and
+ * options (threads aside); anything else is GTR_ERR_MISMATCH saying what differs. A damaged
+ * file is GTR_ERR_FORMAT. */
+GTR_API gtr_status gtr_trainer_load_checkpoint(gtr_trainer *t, const char *path, gtr_error *err);
+
+/* Write the current model as a sentence-transformers directory that gtr and Python's
+ * sentence-transformers load unchanged: the initial directory's configuration files and
+ * spiece.model, model.safetensors (F32, Hugging Face names) and 2_Dense/model.safetensors
+ * (linear.weight). Staged beside out_dir and renamed into place when complete; an existing
+ * out_dir is replaced only when overwrite is non-zero. */
+GTR_API gtr_status gtr_trainer_save_model(const gtr_trainer *t, const char *out_dir,
+                                          int overwrite, gtr_error *err);
+
+/* Embed texts with the current parameters (is_query: truncate at query_max_len, else at
+ * passage_max_len): the vectors gtr_model_encode gives for the saved model. */
+GTR_API gtr_status gtr_trainer_encode(gtr_trainer *t, const char *const *texts,
+                                      const size_t *lens, size_t n, int is_query, float *out,
+                                      gtr_error *err);
+
+/* Hard negatives for a second training stage: every judged query of <dir>/qrels/<split>.tsv
+ * is embedded with m, the corpus searched exhaustively, and the best-ranked documents that
+ * are not judged relevant become its negatives. Writes JSON lines {"query", "pos", "neg"}
+ * (one line per query, its relevant documents as "pos") atomically to out_path, the format
+ * gtr_train_data_load_jsonl reads. */
+typedef struct gtr_mine_options {
+    size_t k;                 /* negatives per query (default 8) */
+    size_t skip;              /* best-ranked non-relevant documents skipped first (0): they
+                                 are often unjudged positives */
+    size_t batch;             /* texts per encode call (default 64) */
+    int max_len;              /* passage tokens (0: the model's) */
+    int query_max_len;        /* query tokens (default 64) */
+    gtr_progress_fn progress; /* corpus documents embedded / corpus size */
+    void *progress_user;
+} gtr_mine_options;
+GTR_API gtr_mine_options gtr_mine_default_options(void);
+typedef struct gtr_mine_stats {
+    size_t queries, docs, negatives;
+} gtr_mine_stats;
+GTR_API gtr_status gtr_mine_negatives(gtr_model *m, const char *dir, const char *split,
+                                      const gtr_mine_options *opts, const char *out_path,
+                                      gtr_mine_stats *stats, gtr_error *err);
 
 /* ======================================================================== server */
-/* (section owned by src/server/) */
+/* (section owned by src/server/)
+ * An HTTP/1.1 server (GNU libmicrohttpd) with an OpenAI-compatible embeddings API:
+ *   POST /v1/embeddings  {"input": "text" | ["text", ...] | [ids] | [[ids], ...], "model": ...,
+ *                        "encoding_format": "float" | "base64", "dimensions": dim}
+ *   POST /search         {"query": "text" | "queries": [...], "k": 10, "method": ...}
+ *                        (when a dense and/or BM25 index is given)
+ *   GET  /health, GET /metrics (Prometheus text), GET /v1/models
+ * Errors use OpenAI's shape {"error": {"message", "type", "param", "code"}}.
+ *
+ * Concurrent requests are batched: each connection's thread parses and tokenizes its request,
+ * then queues its texts; one batcher thread, the only user of the model while the server runs,
+ * forms batches of up to max_batch_tokens tokens, waiting at most max_wait_ms for more
+ * texts once the oldest queued text arrived. A text's vector never depends on its batch, so
+ * the vectors are those of gtr_model_encode. When `queue` requests are already waiting, a new
+ * one is answered 503 with Retry-After. */
+
+typedef enum gtr_server_method {
+    GTR_SERVER_DENSE = 0, /* encode the query, exact top-k in the dense index */
+    GTR_SERVER_BM25,      /* BM25 index only (no model work) */
+    GTR_SERVER_HYBRID     /* both, fused (fusion options below) */
+} gtr_server_method;
+
+/* One line per answered request ("POST /v1/embeddings 200 3.1 ms 12 inputs"), for access logs. */
+typedef void (*gtr_server_log_fn)(void *user, const char *line);
+
+typedef struct gtr_server_options {
+    const char *host;          /* numeric address or name to listen on (default "127.0.0.1") */
+    int port;                  /* 0: any free port (gtr_server_port tells which); default 8080 */
+    gtr_model *model;          /* required; not owned; used only by the batcher while running */
+    const char *model_name;    /* the "model" of responses (default "gtr") */
+    gtr_index *index;          /* optional dense index for /search (not owned; must match model) */
+    gtr_bm25 *bm25;            /* optional BM25 index for /search (not owned) */
+    gtr_server_method method;  /* default /search method (default: dense if index, else bm25) */
+    gtr_fusion_options fusion; /* hybrid: how the two lists are fused (default RRF, k 60) */
+    double alpha;              /* hybrid interp: weight of the dense scores (default 0.5) */
+    size_t depth;              /* hybrid: hits taken from each method (default 1000, >= k) */
+    size_t max_k;              /* largest k a /search request may ask (default 1000) */
+    size_t max_batch_tokens;   /* token budget of one encoder batch (default 16384) */
+    int max_wait_ms;           /* longest a queued text waits for a fuller batch (default 5) */
+    size_t queue;              /* requests waiting for the encoder before 503 (default 256) */
+    size_t max_body;           /* request body limit in bytes, 413 beyond (default 16 MiB) */
+    size_t max_inputs;         /* inputs per request, 400 beyond (default 2048, as OpenAI) */
+    int no_truncate;           /* 1: an input longer than the model's max_len is 400, not cut */
+    unsigned max_connections;  /* concurrent connections, one thread each (default 512) */
+    unsigned idle_timeout_s;   /* close a connection idle this long (default 60) */
+    unsigned drain_timeout_s;  /* shutdown: longest wait for in-flight requests (default 30) */
+    gtr_server_log_fn log;     /* access log (NULL: none) */
+    void *log_user;
+} gtr_server_options;
+GTR_API gtr_server_options gtr_server_default_options(void);
+
+typedef struct gtr_server gtr_server;
+
+/* Bind host:port, start the batcher and the HTTP threads, and return: the server runs in the
+ * background until gtr_server_shutdown/free. Fails (GTR_ERR_IO naming the address) when the
+ * address cannot be bound, GTR_ERR_MISMATCH when the index was made by another model,
+ * GTR_ERR_INVALID_ARG for meaningless options. The model, indexes and strings in opts must
+ * outlive the server. */
+GTR_API gtr_server *gtr_server_start(const gtr_server_options *opts, gtr_error *err);
+/* The port actually bound (the ephemeral one when opts->port was 0). */
+GTR_API int gtr_server_port(const gtr_server *s);
+/* Graceful stop: stop accepting connections, answer requests that arrive on open connections
+ * with 503, let every admitted request finish (at most drain_timeout_s), close connections,
+ * stop the threads. Blocks until done; idempotent. Call it from a normal thread, not from a
+ * signal handler (the gtr tool blocks SIGTERM/SIGINT and waits for them with sigwait). */
+GTR_API void gtr_server_shutdown(gtr_server *s);
+/* Shut down if running, and free. NULL is fine. */
+GTR_API void gtr_server_free(gtr_server *s);
 
 /* ======================================================================== download */
 /* (section owned by src/net/)
