@@ -4,14 +4,17 @@
 Run with Debian's /usr/bin/python3 (it has `sentencepiece`; the PATH python may not):
 
     /usr/bin/python3 bench/tokenizer_parity.py [--gtr bin/gtr] [--spm ../shared/spm/t5-spiece.model]
-                                               [--n 20000] [--seed 1] [--sweep] [--corpus F.jsonl]
+                                               [--n 20000] [--seed 1] [--keys N|-1] [--sweep]
+                                               [--corpus F.jsonl]
 
 Generates texts that stress every stage of the tokenizer — random code points from many
 scripts and Unicode blocks (combining marks, full/half-width forms, compatibility characters,
 emoji with ZWJ and variation selectors, C0/C1 controls, every kind of space, U+2581 itself,
 U+FFFD, private use, unassigned code points), mixtures of those with English words, runs of
 whitespace, long texts — and checks that ids (with </s>), pieces and decoded text agree
-exactly. --sweep also encodes every Unicode scalar value in context (1.1M texts).
+exactly. The keys of the model's precompiled charsmap (224,711 for T5, mostly multi-character
+compositions) are tested in context: --keys N samples N of them (-1: all). --sweep also encodes
+every Unicode scalar value in context (1.1M texts). --corpus adds the texts of a JSONL file.
 
 Invalid UTF-8 is checked too: random byte strings (truncated, overlong and surrogate
 sequences, stray continuation bytes, NUL) go through the CLI as plain lines and through the
@@ -23,6 +26,7 @@ import argparse
 import json
 import os
 import random
+import struct
 import subprocess
 import sys
 import tempfile
@@ -57,6 +61,80 @@ SPECIAL = ["\u0301", "\u0308", "\u0323", "\u200c", "\u200d", "\ufe0f", "\ufe0e",
            "\U0001F44D\U0001F3FD", "\u2126", "\u212b", "\ufb01", "\u2460", "\u3392", "\u00bd",
            "\u2154", "\u01c4", "\u1e9b\u0323", "\u0390", "\u0958", "\u09dc", "\u0f73", "\u2fd5",
            "</s>", "<pad>", "<unk>", "<extra_id_0>", "\u2581\u2581", "...", "''", "``"]
+
+
+# ---- The keys of the model's precompiled charsmap (a Darts-clone double array), read with a
+# minimal protobuf walker: most keys are multi-character compositions (base + combining marks,
+# Hangul jamo, ...), exactly where text in other scripts exercises the longest match.
+
+def pb_varint(b, i):
+    x = shift = 0
+    while True:
+        c = b[i]
+        i += 1
+        x |= (c & 0x7F) << shift
+        shift += 7
+        if not c & 0x80:
+            return x, i
+
+
+def pb_fields(b):
+    """(field, wire type, value) of a serialized protobuf message."""
+    i = 0
+    while i < len(b):
+        tag, i = pb_varint(b, i)
+        field, wt = tag >> 3, tag & 7
+        if wt == 0:
+            v, i = pb_varint(b, i)
+        elif wt == 1:
+            v, i = b[i:i + 8], i + 8
+        elif wt == 5:
+            v, i = b[i:i + 4], i + 4
+        elif wt == 2:
+            n, i = pb_varint(b, i)
+            v, i = b[i:i + n], i + n
+        else:
+            raise ValueError("unexpected wire type %d" % wt)
+        yield field, wt, v
+
+
+def model_charsmap(model):
+    """ModelProto.normalizer_spec (3) .precompiled_charsmap (2)."""
+    for f, wt, v in pb_fields(model):
+        if f == 3 and wt == 2:
+            for f2, wt2, v2 in pb_fields(v):
+                if f2 == 2 and wt2 == 2:
+                    return v2
+    return b""
+
+
+def charsmap_keys(blob):
+    """Every (key, replacement) of the double array: depth-first over Darts-clone units."""
+    if len(blob) <= 4:
+        return []
+    size = struct.unpack("<I", blob[:4])[0]
+    units = struct.unpack("<%dI" % (size // 4), blob[4:4 + size // 4 * 4])
+    repl = blob[4 + size:]
+
+    def offset(u):
+        return (u >> 10) << ((u & (1 << 9)) >> 6)
+
+    out = []
+    stack = [(offset(units[0]), b"")]
+    while stack:
+        node, key = stack.pop()
+        for c in range(1, 256):
+            child = node ^ c
+            if child >= len(units) or (units[child] & 0x800000FF) != c:
+                continue
+            u = units[child]
+            nxt = child ^ offset(u)
+            k = key + bytes([c])
+            if (u >> 8) & 1:
+                v = units[nxt] & 0x7FFFFFFF
+                out.append((k, repl[v:repl.index(b"\0", v)]))
+            stack.append((nxt, k))
+    return out
 
 
 def load_words(shared):
@@ -203,6 +281,8 @@ def main():
     ap.add_argument("--n", type=int, default=20000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--sweep", action="store_true", help="also every code point in context")
+    ap.add_argument("--keys", type=int, default=20000,
+                    help="charsmap keys to test in context (-1: all of them; default 20000)")
     ap.add_argument("--corpus", action="append", default=[],
                     help="also every text of this JSONL file (strings, or objects: title and text)")
     a = ap.parse_args()
@@ -217,6 +297,13 @@ def main():
                 continue
             ch = chr(c)
             texts.append(rng.choice(["", "a", "x ", "The "]) + ch + rng.choice(["", "b", " y", "\u0301", ch]))
+    with open(a.spm, "rb") as f:
+        ks = [k.decode("utf-8") for k, _ in charsmap_keys(model_charsmap(f.read()))]
+    sample = ks if a.keys < 0 or a.keys >= len(ks) else rng.sample(ks, a.keys)
+    marks = ["", "\u0301", "\u0308", "\u0323", "\u3099", "\uff9e", "\u093c", "\u0bbe", " "]
+    for k in sample:
+        texts.append(k)
+        texts.append(rng.choice(["a", "x ", "\u00e9", ""]) + k + rng.choice(marks) + rng.choice(ks))
     for path in a.corpus:
         with open(path, encoding="utf-8") as f:
             for line in f:
@@ -246,7 +333,7 @@ def main():
     total_bytes = sum(len(t.encode("utf-8")) for t in texts)
     print(f"parity: {len(texts)} texts ({total_bytes} bytes, seed {a.seed}{', sweep' if a.sweep else ''}): "
           f"ids mismatches {bad_ids}, pieces mismatches {bad_pcs}, decode mismatches {bad_dec} "
-          f"(of {len(dec_ok)}); {len(blines)} byte strings with invalid UTF-8: mismatches {bad_bytes}")
+          f"(of {len(dec_ok)}); {len(sample)} charsmap keys in context; {len(blines)} byte strings with invalid UTF-8: mismatches {bad_bytes}")
     return 1 if bad_ids or bad_pcs or bad_dec or bad_bytes else 0
 
 
