@@ -639,7 +639,74 @@ GTR_API gtr_status gtr_mine_negatives(gtr_model *m, const char *dir, const char 
                                       gtr_mine_stats *stats, gtr_error *err);
 
 /* ======================================================================== server */
-/* (section owned by src/server/) */
+/* (section owned by src/server/)
+ * An HTTP/1.1 server (GNU libmicrohttpd) with an OpenAI-compatible embeddings API:
+ *   POST /v1/embeddings  {"input": "text" | ["text", ...] | [ids] | [[ids], ...], "model": ...,
+ *                        "encoding_format": "float" | "base64", "dimensions": dim}
+ *   POST /search         {"query": "text" | "queries": [...], "k": 10, "method": ...}
+ *                        (when a dense and/or BM25 index is given)
+ *   GET  /health, GET /metrics (Prometheus text), GET /v1/models
+ * Errors use OpenAI's shape {"error": {"message", "type", "param", "code"}}.
+ *
+ * Concurrent requests are batched: each connection's thread parses and tokenizes its request,
+ * then queues its texts; one batcher thread, the only user of the model while the server runs,
+ * forms batches of up to max_batch_tokens tokens, waiting at most max_wait_ms for more
+ * texts once the oldest queued text arrived. A text's vector never depends on its batch, so
+ * the vectors are those of gtr_model_encode. When `queue` requests are already waiting, a new
+ * one is answered 503 with Retry-After. */
+
+typedef enum gtr_server_method {
+    GTR_SERVER_DENSE = 0, /* encode the query, exact top-k in the dense index */
+    GTR_SERVER_BM25,      /* BM25 index only (no model work) */
+    GTR_SERVER_HYBRID     /* both, fused (fusion options below) */
+} gtr_server_method;
+
+/* One line per answered request ("POST /v1/embeddings 200 3.1 ms 12 inputs"), for access logs. */
+typedef void (*gtr_server_log_fn)(void *user, const char *line);
+
+typedef struct gtr_server_options {
+    const char *host;          /* numeric address or name to listen on (default "127.0.0.1") */
+    int port;                  /* 0: any free port (gtr_server_port tells which); default 8080 */
+    gtr_model *model;          /* required; not owned; used only by the batcher while running */
+    const char *model_name;    /* the "model" of responses (default "gtr") */
+    gtr_index *index;          /* optional dense index for /search (not owned; must match model) */
+    gtr_bm25 *bm25;            /* optional BM25 index for /search (not owned) */
+    gtr_server_method method;  /* default /search method (default: dense if index, else bm25) */
+    gtr_fusion_options fusion; /* hybrid: how the two lists are fused (default RRF, k 60) */
+    double alpha;              /* hybrid interp: weight of the dense scores (default 0.5) */
+    size_t depth;              /* hybrid: hits taken from each method (default 1000, >= k) */
+    size_t max_k;              /* largest k a /search request may ask (default 1000) */
+    size_t max_batch_tokens;   /* token budget of one encoder batch (default 16384) */
+    int max_wait_ms;           /* longest a queued text waits for a fuller batch (default 5) */
+    size_t queue;              /* requests waiting for the encoder before 503 (default 256) */
+    size_t max_body;           /* request body limit in bytes, 413 beyond (default 16 MiB) */
+    size_t max_inputs;         /* inputs per request, 400 beyond (default 2048, as OpenAI) */
+    int no_truncate;           /* 1: an input longer than the model's max_len is 400, not cut */
+    unsigned max_connections;  /* concurrent connections, one thread each (default 512) */
+    unsigned idle_timeout_s;   /* close a connection idle this long (default 60) */
+    unsigned drain_timeout_s;  /* shutdown: longest wait for in-flight requests (default 30) */
+    gtr_server_log_fn log;     /* access log (NULL: none) */
+    void *log_user;
+} gtr_server_options;
+GTR_API gtr_server_options gtr_server_default_options(void);
+
+typedef struct gtr_server gtr_server;
+
+/* Bind host:port, start the batcher and the HTTP threads, and return: the server runs in the
+ * background until gtr_server_shutdown/free. Fails (GTR_ERR_IO naming the address) when the
+ * address cannot be bound, GTR_ERR_MISMATCH when the index was made by another model,
+ * GTR_ERR_INVALID_ARG for meaningless options. The model, indexes and strings in opts must
+ * outlive the server. */
+GTR_API gtr_server *gtr_server_start(const gtr_server_options *opts, gtr_error *err);
+/* The port actually bound (the ephemeral one when opts->port was 0). */
+GTR_API int gtr_server_port(const gtr_server *s);
+/* Graceful stop: stop accepting connections, answer requests that arrive on open connections
+ * with 503, let every admitted request finish (at most drain_timeout_s), close connections,
+ * stop the threads. Blocks until done; idempotent. Call it from a normal thread, not from a
+ * signal handler (the gtr tool blocks SIGTERM/SIGINT and waits for them with sigwait). */
+GTR_API void gtr_server_shutdown(gtr_server *s);
+/* Shut down if running, and free. NULL is fine. */
+GTR_API void gtr_server_free(gtr_server *s);
 
 /* ======================================================================== download */
 /* (section owned by src/net/)

@@ -1,0 +1,297 @@
+/* cmd_serve.c — `gtr serve`: the model (and optionally indexes) behind an HTTP server with an
+ * OpenAI-compatible /v1/embeddings, /search, /health and /metrics (src/server/).
+ *
+ * Signals: SIGINT and SIGTERM are blocked before any thread starts (model pool, batcher, HTTP
+ * threads inherit the mask), and the main thread waits for them with sigwait(), so the graceful
+ * shutdown runs in a normal thread rather than in a signal handler. */
+#include "cli.h"
+#include "core/core.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static const char *CMD = "serve";
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+        "usage: gtr serve -m MODEL_DIR [--index INDEX] [--bm25-index PATH] [options]\n"
+        "\n"
+        "Serve a GTR model over HTTP/1.1 with an OpenAI-compatible embeddings API:\n"
+        "  POST /v1/embeddings  {\"input\": \"text\" | [\"text\", ...], \"model\": \"...\",\n"
+        "                        \"encoding_format\": \"float\" | \"base64\"}\n"
+        "                       (also token ids: [id, ...] or [[id, ...], ...], T5 SentencePiece ids)\n"
+        "  POST /search         {\"query\": \"text\" | \"queries\": [...], \"k\": 10, \"method\": ...}\n"
+        "                       (with --index and/or --bm25-index)\n"
+        "  GET  /health, GET /metrics (Prometheus), GET /v1/models\n"
+        "The vectors are exactly those of `gtr embed`. Concurrent requests are batched together;\n"
+        "when --queue requests already wait for the encoder, new ones get 503 with Retry-After.\n"
+        "SIGTERM or SIGINT: stop accepting, finish the requests in flight, exit 0.\n"
+        "\n"
+        "Model and indexes:\n"
+        "  -m, --model DIR          the model (default: the one recorded in --index)\n"
+        "      --model-name NAME    \"model\" in responses (default: the directory's name)\n"
+        "      --max-len N          tokens per input with </s> (default: the model's, 512)\n"
+        "      --dtype D            f32 (default), bf16 or int8\n"
+        "      --index INDEX        dense index (gtr index) for /search; must match the model\n"
+        "      --bm25-index PATH    BM25 index (gtr bm25-index) for /search\n"
+        "      --method M           default /search method: dense, bm25 or hybrid\n"
+        "                           (default: dense with --index, else bm25)\n"
+        "      --fusion rrf|interp  hybrid: reciprocal-rank fusion (default) or interpolation\n"
+        "      --alpha A            interp: weight of the dense scores, BM25 gets 1-A (0.5)\n"
+        "      --rrf-k N            rrf: the constant in 1/(N + rank) (default 60)\n"
+        "      --depth N            hybrid: hits taken from each method (default 1000)\n"
+        "\n"
+        "Network:\n"
+        "      --host ADDR          address to listen on (default 127.0.0.1; 0.0.0.0 or :: for all)\n"
+        "      --port N             port (default 8080; 0 picks a free one)\n"
+        "      --port-file FILE     write the port there once listening (for scripts with --port 0)\n"
+        "      --max-connections N  open connections, one thread each (default 512)\n"
+        "      --idle-timeout S     close connections idle this long (default 60)\n"
+        "      --drain-timeout S    on shutdown, wait at most this long for requests (default 30)\n"
+        "\n"
+        "Batching and limits:\n"
+        "  -t, --threads N          encoder threads (default: all cores)\n"
+        "      --max-batch-tokens N token budget of one encoder batch (default 16384)\n"
+        "      --max-wait-ms N      longest a text waits for a fuller batch (default 5)\n"
+        "      --queue N            requests waiting for the encoder before 503 (default 256)\n"
+        "      --max-body BYTES     request body limit, 413 beyond (default 16777216)\n"
+        "      --max-inputs N       inputs (or queries) per request, 400 beyond (default 2048)\n"
+        "      --max-k N            largest k of /search (default 1000)\n"
+        "      --no-truncate        an input longer than --max-len is 400, not truncated\n"
+        "\n"
+        "  -v, --verbose            log every request on standard error\n"
+        "  -q, --quiet              no start/stop messages\n"
+        "  -h, --help               this help\n"
+        "\n"
+        "Examples:\n"
+        "  gtr serve -m models/gtr-t5-base --port 8080\n"
+        "  curl -s localhost:8080/v1/embeddings -H 'Content-Type: application/json' \\\n"
+        "       -d '{\"input\": [\"hello world\"], \"model\": \"gtr-t5-base\"}'\n"
+        "  gtr serve --index scifact.gtri --bm25-index scifact.bm25 --method hybrid\n"
+        "  curl -s localhost:8080/search -H 'Content-Type: application/json' \\\n"
+        "       -d '{\"query\": \"vitamin D and bone density\", \"k\": 5}'\n");
+}
+
+static void log_line(void *user, const char *line)
+{
+    (void)user;
+    fprintf(stderr, "gtr serve: %s\n", line);
+}
+
+static const char *base_name(const char *dir, char *buf, size_t cap)
+{
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/') n--;
+    size_t s = n;
+    while (s > 0 && dir[s - 1] != '/') s--;
+    snprintf(buf, cap, "%.*s", (int)(n - s), dir + s);
+    return buf[0] && strcmp(buf, ".") && strcmp(buf, "..") ? buf : "gtr";
+}
+
+typedef struct opts {
+    const char *model_dir, *model_name, *index, *bm25, *port_file;
+    long long threads, max_len;
+    gtr_compute_dtype dtype;
+    bool method_given, verbose, quiet;
+    gtr_server_options so;
+} opts;
+
+static int parse(int argc, char **argv, opts *o)
+{
+    enum { O_NAME = 256, O_MAXLEN, O_DTYPE, O_INDEX, O_BM25, O_METHOD, O_FUSION, O_ALPHA, O_RRFK, O_DEPTH,
+           O_HOST, O_PORT, O_PORTFILE, O_MAXCONN, O_IDLE, O_DRAIN, O_MBT, O_WAIT, O_QUEUE, O_BODY, O_INPUTS,
+           O_MAXK, O_NOTRUNC };
+    static const struct option longopts[] = {
+        {"model", required_argument, 0, 'm'},        {"model-name", required_argument, 0, O_NAME},
+        {"max-len", required_argument, 0, O_MAXLEN}, {"dtype", required_argument, 0, O_DTYPE},
+        {"index", required_argument, 0, O_INDEX},    {"bm25-index", required_argument, 0, O_BM25},
+        {"method", required_argument, 0, O_METHOD},  {"fusion", required_argument, 0, O_FUSION},
+        {"alpha", required_argument, 0, O_ALPHA},    {"rrf-k", required_argument, 0, O_RRFK},
+        {"depth", required_argument, 0, O_DEPTH},    {"host", required_argument, 0, O_HOST},
+        {"port", required_argument, 0, O_PORT},      {"port-file", required_argument, 0, O_PORTFILE},
+        {"max-connections", required_argument, 0, O_MAXCONN},
+        {"idle-timeout", required_argument, 0, O_IDLE}, {"drain-timeout", required_argument, 0, O_DRAIN},
+        {"threads", required_argument, 0, 't'},      {"max-batch-tokens", required_argument, 0, O_MBT},
+        {"max-wait-ms", required_argument, 0, O_WAIT}, {"queue", required_argument, 0, O_QUEUE},
+        {"max-body", required_argument, 0, O_BODY},  {"max-inputs", required_argument, 0, O_INPUTS},
+        {"max-k", required_argument, 0, O_MAXK},     {"no-truncate", no_argument, 0, O_NOTRUNC},
+        {"verbose", no_argument, 0, 'v'},            {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'},               {0, 0, 0, 0}};
+    gtr_server_options *so = &o->so;
+    long long v;
+    int c;
+    optind = 1;
+#define INT_OPT(name, lo, hi, dst)                                        \
+    do {                                                                  \
+        if (!cli_parse_int(CMD, name, optarg, lo, hi, &v)) return 2;      \
+        dst = v;                                                          \
+    } while (0)
+    while ((c = getopt_long(argc, argv, "m:t:vqh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'm': o->model_dir = optarg; break;
+        case O_NAME: o->model_name = optarg; break;
+        case O_MAXLEN: INT_OPT("--max-len", 1, 65536, o->max_len); break;
+        case O_DTYPE:
+            if (!strcmp(optarg, "f32")) o->dtype = GTR_DTYPE_F32;
+            else if (!strcmp(optarg, "bf16")) o->dtype = GTR_DTYPE_BF16;
+            else if (!strcmp(optarg, "int8")) o->dtype = GTR_DTYPE_INT8;
+            else return cli_errorf(CMD, 2, "--dtype must be f32, bf16 or int8, got '%s'", optarg);
+            break;
+        case O_INDEX: o->index = optarg; break;
+        case O_BM25: o->bm25 = optarg; break;
+        case O_METHOD:
+            if (!strcmp(optarg, "dense") || !strcmp(optarg, "gtr")) so->method = GTR_SERVER_DENSE;
+            else if (!strcmp(optarg, "bm25")) so->method = GTR_SERVER_BM25;
+            else if (!strcmp(optarg, "hybrid")) so->method = GTR_SERVER_HYBRID;
+            else return cli_errorf(CMD, 2, "--method expects dense, bm25 or hybrid, got '%s'", optarg);
+            o->method_given = true;
+            break;
+        case O_FUSION:
+            if (!strcmp(optarg, "rrf")) so->fusion.method = GTR_FUSION_RRF;
+            else if (!strcmp(optarg, "interp")) so->fusion.method = GTR_FUSION_INTERP;
+            else return cli_errorf(CMD, 2, "--fusion expects rrf or interp, got '%s'", optarg);
+            break;
+        case O_ALPHA:
+            if (!cli_parse_double(CMD, "--alpha", optarg, &so->alpha)) return 2;
+            if (!(so->alpha >= 0 && so->alpha <= 1)) return cli_errorf(CMD, 2, "--alpha must be in [0, 1]");
+            break;
+        case O_RRFK:
+            if (!cli_parse_double(CMD, "--rrf-k", optarg, &so->fusion.rrf_k)) return 2;
+            if (!(so->fusion.rrf_k >= 0)) return cli_errorf(CMD, 2, "--rrf-k must be >= 0");
+            break;
+        case O_DEPTH: INT_OPT("--depth", 1, 1 << 20, so->depth); break;
+        case O_HOST: so->host = optarg; break;
+        case O_PORT: INT_OPT("--port", 0, 65535, so->port); break;
+        case O_PORTFILE: o->port_file = optarg; break;
+        case O_MAXCONN: INT_OPT("--max-connections", 1, 65536, so->max_connections); break;
+        case O_IDLE: INT_OPT("--idle-timeout", 1, 86400, so->idle_timeout_s); break;
+        case O_DRAIN: INT_OPT("--drain-timeout", 0, 86400, so->drain_timeout_s); break;
+        case 't': INT_OPT("--threads", 1, 1024, o->threads); break;
+        case O_MBT: INT_OPT("--max-batch-tokens", 1, 1 << 24, so->max_batch_tokens); break;
+        case O_WAIT: INT_OPT("--max-wait-ms", 0, 60000, so->max_wait_ms); break;
+        case O_QUEUE: INT_OPT("--queue", 1, 1 << 20, so->queue); break;
+        case O_BODY: INT_OPT("--max-body", 2, (long long)1 << 40, so->max_body); break;
+        case O_INPUTS: INT_OPT("--max-inputs", 1, 1 << 24, so->max_inputs); break;
+        case O_MAXK: INT_OPT("--max-k", 1, 1 << 20, so->max_k); break;
+        case O_NOTRUNC: so->no_truncate = 1; break;
+        case 'v': o->verbose = true; break;
+        case 'q': o->quiet = true; break;
+        case 'h': usage(stdout); return -1;
+        default: usage(stderr); return 2;
+        }
+    }
+#undef INT_OPT
+    if (optind < argc) return cli_errorf(CMD, 2, "unexpected argument '%s' (see --help)", argv[optind]);
+    if (!o->model_dir && !o->index) return cli_errorf(CMD, 2, "-m MODEL_DIR is required (see --help)");
+    if (o->method_given && so->method != GTR_SERVER_BM25 && !o->index)
+        return cli_errorf(CMD, 2, "--method %s needs --index INDEX", so->method == GTR_SERVER_HYBRID ? "hybrid" : "dense");
+    if (o->method_given && so->method != GTR_SERVER_DENSE && !o->bm25)
+        return cli_errorf(CMD, 2, "--method %s needs --bm25-index PATH", so->method == GTR_SERVER_HYBRID ? "hybrid" : "bm25");
+    return 0;
+}
+
+static int write_port_file(const char *path, int port)
+{
+    char s[16];
+    int n = snprintf(s, sizeof s, "%d\n", port);
+    gtr_error err;
+    if (gtr_write_file_atomic(path, s, (size_t)n, &err)) return cli_fail(CMD, &err);
+    return 0;
+}
+
+static int serve(opts *o)
+{
+    gtr_error err;
+    gtr_model *model = NULL;
+    gtr_index *index = NULL;
+    gtr_bm25 *bm25 = NULL;
+    gtr_server *srv = NULL;
+    int rc = 1;
+    char name[256];
+    if (o->index && !(index = gtr_index_open(o->index, 0, NULL, &err))) {
+        cli_fail(CMD, &err);
+        goto done;
+    }
+    const char *dir = o->model_dir;
+    if (!dir) {
+        struct stat st;
+        dir = gtr_index_model_hint(index);
+        if (!dir) {
+            rc = cli_errorf(CMD, 2, "the index does not record its model directory: pass -m MODEL_DIR");
+            goto done;
+        }
+        if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+            rc = cli_errorf(CMD, 2, "the index was built with the model in %s, which is not there: pass -m MODEL_DIR", dir);
+            goto done;
+        }
+    }
+    if (o->bm25 && !(bm25 = gtr_bm25_open(o->bm25, &err))) {
+        cli_fail(CMD, &err);
+        goto done;
+    }
+    gtr_model_options mo = gtr_model_default_options();
+    mo.n_threads = (int)o->threads;
+    mo.max_len = (int)o->max_len;
+    mo.dtype = o->dtype;
+    if (!(model = gtr_model_load(dir, &mo, &err))) {
+        cli_fail(CMD, &err);
+        goto done;
+    }
+    o->so.model = model;
+    o->so.index = index;
+    o->so.bm25 = bm25;
+    o->so.model_name = o->model_name ? o->model_name : base_name(dir, name, sizeof name);
+    if (o->verbose) o->so.log = log_line;
+    if (!(srv = gtr_server_start(&o->so, &err))) {
+        cli_fail(CMD, &err);
+        goto done;
+    }
+    int port = gtr_server_port(srv);
+    if (o->port_file && write_port_file(o->port_file, port)) goto done;
+    if (!o->quiet) {
+        const char *h = o->so.host;
+        bool v6 = strchr(h, ':') != NULL;
+        fprintf(stderr, "gtr serve: listening on http://%s%s%s:%d (model %s, dim %d, max_len %d%s%s)\n", v6 ? "[" : "",
+                h, v6 ? "]" : "", port, o->so.model_name, gtr_model_dim(model), gtr_model_max_len(model),
+                index ? ", dense index" : "", bm25 ? ", BM25 index" : "");
+    }
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    int sig = 0;
+    sigwait(&set, &sig);
+    if (!o->quiet)
+        fprintf(stderr, "gtr serve: %s: finishing the requests in flight\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    gtr_server_shutdown(srv);
+    if (!o->quiet) fprintf(stderr, "gtr serve: stopped\n");
+    rc = 0;
+done:
+    gtr_server_free(srv);
+    gtr_model_free(model);
+    gtr_index_free(index);
+    gtr_bm25_free(bm25);
+    return rc;
+}
+
+int cmd_serve(int argc, char **argv)
+{
+    opts o;
+    memset(&o, 0, sizeof o);
+    o.so = gtr_server_default_options();
+    int rc = parse(argc, argv, &o);
+    if (rc) return rc < 0 ? 0 : rc;
+    /* before any thread exists, so that every thread inherits the mask (see the top) */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN); /* a client closing early is an error on its socket, not our end */
+    /* the mask stays: a second signal during shutdown must not kill the process */
+    return serve(&o);
+}

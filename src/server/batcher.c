@@ -1,0 +1,260 @@
+/* batcher.c — dynamic batching. Connection threads submit jobs (a request's tokenized texts)
+ * to a bounded FIFO and sleep on the job's condition variable; one batcher thread, the only
+ * caller of gtr_model_encode_ids while the server runs (the model is not reentrant), takes texts
+ * from the front of the queue into a batch until the next text would exceed the token budget,
+ * encodes the batch, copies each vector to its job and wakes the jobs that are complete.
+ *
+ * When to encode: as soon as the queued texts fill the token budget, or when the oldest queued
+ * text has waited max_wait_ms — a lone request pays at most that much extra latency, and under
+ * load (texts pile up while the previous batch encodes) batches form with no waiting at all.
+ * A request larger than the budget is split over several batches; texts are never reordered,
+ * so every request is answered in submission order of its texts (no starvation).
+ *
+ * Admission: at most queue_cap jobs are admitted and unfinished at a time; beyond that submit
+ * says FULL and the server answers 503, so memory is bounded by queue_cap requests. */
+#include "server/server.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct gs_batcher {
+    gtr_model *model;
+    size_t dim, max_tokens, cap;
+    long max_wait_ns;
+    gs_metrics *metrics;
+
+    pthread_mutex_t mu;
+    pthread_cond_t wake; /* a job arrived, or closing */
+    gs_job *head, *tail; /* jobs with texts not yet in a batch */
+    size_t jobs;         /* admitted and unfinished */
+    size_t texts;        /* admitted texts not yet encoded */
+    size_t pending_tokens;
+    bool closed;
+    pthread_t thread;
+    bool started;
+
+    /* the batch being formed / encoded (batcher thread only) */
+    size_t n, n_cap;
+    const int32_t **ids;
+    size_t *n_ids, *index;
+    gs_job **owner;
+    float *out;
+    size_t out_cap;
+};
+
+static void deadline_after(struct timespec *ts, double queued, long wait_ns)
+{
+    /* queued is CLOCK_MONOTONIC seconds (gtr_now_seconds); the condition uses the same clock */
+    double t = queued + (double)wait_ns * 1e-9;
+    ts->tv_sec = (time_t)t;
+    ts->tv_nsec = (long)((t - (double)ts->tv_sec) * 1e9);
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+static bool grow(gs_batcher *b)
+{
+    size_t c = b->n_cap ? 2 * b->n_cap : 64;
+    const int32_t **ids = realloc(b->ids, c * sizeof *ids);
+    if (ids) b->ids = ids;
+    size_t *n_ids = realloc(b->n_ids, c * sizeof *n_ids);
+    if (n_ids) b->n_ids = n_ids;
+    size_t *index = realloc(b->index, c * sizeof *index);
+    if (index) b->index = index;
+    gs_job **owner = realloc(b->owner, c * sizeof *owner);
+    if (owner) b->owner = owner;
+    if (!ids || !n_ids || !index || !owner) return false;
+    b->n_cap = c;
+    return true;
+}
+
+/* Take texts from the front of the queue (lock held). Returns the number of requests with
+ * texts in the batch. */
+static size_t form_batch(gs_batcher *b, size_t *tokens)
+{
+    size_t t = 0, requests = 0;
+    b->n = 0;
+    while (b->head) {
+        gs_job *j = b->head;
+        bool took = false;
+        while (j->next < j->n) {
+            size_t len = j->n_ids[j->next];
+            if (b->n > 0 && t + len > b->max_tokens) goto full;
+            if (b->n == b->n_cap && !grow(b)) goto full; /* out of memory: a smaller batch */
+            b->ids[b->n] = j->ids[j->next];
+            b->n_ids[b->n] = len;
+            b->index[b->n] = j->next;
+            b->owner[b->n] = j;
+            b->n++;
+            t += len;
+            b->pending_tokens -= len;
+            j->next++;
+            took = true;
+        }
+        requests += took;
+        b->head = j->link; /* every text of j is in a batch now */
+        if (!b->head) b->tail = NULL;
+        continue;
+    full:
+        requests += took;
+        break;
+    }
+    *tokens = t;
+    return requests;
+}
+
+static void finish_batch(gs_batcher *b, gtr_status st, const gtr_error *e)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        gs_job *j = b->owner[i];
+        if (st) {
+            if (!j->status) {
+                j->status = st;
+                j->err = *e;
+            }
+        } else {
+            memcpy(j->out + b->index[i] * b->dim, b->out + i * b->dim, b->dim * sizeof(float));
+        }
+        if (++j->done == j->n) {
+            j->finished = true;
+            b->jobs--;
+            pthread_cond_signal(&j->cv);
+        }
+    }
+    b->texts -= b->n;
+    b->n = 0;
+}
+
+static void *batcher_main(void *arg)
+{
+    gs_batcher *b = arg;
+    pthread_mutex_lock(&b->mu);
+    for (;;) {
+        while (!b->head && !b->closed) pthread_cond_wait(&b->wake, &b->mu);
+        if (!b->head) break; /* closed and nothing left */
+        /* wait for a fuller batch, until the oldest queued text's deadline */
+        struct timespec dl;
+        deadline_after(&dl, b->head->t_queued, b->max_wait_ns);
+        while (!b->closed && b->head && b->pending_tokens < b->max_tokens)
+            if (pthread_cond_timedwait(&b->wake, &b->mu, &dl) == ETIMEDOUT) break;
+        if (!b->head) continue;
+        size_t tokens;
+        size_t requests = form_batch(b, &tokens);
+        pthread_mutex_unlock(&b->mu);
+
+        gtr_error e = {0};
+        gtr_status st = GTR_OK;
+        double t0 = gtr_now_seconds();
+        if (b->n * b->dim > b->out_cap) {
+            float *o = realloc(b->out, b->n * b->dim * sizeof *o);
+            if (o) {
+                b->out = o;
+                b->out_cap = b->n * b->dim;
+            } else {
+                st = gtr_seterr(&e, GTR_ERR_NOMEM, "out of memory for a batch of %zu texts", b->n);
+            }
+        }
+        if (!st) st = gtr_model_encode_ids(b->model, b->ids, b->n_ids, b->n, b->out, &e);
+        double secs = gtr_now_seconds() - t0;
+        gs_metrics_batch(b->metrics, b->n, tokens, requests, secs);
+
+        pthread_mutex_lock(&b->mu);
+        finish_batch(b, st, &e);
+    }
+    pthread_mutex_unlock(&b->mu);
+    return NULL;
+}
+
+gs_batcher *gs_batcher_start(gtr_model *m, size_t max_batch_tokens, int max_wait_ms,
+                             size_t queue_cap, gs_metrics *metrics, gtr_error *err)
+{
+    gs_batcher *b = gtr_xcalloc(1, sizeof *b, "batcher", err);
+    if (!b) return NULL;
+    b->model = m;
+    b->dim = (size_t)gtr_model_dim(m);
+    b->max_tokens = max_batch_tokens;
+    b->max_wait_ns = (long)max_wait_ms * 1000000L;
+    b->cap = queue_cap;
+    b->metrics = metrics;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_mutex_init(&b->mu, NULL);
+    pthread_cond_init(&b->wake, &ca);
+    pthread_condattr_destroy(&ca);
+    if (!grow(b) || pthread_create(&b->thread, NULL, batcher_main, b) != 0) {
+        gtr_seterr(err, GTR_ERR_NOMEM, "cannot start the batcher thread");
+        gs_batcher_free(b);
+        return NULL;
+    }
+    b->started = true;
+    return b;
+}
+
+void gs_batcher_free(gs_batcher *b)
+{
+    if (!b) return;
+    pthread_mutex_lock(&b->mu);
+    b->closed = true;
+    pthread_cond_signal(&b->wake);
+    pthread_mutex_unlock(&b->mu);
+    if (b->started) pthread_join(b->thread, NULL);
+    pthread_cond_destroy(&b->wake);
+    pthread_mutex_destroy(&b->mu);
+    free(b->ids);
+    free(b->n_ids);
+    free(b->index);
+    free(b->owner);
+    free(b->out);
+    free(b);
+}
+
+gs_submit_result gs_batcher_submit(gs_batcher *b, gs_job *job)
+{
+    job->next = job->done = 0;
+    job->finished = job->n == 0;
+    job->status = GTR_OK;
+    job->err.code = GTR_OK;
+    job->err.message[0] = '\0';
+    job->link = NULL;
+    job->t_queued = gtr_now_seconds();
+    size_t tokens = 0;
+    for (size_t i = 0; i < job->n; i++) tokens += job->n_ids[i];
+    pthread_mutex_lock(&b->mu);
+    gs_submit_result res = b->closed ? GS_SUBMIT_CLOSED : b->jobs >= b->cap ? GS_SUBMIT_FULL : GS_SUBMIT_OK;
+    if (res == GS_SUBMIT_OK && job->n) {
+        pthread_cond_init(&job->cv, NULL);
+        if (b->tail) b->tail->link = job;
+        else b->head = job;
+        b->tail = job;
+        b->jobs++;
+        b->texts += job->n;
+        b->pending_tokens += tokens;
+        pthread_cond_signal(&b->wake);
+    }
+    pthread_mutex_unlock(&b->mu);
+    return res;
+}
+
+gtr_status gs_batcher_wait(gs_batcher *b, gs_job *job, gtr_error *err)
+{
+    if (job->n == 0) return GTR_OK;
+    pthread_mutex_lock(&b->mu);
+    while (!job->finished) pthread_cond_wait(&job->cv, &b->mu);
+    pthread_mutex_unlock(&b->mu);
+    pthread_cond_destroy(&job->cv);
+    if (job->status && err) *err = job->err;
+    return job->status;
+}
+
+void gs_batcher_depth(gs_batcher *b, size_t *jobs, size_t *texts)
+{
+    pthread_mutex_lock(&b->mu);
+    *jobs = b->jobs;
+    *texts = b->texts;
+    pthread_mutex_unlock(&b->mu);
+}
