@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# serve_cli.sh — `gtr serve` as a process: the README's curl examples against it (vectors equal
+# to `gtr embed`'s JSON lines, text for text), usage errors, a busy port, and graceful shutdown:
+# SIGTERM while a request waits in the batcher still answers it, then the process exits 0 and
+# the port is closed; SIGINT likewise.
+. "$(dirname "$0")/tap.sh"
+plan 27
+MODEL=$SHARED/models/gtr-tiny
+command -v curl >/dev/null || { echo "1..0 # SKIP curl is not installed"; exit 0; }
+
+PIDS=()
+# start NAME ARGS...: run gtr serve in the background on a free port; sets PORT and PID
+start() {
+    local name=$1; shift
+    rm -f "$TMP/$name.port"
+    $GTR serve -m "$MODEL" --port 0 --port-file "$TMP/$name.port" "$@" 2>"$TMP/$name.log" &
+    PID=$!
+    PIDS+=("$PID")
+    for _ in $(seq 1 200); do
+        [ -s "$TMP/$name.port" ] && break
+        kill -0 "$PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    PORT=$(cat "$TMP/$name.port" 2>/dev/null)
+}
+cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$TMP"; }
+trap cleanup EXIT
+
+start main
+ok "gtr serve starts and writes --port-file" test -n "$PORT"
+like "$(cat "$TMP/main.log")" "listening on http://127\.0\.0\.1:$PORT \(model gtr-tiny, dim 64" "it says where it listens"
+URL=http://127.0.0.1:$PORT
+
+# ---- the README examples ----------------------------------------------------------------------
+ok "curl /health" curl -sf "$URL/health"
+like "$(cat "$TMP/out")" '"status":"ok"' "... status ok"
+printf '%s\n' "what is dense retrieval?" "GTR: generalizable T5 retrievers" > "$TMP/texts.txt"
+$GTR embed -m "$MODEL" -i "$TMP/texts.txt" --format jsonl -q > "$TMP/embed.jsonl"
+ok "curl /v1/embeddings (README example)" curl -sf "$URL/v1/embeddings" -H 'Content-Type: application/json' \
+    -d '{"input": ["what is dense retrieval?", "GTR: generalizable T5 retrievers"], "model": "gtr-tiny"}'
+# the server writes each number with %.9g like gtr embed: the arrays are the same text
+got=$(sed 's/"embedding":\[\([^]]*\)\]/\n[\1]\n/g' "$TMP/out" | grep '^\[' | sed 's/,/, /g')
+is "$got" "$(cat "$TMP/embed.jsonl")" "... the vectors are gtr embed's, number for number"
+like "$(cat "$TMP/out")" '"usage":\{"prompt_tokens":[0-9]+,"total_tokens":[0-9]+\}' "... with usage"
+ok "curl without a Content-Type header" curl -s -o "$TMP/body" -w '%{http_code}' "$URL/v1/embeddings" -X POST \
+    --data-binary '{"input": "hello"}' -H 'Content-Type:'
+is "$(cat "$TMP/out")" 200 "... is taken as JSON"
+ok "curl -d without -H (form content type)" curl -s -o "$TMP/body" -w '%{http_code}' "$URL/v1/embeddings" -d '{"input": "hello"}'
+is "$(cat "$TMP/out")" 415 "... is 415"
+like "$(cat "$TMP/body")" '"code":"unsupported_media_type"' "... with OpenAI's error shape"
+ok "curl /metrics" curl -sf "$URL/metrics"
+like "$(cat "$TMP/out")" 'gtr_http_requests_total\{route="/v1/embeddings",status="200"\} 2' "... counts the two embeddings requests"
+
+# ---- usage errors and a busy port -------------------------------------------------------------
+fails "no model" $GTR serve --port 0
+like "$(cat "$TMP/err")" "-m MODEL_DIR is required" "... says so"
+fails "bad --method" $GTR serve -m "$MODEL" --method splade
+fails "--method bm25 without --bm25-index" $GTR serve -m "$MODEL" --method bm25
+fails "the port is taken" $GTR serve -m "$MODEL" --port "$PORT" -q
+like "$(cat "$TMP/err")" "cannot listen on 127\.0\.0\.1:$PORT: Address already in use" "... names the address"
+
+# ---- SIGTERM finishes the request in flight, then exits 0 --------------------------------------
+kill -TERM "$PID"
+wait "$PID"
+is "$?" 0 "SIGTERM on an idle server: exit 0"
+start slow --max-wait-ms 1500 # a request waits 1.5 s in the batcher for company
+URL=http://127.0.0.1:$PORT
+curl -s -o "$TMP/inflight" -w '%{http_code}' "$URL/v1/embeddings" -H 'Content-Type: application/json' \
+    -d '{"input": "still answered"}' > "$TMP/inflight.code" &
+CURL=$!
+sleep 0.5
+kill -TERM "$PID"
+wait "$CURL"
+is "$(cat "$TMP/inflight.code")" 200 "SIGTERM while a request is in flight: it is still answered"
+like "$(cat "$TMP/inflight")" '"object":"embedding"' "... with its embedding"
+wait "$PID"
+is "$?" 0 "... and the server exits 0"
+like "$(cat "$TMP/slow.log")" "SIGTERM: finishing the requests in flight" "... after saying it drains"
+curl -s "$URL/health" >/dev/null
+is "$?" 7 "... and no longer listens (curl: couldn't connect)"
+
+start int
+kill -INT "$PID"
+wait "$PID"
+is "$?" 0 "SIGINT: exit 0"
+done_testing
