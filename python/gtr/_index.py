@@ -1,0 +1,147 @@
+"""_index.py — gtr.Index: a dense index built by `gtr index`, exact top-k search."""
+import collections
+import ctypes
+import os
+from ctypes import POINTER, byref, c_float, c_size_t
+
+import numpy as np
+
+from . import _lib
+from ._errors import raise_for, raise_null
+from ._model import Model
+
+SearchResult = collections.namedtuple("SearchResult", ["ids", "scores", "docs"])
+SearchResult.__doc__ = """Hits of a search, best first. For one query: ids is a list of document
+ids (str), scores a float32 array, docs the document numbers (for Index.snippet); for a batch of
+queries, one such list / array row per query."""
+
+
+class Index:
+    """A dense index (`gtr index`), memory-mapped. threads: threads for search (None: all cores);
+    verify=False skips the vector checksums at open (the structure is still validated)."""
+
+    def __init__(self, path, threads=None, verify=True):
+        self._ix = None
+        self._pool = None
+        err = _lib.Error()
+        self._pool = _lib.pool_create(int(threads) if threads else 0, byref(err))
+        if not self._pool:
+            raise_null(err)
+        ix = _lib.index_open(os.fsencode(path), 0 if verify else 1, self._pool, byref(err))
+        if not ix:
+            self.close()
+            raise_null(err)
+        self._ix = ix
+        self.path = os.fspath(path)
+        self.dim = _lib.index_dim(ix)
+        self._model = None
+        self._checked = set()
+
+    def close(self):
+        if getattr(self, "_ix", None):
+            _lib.index_free(self._ix)
+            self._ix = None
+        if getattr(self, "_pool", None):
+            _lib.pool_free(self._pool)
+            self._pool = None
+
+    def __del__(self):
+        self.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __len__(self):
+        return _lib.index_count(self._handle())
+
+    def _handle(self):
+        if not self._ix:
+            raise ValueError("the index is closed")
+        return self._ix
+
+    @property
+    def model_hint(self):
+        """The model directory recorded when the index was built (None when not recorded)."""
+        h = _lib.index_model_hint(self._handle())
+        return h.decode("utf-8", "replace") if h else None
+
+    def doc_id(self, doc):
+        """The id of document number doc."""
+        n = c_size_t()
+        p = _lib.index_doc_id(self._handle(), int(doc), byref(n))
+        if not p:
+            raise IndexError(f"document {doc} is out of range (the index has {len(self)})")
+        return ctypes.string_at(p, n.value).decode("utf-8", "replace")
+
+    def snippet(self, doc):
+        """The start of document doc's passage, as kept in the index ('' when none)."""
+        n = c_size_t()
+        p = _lib.index_doc_snippet(self._handle(), int(doc), byref(n))
+        if not p:
+            if not 0 <= int(doc) < len(self):
+                raise IndexError(f"document {doc} is out of range (the index has {len(self)})")
+            return ""
+        return ctypes.string_at(p, n.value).decode("utf-8", "replace")
+
+    def vector(self, doc):
+        """Document doc's vector (a float32 copy)."""
+        if not 0 <= int(doc) < len(self):
+            raise IndexError(f"document {doc} is out of range (the index has {len(self)})")
+        p = _lib.index_vector(self._handle(), int(doc))
+        return np.ctypeslib.as_array(p, shape=(self.dim,)).copy()
+
+    def check_model(self, model):
+        """Raise GtrError unless model is the one that built the index."""
+        err = _lib.Error()
+        raise_for(_lib.index_check_model(self._handle(), model._handle(), byref(err)), err)
+
+    def search(self, queries, k=10, model=None):
+        """Exact top-k by inner product. queries: vectors (float32 [dim] or [n, dim]) or texts (a
+        str or a list of str), which are embedded with model — by default the model recorded in
+        the index, loaded on first use. Returns SearchResult(ids, scores, docs); a single query
+        (a str or a 1-D vector) gives flat lists, a batch one row per query."""
+        ix = self._handle()
+        texts = isinstance(queries, str) or (isinstance(queries, (list, tuple)) and queries
+                                             and isinstance(queries[0], str))
+        if texts:
+            if model is None:
+                if self._model is None:
+                    if not self.model_hint:
+                        raise ValueError("the index does not record its model: pass model=gtr.Model(...)")
+                    self._model = Model(self.model_hint)
+                model = self._model
+            if id(model) not in self._checked:
+                self.check_model(model)
+                self._checked.add(id(model))
+            vecs = model.encode(queries)
+        else:
+            vecs = np.asarray(queries, dtype=np.float32)
+        single = vecs.ndim == 1
+        q = np.ascontiguousarray(vecs.reshape(1, -1) if single else vecs, dtype=np.float32)
+        if q.ndim != 2 or q.shape[1] != self.dim:
+            raise ValueError(f"query vectors must have {self.dim} dimensions, got shape {vecs.shape}")
+        k = int(k)
+        if k < 1:
+            raise ValueError("k must be >= 1")
+        nq = q.shape[0]
+        hits = (_lib.Hit * max(1, nq * k))()
+        n_hits = (c_size_t * max(1, nq))()
+        opts = _lib.SearchOptions(self._pool, 0)
+        err = _lib.Error()
+        st = _lib.index_search(ix, q.ctypes.data_as(POINTER(c_float)), nq, k, byref(opts), hits, n_hits, byref(err))
+        raise_for(st, err)
+        ids, scores, docs = [], [], []
+        for i in range(nq):
+            row = [hits[i * k + j] for j in range(n_hits[i])]
+            docs.append([h.doc for h in row])
+            ids.append([self.doc_id(h.doc) for h in row])
+            scores.append(np.array([h.score for h in row], dtype=np.float32))
+        if single:
+            return SearchResult(ids[0], scores[0], docs[0])
+        return SearchResult(ids, np.array(scores, dtype=np.float32) if nq else np.empty((0, 0), np.float32), docs)
+
+    def __repr__(self):
+        return f"gtr.Index({self.path!r}, documents={len(self) if self._ix else 'closed'}, dim={self.dim})"

@@ -1,0 +1,168 @@
+"""_model.py — gtr.Model: a GTR model directory, encode() like sentence-transformers."""
+import ctypes
+import os
+import sys
+import threading
+from ctypes import POINTER, byref, c_char_p, c_float, c_size_t
+
+import numpy as np
+
+from . import _lib
+from ._errors import GtrError, raise_for, raise_null
+
+_DTYPES = {"f32": 0, "float32": 0, "bf16": 1, "bfloat16": 1, "int8": 2}
+
+
+def _as_bytes(text, i):
+    if isinstance(text, str):
+        return text.encode("utf-8")
+    if isinstance(text, (bytes, bytearray)):
+        return bytes(text)
+    raise TypeError(f"texts[{i}] is {type(text).__name__}, expected str")
+
+
+class _Progress:
+    """tqdm when it is installed, else a line on stderr now and then."""
+
+    def __init__(self, total, enabled):
+        self.bar = None
+        self.enabled = enabled
+        self.total = total
+        self.done = 0
+        if enabled:
+            try:
+                from tqdm.auto import tqdm
+                self.bar = tqdm(total=total, desc="Batches")
+            except ImportError:
+                pass
+
+    def update(self, n):
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+        elif self.enabled:
+            sys.stderr.write(f"\rgtr: {self.done}/{self.total} batches")
+            sys.stderr.flush()
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+        elif self.enabled:
+            sys.stderr.write("\n")
+
+
+class Model:
+    """A GTR model (a sentence-transformers directory such as `gtr pull` downloads).
+
+    threads: worker threads (None: all cores); max_len: tokens per text including </s>
+    (None: the model's max_seq_length, 512 for GTR), longer texts are truncated;
+    dtype: "f32" (default, the reference), "bf16" or "int8".
+
+    One model runs one encode at a time (calls from several Python threads are serialised);
+    the library releases the GIL while it computes.
+    """
+
+    def __init__(self, path, threads=None, max_len=None, dtype="f32"):
+        self._m = None
+        if dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of f32, bf16, int8, not {dtype!r}")
+        opts = _lib.model_default_options()
+        opts.n_threads = int(threads) if threads else 0
+        opts.max_len = int(max_len) if max_len else 0
+        opts.dtype = _DTYPES[dtype]
+        err = _lib.Error()
+        m = _lib.model_load(os.fsencode(path), byref(opts), byref(err))
+        if not m:
+            raise_null(err)
+        self._m = m
+        self.path = os.fspath(path)
+        self._lock = threading.Lock()
+        self.dim = _lib.model_dim(m)
+        self.max_len = _lib.model_max_len(m)
+
+    def close(self):
+        """Free the model now (otherwise when it is garbage-collected)."""
+        if getattr(self, "_m", None):
+            _lib.model_free(self._m)
+            self._m = None
+
+    def __del__(self):
+        self.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _handle(self):
+        if not self._m:
+            raise ValueError("the model is closed")
+        return self._m
+
+    def get_sentence_embedding_dimension(self):
+        """The output dimension (sentence-transformers' name for .dim)."""
+        return self.dim
+
+    @property
+    def fingerprint(self):
+        """64-bit identity of the weights and config (dense indexes record it)."""
+        return _lib.model_fingerprint(self._handle())
+
+    def describe(self):
+        """Architecture, parameter count, storage dtype, files."""
+        return _lib.model_describe(self._handle()).decode("utf-8", "replace")
+
+    def tokenize(self, text, max_len=None, add_eos=True):
+        """T5 SentencePiece ids of text as the model sees them: the ids, then </s> (1); truncated
+        to max_len ids (default: the model's) as encode() does. max_len=0: no truncation."""
+        data = _as_bytes(text, 0)
+        ids = _lib.Ids()
+        err = _lib.Error()
+        tok = _lib.model_tokenizer(self._handle())
+        ml = self.max_len if max_len is None else int(max_len)
+        st = _lib.tokenize(tok, data, len(data), ml, 1 if add_eos else 0, byref(ids), byref(err))
+        try:
+            raise_for(st, err)
+            return [ids.ids[i] for i in range(ids.n)]
+        finally:
+            _lib.ids_free(byref(ids))
+
+    def encode(self, sentences, batch_size=32, normalize=True, show_progress_bar=False,
+               convert_to_numpy=True, normalize_embeddings=None, **kwargs):
+        """Embed texts: numpy float32 [n, dim] (a 1-D [dim] vector for a single str), exactly the
+        vectors of `gtr embed`. GTR's output is L2-normalised by the model itself, so the vectors
+        are unit length whether or not normalize (or sentence-transformers' normalize_embeddings)
+        is set; the argument is accepted so code written for sentence-transformers runs as is.
+        batch_size: texts per library call (it never changes the vectors)."""
+        for k in kwargs:
+            if k not in ("device", "output_value", "convert_to_tensor", "precision"):
+                raise TypeError(f"encode() got an unexpected keyword argument {k!r}")
+        single = isinstance(sentences, (str, bytes))
+        texts = [sentences] if single else list(sentences)
+        data = [_as_bytes(t, i) for i, t in enumerate(texts)]
+        batch_size = max(1, int(batch_size))
+        out = np.empty((len(data), self.dim), dtype=np.float32)
+        n_batches = (len(data) + batch_size - 1) // batch_size
+        prog = _Progress(n_batches, bool(show_progress_bar))
+        m = self._handle()
+        err = _lib.Error()
+        try:
+            with self._lock:
+                for i0 in range(0, len(data), batch_size):
+                    chunk = data[i0:i0 + batch_size]
+                    n = len(chunk)
+                    ptrs = (c_char_p * n)(*chunk)
+                    lens = (c_size_t * n)(*[len(b) for b in chunk])
+                    dst = out[i0:i0 + n].ctypes.data_as(POINTER(c_float))
+                    st = _lib.model_encode(m, ptrs, lens, n, dst, byref(err))
+                    if st:
+                        msg = err.message.decode("utf-8", "replace")
+                        raise GtrError(st, f"texts {i0}-{i0 + n - 1}: {msg}" if n > 1 else f"text {i0}: {msg}")
+                    prog.update(1)
+        finally:
+            prog.close()
+        return out[0] if single else out
+
+    def __repr__(self):
+        return f"gtr.Model({self.path!r}, dim={self.dim}, max_len={self.max_len})"

@@ -1,0 +1,184 @@
+#!/usr/bin/python3
+"""python_binding.py — the Python package (python/gtr) over libgtr.so, with Debian's python3 and
+numpy: embeddings identical to `gtr embed` (batch sizes, single texts, max_len), tokenize equal
+to the reference ids, errors as gtr.GtrError, Index.search equal to `gtr search` and to a
+numpy brute force, and `pip install` of python/ into a temporary venv (offline:
+--no-index --no-build-isolation) giving a package that bundles its own libgtr.so. TAP output."""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+n_tests = 0
+n_failed = 0
+
+
+def check(cond, name, detail=""):
+    global n_tests, n_failed
+    n_tests += 1
+    print(("ok" if cond else "not ok") + f" {n_tests} - {name}")
+    if not cond:
+        n_failed += 1
+        for line in str(detail).splitlines()[:20]:
+            print(f"#   {line}")
+    sys.stdout.flush()
+
+
+def skip(name, why):
+    global n_tests
+    n_tests += 1
+    print(f"ok {n_tests} - {name} # SKIP {why}")
+
+
+def run(*cmd, **kw):
+    return subprocess.run(list(cmd), check=True, stdout=subprocess.PIPE, **kw).stdout
+
+
+PLAN = 21
+
+
+def main():
+    try:
+        import numpy as np
+    except ImportError:
+        print("1..0 # SKIP numpy is not installed for this python3 (apt-get install python3-numpy)")
+        return 0
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    os.chdir(repo)
+    gtr_bin = os.environ.get("GTR", "bin/gtr")
+    shared = os.environ.get("GTR_SHARED", "../shared")
+    model_dir = os.path.join(shared, "models", "gtr-tiny")
+    sys.path.insert(0, os.path.join(repo, "python"))
+    print(f"1..{PLAN}")
+    import gtr
+
+    tmp = tempfile.mkdtemp(prefix="gtr-python-")
+    try:
+        if not os.environ.get("GTR_LIBRARY"):
+            check(gtr.library_path == os.path.join(repo, "lib", "libgtr.so"), "libgtr.so found in the repository's lib/",
+                  gtr.library_path)
+        else:
+            skip("libgtr.so found in the repository's lib/", "GTR_LIBRARY is set")
+        m = gtr.Model(model_dir, threads=2)
+        check(m.dim == 64 and m.max_len == 512 and m.get_sentence_embedding_dimension() == 64, "Model: dim and max_len")
+        check(m.tokenize("Hello world") == [8774, 296, 1], "tokenize('Hello world') = [8774, 296, 1]", m.tokenize("Hello world"))
+
+        import json
+        texts_path = os.path.join(model_dir, "reference", "texts.jsonl")
+        with open(texts_path, encoding="utf-8") as f:
+            texts = [json.loads(line) for line in f]
+        with open(os.path.join(model_dir, "reference", "tokens.jsonl"), encoding="utf-8") as f:
+            tokens = [json.loads(line) for line in f]
+        bad = [i for i, t in enumerate(texts) if m.tokenize(t) != tokens[i]]
+        check(not bad, f"tokenize equals the reference ids for all {len(texts)} texts", f"differ: {bad[:10]}")
+
+        ref_npy = os.path.join(tmp, "ref.npy")
+        run(gtr_bin, "embed", "-m", model_dir, "-i", texts_path, "-o", ref_npy, "-q")
+        ref = np.load(ref_npy)
+        v = m.encode(texts)
+        check(v.dtype == np.float32 and v.shape == (len(texts), 64), "encode -> float32 [n, dim]", f"{v.dtype} {v.shape}")
+        check(np.array_equal(v, ref), "encode equals gtr embed exactly (66 texts, edge cases, truncation)",
+              f"max diff {np.abs(v - ref).max()}")
+        st = np.load(os.path.join(model_dir, "reference", "embeddings.npy"))
+        check(np.abs(v - st).max() < 1e-5, "... and sentence-transformers' reference within 1e-5",
+              f"max diff {np.abs(v - st).max()}")
+        same = all(np.array_equal(m.encode(texts, batch_size=b), ref) for b in (1, 7, 100))
+        check(same, "batch_size 1, 7, 100 give the same vectors")
+        one = m.encode(texts[5])
+        check(one.shape == (64,) and np.array_equal(one, ref[5]), "a single str gives a 1-D vector")
+        check(m.encode([]).shape == (0, 64), "no texts give shape (0, dim)")
+        check(np.array_equal(m.encode([texts[7].encode("utf-8")]), ref[7:8]), "bytes are taken as UTF-8")
+
+        ref32_npy = os.path.join(tmp, "ref32.npy")
+        run(gtr_bin, "embed", "-m", model_dir, "-i", texts_path, "-o", ref32_npy, "--max-len", "32", "-q")
+        m32 = gtr.Model(model_dir, max_len=32)
+        check(np.array_equal(m32.encode(texts), np.load(ref32_npy)) and len(m32.tokenize(texts[-1])) == 32,
+              "max_len=32 equals gtr embed --max-len 32")
+        m32.close()
+
+        try:
+            gtr.Model(os.path.join(tmp, "no-such-model"))
+            check(False, "a missing model directory raises GtrError")
+        except gtr.GtrError as e:
+            check("no-such-model" in str(e) and e.status == "not found", "a missing model directory raises GtrError naming it", str(e))
+        try:
+            m.encode(["fine", 42])
+            check(False, "a non-string text raises TypeError")
+        except TypeError as e:
+            check("texts[1]" in str(e), "a non-string text raises TypeError naming it", str(e))
+
+        # ---- Index -------------------------------------------------------------------------------
+        corpus = os.path.join(tmp, "corpus.jsonl")
+        with open(os.path.join(shared, "beir", "scifact", "corpus.jsonl"), encoding="utf-8") as f, \
+                open(corpus, "w", encoding="utf-8") as out:
+            for i, line in enumerate(f):
+                if i == 30:
+                    break
+                out.write(line)
+        index_path = os.path.join(tmp, "c.gtri")
+        run(gtr_bin, "index", "-m", model_dir, "-c", corpus, "-o", index_path, "--quiet")
+        ix = gtr.Index(index_path, threads=2)
+        check(len(ix) == 30 and ix.dim == 64 and ix.model_hint is not None, "Index: count, dim, recorded model",
+              repr(ix))
+        query = "cancer cells and DNA damage"
+        res = ix.search(query, k=5)  # the model recorded in the index, loaded on first use
+        cli = run(gtr_bin, "search", "--index", index_path, "--query", query, "-k", "5").decode()
+        cli_hits = [line.split()[:3] for line in cli.splitlines()]
+        check(res.ids == [h[2] for h in cli_hits] and
+              all(f"{s:.6f}" == h[1] for s, h in zip(res.scores.tolist(), cli_hits)),
+              "search(text) equals gtr search --query (ids and scores)", f"{res}\n{cli}")
+        qs = m.encode(texts[:4])
+        batch = ix.search(qs, k=3, model=m)
+        V = np.stack([ix.vector(i) for i in range(len(ix))])
+        S = qs @ V.T
+        brute = [[ix.doc_id(d) for d in np.argsort(-S[q], kind="stable")[:3]] for q in range(4)]
+        check(batch.ids == brute and batch.scores.shape == (4, 3) and
+              np.allclose(batch.scores, np.sort(S, axis=1)[:, ::-1][:, :3], atol=1e-6),
+              "search(vectors) equals a numpy brute force", f"{batch.ids}\n{brute}")
+        check(batch.docs[0][0] >= 0 and len(ix.snippet(batch.docs[0][0])) > 0, "snippet of a hit")
+        try:
+            ix.check_model(gtr.Model(os.path.join(shared, "models", "gtr-tiny-v11")))
+            check(False, "another model is refused")
+        except gtr.GtrError as e:
+            check(e.status == "mismatch", "another model is refused with GtrError (mismatch)", str(e))
+        ix.close()
+        m.close()
+
+        # ---- pip install ---------------------------------------------------------------------------
+        venv = os.path.join(tmp, "venv")
+        src = os.path.join(tmp, "python")
+        shutil.copytree(os.path.join(repo, "python"), src,
+                        ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", "libgtr.so*"))
+        r = subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", venv],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        if r.returncode != 0:
+            skip("pip install ./python into a venv", "python3 -m venv is unavailable (apt-get install python3-venv)")
+            skip("... the installed package bundles libgtr.so and embeds the same", "no venv")
+        else:
+            env = dict(os.environ, GTR_REPO=repo)
+            for k in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "GTR_LIBRARY"):
+                env.pop(k, None)
+            r = subprocess.run([os.path.join(venv, "bin", "pip"), "install", "-q", "--no-index", "--no-build-isolation", src],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            check(r.returncode == 0, "pip install --no-index --no-build-isolation ./python", r.stdout.decode(errors="replace"))
+            out_npy = os.path.join(tmp, "pip.npy")
+            prog = ("import sys, json, numpy as np, gtr\n"
+                    "texts = [json.loads(l) for l in open(sys.argv[2], encoding='utf-8')]\n"
+                    "np.save(sys.argv[3], gtr.Model(sys.argv[1]).encode(texts))\n"
+                    "print(gtr.library_path)\n")
+            r = subprocess.run([os.path.join(venv, "bin", "python"), "-c", prog, os.path.abspath(model_dir),
+                                os.path.abspath(texts_path), out_npy], cwd="/", env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            lib = r.stdout.decode(errors="replace").strip()
+            check(r.returncode == 0 and lib.startswith(venv) and np.array_equal(np.load(out_npy), ref),
+                  "... the installed package bundles libgtr.so and embeds the same", lib)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    while n_tests < PLAN:
+        check(False, "not reached")
+    return 1 if n_failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
