@@ -43,9 +43,9 @@ static void usage(FILE *out)
         "  -h, --help          this help\n"
         "\n"
         "Examples:\n"
-        "  echo 'Hello world' | gtr tokenize --spm spiece.model        # 8774 296 1\n"
+        "  echo 'Hello world' | gtr tokenize --spm spiece.model     # the ids, then 1 (</s>)\n"
         "  gtr tokenize -m models/gtr-t5-base -i queries.jsonl --pieces\n"
-        "  echo '8774 296 1' | gtr tokenize --spm spiece.model --decode   # Hello world\n");
+        "  echo 'Hello world' | gtr tokenize --spm spiece.model | gtr tokenize --spm spiece.model --decode\n");
 }
 
 enum { OPT_SPM = 256, OPT_MAXLEN, OPT_NOEOS, OPT_PIECES, OPT_FORMAT, OPT_NORMALIZE, OPT_DECODE };
