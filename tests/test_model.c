@@ -566,6 +566,114 @@ static void test_max_len(void **state)
     free(p);
 }
 
+
+/* ---- other sentence-transformers heads -------------------------------------------- */
+
+/* A copy of gtr-tiny whose files are links, with the listed files replaced. */
+static char *tiny_variant(const char *name)
+{
+    char *src = tu_shared("models/gtr-tiny");
+    char *abs = realpath(src, NULL);
+    assert_non_null(abs);
+    char *dir = tu_tmp(name);
+    assert_int_equal(tu_system("mkdir -p '%s/1_Pooling' '%s/2_Dense' && cd '%s' && "
+                               "for f in config.json sentence_bert_config.json spiece.model "
+                               "model.safetensors 1_Pooling/config.json; do ln -s '%s'/$f $f; done",
+                               dir, dir, dir, abs),
+                     0);
+    free(abs);
+    free(src);
+    return dir;
+}
+
+static void write_text(const char *dir, const char *rel, const char *text)
+{
+    char *p = gtr_path_join(dir, rel);
+    tu_write(p, text, strlen(text));
+    free(p);
+}
+
+/* Dense with bias and Tanh (sentence-transformers' default activation): a hand-made
+ * 2_Dense/model.safetensors with W = 0.5 I and b[j] = j / 100, so dense = tanh(pooled/2 + b). */
+static void test_dense_bias_tanh(void **state)
+{
+    (void)state;
+    char *dir = tiny_variant("dense-tanh");
+    write_text(dir, "modules.json",
+               "[{\"path\":\"\",\"type\":\"sentence_transformers.models.Transformer\"},"
+               "{\"path\":\"1_Pooling\",\"type\":\"sentence_transformers.models.Pooling\"},"
+               "{\"path\":\"2_Dense\",\"type\":\"sentence_transformers.models.Dense\"}]");
+    write_text(dir, "2_Dense/config.json", "{\"in_features\":64,\"out_features\":64,\"bias\":true,"
+               "\"activation_function\":\"torch.nn.modules.activation.Tanh\"}");
+    char hdr[200];
+    int hl = snprintf(hdr, sizeof hdr,
+                      "{\"linear.weight\":{\"dtype\":\"F32\",\"shape\":[64,64],\"data_offsets\":[0,16384]},"
+                      "\"linear.bias\":{\"dtype\":\"F32\",\"shape\":[64],\"data_offsets\":[16384,16640]}}");
+    size_t len = 8 + (size_t)hl + 16640;
+    uint8_t *f = calloc(1, len);
+    for (int i = 0; i < 8; i++) f[i] = (uint8_t)((uint64_t)hl >> (8 * i));
+    memcpy(f + 8, hdr, (size_t)hl);
+    float *w = (float *)calloc(64 * 64 + 64, sizeof(float));
+    for (int j = 0; j < 64; j++) {
+        w[j * 64 + j] = 0.5f;
+        w[64 * 64 + j] = (float)j / 100.0f;
+    }
+    memcpy(f + 8 + hl, w, 16640);
+    char *p = gtr_path_join(dir, "2_Dense/model.safetensors");
+    tu_write(p, f, len);
+    free(p);
+    free(f);
+    gtr_model *m = load_model_dir(dir, 1);
+    assert_non_null(strstr(gtr_model_describe(m), "bias, tanh"));
+    assert_null(strstr(gtr_model_describe(m), "normalize"));
+    capture c = {.want_text = 0};
+    gtr_model_set_probe(m, capture_probe, &c);
+    const char *text = "A passage about dense retrieval.";
+    float out[64];
+    gtr_error e;
+    TU_OK(gtr_model_encode(m, &text, NULL, 1, out, &e), &e);
+    size_t n;
+    const float *pooled = captured(&c, "pooled", &n);
+    assert_non_null(pooled);
+    assert_int_equal(n, 64);
+    double d = 0;
+    for (int j = 0; j < 64; j++) {
+        double want = tanh(0.5 * pooled[j] + w[64 * 64 + j]);
+        if (fabs(want - out[j]) > d) d = fabs(want - out[j]);
+    }
+    print_message("# dense with bias and tanh: max diff %.3g\n", d);
+    assert_true(d <= 1e-6);
+    capture_free(&c);
+    free(w);
+    gtr_model_free(m);
+    free(dir);
+}
+
+/* Transformer + Pooling only: the output is the mean-pooled state, not normalised. */
+static void test_pooling_only(void **state)
+{
+    (void)state;
+    char *dir = tiny_variant("pool-only");
+    write_text(dir, "modules.json",
+               "[{\"path\":\"\",\"type\":\"sentence_transformers.models.Transformer\"},"
+               "{\"path\":\"1_Pooling\",\"type\":\"sentence_transformers.models.Pooling\"}]");
+    gtr_model *m = load_model_dir(dir, 1);
+    assert_int_equal(gtr_model_dim(m), 64);
+    capture c = {.want_text = 0};
+    gtr_model_set_probe(m, capture_probe, &c);
+    const char *text = "Another passage.";
+    float out[64];
+    gtr_error e;
+    TU_OK(gtr_model_encode(m, &text, NULL, 1, out, &e), &e);
+    size_t n;
+    const float *pooled = captured(&c, "pooled", &n);
+    assert_non_null(pooled);
+    assert_memory_equal(out, pooled, sizeof out);
+    capture_free(&c);
+    gtr_model_free(m);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -584,6 +692,8 @@ int main(void)
         cmocka_unit_test(test_batch_invariance),
         cmocka_unit_test(test_fingerprint),
         cmocka_unit_test(test_max_len),
+        cmocka_unit_test(test_dense_bias_tanh),
+        cmocka_unit_test(test_pooling_only),
     };
     return cmocka_run_group_tests_name("model", tests, NULL, NULL);
 }
