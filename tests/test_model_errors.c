@@ -405,6 +405,35 @@ static void test_bad_torch_bin(void **state)
     free(d);
 }
 
+
+/* Sharded checkpoints: model.safetensors.index.json naming the shard files. */
+static void test_sharded(void **state)
+{
+    (void)state;
+    char *dir = copy_tiny("sharded", false);
+    char *src = tu_shared("models/gtr-tiny/model.safetensors");
+    char *abs = realpath(src, NULL);
+    assert_non_null(abs);
+    drop(dir, "model.safetensors");
+    assert_int_equal(tu_system("ln -s '%s' '%s/model-00001-of-00001.safetensors'", abs, dir), 0);
+    put(dir, "model.safetensors.index.json",
+        "{\"metadata\":{},\"weight_map\":{\"shared.weight\":\"model-00001-of-00001.safetensors\","
+        "\"encoder.final_layer_norm.weight\":\"model-00001-of-00001.safetensors\"}}");
+    gtr_error e;
+    gtr_model *m = gtr_model_load(dir, NULL, &e);
+    if (!m) fail_msg("%s", e.message);
+    assert_non_null(strstr(gtr_model_describe(m), "model-00001-of-00001.safetensors"));
+    gtr_model_free(m);
+    put(dir, "model.safetensors.index.json",
+        "{\"weight_map\":{\"shared.weight\":\"model-00001-of-00002.safetensors\"}}");
+    expect_fail(dir, GTR_ERR_NOT_FOUND, "model-00001-of-00002.safetensors", "index.json");
+    put(dir, "model.safetensors.index.json", "{\"weight_map\":{\"shared.weight\":\"../x\"}}");
+    expect_fail(dir, GTR_ERR_FORMAT, "index.json", "shard");
+    free(abs);
+    free(src);
+    free(dir);
+}
+
 /* ---- the readers on crafted bytes --------------------------------------------- */
 
 static const uint8_t *fake_lookup(void *user, const char *key, size_t *size)
@@ -611,6 +640,7 @@ int main(void)
         cmocka_unit_test(test_bad_safetensors),
         cmocka_unit_test(test_tied_embedding_names),
         cmocka_unit_test(test_bad_torch_bin),
+        cmocka_unit_test(test_sharded),
         cmocka_unit_test(test_pickle_reader),
         cmocka_unit_test(test_pickle_refuses_code),
         cmocka_unit_test(test_safetensors_reader),
