@@ -66,6 +66,8 @@ static void usage(FILE *out)
             "      --fusion rrf|interp  hybrid fusion (default rrf, k = 60)\n"
             "      --alpha A            interp: weight of the dense scores (default 0.5)\n"
             "      --compact f16|int8   keep a compact copy in the dense index and search with it\n"
+            "      --dtype f32|bf16|int8  model compute precision (default f32; bf16 encodes about\n"
+            "                           twice as fast on CPUs with AVX-512 BF16)\n"
             "  -t, --threads N          threads (default: all cores)\n"
             "  -q, --quiet              no progress on stderr\n"
             "  -h, --help               this help\n"
@@ -88,6 +90,7 @@ typedef struct beir_ctx {
     char *corpus, *queries, *qrels_path, *cache;
     rt_options o;
     gtr_index_compact compact;
+    gtr_compute_dtype dtype;
     bool json, quiet;
     int threads;
     gtr_pool *pool;
@@ -162,12 +165,14 @@ static int open_dense(beir_ctx *c)
     if (!c->model_dir) return cli_errorf("beir", 2, "dense and hybrid retrieval need -m MODEL_DIR");
     gtr_model_options mo = gtr_model_default_options();
     mo.pool = c->pool;
+    mo.dtype = c->dtype;
     gtr_error err;
     if (!(c->model = gtr_model_load(c->model_dir, &mo, &err))) return cli_fail("beir", &err);
-    char name[64];
-    static const char *suffix[] = {"", "-f16", "-int8"};
-    snprintf(name, sizeof name, "dense-%016llx%s.gtri", (unsigned long long)gtr_model_fingerprint(c->model),
-             suffix[c->compact]);
+    /* one cached index per model, compute precision and compact kind */
+    char name[80];
+    static const char *suffix[] = {"", "-f16", "-int8"}, *dt[] = {"", "-bf16", "-int8"};
+    snprintf(name, sizeof name, "dense-%016llx%s%s.gtri", (unsigned long long)gtr_model_fingerprint(c->model),
+             dt[c->dtype], suffix[c->compact]);
     char *path = join(c->cache, name);
     if (!path) return 1;
     int rc = 0;
@@ -281,7 +286,8 @@ static void print_table(const beir_ctx *c, const scores *s, size_t n)
                gtr_eval_get(s[i].full, "ndcg_cut_10"), gtr_eval_get(s[i].full, "recall_100"),
                gtr_eval_get(s[i].full, "map_cut_100"), s[i].mrr10, pub);
     }
-    if (c->model_dir) printf("\nmodel: %s\n", c->model_dir);
+    static const char *dt[] = {"f32", "bf16", "int8"};
+    if (c->model_dir) printf("\nmodel: %s (%s)\n", c->model_dir, dt[c->dtype]);
     if (p) printf("published: BEIR (Thakur et al. 2021), Anserini BEIR regressions, GTR (Ni et al. 2021)\n");
 }
 
@@ -336,7 +342,7 @@ static int run_all(beir_ctx *c, const rt_method *methods, size_t n_methods)
 
 int cmd_beir(int argc, char **argv)
 {
-    enum { O_METHOD = 1000, O_SPLIT, O_JSON, O_CACHE, O_SAVE, O_FUSION, O_ALPHA, O_COMPACT };
+    enum { O_METHOD = 1000, O_SPLIT, O_JSON, O_CACHE, O_SAVE, O_FUSION, O_ALPHA, O_COMPACT, O_DTYPE };
     static const struct option longopts[] = {
         {"dataset", required_argument, NULL, 'd'}, {"method", required_argument, NULL, O_METHOD},
         {"model", required_argument, NULL, 'm'},   {"split", required_argument, NULL, O_SPLIT},
@@ -344,6 +350,7 @@ int cmd_beir(int argc, char **argv)
         {"cache", required_argument, NULL, O_CACHE}, {"save-runs", required_argument, NULL, O_SAVE},
         {"fusion", required_argument, NULL, O_FUSION}, {"alpha", required_argument, NULL, O_ALPHA},
         {"compact", required_argument, NULL, O_COMPACT}, {"threads", required_argument, NULL, 't'},
+        {"dtype", required_argument, NULL, O_DTYPE},
         {"quiet", no_argument, NULL, 'q'},         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     beir_ctx c;
@@ -385,6 +392,12 @@ int cmd_beir(int argc, char **argv)
             else if (!strcmp(optarg, "int8")) c.compact = GTR_COMPACT_INT8;
             else return cli_errorf("beir", 2, "--compact expects f16 or int8, got '%s'", optarg);
             c.o.use_compact = true;
+            break;
+        case O_DTYPE:
+            if (!strcmp(optarg, "f32")) c.dtype = GTR_DTYPE_F32;
+            else if (!strcmp(optarg, "bf16")) c.dtype = GTR_DTYPE_BF16;
+            else if (!strcmp(optarg, "int8")) c.dtype = GTR_DTYPE_INT8;
+            else return cli_errorf("beir", 2, "--dtype expects f32, bf16 or int8, got '%s'", optarg);
             break;
         case 't':
             if (!cli_parse_int("beir", "--threads", optarg, 1, 1024, &v)) return 2;
