@@ -264,32 +264,68 @@ uint64_t gtr_tr_rng_next(gtr_tr_rng *r);
 /* uniform in [0, n) (n >= 1), without modulo bias */
 uint64_t gtr_tr_rng_below(gtr_tr_rng *r, uint64_t n);
 
-/* A string pool entry: bytes [off, off + len) of the data's text buffer, hash of the bytes. */
-typedef struct gtr_tr_str {
-    size_t off, len;
-    uint64_t hash;
-} gtr_tr_str;
-
 typedef struct gtr_tr_example {
-    uint32_t query, pos;   /* indexes into strs */
-    uint32_t neg0, n_neg;  /* negatives: strs indexes negs[neg0 .. neg0 + n_neg) */
+    uint32_t query, pos;   /* text ids (gtr_train_data.texts) */
+    uint32_t neg0, n_neg;  /* negatives: text ids negs[neg0 .. neg0 + n_neg) */
 } gtr_tr_example;
 
+/* Texts are interned (a text that occurs twice is stored once and has one id), so "same
+ * text" is "same id" when the loss looks for duplicates within a batch. */
 struct gtr_train_data {
-    gtr_buf text;          /* every distinct text back to back */
-    gtr_tr_str *strs;
-    size_t n_strs, cap_strs;
+    gtr_strmap texts;
     gtr_tr_example *ex;
     size_t n_ex, cap_ex;
     uint32_t *negs;
     size_t n_negs, cap_negs;
-    uint64_t fingerprint;
-    char *source;          /* description for messages */
+    size_t with_negs;      /* examples with at least one negative */
+    uint64_t fingerprint;  /* FNV-1a of every example's texts, in order */
 };
+
+/* The text of id (length in *len). */
+const char *gtr_tr_text(const gtr_train_data *d, uint32_t id, size_t *len);
 
 /* The order of epoch e: a permutation of the n examples from (seed, e). perm has n entries. */
 void gtr_tr_epoch_order(uint64_t seed, uint64_t epoch, size_t n, uint32_t *perm);
 
-/* ---- mining (mine.c) and the public API live in trainer.c / mine.c ----------------------- */
+/* ---- the trainer (trainer.c, checkpoint.c) ------------------------------------------------- */
+
+struct gtr_trainer {
+    gtr_tr_model m;
+    gtr_tr_optim opt;
+    gtr_train_options o;      /* micro_batch resolved (1..batch_size), pool cleared */
+    const gtr_train_data *data;
+    gtr_tokenizer *tok;
+    gtr_pool *pool;
+    bool own_pool;
+    char *init_dir;
+    uint64_t init_hash;       /* gtr_tr_model_hash of the initial model */
+    /* progress: everything a checkpoint must restore */
+    uint64_t step;            /* optimizer steps done */
+    uint64_t cursor;          /* examples consumed (epoch = cursor / examples) */
+    gtr_tr_rng rng;           /* negative sampling */
+    /* cached epoch order */
+    uint32_t *perm;
+    uint64_t perm_epoch;
+    bool perm_valid;
+    gtr_tr_acts acts;
+    /* per-batch scratch: text slots are [queries B | positives B | negatives] */
+    size_t cap_slots;         /* slot_ids entries */
+    size_t cap_arrays;        /* entries of the other per-slot arrays */
+    uint32_t *slot_text;      /* text id of each slot */
+    uint64_t *slot_key;
+    gtr_ids *slot_ids;        /* token ids of each slot */
+    int *slot_max;            /* truncation length of each slot */
+    gtr_status *slot_st;
+    size_t *neg_start;        /* [B + 1]: example b's negatives are slots 2B + neg_start[b] .. */
+    uint32_t *neg_pick;       /* scratch for sampling */
+    size_t cap_pick;
+    float *emb, *demb, *cdemb;
+    int32_t *ids;             /* one chunk's packed ids */
+    size_t cap_ids;
+    size_t *lens, *offs, *slot_of; /* per chunk text: tokens, first row, slot */
+};
+
+/* A hash of every option that changes the numbers (not threads, not recompute). */
+uint64_t gtr_tr_options_hash(const gtr_train_options *o);
 
 #endif

@@ -1,0 +1,276 @@
+/* export.c — a trained model as a sentence-transformers directory, loadable unchanged by gtr
+ * and by Python's sentence-transformers:
+ *
+ *   <out>/modules.json, config.json (torch_dtype float32), sentence_bert_config.json, the
+ *         tokenizer files and spiece.model: copied from the initial directory
+ *   <out>/model.safetensors: the encoder in float32 with Hugging Face names (the tied embedding
+ *         once, as shared.weight, which transformers ties to encoder.embed_tokens.weight)
+ *   <out>/1_Pooling/config.json, <out>/2_Dense/config.json: copied
+ *   <out>/2_Dense/model.safetensors: linear.weight [out, in] (+ linear.bias)
+ *
+ * Everything is written into "<out>.partial" first and the directory renamed into place when
+ * complete, so <out> is either the previous model or the new one, never a mixture. */
+#include "train/train_internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---- safetensors ------------------------------------------------------------------------------ */
+
+/* Write tensors t[0..n) (float32 from m->p) as a safetensors file; rename[i] (may be NULL)
+ * replaces tensor i's name in the file. */
+static gtr_status write_safetensors(const char *path, const gtr_tr_model *m,
+                                    const gtr_tr_tensor *const *t, const char *const *names,
+                                    size_t n, gtr_error *err)
+{
+    json_t *hdr = json_object();
+    json_object_set_new(hdr, "__metadata__", json_pack("{s:s}", "format", "pt"));
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        json_t *shape = t[i]->ndim == 2 ? json_pack("[I, I]", (json_int_t)t[i]->shape[0], (json_int_t)t[i]->shape[1])
+                                        : json_pack("[I]", (json_int_t)t[i]->shape[0]);
+        size_t bytes = t[i]->count * sizeof(float);
+        json_object_set_new(hdr, names[i], json_pack("{s:s, s:o, s:[I, I]}", "dtype", "F32", "shape",
+                                                     shape, "data_offsets", (json_int_t)off,
+                                                     (json_int_t)(off + bytes)));
+        off += bytes;
+    }
+    char *text = json_dumps(hdr, JSON_COMPACT);
+    json_decref(hdr);
+    if (!text) return gtr_seterr(err, GTR_ERR_NOMEM, "%s: out of memory", path);
+    size_t hlen = strlen(text), padded = (hlen + 7) / 8 * 8;
+    uint64_t le = padded; /* little-endian u64 on every target */
+    gtr_atomic_file f;
+    gtr_status st = gtr_atomic_open(&f, path, err);
+    if (!st) {
+        static const char spaces[8] = "        ";
+        st = gtr_atomic_write(&f, &le, 8, err);
+        if (!st) st = gtr_atomic_write(&f, text, hlen, err);
+        if (!st) st = gtr_atomic_write(&f, spaces, padded - hlen, err);
+        for (size_t i = 0; !st && i < n; i++)
+            st = gtr_atomic_write(&f, m->p + t[i]->off, t[i]->count * sizeof(float), err);
+        if (!st) st = gtr_atomic_commit(&f, err);
+        else gtr_atomic_abort(&f);
+    }
+    free(text);
+    return st;
+}
+
+/* ---- files ------------------------------------------------------------------------------------ */
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+/* rm -rf path (a directory this module created); absent is fine. */
+static gtr_status remove_tree(const char *path, gtr_error *err)
+{
+    struct stat sb;
+    if (lstat(path, &sb) != 0) return GTR_OK;
+    if (nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+        return gtr_seterr(err, GTR_ERR_IO, "%s: cannot remove: %s", path, strerror(errno));
+    return GTR_OK;
+}
+
+static bool ends_with(const char *s, const char *suf)
+{
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && !strcmp(s + a - b, suf);
+}
+
+static gtr_status copy_file(const char *src, const char *dst, gtr_error *err)
+{
+    char *data;
+    size_t len;
+    gtr_status st = gtr_read_file(src, 0, &data, &len, err);
+    if (st) return st;
+    st = gtr_write_file_atomic(dst, data, len, err);
+    free(data);
+    return st;
+}
+
+/* config.json with torch_dtype set to float32 (the weights we write). */
+static gtr_status copy_config(const char *src, const char *dst, gtr_error *err)
+{
+    json_t *j = gtr_json_load_file(src, err);
+    if (!j) return err && err->code ? err->code : GTR_ERR_FORMAT;
+    if (json_object_get(j, "torch_dtype")) json_object_set_new(j, "torch_dtype", json_string("float32"));
+    char *text = json_dumps(j, JSON_INDENT(2));
+    json_decref(j);
+    if (!text) return gtr_seterr(err, GTR_ERR_NOMEM, "%s: out of memory", dst);
+    size_t len = strlen(text);
+    gtr_buf b = {0};
+    gtr_status st = gtr_buf_append(&b, text, len, err);
+    if (!st) st = gtr_buf_append(&b, "\n", 1, err);
+    if (!st) st = gtr_write_file_atomic(dst, b.data, b.len, err);
+    gtr_buf_free(&b);
+    free(text);
+    return st;
+}
+
+/* The configuration files of one module directory: every *.json except weight indexes
+ * (config.json of the Transformer rewritten), and spiece.model. Weights are not copied. */
+static gtr_status copy_module(const char *src_dir, const char *dst_dir, bool transformer,
+                              gtr_error *err)
+{
+    gtr_status st = gtr_mkdirs(dst_dir, err);
+    if (st) return st;
+    DIR *d = opendir(src_dir);
+    if (!d) return gtr_seterr(err, GTR_ERR_IO, "%s: cannot list: %s", src_dir, strerror(errno));
+    struct dirent *e;
+    while (!st && (e = readdir(d))) {
+        const char *nm = e->d_name;
+        bool want = (ends_with(nm, ".json") && !ends_with(nm, ".index.json")) ||
+                    (transformer && !strcmp(nm, "spiece.model"));
+        if (!want) continue;
+        char *src = gtr_path_join(src_dir, nm), *dst = gtr_path_join(dst_dir, nm);
+        struct stat sb;
+        if (!src || !dst) st = gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");
+        else if (stat(src, &sb) != 0 || !S_ISREG(sb.st_mode)) st = GTR_OK; /* not a file: skip */
+        else if (transformer && !strcmp(nm, "config.json")) st = copy_config(src, dst, err);
+        else st = copy_file(src, dst, err);
+        free(src);
+        free(dst);
+    }
+    closedir(d);
+    return st;
+}
+
+/* Relative module paths from the init directory's modules.json (NULL dense when none). */
+static gtr_status module_paths(const char *init_dir, char **tr, char **po, char **de, gtr_error *err)
+{
+    char *path = gtr_path_join(init_dir, "modules.json");
+    if (!path) return gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");
+    json_t *j = gtr_json_load_file(path, err);
+    gtr_status st = j ? GTR_OK : (err && err->code ? err->code : GTR_ERR_FORMAT);
+    bool norm;
+    if (!st) st = gtr_config_parse_modules(j, path, tr, po, de, &norm, err);
+    json_decref(j);
+    free(path);
+    return st;
+}
+
+gtr_status gtr_tr_export(const gtr_tr_model *m, const char *init_dir, const char *out_dir,
+                         bool overwrite, gtr_error *err)
+{
+    size_t olen = strlen(out_dir);
+    while (olen > 1 && out_dir[olen - 1] == '/') olen--;
+    char *out = strndup(out_dir, olen), *stage = malloc(olen + 16), *old = malloc(olen + 32);
+    char *tr = NULL, *po = NULL, *de = NULL, *p = NULL, *q = NULL;
+    gtr_status st = GTR_OK;
+    const gtr_tr_tensor **ts = calloc(m->n_t, sizeof *ts);
+    const char **names = calloc(m->n_t, sizeof *names);
+    if (!out || !stage || !old || !ts || !names) {
+        st = gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    snprintf(stage, olen + 16, "%s.partial", out);
+    snprintf(old, olen + 32, "%s.old.%ld", out, (long)getpid());
+    struct stat sb;
+    bool exists = stat(out, &sb) == 0;
+    if (exists && !overwrite) {
+        st = gtr_seterr(err, GTR_ERR_IO, "%s already exists (choose another output or allow overwriting)", out);
+        goto done;
+    }
+    if ((st = module_paths(init_dir, &tr, &po, &de, err)) || (st = remove_tree(stage, err)) ||
+        (st = gtr_mkdirs(stage, err)))
+        goto done;
+    if (m->cfg.has_dense != (de != NULL)) {
+        st = gtr_seterr(err, GTR_ERR_INTERNAL, "%s: modules.json changed during training", init_dir);
+        goto done;
+    }
+
+    /* configuration files of every module */
+    const char *rel[3] = {tr, po, de};
+    const char *src_dirs[3] = {m->cfg.transformer_dir, m->cfg.pooling_dir, m->cfg.dense_dir};
+    for (int i = 0; i < 3 && !st; i++) {
+        if (!rel[i]) continue;
+        free(p);
+        if (!(p = gtr_path_join(stage, rel[i]))) st = gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");
+        else st = copy_module(src_dirs[i], p, i == 0, err);
+    }
+    if (st) goto done;
+
+    /* encoder weights */
+    size_t n = 0;
+    for (size_t i = 0; i < m->n_t; i++)
+        if (strncmp(m->t[i].name, "dense.", 6)) {
+            ts[n] = &m->t[i];
+            names[n++] = m->t[i].name;
+        }
+    free(p);
+    p = gtr_path_join(stage, tr);
+    q = p ? gtr_path_join(p, "model.safetensors") : NULL;
+    if (!q) {
+        st = gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    if ((st = write_safetensors(q, m, ts, names, n, err))) goto done;
+    if (de) { /* Dense weights under the module's own names */
+        free(p);
+        free(q);
+        p = gtr_path_join(stage, de);
+        q = p ? gtr_path_join(p, "model.safetensors") : NULL;
+        if (!q) {
+            st = gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");
+            goto done;
+        }
+        n = 0;
+        ts[n] = gtr_tr_find(m, "dense.linear.weight");
+        names[n++] = "linear.weight";
+        if (m->dense_b != SIZE_MAX) {
+            ts[n] = gtr_tr_find(m, "dense.linear.bias");
+            names[n++] = "linear.bias";
+        }
+        if ((st = write_safetensors(q, m, ts, names, n, err))) goto done;
+    }
+
+    /* into place: the old directory (if any) moves aside first and is removed after */
+    if (exists && rename(out, old) != 0) {
+        st = gtr_seterr(err, GTR_ERR_IO, "%s: cannot move aside: %s", out, strerror(errno));
+        goto done;
+    }
+    if (rename(stage, out) != 0) {
+        st = gtr_seterr(err, GTR_ERR_IO, "%s: cannot rename to %s: %s", stage, out, strerror(errno));
+        if (exists) (void)rename(old, out);
+        goto done;
+    }
+    {
+        char *slash = strrchr(out, '/');
+        if (slash == out) st = gtr_fsync_dir("/", err);
+        else if (slash) {
+            *slash = '\0';
+            st = gtr_fsync_dir(out, err);
+            *slash = '/';
+        } else {
+            st = gtr_fsync_dir(".", err);
+        }
+    }
+    if (!st && exists) st = remove_tree(old, err);
+done:
+    if (st) {
+        gtr_error e2;
+        (void)remove_tree(stage, &e2);
+    }
+    free(out);
+    free(stage);
+    free(old);
+    free(tr);
+    free(po);
+    free(de);
+    free(p);
+    free(q);
+    free(ts);
+    free(names);
+    return st;
+}
