@@ -13,7 +13,7 @@ if [ ! -d "$TINY" ] || [ ! -f "$SF/corpus.jsonl" ]; then
     echo "1..0 # SKIP reference data not found in $SHARED"
     exit 0
 fi
-plan 34
+plan 38
 
 head -n 1200 "$SF/corpus.jsonl" >"$TMP/sub.jsonl"
 head -n 40 "$SF/queries.jsonl" >"$TMP/q.jsonl"
@@ -79,6 +79,15 @@ $GTR search --index "$TMP/a.gtri" -q "$TMP/self.jsonl" -k 5 --quiet >"$TMP/self_
 $GTR search --index "$TMP/a.gtri" -q "$TMP/self.jsonl" -k 5 --quiet --skip-self >"$TMP/self_skip"
 is "$(awk '$3 == "4983"' "$TMP/self_run" | wc -l | tr -d ' '):$(awk '$3 == "4983"' "$TMP/self_skip" | wc -l | tr -d ' '):$(wc -l <"$TMP/self_skip" | tr -d ' ')" \
    "1:0:5" "--skip-self drops the document with the query's id and still returns k hits"
+
+# ---- BM25 and hybrid through gtr search
+$GTR bm25-index -c "$TMP/sub.jsonl" -o "$TMP/sub.bm25" --quiet 2>/dev/null
+ok "bm25 search writes a run" $GTR search --method bm25 --bm25-index "$TMP/sub.bm25" -q "$TMP/q.jsonl" -k 10 -o "$TMP/run_bm25" --quiet
+like "$(head -1 "$TMP/run_bm25")" '^0 Q0 [0-9]+ 1 [0-9.]+ gtr-bm25$' "... tagged gtr-bm25"
+ok "hybrid (interpolation) search writes a run" $GTR search --method hybrid --index "$TMP/a.gtri" --bm25-index "$TMP/sub.bm25" --fusion interp --alpha 0.3 -q "$TMP/q.jsonl" -k 10 -o "$TMP/run_hyb" --quiet
+# alpha 0 is BM25 alone: the same documents in the same order as the bm25 run
+is "$($GTR search --method hybrid --index "$TMP/a.gtri" --bm25-index "$TMP/sub.bm25" --fusion interp --alpha 0 -q "$TMP/q.jsonl" -k 5 --quiet | awk '{print $1, $3}' | head -20)" \
+   "$(awk '$4 <= 5 {print $1, $3}' "$TMP/run_bm25" | head -20)" "interp with alpha 0 ranks as BM25"
 
 # ---- BEIR on a small slice of SciFact: beir == search + eval; the cache is reused
 mkdir -p "$TMP/mini/qrels"
