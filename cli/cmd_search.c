@@ -39,6 +39,8 @@ static void usage(FILE *out)
             "      --skip-self          drop a hit whose id equals the query id (BEIR's\n"
             "                           ignore_identical_ids)\n"
             "      --compact            scan the index's compact copy first (same results)\n"
+            "      --no-verify          skip checksumming the vectors when opening INDEX (a huge\n"
+            "                           index opens faster; offsets and sizes are still checked)\n"
             "      --tag TAG            last column of the run (default gtr-METHOD)\n"
             "  -t, --threads N          threads (default: all cores)\n"
             "      --quiet              no progress on stderr\n"
@@ -96,7 +98,7 @@ static void print_hits(const rt_sources *src, const rt_results *r)
 int cmd_search(int argc, char **argv)
 {
     enum { O_INDEX = 1000, O_QUERY, O_METHOD, O_BM25, O_FUSION, O_ALPHA, O_RRFK, O_DEPTH, O_SKIP, O_COMPACT,
-           O_TAG, O_QUIET };
+           O_TAG, O_QUIET, O_NOVERIFY };
     static const struct option longopts[] = {
         {"index", required_argument, NULL, O_INDEX}, {"model", required_argument, NULL, 'm'},
         {"queries", required_argument, NULL, 'q'},   {"query", required_argument, NULL, O_QUERY},
@@ -107,12 +109,14 @@ int cmd_search(int argc, char **argv)
         {"skip-self", no_argument, NULL, O_SKIP},    {"compact", no_argument, NULL, O_COMPACT},
         {"tag", required_argument, NULL, O_TAG},     {"threads", required_argument, NULL, 't'},
         {"quiet", no_argument, NULL, O_QUIET},       {"help", no_argument, NULL, 'h'},
+        {"no-verify", no_argument, NULL, O_NOVERIFY},
         {NULL, 0, NULL, 0}};
     const char *index_path = NULL, *model_dir = NULL, *queries_path = NULL, *query = NULL, *out = NULL;
     const char *bm25_path = NULL, *tag = NULL;
     rt_options o;
     rt_default_options(&o);
     bool k_given = false;
+    unsigned open_flags = 0;
     int threads = 0;
     long long v;
     int c;
@@ -162,6 +166,7 @@ int cmd_search(int argc, char **argv)
             threads = (int)v;
             break;
         case O_QUIET: o.quiet = true; break;
+        case O_NOVERIFY: open_flags |= GTR_INDEX_OPEN_NO_VERIFY; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -180,7 +185,7 @@ int cmd_search(int argc, char **argv)
     gtr_run *run = NULL;
     int rc = 1;
     if (!(o.pool = gtr_pool_create(threads, &err))) return cli_fail("search", &err);
-    if (index_path && !(src.dense = gtr_index_open(index_path, 0, o.pool, &err))) {
+    if (index_path && !(src.dense = gtr_index_open(index_path, open_flags, o.pool, &err))) {
         cli_fail("search", &err);
         goto done;
     }

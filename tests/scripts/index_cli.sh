@@ -13,7 +13,7 @@ if [ ! -d "$TINY" ] || [ ! -f "$SF/corpus.jsonl" ]; then
     echo "1..0 # SKIP reference data not found in $SHARED"
     exit 0
 fi
-plan 38
+plan 39
 
 head -n 1200 "$SF/corpus.jsonl" >"$TMP/sub.jsonl"
 head -n 40 "$SF/queries.jsonl" >"$TMP/q.jsonl"
@@ -68,6 +68,7 @@ size=$(stat -c %s "$TMP/a.gtri")
 head -c $((size / 2)) "$TMP/a.gtri" >"$TMP/cut.gtri"
 fails "a truncated index is refused" $GTR search --index "$TMP/cut.gtri" -q "$TMP/q.jsonl" -o "$TMP/x"
 like "$(cat "$TMP/err")" "truncated" "... as truncated"
+fails "--no-verify still checks the structure" $GTR search --no-verify --index "$TMP/cut.gtri" -q "$TMP/q.jsonl" -o "$TMP/x"
 cp "$TMP/a.gtri" "$TMP/flip.gtri"
 printf '\x55' | dd of="$TMP/flip.gtri" bs=1 seek=$((size / 2)) conv=notrunc 2>/dev/null
 fails "a damaged index is refused" $GTR search --index "$TMP/flip.gtri" -q "$TMP/q.jsonl" -o "$TMP/x"
