@@ -4,7 +4,8 @@
  *   config.c       the JSON files of a sentence-transformers directory -> gtr_model_config
  *   zip_stored.c   central directory of a zip archive held in memory (torch checkpoints)
  *   safetensors.c  model.safetensors header -> tensor views into the mapped file
- *   torch_pickle.c pytorch_model.bin (zip + restricted pickle) -> tensor views
+ *   torch_zip.c    pytorch_model.bin: the zip container -> data.pkl and storage bytes
+ *   torch_pickle.c the restricted unpickler: state dict -> tensor views into the storages
  *   weights.c      a set of named tensor views over mapped files: lookup with shape checks,
  *                  conversion to float32, "extra tensor" detection
  *   encoder.c      the T5 encoder weights and its forward pass over packed token rows
