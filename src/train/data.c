@@ -121,7 +121,7 @@ static gtr_status add_example(gtr_train_data *d, uint32_t q, uint32_t p, const u
     e->pos = p;
     e->neg0 = (uint32_t)d->n_negs;
     e->n_neg = (uint32_t)n;
-    memcpy(d->negs + d->n_negs, negs, n * sizeof *negs);
+    if (n) memcpy(d->negs + d->n_negs, negs, n * sizeof *negs);
     d->n_negs += n;
     if (n) d->with_negs++;
     /* fingerprint: the texts themselves, with separators */
