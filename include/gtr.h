@@ -651,7 +651,8 @@ GTR_API gtr_status gtr_mine_negatives(gtr_model *m, const char *dir, const char 
  * Concurrent requests are batched: each connection's thread parses and tokenizes its request,
  * then queues its texts; one batcher thread, the only user of the model while the server runs,
  * forms batches of up to max_batch_tokens tokens, waiting at most max_wait_ms for more
- * texts once the oldest queued text arrived. A text's vector never depends on its batch, so
+ * texts once the oldest queued text arrived — and not at all when no other request is on its
+ * way (every request being read is already queued). A text's vector never depends on its batch, so
  * the vectors are those of gtr_model_encode. When `queue` requests are already waiting, a new
  * one is answered 503 with Retry-After. */
 

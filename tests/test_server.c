@@ -6,6 +6,9 @@
 #include "support/testutil.h"
 
 #include <curl/curl.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -569,15 +572,73 @@ static double metric(const char *text, const char *name)
     return -1;
 }
 
+/* A client that sends a request's headers and the start of its body, then stalls: the server
+ * counts it as a request on its way, so the batcher waits (up to max_wait_ms) for its texts.
+ * Returns the socket (close it to end the request) once the server has it in flight. */
+static int stalled_upload(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    const char *head = "POST /v1/embeddings HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                       "Content-Length: 100\r\n\r\n{\"input\": ";
+    assert_int_equal(send(fd, head, strlen(head), 0), (ssize_t)strlen(head));
+    for (int i = 0; i < 200; i++) { /* until the server counts it (and this /metrics request) */
+        resp r = http(port, "GET", "/metrics", NULL, NULL, 0);
+        double n = metric(r.body.data, "gtr_in_flight_requests");
+        gtr_buf_free(&r.body);
+        if (n >= 2) return fd;
+        usleep(10 * 1000);
+    }
+    fail_msg("the stalled request never showed in /metrics");
+    return -1;
+}
+
+static double post_seconds(int port, size_t text)
+{
+    json_t *req = embed_request(&text, 1, NULL);
+    double t0 = gtr_now_seconds();
+    resp r = post_json(port, "/v1/embeddings", req);
+    double t = gtr_now_seconds() - t0;
+    expect_embeddings(&r, &text, 1, false);
+    gtr_buf_free(&r.body);
+    json_decref(req);
+    return t;
+}
+
+/* the batcher waits for company only when a request is on its way */
+static void test_wait_policy(void **state)
+{
+    (void)state;
+    gtr_server_options o = gtr_server_default_options();
+    o.max_wait_ms = 400;
+    gtr_server *s = start(&o);
+    int port = gtr_server_port(s);
+    double alone = post_seconds(port, 1);
+    int fd = stalled_upload(port);
+    double waited = post_seconds(port, 2);
+    close(fd);
+    double after = post_seconds(port, 3);
+    gtr_server_free(s);
+    if (alone > 0.3 || after > 0.3) fail_msg("a lone request waited %.3f s / %.3f s", alone, after);
+    if (waited < 0.35) fail_msg("a request with another on its way waited only %.3f s", waited);
+}
+
 static void test_concurrent_clients(void **state)
 {
     (void)state;
     gtr_server_options o = gtr_server_default_options();
-    o.max_wait_ms = 20; /* long enough that simultaneous requests share batches */
+    o.max_wait_ms = 50;
     gtr_server *s = start(&o);
     int port = gtr_server_port(s);
+    /* a stalled request keeps the batcher waiting max_wait_ms for company: simultaneous
+     * requests then surely share batches */
+    int fd = stalled_upload(port);
     client cl[8];
     run_clients(port, 8, 4, cl);
+    close(fd);
     for (int i = 0; i < 8; i++) {
         if (cl[i].failed) fail_msg("client %d: %s", i, cl[i].why);
         assert_int_equal(cl[i].ok, 4);
@@ -599,11 +660,15 @@ static void test_queue_full_503(void **state)
     (void)state;
     gtr_server_options o = gtr_server_default_options();
     o.queue = 1;
-    o.max_wait_ms = 1500; /* the first request waits for company; the others find the queue full */
+    o.max_wait_ms = 1500;
     gtr_server *s = start(&o);
     int port = gtr_server_port(s);
+    /* with a request on its way, the first queued request waits 1.5 s for company: the others
+     * find the queue full */
+    int fd = stalled_upload(port);
     client cl[6];
     run_clients(port, 6, 1, cl);
+    close(fd);
     int ok = 0, rejected = 0;
     for (int i = 0; i < 6; i++) {
         if (cl[i].failed) fail_msg("client %d: %s", i, cl[i].why);
@@ -905,15 +970,21 @@ static void test_shutdown_finishes_in_flight(void **state)
     (void)state;
     gtr_server_options o = gtr_server_default_options();
     o.max_wait_ms = 400; /* the request is still queued when shutdown starts */
+    o.drain_timeout_s = 1; /* the stalled upload never completes: shutdown gives up on it */
     gtr_server *s = start(&o);
     int port = gtr_server_port(s);
+    int fd = stalled_upload(port);
     client c = {.port = port};
     pthread_t th;
     pthread_create(&th, NULL, slow_client, &c);
     usleep(150 * 1000);
+    double t0 = gtr_now_seconds();
     gtr_server_shutdown(s); /* returns once the request has been answered */
+    double t = gtr_now_seconds() - t0;
     pthread_join(th, NULL);
+    close(fd);
     if (!c.ok) fail_msg("in-flight request: %s", c.why);
+    if (t < 0.9 || t > 5) fail_msg("shutdown took %.2f s, not the 1 s drain timeout", t);
     resp r = http(port, "GET", "/health", NULL, NULL, 0);
     assert_int_equal(r.rc, CURLE_COULDNT_CONNECT); /* no longer listening */
     gtr_buf_free(&r.body);
@@ -927,6 +998,7 @@ int main(void)
         cmocka_unit_test(test_embeddings_float_and_base64),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_truncation),
+        cmocka_unit_test(test_wait_policy),
         cmocka_unit_test(test_concurrent_clients),
         cmocka_unit_test(test_queue_full_503),
         cmocka_unit_test(test_metrics_text),

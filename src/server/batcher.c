@@ -5,8 +5,10 @@
  * encodes the batch, copies each vector to its job and wakes the jobs that are complete.
  *
  * When to encode: as soon as the queued texts fill the token budget, or when the oldest queued
- * text has waited max_wait_ms — a lone request pays at most that much extra latency, and under
- * load (texts pile up while the previous batch encodes) batches form with no waiting at all.
+ * text has waited max_wait_ms, or when no other request is on its way (every request the server
+ * has started reading is already queued: waiting could not add a text). So a lone request pays
+ * no waiting, simultaneous requests share a batch, and under load (texts pile up while the
+ * previous batch encodes) batches form with no waiting at all.
  * A request larger than the budget is split over several batches; texts are never reordered,
  * so every request is answered in submission order of its texts (no starvation).
  *
@@ -31,6 +33,7 @@ struct gs_batcher {
     size_t jobs;         /* admitted and unfinished */
     size_t texts;        /* admitted texts not yet encoded */
     size_t pending_tokens;
+    size_t expected;     /* announced requests not yet submitted or withdrawn */
     bool closed;
     pthread_t thread;
     bool started;
@@ -139,7 +142,7 @@ static void *batcher_main(void *arg)
         /* wait for a fuller batch, until the oldest queued text's deadline */
         struct timespec dl;
         deadline_after(&dl, b->head->t_queued, b->max_wait_ns);
-        while (!b->closed && b->head && b->pending_tokens < b->max_tokens)
+        while (!b->closed && b->head && b->pending_tokens < b->max_tokens && b->expected > 0)
             if (pthread_cond_timedwait(&b->wake, &b->mu, &dl) == ETIMEDOUT) break;
         if (!b->head) continue;
         size_t tokens;
@@ -213,7 +216,21 @@ void gs_batcher_free(gs_batcher *b)
     free(b);
 }
 
-gs_submit_result gs_batcher_submit(gs_batcher *b, gs_job *job)
+void gs_batcher_announce(gs_batcher *b)
+{
+    pthread_mutex_lock(&b->mu);
+    b->expected++;
+    pthread_mutex_unlock(&b->mu);
+}
+
+void gs_batcher_withdraw(gs_batcher *b)
+{
+    pthread_mutex_lock(&b->mu);
+    if (b->expected && --b->expected == 0) pthread_cond_signal(&b->wake);
+    pthread_mutex_unlock(&b->mu);
+}
+
+gs_submit_result gs_batcher_submit(gs_batcher *b, gs_job *job, bool announced)
 {
     job->next = job->done = 0;
     job->finished = job->n == 0;
@@ -225,6 +242,7 @@ gs_submit_result gs_batcher_submit(gs_batcher *b, gs_job *job)
     size_t tokens = 0;
     for (size_t i = 0; i < job->n; i++) tokens += job->n_ids[i];
     pthread_mutex_lock(&b->mu);
+    if (announced && b->expected) b->expected--;
     gs_submit_result res = b->closed ? GS_SUBMIT_CLOSED : b->jobs >= b->cap ? GS_SUBMIT_FULL : GS_SUBMIT_OK;
     if (res == GS_SUBMIT_OK && job->n) {
         pthread_cond_init(&job->cv, NULL);
@@ -234,8 +252,9 @@ gs_submit_result gs_batcher_submit(gs_batcher *b, gs_job *job)
         b->jobs++;
         b->texts += job->n;
         b->pending_tokens += tokens;
-        pthread_cond_signal(&b->wake);
     }
+    /* a new job, or one fewer request on its way: the batcher re-decides */
+    pthread_cond_signal(&b->wake);
     pthread_mutex_unlock(&b->mu);
     return res;
 }

@@ -159,7 +159,9 @@ bool gs_encode(gs_server *s, const gs_inputs *in, float *out, gs_reply *r)
     job.ids = in->ids;
     job.n_ids = in->n_ids;
     job.out = out;
-    switch (gs_batcher_submit(s->batcher, &job)) {
+    gs_submit_result res = gs_batcher_submit(s->batcher, &job, r->announced);
+    r->announced = false;
+    switch (res) {
     case GS_SUBMIT_OK: break;
     case GS_SUBMIT_FULL:
         gs_reply_error(r, 503, NULL, "queue_full",

@@ -258,6 +258,15 @@ static enum MHD_Result respond(gtr_server *srv, struct MHD_Connection *c, req *q
     return ok;
 }
 
+/* the request brings no (more) texts to the batcher */
+static void withdraw(gtr_server *srv, req *q)
+{
+    if (q->reply.announced) {
+        q->reply.announced = false;
+        gs_batcher_withdraw(srv->s.batcher);
+    }
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                                   const char *version, const char *upload_data, size_t *upload_data_size,
                                   void **con_cls)
@@ -278,6 +287,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         check_headers(srv, c, q);
         /* answered before the body only when the body must not be read */
         if (q->reply.status == 413 || (q->reply.status == 503 && q->close)) return respond(srv, c, q);
+        if (!q->reply.status && is_post_route(q->route)) { /* texts may be on their way */
+            gs_batcher_announce(srv->s.batcher);
+            q->reply.announced = true;
+        }
         return MHD_YES;
     }
     if (*upload_data_size) {
@@ -286,6 +299,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (q->reply.status || q->too_big) return MHD_YES; /* already decided: discard */
         if (q->body.len + n > srv->s.o.max_body) {
             q->too_big = true;
+            withdraw(srv, q);
             gtr_buf_free(&q->body);
             return MHD_YES;
         }
@@ -293,6 +307,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return MHD_YES;
     }
     if (!q->reply.status) dispatch(srv, c, q);
+    withdraw(srv, q);
     return respond(srv, c, q);
 }
 
@@ -303,6 +318,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
     (void)c;
     (void)toe;
     if (!q) return;
+    withdraw(srv, q); /* a client gone before its request was complete */
     gtr_buf_free(&q->body);
     gtr_buf_free(&q->reply.body);
     free(q);

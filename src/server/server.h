@@ -27,6 +27,8 @@ typedef struct gs_reply {
     const char *allow; /* 405: the Allow header */
     size_t inputs;     /* texts in the request (access log) */
     size_t tokens;     /* tokens encoded (metrics, access log) */
+    bool announced;    /* counted by the batcher as on its way (server.c sets it; gs_encode
+                        * or server.c clears it) */
 } gs_reply;
 
 /* An OpenAI-shaped error: {"error": {"message", "type", "param", "code"}}. type is
@@ -118,9 +120,15 @@ gs_batcher *gs_batcher_start(gtr_model *m, size_t max_batch_tokens, int max_wait
                              size_t queue_cap, gs_metrics *metrics, gtr_error *err);
 /* Stop after the queued work is done; join the thread. */
 void gs_batcher_free(gs_batcher *b);
+/* A request that may bring texts has started (its headers are in): while any announced request
+ * has not been submitted or withdrawn, the batcher keeps waiting (up to max_wait_ms) for it;
+ * when none is on its way, waiting could not fill the batch, so it encodes at once. */
+void gs_batcher_announce(gs_batcher *b);
+void gs_batcher_withdraw(gs_batcher *b);
 typedef enum { GS_SUBMIT_OK = 0, GS_SUBMIT_FULL, GS_SUBMIT_CLOSED } gs_submit_result;
-/* Queue a job (its ids/n_ids/out/n filled). FULL when `queue` jobs are already waiting. */
-gs_submit_result gs_batcher_submit(gs_batcher *b, gs_job *job);
+/* Queue a job (its ids/n_ids/out/n filled); announced: the request was announced (it no longer
+ * counts as on its way, whatever the result). FULL when `queue` jobs are already waiting. */
+gs_submit_result gs_batcher_submit(gs_batcher *b, gs_job *job, bool announced);
 /* Block until the job's texts are encoded; returns its status (err filled on failure). */
 gtr_status gs_batcher_wait(gs_batcher *b, gs_job *job, gtr_error *err);
 /* Jobs admitted and not finished; texts not yet encoded. */
