@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# bench_serve.sh — load test of `gtr serve` on loopback: bench/serve_load.c (threads + libcurl,
+# one keep-alive connection per client) sends a bounded number of POST /v1/embeddings requests
+# from 1 to 64 concurrent clients; every answer is checked (status 200, one embedding per
+# input). Reports throughput, p50/p99 latency, failures, the server's resident memory after
+# warm-up, after the runs and after as many requests again (it must stay flat), the mean batch
+# the dynamic batcher formed, and `gtr embed`'s throughput on the same texts in the same run.
+# Updates the "Server" section of bench/RESULTS.md.
+#
+#   bench/bench_serve.sh    BENCH_THREADS (encoder threads, default all cores),
+#                           BENCH_SERVE_REQUESTS (per run, default 1000),
+#                           BENCH_SERVE_CLIENTS (default "1 4 16 64"),
+#                           BENCH_SERVE_MODELS (model directories; default ../shared/models/gtr-small
+#                           and, when bench_encoder.sh has made it, build/bench/gtr-base)
+# Texts: the 1109 BEIR SciFact queries (short texts, what a search service embeds), one per
+# request; plus one run with 8 texts per request.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+threads=${BENCH_THREADS:-$(nproc)}
+requests=${BENCH_SERVE_REQUESTS:-1000}
+clients_list=${BENCH_SERVE_CLIENTS:-"1 4 16 64"}
+out=build/bench
+mkdir -p "$out"
+models=${BENCH_SERVE_MODELS:-}
+if [ -z "$models" ]; then
+    models=../shared/models/gtr-small
+    [ -f build/bench/gtr-base/config.json ] && models="$models build/bench/gtr-base"
+fi
+
+make -s all >&2
+CC=${CC:-cc}
+# shellcheck disable=SC2046
+$CC -std=c11 -O2 -Wall -Wextra -Werror -D_GNU_SOURCE bench/serve_load.c -o "$out/serve_load" \
+    $(pkg-config --cflags --libs jansson libcurl) -lpthread
+texts=$out/serve_queries.jsonl
+python3 -c '
+import json, sys
+with open(sys.argv[2], "w") as o:
+    for line in open(sys.argv[1], encoding="utf-8"):
+        o.write(json.dumps(json.loads(line)["text"]) + "\n")
+' ../shared/beir/scifact/queries.jsonl "$texts"
+n_texts=$(wc -l < "$texts")
+
+results=$out/serve_results.jsonl
+: > "$results"
+rss_mib() { awk '/^VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
+load() { "$out/serve_load" --url "http://127.0.0.1:$port/v1/embeddings" --texts "$texts" "$@"; }
+
+for model in $models; do
+    name=$(basename "$model")
+    echo "bench_serve: $name: gtr embed on the same $n_texts texts" >&2
+    embed_tps=$(bin/gtr embed -m "$model" -i "$texts" -o "$out/serve_embed.npy" --threads "$threads" -q -v 2>&1 |
+        sed -n 's/.*(\([0-9.]*\) texts\/s).*/\1/p' | tail -1)
+    rm -f "$out/serve.port"
+    bin/gtr serve -m "$model" --threads "$threads" --port 0 --port-file "$out/serve.port" -q &
+    pid=$!
+    for _ in $(seq 1 600); do [ -s "$out/serve.port" ] && break; sleep 0.1; done
+    port=$(cat "$out/serve.port")
+    # warm-up at the highest concurrency: connection threads, malloc arenas, buffers, page cache
+    max_c=$(printf '%s\n' $clients_list | sort -n | tail -1)
+    load --clients "$max_c" --requests "$((4 * max_c))" > /dev/null
+    rss0=$(rss_mib $pid)
+    for c in $clients_list; do
+        echo "bench_serve: $name: $c clients x $requests requests" >&2
+        load --clients "$c" --requests "$requests" | sed "s/^{/{\"model\":\"$name\",\"embed_tps\":$embed_tps,/" >> "$results"
+    done
+    load --clients 16 --requests "$((requests / 4))" --per-request 8 |
+        sed "s/^{/{\"model\":\"$name\",\"embed_tps\":$embed_tps,/" >> "$results"
+    rss1=$(rss_mib $pid)
+    for c in $clients_list; do load --clients "$c" --requests "$requests" > /dev/null; done
+    rss2=$(rss_mib $pid)
+    metrics=$(curl -s "http://127.0.0.1:$port/metrics")
+    kill -TERM $pid
+    rc=0
+    wait $pid || rc=$?
+    python3 -c '
+import json, sys
+m = dict(l.split(" ", 1) for l in sys.argv[1].splitlines() if l and not l.startswith("#"))
+batch = float(m["gtr_batch_inputs_sum"]) / max(1.0, float(m["gtr_batch_inputs_count"]))
+print(json.dumps({"model": sys.argv[2], "rss_warm_mib": float(sys.argv[3]), "rss_after_mib": float(sys.argv[4]),
+                  "rss_again_mib": float(sys.argv[5]), "mean_batch": round(batch, 2),
+                  "rejected": int(m["gtr_rejected_total"]), "exit": int(sys.argv[6])}))
+' "$metrics" "$name" "$rss0" "$rss1" "$rss2" "$rc" >> "$results"
+done
+
+report=$(python3 - "$results" "$threads" "$requests" "$n_texts" <<'EOF'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+threads, requests, n_texts = sys.argv[2], int(sys.argv[3]), sys.argv[4]
+runs = [r for r in rows if "clients" in r]
+mem = {r["model"]: r for r in rows if "rss_warm_mib" in r}
+print("| model | clients | texts/request | requests | failed | requests/s | texts/s | vs gtr embed | p50 ms | p99 ms |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+for r in runs:
+    ratio = r["texts_per_s"] / r["embed_tps"] if r["embed_tps"] else 0
+    print(f"| {r['model']} | {r['clients']} | {r['per_request']} | {r['requests']} | {r['failed']} | "
+          f"{r['requests_per_s']:.1f} | {r['texts_per_s']:.1f} | {ratio:.2f}x | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} |")
+print()
+print("| model | gtr embed texts/s | mean texts per encoder batch | 503s | server RSS after warm-up | after the runs | after as many again | exit on SIGTERM |")
+print("|---|---|---|---|---|---|---|---|")
+for name, m in mem.items():
+    e = next(r["embed_tps"] for r in runs if r["model"] == name)
+    print(f"| {name} | {e:.1f} | {m['mean_batch']} | {m['rejected']} | {m['rss_warm_mib']} MiB | "
+          f"{m['rss_after_mib']} MiB | {m['rss_again_mib']} MiB | {m['exit']} |")
+EOF
+)
+echo "$report"
+
+# Replace (or append) the "## Server" section of bench/RESULTS.md (BENCH_RESULTS: another file);
+# other sections stay.
+results_md=${BENCH_RESULTS:-bench/RESULTS.md}
+[ -f "$results_md" ] || printf '# Benchmark results\n' > "$results_md"
+cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)
+section=$(printf '## Server\n\n`bench/bench_serve.sh`, %s, %s (%s cores), encoder threads %s, loopback.\nTexts: the %s BEIR SciFact queries, sent round-robin, one per request (and one run with 8 per\nrequest); each run is %s requests (the 8-text run %s), every answer checked (status 200, one\nembedding per input); base64 encoding, as the openai client asks. "vs gtr embed": served texts/s\nover `gtr embed`'"'"'s texts/s on the same texts, same threads, same run (model loading excluded).\n\n%s\n' \
+    "$(date -u +%Y-%m-%d)" "${cpu:-unknown CPU}" "$(nproc)" "$threads" "$n_texts" "$requests" "$((requests / 4))" "$report")
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+awk -v section="$section" '
+    /^## / { if (skip) skip = 0; if ($0 == "## Server") { print section; print ""; done = 1; skip = 1; next } }
+    !skip { print }
+    END { if (!done) { print ""; print section } }
+' "$results_md" > "$tmp/RESULTS.md"
+cat -s "$tmp/RESULTS.md" > "$results_md"
