@@ -136,8 +136,9 @@ static size_t on_header(char *p, size_t sz, size_t n, void *u)
     return sz * n;
 }
 
-/* method path [content-type body] -> resp (free r->body) */
-static resp http(int port, const char *method, const char *path, const char *ctype, const char *body, size_t len)
+/* method path [content-type body] [extra header] -> resp (free r->body) */
+static resp http_h(int port, const char *method, const char *path, const char *ctype, const char *extra,
+                   const char *body, size_t len)
 {
     resp r;
     memset(&r, 0, sizeof r);
@@ -151,6 +152,7 @@ static resp http(int port, const char *method, const char *path, const char *cty
         snprintf(ct, sizeof ct, "Content-Type: %s", ctype);
         h = curl_slist_append(h, ct);
     }
+    if (extra) h = curl_slist_append(h, extra);
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
     if (body) {
@@ -170,6 +172,11 @@ static resp http(int port, const char *method, const char *path, const char *cty
     curl_slist_free_all(h);
     curl_easy_cleanup(c);
     return r;
+}
+
+static resp http(int port, const char *method, const char *path, const char *ctype, const char *body, size_t len)
+{
+    return http_h(port, method, path, ctype, NULL, body, len);
 }
 
 static resp post_json(int port, const char *path, json_t *req)
@@ -418,9 +425,16 @@ static void test_errors(void **state)
     big[4999] = '}';
     big[5000] = '\0';
     post_expect(port, E, big, 413, NULL, "body_too_large");
+    /* ... and without Expect: 100-continue, and chunked (no declared length: found while reading) */
+    resp r = http_h(port, "POST", E, "application/json", "Expect:", big, 5000);
+    expect_error(&r, 413, NULL, "body_too_large");
+    gtr_buf_free(&r.body);
+    r = http_h(port, "POST", E, "application/json", "Transfer-Encoding: chunked", big, 5000);
+    expect_error(&r, 413, NULL, "body_too_large");
+    gtr_buf_free(&r.body);
     free(big);
     /* 415, 404, 405 */
-    resp r = http(port, "POST", E, "text/plain", "{\"input\": \"a\"}", 14);
+    r = http(port, "POST", E, "text/plain", "{\"input\": \"a\"}", 14);
     expect_error(&r, 415, NULL, "unsupported_media_type");
     gtr_buf_free(&r.body);
     r = http(port, "POST", E, "application/x-www-form-urlencoded", "{\"input\": \"a\"}", 14);
