@@ -4,7 +4,7 @@
 # SIGTERM while a request waits in the batcher still answers it, then the process exits 0 and
 # the port is closed; SIGINT likewise.
 . "$(dirname "$0")/tap.sh"
-plan 27
+plan 30
 MODEL=$SHARED/models/gtr-tiny
 command -v curl >/dev/null || { echo "1..0 # SKIP curl is not installed"; exit 0; }
 
@@ -89,4 +89,22 @@ start int
 kill -INT "$PID"
 wait "$PID"
 is "$?" 0 "SIGINT: exit 0"
+
+# ---- /search answers what gtr search answers, for each method ------------------------------------
+head -n 60 "$SHARED/beir/scifact/corpus.jsonl" > "$TMP/c.jsonl"
+$GTR index -m "$MODEL" -c "$TMP/c.jsonl" -o "$TMP/c.gtri" --quiet
+$GTR bm25-index -c "$TMP/c.jsonl" -o "$TMP/c.bm25" --quiet
+start search --index "$TMP/c.gtri" --bm25-index "$TMP/c.bm25"
+URL=http://127.0.0.1:$PORT
+Q="cancer cells and DNA damage"
+for method in dense bm25 hybrid; do
+    want=$($GTR search --index "$TMP/c.gtri" --bm25-index "$TMP/c.bm25" --method $method --query "$Q" -k 5 |
+        awk '{print $3, $2}')
+    got=$(curl -s "$URL/search" -H 'Content-Type: application/json' \
+        -d "{\"query\": \"$Q\", \"k\": 5, \"method\": \"$method\"}" |
+        python3 -c 'import json, sys; [print(h["id"], "%.6f" % h["score"]) for h in json.load(sys.stdin)["hits"]]')
+    is "$got" "$want" "/search method $method: the hits and scores of gtr search --query"
+done
+kill -TERM "$PID"
+wait "$PID"
 done_testing
