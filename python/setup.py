@@ -5,6 +5,7 @@ and lib/libgtr.so.X.Y.Z is copied into the wheel as gtr/libgtr.so, so `pip insta
 gives a self-contained package (it still needs the system libraries libgtr links: jansson,
 libcurl, libzip, libmicrohttpd). Elsewhere nothing is bundled and the package finds the library
 at run time ($GTR_LIBRARY, or a system install: `make install`).
+$GTR_LIBRARY set to a libgtr.so file bundles that file instead (no make).
 GTR_NO_BUNDLE=1 skips bundling. Offline: pip install --no-build-isolation ./python.
 """
 import glob
@@ -30,6 +31,12 @@ class BuildPyWithLib(build_py):
         super().run()
         if os.environ.get("GTR_NO_BUNDLE"):
             return
+        dest = os.path.join(self.build_lib, "gtr", "libgtr.so")
+        given = os.environ.get("GTR_LIBRARY")
+        if given:
+            shutil.copyfile(os.path.realpath(given), dest)
+            os.chmod(dest, 0o755)
+            return
         root = repo_root()
         if not root:
             sys.stderr.write("gtr: no gtr checkout found (set GTR_REPO): libgtr.so is not bundled; "
@@ -40,7 +47,6 @@ class BuildPyWithLib(build_py):
         libs = sorted(glob.glob(os.path.join(root, "lib", "libgtr.so.*.*.*")))
         if not libs:
             raise RuntimeError(f"make lib did not produce {root}/lib/libgtr.so.X.Y.Z")
-        dest = os.path.join(self.build_lib, "gtr", "libgtr.so")
         shutil.copyfile(libs[-1], dest)
         os.chmod(dest, 0o755)
 

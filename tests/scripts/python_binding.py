@@ -156,11 +156,14 @@ def main():
             skip("pip install ./python into a venv", "python3 -m venv is unavailable (apt-get install python3-venv)")
             skip("... the installed package bundles libgtr.so and embeds the same", "no venv")
         else:
-            env = dict(os.environ, GTR_REPO=repo)
+            env = dict(os.environ)
             for k in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "GTR_LIBRARY"):
                 env.pop(k, None)
+            # bundle the library under test (setup.py would otherwise run `make lib` in the
+            # checkout, rebuilding whatever else is being edited there)
+            build_env = dict(env, GTR_LIBRARY=gtr.library_path)
             r = subprocess.run([os.path.join(venv, "bin", "pip"), "install", "-q", "--no-index", "--no-build-isolation", src],
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                               env=build_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
             check(r.returncode == 0, "pip install --no-index --no-build-isolation ./python", r.stdout.decode(errors="replace"))
             out_npy = os.path.join(tmp, "pip.npy")
             prog = ("import sys, json, numpy as np, gtr\n"
