@@ -3,7 +3,8 @@
 # the same run, on the same machine, texts and checkpoint. Prints a Markdown table.
 #
 #   bench/bench_encoder.sh            (BENCH_THREADS=N, default all cores; BENCH_RUNS=R, default 1;
-#                                      BENCH_SKIP="st ort ref" to leave baselines out)
+#                                      BENCH_SKIP="st ort ref gtr" to leave rows out; BENCH_KEEP=1
+#                                      keeps the rows of the previous run, a row's latest figure wins)
 #
 # Checkpoint: a random gtr-t5-base-sized one from ../shared/reference/gtr_reference.py make-model
 # (speed depends only on the shape), in build/bench/gtr-base. Texts: lines 67–578 of
@@ -15,7 +16,7 @@
 #       (same length-sorted batches of 32; pooling/Dense/normalise in numpy)
 #   (3) ../shared/reference/gtr_reference.py bench on Debian's python3-torch (OpenBLAS)
 # Every figure: real tokens (incl. </s>, ≤ 512 per text) per second of encoding, model loading
-# excluded (gtr rows: whole `gtr embed` command, loading included); the table shows the best of
+# excluded (`gtr embed` rows: the whole command, loading included); the table shows the best of
 # BENCH_RUNS runs (robust to other load on a shared machine; the JSON lines in
 # build/bench/encoder_results.jsonl also have the median); peak RSS of the whole process.
 # Ratios are against (3).
@@ -40,7 +41,7 @@ sed -n '67,578p' ../shared/tokenizer/texts.jsonl > "$texts"
 [ -f "$out/onnx/encoder.int8.onnx" ] || $base export --model "$model" --onnx "$out/onnx" >&2
 
 results=$out/encoder_results.jsonl
-: > "$results"
+[ "${BENCH_KEEP:-0}" = 1 ] || : > "$results" # BENCH_KEEP=1: add to the last run's rows (with BENCH_SKIP)
 run() { # name, command... ; appends its JSON line
     echo "bench_encoder: $1" >&2
     shift
@@ -63,22 +64,38 @@ run "onnxruntime int8" $base ort --name "onnxruntime int8 (quantize_dynamic)" --
 echo "bench_encoder: onnxruntime int8 vs fp32 cosine: $($base cos "$out/emb_ort_f32.npy" "$out/emb_ort_int8.npy")" >&2 ;;
 esac
 
-# gtr itself, once `gtr embed` exists (flags per its --help; GTR_EMBED_ARGS overrides).
-make -s all >&2
+# gtr in process (bench/encode_bench.c: gtr_model_encode, model loading excluded like the Python
+# rows), then the `gtr embed` command once it exists (flags per its --help; GTR_EMBED_ARGS overrides).
+make -s all build/release/bench/encode_bench >&2
+case $skip in *" gtr "*) ;; *)
+for dt in f32 bf16 int8; do
+    run "gtr $dt" $base cmd --child-json --name "gtr $dt (library, gtr_model_encode)" --model "$model" --texts "$texts" \
+        -- build/release/bench/encode_bench "$model" "$texts" "$out/emb_gtr_$dt.npy" --dtype $dt --threads "$threads" --runs "$runs"
+done
+for dt in bf16 int8; do
+    echo "bench_encoder: gtr $dt vs gtr f32 cosine: $($base cos "$out/emb_gtr_f32.npy" "$out/emb_gtr_$dt.npy")" >&2
+done
+[ -f "$out/emb_st.npy" ] && echo "bench_encoder: gtr f32 vs sentence-transformers cosine: $($base cos "$out/emb_st.npy" "$out/emb_gtr_f32.npy")" >&2
 if bin/gtr embed --help >/dev/null 2>&1; then
     for dt in f32 bf16 int8; do
-        args=${GTR_EMBED_ARGS:--m $model -i $texts -o $out/emb_gtr_$dt.npy --threads $threads --dtype $dt}
-        run "gtr $dt" $base cmd --name "gtr embed --dtype $dt" --model "$model" --texts "$texts" --runs "$runs" \
-            -- bin/gtr embed $args || true
+        args=${GTR_EMBED_ARGS:--m $model -i $texts -o $out/emb_gtr_cli_$dt.npy --threads $threads --dtype $dt}
+        run "gtr embed $dt" $base cmd --name "gtr embed --dtype $dt (whole command)" --model "$model" --texts "$texts" \
+            --runs "$runs" -- bin/gtr embed $args || true
     done
 else
-    echo "bench_encoder: gtr embed not built yet — gtr rows skipped" >&2
-fi
+    echo "bench_encoder: gtr embed not built yet — command rows skipped" >&2
+fi ;;
+esac
 
 # the table
 $py - "$results" "$threads" <<'EOF'
 import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+rows = {}
+for l in open(sys.argv[1]):
+    if l.strip():
+        r = json.loads(l)
+        rows[r["name"]] = r  # latest wins, first position kept
+rows = list(rows.values())
 ref = next((r for r in rows if r["name"].startswith("gtr_reference.py")), None)
 print(f"\n### Encoder throughput, gtr-t5-base shape, 512 passages, {sys.argv[2]} threads\n")
 print("| system | tokens/s (best) | × Debian torch | median s | peak RSS MB |\n|---|---|---|---|---|")

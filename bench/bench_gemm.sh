@@ -6,6 +6,6 @@
 #   GTR_CPU=generic|avx2|avx512 caps the kernels, as everywhere.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-make -s bench-progs >&2
+make -s build/release/bench/gemm_bench >&2
 exec build/release/bench/gemm_bench --tokens "${BENCH_TOKENS:-4096}" --reps "${BENCH_REPS:-5}" \
     --threads-max "${BENCH_THREADS:-$(nproc)}"

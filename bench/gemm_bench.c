@@ -12,6 +12,7 @@
 #include "kernels/kernels_internal.h"
 
 #include <getopt.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,22 +104,70 @@ static float *rand_floats(size_t n, float scale, unsigned seed)
     return p;
 }
 
+/* Accuracy of the low-precision paths on the wi shape (K = 768 → N = 3072), 64 rows:
+ * activations roughly Gaussian with a few large entries per row (like the inputs of T5's
+ * feed-forward), weights Gaussian with the std of T5's init; against a float64 reference. */
+static void accuracy(const gtr_kernels *kern, gtr_pool *pool)
+{
+    const size_t m = 64, n = 3072, k = 768;
+    float *x = rand_floats(m * k, 1.0f, 21), *W = rand_floats(n * k, 1.0f, 22), *y = rand_floats(m * n, 0, 23);
+    for (size_t i = 0; i < m * k; i++) x[i] = x[i] + x[(i * 7919) % (m * k)] + x[(i * 104729) % (m * k)];
+    for (size_t i = 0; i < n * k; i++) W[i] = 0.036f * (W[i] + W[(i * 7919) % (n * k)] + W[(i * 15485863) % (n * k)]);
+    for (size_t i = 0; i < m; i++) x[i * k + (i * 131) % k] = 20.0f; /* an outlier per row */
+    double *ref = malloc(m * n * sizeof(double));
+    if (!ref) return;
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++) {
+            double s = 0;
+            for (size_t c = 0; c < k; c++) s += (double)x[i * k + c] * W[j * k + c];
+            ref[i * n + j] = s;
+        }
+    printf("\n### Accuracy against a float64 reference (%zu×%zu·%zu, Gaussian-like data, one outlier of 20σ per row)\n\n", m, n, k);
+    printf("| dtype | relative error (Frobenius) | max abs error / max |y| | min row cosine |\n|---|---|---|---|\n");
+    static const char *tname[3] = {"f32", "bf16", "int8"};
+    for (int ty = 0; ty < 3; ty++) {
+        gtr_wmat w;
+        gtr_error e;
+        if (gtr_wmat_pack(kern, &w, W, n, k, (gtr_wtype)ty, &e) != GTR_OK) break;
+        gtr_linear(kern, pool, &w, x, m, k, y, n, 0);
+        double d2 = 0, r2 = 0, dmax = 0, ymax = 0, mincos = 1;
+        for (size_t i = 0; i < m; i++) {
+            double dot = 0, a2 = 0, b2 = 0;
+            for (size_t j = 0; j < n; j++) {
+                double a = ref[i * n + j], b = y[i * n + j];
+                d2 += (a - b) * (a - b);
+                r2 += a * a;
+                dmax = GTR_MAX(dmax, fabs(a - b));
+                ymax = GTR_MAX(ymax, fabs(a));
+                dot += a * b, a2 += a * a, b2 += b * b;
+            }
+            mincos = GTR_MIN(mincos, dot / sqrt(a2 * b2));
+        }
+        printf("| %s | %.2e | %.2e | %.7f |\n", tname[ty], sqrt(d2 / r2), dmax / ymax, mincos);
+        gtr_wmat_free(&w);
+    }
+    free(ref);
+    gtr_free_aligned(x), gtr_free_aligned(W), gtr_free_aligned(y);
+}
+
 int main(int argc, char **argv)
 {
     size_t M = 4096;
-    int reps = 3, tmax = 2;
+    int reps = 3, tmax = 2, only_acc = 0;
     static const struct option opts[] = {{"tokens", required_argument, 0, 'm'},
                                          {"reps", required_argument, 0, 'r'},
                                          {"threads-max", required_argument, 0, 't'},
+                                         {"accuracy-only", no_argument, 0, 'a'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     int c;
-    while ((c = getopt_long(argc, argv, "m:r:t:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:r:t:ah", opts, NULL)) != -1) {
         if (c == 'm') M = (size_t)atol(optarg);
+        else if (c == 'a') only_acc = 1;
         else if (c == 'r') reps = atoi(optarg);
         else if (c == 't') tmax = atoi(optarg);
         else {
-            printf("usage: gemm_bench [--tokens M] [--reps R] [--threads-max T]\n");
+            printf("usage: gemm_bench [--tokens M] [--reps R] [--threads-max T] [--accuracy-only]\n");
             return c == 'h' ? 0 : 2;
         }
     }
@@ -128,6 +177,11 @@ int main(int argc, char **argv)
     gtr_pool *pool = gtr_pool_create(tmax, NULL);
     if (!pool) return 1;
     printf("cpu: %s, %d cores; kernels: %s\n\n", gtr_cpu_describe(&cpu), gtr_num_cores(), gtr_kernels_name(kern));
+    if (only_acc) {
+        accuracy(kern, pool);
+        gtr_pool_free(pool);
+        return 0;
+    }
 
     /* ---- peaks ---- */
     /* The reference peak for t threads is t × the best single-core figure: the single-thread
@@ -230,6 +284,7 @@ int main(int argc, char **argv)
         gtr_free_aligned(q), gtr_free_aligned(kk), gtr_free_aligned(sc), gtr_free_aligned(o);
     }
     gtr_free_aligned(x), gtr_free_aligned(y);
+    accuracy(kern, pool);
     gtr_pool_free(pool);
     return 0;
 }
