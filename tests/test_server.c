@@ -627,7 +627,7 @@ static void test_wait_policy(void **state)
 {
     (void)state;
     gtr_server_options o = gtr_server_default_options();
-    o.max_wait_ms = 400;
+    o.max_wait_ms = 1000;
     gtr_server *s = start(&o);
     int port = gtr_server_port(s);
     double alone = post_seconds(port, 1);
@@ -636,15 +636,15 @@ static void test_wait_policy(void **state)
     close(fd);
     double after = post_seconds(port, 3);
     gtr_server_free(s);
-    if (alone > 0.3 || after > 0.3) fail_msg("a lone request waited %.3f s / %.3f s", alone, after);
-    if (waited < 0.35) fail_msg("a request with another on its way waited only %.3f s", waited);
+    if (alone > 0.7 || after > 0.7) fail_msg("a lone request waited %.3f s / %.3f s", alone, after);
+    if (waited < 0.95) fail_msg("a request with another on its way waited only %.3f s", waited);
 }
 
 static void test_concurrent_clients(void **state)
 {
     (void)state;
     gtr_server_options o = gtr_server_default_options();
-    o.max_wait_ms = 50;
+    o.max_wait_ms = 200;
     gtr_server *s = start(&o);
     int port = gtr_server_port(s);
     /* a stalled request keeps the batcher waiting max_wait_ms for company: simultaneous
@@ -741,8 +741,16 @@ static void test_metrics_text(void **state)
     json_decref(req);
     resp bad = http(port, "GET", "/nothing", NULL, NULL, 0);
     gtr_buf_free(&bad.body);
-    resp r = http(port, "GET", "/metrics", NULL, NULL, 0);
-    assert_int_equal(r.status, 200);
+    /* a request stops counting as in flight once its connection's thread has finished with it,
+     * a moment after the client has its answer */
+    resp r;
+    for (int i = 0;; i++) {
+        r = http(port, "GET", "/metrics", NULL, NULL, 0);
+        assert_int_equal(r.status, 200);
+        if (metric(r.body.data, "gtr_in_flight_requests") == 1 || i == 200) break;
+        gtr_buf_free(&r.body);
+        usleep(10 * 1000);
+    }
     assert_non_null(strstr(r.ctype, "text/plain"));
     /* every line is a comment (# HELP / # TYPE) or a valid sample */
     char *text = strdup(r.body.data), *save = NULL;
