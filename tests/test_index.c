@@ -502,6 +502,7 @@ static void test_bad_corpora(void **state)
     tu_write(corpus, "", 0);
     assert_int_equal(gtr_index_build_with(&enc, corpus, NULL, path, NULL, NULL, &e), GTR_ERR_FORMAT);
     assert_non_null(strstr(e.message, "no documents"));
+    assert_false(gtr_file_exists(partial));
     assert_int_equal(gtr_index_build_with(&enc, "/nonexistent/c.jsonl", NULL, path, NULL, NULL, &e),
                      GTR_ERR_NOT_FOUND);
     free(corpus);

@@ -372,11 +372,11 @@ oom:
 
 static gtr_status finish(builder *b, gtr_error *err)
 {
-    gtr_status st = checkpoint(b, err); /* a crash while assembling resumes right here */
-    if (st) return st;
     size_t n_base = b->base ? gtr_index_count(b->base) : 0;
     if (n_base + b->n_docs == 0)
         return gtr_seterr(err, GTR_ERR_FORMAT, "%s: the corpus has no documents", b->corpus);
+    gtr_status st = checkpoint(b, err); /* a crash while assembling resumes right here */
+    if (st) return st;
     char *meta = NULL;
     if ((st = meta_json(b, &meta, err))) return st;
     gtr_mmap m = {0};
