@@ -45,6 +45,16 @@ results=$out/serve_results.jsonl
 : > "$results"
 rss_mib() { awk '/^VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 load() { "$out/serve_load" --url "http://127.0.0.1:$port/v1/embeddings" --texts "$texts" "$@"; }
+batch_counts() { curl -s "http://127.0.0.1:$port/metrics" | awk '/^gtr_batch_inputs_(sum|count) / {printf "%s ", $2}'; }
+# run: one load run, its JSON line tagged with the model, gtr embed's rate and the mean batch
+run() {
+    local before after line
+    before=$(batch_counts)
+    line=$(load "$@")
+    after=$(batch_counts)
+    mean=$(echo "$before $after" | awk '{d = $4 - $2; printf "%.1f", (d > 0 ? ($3 - $1) / d : 0)}')
+    echo "$line" | sed "s/^{/{\"model\":\"$name\",\"embed_tps\":$embed_tps,\"mean_batch\":$mean,/" >> "$results"
+}
 
 for model in $models; do
     name=$(basename "$model")
@@ -62,10 +72,9 @@ for model in $models; do
     rss0=$(rss_mib $pid)
     for c in $clients_list; do
         echo "bench_serve: $name: $c clients x $requests requests" >&2
-        load --clients "$c" --requests "$requests" | sed "s/^{/{\"model\":\"$name\",\"embed_tps\":$embed_tps,/" >> "$results"
+        run --clients "$c" --requests "$requests"
     done
-    load --clients 16 --requests "$((requests / 4))" --per-request 8 |
-        sed "s/^{/{\"model\":\"$name\",\"embed_tps\":$embed_tps,/" >> "$results"
+    run --clients 16 --requests "$((requests / 4))" --per-request 8
     rss1=$(rss_mib $pid)
     for c in $clients_list; do load --clients "$c" --requests "$requests" > /dev/null; done
     rss2=$(rss_mib $pid)
@@ -89,18 +98,19 @@ rows = [json.loads(l) for l in open(sys.argv[1])]
 threads, requests, n_texts = sys.argv[2], int(sys.argv[3]), sys.argv[4]
 runs = [r for r in rows if "clients" in r]
 mem = {r["model"]: r for r in rows if "rss_warm_mib" in r}
-print("| model | clients | texts/request | requests | failed | requests/s | texts/s | vs gtr embed | p50 ms | p99 ms |")
-print("|---|---|---|---|---|---|---|---|---|---|")
+print("| model | clients | texts/request | requests | failed | requests/s | texts/s | vs gtr embed | p50 ms | p99 ms | texts per batch |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 for r in runs:
     ratio = r["texts_per_s"] / r["embed_tps"] if r["embed_tps"] else 0
     print(f"| {r['model']} | {r['clients']} | {r['per_request']} | {r['requests']} | {r['failed']} | "
-          f"{r['requests_per_s']:.1f} | {r['texts_per_s']:.1f} | {ratio:.2f}x | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} |")
+          f"{r['requests_per_s']:.1f} | {r['texts_per_s']:.1f} | {ratio:.2f}x | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+          f"{r['mean_batch']} |")
 print()
-print("| model | gtr embed texts/s | mean texts per encoder batch | 503s | server RSS after warm-up | after the runs | after as many again | exit on SIGTERM |")
-print("|---|---|---|---|---|---|---|---|")
+print("| model | gtr embed texts/s | 503s | server RSS after warm-up | after the runs | after as many again | exit on SIGTERM |")
+print("|---|---|---|---|---|---|---|")
 for name, m in mem.items():
     e = next(r["embed_tps"] for r in runs if r["model"] == name)
-    print(f"| {name} | {e:.1f} | {m['mean_batch']} | {m['rejected']} | {m['rss_warm_mib']} MiB | "
+    print(f"| {name} | {e:.1f} | {m['rejected']} | {m['rss_warm_mib']} MiB | "
           f"{m['rss_after_mib']} MiB | {m['rss_again_mib']} MiB | {m['exit']} |")
 EOF
 )
