@@ -138,12 +138,17 @@ static void pass_task(void *vc, size_t t, int tid)
             c->kern->approx_f16(c->Q, c->nq, c->qs, (const uint16_t *)(const void *)codes, nd, dim, S, SUB);
         else
             c->kern->approx_i8(c->Q, c->nq, c->qs, (const int8_t *)codes, ix->caux + 3 * j0, nd, dim, S, SUB);
+        /* the document's share of the bound, the same for every query */
+        double bd[SUB];
+        for (size_t j = 0; j < nd; j++) {
+            const float *aux = ix->caux + 3 * (j0 + j);
+            double e = aux[1], n = aux[2];
+            bd[j] = (e + c->gamma * (2 * n + e)) * (1 + 1e-6);
+        }
         for (size_t q = 0; q < c->nq; q++) {
             cand_list *l = &L[q];
             for (size_t j = 0; j < nd; j++) {
-                const float *aux = ix->caux + 3 * (j0 + j);
-                double e = aux[1], n = aux[2];
-                double b = c->qnorm[q] * (e + c->gamma * (2 * n + e)) * (1 + 1e-6) + 1e-30;
+                double b = c->qnorm[q] * bd[j] + 1e-30;
                 double a = S[q * SUB + j];
                 double lo = a - b, hi = a + b;
                 if (isnan(lo)) lo = -INFINITY;
