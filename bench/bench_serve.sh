@@ -43,6 +43,7 @@ n_texts=$(wc -l < "$texts")
 
 results=$out/serve_results.jsonl
 : > "$results"
+load_start=$(cut -d' ' -f1 /proc/loadavg)
 rss_mib() { awk '/^VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 load() { "$out/serve_load" --url "http://127.0.0.1:$port/v1/embeddings" --texts "$texts" "$@"; }
 batch_counts() { curl -s "http://127.0.0.1:$port/metrics" | awk '/^gtr_batch_inputs_(sum|count) / {printf "%s ", $2}'; }
@@ -121,8 +122,9 @@ echo "$report"
 results_md=${BENCH_RESULTS:-bench/RESULTS.md}
 [ -f "$results_md" ] || printf '# Benchmark results\n' > "$results_md"
 cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)
-section=$(printf '## Server\n\n`bench/bench_serve.sh`, %s, %s (%s cores), encoder threads %s, loopback.\nTexts: the %s BEIR SciFact queries, sent round-robin, one per request (and one run with 8 per\nrequest); each run is %s requests (the 8-text run %s), every answer checked (status 200, one\nembedding per input); base64 encoding, as the openai client asks. "vs gtr embed": served texts/s\nover `gtr embed`'"'"'s texts/s on the same texts, same threads, same run (model loading excluded).\n\n%s\n' \
-    "$(date -u +%Y-%m-%d)" "${cpu:-unknown CPU}" "$(nproc)" "$threads" "$n_texts" "$requests" "$((requests / 4))" "$report")
+load_end=$(cut -d' ' -f1 /proc/loadavg)
+section=$(printf '## Server\n\n`bench/bench_serve.sh`, %s, %s (%s cores; load average %s at the start, %s at the end:\nthe machine is shared, so ratios are indicative), encoder threads %s, loopback; the load generator\nruns on the same cores.\nTexts: the %s BEIR SciFact queries, sent round-robin, one per request (and one run with 8 per\nrequest); each run is %s requests (the 8-text run %s), every answer checked (status 200, one\nembedding per input); base64 encoding, as the openai client asks. "vs gtr embed": served texts/s\nover `gtr embed`'"'"'s texts/s on the same texts, same threads, same run (model loading excluded).\n"texts per batch": the mean encoder batch the dynamic batcher formed during the run (closed-loop\nclients: while one batch encodes, the clients it answered are sending their next requests).\nServer RSS must stay flat once every connection thread and the largest batch have been seen.\n\n%s\n' \
+    "$(date -u +%Y-%m-%d)" "${cpu:-unknown CPU}" "$(nproc)" "$load_start" "$load_end" "$threads" "$n_texts" "$requests" "$((requests / 4))" "$report")
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 awk -v section="$section" '
