@@ -6,7 +6,7 @@
 set -euo pipefail
 
 CORE=(gcc make pkg-config perl libjansson-dev libcurl4-openssl-dev libzip-dev
-      libmicrohttpd-dev libcmocka-dev zip unzip python3 curl man-db)
+      libmicrohttpd-dev libcmocka-dev zlib1g-dev zip unzip python3 curl man-db)
 BENCH=(clang sentencepiece python3-sentencepiece python3-numpy python3-torch
        libopenblas0-pthread python3-venv hyperfine)
 
