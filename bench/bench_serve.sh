@@ -4,7 +4,8 @@
 # from 1 to 64 concurrent clients; every answer is checked (status 200, one embedding per
 # input). Reports throughput, p50/p99 latency, failures, the server's resident memory after
 # warm-up, after the runs and after as many requests again (it must stay flat), the mean batch
-# the dynamic batcher formed, and `gtr embed`'s throughput on the same texts in the same run.
+# the dynamic batcher formed, and `gtr embed`'s throughput on the same texts in the same run
+# (the better of one run before and one after the server's).
 # Updates the "Server" section of bench/RESULTS.md.
 #
 #   bench/bench_serve.sh    BENCH_THREADS (encoder threads, default all cores),
@@ -46,6 +47,11 @@ results=$out/serve_results.jsonl
 load_start=$(cut -d' ' -f1 /proc/loadavg)
 rss_mib() { awk '/^VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 load() { "$out/serve_load" --url "http://127.0.0.1:$port/v1/embeddings" --texts "$texts" "$@"; }
+# gtr embed's texts/s on the same texts (encoding only, model loading excluded)
+embed_rate() {
+    bin/gtr embed -m "$1" -i "$texts" -o "$out/serve_embed.npy" --threads "$threads" -q -v 2>&1 |
+        sed -n 's/.*(\([0-9.]*\) texts\/s).*/\1/p' | tail -1
+}
 batch_counts() { curl -s "http://127.0.0.1:$port/metrics" | awk '/^gtr_batch_inputs_(sum|count) / {printf "%s ", $2}'; }
 # run: one load run, its JSON line tagged with the model, gtr embed's rate and the mean batch
 run() {
@@ -54,14 +60,13 @@ run() {
     line=$(load "$@")
     after=$(batch_counts)
     mean=$(echo "$before $after" | awk '{d = $4 - $2; printf "%.1f", (d > 0 ? ($3 - $1) / d : 0)}')
-    echo "$line" | sed "s/^{/{\"model\":\"$name\",\"embed_tps\":$embed_tps,\"mean_batch\":$mean,/" >> "$results"
+    echo "$line" | sed "s/^{/{\"model\":\"$name\",\"mean_batch\":$mean,/" >> "$results"
 }
 
 for model in $models; do
     name=$(basename "$model")
     echo "bench_serve: $name: gtr embed on the same $n_texts texts" >&2
-    embed_tps=$(bin/gtr embed -m "$model" -i "$texts" -o "$out/serve_embed.npy" --threads "$threads" -q -v 2>&1 |
-        sed -n 's/.*(\([0-9.]*\) texts\/s).*/\1/p' | tail -1)
+    embed_before=$(embed_rate "$model")
     rm -f "$out/serve.port"
     bin/gtr serve -m "$model" --threads "$threads" --port 0 --port-file "$out/serve.port" -q &
     pid=$!
@@ -83,14 +88,16 @@ for model in $models; do
     kill -TERM $pid
     rc=0
     wait $pid || rc=$?
+    embed_after=$(embed_rate "$model")
     python3 -c '
 import json, sys
 m = dict(l.split(" ", 1) for l in sys.argv[1].splitlines() if l and not l.startswith("#"))
 batch = float(m["gtr_batch_inputs_sum"]) / max(1.0, float(m["gtr_batch_inputs_count"]))
 print(json.dumps({"model": sys.argv[2], "rss_warm_mib": float(sys.argv[3]), "rss_after_mib": float(sys.argv[4]),
                   "rss_again_mib": float(sys.argv[5]), "mean_batch": round(batch, 2),
-                  "rejected": int(m["gtr_rejected_total"]), "exit": int(sys.argv[6])}))
-' "$metrics" "$name" "$rss0" "$rss1" "$rss2" "$rc" >> "$results"
+                  "rejected": int(m["gtr_rejected_total"]), "exit": int(sys.argv[6]),
+                  "embed_tps": max(float(sys.argv[7]), float(sys.argv[8]))}))
+' "$metrics" "$name" "$rss0" "$rss1" "$rss2" "$rc" "$embed_before" "$embed_after" >> "$results"
 done
 
 report=$(python3 - "$results" "$threads" "$requests" "$n_texts" <<'EOF'
@@ -102,7 +109,8 @@ mem = {r["model"]: r for r in rows if "rss_warm_mib" in r}
 print("| model | clients | texts/request | requests | failed | requests/s | texts/s | vs gtr embed | p50 ms | p99 ms | texts per batch |")
 print("|---|---|---|---|---|---|---|---|---|---|---|")
 for r in runs:
-    ratio = r["texts_per_s"] / r["embed_tps"] if r["embed_tps"] else 0
+    e = mem[r["model"]]["embed_tps"]
+    ratio = r["texts_per_s"] / e if e else 0
     print(f"| {r['model']} | {r['clients']} | {r['per_request']} | {r['requests']} | {r['failed']} | "
           f"{r['requests_per_s']:.1f} | {r['texts_per_s']:.1f} | {ratio:.2f}x | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
           f"{r['mean_batch']} |")
@@ -110,7 +118,7 @@ print()
 print("| model | gtr embed texts/s | 503s | server RSS after warm-up | after the runs | after as many again | exit on SIGTERM |")
 print("|---|---|---|---|---|---|---|")
 for name, m in mem.items():
-    e = next(r["embed_tps"] for r in runs if r["model"] == name)
+    e = m["embed_tps"]
     print(f"| {name} | {e:.1f} | {m['rejected']} | {m['rss_warm_mib']} MiB | "
           f"{m['rss_after_mib']} MiB | {m['rss_again_mib']} MiB | {m['exit']} |")
 EOF
@@ -123,7 +131,7 @@ results_md=${BENCH_RESULTS:-bench/RESULTS.md}
 [ -f "$results_md" ] || printf '# Benchmark results\n' > "$results_md"
 cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)
 load_end=$(cut -d' ' -f1 /proc/loadavg)
-section=$(printf '## Server\n\n`bench/bench_serve.sh`, %s, %s (%s cores; load average %s at the start, %s at the end:\nthe machine is shared, so ratios are indicative), encoder threads %s, loopback; the load generator\nruns on the same cores.\nTexts: the %s BEIR SciFact queries, sent round-robin, one per request (and one run with 8 per\nrequest); each run is %s requests (the 8-text run %s), every answer checked (status 200, one\nembedding per input); base64 encoding, as the openai client asks. "vs gtr embed": served texts/s\nover `gtr embed`'"'"'s texts/s on the same texts, same threads, same run (model loading excluded).\n"texts per batch": the mean encoder batch the dynamic batcher formed during the run (closed-loop\nclients: while one batch encodes, the clients it answered are sending their next requests).\nServer RSS must stay flat once every connection thread and the largest batch have been seen.\n\n%s\n' \
+section=$(printf '## Server\n\n`bench/bench_serve.sh`, %s, %s (%s cores; load average %s at the start, %s at the end:\nthe machine is shared, so ratios are indicative), encoder threads %s, loopback; the load generator\nruns on the same cores.\nTexts: the %s BEIR SciFact queries, sent round-robin, one per request (and one run with 8 per\nrequest); each run is %s requests (the 8-text run %s), every answer checked (status 200, one\nembedding per input); base64 encoding, as the openai client asks. "vs gtr embed": served texts/s\nover `gtr embed`'"'"'s texts/s on the same texts, same threads, same run (model loading excluded;\nthe better of a run before the server starts and one after it stops).\n"texts per batch": the mean encoder batch the dynamic batcher formed during the run (closed-loop\nclients: while one batch encodes, the clients it answered are sending their next requests).\nServer RSS must stay flat once every connection thread and the largest batch have been seen.\n\n%s\n' \
     "$(date -u +%Y-%m-%d)" "${cpu:-unknown CPU}" "$(nproc)" "$load_start" "$load_end" "$threads" "$n_texts" "$requests" "$((requests / 4))" "$report")
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
