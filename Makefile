@@ -88,22 +88,26 @@ $(BUILD)/%.o: %.c
 # every symbol so tests can reach internals.
 $(LIB_A): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
-	rm -f $@
-	ar rcs $@ $^
+	@echo "  AR      $@"
+	$(Q)rm -f $@
+	$(Q)ar rcs $@ $^
 
 $(LIB_SO): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) -shared -Wl,-soname,libgtr.so.$(SO_MAJOR) $(SAN) -o $@.$(SO_FULL) $^ $(LDLIBS_ALL)
-	ln -sf libgtr.so.$(SO_FULL) $@.$(SO_MAJOR)
-	ln -sf libgtr.so.$(SO_FULL) $@
+	@echo "  LD      $@"
+	$(Q)$(CC) -shared -Wl,-soname,libgtr.so.$(SO_MAJOR) -Wl,--no-undefined $(SAN) -o $@.$(SO_FULL) $^ $(LDLIBS_ALL)
+	$(Q)ln -sf libgtr.so.$(SO_FULL) $@.$(SO_MAJOR)
+	$(Q)ln -sf libgtr.so.$(SO_FULL) $@
 
 $(GTR_BIN): $(CLI_OBJ) $(LIB_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(SAN) -o $@ $(CLI_OBJ) $(LIB_A) $(LDLIBS_ALL)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(SAN) -o $@ $(CLI_OBJ) $(LIB_A) $(LDLIBS_ALL)
 
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(SUP_OBJ) $(LIB_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(SAN) -o $@ $< $(SUP_OBJ) $(LIB_A) $(LDLIBS_ALL) -lcmocka
+	@echo "  LD      $@"
+	$(Q)$(CC) $(SAN) -o $@ $< $(SUP_OBJ) $(LIB_A) $(LDLIBS_ALL) -lcmocka
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(SUP_OBJ:.o=.d) $(TEST_BIN:=.d)
 
