@@ -135,8 +135,12 @@ static void relu_bwd_task(void *ctx, size_t c, int tid)
     for (size_t t = c * GTR_TR_ROWS; t < GTR_MIN(j->T, (c + 1) * GTR_TR_ROWS); t++) {
         const float *h = j->a + t * n;
         float *dh = j->da + t * n;
-        for (size_t i = 0; i < n; i++)
-            if (!(h[i] > 0)) dh[i] = 0;
+        for (size_t i = 0; i < n; i++) { /* bit mask, no branch: h > 0 is a coin toss */
+            uint32_t b;
+            memcpy(&b, &dh[i], 4);
+            b &= 0u - (uint32_t)(h[i] > 0);
+            memcpy(&dh[i], &b, 4);
+        }
     }
 }
 

@@ -6,7 +6,7 @@
 # a second stage; the result loads in `gtr embed`.
 cd "$(dirname "$0")/../.." || exit 1
 . tests/scripts/tap.sh
-plan 20
+plan 21
 
 MODEL=$SHARED/models/gtr-tiny
 DATA=$SHARED/beir/scifact
@@ -66,4 +66,25 @@ ok "mine-negatives" "$GTR" mine-negatives -m "$TMP/a" -d "$DATA" -o "$TMP/negs.j
 ok "stage 2 on mined negatives, loadable by gtr embed" \
    bash -c "'$GTR' train --init '$TMP/a' -d '$TMP/negs.jsonl' -o '$TMP/s2' --steps 2 --batch 8 --passage-max-len 64 -q &&
             echo 'a query' | '$GTR' embed -m '$TMP/s2' --format jsonl | grep -q '\\['"
+# Python's sentence-transformers loads the result with the same embeddings (when the bench
+# virtual environment exists: make venv-bench; skipped otherwise)
+PY=.venv-bench/bin/python
+if [ -x "$PY" ] && "$PY" -c "import sentence_transformers" >/dev/null 2>&1; then
+    sed -n '101,110p' "$SHARED/tokenizer/texts.jsonl" > "$TMP/t.jsonl"
+    "$GTR" embed -m "$TMP/a" -i "$TMP/t.jsonl" -o "$TMP/e.npy" -q
+    cat > "$TMP/st.py" <<'EOF'
+import json, sys
+import numpy as np
+from sentence_transformers import SentenceTransformer
+model, texts, emb = sys.argv[1:4]
+m = SentenceTransformer(model, device="cpu")
+e = m.encode([json.loads(l) for l in open(texts)], convert_to_numpy=True)
+d = float(np.abs(e - np.load(emb)).max())
+print(f"max |diff| {d:.3g}")
+sys.exit(0 if d < 1e-5 else 1)
+EOF
+    ok "sentence-transformers loads the trained model with gtr's embeddings" "$PY" "$TMP/st.py" "$TMP/a" "$TMP/t.jsonl" "$TMP/e.npy"
+else
+    _tap_n=$((_tap_n+1)); echo "ok $_tap_n # skip no .venv-bench with sentence-transformers (make venv-bench)"
+fi
 done_testing
