@@ -46,6 +46,8 @@ static void usage(FILE *out)
         "      --micro-batch N      examples per forward/backward that keeps activations\n"
         "                           (default: the whole batch). The loss stays the whole batch's:\n"
         "                           embeddings are computed first, then chunks backpropagate.\n"
+        "                           Activation memory grows with micro-batch x tokens: about\n"
+        "                           0.5 MB per token for gtr-t5-base (0.12 MB with --recompute)\n"
         "      --negatives N        hard negatives drawn per example that has some (default 1)\n"
         "      --query-max-len N    tokens incl. </s> (default 64)\n"
         "      --passage-max-len N  (default 256)\n"

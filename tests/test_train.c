@@ -74,14 +74,15 @@ static void load_batch(fixture *f)
     for (size_t i = 0; i < 12; i++) f->x.max_len = GTR_MAX(f->x.max_len, f->lens[i]);
 }
 
-static fixture *setup_model(const char *model, int threads)
+/* model: the directory under ../shared/models; batch: whose <batch>_step.npz gives the ids */
+static fixture *setup_model_batch(const char *model, const char *batch, int threads)
 {
     fixture *f = calloc(1, sizeof *f);
     assert_non_null(f);
     snprintf(f->model, sizeof f->model, "%s", model);
     char rel[128];
     gtr_error e;
-    snprintf(rel, sizeof rel, "train/%s_step.npz", model);
+    snprintf(rel, sizeof rel, "train/%s_step.npz", batch);
     char *p = tu_shared(rel);
     f->z = gtr_npz_open(p, &e);
     if (!f->z) fail_msg("%s", e.message);
@@ -98,6 +99,8 @@ static fixture *setup_model(const char *model, int threads)
     memcpy(f->p0, f->m.p, f->m.n_params * sizeof(float));
     return f;
 }
+
+static fixture *setup_model(const char *model, int threads) { return setup_model_batch(model, model, threads); }
 
 static void teardown_fixture(fixture *f)
 {
@@ -151,6 +154,7 @@ static void check_forward(const char *model)
     }
     double *loss = npz_f64(f->z, "loss", NULL), *lq = npz_f64(f->z, "loss_q", NULL),
            *lpp = npz_f64(f->z, "loss_p", NULL);
+    print_message("# %s: loss %.9f, reference %.9f (|Δ| %.2g)\n", model, lp.loss, loss[0], fabs(lp.loss - loss[0]));
     if (fabs(lp.loss - loss[0]) > 1e-4 || fabs(lp.loss_q - lq[0]) > 1e-4 ||
         fabs(lp.loss_p - lpp[0]) > 1e-4)
         fail_msg("%s: loss %.9f (q %.6f, p %.6f), reference %.9f (%.6f, %.6f)", model, lp.loss,
@@ -187,10 +191,15 @@ static void check_grads(const char *model, size_t expect_tensors)
     fixture *f = setup_model(model, 2);
     loss_and_grad(f, GTR_TR_KEEP_ALL, true, NULL);
     assert_int_equal(f->m.n_t, expect_tensors);
+    double worst = 0;
+    const char *worst_name = "";
     for (size_t i = 0; i < f->m.n_t; i++) {
         double mx, rel = grad_error(f, &f->m.t[i], &mx);
         if (rel > 1e-4) fail_msg("%s %s: max |Δ| / max |g| = %.3g (max |g| %.3g)", model, f->m.t[i].name, rel, mx);
+        if (rel > worst) worst = rel, worst_name = f->m.t[i].name;
     }
+    print_message("# %s: %zu gradient tensors, worst max |Δ| / max |g| = %.3g (%s)\n", model,
+                  f->m.n_t, worst, worst_name);
     /* rows of tokens absent from the batch: exactly zero; bucket 16 (key after query at
      * distance 0, impossible): exactly zero */
     size_t nrows;
@@ -434,6 +443,68 @@ static void test_fd(void **s)
     check_fd("gtr-tiny-v11");
 }
 
+/* ---- other layouts: heads·d_kv != d_model, F16 storage, embedding only as
+ * encoder.embed_tokens.weight ---------------------------------------------------------------- */
+
+static void check_layout(const char *model, bool fd)
+{
+    fixture *f = setup_model_batch(model, "gtr-tiny", 2);
+    loss_and_grad(f, GTR_TR_KEEP_ALL, true, NULL);
+    /* the forward is gtr_model's, bit for bit */
+    char rel[128];
+    snprintf(rel, sizeof rel, "models/%s", model);
+    char *dir = tu_shared(rel);
+    gtr_error e;
+    gtr_model *gm = gtr_model_load(dir, NULL, &e);
+    if (!gm) fail_msg("%s", e.message);
+    size_t D = (size_t)f->m.d_out;
+    float *ref = calloc(12 * D, sizeof *ref);
+    const int32_t *ids[12];
+    for (int i = 0; i < 12; i++) ids[i] = f->ids + f->offs[i];
+    TU_OK(gtr_model_encode_ids(gm, ids, f->lens, 12, ref, &e), &e);
+    assert_memory_equal(ref, f->acts.emb, 12 * D * sizeof *ref);
+    free(ref);
+    gtr_model_free(gm);
+    free(dir);
+    if (!fd) {
+        teardown_fixture(f);
+        return;
+    }
+    /* our gradient against central differences on the largest entry of tensors whose shapes
+     * change with heads·d_kv (v, o) and of the feed-forward output */
+    static const char *names[3] = {"encoder.block.1.layer.0.SelfAttention.v.weight",
+                                   "encoder.block.0.layer.0.SelfAttention.o.weight",
+                                   "encoder.block.1.layer.1.DenseReluDense.wo.weight"};
+    for (int k = 0; k < 3; k++) {
+        const gtr_tr_tensor *t = gtr_tr_find(&f->m, names[k]);
+        assert_non_null(t);
+        size_t best = 0;
+        for (size_t i = 0; i < t->count; i++)
+            if (fabsf(f->m.g[t->off + i]) > fabsf(f->m.g[t->off + best])) best = i;
+        float g = f->m.g[t->off + best], *pp = &f->m.p[t->off + best], keep = *pp;
+        float h = 1e-3f * GTR_MAX(1.0f, fabsf(keep));
+        *pp = keep + h;
+        f->m.packed_valid = false;
+        double lp = loss_and_grad(f, GTR_TR_KEEP_NONE, false, NULL);
+        *pp = keep - h;
+        f->m.packed_valid = false;
+        double lm = loss_and_grad(f, GTR_TR_KEEP_NONE, false, NULL);
+        *pp = keep;
+        f->m.packed_valid = false;
+        double fdv = (lp - lm) / ((double)(keep + h) - (double)(keep - h));
+        print_message("# %s fd %s[%zu]: central %.8g ours %.8g\n", model, t->name, best, fdv, (double)g);
+        if (fabs(fdv - g) > 5e-3 * fabs(g)) fail_msg("%s %s: central %.8g, ours %.8g", model, t->name, fdv, (double)g);
+    }
+    teardown_fixture(f);
+}
+
+static void test_layouts(void **s)
+{
+    (void)s;
+    check_layout("gtr-tiny-wide", true);
+    check_layout("gtr-tiny-f16", false);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -442,7 +513,7 @@ int main(void)
         cmocka_unit_test(test_invariance),     cmocka_unit_test(test_adamw_tiny),
         cmocka_unit_test(test_adamw_v11),      cmocka_unit_test(test_adafactor_tiny),
         cmocka_unit_test(test_adafactor_v11),  cmocka_unit_test(test_curves),
-        cmocka_unit_test(test_fd),
+        cmocka_unit_test(test_fd),             cmocka_unit_test(test_layouts),
     };
     return cmocka_run_group_tests_name("train", tests, NULL, NULL);
 }

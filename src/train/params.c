@@ -119,6 +119,16 @@ gtr_status gtr_tr_model_load(gtr_tr_model *m, const char *dir, gtr_error *err)
     m->V = c->vocab_size;
     m->d_out = m->cfg.has_dense ? m->cfg.dense_out : m->d;
     m->kern = gtr_kernels_select();
+    if (c->num_buckets < 2 || c->num_buckets > 256) { /* attention.c folds buckets on the stack */
+        st = gtr_seterr(err, GTR_ERR_UNSUPPORTED, "%s: %d relative-attention buckets (training supports 2-256)",
+                        dir, c->num_buckets);
+        goto fail;
+    }
+    if (m->d_out > 4096) {
+        st = gtr_seterr(err, GTR_ERR_UNSUPPORTED, "%s: embedding size %d (training supports up to 4096)", dir,
+                        m->d_out);
+        goto fail;
+    }
     if (m->cfg.has_dense && m->cfg.dense_in != m->d) {
         st = gtr_seterr(err, GTR_ERR_MISMATCH, "%s: Dense in_features %d != d_model %d", dir,
                         m->cfg.dense_in, m->d);
