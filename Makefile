@@ -141,13 +141,16 @@ clang-check:
 
 # ---------------------------------------------------------------------------- fuzzing
 fuzz:
+	@scripts/deps.sh fuzz
 	@scripts/fuzz.sh
 
 # ---------------------------------------------------------------------------- demo / bench
 demo: check-deps all
 	@scripts/demo.sh
 
-bench: check-deps all
+bench:
+	@scripts/deps.sh bench
+	@$(MAKE) --no-print-directory all
 	@bench/run.sh
 
 venv-test:

@@ -3,6 +3,7 @@
 #   scripts/deps.sh check     verify; install them when running as root (CI, fresh machines)
 #   scripts/deps.sh install   install (needs root or sudo)
 #   scripts/deps.sh bench     also the packages the benchmarks use
+#   scripts/deps.sh fuzz      also clang and its sanitizer runtimes (libFuzzer)
 set -euo pipefail
 
 # CORE: build + `make test` (the C library and its tests; python3 with numpy/venv only for the
@@ -14,8 +15,11 @@ CORE=(gcc make pkg-config perl libjansson-dev libcurl4-openssl-dev libzip-dev
 # for `make fuzz`.
 BENCH=(clang sentencepiece python3-sentencepiece python3-torch libopenblas0-pthread hyperfine)
 
+FUZZ=(clang libclang-rt-14-dev)
+
 want=("${CORE[@]}")
 [ "${1:-check}" = bench ] && want+=("${BENCH[@]}")
+[ "${1:-check}" = fuzz ] && want+=("${FUZZ[@]}")
 
 missing=()
 for p in "${want[@]}"; do
