@@ -42,7 +42,7 @@ static void usage(FILE *out)
         "      --max-len N       tokens per text including </s> (default: the model's\n"
         "                        max_seq_length, 512 for GTR); longer texts are truncated\n"
         "      --batch N         texts per encode call (default 64; never changes the vectors)\n"
-        "      --threads N       worker threads (default: all cores)\n"
+        "  -t, --threads N       worker threads (default: all cores)\n"
         "      --dtype D         compute precision: f32 (default, the reference), bf16 or int8\n"
         "  -q, --quiet           no progress on standard error\n"
         "  -v, --verbose         also print the model description, speed and peak memory\n"
@@ -425,7 +425,7 @@ int cmd_embed(int argc, char **argv)
     static const struct option longopts[] = {
         {"model", required_argument, 0, 'm'},     {"input", required_argument, 0, 'i'},
         {"output", required_argument, 0, 'o'},    {"max-len", required_argument, 0, OPT_MAXLEN},
-        {"batch", required_argument, 0, OPT_BATCH}, {"threads", required_argument, 0, OPT_THREADS},
+        {"batch", required_argument, 0, OPT_BATCH}, {"threads", required_argument, 0, 't'},
         {"format", required_argument, 0, OPT_FORMAT}, {"input-format", required_argument, 0, OPT_INFMT},
         {"dtype", required_argument, 0, OPT_DTYPE}, {"quiet", no_argument, 0, 'q'},
         {"verbose", no_argument, 0, 'v'},         {"help", no_argument, 0, 'h'},
@@ -433,7 +433,7 @@ int cmd_embed(int argc, char **argv)
     opts o = {.input = "-", .in_fmt = GTR_TEXT_AUTO, .out_fmt = -1, .batch = 64};
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, "m:i:o:qvh", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:i:o:t:qvh", longopts, NULL)) != -1) {
         switch (c) {
         case 'm': o.model = optarg; break;
         case 'i': o.input = optarg; break;
@@ -447,7 +447,7 @@ int cmd_embed(int argc, char **argv)
         case OPT_BATCH:
             if (!cli_parse_int(CMD, "--batch", optarg, 1, 1 << 20, &o.batch)) return 2;
             break;
-        case OPT_THREADS:
+        case 't':
             if (!cli_parse_int(CMD, "--threads", optarg, 1, 1024, &o.threads)) return 2;
             break;
         case OPT_FORMAT:

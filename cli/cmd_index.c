@@ -30,7 +30,7 @@ static void usage(FILE *out)
             "  -m, --model DIR          GTR model directory (sentence-transformers layout)\n"
             "  -c, --corpus FILE        corpus to encode\n"
             "  -o, --output INDEX       index file to write\n"
-            "      --add FILE           append FILE's documents to an existing index: INDEX itself\n"
+            "      --add CORPUS         append CORPUS's documents to an existing index: INDEX itself\n"
             "                           (replaced atomically) or --from BASE\n"
             "      --from BASE          with --add: the index to extend (default INDEX)\n"
             "      --store f16|int8     also keep a compact copy of the vectors; `gtr search\n"

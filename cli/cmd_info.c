@@ -12,7 +12,7 @@ static const char *CMD = "info";
 static void usage(FILE *out)
 {
     fprintf(out,
-        "usage: gtr info -m MODEL_DIR [--threads N]\n"
+        "usage: gtr info -m MODEL_DIR [-t N]\n"
         "\n"
         "Load a GTR model directory (sentence-transformers layout: modules.json, config.json,\n"
         "model.safetensors or pytorch_model.bin, spiece.model, 1_Pooling/, 2_Dense/), checking\n"
@@ -20,7 +20,7 @@ static void usage(FILE *out)
         "dtype and files, compute precision, maximum length, fingerprint, load time and memory.\n"
         "\n"
         "  -m, --model DIR   the model directory\n"
-        "      --threads N   threads used to convert the weights (default: all cores)\n"
+        "  -t, --threads N   threads used to convert the weights (default: all cores)\n"
         "  -h, --help        this help\n");
 }
 
@@ -28,17 +28,17 @@ int cmd_info(int argc, char **argv)
 {
     enum { OPT_THREADS = 256 };
     static const struct option longopts[] = {{"model", required_argument, 0, 'm'},
-                                             {"threads", required_argument, 0, OPT_THREADS},
+                                             {"threads", required_argument, 0, 't'},
                                              {"help", no_argument, 0, 'h'},
                                              {0, 0, 0, 0}};
     const char *model = NULL;
     long long threads = 0;
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, "m:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:t:h", longopts, NULL)) != -1) {
         switch (c) {
         case 'm': model = optarg; break;
-        case OPT_THREADS:
+        case 't':
             if (!cli_parse_int(CMD, "--threads", optarg, 1, 1024, &threads)) return 2;
             break;
         case 'h': usage(stdout); return 0;

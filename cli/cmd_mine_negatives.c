@@ -30,7 +30,7 @@ static void usage(FILE *out)
         "      --max-len N          passage tokens incl. </s> (default: the model's)\n"
         "      --query-max-len N    query tokens (default 64)\n"
         "      --batch N            texts per encode call (default 64)\n"
-        "      --threads N          worker threads (default: all cores)\n"
+        "  -t, --threads N          worker threads (default: all cores)\n"
         "  -q, --quiet              no progress\n"
         "  -h, --help               this help\n"
         "\n"
@@ -47,7 +47,7 @@ int cmd_mine_negatives(int argc, char **argv)
         {"split", required_argument, 0, O_SPLIT}, {"output", required_argument, 0, 'o'},
         {"skip", required_argument, 0, O_SKIP}, {"max-len", required_argument, 0, O_MAXLEN},
         {"query-max-len", required_argument, 0, O_QLEN}, {"batch", required_argument, 0, O_BATCH},
-        {"threads", required_argument, 0, O_THREADS}, {"quiet", no_argument, 0, 'q'},
+        {"threads", required_argument, 0, 't'}, {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     const char *model = NULL, *dataset = NULL, *split = "train", *out = NULL;
     gtr_mine_options mo = gtr_mine_default_options();
@@ -55,7 +55,7 @@ int cmd_mine_negatives(int argc, char **argv)
     bool quiet = false;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "m:d:o:k:qh", longs, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:d:o:k:t:qh", longs, NULL)) != -1) {
         switch (c) {
         case 'm': model = optarg; break;
         case 'd': dataset = optarg; break;
@@ -81,7 +81,7 @@ int cmd_mine_negatives(int argc, char **argv)
             if (!cli_parse_int(CMD, "--batch", optarg, 1, 65536, &v)) return 2;
             mo.batch = (size_t)v;
             break;
-        case O_THREADS: if (!cli_parse_int(CMD, "--threads", optarg, 1, 4096, &threads)) return 2; break;
+        case 't': if (!cli_parse_int(CMD, "--threads", optarg, 1, 4096, &threads)) return 2; break;
         case 'q': quiet = true; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;

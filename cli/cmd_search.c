@@ -220,7 +220,8 @@ int cmd_search(int argc, char **argv)
         free(text);
     }
     if (!o.quiet && out)
-        fprintf(stderr, "gtr search: %zu queries, %zu hits -> %s\n", q.n, gtr_run_num_docs(run), out);
+        fprintf(stderr, "gtr search: %zu queries, %zu hits -> %s\n", q.n, gtr_run_num_docs(run),
+                strcmp(out, "-") ? out : "standard output");
     rc = 0;
 done:
     gtr_run_free(run);

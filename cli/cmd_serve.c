@@ -19,6 +19,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
         "usage: gtr serve -m MODEL_DIR [--index INDEX] [--bm25-index PATH] [options]\n"
+        "       gtr serve --index INDEX [options]   (the model recorded in INDEX)\n"
         "\n"
         "Serve a GTR model over HTTP/1.1 with an OpenAI-compatible embeddings API:\n"
         "  POST /v1/embeddings  {\"input\": \"text\" | [\"text\", ...], \"model\": \"...\",\n"

@@ -66,11 +66,12 @@ static void usage(FILE *out)
         "      --checkpoint-every N write it every N steps (default 100; 0: only when stopped)\n"
         "      --resume             continue from the checkpoint (same data and options);\n"
         "                           the result is bit-identical to an uninterrupted run\n"
-        "      --metrics PATH       JSON lines per step: step, epoch, loss, lr, tokens, tokens/s\n"
+        "      --metrics PATH       JSON lines per step: step, epoch, loss, lr, tokens, seconds,\n"
+        "                           tokens_per_s, elapsed\n"
         "                           (default DIR.metrics.jsonl; \"-\" for none)\n"
         "      --log-every N        progress line every N steps when stderr is not a terminal\n"
         "                           (default 10)\n"
-        "      --threads N          worker threads (default: all cores; never changes results)\n"
+        "  -t, --threads N          worker threads (default: all cores; never changes results)\n"
         "  -q, --quiet              no progress\n"
         "  -h, --help               this help\n"
         "\n"
@@ -114,7 +115,7 @@ static int parse(int argc, char **argv, opts *o)
         {"seed", required_argument, 0, O_SEED},       {"recompute", no_argument, 0, O_RECOMPUTE},
         {"checkpoint", required_argument, 0, O_CKPT}, {"checkpoint-every", required_argument, 0, O_CKPT_EVERY},
         {"resume", no_argument, 0, O_RESUME},         {"metrics", required_argument, 0, O_METRICS},
-        {"log-every", required_argument, 0, O_LOG_EVERY}, {"threads", required_argument, 0, O_THREADS},
+        {"log-every", required_argument, 0, O_LOG_EVERY}, {"threads", required_argument, 0, 't'},
         {"quiet", no_argument, 0, 'q'},               {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
@@ -126,7 +127,7 @@ static int parse(int argc, char **argv, opts *o)
     long long v;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "d:o:qh", longs, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "d:o:t:qh", longs, NULL)) != -1) {
         switch (c) {
         case O_INIT: o->init = optarg; break;
         case 'd': o->data = optarg; break;
@@ -194,7 +195,7 @@ static int parse(int argc, char **argv, opts *o)
         case O_RESUME: o->resume = true; break;
         case O_METRICS: o->metrics = optarg; break;
         case O_LOG_EVERY: if (!cli_parse_int(CMD, "--log-every", optarg, 1, 1000000000LL, &o->log_every)) return 2; break;
-        case O_THREADS: if (!cli_parse_int(CMD, "--threads", optarg, 1, 4096, &o->threads)) return 2; break;
+        case 't': if (!cli_parse_int(CMD, "--threads", optarg, 1, 4096, &o->threads)) return 2; break;
         case 'q': o->quiet = true; break;
         case 'h': usage(stdout); return -1;
         default: usage(stderr); return 2;
