@@ -19,6 +19,7 @@ static const cli_command commands[] = {
     {"mine-negatives", "hard negatives for a second training stage from a model's ranking", cmd_mine_negatives},
     {"serve", "HTTP server: OpenAI-compatible /v1/embeddings, /search, /health, /metrics", cmd_serve},
     {"beir", "BEIR end to end: index, search, evaluate, compare with published numbers", cmd_beir},
+    {"quantize", "a copy of a model directory with bf16 or int8 weights (loads directly)", cmd_quantize},
 };
 
 static void usage(FILE *out)

@@ -142,7 +142,9 @@ typedef struct gtr_model gtr_model;
 typedef enum gtr_compute_dtype {
     GTR_DTYPE_F32 = 0, /* float32 weights and math: the reference path */
     GTR_DTYPE_BF16,    /* bfloat16 weights, float32 accumulation */
-    GTR_DTYPE_INT8     /* int8 weights (per-output-channel scales), int8 activations */
+    GTR_DTYPE_INT8,    /* int8 weights (per-output-channel scales), int8 activations */
+    GTR_DTYPE_AUTO     /* the precision the directory stores: INT8 for a `gtr quantize --dtype
+                        * int8` directory, BF16 when the Linear weights are BF16, else F32 */
 } gtr_compute_dtype;
 
 typedef struct gtr_model_options {
@@ -187,6 +189,27 @@ GTR_API uint64_t gtr_model_fingerprint(const gtr_model *m);
  * in the compute precision. */
 GTR_API size_t gtr_model_n_params(const gtr_model *m);
 GTR_API size_t gtr_model_weight_bytes(const gtr_model *m);
+/* The compute precision in use (never GTR_DTYPE_AUTO: what AUTO resolved to). */
+GTR_API gtr_compute_dtype gtr_model_dtype(const gtr_model *m);
+
+/* `gtr quantize`: write a copy of the model directory in_dir to out_dir (which must not
+ * exist) whose encoder weights (model.safetensors) are stored in dtype (BF16 or INT8):
+ *  - BF16: the embedding and every Linear weight as BF16 (round to nearest even, denormals
+ *    flushed: the bits --dtype bf16 computes with); layer norms and the position bias stay
+ *    F32. Standard safetensors: Python's transformers / sentence-transformers load it.
+ *  - INT8: every Linear weight <name> as I8 codes with an F32 <name>_scale [rows] (symmetric,
+ *    per output channel), the embedding shared.weight likewise per row;
+ *    __metadata__ {"gtr_quantization": "int8-per-channel-v1"}: W = q * scale[row]. Only gtr
+ *    reads it.
+ * Either way the file records the source's fingerprint ("gtr_source_fingerprint"), which the
+ * copy keeps (indexes built with either load with the other). Configuration files, the
+ * tokenizer and the other modules (1_Pooling, 2_Dense: its weights as they are) are
+ * copied; weights in other formats (pytorch_model.bin, ...) are not. Loaded with the same
+ * dtype (or GTR_DTYPE_AUTO), the copy gives bit for bit the vectors of in_dir loaded with
+ * that dtype. Written to "<out_dir>.tmp" (replaced if left over), fsynced, then renamed, so
+ * out_dir appears complete or not at all. n_threads <= 0: all cores. */
+GTR_API gtr_status gtr_model_quantize(const char *in_dir, const char *out_dir, gtr_compute_dtype dtype,
+                                      int n_threads, gtr_error *err);
 
 /* ======================================================================== index */
 /* (section owned by src/index/)

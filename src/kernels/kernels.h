@@ -28,6 +28,21 @@
 
 #include "core/core.h"
 
+#include <string.h>
+
+/* float -> bfloat16 bits, round to nearest even, denormals flushed to (signed) zero (as
+ * vcvtne2ps2bf16 and vdpbf16ps treat them); NaN stays NaN. The one rounding every bf16 path
+ * uses: packing, the bf16 embedding table, and `gtr quantize --dtype bf16`, so a BF16 file
+ * written by gtr packs to exactly the bits the float32 original packs to. */
+static inline uint16_t gtr_bf16_daz(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7f800000u) == 0) return (uint16_t)((u >> 16) & 0x8000u);
+    return gtr_f32_to_bf16(f);
+}
+static inline float gtr_bf16_round_daz(float f) { return gtr_bf16_to_f32(gtr_bf16_daz(f)); }
+
 typedef enum gtr_wtype { GTR_W_F32 = 0, GTR_W_BF16, GTR_W_INT8 } gtr_wtype;
 #define GTR_W_NTYPES 3
 

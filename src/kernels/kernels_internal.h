@@ -38,17 +38,6 @@ struct gtr_kernels {
 
 /* ---- the numeric definitions every ISA reproduces exactly ---------------------------- */
 
-/* float -> bfloat16 bits, round to nearest even, denormals flushed to (signed) zero (as
- * vcvtne2ps2bf16 and vdpbf16ps treat them); NaN stays NaN. */
-static inline uint16_t gtr_bf16_daz(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7f800000u) == 0) return (uint16_t)((u >> 16) & 0x8000u);
-    return gtr_f32_to_bf16(f);
-}
-static inline float gtr_bf16_round_daz(float f) { return gtr_bf16_to_f32(gtr_bf16_daz(f)); }
-
 /* Quantise v = x · (127 / amax) to [-127, 127] as cvtps2dq + clamp does: round to nearest
  * even; NaN and out-of-int32-range values (only from inf/NaN inputs) become -127. */
 static inline int32_t gtr_q8(float v)

@@ -48,6 +48,7 @@ void gtr_t5_free(gtr_t5 *m)
 {
     if (!m) return;
     gtr_free_aligned(m->embed);
+    gtr_free_aligned(m->embed_scale);
     gtr_free_aligned(m->rel_bias);
     gtr_free_aligned(m->final_ln);
     if (m->layers)
@@ -72,16 +73,21 @@ void gtr_t5_scratch_free(gtr_t5_scratch *s)
     gtr_free_aligned(s->qkv);
     gtr_free_aligned(s->ctx);
     gtr_free_aligned(s->ff);
+    free(s->tok);
+    free(s->offs);
     gtr_free_aligned(s->scores);
     gtr_free_aligned(s->pos_table);
+    gtr_free_aligned(s->ws);
     memset(s, 0, sizeof *s);
 }
 
 /* ---- loading ---------------------------------------------------------------- */
 
-/* The tensors of one layer, looked up (and shape-checked) before anything is converted. */
+/* The tensors of one layer, looked up (and shape-checked) before anything is converted.
+ * Linear weights may be float or int8 codes with scales (a `gtr quantize` directory). */
 typedef struct {
-    gtr_tensor *ln_attn, *q, *k, *v, *o, *ln_ff, *wi0, *wi1, *wo;
+    gtr_tensor *ln_attn, *ln_ff;
+    gtr_wtensor q, k, v, o, wi0, wi1, wo;
 } layer_tensors;
 
 static gtr_status get_layer(gtr_tensor_set *set, const gtr_t5_config *c, int inner, int i,
@@ -91,25 +97,84 @@ static gtr_status get_layer(gtr_tensor_set *set, const gtr_t5_config *c, int inn
     size_t d = (size_t)c->d_model, in = (size_t)inner, ff = (size_t)c->d_ff;
     size_t vec[1] = {d}, qkv[2] = {in, d}, o[2] = {d, in}, wi[2] = {ff, d}, wo[2] = {d, ff};
     gtr_status st;
-#define GET(field, suffix, nd, shape)                                                           \
-    snprintf(nm, sizeof nm, "encoder.block.%d.layer.%s", i, suffix);                            \
-    if ((st = gtr_tensor_get(set, nm, nd, shape, &lt->field, err))) return st
-    GET(ln_attn, "0.layer_norm.weight", 1, vec);
-    GET(q, "0.SelfAttention.q.weight", 2, qkv);
-    GET(k, "0.SelfAttention.k.weight", 2, qkv);
-    GET(v, "0.SelfAttention.v.weight", 2, qkv);
-    GET(o, "0.SelfAttention.o.weight", 2, o);
-    GET(ln_ff, "1.layer_norm.weight", 1, vec);
+#define NAME(suffix) snprintf(nm, sizeof nm, "encoder.block.%d.layer.%s", i, suffix)
+#define GETV(field, suffix)                                                                     \
+    NAME(suffix);                                                                               \
+    if ((st = gtr_tensor_get(set, nm, 1, vec, &lt->field, err))) return st
+#define GETW(field, suffix, shape)                                                              \
+    NAME(suffix);                                                                               \
+    if ((st = gtr_wtensor_get(set, nm, shape, &lt->field, err))) return st
+    GETV(ln_attn, "0.layer_norm.weight");
+    GETW(q, "0.SelfAttention.q.weight", qkv);
+    GETW(k, "0.SelfAttention.k.weight", qkv);
+    GETW(v, "0.SelfAttention.v.weight", qkv);
+    GETW(o, "0.SelfAttention.o.weight", o);
+    GETV(ln_ff, "1.layer_norm.weight");
     if (c->ff == GTR_FF_GATED_GELU) {
-        GET(wi0, "1.DenseReluDense.wi_0.weight", 2, wi);
-        GET(wi1, "1.DenseReluDense.wi_1.weight", 2, wi);
+        GETW(wi0, "1.DenseReluDense.wi_0.weight", wi);
+        GETW(wi1, "1.DenseReluDense.wi_1.weight", wi);
     } else {
-        GET(wi0, "1.DenseReluDense.wi.weight", 2, wi);
-        lt->wi1 = NULL;
+        GETW(wi0, "1.DenseReluDense.wi.weight", wi);
+        lt->wi1.w = lt->wi1.scale = NULL;
     }
-    GET(wo, "1.DenseReluDense.wo.weight", 2, wo);
-#undef GET
+    GETW(wo, "1.DenseReluDense.wo.weight", wo);
+#undef GETW
+#undef GETV
+#undef NAME
     return GTR_OK;
+}
+
+gtr_status gtr_t5_tensor_list(gtr_tensor_set *set, const gtr_t5_config *cfg, gtr_t5_tensor_ref **out,
+                              size_t *n, gtr_error *err)
+{
+    *out = NULL;
+    *n = 0;
+    size_t d = (size_t)cfg->d_model, inner = (size_t)cfg->num_heads * (size_t)cfg->d_kv;
+    size_t emb_shape[2] = {(size_t)cfg->vocab_size, d},
+           rel_shape[2] = {(size_t)cfg->num_buckets, (size_t)cfg->num_heads}, vec[1] = {d};
+    size_t cap = 3 + 9 * (size_t)cfg->num_layers, k = 0;
+    gtr_t5_tensor_ref *r = gtr_xcalloc(cap, sizeof *r, "tensor list", err);
+    if (!r) return GTR_ERR_NOMEM;
+    gtr_status st;
+    gtr_wtensor emb = {0}, emb2 = {0};
+    gtr_tensor *rel, *fin;
+    layer_tensors lt;
+    if (gtr_tensor_find(set, "shared.weight") &&
+        (st = gtr_wtensor_get(set, "shared.weight", emb_shape, &emb, err)))
+        goto fail;
+    if (gtr_tensor_find(set, "encoder.embed_tokens.weight") &&
+        (st = gtr_wtensor_get(set, "encoder.embed_tokens.weight", emb_shape, &emb2, err)))
+        goto fail;
+    if (!emb.w) emb = emb2;
+    if (!emb.w) {
+        st = gtr_seterr(err, GTR_ERR_NOT_FOUND,
+                        "%s: missing tensor 'shared.weight' (or 'encoder.embed_tokens.weight')",
+                        gtr_tensor_file(set, NULL));
+        goto fail;
+    }
+    r[k++] = (gtr_t5_tensor_ref){"shared.weight", GTR_T5T_EMBED, emb};
+    if ((st = gtr_tensor_get(set, "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
+                             2, rel_shape, &rel, err)) ||
+        (st = gtr_tensor_get(set, "encoder.final_layer_norm.weight", 1, vec, &fin, err)))
+        goto fail;
+    r[k++] = (gtr_t5_tensor_ref){rel->name, GTR_T5T_VECTOR, {rel, NULL}};
+    r[k++] = (gtr_t5_tensor_ref){fin->name, GTR_T5T_VECTOR, {fin, NULL}};
+    for (int i = 0; i < cfg->num_layers; i++) {
+        if ((st = get_layer(set, cfg, (int)inner, i, &lt, err))) goto fail;
+        const gtr_wtensor lin[7] = {lt.q, lt.k, lt.v, lt.o, lt.wi0, lt.wi1, lt.wo};
+        r[k++] = (gtr_t5_tensor_ref){lt.ln_attn->name, GTR_T5T_VECTOR, {lt.ln_attn, NULL}};
+        r[k++] = (gtr_t5_tensor_ref){lt.ln_ff->name, GTR_T5T_VECTOR, {lt.ln_ff, NULL}};
+        for (int j = 0; j < 7; j++)
+            if (lin[j].w) r[k++] = (gtr_t5_tensor_ref){lin[j].w->name, GTR_T5T_LINEAR, lin[j]};
+    }
+    static const char *const ignore[] = {"decoder.", NULL};
+    if ((st = gtr_tensor_check_unused(set, ignore, err))) goto fail;
+    *out = r;
+    *n = k;
+    return GTR_OK;
+fail:
+    free(r);
+    return st;
 }
 
 /* A float32 copy of a tensor in an aligned buffer, folded into the fingerprint under name. */
@@ -125,20 +190,88 @@ static gtr_status load_vec(gtr_tensor_set *set, const gtr_tensor *t, const char 
     return st;
 }
 
-/* Pack the row-wise concatenation of parts (each [rows_i, k]) as one weight matrix; tmp holds
- * at least the total rows x k floats. */
-static gtr_status load_linear(gtr_tensor_set *set, gtr_tensor *const *parts, int n_parts,
-                              const gtr_kernels *kern, gtr_wtype wtype, gtr_pool *pool, float *tmp,
-                              gtr_wmat *w, uint64_t *fp, gtr_error *err)
+/* Load buffers shared by every Linear: float32 rows (tmp) and, for int8 packing, codes (q)
+ * and row scales (qs), each big enough for the largest (stacked) Linear. */
+typedef struct {
+    float *tmp;
+    int8_t *q;
+    float *qs;
+    size_t floats, rows;
+} load_buf;
+
+/* Pack the row-wise concatenation of parts (each [rows_i, k]) as one weight matrix. Every
+ * part is fingerprinted as float32 (dequantised when stored as int8: the fingerprint depends
+ * on the values, not the file format). INT8 packing takes stored codes and scales as they
+ * are and quantises float parts with gtr_quantize_rows_int8 — exactly what packing the
+ * float32 original does — so a `gtr quantize` directory computes bit for bit like its source. */
+static gtr_status load_linear(gtr_tensor_set *set, const gtr_wtensor *parts, int n_parts,
+                              const gtr_kernels *kern, gtr_wtype wtype, gtr_pool *pool,
+                              load_buf *b, gtr_wmat *w, uint64_t *fp, gtr_error *err)
 {
-    size_t rows = 0, k = parts[0]->shape[1];
+    size_t rows = 0, k = gtr_wtensor_cols(&parts[0]);
     for (int i = 0; i < n_parts; i++) {
-        gtr_status st = gtr_tensor_to_f32(set, parts[i], tmp + rows * k, pool, err);
+        const gtr_wtensor *p = &parts[i];
+        size_t pr = gtr_wtensor_rows(p);
+        float *dst = b->tmp + rows * k;
+        gtr_status st = gtr_wtensor_rows_f32(set, p, 0, pr, dst, pool, err);
         if (st) return st;
-        *fp = gtr_fingerprint_tensor(*fp, pool, parts[i]->name, tmp + rows * k, parts[i]->shape[0], k);
-        rows += parts[i]->shape[0];
+        *fp = gtr_fingerprint_tensor(*fp, pool, p->w->name, dst, pr, k);
+        if (wtype == GTR_W_INT8) {
+            if (p->scale) st = gtr_wtensor_rows_q8(set, p, 0, pr, b->q + rows * k, b->qs + rows, err);
+            else gtr_quantize_rows_int8(dst, pr, k, b->q + rows * k, b->qs + rows);
+            if (st) return st;
+        }
+        gtr_wtensor_drop(set, p);
+        rows += pr;
     }
-    return gtr_wmat_pack(kern, w, tmp, rows, k, wtype, err);
+    if (wtype == GTR_W_INT8) return gtr_wmat_pack_int8(kern, w, b->q, b->qs, rows, k, err);
+    return gtr_wmat_pack(kern, w, b->tmp, rows, k, wtype, err);
+}
+
+/* The embedding table in the compute precision, converted a block of rows at a time through
+ * b->tmp so no float32 copy of the whole table ever exists (the fingerprint is streamed over
+ * the same float32 rows, so it equals hashing the whole float32 table). */
+static gtr_status load_embedding(gtr_t5 *m, gtr_tensor_set *set, const gtr_wtensor *emb,
+                                 gtr_wtype wtype, gtr_pool *pool, load_buf *b, uint64_t *fp,
+                                 gtr_error *err)
+{
+    size_t V = gtr_wtensor_rows(emb), d = gtr_wtensor_cols(emb);
+    size_t esz = wtype == GTR_W_F32 ? 4 : wtype == GTR_W_BF16 ? 2 : 1;
+    m->embed_type = wtype;
+    if (wtype == GTR_W_F32 && !emb->scale) { /* float32 to float32: straight into the table */
+        float *e = NULL;
+        gtr_status st = load_vec(set, emb->w, "shared.weight", pool, &e, fp, err);
+        m->embed = e;
+        return st;
+    }
+    if (!(m->embed = gtr_malloc_aligned(V * d * esz, err))) return GTR_ERR_NOMEM;
+    if (wtype == GTR_W_INT8 && !(m->embed_scale = gtr_malloc_aligned(V * sizeof(float), err)))
+        return GTR_ERR_NOMEM;
+    /* rows per block: an even count (the streamed fingerprint needs even pieces) */
+    size_t R = b->floats / d;
+    R = R > 2 ? R & ~(size_t)1 : 2;
+    gtr_fp_stream f;
+    gtr_fp_begin(&f, *fp, "shared.weight", V, d);
+    for (size_t r0 = 0; r0 < V; r0 += R) {
+        size_t n = GTR_MIN(R, V - r0);
+        gtr_status st = gtr_wtensor_rows_f32(set, emb, r0, n, b->tmp, pool, err);
+        if (st) return st;
+        gtr_fp_feed(&f, pool, b->tmp, n * d);
+        if (wtype == GTR_W_F32) {
+            memcpy((float *)m->embed + r0 * d, b->tmp, n * d * sizeof(float));
+        } else if (wtype == GTR_W_BF16) {
+            uint16_t *e = (uint16_t *)m->embed + r0 * d;
+            for (size_t i = 0; i < n * d; i++) e[i] = gtr_bf16_daz(b->tmp[i]);
+        } else if (emb->scale) { /* stored codes: as they are */
+            if ((st = gtr_wtensor_rows_q8(set, emb, r0, n, (int8_t *)m->embed + r0 * d, m->embed_scale + r0, err)))
+                return st;
+        } else {
+            gtr_quantize_rows_int8(b->tmp, n, d, (int8_t *)m->embed + r0 * d, m->embed_scale + r0);
+        }
+    }
+    gtr_wtensor_drop(set, emb);
+    *fp = gtr_fp_end(&f);
+    return GTR_OK;
 }
 
 gtr_status gtr_t5_load(gtr_t5 *m, const gtr_t5_config *cfg, gtr_tensor_set *set,
@@ -153,20 +286,21 @@ gtr_status gtr_t5_load(gtr_t5 *m, const gtr_t5_config *cfg, gtr_tensor_set *set,
            vec[1] = {d};
     gtr_status st;
     layer_tensors *lts = NULL;
-    float *tmp = NULL;
+    load_buf b = {0};
 
     /* 1. Look everything up and check shapes before converting anything (fail fast). The tied
      * embedding may be stored as shared.weight, encoder.embed_tokens.weight or both; both are
      * the same parameter in transformers, and shared.weight is the canonical one. */
-    gtr_tensor *emb = NULL, *emb2 = NULL, *rel, *fin;
+    gtr_wtensor emb = {0}, emb2 = {0};
+    gtr_tensor *rel, *fin;
     if (gtr_tensor_find(set, "shared.weight") &&
-        (st = gtr_tensor_get(set, "shared.weight", 2, emb_shape, &emb, err)))
+        (st = gtr_wtensor_get(set, "shared.weight", emb_shape, &emb, err)))
         goto fail;
     if (gtr_tensor_find(set, "encoder.embed_tokens.weight") &&
-        (st = gtr_tensor_get(set, "encoder.embed_tokens.weight", 2, emb_shape, &emb2, err)))
+        (st = gtr_wtensor_get(set, "encoder.embed_tokens.weight", emb_shape, &emb2, err)))
         goto fail;
-    if (!emb) emb = emb2;
-    if (!emb) {
+    if (!emb.w) emb = emb2;
+    if (!emb.w) {
         st = gtr_seterr(err, GTR_ERR_NOT_FOUND,
                         "%s: missing tensor 'shared.weight' (or 'encoder.embed_tokens.weight')",
                         gtr_tensor_file(set, NULL));
@@ -188,42 +322,52 @@ gtr_status gtr_t5_load(gtr_t5 *m, const gtr_t5_config *cfg, gtr_tensor_set *set,
     static const char *const ignore[] = {"decoder.", NULL};
     if ((st = gtr_tensor_check_unused(set, ignore, err))) goto fail;
 
-    /* 2. Convert: vectors and the embedding directly, Linear weights through one scratch
-     * buffer (the largest Linear) into packed matrices. Each source tensor's file pages are
-     * dropped once converted. */
-    size_t tmp_floats = GTR_MAX(3 * (size_t)m->inner * d,
-                                (cfg->ff == GTR_FF_GATED_GELU ? 2 : 1) * (size_t)cfg->d_ff * d);
-    tmp = gtr_malloc_aligned(tmp_floats * sizeof(float), err);
-    if (!tmp) {
+    /* 2. Convert: vectors directly, the embedding and the Linear weights through one set of
+     * buffers (the largest Linear) into the compute precision. Each source tensor's file
+     * pages are dropped once converted. */
+    size_t ffw = (cfg->ff == GTR_FF_GATED_GELU ? 2 : 1) * (size_t)cfg->d_ff;
+    b.rows = GTR_MAX(GTR_MAX(3 * (size_t)m->inner, ffw), d);
+    b.floats = GTR_MAX(GTR_MAX(3 * (size_t)m->inner, ffw) * d, d * (size_t)cfg->d_ff);
+    b.tmp = gtr_malloc_aligned(b.floats * sizeof(float), err);
+    if (wtype == GTR_W_INT8) {
+        b.q = gtr_malloc_aligned(b.floats, err);
+        b.qs = gtr_malloc_aligned(b.rows * sizeof(float), err);
+    }
+    if (!b.tmp || (wtype == GTR_W_INT8 && (!b.q || !b.qs))) {
         st = GTR_ERR_NOMEM;
         goto fail;
     }
-    if ((st = load_vec(set, emb, "shared.weight", pool, &m->embed, fp, err)) ||
+    if ((st = load_embedding(m, set, &emb, wtype, pool, &b, fp, err)) ||
         (st = load_vec(set, rel, rel->name, pool, &m->rel_bias, fp, err)) ||
         (st = load_vec(set, fin, fin->name, pool, &m->final_ln, fp, err)))
         goto fail;
     m->n_params = V * d + rel->count + d;
-    m->bytes = (V * d + rel->count + d) * sizeof(float);
+    m->bytes = V * d * (wtype == GTR_W_F32 ? 4 : wtype == GTR_W_BF16 ? 2 : 1) +
+               (wtype == GTR_W_INT8 ? V * sizeof(float) : 0) + (rel->count + d) * sizeof(float);
     for (int i = 0; i < cfg->num_layers; i++) {
         layer_tensors *lt = &lts[i];
         gtr_t5_layer *l = &m->layers[i];
-        gtr_tensor *qkv[3] = {lt->q, lt->k, lt->v}, *wi[2] = {lt->wi0, lt->wi1};
+        gtr_wtensor qkv[3] = {lt->q, lt->k, lt->v}, wi[2] = {lt->wi0, lt->wi1};
         if ((st = load_vec(set, lt->ln_attn, lt->ln_attn->name, pool, &l->ln_attn, fp, err)) ||
             (st = load_vec(set, lt->ln_ff, lt->ln_ff->name, pool, &l->ln_ff, fp, err)) ||
-            (st = load_linear(set, qkv, 3, kern, wtype, pool, tmp, &l->qkv, fp, err)) ||
-            (st = load_linear(set, &lt->o, 1, kern, wtype, pool, tmp, &l->o, fp, err)) ||
-            (st = load_linear(set, wi, lt->wi1 ? 2 : 1, kern, wtype, pool, tmp, &l->wi, fp, err)) ||
-            (st = load_linear(set, &lt->wo, 1, kern, wtype, pool, tmp, &l->wo, fp, err)))
+            (st = load_linear(set, qkv, 3, kern, wtype, pool, &b, &l->qkv, fp, err)) ||
+            (st = load_linear(set, &lt->o, 1, kern, wtype, pool, &b, &l->o, fp, err)) ||
+            (st = load_linear(set, wi, lt->wi1.w ? 2 : 1, kern, wtype, pool, &b, &l->wi, fp, err)) ||
+            (st = load_linear(set, &lt->wo, 1, kern, wtype, pool, &b, &l->wo, fp, err)))
             goto fail;
         m->n_params += 2 * d + l->qkv.n * l->qkv.k + l->o.n * l->o.k + l->wi.n * l->wi.k +
                        l->wo.n * l->wo.k;
         m->bytes += 2 * d * sizeof(float) + l->qkv.bytes + l->o.bytes + l->wi.bytes + l->wo.bytes;
     }
-    gtr_free_aligned(tmp);
+    gtr_free_aligned(b.tmp);
+    gtr_free_aligned(b.q);
+    gtr_free_aligned(b.qs);
     free(lts);
     return GTR_OK;
 fail:
-    gtr_free_aligned(tmp);
+    gtr_free_aligned(b.tmp);
+    gtr_free_aligned(b.q);
+    gtr_free_aligned(b.qs);
     free(lts);
     gtr_t5_free(m);
     return st;
@@ -238,24 +382,39 @@ static gtr_status ensure(float **p, size_t floats, gtr_error *err)
     return *p ? GTR_OK : GTR_ERR_NOMEM;
 }
 
-static gtr_status scratch_reserve(const gtr_t5 *m, gtr_t5_scratch *s, size_t tokens, size_t max_len,
-                                  int n_threads, gtr_error *err)
+/* Grow the arena to hold `tokens` packed rows of n texts, the longest max_len tokens. */
+static gtr_status scratch_reserve(const gtr_t5 *m, const gtr_kernels *kern, gtr_pool *pool,
+                                  gtr_t5_scratch *s, size_t tokens, size_t n, size_t max_len,
+                                  gtr_error *err)
 {
     const gtr_t5_config *c = &m->cfg;
+    int n_threads = gtr_pool_size(pool);
     gtr_status st;
     if (tokens > s->cap_tokens) {
         size_t ffw = (c->ff == GTR_FF_GATED_GELU ? 2 : 1) * (size_t)c->d_ff;
+        free(s->tok);
+        s->tok = NULL;
         if ((st = ensure(&s->x, tokens * c->d_model, err)) ||
             (st = ensure(&s->xn, tokens * c->d_model, err)) ||
             (st = ensure(&s->qkv, tokens * 3 * (size_t)m->inner, err)) ||
             (st = ensure(&s->ctx, tokens * (size_t)m->inner, err)) ||
-            (st = ensure(&s->ff, tokens * ffw, err))) {
+            (st = ensure(&s->ff, tokens * ffw, err)) ||
+            !(s->tok = gtr_xmalloc(tokens * sizeof *s->tok, "token rows", err))) {
             s->cap_tokens = 0;
-            return st;
+            return st ? st : GTR_ERR_NOMEM;
         }
         s->cap_tokens = tokens;
     }
-    size_t per = GTR_ATT_QBLOCK * max_len;
+    if (n > s->cap_texts) {
+        free(s->offs);
+        if (!(s->offs = gtr_xmalloc(n * sizeof *s->offs, "text offsets", err))) {
+            s->cap_texts = 0;
+            return GTR_ERR_NOMEM;
+        }
+        s->cap_texts = n;
+    }
+    size_t per = (GTR_ATT_QBLOCK + (size_t)c->d_kv) * max_len;
+    per = (per + 15) & ~(size_t)15; /* each thread's block starts on a cache line */
     if (per > s->scores_per_thread || n_threads > s->n_threads) {
         size_t want = GTR_MAX(per, s->scores_per_thread);
         if ((st = ensure(&s->scores, want * (size_t)n_threads, err))) {
@@ -280,6 +439,19 @@ static gtr_status scratch_reserve(const gtr_t5 *m, gtr_t5_scratch *s, size_t tok
         }
         s->table_len = (int)len;
     }
+    /* gtr_linear's scratch: enough for any of the layer's matrices (all layers alike) */
+    size_t ws = 0;
+    if (c->num_layers > 0) {
+        const gtr_t5_layer *l = &m->layers[0];
+        const gtr_wmat *ws_of[4] = {&l->qkv, &l->o, &l->wi, &l->wo};
+        for (int i = 0; i < 4; i++) ws = GTR_MAX(ws, gtr_linear_ws_size(kern, pool, ws_of[i], tokens));
+    }
+    if (ws > s->ws_bytes) {
+        gtr_free_aligned(s->ws);
+        s->ws_bytes = 0;
+        if (!(s->ws = gtr_malloc_aligned(ws, err))) return GTR_ERR_NOMEM;
+        s->ws_bytes = ws;
+    }
     return GTR_OK;
 }
 
@@ -289,13 +461,35 @@ typedef struct {
     const gtr_t5 *m;
     const gtr_kernels *kern;
     gtr_t5_scratch *s;
-    const int32_t *const *ids;
     const size_t *lens, *offs; /* tokens and first row of each text */
     size_t n, T;
     const float *norm_w; /* rmsnorm task: weight, source, destination */
     const float *src;
     float *dst;
 } fwd;
+
+/* x[t] = embed[tok[t]], dequantised from the table's precision. */
+static void embed_task(void *ctx, size_t c, int tid)
+{
+    (void)tid;
+    fwd *f = ctx;
+    const gtr_t5 *m = f->m;
+    size_t d = (size_t)m->cfg.d_model;
+    for (size_t t = c * ROW_CHUNK; t < GTR_MIN(f->T, (c + 1) * ROW_CHUNK); t++) {
+        size_t id = (size_t)f->s->tok[t];
+        float *x = f->s->x + t * d;
+        if (m->embed_type == GTR_W_F32) {
+            memcpy(x, (const float *)m->embed + id * d, d * sizeof(float));
+        } else if (m->embed_type == GTR_W_BF16) {
+            const uint16_t *e = (const uint16_t *)m->embed + id * d;
+            for (size_t j = 0; j < d; j++) x[j] = gtr_bf16_to_f32(e[j]);
+        } else {
+            const int8_t *e = (const int8_t *)m->embed + id * d;
+            float sc = m->embed_scale[id];
+            for (size_t j = 0; j < d; j++) x[j] = (float)e[j] * sc;
+        }
+    }
+}
 
 static void rmsnorm_task(void *ctx, size_t c, int tid)
 {
@@ -325,7 +519,9 @@ static void gelu_task(void *ctx, size_t c, int tid)
     }
 }
 
-/* One (text, head): softmax(Q Kᵀ + bias) V over that text's rows, query block by block. */
+/* One (text, head): softmax(Q Kᵀ + bias) V over that text's rows, query block by block. Kᵀ
+ * is formed once per (text, head) in the thread's scratch, so every query block runs a
+ * plain nn product (a block-wise transpose inside sgemm_nt would redo it per block). */
 static void attn_task(void *ctx, size_t task, int tid)
 {
     fwd *f = ctx;
@@ -336,11 +532,14 @@ static void attn_task(void *ctx, size_t task, int tid)
     size_t L = f->lens[text], row0 = f->offs[text];
     const float *Q = f->s->qkv + row0 * ld + h * dk, *K = Q + inner, *Vm = Q + 2 * inner;
     float *S = f->s->scores + (size_t)tid * f->s->scores_per_thread;
+    float *Kt = S + GTR_ATT_QBLOCK * L; /* [dk][L] */
+    for (size_t j = 0; j < L; j++)
+        for (size_t c = 0; c < dk; c++) Kt[c * L + j] = K[j * ld + c];
     size_t w = 2 * (size_t)f->s->table_len - 1;
     const float *bias = f->s->pos_table + h * w + (size_t)f->s->table_len - 1; /* rel 0 */
     for (size_t q0 = 0; q0 < L; q0 += GTR_ATT_QBLOCK) {
         size_t rows = GTR_MIN((size_t)GTR_ATT_QBLOCK, L - q0);
-        gtr_sgemm_nt(f->kern, rows, L, dk, Q + q0 * ld, ld, K, ld, 0.0f, S, L);
+        gtr_sgemm_nn(f->kern, rows, L, dk, Q + q0 * ld, ld, Kt, L, 0.0f, S, L);
         for (size_t r = 0; r < rows; r++) {
             float *srow = S + r * L;
             /* bias row of this query: element j is the bias at rel = j - query */
@@ -393,20 +592,18 @@ gtr_status gtr_t5_forward(const gtr_t5 *m, const gtr_kernels *kern, gtr_pool *po
         T += lens[i];
         max_len = GTR_MAX(max_len, lens[i]);
     }
-    size_t *offs = gtr_xmalloc((n ? n : 1) * sizeof *offs, "offsets", err);
-    if (!offs) return GTR_ERR_NOMEM;
-    for (size_t i = 0, o = 0; i < n; o += lens[i], i++) offs[i] = o;
-    gtr_status st = scratch_reserve(m, s, T ? T : 1, max_len, gtr_pool_size(pool), err);
-    if (st) {
-        free(offs);
-        return st;
+    gtr_status st = scratch_reserve(m, kern, pool, s, T ? T : 1, n ? n : 1, max_len, err);
+    if (st) return st;
+    for (size_t i = 0, o = 0; i < n; o += lens[i], i++) {
+        s->offs[i] = o;
+        memcpy(s->tok + o, ids[i], lens[i] * sizeof(int32_t));
     }
-    fwd f = {m, kern, s, ids, lens, offs, n, T, NULL, NULL, NULL};
+    fwd f = {m, kern, s, lens, s->offs, n, T, NULL, NULL, NULL};
+    void *ws = s->ws;
+    size_t wsb = s->ws_bytes;
 
     /* token embeddings */
-    for (size_t i = 0; i < n; i++)
-        for (size_t t = 0; t < lens[i]; t++)
-            memcpy(s->x + (offs[i] + t) * d, m->embed + (size_t)ids[i][t] * d, d * sizeof(float));
+    gtr_pool_for(pool, (T + ROW_CHUNK - 1) / ROW_CHUNK, embed_task, &f);
     if (probe) {
         probe_rows(&f, probe, probe_user, "embeddings", s->x, d);
         probe_position_bias(&f, probe, probe_user);
@@ -418,9 +615,9 @@ gtr_status gtr_t5_forward(const gtr_t5 *m, const gtr_kernels *kern, gtr_pool *po
         const gtr_t5_layer *l = &m->layers[li];
         /* self-attention block */
         rmsnorm_rows(&f, pool, l->ln_attn, s->x, s->xn);
-        gtr_linear(kern, pool, &l->qkv, s->xn, T, d, s->qkv, 3 * inner, 0);
+        gtr_linear_ws(kern, pool, &l->qkv, s->xn, T, d, s->qkv, 3 * inner, 0, ws, wsb);
         gtr_pool_for(pool, n * (size_t)c->num_heads, attn_task, &f);
-        gtr_linear(kern, pool, &l->o, s->ctx, T, inner, s->x, d, GTR_LINEAR_ACCUM);
+        gtr_linear_ws(kern, pool, &l->o, s->ctx, T, inner, s->x, d, GTR_LINEAR_ACCUM, ws, wsb);
         char name[32];
         if (probe) {
             snprintf(name, sizeof name, "layer%02d.attn_out", li);
@@ -429,12 +626,12 @@ gtr_status gtr_t5_forward(const gtr_t5 *m, const gtr_kernels *kern, gtr_pool *po
         /* feed-forward block */
         rmsnorm_rows(&f, pool, l->ln_ff, s->x, s->xn);
         if (gated) {
-            gtr_linear(kern, pool, &l->wi, s->xn, T, d, s->ff, ffw, 0);
+            gtr_linear_ws(kern, pool, &l->wi, s->xn, T, d, s->ff, ffw, 0, ws, wsb);
             gtr_pool_for(pool, (T + ROW_CHUNK - 1) / ROW_CHUNK, gelu_task, &f);
         } else {
-            gtr_linear(kern, pool, &l->wi, s->xn, T, d, s->ff, ffw, GTR_LINEAR_RELU);
+            gtr_linear_ws(kern, pool, &l->wi, s->xn, T, d, s->ff, ffw, GTR_LINEAR_RELU, ws, wsb);
         }
-        gtr_linear(kern, pool, &l->wo, s->ff, T, ffw, s->x, d, GTR_LINEAR_ACCUM);
+        gtr_linear_ws(kern, pool, &l->wo, s->ff, T, ffw, s->x, d, GTR_LINEAR_ACCUM, ws, wsb);
         if (probe) {
             snprintf(name, sizeof name, "layer%02d.out", li);
             probe_rows(&f, probe, probe_user, name, s->x, d);
@@ -443,6 +640,5 @@ gtr_status gtr_t5_forward(const gtr_t5 *m, const gtr_kernels *kern, gtr_pool *po
     rmsnorm_rows(&f, pool, m->final_ln, s->x, s->xn);
     if (probe) probe_rows(&f, probe, probe_user, "final_norm", s->xn, d);
     *out_hidden = s->xn;
-    free(offs);
     return GTR_OK;
 }

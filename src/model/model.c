@@ -19,11 +19,19 @@ struct gtr_model {
     int max_len;
     uint64_t fingerprint;
     char *describe;
-    /* reusable per-call buffers */
+    /* reusable per-call buffers (grow-only: a steady stream of batches allocates nothing) */
     gtr_t5_scratch scratch;
-    float *pooled;
-    size_t pooled_cap; /* texts */
+    float *pooled, *hout; /* per chunk: pooled states, head outputs */
+    size_t pooled_cap;    /* texts */
+    size_t *order;        /* texts by length (longest first) */
+    const int32_t **cids; /* ids / lengths of the chunk's texts in that order */
+    size_t *clens;
+    size_t sched_cap;
+    size_t *len_count;    /* [max_len + 2]: counting sort by length */
     gtr_ids *tok_ids;
+    gtr_status *tok_status;
+    const int32_t **tok_ptr;
+    size_t *tok_len;
     size_t tok_cap;
     /* tests */
     gtr_probe_fn probe;
@@ -56,8 +64,16 @@ void gtr_model_free(gtr_model *m)
     free(m->describe);
     gtr_t5_scratch_free(&m->scratch);
     gtr_free_aligned(m->pooled);
+    gtr_free_aligned(m->hout);
+    free(m->order);
+    free(m->cids);
+    free(m->clens);
+    free(m->len_count);
     for (size_t i = 0; i < m->tok_cap; i++) gtr_ids_free(&m->tok_ids[i]);
     free(m->tok_ids);
+    free(m->tok_status);
+    free(m->tok_ptr);
+    free(m->tok_len);
     free(m);
 }
 
@@ -116,7 +132,8 @@ gtr_model *gtr_model_load(const char *dir, const gtr_model_options *opts, gtr_er
         gtr_seterr(err, GTR_ERR_INVALID_ARG, "no model directory given");
         return NULL;
     }
-    if (o.dtype != GTR_DTYPE_F32 && o.dtype != GTR_DTYPE_BF16 && o.dtype != GTR_DTYPE_INT8) {
+    if (o.dtype != GTR_DTYPE_F32 && o.dtype != GTR_DTYPE_BF16 && o.dtype != GTR_DTYPE_INT8 &&
+        o.dtype != GTR_DTYPE_AUTO) {
         gtr_seterr(err, GTR_ERR_INVALID_ARG, "unknown compute dtype %d", (int)o.dtype);
         return NULL;
     }
@@ -168,11 +185,18 @@ gtr_model *gtr_model_load(const char *dir, const gtr_model_options *opts, gtr_er
     /* Encoder, then head: each set's mappings are closed as soon as its weights are
      * converted, so peak memory is the converted weights plus one tensor's pages. */
     uint64_t fp = fingerprint_config(&m->cfg);
+    if ((st = gtr_tensor_set_open_dir(&set, m->cfg.transformer_dir, err))) goto fail;
+    if (o.dtype == GTR_DTYPE_AUTO) { /* what the first Linear weight is stored as */
+        gtr_tensor *q = gtr_tensor_find(&set, "encoder.block.0.layer.0.SelfAttention.q.weight");
+        o.dtype = q && q->dtype == GTR_DT_I8 ? GTR_DTYPE_INT8 : q && q->dtype == GTR_DT_BF16 ? GTR_DTYPE_BF16 : GTR_DTYPE_F32;
+        if (q) q->used = false; /* only looked at */
+        m->dtype = o.dtype;
+    }
     gtr_wtype wt = o.dtype == GTR_DTYPE_BF16 ? GTR_W_BF16 : o.dtype == GTR_DTYPE_INT8 ? GTR_W_INT8
                                                                                        : GTR_W_F32;
-    if ((st = gtr_tensor_set_open_dir(&set, m->cfg.transformer_dir, err)) ||
-        (st = gtr_t5_load(&m->t5, &m->cfg.t5, &set, m->kern, wt, m->pool, &fp, err)))
-        goto fail;
+    if ((st = gtr_t5_load(&m->t5, &m->cfg.t5, &set, m->kern, wt, m->pool, &fp, err))) goto fail;
+    bool has_source_fp = set.has_source_fp;
+    uint64_t source_fp = set.source_fp;
     gtr_buf_printf(&sets, err, "encoder ");
     describe_set(&sets, &set, err);
     gtr_tensor_set_free(&set);
@@ -186,7 +210,8 @@ gtr_model *gtr_model_load(const char *dir, const gtr_model_options *opts, gtr_er
     } else if ((st = gtr_head_load(&m->head, &m->cfg, NULL, m->kern, m->pool, &fp, err))) {
         goto fail;
     }
-    m->fingerprint = fp;
+    /* a `gtr quantize` copy answers to the fingerprint of the model it was made from */
+    m->fingerprint = has_source_fp ? source_fp : fp;
 
     const gtr_t5_config *c = &m->cfg.t5;
     size_t n_params = m->t5.n_params + m->head.n_params;
@@ -238,6 +263,7 @@ const char *gtr_model_describe(const gtr_model *m) { return m ? m->describe : ""
 uint64_t gtr_model_fingerprint(const gtr_model *m) { return m ? m->fingerprint : 0; }
 size_t gtr_model_weight_bytes(const gtr_model *m) { return m ? m->t5.bytes + m->head.bytes : 0; }
 size_t gtr_model_n_params(const gtr_model *m) { return m ? m->t5.n_params + m->head.n_params : 0; }
+gtr_compute_dtype gtr_model_dtype(const gtr_model *m) { return m ? m->dtype : GTR_DTYPE_F32; }
 
 void gtr_model_set_probe(gtr_model *m, gtr_probe_fn fn, void *user)
 {
@@ -245,18 +271,66 @@ void gtr_model_set_probe(gtr_model *m, gtr_probe_fn fn, void *user)
     m->probe_user = user;
 }
 
-/* Probes see the index of the text in the whole call, not in the chunk. */
+/* Probes see the index of the text in the whole call, not its place in the chunk. */
 typedef struct {
     gtr_probe_fn fn;
     void *user;
-    size_t base;
+    const size_t *order; /* chunk position -> index in the call */
 } probe_shift;
 
 static void probe_trampoline(void *user, size_t text, const char *name, const float *x, size_t rows,
                              size_t cols)
 {
     probe_shift *p = user;
-    p->fn(p->user, p->base + text, name, x, rows, cols);
+    p->fn(p->user, p->order[text], name, x, rows, cols);
+}
+
+/* Grow-only per-call buffers: the schedule for n texts, head buffers for chunks of at most
+ * k texts. */
+static gtr_status reserve_schedule(gtr_model *m, size_t n, size_t k, gtr_error *err)
+{
+    if (!m->len_count &&
+        !(m->len_count = gtr_xmalloc(((size_t)m->max_len + 2) * sizeof *m->len_count, "length counts", err)))
+        return GTR_ERR_NOMEM;
+    if (n > m->sched_cap) {
+        free(m->order);
+        free(m->cids);
+        free(m->clens);
+        m->sched_cap = 0;
+        m->order = gtr_xmalloc(n * sizeof *m->order, "text order", err);
+        m->cids = gtr_xmalloc(n * sizeof *m->cids, "text order", err);
+        m->clens = gtr_xmalloc(n * sizeof *m->clens, "text order", err);
+        if (!m->order || !m->cids || !m->clens) return GTR_ERR_NOMEM;
+        m->sched_cap = n;
+    }
+    if (k > m->pooled_cap) {
+        gtr_free_aligned(m->pooled);
+        gtr_free_aligned(m->hout);
+        m->pooled_cap = 0;
+        m->pooled = gtr_malloc_aligned(k * (size_t)m->cfg.t5.d_model * sizeof(float), err);
+        m->hout = gtr_malloc_aligned(k * (size_t)m->head.d_out * sizeof(float), err);
+        if (!m->pooled || !m->hout) return GTR_ERR_NOMEM;
+        m->pooled_cap = k;
+    }
+    return GTR_OK;
+}
+
+/* Texts by length, longest first, ties in call order (a stable counting sort: lengths are at
+ * most max_len). Chunks then hold texts of similar length, and within a chunk the longest
+ * attention tasks are handed out first, so the threads finish together. Only the schedule
+ * changes: a text's vector does not depend on its neighbours (see encoder.c). */
+static void sort_by_length(gtr_model *m, const size_t *n_ids, size_t n)
+{
+    size_t L = (size_t)m->max_len, *cnt = m->len_count;
+    memset(cnt, 0, (L + 2) * sizeof *cnt);
+    for (size_t i = 0; i < n; i++) cnt[L - n_ids[i]]++; /* bucket 0 = longest */
+    size_t pos = 0;
+    for (size_t b = 0; b <= L; b++) {
+        size_t c = cnt[b];
+        cnt[b] = pos;
+        pos += c;
+    }
+    for (size_t i = 0; i < n; i++) m->order[cnt[L - n_ids[i]]++] = i;
 }
 
 gtr_status gtr_model_encode_ids(gtr_model *m, const int32_t *const *ids, const size_t *n_ids,
@@ -271,35 +345,47 @@ gtr_status gtr_model_encode_ids(gtr_model *m, const int32_t *const *ids, const s
         if (n_ids[i] > (size_t)m->max_len)
             return gtr_seterr(err, GTR_ERR_INVALID_ARG, "text %zu: %zu token ids exceed max_len %d",
                               i, n_ids[i], m->max_len);
+        for (size_t t = 0; t < n_ids[i]; t++)
+            if (ids[i][t] < 0 || ids[i][t] >= m->cfg.t5.vocab_size)
+                return gtr_seterr(err, GTR_ERR_INVALID_ARG,
+                                  "text %zu: token id %d at position %zu is outside the vocabulary "
+                                  "(%d ids)", i, (int)ids[i][t], t, m->cfg.t5.vocab_size);
     }
+    if (n == 0) return GTR_OK;
     const gtr_t5_config *c = &m->cfg.t5;
     size_t per_token = sizeof(float) * (2 * (size_t)c->d_model + 4 * (size_t)m->t5.inner +
                                         (c->ff == GTR_FF_GATED_GELU ? 2 : 1) * (size_t)c->d_ff);
     size_t chunk_bytes = GTR_MIN(CHUNK_MAX_BYTES, GTR_MAX(CHUNK_MIN_BYTES, gtr_model_weight_bytes(m) / 4));
     size_t budget = GTR_MAX((size_t)m->max_len, GTR_MIN(CHUNK_MAX_TOKENS, chunk_bytes / per_token));
-    probe_shift ps = {m->probe, m->probe_user, 0};
+    /* every text has a token, so a chunk holds at most budget texts */
+    gtr_status st = reserve_schedule(m, n, GTR_MIN(n, budget), err);
+    if (st) return st;
+    sort_by_length(m, n_ids, n);
+    size_t dout = (size_t)m->head.d_out;
+    probe_shift ps = {m->probe, m->probe_user, NULL};
     for (size_t i0 = 0; i0 < n;) {
-        /* the next chunk: whole texts while the token budget lasts */
+        /* the next chunk: whole texts, in length order, while the token budget lasts */
         size_t i1 = i0, tokens = 0;
-        while (i1 < n && (i1 == i0 || tokens + n_ids[i1] <= budget)) tokens += n_ids[i1++];
-        size_t k = i1 - i0;
-        if (k > m->pooled_cap) {
-            gtr_free_aligned(m->pooled);
-            m->pooled_cap = 0;
-            if (!(m->pooled = gtr_malloc_aligned(k * (size_t)c->d_model * sizeof(float), err)))
-                return GTR_ERR_NOMEM;
-            m->pooled_cap = k;
+        while (i1 < n && (i1 == i0 || tokens + n_ids[m->order[i1]] <= budget)) {
+            size_t t = m->order[i1];
+            m->cids[i1 - i0] = ids[t];
+            m->clens[i1 - i0] = n_ids[t];
+            tokens += n_ids[t];
+            i1++;
         }
+        size_t k = i1 - i0;
         float *hidden;
-        ps.base = i0;
-        gtr_status st = gtr_t5_forward(&m->t5, m->kern, m->pool, &m->scratch, ids + i0, n_ids + i0,
-                                       k, &hidden, m->probe ? probe_trampoline : NULL, &ps, err);
+        ps.order = m->order + i0;
+        st = gtr_t5_forward(&m->t5, m->kern, m->pool, &m->scratch, m->cids, m->clens, k, &hidden,
+                            m->probe ? probe_trampoline : NULL, &ps, err);
         if (st) {
-            if (n > 1) gtr_error_prefix(err, "texts %zu-%zu", i0, i1 - 1);
+            if (n > 1) gtr_error_prefix(err, "a chunk of %zu texts", k);
             return st;
         }
-        gtr_head_forward(&m->head, m->kern, m->pool, hidden, n_ids + i0, k, m->pooled,
-                         out + i0 * (size_t)m->head.d_out, m->probe ? probe_trampoline : NULL, &ps);
+        gtr_head_forward(&m->head, m->kern, m->pool, hidden, m->clens, k, m->pooled, m->hout,
+                         m->probe ? probe_trampoline : NULL, &ps);
+        for (size_t j = 0; j < k; j++)
+            memcpy(out + m->order[i0 + j] * dout, m->hout + j * dout, dout * sizeof(float));
         i0 = i1;
     }
     return GTR_OK;
@@ -327,39 +413,48 @@ gtr_status gtr_model_encode(gtr_model *m, const char *const *texts, const size_t
         return gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_model_encode: NULL argument");
     for (size_t i = 0; i < n; i++)
         if (!texts[i]) return gtr_seterr(err, GTR_ERR_INVALID_ARG, "text %zu is NULL", i);
-    if (n > m->tok_cap) {
+    if (n > m->tok_cap) { /* grow-only, like the rest of the per-call state */
         gtr_ids *nt = gtr_xrealloc(m->tok_ids, n * sizeof *nt, "token ids", err);
         if (!nt) return GTR_ERR_NOMEM;
         memset(nt + m->tok_cap, 0, (n - m->tok_cap) * sizeof *nt);
         m->tok_ids = nt;
         m->tok_cap = n;
+        free(m->tok_status);
+        free(m->tok_ptr);
+        free(m->tok_len);
+        m->tok_status = gtr_xmalloc(n * sizeof *m->tok_status, "statuses", err);
+        m->tok_ptr = gtr_xmalloc(n * sizeof *m->tok_ptr, "ids", err);
+        m->tok_len = gtr_xmalloc(n * sizeof *m->tok_len, "ids", err);
+        if (!m->tok_status || !m->tok_ptr || !m->tok_len) {
+            free(m->tok_status);
+            free(m->tok_ptr);
+            free(m->tok_len);
+            m->tok_status = NULL;
+            m->tok_ptr = NULL;
+            m->tok_len = NULL;
+            /* keep tok_cap consistent with tok_ids; the arrays are re-made next call */
+            m->tok_cap = 0;
+            for (size_t i = 0; i < n; i++) gtr_ids_free(&m->tok_ids[i]);
+            free(m->tok_ids);
+            m->tok_ids = NULL;
+            return GTR_ERR_NOMEM;
+        }
     }
-    gtr_status *status = gtr_xcalloc(n ? n : 1, sizeof *status, "statuses", err);
-    const int32_t **ids = gtr_xmalloc((n ? n : 1) * sizeof *ids, "ids", err);
-    size_t *n_ids = gtr_xmalloc((n ? n : 1) * sizeof *n_ids, "ids", err);
-    gtr_status st = GTR_OK;
-    if (!status || !ids || !n_ids) {
-        st = GTR_ERR_NOMEM;
-        goto done;
-    }
+    if (n == 0) return GTR_OK;
     /* The tokenizer is immutable: tokenize in parallel. */
-    tok_job j = {m, texts, lens, status};
+    memset(m->tok_status, 0, n * sizeof *m->tok_status);
+    tok_job j = {m, texts, lens, m->tok_status};
     gtr_pool_for(m->pool, n, tok_task, &j);
     for (size_t i = 0; i < n; i++) {
-        if (status[i]) { /* again, serially, for the message */
+        if (m->tok_status[i]) { /* again, serially, for the message */
             size_t len = lens ? lens[i] : strlen(texts[i]);
-            st = gtr_tokenize(m->tok, texts[i], len, m->max_len, 1, &m->tok_ids[i], err);
-            if (!st) st = gtr_seterr(err, status[i], "tokenizer failed");
+            gtr_status st = gtr_tokenize(m->tok, texts[i], len, m->max_len, 1, &m->tok_ids[i], err);
+            if (!st) st = gtr_seterr(err, m->tok_status[i], "tokenizer failed");
             gtr_error_prefix(err, "text %zu", i);
-            goto done;
+            return st;
         }
-        ids[i] = m->tok_ids[i].ids;
-        n_ids[i] = m->tok_ids[i].n;
+        m->tok_ptr[i] = m->tok_ids[i].ids;
+        m->tok_len[i] = m->tok_ids[i].n;
     }
-    st = gtr_model_encode_ids(m, ids, n_ids, n, out, err);
-done:
-    free(status);
-    free(ids);
-    free(n_ids);
-    return st;
+    return gtr_model_encode_ids(m, m->tok_ptr, m->tok_len, n, out, err);
 }

@@ -87,6 +87,23 @@ gtr_status gtr_zip_index(const uint8_t *buf, size_t len, const char *what, gtr_z
 
 /* ---- tensor views (weights.c, safetensors.c, torch_pickle.c) ----------- */
 
+/* The quantisation a safetensors file declares in its __metadata__ ("gtr_quantization").
+ * GTR_QUANT_INT8_V1 ("int8-per-channel-v1", written by `gtr quantize --dtype int8`): every
+ * I8 tensor <name> [rows, cols] comes with an F32 tensor <name>_scale [rows], and the weight
+ * it stands for is W[r][c] = (float)q[r][c] * scale[r], q in [-127, 127] (symmetric, per output
+ * channel for Linear weights, per token row for the embedding) — exactly the scheme of the
+ * GTR_W_INT8 kernels, so the codes are packed as they are, never re-quantised. Anything
+ * else in the metadata (e.g. "bf16-v1") only describes float tensors and changes nothing. */
+typedef enum gtr_quant_scheme {
+    GTR_QUANT_NONE = 0, /* no gtr_quantization entry (every checkpoint not made by gtr) */
+    GTR_QUANT_INT8_V1,  /* "int8-per-channel-v1" */
+    GTR_QUANT_FLOAT,    /* a scheme of float tensors only ("bf16-v1") */
+    GTR_QUANT_UNKNOWN   /* a value this version does not know: its I8 tensors are refused */
+} gtr_quant_scheme;
+#define GTR_QUANT_INT8_NAME "int8-per-channel-v1"
+#define GTR_QUANT_BF16_NAME "bf16-v1"
+#define GTR_QUANT_SCALE_SUFFIX "_scale"
+
 /* A tensor stored in a mapped file: dtype, shape and element strides, pointing at its first
  * element. No ownership: the set owns the mapping. */
 typedef struct gtr_tensor {
@@ -100,6 +117,7 @@ typedef struct gtr_tensor {
     size_t span;                 /* bytes from data that hold all elements */
     int source;                  /* index into the set's sources */
     bool used;
+    gtr_quant_scheme quant;      /* what its file's __metadata__ declares (safetensors) */
 } gtr_tensor;
 
 typedef struct gtr_tensor_source {
@@ -112,6 +130,10 @@ typedef struct gtr_tensor_set {
     size_t n, cap;
     gtr_tensor_source *src;
     size_t n_src;
+    /* "gtr_source_fingerprint" of a safetensors __metadata__ (16 hex digits): a `gtr quantize`
+     * output records the fingerprint of the model it was made from, and loads under it */
+    bool has_source_fp;
+    uint64_t source_fp;
 } gtr_tensor_set;
 
 /* Add a tensor (name copied). Checks nothing: the parsers validate before adding. */
@@ -150,10 +172,43 @@ gtr_status gtr_tensor_check_unused(const gtr_tensor_set *s, const char *const *i
  * then let the kernel drop the source pages (the float32 copy is what stays resident). */
 gtr_status gtr_tensor_to_f32(gtr_tensor_set *s, const gtr_tensor *t, float *dst, gtr_pool *pool,
                              gtr_error *err);
+/* Drop a tensor's pages of its mapping (after its last use). */
+void gtr_tensor_drop(const gtr_tensor_set *s, const gtr_tensor *t);
+
+/* A weight matrix as stored: float (scale NULL) or I8 codes with per-row F32 scales. */
+typedef struct gtr_wtensor {
+    gtr_tensor *w, *scale;
+} gtr_wtensor;
+/* Find + check a 2-D weight [shape[0], shape[1]]: a float tensor, or (GTR_QUANT_INT8_V1 files
+ * only) an I8 one with its <name>_scale; both are marked used. Errors name file and tensor. */
+gtr_status gtr_wtensor_get(gtr_tensor_set *s, const char *name, const size_t *shape, gtr_wtensor *out,
+                           gtr_error *err);
+static inline size_t gtr_wtensor_rows(const gtr_wtensor *t) { return t->w->shape[0]; }
+static inline size_t gtr_wtensor_cols(const gtr_wtensor *t) { return t->w->shape[1]; }
+/* Rows [row0, row0 + rows) as float32 (dst [rows * cols]): converted, or dequantised as
+ * (float)q * scale. Float sources drop the pages read; I8 ones keep them (see _q8). */
+gtr_status gtr_wtensor_rows_f32(gtr_tensor_set *s, const gtr_wtensor *t, size_t row0, size_t rows,
+                                float *dst, gtr_pool *pool, gtr_error *err);
+/* I8 sources only: the codes and scales of rows [row0, row0 + rows) as stored, validated (codes
+ * in [-127, 127], scales finite and >= 0). */
+gtr_status gtr_wtensor_rows_q8(gtr_tensor_set *s, const gtr_wtensor *t, size_t row0, size_t rows,
+                               int8_t *q, float *scales, gtr_error *err);
+/* Drop the pages of both tensors. */
+void gtr_wtensor_drop(const gtr_tensor_set *s, const gtr_wtensor *t);
 /* Fold a converted tensor into a fingerprint: its (canonical) name, shape and every float32
  * value, hashed in parallel chunks combined in order (deterministic for any thread count). */
 uint64_t gtr_fingerprint_tensor(uint64_t h, gtr_pool *pool, const char *name, const float *x,
                                 size_t rows, size_t cols);
+/* The same hash fed piece by piece (a tensor converted a few rows at a time): begin, feed the
+ * values in order (every piece but the last an even count), end. Equal to
+ * gtr_fingerprint_tensor over the concatenation. */
+typedef struct gtr_fp_stream {
+    uint64_t h, cur; /* the running hash; the FNV state of the current chunk */
+    size_t in_chunk; /* floats of the current chunk already hashed */
+} gtr_fp_stream;
+void gtr_fp_begin(gtr_fp_stream *f, uint64_t h, const char *name, size_t rows, size_t cols);
+void gtr_fp_feed(gtr_fp_stream *f, gtr_pool *pool, const float *x, size_t n);
+uint64_t gtr_fp_end(gtr_fp_stream *f);
 /* Path of the file a tensor comes from. */
 const char *gtr_tensor_file(const gtr_tensor_set *s, const gtr_tensor *t);
 /* "F32", "F16", "BF16" ... */
@@ -178,7 +233,14 @@ typedef struct gtr_t5_layer {
 typedef struct gtr_t5 {
     gtr_t5_config cfg;
     int inner;          /* num_heads * d_kv */
-    float *embed;       /* [vocab, d_model] */
+    /* The token-embedding table [vocab, d_model], in the compute precision so that int8 /
+     * bf16 models do not carry a float32 copy (the table is a quarter of gtr-t5-base's
+     * parameters): GTR_W_F32 floats, GTR_W_BF16 bf16 bits (gtr_bf16_daz of the float), or
+     * GTR_W_INT8 codes with one scale per row (gtr_quantize_rows_int8). Rows are
+     * dequantised on lookup. */
+    gtr_wtype embed_type;
+    void *embed;
+    float *embed_scale; /* INT8: [vocab] */
     float *rel_bias;    /* [num_buckets, num_heads] (layer 0's table, shared by all layers) */
     gtr_t5_layer *layers;
     float *final_ln;    /* [d_model] */
@@ -186,15 +248,21 @@ typedef struct gtr_t5 {
     size_t bytes;       /* memory held by the weights */
 } gtr_t5;
 
-/* Reusable activation buffers (grow-only). */
+/* Reusable activation buffers: an arena that only grows, so the per-batch path allocates
+ * nothing once it has seen its largest batch. */
 typedef struct gtr_t5_scratch {
     float *x, *xn, *qkv, *ctx, *ff;
+    int32_t *tok;       /* token id of each packed row */
     size_t cap_tokens;
-    float *scores;      /* per thread: [GTR_ATT_QBLOCK * max keys] */
+    size_t *offs;       /* first row of each text */
+    size_t cap_texts;
+    float *scores;      /* per thread: scores [GTR_ATT_QBLOCK * max keys] + Kᵀ [d_kv * max keys] */
     size_t scores_per_thread;
     int n_threads;
     float *pos_table;   /* [num_heads, 2 * table_len - 1]: bias by key - query */
     int table_len;
+    void *ws;           /* gtr_linear_ws scratch (converted / quantised activation rows) */
+    size_t ws_bytes;
 } gtr_t5_scratch;
 
 /* Load and pack the encoder weights from set (names as transformers' T5EncoderModel); the
@@ -209,6 +277,19 @@ void gtr_t5_scratch_free(gtr_t5_scratch *s);
 /* Bidirectional relative-position bucket of rel = key - query, computed in float32 exactly as
  * transformers does (so the boundaries at 16/32/64 land where PyTorch puts them). */
 int gtr_t5_bucket(long rel, int num_buckets, int max_distance);
+
+/* The encoder's tensors as `gtr quantize` rewrites them, looked up and shape-checked like
+ * gtr_t5_load does (every tensor of the set accounted for): name is the canonical name
+ * (the tied embedding as "shared.weight"); kind says how it is stored in a quantised file. */
+typedef enum { GTR_T5T_EMBED = 0, GTR_T5T_LINEAR, GTR_T5T_VECTOR } gtr_t5_tensor_kind;
+typedef struct gtr_t5_tensor_ref {
+    const char *name;
+    gtr_t5_tensor_kind kind;
+    gtr_wtensor t; /* vectors: t.w only */
+} gtr_t5_tensor_ref;
+/* *out is malloc'd (free it); names point into the set. */
+gtr_status gtr_t5_tensor_list(gtr_tensor_set *set, const gtr_t5_config *cfg, gtr_t5_tensor_ref **out,
+                              size_t *n, gtr_error *err);
 
 /* Forward n texts (ids[i] with lens[i] tokens, each >= 1) packed into one matrix: writes the
  * final-norm hidden states of all tokens into *out_hidden (rows in text order; the pointer is

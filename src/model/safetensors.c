@@ -5,6 +5,7 @@
  * match its dtype and shape exactly, and not overlap another tensor. */
 #include "model/model_internal.h"
 
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -142,6 +143,30 @@ gtr_status gtr_safetensors_parse(const uint8_t *buf, size_t len, const char *wha
         st = GTR_ERR_NOMEM;
         goto done;
     }
+    /* __metadata__ (string to string): only gtr's own "gtr_quantization" means anything here */
+    gtr_quant_scheme quant = GTR_QUANT_NONE;
+    json_t *meta = json_object_get(h, "__metadata__");
+    json_t *qv = json_is_object(meta) ? json_object_get(meta, "gtr_quantization") : NULL;
+    if (qv) {
+        const char *qs = json_string_value(qv);
+        quant = !qs ? GTR_QUANT_UNKNOWN
+                : !strcmp(qs, GTR_QUANT_INT8_NAME) ? GTR_QUANT_INT8_V1
+                : !strcmp(qs, GTR_QUANT_BF16_NAME) ? GTR_QUANT_FLOAT
+                                                    : GTR_QUANT_UNKNOWN;
+    }
+    json_t *fpv = json_is_object(meta) ? json_object_get(meta, "gtr_source_fingerprint") : NULL;
+    if (fpv) {
+        const char *fs = json_string_value(fpv);
+        bool hex = fs && strlen(fs) == 16;
+        for (int i = 0; hex && i < 16; i++) hex = isxdigit((unsigned char)fs[i]) != 0;
+        if (!hex) {
+            st = gtr_seterr(err, GTR_ERR_FORMAT,
+                            "%s: __metadata__ \"gtr_source_fingerprint\" must be 16 hex digits", what);
+            goto done;
+        }
+        set->has_source_fp = true;
+        set->source_fp = (uint64_t)strtoull(fs, NULL, 16);
+    }
     size_t nr = 0;
     const char *name;
     json_t *v;
@@ -151,6 +176,7 @@ gtr_status gtr_safetensors_parse(const uint8_t *buf, size_t len, const char *wha
         gtr_tensor t;
         if ((st = parse_entry(name, v, data, data_len, what, &t, &ranges[nr], err))) goto done;
         t.source = source;
+        t.quant = quant;
         ranges[nr].idx = set->n;
         if ((st = gtr_tensor_set_add(set, name, strlen(name), &t, err))) goto done;
         nr++;

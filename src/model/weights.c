@@ -300,12 +300,145 @@ gtr_status gtr_tensor_to_f32(gtr_tensor_set *s, const gtr_tensor *t, float *dst,
         want *= t->shape[d];
     }
     gtr_pool_for(pool, (t->count + j.chunk - 1) / j.chunk, convert_task, &j);
-    if (t->source >= 0 && (size_t)t->source < s->n_src) {
-        const gtr_mmap *m = &s->src[t->source].map;
-        if (m->data && t->data >= m->data && t->data < m->data + m->size)
-            gtr_mmap_drop(m, (size_t)(t->data - m->data), t->span);
+    gtr_tensor_drop(s, t);
+    return GTR_OK;
+}
+
+void gtr_tensor_drop(const gtr_tensor_set *s, const gtr_tensor *t)
+{
+    if (!t || t->source < 0 || (size_t)t->source >= s->n_src) return;
+    const gtr_mmap *m = &s->src[t->source].map;
+    if (m->data && t->data >= m->data && t->data < m->data + m->size)
+        gtr_mmap_drop(m, (size_t)(t->data - m->data), t->span);
+}
+
+/* ---- weights: float or int8 codes with scales ----------------------------- */
+
+gtr_status gtr_wtensor_get(gtr_tensor_set *s, const char *name, const size_t *shape, gtr_wtensor *out,
+                           gtr_error *err)
+{
+    out->w = out->scale = NULL;
+    gtr_tensor *t = gtr_tensor_find(s, name);
+    if (!t || t->dtype != GTR_DT_I8) return gtr_tensor_get(s, name, 2, shape, &out->w, err);
+    const char *file = gtr_tensor_file(s, t);
+    if (t->quant != GTR_QUANT_INT8_V1)
+        return gtr_seterr(err, GTR_ERR_FORMAT,
+                          "%s: tensor '%s' is I8 but the file's __metadata__ does not declare "
+                          "\"gtr_quantization\": \"%s\" (only int8 files written by gtr quantize load)",
+                          file, name, GTR_QUANT_INT8_NAME);
+    if (t->ndim != 2 || t->shape[0] != shape[0] || t->shape[1] != shape[1]) {
+        size_t one[2] = {t->shape[0], t->ndim > 1 ? t->shape[1] : 0};
+        return gtr_seterr(err, GTR_ERR_MISMATCH,
+                          "%s: tensor '%s' has shape [%zu, %zu] (%d dims), expected [%zu, %zu] from the config",
+                          file, name, one[0], one[1], t->ndim, shape[0], shape[1]);
+    }
+    char sn[512];
+    snprintf(sn, sizeof sn, "%s%s", name, GTR_QUANT_SCALE_SUFFIX);
+    gtr_tensor *sc = gtr_tensor_find(s, sn);
+    if (!sc)
+        return gtr_seterr(err, GTR_ERR_NOT_FOUND, "%s: tensor '%s' is I8 but its scales '%s' are missing",
+                          file, name, sn);
+    if (sc->dtype != GTR_DT_F32 || sc->ndim != 1 || sc->shape[0] != shape[0])
+        return gtr_seterr(err, GTR_ERR_FORMAT, "%s: tensor '%s' must be F32 [%zu] (one scale per row of '%s')",
+                          gtr_tensor_file(s, sc), sn, shape[0], name);
+    out->w = t;
+    out->scale = sc;
+    return GTR_OK;
+}
+
+/* Element (r, c) of a 2-D tensor. */
+static inline const uint8_t *elem2(const gtr_tensor *t, size_t r, size_t c)
+{
+    return t->data + (r * t->stride[0] + c * t->stride[1]) * gtr_dtype_size(t->dtype);
+}
+
+static inline float scale_at(const gtr_tensor *sc, size_t r)
+{
+    float f;
+    memcpy(&f, sc->data + r * sc->stride[0] * 4, 4);
+    return f;
+}
+
+typedef struct {
+    const gtr_tensor *w, *sc;
+    size_t row0, rows, cols;
+    float *dst;
+} dequant_job;
+
+#define DEQUANT_ROWS 64
+
+static void dequant_task(void *ctx, size_t c, int tid)
+{
+    (void)tid;
+    const dequant_job *j = ctx;
+    for (size_t r = c * DEQUANT_ROWS; r < GTR_MIN(j->rows, (c + 1) * DEQUANT_ROWS); r++) {
+        size_t gr = j->row0 + r;
+        float s = scale_at(j->sc, gr);
+        float *d = j->dst + r * j->cols;
+        for (size_t k = 0; k < j->cols; k++) d[k] = (float)*(const int8_t *)elem2(j->w, gr, k) * s;
+    }
+}
+
+gtr_status gtr_wtensor_rows_f32(gtr_tensor_set *s, const gtr_wtensor *t, size_t row0, size_t rows,
+                                float *dst, gtr_pool *pool, gtr_error *err)
+{
+    const gtr_tensor *w = t->w;
+    if (row0 > w->shape[0] || rows > w->shape[0] - row0)
+        return gtr_seterr(err, GTR_ERR_INTERNAL, "%s: rows [%zu, +%zu) of '%s' out of range",
+                          gtr_tensor_file(s, w), row0, rows, w->name);
+    if (rows == 0) return GTR_OK;
+    if (!t->scale) {
+        /* a view of the rows: same strides, fewer rows */
+        gtr_tensor v = *w;
+        size_t es = gtr_dtype_size(w->dtype), last = 0;
+        v.data = w->data + row0 * w->stride[0] * es;
+        v.shape[0] = rows;
+        v.count = rows * (w->ndim > 1 ? w->shape[1] : 1);
+        for (int d = 0; d < v.ndim; d++)
+            if (v.shape[d]) last += (v.shape[d] - 1) * v.stride[d];
+        v.span = v.count ? (last + 1) * es : 0;
+        return gtr_tensor_to_f32(s, &v, dst, pool, err);
+    }
+    /* I8: validate the slice (codes and scales), then dequantise in parallel */
+    gtr_status st = gtr_wtensor_rows_q8(s, t, row0, rows, NULL, NULL, err);
+    if (st) return st;
+    dequant_job j = {w, t->scale, row0, rows, w->shape[1], dst};
+    gtr_pool_for(pool, (rows + DEQUANT_ROWS - 1) / DEQUANT_ROWS, dequant_task, &j);
+    return GTR_OK;
+}
+
+gtr_status gtr_wtensor_rows_q8(gtr_tensor_set *s, const gtr_wtensor *t, size_t row0, size_t rows,
+                               int8_t *q, float *scales, gtr_error *err)
+{
+    const gtr_tensor *w = t->w;
+    if (!t->scale || row0 > w->shape[0] || rows > w->shape[0] - row0)
+        return gtr_seterr(err, GTR_ERR_INTERNAL, "%s: '%s' is not an I8 tensor or rows out of range",
+                          gtr_tensor_file(s, w), w->name);
+    size_t cols = w->shape[1];
+    for (size_t r = 0; r < rows; r++) {
+        float sc = scale_at(t->scale, row0 + r);
+        if (!(sc >= 0.0f && sc <= 3.0e38f)) /* NaN fails both */
+            return gtr_seterr(err, GTR_ERR_FORMAT, "%s: tensor '%s': scale of row %zu is %g (must be finite and >= 0)",
+                              gtr_tensor_file(s, t->scale), t->scale->name, row0 + r, (double)sc);
+        if (scales) scales[r] = sc;
+        const int8_t *src = (const int8_t *)elem2(w, row0 + r, 0);
+        bool dense = w->stride[1] == 1;
+        for (size_t c = 0; c < cols; c++) {
+            int8_t v = dense ? src[c] : *(const int8_t *)elem2(w, row0 + r, c);
+            if (v == -128)
+                return gtr_seterr(err, GTR_ERR_FORMAT,
+                                  "%s: tensor '%s': code -128 at [%zu, %zu] (int8-per-channel-v1 codes lie in [-127, 127])",
+                                  gtr_tensor_file(s, w), w->name, row0 + r, c);
+            if (q) q[r * cols + c] = v;
+        }
     }
     return GTR_OK;
+}
+
+void gtr_wtensor_drop(const gtr_tensor_set *s, const gtr_wtensor *t)
+{
+    gtr_tensor_drop(s, t->w);
+    gtr_tensor_drop(s, t->scale);
 }
 
 /* ---- fingerprint ----------------------------------------------------------- */
@@ -330,6 +463,9 @@ static uint64_t fnv_words(uint64_t h, const float *x, size_t n)
 
 #define FP_CHUNK ((size_t)1 << 20)
 
+/* The hash is: name (with its NUL), shape {rows, cols} as two u64, then for each chunk of
+ * FP_CHUNK floats (the last one shorter) the FNV-1a-64 of its 8-byte words folded in order. */
+
 typedef struct {
     const float *x;
     size_t n;
@@ -344,24 +480,66 @@ static void fp_task(void *ctx, size_t c, int tid)
     j->out[c] = fnv_words(GTR_FNV_SEED, j->x + i0, i1 - i0);
 }
 
-uint64_t gtr_fingerprint_tensor(uint64_t h, gtr_pool *pool, const char *name, const float *x,
-                                size_t rows, size_t cols)
+void gtr_fp_begin(gtr_fp_stream *f, uint64_t h, const char *name, size_t rows, size_t cols)
 {
     h = gtr_fnv1a64(name, strlen(name) + 1, h);
     uint64_t shape[2] = {rows, cols};
-    h = gtr_fnv1a64(shape, sizeof shape, h);
-    size_t n = rows * cols, chunks = (n + FP_CHUNK - 1) / FP_CHUNK;
-    uint64_t *parts = chunks > 1 ? malloc(chunks * sizeof *parts) : NULL;
-    if (!parts) { /* one chunk, or no memory for the parallel path: the same value serially */
-        for (size_t c = 0; c < chunks; c++) {
-            uint64_t p = fnv_words(GTR_FNV_SEED, x + c * FP_CHUNK, GTR_MIN(FP_CHUNK, n - c * FP_CHUNK));
-            h = gtr_fnv1a64(&p, sizeof p, h);
+    f->h = gtr_fnv1a64(shape, sizeof shape, h);
+    f->cur = GTR_FNV_SEED;
+    f->in_chunk = 0;
+}
+
+void gtr_fp_feed(gtr_fp_stream *f, gtr_pool *pool, const float *x, size_t n)
+{
+    /* finish the chunk in progress */
+    if (f->in_chunk) {
+        size_t k = GTR_MIN(n, FP_CHUNK - f->in_chunk);
+        f->cur = fnv_words(f->cur, x, k);
+        f->in_chunk += k;
+        x += k;
+        n -= k;
+        if (f->in_chunk == FP_CHUNK) {
+            f->h = gtr_fnv1a64(&f->cur, sizeof f->cur, f->h);
+            f->cur = GTR_FNV_SEED;
+            f->in_chunk = 0;
         }
-        return h;
     }
-    fp_job j = {x, n, parts};
-    gtr_pool_for(pool, chunks, fp_task, &j);
-    for (size_t c = 0; c < chunks; c++) h = gtr_fnv1a64(&parts[c], sizeof parts[c], h);
-    free(parts);
-    return h;
+    /* whole chunks, in parallel when there are several */
+    size_t full = n / FP_CHUNK;
+    uint64_t *parts = full > 1 ? malloc(full * sizeof *parts) : NULL;
+    if (parts) {
+        fp_job j = {x, full * FP_CHUNK, parts};
+        gtr_pool_for(pool, full, fp_task, &j);
+        for (size_t c = 0; c < full; c++) f->h = gtr_fnv1a64(&parts[c], sizeof parts[c], f->h);
+        free(parts);
+    } else { /* one chunk, or no memory for the parallel path: the same value serially */
+        for (size_t c = 0; c < full; c++) {
+            uint64_t p = fnv_words(GTR_FNV_SEED, x + c * FP_CHUNK, FP_CHUNK);
+            f->h = gtr_fnv1a64(&p, sizeof p, f->h);
+        }
+    }
+    x += full * FP_CHUNK;
+    n -= full * FP_CHUNK;
+    /* the start of the next chunk */
+    if (n) {
+        f->cur = fnv_words(f->cur, x, n);
+        f->in_chunk += n;
+    }
+}
+
+uint64_t gtr_fp_end(gtr_fp_stream *f)
+{
+    if (f->in_chunk) f->h = gtr_fnv1a64(&f->cur, sizeof f->cur, f->h);
+    f->in_chunk = 0;
+    f->cur = GTR_FNV_SEED;
+    return f->h;
+}
+
+uint64_t gtr_fingerprint_tensor(uint64_t h, gtr_pool *pool, const char *name, const float *x,
+                                size_t rows, size_t cols)
+{
+    gtr_fp_stream f;
+    gtr_fp_begin(&f, h, name, rows, cols);
+    gtr_fp_feed(&f, pool, x, rows * cols);
+    return gtr_fp_end(&f);
 }
