@@ -321,6 +321,10 @@ gtr_status gtr_wtensor_get(gtr_tensor_set *s, const char *name, const size_t *sh
     gtr_tensor *t = gtr_tensor_find(s, name);
     if (!t || t->dtype != GTR_DT_I8) return gtr_tensor_get(s, name, 2, shape, &out->w, err);
     const char *file = gtr_tensor_file(s, t);
+    if (t->quant == GTR_QUANT_UNKNOWN)
+        return gtr_seterr(err, GTR_ERR_FORMAT,
+                          "%s: tensor '%s' is I8 and the file's __metadata__ \"gtr_quantization\" is "
+                          "not one this version reads (\"%s\")", file, name, GTR_QUANT_INT8_NAME);
     if (t->quant != GTR_QUANT_INT8_V1)
         return gtr_seterr(err, GTR_ERR_FORMAT,
                           "%s: tensor '%s' is I8 but the file's __metadata__ does not declare "

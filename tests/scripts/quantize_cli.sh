@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# quantize_cli.sh — `gtr quantize` end to end: usage errors, bf16 and int8 copies of gtr-small
+# that `gtr embed` / `gtr info` / `gtr index` / `gtr search` load directly, with the same
+# vectors as the original at that --dtype, the original's fingerprint (an index built with
+# one is searched with the other), a refused existing output, nothing left behind on failure,
+# and (when .venv-bench exists) sentence-transformers loading the bf16 copy.
+cd "$(dirname "$0")/../.." || exit 1
+. tests/scripts/tap.sh
+M=$SHARED/models/gtr-small
+SF=$SHARED/beir/scifact
+if [ ! -d "$M" ] || [ ! -f "$SF/corpus.jsonl" ]; then
+    echo "1..0 # SKIP reference data not found in $SHARED"
+    exit 0
+fi
+plan 25
+
+ok "--help" $GTR quantize --help
+like "$(cat "$TMP/out")" "int8-per-channel-v1" "--help documents the int8 format"
+fails "no --dtype" $GTR quantize -m "$M" -o "$TMP/x"
+like "$(cat "$TMP/err")" "--dtype" "... says what is missing"
+fails "--dtype f32 is not a quantisation" $GTR quantize -m "$M" -o "$TMP/x" --dtype f32
+fails "no output" $GTR quantize -m "$M" --dtype int8
+
+ok "quantize to int8" $GTR quantize -m "$M" -o "$TMP/q8" --dtype int8 -q
+ok "quantize to bf16" $GTR quantize -m "$M" -o "$TMP/qb" --dtype bf16 -q
+is "$(ls -d "$TMP"/*.tmp 2>/dev/null | wc -l | tr -d ' ')" "0" "no staging directory left"
+is "$(( $(stat -c %s "$TMP/q8/model.safetensors") * 10 / $(stat -c %s "$M/model.safetensors") ))" "5" \
+   "int8 file is about half the F16 original (a quarter of float32)"
+
+# plain passages (the reference texts include special-token literals that the HF tokenizer
+# treats differently, see ../shared/README.md)
+sed -n '101,130p' "$SHARED/tokenizer/texts.jsonl" > "$TMP/t.jsonl"
+for dt in int8 bf16; do
+    d=$TMP/q${dt:0:1}; [ $dt = int8 ] && d=$TMP/q8
+    $GTR embed -m "$M" -i "$TMP/t.jsonl" -o "$TMP/orig_$dt.npy" --dtype $dt -q
+    ok "gtr embed loads the $dt copy" $GTR embed -m "$d" -i "$TMP/t.jsonl" -o "$TMP/copy_$dt.npy" --dtype $dt -q
+    ok "... same vectors as the original with --dtype $dt" cmp "$TMP/orig_$dt.npy" "$TMP/copy_$dt.npy"
+done
+ok "gtr info on the int8 copy" $GTR info -m "$TMP/q8"
+like "$(cat "$TMP/out")" "storage: encoder F32\+I8 " "info shows the I8 storage"
+fp_orig=$($GTR info -m "$M" | sed -n 's/^fingerprint: //p')
+like "$(cat "$TMP/out")" "fingerprint: $fp_orig" "the copy answers to the original's fingerprint"
+
+# an index built with the original (int8) is searched with the int8 copy
+head -n 200 "$SF/corpus.jsonl" > "$TMP/c.jsonl"
+head -n 10 "$SF/queries.jsonl" > "$TMP/queries.jsonl"
+ok "index with the original, --dtype int8" $GTR index -q -m "$M" --dtype int8 -c "$TMP/c.jsonl" -o "$TMP/a.gtri"
+ok "search it with the int8 copy" $GTR search --index "$TMP/a.gtri" -m "$TMP/q8" -q "$TMP/queries.jsonl" -k 5 -o "$TMP/run" --quiet
+is "$(wc -l < "$TMP/run" | tr -d ' ')" "50" "... 5 hits for each of 10 queries"
+
+fails "an existing output is refused" $GTR quantize -m "$M" -o "$TMP/q8" --dtype bf16
+like "$(cat "$TMP/err")" "already exists" "... with a clear message"
+fails "a directory that is not a model" $GTR quantize -m "$TMP" -o "$TMP/bad" --dtype int8
+is "$(ls -d "$TMP/bad" "$TMP/bad.tmp" 2>/dev/null | wc -l | tr -d ' ')" "0" "nothing written on failure"
+
+# Python's sentence-transformers loads the bf16 copy (when the bench venv exists)
+PY=.venv-bench/bin/python
+if [ -x "$PY" ] && "$PY" -c "import sentence_transformers" >/dev/null 2>&1; then
+    cat > "$TMP/st.py" <<'EOF'
+import json, sys
+import numpy as np
+from sentence_transformers import SentenceTransformer
+model, texts, emb = sys.argv[1:4]
+m = SentenceTransformer(model, device="cpu", model_kwargs={"dtype": "float32"})
+e = m.encode([json.loads(l) for l in open(texts)], convert_to_numpy=True)
+g = np.load(emb)
+cos = (e * g).sum(1) / np.linalg.norm(e, axis=1) / np.linalg.norm(g, axis=1)
+print(f"min cosine {cos.min():.6f}")
+sys.exit(0 if cos.min() > 0.999 else 1)
+EOF
+    ok "sentence-transformers loads the bf16 copy (cosine to gtr's bf16 vectors > 0.999)" \
+       "$PY" "$TMP/st.py" "$TMP/qb" "$TMP/t.jsonl" "$TMP/copy_bf16.npy"
+else
+    _tap_n=$((_tap_n+1)); echo "ok $_tap_n # skip no .venv-bench with sentence-transformers (make venv-bench)"
+fi
+done_testing

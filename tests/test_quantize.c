@@ -1,0 +1,475 @@
+/* test_quantize.c — gtr_model_quantize (`gtr quantize`) and loading its output:
+ *  - for every kind of reference model directory (F32 safetensors + .bin, pytorch_model.bin
+ *    only with gated-gelu, the embedding only as encoder.embed_tokens.weight with
+ *    heads·d_kv != d_model, F16), both dtypes: the copy loaded with that dtype (or AUTO) gives
+ *    bit for bit the vectors of the original loaded with that dtype, answers to the original's
+ *    fingerprint, takes the same memory, and holds the documented tensors (dtypes, shapes,
+ *    scales, metadata, no holes in the data);
+ *  - the copy's layout (configs, tokenizer, modules, no stale weight files);
+ *  - errors: existing output, bad dtype, bad input (nothing left behind), a leftover
+ *    OUT.tmp, re-quantising an int8 copy; the fingerprint survives a second quantisation;
+ *  - hostile int8 files: missing / unknown metadata, missing or malformed scales, a -128
+ *    code, a negative or NaN scale, an orphan scale tensor, a bad source fingerprint. */
+#include "support/testutil.h"
+#include "model/model_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+#ifndef SANITIZED
+#define SANITIZED 0
+#endif
+
+/* ---- helpers ------------------------------------------------------------------------- */
+
+static gtr_model *load_dir(const char *dir, gtr_compute_dtype dt)
+{
+    gtr_model_options o = gtr_model_default_options();
+    o.n_threads = 2;
+    o.dtype = dt;
+    gtr_error e;
+    gtr_model *m = gtr_model_load(dir, &o, &e);
+    if (!m) fail_msg("load %s: %s", dir, e.message);
+    return m;
+}
+
+/* The reference token ids of a model (texts up to max_tokens long). */
+typedef struct {
+    size_t n;
+    int32_t **ids;
+    size_t *lens;
+} tokens;
+
+static tokens load_tokens(const char *model, size_t max_tokens)
+{
+    char rel[256];
+    snprintf(rel, sizeof rel, "models/%s/reference/tokens.jsonl", model);
+    char *p = tu_shared(rel);
+    json_t **v;
+    size_t n = tu_json_lines(p, &v);
+    free(p);
+    tokens t = {0, calloc(n, sizeof(int32_t *)), calloc(n, sizeof(size_t))};
+    assert_non_null(t.ids);
+    assert_non_null(t.lens);
+    for (size_t i = 0; i < n; i++) {
+        size_t L = json_array_size(v[i]);
+        if (L > max_tokens) continue;
+        t.ids[t.n] = calloc(L, sizeof(int32_t));
+        assert_non_null(t.ids[t.n]);
+        for (size_t k = 0; k < L; k++) t.ids[t.n][k] = (int32_t)json_integer_value(json_array_get(v[i], k));
+        t.lens[t.n++] = L;
+    }
+    tu_json_lines_free(v, n);
+    return t;
+}
+
+static void free_tokens(tokens *t)
+{
+    for (size_t i = 0; i < t->n; i++) free(t->ids[i]);
+    free(t->ids);
+    free(t->lens);
+}
+
+static float *encode(gtr_model *m, const tokens *t)
+{
+    float *v = calloc(t->n * (size_t)gtr_model_dim(m), sizeof *v);
+    assert_non_null(v);
+    gtr_error e;
+    TU_OK(gtr_model_encode_ids(m, (const int32_t *const *)t->ids, t->lens, t->n, v, &e), &e);
+    return v;
+}
+
+static bool exists(const char *dir, const char *rel)
+{
+    char *p = rel ? gtr_path_join(dir, rel) : strdup(dir);
+    struct stat sb;
+    bool ok = lstat(p, &sb) == 0;
+    free(p);
+    return ok;
+}
+
+static char *quantize_to(const char *src, const char *name, gtr_compute_dtype dt)
+{
+    char *out = tu_tmp(name);
+    gtr_error e;
+    TU_OK(gtr_model_quantize(src, out, dt, 2, &e), &e);
+    return out;
+}
+
+/* ---- the file's contents ------------------------------------------------------------ */
+
+/* Parse OUT/model.safetensors and check what the documentation promises. */
+static void check_file(const char *dir, gtr_compute_dtype dt, uint64_t fp)
+{
+    char *p = gtr_path_join(dir, "model.safetensors");
+    char *data;
+    size_t len;
+    gtr_error e;
+    TU_OK(gtr_read_file(p, 0, &data, &len, &e), &e);
+    gtr_tensor_set set = {0};
+    TU_OK(gtr_safetensors_parse((const uint8_t *)data, len, p, 0, &set, &e), &e);
+    assert_true(set.has_source_fp);
+    assert_true(set.source_fp == fp);
+    bool int8 = dt == GTR_DTYPE_INT8;
+    size_t data_bytes = 0, n_i8 = 0, n_scale = 0;
+    for (size_t i = 0; i < set.n; i++) {
+        const gtr_tensor *t = &set.t[i];
+        data_bytes += t->span;
+        assert_int_equal(t->quant, int8 ? GTR_QUANT_INT8_V1 : GTR_QUANT_FLOAT);
+        size_t nl = strlen(t->name);
+        bool is_scale = nl > 6 && !strcmp(t->name + nl - 6, GTR_QUANT_SCALE_SUFFIX);
+        bool matrix = !strcmp(t->name, "shared.weight") ||
+                      (strstr(t->name, ".weight") && (strstr(t->name, "SelfAttention.") || strstr(t->name, "DenseReluDense.")) &&
+                       !strstr(t->name, "relative_attention_bias"));
+        if (is_scale) {
+            n_scale++;
+            assert_int_equal(t->dtype, GTR_DT_F32);
+            assert_int_equal(t->ndim, 1);
+            char base[512];
+            snprintf(base, sizeof base, "%.*s", (int)(nl - 6), t->name);
+            gtr_tensor *w = gtr_tensor_find(&set, base);
+            assert_non_null(w);
+            assert_int_equal(w->dtype, GTR_DT_I8);
+            assert_int_equal(w->shape[0], t->shape[0]);
+        } else if (matrix) {
+            assert_int_equal(t->dtype, int8 ? GTR_DT_I8 : GTR_DT_BF16);
+            n_i8 += int8;
+        } else {
+            if (t->dtype != GTR_DT_F32) fail_msg("%s: %s is %s", p, t->name, gtr_tensor_dtype_name(t->dtype));
+        }
+    }
+    assert_int_equal(n_i8, n_scale);
+    assert_null(gtr_tensor_find(&set, "encoder.embed_tokens.weight")); /* the tied one once */
+    assert_non_null(gtr_tensor_find(&set, "shared.weight"));
+    /* no holes: the tensors fill the data area exactly (the safetensors rule) */
+    uint64_t hl = 0;
+    for (int i = 7; i >= 0; i--) hl = (hl << 8) | (uint8_t)data[i];
+    assert_int_equal(data_bytes, len - 8 - hl);
+    gtr_tensor_set_free(&set);
+    free(data);
+    free(p);
+}
+
+/* ---- round trip ------------------------------------------------------------------------- */
+
+static void roundtrip(const char *name)
+{
+    char rel[128];
+    snprintf(rel, sizeof rel, "models/%s", name);
+    char *src = tu_shared(rel);
+    tokens t = load_tokens(name, SANITIZED ? 200 : 512);
+    static const gtr_compute_dtype dts[2] = {GTR_DTYPE_BF16, GTR_DTYPE_INT8};
+    for (int d = 0; d < 2; d++) {
+        char out_name[128];
+        snprintf(out_name, sizeof out_name, "%s-%s", name, d ? "int8" : "bf16");
+        char *out = quantize_to(src, out_name, dts[d]);
+        char tmpname[160];
+        snprintf(tmpname, sizeof tmpname, "%s.tmp", out_name);
+        char *tmp = tu_tmp(tmpname);
+        assert_false(exists(tmp, NULL)); /* the staging directory is gone */
+        free(tmp);
+
+        gtr_model *a = load_dir(src, dts[d]), *b = load_dir(out, dts[d]), *c = load_dir(out, GTR_DTYPE_AUTO);
+        float *va = encode(a, &t), *vb = encode(b, &t), *vc = encode(c, &t);
+        size_t bytes = t.n * (size_t)gtr_model_dim(a) * sizeof(float);
+        print_message("# %s %s: %zu texts, copy %s the original bit for bit; weights %zu vs %zu bytes\n", name,
+                      d ? "int8" : "bf16", t.n, memcmp(va, vb, bytes) ? "DIFFERS from" : "equals",
+                      gtr_model_weight_bytes(b), gtr_model_weight_bytes(a));
+        assert_memory_equal(va, vb, bytes);
+        assert_memory_equal(va, vc, bytes);
+        assert_int_equal(gtr_model_dtype(c), dts[d]);
+        assert_int_equal(gtr_model_dtype(b), dts[d]);
+        assert_true(gtr_model_fingerprint(a) == gtr_model_fingerprint(b));
+        assert_true(gtr_model_fingerprint(a) == gtr_model_fingerprint(c));
+        assert_int_equal(gtr_model_weight_bytes(a), gtr_model_weight_bytes(b));
+        assert_non_null(strstr(gtr_model_describe(b), d ? "I8" : "BF16"));
+        check_file(out, dts[d], gtr_model_fingerprint(a));
+
+        /* the int8 copy computed in float32 (dequantised weights) stays close to the original */
+        if (d == 1) {
+            gtr_model *f = load_dir(out, GTR_DTYPE_F32);
+            float *vf = encode(f, &t);
+            size_t dim = (size_t)gtr_model_dim(f);
+            double lo = 1;
+            for (size_t i = 0; i < t.n; i++) {
+                double ab = 0, aa = 0, bb = 0;
+                for (size_t j = 0; j < dim; j++) {
+                    ab += (double)va[i * dim + j] * vf[i * dim + j];
+                    aa += (double)va[i * dim + j] * va[i * dim + j];
+                    bb += (double)vf[i * dim + j] * vf[i * dim + j];
+                }
+                lo = fmin(lo, ab / sqrt(aa * bb));
+            }
+            print_message("# %s int8 copy computed in f32 vs int8: min cosine %.6f\n", name, lo);
+            assert_true(lo >= 0.99);
+            free(vf);
+            gtr_model_free(f);
+        }
+        free(va);
+        free(vb);
+        free(vc);
+        gtr_model_free(a);
+        gtr_model_free(b);
+        gtr_model_free(c);
+        free(out);
+    }
+    free_tokens(&t);
+    free(src);
+}
+
+static void test_roundtrip_tiny(void **state) { (void)state; roundtrip("gtr-tiny"); }
+static void test_roundtrip_tiny_v11(void **state) { (void)state; roundtrip("gtr-tiny-v11"); }
+static void test_roundtrip_tiny_wide(void **state) { (void)state; roundtrip("gtr-tiny-wide"); }
+static void test_roundtrip_small(void **state) { (void)state; roundtrip("gtr-small"); }
+
+/* The layout: configs, tokenizer and modules copied; float weights of other formats not. */
+static void test_layout(void **state)
+{
+    (void)state;
+    char *src = tu_shared("models/gtr-tiny");
+    char *out = quantize_to(src, "layout-int8", GTR_DTYPE_INT8);
+    static const char *const want[] = {"modules.json", "config.json", "sentence_bert_config.json",
+                                       "spiece.model", "tokenizer_config.json", "1_Pooling/config.json",
+                                       "2_Dense/config.json", "2_Dense/model.safetensors", "model.safetensors"};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        if (!exists(out, want[i])) fail_msg("%s/%s is missing", out, want[i]);
+    assert_false(exists(out, "pytorch_model.bin")); /* gtr-tiny has one at the root: float weights */
+    /* configs are byte for byte the source's (int8: torch_dtype is left alone) */
+    char *a = gtr_path_join(src, "sentence_bert_config.json"), *b = gtr_path_join(out, "sentence_bert_config.json");
+    assert_int_equal(tu_system("cmp -s '%s' '%s'", a, b), 0);
+    free(a);
+    free(b);
+    free(out);
+    /* bf16: config.json says so, for transformers */
+    out = quantize_to(src, "layout-bf16", GTR_DTYPE_BF16);
+    char *cfg = gtr_path_join(out, "config.json");
+    gtr_error e;
+    json_t *j = gtr_json_load_file(cfg, &e);
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(j, "torch_dtype")), "bfloat16");
+    json_decref(j);
+    free(cfg);
+    free(out);
+    free(src);
+}
+
+/* ---- errors ----------------------------------------------------------------------------- */
+
+static void test_errors(void **state)
+{
+    (void)state;
+    char *src = tu_shared("models/gtr-tiny");
+    gtr_error e;
+    char *out = quantize_to(src, "err-int8", GTR_DTYPE_INT8);
+    /* the output exists */
+    assert_int_equal(gtr_model_quantize(src, out, GTR_DTYPE_BF16, 1, &e), GTR_ERR_IO);
+    assert_non_null(strstr(e.message, "already exists"));
+    /* F32 / AUTO are not targets */
+    char *o2 = tu_tmp("err-f32");
+    assert_int_equal(gtr_model_quantize(src, o2, GTR_DTYPE_F32, 1, &e), GTR_ERR_INVALID_ARG);
+    assert_int_equal(gtr_model_quantize(src, o2, GTR_DTYPE_AUTO, 1, &e), GTR_ERR_INVALID_ARG);
+    assert_non_null(strstr(e.message, "bf16 or int8"));
+    /* not a model: error naming it, nothing written */
+    char *nope = tu_tmp("no-such-model");
+    assert_int_not_equal(gtr_model_quantize(nope, o2, GTR_DTYPE_INT8, 1, &e), GTR_OK);
+    assert_non_null(strstr(e.message, "no-such-model"));
+    assert_false(exists(o2, NULL));
+    char *o2tmp = tu_tmp("err-f32.tmp");
+    assert_false(exists(o2tmp, NULL));
+    /* an int8 copy is not quantised again */
+    char *o3 = tu_tmp("err-again");
+    assert_int_equal(gtr_model_quantize(out, o3, GTR_DTYPE_BF16, 1, &e), GTR_ERR_INVALID_ARG);
+    assert_non_null(strstr(e.message, "already quantised"));
+    assert_false(exists(o3, NULL));
+    /* a leftover staging directory is replaced */
+    assert_int_equal(tu_system("mkdir -p '%s' && echo junk > '%s/junk'", o2tmp, o2tmp), 0);
+    TU_OK(gtr_model_quantize(src, o2, GTR_DTYPE_BF16, 1, &e), &e);
+    assert_false(exists(o2, "junk"));
+    assert_false(exists(o2tmp, NULL));
+    /* bf16 copy -> int8: the fingerprint of the first source carries through */
+    char *o4 = tu_tmp("err-bf16-int8");
+    TU_OK(gtr_model_quantize(o2, o4, GTR_DTYPE_INT8, 1, &e), &e);
+    gtr_model *a = load_dir(src, GTR_DTYPE_F32), *b = load_dir(o4, GTR_DTYPE_AUTO);
+    assert_true(gtr_model_fingerprint(a) == gtr_model_fingerprint(b));
+    gtr_model_free(a);
+    gtr_model_free(b);
+    free(o4);
+    free(o3);
+    free(o2tmp);
+    free(nope);
+    free(o2);
+    free(out);
+    free(src);
+}
+
+/* ---- hostile int8 files -------------------------------------------------------------- */
+
+/* Copy directory `from` to `to` (cp -r) and return OUT/model.safetensors's path. */
+static char *clone(const char *from, const char *name)
+{
+    char *to = tu_tmp(name);
+    assert_int_equal(tu_system("rm -rf '%s' && cp -r '%s' '%s'", to, from, to), 0);
+    char *p = gtr_path_join(to, "model.safetensors");
+    free(to);
+    return p;
+}
+
+/* Rewrite the header of a safetensors file with edit(json) (data unchanged). */
+typedef void (*header_edit)(json_t *h);
+static void rewrite_header(const char *path, header_edit edit)
+{
+    char *d;
+    size_t len;
+    gtr_error e;
+    TU_OK(gtr_read_file(path, 0, &d, &len, &e), &e);
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; i--) n = (n << 8) | (uint8_t)d[i];
+    json_error_t je;
+    json_t *h = json_loadb(d + 8, (size_t)n, 0, &je);
+    assert_non_null(h);
+    edit(h);
+    char *text = json_dumps(h, JSON_COMPACT);
+    json_decref(h);
+    gtr_buf b = {0};
+    TU_OK(gtr_buf_append(&b, "\0\0\0\0\0\0\0\0", 8, &e), &e);
+    TU_OK(gtr_buf_append(&b, text, strlen(text), &e), &e);
+    while ((b.len - 8) % 8) TU_OK(gtr_buf_append(&b, " ", 1, &e), &e);
+    uint64_t nh = b.len - 8;
+    for (int i = 0; i < 8; i++) b.data[i] = (char)(nh >> (8 * i));
+    TU_OK(gtr_buf_append(&b, d + 8 + n, len - 8 - n, &e), &e);
+    tu_write(path, b.data, b.len);
+    gtr_buf_free(&b);
+    free(text);
+    free(d);
+}
+
+/* Overwrite bytes of tensor `name` at byte offset off within its data. */
+static void poke(const char *path, const char *name, size_t off, const void *bytes, size_t n)
+{
+    char *d;
+    size_t len;
+    gtr_error e;
+    TU_OK(gtr_read_file(path, 0, &d, &len, &e), &e);
+    uint64_t hl = 0;
+    for (int i = 7; i >= 0; i--) hl = (hl << 8) | (uint8_t)d[i];
+    json_error_t je;
+    json_t *h = json_loadb(d + 8, (size_t)hl, 0, &je);
+    assert_non_null(h);
+    json_t *offs = json_object_get(json_object_get(h, name), "data_offsets");
+    assert_non_null(offs);
+    size_t at = 8 + (size_t)hl + (size_t)json_integer_value(json_array_get(offs, 0)) + off;
+    memcpy(d + at, bytes, n);
+    json_decref(h);
+    tu_write(path, d, len);
+    free(d);
+}
+
+static void expect_fail(const char *file, gtr_status code, const char *n1, const char *n2)
+{
+    char *dir = strdup(file);
+    *strrchr(dir, '/') = '\0';
+    gtr_model_options o = gtr_model_default_options();
+    o.n_threads = 1;
+    o.dtype = GTR_DTYPE_INT8;
+    gtr_error e;
+    gtr_model *m = gtr_model_load(dir, &o, &e);
+    if (m) fail_msg("%s loaded", dir);
+    print_message("# %s\n", e.message);
+    assert_int_equal(e.code, code);
+    if (n1) assert_non_null(strstr(e.message, n1));
+    if (n2) assert_non_null(strstr(e.message, n2));
+    free(dir);
+}
+
+#define Q0 "encoder.block.0.layer.0.SelfAttention.q.weight"
+
+static void drop_quant(json_t *h) { json_object_del(json_object_get(h, "__metadata__"), "gtr_quantization"); }
+static void unknown_quant(json_t *h)
+{
+    json_object_set_new(json_object_get(h, "__metadata__"), "gtr_quantization", json_string("int4-v9"));
+}
+static void drop_scale(json_t *h) { json_object_del(h, Q0 "_scale"); }
+static void scale_i32(json_t *h)
+{
+    json_object_set_new(json_object_get(h, Q0 "_scale"), "dtype", json_string("I32"));
+}
+static void orphan_scale(json_t *h)
+{
+    json_object_set_new(h, "encoder.final_layer_norm.weight_scale",
+                        json_pack("{s:s, s:[i], s:[i, i]}", "dtype", "F32", "shape", 0, "data_offsets", 0, 0));
+}
+static void bad_fp(json_t *h)
+{
+    json_object_set_new(json_object_get(h, "__metadata__"), "gtr_source_fingerprint", json_string("12345"));
+}
+
+static void test_hostile_int8(void **state)
+{
+    (void)state;
+    char *src = tu_shared("models/gtr-tiny");
+    char *good = quantize_to(src, "hostile-src", GTR_DTYPE_INT8);
+    char *p;
+    p = clone(good, "h-noquant");
+    rewrite_header(p, drop_quant);
+    expect_fail(p, GTR_ERR_FORMAT, "is I8 but", "int8-per-channel-v1");
+    free(p);
+    p = clone(good, "h-unknown");
+    rewrite_header(p, unknown_quant);
+    expect_fail(p, GTR_ERR_FORMAT, "model.safetensors", "gtr_quantization");
+    free(p);
+    p = clone(good, "h-noscale");
+    rewrite_header(p, drop_scale);
+    expect_fail(p, GTR_ERR_NOT_FOUND, Q0 "_scale", "missing");
+    free(p);
+    p = clone(good, "h-scale-i32");
+    rewrite_header(p, scale_i32);
+    expect_fail(p, GTR_ERR_FORMAT, Q0 "_scale", "must be F32");
+    free(p);
+    p = clone(good, "h-orphan");
+    rewrite_header(p, orphan_scale);
+    expect_fail(p, GTR_ERR_FORMAT, "unexpected tensor", "encoder.final_layer_norm.weight_scale");
+    free(p);
+    p = clone(good, "h-fp");
+    rewrite_header(p, bad_fp);
+    expect_fail(p, GTR_ERR_FORMAT, "gtr_source_fingerprint", "16 hex");
+    free(p);
+    p = clone(good, "h-128");
+    int8_t m128 = -128;
+    poke(p, Q0, 5 * 64 + 7, &m128, 1);
+    expect_fail(p, GTR_ERR_FORMAT, Q0, "-128 at [5, 7]");
+    free(p);
+    p = clone(good, "h-negscale");
+    float neg = -0.5f, nan_ = NAN;
+    poke(p, Q0 "_scale", 3 * 4, &neg, 4);
+    expect_fail(p, GTR_ERR_FORMAT, Q0 "_scale", "row 3");
+    free(p);
+    p = clone(good, "h-nanscale");
+    poke(p, "shared.weight_scale", 100 * 4, &nan_, 4);
+    expect_fail(p, GTR_ERR_FORMAT, "shared.weight_scale", "row 100");
+    free(p);
+    free(good);
+    free(src);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_roundtrip_tiny),
+        cmocka_unit_test(test_roundtrip_tiny_v11),
+        cmocka_unit_test(test_roundtrip_tiny_wide),
+        cmocka_unit_test(test_roundtrip_small),
+        cmocka_unit_test(test_layout),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_hostile_int8),
+    };
+    return cmocka_run_group_tests_name("quantize", tests, NULL, NULL);
+}
