@@ -6,7 +6,8 @@
  *    To stay fast the corpus is a subset: every document judged for the test queries (283
  *    documents) plus the first other documents of corpus.jsonl up to 1,000, and passages are
  *    cut at 256 tokens (SciFact abstracts average ~300); under the sanitizers, where the
- *    GEMMs run ~50x slower: the first 30 test queries, 100 documents, 64 tokens. */
+ *    GEMMs run ~50x slower: the first 30 test queries, 100 documents, 64 tokens;
+ *  - at every precision, vectors are bit-identical whatever the batch, order and threads. */
 #include "support/testutil.h"
 #include "model/model_internal.h"
 
@@ -312,6 +313,74 @@ static void test_scifact_overlap(void **state)
     strs_free(&queries);
 }
 
+/* ---- invariance ---------------------------------------------------------------------- */
+
+/* At every precision a text's vector is bit for bit the same alone, in a batch (several
+ * chunks, texts reordered by length inside), in the reversed batch, with 1 or 3 threads. */
+static void test_invariance(void **state)
+{
+    (void)state;
+    char *p = tu_shared("models/gtr-small/reference/tokens.jsonl");
+    json_t **v;
+    size_t nl = tu_json_lines(p, &v), n = 0;
+    free(p);
+    int32_t *ids[66];
+    size_t lens[66];
+    for (size_t i = 0; i < nl && n < 66; i++) {
+        size_t L = json_array_size(v[i]);
+        if (SANITIZED && (L > 200 || n >= 12)) continue;
+        ids[n] = calloc(L, sizeof(int32_t));
+        assert_non_null(ids[n]);
+        for (size_t t = 0; t < L; t++) ids[n][t] = (int32_t)json_integer_value(json_array_get(v[i], t));
+        lens[n++] = L;
+    }
+    tu_json_lines_free(v, nl);
+    static const gtr_compute_dtype dts[3] = {GTR_DTYPE_F32, GTR_DTYPE_BF16, GTR_DTYPE_INT8};
+    for (int d = 0; d < 3; d++) {
+        char *dir = tu_shared("models/gtr-small");
+        gtr_model_options o = gtr_model_default_options();
+        o.dtype = dts[d];
+        o.n_threads = 1;
+        gtr_error e;
+        gtr_model *m1 = gtr_model_load(dir, &o, &e);
+        o.n_threads = 3;
+        gtr_model *m3 = gtr_model_load(dir, &o, &e);
+        free(dir);
+        assert_non_null(m1);
+        assert_non_null(m3);
+        size_t dim = (size_t)gtr_model_dim(m1), bytes = n * dim * sizeof(float);
+        float *batch = malloc(bytes), *alone = malloc(bytes), *rev = malloc(bytes);
+        assert_non_null(batch);
+        assert_non_null(alone);
+        assert_non_null(rev);
+        TU_OK(gtr_model_encode_ids(m3, (const int32_t *const *)ids, lens, n, batch, &e), &e);
+        for (size_t i = 0; i < n; i++) {
+            const int32_t *one = ids[i];
+            TU_OK(gtr_model_encode_ids(m1, &one, &lens[i], 1, alone + i * dim, &e), &e);
+        }
+        const int32_t *rids[66];
+        size_t rlens[66];
+        for (size_t i = 0; i < n; i++) {
+            rids[i] = ids[n - 1 - i];
+            rlens[i] = lens[n - 1 - i];
+        }
+        TU_OK(gtr_model_encode_ids(m1, rids, rlens, n, rev, &e), &e);
+        size_t same_rev = 0;
+        for (size_t i = 0; i < n; i++) same_rev += !memcmp(rev + (n - 1 - i) * dim, alone + i * dim, dim * sizeof(float));
+        print_message("# %s, %zu texts: batch (3 threads) %s alone (1 thread); reversed batch: %zu of %zu identical\n",
+                      d == 0 ? "f32" : d == 1 ? "bf16" : "int8", n,
+                      memcmp(batch, alone, bytes) ? "DIFFERS from" : "bit-identical to", same_rev, n);
+        assert_memory_equal(batch, alone, bytes);
+        assert_int_equal(same_rev, n);
+        free(batch);
+        free(alone);
+        free(rev);
+        gtr_model_free(m1);
+        gtr_model_free(m3);
+    }
+    for (size_t i = 0; i < n; i++) free(ids[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -320,6 +389,7 @@ int main(void)
         cmocka_unit_test(test_cos_gtr_tiny_v11),
         cmocka_unit_test(test_cos_gtr_tiny_wide),
         cmocka_unit_test(test_cos_gtr_small),
+        cmocka_unit_test(test_invariance),
         cmocka_unit_test(test_scifact_overlap),
     };
     return cmocka_run_group_tests_name("lowp", tests, NULL, NULL);

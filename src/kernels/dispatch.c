@@ -17,6 +17,7 @@ const gtr_kernels gtr_kernels_generic_table = {
     .add_softmax = gtr_generic_add_softmax,
     .gelu_mul = gtr_generic_gelu_mul,
     .dot = gtr_generic_dot,
+    .transpose = gtr_generic_transpose,
 };
 
 #if defined(__x86_64__)
@@ -34,6 +35,7 @@ const gtr_kernels gtr_kernels_avx2_table = {
     .add_softmax = gtr_avx2_add_softmax,
     .gelu_mul = gtr_avx2_gelu_mul,
     .dot = gtr_avx2_dot,
+    .transpose = gtr_generic_transpose,
 };
 
 /* AVX-512 float32 everywhere; the low-precision paths use what the CPU has. */
@@ -42,7 +44,7 @@ const gtr_kernels gtr_kernels_avx2_table = {
     .sgemm_nn = gtr_avx512_sgemm_nn, .sgemm_tn = gtr_avx512_sgemm_tn,                         \
     .rmsnorm = gtr_avx512_rmsnorm, .softmax = gtr_avx512_softmax,                             \
     .add_softmax = gtr_avx512_add_softmax, .gelu_mul = gtr_avx512_gelu_mul,                   \
-    .dot = gtr_avx512_dot
+    .dot = gtr_avx512_dot, .transpose = gtr_avx512_transpose
 
 const gtr_kernels gtr_kernels_avx512_table = {
     .name = "avx512",
@@ -152,3 +154,9 @@ void gtr_add_softmax(const gtr_kernels *k, float *x, const float *bias, size_t n
 void gtr_gelu_mul(const gtr_kernels *k, float *x, const float *g, size_t n) { k->gelu_mul(x, g, n); }
 
 float gtr_dot(const gtr_kernels *k, const float *a, const float *b, size_t n) { return k->dot(a, b, n); }
+
+void gtr_transpose(const gtr_kernels *k, const float *src, size_t lds, size_t rows, size_t cols,
+                   float *dst, size_t ldd)
+{
+    k->transpose(src, lds, rows, cols, dst, ldd);
+}

@@ -96,3 +96,12 @@ float gtr_generic_dot(const float *a, const float *b, size_t n)
     for (size_t i = 0; i < n; i++) s += a[i] * b[i];
     return s;
 }
+
+void gtr_generic_transpose(const float *src, size_t lds, size_t rows, size_t cols, float *dst, size_t ldd)
+{
+    /* 16x16 tiles keep both the reads and the writes within a few cache lines */
+    for (size_t r0 = 0; r0 < rows; r0 += 16)
+        for (size_t c0 = 0; c0 < cols; c0 += 16)
+            for (size_t c = c0; c < GTR_MIN(cols, c0 + 16); c++)
+                for (size_t r = r0; r < GTR_MIN(rows, r0 + 16); r++) dst[c * ldd + r] = src[r * lds + c];
+}

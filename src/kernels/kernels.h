@@ -128,5 +128,9 @@ void gtr_add_softmax(const gtr_kernels *kern, float *x, const float *bias, size_
 void gtr_gelu_mul(const gtr_kernels *kern, float *x, const float *g, size_t n);
 /* dot product */
 float gtr_dot(const gtr_kernels *kern, const float *a, const float *b, size_t n);
+/* dst[c * ldd + r] = src[r * lds + c] for r < rows, c < cols (exact: a copy). Attention
+ * transposes each head's keys once so Q·Kᵀ runs as a plain nn product. */
+void gtr_transpose(const gtr_kernels *kern, const float *src, size_t lds, size_t rows, size_t cols,
+                   float *dst, size_t ldd);
 
 #endif

@@ -34,6 +34,7 @@ struct gtr_kernels {
     void (*add_softmax)(float *x, const float *bias, size_t n);
     void (*gelu_mul)(float *x, const float *g, size_t n);
     float (*dot)(const float *a, const float *b, size_t n);
+    void (*transpose)(const float *src, size_t lds, size_t rows, size_t cols, float *dst, size_t ldd);
 };
 
 /* ---- the numeric definitions every ISA reproduces exactly ---------------------------- */
@@ -80,6 +81,7 @@ void gtr_generic_softmax(float *x, size_t n);
 void gtr_generic_add_softmax(float *x, const float *bias, size_t n);
 void gtr_generic_gelu_mul(float *x, const float *g, size_t n);
 float gtr_generic_dot(const float *a, const float *b, size_t n);
+void gtr_generic_transpose(const float *src, size_t lds, size_t rows, size_t cols, float *dst, size_t ldd);
 void gtr_generic_linear_f32(const gtr_wmat *w, const float *x, size_t m, size_t ldx, float *y,
                             size_t ldy, size_t p0, size_t p1, unsigned flags, void *ws);
 void gtr_generic_linear_bf16(const gtr_wmat *w, const float *x, size_t m, size_t ldx, float *y,
@@ -128,5 +130,6 @@ void gtr_avx512_softmax(float *x, size_t n);
 void gtr_avx512_add_softmax(float *x, const float *bias, size_t n);
 void gtr_avx512_gelu_mul(float *x, const float *g, size_t n);
 float gtr_avx512_dot(const float *a, const float *b, size_t n);
+void gtr_avx512_transpose(const float *src, size_t lds, size_t rows, size_t cols, float *dst, size_t ldd);
 
 #endif

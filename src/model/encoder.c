@@ -533,8 +533,7 @@ static void attn_task(void *ctx, size_t task, int tid)
     const float *Q = f->s->qkv + row0 * ld + h * dk, *K = Q + inner, *Vm = Q + 2 * inner;
     float *S = f->s->scores + (size_t)tid * f->s->scores_per_thread;
     float *Kt = S + GTR_ATT_QBLOCK * L; /* [dk][L] */
-    for (size_t j = 0; j < L; j++)
-        for (size_t c = 0; c < dk; c++) Kt[c * L + j] = K[j * ld + c];
+    gtr_transpose(f->kern, K, ld, L, dk, Kt, L);
     size_t w = 2 * (size_t)f->s->table_len - 1;
     const float *bias = f->s->pos_table + h * w + (size_t)f->s->table_len - 1; /* rel 0 */
     for (size_t q0 = 0; q0 < L; q0 += GTR_ATT_QBLOCK) {

@@ -57,22 +57,38 @@ gtr_status gtr_head_load(gtr_head *h, const gtr_model_config *c, gtr_tensor_set 
     return GTR_OK;
 }
 
+typedef struct {
+    const float *hidden;
+    const size_t *lens, *first; /* tokens and first row of each text */
+    size_t din;
+    float *pooled;
+} pool_job;
+
+/* mean pooling of one text: sum over its rows in order, divided by the token count (as torch
+ * divides) — the same arithmetic whichever thread runs it */
+static void pool_task(void *ctx, size_t i, int tid)
+{
+    (void)tid;
+    const pool_job *j = ctx;
+    size_t din = j->din;
+    float *p = j->pooled + i * din;
+    const float *row = j->hidden + j->first[i] * din;
+    memset(p, 0, din * sizeof *p);
+    for (size_t t = 0; t < j->lens[i]; t++, row += din)
+        for (size_t c = 0; c < din; c++) p[c] += row[c];
+    float cnt = (float)j->lens[i];
+    for (size_t c = 0; c < din; c++) p[c] /= cnt;
+}
+
 void gtr_head_forward(const gtr_head *h, const gtr_kernels *kern, gtr_pool *pool,
-                      const float *hidden, const size_t *lens, size_t n, float *pooled,
-                      float *out, gtr_probe_fn probe, void *probe_user)
+                      const float *hidden, const size_t *lens, const size_t *first, size_t n,
+                      float *pooled, float *out, gtr_probe_fn probe, void *probe_user)
 {
     size_t din = (size_t)h->d_in, dout = (size_t)h->d_out;
-    /* mean pooling: sum over the text's rows, divided by the token count (as torch divides) */
-    const float *row = hidden;
-    for (size_t i = 0; i < n; i++) {
-        float *p = pooled + i * din;
-        memset(p, 0, din * sizeof *p);
-        for (size_t t = 0; t < lens[i]; t++, row += din)
-            for (size_t j = 0; j < din; j++) p[j] += row[j];
-        float cnt = (float)lens[i];
-        for (size_t j = 0; j < din; j++) p[j] /= cnt;
-        if (probe) probe(probe_user, i, "pooled", p, 1, din);
-    }
+    pool_job pj = {hidden, lens, first, din, pooled};
+    gtr_pool_for(pool, n, pool_task, &pj);
+    if (probe)
+        for (size_t i = 0; i < n; i++) probe(probe_user, i, "pooled", pooled + i * din, 1, din);
     if (h->has_dense) {
         gtr_linear(kern, pool, &h->dense, pooled, n, din, out, dout, 0);
         for (size_t i = 0; i < n; i++) {

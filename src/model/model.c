@@ -382,8 +382,8 @@ gtr_status gtr_model_encode_ids(gtr_model *m, const int32_t *const *ids, const s
             if (n > 1) gtr_error_prefix(err, "a chunk of %zu texts", k);
             return st;
         }
-        gtr_head_forward(&m->head, m->kern, m->pool, hidden, m->clens, k, m->pooled, m->hout,
-                         m->probe ? probe_trampoline : NULL, &ps);
+        gtr_head_forward(&m->head, m->kern, m->pool, hidden, m->clens, m->scratch.offs, k, m->pooled,
+                         m->hout, m->probe ? probe_trampoline : NULL, &ps);
         for (size_t j = 0; j < k; j++)
             memcpy(out + m->order[i0 + j] * dout, m->hout + j * dout, dout * sizeof(float));
         i0 = i1;

@@ -313,11 +313,11 @@ typedef struct gtr_head {
 gtr_status gtr_head_load(gtr_head *h, const gtr_model_config *c, gtr_tensor_set *set,
                          const gtr_kernels *kern, gtr_pool *pool, uint64_t *fp, gtr_error *err);
 void gtr_head_free(gtr_head *h);
-/* hidden: the packed final-norm states of n texts (lens tokens each); out[n * d_out].
- * pooled: scratch [n * d_in]. */
+/* hidden: the packed final-norm states of n texts (lens tokens each, text i from row
+ * first[i]); out[n * d_out]. pooled: scratch [n * d_in]. */
 void gtr_head_forward(const gtr_head *h, const gtr_kernels *kern, gtr_pool *pool,
-                      const float *hidden, const size_t *lens, size_t n, float *pooled,
-                      float *out, gtr_probe_fn probe, void *probe_user);
+                      const float *hidden, const size_t *lens, const size_t *first, size_t n,
+                      float *pooled, float *out, gtr_probe_fn probe, void *probe_user);
 
 /* ---- model (model.c) --------------------------------------------------- */
 
