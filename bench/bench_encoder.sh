@@ -19,7 +19,12 @@
 # excluded (`gtr embed` rows: the whole command, loading included); the table shows the best of
 # BENCH_RUNS runs (robust to other load on a shared machine; the JSON lines in
 # build/bench/encoder_results.jsonl also have the median); peak RSS of the whole process.
-# Ratios are against (3).
+# Ratios are against (3). The gtr rows also run on the `gtr quantize` copies of the checkpoint
+# (build/bench/gtr-base-{bf16,int8}: loading them is a copy, not a conversion) and check that
+# they give the same vectors as the float32 checkpoint at that --dtype.
+# Accuracy (second table): per-text cosine of each low-precision embedding to its own float32
+# one (gtr bf16/int8 to gtr f32, ONNX Runtime int8 to ONNX Runtime fp32) and of everything to
+# sentence-transformers fp32 (PyTorch), min and mean over the 512 texts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 threads=${BENCH_THREADS:-$(nproc)}
@@ -41,7 +46,17 @@ sed -n '67,578p' ../shared/tokenizer/texts.jsonl > "$texts"
 [ -f "$out/onnx/encoder.int8.onnx" ] || $base export --model "$model" --onnx "$out/onnx" >&2
 
 results=$out/encoder_results.jsonl
+accuracy=$out/encoder_accuracy.jsonl
 [ "${BENCH_KEEP:-0}" = 1 ] || : > "$results" # BENCH_KEEP=1: add to the last run's rows (with BENCH_SKIP)
+[ "${BENCH_KEEP:-0}" = 1 ] || : > "$accuracy"
+echo "bench_encoder: $(date -u +%FT%TZ), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), load average at start: $(cut -d' ' -f1-3 /proc/loadavg)" | tee "$out/encoder_machine.txt" >&2
+cos() { # name, A.npy, B.npy: appends {"name", "min_cos", "mean_cos"} when both files exist
+    [ -f "$2" ] && [ -f "$3" ] || return 0
+    local c
+    c=$($base cos "$2" "$3")
+    echo "bench_encoder: $1 cosine: $c" >&2
+    echo "$c" | $py -c 'import json,sys; d=json.load(sys.stdin); d["name"]=sys.argv[1]; print(json.dumps(d))' "$1" >> "$accuracy"
+}
 run() { # name, command... ; appends its JSON line
     echo "bench_encoder: $1" >&2
     shift
@@ -61,7 +76,7 @@ run "onnxruntime fp32" $base ort --name "onnxruntime fp32" --model "$model" --on
     --texts "$texts" --threads "$threads" --runs "$runs" --out "$out/emb_ort_f32.npy"
 run "onnxruntime int8" $base ort --name "onnxruntime int8 (quantize_dynamic)" --model "$model" \
     --onnx "$out/onnx/encoder.int8.onnx" --texts "$texts" --threads "$threads" --runs "$runs" --out "$out/emb_ort_int8.npy"
-echo "bench_encoder: onnxruntime int8 vs fp32 cosine: $($base cos "$out/emb_ort_f32.npy" "$out/emb_ort_int8.npy")" >&2 ;;
+;;
 esac
 
 # gtr in process (bench/encode_bench.c: gtr_model_encode, model loading excluded like the Python
@@ -72,30 +87,49 @@ for dt in f32 bf16 int8; do
     run "gtr $dt" $base cmd --child-json --name "gtr $dt (library, gtr_model_encode)" --model "$model" --texts "$texts" \
         -- build/release/bench/encode_bench "$model" "$texts" "$out/emb_gtr_$dt.npy" --dtype $dt --threads "$threads" --runs "$runs"
 done
-for dt in bf16 int8; do
-    echo "bench_encoder: gtr $dt vs gtr f32 cosine: $($base cos "$out/emb_gtr_f32.npy" "$out/emb_gtr_$dt.npy")" >&2
+for dt in f32 bf16 int8; do
+    args=${GTR_EMBED_ARGS:--m $model -i $texts -o $out/emb_gtr_cli_$dt.npy --threads $threads --dtype $dt}
+    run "gtr embed $dt" $base cmd --name "\`gtr embed --dtype $dt\` (whole command)" --model "$model" --texts "$texts" \
+        --runs "$runs" -- bin/gtr embed $args || true
 done
-[ -f "$out/emb_st.npy" ] && echo "bench_encoder: gtr f32 vs sentence-transformers cosine: $($base cos "$out/emb_st.npy" "$out/emb_gtr_f32.npy")" >&2
-if bin/gtr embed --help >/dev/null 2>&1; then
-    for dt in f32 bf16 int8; do
-        args=${GTR_EMBED_ARGS:--m $model -i $texts -o $out/emb_gtr_cli_$dt.npy --threads $threads --dtype $dt}
-        run "gtr embed $dt" $base cmd --name "gtr embed --dtype $dt (whole command)" --model "$model" --texts "$texts" \
-            --runs "$runs" -- bin/gtr embed $args || true
-    done
-else
-    echo "bench_encoder: gtr embed not built yet — command rows skipped" >&2
-fi ;;
+# the `gtr quantize` copies: loaded as they are stored
+for dt in bf16 int8; do
+    q=$out/gtr-base-$dt
+    if [ ! -f "$q/model.safetensors" ] || [ "$q/model.safetensors" -ot "$model/model.safetensors" ]; then
+        rm -rf "$q"
+        bin/gtr quantize -m "$model" -o "$q" --dtype $dt --threads "$threads" >&2
+    fi
+    run "gtr embed $dt (quantised dir)" $base cmd --name "\`gtr embed --dtype $dt\` on the \`gtr quantize --dtype $dt\` copy (whole command)" \
+        --model "$model" --texts "$texts" --runs "$runs" -- \
+        bin/gtr embed -m "$q" -i "$texts" -o "$out/emb_gtr_q_$dt.npy" --threads "$threads" --dtype $dt || true
+    if cmp -s "$out/emb_gtr_q_$dt.npy" "$out/emb_gtr_cli_$dt.npy"; then
+        echo "bench_encoder: the $dt copy gives the float32 checkpoint's --dtype $dt vectors bit for bit" >&2
+    else
+        echo "bench_encoder: WARNING: the $dt copy's vectors differ from the float32 checkpoint's --dtype $dt" >&2
+    fi
+done ;;
 esac
 
-# the table
-$py - "$results" "$threads" <<'EOF'
+# accuracy: each low-precision path against its own float32, and everything against PyTorch
+cos "gtr bf16 vs gtr f32" "$out/emb_gtr_f32.npy" "$out/emb_gtr_bf16.npy"
+cos "gtr int8 vs gtr f32" "$out/emb_gtr_f32.npy" "$out/emb_gtr_int8.npy"
+cos "ONNX Runtime int8 vs ONNX Runtime fp32" "$out/emb_ort_f32.npy" "$out/emb_ort_int8.npy"
+for f in gtr_f32:"gtr f32" gtr_bf16:"gtr bf16" gtr_int8:"gtr int8" ort_f32:"ONNX Runtime fp32" ort_int8:"ONNX Runtime int8"; do
+    cos "${f#*:} vs sentence-transformers fp32" "$out/emb_st.npy" "$out/emb_${f%%:*}.npy"
+done
+echo "bench_encoder: load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out/encoder_machine.txt" >&2
+
+# the tables
+$py - "$results" "$threads" "$accuracy" <<'EOF'
 import json, sys
-rows = {}
-for l in open(sys.argv[1]):
-    if l.strip():
-        r = json.loads(l)
-        rows[r["name"]] = r  # latest wins, first position kept
-rows = list(rows.values())
+def lines(path):
+    rows = {}
+    for l in open(path):
+        if l.strip():
+            r = json.loads(l)
+            rows[r["name"]] = r  # latest wins, first position kept
+    return list(rows.values())
+rows = lines(sys.argv[1])
 ref = next((r for r in rows if r["name"].startswith("gtr_reference.py")), None)
 print(f"\n### Encoder throughput, gtr-t5-base shape, 512 passages, {sys.argv[2]} threads\n")
 print("| system | tokens/s (best) | × Debian torch | median s | peak RSS MB |\n|---|---|---|---|---|")
@@ -106,4 +140,9 @@ for r in rows:
     best = r.get("best_tokens_per_s", r["tokens_per_s"])
     ratio = f"{best / ref.get('best_tokens_per_s', ref['tokens_per_s']):.2f}" if ref else ""
     print(f"| {r['name']} | {best:.0f} | {ratio} | {r['seconds']:.2f} | {r.get('peak_rss_mb', '')} |")
+acc = lines(sys.argv[3])
+if acc:
+    print("\n| embeddings compared | min cosine | mean cosine |\n|---|---|---|")
+    for r in acc:
+        print(f"| {r['name']} | {r['min_cos']:.6f} | {r['mean_cos']:.6f} |")
 EOF

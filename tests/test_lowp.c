@@ -324,9 +324,10 @@ static void test_invariance(void **state)
     json_t **v;
     size_t nl = tu_json_lines(p, &v), n = 0;
     free(p);
-    int32_t *ids[66];
-    size_t lens[66];
-    for (size_t i = 0; i < nl && n < 66; i++) {
+    /* texts 20-43: short ones and 512-token ones (several chunks) */
+    int32_t *ids[24];
+    size_t lens[24];
+    for (size_t i = 20; i < nl && n < 24; i++) {
         size_t L = json_array_size(v[i]);
         if (SANITIZED && (L > 200 || n >= 12)) continue;
         ids[n] = calloc(L, sizeof(int32_t));
@@ -358,8 +359,8 @@ static void test_invariance(void **state)
             const int32_t *one = ids[i];
             TU_OK(gtr_model_encode_ids(m1, &one, &lens[i], 1, alone + i * dim, &e), &e);
         }
-        const int32_t *rids[66];
-        size_t rlens[66];
+        const int32_t *rids[24];
+        size_t rlens[24];
         for (size_t i = 0; i < n; i++) {
             rids[i] = ids[n - 1 - i];
             rlens[i] = lens[n - 1 - i];
