@@ -26,6 +26,12 @@ int cli_errorf(const char *cmd, int status, const char *fmt, ...)
 bool cli_parse_int(const char *cmd, const char *opt, const char *s, long long min, long long max,
                    long long *out);
 bool cli_parse_double(const char *cmd, const char *opt, const char *s, double *out);
+/* Tokenizer compatibility: v (an option's value: "hf", "0.2.2", ...) or, when v is NULL, the
+ * environment's GTR_SPM_COMPAT, else the default (0.1). False, with a message, when invalid. */
+bool cli_spm_compat(const char *cmd, const char *v, gtr_spm_compat *out);
+/* The model options every command starts from: the library's defaults plus GTR_SPM_COMPAT.
+ * False, with a message, when the environment holds an invalid value. */
+bool cli_model_options(const char *cmd, gtr_model_options *mo);
 /* Open an output file ("-" = stdout). */
 FILE *cli_open_out(const char *cmd, const char *path);
 

@@ -163,7 +163,8 @@ done:
 static int open_dense(beir_ctx *c)
 {
     if (!c->model_dir) return cli_errorf("beir", 2, "dense and hybrid retrieval need -m MODEL_DIR");
-    gtr_model_options mo = gtr_model_default_options();
+    gtr_model_options mo;
+    if (!cli_model_options("beir", &mo)) return 2;
     mo.pool = c->pool;
     mo.dtype = c->dtype;
     gtr_error err;

@@ -44,6 +44,11 @@ static void usage(FILE *out)
         "      --batch N         texts per encode call (default 64; never changes the vectors)\n"
         "  -t, --threads N       worker threads (default: all cores)\n"
         "      --dtype D         compute precision: f32 (default, the reference), bf16 or int8\n"
+        "      --spm-compat C    tokenizer to match where segmentations tie (runs of one\n"
+        "                        repeated character, e.g. ----): 0.1 (SentencePiece up to 0.2.1,\n"
+        "                        the reference), 0.2.2 (SentencePiece 0.2.2 and later) or hf (the\n"
+        "                        Hugging Face tokenizer sentence-transformers uses: identical\n"
+        "                        vectors). Default: $GTR_SPM_COMPAT, else 0.1\n"
         "  -q, --quiet           no progress on standard error\n"
         "  -v, --verbose         also print the model description, speed and peak memory\n"
         "  -h, --help            this help\n"
@@ -61,6 +66,7 @@ typedef struct opts {
     int out_fmt; /* -1: from the output name */
     long long max_len, batch, threads;
     gtr_compute_dtype dtype;
+    const char *spm_compat_name;
     bool quiet, verbose;
 } opts;
 
@@ -319,7 +325,8 @@ static int run(const opts *o)
 {
     gtr_error err;
     double t0 = gtr_now_seconds();
-    gtr_model_options mo = gtr_model_default_options();
+    gtr_model_options mo;
+    if (!cli_model_options(CMD, &mo) || (o->spm_compat_name && !cli_spm_compat(CMD, o->spm_compat_name, &mo.spm_compat))) return 2;
     mo.n_threads = (int)o->threads;
     mo.max_len = (int)o->max_len;
     mo.dtype = o->dtype;
@@ -421,7 +428,7 @@ done:
 
 int cmd_embed(int argc, char **argv)
 {
-    enum { OPT_MAXLEN = 256, OPT_BATCH, OPT_THREADS, OPT_FORMAT, OPT_INFMT, OPT_DTYPE };
+    enum { OPT_MAXLEN = 256, OPT_BATCH, OPT_THREADS, OPT_FORMAT, OPT_INFMT, OPT_DTYPE, OPT_SPMV };
     static const struct option longopts[] = {
         {"model", required_argument, 0, 'm'},     {"input", required_argument, 0, 'i'},
         {"output", required_argument, 0, 'o'},    {"max-len", required_argument, 0, OPT_MAXLEN},
@@ -429,6 +436,7 @@ int cmd_embed(int argc, char **argv)
         {"format", required_argument, 0, OPT_FORMAT}, {"input-format", required_argument, 0, OPT_INFMT},
         {"dtype", required_argument, 0, OPT_DTYPE}, {"quiet", no_argument, 0, 'q'},
         {"verbose", no_argument, 0, 'v'},         {"help", no_argument, 0, 'h'},
+        {"spm-compat", required_argument, 0, OPT_SPMV},
         {0, 0, 0, 0}};
     opts o = {.input = "-", .in_fmt = GTR_TEXT_AUTO, .out_fmt = -1, .batch = 64};
     optind = 1;
@@ -468,6 +476,7 @@ int cmd_embed(int argc, char **argv)
             else if (!strcmp(optarg, "int8")) o.dtype = GTR_DTYPE_INT8;
             else return cli_errorf(CMD, 2, "--dtype must be f32, bf16 or int8, got '%s'", optarg);
             break;
+        case OPT_SPMV: o.spm_compat_name = optarg; break;
         default: usage(stderr); return 2;
         }
     }

@@ -168,6 +168,7 @@ int cmd_index(int argc, char **argv)
         return cli_errorf("index", 2, "need -m MODEL_DIR, -o INDEX and one of -c CORPUS or --add CORPUS "
                                       "(gtr index --help)");
     if (from && !add) return cli_errorf("index", 2, "--from goes with --add");
+    if (!cli_spm_compat("index", NULL, &mo.spm_compat)) return 2;
 
     char *hint = realpath(model_dir, NULL);
     o.model_hint = hint;

@@ -47,7 +47,8 @@ int cmd_info(int argc, char **argv)
     }
     if (optind < argc) return cli_errorf(CMD, 2, "unexpected argument '%s' (see --help)", argv[optind]);
     if (!model) return cli_errorf(CMD, 2, "-m MODEL_DIR is required (see --help)");
-    gtr_model_options o = gtr_model_default_options();
+    gtr_model_options o;
+    if (!cli_model_options(CMD, &o)) return 2;
     o.n_threads = (int)threads;
     gtr_error err;
     double t0 = gtr_now_seconds();

@@ -91,7 +91,8 @@ int cmd_mine_negatives(int argc, char **argv)
     if (!model || !dataset || !out) return cli_errorf(CMD, 2, "-m, -d and -o are required (see --help)");
     if (mo.skip + mo.k > 1024) return cli_errorf(CMD, 2, "--skip + -k must be at most 1024");
     gtr_error err = {0};
-    gtr_model_options opt = gtr_model_default_options();
+    gtr_model_options opt;
+    if (!cli_model_options(CMD, &opt)) return 2;
     opt.n_threads = (int)threads;
     gtr_model *m = gtr_model_load(model, &opt, &err);
     if (!m) return cli_fail(CMD, &err);

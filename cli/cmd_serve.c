@@ -235,7 +235,11 @@ static int serve(opts *o)
         cli_fail(CMD, &err);
         goto done;
     }
-    gtr_model_options mo = gtr_model_default_options();
+    gtr_model_options mo;
+    if (!cli_model_options(CMD, &mo)) {
+        rc = 2;
+        goto done;
+    }
     mo.n_threads = (int)o->threads;
     mo.max_len = (int)o->max_len;
     mo.dtype = o->dtype;

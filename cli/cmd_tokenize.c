@@ -22,6 +22,11 @@ static void usage(FILE *out)
         "                      --max-len is DIR/sentence_bert_config.json max_seq_length\n"
         "                      (512 when that file is absent)\n"
         "      --spm FILE      a spiece.model file (default --max-len: 0, no truncation)\n"
+        "      --spm-compat C  implementation to match where segmentations tie (runs of one\n"
+        "                      repeated character, e.g. ----): 0.1 (SentencePiece up to 0.2.1,\n"
+        "                      the reference data), 0.2.2 (SentencePiece 0.2.2 and later) or hf\n"
+        "                      (the Hugging Face tokenizer sentence-transformers uses).\n"
+        "                      Default: $GTR_SPM_COMPAT, else 0.1\n"
         "\n"
         "Input and output:\n"
         "  -i, --input FILE    texts to read (default: standard input). A .jsonl/.json/.ndjson\n"
@@ -48,10 +53,10 @@ static void usage(FILE *out)
         "  echo 'Hello world' | gtr tokenize --spm spiece.model | gtr tokenize --spm spiece.model --decode\n");
 }
 
-enum { OPT_SPM = 256, OPT_MAXLEN, OPT_NOEOS, OPT_PIECES, OPT_FORMAT, OPT_NORMALIZE, OPT_DECODE };
+enum { OPT_SPM = 256, OPT_MAXLEN, OPT_NOEOS, OPT_PIECES, OPT_FORMAT, OPT_NORMALIZE, OPT_DECODE, OPT_SPMV };
 
 typedef struct opts {
-    const char *model_dir, *spm, *input, *output;
+    const char *model_dir, *spm, *input, *output, *spm_compat_name;
     gtr_text_format fmt;
     long long max_len;
     bool have_max_len, no_eos, pieces, normalize, decode;
@@ -203,6 +208,7 @@ int cmd_tokenize(int argc, char **argv)
         {"format", required_argument, 0, OPT_FORMAT}, {"max-len", required_argument, 0, OPT_MAXLEN},
         {"no-eos", no_argument, 0, OPT_NOEOS},  {"pieces", no_argument, 0, OPT_PIECES},
         {"normalize", no_argument, 0, OPT_NORMALIZE}, {"decode", no_argument, 0, OPT_DECODE},
+        {"spm-compat", required_argument, 0, OPT_SPMV},
         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     opts o = {.input = "-", .output = "-", .fmt = GTR_TEXT_AUTO};
     int c;
@@ -227,6 +233,7 @@ int cmd_tokenize(int argc, char **argv)
         case OPT_PIECES: o.pieces = true; break;
         case OPT_NORMALIZE: o.normalize = true; break;
         case OPT_DECODE: o.decode = true; break;
+        case OPT_SPMV: o.spm_compat_name = optarg; break;
         case 'h': usage(stdout); return 0;
         default: fprintf(stderr, "gtr tokenize --help lists the options\n"); return 2;
         }
@@ -235,6 +242,8 @@ int cmd_tokenize(int argc, char **argv)
     if (!o.model_dir == !o.spm) return cli_errorf(CMD, 2, "give exactly one of -m MODEL_DIR or --spm FILE");
     if (o.pieces + o.normalize + o.decode > 1)
         return cli_errorf(CMD, 2, "--pieces, --normalize and --decode are alternatives");
+    gtr_tokenizer_options to;
+    if (!cli_spm_compat(CMD, o.spm_compat_name, &to.compat)) return 2;
 
     long long max_len = 0;
     char *spm_path = o.spm ? strdup(o.spm) : gtr_path_join(o.model_dir, "spiece.model");
@@ -245,7 +254,7 @@ int cmd_tokenize(int argc, char **argv)
         return 1;
     }
     gtr_error err;
-    gtr_tokenizer *tok = gtr_tokenizer_load(spm_path, &err);
+    gtr_tokenizer *tok = gtr_tokenizer_load_with(spm_path, &to, &err);
     free(spm_path);
     if (!tok) return cli_fail(CMD, &err);
     /* A named output file is written atomically: a failure leaves no half-written file. */

@@ -201,6 +201,7 @@ static int parse(int argc, char **argv, opts *o)
         default: usage(stderr); return 2;
         }
     }
+    if (!cli_spm_compat(CMD, NULL, &o->t.spm_compat)) return 2;
     if (optind < argc) return cli_errorf(CMD, 2, "unexpected argument '%s' (see --help)", argv[optind]);
     if (!o->init || !o->data || !o->out)
         return cli_errorf(CMD, 2, "--init, --data and --out are required (see --help)");

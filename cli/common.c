@@ -57,3 +57,23 @@ FILE *cli_open_out(const char *cmd, const char *path)
     if (!f) cli_errorf(cmd, 1, "%s: cannot create: %s", path, strerror(errno));
     return f;
 }
+
+bool cli_spm_compat(const char *cmd, const char *v, gtr_spm_compat *out)
+{
+    const char *what = v ? "--spm-compat" : "GTR_SPM_COMPAT";
+    if (!v) v = getenv("GTR_SPM_COMPAT");
+    *out = GTR_SPM_COMPAT_0_1;
+    if (!v || !*v) return true;
+    gtr_error err;
+    if (gtr_spm_compat_parse(v, out, &err)) {
+        cli_errorf(cmd, 2, "%s: %s", what, err.message);
+        return false;
+    }
+    return true;
+}
+
+bool cli_model_options(const char *cmd, gtr_model_options *mo)
+{
+    *mo = gtr_model_default_options();
+    return cli_spm_compat(cmd, NULL, &mo->spm_compat);
+}

@@ -171,7 +171,8 @@ gtr_model *rt_load_model(const char *cmd, const char *model_dir, const gtr_index
             return NULL;
         }
     }
-    gtr_model_options mo = gtr_model_default_options();
+    gtr_model_options mo;
+    if (!cli_model_options(cmd, &mo)) return NULL;
     mo.n_threads = threads;
     mo.pool = pool;
     gtr_error err;

@@ -87,6 +87,34 @@ typedef struct gtr_tokenizer gtr_tokenizer;
 
 GTR_API gtr_tokenizer *gtr_tokenizer_load(const char *spm_path, gtr_error *err);
 GTR_API gtr_tokenizer *gtr_tokenizer_load_memory(const void *data, size_t len, gtr_error *err);
+
+/* Implementations of the unigram search differ in how they round path scores. That decides
+ * only between segmentations of exactly equal score, i.e. runs of one repeated character
+ * ("-------------------", "AAA", "_____"): 3 of the 578 reference texts and 1 of the 5,183
+ * SciFact documents segment differently. */
+typedef enum gtr_spm_compat {
+    GTR_SPM_COMPAT_0_1 = 0, /* SentencePiece up to 0.2.1 (sums in double, stored as float):
+                             * the default; the ../shared reference data and Debian 12's
+                             * libsentencepiece / spm_encode */
+    GTR_SPM_COMPAT_0_2_2,   /* SentencePiece 0.2.2 and later (float sums, re-based past 1e5) */
+    GTR_SPM_COMPAT_HF       /* the Hugging Face tokenizers library (T5TokenizerFast), which
+                             * transformers and sentence-transformers use: double sums, one
+                             * lattice per word */
+} gtr_spm_compat;
+typedef struct gtr_tokenizer_options {
+    gtr_spm_compat compat;
+} gtr_tokenizer_options;
+/* opts may be NULL (defaults: GTR_SPM_COMPAT_0_1). */
+GTR_API gtr_tokenizer *gtr_tokenizer_load_with(const char *spm_path,
+                                               const gtr_tokenizer_options *opts, gtr_error *err);
+GTR_API gtr_tokenizer *gtr_tokenizer_load_memory_with(const void *data, size_t len,
+                                                      const gtr_tokenizer_options *opts,
+                                                      gtr_error *err);
+/* Parses a compatibility name into *out: "hf", or a SentencePiece release, "0.1" (or any
+ * release up to 0.2.1) / "0.2.2" (or any later one, e.g. "0.2.3"); GTR_ERR_INVALID_ARG for
+ * anything else. */
+GTR_API gtr_status gtr_spm_compat_parse(const char *s, gtr_spm_compat *out, gtr_error *err);
+
 GTR_API void gtr_tokenizer_free(gtr_tokenizer *tok);
 GTR_API int gtr_tokenizer_vocab_size(const gtr_tokenizer *tok);
 GTR_API int gtr_tokenizer_eos_id(const gtr_tokenizer *tok);
@@ -152,6 +180,7 @@ typedef struct gtr_model_options {
     gtr_pool *pool;                  /* optional shared pool (not owned) */
     gtr_compute_dtype dtype;         /* compute precision (default F32) */
     int max_len;                     /* 0: the model's max_seq_length (512 for GTR) */
+    gtr_spm_compat spm_compat;       /* tokenizer rounding on ties (default GTR_SPM_COMPAT_0_1) */
 } gtr_model_options;
 /* Defaults: all cores, F32, model's max length. */
 GTR_API gtr_model_options gtr_model_default_options(void);
@@ -575,6 +604,7 @@ typedef struct gtr_train_options {
     uint64_t seed;            /* data order and negative sampling (0) */
     int recompute;            /* 1: keep only each layer's input, recompute the rest in
                                  backward (less memory for long passages, ~30% more time) */
+    gtr_spm_compat spm_compat; /* how the training texts are tokenized on ties (0.1) */
 } gtr_train_options;
 GTR_API gtr_train_options gtr_train_default_options(void);
 

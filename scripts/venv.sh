@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # venv.sh test|bench — Python virtual environments for scripted tests and benchmarks
 # (git-ignored, under .venv-<name>/). C tests never need them.
-#   test:  numpy, openai (drives gtr serve like a real OpenAI client)
+#   test:  numpy, openai (drives gtr serve like a real OpenAI client); sentencepiece, and
+#          transformers + tokenizers + protobuf (no torch: T5TokenizerFast only), the current
+#          tokenizer implementations that `gtr tokenize --spm-compat 0.2.2 / hf` must equal
 #   bench: torch, transformers, sentence-transformers, onnx(+onnxscript for the exporter),
 #          onnxruntime, faiss-cpu, pytrec-eval-terrier (wheels of `import pytrec_eval`; the
 #          original sdist downloads trec_eval from GitHub while building, which fails offline),
@@ -21,7 +23,7 @@ dir=.venv-$kind
 py=${PYTHON:-/usr/bin/python3}
 stamp=$dir/.installed
 case $kind in
-  test)  pkgs=(numpy openai) ;;
+  test)  pkgs=(numpy openai sentencepiece transformers tokenizers protobuf) ;;
   bench) pkgs=(numpy "${TORCH_SPEC:-torch}" transformers sentence-transformers onnx onnxscript
                onnxruntime faiss-cpu pytrec-eval-terrier sentencepiece tokenizers psutil) ;;
   *) echo "venv.sh: unknown kind $kind" >&2; exit 2 ;;

@@ -276,6 +276,81 @@ static void test_threads(void **state)
     }
 }
 
+static int cmp_i32(const void *a, const void *b)
+{
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The other compatibility modes (SentencePiece >= 0.2.2's float rounding, the Hugging Face
+ * tokenizer's per-word double lattices) only re-order pieces of exactly tied segmentations: on
+ * every reference text their ids equal the 0.1.97 ids or are a permutation of them (the same
+ * pieces, hence the same total score, in another order), and they are not no-ops (some
+ * reference texts do tie). tests/scripts/spm_compat.sh compares them with SentencePiece and
+ * transformers from PyPI. */
+static void test_compat_modes(void **state)
+{
+    ref *r = *state;
+    gtr_error e;
+    char *p = tu_shared("spm/t5-spiece.model");
+    for (int mode = GTR_SPM_COMPAT_0_2_2; mode <= GTR_SPM_COMPAT_HF; mode++) {
+        gtr_tokenizer_options o = {.compat = (gtr_spm_compat)mode};
+        gtr_tokenizer *t = gtr_tokenizer_load_with(p, &o, &e);
+        if (!t) fail_msg("%s", e.message);
+        gtr_ids ids = {0};
+        size_t differ = 0, not_perm = 0;
+        for (size_t i = 0; i < r->n; i++) {
+            size_t len;
+            const char *txt = text_of(r, i, &len);
+            TU_OK(gtr_tokenize(t, txt, len, 0, 1, &ids, &e), &e);
+            if (ids_equal(&ids, r->full[i], 0)) continue;
+            differ++;
+            size_t n = json_array_size(r->full[i]);
+            if (n != ids.n) {
+                not_perm++;
+                continue;
+            }
+            int32_t *want = malloc(n * sizeof *want);
+            assert_non_null(want);
+            for (size_t k = 0; k < n; k++)
+                want[k] = (int32_t)json_integer_value(json_array_get(r->full[i], k));
+            qsort(want, n, sizeof *want, cmp_i32);
+            qsort(ids.ids, n, sizeof *ids.ids, cmp_i32);
+            if (memcmp(want, ids.ids, n * sizeof *want)) not_perm++;
+            free(want);
+        }
+        print_message("# %s: %zu of %zu reference texts segment differently, %zu not as permutations\n",
+                      mode == GTR_SPM_COMPAT_HF ? "hf" : "0.2.2", differ, r->n, not_perm);
+        assert_int_equal(not_perm, 0);
+        assert_true(differ > 0 && differ < r->n / 20);
+        gtr_ids_free(&ids);
+        gtr_tokenizer_free(t);
+    }
+    free(p);
+
+    /* the version strings */
+    static const struct { const char *s; int st, compat; } v[] = {
+        {"0.1", 0, GTR_SPM_COMPAT_0_1},     {"0.1.97", 0, GTR_SPM_COMPAT_0_1},
+        {"0.2.1", 0, GTR_SPM_COMPAT_0_1},   {"0.2", 0, GTR_SPM_COMPAT_0_1},
+        {"0.2.2", 0, GTR_SPM_COMPAT_0_2_2}, {"0.2.10", 0, GTR_SPM_COMPAT_0_2_2},
+        {"0.3", 0, GTR_SPM_COMPAT_0_2_2},   {"1.0.0", 0, GTR_SPM_COMPAT_0_2_2},
+        {"", 1, 0}, {"0", 1, 0}, {"0.2.", 1, 0}, {"x", 1, 0}, {"0.2.2.1", 1, 0}, {"0.2.2a", 1, 0},
+        {"-1.2", 1, 0}, {"hf", 0, GTR_SPM_COMPAT_HF}, {"HF", 1, 0}, {"hf ", 1, 0}, {NULL, 1, 0},
+    };
+    for (size_t i = 0; i < sizeof v / sizeof *v; i++) {
+        gtr_spm_compat c = (gtr_spm_compat)-1;
+        gtr_status st = gtr_spm_compat_parse(v[i].s, &c, &e);
+        if ((st != GTR_OK) != v[i].st) fail_msg("'%s': status %d", v[i].s ? v[i].s : "(null)", (int)st);
+        if (!st) assert_int_equal(c, v[i].compat);
+        else assert_int_equal(st, GTR_ERR_INVALID_ARG);
+    }
+    gtr_tokenizer_options bad = {.compat = (gtr_spm_compat)7};
+    p = tu_shared("spm/t5-spiece.model");
+    assert_null(gtr_tokenizer_load_with(p, &bad, &e));
+    assert_int_equal(e.code, GTR_ERR_INVALID_ARG);
+    free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -283,7 +358,7 @@ int main(void)
         cmocka_unit_test(test_ids_32),       cmocka_unit_test(test_pieces_full),
         cmocka_unit_test(test_no_eos),       cmocka_unit_test(test_special_ids),
         cmocka_unit_test(test_control_literals), cmocka_unit_test(test_decode),
-        cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_threads),      cmocka_unit_test(test_compat_modes),
     };
     return cmocka_run_group_tests_name("tokenizer", tests, setup, teardown);
 }

@@ -47,7 +47,8 @@ class Error(ctypes.Structure):
 
 
 class ModelOptions(ctypes.Structure):
-    _fields_ = [("n_threads", c_int), ("pool", c_void_p), ("dtype", c_int), ("max_len", c_int)]
+    _fields_ = [("n_threads", c_int), ("pool", c_void_p), ("dtype", c_int), ("max_len", c_int),
+                ("spm_compat", c_int)]
 
 
 class Ids(ctypes.Structure):
@@ -77,6 +78,7 @@ pool_create = _fn("gtr_pool_create", c_void_p, c_int, E)
 pool_free = _fn("gtr_pool_free", None, c_void_p)
 
 model_default_options = _fn("gtr_model_default_options", ModelOptions)
+spm_compat_parse = _fn("gtr_spm_compat_parse", c_int, c_char_p, POINTER(c_int), E)
 model_load = _fn("gtr_model_load", c_void_p, c_char_p, POINTER(ModelOptions), E)
 model_free = _fn("gtr_model_free", None, c_void_p)
 model_dim = _fn("gtr_model_dim", c_int, c_void_p)

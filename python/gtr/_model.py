@@ -3,7 +3,7 @@ import ctypes
 import os
 import sys
 import threading
-from ctypes import POINTER, byref, c_char_p, c_float, c_size_t
+from ctypes import POINTER, byref, c_char_p, c_float, c_int, c_size_t
 
 import numpy as np
 
@@ -56,13 +56,17 @@ class Model:
 
     threads: worker threads (None: all cores); max_len: tokens per text including </s>
     (None: the model's max_seq_length, 512 for GTR), longer texts are truncated;
-    dtype: "f32" (default, the reference), "bf16" or "int8".
+    dtype: "f32" (default, the reference), "bf16" or "int8";
+    spm_compat: which tokenizer implementation to match where segmentations tie (runs of one
+    repeated character such as "----"): "0.1" (default: SentencePiece up to 0.2.1, the
+    reference data), "0.2.2" (SentencePiece 0.2.2 and later) or "hf" (the Hugging Face
+    tokenizer that sentence-transformers uses).
 
     One model runs one encode at a time (calls from several Python threads are serialised);
     the library releases the GIL while it computes.
     """
 
-    def __init__(self, path, threads=None, max_len=None, dtype="f32"):
+    def __init__(self, path, threads=None, max_len=None, dtype="f32", spm_compat=None):
         self._m = None
         if dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of f32, bf16, int8, not {dtype!r}")
@@ -71,6 +75,11 @@ class Model:
         opts.max_len = int(max_len) if max_len else 0
         opts.dtype = _DTYPES[dtype]
         err = _lib.Error()
+        if spm_compat is not None:
+            code = c_int(0)
+            if _lib.spm_compat_parse(str(spm_compat).encode(), byref(code), byref(err)):
+                raise ValueError(err.message.decode(errors="replace"))
+            opts.spm_compat = code.value
         m = _lib.model_load(os.fsencode(path), byref(opts), byref(err))
         if not m:
             raise_null(err)

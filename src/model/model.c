@@ -160,7 +160,8 @@ gtr_model *gtr_model_load(const char *dir, const gtr_model_options *opts, gtr_er
         st = gtr_seterr(err, GTR_ERR_NOT_FOUND, "%s: missing file (the SentencePiece tokenizer)", spm);
         goto fail;
     }
-    if (!(m->tok = gtr_tokenizer_load(spm, err))) {
+    gtr_tokenizer_options to = {.compat = o.spm_compat};
+    if (!(m->tok = gtr_tokenizer_load_with(spm, &to, err))) {
         st = err && err->code ? err->code : GTR_ERR_FORMAT;
         goto fail;
     }

@@ -189,6 +189,7 @@ struct gtr_tokenizer {
     spm_normalizer norm, denorm;
     bool has_denorm;
 
+    gtr_spm_compat compat; /* which SentencePiece release's score rounding to follow */
     int unk_id;          /* the UNKNOWN piece (what Viterbi emits) */
     int eos_id, pad_id, bos_id, unk_public; /* as SentencePieceProcessor reports them */
     float min_score, max_score;

@@ -12,6 +12,18 @@
  * while the unknown candidate is computed and compared in float. Work is O(n * longest
  * piece), linear in the text.
  *
+ * GTR_SPM_COMPAT_0_2_2 follows SentencePiece 0.2.2 and later instead, which changed two things
+ * that only matter when segmentations tie (runs of one repeated character, "----", "AAA"):
+ * the user-defined score became a float (0.1 * (length - 1)), so every candidate is summed
+ * and compared in float; and a path score past +-1e5 is re-based to 0 (subtracted, in float,
+ * from every reached position up to the furthest end seen), which changes the rounding of
+ * everything after it in very long texts.
+ *
+ * GTR_SPM_COMPAT_HF follows the Hugging Face tokenizers library (T5TokenizerFast, which
+ * sentence-transformers uses): its Metaspace pre-tokenizer cuts the text into words, each
+ * starting at a U+2581, and each word is its own lattice, scored in double from 0; so here the
+ * path score restarts at every word and no piece may reach into the next word.
+ *
  * Then, as PopulateSentencePieceText: consecutive unknown tokens merge into one (unless
  * byte_fallback, where each unknown piece becomes its UTF-8 byte pieces).
  */
@@ -22,7 +34,8 @@
 
 struct spm_lattice_node {
     union {
-        float score;  /* best path score ending here (during the search) */
+        double score; /* best path score ending here (during the search); a float value
+                       * in the SentencePiece modes, which store floats */
         int32_t next; /* forward link (after the backtrack) */
     } u;
     int32_t start;    /* start byte of the last piece of that path, -1 = unreached */
@@ -30,6 +43,7 @@ struct spm_lattice_node {
 };
 
 static const float kUnkPenalty = 10.0f;
+static const float kScoreReset = 100000.0f; /* 0.2.2's re-basing threshold */
 
 void spm_work_free(spm_work *w)
 {
@@ -52,6 +66,23 @@ static gtr_status push_tok(spm_work *w, int32_t id, size_t b, size_t e, gtr_erro
     return GTR_OK;
 }
 
+/* Does a word (a U+2581, "\xe2\x96\x81") start at byte pos > 0? */
+static inline bool is_word_start(const uint8_t *u, size_t n, size_t pos)
+{
+    return pos > 0 && pos + 3 <= n && u[pos] == 0xe2 && u[pos + 1] == 0x96 && u[pos + 2] == 0x81;
+}
+
+/* The Viterbi update: a candidate path ending at tg replaces the best one only when strictly
+ * better (ties keep the earlier start). */
+static inline void relax(spm_lattice_node *tg, double cand, double keep, size_t pos, int32_t id)
+{
+    if (tg->start == -1 || cand > tg->u.score) {
+        tg->u.score = keep;
+        tg->start = (int32_t)pos;
+        tg->id = id;
+    }
+}
+
 gtr_status spm_viterbi(const gtr_tokenizer *t, const char *s, size_t n, spm_work *w,
                        gtr_error *err)
 {
@@ -68,50 +99,60 @@ gtr_status spm_viterbi(const gtr_tokenizer *t, const char *s, size_t n, spm_work
         w->lat_cap = cap;
     }
     spm_lattice_node *lat = w->lat;
-    for (size_t i = 0; i <= n; i++) lat[i] = (spm_lattice_node){{0.0f}, -1, -1};
+    for (size_t i = 0; i <= n; i++) lat[i] = (spm_lattice_node){{0.0}, -1, -1};
 
     const spm_da *da = &t->lattice;
     const uint8_t *u = (const uint8_t *)s;
+    const gtr_spm_compat mode = t->compat;
     const float unk_score = t->min_score - kUnkPenalty;
     const float max_score = t->max_score;
+    size_t frontier = 0; /* 0.2.2: the furthest end position a candidate has reached */
     size_t pos = 0;
     while (pos < n) {
-        const float till = lat[pos].u.score;
+        double till = lat[pos].u.score;
+        if (mode == GTR_SPM_COMPAT_0_2_2 && (till < -kScoreReset || till > kScoreReset)) {
+            const float offset = (float)till;
+            for (size_t i = pos; i <= frontier; i++)
+                if (i == pos || lat[i].start != -1) lat[i].u.score = (float)lat[i].u.score - offset;
+            till = 0.0;
+        }
+        /* hf: every word (from a U+2581) is a lattice of its own, starting from 0 */
+        if (mode == GTR_SPM_COMPAT_HF && is_word_start(u, n, pos)) till = 0.0;
         size_t mblen = spm_one_char_len(u[pos]);
         if (mblen > n - pos) mblen = n - pos;
         bool has_single = false;
         int32_t node = 0;
         for (size_t k = pos; k < n; k++) {
+            if (mode == GTR_SPM_COMPAT_HF && k > pos && is_word_start(u, n, k)) break;
             node = spm_da_child(da, node, u[k]);
             if (node < 0) break;
             int32_t id = da->slot[node].id;
             if (id < 0) continue; /* no piece ends here (or an UNUSED one) */
             size_t length = k + 1 - pos;
-            double score;
-            if (id & SPM_DA_USER) {
-                /* user-defined pieces get a bonus so they are always chosen */
-                id &= ~SPM_DA_USER;
-                score = (double)((float)length * max_score) - 0.1;
-            } else {
-                score = (double)da->slot[node].score;
-            }
-            double cand = score + (double)till;
-            spm_lattice_node *tg = &lat[k + 1];
-            if (tg->start == -1 || cand > (double)tg->u.score) {
-                tg->u.score = (float)cand;
-                tg->start = (int32_t)pos;
-                tg->id = id;
-            }
             if (length == mblen) has_single = true;
+            if (k + 1 > frontier) frontier = k + 1;
+            bool user = (id & SPM_DA_USER) != 0;
+            id &= ~SPM_DA_USER;
+            const float score = da->slot[node].score;
+            double cand, keep; /* compared as cand, stored as keep */
+            if (mode == GTR_SPM_COMPAT_0_1) {
+                /* user-defined pieces get a bonus so they are always chosen; its double
+                 * constant makes the whole sum double, stored back as float */
+                cand = (user ? (double)((float)length * max_score) - 0.1 : (double)score) + till;
+                keep = (float)cand;
+            } else if (mode == GTR_SPM_COMPAT_0_2_2) {
+                float fs = user ? (float)(0.1 * (double)((int)length - 1)) : score;
+                cand = keep = fs + (float)till;
+            } else {
+                cand = keep = (double)score + till;
+            }
+            relax(&lat[k + 1], cand, keep, pos, id);
         }
         if (!has_single) {
-            spm_lattice_node *tg = &lat[pos + mblen];
-            float cand = unk_score + till;
-            if (tg->start == -1 || cand > tg->u.score) {
-                tg->u.score = cand;
-                tg->start = (int32_t)pos;
-                tg->id = t->unk_id;
-            }
+            if (pos + mblen > frontier) frontier = pos + mblen;
+            double cand = mode == GTR_SPM_COMPAT_HF ? (double)t->min_score - (double)kUnkPenalty + till
+                                                    : (double)(unk_score + (float)till);
+            relax(&lat[pos + mblen], cand, cand, pos, t->unk_id);
         }
         pos += mblen;
     }

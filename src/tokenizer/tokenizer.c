@@ -258,8 +258,14 @@ done:
     return st;
 }
 
-static gtr_tokenizer *load_named(const void *data, size_t len, const char *what, gtr_error *err)
+static gtr_tokenizer *load_named(const void *data, size_t len, const char *what,
+                                 const gtr_tokenizer_options *opts, gtr_error *err)
 {
+    gtr_spm_compat compat = opts ? opts->compat : GTR_SPM_COMPAT_0_1;
+    if (compat != GTR_SPM_COMPAT_0_1 && compat != GTR_SPM_COMPAT_0_2_2 && compat != GTR_SPM_COMPAT_HF) {
+        gtr_seterr(err, GTR_ERR_INVALID_ARG, "unknown SentencePiece compatibility mode %d", (int)compat);
+        return NULL;
+    }
     spm_proto m;
     if (spm_proto_parse(data, len, what, &m, err)) return NULL;
     gtr_tokenizer *t = gtr_xcalloc(1, sizeof *t, "tokenizer", err);
@@ -267,6 +273,7 @@ static gtr_tokenizer *load_named(const void *data, size_t len, const char *what,
         spm_proto_free(&m);
         return NULL;
     }
+    t->compat = compat;
     gtr_status st = build(t, &m, what, err);
     spm_proto_free(&m);
     if (st) {
@@ -276,16 +283,23 @@ static gtr_tokenizer *load_named(const void *data, size_t len, const char *what,
     return t;
 }
 
-gtr_tokenizer *gtr_tokenizer_load_memory(const void *data, size_t len, gtr_error *err)
+gtr_tokenizer *gtr_tokenizer_load_memory_with(const void *data, size_t len,
+                                              const gtr_tokenizer_options *opts, gtr_error *err)
 {
     if (!data && len) {
         gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_tokenizer_load_memory: NULL data");
         return NULL;
     }
-    return load_named(data, len, "<memory>", err);
+    return load_named(data, len, "<memory>", opts, err);
 }
 
-gtr_tokenizer *gtr_tokenizer_load(const char *path, gtr_error *err)
+gtr_tokenizer *gtr_tokenizer_load_memory(const void *data, size_t len, gtr_error *err)
+{
+    return gtr_tokenizer_load_memory_with(data, len, NULL, err);
+}
+
+gtr_tokenizer *gtr_tokenizer_load_with(const char *path, const gtr_tokenizer_options *opts,
+                                       gtr_error *err)
 {
     if (!path) {
         gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_tokenizer_load: NULL path");
@@ -295,9 +309,14 @@ gtr_tokenizer *gtr_tokenizer_load(const char *path, gtr_error *err)
     size_t len;
     /* spiece.model files are ~1 MB; 1 GB is far beyond any real vocabulary */
     if (gtr_read_file(path, (size_t)1 << 30, &data, &len, err)) return NULL;
-    gtr_tokenizer *t = load_named(data, len, path, err);
+    gtr_tokenizer *t = load_named(data, len, path, opts, err);
     free(data);
     return t;
+}
+
+gtr_tokenizer *gtr_tokenizer_load(const char *path, gtr_error *err)
+{
+    return gtr_tokenizer_load_with(path, NULL, err);
 }
 
 int gtr_tokenizer_vocab_size(const gtr_tokenizer *t) { return t ? (int)t->n_pieces : 0; }
@@ -310,4 +329,30 @@ const char *gtr_tokenizer_piece(const gtr_tokenizer *t, int id, size_t *len)
     if (!t || id < 0 || (size_t)id >= t->n_pieces) return NULL;
     if (len) *len = t->piece_off[id + 1] - t->piece_off[id] - 1;
     return t->pool + t->piece_off[id];
+}
+
+gtr_status gtr_spm_compat_parse(const char *s, gtr_spm_compat *out, gtr_error *err)
+{
+    if (s && !strcmp(s, "hf")) {
+        *out = GTR_SPM_COMPAT_HF;
+        return GTR_OK;
+    }
+    /* a release number, "MAJOR.MINOR[.PATCH]": releases before 0.2.2 sum in double */
+    unsigned long v[3] = {0, 0, 0};
+    int n = 0;
+    const char *p = s;
+    while (p && n < 3) {
+        if (*p < '0' || *p > '9') break;
+        char *end;
+        v[n++] = strtoul(p, &end, 10);
+        p = end;
+        if (*p != '.') break;
+        p++;
+    }
+    if (!s || n < 2 || *p != '\0' || p[-1] == '.' || v[0] > 1000 || v[1] > 1000 || v[2] > 1000)
+        return gtr_seterr(err, GTR_ERR_INVALID_ARG,
+                          "expected hf or a SentencePiece release such as 0.1 or 0.2.2, got '%s'", s ? s : "(null)");
+    bool before_022 = v[0] == 0 && (v[1] < 2 || (v[1] == 2 && v[2] < 2));
+    *out = before_022 ? GTR_SPM_COMPAT_0_1 : GTR_SPM_COMPAT_0_2_2;
+    return GTR_OK;
 }

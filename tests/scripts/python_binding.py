@@ -35,7 +35,7 @@ def run(*cmd, **kw):
     return subprocess.run(list(cmd), check=True, stdout=subprocess.PIPE, **kw).stdout
 
 
-PLAN = 21
+PLAN = 23
 
 
 def main():
@@ -96,6 +96,24 @@ def main():
         check(np.array_equal(m32.encode(texts), np.load(ref32_npy)) and len(m32.tokenize(texts[-1])) == 32,
               "max_len=32 equals gtr embed --max-len 32")
         m32.close()
+
+        ties = ["x ---- 3", "a ------------------- b", "____ ___", "/AAA)"]
+        ties_path = os.path.join(tmp, "ties.jsonl")
+        with open(ties_path, "w", encoding="utf-8") as f:
+            f.write("".join(json.dumps(t) + "\n" for t in ties))
+        new_npy = os.path.join(tmp, "new.npy")
+        run(gtr_bin, "embed", "-m", model_dir, "-i", ties_path, "-o", new_npy, "--spm-compat", "hf", "-q")
+        m22 = gtr.Model(model_dir, spm_compat="hf")
+        v22, v01 = m22.encode(ties), m.encode(ties)
+        check(np.array_equal(v22, np.load(new_npy)) and not np.array_equal(v22, v01) and
+              m22.tokenize(ties[0]) != m.tokenize(ties[0]),
+              "spm_compat='hf' equals gtr embed --spm-compat hf (and differs from 0.1 on ties)")
+        m22.close()
+        try:
+            gtr.Model(model_dir, spm_compat="two")
+            check(False, "spm_compat='two' raises ValueError")
+        except ValueError as e:
+            check("hf" in str(e), "spm_compat='two' raises ValueError", str(e))
 
         try:
             gtr.Model(os.path.join(tmp, "no-such-model"))

@@ -4,7 +4,7 @@
 # -o files, 10 MB lines, and clean failures (exit status and message).
 cd "$(dirname "$0")/../.." || exit 1
 . tests/scripts/tap.sh
-plan 28
+plan 35
 
 SPM=$SHARED/spm/t5-spiece.model
 TXT=$SHARED/tokenizer/texts.jsonl
@@ -71,4 +71,16 @@ $GTR tokenize -m "$SHARED/models/gtr-tiny" --spm "$SPM" </dev/null >/dev/null 2>
 is "$?" "2" "-m and --spm together: usage error"
 $GTR tokenize --spm "$SPM" --max-len -3 </dev/null >/dev/null 2>&1
 is "$?" "2" "negative --max-len: usage error"
+
+# --spm-compat / GTR_SPM_COMPAT: which implementation's rounding decides ties
+printf 'x ---- 3\n' > "$TMP/tie.txt"
+pcs() { $GTR tokenize --spm "$SPM" --pieces -i "$TMP/tie.txt" "$@"; }
+ok "a tie: the default and --spm-compat hf segment differently" test "$(pcs)" != "$(pcs --spm-compat hf)"
+is "$(pcs | tr ' ' '\n' | sort)" "$(pcs --spm-compat hf | tr ' ' '\n' | sort)" "... into the same pieces, in another order"
+is "$(pcs --spm-compat 0.1.97)" "$(pcs)" "--spm-compat 0.1.97 is the default"
+is "$(GTR_SPM_COMPAT=hf pcs)" "$(pcs --spm-compat hf)" "GTR_SPM_COMPAT=hf is --spm-compat hf"
+is "$(GTR_SPM_COMPAT=hf pcs --spm-compat 0.1)" "$(pcs)" "... and --spm-compat overrides it"
+fails "--spm-compat 2: usage error" $GTR tokenize --spm "$SPM" --spm-compat 2 -i "$TMP/tie.txt"
+GTR_SPM_COMPAT=bogus $GTR embed -m "$SHARED/models/gtr-tiny" -i "$TMP/tie.txt" -o "$TMP/tie.npy" 2>"$TMP/err"
+is "$?:$(test -e "$TMP/tie.npy" && echo written):$(grep -c GTR_SPM_COMPAT "$TMP/err")" "2::1" "GTR_SPM_COMPAT=bogus: gtr embed exits 2 naming the variable, writes nothing"
 done_testing
