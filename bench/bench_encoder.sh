@@ -114,7 +114,11 @@ esac
 cos "gtr bf16 vs gtr f32" "$out/emb_gtr_f32.npy" "$out/emb_gtr_bf16.npy"
 cos "gtr int8 vs gtr f32" "$out/emb_gtr_f32.npy" "$out/emb_gtr_int8.npy"
 cos "ONNX Runtime int8 vs ONNX Runtime fp32" "$out/emb_ort_f32.npy" "$out/emb_ort_int8.npy"
-for f in gtr_f32:"gtr f32" gtr_bf16:"gtr bf16" gtr_int8:"gtr int8" ort_f32:"ONNX Runtime fp32" ort_int8:"ONNX Runtime int8"; do
+# gtr tokenizing as the Hugging Face tokenizer does where segmentations tie (--spm-compat hf)
+case $skip in *" gtr "*) ;; *)
+bin/gtr embed -m "$model" -i "$texts" -o "$out/emb_gtr_f32_hf.npy" --threads "$threads" --spm-compat hf -q ;;
+esac
+for f in gtr_f32:"gtr f32" gtr_f32_hf:"gtr f32 --spm-compat hf" gtr_bf16:"gtr bf16" gtr_int8:"gtr int8" ort_f32:"ONNX Runtime fp32" ort_int8:"ONNX Runtime int8"; do
     cos "${f#*:} vs sentence-transformers fp32" "$out/emb_st.npy" "$out/emb_${f%%:*}.npy"
 done
 echo "bench_encoder: load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out/encoder_machine.txt" >&2
