@@ -8,16 +8,6 @@ cd "$(dirname "$0")/../.." || exit 1
 GTR=${GTR:-bin/gtr}
 SHARED=${GTR_SHARED:-../shared}
 export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost
-log=$(mktemp "${TMPDIR:-/tmp}/gtr-venv-XXXXXX")
-if ! scripts/venv.sh test >"$log" 2>&1; then
-    echo "1..0 # SKIP cannot create .venv-test with the openai client (pip or network unavailable): $(tail -n 1 "$log")"
-    rm -f "$log"
-    exit 0
-fi
-rm -f "$log"
-PY=.venv-test/bin/python
-if ! "$PY" -c "import openai, numpy" 2>/dev/null; then
-    echo "1..0 # SKIP .venv-test has no working openai/numpy"
-    exit 0
-fi
+. tests/scripts/test_venv.sh.inc
+use_test_venv "the openai client" openai numpy
 exec "$PY" tests/scripts/serve_openai_client.py --gtr "$GTR" --model "$SHARED/models/gtr-tiny"

@@ -6,16 +6,6 @@
 # against ../shared's SentencePiece 0.1.97 ids by tests/test_tokenizer.c.) Without pip or
 # network to create the venv, the test is skipped, not failed.
 cd "$(dirname "$0")/../.." || exit 1
-log=$(mktemp "${TMPDIR:-/tmp}/gtr-venv-XXXXXX")
-if ! scripts/venv.sh test >"$log" 2>&1; then
-    echo "1..0 # SKIP cannot create .venv-test with sentencepiece (pip or network unavailable): $(tail -n 1 "$log")"
-    rm -f "$log"
-    exit 0
-fi
-rm -f "$log"
-PY=.venv-test/bin/python
-if ! "$PY" -c "import sentencepiece" 2>/dev/null; then
-    echo "1..0 # SKIP .venv-test has no working sentencepiece"
-    exit 0
-fi
+. tests/scripts/test_venv.sh.inc
+use_test_venv "sentencepiece and transformers" sentencepiece
 exec "$PY" tests/scripts/spm_compat.py --gtr "${GTR:-bin/gtr}" --shared "${GTR_SHARED:-../shared}"
