@@ -10,25 +10,7 @@ import subprocess
 import sys
 import tempfile
 
-n_tests = 0
-n_failed = 0
-
-
-def check(cond, name, detail=""):
-    global n_tests, n_failed
-    n_tests += 1
-    print(("ok" if cond else "not ok") + f" {n_tests} - {name}")
-    if not cond:
-        n_failed += 1
-        for line in str(detail).splitlines()[:20]:
-            print(f"#   {line}")
-    sys.stdout.flush()
-
-
-def skip(name, why):
-    global n_tests
-    n_tests += 1
-    print(f"ok {n_tests} - {name} # SKIP {why}")
+from taplib import check, exit_status, skip, tests_run
 
 
 def run(*cmd, **kw):
@@ -196,9 +178,9 @@ def main():
                   "... the installed package bundles libgtr.so and embeds the same", lib)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    while n_tests < PLAN:
+    while tests_run() < PLAN:
         check(False, "not reached")
-    return 1 if n_failed else 0
+    return exit_status()
 
 
 if __name__ == "__main__":

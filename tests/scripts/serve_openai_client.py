@@ -16,19 +16,7 @@ import time
 import numpy as np
 import openai
 
-n_tests = 0
-n_failed = 0
-
-
-def check(cond, name, detail=""):
-    global n_tests, n_failed
-    n_tests += 1
-    print(("ok" if cond else "not ok") + f" {n_tests} - {name}")
-    if not cond:
-        n_failed += 1
-        for line in str(detail).splitlines()[:20]:
-            print(f"#   {line}")
-    sys.stdout.flush()
+from taplib import check, exit_status, tests_run
 
 
 def main():
@@ -123,10 +111,10 @@ def main():
             srv.kill()
             rc = -9
         subprocess.run(["rm", "-rf", tmp])
-    while n_tests < 10:
+    while tests_run() < 10:
         check(False, "not reached")
     check(rc == 0, "SIGTERM: the server exits 0", f"exit {rc}")
-    return 1 if n_failed else 0
+    return exit_status()
 
 
 if __name__ == "__main__":

@@ -24,19 +24,7 @@ ap.add_argument("--gtr", required=True)
 ap.add_argument("--shared", required=True)
 a = ap.parse_args()
 
-n_test = 0
-failed = 0
-
-
-def ok(cond, name, diag=""):
-    global n_test, failed
-    n_test += 1
-    print(("ok" if cond else "not ok") + f" {n_test} - {name}")
-    if not cond:
-        failed += 1
-        for line in str(diag).splitlines()[:20]:
-            print("# " + line)
-    sys.stdout.flush()
+from taplib import check as ok, exit_status, tests_run
 
 
 def version_tuple(v):
@@ -146,5 +134,5 @@ else:
     else:
         ok(ref_diff == [], f"sentencepiece {spm.__version__} equals the 0.1.97 reference ids")
 
-print(f"1..{n_test}")
-sys.exit(1 if failed else 0)
+print(f"1..{tests_run()}")
+sys.exit(exit_status())
