@@ -22,7 +22,9 @@
  * GTR_SPM_COMPAT_HF follows the Hugging Face tokenizers library (T5TokenizerFast, which
  * sentence-transformers uses): its Metaspace pre-tokenizer cuts the text into words, each
  * starting at a U+2581, and each word is its own lattice, scored in double from 0; so here the
- * path score restarts at every word and no piece may reach into the next word.
+ * path score restarts at every word and no piece may reach into the next word. (User-defined
+ * pieces, which T5 has none of, keep their stored score in this mode: the Hugging Face
+ * converter turns them into added tokens, split off before the model runs.)
  *
  * Then, as PopulateSentencePieceText: consecutive unknown tokens merge into one (unless
  * byte_fallback, where each unknown piece becomes its UTF-8 byte pieces).
