@@ -179,7 +179,7 @@ static char *fresh_dir(const char *name)
 {
     char *d = tu_tmp(name);
     gtr_error e;
-    TU_OK(net_rmtree(d, &e), &e);
+    TU_OK(gtr_remove_tree(d, &e), &e);
     TU_OK(gtr_mkdirs(d, &e), &e);
     return d;
 }
@@ -403,10 +403,10 @@ static void test_rmtree_keeps_link_targets(void **state)
     char *sub = gtr_path_join(tree, "sub"), *ln = gtr_path_join(tree, "sub/link");
     TU_OK(gtr_mkdirs(sub, &e), &e);
     assert_int_equal(symlink(outside, ln), 0);
-    TU_OK(net_rmtree(tree, &e), &e);
+    TU_OK(gtr_remove_tree(tree, &e), &e);
     assert_false(gtr_dir_exists(tree));
     assert_file(outside, "keep.txt", "precious");
-    TU_OK(net_rmtree(tree, &e), &e); /* absent: fine */
+    TU_OK(gtr_remove_tree(tree, &e), &e); /* absent: fine */
     assert_int_equal(net_dest_state(outside), 1);
     char *f = gtr_path_join(outside, "keep.txt");
     assert_int_equal(net_dest_state(f), -1);

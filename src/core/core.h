@@ -70,6 +70,8 @@ bool gtr_file_exists(const char *path);
 bool gtr_dir_exists(const char *path);
 /* Join a directory and a relative name into a malloc'd string (NULL on OOM). */
 char *gtr_path_join(const char *dir, const char *name);
+/* Does s end with suffix (e.g. a file name with ".jsonl")? */
+bool gtr_str_ends_with(const char *s, const char *suffix);
 
 /* Read-only memory map of a whole file. An empty file maps to data=NULL, size=0. */
 typedef struct gtr_mmap {
@@ -100,6 +102,11 @@ gtr_status gtr_write_file_atomic(const char *path, const void *data, size_t len,
 gtr_status gtr_fsync_dir(const char *dir, gtr_error *err);
 /* mkdir -p */
 gtr_status gtr_mkdirs(const char *path, gtr_error *err);
+/* rm -rf: a directory with everything below it (symlinks removed, never followed), or a
+ * single file; a path that does not exist is fine. */
+gtr_status gtr_remove_tree(const char *path, gtr_error *err);
+/* Copy a file's bytes to dst, written atomically (temp file, fsync, rename). */
+gtr_status gtr_copy_file(const char *src, const char *dst, gtr_error *err);
 
 /* ---- hashing ----------------------------------------------------------- */
 
@@ -154,6 +161,8 @@ gtr_status gtr_strmap_intern(gtr_strmap *m, const char *key, size_t len, uint32_
 uint32_t gtr_strmap_find(const gtr_strmap *m, const char *key, size_t len);
 /* The NUL-terminated key of an id (NULL when out of range); *len its length if non-NULL. */
 const char *gtr_strmap_key(const gtr_strmap *m, uint32_t id, size_t *len);
+/* Every id in the bytewise (strcmp) order of its key, trec_eval's order: order[0..m->n). */
+gtr_status gtr_strmap_sorted_ids(const gtr_strmap *m, uint32_t *order, gtr_error *err);
 
 /* ---- time -------------------------------------------------------------- */
 double gtr_now_seconds(void); /* monotonic */

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,6 +153,46 @@ gtr_status gtr_mkdirs(const char *path, gtr_error *err)
     free(p);
     if (!gtr_dir_exists(path)) return gtr_seterr(err, GTR_ERR_IO, "%s: not a directory", path);
     return GTR_OK;
+}
+
+bool gtr_str_ends_with(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && memcmp(s + a - b, suffix, b) == 0;
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)ftw;
+    int r = flag == FTW_DP ? rmdir(path) : unlink(path);
+    return r != 0 && errno != ENOENT ? -1 : 0;
+}
+
+gtr_status gtr_remove_tree(const char *path, gtr_error *err)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0) return GTR_OK;
+    if (!S_ISDIR(st.st_mode)) {
+        if (unlink(path) != 0 && errno != ENOENT)
+            return gtr_seterr(err, GTR_ERR_IO, "%s: cannot remove: %s", path, strerror(errno));
+        return GTR_OK;
+    }
+    /* FTW_PHYS: a symlink inside is removed, never followed; FTW_DEPTH: children first. */
+    if (nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+        return gtr_seterr(err, GTR_ERR_IO, "%s: cannot remove: %s", path, strerror(errno));
+    return GTR_OK;
+}
+
+gtr_status gtr_copy_file(const char *src, const char *dst, gtr_error *err)
+{
+    char *data;
+    size_t len;
+    gtr_status st = gtr_read_file(src, 0, &data, &len, err);
+    if (st) return st;
+    st = gtr_write_file_atomic(dst, data, len, err);
+    free(data);
+    return st;
 }
 
 gtr_status gtr_atomic_open(gtr_atomic_file *f, const char *path, gtr_error *err)

@@ -107,3 +107,24 @@ const char *gtr_strmap_key(const gtr_strmap *m, uint32_t id, size_t *len)
     if (len) *len = m->ents[id].len;
     return m->keys.data + m->ents[id].off;
 }
+
+typedef struct named {
+    const char *s;
+    uint32_t id;
+} named;
+
+static int cmp_named(const void *a, const void *b)
+{
+    return strcmp(((const named *)a)->s, ((const named *)b)->s);
+}
+
+gtr_status gtr_strmap_sorted_ids(const gtr_strmap *m, uint32_t *order, gtr_error *err)
+{
+    named *v = gtr_xmalloc((m->n ? m->n : 1) * sizeof *v, "sorting ids", err);
+    if (!v) return GTR_ERR_NOMEM;
+    for (size_t i = 0; i < m->n; i++) v[i] = (named){gtr_strmap_key(m, (uint32_t)i, NULL), (uint32_t)i};
+    qsort(v, m->n, sizeof *v, cmp_named);
+    for (size_t i = 0; i < m->n; i++) order[i] = v[i].id;
+    free(v);
+    return GTR_OK;
+}

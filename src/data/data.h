@@ -52,6 +52,8 @@ bool gtr_npz_has(gtr_npz *z, const char *name);
 
 /* Load a JSON file (small config files); error names the file, line and column. */
 json_t *gtr_json_load_file(const char *path, gtr_error *err);
+/* Write j as a config file: indented by 2, a final newline, atomically. */
+gtr_status gtr_json_write_file(const char *path, const json_t *j, gtr_error *err);
 /* Typed field getters with clear errors ("<what>: field 'x' must be an integer"). */
 gtr_status gtr_json_get_int(const json_t *obj, const char *key, bool required, long long def,
                             long long *out, const char *what, gtr_error *err);

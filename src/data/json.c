@@ -1,6 +1,9 @@
 /* json.c — typed access to JSON config files (jansson) with errors that name the field. */
 #include "data.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 json_t *gtr_json_load_file(const char *path, gtr_error *err)
 {
     char *buf;
@@ -11,6 +14,22 @@ json_t *gtr_json_load_file(const char *path, gtr_error *err)
     free(buf);
     if (!j) gtr_seterr(err, GTR_ERR_FORMAT, "%s:%d:%d: invalid JSON: %s", path, je.line, je.column, je.text);
     return j;
+}
+
+gtr_status gtr_json_write_file(const char *path, const json_t *j, gtr_error *err)
+{
+    char *text = json_dumps(j, JSON_INDENT(2));
+    size_t len = text ? strlen(text) : 0;
+    char *line = text ? realloc(text, len + 2) : NULL;
+    if (!line) {
+        free(text);
+        return gtr_seterr(err, GTR_ERR_NOMEM, "%s: out of memory", path);
+    }
+    line[len] = '\n';
+    line[len + 1] = '\0';
+    gtr_status st = gtr_write_file_atomic(path, line, len + 1, err);
+    free(line);
+    return st;
 }
 
 static json_t *field(const json_t *obj, const char *key, bool required, const char *what,

@@ -19,12 +19,6 @@ struct gtr_text_reader {
     json_t *obj; /* current parsed JSON line */
 };
 
-static bool has_suffix(const char *s, const char *suf)
-{
-    size_t a = strlen(s), b = strlen(suf);
-    return a >= b && strcmp(s + a - b, suf) == 0;
-}
-
 gtr_text_reader *gtr_text_reader_open(const char *path, gtr_text_format fmt, gtr_error *err)
 {
     gtr_text_reader *r = gtr_xcalloc(1, sizeof *r, "text reader", err);
@@ -37,7 +31,7 @@ gtr_text_reader *gtr_text_reader_open(const char *path, gtr_text_format fmt, gtr
         return NULL;
     }
     if (fmt == GTR_TEXT_AUTO)
-        fmt = (has_suffix(path, ".jsonl") || has_suffix(path, ".json") || has_suffix(path, ".ndjson"))
+        fmt = (gtr_str_ends_with(path, ".jsonl") || gtr_str_ends_with(path, ".json") || gtr_str_ends_with(path, ".ndjson"))
                   ? GTR_TEXT_JSONL : GTR_TEXT_PLAIN;
     r->fmt = fmt;
     if (r->is_stdin) {

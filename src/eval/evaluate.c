@@ -72,16 +72,6 @@ static gtr_status make_columns(gtr_eval_result *r, const gtr_measures *ms, gtr_e
     return GTR_OK;
 }
 
-typedef struct named {
-    const char *s;
-    uint32_t i;
-} named;
-
-static int cmp_named(const void *a, const void *b)
-{
-    return strcmp(((const named *)a)->s, ((const named *)b)->s);
-}
-
 static int cmp_int_desc(const void *a, const void *b)
 {
     int x = *(const int *)a, y = *(const int *)b;
@@ -142,19 +132,20 @@ static gtr_status collect_unjudged(gtr_eval_result *r, const gtr_qrels *qrels, c
                                    gtr_error *err)
 {
     size_t nq = run->qids.n, n = 0;
-    named *v = gtr_xmalloc((nq ? nq : 1) * sizeof *v, "evaluation", err);
-    if (!v) return GTR_ERR_NOMEM;
-    for (size_t i = 0; i < nq; i++) {
+    uint32_t *order = gtr_xmalloc((nq ? nq : 1) * sizeof *order, "evaluation", err);
+    gtr_status st = order ? gtr_strmap_sorted_ids(&run->qids, order, err) : GTR_ERR_NOMEM;
+    for (size_t i = 0; i < nq && !st; i++) { /* keep the judged-free ones, in id order */
         size_t len;
-        const char *s = gtr_strmap_key(&run->qids, (uint32_t)i, &len);
-        if (gtr_strmap_find(&qrels->qids, s, len) == GTR_STRMAP_NONE) v[n++] = (named){s, (uint32_t)i};
+        const char *s = gtr_strmap_key(&run->qids, order[i], &len);
+        if (gtr_strmap_find(&qrels->qids, s, len) == GTR_STRMAP_NONE) order[n++] = order[i];
     }
-    qsort(v, n, sizeof *v, cmp_named);
-    r->unjudged = gtr_xcalloc(n ? n : 1, sizeof *r->unjudged, "evaluation", err);
-    gtr_status st = r->unjudged ? GTR_OK : GTR_ERR_NOMEM;
+    if (!st) {
+        r->unjudged = gtr_xcalloc(n ? n : 1, sizeof *r->unjudged, "evaluation", err);
+        if (!r->unjudged) st = GTR_ERR_NOMEM;
+    }
     for (size_t i = 0; i < n && !st; i++, r->n_unjudged++)
-        if (!(r->unjudged[i] = dupstr(v[i].s, err))) st = GTR_ERR_NOMEM;
-    free(v);
+        if (!(r->unjudged[i] = dupstr(gtr_strmap_key(&run->qids, order[i], NULL), err))) st = GTR_ERR_NOMEM;
+    free(order);
     return st;
 }
 

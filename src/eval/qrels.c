@@ -22,16 +22,6 @@ static int cmp_raw(const void *a, const void *b)
     return x->line < y->line ? -1 : x->line > y->line;
 }
 
-typedef struct named {
-    const char *s;
-    uint32_t i;
-} named;
-
-static int cmp_named(const void *a, const void *b)
-{
-    return strcmp(((const named *)a)->s, ((const named *)b)->s);
-}
-
 void gtr_qrels_free(gtr_qrels *q)
 {
     if (!q) return;
@@ -46,18 +36,9 @@ void gtr_qrels_free(gtr_qrels *q)
 /* The query order trec_eval uses: ids compared bytewise (strcmp). */
 static gtr_status sort_queries(gtr_qrels *q, gtr_error *err)
 {
-    size_t nq = q->qids.n;
-    named *tmp = gtr_xmalloc(nq * sizeof *tmp, "qrels", err);
-    q->sorted = gtr_xmalloc(nq * sizeof *q->sorted, "qrels", err);
-    if (!tmp || !q->sorted) {
-        free(tmp);
-        return GTR_ERR_NOMEM;
-    }
-    for (size_t i = 0; i < nq; i++) tmp[i] = (named){gtr_strmap_key(&q->qids, (uint32_t)i, NULL), (uint32_t)i};
-    qsort(tmp, nq, sizeof *tmp, cmp_named);
-    for (size_t i = 0; i < nq; i++) q->sorted[i] = tmp[i].i;
-    free(tmp);
-    return GTR_OK;
+    q->sorted = gtr_xmalloc(q->qids.n * sizeof *q->sorted, "qrels", err);
+    if (!q->sorted) return GTR_ERR_NOMEM;
+    return gtr_strmap_sorted_ids(&q->qids, q->sorted, err);
 }
 
 /* Is this BEIR's TSV? Its lines have exactly three tab-separated fields. */

@@ -224,16 +224,6 @@ static int cmp_rank(const void *a, const void *b)
     return x->doc_rank > y->doc_rank ? -1 : x->doc_rank < y->doc_rank;
 }
 
-typedef struct named {
-    const char *s;
-    uint32_t i;
-} named;
-
-static int cmp_named(const void *a, const void *b)
-{
-    return strcmp(((const named *)a)->s, ((const named *)b)->s);
-}
-
 void gtr_ranking_free(gtr_ranking *rk)
 {
     free(rk->start);
@@ -247,7 +237,7 @@ gtr_status gtr_run_rank(const gtr_run *r, gtr_ranking *rk, gtr_error *err)
     size_t nq = r->qids.n, nd = r->docs.n;
     rk->start = gtr_xcalloc(nq + 1, sizeof *rk->start, "run ranking", err);
     rk->order = gtr_xmalloc((r->n ? r->n : 1) * sizeof *rk->order, "run ranking", err);
-    named *names = gtr_xmalloc((nd ? nd : 1) * sizeof *names, "run ranking", err);
+    uint32_t *names = gtr_xmalloc((nd ? nd : 1) * sizeof *names, "run ranking", err);
     uint32_t *doc_rank = gtr_xmalloc((nd ? nd : 1) * sizeof *doc_rank, "run ranking", err);
     rank_key *keys = gtr_xmalloc((r->n ? r->n : 1) * sizeof *keys, "run ranking", err);
     if (!rk->start || !rk->order || !names || !doc_rank || !keys) {
@@ -258,9 +248,15 @@ gtr_status gtr_run_rank(const gtr_run *r, gtr_ranking *rk, gtr_error *err)
         return GTR_ERR_NOMEM;
     }
     /* Rank the distinct document ids once, so ties compare integers. */
-    for (size_t i = 0; i < nd; i++) names[i] = (named){gtr_strmap_key(&r->docs, (uint32_t)i, NULL), (uint32_t)i};
-    qsort(names, nd, sizeof *names, cmp_named);
-    for (size_t i = 0; i < nd; i++) doc_rank[names[i].i] = (uint32_t)i;
+    gtr_status st = gtr_strmap_sorted_ids(&r->docs, names, err);
+    if (st) {
+        free(names);
+        free(doc_rank);
+        free(keys);
+        gtr_ranking_free(rk);
+        return st;
+    }
+    for (size_t i = 0; i < nd; i++) doc_rank[names[i]] = (uint32_t)i;
     /* Group entries by query (counting sort), then rank each group. */
     for (size_t i = 0; i < r->n; i++) rk->start[r->eq[i] + 1]++;
     for (size_t q = 0; q < nq; q++) rk->start[q + 1] += rk->start[q];

@@ -145,6 +145,14 @@ void gtr_tensor_set_free(gtr_tensor_set *s);
  * given source index. what names the file in errors. */
 gtr_status gtr_safetensors_parse(const uint8_t *buf, size_t len, const char *what, int source,
                                  gtr_tensor_set *set, gtr_error *err);
+/* Writing safetensors (quantize.c, train/export.c): add each tensor to a header object h (its
+ * dtype name "F32"/"BF16"/"I8", shape [rows] when cols == 0 else [rows, cols], its bytes
+ * [off, off + bytes) of the data section), then gtr_safetensors_header_bytes gives what the file
+ * starts with: the header length as a little-endian u64 and the compact JSON padded with
+ * spaces to a multiple of 8 bytes (as the reference writer pads it). malloc'd, *len bytes. */
+void gtr_safetensors_header_add(json_t *h, const char *name, const char *dtype, size_t rows,
+                                size_t cols, uint64_t off, uint64_t bytes);
+uint8_t *gtr_safetensors_header_bytes(const json_t *h, size_t *len, gtr_error *err);
 /* Parse a torch zip checkpoint (pytorch_model.bin) held in buf[0, len). */
 gtr_status gtr_torch_zip_parse(const uint8_t *buf, size_t len, const char *what, int source,
                                gtr_tensor_set *set, gtr_error *err);

@@ -18,37 +18,12 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 /* ---- files ------------------------------------------------------------------------------- */
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-/* rm -rf of our own staging directory; absent is fine. */
-static gtr_status remove_tree(const char *path, gtr_error *err)
-{
-    struct stat sb;
-    if (lstat(path, &sb) != 0) return GTR_OK;
-    if (nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
-        return gtr_seterr(err, GTR_ERR_IO, "%s: cannot remove: %s", path, strerror(errno));
-    return GTR_OK;
-}
-
-static bool ends_with(const char *s, const char *suf)
-{
-    size_t a = strlen(s), b = strlen(suf);
-    return a >= b && !strcmp(s + a - b, suf);
-}
 
 /* Weight files of any framework: never copied out of the Transformer module (they hold the
  * float weights the quantised file replaces). */
@@ -57,38 +32,20 @@ static bool is_weight_file(const char *nm)
     static const char *const ext[] = {".safetensors", ".bin", ".h5", ".msgpack", ".ot", ".onnx",
                                       ".pt", ".pth", ".ckpt", ".gguf", ".index.json"};
     for (size_t i = 0; i < sizeof ext / sizeof ext[0]; i++)
-        if (ends_with(nm, ext[i])) return true;
+        if (gtr_str_ends_with(nm, ext[i])) return true;
     return false;
-}
-
-static gtr_status copy_file(const char *src, const char *dst, gtr_error *err)
-{
-    char *data;
-    size_t len;
-    gtr_status st = gtr_read_file(src, 0, &data, &len, err);
-    if (st) return st;
-    st = gtr_write_file_atomic(dst, data, len, err);
-    free(data);
-    return st;
 }
 
 /* config.json with torch_dtype naming what the weights now are (BF16 only: transformers has
  * no int8 dtype, and cannot load the int8 file anyway). */
 static gtr_status copy_config(const char *src, const char *dst, gtr_compute_dtype dtype, gtr_error *err)
 {
-    if (dtype != GTR_DTYPE_BF16) return copy_file(src, dst, err);
+    if (dtype != GTR_DTYPE_BF16) return gtr_copy_file(src, dst, err);
     json_t *j = gtr_json_load_file(src, err);
     if (!j) return err && err->code ? err->code : GTR_ERR_FORMAT;
     json_object_set_new(j, "torch_dtype", json_string("bfloat16"));
-    char *text = json_dumps(j, JSON_INDENT(2));
+    gtr_status st = gtr_json_write_file(dst, j, err);
     json_decref(j);
-    if (!text) return gtr_seterr(err, GTR_ERR_NOMEM, "%s: out of memory", dst);
-    gtr_buf b = {0};
-    gtr_status st = gtr_buf_append(&b, text, strlen(text), err);
-    if (!st) st = gtr_buf_append(&b, "\n", 1, err);
-    if (!st) st = gtr_write_file_atomic(dst, b.data, b.len, err);
-    gtr_buf_free(&b);
-    free(text);
     return st;
 }
 
@@ -109,7 +66,7 @@ static gtr_status copy_dir_files(const char *src_dir, const char *dst_dir, bool 
         if (!src || !dst) st = gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");
         else if (stat(src, &sb) != 0 || !S_ISREG(sb.st_mode)) st = GTR_OK; /* not a file: skip */
         else if (transformer && !strcmp(nm, "config.json")) st = copy_config(src, dst, dtype, err);
-        else st = copy_file(src, dst, err);
+        else st = gtr_copy_file(src, dst, err);
         free(src);
         free(dst);
     }
@@ -164,9 +121,9 @@ typedef struct {
     uint64_t off, bytes;
 } out_tensor;
 
-/* Header JSON (padded with spaces to a multiple of 8, as the reference writer does). */
-static char *make_header(const out_tensor *t, size_t n, gtr_compute_dtype dtype, uint64_t source_fp,
-                         size_t *len, gtr_error *err)
+/* The file's header (see gtr_safetensors_header_bytes). */
+static uint8_t *make_header(const out_tensor *t, size_t n, gtr_compute_dtype dtype, uint64_t source_fp,
+                            size_t *len, gtr_error *err)
 {
     json_t *h = json_object();
     char fp[17];
@@ -181,29 +138,12 @@ static char *make_header(const out_tensor *t, size_t n, gtr_compute_dtype dtype,
             snprintf(name, sizeof name, "%s%s", t[t[i].scale_of].ref->name, GTR_QUANT_SCALE_SUFFIX);
         else
             snprintf(name, sizeof name, "%s", t[i].ref->name);
-        json_t *shape = t[i].cols ? json_pack("[I, I]", (json_int_t)t[i].rows, (json_int_t)t[i].cols)
-                                  : json_pack("[I]", (json_int_t)t[i].rows);
-        json_object_set_new(h, name, json_pack("{s:s, s:o, s:[I, I]}", "dtype", gtr_tensor_dtype_name(t[i].dtype),
-                                               "shape", shape, "data_offsets", (json_int_t)t[i].off,
-                                               (json_int_t)(t[i].off + t[i].bytes)));
+        gtr_safetensors_header_add(h, name, gtr_tensor_dtype_name(t[i].dtype), t[i].rows, t[i].cols,
+                                   t[i].off, t[i].bytes);
     }
-    char *text = json_dumps(h, JSON_COMPACT);
+    uint8_t *out = gtr_safetensors_header_bytes(h, len, err);
     json_decref(h);
-    if (!text) {
-        gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");
-        return NULL;
-    }
-    size_t l = strlen(text), padded = (l + 7) / 8 * 8;
-    char *p = realloc(text, padded + 1);
-    if (!p) {
-        free(text);
-        gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");
-        return NULL;
-    }
-    memset(p + l, ' ', padded - l);
-    p[padded] = '\0';
-    *len = padded;
-    return p;
+    return out;
 }
 
 typedef struct {
@@ -294,7 +234,7 @@ static gtr_status write_safetensors(const char *path, gtr_tensor_set *set, const
             n++;
         }
     size_t hlen;
-    char *hdr = make_header(t, n, dtype, source_fp, &hlen, err);
+    uint8_t *hdr = make_header(t, n, dtype, source_fp, &hlen, err);
     writer w = {set, pool, NULL, NULL, 0, NULL, NULL, 0};
     gtr_atomic_file f;
     gtr_status st = hdr ? GTR_OK : GTR_ERR_NOMEM;
@@ -311,9 +251,7 @@ static gtr_status write_safetensors(const char *path, gtr_tensor_set *set, const
     if (!st) st = gtr_atomic_open(&f, path, err);
     if (!st) {
         w.f = &f;
-        uint64_t le = hlen; /* little-endian u64 on every target gtr builds for */
-        st = gtr_atomic_write(&f, &le, 8, err);
-        if (!st) st = gtr_atomic_write(&f, hdr, hlen, err);
+        st = gtr_atomic_write(&f, hdr, hlen, err);
         size_t scale_pos = 0;
         for (size_t i = 0; !st && i < n; i++) {
             if (t[i].scale_of != SIZE_MAX) {
@@ -398,7 +336,7 @@ gtr_status gtr_model_quantize(const char *in_dir, const char *out_dir, gtr_compu
         }
 
     /* 2. Stage: the layout, then the weights. */
-    if ((st = remove_tree(stage, err)) || (st = gtr_mkdirs(stage, err))) goto done;
+    if ((st = gtr_remove_tree(stage, err)) || (st = gtr_mkdirs(stage, err))) goto done;
     staged = true;
     if ((st = copy_layout(in_dir, stage, &cfg, dtype, err))) goto done;
     {
@@ -433,7 +371,7 @@ gtr_status gtr_model_quantize(const char *in_dir, const char *out_dir, gtr_compu
 done:
     if (st && staged) {
         gtr_error e2;
-        (void)remove_tree(stage, &e2);
+        (void)gtr_remove_tree(stage, &e2);
     }
     free(refs);
     gtr_tensor_set_free(&set);

@@ -200,3 +200,32 @@ done:
     json_decref(h);
     return st;
 }
+
+/* ---- writing ------------------------------------------------------------ */
+
+void gtr_safetensors_header_add(json_t *h, const char *name, const char *dtype, size_t rows,
+                                size_t cols, uint64_t off, uint64_t bytes)
+{
+    json_t *shape = cols ? json_pack("[I, I]", (json_int_t)rows, (json_int_t)cols)
+                         : json_pack("[I]", (json_int_t)rows);
+    json_object_set_new(h, name, json_pack("{s:s, s:o, s:[I, I]}", "dtype", dtype, "shape", shape,
+                                           "data_offsets", (json_int_t)off, (json_int_t)(off + bytes)));
+}
+
+uint8_t *gtr_safetensors_header_bytes(const json_t *h, size_t *len, gtr_error *err)
+{
+    char *text = json_dumps(h, JSON_COMPACT);
+    size_t n = text ? strlen(text) : 0, padded = (n + 7) / 8 * 8;
+    uint8_t *out = text ? malloc(8 + padded) : NULL;
+    if (!out) {
+        free(text);
+        gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    for (int i = 0; i < 8; i++) out[i] = (uint8_t)((uint64_t)padded >> (8 * i));
+    memcpy(out + 8, text, n);
+    memset(out + 8 + n, ' ', padded - n);
+    free(text);
+    *len = 8 + padded;
+    return out;
+}

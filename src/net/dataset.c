@@ -129,7 +129,7 @@ GTR_API gtr_status gtr_download_dataset(const char *name, const char *parent_dir
     }
 
     /* Unpack into a fresh extract/ (a crashed earlier unpack is simply redone). */
-    if ((st = net_rmtree(extract, err)) || (st = gtr_mkdirs(extract, err))) goto out;
+    if ((st = gtr_remove_tree(extract, err)) || (st = gtr_mkdirs(extract, err))) goto out;
     emit(&o, GTR_DOWNLOAD_EXTRACT, zipname, 0, dest);
     st = net_unzip(part, extract, o.progress, o.user, NULL, err);
     if (st == GTR_ERR_FORMAT) {

@@ -247,7 +247,7 @@ static gtr_status prepare_stage(const net_stage *stg, const char *source, const 
     bool same = gtr_read_file(meta, 65536, &old, &old_len, NULL) == GTR_OK && !strcmp(old, source);
     free(old);
     if (!same) {
-        if ((st = net_rmtree(tree, err))) goto out;
+        if ((st = gtr_remove_tree(tree, err))) goto out;
         if ((st = gtr_write_file_atomic(meta, source, strlen(source), err))) goto out;
     }
     if ((st = gtr_mkdirs(tree, err))) goto out;

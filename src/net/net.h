@@ -96,8 +96,6 @@ gtr_status net_stage_commit(net_stage *st, const char *rel, bool force, gtr_erro
 /* Unlock; remove the staging directory when discard (nothing worth resuming). */
 void net_stage_close(net_stage *st, bool discard);
 
-/* rm -rf (no error if path does not exist; symlinks are removed, never followed). */
-gtr_status net_rmtree(const char *path, gtr_error *err);
 /* 0: path absent (or an empty directory, which a rename can replace), 1: exists, -1: exists
  * and is not a directory. */
 int net_dest_state(const char *path);

@@ -7,35 +7,11 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)ftw;
-    int r = flag == FTW_DP ? rmdir(path) : unlink(path);
-    return r != 0 && errno != ENOENT ? -1 : 0;
-}
-
-gtr_status net_rmtree(const char *path, gtr_error *err)
-{
-    struct stat st;
-    if (lstat(path, &st) != 0) return GTR_OK;
-    if (!S_ISDIR(st.st_mode)) {
-        if (unlink(path) != 0 && errno != ENOENT)
-            return gtr_seterr(err, GTR_ERR_IO, "%s: cannot remove: %s", path, strerror(errno));
-        return GTR_OK;
-    }
-    /* FTW_PHYS: a symlink inside is removed, never followed; FTW_DEPTH: children first. */
-    if (nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
-        return gtr_seterr(err, GTR_ERR_IO, "%s: cannot remove: %s", path, strerror(errno));
-    return GTR_OK;
-}
 
 int net_dest_state(const char *path)
 {
@@ -127,7 +103,7 @@ gtr_status net_stage_commit(net_stage *st, const char *rel, bool force, gtr_erro
             goto out;
         }
         /* Move the old tree aside inside the staging dir, so removing that removes it. */
-        if ((s = net_rmtree(old, err))) goto out;
+        if ((s = gtr_remove_tree(old, err))) goto out;
         if (rename(st->dest, old) != 0) {
             s = gtr_seterr(err, GTR_ERR_IO, "%s: cannot move aside: %s", st->dest, strerror(errno));
             goto out;
@@ -145,7 +121,7 @@ gtr_status net_stage_commit(net_stage *st, const char *rel, bool force, gtr_erro
     if ((s = gtr_fsync_dir(parent, err))) goto out;
     close(st->lock_fd);
     st->lock_fd = -1;
-    s = net_rmtree(st->dir, err);
+    s = gtr_remove_tree(st->dir, err);
 out:
     free(src);
     free(old);
@@ -155,7 +131,7 @@ out:
 
 void net_stage_close(net_stage *st, bool discard)
 {
-    if (discard && st->dir) net_rmtree(st->dir, NULL);
+    if (discard && st->dir) gtr_remove_tree(st->dir, NULL);
     if (st->lock_fd >= 0) close(st->lock_fd);
     free(st->dest);
     free(st->dir);

@@ -14,7 +14,6 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,71 +32,29 @@ static gtr_status write_safetensors(const char *path, const gtr_tr_model *m,
     json_object_set_new(hdr, "__metadata__", json_pack("{s:s}", "format", "pt"));
     size_t off = 0;
     for (size_t i = 0; i < n; i++) {
-        json_t *shape = t[i]->ndim == 2 ? json_pack("[I, I]", (json_int_t)t[i]->shape[0], (json_int_t)t[i]->shape[1])
-                                        : json_pack("[I]", (json_int_t)t[i]->shape[0]);
         size_t bytes = t[i]->count * sizeof(float);
-        json_object_set_new(hdr, names[i], json_pack("{s:s, s:o, s:[I, I]}", "dtype", "F32", "shape",
-                                                     shape, "data_offsets", (json_int_t)off,
-                                                     (json_int_t)(off + bytes)));
+        gtr_safetensors_header_add(hdr, names[i], "F32", t[i]->shape[0], t[i]->ndim == 2 ? t[i]->shape[1] : 0,
+                                   off, bytes);
         off += bytes;
     }
-    char *text = json_dumps(hdr, JSON_COMPACT);
+    size_t hlen;
+    uint8_t *head = gtr_safetensors_header_bytes(hdr, &hlen, err);
     json_decref(hdr);
-    if (!text) return gtr_seterr(err, GTR_ERR_NOMEM, "%s: out of memory", path);
-    size_t hlen = strlen(text), padded = (hlen + 7) / 8 * 8;
-    uint64_t le = padded; /* little-endian u64 on every target */
+    if (!head) return GTR_ERR_NOMEM;
     gtr_atomic_file f;
     gtr_status st = gtr_atomic_open(&f, path, err);
     if (!st) {
-        static const char spaces[8] = "        ";
-        st = gtr_atomic_write(&f, &le, 8, err);
-        if (!st) st = gtr_atomic_write(&f, text, hlen, err);
-        if (!st) st = gtr_atomic_write(&f, spaces, padded - hlen, err);
+        st = gtr_atomic_write(&f, head, hlen, err);
         for (size_t i = 0; !st && i < n; i++)
             st = gtr_atomic_write(&f, m->p + t[i]->off, t[i]->count * sizeof(float), err);
         if (!st) st = gtr_atomic_commit(&f, err);
         else gtr_atomic_abort(&f);
     }
-    free(text);
+    free(head);
     return st;
 }
 
 /* ---- files ------------------------------------------------------------------------------------ */
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-/* rm -rf path (a directory this module created); absent is fine. */
-static gtr_status remove_tree(const char *path, gtr_error *err)
-{
-    struct stat sb;
-    if (lstat(path, &sb) != 0) return GTR_OK;
-    if (nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
-        return gtr_seterr(err, GTR_ERR_IO, "%s: cannot remove: %s", path, strerror(errno));
-    return GTR_OK;
-}
-
-static bool ends_with(const char *s, const char *suf)
-{
-    size_t a = strlen(s), b = strlen(suf);
-    return a >= b && !strcmp(s + a - b, suf);
-}
-
-static gtr_status copy_file(const char *src, const char *dst, gtr_error *err)
-{
-    char *data;
-    size_t len;
-    gtr_status st = gtr_read_file(src, 0, &data, &len, err);
-    if (st) return st;
-    st = gtr_write_file_atomic(dst, data, len, err);
-    free(data);
-    return st;
-}
 
 /* config.json with torch_dtype set to float32 (the weights we write). */
 static gtr_status copy_config(const char *src, const char *dst, gtr_error *err)
@@ -105,16 +62,8 @@ static gtr_status copy_config(const char *src, const char *dst, gtr_error *err)
     json_t *j = gtr_json_load_file(src, err);
     if (!j) return err && err->code ? err->code : GTR_ERR_FORMAT;
     if (json_object_get(j, "torch_dtype")) json_object_set_new(j, "torch_dtype", json_string("float32"));
-    char *text = json_dumps(j, JSON_INDENT(2));
+    gtr_status st = gtr_json_write_file(dst, j, err);
     json_decref(j);
-    if (!text) return gtr_seterr(err, GTR_ERR_NOMEM, "%s: out of memory", dst);
-    size_t len = strlen(text);
-    gtr_buf b = {0};
-    gtr_status st = gtr_buf_append(&b, text, len, err);
-    if (!st) st = gtr_buf_append(&b, "\n", 1, err);
-    if (!st) st = gtr_write_file_atomic(dst, b.data, b.len, err);
-    gtr_buf_free(&b);
-    free(text);
     return st;
 }
 
@@ -130,7 +79,7 @@ static gtr_status copy_module(const char *src_dir, const char *dst_dir, bool tra
     struct dirent *e;
     while (!st && (e = readdir(d))) {
         const char *nm = e->d_name;
-        bool want = (ends_with(nm, ".json") && !ends_with(nm, ".index.json")) ||
+        bool want = (gtr_str_ends_with(nm, ".json") && !gtr_str_ends_with(nm, ".index.json")) ||
                     (transformer && !strcmp(nm, "spiece.model"));
         if (!want) continue;
         char *src = gtr_path_join(src_dir, nm), *dst = gtr_path_join(dst_dir, nm);
@@ -138,7 +87,7 @@ static gtr_status copy_module(const char *src_dir, const char *dst_dir, bool tra
         if (!src || !dst) st = gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");
         else if (stat(src, &sb) != 0 || !S_ISREG(sb.st_mode)) st = GTR_OK; /* not a file: skip */
         else if (transformer && !strcmp(nm, "config.json")) st = copy_config(src, dst, err);
-        else st = copy_file(src, dst, err);
+        else st = gtr_copy_file(src, dst, err);
         free(src);
         free(dst);
     }
@@ -182,7 +131,7 @@ gtr_status gtr_tr_export(const gtr_tr_model *m, const char *init_dir, const char
         st = gtr_seterr(err, GTR_ERR_IO, "%s already exists (choose another output or allow overwriting)", out);
         goto done;
     }
-    if ((st = module_paths(init_dir, &tr, &po, &de, err)) || (st = remove_tree(stage, err)) ||
+    if ((st = module_paths(init_dir, &tr, &po, &de, err)) || (st = gtr_remove_tree(stage, err)) ||
         (st = gtr_mkdirs(stage, err)))
         goto done;
     if (m->cfg.has_dense != (de != NULL)) {
@@ -256,11 +205,11 @@ gtr_status gtr_tr_export(const gtr_tr_model *m, const char *init_dir, const char
             st = gtr_fsync_dir(".", err);
         }
     }
-    if (!st && exists) st = remove_tree(old, err);
+    if (!st && exists) st = gtr_remove_tree(old, err);
 done:
     if (st) {
         gtr_error e2;
-        (void)remove_tree(stage, &e2);
+        (void)gtr_remove_tree(stage, &e2);
     }
     free(out);
     free(stage);
