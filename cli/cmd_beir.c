@@ -380,9 +380,7 @@ int cmd_beir(int argc, char **argv)
         case O_CACHE: c.cache_root = optarg; break;
         case O_SAVE: c.save_runs = optarg; break;
         case O_FUSION:
-            if (!strcmp(optarg, "rrf")) c.o.fusion.method = GTR_FUSION_RRF;
-            else if (!strcmp(optarg, "interp")) c.o.fusion.method = GTR_FUSION_INTERP;
-            else return cli_errorf("beir", 2, "--fusion expects rrf or interp, got '%s'", optarg);
+            if (!cli_parse_fusion("beir", optarg, &c.o.fusion.method)) return 2;
             break;
         case O_ALPHA:
             if (!cli_parse_double("beir", "--alpha", optarg, &c.o.alpha)) return 2;
@@ -395,10 +393,7 @@ int cmd_beir(int argc, char **argv)
             c.o.use_compact = true;
             break;
         case O_DTYPE:
-            if (!strcmp(optarg, "f32")) c.dtype = GTR_DTYPE_F32;
-            else if (!strcmp(optarg, "bf16")) c.dtype = GTR_DTYPE_BF16;
-            else if (!strcmp(optarg, "int8")) c.dtype = GTR_DTYPE_INT8;
-            else return cli_errorf("beir", 2, "--dtype expects f32, bf16 or int8, got '%s'", optarg);
+            if (!cli_parse_dtype("beir", optarg, &c.dtype)) return 2;
             break;
         case 't':
             if (!cli_parse_int("beir", "--threads", optarg, 1, 1024, &v)) return 2;

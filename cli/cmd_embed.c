@@ -77,12 +77,6 @@ static void on_signal(int sig)
     interrupted = 1;
 }
 
-static bool has_suffix(const char *s, const char *suf)
-{
-    size_t a = strlen(s), b = strlen(suf);
-    return a >= b && strcmp(s + a - b, suf) == 0;
-}
-
 /* Number of lines in a regular file (for the progress total); 0 when unknown. */
 static uint64_t count_lines(const char *path)
 {
@@ -340,8 +334,8 @@ static int run(const opts *o)
     out_format fmt = (out_format)o->out_fmt;
     if (o->out_fmt < 0) {
         if (!o->output || !strcmp(o->output, "-")) fmt = OUT_JSONL;
-        else if (has_suffix(o->output, ".f32") || has_suffix(o->output, ".bin")) fmt = OUT_F32;
-        else if (has_suffix(o->output, ".jsonl") || has_suffix(o->output, ".json")) fmt = OUT_JSONL;
+        else if (gtr_str_ends_with(o->output, ".f32") || gtr_str_ends_with(o->output, ".bin")) fmt = OUT_F32;
+        else if (gtr_str_ends_with(o->output, ".jsonl") || gtr_str_ends_with(o->output, ".json")) fmt = OUT_JSONL;
         else fmt = OUT_NPY;
     }
     gtr_text_reader *r = gtr_text_reader_open(o->input, o->in_fmt, &err);
@@ -471,10 +465,7 @@ int cmd_embed(int argc, char **argv)
             else return cli_errorf(CMD, 2, "--input-format must be auto, plain or jsonl, got '%s'", optarg);
             break;
         case OPT_DTYPE:
-            if (!strcmp(optarg, "f32")) o.dtype = GTR_DTYPE_F32;
-            else if (!strcmp(optarg, "bf16")) o.dtype = GTR_DTYPE_BF16;
-            else if (!strcmp(optarg, "int8")) o.dtype = GTR_DTYPE_INT8;
-            else return cli_errorf(CMD, 2, "--dtype must be f32, bf16 or int8, got '%s'", optarg);
+            if (!cli_parse_dtype(CMD, optarg, &o.dtype)) return 2;
             break;
         case OPT_SPMV: o.spm_compat_name = optarg; break;
         default: usage(stderr); return 2;

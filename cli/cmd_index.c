@@ -148,10 +148,7 @@ int cmd_index(int argc, char **argv)
             mo.n_threads = (int)v;
             break;
         case O_DTYPE:
-            if (!strcmp(optarg, "f32")) mo.dtype = GTR_DTYPE_F32;
-            else if (!strcmp(optarg, "bf16")) mo.dtype = GTR_DTYPE_BF16;
-            else if (!strcmp(optarg, "int8")) mo.dtype = GTR_DTYPE_INT8;
-            else return cli_errorf("index", 2, "--dtype expects f32, bf16 or int8, got '%s'", optarg);
+            if (!cli_parse_dtype("index", optarg, &mo.dtype)) return 2;
             break;
         case O_MAXLEN:
             if (!cli_parse_int("index", "--max-len", optarg, 2, 1 << 20, &v)) return 2;

@@ -139,9 +139,7 @@ int cmd_search(int argc, char **argv)
             break;
         case O_BM25: bm25_path = optarg; break;
         case O_FUSION:
-            if (!strcmp(optarg, "rrf")) o.fusion.method = GTR_FUSION_RRF;
-            else if (!strcmp(optarg, "interp")) o.fusion.method = GTR_FUSION_INTERP;
-            else return cli_errorf("search", 2, "--fusion expects rrf or interp, got '%s'", optarg);
+            if (!cli_parse_fusion("search", optarg, &o.fusion.method)) return 2;
             break;
         case O_ALPHA:
             if (!cli_parse_double("search", "--alpha", optarg, &o.alpha)) return 2;

@@ -138,10 +138,7 @@ static int parse(int argc, char **argv, opts *o)
         case O_NAME: o->model_name = optarg; break;
         case O_MAXLEN: INT_OPT("--max-len", 1, 65536, o->max_len); break;
         case O_DTYPE:
-            if (!strcmp(optarg, "f32")) o->dtype = GTR_DTYPE_F32;
-            else if (!strcmp(optarg, "bf16")) o->dtype = GTR_DTYPE_BF16;
-            else if (!strcmp(optarg, "int8")) o->dtype = GTR_DTYPE_INT8;
-            else return cli_errorf(CMD, 2, "--dtype must be f32, bf16 or int8, got '%s'", optarg);
+            if (!cli_parse_dtype(CMD, optarg, &o->dtype)) return 2;
             break;
         case O_INDEX: o->index = optarg; break;
         case O_BM25: o->bm25 = optarg; break;
@@ -153,9 +150,7 @@ static int parse(int argc, char **argv, opts *o)
             o->method_given = true;
             break;
         case O_FUSION:
-            if (!strcmp(optarg, "rrf")) so->fusion.method = GTR_FUSION_RRF;
-            else if (!strcmp(optarg, "interp")) so->fusion.method = GTR_FUSION_INTERP;
-            else return cli_errorf(CMD, 2, "--fusion expects rrf or interp, got '%s'", optarg);
+            if (!cli_parse_fusion(CMD, optarg, &so->fusion.method)) return 2;
             break;
         case O_ALPHA:
             if (!cli_parse_double(CMD, "--alpha", optarg, &so->alpha)) return 2;

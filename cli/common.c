@@ -77,3 +77,20 @@ bool cli_model_options(const char *cmd, gtr_model_options *mo)
     *mo = gtr_model_default_options();
     return cli_spm_compat(cmd, NULL, &mo->spm_compat);
 }
+
+bool cli_parse_dtype(const char *cmd, const char *s, gtr_compute_dtype *out)
+{
+    if (!strcmp(s, "f32")) *out = GTR_DTYPE_F32;
+    else if (!strcmp(s, "bf16")) *out = GTR_DTYPE_BF16;
+    else if (!strcmp(s, "int8")) *out = GTR_DTYPE_INT8;
+    else return cli_errorf(cmd, 2, "--dtype must be f32, bf16 or int8, got '%s'", s), false;
+    return true;
+}
+
+bool cli_parse_fusion(const char *cmd, const char *s, gtr_fusion *out)
+{
+    if (!strcmp(s, "rrf")) *out = GTR_FUSION_RRF;
+    else if (!strcmp(s, "interp")) *out = GTR_FUSION_INTERP;
+    else return cli_errorf(cmd, 2, "--fusion expects rrf or interp, got '%s'", s), false;
+    return true;
+}
