@@ -15,17 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-#ifndef SANITIZED
-#define SANITIZED 0
-#endif
-
 static gtr_model *load(const char *rel_dir, gtr_compute_dtype dt, int max_len)
 {
     char *p = tu_shared(rel_dir);
@@ -68,7 +57,7 @@ static void reference_cosines(const char *name)
     assert_non_null(which);
     for (size_t i = 0; i < n; i++) {
         size_t L = json_array_size(v[i]);
-        if (SANITIZED && L > 300) continue; /* the GEMMs are ~50x slower under ASan */
+        if (TU_SANITIZED && L > 300) continue; /* the GEMMs are ~50x slower under ASan */
         ids[k] = calloc(L, sizeof(int32_t));
         assert_non_null(ids[k]);
         for (size_t t = 0; t < L; t++) ids[k][t] = (int32_t)json_integer_value(json_array_get(v[i], t));
@@ -269,8 +258,8 @@ static float *encode_all(gtr_model *m, const strs *t)
 static void test_scifact_overlap(void **state)
 {
     (void)state;
-    size_t max_q = SANITIZED ? 30 : SIZE_MAX, max_docs = SANITIZED ? 100 : 1000;
-    int max_len = SANITIZED ? 64 : 256;
+    size_t max_q = TU_SANITIZED ? 30 : SIZE_MAX, max_docs = TU_SANITIZED ? 100 : 1000;
+    int max_len = TU_SANITIZED ? 64 : 256;
     strs qids = {0}, judged = {0}, docs = {0}, queries = {0};
     read_qrels(&qids, &judged, max_q);
     read_corpus(&judged, max_docs, &docs);
@@ -329,7 +318,7 @@ static void test_invariance(void **state)
     size_t lens[24];
     for (size_t i = 20; i < nl && n < 24; i++) {
         size_t L = json_array_size(v[i]);
-        if (SANITIZED && (L > 200 || n >= 12)) continue;
+        if (TU_SANITIZED && (L > 200 || n >= 12)) continue;
         ids[n] = calloc(L, sizeof(int32_t));
         assert_non_null(ids[n]);
         for (size_t t = 0; t < L; t++) ids[n][t] = (int32_t)json_integer_value(json_array_get(v[i], t));

@@ -15,17 +15,7 @@
 /* Under AddressSanitizer the GEMM kernels run ~50x slower: there the parity tests skip the
  * texts longer than 300 tokens (all code paths still run: several query blocks, chunks, both
  * FF kinds); the release build checks every text. */
-#if defined(__SANITIZE_ADDRESS__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-#ifndef SANITIZED
-#define SANITIZED 0
-#endif
-static bool keep_text(size_t n_tokens) { return !SANITIZED || n_tokens <= 300; }
+static bool keep_text(size_t n_tokens) { return !TU_SANITIZED || n_tokens <= 300; }
 
 /* ---- reference data ------------------------------------------------------- */
 
@@ -437,7 +427,7 @@ static void test_batch_invariance(void **state)
     (void)state;
     const char *name = "gtr-tiny-wide";
     tokens t = load_tokens(name);
-    size_t n = SANITIZED ? 8 : 24, dim;
+    size_t n = TU_SANITIZED ? 8 : 24, dim;
     gtr_model *m1 = load_model(name, 1), *m3 = load_model(name, 3);
     dim = (size_t)gtr_model_dim(m1);
     float *batch = calloc(n * dim, sizeof *batch), *alone = calloc(n * dim, sizeof *alone),
@@ -565,7 +555,6 @@ static void test_max_len(void **state)
     gtr_model_free(m);
     free(p);
 }
-
 
 /* ---- other sentence-transformers heads -------------------------------------------- */
 

@@ -18,17 +18,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-#ifndef SANITIZED
-#define SANITIZED 0
-#endif
-
 /* ---- helpers ------------------------------------------------------------------------- */
 
 static gtr_model *load_dir(const char *dir, gtr_compute_dtype dt)
@@ -166,7 +155,7 @@ static void roundtrip(const char *name)
     char rel[128];
     snprintf(rel, sizeof rel, "models/%s", name);
     char *src = tu_shared(rel);
-    tokens t = load_tokens(name, SANITIZED ? 200 : 512);
+    tokens t = load_tokens(name, TU_SANITIZED ? 200 : 512);
     static const gtr_compute_dtype dts[2] = {GTR_DTYPE_BF16, GTR_DTYPE_INT8};
     for (int d = 0; d < 2; d++) {
         char out_name[128];

@@ -14,6 +14,19 @@
 #include "core/core.h"
 #include "data/data.h"
 
+/* TU_SANITIZED: 1 in the AddressSanitizer build, where the GEMM kernels run ~50x slower, so
+ * the heaviest parity tests check fewer or shorter texts there (every code path still runs). */
+#if defined(__SANITIZE_ADDRESS__)
+#define TU_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TU_SANITIZED 1
+#endif
+#endif
+#ifndef TU_SANITIZED
+#define TU_SANITIZED 0
+#endif
+
 /* Path of a file under the shared reference folder; returns a malloc'd string the test
  * frees (or leaks harmlessly? no: ASan checks leaks, so free it). */
 char *tu_shared(const char *rel);
