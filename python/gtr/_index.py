@@ -16,7 +16,7 @@ ids (str), scores a float32 array, docs the document numbers (for Index.snippet)
 queries, one such list / array row per query."""
 
 
-class Index:
+class Index(_lib.Closable):
     """A dense index (`gtr index`), memory-mapped. threads: threads for search (None: all cores);
     verify=False skips the vector checksums at open (the structure is still validated)."""
 
@@ -44,15 +44,6 @@ class Index:
         if getattr(self, "_pool", None):
             _lib.pool_free(self._pool)
             self._pool = None
-
-    def __del__(self):
-        self.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def __len__(self):
         return _lib.index_count(self._handle())

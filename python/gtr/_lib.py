@@ -102,3 +102,20 @@ index_vector = _fn("gtr_index_vector", POINTER(c_float), c_void_p, c_size_t)
 index_check_model = _fn("gtr_index_check_model", c_int, c_void_p, c_void_p, E)
 index_search = _fn("gtr_index_search", c_int, c_void_p, POINTER(c_float), c_size_t, c_size_t,
                    POINTER(SearchOptions), POINTER(Hit), POINTER(c_size_t), E)
+
+
+class Closable:
+    """Owner of a native handle: close() frees it; also on garbage collection and at the end
+    of a with block."""
+
+    def close(self):
+        raise NotImplementedError
+
+    def __del__(self):
+        self.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

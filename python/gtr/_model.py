@@ -51,7 +51,7 @@ class _Progress:
             sys.stderr.write("\n")
 
 
-class Model:
+class Model(_lib.Closable):
     """A GTR model (a sentence-transformers directory such as `gtr pull` downloads).
 
     threads: worker threads (None: all cores); max_len: tokens per text including </s>
@@ -94,15 +94,6 @@ class Model:
         if getattr(self, "_m", None):
             _lib.model_free(self._m)
             self._m = None
-
-    def __del__(self):
-        self.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def _handle(self):
         if not self._m:
