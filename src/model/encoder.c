@@ -124,6 +124,26 @@ static gtr_status get_layer(gtr_tensor_set *set, const gtr_t5_config *c, int inn
     return GTR_OK;
 }
 
+/* The tied token embedding, stored as shared.weight, encoder.embed_tokens.weight or both
+ * (the same parameter in transformers; shared.weight is the canonical one). */
+static gtr_status find_embedding(gtr_tensor_set *set, const size_t shape[2], gtr_wtensor *emb,
+                                 gtr_error *err)
+{
+    static const char *const names[] = {"shared.weight", "encoder.embed_tokens.weight"};
+    gtr_wtensor found[2] = {{0}, {0}};
+    for (int i = 0; i < 2; i++) {
+        gtr_status st;
+        if (gtr_tensor_find(set, names[i]) && (st = gtr_wtensor_get(set, names[i], shape, &found[i], err)))
+            return st;
+    }
+    *emb = found[0].w ? found[0] : found[1];
+    if (!emb->w)
+        return gtr_seterr(err, GTR_ERR_NOT_FOUND,
+                          "%s: missing tensor 'shared.weight' (or 'encoder.embed_tokens.weight')",
+                          gtr_tensor_file(set, NULL));
+    return GTR_OK;
+}
+
 gtr_status gtr_t5_tensor_list(gtr_tensor_set *set, const gtr_t5_config *cfg, gtr_t5_tensor_ref **out,
                               size_t *n, gtr_error *err)
 {
@@ -136,22 +156,10 @@ gtr_status gtr_t5_tensor_list(gtr_tensor_set *set, const gtr_t5_config *cfg, gtr
     gtr_t5_tensor_ref *r = gtr_xcalloc(cap, sizeof *r, "tensor list", err);
     if (!r) return GTR_ERR_NOMEM;
     gtr_status st;
-    gtr_wtensor emb = {0}, emb2 = {0};
+    gtr_wtensor emb = {0};
     gtr_tensor *rel, *fin;
     layer_tensors lt;
-    if (gtr_tensor_find(set, "shared.weight") &&
-        (st = gtr_wtensor_get(set, "shared.weight", emb_shape, &emb, err)))
-        goto fail;
-    if (gtr_tensor_find(set, "encoder.embed_tokens.weight") &&
-        (st = gtr_wtensor_get(set, "encoder.embed_tokens.weight", emb_shape, &emb2, err)))
-        goto fail;
-    if (!emb.w) emb = emb2;
-    if (!emb.w) {
-        st = gtr_seterr(err, GTR_ERR_NOT_FOUND,
-                        "%s: missing tensor 'shared.weight' (or 'encoder.embed_tokens.weight')",
-                        gtr_tensor_file(set, NULL));
-        goto fail;
-    }
+    if ((st = find_embedding(set, emb_shape, &emb, err))) goto fail;
     r[k++] = (gtr_t5_tensor_ref){"shared.weight", GTR_T5T_EMBED, emb};
     if ((st = gtr_tensor_get(set, "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
                              2, rel_shape, &rel, err)) ||
@@ -288,24 +296,10 @@ gtr_status gtr_t5_load(gtr_t5 *m, const gtr_t5_config *cfg, gtr_tensor_set *set,
     layer_tensors *lts = NULL;
     load_buf b = {0};
 
-    /* 1. Look everything up and check shapes before converting anything (fail fast). The tied
-     * embedding may be stored as shared.weight, encoder.embed_tokens.weight or both; both are
-     * the same parameter in transformers, and shared.weight is the canonical one. */
-    gtr_wtensor emb = {0}, emb2 = {0};
+    /* 1. Look everything up and check shapes before converting anything (fail fast). */
+    gtr_wtensor emb = {0};
     gtr_tensor *rel, *fin;
-    if (gtr_tensor_find(set, "shared.weight") &&
-        (st = gtr_wtensor_get(set, "shared.weight", emb_shape, &emb, err)))
-        goto fail;
-    if (gtr_tensor_find(set, "encoder.embed_tokens.weight") &&
-        (st = gtr_wtensor_get(set, "encoder.embed_tokens.weight", emb_shape, &emb2, err)))
-        goto fail;
-    if (!emb.w) emb = emb2;
-    if (!emb.w) {
-        st = gtr_seterr(err, GTR_ERR_NOT_FOUND,
-                        "%s: missing tensor 'shared.weight' (or 'encoder.embed_tokens.weight')",
-                        gtr_tensor_file(set, NULL));
-        goto fail;
-    }
+    if ((st = find_embedding(set, emb_shape, &emb, err))) goto fail;
     if ((st = gtr_tensor_get(set, "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
                              2, rel_shape, &rel, err)) ||
         (st = gtr_tensor_get(set, "encoder.final_layer_norm.weight", 1, vec, &fin, err)))
