@@ -510,6 +510,74 @@ static void test_bad_corpora(void **state)
     free(partial);
 }
 
+/* Every id a build accepts can be written by the commands that come later (a TREC run), the
+ * dense and the BM25 builds accept exactly the same ids, and a refused id names corpus:line. */
+static void test_id_rules(void **state)
+{
+    (void)state;
+    char *corpus = tu_tmp("ids.jsonl"), *dpath = tu_tmp("ids.gtri"), *bpath = tu_tmp("ids.bm25");
+    char *long_ok = malloc(4097), *long_bad = malloc(100001);
+    memset(long_ok, 'x', 4096);
+    long_ok[4096] = '\0';
+    memset(long_bad, 'y', 100000);
+    long_bad[100000] = '\0';
+    struct { const char *json_id; bool ok; } cases[] = {
+        {"plain-id_1", true}, {"caf\\u00e9", true}, {"a\\u00a0b", true}, {long_ok, true},
+        {"a b", false}, {"a\\tb", false}, {"a\\nb", false}, {"a\\rb", false}, {"a\\u000bb", false},
+        {"a\\fb", false}, {"a\\u0000b", false}, {"", false}, {long_bad, false}, {" lead", false},
+    };
+    fake_enc f;
+    gtr_index_encoder enc = make_enc(&f, 8, 1);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        FILE *fp = fopen(corpus, "wb");
+        assert_non_null(fp);
+        fprintf(fp, "{\"_id\": \"first\", \"text\": \"one\"}\n{\"_id\": \"%s\", \"text\": \"two\"}\n", cases[c].json_id);
+        fclose(fp);
+        gtr_error e1 = {0}, e2 = {0};
+        gtr_status sd = gtr_index_build_with(&enc, corpus, NULL, dpath, NULL, NULL, &e1);
+        gtr_status sb = gtr_bm25_build(corpus, bpath, NULL, NULL, &e2);
+        if ((sd == GTR_OK) != cases[c].ok || (sb == GTR_OK) != cases[c].ok)
+            fail_msg("case %zu: dense %d (%s), bm25 %d (%s), expected %s", c, sd, e1.message, sb, e2.message,
+                     cases[c].ok ? "accepted" : "refused");
+        if (!cases[c].ok) {
+            if (!strstr(e1.message, "ids.jsonl:2: document id") || !strstr(e2.message, "ids.jsonl:2: document id"))
+                fail_msg("case %zu: '%s' / '%s' do not name the line", c, e1.message, e2.message);
+            assert_false(gtr_file_exists(dpath));
+            assert_false(gtr_file_exists(bpath));
+            continue;
+        }
+        /* accepted: the ids come back from both indexes and a run with them can be written */
+        gtr_error e;
+        gtr_index *ix = gtr_index_open(dpath, 0, NULL, &e);
+        gtr_bm25 *bm = gtr_bm25_open(bpath, &e);
+        assert_non_null(ix);
+        assert_non_null(bm);
+        gtr_run *run = gtr_run_new(&e);
+        for (size_t d = 0; d < gtr_index_count(ix); d++) {
+            size_t n;
+            const char *id = gtr_index_doc_id(ix, d, &n);
+            char *z = strndup(id, n);
+            assert_int_not_equal(gtr_bm25_find_doc(bm, id, n), SIZE_MAX);
+            TU_OK(gtr_run_add(run, "q1", z, 1.0 / (double)(d + 1), &e), &e);
+            free(z);
+        }
+        char *text;
+        size_t len;
+        TU_OK(gtr_run_format(run, NULL, &text, &len, &e), &e);
+        free(text);
+        gtr_run_free(run);
+        gtr_index_free(ix);
+        gtr_bm25_free(bm);
+        unlink(dpath);
+        unlink(bpath);
+    }
+    free(long_ok);
+    free(long_bad);
+    free(corpus);
+    free(dpath);
+    free(bpath);
+}
+
 static void test_corrupt_files(void **state)
 {
     (void)state;
@@ -701,6 +769,7 @@ int main(void)
         cmocka_unit_test(test_concurrent_build_refused),
         cmocka_unit_test(test_add),
         cmocka_unit_test(test_bad_corpora),
+        cmocka_unit_test(test_id_rules),
         cmocka_unit_test(test_corrupt_files),
         cmocka_unit_test(test_compact_is_exact),
         cmocka_unit_test(test_search_arguments),

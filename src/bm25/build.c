@@ -177,12 +177,15 @@ static gtr_status read_corpus(builder *b, const char *corpus, const gtr_bm25_bui
         gtr_record rec;
         bool eof;
         if ((st = gtr_text_reader_next(r, &rec, &eof, err)) || eof) break;
-        if (!rec.obj || !rec.id || rec.id_len == 0) {
+        if (!rec.obj || !rec.id) {
             st = gtr_seterr(err, GTR_ERR_FORMAT, "%s:%zu: document has no \"_id\"", corpus, rec.line);
             break;
         }
-        if (memchr(rec.id, '\0', rec.id_len)) {
-            st = gtr_seterr(err, GTR_ERR_FORMAT, "%s:%zu: document id contains a NUL character", corpus, rec.line);
+        const char *bad = gtr_id_problem(rec.id, rec.id_len);
+        if (bad) { /* the same rule as the dense index: every later command can write the id */
+            st = gtr_seterr(err, GTR_ERR_FORMAT, "%s:%zu: document id \"%.*s\" %s (ids are written to "
+                            "whitespace-separated TREC runs)", corpus, rec.line,
+                            (int)GTR_MIN(rec.id_len, 200), rec.id, bad);
             break;
         }
         if (rec.line > UINT32_MAX || b->ids.n >= UINT32_MAX - 1) {

@@ -73,6 +73,14 @@ char *gtr_path_join(const char *dir, const char *name);
 /* Does s end with suffix (e.g. a file name with ".jsonl")? */
 bool gtr_str_ends_with(const char *s, const char *suffix);
 
+/* Document and query ids: one rule for every place an id enters (index builds) and leaves (TREC
+ * runs, whose lines are split on whitespace; C strings, which end at NUL), so that an id a build
+ * accepts can be written by every later command. An id is 1..GTR_MAX_ID_BYTES bytes with no NUL
+ * and no ASCII whitespace (C isspace: space, \t, \n, \v, \f, \r). Returns NULL when id is
+ * valid, else a static phrase saying why not ("contains whitespace", ...). */
+#define GTR_MAX_ID_BYTES 4096u
+const char *gtr_id_problem(const char *id, size_t len);
+
 /* Read-only memory map of a whole file. An empty file maps to data=NULL, size=0. */
 typedef struct gtr_mmap {
     const uint8_t *data;

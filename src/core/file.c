@@ -161,6 +161,19 @@ bool gtr_str_ends_with(const char *s, const char *suffix)
     return a >= b && memcmp(s + a - b, suffix, b) == 0;
 }
 
+const char *gtr_id_problem(const char *id, size_t len)
+{
+    if (len == 0) return "is empty";
+    if (len > GTR_MAX_ID_BYTES) return "is longer than 4096 bytes";
+    for (size_t i = 0; i < len; i++) {
+        char c = id[i];
+        if (c == '\0') return "contains a NUL character";
+        if (c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r')
+            return "contains whitespace";
+    }
+    return NULL;
+}
+
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
     (void)sb;

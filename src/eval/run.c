@@ -283,30 +283,23 @@ gtr_status gtr_run_rank(const gtr_run *r, gtr_ranking *rk, gtr_error *err)
 
 /* ---- writing ---- */
 
-static bool valid_tag(const char *t)
-{
-    if (!*t) return false;
-    for (; *t; t++)
-        if (*t == ' ' || *t == '\t' || *t == '\n' || *t == '\r' || *t == '\v' || *t == '\f')
-            return false;
-    return true;
-}
-
 gtr_status gtr_run_format(const gtr_run *r, const char *tag, char **out, size_t *len,
                           gtr_error *err)
 {
     if (!r || !out) return gtr_seterr(err, GTR_ERR_INVALID_ARG, "run: nothing to format");
     if (!tag) tag = "gtr";
-    if (!valid_tag(tag))
+    if (gtr_id_problem(tag, strlen(tag))) /* the tag is a field like the ids */
         return gtr_seterr(err, GTR_ERR_INVALID_ARG, "run: tag '%s' is empty or has whitespace", tag);
     /* TREC lines are whitespace-separated: an id with whitespace cannot be written */
     for (int m = 0; m < 2; m++) {
         const gtr_strmap *ids = m ? &r->docs : &r->qids;
         for (size_t i = 0; i < ids->n; i++) {
-            const char *id = gtr_strmap_key(ids, (uint32_t)i, NULL);
-            if (!valid_tag(id))
-                return gtr_seterr(err, GTR_ERR_INVALID_ARG, "run: %s id '%s' contains whitespace",
-                                  m ? "document" : "query", id);
+            size_t id_len;
+            const char *id = gtr_strmap_key(ids, (uint32_t)i, &id_len);
+            const char *bad = gtr_id_problem(id, id_len);
+            if (bad)
+                return gtr_seterr(err, GTR_ERR_INVALID_ARG, "run: %s id '%.*s' %s", m ? "document" : "query",
+                                  (int)GTR_MIN(id_len, 200), id, bad);
         }
     }
     gtr_ranking rk;

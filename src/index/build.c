@@ -257,6 +257,8 @@ static void batch_free(batch *bt)
     free(bt->vecs);
 }
 
+_Static_assert(GTR_IX_MAX_ID_BYTES == GTR_MAX_ID_BYTES, "the index stores every id gtr_id_problem accepts");
+
 /* the first n bytes of s, cut back to a UTF-8 character boundary */
 static size_t utf8_prefix(const char *s, size_t len, size_t n)
 {
@@ -278,9 +280,11 @@ static gtr_status read_batch(builder *b, batch *bt, gtr_buf *passage, bool *eof,
         if (!rec.obj || !rec.id)
             return gtr_seterr(err, GTR_ERR_FORMAT, "%s:%zu: document has no \"_id\" (expected "
                               "{\"_id\", \"title\", \"text\"})", b->corpus, rec.line);
-        if (rec.id_len == 0 || rec.id_len > GTR_IX_MAX_ID_BYTES)
-            return gtr_seterr(err, GTR_ERR_FORMAT, "%s:%zu: document id is empty or longer than %u bytes",
-                              b->corpus, rec.line, GTR_IX_MAX_ID_BYTES);
+        const char *bad = gtr_id_problem(rec.id, rec.id_len);
+        if (bad) /* checked here, so that every later command can write the id */
+            return gtr_seterr(err, GTR_ERR_FORMAT, "%s:%zu: document id \"%.*s\" %s (ids are written to "
+                              "whitespace-separated TREC runs)", b->corpus, rec.line,
+                              (int)GTR_MIN(rec.id_len, 200), rec.id, bad);
         uint64_t found;
         if ((st = gtr_ix_idset_add(&b->ids, rec.id, rec.id_len, rec.line, &found, err))) return st;
         if (found == 1)
