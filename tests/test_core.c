@@ -185,8 +185,22 @@ static void test_text_reader(void **state)
     assert_string_equal(b.data, "query");
     assert_int_equal(gtr_text_reader_next(r, &rec, &eof, &e), GTR_ERR_FORMAT);
     assert_non_null(strstr(e.message, ":4:")); /* names the line */
-    gtr_buf_free(&b);
     gtr_text_reader_close(r);
+    /* a byte order mark at the start of a JSON lines (or plain) file is skipped; elsewhere it is text */
+    const char *bom = "\xef\xbb\xbf{\"_id\": \"d1\", \"text\": \"x\"}\n\"\xef\xbb\xbfy\"\n";
+    tu_write(p, bom, strlen(bom));
+    r = gtr_text_reader_open(p, GTR_TEXT_AUTO, &e);
+    assert_non_null(r);
+    TU_OK(gtr_text_reader_next(r, &rec, &eof, &e), &e);
+    assert_memory_equal(rec.id, "d1", 2);
+    TU_OK(gtr_text_reader_next(r, &rec, &eof, &e), &e);
+    assert_int_equal(rec.text_len, 4);
+    gtr_text_reader_close(r);
+    r = gtr_text_reader_open(p, GTR_TEXT_PLAIN, &e);
+    TU_OK(gtr_text_reader_next(r, &rec, &eof, &e), &e);
+    assert_int_equal(rec.text[0], '{');
+    gtr_text_reader_close(r);
+    gtr_buf_free(&b);
     free(p);
 }
 

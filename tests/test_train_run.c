@@ -118,6 +118,13 @@ static void test_data_jsonl(void **s)
     assert_int_equal(gtr_train_data_with_negatives(d), 2);
     assert_int_equal(d->ex[0].query, d->ex[1].query); /* interned: the same text, one id */
     gtr_train_data_free(d);
+    /* a byte order mark at the start of the file is skipped */
+    txt = "\xef\xbb\xbf{\"query\": \"q\", \"pos\": \"a\"}\n";
+    tu_write(p, txt, strlen(txt));
+    d = gtr_train_data_load_jsonl(p, &e);
+    if (!d) fail_msg("%s", e.message);
+    assert_int_equal(gtr_train_data_count(d), 1);
+    gtr_train_data_free(d);
 
     /* errors name file:line */
     static const char *const bad[] = {

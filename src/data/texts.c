@@ -108,8 +108,14 @@ gtr_status gtr_text_reader_next(gtr_text_reader *r, gtr_record *rec, bool *eof, 
         *eof = true;
         return GTR_OK;
     }
+    /* a UTF-8 byte order mark at the start of the file (as some editors write it) is not text */
+    size_t bom = r->offset == 0 && n >= 3 && memcmp(r->line, "\xef\xbb\xbf", 3) == 0 ? 3 : 0;
     r->offset += (uint64_t)n;
     r->line_no++;
+    if (bom) {
+        memmove(r->line, r->line + bom, (size_t)n - bom + 1);
+        n -= (ssize_t)bom;
+    }
     size_t len = (size_t)n;
     if (len && r->line[len - 1] == '\n') len--;
     if (len && r->line[len - 1] == '\r') len--;

@@ -217,12 +217,13 @@ gtr_train_data *gtr_train_data_load_jsonl(const char *path, gtr_error *err)
     while (!st && (len = getline(&line, &lcap, f)) >= 0) {
         lineno++;
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) len--;
-        size_t i = 0;
+        /* a UTF-8 byte order mark at the start of the file is not text */
+        size_t bom = lineno == 1 && len >= 3 && memcmp(line, "\xef\xbb\xbf", 3) == 0 ? 3 : 0, i = bom;
         while (i < (size_t)len && (line[i] == ' ' || line[i] == '\t')) i++;
         if (i == (size_t)len) continue; /* blank line */
         char where[512];
         snprintf(where, sizeof where, "%s:%zu", path, lineno);
-        st = jsonl_line(d, line, (size_t)len, where, &ids, &cap, err);
+        st = jsonl_line(d, line + bom, (size_t)len - bom, where, &ids, &cap, err);
     }
     if (!st && ferror(f)) st = gtr_seterr(err, GTR_ERR_IO, "%s: read error", path);
     if (!st && d->n_ex == 0) st = gtr_seterr(err, GTR_ERR_FORMAT, "%s: no training examples", path);
