@@ -334,6 +334,13 @@ static void test_resume_after_kill(void **state)
     assert_false(gtr_file_exists(path));
     assert_true(gtr_file_exists(partial));
     assert_true(gtr_file_exists(ckpt));
+    /* a kill during a checkpoint write leaves the checkpoint's temporary file: the resumed build
+     * removes it (and the index's own), but not one of a live process */
+    char stale[4096], live[4096];
+    snprintf(stale, sizeof stale, "%s.tmp.%d", ckpt, (int)pid);
+    snprintf(live, sizeof live, "%s.tmp.%d", path, (int)getppid());
+    tu_write(stale, "x", 1);
+    tu_write(live, "x", 1);
 
     /* a polite stop (callback returns non-zero) checkpoints and says how to resume */
     crash_ctx stop = {0, 300};
@@ -356,6 +363,9 @@ static void test_resume_after_kill(void **state)
     assert_same_file(clean, path);
     assert_false(gtr_file_exists(partial));
     assert_false(gtr_file_exists(ckpt));
+    assert_false(gtr_file_exists(stale));
+    assert_true(gtr_file_exists(live));
+    unlink(live);
     free(corpus);
     free(clean);
     free(path);

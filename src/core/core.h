@@ -103,6 +103,11 @@ gtr_status gtr_atomic_open(gtr_atomic_file *f, const char *path, gtr_error *err)
 gtr_status gtr_atomic_write(gtr_atomic_file *f, const void *data, size_t len, gtr_error *err);
 gtr_status gtr_atomic_commit(gtr_atomic_file *f, gtr_error *err);
 void gtr_atomic_abort(gtr_atomic_file *f);
+/* Remove the temporary files "<path>.tmp.<pid>" that gtr_atomic_open made in processes that
+ * no longer exist (killed before commit or abort); files of live processes are left alone.
+ * Call it where a lock makes the caller the only writer of path. Best effort: failures are
+ * ignored (a stray file is harmless, only untidy). */
+void gtr_remove_stale_tmp(const char *path);
 /* Write a whole buffer atomically. */
 gtr_status gtr_write_file_atomic(const char *path, const void *data, size_t len,
                                  gtr_error *err);

@@ -3,7 +3,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <dirent.h>
 #include <ftw.h>
+#include <signal.h>
 #include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
@@ -280,6 +282,31 @@ void gtr_atomic_abort(gtr_atomic_file *f)
     free(f->path);
     free(f->tmp_path);
     memset(f, 0, sizeof *f);
+}
+
+void gtr_remove_stale_tmp(const char *path)
+{
+    char *d = strdup(path), *b = strdup(path);
+    DIR *dir = d && b ? opendir(dirname(d)) : NULL;
+    if (dir) {
+        const char *base = basename(b);
+        size_t bl = strlen(base);
+        struct dirent *de;
+        while ((de = readdir(dir))) {
+            const char *n = de->d_name;
+            if (strncmp(n, base, bl) != 0 || strncmp(n + bl, ".tmp.", 5) != 0) continue;
+            const char *p = n + bl + 5;
+            char *end;
+            errno = 0;
+            long pid = strtol(p, &end, 10);
+            if (end == p || *end || errno || pid <= 0 || (pid_t)pid == getpid()) continue;
+            if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* alive (or not ours to judge) */
+            unlinkat(dirfd(dir), n, 0);
+        }
+        closedir(dir);
+    }
+    free(d);
+    free(b);
 }
 
 gtr_status gtr_write_file_atomic(const char *path, const void *data, size_t len, gtr_error *err)

@@ -443,6 +443,9 @@ static gtr_status run(builder *b, gtr_error *err)
         return gtr_seterr(err, GTR_ERR_IO, "%s: another build is writing this index (it holds %s)",
                           b->out, b->part_path);
     b->locked = true;
+    /* the only writer of this index now: temporary files of a killed build are stale */
+    gtr_remove_stale_tmp(b->ckpt_path);
+    gtr_remove_stale_tmp(b->out);
     if ((st = try_resume(b, err))) return st;
     if (lseek(b->part_fd, (off_t)b->part_bytes, SEEK_SET) < 0 || !(b->part = fdopen(b->part_fd, "r+b")))
         return gtr_seterr(err, GTR_ERR_IO, "%s: cannot write: %s", b->part_path, strerror(errno));
