@@ -4,7 +4,9 @@
 #include "cli.h"
 #include "data/data.h"
 
+#include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,7 +118,7 @@ static gtr_status w_write(writer *w, const void *p, size_t n, gtr_error *err)
 {
     if (w->to_stdout) {
         if (n && fwrite(p, 1, n, stdout) != n)
-            return gtr_seterr(err, GTR_ERR_IO, "standard output: write failed");
+            return gtr_seterr(err, GTR_ERR_IO, "standard output: write failed: %s", strerror(errno));
         return GTR_OK;
     }
     return gtr_atomic_write(&w->af, p, n, err);
@@ -152,6 +154,12 @@ static void json_str(gtr_buf *b, const char *s, size_t n, gtr_error *err)
 static gtr_status w_rows(writer *w, const float *v, size_t n, char **ids, size_t *id_lens,
                          gtr_error *err)
 {
+    /* never an output: a non-finite number is no vector (and not JSON); the library refuses
+     * such results already, this guards the file format */
+    for (size_t i = 0; i < n * w->dim; i++)
+        if (!isfinite(v[i]))
+            return gtr_seterr(err, GTR_ERR_INTERNAL, "text %zu: the vector has a non-finite value",
+                              w->rows + i / w->dim + 1);
     w->rows += n;
     if (w->fmt == OUT_JSONL) {
         for (size_t i = 0; i < n; i++) {
@@ -196,13 +204,14 @@ static gtr_status w_close(writer *w, gtr_error *err)
     if (!st && w->to_stdout) {
         if (w->fmt == OUT_NPY && (st = w_write(w, hdr, sizeof hdr, err)) == GTR_OK)
             st = w_write(w, w->held, w->held_rows * w->dim * sizeof(float), err);
-        if (!st && fflush(stdout) != 0) st = gtr_seterr(err, GTR_ERR_IO, "standard output: write failed");
+        if (!st && fflush(stdout) != 0)
+            st = gtr_seterr(err, GTR_ERR_IO, "standard output: write failed: %s", strerror(errno));
     } else if (!st) {
         if (w->fmt == OUT_NPY) {
             /* the row count is known now: rewrite the fixed-size header in place */
             if (fflush(w->af.fp) != 0 || fseek(w->af.fp, 0, SEEK_SET) != 0 ||
                 fwrite(hdr, 1, sizeof hdr, w->af.fp) != sizeof hdr)
-                st = gtr_seterr(err, GTR_ERR_IO, "%s: cannot write the header", w->af.tmp_path);
+                st = gtr_seterr(err, GTR_ERR_IO, "%s: cannot write the header: %s", w->af.tmp_path, strerror(errno));
         }
         if (st) gtr_atomic_abort(&w->af);
         else st = gtr_atomic_commit(&w->af, err);

@@ -2,6 +2,7 @@
  * output format. */
 #include "cli.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,7 +133,7 @@ int cmd_eval(int argc, char **argv)
             fprintf(stderr, "%s'%s'", i ? ", " : "", gtr_eval_unjudged_id(res, i));
         fprintf(stderr, "%s)\n", nu > 5 ? ", ..." : "");
     }
-    status = fwrite(text, 1, len, stdout) == len && fflush(stdout) == 0 ? 0 : cli_errorf("eval", 1, "cannot write output");
+    status = fwrite(text, 1, len, stdout) == len && fflush(stdout) == 0 ? 0 : cli_errorf("eval", 1, "standard output: write failed: %s", strerror(errno));
 out:
     free(text);
     gtr_eval_free(res);

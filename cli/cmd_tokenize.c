@@ -2,6 +2,7 @@
 #include "cli.h"
 #include "data/data.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,22 +96,44 @@ static char *put_int(char *p, int32_t v)
     return p;
 }
 
-/* Parse a line of ids ("1 2 3", "1,2,3" or "[1, 2, 3]"). */
+/* Parse a line of ids: "1 2 3", "1,2,3" or "[1, 2, 3]" — integers separated by whitespace or
+ * by one comma (with optional whitespace), optionally inside one pair of brackets. Anything
+ * else ("[1, 2, 3", "1,2,,3", "1 x") is an error naming the byte. */
+static bool id_space(char c) { return c == ' ' || c == '\t' || c == '\r'; }
+
 static gtr_status parse_ids(const char *s, size_t len, gtr_ids *ids, gtr_error *err)
 {
     ids->n = 0;
-    size_t i = 0;
-    while (i < len) {
+    size_t i = 0, end = len;
+    while (i < end && id_space(s[i])) i++;
+    while (end > i && id_space(s[end - 1])) end--;
+    if (i < end && s[i] == '[') {
+        if (end - i < 2 || s[end - 1] != ']')
+            return gtr_seterr(err, GTR_ERR_FORMAT, "'[' at byte %zu has no closing ']'", i + 1);
+        i++;
+        end--;
+    }
+    bool want_num = true, after_comma = false, spaced = true;
+    while (i < end) {
         char c = s[i];
-        if (c == ' ' || c == ',' || c == '\t' || c == '[' || c == ']' || c == '\r') {
+        if (id_space(c)) {
+            spaced = true;
+            i++;
+            continue;
+        }
+        if (c == ',') {
+            if (want_num)
+                return gtr_seterr(err, GTR_ERR_FORMAT, "empty element before the comma at byte %zu", i + 1);
+            want_num = after_comma = true;
             i++;
             continue;
         }
         bool neg = c == '-';
         size_t j = i + neg;
         long long v = 0;
-        while (j < len && s[j] >= '0' && s[j] <= '9' && v <= INT32_MAX) v = v * 10 + (s[j++] - '0');
-        if (j == i + neg || v > INT32_MAX || (j < len && !strchr(" ,\t[]\r", s[j])))
+        while (j < end && s[j] >= '0' && s[j] <= '9' && v <= INT32_MAX) v = v * 10 + (s[j++] - '0');
+        if (j == i + neg || v > INT32_MAX || (!want_num && !spaced) ||
+            (j < end && !id_space(s[j]) && s[j] != ','))
             return gtr_seterr(err, GTR_ERR_FORMAT, "not a list of ids at byte %zu", i + 1);
         if (ids->n == ids->cap) {
             size_t cap = ids->cap ? 2 * ids->cap : 64;
@@ -121,7 +144,9 @@ static gtr_status parse_ids(const char *s, size_t len, gtr_ids *ids, gtr_error *
         }
         ids->ids[ids->n++] = (int32_t)(neg ? -v : v);
         i = j;
+        want_num = after_comma = spaced = false;
     }
+    if (after_comma) return gtr_seterr(err, GTR_ERR_FORMAT, "a comma ends the list of ids");
     return GTR_OK;
 }
 
@@ -189,7 +214,8 @@ static int run(const opts *o, gtr_tokenizer *tok, int max_len, FILE *out)
             break;
         }
         if ((line.len && fwrite(line.data, 1, line.len, out) != line.len) || putc('\n', out) == EOF) {
-            rc = cli_errorf(CMD, 1, "write failed");
+            rc = cli_errorf(CMD, 1, "%s: write failed: %s", strcmp(o->output, "-") ? o->output : "standard output",
+                            strerror(errno));
             break;
         }
     }
@@ -273,7 +299,7 @@ int cmd_tokenize(int argc, char **argv)
         if (rc) gtr_atomic_abort(&af);
         else if (gtr_atomic_commit(&af, &err)) rc = cli_fail(CMD, &err);
     } else if (fflush(stdout) != 0 && rc == 0) {
-        rc = cli_errorf(CMD, 1, "write to standard output failed");
+        rc = cli_errorf(CMD, 1, "standard output: write failed: %s", strerror(errno));
     }
     gtr_tokenizer_free(tok);
     return rc;

@@ -1,6 +1,7 @@
 /* main.c — `gtr <command> [options]`: dispatch to one small file per subcommand. */
 #include "cli.h"
 
+#include <errno.h>
 #include <string.h>
 
 /* Each subcommand file adds its line here. */
@@ -42,9 +43,20 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
-    if (!strcmp(argv[1], "--version")) return cmd_version(argc - 1, argv + 1);
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
-    fprintf(stderr, "gtr: unknown command '%s' (gtr --help lists them)\n", argv[1]);
-    return 2;
+    int rc = -1;
+    if (!strcmp(argv[1], "--version")) rc = cmd_version(argc - 1, argv + 1);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0] && rc < 0; i++)
+        if (!strcmp(argv[1], commands[i].name)) rc = commands[i].run(argc - 1, argv + 1);
+    if (rc < 0) {
+        fprintf(stderr, "gtr: unknown command '%s' (gtr --help lists them)\n", argv[1]);
+        return 2;
+    }
+    /* output that could not be written (a full disk, a closed pipe) is a failure, with the reason */
+    errno = 0;
+    if (rc == 0 && (fflush(stdout) != 0 || ferror(stdout))) {
+        fprintf(stderr, "gtr %s: standard output: write failed: %s\n", argv[1],
+                errno ? strerror(errno) : "an earlier write failed");
+        return 1;
+    }
+    return rc;
 }

@@ -98,6 +98,7 @@ typedef struct gtr_atomic_file {
     char *path;
     char *tmp_path;
     gtr_status status; /* first write error, reported by commit */
+    int errnum;        /* its errno */
 } gtr_atomic_file;
 gtr_status gtr_atomic_open(gtr_atomic_file *f, const char *path, gtr_error *err);
 gtr_status gtr_atomic_write(gtr_atomic_file *f, const void *data, size_t len, gtr_error *err);

@@ -242,6 +242,7 @@ gtr_status gtr_atomic_write(gtr_atomic_file *f, const void *data, size_t len, gt
     if (f->status) return f->status;
     if (len && fwrite(data, 1, len, f->fp) != len) {
         f->status = GTR_ERR_IO;
+        f->errnum = errno;
         return gtr_seterr(err, GTR_ERR_IO, "%s: write failed: %s", f->tmp_path, strerror(errno));
     }
     return GTR_OK;
@@ -251,7 +252,7 @@ gtr_status gtr_atomic_commit(gtr_atomic_file *f, gtr_error *err)
 {
     gtr_status st = f->status;
     if (st) {
-        gtr_seterr(err, st, "%s: an earlier write failed", f->tmp_path);
+        gtr_seterr(err, st, "%s: write failed: %s", f->tmp_path, strerror(f->errnum));
     } else if (fflush(f->fp) != 0 || fsync(fileno(f->fp)) != 0) {
         st = gtr_seterr(err, GTR_ERR_IO, "%s: flush failed: %s", f->tmp_path, strerror(errno));
     }

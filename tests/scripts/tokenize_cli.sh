@@ -4,7 +4,7 @@
 # -o files, 10 MB lines, and clean failures (exit status and message).
 cd "$(dirname "$0")/../.." || exit 1
 . tests/scripts/tap.sh
-plan 35
+plan 46
 
 SPM=$SHARED/spm/t5-spiece.model
 TXT=$SHARED/tokenizer/texts.jsonl
@@ -45,7 +45,17 @@ is "$(cat "$TMP/out")" "$(head -2 "$SHARED/tokenizer/pieces_full.jsonl" | sed -e
 ids=$(echo "Hello world" | $GTR tokenize --spm "$SPM")
 is "$(echo "$ids" | $GTR tokenize --spm "$SPM" --decode)" "Hello world" "ids decode back to the text"
 is "$(echo "[${ids// /, }]" | $GTR tokenize --spm "$SPM" --decode)" "Hello world" "--decode reads JSON arrays"
+is "$(echo " 8774 ,296, 1 " | $GTR tokenize --spm "$SPM" --decode)" "Hello world" "--decode: commas with spaces"
+for bad in "[8774, 296, 1" "8774,296,,1" ",8774" "8774," "8774 296]" "[8774 x]" "8774-296" "[]]"; do
+    printf '%s\n' "$bad" > "$TMP/bad_ids.txt"
+    fails "--decode refuses '$bad'" $GTR tokenize --spm "$SPM" --decode -i "$TMP/bad_ids.txt"
+done
 is "$(printf '  x \t y  \n' | $GTR tokenize --spm "$SPM" --normalize)" "▁x▁y" "--normalize: whitespace rules and ▁"
+
+# a write error says where and why
+echo "Hello world" | $GTR tokenize --spm "$SPM" > /dev/full 2> "$TMP/err"
+is "$?" "1" "writing to a full device fails"
+like "$(cat "$TMP/err")" "standard output: write failed: No space left on device" "the error says where and why"
 
 # -o writes the same lines, atomically
 ok "-o FILE" $GTR tokenize --spm "$SPM" -i "$TXT" -o "$TMP/ids.txt"
