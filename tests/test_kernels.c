@@ -468,6 +468,30 @@ static void test_eltwise(void **state)
     check_rel("gelu vs tanh", gen, 5, v, ref, 1e-6, 1e-7);
 }
 
+/* A NaN in a softmax row never disappears (every ISA): alone among masked entries, among
+ * finite ones, or the whole row; the masked row itself stays zeros. */
+static void test_softmax_nan(void **state)
+{
+    (void)state;
+    const gtr_kernels *kern;
+    for (size_t t = 0; (kern = gtr_kernels_at(t)) != NULL; t++) {
+        for (size_t n = 1; n <= 40; n += 13) {
+            float *y = falloc(n);
+            for (int v = 0; v < 4; v++) {
+                for (size_t i = 0; i < n; i++) y[i] = v == 0 ? NAN : v == 1 ? (float)i : -INFINITY;
+                if (v == 1 || v == 2) y[n / 2] = NAN;
+                gtr_softmax(kern, y, n);
+                bool any_nan = false;
+                for (size_t i = 0; i < n; i++) any_nan |= isnan(y[i]);
+                if (v < 3 && !any_nan) fail_msg("%s: softmax case %d (n %zu) lost its NaN", gtr_kernels_name(kern), v, n);
+                if (v == 3)
+                    for (size_t i = 0; i < n; i++) assert_true(y[i] == 0.0f);
+            }
+            free(y);
+        }
+    }
+}
+
 /* Transposes on every ISA path: an exact copy, edges included, strides respected (elements
  * outside the destination block untouched). */
 static void test_transpose(void **state)
@@ -507,6 +531,7 @@ int main(void)
         cmocka_unit_test(test_layout_and_workspace),
         cmocka_unit_test(test_sgemm),
         cmocka_unit_test(test_eltwise),
+        cmocka_unit_test(test_softmax_nan),
         cmocka_unit_test(test_transpose),
     };
     return cmocka_run_group_tests_name("kernels", tests, setup, teardown);

@@ -4,6 +4,7 @@
 #include "support/testutil.h"
 #include "model/model_internal.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -103,6 +104,94 @@ static void expect_fail(const char *dir, gtr_status code, const char *n1, const 
     if (n1 && !strstr(e.message, n1)) fail_msg("message lacks '%s': %s", n1, e.message);
     if (n2 && !strstr(e.message, n2)) fail_msg("message lacks '%s': %s", n2, e.message);
     assert_null(strchr(e.message, '\n'));
+}
+
+/* Replace dir/rel with gtr-tiny's file of that name in which float32 element idx of tensor
+ * name is v. */
+static void poke_f32(const char *dir, const char *rel, const char *name, size_t idx, float v)
+{
+    char srel[256];
+    snprintf(srel, sizeof srel, "models/gtr-tiny/%s", rel);
+    char *d;
+    size_t len;
+    read_shared(srel, &d, &len);
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; i--) n = (n << 8) | (uint8_t)d[i];
+    json_error_t je;
+    json_t *h = json_loadb(d + 8, (size_t)n, 0, &je);
+    assert_non_null(h);
+    json_t *t = json_object_get(h, name);
+    if (!t) fail_msg("no tensor %s in %s", name, rel);
+    assert_string_equal(json_string_value(json_object_get(t, "dtype")), "F32");
+    size_t off = 8 + (size_t)n + (size_t)json_integer_value(json_array_get(json_object_get(t, "data_offsets"), 0));
+    assert_true(off + 4 * idx + 4 <= len);
+    memcpy(d + off + 4 * idx, &v, 4);
+    char *p = gtr_path_join(dir, rel);
+    unlink(p);
+    tu_write(p, d, len);
+    free(p);
+    json_decref(h);
+    free(d);
+}
+
+/* A NaN or an infinity in any weight (attention, feed-forward, embedding, layer norm, Dense) is
+ * refused at load, naming the file, the tensor and the element, in every compute precision. */
+static void test_nonfinite_weights(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *file, *tensor;
+        size_t idx;
+        float v;
+        const char *want;
+    } cases[] = {
+        {"model.safetensors", "encoder.block.0.layer.0.SelfAttention.q.weight", 5, NAN, "[0, 5] is NaN"},
+        {"model.safetensors", "encoder.block.1.layer.1.DenseReluDense.wi.weight", 130, INFINITY, "[2, 2] is +infinity"},
+        {"model.safetensors", "shared.weight", 64 * 31000 + 3, -INFINITY, "[31000, 3] is -infinity"},
+        {"model.safetensors", "encoder.final_layer_norm.weight", 7, NAN, "[7, 0] is NaN"},
+        {"2_Dense/model.safetensors", "linear.weight", 64, NAN, "[1, 0] is NaN"},
+    };
+    static const gtr_compute_dtype dts[] = {GTR_DTYPE_F32, GTR_DTYPE_BF16, GTR_DTYPE_INT8};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        char name[32];
+        snprintf(name, sizeof name, "nonfinite%zu", c);
+        char *dir = copy_tiny(name, false);
+        poke_f32(dir, cases[c].file, cases[c].tensor, cases[c].idx, cases[c].v);
+        for (size_t k = 0; k < 3; k++) {
+            gtr_model_options o = gtr_model_default_options();
+            o.n_threads = 1;
+            o.dtype = dts[k];
+            gtr_error e;
+            gtr_model *m = gtr_model_load(dir, &o, &e);
+            if (m) fail_msg("case %zu dtype %zu: loaded a model with a non-finite weight", c, k);
+            assert_int_equal(e.code, GTR_ERR_FORMAT);
+            if (!strstr(e.message, cases[c].file) || !strstr(e.message, cases[c].want) ||
+                !strstr(e.message, strrchr(cases[c].tensor, '.') + 1))
+                fail_msg("case %zu: '%s' should name %s, the tensor and '%s'", c, e.message, cases[c].file,
+                         cases[c].want);
+        }
+        free(dir);
+    }
+}
+
+/* Finite weights whose activations overflow: the load succeeds, encoding is an error (never a
+ * non-finite vector, never a plausible-looking one). */
+static void test_overflow_is_an_error(void **state)
+{
+    (void)state;
+    char *dir = copy_tiny("overflow", false);
+    poke_f32(dir, "model.safetensors", "encoder.final_layer_norm.weight", 7, 3e38f);
+    gtr_model_options o = gtr_model_default_options();
+    o.n_threads = 1;
+    gtr_error e;
+    gtr_model *m = gtr_model_load(dir, &o, &e);
+    if (!m) fail_msg("%s", e.message);
+    const char *texts[2] = {"hello world", "a second text"};
+    float out[2 * 64];
+    assert_int_equal(gtr_model_encode(m, texts, NULL, 2, out, &e), GTR_ERR_INTERNAL);
+    assert_non_null(strstr(e.message, "not finite"));
+    gtr_model_free(m);
+    free(dir);
 }
 
 static void test_copy_loads(void **state)
@@ -635,6 +724,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_copy_loads),
+        cmocka_unit_test(test_nonfinite_weights),
+        cmocka_unit_test(test_overflow_is_an_error),
         cmocka_unit_test(test_missing_files),
         cmocka_unit_test(test_bad_configs),
         cmocka_unit_test(test_bad_safetensors),

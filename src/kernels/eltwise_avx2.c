@@ -93,7 +93,7 @@ void gtr_avx2_add_softmax(float *x, const float *bias, size_t n)
     }
     float mxs = hmax(mx);
     if (mxs == -INFINITY) {
-        for (size_t i = 0; i < n; i++) x[i] = 0;
+        gtr_softmax_masked_row(x, n);
         return;
     }
     __m256 vmx = _mm256_set1_ps(mxs), s = _mm256_setzero_ps();

@@ -74,7 +74,7 @@ void gtr_avx512_add_softmax(float *x, const float *bias, size_t n)
     }
     float mxs = _mm512_reduce_max_ps(mx);
     if (mxs == -INFINITY) {
-        for (size_t i = 0; i < n; i++) x[i] = 0;
+        gtr_softmax_masked_row(x, n);
         return;
     }
     __m512 vmx = _mm512_set1_ps(mxs), s = _mm512_setzero_ps();

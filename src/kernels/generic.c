@@ -66,7 +66,7 @@ void gtr_generic_add_softmax(float *x, const float *bias, size_t n)
         mx = x[i] > mx ? x[i] : mx;
     }
     if (mx == -INFINITY) { /* everything masked: zeros rather than 0/0 */
-        for (size_t i = 0; i < n; i++) x[i] = 0;
+        gtr_softmax_masked_row(x, n);
         return;
     }
     float s = 0;

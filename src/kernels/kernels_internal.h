@@ -8,6 +8,17 @@
 #include <math.h>
 #include <string.h>
 
+/* A softmax row whose maximum is -infinity: every entry masked gives zeros rather than 0/0;
+ * but a NaN among them (max ignores NaN lanes) must stay NaN, so that overflowed activations
+ * end in a non-finite vector, which is refused, instead of a plausible-looking one. */
+static inline void gtr_softmax_masked_row(float *x, size_t n)
+{
+    float fill = 0;
+    for (size_t i = 0; i < n; i++)
+        if (isnan(x[i])) fill = NAN;
+    for (size_t i = 0; i < n; i++) x[i] = fill;
+}
+
 /* gtr_linear hands each task at most this many rows (a multiple of every micro-kernel's row
  * count: 6 and 4); the per-thread scratch holds that many converted rows. */
 #define GTR_LINEAR_MC 96

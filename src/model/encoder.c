@@ -192,9 +192,9 @@ static gtr_status load_vec(gtr_tensor_set *set, const gtr_tensor *t, const char 
     *out = gtr_malloc_aligned(t->count * sizeof(float), err);
     if (!*out) return GTR_ERR_NOMEM;
     gtr_status st = gtr_tensor_to_f32(set, t, *out, pool, err);
-    if (!st)
-        *fp = gtr_fingerprint_tensor(*fp, pool, name, *out, t->shape[0],
-                                     t->ndim > 1 ? t->count / t->shape[0] : 1);
+    if (!st && (st = gtr_fingerprint_tensor(fp, pool, name, *out, t->shape[0],
+                                            t->ndim > 1 ? t->count / t->shape[0] : 1, err)))
+        gtr_error_prefix(err, "%s", gtr_tensor_file(set, t));
     return st;
 }
 
@@ -223,7 +223,8 @@ static gtr_status load_linear(gtr_tensor_set *set, const gtr_wtensor *parts, int
         float *dst = b->tmp + rows * k;
         gtr_status st = gtr_wtensor_rows_f32(set, p, 0, pr, dst, pool, err);
         if (st) return st;
-        *fp = gtr_fingerprint_tensor(*fp, pool, p->w->name, dst, pr, k);
+        if ((st = gtr_fingerprint_tensor(fp, pool, p->w->name, dst, pr, k, err)))
+            return gtr_error_prefix(err, "%s", gtr_tensor_file(set, p->w));
         if (wtype == GTR_W_INT8) {
             if (p->scale) st = gtr_wtensor_rows_q8(set, p, 0, pr, b->q + rows * k, b->qs + rows, err);
             else gtr_quantize_rows_int8(dst, pr, k, b->q + rows * k, b->qs + rows);
@@ -278,8 +279,9 @@ static gtr_status load_embedding(gtr_t5 *m, gtr_tensor_set *set, const gtr_wtens
         }
     }
     gtr_wtensor_drop(set, emb);
-    *fp = gtr_fp_end(&f);
-    return GTR_OK;
+    gtr_status st = gtr_fp_end(&f, fp, err);
+    if (st) gtr_error_prefix(err, "%s", gtr_tensor_file(set, emb->w));
+    return st;
 }
 
 gtr_status gtr_t5_load(gtr_t5 *m, const gtr_t5_config *cfg, gtr_tensor_set *set,

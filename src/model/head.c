@@ -38,15 +38,15 @@ gtr_status gtr_head_load(gtr_head *h, const gtr_model_config *c, gtr_tensor_set 
     if (!tmp) return GTR_ERR_NOMEM;
     /* The Dense layer is tiny next to the encoder: always float32 */
     st = gtr_tensor_to_f32(set, w, tmp, pool, err);
-    if (!st) {
-        *fp = gtr_fingerprint_tensor(*fp, pool, "dense.linear.weight", tmp, wshape[0], wshape[1]);
-        st = gtr_wmat_pack(kern, &h->dense, tmp, wshape[0], wshape[1], GTR_W_F32, err);
-    }
+    if (!st && (st = gtr_fingerprint_tensor(fp, pool, "dense.linear.weight", tmp, wshape[0], wshape[1], err)))
+        gtr_error_prefix(err, "%s", gtr_tensor_file(set, w));
+    if (!st) st = gtr_wmat_pack(kern, &h->dense, tmp, wshape[0], wshape[1], GTR_W_F32, err);
     gtr_free_aligned(tmp);
     if (!st && b) {
         if (!(h->b = gtr_malloc_aligned(bshape[0] * sizeof(float), err))) st = GTR_ERR_NOMEM;
         else st = gtr_tensor_to_f32(set, b, h->b, pool, err);
-        if (!st) *fp = gtr_fingerprint_tensor(*fp, pool, "dense.linear.bias", h->b, 1, bshape[0]);
+        if (!st && (st = gtr_fingerprint_tensor(fp, pool, "dense.linear.bias", h->b, 1, bshape[0], err)))
+            gtr_error_prefix(err, "%s", gtr_tensor_file(set, b));
     }
     if (st) {
         gtr_head_free(h);

@@ -4,6 +4,7 @@
  * rows of each text independently (see encoder.c). */
 #include "model/model_internal.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -385,6 +386,13 @@ gtr_status gtr_model_encode_ids(gtr_model *m, const int32_t *const *ids, const s
         }
         gtr_head_forward(&m->head, m->kern, m->pool, hidden, m->clens, m->scratch.offs, k, m->pooled,
                          m->hout, m->probe ? probe_trampoline : NULL, &ps);
+        /* a non-finite vector is an error, never an output (finite weights are checked at load,
+         * but activations can still overflow) */
+        for (size_t j = 0; j < k * dout; j++)
+            if (!isfinite(m->hout[j]))
+                return gtr_seterr(err, GTR_ERR_INTERNAL,
+                                  "text %zu: the vector is not finite (the model's activations "
+                                  "overflowed)", m->order[i0 + j / dout]);
         for (size_t j = 0; j < k; j++)
             memcpy(out + m->order[i0 + j] * dout, m->hout + j * dout, dout * sizeof(float));
         i0 = i1;

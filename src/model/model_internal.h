@@ -203,20 +203,28 @@ gtr_status gtr_wtensor_rows_q8(gtr_tensor_set *s, const gtr_wtensor *t, size_t r
                                int8_t *q, float *scales, gtr_error *err);
 /* Drop the pages of both tensors. */
 void gtr_wtensor_drop(const gtr_tensor_set *s, const gtr_wtensor *t);
-/* Fold a converted tensor into a fingerprint: its (canonical) name, shape and every float32
- * value, hashed in parallel chunks combined in order (deterministic for any thread count). */
-uint64_t gtr_fingerprint_tensor(uint64_t h, gtr_pool *pool, const char *name, const float *x,
-                                size_t rows, size_t cols);
-/* The same hash fed piece by piece (a tensor converted a few rows at a time): begin, feed the
- * values in order (every piece but the last an even count), end. Equal to
+/* Fold a converted tensor into a fingerprint (*h in, out): its (canonical) name, shape and every
+ * float32 value, hashed in parallel chunks combined in order (deterministic for any thread
+ * count). The same pass checks that every value is finite: a NaN or an infinity is
+ * GTR_ERR_FORMAT naming the tensor and the element (weights that would give NaN or
+ * plausible-looking but wrong vectors are refused at load, at no extra read). */
+gtr_status gtr_fingerprint_tensor(uint64_t *h, gtr_pool *pool, const char *name, const float *x,
+                                  size_t rows, size_t cols, gtr_error *err);
+/* The same hash and check fed piece by piece (a tensor converted a few rows at a time): begin,
+ * feed the values in order (every piece but the last an even count), end. Equal to
  * gtr_fingerprint_tensor over the concatenation. */
 typedef struct gtr_fp_stream {
-    uint64_t h, cur; /* the running hash; the FNV state of the current chunk */
-    size_t in_chunk; /* floats of the current chunk already hashed */
+    uint64_t h, cur;  /* the running hash; the FNV state of the current chunk */
+    size_t in_chunk;  /* floats of the current chunk already hashed */
+    const char *name; /* for the error */
+    size_t cols, fed; /* row length; floats fed so far */
+    size_t bad_at;    /* index of the first non-finite value, SIZE_MAX when none */
+    float bad;
 } gtr_fp_stream;
 void gtr_fp_begin(gtr_fp_stream *f, uint64_t h, const char *name, size_t rows, size_t cols);
 void gtr_fp_feed(gtr_fp_stream *f, gtr_pool *pool, const float *x, size_t n);
-uint64_t gtr_fp_end(gtr_fp_stream *f);
+/* The hash into *h, or GTR_ERR_FORMAT when a fed value was not finite. */
+gtr_status gtr_fp_end(gtr_fp_stream *f, uint64_t *h, gtr_error *err);
 /* Path of the file a tensor comes from. */
 const char *gtr_tensor_file(const gtr_tensor_set *s, const gtr_tensor *t);
 /* "F32", "F16", "BF16" ... */

@@ -5,6 +5,7 @@
  * compute does not also stay resident as F16. */
 #include "model/model_internal.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -448,20 +449,28 @@ void gtr_wtensor_drop(const gtr_tensor_set *s, const gtr_wtensor *t)
 /* ---- fingerprint ----------------------------------------------------------- */
 
 /* 64-bit FNV-1a over 8-byte words: hashing every weight costs about as much as reading it
- * once, far less than converting it. */
-static uint64_t fnv_words(uint64_t h, const float *x, size_t n)
+ * once, far less than converting it. The same loop checks finiteness: a float is NaN or
+ * infinite when its exponent bits are all ones; adding 1 to such an exponent carries into the
+ * lane's sign bit (never into the other lane), so *bad collects that bit for both lanes of a
+ * word in three integer operations, hidden behind the multiply chain of the hash. */
+static uint64_t fnv_words(uint64_t h, const float *x, size_t n, uint64_t *bad)
 {
+    const uint64_t EXP = 0x7f8000007f800000ull, ONE = 0x0080000000800000ull;
+    uint64_t b = 0;
     size_t i = 0;
     for (; i + 2 <= n; i += 2) {
         uint64_t w;
         memcpy(&w, x + i, 8);
+        b |= (w & EXP) + ONE;
         h = (h ^ w) * 0x100000001b3ull;
     }
     if (i < n) {
         uint32_t w;
         memcpy(&w, x + i, 4);
+        b |= (uint64_t)((w & 0x7f800000u) + 0x00800000u);
         h = (h ^ w) * 0x100000001b3ull;
     }
+    *bad |= b & 0x8000000080000000ull;
     return h;
 }
 
@@ -473,7 +482,7 @@ static uint64_t fnv_words(uint64_t h, const float *x, size_t n)
 typedef struct {
     const float *x;
     size_t n;
-    uint64_t *out;
+    uint64_t *out, *bad;
 } fp_job;
 
 static void fp_task(void *ctx, size_t c, int tid)
@@ -481,7 +490,8 @@ static void fp_task(void *ctx, size_t c, int tid)
     (void)tid;
     fp_job *j = ctx;
     size_t i0 = c * FP_CHUNK, i1 = GTR_MIN(j->n, i0 + FP_CHUNK);
-    j->out[c] = fnv_words(GTR_FNV_SEED, j->x + i0, i1 - i0);
+    j->bad[c] = 0;
+    j->out[c] = fnv_words(GTR_FNV_SEED, j->x + i0, i1 - i0, &j->bad[c]);
 }
 
 void gtr_fp_begin(gtr_fp_stream *f, uint64_t h, const char *name, size_t rows, size_t cols)
@@ -491,14 +501,34 @@ void gtr_fp_begin(gtr_fp_stream *f, uint64_t h, const char *name, size_t rows, s
     f->h = gtr_fnv1a64(shape, sizeof shape, h);
     f->cur = GTR_FNV_SEED;
     f->in_chunk = 0;
+    f->name = name;
+    f->cols = cols ? cols : 1;
+    f->fed = 0;
+    f->bad_at = SIZE_MAX;
+    f->bad = 0;
+}
+
+/* a piece had a non-finite value: find the first (the rare path, serial) */
+static void note_bad(gtr_fp_stream *f, const float *x, size_t n)
+{
+    if (f->bad_at != SIZE_MAX) return;
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) {
+            f->bad_at = f->fed + i;
+            f->bad = x[i];
+            return;
+        }
 }
 
 void gtr_fp_feed(gtr_fp_stream *f, gtr_pool *pool, const float *x, size_t n)
 {
+    const float *x0 = x;
+    size_t n0 = n;
+    uint64_t bad = 0;
     /* finish the chunk in progress */
     if (f->in_chunk) {
         size_t k = GTR_MIN(n, FP_CHUNK - f->in_chunk);
-        f->cur = fnv_words(f->cur, x, k);
+        f->cur = fnv_words(f->cur, x, k, &bad);
         f->in_chunk += k;
         x += k;
         n -= k;
@@ -510,15 +540,18 @@ void gtr_fp_feed(gtr_fp_stream *f, gtr_pool *pool, const float *x, size_t n)
     }
     /* whole chunks, in parallel when there are several */
     size_t full = n / FP_CHUNK;
-    uint64_t *parts = full > 1 ? malloc(full * sizeof *parts) : NULL;
+    uint64_t *parts = full > 1 ? malloc(2 * full * sizeof *parts) : NULL;
     if (parts) {
-        fp_job j = {x, full * FP_CHUNK, parts};
+        fp_job j = {x, full * FP_CHUNK, parts, parts + full};
         gtr_pool_for(pool, full, fp_task, &j);
-        for (size_t c = 0; c < full; c++) f->h = gtr_fnv1a64(&parts[c], sizeof parts[c], f->h);
+        for (size_t c = 0; c < full; c++) {
+            f->h = gtr_fnv1a64(&parts[c], sizeof parts[c], f->h);
+            bad |= j.bad[c];
+        }
         free(parts);
     } else { /* one chunk, or no memory for the parallel path: the same value serially */
         for (size_t c = 0; c < full; c++) {
-            uint64_t p = fnv_words(GTR_FNV_SEED, x + c * FP_CHUNK, FP_CHUNK);
+            uint64_t p = fnv_words(GTR_FNV_SEED, x + c * FP_CHUNK, FP_CHUNK, &bad);
             f->h = gtr_fnv1a64(&p, sizeof p, f->h);
         }
     }
@@ -526,24 +559,33 @@ void gtr_fp_feed(gtr_fp_stream *f, gtr_pool *pool, const float *x, size_t n)
     n -= full * FP_CHUNK;
     /* the start of the next chunk */
     if (n) {
-        f->cur = fnv_words(f->cur, x, n);
+        f->cur = fnv_words(f->cur, x, n, &bad);
         f->in_chunk += n;
     }
+    if (bad) note_bad(f, x0, n0);
+    f->fed += n0;
 }
 
-uint64_t gtr_fp_end(gtr_fp_stream *f)
+gtr_status gtr_fp_end(gtr_fp_stream *f, uint64_t *h, gtr_error *err)
 {
     if (f->in_chunk) f->h = gtr_fnv1a64(&f->cur, sizeof f->cur, f->h);
     f->in_chunk = 0;
     f->cur = GTR_FNV_SEED;
-    return f->h;
+    *h = f->h;
+    if (f->bad_at != SIZE_MAX)
+        return gtr_seterr(err, GTR_ERR_FORMAT,
+                          "tensor '%s': element [%zu, %zu] is %s; the weights are damaged (a model "
+                          "with non-finite weights gives no meaningful vectors)",
+                          f->name, f->bad_at / f->cols, f->bad_at % f->cols,
+                          isnan(f->bad) ? "NaN" : f->bad > 0 ? "+infinity" : "-infinity");
+    return GTR_OK;
 }
 
-uint64_t gtr_fingerprint_tensor(uint64_t h, gtr_pool *pool, const char *name, const float *x,
-                                size_t rows, size_t cols)
+gtr_status gtr_fingerprint_tensor(uint64_t *h, gtr_pool *pool, const char *name, const float *x,
+                                  size_t rows, size_t cols, gtr_error *err)
 {
     gtr_fp_stream f;
-    gtr_fp_begin(&f, h, name, rows, cols);
+    gtr_fp_begin(&f, *h, name, rows, cols);
     gtr_fp_feed(&f, pool, x, rows * cols);
-    return gtr_fp_end(&f);
+    return gtr_fp_end(&f, h, err);
 }
