@@ -351,6 +351,98 @@ static void test_compat_modes(void **state)
     free(p);
 }
 
+/* Truncated tokenization reads only as much of a text as max_len can use (encode.c); the ids
+ * must be exactly the first ids of the whole text's tokenization. Checked for every reference
+ * text at many lengths (around each text's own length too), in every compatibility mode, on long
+ * texts made of all of them (with and without spaces, beyond the hard cap) and on SciFact. */
+static void expect_prefix_ids(const gtr_tokenizer *t, const char *text, size_t len, const gtr_ids *bare,
+                              int max_len, const char *what, size_t idx)
+{
+    gtr_error e;
+    gtr_ids got = {0};
+    for (int eos = 0; eos <= 1; eos++) {
+        TU_OK(gtr_tokenize(t, text, len, max_len, eos, &got, &e), &e);
+        size_t keep = GTR_MIN(bare->n, (size_t)max_len - (size_t)eos);
+        bool ok = got.n == keep + (size_t)eos && (!eos || got.ids[keep] == 1) &&
+                  memcmp(got.ids, bare->ids, keep * sizeof *got.ids) == 0;
+        if (!ok) fail_msg("%s %zu, max_len %d, eos %d: %zu ids, not the first %zu of the whole text's",
+                          what, idx, max_len, eos, got.n, keep);
+    }
+    gtr_ids_free(&got);
+}
+
+static void check_prefixes(const gtr_tokenizer *t, const char *text, size_t len, const char *what,
+                           size_t idx, bool around)
+{
+    static const int lens[] = {1, 2, 3, 4, 5, 8, 13, 32, 64, 100, 128, 256, 512, 1000, 5000, 30000, 100000};
+    gtr_error e;
+    gtr_ids bare = {0};
+    TU_OK(gtr_tokenize(t, text, len, 0, 0, &bare, &e), &e);
+    for (size_t k = 0; k < sizeof lens / sizeof lens[0]; k++)
+        if ((size_t)lens[k] <= bare.n + 2) expect_prefix_ids(t, text, len, &bare, lens[k], what, idx);
+    for (int d = -2; around && d <= 2; d++)
+        if ((long)bare.n + d >= 1) expect_prefix_ids(t, text, len, &bare, (int)bare.n + d, what, idx);
+    gtr_ids_free(&bare);
+}
+
+static void test_truncated_prefix(void **state)
+{
+    ref *r = *state;
+    static const gtr_spm_compat modes[] = {GTR_SPM_COMPAT_0_1, GTR_SPM_COMPAT_0_2_2, GTR_SPM_COMPAT_HF};
+    char *p = tu_shared("spm/t5-spiece.model");
+    /* every reference text joined by spaces, and the same with its spaces taken out */
+    gtr_buf joined = {0}, unspaced = {0};
+    gtr_error e;
+    for (size_t i = 0; i < r->n; i++) {
+        size_t len;
+        const char *t = text_of(r, i, &len);
+        gtr_buf_append(&joined, t, len, &e);
+        gtr_buf_append(&joined, " ", 1, &e);
+        for (size_t k = 0; k < len; k++)
+            if (t[k] != ' ') gtr_buf_append(&unspaced, t + k, 1, &e);
+    }
+    assert_true(unspaced.len > 200000); /* beyond the hard cap of every max_len tried below 2000 */
+    for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
+        gtr_tokenizer_options o = {modes[m]};
+        gtr_tokenizer *t = gtr_tokenizer_load_with(p, &o, &e);
+        if (!t) fail_msg("%s", e.message);
+        for (size_t i = 0; i < r->n; i++) {
+            size_t len;
+            const char *txt = text_of(r, i, &len);
+            check_prefixes(t, txt, len, "reference text", i + 1, true);
+        }
+        check_prefixes(t, joined.data, joined.len, "all texts joined", m, false);
+        check_prefixes(t, unspaced.data, unspaced.len, "all texts without spaces", m, false);
+        gtr_tokenizer_free(t);
+    }
+    /* SciFact passages, as `gtr index` builds them */
+    char *corpus = tu_shared("beir/scifact/corpus.jsonl");
+    gtr_text_reader *rd = gtr_text_reader_open(corpus, GTR_TEXT_JSONL, &e);
+    if (!rd) fail_msg("%s", e.message);
+    gtr_buf passage = {0};
+    gtr_ids bare = {0};
+    size_t docs = 0;
+    for (;;) {
+        gtr_record rec;
+        bool eof;
+        TU_OK(gtr_text_reader_next(rd, &rec, &eof, &e), &e);
+        if (eof) break;
+        TU_OK(gtr_record_passage(&rec, &passage, &e), &e);
+        TU_OK(gtr_tokenize(r->tok, passage.data, passage.len, 0, 0, &bare, &e), &e);
+        static const int sl[] = {16, 64, 128, 256, 512};
+        for (size_t k = 0; k < 5; k++) expect_prefix_ids(r->tok, passage.data, passage.len, &bare, sl[k], "SciFact document", docs + 1);
+        docs++;
+    }
+    assert_int_equal(docs, 5183);
+    gtr_ids_free(&bare);
+    gtr_buf_free(&passage);
+    gtr_text_reader_close(rd);
+    free(corpus);
+    gtr_buf_free(&joined);
+    gtr_buf_free(&unspaced);
+    free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -359,6 +451,7 @@ int main(void)
         cmocka_unit_test(test_no_eos),       cmocka_unit_test(test_special_ids),
         cmocka_unit_test(test_control_literals), cmocka_unit_test(test_decode),
         cmocka_unit_test(test_threads),      cmocka_unit_test(test_compat_modes),
+        cmocka_unit_test(test_truncated_prefix),
     };
     return cmocka_run_group_tests_name("tokenizer", tests, setup, teardown);
 }

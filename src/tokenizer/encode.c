@@ -34,6 +34,37 @@ static gtr_status ids_reserve(gtr_ids *o, size_t n, gtr_error *err)
     return GTR_OK;
 }
 
+/* Truncated tokenization reads only the start of a long text, so the work and memory depend on
+ * max_len, not on the text's length (a 16 MB text costs what its first kilobytes cost).
+ *
+ * Why the ids are exact: no piece of the vocabulary has U+2581 (the escaped space) after its
+ * first character (checked at load: t->space_bounded), so every segmentation has a piece
+ * boundary where a U+2581 starts in the normalised text. The Viterbi search is causal: the
+ * best path to such a boundary, and so every id before it, depends only on the text before
+ * it, whatever comes after (even with SentencePiece's float rounding). Cutting the input just
+ * before an ASCII space gives a text whose normalised form ends at such a boundary, so its ids
+ * are exactly the first ids of the whole text. The prefix starts at about 8 bytes per wanted
+ * id and doubles until it yields enough ids (at most twice the minimal work). A text with no
+ * space for PREFIX_HARD_CAP bytes is cut there (at a character boundary): that part of the
+ * guarantee rests on the Viterbi paths converging within a few pieces, which the tests check
+ * on long unspaced texts. */
+#define PREFIX_BYTES_PER_ID 8u
+#define PREFIX_HARD_CAP(room) ((size_t)(room) * 64u + ((size_t)64 << 10))
+
+/* Length of the prefix to tokenize when at least `want` bytes are wanted: up to (not including)
+ * the first ASCII space at or after want; the whole text when there is none before the hard
+ * cap, or the hard cap backed up to a UTF-8 character boundary. */
+static size_t prefix_cut(const char *text, size_t len, size_t want, size_t hard)
+{
+    if (want >= len) return len;
+    const char *sp = memchr(text + want, ' ', GTR_MIN(len, hard) - GTR_MIN(want, hard));
+    if (want < hard && sp) return (size_t)(sp - text);
+    if (len <= hard) return len;
+    size_t n = hard;
+    while (n > 0 && ((unsigned char)text[n] & 0xc0) == 0x80) n--;
+    return n;
+}
+
 gtr_status gtr_tokenize(const gtr_tokenizer *t, const char *text, size_t len, int max_len,
                         int add_eos, gtr_ids *out, gtr_error *err)
 {
@@ -45,13 +76,20 @@ gtr_status gtr_tokenize(const gtr_tokenizer *t, const char *text, size_t len, in
         return gtr_seterr(err, GTR_ERR_UNSUPPORTED, "gtr_tokenize: the model has no </s> piece");
     out->n = 0;
     spm_work w = {0};
-    if ((st = spm_encode(t, text ? text : "", len, &w, err))) goto done;
-    size_t keep = w.n_tok;
-    if (max_len > 0) {
-        /* T5: the first max_len-1 ids, then </s> */
-        size_t room = add_eos ? (size_t)max_len - 1 : (size_t)max_len;
-        if (keep > room) keep = room;
+    size_t room = max_len > 0 ? (add_eos ? (size_t)max_len - 1 : (size_t)max_len) : SIZE_MAX;
+    if (room == SIZE_MAX || !t->space_bounded) {
+        if ((st = spm_encode(t, text ? text : "", len, &w, err))) goto done;
+    } else { /* T5: the first max_len-1 ids (then </s>), from as little of the text as gives them */
+        size_t hard = PREFIX_HARD_CAP(room);
+        size_t want = GTR_MIN(room, hard / PREFIX_BYTES_PER_ID) * PREFIX_BYTES_PER_ID;
+        for (;;) {
+            size_t cut = prefix_cut(text ? text : "", len, want, hard);
+            if ((st = spm_encode(t, text ? text : "", cut, &w, err))) goto done;
+            if (w.n_tok >= room || cut == len || cut >= hard || want >= hard) break;
+            want = GTR_MIN(2 * GTR_MAX(want, cut), hard);
+        }
     }
+    size_t keep = GTR_MIN(w.n_tok, room);
     if ((st = ids_reserve(out, keep + 1, err))) goto done;
     for (size_t i = 0; i < keep; i++) out->ids[i] = w.tok[i].id;
     out->n = keep;

@@ -194,6 +194,10 @@ struct gtr_tokenizer {
     int eos_id, pad_id, bos_id, unk_public; /* as SentencePieceProcessor reports them */
     float min_score, max_score;
     bool byte_fallback;
+    /* No piece holds an escaped space (U+2581) after its first byte, nor a plain space, and
+     * spaces are escaped as word prefixes: every U+2581 of a normalised text starts a piece, so
+     * truncated tokenization may stop at a space (encode.c). */
+    bool space_bounded;
     int32_t byte_id[256];
     char *unk_surface;
     size_t unk_surface_len;

@@ -232,6 +232,16 @@ static gtr_status build(gtr_tokenizer *t, const spm_proto *m, const char *what, 
         t->has_denorm = true;
     }
 
+    t->space_bounded = t->norm.escape_whitespaces && !t->norm.treat_whitespace_as_suffix;
+    for (size_t i = 0; i < t->n_pieces && t->space_bounded; i++) {
+        if (t->type[i] != SPM_NORMAL && t->type[i] != SPM_USER_DEFINED && t->type[i] != SPM_UNUSED) continue;
+        const char *p = t->pool + t->piece_off[i];
+        size_t pl = t->piece_off[i + 1] - t->piece_off[i] - 1;
+        for (size_t k = 0; k < pl && t->space_bounded; k++)
+            if (p[k] == ' ' || (k > 0 && k + 3 <= pl && memcmp(p + k, "\xe2\x96\x81", 3) == 0))
+                t->space_bounded = false;
+    }
+
     /* The special ids as SentencePieceProcessor reports them: looked up by piece string and
      * only valid when the piece has the matching type. */
     int id = spm_piece_to_id(t, m->eos_piece.p, m->eos_piece.len);
