@@ -20,7 +20,7 @@ SHARED   ?= ../shared
 V        ?= 0
 Q        := $(if $(filter 1,$(V)),,@)
 
-PKGS     := jansson libcurl libzip libmicrohttpd zlib
+PKGS     := jansson libcurl libzip zlib
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=build/bench
 mkdir -p "$out"
-pkgs="jansson libcurl libzip libmicrohttpd"
+pkgs="jansson libcurl libzip"
 cc -std=c11 -O2 -D_GNU_SOURCE -Iinclude -Isrc $(pkg-config --cflags $pkgs) bench/bm25_bench.c \
     lib/libgtr.a $(pkg-config --libs $pkgs) -lpthread -lm -o "$out/bm25_bench"
 echo "cpu: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"

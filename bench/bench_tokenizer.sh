@@ -27,7 +27,7 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/gtr-bench-tok-XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 mkdir -p build/bench
 cc -std=c11 -O2 -D_GNU_SOURCE -Iinclude -Isrc $(pkg-config --cflags jansson) bench/bench_tokenizer.c \
-    lib/libgtr.a $(pkg-config --libs jansson libcurl libzip libmicrohttpd) -lpthread -lm -o build/bench/bench_tokenizer
+    lib/libgtr.a $(pkg-config --libs jansson libcurl libzip) -lpthread -lm -o build/bench/bench_tokenizer
 build/bench/bench_tokenizer plain "$SHARED/tokenizer/texts.jsonl" "$tmp/texts.txt" "$REPS"
 bytes=$(stat -c %s "$tmp/texts.txt")
 

@@ -8,10 +8,13 @@
 #include "core/core.h"
 
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 static const char *CMD = "serve";
 
@@ -30,7 +33,8 @@ static void usage(FILE *out)
         "  GET  /health, GET /metrics (Prometheus), GET /v1/models\n"
         "The vectors are exactly those of `gtr embed`. Concurrent requests are batched together;\n"
         "when --queue requests already wait for the encoder, new ones get 503 with Retry-After.\n"
-        "SIGTERM or SIGINT: stop accepting, finish the requests in flight, exit 0.\n"
+        "SIGTERM or SIGINT: stop accepting, finish the requests in flight (those not done by\n"
+        "--drain-timeout are answered 503), exit 0; a second signal exits at once (status 1).\n"
         "\n"
         "Model and indexes:\n"
         "  -m, --model DIR          the model (default: the one recorded in --index)\n"
@@ -50,8 +54,13 @@ static void usage(FILE *out)
         "      --host ADDR          address to listen on (default 127.0.0.1; 0.0.0.0 or :: for all)\n"
         "      --port N             port (default 8080; 0 picks a free one)\n"
         "      --port-file FILE     write the port there once listening (for scripts with --port 0)\n"
-        "      --max-connections N  open connections, one thread each (default 512)\n"
-        "      --idle-timeout S     close connections idle this long (default 60)\n"
+        "      --max-connections N  open connections, one thread each (default 512); when all\n"
+        "                           are taken a new one replaces an idle or the slowest one\n"
+        "      --max-client-connections N\n"
+        "                           connections from one address, 429 beyond (default 64)\n"
+        "      --idle-timeout S     close connections idle this long between requests (default 60)\n"
+        "      --request-timeout S  a request must arrive whole within S seconds, 408 beyond\n"
+        "                           (default 30)\n"
         "      --drain-timeout S    on shutdown, wait at most this long for requests (default 30)\n"
         "\n"
         "Batching and limits:\n"
@@ -63,6 +72,12 @@ static void usage(FILE *out)
         "      --max-body BYTES     request body limit, 413 beyond (default 16777216)\n"
         "      --max-inputs N       inputs (or queries) per request, 400 beyond (default 2048)\n"
         "      --max-k N            largest k of /search (default 1000)\n"
+        "      --max-hits N         largest queries x k of one /search request (default 100000)\n"
+        "      --max-pending-bytes B\n"
+        "                           request data (bodies, parsed JSON, answers) held at once,\n"
+        "                           503 beyond (default 268435456)\n"
+        "      --max-pending-tokens N\n"
+        "                           token ids held at once, 503 beyond (default 1048576)\n"
         "      --no-truncate        an input longer than --max-len is 400, not truncated\n"
         "\n"
         "  -v, --verbose            log every request on standard error\n"
@@ -106,7 +121,7 @@ static int parse(int argc, char **argv, opts *o)
 {
     enum { O_NAME = 256, O_MAXLEN, O_DTYPE, O_INDEX, O_BM25, O_METHOD, O_FUSION, O_ALPHA, O_RRFK, O_DEPTH,
            O_HOST, O_PORT, O_PORTFILE, O_MAXCONN, O_IDLE, O_DRAIN, O_MBT, O_WAIT, O_QUEUE, O_BODY, O_INPUTS,
-           O_MAXK, O_NOTRUNC };
+           O_MAXK, O_NOTRUNC, O_CLIENTCONN, O_REQTIMEOUT, O_MAXHITS, O_PBYTES, O_PTOKENS };
     static const struct option longopts[] = {
         {"model", required_argument, 0, 'm'},        {"model-name", required_argument, 0, O_NAME},
         {"max-len", required_argument, 0, O_MAXLEN}, {"dtype", required_argument, 0, O_DTYPE},
@@ -121,6 +136,11 @@ static int parse(int argc, char **argv, opts *o)
         {"max-wait-ms", required_argument, 0, O_WAIT}, {"queue", required_argument, 0, O_QUEUE},
         {"max-body", required_argument, 0, O_BODY},  {"max-inputs", required_argument, 0, O_INPUTS},
         {"max-k", required_argument, 0, O_MAXK},     {"no-truncate", no_argument, 0, O_NOTRUNC},
+        {"max-client-connections", required_argument, 0, O_CLIENTCONN},
+        {"request-timeout", required_argument, 0, O_REQTIMEOUT},
+        {"max-hits", required_argument, 0, O_MAXHITS},
+        {"max-pending-bytes", required_argument, 0, O_PBYTES},
+        {"max-pending-tokens", required_argument, 0, O_PTOKENS},
         {"verbose", no_argument, 0, 'v'},            {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},               {0, 0, 0, 0}};
     gtr_server_options *so = &o->so;
@@ -175,6 +195,11 @@ static int parse(int argc, char **argv, opts *o)
         case O_INPUTS: INT_OPT("--max-inputs", 1, 1 << 24, so->max_inputs); break;
         case O_MAXK: INT_OPT("--max-k", 1, 1 << 20, so->max_k); break;
         case O_NOTRUNC: so->no_truncate = 1; break;
+        case O_CLIENTCONN: INT_OPT("--max-client-connections", 1, 65536, so->max_client_connections); break;
+        case O_REQTIMEOUT: INT_OPT("--request-timeout", 1, 86400, so->request_timeout_s); break;
+        case O_MAXHITS: INT_OPT("--max-hits", 1, (long long)1 << 40, so->max_hits); break;
+        case O_PBYTES: INT_OPT("--max-pending-bytes", 2, (long long)1 << 50, so->max_pending_bytes); break;
+        case O_PTOKENS: INT_OPT("--max-pending-tokens", 1, (long long)1 << 40, so->max_pending_tokens); break;
         case 'v': o->verbose = true; break;
         case 'q': o->quiet = true; break;
         case 'h': usage(stdout); return -1;
@@ -183,6 +208,9 @@ static int parse(int argc, char **argv, opts *o)
     }
 #undef INT_OPT
     if (optind < argc) return cli_errorf(CMD, 2, "unexpected argument '%s' (see --help)", argv[optind]);
+    if (so->max_pending_bytes < so->max_body)
+        return cli_errorf(CMD, 2, "--max-pending-bytes (%zu) must be at least --max-body (%zu)", so->max_pending_bytes,
+                          so->max_body);
     if (!o->model_dir && !o->index) return cli_errorf(CMD, 2, "-m MODEL_DIR is required (see --help)");
     if (o->method_given && so->method != GTR_SERVER_BM25 && !o->index)
         return cli_errorf(CMD, 2, "--method %s needs --index INDEX", so->method == GTR_SERVER_HYBRID ? "hybrid" : "dense");
@@ -198,6 +226,22 @@ static int write_port_file(const char *path, int port)
     gtr_error err;
     if (gtr_write_file_atomic(path, s, (size_t)n, &err)) return cli_fail(CMD, &err);
     return 0;
+}
+
+typedef struct shutdown_job {
+    gtr_server *srv;
+    pthread_mutex_t mu;
+    bool done;
+} shutdown_job;
+
+static void *shutdown_main(void *arg)
+{
+    shutdown_job *j = arg;
+    gtr_server_shutdown(j->srv);
+    pthread_mutex_lock(&j->mu);
+    j->done = true;
+    pthread_mutex_unlock(&j->mu);
+    return NULL;
 }
 
 static int serve(opts *o)
@@ -267,8 +311,29 @@ static int serve(opts *o)
     int sig = 0;
     sigwait(&set, &sig);
     if (!o->quiet)
-        fprintf(stderr, "gtr serve: %s: finishing the requests in flight\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    gtr_server_shutdown(srv);
+        fprintf(stderr, "gtr serve: %s: finishing the requests in flight (at most %u s)\n",
+                sig == SIGINT ? "SIGINT" : "SIGTERM", o->so.drain_timeout_s);
+    /* the drain runs in its own thread; this one keeps listening: a second signal ends the
+     * process at once */
+    shutdown_job job = {srv, PTHREAD_MUTEX_INITIALIZER, false};
+    pthread_t th;
+    if (pthread_create(&th, NULL, shutdown_main, &job) != 0) {
+        gtr_server_shutdown(srv);
+    } else {
+        for (;;) {
+            struct timespec ts = {0, 50 * 1000 * 1000};
+            int s2 = sigtimedwait(&set, NULL, &ts);
+            if (s2 == SIGINT || s2 == SIGTERM) {
+                fprintf(stderr, "gtr serve: second %s: exiting now\n", s2 == SIGINT ? "SIGINT" : "SIGTERM");
+                _exit(1);
+            }
+            pthread_mutex_lock(&job.mu);
+            bool done = job.done;
+            pthread_mutex_unlock(&job.mu);
+            if (done) break;
+        }
+        pthread_join(th, NULL);
+    }
     if (!o->quiet) fprintf(stderr, "gtr serve: stopped\n");
     rc = 0;
 done:

@@ -196,6 +196,9 @@ GTR_API void gtr_model_free(gtr_model *m);
 /* Output dimension (768 for released GTR models). */
 GTR_API int gtr_model_dim(const gtr_model *m);
 GTR_API int gtr_model_max_len(const gtr_model *m);
+/* Rows of the embedding table: the token ids gtr_model_encode_ids accepts are [0, this) (T5's
+ * 32,128, more than the tokenizer's 32,000 pieces). */
+GTR_API int gtr_model_vocab_size(const gtr_model *m);
 /* The model's tokenizer (owned by the model). */
 GTR_API const gtr_tokenizer *gtr_model_tokenizer(const gtr_model *m);
 
@@ -698,13 +701,22 @@ GTR_API gtr_status gtr_mine_negatives(gtr_model *m, const char *dir, const char 
 
 /* ======================================================================== server */
 /* (section owned by src/server/)
- * An HTTP/1.1 server (GNU libmicrohttpd) with an OpenAI-compatible embeddings API:
+ * An HTTP/1.1 server with an OpenAI-compatible embeddings API:
  *   POST /v1/embeddings  {"input": "text" | ["text", ...] | [ids] | [[ids], ...], "model": ...,
  *                        "encoding_format": "float" | "base64", "dimensions": dim}
- *   POST /search         {"query": "text" | "queries": [...], "k": 10, "method": ...}
- *                        (when a dense and/or BM25 index is given)
+ *   POST /search         {"query": "text", "k": 10, "method": ...} -> one result
+ *                        {"queries": ["text", ...], ...} -> {"object": "list", "data": [result,
+ *                        ...]} (when a dense and/or BM25 index is given)
  *   GET  /health, GET /metrics (Prometheus text), GET /v1/models
- * Errors use OpenAI's shape {"error": {"message", "type", "param", "code"}}.
+ * Every answer is JSON (but /metrics); errors, those about malformed HTTP included, use OpenAI's
+ * shape {"error": {"message", "type", "param", "code"}}. No non-finite number is ever sent.
+ *
+ * Hostile clients: a request must arrive whole within request_timeout_s (408); one address may
+ * hold max_client_connections connections (429); when all max_connections are taken, a new
+ * connection replaces an idle one or the slowest arriving request (so slow clients cannot lock
+ * others out). Memory is bounded by options: request data held at once (bodies, parsed JSON,
+ * answers) by max_pending_bytes, token ids by max_pending_tokens (503 beyond either), answers
+ * by max_hits; tokenizing reads only what max_len can use (README, "Memory").
  *
  * Concurrent requests are batched: each connection's thread parses and tokenizes its request,
  * then queues its texts; one batcher thread, the only user of the model while the server runs,
@@ -735,14 +747,21 @@ typedef struct gtr_server_options {
     double alpha;              /* hybrid interp: weight of the dense scores (default 0.5) */
     size_t depth;              /* hybrid: hits taken from each method (default 1000, >= k) */
     size_t max_k;              /* largest k a /search request may ask (default 1000) */
+    size_t max_hits;           /* largest queries * k of one /search request (default 100000) */
     size_t max_batch_tokens;   /* token budget of one encoder batch (default 16384) */
     int max_wait_ms;           /* longest a queued text waits for a fuller batch (default 5) */
     size_t queue;              /* requests waiting for the encoder before 503 (default 256) */
     size_t max_body;           /* request body limit in bytes, 413 beyond (default 16 MiB) */
     size_t max_inputs;         /* inputs per request, 400 beyond (default 2048, as OpenAI) */
+    size_t max_pending_bytes;  /* request bodies, parsed JSON and answers held at once, 503
+                                * beyond (default 256 MiB; at least max_body) */
+    size_t max_pending_tokens; /* token ids held by requests at once, 503 beyond (default 2^20) */
     int no_truncate;           /* 1: an input longer than the model's max_len is 400, not cut */
     unsigned max_connections;  /* concurrent connections, one thread each (default 512) */
-    unsigned idle_timeout_s;   /* close a connection idle this long (default 60) */
+    unsigned max_client_connections; /* from one client address (default 64), 429 beyond */
+    unsigned idle_timeout_s;   /* close a connection idle this long between requests (default 60) */
+    unsigned request_timeout_s; /* a request must arrive whole (and its answer be taken) within
+                                 * this long, 408 beyond (default 30) */
     unsigned drain_timeout_s;  /* shutdown: longest wait for in-flight requests (default 30) */
     gtr_server_log_fn log;     /* access log (NULL: none) */
     void *log_user;
@@ -760,9 +779,11 @@ GTR_API gtr_server *gtr_server_start(const gtr_server_options *opts, gtr_error *
 /* The port actually bound (the ephemeral one when opts->port was 0). */
 GTR_API int gtr_server_port(const gtr_server *s);
 /* Graceful stop: stop accepting connections, answer requests that arrive on open connections
- * with 503, let every admitted request finish (at most drain_timeout_s), close connections,
- * stop the threads. Blocks until done; idempotent. Call it from a normal thread, not from a
- * signal handler (the gtr tool blocks SIGTERM/SIGINT and waits for them with sigwait). */
+ * with 503, let every admitted request finish until drain_timeout_s; then every request still
+ * unfinished is answered 503 shutting_down (never a silently closed connection) and its work is
+ * abandoned (queued texts dropped, the batch being encoded interrupted). Returns within about
+ * drain_timeout_s + 2 s. Idempotent. Call it from a normal thread, not from a signal handler (the
+ * gtr tool blocks SIGTERM/SIGINT and waits for them with sigwait). */
 GTR_API void gtr_server_shutdown(gtr_server *s);
 /* Shut down if running, and free. NULL is fine. */
 GTR_API void gtr_server_free(gtr_server *s);

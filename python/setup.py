@@ -3,7 +3,7 @@
 When this directory sits in a gtr checkout (or $GTR_REPO names one), `make lib` is run there
 and lib/libgtr.so.X.Y.Z is copied into the wheel as gtr/libgtr.so, so `pip install ./python`
 gives a self-contained package (it still needs the system libraries libgtr links: jansson,
-libcurl, libzip, libmicrohttpd). Elsewhere nothing is bundled and the package finds the library
+libcurl, libzip, zlib). Elsewhere nothing is bundled and the package finds the library
 at run time ($GTR_LIBRARY, or a system install: `make install`).
 $GTR_LIBRARY set to a libgtr.so file bundles that file instead (no make).
 GTR_NO_BUNDLE=1 skips bundling. Offline: pip install --no-build-isolation ./python.

@@ -9,7 +9,7 @@ set -euo pipefail
 # CORE: build + `make test` (the C library and its tests; python3 with numpy/venv only for the
 # scripted tests of the Python binding and of the OpenAI client against `gtr serve`).
 CORE=(gcc make pkg-config perl libjansson-dev libcurl4-openssl-dev libzip-dev
-      libmicrohttpd-dev libcmocka-dev zlib1g-dev zip unzip python3 python3-numpy
+      libcmocka-dev zlib1g-dev zip unzip python3 python3-numpy
       python3-venv curl man-db)
 # BENCH: references measured in the same run (SentencePiece, Debian PyTorch + OpenBLAS), clang
 # for `make fuzz`.

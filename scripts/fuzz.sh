@@ -8,7 +8,7 @@ secs=${FUZZ_SECONDS:-20}
 command -v clang >/dev/null || { echo "fuzz: clang is needed (apt-get install clang)"; exit 1; }
 san="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined"
 make --no-print-directory CC=clang BUILD=build/fuzz OPT=-O1 SAN="$san" build/fuzz/lib/libgtr.a >/dev/null
-pkgs="jansson libcurl libzip libmicrohttpd zlib"
+pkgs="jansson libcurl libzip zlib"
 fails=0; n=0
 for src in fuzz/fuzz_*.c; do
     [ -e "$src" ] || continue

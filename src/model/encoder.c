@@ -608,6 +608,8 @@ gtr_status gtr_t5_forward(const gtr_t5 *m, const gtr_kernels *kern, gtr_pool *po
     size_t ffw = gated ? 2 * dff : dff;
     for (int li = 0; li < c->num_layers; li++) {
         const gtr_t5_layer *l = &m->layers[li];
+        if (s->stop && atomic_load(s->stop))
+            return gtr_seterr(err, GTR_ERR_INTERRUPTED, "encoding interrupted at layer %d", li);
         /* self-attention block */
         rmsnorm_rows(&f, pool, l->ln_attn, s->x, s->xn);
         gtr_linear_ws(kern, pool, &l->qkv, s->xn, T, d, s->qkv, 3 * inner, 0, ws, wsb);
@@ -619,6 +621,8 @@ gtr_status gtr_t5_forward(const gtr_t5 *m, const gtr_kernels *kern, gtr_pool *po
             probe_rows(&f, probe, probe_user, name, s->x, d);
         }
         /* feed-forward block */
+        if (s->stop && atomic_load(s->stop))
+            return gtr_seterr(err, GTR_ERR_INTERRUPTED, "encoding interrupted at layer %d", li);
         rmsnorm_rows(&f, pool, l->ln_ff, s->x, s->xn);
         if (gated) {
             gtr_linear_ws(kern, pool, &l->wi, s->xn, T, d, s->ff, ffw, 0, ws, wsb);

@@ -263,6 +263,7 @@ int gtr_model_max_len(const gtr_model *m) { return m ? m->max_len : 0; }
 const gtr_tokenizer *gtr_model_tokenizer(const gtr_model *m) { return m ? m->tok : NULL; }
 const char *gtr_model_describe(const gtr_model *m) { return m ? m->describe : ""; }
 uint64_t gtr_model_fingerprint(const gtr_model *m) { return m ? m->fingerprint : 0; }
+int gtr_model_vocab_size(const gtr_model *m) { return m ? m->cfg.t5.vocab_size : 0; }
 size_t gtr_model_weight_bytes(const gtr_model *m) { return m ? m->t5.bytes + m->head.bytes : 0; }
 size_t gtr_model_n_params(const gtr_model *m) { return m ? m->t5.n_params + m->head.n_params : 0; }
 gtr_compute_dtype gtr_model_dtype(const gtr_model *m) { return m ? m->dtype : GTR_DTYPE_F32; }
@@ -272,6 +273,8 @@ void gtr_model_set_probe(gtr_model *m, gtr_probe_fn fn, void *user)
     m->probe = fn;
     m->probe_user = user;
 }
+
+void gtr_model_set_interrupt(gtr_model *m, const atomic_int *flag) { m->scratch.stop = flag; }
 
 /* Probes see the index of the text in the whole call, not its place in the chunk. */
 typedef struct {

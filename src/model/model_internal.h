@@ -18,6 +18,8 @@
 #define GTR_MODEL_INTERNAL_H
 
 #include "core/core.h"
+
+#include <stdatomic.h>
 #include "data/data.h"
 #include "kernels/kernels.h"
 
@@ -279,6 +281,7 @@ typedef struct gtr_t5_scratch {
     int table_len;
     void *ws;           /* gtr_linear_ws scratch (converted / quantised activation rows) */
     size_t ws_bytes;
+    const atomic_int *stop; /* non-NULL and non-zero: the forward pass stops early (below) */
 } gtr_t5_scratch;
 
 /* Load and pack the encoder weights from set (names as transformers' T5EncoderModel); the
@@ -339,5 +342,8 @@ void gtr_head_forward(const gtr_head *h, const gtr_kernels *kern, gtr_pool *pool
 
 /* Tests: observe intermediate states of the next encode calls (NULL to stop). */
 void gtr_model_set_probe(gtr_model *m, gtr_probe_fn fn, void *user);
+/* While *flag is non-zero, encode calls on m stop at the next half layer and fail with
+ * GTR_ERR_INTERRUPTED (the server abandons work that nobody will receive). NULL: none. */
+void gtr_model_set_interrupt(gtr_model *m, const atomic_int *flag);
 
 #endif

@@ -13,7 +13,13 @@
  * so every request is answered in submission order of its texts (no starvation).
  *
  * Admission: at most queue_cap jobs are admitted and unfinished at a time; beyond that submit
- * says FULL and the server answers 503, so memory is bounded by queue_cap requests. */
+ * says FULL and the server answers 503, so memory is bounded by queue_cap requests.
+ *
+ * Abort (shutdown past its drain deadline): queued texts are dropped, the batch being encoded
+ * stops at its next half layer (gtr_model_set_interrupt), and every waiting job fails with
+ * GTR_ERR_INTERRUPTED, so no thread keeps encoding work whose requests are being answered
+ * 503. */
+#include "model/model_internal.h" /* gtr_model_set_interrupt */
 #include "server/server.h"
 
 #include <errno.h>
@@ -23,6 +29,7 @@
 
 struct gs_batcher {
     gtr_model *model;
+    atomic_int abort;    /* set once: stop encoding, fail everything */
     size_t dim, max_tokens, cap;
     long max_wait_ns;
     gs_metrics *metrics;
@@ -195,7 +202,34 @@ gs_batcher *gs_batcher_start(gtr_model *m, size_t max_batch_tokens, int max_wait
         return NULL;
     }
     b->started = true;
+    gtr_model_set_interrupt(m, &b->abort);
     return b;
+}
+
+void gs_batcher_abort(gs_batcher *b)
+{
+    pthread_mutex_lock(&b->mu);
+    b->closed = true;
+    atomic_store(&b->abort, 1);
+    for (gs_job *j = b->head; j; j = j->link) {
+        size_t left = j->n - j->next;
+        for (size_t i = j->next; i < j->n; i++) b->pending_tokens -= j->n_ids[i];
+        b->texts -= left;
+        j->next = j->n;
+        j->done += left;
+        if (!j->status) {
+            j->status = GTR_ERR_INTERRUPTED;
+            gtr_seterr(&j->err, GTR_ERR_INTERRUPTED, "the server is shutting down");
+        }
+        if (j->done == j->n) { /* none of its texts is in the batch being encoded */
+            j->finished = true;
+            b->jobs--;
+            pthread_cond_signal(&j->cv);
+        }
+    }
+    b->head = b->tail = NULL;
+    pthread_cond_signal(&b->wake);
+    pthread_mutex_unlock(&b->mu);
 }
 
 void gs_batcher_free(gs_batcher *b)
@@ -206,6 +240,7 @@ void gs_batcher_free(gs_batcher *b)
     pthread_cond_signal(&b->wake);
     pthread_mutex_unlock(&b->mu);
     if (b->started) pthread_join(b->thread, NULL);
+    if (b->started) gtr_model_set_interrupt(b->model, NULL);
     pthread_cond_destroy(&b->wake);
     pthread_mutex_destroy(&b->mu);
     free(b->ids);

@@ -10,6 +10,7 @@
  * names the served model. prompt_tokens counts the ids the model saw, </s> included. */
 #include "server/server.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,12 +36,23 @@ static gtr_status put_base64(gtr_buf *b, const float *v, size_t dim, gtr_error *
     return st;
 }
 
+/* An upper bound of the answer's bytes (held from the budget before it is written): each
+ * float is at most 15 characters ("-1.17549435e-38") and a comma. */
+static size_t response_bound(const gs_server *s, size_t n, bool base64)
+{
+    size_t dim = (size_t)s->dim;
+    size_t per = base64 ? (dim * 4 + 2) / 3 * 4 + 96 : dim * 16 + 96;
+    return n * per + 6 * strlen(s->o.model_name) + 256;
+}
+
 static gtr_status write_response(const gs_server *s, const gs_inputs *in, const float *vecs,
                                  bool base64, gtr_buf *b, gtr_error *err)
 {
     size_t dim = (size_t)s->dim;
-    size_t per = base64 ? dim * 4 / 3 + 64 : dim * 16 + 64;
-    gtr_status st = gtr_buf_reserve(b, in->n * per + 256, err);
+    for (size_t i = 0; i < in->n * dim; i++) /* base64 would carry it silently */
+        if (!isfinite(vecs[i]))
+            return gtr_seterr(err, GTR_ERR_INTERNAL, "input %zu: the vector is not finite", i / dim);
+    gtr_status st = gtr_buf_reserve(b, response_bound(s, in->n, base64), err);
     if (!st) st = gtr_buf_printf(b, err, "{\"object\":\"list\",\"data\":[");
     for (size_t i = 0; i < in->n && !st; i++) {
         st = gtr_buf_printf(b, err, "%s{\"object\":\"embedding\",\"index\":%zu,\"embedding\":", i ? "," : "", i);
@@ -69,7 +81,7 @@ static gtr_status write_response(const gs_server *s, const gs_inputs *in, const 
 
 void gs_handle_embeddings(gs_server *s, const char *body, size_t len, gs_reply *r)
 {
-    json_t *req = gs_parse_body(body, len, r);
+    json_t *req = gs_parse_body(s, body, len, r);
     if (!req) return;
     gs_inputs in = {0};
     float *vecs = NULL;
@@ -104,6 +116,8 @@ void gs_handle_embeddings(gs_server *s, const char *body, size_t len, gs_reply *
     }
     if (!gs_inputs_parse(s, json_object_get(req, "input"), "input", true, &in, r)) goto done;
     r->inputs = in.n;
+    /* the vectors and the answer, before either exists */
+    if (!gs_hold(s, r, in.n * (size_t)s->dim * sizeof *vecs + response_bound(s, in.n, base64))) goto done;
     if (!(vecs = malloc(in.n * (size_t)s->dim * sizeof *vecs))) {
         gs_reply_oom(r);
         goto done;
@@ -112,7 +126,7 @@ void gs_handle_embeddings(gs_server *s, const char *body, size_t len, gs_reply *
     gtr_error e;
     r->body.len = 0;
     if (write_response(s, &in, vecs, base64, &r->body, &e)) {
-        gs_reply_oom(r);
+        gs_reply_failed(r, &e);
         goto done;
     }
     r->status = 200;

@@ -28,7 +28,7 @@ static bool too_long(const gs_server *s, const char *param, size_t i, size_t n, 
     return false;
 }
 
-static bool one_text(const gs_server *s, const json_t *v, const char *param, size_t i, gtr_ids *out,
+static bool one_text(gs_server *s, const json_t *v, const char *param, size_t i, gtr_ids *out,
                      gs_reply *r)
 {
     size_t len = json_string_length(v);
@@ -37,17 +37,23 @@ static bool one_text(const gs_server *s, const json_t *v, const char *param, siz
         return false;
     }
     gtr_error e;
-    int max_len = s->o.no_truncate ? 0 : s->max_len;
+    /* only what max_len can use is read (--no-truncate: one id more, to see it is too long) */
+    int max_len = s->o.no_truncate ? s->max_len + 1 : s->max_len;
     if (gtr_tokenize(s->tok, json_string_value(v), len, max_len, 1, out, &e)) {
         gs_reply_error(r, e.code == GTR_ERR_NOMEM ? 500 : 400, param, NULL, "%s[%zu]: %s", param, i,
                        e.message);
         return false;
     }
-    if (out->n > (size_t)s->max_len) return too_long(s, param, i, out->n, r);
-    return true;
+    if (out->n > (size_t)s->max_len) {
+        gs_reply_error(r, 400, param, "context_length_exceeded",
+                       "%s[%zu] has more than the model's maximum of %d tokens (with </s>); the server "
+                       "runs with --no-truncate", param, i, s->max_len);
+        return false;
+    }
+    return gs_hold_tokens(s, r, out->n);
 }
 
-static bool one_ids(const gs_server *s, const json_t *v, const char *param, size_t i, gtr_ids *out,
+static bool one_ids(gs_server *s, const json_t *v, const char *param, size_t i, gtr_ids *out,
                     gs_reply *r)
 {
     size_t n = json_array_size(v);
@@ -60,6 +66,7 @@ static bool one_ids(const gs_server *s, const json_t *v, const char *param, size
     size_t total = n + !has_eos;
     if (total > (size_t)s->max_len && s->o.no_truncate) return too_long(s, param, i, total, r);
     size_t keep = GTR_MIN(total, (size_t)s->max_len); /* with </s> */
+    if (!gs_hold_tokens(s, r, keep)) return false;
     if (!(out->ids = malloc(keep * sizeof *out->ids))) {
         gs_reply_oom(r);
         return false;
@@ -70,7 +77,8 @@ static bool one_ids(const gs_server *s, const json_t *v, const char *param, size
         json_int_t id = json_is_integer(x) ? json_integer_value(x) : -1;
         if (!json_is_integer(x) || id < 0 || id >= s->vocab) {
             gs_reply_error(r, 400, param, "invalid_token",
-                           "%s[%zu][%zu] is not a token id (an integer in [0, %d))", param, i, k, s->vocab);
+                           "%s[%zu][%zu] is not a token id (an integer in [0, %d), the model's "
+                           "embedding rows)", param, i, k, s->vocab);
             return false;
         }
         if (k < keep - 1) out->ids[k] = (int32_t)id;
@@ -80,7 +88,7 @@ static bool one_ids(const gs_server *s, const json_t *v, const char *param, size
     return true;
 }
 
-bool gs_inputs_parse(const gs_server *s, const json_t *v, const char *param, bool allow_ids,
+bool gs_inputs_parse(gs_server *s, const json_t *v, const char *param, bool allow_ids,
                      gs_inputs *in, gs_reply *r)
 {
     memset(in, 0, sizeof *in);
@@ -128,9 +136,12 @@ bool gs_inputs_parse(const gs_server *s, const json_t *v, const char *param, boo
         gs_reply_oom(r);
         return false;
     }
-    for (size_t i = 0; i < n; i++) {
+    /* a few requests tokenize at once: the tokenizer's scratch memory stays bounded */
+    while (sem_wait(&s->tokenize_slots) != 0) {
+    }
+    bool ok = true;
+    for (size_t i = 0; i < n && ok; i++) {
         const json_t *x = form == 's' || form == 'i' ? v : json_array_get(v, i);
-        bool ok;
         if (form == 's' || form == 'S') {
             ok = json_is_string(x);
             if (!ok) gs_reply_error(r, 400, param, "invalid_type", "%s[%zu] is not a string (%s must be %s)", param, i, param, forms);
@@ -140,15 +151,14 @@ bool gs_inputs_parse(const gs_server *s, const json_t *v, const char *param, boo
             if (!ok) gs_reply_error(r, 400, param, "invalid_type", "%s[%zu] is not an array of token ids (%s must be %s)", param, i, param, forms);
             else ok = one_ids(s, x, param, i, &in->seq[i], r);
         }
-        if (!ok) {
-            gs_inputs_free(in);
-            return false;
-        }
+        if (!ok) break;
         in->ids[i] = in->seq[i].ids;
         in->n_ids[i] = in->seq[i].n;
         in->tokens += in->seq[i].n;
     }
-    return true;
+    sem_post(&s->tokenize_slots);
+    if (!ok) gs_inputs_free(in);
+    return ok;
 }
 
 bool gs_encode(gs_server *s, const gs_inputs *in, float *out, gs_reply *r)
@@ -175,15 +185,77 @@ bool gs_encode(gs_server *s, const gs_inputs *in, float *out, gs_reply *r)
         return false;
     }
     gtr_error e;
-    if (gs_batcher_wait(s->batcher, &job, &e)) {
+    gtr_status st = gs_batcher_wait(s->batcher, &job, &e);
+    if (st == GTR_ERR_INTERRUPTED) { /* shutdown gave up on the work */
+        gs_reply_error(r, 503, NULL, "shutting_down", "the server is shutting down");
+        r->retry_after = 1;
+        return false;
+    }
+    if (st) {
         gs_reply_error(r, 500, NULL, NULL, "encoding failed: %s", e.message);
         return false;
     }
     return true;
 }
 
-json_t *gs_parse_body(const char *body, size_t len, gs_reply *r)
+/* The shape of a JSON text without parsing it: containers, scalars, strings, string bytes and
+ * nesting depth (a lexical pass; malformed text is left for the parser to report). */
+typedef struct shape {
+    size_t containers, scalars, strings, depth, max_depth;
+} shape;
+
+static void scan(const char *p, size_t n, shape *sh)
 {
+    memset(sh, 0, sizeof *sh);
+    bool in_value = false; /* inside a number or literal */
+    for (size_t i = 0; i < n; i++) {
+        char c = p[i];
+        if (c == '"') {
+            sh->strings++;
+            in_value = false;
+            for (i++; i < n && p[i] != '"'; i++)
+                if (p[i] == '\\') i++;
+            continue;
+        }
+        if (c == '{' || c == '[') {
+            sh->containers++;
+            if (++sh->depth > sh->max_depth) sh->max_depth = sh->depth;
+            in_value = false;
+        } else if (c == '}' || c == ']') {
+            if (sh->depth) sh->depth--;
+            in_value = false;
+        } else if (c == ',' || c == ':' || c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+            in_value = false;
+        } else if (!in_value) {
+            sh->scalars++;
+            in_value = true;
+        }
+    }
+}
+
+/* What jansson 2.14 takes per parsed element, measured with mallinfo2 (glibc, 64-bit) and
+ * rounded up: an array or object (empty: 139 / 235 bytes), a number or literal in an array (43),
+ * a string (91 + its bytes; an object member's key counts as one). */
+#define JSON_CONTAINER_BYTES 256u
+#define JSON_SCALAR_BYTES 64u
+#define JSON_STRING_BYTES 96u
+
+json_t *gs_parse_body(gs_server *s, const char *body, size_t len, gs_reply *r)
+{
+    shape sh;
+    scan(body, len, &sh);
+    size_t max_values = s->o.max_inputs * ((size_t)s->max_len + 8) + 64;
+    if (sh.max_depth > 8 || sh.containers > s->o.max_inputs + 16 || sh.scalars + sh.strings > max_values) {
+        gs_reply_error(r, 400, NULL, "invalid_json",
+                       "the body's JSON has a shape no request has (%zu arrays and objects, %zu values, "
+                       "nesting %zu; the limits are %zu, %zu and 8)",
+                       sh.containers, sh.scalars + sh.strings, sh.max_depth, s->o.max_inputs + 16, max_values);
+        return NULL;
+    }
+    /* the parsed form, before it exists */
+    size_t tree = sh.containers * JSON_CONTAINER_BYTES + sh.scalars * JSON_SCALAR_BYTES +
+                  sh.strings * JSON_STRING_BYTES + len;
+    if (!gs_hold(s, r, tree)) return NULL;
     json_error_t je;
     /* NUL characters are allowed in texts (the library takes lengths) */
     json_t *j = json_loadb(body, len, JSON_ALLOW_NUL, &je);

@@ -54,7 +54,8 @@ gtr_status gs_json_str(gtr_buf *b, const char *s, size_t len, gtr_error *err)
 
 gtr_status gs_json_f32(gtr_buf *b, float v, gtr_error *err)
 {
-    if (!isfinite(v)) return gtr_buf_append(b, "null", 4, err);
+    if (!isfinite(v)) /* never served: the library refuses such results, this guards the format */
+        return gtr_seterr(err, GTR_ERR_INTERNAL, "a non-finite number cannot be written as JSON");
     char tmp[32];
     int n = snprintf(tmp, sizeof tmp, "%.9g", (double)v);
     return gtr_buf_append(b, tmp, (size_t)n, err);
@@ -107,6 +108,12 @@ void gs_reply_error(gs_reply *r, int status, const char *param, const char *code
     if (!st) st = code ? gs_json_str(&r->body, code, strlen(code), &e) : gtr_buf_append(&r->body, "null", 4, &e);
     if (!st) st = gtr_buf_append(&r->body, "}}\n", 3, &e);
     if (st) gs_reply_oom(r);
+}
+
+void gs_reply_failed(gs_reply *r, const gtr_error *e)
+{
+    if (e->code == GTR_ERR_NOMEM) gs_reply_oom(r);
+    else gs_reply_error(r, 500, NULL, NULL, "the answer could not be written: %s", e->message);
 }
 
 void gs_reply_oom(gs_reply *r)

@@ -12,7 +12,8 @@ static const char *const route_labels[GS_R_COUNT] = {"/v1/embeddings", "/search"
 const char *gs_route_label(gs_route r) { return route_labels[r < GS_R_COUNT ? r : GS_R_OTHER]; }
 
 /* the statuses the server sends; anything else counts as "other" (last slot) */
-static const int status_codes[GS_STATUS_KINDS - 1] = {200, 400, 404, 405, 413, 415, 500, 503, 0};
+static const int status_codes[GS_STATUS_KINDS - 1] = {200, 400, 404, 405, 408, 413, 414, 415,
+                                                       429, 431, 500, 501, 503, 505, 417};
 
 static const double lat_bounds[GS_LAT_BUCKETS - 1] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                                                       0.25,  0.5,    1,     2.5,  5,     10};
@@ -133,6 +134,10 @@ gtr_status gs_metrics_format(gs_metrics *m, const gs_gauges *g, gtr_buf *b, gtr_
     if (!st) st = gtr_buf_printf(b, err, "gtr_in_flight_requests %zu\n", g->in_flight);
     head(b, &st, err, "gtr_open_connections", "gauge", "Open HTTP connections.");
     if (!st) st = gtr_buf_printf(b, err, "gtr_open_connections %zu\n", g->connections);
+    head(b, &st, err, "gtr_pending_bytes", "gauge", "Bytes held by requests (bodies, parsed JSON, answers).");
+    if (!st) st = gtr_buf_printf(b, err, "gtr_pending_bytes %zu\n", g->pending_bytes);
+    head(b, &st, err, "gtr_pending_tokens", "gauge", "Token ids held by requests.");
+    if (!st) st = gtr_buf_printf(b, err, "gtr_pending_tokens %zu\n", g->pending_tokens);
     head(b, &st, err, "gtr_draining", "gauge", "1 while shutting down gracefully.");
     if (!st) st = gtr_buf_printf(b, err, "gtr_draining %d\n", g->draining);
 

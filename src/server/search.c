@@ -12,6 +12,7 @@
  * for documents found only by BM25). Scores: float32 ones with %.9g, fused ones with %.17g. */
 #include "server/server.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,14 +29,15 @@ static const char *method_name(gtr_server_method m)
     return m == GTR_SERVER_BM25 ? "bm25" : m == GTR_SERVER_HYBRID ? "hybrid" : "dense";
 }
 
-/* texts of "query" / "queries" (validated like embeddings inputs, strings only) */
+/* texts of "query" (one string: one result) / "queries" (an array of strings: a list of
+ * results), validated like embeddings inputs */
 static bool gather(const gs_server *s, const json_t *v, const char *param, const char ***texts,
                    size_t **lens, size_t *n, gs_reply *r)
 {
-    bool one = json_is_string(v);
-    if (!one && !json_is_array(v)) {
+    bool one = !strcmp(param, "query");
+    if (one ? !json_is_string(v) : !json_is_array(v)) {
         gs_reply_error(r, 400, param, "invalid_type", "'%s' must be %s", param,
-                       !strcmp(param, "query") ? "a string" : "an array of strings");
+                       one ? "a string (give a batch as 'queries', an array of strings)" : "an array of strings");
         return false;
     }
     *n = one ? 1 : json_array_size(v);
@@ -173,6 +175,8 @@ static gtr_status put_hits(const gs_server *s, const hit *h, size_t n, gtr_buf *
         st = gtr_buf_printf(b, err, "%s{\"rank\":%zu,\"id\":", j ? "," : "", j + 1);
         if (!st) st = gs_json_str(b, h[j].id, h[j].len, err);
         if (!st) st = gtr_buf_append(b, ",\"score\":", 9, err);
+        if (!st && !isfinite(h[j].score))
+            st = gtr_seterr(err, GTR_ERR_INTERNAL, "the score of '%.*s' is not finite", (int)GTR_MIN(h[j].len, 100), h[j].id);
         if (!st) st = h[j].is_f32 ? gs_json_f32(b, (float)h[j].score, err) : gtr_buf_printf(b, err, "%.17g", h[j].score);
         size_t len = 0;
         const char *sn = h[j].dense_doc != SIZE_MAX ? gtr_index_doc_snippet(s->o.index, h[j].dense_doc, &len) : NULL;
@@ -184,6 +188,21 @@ static gtr_status put_hits(const gs_server *s, const hit *h, size_t n, gtr_buf *
     }
     if (!st) st = gtr_buf_append(b, "]", 1, err);
     return st;
+}
+
+/* An upper bound of the answer's bytes, held from the budget before it is written: every
+ * character of an id or snippet takes at most 6 (\u00XX). */
+static size_t response_bound(const gs_server *s, const hit *hits, size_t stride, const size_t *n, size_t nq)
+{
+    size_t b = 256 + 6 * strlen(s->o.model_name) + nq * 96;
+    for (size_t q = 0; q < nq; q++)
+        for (size_t j = 0; j < n[q]; j++) {
+            const hit *h = &hits[q * stride + j];
+            size_t sl = 0;
+            if (h->dense_doc != SIZE_MAX) gtr_index_doc_snippet(s->o.index, h->dense_doc, &sl);
+            b += 96 + 6 * (h->len + sl);
+        }
+    return b;
 }
 
 static gtr_status write_response(const gs_server *s, bool batch, gtr_server_method m, const hit *hits,
@@ -213,7 +232,7 @@ void gs_handle_search(gs_server *s, const char *body, size_t len, gs_reply *r)
                        "no index is loaded: start gtr serve with --index and/or --bm25-index");
         return;
     }
-    json_t *req = gs_parse_body(body, len, r);
+    json_t *req = gs_parse_body(s, body, len, r);
     if (!req) return;
     const char **texts = NULL;
     size_t *lens = NULL, nq = 0, tokens = 0;
@@ -253,7 +272,19 @@ void gs_handle_search(gs_server *s, const char *body, size_t len, gs_reply *r)
     }
     if (!gather(s, qv ? qv : qsv, param, &texts, &lens, &nq, r)) goto done;
     r->inputs = nq;
+    if (nq * k > s->o.max_hits) {
+        gs_reply_error(r, 400, "k", "too_many_hits",
+                       "%zu queries with k %zu ask for %zu hits, more than the limit of %zu per request",
+                       nq, k, nq * k, s->o.max_hits);
+        goto done;
+    }
     size_t depth = m == GTR_SERVER_HYBRID ? GTR_MAX(k, s->o.depth) : k;
+    /* the ranked lists of every query, before they exist */
+    size_t lists = (need_dense ? nq * depth * (sizeof *dl + sizeof(gtr_hit)) : 0) +
+                   (need_bm25 ? nq * depth * (sizeof *bl + sizeof(gtr_bm25_hit)) : 0) +
+                   (m == GTR_SERVER_HYBRID ? nq * k * sizeof *fl + 2 * depth * sizeof(gtr_ranked_doc) : 0) +
+                   nq * ((size_t)s->dim * sizeof(float) + 4 * sizeof(size_t));
+    if (!gs_hold(s, r, lists)) goto done;
     nd = calloc(nq, sizeof *nd);
     nb = calloc(nq, sizeof *nb);
     nf = calloc(nq, sizeof *nf);
@@ -278,8 +309,10 @@ void gs_handle_search(gs_server *s, const char *body, size_t len, gs_reply *r)
     }
     gtr_error e;
     r->body.len = 0;
-    if (write_response(s, qsv != NULL, m, res, m == GTR_SERVER_HYBRID ? k : depth, nres, nq, tokens, &r->body, &e)) {
-        gs_reply_oom(r);
+    size_t stride = m == GTR_SERVER_HYBRID ? k : depth;
+    if (!gs_hold(s, r, response_bound(s, res, stride, nres, nq))) goto done;
+    if (write_response(s, qsv != NULL, m, res, stride, nres, nq, tokens, &r->body, &e)) {
+        gs_reply_failed(r, &e);
         goto done;
     }
     r->status = 200;

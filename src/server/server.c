@@ -1,28 +1,28 @@
-/* server.c — the HTTP side of `gtr serve` over GNU libmicrohttpd.
+/* server.c — `gtr serve`: routing, admission and graceful shutdown over the connection layer
+ * (http.c).
  *
- * Threading design: libmicrohttpd runs in thread-per-connection mode (one internal thread
- * accepts; each connection gets its own thread, which calls on_request). A handler may
- * therefore block: it reads the body, parses the JSON and tokenizes in its own thread (work
- * that scales with connections), queues the token ids with the batcher (batcher.c) and sleeps
- * on a condition variable until its vectors are ready, then formats the response. The one
- * batcher thread is the only user of the model. This keeps every handler a straight-line
- * function (no suspended-connection state machine) at the cost of a thread per open
- * connection, bounded by max_connections (libmicrohttpd refuses connections beyond it) and
- * idle_timeout_s; the work itself is bounded by the batcher's queue (503 beyond it).
+ * Each connection's thread parses and tokenizes its request, queues the token ids with the
+ * batcher (batcher.c) and sleeps until its vectors are ready, then formats the answer; the
+ * batcher thread is the only user of the model. Handlers are straight-line functions.
  *
- * Limits are checked as early as the information exists: method, route and Content-Type on
- * the headers (the answer is sent once any body has been read, so the connection stays
- * usable), a declared Content-Length above max_body at once (413 before reading the body),
- * a chunked body when it grows past max_body (the rest is discarded, then 413).
+ * Limits are checked as early as the information exists: method, route and Content-Type on the
+ * head (answered once any body has been read, so the connection stays usable), a declared
+ * Content-Length above max_body at once (413 before reading the body).
  *
- * Graceful shutdown (gtr_server_shutdown): mark draining (requests that arrive on open
- * connections from now on get 503 and "Connection: close"), stop listening
- * (MHD_quiesce_daemon), wait until every admitted request has been answered (or
- * drain_timeout_s), then stop the daemon (closing idle keep-alive connections) and the
- * batcher. */
+ * Memory is bounded by the options, not by what clients send (README, "Memory"): a request
+ * holds, from a server-wide byte budget (max_pending_bytes), its body (from the head's
+ * Content-Length, before a byte of it is read), its parsed JSON (estimated from a scan of the
+ * body before parsing) and its answer (an upper bound computed before it is written), and from
+ * a token budget (max_pending_tokens) the ids of its inputs; whatever does not fit is answered
+ * 503 with Retry-After before it takes the memory. Tokenizing reads only what max_len can use
+ * (gtr_tokenize), in at most a few requests at a time.
+ *
+ * Graceful shutdown (gtr_server_shutdown): stop listening; idle connections close; requests
+ * that arrive from now on are answered 503 shutting_down; admitted requests may finish until
+ * drain_timeout_s. Then the batcher gives up (queued texts dropped, the batch in progress
+ * interrupted), so every request still waiting is answered 503 shutting_down, never a silently
+ * closed connection; a moment later the remaining sockets are shut. */
 #include "server/server.h"
-
-#include <microhttpd.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -32,31 +32,18 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 struct gtr_server {
     gs_server s;
-    struct MHD_Daemon *daemon;
-    int listen_fd, port;
+    gs_http *http;
+    int port;
     char *model_name;
     pthread_mutex_t mu;
-    pthread_cond_t idle; /* in_flight reached 0 */
     size_t in_flight;
     bool draining, stopped;
     pthread_mutex_t stop_mu; /* one shutdown at a time */
 };
-
-typedef struct req {
-    gs_route route;
-    const char *method;
-    const char *url;
-    double t0;
-    gtr_buf body;
-    bool too_big;     /* the body went past max_body: discard the rest, then 413 */
-    gs_reply reply;   /* status 0 until decided */
-    bool close;       /* send Connection: close */
-} req;
 
 gtr_server_options gtr_server_default_options(void)
 {
@@ -70,15 +57,65 @@ gtr_server_options gtr_server_default_options(void)
     o.alpha = 0.5;
     o.depth = 1000;
     o.max_k = 1000;
+    o.max_hits = 100000;
     o.max_batch_tokens = 16384;
     o.max_wait_ms = 5;
     o.queue = 256;
     o.max_body = (size_t)16 << 20;
     o.max_inputs = 2048;
+    o.max_pending_bytes = (size_t)256 << 20;
+    o.max_pending_tokens = (size_t)1 << 20;
     o.max_connections = 512;
+    o.max_client_connections = 64;
     o.idle_timeout_s = 60;
+    o.request_timeout_s = 30;
     o.drain_timeout_s = 30;
     return o;
+}
+
+/* ---- budgets --------------------------------------------------------------------------- */
+
+static bool budget_take(gs_budget *b, size_t n)
+{
+    size_t cur = atomic_load(&b->used);
+    do {
+        if (n > b->cap || cur > b->cap - n) return false;
+    } while (!atomic_compare_exchange_weak(&b->used, &cur, cur + n));
+    return true;
+}
+
+static void budget_give(gs_budget *b, size_t n) { atomic_fetch_sub(&b->used, n); }
+
+bool gs_hold(gs_server *s, gs_reply *r, size_t bytes)
+{
+    if (!budget_take(&s->bytes, bytes)) {
+        gs_reply_error(r, 503, NULL, "server_busy",
+                       "the server is holding as much request data as it may (%zu bytes); retry later",
+                       s->bytes.cap);
+        r->retry_after = 1;
+        return false;
+    }
+    r->held_bytes += bytes;
+    return true;
+}
+
+bool gs_hold_tokens(gs_server *s, gs_reply *r, size_t tokens)
+{
+    if (!budget_take(&s->tokens, tokens)) {
+        gs_reply_error(r, 503, NULL, "server_busy",
+                       "the server is holding as many tokens as it may (%zu); retry later", s->tokens.cap);
+        r->retry_after = 1;
+        return false;
+    }
+    r->held_tokens += tokens;
+    return true;
+}
+
+static void release(gs_server *s, gs_reply *r)
+{
+    budget_give(&s->bytes, r->held_bytes);
+    budget_give(&s->tokens, r->held_tokens);
+    r->held_bytes = r->held_tokens = 0;
 }
 
 /* ---- routing --------------------------------------------------------------------------- */
@@ -107,14 +144,16 @@ static bool json_content_type(const char *ct)
     return *ct == '\0' || *ct == ';';
 }
 
-/* headers decide: method, route, content type, declared length */
-static void check_headers(gtr_server *srv, struct MHD_Connection *c, req *q)
+/* the head decides: method, route, content type, room for the body */
+static void on_begin(void *user, gs_http_req *q)
 {
-    bool get = !strcmp(q->method, MHD_HTTP_METHOD_GET) || !strcmp(q->method, MHD_HTTP_METHOD_HEAD);
-    bool post = !strcmp(q->method, MHD_HTTP_METHOD_POST);
+    gtr_server *srv = user;
     gs_reply *r = &q->reply;
+    const char *method = q->h.method, *url = q->h.path;
+    q->route = route_of(url);
     pthread_mutex_lock(&srv->mu);
     bool draining = srv->draining;
+    srv->in_flight++;
     pthread_mutex_unlock(&srv->mu);
     if (draining) {
         gs_reply_error(r, 503, NULL, "shutting_down", "the server is shutting down");
@@ -122,35 +161,40 @@ static void check_headers(gtr_server *srv, struct MHD_Connection *c, req *q)
         q->close = true;
         return;
     }
+    bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
+    bool post = !strcmp(method, "POST");
     if (q->route == GS_R_OTHER) {
-        gs_reply_error(r, 404, NULL, "unknown_url", "Invalid URL (%s %s)", q->method, q->url);
+        gs_reply_error(r, 404, NULL, "unknown_url", "Invalid URL (%.100s %.200s)", method, url);
         return;
     }
-    bool want_post = is_post_route(q->route);
+    bool want_post = is_post_route((gs_route)q->route);
     if (want_post ? !post : !get) {
-        gs_reply_error(r, 405, NULL, "method_not_allowed", "%s %s is not allowed; use %s", q->method, q->url,
+        gs_reply_error(r, 405, NULL, "method_not_allowed", "%.100s %.200s is not allowed; use %s", method, url,
                        want_post ? "POST" : "GET");
         r->allow = want_post ? "POST" : "GET, HEAD";
         return;
     }
     if (!want_post) return;
-    const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+    const char *ct = q->h.content_type;
     if (!json_content_type(ct)) {
-        gs_reply_error(r, 415, NULL, "unsupported_media_type",
-                       "Content-Type must be application/json, got '%s'", ct);
+        gs_reply_error(r, 415, NULL, "unsupported_media_type", "Content-Type must be application/json, got '%.200s'",
+                       ct);
         return;
     }
-    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (cl) {
-        char *end;
-        errno = 0;
-        unsigned long long n = strtoull(cl, &end, 10);
-        if (errno == 0 && end != cl && n > srv->s.o.max_body) {
-            gs_reply_error(r, 413, NULL, "body_too_large",
-                           "the body has %llu bytes, more than the limit of %zu", n, srv->s.o.max_body);
-            q->close = true; /* answered before the body: the connection cannot be reused */
-        }
+    /* the body's bytes, before any of them is read */
+    if (q->h.has_length && !gs_hold(&srv->s, r, (size_t)q->h.length)) {
+        q->close = true;
+        return;
     }
+    gs_batcher_announce(srv->s.batcher); /* texts may be on their way */
+    r->announced = true;
+}
+
+static bool on_grow(void *user, gs_http_req *q, size_t total)
+{
+    gtr_server *srv = user;
+    size_t more = total > q->reply.held_bytes ? total - q->reply.held_bytes : 0;
+    return gs_hold(&srv->s, &q->reply, more);
 }
 
 /* ---- small routes ------------------------------------------------------------------------ */
@@ -181,7 +225,7 @@ static void models(gtr_server *srv, gs_reply *r)
     else r->status = 200;
 }
 
-static void metrics(gtr_server *srv, struct MHD_Connection *c, gs_reply *r)
+static void metrics(gtr_server *srv, gs_reply *r)
 {
     gs_gauges g = {0};
     gs_batcher_depth(srv->s.batcher, &g.queue_depth, &g.queue_texts);
@@ -189,9 +233,9 @@ static void metrics(gtr_server *srv, struct MHD_Connection *c, gs_reply *r)
     g.in_flight = srv->in_flight;
     g.draining = srv->draining;
     pthread_mutex_unlock(&srv->mu);
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
-    g.connections = di ? di->num_connections : 0;
-    (void)c;
+    g.connections = gs_http_connections(srv->http);
+    g.pending_bytes = atomic_load(&srv->s.bytes.used);
+    g.pending_tokens = atomic_load(&srv->s.tokens.used);
     gtr_error e;
     if (gs_metrics_format(&srv->s.metrics, &g, &r->body, &e)) {
         gs_reply_oom(r);
@@ -203,129 +247,56 @@ static void metrics(gtr_server *srv, struct MHD_Connection *c, gs_reply *r)
 
 /* ---- the request cycle ------------------------------------------------------------------- */
 
-static void dispatch(gtr_server *srv, struct MHD_Connection *c, req *q)
-{
-    gs_reply *r = &q->reply;
-    if (q->too_big) {
-        gs_reply_error(r, 413, NULL, "body_too_large", "the body is larger than the limit of %zu bytes",
-                       srv->s.o.max_body);
-        return;
-    }
-    switch (q->route) {
-    case GS_R_EMBEDDINGS: gs_handle_embeddings(&srv->s, q->body.data ? q->body.data : "", q->body.len, r); break;
-    case GS_R_SEARCH: gs_handle_search(&srv->s, q->body.data ? q->body.data : "", q->body.len, r); break;
-    case GS_R_HEALTH: health(srv, r); break;
-    case GS_R_METRICS: metrics(srv, c, r); break;
-    case GS_R_MODELS: models(srv, r); break;
-    default: gs_reply_error(r, 404, NULL, "unknown_url", "Invalid URL (%s %s)", q->method, q->url); break;
-    }
-    if (r->status == 0) gs_reply_error(r, 500, NULL, NULL, "internal error: no response");
-}
-
-static enum MHD_Result respond(gtr_server *srv, struct MHD_Connection *c, req *q)
-{
-    static const char oom[] = "{\"error\":{\"message\":\"out of memory\",\"type\":\"server_error\","
-                              "\"param\":null,\"code\":null}}\n";
-    gs_reply *r = &q->reply;
-    struct MHD_Response *resp;
-    if (r->body.data) {
-        resp = MHD_create_response_from_buffer_with_free_callback(r->body.len, r->body.data, free);
-        if (resp) r->body = (gtr_buf){0}; /* libmicrohttpd frees it */
-    } else {
-        r->status = 500;
-        resp = MHD_create_response_from_buffer(sizeof oom - 1, (void *)oom, MHD_RESPMEM_PERSISTENT);
-    }
-    if (!resp) return MHD_NO;
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->ctype ? r->ctype : "application/json");
-    if (r->retry_after > 0) {
-        char ra[16];
-        snprintf(ra, sizeof ra, "%d", r->retry_after);
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, ra);
-    }
-    if (r->allow) MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
-    if (q->close) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
-    enum MHD_Result ok = MHD_queue_response(c, (unsigned)r->status, resp);
-    MHD_destroy_response(resp);
-
-    double secs = gtr_now_seconds() - q->t0;
-    gs_metrics_request(&srv->s.metrics, q->route, r->status, secs, r->inputs, r->tokens);
-    if (srv->s.o.log) {
-        char line[512];
-        snprintf(line, sizeof line, "%s %.200s %d %.1f ms %zu inputs %zu tokens", q->method, q->url, r->status,
-                 secs * 1e3, r->inputs, r->tokens);
-        srv->s.o.log(srv->s.o.log_user, line);
-    }
-    return ok;
-}
-
 /* the request brings no (more) texts to the batcher */
-static void withdraw(gtr_server *srv, req *q)
+static void withdraw(gtr_server *srv, gs_reply *r)
 {
-    if (q->reply.announced) {
-        q->reply.announced = false;
+    if (r->announced) {
+        r->announced = false;
         gs_batcher_withdraw(srv->s.batcher);
     }
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
-                                  const char *version, const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+static void on_handle(void *user, gs_http_req *q)
 {
-    gtr_server *srv = cls;
-    req *q = *con_cls;
-    (void)version;
-    if (!q) { /* headers complete: the first call */
-        if (!(q = calloc(1, sizeof *q))) return MHD_NO;
-        q->t0 = gtr_now_seconds();
-        q->method = method;
-        q->url = url;
-        q->route = route_of(url);
-        *con_cls = q;
-        pthread_mutex_lock(&srv->mu);
-        srv->in_flight++;
-        pthread_mutex_unlock(&srv->mu);
-        check_headers(srv, c, q);
-        /* answered before the body only when the body must not be read */
-        if (q->reply.status == 413 || (q->reply.status == 503 && q->close)) return respond(srv, c, q);
-        if (!q->reply.status && is_post_route(q->route)) { /* texts may be on their way */
-            gs_batcher_announce(srv->s.batcher);
-            q->reply.announced = true;
-        }
-        return MHD_YES;
+    gtr_server *srv = user;
+    gs_reply *r = &q->reply;
+    const char *body = q->body.data ? q->body.data : "";
+    switch ((gs_route)q->route) {
+    case GS_R_EMBEDDINGS: gs_handle_embeddings(&srv->s, body, q->body.len, r); break;
+    case GS_R_SEARCH: gs_handle_search(&srv->s, body, q->body.len, r); break;
+    case GS_R_HEALTH: health(srv, r); break;
+    case GS_R_METRICS: metrics(srv, r); break;
+    case GS_R_MODELS: models(srv, r); break;
+    default: gs_reply_error(r, 404, NULL, "unknown_url", "Invalid URL (%.100s %.200s)", q->h.method, q->h.path); break;
     }
-    if (*upload_data_size) {
-        size_t n = *upload_data_size;
-        *upload_data_size = 0;
-        if (q->reply.status || q->too_big) return MHD_YES; /* already decided: discard */
-        if (q->body.len + n > srv->s.o.max_body) {
-            q->too_big = true;
-            withdraw(srv, q);
-            gtr_buf_free(&q->body);
-            return MHD_YES;
-        }
-        if (gtr_buf_append(&q->body, upload_data, n, NULL)) return MHD_NO;
-        return MHD_YES;
-    }
-    if (!q->reply.status) dispatch(srv, c, q);
-    withdraw(srv, q);
-    return respond(srv, c, q);
+    withdraw(srv, r);
+    if (r->status == 0) gs_reply_error(r, 500, NULL, NULL, "internal error: no response");
+    pthread_mutex_lock(&srv->mu);
+    if (srv->draining) q->close = true; /* the connection ends with this answer */
+    pthread_mutex_unlock(&srv->mu);
 }
 
-static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
+static void on_end(void *user, gs_http_req *q, bool begun, bool sent)
 {
-    gtr_server *srv = cls;
-    req *q = *con_cls;
-    (void)c;
-    (void)toe;
-    if (!q) return;
-    withdraw(srv, q); /* a client gone before its request was complete */
-    gtr_buf_free(&q->body);
-    gtr_buf_free(&q->reply.body);
-    free(q);
-    *con_cls = NULL;
-    pthread_mutex_lock(&srv->mu);
-    if (--srv->in_flight == 0) pthread_cond_broadcast(&srv->idle);
-    pthread_mutex_unlock(&srv->mu);
+    gtr_server *srv = user;
+    gs_reply *r = &q->reply;
+    withdraw(srv, r);
+    release(&srv->s, r);
+    if (begun) {
+        pthread_mutex_lock(&srv->mu);
+        srv->in_flight--;
+        pthread_mutex_unlock(&srv->mu);
+    }
+    if (!r->status) return; /* the client left before an answer was due: nothing was answered */
+    double secs = gtr_now_seconds() - q->t0;
+    gs_route route = begun ? (gs_route)q->route : GS_R_OTHER;
+    gs_metrics_request(&srv->s.metrics, route, r->status, secs, r->inputs, r->tokens);
+    if (srv->s.o.log) {
+        char line[512];
+        snprintf(line, sizeof line, "%s %.200s %d %.1f ms %zu inputs %zu tokens%s", q->h.method ? q->h.method : "-",
+                 q->h.path ? q->h.path : "-", r->status, secs * 1e3, r->inputs, r->tokens, sent ? "" : " (not delivered)");
+        srv->s.o.log(srv->s.o.log_user, line);
+    }
 }
 
 /* ---- start and stop ---------------------------------------------------------------------- */
@@ -378,10 +349,13 @@ static gtr_status check_options(const gtr_server_options *o, gtr_server_method *
     if (!o->model) return gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_server_start: a model is required");
     if (o->port < 0 || o->port > 65535) return gtr_seterr(err, GTR_ERR_INVALID_ARG, "port %d is out of range", o->port);
     if (o->max_batch_tokens < 1 || o->queue < 1 || o->max_inputs < 1 || o->max_body < 2 || o->max_k < 1 ||
-        o->max_wait_ms < 0 || o->max_connections < 1 || !(o->alpha >= 0 && o->alpha <= 1))
+        o->max_hits < 1 || o->max_wait_ms < 0 || o->max_connections < 1 || o->max_client_connections < 1 ||
+        o->request_timeout_s < 1 || o->idle_timeout_s < 1 || o->max_pending_bytes < o->max_body ||
+        o->max_pending_tokens < 1 || !(o->alpha >= 0 && o->alpha <= 1))
         return gtr_seterr(err, GTR_ERR_INVALID_ARG,
-                          "server options out of range (batch tokens, queue, inputs, k, connections >= 1; "
-                          "body >= 2 bytes; wait >= 0; alpha in [0, 1])");
+                          "server options out of range (batch tokens, queue, inputs, k, hits, connections, "
+                          "timeouts, pending tokens >= 1; body >= 2 bytes; pending bytes >= body; wait >= 0; "
+                          "alpha in [0, 1])");
     *method = o->method;
     if (*method == GTR_SERVER_DENSE && !o->index && o->bm25) *method = GTR_SERVER_BM25;
     if ((o->index || o->bm25) && ((*method != GTR_SERVER_BM25 && !o->index) || (*method != GTR_SERVER_DENSE && !o->bm25)))
@@ -403,7 +377,6 @@ gtr_server *gtr_server_start(const gtr_server_options *opts, gtr_error *err)
     if (check_options(opts, &method, err)) return NULL;
     gtr_server *srv = gtr_xcalloc(1, sizeof *srv, "server", err);
     if (!srv) return NULL;
-    srv->listen_fd = -1;
     srv->s.o = *opts;
     srv->s.o.method = method;
     srv->s.o.host = opts->host ? opts->host : "127.0.0.1";
@@ -412,11 +385,16 @@ gtr_server *gtr_server_start(const gtr_server_options *opts, gtr_error *err)
     srv->s.dim = gtr_model_dim(opts->model);
     srv->s.max_len = gtr_model_max_len(opts->model);
     srv->s.tok = gtr_model_tokenizer(opts->model);
-    srv->s.vocab = gtr_tokenizer_vocab_size(srv->s.tok);
+    srv->s.vocab = gtr_model_vocab_size(opts->model);
+    srv->s.bytes.cap = opts->max_pending_bytes;
+    srv->s.tokens.cap = opts->max_pending_tokens;
+    int slots = 2 * gtr_num_cores();
+    sem_init(&srv->s.tokenize_slots, 0, (unsigned)(slots < 4 ? 4 : slots));
+    srv->s.have_slots = true;
     pthread_mutex_init(&srv->mu, NULL);
     pthread_mutex_init(&srv->stop_mu, NULL);
-    pthread_cond_init(&srv->idle, NULL);
     gs_metrics_init(&srv->s.metrics);
+    int fd = -1;
     if (!srv->model_name) {
         gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");
         goto fail;
@@ -424,21 +402,14 @@ gtr_server *gtr_server_start(const gtr_server_options *opts, gtr_error *err)
     srv->s.batcher = gs_batcher_start(opts->model, opts->max_batch_tokens, opts->max_wait_ms, opts->queue,
                                       &srv->s.metrics, err);
     if (!srv->s.batcher) goto fail;
-    if ((srv->listen_fd = open_listener(srv->s.o.host, opts->port, &srv->port, err)) < 0) goto fail;
-    srv->daemon = MHD_start_daemon(
-        MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ITC, 0, NULL,
-        NULL, on_request, srv, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)srv->listen_fd,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)opts->max_connections,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)opts->idle_timeout_s, MHD_OPTION_END);
-    if (!srv->daemon) {
-        gtr_seterr(err, GTR_ERR_IO, "cannot start the HTTP server on %s:%d", srv->s.o.host, srv->port);
-        goto fail;
-    }
+    if ((fd = open_listener(srv->s.o.host, opts->port, &srv->port, err)) < 0) goto fail;
+    gs_http_options ho = {opts->max_connections, opts->max_client_connections, opts->idle_timeout_s,
+                          opts->request_timeout_s, opts->max_body, {GS_MAX_REQUEST_LINE, GS_MAX_HEAD}};
+    gs_http_ops ops = {on_begin, on_grow, on_handle, on_end};
+    if (!(srv->http = gs_http_start(fd, &ho, &ops, srv, err))) goto fail;
     return srv;
 fail:
-    if (srv->listen_fd >= 0) close(srv->listen_fd);
-    srv->listen_fd = -1;
+    if (fd >= 0 && !srv->http) close(fd);
     srv->stopped = true;
     gtr_server_free(srv);
     return NULL;
@@ -457,20 +428,15 @@ void gtr_server_shutdown(gtr_server *srv)
     pthread_mutex_lock(&srv->mu);
     srv->draining = true;
     pthread_mutex_unlock(&srv->mu);
-    if (srv->daemon) {
-        MHD_socket fd = MHD_quiesce_daemon(srv->daemon); /* no new connections */
-        if (fd != MHD_INVALID_SOCKET) close(fd);
-        srv->listen_fd = -1;
-        /* admitted requests finish: the batcher keeps running until the daemon is stopped */
-        struct timespec dl;
-        clock_gettime(CLOCK_REALTIME, &dl);
-        dl.tv_sec += (time_t)srv->s.o.drain_timeout_s;
-        pthread_mutex_lock(&srv->mu);
-        while (srv->in_flight > 0)
-            if (pthread_cond_timedwait(&srv->idle, &srv->mu, &dl) == ETIMEDOUT) break;
-        pthread_mutex_unlock(&srv->mu);
-        MHD_stop_daemon(srv->daemon);
-        srv->daemon = NULL;
+    double deadline = gtr_now_seconds() + srv->s.o.drain_timeout_s;
+    if (srv->http) {
+        gs_http_drain(srv->http, deadline); /* no new connections; idle ones close */
+        if (gs_http_wait(srv->http, deadline) > 0) {
+            /* past the deadline: waiting requests are answered 503, their work abandoned */
+            gs_batcher_abort(srv->s.batcher);
+            if (gs_http_wait(srv->http, deadline + 1.5) > 0) gs_http_abort(srv->http);
+            gs_http_wait(srv->http, deadline + 1e9);
+        }
     }
     gs_batcher_free(srv->s.batcher);
     srv->s.batcher = NULL;
@@ -482,9 +448,10 @@ void gtr_server_free(gtr_server *srv)
 {
     if (!srv) return;
     gtr_server_shutdown(srv);
+    gs_http_free(srv->http);
     gs_batcher_free(srv->s.batcher);
     gs_metrics_destroy(&srv->s.metrics);
-    pthread_cond_destroy(&srv->idle);
+    if (srv->s.have_slots) sem_destroy(&srv->s.tokenize_slots);
     pthread_mutex_destroy(&srv->mu);
     pthread_mutex_destroy(&srv->stop_mu);
     free(srv->model_name);
