@@ -8,6 +8,7 @@
 #include "core/core.h"
 
 #include <getopt.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -358,6 +359,10 @@ int cmd_serve(int argc, char **argv)
     sigaddset(&set, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN); /* a client closing early is an error on its socket, not our end */
+    /* Request buffers of a MiB or more go back to the system when freed: glibc would otherwise
+     * raise its mmap threshold after the first large free and keep later ones in the heap, so
+     * memory after a burst would not return to the idle level (README, "Memory"). */
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
     /* the mask stays: a second signal during shutdown must not kill the process */
     return serve(&o);
 }

@@ -132,7 +132,7 @@ GTR_API void gtr_ids_free(gtr_ids *ids);
  * </s>; max_len > 0 keeps the first max_len-1 ids then </s>; max_len == 0: no truncation.
  * With max_len > 0 only the start of a long text is read (cut before a space, grown until it
  * gives enough ids), so time and memory depend on max_len, not on len; the ids are exactly the
- * first ids of the whole text (for a text with no space in its first 64 * max_len + 64 KiB
+ * first ids of the whole text (for a text with no space in its first 16 * max_len + 16 KiB
  * bytes the cut falls inside a word, where this rests on the segmentation converging, as it
  * does in every text tested).
  * add_eos == 0 gives the bare SentencePiece ids (no </s>, max_len still caps the count). */

@@ -367,7 +367,8 @@ static rd_result read_length_body(conn *c, gs_http_req *q, double deadline)
 {
     gs_http *h = c->h;
     size_t want = (size_t)q->h.length, have = GTR_MIN(c->len, want);
-    if (gtr_buf_reserve(&q->body, want + 1, NULL)) return RD_ERROR;
+    if (!(q->body.data = malloc(want + 1))) return RD_ERROR; /* exactly: the budget holds want */
+    q->body.cap = want + 1;
     memcpy(q->body.data, c->buf, have);
     q->body.len = have;
     memmove(c->buf, c->buf + have, c->len - have);

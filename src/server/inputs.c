@@ -235,7 +235,9 @@ static void scan(const char *p, size_t n, shape *sh)
 
 /* What jansson 2.14 takes per parsed element, measured with mallinfo2 (glibc, 64-bit) and
  * rounded up: an array or object (empty: 139 / 235 bytes), a number or literal in an array (43),
- * a string (91 + its bytes; an object member's key counts as one). */
+ * a string (91 + its bytes; an object member's key counts as one). While it parses a string,
+ * its lexer's buffer (grown by doubling: up to twice the string) and the copy exist together:
+ * up to 3 bytes per byte of the body. */
 #define JSON_CONTAINER_BYTES 256u
 #define JSON_SCALAR_BYTES 64u
 #define JSON_STRING_BYTES 96u
@@ -254,7 +256,7 @@ json_t *gs_parse_body(gs_server *s, const char *body, size_t len, gs_reply *r)
     }
     /* the parsed form, before it exists */
     size_t tree = sh.containers * JSON_CONTAINER_BYTES + sh.scalars * JSON_SCALAR_BYTES +
-                  sh.strings * JSON_STRING_BYTES + len;
+                  sh.strings * JSON_STRING_BYTES + 3 * len;
     if (!gs_hold(s, r, tree)) return NULL;
     json_error_t je;
     /* NUL characters are allowed in texts (the library takes lengths) */

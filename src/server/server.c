@@ -192,8 +192,9 @@ static void on_begin(void *user, gs_http_req *q)
 
 static bool on_grow(void *user, gs_http_req *q, size_t total)
 {
+    /* a growing buffer briefly holds its old and its new copy */
     gtr_server *srv = user;
-    size_t more = total > q->reply.held_bytes ? total - q->reply.held_bytes : 0;
+    size_t more = 2 * total > q->reply.held_bytes ? 2 * total - q->reply.held_bytes : 0;
     return gs_hold(&srv->s, &q->reply, more);
 }
 

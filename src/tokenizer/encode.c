@@ -49,7 +49,7 @@ static gtr_status ids_reserve(gtr_ids *o, size_t n, gtr_error *err)
  * guarantee rests on the Viterbi paths converging within a few pieces, which the tests check
  * on long unspaced texts. */
 #define PREFIX_BYTES_PER_ID 8u
-#define PREFIX_HARD_CAP(room) ((size_t)(room) * 64u + ((size_t)64 << 10))
+#define PREFIX_HARD_CAP(room) ((size_t)(room) * 16u + ((size_t)16 << 10))
 
 /* Length of the prefix to tokenize when at least `want` bytes are wanted: up to (not including)
  * the first ASCII space at or after want; the whole text when there is none before the hard
