@@ -18,8 +18,8 @@
  * Capacity: at most max_connections connections and max_per_client from one address (429
  * beyond). When the table is full, a new connection takes the place of an idle one, else of the
  * one whose request has been arriving the longest (it is answered 503); only when every
- * connection has a complete request being served is the newcomer refused (503). So slow or idle
- * clients can never lock out a new request.
+ * connection has a complete request being served do newcomers wait in the kernel's queue until
+ * one ends. So slow or idle clients can never lock out a new request.
  * Every answer the layer makes itself is the server's JSON error shape.
  *
  * Shutdown: gs_http_drain closes the listener and wakes every connection: idle ones close, one
@@ -35,6 +35,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -45,6 +46,7 @@ typedef struct conn {
     gs_http *h;
     int fd;
     char peer[INET6_ADDRSTRLEN];
+    uint64_t peer_hash; /* of peer, never 0 */
     int state;
     double since;  /* when the state began */
     bool evicted;  /* its place was given to a newcomer */
@@ -99,13 +101,22 @@ static const char *reason(int status)
 }
 
 /* Wait for ev on fd (and the wake pipe when watch_wake) until deadline. 1: ready; 0: the
- * deadline passed; 2: woken (draining began); -1: error. */
-static int wait_fd(gs_http *h, int fd, short ev, double deadline, bool watch_wake)
+ * deadline passed; 2: woken (draining began); 3: *evicted became true (looked at every 200 ms,
+ * so that an eviction leaves the socket untouched and the answer reaches the client); -1:
+ * error. */
+static int wait_fd_ev(gs_http *h, int fd, short ev, double deadline, bool watch_wake, const bool *evicted)
 {
     for (;;) {
+        if (evicted) {
+            pthread_mutex_lock(&h->mu);
+            bool e = *evicted;
+            pthread_mutex_unlock(&h->mu);
+            if (e) return 3;
+        }
         double left = deadline - now();
         if (left <= 0) return 0;
         struct pollfd p[2] = {{fd, ev, 0}, {h->wake[0], POLLIN, 0}};
+        if (evicted && left > 0.2) left = 0.2;
         int ms = left > 3600 ? 3600000 : (int)(left * 1000) + 1;
         int r = poll(p, watch_wake ? 2 : 1, ms);
         if (r < 0) {
@@ -116,6 +127,11 @@ static int wait_fd(gs_http *h, int fd, short ev, double deadline, bool watch_wak
         if (p[0].revents) return 1;
         if (watch_wake && p[1].revents) return 2;
     }
+}
+
+static int wait_fd(gs_http *h, int fd, short ev, double deadline, bool watch_wake)
+{
+    return wait_fd_ev(h, fd, ev, deadline, watch_wake, NULL);
 }
 
 /* Send all of iov within deadline. */
@@ -232,15 +248,47 @@ static bool is_evicted(conn *c)
     return e;
 }
 
-/* (mu held) the connection to give up for a newcomer: the longest idle, else the request that
- * has been arriving the longest; never one being served */
+/* A connection idle, or with a request arriving, for less than this is not given up for a
+ * newcomer (a client that has just connected, or is in the middle of a fast upload). */
+#define EVICT_AFTER_S 0.05
+
+/* (mu held) the connection to give up for a newcomer. Never one being served, nor an "idle" one
+ * whose request is already waiting in its socket. Among the others: from the address holding the
+ * most connections (so a client with many slow connections loses them before anyone else loses
+ * one), idle before arriving, the oldest first. NULL when none qualifies. */
 static conn *victim(gs_http *h)
 {
+    size_t cap = 16;
+    while (cap < 2 * (h->live + 1)) cap *= 2;
+    uint64_t *key = calloc(cap, sizeof *key);
+    uint32_t *cnt = calloc(cap, sizeof *cnt);
     conn *best = NULL;
-    for (conn *c = h->conns; c; c = c->next) {
-        if (c->evicted || c->state == ST_HANDLING) continue;
-        if (!best || c->state < best->state || (c->state == best->state && c->since < best->since)) best = c;
+    uint32_t best_n = 0;
+    double t = now();
+    if (!key || !cnt) goto done;
+    for (conn *c = h->conns; c; c = c->next) { /* connections per address */
+        if (c->evicted) continue;
+        size_t k = c->peer_hash & (cap - 1);
+        while (key[k] && key[k] != c->peer_hash) k = (k + 1) & (cap - 1);
+        key[k] = c->peer_hash;
+        cnt[k]++;
     }
+    for (conn *c = h->conns; c; c = c->next) {
+        if (c->evicted || c->state == ST_HANDLING || t - c->since < EVICT_AFTER_S) continue;
+        int pending = 0;
+        if (c->state == ST_IDLE && ioctl(c->fd, FIONREAD, &pending) == 0 && pending > 0) continue;
+        size_t k = c->peer_hash & (cap - 1);
+        while (key[k] != c->peer_hash) k = (k + 1) & (cap - 1);
+        uint32_t n = cnt[k];
+        if (!best || n > best_n ||
+            (n == best_n && (c->state < best->state || (c->state == best->state && c->since < best->since)))) {
+            best = c;
+            best_n = n;
+        }
+    }
+done:
+    free(key);
+    free(cnt);
     return best;
 }
 
@@ -257,6 +305,16 @@ static void *acceptor_main(void *arg)
         }
         if (p[1].revents) break; /* draining */
         if (!p[0].revents) continue;
+        /* every place taken by a request being served: leave newcomers in the kernel's queue
+         * until one ends (a refusal before reading their request could reach them as a reset) */
+        pthread_mutex_lock(&h->mu);
+        bool full = h->live >= h->o.max_connections && !victim(h);
+        pthread_mutex_unlock(&h->mu);
+        if (full) {
+            struct pollfd w = {h->wake[0], POLLIN, 0};
+            poll(&w, 1, 10);
+            continue;
+        }
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
         int fd = accept4(h->listen_fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -290,9 +348,8 @@ static void *acceptor_main(void *arg)
                 refuse(h, fd, 503, "server_busy", "every connection is serving a request; retry later");
                 continue;
             }
-            v->evicted = true;
+            v->evicted = true; /* its thread sees it within 200 ms: 503 if a request was arriving */
             h->live--;
-            shutdown(v->fd, SHUT_RD); /* wakes its thread; it answers 503 if a request was arriving */
         }
         conn *c = calloc(1, sizeof *c);
         char *buf = malloc(h->o.lim.max_head + 1);
@@ -306,6 +363,7 @@ static void *acceptor_main(void *arg)
         c->h = h;
         c->fd = fd;
         memcpy(c->peer, peer, sizeof peer);
+        c->peer_hash = gtr_fnv1a64(peer, strlen(peer), GTR_FNV_SEED) | 1;
         c->state = ST_IDLE;
         c->since = now();
         c->buf = buf;
@@ -334,7 +392,7 @@ static void *acceptor_main(void *arg)
 
 /* ---- one connection --------------------------------------------------------------------------- */
 
-typedef enum { RD_OK = 0, RD_EOF, RD_TIMEOUT, RD_DRAIN, RD_ERROR } rd_result;
+typedef enum { RD_OK = 0, RD_EOF, RD_TIMEOUT, RD_DRAIN, RD_EVICTED, RD_ERROR } rd_result;
 
 /* Receive into dst (up to cap bytes) before deadline; the drain deadline applies once draining.
  * *n receives the byte count. */
@@ -355,8 +413,9 @@ static rd_result recv_some(conn *c, char *dst, size_t cap, double deadline, size
         double dd = h->drain_deadline;
         pthread_mutex_unlock(&h->mu);
         double dl = draining && dd < deadline ? dd : deadline;
-        int w = wait_fd(h, c->fd, POLLIN, dl, !draining);
+        int w = wait_fd_ev(h, c->fd, POLLIN, dl, !draining, &c->evicted);
         if (w == 2) continue; /* draining began: recompute the deadline */
+        if (w == 3) return RD_EVICTED;
         if (w == 0) return draining && dd <= deadline ? RD_DRAIN : RD_TIMEOUT;
         if (w < 0) return RD_ERROR;
     }
@@ -483,7 +542,7 @@ static bool one_request(conn *c)
             c->len += n;
             continue;
         }
-        if (r == RD_TIMEOUT || r == RD_DRAIN || (r == RD_EOF && is_evicted(c))) {
+        if (r == RD_TIMEOUT || r == RD_DRAIN || r == RD_EVICTED) {
             if (r == RD_TIMEOUT)
                 gs_reply_error(&q.reply, 408, NULL, "request_timeout",
                                "the request did not arrive whole within %u s", h->o.request_timeout_s);
@@ -550,7 +609,7 @@ static bool one_request(conn *c)
         if (!q.reply.status && r == RD_TIMEOUT)
             gs_reply_error(&q.reply, 408, NULL, "request_timeout", "the request did not arrive whole within %u s",
                            h->o.request_timeout_s);
-        else if (!q.reply.status && (r == RD_DRAIN || (r == RD_EOF && is_evicted(c))))
+        else if (!q.reply.status && (r == RD_DRAIN || r == RD_EVICTED))
             gs_reply_error(&q.reply, 503, NULL, r == RD_DRAIN ? "shutting_down" : "server_busy",
                            r == RD_DRAIN ? "the server is shutting down" : "the server needed this connection for another client; retry");
         q.close = true;
@@ -575,7 +634,7 @@ static void *conn_main(void *arg)
             bool draining = h->draining;
             pthread_mutex_unlock(&h->mu);
             if (draining) break;
-            int w = wait_fd(h, c->fd, POLLIN, now() + h->o.idle_timeout_s, true);
+            int w = wait_fd_ev(h, c->fd, POLLIN, now() + h->o.idle_timeout_s, true, &c->evicted);
             if (w != 1 || is_evicted(c)) break;
             ssize_t n = recv(c->fd, c->buf, c->cap, 0);
             if (n <= 0) {
@@ -599,7 +658,7 @@ static void *conn_main(void *arg)
     int fd = c->fd;
     c->fd = -1;
     pthread_mutex_unlock(&h->mu);
-    if (lingering) linger_close(h, fd, now() + 0.5);
+    if (lingering) linger_close(h, fd, now() + 2);
     else close(fd);
     free(c->buf);
     free(c);

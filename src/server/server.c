@@ -155,10 +155,9 @@ static void on_begin(void *user, gs_http_req *q)
     bool draining = srv->draining;
     srv->in_flight++;
     pthread_mutex_unlock(&srv->mu);
-    if (draining) {
+    if (draining) { /* answered once the body is read (then the connection closes) */
         gs_reply_error(r, 503, NULL, "shutting_down", "the server is shutting down");
         r->retry_after = 1;
-        q->close = true;
         return;
     }
     bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
@@ -181,11 +180,9 @@ static void on_begin(void *user, gs_http_req *q)
                        ct);
         return;
     }
-    /* the body's bytes, before any of them is read */
-    if (q->h.has_length && !gs_hold(&srv->s, r, (size_t)q->h.length)) {
-        q->close = true;
-        return;
-    }
+    /* the body's bytes, before any of them is read (when they do not fit, the body is read and
+     * dropped before the 503, so a client that sends it all before reading still gets it) */
+    if (q->h.has_length && !gs_hold(&srv->s, r, (size_t)q->h.length)) return;
     gs_batcher_announce(srv->s.batcher); /* texts may be on their way */
     r->announced = true;
 }
