@@ -626,7 +626,7 @@ static void *conn_main(void *arg)
 {
     conn *c = arg;
     gs_http *h = c->h;
-    bool lingering = false;
+    bool lingering = false, used = false;
     for (;;) {
         if (c->len == 0) { /* idle until the first byte of the next request */
             set_state(c, ST_IDLE);
@@ -635,7 +635,22 @@ static void *conn_main(void *arg)
             pthread_mutex_unlock(&h->mu);
             if (draining) break;
             int w = wait_fd_ev(h, c->fd, POLLIN, now() + h->o.idle_timeout_s, true, &c->evicted);
-            if (w != 1 || is_evicted(c)) break;
+            bool ev = is_evicted(c);
+            if (ev && !used) {
+                /* a new connection whose request has not come yet: the answer waits for it in
+                 * its socket (a connection idle after a request just closes, as usual) */
+                gs_http_req q;
+                memset(&q, 0, sizeof q);
+                q.t0 = now();
+                q.close = true;
+                gs_reply_error(&q.reply, 503, NULL, "server_busy",
+                               "the server needed this connection for another client; retry");
+                q.reply.retry_after = 1;
+                answer(c, &q, false);
+                lingering = true;
+                break;
+            }
+            if (w != 1 || ev) break;
             ssize_t n = recv(c->fd, c->buf, c->cap, 0);
             if (n <= 0) {
                 if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
@@ -644,6 +659,7 @@ static void *conn_main(void *arg)
             c->len = (size_t)n;
         }
         bool again = one_request(c);
+        used = true;
         if (!again) {
             lingering = true;
             break;
