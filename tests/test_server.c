@@ -1014,6 +1014,91 @@ static void test_shutdown_finishes_in_flight(void **state)
     gtr_server_free(s);
 }
 
+/* raw bytes to the server, the answer's status and body (one request, connection closed) */
+static int raw_exchange(int port, const char *data, size_t n, gtr_buf *body)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(send(fd, data, n, MSG_NOSIGNAL), (ssize_t)n);
+    shutdown(fd, SHUT_WR);
+    gtr_buf all = {0};
+    char tmp[4096];
+    ssize_t k;
+    while ((k = recv(fd, tmp, sizeof tmp, 0)) > 0) gtr_buf_append(&all, tmp, (size_t)k, NULL);
+    close(fd);
+    int status = 0;
+    if (all.len > 12 && sscanf(all.data, "HTTP/1.1 %d", &status) == 1) {
+        char *b = strstr(all.data, "\r\n\r\n");
+        if (b) gtr_buf_append(body, b + 4, all.len - (size_t)(b + 4 - all.data), NULL);
+    }
+    gtr_buf_free(&all);
+    return status;
+}
+
+/* malformed HTTP is answered by the server's own layer with OpenAI-shaped JSON (in the
+ * sanitizer build too: the error paths of the request framing run here) */
+static void test_malformed_http(void **state)
+{
+    (void)state;
+    gtr_server_options o = gtr_server_default_options();
+    gtr_server *s = start(&o);
+    int port = gtr_server_port(s);
+    char big[12000];
+    memset(big, 'a', sizeof big);
+    memcpy(big, "GET /", 5);
+    memcpy(big + sizeof big - 15, " HTTP/1.1\r\n\r\n", 14);
+    struct { const char *data; size_t n; int status; const char *code; } cases[] = {
+        {"POST /v1/embeddings HTTP/1.1\r\nContent-Length: -3\r\n\r\n", 0, 400, "\"invalid_content_length\""},
+        {"POST /v1/embeddings HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{X", 0, 400,
+         "\"invalid_chunked_encoding\""},
+        {"POST /v1/embeddings HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n", 0, 413, "\"body_too_large\""},
+        {big, sizeof big - 1, 414, "\"uri_too_long\""},
+        {"GET /health HTTP/3.0\r\n\r\n", 0, 505, "\"http_version_not_supported\""},
+        {"POST /v1/embeddings HTTP/1.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+         "8\r\n{\"input\"\r\n9\r\n: \"hi!\"}\r\n0\r\n\r\n", 0, 200, "\"embedding\""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        gtr_buf body = {0};
+        int st = raw_exchange(port, cases[i].data, cases[i].n ? cases[i].n : strlen(cases[i].data), &body);
+        json_error_t je;
+        json_t *j = body.len ? json_loadb(body.data, body.len, 0, &je) : NULL;
+        if (st != cases[i].status || !j || !strstr(body.data, cases[i].code))
+            fail_msg("case %zu: status %d, body %.200s", i, st, body.data ? body.data : "(none)");
+        if (st != 200) assert_non_null(json_object_get(json_object_get(j, "error"), "message"));
+        json_decref(j);
+        gtr_buf_free(&body);
+    }
+    gtr_server_free(s);
+}
+
+/* Past the drain timeout a queued request is answered 503 shutting_down (not dropped) and the
+ * shutdown returns promptly */
+static void test_shutdown_abandons_work(void **state)
+{
+    (void)state;
+    gtr_server_options o = gtr_server_default_options();
+    o.max_wait_ms = 20000;  /* the queued request waits for company that never comes */
+    o.drain_timeout_s = 1;
+    gtr_server *s = start(&o);
+    int port = gtr_server_port(s);
+    int fd = stalled_upload(port); /* keeps the batcher waiting */
+    client c = {.port = port};
+    pthread_t th;
+    pthread_create(&th, NULL, slow_client, &c);
+    usleep(300 * 1000);
+    double t0 = gtr_now_seconds();
+    gtr_server_shutdown(s);
+    double t = gtr_now_seconds() - t0;
+    pthread_join(th, NULL);
+    close(fd);
+    if (c.ok) fail_msg("the queued request was answered 200 although shutdown gave up on it");
+    if (!strstr(c.why, "503") || !strstr(c.why, "shutting_down")) fail_msg("queued request: %s", c.why);
+    if (t > 4) fail_msg("shutdown took %.2f s with a 1 s drain timeout", t);
+    gtr_server_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1027,6 +1112,8 @@ int main(void)
         cmocka_unit_test(test_search),
         cmocka_unit_test(test_start_errors),
         cmocka_unit_test(test_shutdown_finishes_in_flight),
+        cmocka_unit_test(test_malformed_http),
+        cmocka_unit_test(test_shutdown_abandons_work),
     };
     return cmocka_run_group_tests_name("server", tests, setup, teardown);
 }
