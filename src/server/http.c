@@ -218,16 +218,22 @@ static void linger_close(gs_http *h, int fd, double deadline)
     close(fd);
 }
 
-/* An answer to a connection the acceptor refuses (no thread for it): best effort. */
+/* An answer to a connection the acceptor refuses (no thread for it): best effort and never
+ * waiting (a client over its limit must not slow the acceptor down): what fits in the socket
+ * is sent, what the client already sent is dropped, then the socket closes. */
 static void refuse(gs_http *h, int fd, int status, const char *code, const char *msg)
 {
     gs_reply r;
     memset(&r, 0, sizeof r);
     gs_reply_error(&r, status, NULL, code, "%s", msg);
     r.retry_after = 1;
-    send_reply(h, fd, &r, false, true, now() + 0.2);
+    send_reply(h, fd, &r, false, true, now());
     gtr_buf_free(&r.body);
-    linger_close(h, fd, now() + 0.2);
+    shutdown(fd, SHUT_WR);
+    char tmp[4096];
+    while (recv(fd, tmp, sizeof tmp, MSG_DONTWAIT) > 0) {
+    }
+    close(fd);
 }
 
 /* ---- the connection table ------------------------------------------------------------------ */
@@ -674,7 +680,10 @@ static void *conn_main(void *arg)
     int fd = c->fd;
     c->fd = -1;
     pthread_mutex_unlock(&h->mu);
-    if (lingering) linger_close(h, fd, now() + 2);
+    pthread_mutex_lock(&h->mu);
+    bool draining = h->draining;
+    pthread_mutex_unlock(&h->mu);
+    if (lingering) linger_close(h, fd, now() + (draining ? 0.25 : 2)); /* a shutdown does not wait long */
     else close(fd);
     free(c->buf);
     free(c);

@@ -240,6 +240,7 @@ int gs_chunked_feed(gs_chunked *c, char *buf, size_t len, size_t *consumed, size
     /* data is compacted in place at the start of buf */
     size_t i = 0, out = 0;
     *why = NULL;
+    *consumed = *data_len = 0;
     while (i < len && c->state != C_DONE) {
         unsigned char ch = (unsigned char)buf[i];
         switch (c->state) {
