@@ -125,19 +125,10 @@ EOF
 )
 echo "$report"
 
-# Replace (or append) the "## Server" section of bench/RESULTS.md (BENCH_RESULTS: another file);
-# other sections stay.
-results_md=${BENCH_RESULTS:-bench/RESULTS.md}
-[ -f "$results_md" ] || printf '# Benchmark results\n' > "$results_md"
+# Replace (or append) the "## Server" section of bench/RESULTS.md; other sections stay.
 cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)
 load_end=$(cut -d' ' -f1 /proc/loadavg)
 section=$(printf '## Server\n\n`bench/bench_serve.sh`, %s, %s (%s cores; load average %s at the start, %s at the end:\nthe machine is shared, so ratios are indicative), encoder threads %s, loopback; the load generator\nruns on the same cores.\nTexts: the %s BEIR SciFact queries, sent round-robin, one per request (and one run with 8 per\nrequest); each run is %s requests (the 8-text run %s), every answer checked (status 200, one\nembedding per input); base64 encoding, as the openai client asks. "vs gtr embed": served texts/s\nover `gtr embed`'"'"'s texts/s on the same texts, same threads, same run (model loading excluded;\nthe better of a run before the server starts and one after it stops).\n"texts per batch": the mean encoder batch the dynamic batcher formed during the run (closed-loop\nclients: while one batch encodes, the clients it answered are sending their next requests).\nServer RSS must stay flat once every connection thread and the largest batch have been seen.\n\n%s\n' \
     "$(date -u +%Y-%m-%d)" "${cpu:-unknown CPU}" "$(nproc)" "$load_start" "$load_end" "$threads" "$n_texts" "$requests" "$((requests / 4))" "$report")
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-awk -v section="$section" '
-    /^## / { if (skip) skip = 0; if ($0 == "## Server") { print section; print ""; done = 1; skip = 1; next } }
-    !skip { print }
-    END { if (!done) { print ""; print section } }
-' "$results_md" > "$tmp/RESULTS.md"
-cat -s "$tmp/RESULTS.md" > "$results_md"
+. bench/results_section.sh
+results_section Server "$section"

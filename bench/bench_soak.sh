@@ -56,17 +56,9 @@ EOF
 )
 echo "$report"
 
-results_md=${BENCH_RESULTS:-bench/RESULTS.md}
-[ -f "$results_md" ] || printf '# Benchmark results\n' > "$results_md"
 cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)
 section=$(printf '## Soak\n\n`bench/bench_soak.sh`, %s, %s (%s cores; load average %s at the start, %s at the end: the\nmachine is shared and the clients and attackers run on the same cores, so figures are indicative),\nmodel %s, encoder threads %s, %s s in three equal phases, %s legitimate keep-alive clients (8 SciFact\nqueries per request, base64); attack phase: 5 loopback addresses hold up to 40 slow connections each\n(a byte a second), one sends malformed requests, one posts 4 MB bodies. Server options: %s.\n\n%s\n' \
     "$(date -u +%Y-%m-%d)" "${cpu:-unknown CPU}" "$(nproc)" "$load_start" "$load_end" "$(basename "$model")" "$threads" \
     "$seconds" "$clients" "${opts[*]}" "$report")
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-awk -v section="$section" '
-    /^## / { if (skip) skip = 0; if ($0 == "## Soak") { print section; print ""; done = 1; skip = 1; next } }
-    !skip { print }
-    END { if (!done) { print ""; print section } }
-' "$results_md" > "$tmp/RESULTS.md"
-cat -s "$tmp/RESULTS.md" > "$results_md"
+. bench/results_section.sh
+results_section Soak "$section"

@@ -102,13 +102,5 @@ report=$(
 echo "$report"
 
 # Replace (or append) the "## Tokenizer" section of bench/RESULTS.md; other sections stay.
-results=bench/RESULTS.md
-[ -f "$results" ] || printf '# Benchmark results\n\nWritten by `make bench` (bench/run.sh); each bench_*.sh owns its section.\n' > "$results"
-section=$(printf '## Tokenizer\n\n`bench/bench_tokenizer.sh`, %s.\n\n%s\n' "$(date -u +%Y-%m-%d)" "$report")
-awk -v section="$section" '
-    /^## / { if (skip) skip = 0; if ($0 == "## Tokenizer") { print section; print ""; done = 1; skip = 1; next } }
-    !skip { print }
-    END { if (!done) { print ""; print section } }
-' "$results" > "$tmp/RESULTS.md"
-# drop blank lines doubled at the end of the replaced section
-cat -s "$tmp/RESULTS.md" > "$results"
+. bench/results_section.sh
+results_section Tokenizer "$(printf '## Tokenizer\n\n`bench/bench_tokenizer.sh`, %s.\n\n%s\n' "$(date -u +%Y-%m-%d)" "$report")"

@@ -54,17 +54,24 @@ static void read_shared(const char *rel, char **data, size_t *len)
     free(p);
 }
 
+/* gtr-tiny's safetensors file rel: its bytes and its header's length */
+static uint64_t read_tiny_safetensors(const char *rel, char **d, size_t *len)
+{
+    char srel[256];
+    snprintf(srel, sizeof srel, "models/gtr-tiny/%s", rel);
+    read_shared(srel, d, len);
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; i--) n = (n << 8) | (uint8_t)(*d)[i];
+    return n;
+}
+
 /* Replace dir/rel with gtr-tiny's file of that name whose safetensors header had `from`
  * replaced by `to` (the header length is recomputed; tensor data is unchanged). */
 static void edit_header(const char *dir, const char *rel, const char *from, const char *to)
 {
-    char srel[256];
-    snprintf(srel, sizeof srel, "models/gtr-tiny/%s", rel);
     char *d;
     size_t len;
-    read_shared(srel, &d, &len);
-    uint64_t n = 0;
-    for (int i = 7; i >= 0; i--) n = (n << 8) | (uint8_t)d[i];
+    uint64_t n = read_tiny_safetensors(rel, &d, &len);
     char *h = strndup(d + 8, (size_t)n);
     char *at = strstr(h, from);
     if (!at) fail_msg("'%s' not in the header of %s", from, rel);
@@ -110,13 +117,9 @@ static void expect_fail(const char *dir, gtr_status code, const char *n1, const 
  * name is v. */
 static void poke_f32(const char *dir, const char *rel, const char *name, size_t idx, float v)
 {
-    char srel[256];
-    snprintf(srel, sizeof srel, "models/gtr-tiny/%s", rel);
     char *d;
     size_t len;
-    read_shared(srel, &d, &len);
-    uint64_t n = 0;
-    for (int i = 7; i >= 0; i--) n = (n << 8) | (uint8_t)d[i];
+    uint64_t n = read_tiny_safetensors(rel, &d, &len);
     json_error_t je;
     json_t *h = json_loadb(d + 8, (size_t)n, 0, &je);
     assert_non_null(h);
