@@ -190,7 +190,9 @@ typedef struct gtr_model_options {
 /* Defaults: all cores, F32, model's max length. */
 GTR_API gtr_model_options gtr_model_default_options(void);
 
-/* opts may be NULL (defaults). */
+/* opts may be NULL (defaults). A weight that is NaN or infinite is GTR_ERR_FORMAT naming the
+ * file, the tensor and the element (checked in the pass that fingerprints the weights: about
+ * 0.1 s more on the 2.3 s load of a gtr-t5-base-size model). */
 GTR_API gtr_model *gtr_model_load(const char *dir, const gtr_model_options *opts, gtr_error *err);
 GTR_API void gtr_model_free(gtr_model *m);
 /* Output dimension (768 for released GTR models). */
@@ -204,6 +206,8 @@ GTR_API const gtr_tokenizer *gtr_model_tokenizer(const gtr_model *m);
 
 /* Embed n texts (texts[i] with lens[i] bytes; lens NULL = NUL-terminated) into out[n * dim],
  * unit vectors, row-major. A text's vector does not depend on the other texts in the call.
+ * A vector that is not finite (activations that overflow) is never returned: the call fails
+ * with GTR_ERR_INTERNAL naming the text. */
  * Not reentrant on one model: concurrent callers need a model each (or a lock). */
 GTR_API gtr_status gtr_model_encode(gtr_model *m, const char *const *texts, const size_t *lens,
                                     size_t n, float *out, gtr_error *err);
