@@ -78,8 +78,10 @@ int rt_load_queries(const char *cmd, const char *path, const gtr_qrels *judged, 
             rc = cli_errorf(cmd, 1, "%s:%zu: a query needs \"_id\" and \"text\"", path, rec.line);
             break;
         }
-        if (memchr(rec.id, '\0', rec.id_len) || rec.id_len == 0) {
-            rc = cli_errorf(cmd, 1, "%s:%zu: bad query id", path, rec.line);
+        const char *bad = gtr_id_problem(rec.id, rec.id_len);
+        if (bad) { /* before any search: the run could not be written */
+            rc = cli_errorf(cmd, 1, "%s:%zu: query id \"%.*s\" %s (ids are written to whitespace-separated "
+                            "TREC runs)", path, rec.line, (int)GTR_MIN(rec.id_len, 200), rec.id, bad);
             break;
         }
         char *id = dup_n(rec.id, rec.id_len);

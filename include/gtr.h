@@ -207,7 +207,7 @@ GTR_API const gtr_tokenizer *gtr_model_tokenizer(const gtr_model *m);
 /* Embed n texts (texts[i] with lens[i] bytes; lens NULL = NUL-terminated) into out[n * dim],
  * unit vectors, row-major. A text's vector does not depend on the other texts in the call.
  * A vector that is not finite (activations that overflow) is never returned: the call fails
- * with GTR_ERR_INTERNAL naming the text. */
+ * with GTR_ERR_INTERNAL naming the text.
  * Not reentrant on one model: concurrent callers need a model each (or a lock). */
 GTR_API gtr_status gtr_model_encode(gtr_model *m, const char *const *texts, const size_t *lens,
                                     size_t n, float *out, gtr_error *err);
