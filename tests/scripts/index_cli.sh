@@ -13,7 +13,7 @@ if [ ! -d "$TINY" ] || [ ! -f "$SF/corpus.jsonl" ]; then
     echo "1..0 # SKIP reference data not found in $SHARED"
     exit 0
 fi
-plan 43
+plan 49
 
 head -n 1200 "$SF/corpus.jsonl" >"$TMP/sub.jsonl"
 head -n 40 "$SF/queries.jsonl" >"$TMP/q.jsonl"
@@ -62,6 +62,16 @@ like "$(cat "$TMP/err")" "dup.jsonl:3: duplicate document id \"4983\" \(first on
 { head -n 1 "$TMP/sub.jsonl"; echo '{"_id": "x", "text": oops}'; } >"$TMP/bad.jsonl"
 fails "a malformed line is refused" $GTR index -q -m "$TINY" -c "$TMP/bad.jsonl" -o "$TMP/bad.gtri"
 like "$(cat "$TMP/err")" "bad.jsonl:2:" "... naming the line"
+# an id a later command could not write (a TREC run splits on whitespace) is refused by both
+# builds, before any work; so is such a query id before any search
+{ head -n 1 "$TMP/sub.jsonl"; echo '{"_id": "a b", "text": "spaced id"}'; } >"$TMP/wsid.jsonl"
+fails "gtr index refuses an id with a space" $GTR index -q -m "$TINY" -c "$TMP/wsid.jsonl" -o "$TMP/wsid.gtri"
+like "$(cat "$TMP/err")" 'wsid.jsonl:2: document id "a b" contains whitespace' "... naming the line"
+fails "gtr bm25-index refuses it too" $GTR bm25-index -c "$TMP/wsid.jsonl" -o "$TMP/wsid.bm25"
+like "$(cat "$TMP/err")" 'wsid.jsonl:2: document id "a b" contains whitespace' "... naming the line"
+printf '{"_id": "q 1", "text": "x"}\n' >"$TMP/wsq.jsonl"
+fails "gtr search refuses such a query id before searching" $GTR search --index "$TMP/a.gtri" -q "$TMP/wsq.jsonl" -o "$TMP/x"
+like "$(cat "$TMP/err")" 'wsq.jsonl:1: query id "q 1" contains whitespace' "... naming the line"
 
 # ---- damaged index files: clean errors, not crashes
 size=$(stat -c %s "$TMP/a.gtri")
