@@ -20,9 +20,24 @@ SHARED   ?= ../shared
 V        ?= 0
 Q        := $(if $(filter 1,$(V)),,@)
 
-PKGS     := jansson libcurl libzip zlib
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# The libraries' flags (PKG_CFLAGS, PKG_LIBS) come from build/config.mk, which
+# `scripts/deps.sh config` writes after installing (or asking for) the Debian packages. It is
+# made by a rule, not read with $(shell pkg-config ...) at parse time: on a fresh machine the
+# packages are not there yet when make parses this file. GNU make makes the fragment, then
+# restarts. Goals that need no compiler skip it.
+.DEFAULT_GOAL := all
+CONFIG_MK := build/config.mk
+NO_CONFIG_GOALS := clean uninstall deps check-deps
+ifneq ($(MAKECMDGOALS),)
+ifeq ($(filter-out $(NO_CONFIG_GOALS),$(MAKECMDGOALS)),)
+SKIP_CONFIG := 1
+endif
+endif
+ifndef SKIP_CONFIG
+include $(CONFIG_MK)
+endif
+$(CONFIG_MK): scripts/deps.sh
+	@scripts/deps.sh config $@
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 # Error messages are truncated on purpose (fixed-size gtr_error); gcc warns about that.

@@ -6,7 +6,7 @@ gives a self-contained package (it still needs the system libraries libgtr links
 libcurl, libzip, zlib). Elsewhere nothing is bundled and the package finds the library
 at run time ($GTR_LIBRARY, or a system install: `make install`).
 $GTR_LIBRARY set to a libgtr.so file bundles that file instead (no make).
-GTR_NO_BUNDLE=1 skips bundling. Offline: pip install --no-build-isolation ./python.
+GTR_NO_BUNDLE=1 skips bundling. Offline: pip install --no-index --no-build-isolation ./python (needs the wheel package).
 """
 import glob
 import os
@@ -15,6 +15,20 @@ import subprocess
 import sys
 
 from setuptools import setup
+
+# pip builds a wheel (`bdist_wheel`). Older setuptools (Debian 12's) need the separate `wheel`
+# package for that; without it setuptools only says "invalid command 'bdist_wheel'".
+if "bdist_wheel" in sys.argv:
+    try:
+        import setuptools.command.bdist_wheel  # noqa: F401  (setuptools >= 70.1 has its own)
+    except ImportError:
+        try:
+            import wheel  # noqa: F401
+        except ImportError:
+            sys.exit("gtr: building the package needs the Python 'wheel' package, which this "
+                     "Python lacks: apt-get install python3-wheel (then make the venv with "
+                     "--system-site-packages), or pip install wheel, or build in isolation "
+                     "online: pip install ./python")
 from setuptools.command.build_py import build_py
 from setuptools.dist import Distribution
 
