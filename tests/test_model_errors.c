@@ -723,6 +723,50 @@ static void test_zip_reader(void **state)
     free(d);
 }
 
+/* The memory check: the estimate covers what the load allocates for each dtype, and a limit
+ * below it refuses before converting anything, naming needed, available and what fits. */
+static void test_memory_check(void **state)
+{
+    (void)state;
+    char *dir = copy_tiny("mem", true);
+    static const gtr_compute_dtype dts[] = {GTR_DTYPE_F32, GTR_DTYPE_BF16, GTR_DTYPE_INT8};
+    gtr_tensor_set set = {0};
+    gtr_error e;
+    assert_int_equal(gtr_tensor_set_open_dir(&set, dir, &e), GTR_OK);
+    size_t est[3];
+    for (int i = 0; i < 3; i++) {
+        est[i] = gtr_mem_estimate(&set, dts[i]);
+        gtr_model_options o = gtr_model_default_options();
+        o.dtype = dts[i];
+        o.n_threads = 1;
+        gtr_model *m = gtr_model_load(dir, &o, &e);
+        if (!m) fail_msg("%s", e.message);
+        /* honest: at least the weights the load really holds */
+        assert_true(est[i] >= gtr_model_weight_bytes(m));
+        gtr_model_free(m);
+    }
+    assert_true(est[0] > est[1] && est[1] > est[2]);
+    gtr_tensor_set_free(&set);
+    /* between the int8 and f32 needs: f32 refused, suggesting the dtypes that fit */
+    gtr_model_options o = gtr_model_default_options();
+    o.max_memory = est[2] + 1;
+    o.n_threads = 1;
+    assert_null(gtr_model_load(dir, &o, &e));
+    assert_int_equal(e.code, GTR_ERR_NOMEM);
+    assert_non_null(strstr(e.message, "loading as f32 needs about"));
+    assert_non_null(strstr(e.message, "--dtype int8 needs"));
+    assert_null(strstr(e.message, "--dtype bf16 needs")); /* does not fit */
+    o.dtype = GTR_DTYPE_INT8;
+    gtr_model *m = gtr_model_load(dir, &o, &e);
+    if (!m) fail_msg("%s", e.message);
+    gtr_model_free(m);
+    /* nothing fits */
+    o.max_memory = 1000;
+    assert_null(gtr_model_load(dir, &o, &e));
+    assert_non_null(strstr(e.message, "even --dtype int8 needs"));
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -739,6 +783,7 @@ int main(void)
         cmocka_unit_test(test_pickle_refuses_code),
         cmocka_unit_test(test_safetensors_reader),
         cmocka_unit_test(test_zip_reader),
+        cmocka_unit_test(test_memory_check),
     };
     return cmocka_run_group_tests_name("model_errors", tests, NULL, NULL);
 }
