@@ -852,8 +852,9 @@ GTR_API gtr_download_options gtr_download_default_options(void);
 /* Download a sentence-transformers model (GTR and other T5 encoders) from the hub into dir:
  * modules.json, then for every module the files it needs (config.json,
  * sentence_bert_config.json, spiece.model, 1_Pooling/config.json, 2_Dense/config.json, ...),
- * weights as model.safetensors or, where the repository has none, pytorch_model.bin, plus
- * the small optional tokenizer/config files when present. URL of a file:
+ * weights as transformers looks for them (model.safetensors, else the shards named by
+ * model.safetensors.index.json, else pytorch_model.bin, else pytorch_model.bin.index.json's
+ * shards; each shard resumable and checked like any file), plus the small optional tokenizer/config files when present. URL of a file:
  * <endpoint>/<repo_id>/resolve/<revision>/<file>; every file after the first comes from the
  * commit the revision resolved to, so the set is consistent. If dir already exists (and is
  * not empty) nothing is downloaded unless opts->force. opts may be NULL (defaults).
