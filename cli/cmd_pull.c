@@ -89,7 +89,7 @@ int cmd_pull(int argc, char **argv)
     dl_ui_attach(&ui, "pull", quiet, &o);
     if (!quiet) fprintf(stderr, "gtr pull: %s -> %s\n", repo, dir);
     gtr_error err;
-    gtr_status st = gtr_hf_pull(repo, dir, &o, &err);
+    gtr_status st = gtr_model_download(repo, dir, &o, &err);
     if (ui.prog.drawn) fputc('\n', stderr);
     if (st) {
         free(def);

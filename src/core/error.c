@@ -1,6 +1,7 @@
 /* error.c — status names and the error-struct helpers every layer uses. */
 #include "core.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 const char *gtr_status_str(gtr_status code)
@@ -22,6 +23,8 @@ const char *gtr_status_str(gtr_status code)
 }
 
 const char *gtr_version(void) { return GTR_VERSION_STRING; }
+
+void gtr_free(void *p) { free(p); }
 
 gtr_status gtr_vseterr(gtr_error *err, gtr_status code, const char *fmt, va_list ap)
 {

@@ -174,7 +174,7 @@ static gtr_model *load_dir(const char *dir, const gtr_model_options *opts, gtr_e
         goto fail;
     }
     gtr_tokenizer_options to = {.compat = o.spm_compat};
-    if (!(m->tok = gtr_tokenizer_load_with(spm, &to, err))) {
+    if (!(m->tok = gtr_tokenizer_load(spm, &to, err))) {
         st = err && err->code ? err->code : GTR_ERR_FORMAT;
         goto fail;
     }
@@ -428,7 +428,7 @@ static void tok_task(void *ctx, size_t i, int tid)
     (void)tid;
     tok_job *j = ctx;
     size_t len = j->lens ? j->lens[i] : strlen(j->texts[i]);
-    j->status[i] = gtr_tokenize(j->m->tok, j->texts[i], len, j->m->max_len, 1, &j->m->tok_ids[i], NULL);
+    j->status[i] = gtr_tokenizer_encode(j->m->tok, j->texts[i], len, j->m->max_len, 1, &j->m->tok_ids[i], NULL);
 }
 
 gtr_status gtr_model_encode(gtr_model *m, const char *const *texts, const size_t *lens, size_t n,
@@ -473,7 +473,7 @@ gtr_status gtr_model_encode(gtr_model *m, const char *const *texts, const size_t
     for (size_t i = 0; i < n; i++) {
         if (m->tok_status[i]) { /* again, serially, for the message */
             size_t len = lens ? lens[i] : strlen(texts[i]);
-            gtr_status st = gtr_tokenize(m->tok, texts[i], len, m->max_len, 1, &m->tok_ids[i], err);
+            gtr_status st = gtr_tokenizer_encode(m->tok, texts[i], len, m->max_len, 1, &m->tok_ids[i], err);
             if (!st) st = gtr_seterr(err, m->tok_status[i], "tokenizer failed");
             gtr_error_prefix(err, "text %zu", i);
             return st;

@@ -1,4 +1,4 @@
-/* hub.c — gtr_hf_pull: fetch a sentence-transformers model from the Hugging Face hub.
+/* hub.c — gtr_model_download: fetch a sentence-transformers model from the Hugging Face hub.
  *
  * modules.json comes first (into memory): it says which modules the model has, so we fetch the
  * files each one needs and nothing else, and its response names the commit the revision points
@@ -342,7 +342,7 @@ static void emit(const gtr_download_options *o, gtr_download_event ev, const cha
     if (o->on_event) o->on_event(o->user, ev, name, size, detail);
 }
 
-GTR_API gtr_status gtr_hf_pull(const char *repo_id, const char *dir,
+GTR_API gtr_status gtr_model_download(const char *repo_id, const char *dir,
                                const gtr_download_options *opts, gtr_error *err)
 {
     if (!repo_id || !valid_repo_id(repo_id))

@@ -15,7 +15,7 @@
  * body before parsing) and its answer (an upper bound computed before it is written), and from
  * a token budget (max_pending_tokens) the ids of its inputs; whatever does not fit is answered
  * 503 with Retry-After before it takes the memory. Tokenizing reads only what max_len can use
- * (gtr_tokenize), in at most a few requests at a time.
+ * (gtr_tokenizer_encode), in at most a few requests at a time.
  *
  * Graceful shutdown (gtr_server_shutdown): stop listening; idle connections close; requests
  * that arrive from now on are answered 503 shutting_down; admitted requests may finish until
@@ -386,7 +386,7 @@ gtr_server *gtr_server_start(const gtr_server_options *opts, gtr_error *err)
     srv->s.vocab = gtr_model_vocab_size(opts->model);
     srv->s.bytes.cap = opts->max_pending_bytes;
     srv->s.tokens.cap = opts->max_pending_tokens;
-    int slots = 2 * gtr_num_cores();
+    int slots = 2 * gtr_cpu_cores();
     sem_init(&srv->s.tokenize_slots, 0, (unsigned)(slots < 4 ? 4 : slots));
     srv->s.have_slots = true;
     pthread_mutex_init(&srv->mu, NULL);
