@@ -6,6 +6,9 @@
  *
  * Conventions (hold for every section below):
  *  - Handles are opaque; each has a matching *_free() that accepts NULL.
+ *  - Options structs start with `size_t size`: get one from its *_default_options() function,
+ *    then set fields, so that a program built against this header keeps working with a later
+ *    library whose struct has grown (a struct not made that way is GTR_ERR_INVALID_ARG).
  *  - Every call that can fail returns gtr_status (GTR_OK == 0) or a NULL handle, and
  *    fills the caller's gtr_error (which may be NULL) with a code and a one-line message
  *    that says what went wrong and where (file, line, tensor, ...).
@@ -183,6 +186,7 @@ typedef enum gtr_compute_dtype {
 } gtr_compute_dtype;
 
 typedef struct gtr_model_options {
+    size_t size; /* sizeof the struct: set by the *_default_options() function */
     int n_threads;                   /* <= 0: all cores (ignored when pool is given) */
     gtr_pool *pool;                  /* optional shared pool (not owned) */
     gtr_compute_dtype dtype;         /* compute precision (default F32) */
@@ -300,6 +304,7 @@ typedef struct gtr_index_encoder {
 } gtr_index_encoder;
 
 typedef struct gtr_index_build_options {
+    size_t size; /* sizeof the struct: set by the *_default_options() function */
     size_t batch_size;         /* passages per encode call (default 32) */
     size_t checkpoint_every;   /* documents between checkpoints (default 1024) */
     gtr_index_compact compact; /* also store a compact copy (default none) */
@@ -389,6 +394,7 @@ typedef enum gtr_fusion {
 } gtr_fusion;
 
 typedef struct gtr_fusion_options {
+    size_t size; /* sizeof the struct: set by the *_default_options() function */
     gtr_fusion method;
     double rrf_k;          /* RRF constant (default 60, Cormack et al. 2009) */
     const double *weights; /* INTERP: one weight per list (NULL: equal weights) */
@@ -451,6 +457,7 @@ typedef struct gtr_bm25_hit {
 } gtr_bm25_hit;
 
 typedef struct gtr_bm25_search_options {
+    size_t size; /* sizeof the struct: set by the *_default_options() function */
     float k1, b;       /* defaults 0.9 and 0.4 (Anserini) */
     int exact_lengths; /* 1: exact document lengths instead of Lucene's one-byte norms */
     gtr_pool *pool;    /* threads over queries (NULL: the calling thread only) */
@@ -607,6 +614,7 @@ typedef enum gtr_lr_schedule {
 } gtr_lr_schedule;
 
 typedef struct gtr_train_options {
+    size_t size; /* sizeof the struct: set by the *_default_options() function */
     int n_threads;            /* <= 0: all cores (ignored when pool is given) */
     gtr_pool *pool;           /* optional shared pool (not owned) */
     gtr_optimizer optimizer;  /* default Adafactor */
@@ -698,6 +706,7 @@ GTR_API gtr_status gtr_trainer_encode(gtr_trainer *t, const char *const *texts,
  * (one line per query, its relevant documents as "pos") atomically to out_path, the format
  * gtr_train_data_load_jsonl reads. */
 typedef struct gtr_negatives_options {
+    size_t size; /* sizeof the struct: set by the *_default_options() function */
     size_t k;                 /* negatives per query (default 8) */
     size_t skip;              /* best-ranked non-relevant documents skipped first (0): they
                                  are often unjudged positives */
@@ -752,6 +761,7 @@ typedef enum gtr_server_method {
 typedef void (*gtr_server_log_fn)(void *user, const char *line);
 
 typedef struct gtr_server_options {
+    size_t size; /* sizeof the struct: set by the *_default_options() function */
     const char *host;          /* numeric address or name to listen on (default "127.0.0.1") */
     int port;                  /* 0: any free port (gtr_server_port tells which); default 8080 */
     gtr_model *model;          /* required; not owned; used only by the batcher while running */
@@ -833,6 +843,7 @@ typedef void (*gtr_download_event_fn)(void *user, gtr_download_event ev, const c
 /* Start from gtr_download_default_options(); a negative max_retries or retry_delay_ms and a
  * timeout <= 0 mean the default. */
 typedef struct gtr_download_options {
+    size_t size; /* sizeof the struct: set by the *_default_options() function */
     /* Where to download from. gtr_model_download: the hub (NULL: $HF_ENDPOINT, else
      * https://huggingface.co). gtr_dataset_download: the folder holding NAME.zip (NULL:
      * $GTR_BEIR_URL, else https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets). */

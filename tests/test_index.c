@@ -8,6 +8,7 @@
 #include "index_ref.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -729,6 +730,35 @@ static void test_fusion_rrf(void **state)
     assert_int_equal(n, 0);
 }
 
+/* Options structs carry their size: one not made by *_default_options() is refused, one from
+ * an older, shorter header keeps the defaults of the fields it lacks (the same fusion as NULL). */
+static void test_options_size(void **state)
+{
+    (void)state;
+    gtr_ranked_doc a[] = {rd("x", 9), rd("y", 8)}, b[] = {rd("y", 0.9), rd("w", 0.5)};
+    const gtr_ranked_doc *lists[] = {a, b};
+    size_t lens[] = {2, 2}, n, n_ref;
+    gtr_ranked_doc out[4], ref[4];
+    gtr_error e;
+    gtr_fusion_options o;
+    memset(&o, 0, sizeof o);
+    assert_int_equal(gtr_hits_fuse(lists, lens, 2, &o, 4, out, &n, &e), GTR_ERR_INVALID_ARG);
+    assert_non_null(strstr(e.message, "default_options"));
+    o = gtr_fusion_default_options();
+    assert_int_equal(o.size, sizeof o);
+    o.size = sizeof o + 8; /* a newer header */
+    assert_int_equal(gtr_hits_fuse(lists, lens, 2, &o, 4, out, &n, &e), GTR_ERR_INVALID_ARG);
+    o.size = offsetof(gtr_fusion_options, weights); /* an older one, without weights */
+    o.weights = (const double *)1; /* beyond its size: must not be read */
+    TU_OK(gtr_hits_fuse(lists, lens, 2, &o, 4, out, &n, &e), &e);
+    TU_OK(gtr_hits_fuse(lists, lens, 2, NULL, 4, ref, &n_ref, &e), &e);
+    assert_int_equal(n, n_ref);
+    for (size_t i = 0; i < n; i++) {
+        assert_string_equal(out[i].id, ref[i].id);
+        assert_true(out[i].score == ref[i].score);
+    }
+}
+
 static void test_fusion_interp(void **state)
 {
     (void)state;
@@ -737,7 +767,9 @@ static void test_fusion_interp(void **state)
     const gtr_ranked_doc *lists[] = {dense, bm25};
     size_t lens[] = {3, 3}, n;
     double w[] = {0.3, 0.7};
-    gtr_fusion_options o = {GTR_FUSION_INTERP, 60, w};
+    gtr_fusion_options o = gtr_fusion_default_options();
+    o.method = GTR_FUSION_INTERP;
+    o.weights = w;
     gtr_ranked_doc out[4];
     gtr_error e;
     TU_OK(gtr_hits_fuse(lists, lens, 2, &o, 4, out, &n, &e), &e);
@@ -783,6 +815,7 @@ int main(void)
         cmocka_unit_test(test_search_arguments),
         cmocka_unit_test(test_fusion_rrf),
         cmocka_unit_test(test_fusion_interp),
+        cmocka_unit_test(test_options_size),
     };
     return cmocka_run_group_tests_name("index", tests, NULL, NULL);
 }

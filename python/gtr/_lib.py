@@ -47,7 +47,7 @@ class Error(ctypes.Structure):
 
 
 class ModelOptions(ctypes.Structure):
-    _fields_ = [("n_threads", c_int), ("pool", c_void_p), ("dtype", c_int), ("max_len", c_int),
+    _fields_ = [("size", c_size_t), ("n_threads", c_int), ("pool", c_void_p), ("dtype", c_int), ("max_len", c_int),
                 ("spm_compat", c_int), ("max_memory", c_size_t)]
 
 

@@ -9,7 +9,7 @@
 
 gtr_fusion_options gtr_fusion_default_options(void)
 {
-    gtr_fusion_options o = {GTR_FUSION_RRF, 60.0, NULL};
+    gtr_fusion_options o = {sizeof o, GTR_FUSION_RRF, 60.0, NULL};
     return o;
 }
 
@@ -35,7 +35,8 @@ gtr_status gtr_hits_fuse(const gtr_ranked_doc *const *lists, const size_t *lens,
                     gtr_error *err)
 {
     gtr_fusion_options def = gtr_fusion_default_options();
-    if (!opts) opts = &def;
+    if (gtr_options_take(&def, sizeof def, opts, "gtr_hits_fuse", err)) return GTR_ERR_INVALID_ARG;
+    opts = &def;
     if (!n_out || (k && !out) || (n_lists && (!lists || !lens)))
         return gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_hits_fuse: missing argument");
     *n_out = 0;

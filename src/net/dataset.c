@@ -63,7 +63,8 @@ GTR_API gtr_status gtr_dataset_download(const char *name, const char *parent_dir
                           name ? name : "(null)");
     if (!parent_dir || !*parent_dir)
         return gtr_seterr(err, GTR_ERR_INVALID_ARG, "no destination directory given");
-    gtr_download_options o = net_resolve_options(opts);
+    gtr_download_options o;
+    if (net_resolve_options(opts, &o, err)) return GTR_ERR_INVALID_ARG;
     const char *env = getenv("GTR_BEIR_URL");
     const char *b = o.endpoint && *o.endpoint ? o.endpoint : env && *env ? env : DEFAULT_BEIR_URL;
     size_t bl = strlen(b);

@@ -350,7 +350,8 @@ GTR_API gtr_status gtr_model_download(const char *repo_id, const char *dir,
                           "invalid repository id '%s' (expected NAMESPACE/NAME, e.g. sentence-transformers/gtr-t5-base)",
                           repo_id ? repo_id : "(null)");
     if (!dir || !*dir) return gtr_seterr(err, GTR_ERR_INVALID_ARG, "no destination directory given");
-    gtr_download_options o = net_resolve_options(opts);
+    gtr_download_options o;
+    if (net_resolve_options(opts, &o, err)) return GTR_ERR_INVALID_ARG;
     const char *rev = o.revision && *o.revision ? o.revision : "main";
     for (const char *p = rev; *p; p++)
         if ((unsigned char)*p < 0x20) return gtr_seterr(err, GTR_ERR_INVALID_ARG, "invalid revision");

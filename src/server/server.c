@@ -49,6 +49,7 @@ gtr_server_options gtr_server_default_options(void)
 {
     gtr_server_options o;
     memset(&o, 0, sizeof o);
+    o.size = sizeof o;
     o.host = "127.0.0.1";
     o.port = 8080;
     o.model_name = "gtr";
@@ -372,6 +373,13 @@ gtr_server *gtr_server_start(const gtr_server_options *opts, gtr_error *err)
 {
     gtr_server_method method = GTR_SERVER_DENSE;
     if (!opts) return gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_server_start: NULL options"), NULL;
+    gtr_server_options given = gtr_server_default_options();
+    gtr_fusion_options fusion = gtr_fusion_default_options();
+    if (gtr_options_take(&given, sizeof given, opts, "gtr_server_start", err) ||
+        gtr_options_take(&fusion, sizeof fusion, &given.fusion, "gtr_server_start: fusion", err))
+        return NULL;
+    given.fusion = fusion;
+    opts = &given;
     if (check_options(opts, &method, err)) return NULL;
     gtr_server *srv = gtr_xcalloc(1, sizeof *srv, "server", err);
     if (!srv) return NULL;

@@ -15,6 +15,7 @@ gtr_negatives_options gtr_negatives_default_options(void)
 {
     gtr_negatives_options o;
     memset(&o, 0, sizeof o);
+    o.size = sizeof o;
     o.k = 8;
     o.batch = 64;
     o.query_max_len = 64;
@@ -151,7 +152,8 @@ gtr_status gtr_negatives_mine(gtr_model *m, const char *dir, const char *split,
                               const gtr_negatives_options *opts, const char *out_path,
                               gtr_negatives_stats *stats, gtr_error *err)
 {
-    gtr_negatives_options o = opts ? *opts : gtr_negatives_default_options();
+    gtr_negatives_options o = gtr_negatives_default_options();
+    if (gtr_options_take(&o, sizeof o, opts, "gtr_negatives_mine", err)) return GTR_ERR_INVALID_ARG;
     if (!m || !dir || !out_path) return gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_negatives_mine: NULL argument");
     if (o.k == 0 || o.skip + o.k > 1024) return gtr_seterr(err, GTR_ERR_INVALID_ARG, "skip + k must be in [1, 1024]");
     if (o.batch == 0) o.batch = 64;

@@ -20,6 +20,7 @@ gtr_train_options gtr_train_default_options(void)
 {
     gtr_train_options o;
     memset(&o, 0, sizeof o);
+    o.size = sizeof o;
     o.optimizer = GTR_OPTIM_ADAFACTOR;
     o.lr = 1e-3;
     o.schedule = GTR_LR_LINEAR;
@@ -121,7 +122,11 @@ gtr_trainer *gtr_trainer_create(const char *init_dir, const gtr_train_data *data
     }
     gtr_trainer *t = gtr_xcalloc(1, sizeof *t, "trainer", err);
     if (!t) return NULL;
-    t->o = opts ? *opts : gtr_train_default_options();
+    t->o = gtr_train_default_options();
+    if (gtr_options_take(&t->o, sizeof t->o, opts, "gtr_trainer_create", err)) {
+        free(t);
+        return NULL;
+    }
     t->data = data;
     gtr_status st;
     char *spm = NULL;
