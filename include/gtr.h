@@ -216,13 +216,40 @@ GTR_API const gtr_tokenizer *gtr_model_tokenizer(const gtr_model *m);
  * unit vectors, row-major. A text's vector does not depend on the other texts in the call.
  * A vector that is not finite (activations that overflow) is never returned: the call fails
  * with GTR_ERR_INTERNAL naming the text.
- * Not reentrant on one model: concurrent callers need a model each (or a lock). */
+ * Thread-safe, one call at a time: it encodes in a context of the model's own behind a lock,
+ * so concurrent callers take turns. To encode from several threads at once, give each thread
+ * a gtr_context (below). */
 GTR_API gtr_status gtr_model_encode(gtr_model *m, const char *const *texts, const size_t *lens,
                                     size_t n, float *out, gtr_error *err);
 /* The same from token ids (already with </s>, at most max_len each). */
 GTR_API gtr_status gtr_model_encode_ids(gtr_model *m, const int32_t *const *ids,
                                         const size_t *n_ids, size_t n, float *out,
                                         gtr_error *err);
+
+/* An encode context: what one encode needs besides the weights (activation arena, schedule,
+ * tokenizer output, threads). A loaded model is never modified, so any number of contexts
+ * created from one model encode at the same time, each used by one thread at a time; the
+ * weights exist once and each context adds its arena (it grows to the largest batch seen;
+ * bench/RESULTS.md gives the figures). Vectors are the same bits as gtr_model_encode's,
+ * whatever the contexts or threads. The model must outlive its contexts. */
+typedef struct gtr_context gtr_context;
+typedef struct gtr_context_options {
+    int n_threads;  /* > 0: a pool of this many threads of the context's own; 0: see pool */
+    gtr_pool *pool; /* threads to use (not owned). Neither: the model's pool, which serves one
+                     * context at a time (the others then compute on their calling thread) */
+} gtr_context_options;
+GTR_API gtr_context_options gtr_context_default_options(void);
+/* NULL with err set on failure; opts may be NULL (defaults). */
+GTR_API gtr_context *gtr_context_create(const gtr_model *m, const gtr_context_options *opts,
+                                        gtr_error *err);
+GTR_API void gtr_context_free(gtr_context *c);
+GTR_API const gtr_model *gtr_context_model(const gtr_context *c);
+/* gtr_model_encode / gtr_model_encode_ids on a context: same arguments, same results. */
+GTR_API gtr_status gtr_context_encode(gtr_context *c, const char *const *texts,
+                                      const size_t *lens, size_t n, float *out, gtr_error *err);
+GTR_API gtr_status gtr_context_encode_ids(gtr_context *c, const int32_t *const *ids,
+                                          const size_t *n_ids, size_t n, float *out,
+                                          gtr_error *err);
 /* Human-readable description (architecture, parameter count, storage dtype, files). The
  * string is owned by the model. */
 GTR_API const char *gtr_model_describe(const gtr_model *m);
