@@ -777,7 +777,7 @@ typedef void (*gtr_server_log_fn)(void *user, const char *line);
 typedef struct gtr_server_options {
     const char *host;          /* numeric address or name to listen on (default "127.0.0.1") */
     int port;                  /* 0: any free port (gtr_server_port tells which); default 8080 */
-    gtr_model *model;          /* required; not owned; used only by the batcher while running */
+    gtr_model *model;          /* required; not owned; encoded by the batcher's workers only */
     const char *model_name;    /* the "model" of responses (default "gtr") */
     gtr_index *index;          /* optional dense index for /search (not owned; must match model) */
     gtr_bm25 *bm25;            /* optional BM25 index for /search (not owned) */
@@ -790,6 +790,8 @@ typedef struct gtr_server_options {
     size_t max_batch_tokens;   /* token budget of one encoder batch (default 16384) */
     int max_wait_ms;           /* longest a queued text waits for a fuller batch (default 5) */
     size_t queue;              /* requests waiting for the encoder before 503 (default 256) */
+    int workers;               /* encoder threads, each a gtr_context over the one model: batches
+                                * encode side by side, the cores shared out (default 1) */
     size_t max_body;           /* request body limit in bytes, 413 beyond (default 16 MiB) */
     size_t max_inputs;         /* inputs per request, 400 beyond (default 2048, as OpenAI) */
     size_t max_pending_bytes;  /* request bodies, parsed JSON and answers held at once, 503
