@@ -429,6 +429,39 @@ GTR_API gtr_status gtr_fuse(const gtr_ranked_doc *const *lists, const size_t *le
                             size_t n_lists, const gtr_fusion_options *opts, size_t k,
                             gtr_ranked_doc *out, size_t *n_out, gtr_error *err);
 
+/* ======================================================================== ann */
+/* (section owned by src/index/ann.c, ivf.c; issue 14)
+ * Approximate search over a dense index: an inverted-file (IVF) index, a separate file built
+ * from an index's vectors. Spherical k-means lists, int8 codes scanned in the probed lists,
+ * the best `rerank` candidates re-ranked exactly with the float32 vectors (kept in the same
+ * file, memory-mapped). Written atomically, checksummed; tied to the index it was built from
+ * (model fingerprint, document count and ids), so a stale one is refused. */
+typedef struct gtr_ann gtr_ann;
+
+typedef struct gtr_ann_build_options {
+    uint32_t n_lists; /* 0: about sqrt(documents) */
+    uint32_t iters;   /* k-means iterations (0: 10) */
+    uint64_t seed;    /* the build is deterministic given it, for any thread count */
+    gtr_pool *pool;   /* threads (NULL: the calling thread only) */
+} gtr_ann_build_options;
+GTR_API gtr_status gtr_ann_build(const gtr_index *ix, const char *out_path,
+                                 const gtr_ann_build_options *opts, gtr_error *err);
+/* Open an IVF file and check it was built from ix (GTR_ERR_MISMATCH otherwise). ix must
+ * outlive the handle. */
+GTR_API gtr_ann *gtr_ann_open(const char *path, const gtr_index *ix, gtr_error *err);
+GTR_API void gtr_ann_free(gtr_ann *a);
+GTR_API uint32_t gtr_ann_n_lists(const gtr_ann *a);
+
+typedef struct gtr_ann_search_options {
+    uint32_t nprobe; /* lists scanned per query (0: 8) */
+    uint32_t rerank; /* candidates re-ranked exactly (0: 4 * k) */
+    gtr_pool *pool;  /* threads over queries; results do not depend on it */
+} gtr_ann_search_options;
+/* Like gtr_index_search (same hits layout), approximately. */
+GTR_API gtr_status gtr_ann_search(const gtr_ann *a, const float *queries, size_t nq, size_t k,
+                                  const gtr_ann_search_options *opts, gtr_hit *hits,
+                                  size_t *n_hits, gtr_error *err);
+
 /* ======================================================================== bm25 */
 /* (section owned by src/bm25/)
  * BM25 as Anserini runs it on BEIR ("flat" indexes): the document text is title + " " + text,
