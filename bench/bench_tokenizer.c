@@ -59,7 +59,7 @@ static int plain(const char *in, const char *out, int reps)
 static int run(const char *model, const char *file, double min_seconds)
 {
     gtr_error e;
-    gtr_tokenizer *tok = gtr_tokenizer_load(model, NULL, NULL, &e);
+    gtr_tokenizer *tok = gtr_tokenizer_load(model, NULL, &e);
     char *data;
     size_t len;
     if (!tok || gtr_read_file(file, 0, &data, &len, &e)) {

@@ -280,7 +280,7 @@ int cmd_tokenize(int argc, char **argv)
         return 1;
     }
     gtr_error err;
-    gtr_tokenizer *tok = gtr_tokenizer_load(spm_path, &to, NULL, &err);
+    gtr_tokenizer *tok = gtr_tokenizer_load(spm_path, &to, &err);
     free(spm_path);
     if (!tok) return cli_fail(CMD, &err);
     /* A named output file is written atomically: a failure leaves no half-written file. */

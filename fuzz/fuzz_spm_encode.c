@@ -19,7 +19,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     char path[4096];
     snprintf(path, sizeof path, "%s/spm/t5-spiece.model", shared && *shared ? shared : "../shared");
     gtr_error e;
-    tok = gtr_tokenizer_load(path, NULL, NULL, &e);
+    tok = gtr_tokenizer_load(path, NULL, &e);
     if (!tok) {
         fprintf(stderr, "fuzz_spm_encode: %s\n", e.message);
         exit(1);

@@ -15,7 +15,7 @@ static const char *const texts[] = {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     gtr_error e;
-    gtr_tokenizer *t = gtr_tokenizer_load_memory(data, size, NULL, NULL, &e);
+    gtr_tokenizer *t = gtr_tokenizer_load_memory(data, size, NULL, &e);
     if (!t) {
         if (e.code == GTR_OK || !e.message[0]) abort(); /* a failure must say why */
         return 0;

@@ -18,7 +18,7 @@ static int setup(void **state)
     ref *r = calloc(1, sizeof *r);
     gtr_error e;
     char *p = tu_shared("spm/t5-spiece.model");
-    r->tok = gtr_tokenizer_load(p, NULL, NULL, &e);
+    r->tok = gtr_tokenizer_load(p, NULL, &e);
     if (!r->tok) fail_msg("%s", e.message);
     free(p);
     static const char *files[] = {"tokenizer/texts.jsonl", "tokenizer/ids_full.jsonl",
@@ -295,7 +295,7 @@ static void test_compat_modes(void **state)
     char *p = tu_shared("spm/t5-spiece.model");
     for (int mode = GTR_SPM_COMPAT_0_2_2; mode <= GTR_SPM_COMPAT_HF; mode++) {
         gtr_tokenizer_options o = {.compat = (gtr_spm_compat)mode};
-        gtr_tokenizer *t = gtr_tokenizer_load(p, &o, NULL, &e);
+        gtr_tokenizer *t = gtr_tokenizer_load(p, &o, &e);
         if (!t) fail_msg("%s", e.message);
         gtr_ids ids = {0};
         size_t differ = 0, not_perm = 0;
@@ -346,7 +346,7 @@ static void test_compat_modes(void **state)
     }
     gtr_tokenizer_options bad = {.compat = (gtr_spm_compat)7};
     p = tu_shared("spm/t5-spiece.model");
-    assert_null(gtr_tokenizer_load(p, &bad, NULL, &e));
+    assert_null(gtr_tokenizer_load(p, &bad, &e));
     assert_int_equal(e.code, GTR_ERR_INVALID_ARG);
     free(p);
 }
@@ -404,7 +404,7 @@ static void test_truncated_prefix(void **state)
     assert_true(unspaced.len > 200000); /* beyond the hard cap of every max_len tried below 10000 */
     for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
         gtr_tokenizer_options o = {modes[m]};
-        gtr_tokenizer *t = gtr_tokenizer_load(p, &o, NULL, &e);
+        gtr_tokenizer *t = gtr_tokenizer_load(p, &o, &e);
         if (!t) fail_msg("%s", e.message);
         for (size_t i = 0; i < r->n; i++) {
             size_t len;

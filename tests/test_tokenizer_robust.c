@@ -18,7 +18,7 @@ static int setup(void **state)
     gtr_error e;
     char *p = tu_shared("spm/t5-spiece.model");
     if (gtr_read_file(p, 0, &f->model, &f->len, &e)) fail_msg("%s", e.message);
-    f->tok = gtr_tokenizer_load(p, NULL, NULL, &e);
+    f->tok = gtr_tokenizer_load(p, NULL, &e);
     if (!f->tok) fail_msg("%s", e.message);
     free(p);
     *state = f;
@@ -45,12 +45,12 @@ static void test_missing_file(void **state)
 {
     (void)state;
     gtr_error e;
-    assert_null(gtr_tokenizer_load("/nonexistent/dir/spiece.model", NULL, NULL, &e));
+    assert_null(gtr_tokenizer_load("/nonexistent/dir/spiece.model", NULL, &e));
     assert_int_equal(e.code, GTR_ERR_NOT_FOUND);
     assert_non_null(strstr(e.message, "/nonexistent/dir/spiece.model"));
-    assert_null(gtr_tokenizer_load(tu_tmpdir(), NULL, NULL, &e)); /* a directory */
+    assert_null(gtr_tokenizer_load(tu_tmpdir(), NULL, &e)); /* a directory */
     assert_int_not_equal(e.code, GTR_OK);
-    assert_null(gtr_tokenizer_load(NULL, NULL, NULL, &e));
+    assert_null(gtr_tokenizer_load(NULL, NULL, &e));
     assert_int_equal(e.code, GTR_ERR_INVALID_ARG);
     gtr_tokenizer_free(NULL);
 }
@@ -59,7 +59,7 @@ static void test_load_memory_equals_file(void **state)
 {
     fx *f = *state;
     gtr_error e;
-    gtr_tokenizer *t = gtr_tokenizer_load_memory(f->model, f->len, NULL, NULL, &e);
+    gtr_tokenizer *t = gtr_tokenizer_load_memory(f->model, f->len, NULL, &e);
     assert_non_null(t);
     gtr_ids a = {0}, b = {0};
     const char *s = "The same model from memory and from the file.";
@@ -85,7 +85,7 @@ static void test_truncated(void **state)
         if (i < 40) cut = i;                                  /* the start */
         else if (i < 120) cut = f->len - 1 - (i - 40);        /* the end (the normalizer spec) */
         else cut = (size_t)(rng_next(&seed) % f->len);        /* anywhere */
-        gtr_tokenizer *t = gtr_tokenizer_load_memory(f->model, cut, NULL, NULL, &e);
+        gtr_tokenizer *t = gtr_tokenizer_load_memory(f->model, cut, NULL, &e);
         if (t) fail_msg("a model cut to %zu of %zu bytes loaded", cut, f->len);
         if (e.code != GTR_ERR_FORMAT) fail_msg("cut %zu: %s (%s)", cut, gtr_status_str(e.code), e.message);
         assert_non_null(strstr(e.message, "<memory>"));
@@ -95,7 +95,7 @@ static void test_truncated(void **state)
     /* the file cut on disk: the error names the file */
     char *p = tu_tmp("cut.model");
     tu_write(p, f->model, f->len / 2);
-    assert_null(gtr_tokenizer_load(p, NULL, NULL, &e));
+    assert_null(gtr_tokenizer_load(p, NULL, &e));
     assert_int_equal(e.code, GTR_ERR_FORMAT);
     assert_non_null(strstr(e.message, p));
     free(p);
@@ -122,7 +122,7 @@ static void test_corrupted(void **state)
                                 : (size_t)(rng_next(&seed) % f->len);
             buf[pos] = (char)rng_next(&seed);
         }
-        gtr_tokenizer *t = gtr_tokenizer_load_memory(buf, f->len, NULL, NULL, &e);
+        gtr_tokenizer *t = gtr_tokenizer_load_memory(buf, f->len, NULL, &e);
         if (!t) {
             assert_true(e.code == GTR_ERR_FORMAT || e.code == GTR_ERR_UNSUPPORTED);
             assert_true(strlen(e.message) > 10);
@@ -145,16 +145,16 @@ static void test_corrupted(void **state)
     /* Pure garbage, all zeros, all 0xff, and nothing at all. */
     for (size_t n = 0; n < 4096; n = n * 3 + 1) {
         for (size_t i = 0; i < n; i++) buf[i] = (char)rng_next(&seed);
-        assert_null(gtr_tokenizer_load_memory(buf, n, NULL, NULL, &e));
+        assert_null(gtr_tokenizer_load_memory(buf, n, NULL, &e));
         memset(buf, 0, n);
-        assert_null(gtr_tokenizer_load_memory(buf, n, NULL, NULL, &e));
+        assert_null(gtr_tokenizer_load_memory(buf, n, NULL, &e));
         memset(buf, 0xff, n);
-        assert_null(gtr_tokenizer_load_memory(buf, n, NULL, NULL, &e));
+        assert_null(gtr_tokenizer_load_memory(buf, n, NULL, &e));
         assert_int_not_equal(e.code, GTR_OK);
     }
-    assert_null(gtr_tokenizer_load_memory(NULL, 0, NULL, NULL, &e));
+    assert_null(gtr_tokenizer_load_memory(NULL, 0, NULL, &e));
     assert_int_equal(e.code, GTR_ERR_FORMAT);
-    assert_null(gtr_tokenizer_load_memory(NULL, 5, NULL, NULL, &e));
+    assert_null(gtr_tokenizer_load_memory(NULL, 5, NULL, &e));
     assert_int_equal(e.code, GTR_ERR_INVALID_ARG);
     free(buf);
 }

@@ -92,7 +92,7 @@ static gtr_tokenizer *build_model(model *m, gtr_error *e)
     if (!m->normalizer.len) normalizer(m, NULL, 0, -1, -1, -1);
     if (!m->no_normalizer) pb_msg(&out, 3, &m->normalizer);
     gtr_buf_append(&out, m->extra.data ? m->extra.data : "", m->extra.len, NULL);
-    gtr_tokenizer *t = gtr_tokenizer_load_memory(out.data ? out.data : "", out.len, NULL, NULL, e);
+    gtr_tokenizer *t = gtr_tokenizer_load_memory(out.data ? out.data : "", out.len, NULL, e);
     gtr_buf_free(&out);
     gtr_buf_free(&m->pieces);
     gtr_buf_free(&m->trainer);
@@ -434,7 +434,7 @@ static void test_wire_format(void **state)
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         gtr_error e;
-        assert_null(gtr_tokenizer_load_memory(bad[i].bytes, bad[i].len, NULL, NULL, &e));
+        assert_null(gtr_tokenizer_load_memory(bad[i].bytes, bad[i].len, NULL, &e));
         assert_int_equal(e.code, GTR_ERR_FORMAT);
         assert_non_null(strstr(e.message, "byte"));
     }

@@ -144,7 +144,7 @@ static gtr_model *load_dir(const char *dir, const gtr_model_options *opts, gtr_e
         goto fail;
     }
     gtr_tokenizer_options to = {.compat = o.spm_compat};
-    if (!(m->tok = gtr_tokenizer_load(spm, &to, NULL, NULL, err))) {
+    if (!(m->tok = gtr_tokenizer_load(spm, &to, err))) {
         st = err && err->code ? err->code : GTR_ERR_FORMAT;
         goto fail;
     }

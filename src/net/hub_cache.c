@@ -40,7 +40,8 @@ GTR_API gtr_status gtr_model_download_cache(const char *repo_id, const gtr_downl
                                      size_t cap_out, gtr_error *err)
 {
     if (cap_out) snapshot[0] = '\0';
-    gtr_download_options o = net_resolve_options(opts);
+    gtr_download_options o;
+    if (net_resolve_options(opts, &o, err)) return GTR_ERR_INVALID_ARG;
     const char *rev = o.revision && *o.revision ? o.revision : "main";
     if (strchr(rev, '/') || strstr(rev, "..") || strlen(rev) > 200)
         return gtr_seterr(err, GTR_ERR_INVALID_ARG, "revision '%s' cannot name a cache entry", rev);

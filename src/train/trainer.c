@@ -149,7 +149,7 @@ gtr_trainer *gtr_trainer_create(const char *init_dir, const gtr_train_data *data
         goto fail;
     }
     gtr_tokenizer_options to = {.compat = t->o.spm_compat};
-    if (!(t->tok = gtr_tokenizer_load(spm, &to, NULL, err))) goto fail;
+    if (!(t->tok = gtr_tokenizer_load(spm, &to, err))) goto fail;
     if (gtr_tokenizer_vocab_size(t->tok) > t->m.V) {
         gtr_seterr(err, GTR_ERR_MISMATCH, "%s has %d pieces but config.json's vocab_size is %d", spm,
                    gtr_tokenizer_vocab_size(t->tok), t->m.V);
