@@ -78,11 +78,31 @@ endif
 .PHONY: all lib cli tests test test-release test-sanitize check-deps deps clean demo bench \
         fuzz install uninstall clang-check venv-test venv-bench
 
-all: lib cli
+# ---------------------------------------------------------------------------- MPI (optional)
+# bin/gtr-mpi (mpi/, issue 18) is built only where Open MPI's compiler wrapper exists, so MPI is
+# never a dependency of libgtr or bin/gtr. OMPI_CC makes mpicc use the same compiler as the rest.
+MPICC    ?= mpicc
+HAVE_MPI := $(shell command -v $(MPICC) 2>/dev/null)
+ifneq ($(HAVE_MPI),)
+MPI_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard mpi/*.c)))
+MPI_CLI  := $(BUILD)/cli/common.o $(BUILD)/cli/retrieve.o $(BUILD)/cli/progress.o
+MPI_BIN  := $(dir $(GTR_BIN))gtr-mpi
+$(BUILD)/mpi/%.o: mpi/%.c
+	@mkdir -p $(dir $@)
+	@echo "  MPICC   $<"
+	$(Q)OMPI_CC=$(CC) $(MPICC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+$(MPI_BIN): $(MPI_OBJ) $(MPI_CLI) $(LIB_A)
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	$(Q)OMPI_CC=$(CC) $(MPICC) $(SAN) -o $@ $(MPI_OBJ) $(MPI_CLI) $(LIB_A) $(LDLIBS_ALL)
+endif
+
+all: lib cli $(MPI_BIN)
 
 lib: $(LIB_A) $(LIB_SO)
 cli: $(GTR_BIN)
-tests: $(TEST_BIN) $(GTR_BIN)
+tests: $(TEST_BIN) $(GTR_BIN) $(MPI_BIN)
+
 
 $(BUILD)/%_avx2.o: %_avx2.c
 	@mkdir -p $(dir $@)
@@ -124,7 +144,7 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(SUP_OBJ) $(LIB_A)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(SAN) -o $@ $< $(SUP_OBJ) $(LIB_A) $(LDLIBS_ALL) -lcmocka
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(SUP_OBJ:.o=.d) $(TEST_BIN:=.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(MPI_OBJ:.o=.d) $(SUP_OBJ:.o=.d) $(TEST_BIN:=.d)
 
 # ---------------------------------------------------------------------------- dependencies
 deps:

@@ -186,11 +186,19 @@ typedef struct gtr_model_options {
     gtr_compute_dtype dtype;         /* compute precision (default F32) */
     int max_len;                     /* 0: the model's max_seq_length (512 for GTR) */
     gtr_spm_compat spm_compat;       /* tokenizer rounding on ties (default GTR_SPM_COMPAT_0_1) */
+    size_t max_memory;               /* bytes the load may use; 0: what the machine has left
+                                      * (MemAvailable, or the cgroup's limit when lower) */
 } gtr_model_options;
 /* Defaults: all cores, F32, model's max length. */
 GTR_API gtr_model_options gtr_model_default_options(void);
 
-/* opts may be NULL (defaults). A weight that is NaN or infinite is GTR_ERR_FORMAT naming the
+/* dir: a model directory, or a Hugging Face repository id "org/name[@revision]" that is not
+ * a local path, found in the cache transformers fills ($HF_HUB_CACHE, else $HF_HOME/hub, else
+ * ~/.cache/huggingface/hub; refs/<revision> names the snapshot); never downloads.
+ * Before converting anything the load estimates the memory the dtype needs (weights + one
+ * chunk's activations) and fails with GTR_ERR_NOMEM naming needed, available and the dtypes
+ * that would fit, rather than run the machine out of memory.
+ * opts may be NULL (defaults). A weight that is NaN or infinite is GTR_ERR_FORMAT naming the
  * file, the tensor and the element (checked in the pass that fingerprints the weights: about
  * 0.1 s more on the 2.3 s load of a gtr-t5-base-size model). */
 GTR_API gtr_model *gtr_model_load(const char *dir, const gtr_model_options *opts, gtr_error *err);
@@ -844,8 +852,9 @@ GTR_API gtr_download_options gtr_download_default_options(void);
 /* Download a sentence-transformers model (GTR and other T5 encoders) from the hub into dir:
  * modules.json, then for every module the files it needs (config.json,
  * sentence_bert_config.json, spiece.model, 1_Pooling/config.json, 2_Dense/config.json, ...),
- * weights as model.safetensors or, where the repository has none, pytorch_model.bin, plus
- * the small optional tokenizer/config files when present. URL of a file:
+ * weights as transformers looks for them (model.safetensors, else the shards named by
+ * model.safetensors.index.json, else pytorch_model.bin, else pytorch_model.bin.index.json's
+ * shards; each shard resumable and checked like any file), plus the small optional tokenizer/config files when present. URL of a file:
  * <endpoint>/<repo_id>/resolve/<revision>/<file>; every file after the first comes from the
  * commit the revision resolved to, so the set is consistent. If dir already exists (and is
  * not empty) nothing is downloaded unless opts->force. opts may be NULL (defaults).

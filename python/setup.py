@@ -16,9 +16,10 @@ import sys
 
 from setuptools import setup
 
-# pip builds a wheel (`bdist_wheel`). Older setuptools (Debian 12's) need the separate `wheel`
-# package for that; without it setuptools only says "invalid command 'bdist_wheel'".
-if "bdist_wheel" in sys.argv:
+# pip builds a wheel: `dist_info` (the metadata, which runs bdist_wheel's code) then
+# `bdist_wheel`. Older setuptools (Debian 12's) need the separate `wheel` package for both;
+# without it setuptools only says "invalid command 'bdist_wheel'".
+if {"bdist_wheel", "dist_info"} & set(sys.argv):
     try:
         import setuptools.command.bdist_wheel  # noqa: F401  (setuptools >= 70.1 has its own)
     except ImportError:

@@ -19,7 +19,10 @@ set -euo pipefail
 # system's setuptools, which needs the wheel package; a venv made by Debian's python3 lacks it.
 CORE=(gcc make pkg-config perl libjansson-dev libcurl4-openssl-dev libzip-dev
       libcmocka-dev zlib1g-dev zip unzip python3 python3-numpy
-      python3-venv python3-wheel python3-setuptools curl man-db)
+      python3-venv python3-wheel python3-setuptools curl man-db
+      openmpi-bin libopenmpi-dev)
+# openmpi-bin, libopenmpi-dev: bin/gtr-mpi and its tests (issue 18). Optional for building:
+# without mpicc the Makefile skips gtr-mpi and everything else builds and runs as before.
 # The libraries the Makefile links, as pkg-config names and the Debian package providing each.
 PKGCONFIG=(jansson:libjansson-dev libcurl:libcurl4-openssl-dev libzip:libzip-dev zlib:zlib1g-dev)
 # BENCH: references measured in the same run (SentencePiece, Debian PyTorch + OpenBLAS), clang

@@ -723,6 +723,154 @@ static void test_zip_reader(void **state)
     free(d);
 }
 
+/* The memory check: the estimate covers what the load allocates for each dtype, and a limit
+ * below it refuses before converting anything, naming needed, available and what fits. */
+static void test_memory_check(void **state)
+{
+    (void)state;
+    char *dir = copy_tiny("mem", true);
+    static const gtr_compute_dtype dts[] = {GTR_DTYPE_F32, GTR_DTYPE_BF16, GTR_DTYPE_INT8};
+    gtr_tensor_set set = {0};
+    gtr_error e;
+    assert_int_equal(gtr_tensor_set_open_dir(&set, dir, &e), GTR_OK);
+    size_t est[3];
+    for (int i = 0; i < 3; i++) {
+        est[i] = gtr_mem_estimate(&set, dts[i]);
+        gtr_model_options o = gtr_model_default_options();
+        o.dtype = dts[i];
+        o.n_threads = 1;
+        gtr_model *m = gtr_model_load(dir, &o, &e);
+        if (!m) fail_msg("%s", e.message);
+        /* honest: at least the weights the load really holds */
+        assert_true(est[i] >= gtr_model_weight_bytes(m));
+        gtr_model_free(m);
+    }
+    assert_true(est[0] > est[1] && est[1] > est[2]);
+    gtr_tensor_set_free(&set);
+    /* between the int8 and f32 needs: f32 refused, suggesting the dtypes that fit */
+    gtr_model_options o = gtr_model_default_options();
+    o.max_memory = est[2] + 1;
+    o.n_threads = 1;
+    assert_null(gtr_model_load(dir, &o, &e));
+    assert_int_equal(e.code, GTR_ERR_NOMEM);
+    assert_non_null(strstr(e.message, "loading as f32 needs about"));
+    assert_non_null(strstr(e.message, "--dtype int8 needs"));
+    assert_null(strstr(e.message, "--dtype bf16 needs")); /* does not fit */
+    o.dtype = GTR_DTYPE_INT8;
+    gtr_model *m = gtr_model_load(dir, &o, &e);
+    if (!m) fail_msg("%s", e.message);
+    gtr_model_free(m);
+    /* nothing fits */
+    o.max_memory = 1000;
+    assert_null(gtr_model_load(dir, &o, &e));
+    assert_non_null(strstr(e.message, "even --dtype int8 needs"));
+    free(dir);
+}
+
+/* Split dir's model.safetensors into k shards (tensor i into shard i % k), as transformers
+ * names them, with an index mapping every tensor to its shard; the single file goes. */
+static void shard_safetensors(const char *dir, int k)
+{
+    char *single = gtr_path_join(dir, "model.safetensors");
+    gtr_tensor_set set = {0};
+    gtr_error e;
+    gtr_mmap map;
+    TU_OK(gtr_mmap_open(single, &map, &e), &e);
+    TU_OK(gtr_safetensors_parse(map.data, map.size, single, 0, &set, &e), &e);
+    json_t *wm = json_object();
+    for (int sh = 0; sh < k; sh++) {
+        char name[64];
+        snprintf(name, sizeof name, "model-%05d-of-%05d.safetensors", sh + 1, k);
+        json_t *h = json_object();
+        uint64_t off = 0;
+        for (size_t i = (size_t)sh; i < set.n; i += (size_t)k) {
+            const gtr_tensor *t = &set.t[i];
+            assert_int_equal(t->dtype, GTR_DT_F32);
+            gtr_safetensors_header_add(h, t->name, "F32", t->shape[0], t->ndim > 1 ? t->shape[1] : 0, off, t->span);
+            json_object_set_new(wm, t->name, json_string(name));
+            off += t->span;
+        }
+        size_t hl;
+        uint8_t *hb = gtr_safetensors_header_bytes(h, &hl, &e);
+        assert_non_null(hb);
+        char *p = gtr_path_join(dir, name);
+        FILE *f = fopen(p, "wb");
+        assert_non_null(f);
+        fwrite(hb, 1, hl, f);
+        for (size_t i = (size_t)sh; i < set.n; i += (size_t)k) fwrite(set.t[i].data, 1, set.t[i].span, f);
+        fclose(f);
+        free(p);
+        free(hb);
+        json_decref(h);
+    }
+    json_t *idx = json_pack("{s:{}, s:o}", "metadata", "weight_map", wm);
+    char *p = gtr_path_join(dir, "model.safetensors.index.json");
+    assert_int_equal(json_dump_file(idx, p, JSON_INDENT(1)), 0);
+    json_decref(idx);
+    free(p);
+    gtr_tensor_set_free(&set);
+    gtr_mmap_close(&map);
+    drop(dir, "model.safetensors");
+    free(single);
+}
+
+static void embed_one(const char *dir, float *out, size_t dim)
+{
+    gtr_model_options o = gtr_model_default_options();
+    o.n_threads = 1;
+    gtr_error e;
+    gtr_model *m = gtr_model_load(dir, &o, &e);
+    if (!m) fail_msg("%s", e.message);
+    assert_int_equal((size_t)gtr_model_dim(m), dim);
+    const char *txt = "sharded checkpoints load like one file";
+    TU_OK(gtr_model_encode(m, &txt, NULL, 1, out, &e), &e);
+    gtr_model_free(m);
+}
+
+/* Three real shards: the same vectors as the single file; an index that lies is refused. */
+static void test_sharded_many(void **state)
+{
+    (void)state;
+    char *one = copy_tiny("one", false), *dir = copy_tiny("three", false);
+    /* the copy links model.safetensors: replace it by a real file to split */
+    char *src = tu_shared("models/gtr-tiny/model.safetensors");
+    drop(dir, "model.safetensors");
+    assert_int_equal(tu_system("cp '%s' '%s/model.safetensors'", src, dir), 0);
+    shard_safetensors(dir, 3);
+    float a[1024], b[1024];
+    gtr_error e;
+    gtr_model *m = gtr_model_load(one, NULL, &e);
+    if (!m) fail_msg("%s", e.message);
+    size_t dim = (size_t)gtr_model_dim(m);
+    gtr_model_free(m);
+    assert_true(dim <= 1024);
+    embed_one(one, a, dim);
+    embed_one(dir, b, dim);
+    assert_memory_equal(a, b, dim * sizeof(float));
+    /* lies: a tensor in the wrong shard, a tensor no shard has */
+    char *ip = gtr_path_join(dir, "model.safetensors.index.json");
+    json_t *idx = json_load_file(ip, 0, NULL);
+    assert_non_null(idx);
+    json_t *wm = json_object_get(idx, "weight_map");
+    char *was = strdup(json_string_value(json_object_get(wm, "shared.weight")));
+    const char *other = strcmp(was, "model-00003-of-00003.safetensors") ? "model-00003-of-00003.safetensors"
+                                                                         : "model-00001-of-00003.safetensors";
+    json_object_set_new(wm, "shared.weight", json_string(other));
+    assert_int_equal(json_dump_file(idx, ip, 0), 0);
+    expect_fail(dir, GTR_ERR_FORMAT, "'shared.weight' is listed in", "is stored in");
+    json_object_set_new(wm, "shared.weight", json_string(was));
+    free(was);
+    json_object_set_new(wm, "encoder.block.9.layer.0.SelfAttention.q.weight",
+                        json_string("model-00002-of-00003.safetensors"));
+    assert_int_equal(json_dump_file(idx, ip, 0), 0);
+    expect_fail(dir, GTR_ERR_FORMAT, "encoder.block.9", "no shard holds it");
+    json_decref(idx);
+    free(ip);
+    free(src);
+    free(one);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -739,6 +887,8 @@ int main(void)
         cmocka_unit_test(test_pickle_refuses_code),
         cmocka_unit_test(test_safetensors_reader),
         cmocka_unit_test(test_zip_reader),
+        cmocka_unit_test(test_memory_check),
+        cmocka_unit_test(test_sharded_many),
     };
     return cmocka_run_group_tests_name("model_errors", tests, NULL, NULL);
 }

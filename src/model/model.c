@@ -126,7 +126,19 @@ static uint64_t fingerprint_config(const gtr_model_config *c)
     return gtr_fnv1a64(buf, (size_t)n, GTR_FNV_SEED);
 }
 
+static gtr_model *load_dir(const char *dir, const gtr_model_options *opts, gtr_error *err);
+
+/* A repository id found in the Hugging Face cache loads from its snapshot (hf_cache.c). */
 gtr_model *gtr_model_load(const char *dir, const gtr_model_options *opts, gtr_error *err)
+{
+    char *snap = NULL;
+    if (gtr_hf_cache_resolve(dir, &snap, err)) return NULL;
+    gtr_model *m = load_dir(snap ? snap : dir, opts, err);
+    free(snap);
+    return m;
+}
+
+static gtr_model *load_dir(const char *dir, const gtr_model_options *opts, gtr_error *err)
 {
     gtr_model_options o = opts ? *opts : gtr_model_default_options();
     if (!dir) {
@@ -194,6 +206,7 @@ gtr_model *gtr_model_load(const char *dir, const gtr_model_options *opts, gtr_er
         if (q) q->used = false; /* only looked at */
         m->dtype = o.dtype;
     }
+    if ((st = gtr_mem_check(&set, o.dtype, o.max_memory, dir, err))) goto fail;
     gtr_wtype wt = o.dtype == GTR_DTYPE_BF16 ? GTR_W_BF16 : o.dtype == GTR_DTYPE_INT8 ? GTR_W_INT8
                                                                                        : GTR_W_F32;
     if ((st = gtr_t5_load(&m->t5, &m->cfg.t5, &set, m->kern, wt, m->pool, &fp, err))) goto fail;

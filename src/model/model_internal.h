@@ -346,4 +346,23 @@ void gtr_model_set_probe(gtr_model *m, gtr_probe_fn fn, void *user);
  * GTR_ERR_INTERRUPTED (the server abandons work that nobody will receive). NULL: none. */
 void gtr_model_set_interrupt(gtr_model *m, const atomic_int *flag);
 
+
+/* ---- loading big models (hf_cache.c, memcheck.c) ---- */
+/* The Hugging Face hub cache directory transformers uses ($HF_HUB_CACHE, $HF_HOME/hub, ...);
+ * NULL when no variable names one. Caller frees. */
+char *gtr_hf_cache_root(void);
+/* spec "org/name[@revision]" that is not an existing path: *out = its snapshot directory in
+ * that cache (caller frees), or an error naming where it looked. An existing path or a spec
+ * that is not a repository id: GTR_OK with *out = NULL (use spec as it is). */
+gtr_status gtr_hf_cache_resolve(const char *spec, char **out, gtr_error *err);
+/* Bytes a load of s as dtype dt allocates (weights in dt, vectors f32, one chunk's work). */
+size_t gtr_mem_estimate(const gtr_tensor_set *s, gtr_compute_dtype dt);
+/* Memory this process may still use: MemAvailable, or less when its cgroup is limited
+ * (SIZE_MAX when neither can be read); *what names the source. */
+size_t gtr_mem_available(const char **what);
+/* GTR_ERR_NOMEM with one line (needed, available, the dtypes that fit) when the estimate
+ * exceeds what is available (or limit, when non-zero and smaller). */
+gtr_status gtr_mem_check(const gtr_tensor_set *s, gtr_compute_dtype dt, size_t limit, const char *dir,
+                         gtr_error *err);
+
 #endif

@@ -140,6 +140,24 @@ static gtr_status open_sharded(gtr_tensor_set *s, const char *dir, const char *i
         else st = open_file(s, p, torch, err);
         free(p);
     }
+    /* The index must tell the truth: a tensor it names is in the shard it names (transformers
+     * loads by the index, so a lying one means the shards are not the checkpoint it describes). */
+    json_object_foreach(wm, key, v)
+    {
+        if (st) break;
+        const gtr_tensor *t = NULL;
+        for (size_t i = 0; i < s->n && !t; i++)
+            if (!strcmp(s->t[i].name, key)) t = &s->t[i];
+        const char *f = json_string_value(v), *in = t ? gtr_tensor_file(s, t) : NULL;
+        const char *base = in ? strrchr(in, '/') : NULL;
+        base = base ? base + 1 : in;
+        if (!t)
+            st = gtr_seterr(err, GTR_ERR_FORMAT, "%s: tensor '%s' is listed in %s but no shard holds it",
+                            index_path, key, f);
+        else if (strcmp(base, f))
+            st = gtr_seterr(err, GTR_ERR_FORMAT, "%s: tensor '%s' is listed in %s but is stored in %s",
+                            index_path, key, f, in);
+    }
     free(files);
 done:
     json_decref(j);

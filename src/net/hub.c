@@ -6,7 +6,8 @@
  * two versions). Files are staged in "<dir>.partial/model/" as "<file>.part" while they
  * download, renamed to their name when complete and verified, and the whole tree is renamed to
  * <dir> at the end. "<dir>.partial/.source" records what is being downloaded, so a later run
- * resumes only a download of the same repository and commit. */
+ * resumes only a download of the same repository and commit. Weights come as one file or as
+ * the shards a *.index.json names (transformers' order: safetensors first, sharded or not). */
 #include "net.h"
 
 #include <ctype.h>
@@ -26,6 +27,7 @@ typedef struct plan_item {
     char rel[512];
     char alt[512];
     bool required;
+    bool weights; /* rel/alt are the single-file checkpoints; sharded ones are tried too */
 } plan_item;
 
 typedef struct plan {
@@ -49,6 +51,7 @@ static gtr_status plan_add(plan *p, const char *dir, const char *file, const cha
     if (alt_file) snprintf(it->alt, sizeof it->alt, "%s%s%s", dir, sep, alt_file);
     else it->alt[0] = '\0';
     it->required = required;
+    it->weights = alt_file && !strcmp(file, "model.safetensors");
     return GTR_OK;
 }
 
@@ -259,6 +262,80 @@ out:
     return st;
 }
 
+/* A sharded checkpoint: fetch "<module>/<index>" (NOT_FOUND when the repository has none),
+ * then every shard its weight_map names, each resumable and checked like any file. */
+static gtr_status fetch_sharded(net_session *s, const hub *h, const net_stage *stg, const char *module,
+                                const char *index, gtr_error *err)
+{
+    char rel[600], staged[700];
+    snprintf(rel, sizeof rel, "%s%s%s", module, module[0] ? "/" : "", index);
+    gtr_status st = fetch_one(s, h, stg, rel, err);
+    if (st) return st;
+    snprintf(staged, sizeof staged, "model/%s", rel);
+    char *path = net_stage_path(stg, staged);
+    if (!path) return gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");
+    json_error_t je;
+    json_t *j = json_load_file(path, 0, &je);
+    json_t *wm = j ? json_object_get(j, "weight_map") : NULL;
+    if (!json_is_object(wm)) {
+        st = gtr_seterr(err, GTR_ERR_FORMAT, "%s: %s", rel, j ? "no \"weight_map\" object" : je.text);
+        goto out;
+    }
+    /* each shard once, in the order the index first names it */
+    json_t *done = json_object();
+    const char *key;
+    json_t *v;
+    json_object_foreach(wm, key, v)
+    {
+        const char *f = json_string_value(v);
+        if (!f || !net_safe_relpath(f, false) || strchr(f, '/') || strlen(f) > 200) {
+            st = gtr_seterr(err, GTR_ERR_FORMAT, "%s: tensor '%s': bad shard file name", rel, key);
+            break;
+        }
+        if (json_object_get(done, f)) continue;
+        json_object_set_new(done, f, json_true());
+        char srel[600];
+        snprintf(srel, sizeof srel, "%s%s%s", module, module[0] ? "/" : "", f);
+        if ((st = fetch_one(s, h, stg, srel, err))) {
+            if (st == GTR_ERR_NOT_FOUND) gtr_error_prefix(err, "shard %s (listed in %s)", srel, rel);
+            if (st == GTR_ERR_NOT_FOUND) st = GTR_ERR_FORMAT; /* the index lies: not "no such file" */
+            break;
+        }
+    }
+    json_decref(done);
+out:
+    json_decref(j);
+    free(path);
+    return st;
+}
+
+/* The weights of one module, in transformers' order: model.safetensors, its sharded index,
+ * pytorch_model.bin, its sharded index. */
+static gtr_status fetch_weights(net_session *s, const hub *h, const net_stage *stg, const plan_item *it,
+                                const gtr_download_options *o, const char *repo_id, const char *rev,
+                                gtr_error *err)
+{
+    char module[512];
+    snprintf(module, sizeof module, "%s", it->rel);
+    char *sl = strrchr(module, '/');
+    if (sl) *sl = '\0';
+    else module[0] = '\0';
+    gtr_status st = fetch_one(s, h, stg, it->rel, err);
+    if (st != GTR_ERR_NOT_FOUND) return st;
+    if ((st = fetch_sharded(s, h, stg, module, "model.safetensors.index.json", err)) != GTR_ERR_NOT_FOUND)
+        return st;
+    char why[600];
+    snprintf(why, sizeof why, "not in the repository; using %s", it->alt);
+    if (o->on_event) o->on_event(o->user, GTR_DOWNLOAD_SKIPPED, it->rel, 0, why);
+    if ((st = fetch_one(s, h, stg, it->alt, err)) != GTR_ERR_NOT_FOUND) return st;
+    if ((st = fetch_sharded(s, h, stg, module, "pytorch_model.bin.index.json", err)) != GTR_ERR_NOT_FOUND)
+        return st;
+    return gtr_seterr(err, st,
+                      "repository '%s' has none of model.safetensors, pytorch_model.bin or their sharded "
+                      "*.index.json in '%s' at revision '%s'",
+                      repo_id, module[0] ? module : ".", rev);
+}
+
 static void emit(const gtr_download_options *o, gtr_download_event ev, const char *name,
                  uint64_t size, const char *detail)
 {
@@ -345,18 +422,12 @@ GTR_API gtr_status gtr_hf_pull(const char *repo_id, const char *dir,
     /* 3. every file the modules need; weights as safetensors, else the pickle */
     for (size_t i = 0; i < p.n && !st; i++) {
         const plan_item *it = &p.items[i];
+        if (it->weights) {
+            st = fetch_weights(&s, &h, &stg, it, &o, repo_id, rev, err);
+            continue;
+        }
         st = fetch_one(&s, &h, &stg, it->rel, err);
-        if (st == GTR_ERR_NOT_FOUND && it->alt[0]) {
-            char why[600];
-            snprintf(why, sizeof why, "not in the repository; using %s", it->alt);
-            emit(&o, GTR_DOWNLOAD_SKIPPED, it->rel, 0, why);
-            st = fetch_one(&s, &h, &stg, it->alt, err);
-            if (st == GTR_ERR_NOT_FOUND)
-                gtr_seterr(err, st,
-                           "repository '%s' has neither %s nor %s at revision '%s' (sharded checkpoints "
-                           "are not supported)",
-                           repo_id, it->rel, it->alt, rev);
-        } else if (st == GTR_ERR_NOT_FOUND && !it->required) {
+        if (st == GTR_ERR_NOT_FOUND && !it->required) {
             emit(&o, GTR_DOWNLOAD_SKIPPED, it->rel, 0, "optional, not in the repository");
             st = GTR_OK;
         } else if (st == GTR_ERR_NOT_FOUND) {

@@ -110,6 +110,27 @@ fails "an unknown revision fails" "$GTR" pull test-org/gtr-tiny --revision v9 --
 like "$(cat "$TMP/err")" "revision 'v9' not found" "... saying so"
 
 # ---- resume ---------------------------------------------------------------------------------
+# ---- sharded checkpoints (as transformers saves big models) -------------------------------
+python3 tests/scripts/shard_model.py "$MODELS/gtr-tiny" "$TMP/sharded-src" 3
+SHARDS="model.safetensors.index.json model-00001-of-00003.safetensors model-00002-of-00003.safetensors model-00003-of-00003.safetensors"
+serve shard --repo test-org/sharded="$TMP/sharded-src" --repo test-org/lostshard="$TMP/sharded-src" \
+    --hide test-org/lostshard:model-00002-of-00003.safetensors
+HUB_URL=$HF_ENDPOINT
+export HF_ENDPOINT=$URL
+# shellcheck disable=SC2086
+ok "pull a sharded checkpoint" "$GTR" pull test-org/sharded --dir "$TMP/sh" -q
+# shellcheck disable=SC2086
+ok "... every shard the index names, byte-identical" same_files "$TMP/sh" "$TMP/sharded-src" $SHARDS config.json spiece.model
+ok "... and no single-file checkpoint" absent "$TMP/sh/model.safetensors"
+ok "the pulled shards load" "$GTR" info -m "$TMP/sh"
+"$GTR" info -m "$MODELS/gtr-tiny" | grep fingerprint > "$TMP/fp1"
+"$GTR" info -m "$TMP/sh" | grep fingerprint > "$TMP/fp2"
+is "$(cat "$TMP/fp2")" "$(cat "$TMP/fp1")" "... as the same model (fingerprint)"
+fails "a shard missing from the repository fails" "$GTR" pull test-org/lostshard --dir "$TMP/lost"
+like "$(cat "$TMP/err")" "shard model-00002-of-00003.safetensors \(listed in model.safetensors.index.json\)" "... naming the shard and the index"
+ok "... leaving no directory" absent "$TMP/lost"
+export HF_ENDPOINT=$HUB_URL
+
 serve drop1 --repo test-org/gtr-tiny="$MODELS/gtr-tiny" --drop-once model.safetensors:5000000
 ok "a dropped connection is resumed within the run" env HF_ENDPOINT="$URL" "$GTR" pull test-org/gtr-tiny --dir "$TMP/r1"
 ok "... with a Range request from the byte it stopped at" log_has '"range": "bytes=5000000-"'

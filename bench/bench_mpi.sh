@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# bench_mpi.sh — gtr-mpi (issue 18) on this machine: `gtr-mpi index` and `gtr-mpi search` on
+# 1-4 ranks against `gtr index` / `gtr search` in the same run, same model (gtr-small), same
+# documents and queries, every MPI result checked byte for byte against the single-process one.
+# On one machine the ranks share its cores: this measures the overhead of the distribution
+# (encoder work split per batch, vectors sent back), not a cluster's speed-up; see docs/SCALING.md.
+#   BENCH_MPI_DOCS=N      corpus documents (default 600)     BENCH_MPI_QUERIES=N (default 300)
+# Skipped (exit 0) without bin/gtr-mpi.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+make -s all >&2
+[ -x bin/gtr-mpi ] || { echo "(bin/gtr-mpi not built: Open MPI missing; skipped)"; exit 0; }
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+shared=${GTR_SHARED:-../shared}
+model=$shared/models/gtr-small
+sf=$shared/beir/scifact
+docs=${BENCH_MPI_DOCS:-600}
+nq=${BENCH_MPI_QUERIES:-300}
+cores=$(nproc)
+out=build/bench/mpi
+mkdir -p "$out"
+head -n "$docs" "$sf/corpus.jsonl" >"$out/corpus.jsonl"
+head -n "$nq" "$sf/queries.jsonl" >"$out/queries.jsonl"
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+secs() { local t0 t1; t0=$(date +%s.%N); "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; exit 1; }; t1=$(date +%s.%N); awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }'; }
+row() { # label seconds base_seconds items check
+    awk -v l="$1" -v s="$2" -v b="$3" -v n="$4" -v c="$5" 'BEGIN { printf "| %s | %.2f | %.1f | %.2f | %s |\n", l, s, n / s, b / s, c }'
+}
+
+report="| run | seconds | docs or queries/s | vs single process | identical |
+|---|---|---|---|---|"
+base=$(secs bin/gtr index -q -m "$model" -c "$out/corpus.jsonl" -o "$out/one.gtri" --restart -t "$cores")
+report+=$'\n'"$(row "gtr index -t $cores (baseline)" "$base" "$base" "$docs" -)"
+for n in 1 2 3 4; do
+    t=$(( cores / n > 0 ? cores / n : 1 ))
+    rm -f "$out/m.gtri"
+    s=$(secs mpirun --oversubscribe -n $n bin/gtr-mpi index -q -m "$model" -c "$out/corpus.jsonl" -o "$out/m.gtri" --restart -t $t)
+    same=$(cmp -s "$out/one.gtri" "$out/m.gtri" && echo yes || echo NO)
+    report+=$'\n'"$(row "gtr-mpi index, $n ranks x $t threads" "$s" "$base" "$docs" "$same")"
+done
+base=$(secs bin/gtr search --index "$out/one.gtri" -q "$out/queries.jsonl" -k 100 -o "$out/one.run" --quiet -t "$cores")
+report+=$'\n'"$(row "gtr search -t $cores (baseline)" "$base" "$base" "$nq" -)"
+for n in 1 2 3 4; do
+    t=$(( cores / n > 0 ? cores / n : 1 ))
+    s=$(secs mpirun --oversubscribe -n $n bin/gtr-mpi search --index "$out/one.gtri" -q "$out/queries.jsonl" -k 100 -o "$out/m.run" --quiet -t $t)
+    same=$(cmp -s "$out/one.run" "$out/m.run" && echo yes || echo NO)
+    report+=$'\n'"$(row "gtr-mpi search, $n ranks x $t threads" "$s" "$base" "$nq" "$same")"
+done
+echo "$report"
+cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
+flags=$(grep -m1 '^flags' /proc/cpuinfo | grep -o 'avx512[a-z0-9_]*\|amx[a-z0-9_]*' | sort -u | tr '\n' ' ')
+section=$(printf '## MPI\n\n`bench/bench_mpi.sh`, %s, %s (%s cores; %s; load average %s at the start, %s at the end:\nthe machine is shared with other work, so the figures are indicative). gtr-small, the first %s\nSciFact documents and %s queries (top 100); each time includes process start-up, model loading\nand (MPI) `mpirun`. 1 and 2 ranks fit the 2 cores, 3 and 4 oversubscribe them; on one machine\nmore ranks cannot be faster: the table shows what the distribution costs (start-up, splitting each batch,\nsending vectors back), not a cluster'"'"'s speed-up (docs/SCALING.md). "identical": `cmp` of the\nindex file / run against the single-process one.\n\n%s\n' \
+    "$(date -u +%Y-%m-%d)" "$cpu" "$cores" "$flags" "$load_start" "$(cut -d' ' -f1-3 /proc/loadavg)" "$docs" "$nq" "$report")
+. bench/results_section.sh
+results_section MPI "$section"

@@ -1,0 +1,40 @@
+/* gtr_mpi.c — bin/gtr-mpi: the gtr commands that run across MPI ranks (see dist.h). */
+#include "dist.h"
+
+#include <string.h>
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: mpirun -n N gtr-mpi COMMAND [options]   (gtr-mpi COMMAND --help)\n"
+                 "\n"
+                 "commands:\n"
+                 "  index    encode a corpus into an index, byte-identical to `gtr index`\n"
+                 "  search   dense search of query files, run identical to `gtr search`\n");
+}
+
+int main(int argc, char **argv)
+{
+    MPI_Init(&argc, &argv);
+    /* errors come back to us, so a lost rank is reported with what was being done */
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    dist_ctx d = {0, 1, "main"};
+    MPI_Comm_rank(MPI_COMM_WORLD, &d.rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &d.size);
+    int rc;
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+        if (d.rank == 0) usage(argc < 2 ? stderr : stdout);
+        rc = argc < 2 ? 2 : 0;
+    } else if (!strcmp(argv[1], "index")) {
+        d.cmd = "index";
+        rc = mpi_cmd_index(&d, argc - 1, argv + 1);
+    } else if (!strcmp(argv[1], "search")) {
+        d.cmd = "search";
+        rc = mpi_cmd_search(&d, argc - 1, argv + 1);
+    } else {
+        if (d.rank == 0) fprintf(stderr, "gtr-mpi: unknown command '%s' (gtr-mpi --help)\n", argv[1]);
+        rc = 2;
+    }
+    if (rc) MPI_Abort(MPI_COMM_WORLD, rc); /* ends every rank; mpirun exits non-zero */
+    MPI_Finalize();
+    return 0;
+}

@@ -1,0 +1,177 @@
+/* mpi_index.c — `gtr-mpi index`: one index built by every rank's cores.
+ *
+ * Rank 0 runs the ordinary resumable build (gtr_index_build_with: corpus reading, checkpoints,
+ * the atomic final rename) with a distributed encoder: each batch of --batch x ranks passages
+ * is cut into one piece per rank. Because a passage's vector does not depend on its batch, the
+ * index is byte-identical to `gtr index`'s; because only rank 0 writes, the crash safety is
+ * that of `gtr index`: a rank that dies ends the job (mpirun names it), INDEX never appears
+ * half-written, and the same command (with any number of ranks, or plain `gtr index`)
+ * resumes from INDEX.ckpt. */
+#include "dist.h"
+
+#include "../cli/cli.h"
+#include "core/core.h"
+
+#include <getopt.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: mpirun -n N gtr-mpi index -m MODEL_DIR -c CORPUS -o INDEX [options]\n"
+            "\n"
+            "`gtr index` across N MPI ranks: the same index file, byte for byte, with every rank\n"
+            "encoding a share of each batch. Rank 0 reads the corpus and writes INDEX (so INDEX,\n"
+            "the corpus and the model need only be on rank 0's file system, and the model on\n"
+            "every rank's). Resumable like `gtr index`: after a failure run the same command again.\n"
+            "\n"
+            "options (as `gtr index`):\n"
+            "  -m, --model DIR      -c, --corpus FILE      -o, --output INDEX\n"
+            "      --batch N        passages per encode call on each rank (default 32)\n"
+            "      --checkpoint N   --snippet-bytes N   --restart   --store f16|int8\n"
+            "  -t, --threads N      threads per rank (default: all cores of its machine)\n"
+            "      --dtype f32|bf16|int8   --max-len N   -q, --quiet\n");
+}
+
+/* the model's description minus its "compute:" line, as gtr_index_build records it */
+static char *describe(const gtr_model *m)
+{
+    const char *d = gtr_model_describe(m);
+    size_t n = strlen(d), k = 0;
+    char *out = malloc(n + 1);
+    if (!out) return NULL;
+    while (*d) {
+        const char *nl = strchr(d, '\n');
+        size_t len = nl ? (size_t)(nl - d) + 1 : strlen(d);
+        if (strncmp(d, "compute:", 8) != 0) memcpy(out + k, d, len), k += len;
+        d += len;
+    }
+    while (k && out[k - 1] == '\n') k--;
+    out[k] = '\0';
+    return out;
+}
+
+static void write_pid(const dist_ctx *d)
+{
+    /* for the fault tests: which process is which rank */
+    const char *dir = getenv("GTR_MPI_PIDDIR");
+    if (!dir) return;
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/rank%d.pid", dir, d->rank);
+    FILE *f = fopen(path, "w");
+    if (f) fprintf(f, "%ld\n", (long)getpid()), fclose(f);
+}
+
+int mpi_cmd_index(const dist_ctx *d, int argc, char **argv)
+{
+    enum { O_STORE = 1000, O_BATCH, O_CKPT, O_SNIP, O_RESTART, O_DTYPE, O_MAXLEN };
+    static const struct option longopts[] = {
+        {"model", required_argument, NULL, 'm'},   {"corpus", required_argument, NULL, 'c'},
+        {"output", required_argument, NULL, 'o'},  {"store", required_argument, NULL, O_STORE},
+        {"batch", required_argument, NULL, O_BATCH}, {"checkpoint", required_argument, NULL, O_CKPT},
+        {"snippet-bytes", required_argument, NULL, O_SNIP}, {"restart", no_argument, NULL, O_RESTART},
+        {"threads", required_argument, NULL, 't'}, {"dtype", required_argument, NULL, O_DTYPE},
+        {"max-len", required_argument, NULL, O_MAXLEN}, {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
+    const char *model_dir = NULL, *corpus = NULL, *out = NULL;
+    gtr_index_build_options o = gtr_index_default_build_options();
+    gtr_model_options mo;
+    if (!cli_model_options("index", &mo)) return 2;
+    bool quiet = false;
+    long long v;
+    int c;
+    optind = 1;
+    opterr = d->rank == 0; /* one usage message, not one per rank */
+    while ((c = getopt_long(argc, argv, "m:c:o:t:qh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'm': model_dir = optarg; break;
+        case 'c': corpus = optarg; break;
+        case 'o': out = optarg; break;
+        case O_STORE:
+            if (!strcmp(optarg, "f16") || !strcmp(optarg, "float16")) o.compact = GTR_COMPACT_F16;
+            else if (!strcmp(optarg, "int8")) o.compact = GTR_COMPACT_INT8;
+            else if (!strcmp(optarg, "f32") || !strcmp(optarg, "none")) o.compact = GTR_COMPACT_NONE;
+            else return dist_errorf(d, 2, "--store expects f16 or int8, got '%s'", optarg);
+            break;
+        case O_BATCH:
+            if (!cli_parse_int("index", "--batch", optarg, 1, 1 << 16, &v)) return 2;
+            o.batch_size = (size_t)v;
+            break;
+        case O_CKPT:
+            if (!cli_parse_int("index", "--checkpoint", optarg, 1, LLONG_MAX, &v)) return 2;
+            o.checkpoint_every = (size_t)v;
+            break;
+        case O_SNIP:
+            if (!cli_parse_int("index", "--snippet-bytes", optarg, 0, 1 << 20, &v)) return 2;
+            o.snippet_bytes = (size_t)v;
+            break;
+        case O_RESTART: o.no_resume = 1; break;
+        case 't':
+            if (!cli_parse_int("index", "--threads", optarg, 1, 1024, &v)) return 2;
+            mo.n_threads = (int)v;
+            break;
+        case O_DTYPE:
+            if (!cli_parse_dtype("index", optarg, &mo.dtype)) return 2;
+            break;
+        case O_MAXLEN:
+            if (!cli_parse_int("index", "--max-len", optarg, 2, 1 << 20, &v)) return 2;
+            mo.max_len = (int)v;
+            break;
+        case 'q': quiet = true; break;
+        case 'h': if (d->rank == 0) usage(stdout); return 0;
+        default: if (d->rank == 0) usage(stderr); return 2;
+        }
+    }
+    if (optind != argc) return dist_errorf(d, 2, "unexpected argument '%s' (gtr-mpi index --help)", argv[optind]);
+    if (!model_dir || !corpus || !out)
+        return dist_errorf(d, 2, "need -m MODEL_DIR, -c CORPUS and -o INDEX (gtr-mpi index --help)");
+    write_pid(d);
+
+    /* every rank loads the model, then all must agree before any work */
+    gtr_error err;
+    gtr_model *m = gtr_model_load(model_dir, &mo, &err);
+    if (!m) dist_errorf(d, 1, "%s", err.message);
+    char *hint = d->rank == 0 ? realpath(model_dir, NULL) : NULL;
+    uint64_t h = dist_hash_str(0xcbf29ce484222325ull, corpus);
+    h = dist_hash_str(h, out);
+    size_t nums[6] = {o.batch_size, o.checkpoint_every, o.snippet_bytes, (size_t)o.no_resume, (size_t)o.compact,
+                      (size_t)mo.max_len};
+    h = dist_hash(h, nums, sizeof nums);
+    h = dist_hash(h, &mo.dtype, sizeof mo.dtype);
+    dist_agree me = {m != NULL, m ? gtr_model_fingerprint(m) : 0, m ? (uint64_t)gtr_model_dim(m) : 0, h};
+    if (!dist_agree_all(d, &me)) {
+        gtr_model_free(m);
+        free(hint);
+        return 1;
+    }
+    int rc = 0;
+    if (d->rank != 0) {
+        rc = dist_serve_encode(d, m);
+    } else {
+        char *desc = describe(m);
+        dist_encoder de = {d, m, gtr_model_dim(m)};
+        gtr_index_encoder enc = {dist_encode, &de, gtr_model_dim(m), gtr_model_fingerprint(m), desc ? desc : ""};
+        o.model_hint = hint;
+        o.batch_size *= (size_t)d->size; /* one --batch for each rank */
+        gtr_index_build_stats st;
+        gtr_status s = desc ? gtr_index_build_with(&enc, corpus, NULL, out, &o, &st, &err)
+                            : gtr_seterr(&err, GTR_ERR_NOMEM, "out of memory");
+        dist_stop_workers(d);
+        if (s) {
+            rc = dist_errorf(d, 1, "%s", err.message);
+        } else if (!quiet) {
+            fprintf(stderr, "gtr-mpi index: %llu documents in %s on %d ranks (%llu encoded now",
+                    (unsigned long long)st.docs_total, out, d->size, (unsigned long long)st.docs_encoded);
+            if (st.docs_resumed)
+                fprintf(stderr, ", %llu from an interrupted build", (unsigned long long)st.docs_resumed);
+            fprintf(stderr, ")\n");
+        }
+        free(desc);
+    }
+    gtr_model_free(m);
+    free(hint);
+    return rc;
+}

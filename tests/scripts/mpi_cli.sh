@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# mpi_cli.sh — bin/gtr-mpi under `mpirun --oversubscribe -n 1|2|3` on this machine, each result
+# compared byte for byte with the single-process command run here: index files (cmp), TREC runs
+# for dense, BM25 and hybrid search; ranks given another model or options refused before any
+# work; a rank killed mid-index: non-zero exit naming it, no index, and the same command resumes
+# to the same bytes.
+cd "$(dirname "$0")/../.." || exit 1
+. tests/scripts/tap.sh
+
+MPI=${GTR_MPI:-bin/gtr-mpi}
+TINY=$SHARED/models/gtr-tiny
+WIDE=$SHARED/models/gtr-tiny-wide
+SF=$SHARED/beir/scifact
+if [ ! -x "$MPI" ] || ! command -v mpirun >/dev/null; then
+    echo "1..0 # SKIP bin/gtr-mpi not built (Open MPI not installed: scripts/deps.sh)"
+    exit 0
+fi
+if [ ! -d "$TINY" ] || [ ! -f "$SF/corpus.jsonl" ]; then
+    echo "1..0 # SKIP reference data not found in $SHARED"
+    exit 0
+fi
+# Open MPI refuses root unless told; one machine, so more ranks than cores
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_rmaps_base_oversubscribe=1
+run() { local n=$1; shift; timeout 300 mpirun --oversubscribe -n "$n" "$@"; }
+plan 32
+
+head -n 300 "$SF/corpus.jsonl" >"$TMP/sub.jsonl"
+head -n 30 "$SF/queries.jsonl" >"$TMP/q.jsonl"
+
+# ---- index: 1, 2, 3 ranks against `gtr index`
+ok "gtr index (single process)" $GTR index -q -m "$TINY" -c "$TMP/sub.jsonl" -o "$TMP/one.gtri" -t 1
+for n in 1 2 3; do
+    ok "gtr-mpi index on $n ranks" run $n $MPI index -q -m "$TINY" -c "$TMP/sub.jsonl" -o "$TMP/m$n.gtri" --batch 5 -t 1
+    ok "... the same bytes as gtr index ($n ranks)" cmp "$TMP/one.gtri" "$TMP/m$n.gtri"
+done
+
+# ---- search: dense, BM25, hybrid against `gtr search`
+$GTR bm25-index -c "$TMP/sub.jsonl" -o "$TMP/sub.bm25" --quiet 2>/dev/null
+for method in dense bm25 hybrid; do
+    $GTR search --method $method --index "$TMP/one.gtri" --bm25-index "$TMP/sub.bm25" -q "$TMP/q.jsonl" -k 10 \
+        -o "$TMP/one.$method.run" --quiet
+    for n in 2 3; do
+        ok "gtr-mpi search --method $method on $n ranks" run $n $MPI search --method $method --index "$TMP/m2.gtri" \
+            --bm25-index "$TMP/sub.bm25" -q "$TMP/q.jsonl" -k 10 -o "$TMP/m$n.$method.run" -t 1
+        ok "... the run of gtr search ($method, $n ranks)" cmp "$TMP/one.$method.run" "$TMP/m$n.$method.run"
+    done
+done
+# more ranks than queries: the empty pieces contribute nothing
+head -n 2 "$TMP/q.jsonl" >"$TMP/q2.jsonl"
+$GTR search --index "$TMP/one.gtri" -q "$TMP/q2.jsonl" -k 5 -o "$TMP/one.q2.run" --quiet
+ok "3 ranks, 2 queries" run 3 $MPI search --index "$TMP/one.gtri" -q "$TMP/q2.jsonl" -k 5 -o "$TMP/m3.q2.run" -t 1
+ok "... the same run" cmp "$TMP/one.q2.run" "$TMP/m3.q2.run"
+
+# ---- disagreement between ranks: refused before any work
+fails "a rank with another model is refused" timeout 300 mpirun --oversubscribe \
+    -n 1 $MPI index -q -m "$TINY" -c "$TMP/sub.jsonl" -o "$TMP/mix.gtri" -t 1 : \
+    -n 1 $MPI index -q -m "$WIDE" -c "$TMP/sub.jsonl" -o "$TMP/mix.gtri" -t 1
+like "$(cat "$TMP/err")" "rank 1 loaded another model" "... the message names the rank"
+is "$(ls "$TMP" | grep -c '^mix')" "0" "... and nothing was written"
+fails "a rank with other options is refused" timeout 300 mpirun --oversubscribe \
+    -n 1 $MPI index -q -m "$TINY" -c "$TMP/sub.jsonl" -o "$TMP/mix.gtri" --batch 4 : \
+    -n 1 $MPI index -q -m "$TINY" -c "$TMP/sub.jsonl" -o "$TMP/mix.gtri" --batch 8
+like "$(cat "$TMP/err")" "rank 1 was given other options" "... the message names the rank"
+
+# ---- a rank killed mid-index: non-zero exit naming it, no index, resumable to the same bytes
+head -n 1500 "$SF/corpus.jsonl" >"$TMP/big.jsonl"
+$GTR index -q -m "$TINY" -c "$TMP/big.jsonl" -o "$TMP/big1.gtri"
+mkdir -p "$TMP/pids"
+GTR_MPI_PIDDIR="$TMP/pids" run 2 $MPI index -q -m "$TINY" -c "$TMP/big.jsonl" -o "$TMP/big2.gtri" \
+    --batch 2 --checkpoint 20 -t 1 >"$TMP/kill.out" 2>"$TMP/kill.err" &
+job=$!
+for _ in $(seq 600); do [ -f "$TMP/big2.gtri.ckpt" ] && [ -f "$TMP/pids/rank1.pid" ] && break; sleep 0.05; done
+kill -9 "$(cat "$TMP/pids/rank1.pid")" 2>/dev/null
+wait $job
+status=$?
+is "$([ $status -ne 0 ] && echo failed)" "failed" "killing rank 1 mid-index fails the job"
+like "$(cat "$TMP/kill.err")" "rank 1" "... with a message naming rank 1"
+grep -m2 "rank 1" "$TMP/kill.err" | sed "s/^/# /"
+is "$([ -e "$TMP/big2.gtri" ] && echo exists || echo absent)" "absent" "... and no index file"
+ok "the same command resumes" run 2 $MPI index -m "$TINY" -c "$TMP/big.jsonl" -o "$TMP/big2.gtri" --batch 2 --checkpoint 20 -t 1
+like "$(cat "$TMP/err")" "from an interrupted build" "... from the checkpoint"
+ok "... to the bytes of the uninterrupted single-process build" cmp "$TMP/big1.gtri" "$TMP/big2.gtri"
+
+done_testing
