@@ -3,6 +3,7 @@
  * tokens. A text's vector never depends on the other texts of a call: the encoder treats the
  * rows of each text independently (see encoder.c). */
 #include "model/model_internal.h"
+#include "cuda/cuda.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -37,6 +38,7 @@ struct gtr_model {
     /* tests */
     gtr_probe_fn probe;
     void *probe_user;
+    gtr_cuda *cuda;       /* device "cuda[:N]": encodes go to the GPU plugin (src/cuda) */
 };
 
 /* Activation memory per chunk of packed tokens (a chunk always holds at least one whole
@@ -57,6 +59,7 @@ gtr_model_options gtr_model_default_options(void)
 void gtr_model_free(gtr_model *m)
 {
     if (!m) return;
+    gtr_cuda_free(m->cuda);
     gtr_t5_free(&m->t5);
     gtr_head_free(&m->head);
     gtr_tokenizer_free(m->tok);
@@ -160,6 +163,11 @@ static gtr_model *load_dir(const char *dir, const gtr_model_options *opts, gtr_e
     gtr_buf desc = {0}, sets = {0};
     gtr_status st;
     char *spm = NULL;
+    /* the device first: asking for a GPU that is not there fails before the long load */
+    int cuda_ordinal;
+    if ((st = gtr_cuda_parse_device(o.device, &cuda_ordinal, err)) ||
+        (cuda_ordinal >= 0 && (st = gtr_cuda_open(cuda_ordinal, &m->cuda, err))))
+        goto fail;
     if ((st = gtr_model_config_read(dir, &m->cfg, err))) goto fail;
     m->dtype = o.dtype;
     m->max_len = o.max_len > 0 ? o.max_len : m->cfg.max_seq_length;
@@ -256,6 +264,19 @@ static gtr_model *load_dir(const char *dir, const gtr_model_options *opts, gtr_e
     if (!desc.data) {
         st = gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");
         goto fail;
+    }
+    if (m->cuda) {
+        if (m->dtype == GTR_DTYPE_INT8) {
+            st = gtr_seterr(err, GTR_ERR_UNSUPPORTED, "device %s computes in f32 or bf16, not int8",
+                            o.device);
+            goto fail;
+        }
+        if ((st = gtr_cuda_attach(m->cuda, &m->cfg, m->dtype == GTR_DTYPE_BF16, m->max_len, m->pool,
+                                  err)))
+            goto fail;
+        char dev[320];
+        gtr_cuda_describe(m->cuda, dev, sizeof dev);
+        gtr_buf_printf(&desc, err, "\ndevice: %s", dev);
     }
     m->describe = desc.data;
     gtr_buf_free(&sets);
@@ -370,6 +391,7 @@ gtr_status gtr_model_encode_ids(gtr_model *m, const int32_t *const *ids, const s
                                   "(%d ids)", i, (int)ids[i][t], t, m->cfg.t5.vocab_size);
     }
     if (n == 0) return GTR_OK;
+    if (m->cuda) return gtr_cuda_encode(m->cuda, ids, n_ids, n, out, err);
     const gtr_t5_config *c = &m->cfg.t5;
     size_t per_token = sizeof(float) * (2 * (size_t)c->d_model + 4 * (size_t)m->t5.inner +
                                         (c->ff == GTR_FF_GATED_GELU ? 2 : 1) * (size_t)c->d_ff);
