@@ -6,6 +6,7 @@
 
 #include <dlfcn.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,8 @@ struct gtr_cuda {
     void *driver, *plugin;
     const gtr_cuda_api *api;
     void *h; /* the plugin's context, after create */
+    pthread_mutex_t mu; /* one encode at a time: the plugin's buffers and stream are shared by
+                         * every gtr_context of the model */
     int ordinal;
     size_t dim; /* output dimension */
     char plugin_path[512];
@@ -134,6 +137,7 @@ gtr_status gtr_cuda_open(int ordinal, gtr_cuda **out, gtr_error *err)
     gtr_cuda *c = gtr_xcalloc(1, sizeof *c, "CUDA backend", err);
     if (!c) return GTR_ERR_NOMEM;
     c->ordinal = ordinal;
+    pthread_mutex_init(&c->mu, NULL);
     gtr_status st = check_driver(c, err);
     if (!st) st = load_plugin(c, err);
     if (st) {
@@ -168,7 +172,10 @@ gtr_status gtr_cuda_encode(gtr_cuda *c, const int32_t *const *ids, const size_t 
                            float *out, gtr_error *err)
 {
     char msg[512] = "";
-    if (c->api->encode(c->h, ids, lens, n, out, msg, sizeof msg))
+    pthread_mutex_lock(&c->mu);
+    int r = c->api->encode(c->h, ids, lens, n, out, msg, sizeof msg);
+    pthread_mutex_unlock(&c->mu);
+    if (r)
         return gtr_seterr(err, GTR_ERR_INTERNAL, "cuda:%d: %s", c->ordinal, msg);
     /* the CPU path's rule: a vector that is not finite is an error, never an output */
     size_t dim = c->dim;
@@ -195,5 +202,6 @@ void gtr_cuda_free(gtr_cuda *c)
     if (c->h) c->api->destroy(c->h);
     /* The plugin and driver stay mapped: cudart registers exit handlers that must not
      * outlive the code (unloading CUDA runtimes mid-process is not supported). */
+    pthread_mutex_destroy(&c->mu);
     free(c);
 }
