@@ -57,5 +57,6 @@ void dist_stop_workers(const dist_ctx *d);
 
 int mpi_cmd_index(const dist_ctx *d, int argc, char **argv);
 int mpi_cmd_search(const dist_ctx *d, int argc, char **argv);
+int mpi_cmd_beir(const dist_ctx *d, int argc, char **argv);
 
 #endif

@@ -3,10 +3,7 @@
  * fusion) on its piece over its own copy of the index, and rank 0 gathers the hits in query
  * order and writes the run. A query's hits do not depend on the other queries, so the run is
  * `gtr search`'s, byte for byte. */
-#include "dist.h"
-
-#include "../cli/retrieve.h"
-#include "core/core.h"
+#include "dist_search.h"
 
 #include <getopt.h>
 #include <stdlib.h>
@@ -25,54 +22,6 @@ static void usage(FILE *out)
             "      --index INDEX   -m, --model DIR   -q, --queries FILE   -o, --output RUN\n"
             "  -k, --top K (default 1000)   --method dense|bm25|hybrid   --bm25-index PATH\n"
             "      --depth N   --skip-self   --compact   --tag WORD   -t, --threads N   --quiet\n");
-}
-
-/* this rank's hits, serialised: per query u32 count, then per hit f64 score, u32 id length, id */
-static int pack(const rt_results *r, size_t k, gtr_buf *b, gtr_error *err)
-{
-    for (size_t i = 0; i < r->nq; i++) {
-        uint32_t n = (uint32_t)(r->n[i] < k ? r->n[i] : k);
-        if (gtr_buf_append(b, &n, sizeof n, err)) return 1;
-        for (size_t j = 0; j < n; j++) {
-            const rt_hit *h = &r->hits[i * r->k + j];
-            uint32_t len = (uint32_t)h->len;
-            if (gtr_buf_append(b, &h->score, sizeof h->score, err) || gtr_buf_append(b, &len, sizeof len, err) ||
-                gtr_buf_append(b, h->id, len, err))
-                return 1;
-        }
-    }
-    return 0;
-}
-
-/* rank 0: the run from every rank's packed hits, queries in file order */
-static gtr_run *unpack(const rt_queries *q, const char *all, size_t bytes, gtr_error *err)
-{
-    gtr_run *run = gtr_run_new(err);
-    char id[4100];
-    size_t at = 0;
-    for (size_t i = 0; run && i < q->n; i++) {
-        uint32_t n;
-        if (at + sizeof n > bytes) goto bad;
-        memcpy(&n, all + at, sizeof n), at += sizeof n;
-        if (gtr_run_add_query(run, q->ids[i], err)) goto fail;
-        for (uint32_t j = 0; j < n; j++) {
-            double score;
-            uint32_t len;
-            if (at + sizeof score + sizeof len > bytes) goto bad;
-            memcpy(&score, all + at, sizeof score), at += sizeof score;
-            memcpy(&len, all + at, sizeof len), at += sizeof len;
-            if (len >= sizeof id || at + len > bytes) goto bad;
-            memcpy(id, all + at, len), at += len;
-            id[len] = '\0';
-            if (gtr_run_add(run, q->ids[i], id, score, err)) goto fail;
-        }
-    }
-    return run;
-bad:
-    gtr_seterr(err, GTR_ERR_INTERNAL, "the hits gathered from the ranks are malformed");
-fail:
-    gtr_run_free(run);
-    return NULL;
 }
 
 int mpi_cmd_search(const dist_ctx *d, int argc, char **argv)
@@ -138,11 +87,7 @@ int mpi_cmd_search(const dist_ctx *d, int argc, char **argv)
     gtr_error err;
     rt_sources src = {0};
     rt_queries q = {0};
-    rt_results res = {0};
     gtr_run *run = NULL;
-    gtr_buf mine = {0};
-    char *all = NULL;
-    int *counts = NULL, *displs = NULL;
     int rc = 1;
     bool ready = (o.pool = gtr_pool_create(threads, &err)) != NULL;
     if (!ready) dist_errorf(d, 1, "%s", err.message);
@@ -163,45 +108,12 @@ int mpi_cmd_search(const dist_ctx *d, int argc, char **argv)
                      src.dense ? (uint64_t)gtr_index_count(src.dense) : 0, h};
     if (!dist_agree_all(d, &me)) goto done;
 
-    /* this rank's queries: a contiguous piece, so gathering in rank order keeps file order */
-    size_t lo = q.n * (size_t)d->rank / (size_t)d->size, hi = q.n * (size_t)(d->rank + 1) / (size_t)d->size;
-    rt_queries part = {hi - lo, q.ids + lo, q.texts + lo, q.lens + lo};
     o.quiet = true;
-    int ok = rt_retrieve("search", &src, &part, &o, &res) == 0 && pack(&res, o.k, &mine, &err) == 0 &&
-             mine.len < (size_t)1 << 31;
-    if (!ok) dist_errorf(d, 1, "searching queries %zu..%zu failed", lo + 1, hi);
-    int len = ok ? (int)mine.len : -1;
-    if (d->rank == 0 && (!(counts = calloc((size_t)d->size, sizeof *counts)) ||
-                         !(displs = calloc((size_t)d->size, sizeof *displs)))) {
-        dist_errorf(d, 1, "out of memory");
-        goto done; /* the others then fail in the gather: MPI_Abort ends them */
-    }
-    if (MPI_Gather(&len, 1, MPI_INT, counts, 1, MPI_INT, 0, MPI_COMM_WORLD) != MPI_SUCCESS) {
-        dist_errorf(d, 1, "lost contact with the other ranks");
-        goto done;
-    }
-    uint64_t verdict = ok;
-    size_t total = 0;
-    if (d->rank == 0) {
-        for (int r = 0; r < d->size; r++) {
-            if (counts[r] < 0) verdict = 0;
-            displs[r] = (int)total;
-            total += counts[r] > 0 ? (size_t)counts[r] : 0;
-        }
-        if (verdict && (total >= (size_t)1 << 31 || !(all = malloc(total + 1)))) verdict = 0;
-        if (!verdict) dist_errorf(d, 1, "a rank failed (its message is above) or the run is too large; no run written");
-    }
-    MPI_Bcast(&verdict, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD);
-    if (!verdict) goto done;
-    if (MPI_Gatherv(mine.data ? (void *)mine.data : (void *)&len, ok ? len : 0, MPI_CHAR, all, counts, displs, MPI_CHAR, 0, MPI_COMM_WORLD) !=
-        MPI_SUCCESS) {
-        dist_errorf(d, 1, "lost contact with the other ranks");
-        goto done;
-    }
+    if (dist_search(d, &src, &q, &o, &o.k, &run, 1)) goto done;
     if (d->rank == 0) {
         char deftag[32];
         snprintf(deftag, sizeof deftag, "gtr-%s", rt_method_name(o.method));
-        if (!(run = unpack(&q, all, total, &err)) || gtr_run_write(run, out, tag ? tag : deftag, &err)) {
+        if (gtr_run_write(run, out, tag ? tag : deftag, &err)) {
             dist_errorf(d, 1, "%s", err.message);
             goto done;
         }
@@ -210,10 +122,7 @@ int mpi_cmd_search(const dist_ctx *d, int argc, char **argv)
     }
     rc = 0;
 done:
-    free(all), free(counts), free(displs);
-    gtr_buf_free(&mine);
     gtr_run_free(run);
-    rt_results_free(&res);
     rt_queries_free(&q);
     gtr_model_free(src.model);
     gtr_index_free(src.dense);

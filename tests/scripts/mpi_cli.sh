@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # mpi_cli.sh — bin/gtr-mpi under `mpirun --oversubscribe -n 1|2|3` on this machine, each result
 # compared byte for byte with the single-process command run here: index files (cmp), TREC runs
-# for dense, BM25 and hybrid search; ranks given another model or options refused before any
+# for dense, BM25 and hybrid search, BEIR metrics (--json) against gtr beir; ranks given another model or options refused before any
 # work; a rank killed mid-index: non-zero exit naming it, no index, and the same command resumes
 # to the same bytes.
 cd "$(dirname "$0")/../.." || exit 1
@@ -23,7 +23,7 @@ fi
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1
 run() { local n=$1; shift; timeout 300 mpirun --oversubscribe -n "$n" "$@"; }
-plan 32
+plan 37
 
 head -n 300 "$SF/corpus.jsonl" >"$TMP/sub.jsonl"
 head -n 30 "$SF/queries.jsonl" >"$TMP/q.jsonl"
@@ -51,6 +51,27 @@ head -n 2 "$TMP/q.jsonl" >"$TMP/q2.jsonl"
 $GTR search --index "$TMP/one.gtri" -q "$TMP/q2.jsonl" -k 5 -o "$TMP/one.q2.run" --quiet
 ok "3 ranks, 2 queries" run 3 $MPI search --index "$TMP/one.gtri" -q "$TMP/q2.jsonl" -k 5 -o "$TMP/m3.q2.run" -t 1
 ok "... the same run" cmp "$TMP/one.q2.run" "$TMP/m3.q2.run"
+
+# ---- BEIR evaluation: a small dataset folder holding the judged documents of 40 qrels lines
+mkdir -p "$TMP/ds/qrels"
+head -n 41 "$SF/qrels/test.tsv" >"$TMP/ds/qrels/test.tsv"
+cp "$SF/queries.jsonl" "$TMP/ds/"
+python3 - "$SF/corpus.jsonl" "$TMP/ds/qrels/test.tsv" >"$TMP/ds/corpus.jsonl" <<'PY'
+import json, sys
+judged = {l.split("\t")[1] for l in list(open(sys.argv[2]))[1:]}
+for i, line in enumerate(open(sys.argv[1])):
+    if i < 200 or json.loads(line)["_id"] in judged: sys.stdout.write(line)
+PY
+$GTR index -q -m "$TINY" -c "$TMP/ds/corpus.jsonl" -o "$TMP/ds.gtri"
+$GTR bm25-index -c "$TMP/ds/corpus.jsonl" -o "$TMP/ds.bm25" --quiet 2>/dev/null
+for method in dense hybrid; do
+    $GTR beir -q -d "$TMP/ds" -m "$TINY" --method $method --json --cache "$TMP/cache" >"$TMP/one.$method.json"
+    ok "gtr-mpi beir --method $method on 3 ranks" run 3 $MPI beir -d "$TMP/ds" --index "$TMP/ds.gtri" \
+        --bm25-index "$TMP/ds.bm25" --method $method --json -t 1
+    cp "$TMP/out" "$TMP/m3.$method.json"
+    ok "... the metrics of gtr beir, byte for byte ($method)" cmp "$TMP/one.$method.json" "$TMP/m3.$method.json"
+done
+like "$(grep ndcg_cut_10 "$TMP/one.dense.json")" '"ndcg_cut_10": 0\.[0-9]*[1-9]' "... (and they are not all zero)"
 
 # ---- disagreement between ranks: refused before any work
 fails "a rank with another model is refused" timeout 300 mpirun --oversubscribe \
