@@ -16,9 +16,9 @@ typedef struct ivf_hdr {
     uint32_t version, dim;
     uint64_t n;
     uint32_t n_lists, pad0;
-    uint64_t seed;
+    uint64_t seed, tag;
     uint32_t body_crc, hdr_crc; /* hdr_crc covers the bytes before it */
-    uint8_t pad[16];
+    uint8_t pad[8];
 } ivf_hdr;
 _Static_assert(sizeof(ivf_hdr) == IVF_HDR, "header is 64 bytes");
 
@@ -46,6 +46,7 @@ static bool ivf_layout_of(size_t n, size_t dim, size_t n_lists, ivf_layout *l)
 struct gtr_ivf {
     gtr_mmap map;
     size_t n, dim, n_lists;
+    uint64_t tag;
     const float *centroids, *scales, *vectors;
     const uint64_t *offsets;
     const uint32_t *rows;
@@ -252,6 +253,7 @@ gtr_status gtr_ivf_build(const char *path, const float *vecs, size_t n, int dim_
         h.n = n;
         h.n_lists = (uint32_t)n_lists;
         h.seed = o.seed;
+        h.tag = o.tag;
         h.body_crc = crc;
         h.hdr_crc = gtr_crc32(0, &h, offsetof(ivf_hdr, hdr_crc));
         if (fflush(f.fp) != 0 || fseek(f.fp, 0, SEEK_SET) != 0)
@@ -308,7 +310,7 @@ gtr_ivf *gtr_ivf_open(const char *path, gtr_error *err)
         gtr_seterr(err, GTR_ERR_FORMAT, "%s: body checksum mismatch (corrupt)", path);
         goto fail;
     }
-    ix->n = h.n; ix->dim = h.dim; ix->n_lists = h.n_lists;
+    ix->n = h.n; ix->dim = h.dim; ix->n_lists = h.n_lists; ix->tag = h.tag;
     ix->centroids = (const float *)(p + L.centroids);
     ix->offsets = (const uint64_t *)(p + L.offsets);
     ix->rows = (const uint32_t *)(p + L.rows);
@@ -345,6 +347,7 @@ void gtr_ivf_close(gtr_ivf *ix)
 }
 
 size_t gtr_ivf_size(const gtr_ivf *ix) { return ix->n; }
+uint64_t gtr_ivf_tag(const gtr_ivf *ix) { return ix->tag; }
 int gtr_ivf_dim(const gtr_ivf *ix) { return (int)ix->dim; }
 uint32_t gtr_ivf_n_lists(const gtr_ivf *ix) { return (uint32_t)ix->n_lists; }
 const float *gtr_ivf_centroids(const gtr_ivf *ix) { return ix->centroids; }

@@ -9,7 +9,7 @@
  *
  * File (little-endian, every section 64-byte aligned), written atomically (temp, fsync,
  * rename); a CRC-32 over the header and one over the body are checked on open:
- *   header   magic "GTRIVF01", version, dim, n, n_lists, seed, body crc, header crc
+ *   header   magic "GTRIVF01", version, dim, n, n_lists, seed, tag, body crc, header crc
  *   centroids  float[n_lists][dim]     (unit length)
  *   offsets    uint64[n_lists + 1]     list l holds rows offsets[l] .. offsets[l+1]
  *   rows       uint32[n]               the vector number of each list row
@@ -32,6 +32,7 @@ typedef struct gtr_ivf_build_opts {
     uint32_t iters;      /* k-means iterations (0: 10) */
     uint32_t sample;     /* training vectors per list (0: 64); all when n is smaller */
     uint64_t seed;       /* sampling and initial centroids */
+    uint64_t tag;        /* stored in the header: what the vectors came from (gtr_ann) */
     gtr_pool *pool;      /* threads for assignment (NULL: the calling thread) */
 } gtr_ivf_build_opts;
 
@@ -43,6 +44,7 @@ gtr_status gtr_ivf_build(const char *path, const float *vecs, size_t n, int dim,
 gtr_ivf *gtr_ivf_open(const char *path, gtr_error *err);
 void gtr_ivf_close(gtr_ivf *ix);
 size_t gtr_ivf_size(const gtr_ivf *ix);
+uint64_t gtr_ivf_tag(const gtr_ivf *ix);
 int gtr_ivf_dim(const gtr_ivf *ix);
 uint32_t gtr_ivf_n_lists(const gtr_ivf *ix);
 const float *gtr_ivf_centroids(const gtr_ivf *ix); /* [n_lists][dim] */
