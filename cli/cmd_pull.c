@@ -8,7 +8,7 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: gtr pull REPO_ID [--revision REV] [--dir DIR] [--force] [--retries N] [-q]\n"
+            "usage: gtr pull REPO_ID [--revision REV] [--dir DIR | --hf-cache] [--force] [--retries N] [-q]\n"
             "\n"
             "Download a sentence-transformers model (e.g. sentence-transformers/gtr-t5-base, -large,\n"
             "-xl, -xxl) from the Hugging Face hub into DIR, ready for `gtr embed -m DIR`.\n"
@@ -29,6 +29,9 @@ static void usage(FILE *out)
             "  -r, --revision REV   branch, tag or commit (default main)\n"
             "  -d, --dir DIR        destination (default models/NAME, or $GTR_HOME/models/NAME\n"
             "                       when GTR_HOME is set; NAME is the part of REPO_ID after '/')\n"
+            "      --hf-cache       into the Hugging Face cache instead of DIR (models--ORG--NAME/\n"
+            "                       snapshots/COMMIT, refs/REV), where transformers and\n"
+            "                       sentence-transformers find it and `-m REPO_ID` loads it\n"
             "  -f, --force          download even if DIR exists, then replace it\n"
             "      --retries N      retries per file after a dropped connection (default 5)\n"
             "  -q, --quiet          no progress or messages on stderr (errors still)\n"
@@ -41,6 +44,9 @@ static void usage(FILE *out)
             "                \"Authorization: Bearer\"); else the token file of `huggingface-cli\n"
             "                login` ($HF_HOME/token, default ~/.cache/huggingface/token)\n"
             "  GTR_HOME      base folder of the default DIR\n"
+            "  HF_HUB_CACHE  the cache of --hf-cache (else $HF_HOME/hub, else\n"
+            "                ~/.cache/huggingface/hub)\n"
+            "  HF_HUB_OFFLINE=1  download nothing (fail unless the model is already there)\n"
             "\n"
             "example:\n"
             "  gtr pull sentence-transformers/gtr-t5-base       # -> models/gtr-t5-base\n");
@@ -52,10 +58,10 @@ int cmd_pull(int argc, char **argv)
         {"revision", required_argument, NULL, 'r'}, {"dir", required_argument, NULL, 'd'},
         {"force", no_argument, NULL, 'f'},          {"retries", required_argument, NULL, 'R'},
         {"quiet", no_argument, NULL, 'q'},          {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+        {"hf-cache", no_argument, NULL, 'C'},       {NULL, 0, NULL, 0}};
     gtr_download_options o = gtr_download_default_options();
     const char *dir = NULL;
-    bool quiet = false;
+    bool quiet = false, cache = false;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "r:d:fqh", longopts, NULL)) != -1) {
@@ -67,6 +73,7 @@ int cmd_pull(int argc, char **argv)
             if (!dl_parse_retries("pull", optarg, &o.max_retries)) return 2;
             break;
         case 'q': quiet = true; break;
+        case 'C': cache = true; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -78,6 +85,19 @@ int cmd_pull(int argc, char **argv)
         return 2;
     }
     const char *repo = argv[optind];
+    if (cache && dir) return cli_errorf("pull", 2, "give --dir DIR or --hf-cache, not both");
+    if (cache) {
+        dl_ui ui;
+        dl_ui_attach(&ui, "pull", quiet, &o);
+        if (!quiet) fprintf(stderr, "gtr pull: %s -> the Hugging Face cache\n", repo);
+        gtr_error err;
+        char snap[4096];
+        gtr_status st = gtr_hf_pull_cache(repo, &o, snap, sizeof snap, &err);
+        if (ui.prog.drawn) fputc('\n', stderr);
+        if (st) return cli_fail("pull", &err);
+        printf("%s\n", snap);
+        return 0;
+    }
     char *def = NULL;
     if (!dir) {
         const char *slash = strrchr(repo, '/');

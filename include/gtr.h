@@ -862,9 +862,19 @@ GTR_API gtr_download_options gtr_download_default_options(void);
  * on disk), GTR_ERR_INVALID_ARG (bad id, or access refused: a token is needed),
  * GTR_ERR_NETWORK (unreachable, or retries exhausted: "<dir>.partial/" is kept and the same
  * call resumes), GTR_ERR_MISMATCH (size or checksum), GTR_ERR_FORMAT (bad modules.json),
- * GTR_ERR_IO (local files), GTR_ERR_INTERRUPTED (the progress callback asked to stop). */
+ * GTR_ERR_IO (local files), GTR_ERR_INTERRUPTED (the progress callback asked to stop).
+ * $HF_HUB_OFFLINE=1 (as in huggingface_hub): GTR_ERR_NETWORK instead of any request when dir
+ * is not already there. */
 GTR_API gtr_status gtr_hf_pull(const char *repo_id, const char *dir,
                                const gtr_download_options *opts, gtr_error *err);
+/* The same into the Hugging Face cache that transformers and sentence-transformers read
+ * ($HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub), so Python and gtr share
+ * one copy: models--ORG--NAME/snapshots/<commit>/ (files stored in the snapshot, not linked
+ * into blobs/) and refs/<revision> naming the commit. A revision already there is not
+ * downloaded again unless opts->force (GTR_DOWNLOAD_PRESENT). The snapshot directory is
+ * written to snapshot[cap] (GTR_ERR_INVALID_ARG when it does not fit). */
+GTR_API gtr_status gtr_hf_pull_cache(const char *repo_id, const gtr_download_options *opts,
+                                     char *snapshot, size_t cap, gtr_error *err);
 
 /* Download <endpoint>/<name>.zip (a BEIR dataset such as "scifact") and unpack it into
  * <parent_dir>/<name> (corpus.jsonl, queries.jsonl, qrels/). Entries with absolute paths,

@@ -15,6 +15,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #define DEFAULT_ENDPOINT "https://huggingface.co"
@@ -370,6 +371,14 @@ GTR_API gtr_status gtr_hf_pull(const char *repo_id, const char *dir,
         return GTR_OK;
     }
 
+    const char *off = getenv("HF_HUB_OFFLINE");
+    if (off && (!strcmp(off, "1") || !strcasecmp(off, "true") || !strcasecmp(off, "yes") || !strcasecmp(off, "on"))) {
+        free(endpoint);
+        return gtr_seterr(err, GTR_ERR_NETWORK,
+                          "HF_HUB_OFFLINE=%s: not downloading '%s' into %s (unset it to download, or use a "
+                          "copy already on disk: -m accepts a directory or a repository id in the Hugging "
+                          "Face cache)", off, repo_id, dir);
+    }
     hub h = {endpoint, repo_id, net_url_escape(rev, false)};
     char *token = resolve_token(o.token);
     net_session s;

@@ -4,6 +4,7 @@
 # blobs/), under HF_HUB_CACHE, HF_HOME/hub and ~/.cache/huggingface/hub, and gives the same
 # vectors as the directory itself. The cache tree is built here from gtr-tiny.
 cd "$(dirname "$0")/../.." || exit 1
+unset HF_HUB_OFFLINE
 . tests/scripts/tap.sh
 M=$SHARED/models/gtr-tiny
 plan 14

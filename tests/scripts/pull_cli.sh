@@ -13,7 +13,7 @@ if ! command -v python3 >/dev/null; then
     exit 0
 fi
 # Nothing from the user's environment may leak into the tests (tokens, mirrors, homes).
-unset HF_TOKEN HUGGING_FACE_HUB_TOKEN HF_TOKEN_PATH GTR_HOME GTR_BEIR_URL HF_ENDPOINT
+unset HF_TOKEN HUGGING_FACE_HUB_TOKEN HF_TOKEN_PATH GTR_HOME GTR_BEIR_URL HF_ENDPOINT HF_HUB_OFFLINE HF_HUB_CACHE
 export HF_HOME="$TMP/hf-home"
 export no_proxy="*" NO_PROXY="*"
 MODELS=$SHARED/models
@@ -130,6 +130,24 @@ fails "a shard missing from the repository fails" "$GTR" pull test-org/lostshard
 like "$(cat "$TMP/err")" "shard model-00002-of-00003.safetensors \(listed in model.safetensors.index.json\)" "... naming the shard and the index"
 ok "... leaving no directory" absent "$TMP/lost"
 export HF_ENDPOINT=$HUB_URL
+
+# ---- the Hugging Face cache (shared with transformers) and HF_HUB_OFFLINE ------------------
+HC=$TMP/hfc
+ok "pull --hf-cache" env HF_HUB_CACHE="$HC" "$GTR" pull test-org/gtr-tiny --hf-cache -q
+SNAP=$HC/models--test-org--gtr-tiny/snapshots/0123456789abcdef0123456789abcdef01234567
+is "$(cat "$TMP/out")" "$SNAP" "prints the snapshot of the commit main resolved to"
+is "$(cat "$HC/models--test-org--gtr-tiny/refs/main" 2>/dev/null)" "0123456789abcdef0123456789abcdef01234567" "refs/main names it"
+# shellcheck disable=SC2086
+ok "... byte-identical files" same_files "$SNAP" "$MODELS/gtr-tiny" $TINY_FILES
+ok "... nothing staged left" absent "$HC/models--test-org--gtr-tiny/snapshots/.gtr-pull-main"
+ok "-m REPO_ID loads it" env HF_HUB_CACHE="$HC" "$GTR" info -m test-org/gtr-tiny
+n_before=$(wc -l <"$LOG")
+ok "a second pull --hf-cache finds it" env HF_HUB_CACHE="$HC" "$GTR" pull test-org/gtr-tiny --hf-cache
+is "$(wc -l <"$LOG")" "$n_before" "... without a request"
+fails "HF_HUB_OFFLINE=1 downloads nothing" env HF_HUB_OFFLINE=1 "$GTR" pull test-org/gtr-tiny --dir "$TMP/off"
+like "$(cat "$TMP/err")" "HF_HUB_OFFLINE=1: not downloading 'test-org/gtr-tiny'" "... and says why"
+is "$(wc -l <"$LOG")" "$n_before" "... without a request"
+ok "HF_HUB_OFFLINE=1 with the model in the cache" env HF_HUB_OFFLINE=1 HF_HUB_CACHE="$HC" "$GTR" pull test-org/gtr-tiny --hf-cache -q
 
 serve drop1 --repo test-org/gtr-tiny="$MODELS/gtr-tiny" --drop-once model.safetensors:5000000
 ok "a dropped connection is resumed within the run" env HF_ENDPOINT="$URL" "$GTR" pull test-org/gtr-tiny --dir "$TMP/r1"
