@@ -41,6 +41,10 @@ static void usage(FILE *out)
             "      --compact            scan the index's compact copy first (same results)\n"
             "      --no-verify          skip checksumming the vectors when opening INDEX (a huge\n"
             "                           index opens faster; offsets and sizes are still checked)\n"
+            "      --ann FILE.ivf       approximate search with this IVF index of INDEX\n"
+            "                           (gtr ann-build); dense and hybrid\n"
+            "      --nprobe N           --ann: lists scanned per query (default 8; more: higher\n"
+            "                           recall, slower)\n"
             "      --tag TAG            last column of the run (default gtr-METHOD)\n"
             "  -t, --threads N          threads (default: all cores)\n"
             "      --quiet              no progress on stderr\n"
@@ -98,7 +102,7 @@ static void print_hits(const rt_sources *src, const rt_results *r)
 int cmd_search(int argc, char **argv)
 {
     enum { O_INDEX = 1000, O_QUERY, O_METHOD, O_BM25, O_FUSION, O_ALPHA, O_RRFK, O_DEPTH, O_SKIP, O_COMPACT,
-           O_TAG, O_QUIET, O_NOVERIFY };
+           O_TAG, O_QUIET, O_NOVERIFY, O_ANN, O_NPROBE };
     static const struct option longopts[] = {
         {"index", required_argument, NULL, O_INDEX}, {"model", required_argument, NULL, 'm'},
         {"queries", required_argument, NULL, 'q'},   {"query", required_argument, NULL, O_QUERY},
@@ -110,9 +114,10 @@ int cmd_search(int argc, char **argv)
         {"tag", required_argument, NULL, O_TAG},     {"threads", required_argument, NULL, 't'},
         {"quiet", no_argument, NULL, O_QUIET},       {"help", no_argument, NULL, 'h'},
         {"no-verify", no_argument, NULL, O_NOVERIFY},
+        {"ann", required_argument, NULL, O_ANN},     {"nprobe", required_argument, NULL, O_NPROBE},
         {NULL, 0, NULL, 0}};
     const char *index_path = NULL, *model_dir = NULL, *queries_path = NULL, *query = NULL, *out = NULL;
-    const char *bm25_path = NULL, *tag = NULL;
+    const char *bm25_path = NULL, *tag = NULL, *ann_path = NULL;
     rt_options o;
     rt_default_options(&o);
     bool k_given = false;
@@ -165,6 +170,11 @@ int cmd_search(int argc, char **argv)
             break;
         case O_QUIET: o.quiet = true; break;
         case O_NOVERIFY: open_flags |= GTR_INDEX_OPEN_NO_VERIFY; break;
+        case O_ANN: ann_path = optarg; break;
+        case O_NPROBE:
+            if (!cli_parse_int("search", "--nprobe", optarg, 1, 1 << 24, &v)) return 2;
+            o.nprobe = (uint32_t)v;
+            break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -184,6 +194,14 @@ int cmd_search(int argc, char **argv)
     int rc = 1;
     if (!(o.pool = gtr_pool_create(threads, &err))) return cli_fail("search", &err);
     if (index_path && !(src.dense = gtr_index_open(index_path, open_flags, o.pool, &err))) {
+        cli_fail("search", &err);
+        goto done;
+    }
+    if (ann_path && !index_path) {
+        rc = cli_errorf("search", 2, "--ann needs --index (the index it was built from)");
+        goto done;
+    }
+    if (ann_path && !(src.ann = gtr_ann_open(ann_path, src.dense, &err))) {
         cli_fail("search", &err);
         goto done;
     }
@@ -226,6 +244,7 @@ done:
     rt_results_free(&res);
     rt_queries_free(&q);
     gtr_model_free(src.model);
+    gtr_ann_free(src.ann);
     gtr_index_free(src.dense);
     gtr_bm25_free(src.bm25);
     gtr_pool_free(o.pool);

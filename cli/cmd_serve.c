@@ -66,6 +66,8 @@ static void usage(FILE *out)
         "\n"
         "Batching and limits:\n"
         "  -t, --threads N          encoder threads (default: all cores)\n"
+        "      --workers N          encoder workers over the one copy of the weights: batches\n"
+        "                           encode side by side, the threads shared out (default 1)\n"
         "      --max-batch-tokens N token budget of one encoder batch (default 16384)\n"
         "      --max-wait-ms N      longest a text waits for a fuller batch while other\n"
         "                           requests are arriving (default 5)\n"
@@ -121,7 +123,7 @@ typedef struct opts {
 static int parse(int argc, char **argv, opts *o)
 {
     enum { O_NAME = 256, O_MAXLEN, O_DTYPE, O_INDEX, O_BM25, O_METHOD, O_FUSION, O_ALPHA, O_RRFK, O_DEPTH,
-           O_HOST, O_PORT, O_PORTFILE, O_MAXCONN, O_IDLE, O_DRAIN, O_MBT, O_WAIT, O_QUEUE, O_BODY, O_INPUTS,
+           O_HOST, O_PORT, O_PORTFILE, O_MAXCONN, O_IDLE, O_DRAIN, O_MBT, O_WAIT, O_QUEUE, O_WORKERS, O_BODY, O_INPUTS,
            O_MAXK, O_NOTRUNC, O_CLIENTCONN, O_REQTIMEOUT, O_MAXHITS, O_PBYTES, O_PTOKENS };
     static const struct option longopts[] = {
         {"model", required_argument, 0, 'm'},        {"model-name", required_argument, 0, O_NAME},
@@ -135,6 +137,7 @@ static int parse(int argc, char **argv, opts *o)
         {"idle-timeout", required_argument, 0, O_IDLE}, {"drain-timeout", required_argument, 0, O_DRAIN},
         {"threads", required_argument, 0, 't'},      {"max-batch-tokens", required_argument, 0, O_MBT},
         {"max-wait-ms", required_argument, 0, O_WAIT}, {"queue", required_argument, 0, O_QUEUE},
+        {"workers", required_argument, 0, O_WORKERS},
         {"max-body", required_argument, 0, O_BODY},  {"max-inputs", required_argument, 0, O_INPUTS},
         {"max-k", required_argument, 0, O_MAXK},     {"no-truncate", no_argument, 0, O_NOTRUNC},
         {"max-client-connections", required_argument, 0, O_CLIENTCONN},
@@ -192,6 +195,7 @@ static int parse(int argc, char **argv, opts *o)
         case O_MBT: INT_OPT("--max-batch-tokens", 1, 1 << 24, so->max_batch_tokens); break;
         case O_WAIT: INT_OPT("--max-wait-ms", 0, 60000, so->max_wait_ms); break;
         case O_QUEUE: INT_OPT("--queue", 1, 1 << 20, so->queue); break;
+        case O_WORKERS: INT_OPT("--workers", 1, 1024, so->workers); break;
         case O_BODY: INT_OPT("--max-body", 2, (long long)1 << 40, so->max_body); break;
         case O_INPUTS: INT_OPT("--max-inputs", 1, 1 << 24, so->max_inputs); break;
         case O_MAXK: INT_OPT("--max-k", 1, 1 << 20, so->max_k); break;

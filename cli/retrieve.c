@@ -213,7 +213,10 @@ static int dense_chunk(const char *cmd, const rt_sources *src, const rt_queries 
     }
     size_t kk = depth + (o->skip_self ? 1 : 0);
     gtr_search_options so = {o->pool, o->use_compact};
-    if (gtr_index_search(src->dense, vecs, nq, kk, &so, hits, nh, &err)) return cli_fail(cmd, &err);
+    gtr_ann_search_options ao = {.nprobe = o->nprobe, .pool = o->pool};
+    if (src->ann ? gtr_ann_search(src->ann, vecs, nq, kk, &ao, hits, nh, &err)
+                 : gtr_index_search(src->dense, vecs, nq, kk, &so, hits, nh, &err))
+        return cli_fail(cmd, &err);
     for (size_t i = 0; i < nq; i++) {
         size_t w = 0;
         for (size_t r = 0; r < nh[i] && w < depth; r++) {

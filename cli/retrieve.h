@@ -34,6 +34,7 @@ typedef struct rt_options {
     double alpha;        /* interpolation weight of the dense scores (BM25 gets 1 - alpha) */
     bool skip_self;      /* BEIR's ignore_identical_ids: drop a hit whose id is the query id */
     bool use_compact;    /* dense: first pass over the index's compact copy */
+    uint32_t nprobe;     /* dense with src->ann: lists probed (0: the library's default) */
     size_t batch;        /* queries per encode call */
     bool want_docs;      /* hybrid: find each fused hit's dense document (for snippets) */
     gtr_pool *pool;
@@ -45,6 +46,7 @@ typedef struct rt_sources {
     gtr_model *model; /* dense and hybrid */
     gtr_index *dense; /* dense and hybrid */
     gtr_bm25 *bm25;   /* bm25 and hybrid */
+    gtr_ann *ann;     /* optional: approximate search instead of exact over dense */
 } rt_sources;
 
 typedef struct rt_hit {

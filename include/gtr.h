@@ -216,13 +216,40 @@ GTR_API const gtr_tokenizer *gtr_model_tokenizer(const gtr_model *m);
  * unit vectors, row-major. A text's vector does not depend on the other texts in the call.
  * A vector that is not finite (activations that overflow) is never returned: the call fails
  * with GTR_ERR_INTERNAL naming the text.
- * Not reentrant on one model: concurrent callers need a model each (or a lock). */
+ * Thread-safe, one call at a time: it encodes in a context of the model's own behind a lock,
+ * so concurrent callers take turns. To encode from several threads at once, give each thread
+ * a gtr_context (below). */
 GTR_API gtr_status gtr_model_encode(gtr_model *m, const char *const *texts, const size_t *lens,
                                     size_t n, float *out, gtr_error *err);
 /* The same from token ids (already with </s>, at most max_len each). */
 GTR_API gtr_status gtr_model_encode_ids(gtr_model *m, const int32_t *const *ids,
                                         const size_t *n_ids, size_t n, float *out,
                                         gtr_error *err);
+
+/* An encode context: what one encode needs besides the weights (activation arena, schedule,
+ * tokenizer output, threads). A loaded model is never modified, so any number of contexts
+ * created from one model encode at the same time, each used by one thread at a time; the
+ * weights exist once and each context adds its arena (it grows to the largest batch seen;
+ * bench/RESULTS.md gives the figures). Vectors are the same bits as gtr_model_encode's,
+ * whatever the contexts or threads. The model must outlive its contexts. */
+typedef struct gtr_context gtr_context;
+typedef struct gtr_context_options {
+    int n_threads;  /* > 0: a pool of this many threads of the context's own; 0: see pool */
+    gtr_pool *pool; /* threads to use (not owned). Neither: the model's pool, which serves one
+                     * context at a time (the others then compute on their calling thread) */
+} gtr_context_options;
+GTR_API gtr_context_options gtr_context_default_options(void);
+/* NULL with err set on failure; opts may be NULL (defaults). */
+GTR_API gtr_context *gtr_context_create(const gtr_model *m, const gtr_context_options *opts,
+                                        gtr_error *err);
+GTR_API void gtr_context_free(gtr_context *c);
+GTR_API const gtr_model *gtr_context_model(const gtr_context *c);
+/* gtr_model_encode / gtr_model_encode_ids on a context: same arguments, same results. */
+GTR_API gtr_status gtr_context_encode(gtr_context *c, const char *const *texts,
+                                      const size_t *lens, size_t n, float *out, gtr_error *err);
+GTR_API gtr_status gtr_context_encode_ids(gtr_context *c, const int32_t *const *ids,
+                                          const size_t *n_ids, size_t n, float *out,
+                                          gtr_error *err);
 /* Human-readable description (architecture, parameter count, storage dtype, files). The
  * string is owned by the model. */
 GTR_API const char *gtr_model_describe(const gtr_model *m);
@@ -401,6 +428,39 @@ GTR_API gtr_fusion_options gtr_fusion_default_options(void);
 GTR_API gtr_status gtr_fuse(const gtr_ranked_doc *const *lists, const size_t *lens,
                             size_t n_lists, const gtr_fusion_options *opts, size_t k,
                             gtr_ranked_doc *out, size_t *n_out, gtr_error *err);
+
+/* ======================================================================== ann */
+/* (section owned by src/index/ann.c, ivf.c; issue 14)
+ * Approximate search over a dense index: an inverted-file (IVF) index, a separate file built
+ * from an index's vectors. Spherical k-means lists, int8 codes scanned in the probed lists,
+ * the best `rerank` candidates re-ranked exactly with the float32 vectors (kept in the same
+ * file, memory-mapped). Written atomically, checksummed; tied to the index it was built from
+ * (model fingerprint, document count and ids), so a stale one is refused. */
+typedef struct gtr_ann gtr_ann;
+
+typedef struct gtr_ann_build_options {
+    uint32_t n_lists; /* 0: about sqrt(documents) */
+    uint32_t iters;   /* k-means iterations (0: 10) */
+    uint64_t seed;    /* the build is deterministic given it, for any thread count */
+    gtr_pool *pool;   /* threads (NULL: the calling thread only) */
+} gtr_ann_build_options;
+GTR_API gtr_status gtr_ann_build(const gtr_index *ix, const char *out_path,
+                                 const gtr_ann_build_options *opts, gtr_error *err);
+/* Open an IVF file and check it was built from ix (GTR_ERR_MISMATCH otherwise). ix must
+ * outlive the handle. */
+GTR_API gtr_ann *gtr_ann_open(const char *path, const gtr_index *ix, gtr_error *err);
+GTR_API void gtr_ann_free(gtr_ann *a);
+GTR_API uint32_t gtr_ann_n_lists(const gtr_ann *a);
+
+typedef struct gtr_ann_search_options {
+    uint32_t nprobe; /* lists scanned per query (0: 8) */
+    uint32_t rerank; /* candidates re-ranked exactly (0: 4 * k) */
+    gtr_pool *pool;  /* threads over queries; results do not depend on it */
+} gtr_ann_search_options;
+/* Like gtr_index_search (same hits layout), approximately. */
+GTR_API gtr_status gtr_ann_search(const gtr_ann *a, const float *queries, size_t nq, size_t k,
+                                  const gtr_ann_search_options *opts, gtr_hit *hits,
+                                  size_t *n_hits, gtr_error *err);
 
 /* ======================================================================== bm25 */
 /* (section owned by src/bm25/)
@@ -750,7 +810,7 @@ typedef void (*gtr_server_log_fn)(void *user, const char *line);
 typedef struct gtr_server_options {
     const char *host;          /* numeric address or name to listen on (default "127.0.0.1") */
     int port;                  /* 0: any free port (gtr_server_port tells which); default 8080 */
-    gtr_model *model;          /* required; not owned; used only by the batcher while running */
+    gtr_model *model;          /* required; not owned; encoded by the batcher's workers only */
     const char *model_name;    /* the "model" of responses (default "gtr") */
     gtr_index *index;          /* optional dense index for /search (not owned; must match model) */
     gtr_bm25 *bm25;            /* optional BM25 index for /search (not owned) */
@@ -763,6 +823,8 @@ typedef struct gtr_server_options {
     size_t max_batch_tokens;   /* token budget of one encoder batch (default 16384) */
     int max_wait_ms;           /* longest a queued text waits for a fuller batch (default 5) */
     size_t queue;              /* requests waiting for the encoder before 503 (default 256) */
+    int workers;               /* encoder threads, each a gtr_context over the one model: batches
+                                * encode side by side, the cores shared out (default 1) */
     size_t max_body;           /* request body limit in bytes, 413 beyond (default 16 MiB) */
     size_t max_inputs;         /* inputs per request, 400 beyond (default 2048, as OpenAI) */
     size_t max_pending_bytes;  /* request bodies, parsed JSON and answers held at once, 503

@@ -1,50 +1,20 @@
 /* model.c — the public gtr_model_* API: load a sentence-transformers GTR directory (configs,
- * tokenizer, encoder and head weights), then embed texts or token ids in chunks of packed
- * tokens. A text's vector never depends on the other texts of a call: the encoder treats the
- * rows of each text independently (see encoder.c). */
+ * tokenizer, encoder and head weights). The loaded model never changes afterwards: encoding
+ * happens in contexts (context.c) that any number of threads create from it. gtr_model_encode
+ * is the one-thread convenience: a context of the model's own, behind a lock. */
 #include "model/model_internal.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-struct gtr_model {
-    gtr_model_config cfg;
-    gtr_t5 t5;
-    gtr_head head;
-    gtr_tokenizer *tok;
-    const gtr_kernels *kern;
-    gtr_pool *pool;
-    bool own_pool;
-    gtr_compute_dtype dtype;
-    int max_len;
-    uint64_t fingerprint;
-    char *describe;
-    /* reusable per-call buffers (grow-only: a steady stream of batches allocates nothing) */
-    gtr_t5_scratch scratch;
-    float *pooled, *hout; /* per chunk: pooled states, head outputs */
-    size_t pooled_cap;    /* texts */
-    size_t *order;        /* texts by length (longest first) */
-    const int32_t **cids; /* ids / lengths of the chunk's texts in that order */
-    size_t *clens;
-    size_t sched_cap;
-    size_t *len_count;    /* [max_len + 2]: counting sort by length */
-    gtr_ids *tok_ids;
-    gtr_status *tok_status;
-    const int32_t **tok_ptr;
-    size_t *tok_len;
-    size_t tok_cap;
-    /* tests */
-    gtr_probe_fn probe;
-    void *probe_user;
-};
 
-/* Activation memory per chunk of packed tokens (a chunk always holds at least one whole
- * text): a quarter of the weights, within [16, 256] MiB: big enough for efficient GEMMs (a
- * few thousand rows for gtr-t5-base), small enough that peak memory stays near the weights. */
-#define CHUNK_MIN_BYTES ((size_t)16 << 20)
-#define CHUNK_MAX_BYTES ((size_t)256 << 20)
-#define CHUNK_MAX_TOKENS ((size_t)8192)
+/* The state gtr_model_encode keeps: its context, made on first use, and the lock it takes. */
+struct gtr_model_own {
+    pthread_mutex_t mu;
+    gtr_context *ctx; /* made on first use */
+};
 
 gtr_model_options gtr_model_default_options(void)
 {
@@ -62,19 +32,12 @@ void gtr_model_free(gtr_model *m)
     gtr_tokenizer_free(m->tok);
     if (m->own_pool) gtr_pool_free(m->pool);
     gtr_model_config_free(&m->cfg);
+    if (m->own) {
+        gtr_context_free(m->own->ctx);
+        pthread_mutex_destroy(&m->own->mu);
+        free(m->own);
+    }
     free(m->describe);
-    gtr_t5_scratch_free(&m->scratch);
-    gtr_free_aligned(m->pooled);
-    gtr_free_aligned(m->hout);
-    free(m->order);
-    free(m->cids);
-    free(m->clens);
-    free(m->len_count);
-    for (size_t i = 0; i < m->tok_cap; i++) gtr_ids_free(&m->tok_ids[i]);
-    free(m->tok_ids);
-    free(m->tok_status);
-    free(m->tok_ptr);
-    free(m->tok_len);
     free(m);
 }
 
@@ -156,6 +119,11 @@ static gtr_model *load_dir(const char *dir, const gtr_model_options *opts, gtr_e
     }
     gtr_model *m = gtr_xcalloc(1, sizeof *m, "model", err);
     if (!m) return NULL;
+    if (!(m->own = gtr_xcalloc(1, sizeof *m->own, "model", err))) {
+        free(m);
+        return NULL;
+    }
+    pthread_mutex_init(&m->own->mu, NULL);
     gtr_tensor_set set = {0};
     gtr_buf desc = {0}, sets = {0};
     gtr_status st;
@@ -281,205 +249,53 @@ size_t gtr_model_weight_bytes(const gtr_model *m) { return m ? m->t5.bytes + m->
 size_t gtr_model_n_params(const gtr_model *m) { return m ? m->t5.n_params + m->head.n_params : 0; }
 gtr_compute_dtype gtr_model_dtype(const gtr_model *m) { return m ? m->dtype : GTR_DTYPE_F32; }
 
-void gtr_model_set_probe(gtr_model *m, gtr_probe_fn fn, void *user)
+
+/* The convenience path: one context of the model's own, made on first use, behind a lock so
+ * that callers who share a model without contexts stay correct (they take turns). */
+static gtr_context *own_context(gtr_model *m, gtr_error *err)
 {
-    m->probe = fn;
-    m->probe_user = user;
-}
-
-void gtr_model_set_interrupt(gtr_model *m, const atomic_int *flag) { m->scratch.stop = flag; }
-
-/* Probes see the index of the text in the whole call, not its place in the chunk. */
-typedef struct {
-    gtr_probe_fn fn;
-    void *user;
-    const size_t *order; /* chunk position -> index in the call */
-} probe_shift;
-
-static void probe_trampoline(void *user, size_t text, const char *name, const float *x, size_t rows,
-                             size_t cols)
-{
-    probe_shift *p = user;
-    p->fn(p->user, p->order[text], name, x, rows, cols);
-}
-
-/* Grow-only per-call buffers: the schedule for n texts, head buffers for chunks of at most
- * k texts. */
-static gtr_status reserve_schedule(gtr_model *m, size_t n, size_t k, gtr_error *err)
-{
-    if (!m->len_count &&
-        !(m->len_count = gtr_xmalloc(((size_t)m->max_len + 2) * sizeof *m->len_count, "length counts", err)))
-        return GTR_ERR_NOMEM;
-    if (n > m->sched_cap) {
-        free(m->order);
-        free(m->cids);
-        free(m->clens);
-        m->sched_cap = 0;
-        m->order = gtr_xmalloc(n * sizeof *m->order, "text order", err);
-        m->cids = gtr_xmalloc(n * sizeof *m->cids, "text order", err);
-        m->clens = gtr_xmalloc(n * sizeof *m->clens, "text order", err);
-        if (!m->order || !m->cids || !m->clens) return GTR_ERR_NOMEM;
-        m->sched_cap = n;
+    if (!m->own->ctx) {
+        gtr_context_options o = gtr_context_default_options();
+        m->own->ctx = gtr_context_create(m, &o, err);
     }
-    if (k > m->pooled_cap) {
-        gtr_free_aligned(m->pooled);
-        gtr_free_aligned(m->hout);
-        m->pooled_cap = 0;
-        m->pooled = gtr_malloc_aligned(k * (size_t)m->cfg.t5.d_model * sizeof(float), err);
-        m->hout = gtr_malloc_aligned(k * (size_t)m->head.d_out * sizeof(float), err);
-        if (!m->pooled || !m->hout) return GTR_ERR_NOMEM;
-        m->pooled_cap = k;
-    }
-    return GTR_OK;
-}
-
-/* Texts by length, longest first, ties in call order (a stable counting sort: lengths are at
- * most max_len). Chunks then hold texts of similar length, and within a chunk the longest
- * attention tasks are handed out first, so the threads finish together. Only the schedule
- * changes: a text's vector does not depend on its neighbours (see encoder.c). */
-static void sort_by_length(gtr_model *m, const size_t *n_ids, size_t n)
-{
-    size_t L = (size_t)m->max_len, *cnt = m->len_count;
-    memset(cnt, 0, (L + 2) * sizeof *cnt);
-    for (size_t i = 0; i < n; i++) cnt[L - n_ids[i]]++; /* bucket 0 = longest */
-    size_t pos = 0;
-    for (size_t b = 0; b <= L; b++) {
-        size_t c = cnt[b];
-        cnt[b] = pos;
-        pos += c;
-    }
-    for (size_t i = 0; i < n; i++) m->order[cnt[L - n_ids[i]]++] = i;
-}
-
-gtr_status gtr_model_encode_ids(gtr_model *m, const int32_t *const *ids, const size_t *n_ids,
-                                size_t n, float *out, gtr_error *err)
-{
-    if (!m || (n && (!ids || !n_ids || !out)))
-        return gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_model_encode_ids: NULL argument");
-    for (size_t i = 0; i < n; i++) {
-        if (n_ids[i] == 0 || !ids[i])
-            return gtr_seterr(err, GTR_ERR_INVALID_ARG,
-                              "text %zu: no token ids (a text has at least </s>)", i);
-        if (n_ids[i] > (size_t)m->max_len)
-            return gtr_seterr(err, GTR_ERR_INVALID_ARG, "text %zu: %zu token ids exceed max_len %d",
-                              i, n_ids[i], m->max_len);
-        for (size_t t = 0; t < n_ids[i]; t++)
-            if (ids[i][t] < 0 || ids[i][t] >= m->cfg.t5.vocab_size)
-                return gtr_seterr(err, GTR_ERR_INVALID_ARG,
-                                  "text %zu: token id %d at position %zu is outside the vocabulary "
-                                  "(%d ids)", i, (int)ids[i][t], t, m->cfg.t5.vocab_size);
-    }
-    if (n == 0) return GTR_OK;
-    const gtr_t5_config *c = &m->cfg.t5;
-    size_t per_token = sizeof(float) * (2 * (size_t)c->d_model + 4 * (size_t)m->t5.inner +
-                                        (c->ff == GTR_FF_GATED_GELU ? 2 : 1) * (size_t)c->d_ff);
-    size_t chunk_bytes = GTR_MIN(CHUNK_MAX_BYTES, GTR_MAX(CHUNK_MIN_BYTES, gtr_model_weight_bytes(m) / 4));
-    size_t budget = GTR_MAX((size_t)m->max_len, GTR_MIN(CHUNK_MAX_TOKENS, chunk_bytes / per_token));
-    /* every text has a token, so a chunk holds at most budget texts */
-    gtr_status st = reserve_schedule(m, n, GTR_MIN(n, budget), err);
-    if (st) return st;
-    sort_by_length(m, n_ids, n);
-    size_t dout = (size_t)m->head.d_out;
-    probe_shift ps = {m->probe, m->probe_user, NULL};
-    for (size_t i0 = 0; i0 < n;) {
-        /* the next chunk: whole texts, in length order, while the token budget lasts */
-        size_t i1 = i0, tokens = 0;
-        while (i1 < n && (i1 == i0 || tokens + n_ids[m->order[i1]] <= budget)) {
-            size_t t = m->order[i1];
-            m->cids[i1 - i0] = ids[t];
-            m->clens[i1 - i0] = n_ids[t];
-            tokens += n_ids[t];
-            i1++;
-        }
-        size_t k = i1 - i0;
-        float *hidden;
-        ps.order = m->order + i0;
-        st = gtr_t5_forward(&m->t5, m->kern, m->pool, &m->scratch, m->cids, m->clens, k, &hidden,
-                            m->probe ? probe_trampoline : NULL, &ps, err);
-        if (st) {
-            if (n > 1) gtr_error_prefix(err, "a chunk of %zu texts", k);
-            return st;
-        }
-        gtr_head_forward(&m->head, m->kern, m->pool, hidden, m->clens, m->scratch.offs, k, m->pooled,
-                         m->hout, m->probe ? probe_trampoline : NULL, &ps);
-        /* a non-finite vector is an error, never an output (finite weights are checked at load,
-         * but activations can still overflow) */
-        for (size_t j = 0; j < k * dout; j++)
-            if (!isfinite(m->hout[j]))
-                return gtr_seterr(err, GTR_ERR_INTERNAL,
-                                  "text %zu: the vector is not finite (the model's activations "
-                                  "overflowed)", m->order[i0 + j / dout]);
-        for (size_t j = 0; j < k; j++)
-            memcpy(out + m->order[i0 + j] * dout, m->hout + j * dout, dout * sizeof(float));
-        i0 = i1;
-    }
-    return GTR_OK;
-}
-
-typedef struct {
-    gtr_model *m;
-    const char *const *texts;
-    const size_t *lens;
-    gtr_status *status;
-} tok_job;
-
-static void tok_task(void *ctx, size_t i, int tid)
-{
-    (void)tid;
-    tok_job *j = ctx;
-    size_t len = j->lens ? j->lens[i] : strlen(j->texts[i]);
-    j->status[i] = gtr_tokenize(j->m->tok, j->texts[i], len, j->m->max_len, 1, &j->m->tok_ids[i], NULL);
+    return m->own->ctx;
 }
 
 gtr_status gtr_model_encode(gtr_model *m, const char *const *texts, const size_t *lens, size_t n,
                             float *out, gtr_error *err)
 {
-    if (!m || (n && (!texts || !out)))
-        return gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_model_encode: NULL argument");
-    for (size_t i = 0; i < n; i++)
-        if (!texts[i]) return gtr_seterr(err, GTR_ERR_INVALID_ARG, "text %zu is NULL", i);
-    if (n > m->tok_cap) { /* grow-only, like the rest of the per-call state */
-        gtr_ids *nt = gtr_xrealloc(m->tok_ids, n * sizeof *nt, "token ids", err);
-        if (!nt) return GTR_ERR_NOMEM;
-        memset(nt + m->tok_cap, 0, (n - m->tok_cap) * sizeof *nt);
-        m->tok_ids = nt;
-        m->tok_cap = n;
-        free(m->tok_status);
-        free(m->tok_ptr);
-        free(m->tok_len);
-        m->tok_status = gtr_xmalloc(n * sizeof *m->tok_status, "statuses", err);
-        m->tok_ptr = gtr_xmalloc(n * sizeof *m->tok_ptr, "ids", err);
-        m->tok_len = gtr_xmalloc(n * sizeof *m->tok_len, "ids", err);
-        if (!m->tok_status || !m->tok_ptr || !m->tok_len) {
-            free(m->tok_status);
-            free(m->tok_ptr);
-            free(m->tok_len);
-            m->tok_status = NULL;
-            m->tok_ptr = NULL;
-            m->tok_len = NULL;
-            /* keep tok_cap consistent with tok_ids; the arrays are re-made next call */
-            m->tok_cap = 0;
-            for (size_t i = 0; i < n; i++) gtr_ids_free(&m->tok_ids[i]);
-            free(m->tok_ids);
-            m->tok_ids = NULL;
-            return GTR_ERR_NOMEM;
-        }
-    }
-    if (n == 0) return GTR_OK;
-    /* The tokenizer is immutable: tokenize in parallel. */
-    memset(m->tok_status, 0, n * sizeof *m->tok_status);
-    tok_job j = {m, texts, lens, m->tok_status};
-    gtr_pool_for(m->pool, n, tok_task, &j);
-    for (size_t i = 0; i < n; i++) {
-        if (m->tok_status[i]) { /* again, serially, for the message */
-            size_t len = lens ? lens[i] : strlen(texts[i]);
-            gtr_status st = gtr_tokenize(m->tok, texts[i], len, m->max_len, 1, &m->tok_ids[i], err);
-            if (!st) st = gtr_seterr(err, m->tok_status[i], "tokenizer failed");
-            gtr_error_prefix(err, "text %zu", i);
-            return st;
-        }
-        m->tok_ptr[i] = m->tok_ids[i].ids;
-        m->tok_len[i] = m->tok_ids[i].n;
-    }
-    return gtr_model_encode_ids(m, m->tok_ptr, m->tok_len, n, out, err);
+    if (!m) return gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_model_encode: NULL argument");
+    pthread_mutex_lock(&m->own->mu);
+    gtr_context *c = own_context(m, err);
+    gtr_status st = c ? gtr_context_encode(c, texts, lens, n, out, err) : GTR_ERR_NOMEM;
+    pthread_mutex_unlock(&m->own->mu);
+    return st;
+}
+
+gtr_status gtr_model_encode_ids(gtr_model *m, const int32_t *const *ids, const size_t *n_ids,
+                                size_t n, float *out, gtr_error *err)
+{
+    if (!m) return gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_model_encode_ids: NULL argument");
+    pthread_mutex_lock(&m->own->mu);
+    gtr_context *c = own_context(m, err);
+    gtr_status st = c ? gtr_context_encode_ids(c, ids, n_ids, n, out, err) : GTR_ERR_NOMEM;
+    pthread_mutex_unlock(&m->own->mu);
+    return st;
+}
+
+/* Tests and the server set these on the model's own context (made here if need be). */
+void gtr_model_set_probe(gtr_model *m, gtr_probe_fn fn, void *user)
+{
+    pthread_mutex_lock(&m->own->mu);
+    gtr_context *c = own_context(m, NULL);
+    if (c) gtr_context_set_probe(c, fn, user);
+    pthread_mutex_unlock(&m->own->mu);
+}
+
+void gtr_model_set_interrupt(gtr_model *m, const atomic_int *flag)
+{
+    pthread_mutex_lock(&m->own->mu);
+    gtr_context *c = own_context(m, NULL);
+    if (c) gtr_context_set_interrupt(c, flag);
+    pthread_mutex_unlock(&m->own->mu);
 }

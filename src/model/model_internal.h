@@ -10,7 +10,9 @@
  *                  conversion to float32, "extra tensor" detection
  *   encoder.c      the T5 encoder weights and its forward pass over packed token rows
  *   head.c         mean pooling, Dense, L2 normalisation
- *   model.c        the public gtr_model_* API gluing the above together
+ *   model.c        the public gtr_model_* API gluing the above together (load; the model
+ *                  is immutable afterwards)
+ *   context.c      gtr_context: the per-caller scratch and schedule of an encode
  *
  * Nothing here is public; tests link the static library and may use these.
  */
@@ -340,7 +342,30 @@ void gtr_head_forward(const gtr_head *h, const gtr_kernels *kern, gtr_pool *pool
 
 /* ---- model (model.c) --------------------------------------------------- */
 
-/* Tests: observe intermediate states of the next encode calls (NULL to stop). */
+/* Everything a load makes; nothing in it changes afterwards except what own holds (under its
+ * lock), so any number of contexts read it at once. */
+struct gtr_model {
+    gtr_model_config cfg;
+    gtr_t5 t5;
+    gtr_head head;
+    gtr_tokenizer *tok;
+    const gtr_kernels *kern;
+    gtr_pool *pool;
+    bool own_pool;
+    gtr_compute_dtype dtype;
+    int max_len;
+    uint64_t fingerprint;
+    char *describe;
+    struct gtr_model_own *own; /* gtr_model_encode's context and its lock (model.c) */
+};
+
+/* Tests: observe intermediate states of the context's next encode calls (NULL to stop). */
+void gtr_context_set_probe(gtr_context *c, gtr_probe_fn fn, void *user);
+/* While *flag is non-zero, encode calls on c stop at the next half layer and fail with
+ * GTR_ERR_INTERRUPTED (the server abandons work that nobody will receive). NULL: none. */
+void gtr_context_set_interrupt(gtr_context *c, const atomic_int *flag);
+
+/* The same on the context gtr_model_encode uses. */
 void gtr_model_set_probe(gtr_model *m, gtr_probe_fn fn, void *user);
 /* While *flag is non-zero, encode calls on m stop at the next half layer and fail with
  * GTR_ERR_INTERRUPTED (the server abandons work that nobody will receive). NULL: none. */

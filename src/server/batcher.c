@@ -1,8 +1,9 @@
 /* batcher.c — dynamic batching. Connection threads submit jobs (a request's tokenized texts)
- * to a bounded FIFO and sleep on the job's condition variable; one batcher thread, the only
- * caller of gtr_model_encode_ids while the server runs (the model is not reentrant), takes texts
- * from the front of the queue into a batch until the next text would exceed the token budget,
- * encodes the batch, copies each vector to its job and wakes the jobs that are complete.
+ * to a bounded FIFO and sleep on the job's condition variable; `workers` encoder threads, each
+ * with a gtr_context of its own over the one shared model, take texts from the front of the
+ * queue into a batch until the next text would exceed the token budget, encode the batch,
+ * copy each vector to its job and wake the jobs that are complete. While one worker encodes,
+ * another forms and encodes the next batch (the weights exist once; each adds its arena).
  *
  * When to encode: as soon as the queued texts fill the token budget, or when the oldest queued
  * text has waited max_wait_ms, or when no other request is on its way (every request the server
@@ -16,16 +17,32 @@
  * says FULL and the server answers 503, so memory is bounded by queue_cap requests.
  *
  * Abort (shutdown past its drain deadline): queued texts are dropped, the batch being encoded
- * stops at its next half layer (gtr_model_set_interrupt), and every waiting job fails with
+ * stops at its next half layer (every worker's context watches the abort flag), and every
+ * waiting job fails with
  * GTR_ERR_INTERRUPTED, so no thread keeps encoding work whose requests are being answered
  * 503. */
-#include "model/model_internal.h" /* gtr_model_set_interrupt */
+#include "model/model_internal.h" /* gtr_context_set_interrupt */
 #include "server/server.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+/* One encoder thread and the batch it forms / encodes (touched by that thread only, except
+ * under the batcher's lock in form_batch / finish_batch). */
+typedef struct gs_worker {
+    gs_batcher *b;
+    gtr_context *ctx;
+    pthread_t thread;
+    bool started;
+    size_t n, n_cap;
+    const int32_t **ids;
+    size_t *n_ids, *index;
+    gs_job **owner;
+    float *out;
+    size_t out_cap;
+} gs_worker;
 
 struct gs_batcher {
     gtr_model *model;
@@ -42,16 +59,8 @@ struct gs_batcher {
     size_t pending_tokens;
     size_t expected;     /* announced requests not yet submitted or withdrawn */
     bool closed;
-    pthread_t thread;
-    bool started;
-
-    /* the batch being formed / encoded (batcher thread only) */
-    size_t n, n_cap;
-    const int32_t **ids;
-    size_t *n_ids, *index;
-    gs_job **owner;
-    float *out;
-    size_t out_cap;
+    gs_worker *w;
+    int n_workers;
 };
 
 static void deadline_after(struct timespec *ts, double queued, long wait_ns)
@@ -66,40 +75,41 @@ static void deadline_after(struct timespec *ts, double queued, long wait_ns)
     }
 }
 
-static bool grow(gs_batcher *b)
+static bool grow(gs_worker *w)
 {
-    size_t c = b->n_cap ? 2 * b->n_cap : 64;
-    const int32_t **ids = realloc(b->ids, c * sizeof *ids);
-    if (ids) b->ids = ids;
-    size_t *n_ids = realloc(b->n_ids, c * sizeof *n_ids);
-    if (n_ids) b->n_ids = n_ids;
-    size_t *index = realloc(b->index, c * sizeof *index);
-    if (index) b->index = index;
-    gs_job **owner = realloc(b->owner, c * sizeof *owner);
-    if (owner) b->owner = owner;
+    size_t c = w->n_cap ? 2 * w->n_cap : 64;
+    const int32_t **ids = realloc(w->ids, c * sizeof *ids);
+    if (ids) w->ids = ids;
+    size_t *n_ids = realloc(w->n_ids, c * sizeof *n_ids);
+    if (n_ids) w->n_ids = n_ids;
+    size_t *index = realloc(w->index, c * sizeof *index);
+    if (index) w->index = index;
+    gs_job **owner = realloc(w->owner, c * sizeof *owner);
+    if (owner) w->owner = owner;
     if (!ids || !n_ids || !index || !owner) return false;
-    b->n_cap = c;
+    w->n_cap = c;
     return true;
 }
 
 /* Take texts from the front of the queue (lock held). Returns the number of requests with
  * texts in the batch. */
-static size_t form_batch(gs_batcher *b, size_t *tokens)
+static size_t form_batch(gs_worker *w, size_t *tokens)
 {
+    gs_batcher *b = w->b;
     size_t t = 0, requests = 0;
-    b->n = 0;
+    w->n = 0;
     while (b->head) {
         gs_job *j = b->head;
         bool took = false;
         while (j->next < j->n) {
             size_t len = j->n_ids[j->next];
-            if (b->n > 0 && t + len > b->max_tokens) goto full;
-            if (b->n == b->n_cap && !grow(b)) goto full; /* out of memory: a smaller batch */
-            b->ids[b->n] = j->ids[j->next];
-            b->n_ids[b->n] = len;
-            b->index[b->n] = j->next;
-            b->owner[b->n] = j;
-            b->n++;
+            if (w->n > 0 && t + len > b->max_tokens) goto full;
+            if (w->n == w->n_cap && !grow(w)) goto full; /* out of memory: a smaller batch */
+            w->ids[w->n] = j->ids[j->next];
+            w->n_ids[w->n] = len;
+            w->index[w->n] = j->next;
+            w->owner[w->n] = j;
+            w->n++;
             t += len;
             b->pending_tokens -= len;
             j->next++;
@@ -117,17 +127,18 @@ static size_t form_batch(gs_batcher *b, size_t *tokens)
     return requests;
 }
 
-static void finish_batch(gs_batcher *b, gtr_status st, const gtr_error *e)
+static void finish_batch(gs_worker *w, gtr_status st, const gtr_error *e)
 {
-    for (size_t i = 0; i < b->n; i++) {
-        gs_job *j = b->owner[i];
+    gs_batcher *b = w->b;
+    for (size_t i = 0; i < w->n; i++) {
+        gs_job *j = w->owner[i];
         if (st) {
             if (!j->status) {
                 j->status = st;
                 j->err = *e;
             }
         } else {
-            memcpy(j->out + b->index[i] * b->dim, b->out + i * b->dim, b->dim * sizeof(float));
+            memcpy(j->out + w->index[i] * b->dim, w->out + i * b->dim, b->dim * sizeof(float));
         }
         if (++j->done == j->n) {
             j->finished = true;
@@ -135,13 +146,14 @@ static void finish_batch(gs_batcher *b, gtr_status st, const gtr_error *e)
             pthread_cond_signal(&j->cv);
         }
     }
-    b->texts -= b->n;
-    b->n = 0;
+    b->texts -= w->n;
+    w->n = 0;
 }
 
 static void *batcher_main(void *arg)
 {
-    gs_batcher *b = arg;
+    gs_worker *w = arg;
+    gs_batcher *b = w->b;
     pthread_mutex_lock(&b->mu);
     for (;;) {
         while (!b->head && !b->closed) pthread_cond_wait(&b->wake, &b->mu);
@@ -153,35 +165,46 @@ static void *batcher_main(void *arg)
             if (pthread_cond_timedwait(&b->wake, &b->mu, &dl) == ETIMEDOUT) break;
         if (!b->head) continue;
         size_t tokens;
-        size_t requests = form_batch(b, &tokens);
+        size_t requests = form_batch(w, &tokens);
         pthread_mutex_unlock(&b->mu);
 
         gtr_error e = {0};
         gtr_status st = GTR_OK;
         double t0 = gtr_now_seconds();
-        if (b->n * b->dim > b->out_cap) {
-            float *o = realloc(b->out, b->n * b->dim * sizeof *o);
+        if (w->n * b->dim > w->out_cap) {
+            float *o = realloc(w->out, w->n * b->dim * sizeof *o);
             if (o) {
-                b->out = o;
-                b->out_cap = b->n * b->dim;
+                w->out = o;
+                w->out_cap = w->n * b->dim;
             } else {
-                st = gtr_seterr(&e, GTR_ERR_NOMEM, "out of memory for a batch of %zu texts", b->n);
+                st = gtr_seterr(&e, GTR_ERR_NOMEM, "out of memory for a batch of %zu texts", w->n);
             }
         }
-        if (!st) st = gtr_model_encode_ids(b->model, b->ids, b->n_ids, b->n, b->out, &e);
+        if (!st) st = gtr_context_encode_ids(w->ctx, w->ids, w->n_ids, w->n, w->out, &e);
         double secs = gtr_now_seconds() - t0;
-        gs_metrics_batch(b->metrics, b->n, tokens, requests, secs);
+        gs_metrics_batch(b->metrics, w->n, tokens, requests, secs);
 
         pthread_mutex_lock(&b->mu);
-        finish_batch(b, st, &e);
+        finish_batch(w, st, &e);
     }
     pthread_mutex_unlock(&b->mu);
     return NULL;
 }
 
-gs_batcher *gs_batcher_start(gtr_model *m, size_t max_batch_tokens, int max_wait_ms,
+static void worker_free(gs_worker *w)
+{
+    gtr_context_free(w->ctx);
+    free(w->ids);
+    free(w->n_ids);
+    free(w->index);
+    free(w->owner);
+    free(w->out);
+}
+
+gs_batcher *gs_batcher_start(gtr_model *m, int workers, size_t max_batch_tokens, int max_wait_ms,
                              size_t queue_cap, gs_metrics *metrics, gtr_error *err)
 {
+    if (workers < 1) workers = 1;
     gs_batcher *b = gtr_xcalloc(1, sizeof *b, "batcher", err);
     if (!b) return NULL;
     b->model = m;
@@ -196,13 +219,32 @@ gs_batcher *gs_batcher_start(gtr_model *m, size_t max_batch_tokens, int max_wait
     pthread_mutex_init(&b->mu, NULL);
     pthread_cond_init(&b->wake, &ca);
     pthread_condattr_destroy(&ca);
-    if (!grow(b) || pthread_create(&b->thread, NULL, batcher_main, b) != 0) {
-        gtr_seterr(err, GTR_ERR_NOMEM, "cannot start the batcher thread");
+    if (!(b->w = gtr_xcalloc((size_t)workers, sizeof *b->w, "encoder workers", err))) {
         gs_batcher_free(b);
         return NULL;
     }
-    b->started = true;
-    gtr_model_set_interrupt(m, &b->abort);
+    b->n_workers = workers;
+    /* one worker computes on the model's pool (as gtr_model_encode would); several share the
+     * cores out, each a pool of its own */
+    int per = workers > 1 ? GTR_MAX(1, gtr_pool_size(m->pool) / workers) : 0;
+    for (int i = 0; i < workers; i++) {
+        gs_worker *w = &b->w[i];
+        w->b = b;
+        gtr_context_options o = gtr_context_default_options();
+        o.n_threads = per;
+        if (!(w->ctx = gtr_context_create(m, &o, err))) {
+            gtr_error_prefix(err, "encoder worker %d", i);
+            gs_batcher_free(b);
+            return NULL;
+        }
+        gtr_context_set_interrupt(w->ctx, &b->abort);
+        if (!grow(w) || pthread_create(&w->thread, NULL, batcher_main, w) != 0) {
+            gtr_seterr(err, GTR_ERR_NOMEM, "cannot start encoder worker %d", i);
+            gs_batcher_free(b);
+            return NULL;
+        }
+        w->started = true;
+    }
     return b;
 }
 
@@ -210,7 +252,7 @@ void gs_batcher_abort(gs_batcher *b)
 {
     pthread_mutex_lock(&b->mu);
     b->closed = true;
-    atomic_store(&b->abort, 1);
+    atomic_store(&b->abort, 1); /* every worker's context stops at its next half layer */
     for (gs_job *j = b->head; j; j = j->link) {
         size_t left = j->n - j->next;
         for (size_t i = j->next; i < j->n; i++) b->pending_tokens -= j->n_ids[i];
@@ -228,7 +270,7 @@ void gs_batcher_abort(gs_batcher *b)
         }
     }
     b->head = b->tail = NULL;
-    pthread_cond_signal(&b->wake);
+    pthread_cond_broadcast(&b->wake);
     pthread_mutex_unlock(&b->mu);
 }
 
@@ -237,17 +279,14 @@ void gs_batcher_free(gs_batcher *b)
     if (!b) return;
     pthread_mutex_lock(&b->mu);
     b->closed = true;
-    pthread_cond_signal(&b->wake);
+    pthread_cond_broadcast(&b->wake);
     pthread_mutex_unlock(&b->mu);
-    if (b->started) pthread_join(b->thread, NULL);
-    if (b->started) gtr_model_set_interrupt(b->model, NULL);
+    for (int i = 0; i < b->n_workers; i++)
+        if (b->w[i].started) pthread_join(b->w[i].thread, NULL);
+    for (int i = 0; i < b->n_workers; i++) worker_free(&b->w[i]);
+    free(b->w);
     pthread_cond_destroy(&b->wake);
     pthread_mutex_destroy(&b->mu);
-    free(b->ids);
-    free(b->n_ids);
-    free(b->index);
-    free(b->owner);
-    free(b->out);
     free(b);
 }
 
@@ -261,7 +300,7 @@ void gs_batcher_announce(gs_batcher *b)
 void gs_batcher_withdraw(gs_batcher *b)
 {
     pthread_mutex_lock(&b->mu);
-    if (b->expected && --b->expected == 0) pthread_cond_signal(&b->wake);
+    if (b->expected && --b->expected == 0) pthread_cond_broadcast(&b->wake);
     pthread_mutex_unlock(&b->mu);
 }
 
@@ -289,7 +328,7 @@ gs_submit_result gs_batcher_submit(gs_batcher *b, gs_job *job, bool announced)
         b->pending_tokens += tokens;
     }
     /* a new job, or one fewer request on its way: the batcher re-decides */
-    pthread_cond_signal(&b->wake);
+    pthread_cond_broadcast(&b->wake);
     pthread_mutex_unlock(&b->mu);
     return res;
 }

@@ -3,7 +3,9 @@
  *
  * Each connection's thread parses and tokenizes its request, queues the token ids with the
  * batcher (batcher.c) and sleeps until its vectors are ready, then formats the answer; the
- * batcher thread is the only user of the model. Handlers are straight-line functions.
+ * batcher's encoder workers (a gtr_context each) are the only users of the model's encoder,
+ * and /search scores on the connection's thread meanwhile. Handlers are straight-line
+ * functions.
  *
  * Limits are checked as early as the information exists: method, route and Content-Type on the
  * head (answered once any body has been read, so the connection stays usable), a declared
@@ -61,6 +63,7 @@ gtr_server_options gtr_server_default_options(void)
     o.max_batch_tokens = 16384;
     o.max_wait_ms = 5;
     o.queue = 256;
+    o.workers = 1;
     o.max_body = (size_t)16 << 20;
     o.max_inputs = 2048;
     o.max_pending_bytes = (size_t)256 << 20;
@@ -349,11 +352,12 @@ static gtr_status check_options(const gtr_server_options *o, gtr_server_method *
     if (o->max_batch_tokens < 1 || o->queue < 1 || o->max_inputs < 1 || o->max_body < 2 || o->max_k < 1 ||
         o->max_hits < 1 || o->max_wait_ms < 0 || o->max_connections < 1 || o->max_client_connections < 1 ||
         o->request_timeout_s < 1 || o->idle_timeout_s < 1 || o->max_pending_bytes < o->max_body ||
-        o->max_pending_tokens < 1 || !(o->alpha >= 0 && o->alpha <= 1))
+        o->max_pending_tokens < 1 || !(o->alpha >= 0 && o->alpha <= 1) || o->workers < 0 ||
+        o->workers > 1024)
         return gtr_seterr(err, GTR_ERR_INVALID_ARG,
                           "server options out of range (batch tokens, queue, inputs, k, hits, connections, "
                           "timeouts, pending tokens >= 1; body >= 2 bytes; pending bytes >= body; wait >= 0; "
-                          "alpha in [0, 1])");
+                          "alpha in [0, 1]; workers in [0, 1024])");
     *method = o->method;
     if (*method == GTR_SERVER_DENSE && !o->index && o->bm25) *method = GTR_SERVER_BM25;
     if ((o->index || o->bm25) && ((*method != GTR_SERVER_BM25 && !o->index) || (*method != GTR_SERVER_DENSE && !o->bm25)))
@@ -397,7 +401,7 @@ gtr_server *gtr_server_start(const gtr_server_options *opts, gtr_error *err)
         gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");
         goto fail;
     }
-    srv->s.batcher = gs_batcher_start(opts->model, opts->max_batch_tokens, opts->max_wait_ms, opts->queue,
+    srv->s.batcher = gs_batcher_start(opts->model, opts->workers, opts->max_batch_tokens, opts->max_wait_ms, opts->queue,
                                       &srv->s.metrics, err);
     if (!srv->s.batcher) goto fail;
     if ((fd = open_listener(srv->s.o.host, opts->port, &srv->port, err)) < 0) goto fail;

@@ -3,7 +3,7 @@
  *   server.c     routing, admission (memory budgets), graceful shutdown
  *   http.c       connections: accept, read requests, write answers, deadlines, client limits
  *   http_parse.c HTTP/1.1 request framing (head, chunked bodies), pure functions
- *   batcher.c    the dynamic batcher: a bounded queue of tokenized texts, one encoder thread
+ *   batcher.c    the dynamic batcher: a bounded queue of tokenized texts, N encoder workers
  *   inputs.c     request inputs (strings or token ids) to token ids, truncation policy
  *   embeddings.c POST /v1/embeddings
  *   search.c     POST /search (dense, BM25, hybrid)
@@ -207,9 +207,10 @@ typedef struct gs_job {
 
 typedef struct gs_batcher gs_batcher;
 
-gs_batcher *gs_batcher_start(gtr_model *m, size_t max_batch_tokens, int max_wait_ms,
+/* workers: encoder threads, each with a gtr_context over m (the weights are shared). */
+gs_batcher *gs_batcher_start(gtr_model *m, int workers, size_t max_batch_tokens, int max_wait_ms,
                              size_t queue_cap, gs_metrics *metrics, gtr_error *err);
-/* Stop after the queued work is done; join the thread. */
+/* Stop after the queued work is done; join the workers. */
 void gs_batcher_free(gs_batcher *b);
 /* Give up: drop queued texts, interrupt the batch being encoded, fail every waiting job with
  * GTR_ERR_INTERRUPTED; later submits say CLOSED. */

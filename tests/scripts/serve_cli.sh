@@ -2,9 +2,10 @@
 # serve_cli.sh — `gtr serve` as a process: the README's curl examples against it (vectors equal
 # to `gtr embed`'s JSON lines, text for text), usage errors, a busy port, and graceful shutdown:
 # SIGTERM while a request waits in the batcher still answers it, then the process exits 0 and
-# the port is closed; SIGINT likewise.
+# the port is closed; SIGINT likewise. --workers 3: concurrent requests encoded by three
+# contexts over one model give gtr embed's vectors.
 . "$(dirname "$0")/tap.sh"
-plan 30
+plan 33
 MODEL=$SHARED/models/gtr-tiny
 command -v curl >/dev/null || { echo "1..0 # SKIP curl is not installed"; exit 0; }
 
@@ -89,6 +90,30 @@ start int
 kill -INT "$PID"
 wait "$PID"
 is "$?" 0 "SIGINT: exit 0"
+
+# ---- --workers: several encoder contexts over one model, same vectors -------------------------
+start workers --workers 3 -t 3 --max-wait-ms 0
+URL=http://127.0.0.1:$PORT
+head -n 24 "$SHARED/beir/scifact/queries.jsonl" |
+    python3 -c 'import json, sys; [print(json.loads(l)["text"]) for l in sys.stdin]' > "$TMP/wq.txt"
+$GTR embed -m "$MODEL" -i "$TMP/wq.txt" --format jsonl -q > "$TMP/wq.jsonl"
+n=0
+CURLS=()
+while IFS= read -r q; do
+    n=$((n + 1))
+    python3 -c 'import json, sys; print(json.dumps({"input": sys.argv[1]}))' "$q" > "$TMP/wreq.$n"
+    curl -s -o "$TMP/wout.$n" "$URL/v1/embeddings" -H 'Content-Type: application/json' \
+        --data-binary @"$TMP/wreq.$n" &
+    CURLS+=("$!")
+done < "$TMP/wq.txt"
+wait "${CURLS[@]}"
+got=$(for i in $(seq 1 $n); do
+    sed 's/"embedding":\[\([^]]*\)\]/\n[\1]\n/g' "$TMP/wout.$i" | grep '^\[' | sed 's/,/, /g'; done)
+is "$got" "$(cat "$TMP/wq.jsonl")" "--workers 3: $n concurrent requests get gtr embed's vectors"
+kill -TERM "$PID"
+wait "$PID"
+is "$?" 0 "... and the server exits 0"
+fails "--workers 0 is refused" $GTR serve -m "$MODEL" --workers 0
 
 # ---- /search answers what gtr search answers, for each method ------------------------------------
 head -n 60 "$SHARED/beir/scifact/corpus.jsonl" > "$TMP/c.jsonl"

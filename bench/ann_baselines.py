@@ -1,0 +1,92 @@
+"""ann_baselines.py KIND DIR THREADS — FAISS (IndexIVFFlat, IndexHNSWFlat, IndexIVFPQ + refine)
+and hnswlib (PyPI) on the very vectors, queries and ground truth ann_bench wrote to DIR, in the
+same run as gtr. Prints the Markdown rows of bench_ann.sh's table: recall@10, queries/s at
+batch 1 and batch 256, build seconds, peak RSS of this process (GB, cumulative)."""
+import resource
+import sys
+import time
+
+import numpy as np
+
+kind, d, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
+q = np.fromfile(f"{d}/queries.f32", dtype=np.float32)
+truth = np.fromfile(f"{d}/truth.u32", dtype=np.uint32)
+nq = truth.size // 10
+dim = q.size // nq
+q = q.reshape(nq, dim)
+truth = truth.reshape(nq, 10)
+x = np.fromfile(f"{d}/vectors.f32", dtype=np.float32).reshape(-1, dim)
+n = x.shape[0]
+
+
+def rss_gb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
+
+
+def recall(ids):
+    return sum(len(set(ids[i]) & set(truth[i])) for i in range(nq)) / (nq * 10)
+
+
+def measure(name, build_s, search):
+    t = time.perf_counter()
+    for i in range(nq):
+        search(q[i:i + 1])
+    qps1 = nq / (time.perf_counter() - t)
+    t = time.perf_counter()
+    ids = np.concatenate([search(q[b:b + 256]) for b in range(0, nq, 256)])
+    qps256 = nq / (time.perf_counter() - t)
+    print(f"| {kind} | {n} | {name} | {recall(ids):.4f} | {qps1:.1f} | {qps256:.1f} | {build_s:.1f} | "
+          f"{rss_gb():.2f} | {rss_gb():.2f} |", flush=True)
+
+
+try:
+    import faiss
+    faiss.omp_set_num_threads(threads)
+    lists = int(round(np.sqrt(n)))
+    t = time.perf_counter()
+    ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, lists, faiss.METRIC_INNER_PRODUCT)
+    ivf.train(x)
+    ivf.add(x)
+    b = time.perf_counter() - t
+    for nprobe in (4, 8, 16, 32, 64):
+        ivf.nprobe = nprobe
+        measure(f"FAISS {faiss.__version__} IVFFlat lists={lists} nprobe={nprobe}", b,
+                lambda qq: ivf.search(qq, 10)[1])
+    del ivf
+    t = time.perf_counter()
+    hnsw = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+    hnsw.hnsw.efConstruction = 100
+    hnsw.add(x)
+    b = time.perf_counter() - t
+    for ef in (32, 64, 128, 256):
+        hnsw.hnsw.efSearch = ef
+        measure(f"FAISS HNSWFlat M=32 ef={ef}", b, lambda qq: hnsw.search(qq, 10)[1])
+    del hnsw
+    t = time.perf_counter()
+    pq = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, lists, dim // 8, 8, faiss.METRIC_INNER_PRODUCT)
+    pq.train(x)
+    pq.add(x)
+    ref = faiss.IndexRefineFlat(pq)
+    b = time.perf_counter() - t
+    for nprobe in (8, 16, 32, 64):
+        faiss.extract_index_ivf(ref).nprobe = nprobe
+        ref.k_factor = 4
+        measure(f"FAISS IVFPQ m={dim // 8} + refine x4 nprobe={nprobe}", b, lambda qq: ref.search(qq, 10)[1])
+    del ref, pq
+except ImportError:
+    print("(faiss-cpu not installed: FAISS rows skipped)", file=sys.stderr)
+
+try:
+    import hnswlib
+    t = time.perf_counter()
+    h = hnswlib.Index(space="ip", dim=dim)
+    h.init_index(max_elements=n, M=32, ef_construction=100)
+    h.set_num_threads(threads)
+    h.add_items(x)
+    b = time.perf_counter() - t
+    for ef in (32, 64, 128, 256):
+        h.set_ef(ef)
+        measure(f"hnswlib {hnswlib.__version__ if hasattr(hnswlib, '__version__') else ''} M=32 ef={ef}", b,
+                lambda qq: h.knn_query(qq, k=10)[0])
+except ImportError:
+    print("(hnswlib not installed: hnswlib rows skipped)", file=sys.stderr)

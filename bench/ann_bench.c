@@ -1,0 +1,168 @@
+/* ann_bench.c — gtr's IVF approximate search (issue 14) on synthetic unit vectors:
+ *   ann_bench KIND N DIM NQ THREADS LISTS "NPROBE..." OUTDIR
+ * KIND clustered: 1000 random centres on the sphere, each vector a centre plus Gaussian noise
+ * (sigma 0.6/sqrt(dim) per coordinate, so neighbours share topics the way embeddings do), then
+ * normalised; KIND uniform: normalised Gaussian vectors (the hard case). Queries are drawn the
+ * same way with another seed. Ground truth: exact top-10 by brute force (double sums) here.
+ * Writes OUTDIR/{vectors,queries}.f32 and truth.u32 for ann_baselines.py, and prints
+ * Markdown rows: build seconds, peak RSS, and per nprobe recall@10 and queries/s at batch 1
+ * and batch 256. */
+#include "index/ivf.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#define K 10
+
+static uint64_t sm(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+static double gauss(uint64_t *s)
+{
+    double u = ((double)(sm(s) >> 11) + 0.5) / 9007199254740992.0;
+    double v = ((double)(sm(s) >> 11) + 0.5) / 9007199254740992.0;
+    return sqrt(-2 * log(u)) * cos(6.283185307179586 * v);
+}
+
+static void gen(float *out, size_t n, size_t dim, int clustered, uint64_t seed)
+{
+    enum { C = 1000 };
+    float *cent = NULL;
+    if (clustered) {
+        uint64_t cs = 42;
+        cent = malloc((size_t)C * dim * sizeof *cent);
+        for (size_t i = 0; i < (size_t)C * dim; i++) cent[i] = (float)gauss(&cs);
+        for (size_t c = 0; c < C; c++) {
+            double s = 0;
+            for (size_t d = 0; d < dim; d++) s += (double)cent[c * dim + d] * cent[c * dim + d];
+            for (size_t d = 0; d < dim; d++) cent[c * dim + d] /= (float)sqrt(s);
+        }
+    }
+    uint64_t s = seed;
+    double sigma = clustered ? 0.6 / sqrt((double)dim) : 1.0;
+    for (size_t i = 0; i < n; i++) {
+        float *v = out + i * dim;
+        const float *c = clustered ? cent + (sm(&s) % C) * dim : NULL;
+        double norm = 0;
+        for (size_t d = 0; d < dim; d++) {
+            v[d] = (float)((c ? c[d] : 0.0) + sigma * gauss(&s));
+            norm += (double)v[d] * v[d];
+        }
+        for (size_t d = 0; d < dim; d++) v[d] /= (float)sqrt(norm);
+    }
+    free(cent);
+}
+
+typedef struct truth_ctx { const float *x, *q; size_t n, dim; uint32_t *out; } truth_ctx;
+static void truth_task(void *p, size_t qi, int tid)
+{
+    (void)tid;
+    truth_ctx *c = p;
+    double best[K];
+    uint32_t *o = c->out + qi * K;
+    for (int j = 0; j < K; j++) { best[j] = -INFINITY; o[j] = UINT32_MAX; }
+    const float *q = c->q + qi * c->dim;
+    for (size_t i = 0; i < c->n; i++) {
+        double s = 0;
+        const float *x = c->x + i * c->dim;
+        for (size_t d = 0; d < c->dim; d++) s += (double)q[d] * x[d];
+        int j = K;
+        while (j > 0 && s > best[j - 1]) j--;
+        if (j == K) continue;
+        memmove(best + j + 1, best + j, (size_t)(K - 1 - j) * sizeof *best);
+        memmove(o + j + 1, o + j, (size_t)(K - 1 - j) * sizeof *o);
+        best[j] = s;
+        o[j] = (uint32_t)i;
+    }
+}
+
+static void save(const char *dir, const char *name, const void *p, size_t len)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(p, 1, len, f) != len || fclose(f) != 0) {
+        fprintf(stderr, "ann_bench: cannot write %s\n", path);
+        exit(1);
+    }
+}
+
+static double peak_rss_gb(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_maxrss / (1024.0 * 1024.0);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 9) {
+        fprintf(stderr, "usage: ann_bench clustered|uniform N DIM NQ THREADS LISTS \"NPROBE...\" OUTDIR\n");
+        return 2;
+    }
+    int clustered = !strcmp(argv[1], "clustered");
+    size_t n = strtoull(argv[2], NULL, 10), dim = strtoull(argv[3], NULL, 10);
+    size_t nq = strtoull(argv[4], NULL, 10);
+    int threads = atoi(argv[5]);
+    uint32_t lists = (uint32_t)strtoul(argv[6], NULL, 10);
+    const char *outdir = argv[8];
+    gtr_error err = {0};
+    gtr_pool *pool = gtr_pool_create(threads, &err);
+    float *x = malloc(n * dim * sizeof *x), *q = malloc(nq * dim * sizeof *q);
+    uint32_t *truth = malloc(nq * K * sizeof *truth);
+    if (!pool || !x || !q || !truth) { fprintf(stderr, "ann_bench: out of memory\n"); return 1; }
+    gen(x, n, dim, clustered, 1);
+    gen(q, nq, dim, clustered, 2);
+    truth_ctx tc = {x, q, n, dim, truth};
+    gtr_pool_for(pool, nq, truth_task, &tc);
+    save(outdir, "vectors.f32", x, n * dim * sizeof *x);
+    save(outdir, "queries.f32", q, nq * dim * sizeof *q);
+    save(outdir, "truth.u32", truth, nq * K * sizeof *truth);
+
+    char path[4096];
+    snprintf(path, sizeof path, "%s/gtr.ivf", outdir);
+    double t0 = gtr_now_seconds();
+    gtr_ivf_build_opts bo = {.n_lists = lists, .seed = 1, .pool = pool};
+    if (gtr_ivf_build(path, x, n, (int)dim, &bo, &err)) { fprintf(stderr, "ann_bench: %s\n", err.message); return 1; }
+    double build_s = gtr_now_seconds() - t0, build_rss = peak_rss_gb();
+    free(x); /* search reads the mmap'd file only */
+    gtr_ivf *ix = gtr_ivf_open(path, &err);
+    if (!ix) { fprintf(stderr, "ann_bench: %s\n", err.message); return 1; }
+    uint32_t *ids = malloc(nq * K * sizeof *ids);
+    float *sc = malloc(nq * K * sizeof *sc);
+    char *save_ptr = NULL;
+    for (char *tok = strtok_r(argv[7], " ,", &save_ptr); tok; tok = strtok_r(NULL, " ,", &save_ptr)) {
+        uint32_t np = (uint32_t)strtoul(tok, NULL, 10);
+        gtr_ivf_search_opts so = {.nprobe = np, .pool = pool};
+        /* batch 256: the pool spreads queries over threads */
+        double t = gtr_now_seconds();
+        for (size_t b = 0; b < nq; b += 256) {
+            size_t m = nq - b < 256 ? nq - b : 256;
+            gtr_ivf_search(ix, q + b * dim, m, K, &so, ids + b * K, sc + b * K, &err);
+        }
+        double qps256 = (double)nq / (gtr_now_seconds() - t);
+        /* batch 1: one query at a time (one thread per query; this search is not split) */
+        t = gtr_now_seconds();
+        for (size_t i = 0; i < nq; i++) gtr_ivf_search(ix, q + i * dim, 1, K, &so, ids + i * K, sc + i * K, &err);
+        double qps1 = (double)nq / (gtr_now_seconds() - t);
+        size_t hit = 0;
+        for (size_t i = 0; i < nq; i++)
+            for (int a = 0; a < K; a++)
+                for (int b2 = 0; b2 < K; b2++) hit += ids[i * K + a] == truth[i * K + b2];
+        printf("| %s | %zu | gtr IVF-int8 lists=%u nprobe=%u | %.4f | %.1f | %.1f | %.1f | %.2f | %.2f |\n",
+               argv[1], n, lists, np, (double)hit / (double)(nq * K), qps1, qps256, build_s, build_rss,
+               peak_rss_gb());
+        fflush(stdout);
+    }
+    gtr_ivf_close(ix);
+    gtr_pool_free(pool);
+    free(q); free(truth); free(ids); free(sc);
+    return 0;
+}

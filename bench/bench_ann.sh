@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# bench_ann.sh — approximate search (issue 14): gtr's IVF-int8 index against FAISS
+# (IndexIVFFlat, IndexHNSWFlat, IndexIVFPQ + refine) and hnswlib from PyPI, measured in the
+# same run on the same vectors, queries and ground truth (exact top-10, computed by ann_bench).
+# Data sets: clustered (1000 centres on the sphere plus noise, like embeddings) and uniform
+# unit vectors (the hard case); see bench/ann_bench.c for how they are made.
+#   BENCH_ANN_N=1000000 BENCH_ANN_DIM=768 BENCH_ANN_NQ=1000 BENCH_THREADS=2
+#   BENCH_ANN_LISTS (default sqrt N)  BENCH_ANN_NPROBE="4 8 16 32 64"
+# Disk: N*DIM*4 bytes for the vectors file plus about 1.25x that for gtr's index (1M x 768:
+# ~7 GB); RAM: FAISS/hnswlib hold their own copy.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+make -s build/release/bench/ann_bench >&2
+n=${BENCH_ANN_N:-1000000}; dim=${BENCH_ANN_DIM:-768}; nq=${BENCH_ANN_NQ:-1000}
+threads=${BENCH_THREADS:-2}
+lists=${BENCH_ANN_LISTS:-$(awk -v n="$n" 'BEGIN{printf "%d", sqrt(n)+0.5}')}
+nprobe=${BENCH_ANN_NPROBE:-4 8 16 32 64}
+out=build/bench/ann
+mkdir -p "$out"
+need=$(( n * dim * 4 * 5 / 2 / 1024 / 1024 / 1024 + 1 ))
+avail=$(df -BG --output=avail "$out" | tail -1 | tr -dc 0-9)
+[ "$avail" -gt "$need" ] || { echo "bench_ann.sh: ${need} GB of disk needed in $out, ${avail} GB free" >&2; exit 1; }
+py=""
+for cand in build/venv-ann/bin/python .venv-bench/bin/python; do
+    if [ -x "$cand" ] && "$cand" -c "import numpy" 2>/dev/null; then py=$cand; break; fi
+done
+if [ -z "$py" ] && /usr/bin/python3 -m venv build/venv-ann >&2 && build/venv-ann/bin/pip install -q numpy faiss-cpu hnswlib >&2; then
+    py=build/venv-ann/bin/python
+fi
+echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $threads threads, load average $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%F)"
+echo
+echo "| data | docs | method | recall@10 | q/s batch 1 | q/s batch 256 | build s | peak RSS build GB | peak RSS GB |"
+echo "|---|---|---|---|---|---|---|---|---|"
+for kind in clustered uniform; do
+    build/release/bench/ann_bench "$kind" "$n" "$dim" "$nq" "$threads" "$lists" "$nprobe" "$out"
+    if [ -n "$py" ]; then "$py" bench/ann_baselines.py "$kind" "$out" "$threads"; else echo "(no python venv: baselines skipped)" >&2; fi
+done
+rm -f "$out"/vectors.f32 "$out"/gtr.ivf

@@ -1,0 +1,70 @@
+/*
+ * ivf.h — approximate search (issue 14): an inverted-file index over unit vectors.
+ *
+ * A spherical k-means coarse quantizer splits the corpus into lists; each vector is stored
+ * as int8 codes with one per-vector scale (1/4 of float32), and the float32 vectors are kept
+ * in the same file so the candidates from the int8 scan are re-ranked exactly. The file is
+ * memory-mapped, so search touches only the probed lists' codes and the re-ranked rows: a
+ * corpus larger than RAM is searched with bounded resident memory.
+ *
+ * File (little-endian, every section 64-byte aligned), written atomically (temp, fsync,
+ * rename); a CRC-32 over the header and one over the body are checked on open:
+ *   header   magic "GTRIVF01", version, dim, n, n_lists, seed, tag, body crc, header crc
+ *   centroids  float[n_lists][dim]     (unit length)
+ *   offsets    uint64[n_lists + 1]     list l holds rows offsets[l] .. offsets[l+1]
+ *   rows       uint32[n]               the vector number of each list row
+ *   scales     float[n]                per list row: code * scale ~ vector
+ *   codes      int8[n][dim]            per list row
+ *   vectors    float[n][dim]           in vector-number order, for exact re-ranking
+ *
+ * Build is deterministic given its seed and independent of the thread count (every
+ * parallel step writes disjoint outputs; every sum runs in vector order on one thread).
+ */
+#ifndef GTR_IVF_H
+#define GTR_IVF_H
+
+#include "core/core.h"
+
+typedef struct gtr_ivf gtr_ivf;
+
+typedef struct gtr_ivf_build_opts {
+    uint32_t n_lists;    /* 0: about sqrt(n) */
+    uint32_t iters;      /* k-means iterations (0: 10) */
+    uint32_t sample;     /* training vectors per list (0: 64); all when n is smaller */
+    uint64_t seed;       /* sampling and initial centroids */
+    uint64_t tag;        /* stored in the header: what the vectors came from (gtr_ann) */
+    gtr_pool *pool;      /* threads for assignment (NULL: the calling thread) */
+} gtr_ivf_build_opts;
+
+/* Build an index of n vectors (dim floats each, expected unit length) into path. */
+gtr_status gtr_ivf_build(const char *path, const float *vecs, size_t n, int dim,
+                         const gtr_ivf_build_opts *opts, gtr_error *err);
+
+/* Open (mmap) and verify an index file. NULL with err set when missing, truncated or corrupt. */
+gtr_ivf *gtr_ivf_open(const char *path, gtr_error *err);
+void gtr_ivf_close(gtr_ivf *ix);
+size_t gtr_ivf_size(const gtr_ivf *ix);
+uint64_t gtr_ivf_tag(const gtr_ivf *ix);
+int gtr_ivf_dim(const gtr_ivf *ix);
+uint32_t gtr_ivf_n_lists(const gtr_ivf *ix);
+const float *gtr_ivf_centroids(const gtr_ivf *ix); /* [n_lists][dim] */
+/* The list vector number v was put in. */
+uint32_t gtr_ivf_list_of(const gtr_ivf *ix, uint32_t v);
+
+typedef struct gtr_ivf_search_opts {
+    uint32_t nprobe;       /* lists scanned per query (0: 8; capped at n_lists) */
+    uint32_t rerank;       /* int8 candidates re-ranked exactly (0: 4*k); >= k */
+    const uint8_t *allow;  /* optional bitmap over vector numbers: bit v clear = never returned
+                              (deleted documents, filters) */
+    gtr_pool *pool;        /* threads over queries (NULL: calling thread); results do not
+                              depend on it */
+} gtr_ivf_search_opts;
+
+/* For each of nq queries (dim floats): the top k vector numbers by exact inner product
+ * among the re-ranked candidates, best first (ties: smaller number first). Slots past the
+ * candidates found get id UINT32_MAX and score -INFINITY. ids/scores: [nq][k]. */
+gtr_status gtr_ivf_search(const gtr_ivf *ix, const float *queries, size_t nq, size_t k,
+                          const gtr_ivf_search_opts *opts, uint32_t *ids, float *scores,
+                          gtr_error *err);
+
+#endif

@@ -1,0 +1,257 @@
+/* test_ivf.c — the approximate (IVF) index against brute-force exact search computed here,
+ * in double precision, independently of the library's search code (issue 14). */
+#include "support/testutil.h"
+
+#include "index/ivf.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DIM 32
+#define N 3000
+#define NQ 60
+#define K 10
+#define LISTS 24
+
+static uint64_t rng(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+static double unif(uint64_t *s) { return (double)(rng(s) >> 11) / 9007199254740992.0 - 0.5; }
+
+/* Clustered unit vectors: a few random centres plus noise, like real embeddings. */
+static float *make_vecs(size_t n, uint64_t seed)
+{
+    uint64_t s = seed, cs = 12345;
+    static float centres[16][DIM];
+    for (int c = 0; c < 16; c++)
+        for (int d = 0; d < DIM; d++) centres[c][d] = (float)unif(&cs);
+    float *v = malloc(n * DIM * sizeof *v);
+    for (size_t i = 0; i < n; i++) {
+        int c = (int)(rng(&s) % 16);
+        double norm = 0;
+        for (int d = 0; d < DIM; d++) {
+            float x = centres[c][d] + 0.35f * (float)unif(&s);
+            v[i * DIM + d] = x;
+            norm += (double)x * x;
+        }
+        for (int d = 0; d < DIM; d++) v[i * DIM + d] /= (float)sqrt(norm);
+    }
+    return v;
+}
+
+/* Exact top-K by double-precision inner product (ties: smaller id). */
+static void exact_topk(const float *vecs, size_t n, const float *q, uint32_t *out)
+{
+    double best[K];
+    for (int j = 0; j < K; j++) { best[j] = -INFINITY; out[j] = UINT32_MAX; }
+    for (size_t i = 0; i < n; i++) {
+        double s = 0;
+        for (int d = 0; d < DIM; d++) s += (double)q[d] * vecs[i * DIM + d];
+        int j = K;
+        while (j > 0 && s > best[j - 1]) j--;
+        if (j == K) continue;
+        memmove(best + j + 1, best + j, (size_t)(K - 1 - j) * sizeof *best);
+        memmove(out + j + 1, out + j, (size_t)(K - 1 - j) * sizeof *out);
+        best[j] = s;
+        out[j] = (uint32_t)i;
+    }
+}
+
+typedef struct fixture {
+    float *vecs, *queries;
+    uint32_t truth[NQ * K];
+    char *path;
+    gtr_ivf *ix;
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    f->vecs = make_vecs(N, 7);
+    f->queries = make_vecs(NQ, 99);
+    for (int q = 0; q < NQ; q++) exact_topk(f->vecs, N, f->queries + q * DIM, f->truth + q * K);
+    f->path = tu_tmp("a.ivf");
+    gtr_error err = {0};
+    gtr_ivf_build_opts o = {.n_lists = LISTS, .seed = 3};
+    TU_OK(gtr_ivf_build(f->path, f->vecs, N, DIM, &o, &err), &err);
+    f->ix = gtr_ivf_open(f->path, &err);
+    if (!f->ix) fail_msg("%s", err.message);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    gtr_ivf_close(f->ix);
+    free(f->vecs); free(f->queries); free(f->path); free(f);
+    return 0;
+}
+
+static size_t hits(const uint32_t *got, const uint32_t *truth)
+{
+    size_t h = 0;
+    for (int i = 0; i < K; i++)
+        for (int j = 0; j < K; j++) h += got[i] == truth[j];
+    return h;
+}
+
+/* With every candidate of the probed lists re-ranked exactly, the recall is exactly the share
+ * of the true top-K that lies in the probed lists (the nprobe lists whose centroids score
+ * highest, computed here from the index's centroids). */
+static void test_recall_equals_probed_share(void **state)
+{
+    fixture *f = *state;
+    const float *cent = gtr_ivf_centroids(f->ix);
+    for (uint32_t nprobe = 1; nprobe <= LISTS; nprobe *= 2) {
+        uint32_t ids[NQ * K];
+        float sc[NQ * K];
+        gtr_error err = {0};
+        gtr_ivf_search_opts so = {.nprobe = nprobe, .rerank = N};
+        TU_OK(gtr_ivf_search(f->ix, f->queries, NQ, K, &so, ids, sc, &err), &err);
+        size_t got = 0, bound = 0;
+        for (int q = 0; q < NQ; q++) {
+            const float *qv = f->queries + q * DIM;
+            double cs[LISTS];
+            for (int l = 0; l < LISTS; l++) {
+                cs[l] = 0;
+                for (int d = 0; d < DIM; d++) cs[l] += (double)qv[d] * cent[l * DIM + d];
+            }
+            for (int j = 0; j < K; j++) {
+                uint32_t l = gtr_ivf_list_of(f->ix, f->truth[q * K + j]);
+                int better = 0; /* lists ranked above l */
+                for (int m = 0; m < LISTS; m++) better += cs[m] > cs[l];
+                bound += (uint32_t)better < nprobe;
+            }
+            got += hits(ids + q * K, f->truth + q * K);
+        }
+        /* float vs double scoring may swap near-ties at the K-th place: allow one per query */
+        assert_true(got + NQ >= bound);
+        assert_true(got <= bound + NQ);
+        if (nprobe * 2 > LISTS && nprobe != LISTS) nprobe = LISTS / 2;
+    }
+}
+
+/* The int8 stage with the default re-rank keeps recall close to the exact re-rank of every
+ * probed candidate: the bound is that exact re-rank's recall, measured in the same run. */
+static void test_int8_stage_recall(void **state)
+{
+    fixture *f = *state;
+    uint32_t a[NQ * K], b[NQ * K];
+    float sc[NQ * K];
+    gtr_error err = {0};
+    gtr_ivf_search_opts all = {.nprobe = 8, .rerank = N}, dflt = {.nprobe = 8};
+    TU_OK(gtr_ivf_search(f->ix, f->queries, NQ, K, &all, a, sc, &err), &err);
+    TU_OK(gtr_ivf_search(f->ix, f->queries, NQ, K, &dflt, b, sc, &err), &err);
+    size_t ha = 0, hb = 0;
+    for (int q = 0; q < NQ; q++) {
+        ha += hits(a + q * K, f->truth + q * K);
+        hb += hits(b + q * K, f->truth + q * K);
+    }
+    assert_true(hb <= ha);
+    assert_true((double)hb >= 0.98 * (double)ha);
+    /* all lists probed: every true neighbour was a candidate */
+    gtr_ivf_search_opts full = {.nprobe = LISTS};
+    TU_OK(gtr_ivf_search(f->ix, f->queries, NQ, K, &full, b, sc, &err), &err);
+    hb = 0;
+    for (int q = 0; q < NQ; q++) hb += hits(b + q * K, f->truth + q * K);
+    assert_true(hb + NQ >= (size_t)NQ * K);
+}
+
+static void test_threads_same_results(void **state)
+{
+    fixture *f = *state;
+    uint32_t a[NQ * K], b[NQ * K];
+    float sa[NQ * K], sb[NQ * K];
+    gtr_error err = {0};
+    gtr_pool *pool = gtr_pool_create(3, &err);
+    assert_non_null(pool);
+    gtr_ivf_search_opts o1 = {.nprobe = 4}, o3 = {.nprobe = 4, .pool = pool};
+    TU_OK(gtr_ivf_search(f->ix, f->queries, NQ, K, &o1, a, sa, &err), &err);
+    TU_OK(gtr_ivf_search(f->ix, f->queries, NQ, K, &o3, b, sb, &err), &err);
+    assert_memory_equal(a, b, sizeof a);
+    assert_memory_equal(sa, sb, sizeof sa);
+    /* the build too: same seed, 3 threads, same bytes */
+    char *p2 = tu_tmp("b.ivf");
+    gtr_ivf_build_opts bo = {.n_lists = LISTS, .seed = 3, .pool = pool};
+    TU_OK(gtr_ivf_build(p2, f->vecs, N, DIM, &bo, &err), &err);
+    assert_int_equal(tu_system("cmp -s '%s' '%s'", f->path, p2), 0);
+    free(p2);
+    gtr_pool_free(pool);
+}
+
+static void test_filter_honoured(void **state)
+{
+    fixture *f = *state;
+    uint8_t allow[(N + 7) / 8];
+    for (size_t i = 0; i < N; i++) /* drop every true neighbour of query 0, and odd ids */
+        if (i % 2 == 0) allow[i / 8] |= (uint8_t)(1u << (i % 8));
+        else allow[i / 8] &= (uint8_t)~(1u << (i % 8));
+    for (int j = 0; j < K; j++) allow[f->truth[j] / 8] &= (uint8_t)~(1u << (f->truth[j] % 8));
+    uint32_t ids[NQ * K];
+    float sc[NQ * K];
+    gtr_error err = {0};
+    gtr_ivf_search_opts o = {.nprobe = LISTS, .allow = allow};
+    TU_OK(gtr_ivf_search(f->ix, f->queries, NQ, K, &o, ids, sc, &err), &err);
+    for (int i = 0; i < NQ * K; i++) {
+        assert_int_not_equal(ids[i], UINT32_MAX);
+        assert_true(allow[ids[i] / 8] >> (ids[i] % 8) & 1);
+    }
+}
+
+static void corrupt_refused(const char *src, const char *dst, long at, int truncate)
+{
+    char *data;
+    size_t len;
+    gtr_error err = {0};
+    TU_OK(gtr_read_file(src, 0, &data, &len, &err), &err);
+    if (truncate) len = (size_t)at;
+    else data[at] ^= 0x10;
+    tu_write(dst, data, len);
+    free(data);
+    gtr_ivf *ix = gtr_ivf_open(dst, &err);
+    assert_null(ix);
+    assert_int_equal(err.code, GTR_ERR_FORMAT);
+    assert_non_null(strstr(err.message, dst));
+}
+
+static void test_corrupt_and_truncated_refused(void **state)
+{
+    fixture *f = *state;
+    char *p = tu_tmp("bad.ivf");
+    corrupt_refused(f->path, p, 20, 0);      /* header */
+    corrupt_refused(f->path, p, 5000, 0);    /* body */
+    corrupt_refused(f->path, p, 40000, 1);   /* truncated */
+    corrupt_refused(f->path, p, 10, 1);      /* shorter than a header */
+    free(p);
+}
+
+static void test_bad_args(void **state)
+{
+    fixture *f = *state;
+    gtr_error err = {0};
+    gtr_ivf_build_opts o = {.n_lists = N + 1};
+    char *p = tu_tmp("none.ivf");
+    assert_int_equal(gtr_ivf_build(p, f->vecs, N, DIM, &o, &err), GTR_ERR_INVALID_ARG);
+    assert_false(gtr_file_exists(p)); /* nothing half-written */
+    assert_null(gtr_ivf_open(p, &err));
+    free(p);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_recall_equals_probed_share),
+        cmocka_unit_test(test_int8_stage_recall),
+        cmocka_unit_test(test_threads_same_results),
+        cmocka_unit_test(test_filter_honoured),
+        cmocka_unit_test(test_corrupt_and_truncated_refused),
+        cmocka_unit_test(test_bad_args),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
