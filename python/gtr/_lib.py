@@ -48,7 +48,7 @@ class Error(ctypes.Structure):
 
 class ModelOptions(ctypes.Structure):
     _fields_ = [("n_threads", c_int), ("pool", c_void_p), ("dtype", c_int), ("max_len", c_int),
-                ("spm_compat", c_int), ("max_memory", c_size_t)]
+                ("spm_compat", c_int), ("max_memory", c_size_t), ("device", c_char_p)]
 
 
 class Ids(ctypes.Structure):
@@ -88,6 +88,10 @@ model_describe = _fn("gtr_model_describe", c_char_p, c_void_p)
 model_fingerprint = _fn("gtr_model_fingerprint", c_uint64, c_void_p)
 model_encode = _fn("gtr_model_encode", c_int, c_void_p, POINTER(c_char_p), POINTER(c_size_t), c_size_t,
                    POINTER(c_float), E)
+context_create = _fn("gtr_context_create", c_void_p, c_void_p, c_void_p, E)
+context_free = _fn("gtr_context_free", None, c_void_p)
+context_encode = _fn("gtr_context_encode", c_int, c_void_p, POINTER(c_char_p), POINTER(c_size_t), c_size_t,
+                     POINTER(c_float), E)
 tokenize = _fn("gtr_tokenize", c_int, c_void_p, c_char_p, c_size_t, c_int, c_int, POINTER(Ids), E)
 ids_free = _fn("gtr_ids_free", None, POINTER(Ids))
 

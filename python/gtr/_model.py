@@ -57,16 +57,22 @@ class Model(_lib.Closable):
     threads: worker threads (None: all cores); max_len: tokens per text including </s>
     (None: the model's max_seq_length, 512 for GTR), longer texts are truncated;
     dtype: "f32" (default, the reference), "bf16" or "int8";
+    device: "cpu" (default; also the GTR_DEVICE environment variable), "cuda" or "cuda:N"
+    (the optional plugin libgtr-cuda.so; f32 or bf16);
     spm_compat: which tokenizer implementation to match where segmentations tie (runs of one
     repeated character such as "----"): "0.1" (default: SentencePiece up to 0.2.1, the
     reference data), "0.2.2" (SentencePiece 0.2.2 and later) or "hf" (the Hugging Face
     tokenizer that sentence-transformers uses).
 
-    One model runs one encode at a time (calls from several Python threads are serialised);
-    the library releases the GIL while it computes.
+    encode() may be called from several Python threads at once: the weights are loaded once
+    and each concurrent call encodes in an encode context of its own (the library's
+    gtr_context, kept in a pool and reused), with the GIL released while it computes. The
+    first call at a time computes on the model's threads, the others each on their own
+    thread; the vectors are the same bits either way.
     """
 
-    def __init__(self, path, threads=None, max_len=None, dtype="f32", spm_compat=None):
+    def __init__(self, path, threads=None, max_len=None, dtype="f32", spm_compat=None,
+                 device=None):
         self._m = None
         if dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of f32, bf16, int8, not {dtype!r}")
@@ -74,6 +80,9 @@ class Model(_lib.Closable):
         opts.n_threads = int(threads) if threads else 0
         opts.max_len = int(max_len) if max_len else 0
         opts.dtype = _DTYPES[dtype]
+        device = device if device is not None else os.environ.get("GTR_DEVICE") or None
+        self._device = device.encode() if device else None  # kept alive: opts points at it
+        opts.device = self._device
         err = _lib.Error()
         if spm_compat is not None:
             code = c_int(0)
@@ -85,13 +94,17 @@ class Model(_lib.Closable):
             raise_null(err)
         self._m = m
         self.path = os.fspath(path)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _contexts
+        self._contexts = []  # idle encode contexts (gtr_context handles)
         self.dim = _lib.model_dim(m)
         self.max_len = _lib.model_max_len(m)
 
     def close(self):
         """Free the model now (otherwise when it is garbage-collected)."""
         if getattr(self, "_m", None):
+            for c in self._contexts:
+                _lib.context_free(c)
+            self._contexts = []
             _lib.model_free(self._m)
             self._m = None
 
@@ -99,6 +112,23 @@ class Model(_lib.Closable):
         if not self._m:
             raise ValueError("the model is closed")
         return self._m
+
+    def _take_context(self):
+        with self._lock:
+            if self._contexts:
+                return self._contexts.pop()
+        err = _lib.Error()
+        c = _lib.context_create(self._handle(), None, byref(err))
+        if not c:
+            raise_null(err)
+        return c
+
+    def _give_context(self, c):
+        with self._lock:
+            if self._m:
+                self._contexts.append(c)
+                return
+        _lib.context_free(c)
 
     def get_sentence_embedding_dimension(self):
         """The output dimension (sentence-transformers' name for .dim)."""
@@ -145,22 +175,22 @@ class Model(_lib.Closable):
         out = np.empty((len(data), self.dim), dtype=np.float32)
         n_batches = (len(data) + batch_size - 1) // batch_size
         prog = _Progress(n_batches, bool(show_progress_bar))
-        m = self._handle()
+        ctx = self._take_context()
         err = _lib.Error()
         try:
-            with self._lock:
-                for i0 in range(0, len(data), batch_size):
-                    chunk = data[i0:i0 + batch_size]
-                    n = len(chunk)
-                    ptrs = (c_char_p * n)(*chunk)
-                    lens = (c_size_t * n)(*[len(b) for b in chunk])
-                    dst = out[i0:i0 + n].ctypes.data_as(POINTER(c_float))
-                    st = _lib.model_encode(m, ptrs, lens, n, dst, byref(err))
-                    if st:
-                        msg = err.message.decode("utf-8", "replace")
-                        raise GtrError(st, f"texts {i0}-{i0 + n - 1}: {msg}" if n > 1 else f"text {i0}: {msg}")
-                    prog.update(1)
+            for i0 in range(0, len(data), batch_size):
+                chunk = data[i0:i0 + batch_size]
+                n = len(chunk)
+                ptrs = (c_char_p * n)(*chunk)
+                lens = (c_size_t * n)(*[len(b) for b in chunk])
+                dst = out[i0:i0 + n].ctypes.data_as(POINTER(c_float))
+                st = _lib.context_encode(ctx, ptrs, lens, n, dst, byref(err))
+                if st:
+                    msg = err.message.decode("utf-8", "replace")
+                    raise GtrError(st, f"texts {i0}-{i0 + n - 1}: {msg}" if n > 1 else f"text {i0}: {msg}")
+                prog.update(1)
         finally:
+            self._give_context(ctx)
             prog.close()
         return out[0] if single else out
 

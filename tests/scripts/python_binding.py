@@ -72,6 +72,25 @@ def main():
         check(m.encode([]).shape == (0, 64), "no texts give shape (0, dim)")
         check(np.array_equal(m.encode([texts[7].encode("utf-8")]), ref[7:8]), "bytes are taken as UTF-8")
 
+        # encode from several Python threads at once: each call takes an encode context of its
+        # own over the one model; every thread's vectors are gtr embed's
+        import threading
+        results, barrier = {}, threading.Barrier(4)
+
+        def worker(t):
+            barrier.wait()
+            for r in range(3):
+                idx = [i for i in range(len(texts)) if (i + r) % 4 == t]
+                results[(t, r)] = (idx, m.encode([texts[i] for i in idx], batch_size=5))
+
+        ths = [threading.Thread(target=worker, args=(t,)) for t in range(4)]
+        for th in ths:
+            th.start()
+        for th in ths:
+            th.join()
+        check(len(results) == 12 and all(np.array_equal(v, ref[idx]) for idx, v in results.values()),
+              "encode from 4 Python threads at once gives gtr embed's vectors")
+
         ref32_npy = os.path.join(tmp, "ref32.npy")
         run(gtr_bin, "embed", "-m", model_dir, "-i", texts_path, "-o", ref32_npy, "--max-len", "32", "-q")
         m32 = gtr.Model(model_dir, max_len=32)
