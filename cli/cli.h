@@ -64,6 +64,7 @@ int cmd_beir(int argc, char **argv);
 int cmd_pull_dataset(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_ann_build(int argc, char **argv);
+int cmd_ann_tune(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_mine_negatives(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
