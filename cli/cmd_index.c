@@ -136,6 +136,7 @@ int cmd_index(int argc, char **argv)
                                       "(gtr index --help)");
     if (from && !add) return cli_errorf("index", 2, "--from goes with --add");
     if (!cli_spm_compat("index", NULL, &mo.spm_compat)) return 2;
+    mo.device = getenv("GTR_DEVICE"); /* cuda[:N]: encode on a GPU (issue 15) */
 
     char *hint = realpath(model_dir, NULL);
     o.model_hint = hint;
