@@ -75,6 +75,9 @@ bool cli_spm_compat(const char *cmd, const char *v, gtr_spm_compat *out)
 bool cli_model_options(const char *cmd, gtr_model_options *mo)
 {
     *mo = gtr_model_default_options();
+    /* GTR_DEVICE=cuda[:N] puts every command's encoder on a GPU (--device overrides it) */
+    const char *dev = getenv("GTR_DEVICE");
+    if (dev && *dev) mo->device = dev;
     return cli_spm_compat(cmd, NULL, &mo->spm_compat);
 }
 

@@ -188,6 +188,13 @@ typedef struct gtr_model_options {
     gtr_spm_compat spm_compat;       /* tokenizer rounding on ties (default GTR_SPM_COMPAT_0_1) */
     size_t max_memory;               /* bytes the load may use; 0: what the machine has left
                                       * (MemAvailable, or the cgroup's limit when lower) */
+    const char *device;              /* NULL, "" or "cpu": the CPU; "cuda" / "cuda:N": encode on
+                                      * that GPU through the optional plugin libgtr-cuda.so
+                                      * (loaded at run time; F32 = float32 with TF32 off, BF16 =
+                                      * bf16 tensor cores). Without the plugin, a CUDA driver or
+                                      * the device, the load fails with GTR_ERR_NOT_FOUND /
+                                      * GTR_ERR_UNSUPPORTED: "CUDA plugin not found", "no CUDA
+                                      * driver", "no CUDA device". */
 } gtr_model_options;
 /* Defaults: all cores, F32, model's max length. */
 GTR_API gtr_model_options gtr_model_default_options(void);

@@ -357,6 +357,8 @@ struct gtr_model {
     uint64_t fingerprint;
     char *describe;
     struct gtr_model_own *own; /* gtr_model_encode's context and its lock (model.c) */
+    struct gtr_cuda *cuda;     /* device "cuda[:N]": contexts encode through the GPU plugin
+                                * (src/cuda; it serialises calls from several contexts) */
 };
 
 /* Tests: observe intermediate states of the context's next encode calls (NULL to stop). */
