@@ -97,7 +97,26 @@ $(MPI_BIN): $(MPI_OBJ) $(MPI_CLI) $(LIB_A)
 	$(Q)OMPI_CC=$(CC) $(MPICC) $(SAN) -o $@ $(MPI_OBJ) $(MPI_CLI) $(LIB_A) $(LDLIBS_ALL)
 endif
 
-all: lib cli $(MPI_BIN)
+# ---------------------------------------------------------------------------- CUDA (optional)
+# lib/libgtr-cuda.so (src/cuda/plugin, issue 15) is built only where nvcc exists; libgtr never
+# links CUDA but dlopens this plugin when asked for --device cuda (src/cuda/loader.c). sm_90
+# machine code (Hopper: the H200 it is checked on) plus compute_90 PTX for newer GPUs.
+NVCC      ?= $(or $(shell command -v nvcc 2>/dev/null),$(wildcard /usr/local/cuda/bin/nvcc))
+CUDA_ARCH ?= -gencode=arch=compute_90,code=sm_90 -gencode=arch=compute_90,code=compute_90
+CUDA_SRC  := $(sort $(wildcard src/cuda/plugin/*.cu))
+CUDA_SO   := $(dir $(LIB_SO))libgtr-cuda.so
+.PHONY: cuda
+cuda: $(if $(NVCC),$(CUDA_SO))
+ifeq ($(NVCC),)
+	@echo "  SKIP    $(CUDA_SO) (no nvcc: the optional CUDA backend is not built)"
+endif
+$(CUDA_SO): $(CUDA_SRC) src/cuda/plugin_abi.h
+	@mkdir -p $(dir $@)
+	@echo "  NVCC    $@"
+	$(Q)$(NVCC) -O3 -std=c++17 $(CUDA_ARCH) -Isrc -shared -Xcompiler -fPIC,-fvisibility=hidden,-Wall,-Wextra,-Werror \
+	    -Werror all-warnings -cudart shared -o $@ $(CUDA_SRC) -lcublas
+
+all: lib cli $(MPI_BIN) $(if $(filter build/release,$(BUILD)),cuda)
 
 lib: $(LIB_A) $(LIB_SO)
 cli: $(GTR_BIN)

@@ -65,8 +65,8 @@ try:
     t = time.perf_counter()
     pq = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, lists, dim // 8, 8, faiss.METRIC_INNER_PRODUCT)
     pq.train(x)
-    pq.add(x)
-    ref = faiss.IndexRefineFlat(pq)
+    ref = faiss.IndexRefineFlat(pq)  # made before adding: it keeps its own flat copy in step
+    ref.add(x)
     b = time.perf_counter() - t
     for nprobe in (8, 16, 32, 64):
         faiss.extract_index_ivf(ref).nprobe = nprobe

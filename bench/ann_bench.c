@@ -6,7 +6,8 @@
  * same way with another seed. Ground truth: exact top-10 by brute force (double sums) here.
  * Writes OUTDIR/{vectors,queries}.f32 and truth.u32 for ann_baselines.py, and prints
  * Markdown rows: build seconds, peak RSS, and per nprobe recall@10 and queries/s at batch 1
- * and batch 256. */
+ * and batch 256. With ANN_BENCH_MMAP=1 the vectors are generated in chunks straight into
+ * OUTDIR/vectors.f32 and memory-mapped (a corpus larger than RAM: bench_ann_10m.sh). */
 #include "index/ivf.h"
 
 #include <math.h>
@@ -115,14 +116,35 @@ int main(int argc, char **argv)
     const char *outdir = argv[8];
     gtr_error err = {0};
     gtr_pool *pool = gtr_pool_create(threads, &err);
-    float *x = malloc(n * dim * sizeof *x), *q = malloc(nq * dim * sizeof *q);
+    const char *mm = getenv("ANN_BENCH_MMAP");
+    int use_mmap = mm && !strcmp(mm, "1");
+    gtr_mmap map = {0};
+    float *x = use_mmap ? NULL : malloc(n * dim * sizeof *x), *q = malloc(nq * dim * sizeof *q);
     uint32_t *truth = malloc(nq * K * sizeof *truth);
-    if (!pool || !x || !q || !truth) { fprintf(stderr, "ann_bench: out of memory\n"); return 1; }
-    gen(x, n, dim, clustered, 1);
+    if (!pool || (!x && !use_mmap) || !q || !truth) { fprintf(stderr, "ann_bench: out of memory\n"); return 1; }
+    if (use_mmap) {
+        /* chunks of 64k vectors; chunk c seeded 1000 + c, so the data do not depend on RAM */
+        char vp[4096];
+        snprintf(vp, sizeof vp, "%s/vectors.f32", outdir);
+        FILE *f = fopen(vp, "wb");
+        float *chunk = malloc(65536 * dim * sizeof *chunk);
+        for (size_t b = 0; f && chunk && b < n; b += 65536) {
+            size_t m = n - b < 65536 ? n - b : 65536;
+            gen(chunk, m, dim, clustered, 1000 + b / 65536);
+            if (fwrite(chunk, sizeof *chunk, m * dim, f) != m * dim) { fclose(f); f = NULL; }
+        }
+        free(chunk);
+        if (!f || fclose(f) != 0 || gtr_mmap_open(vp, &map, &err)) {
+            fprintf(stderr, "ann_bench: cannot write/map %s\n", vp);
+            return 1;
+        }
+        x = (float *)(uintptr_t)map.data;
+    } else
+        gen(x, n, dim, clustered, 1);
     gen(q, nq, dim, clustered, 2);
     truth_ctx tc = {x, q, n, dim, truth};
     gtr_pool_for(pool, nq, truth_task, &tc);
-    save(outdir, "vectors.f32", x, n * dim * sizeof *x);
+    if (!use_mmap) save(outdir, "vectors.f32", x, n * dim * sizeof *x);
     save(outdir, "queries.f32", q, nq * dim * sizeof *q);
     save(outdir, "truth.u32", truth, nq * K * sizeof *truth);
 
@@ -132,7 +154,8 @@ int main(int argc, char **argv)
     gtr_ivf_build_opts bo = {.n_lists = lists, .seed = 1, .pool = pool};
     if (gtr_ivf_build(path, x, n, (int)dim, &bo, &err)) { fprintf(stderr, "ann_bench: %s\n", err.message); return 1; }
     double build_s = gtr_now_seconds() - t0, build_rss = peak_rss_gb();
-    free(x); /* search reads the mmap'd file only */
+    if (use_mmap) gtr_mmap_close(&map); /* search reads the mmap'd index file only */
+    else free(x);
     gtr_ivf *ix = gtr_ivf_open(path, &err);
     if (!ix) { fprintf(stderr, "ann_bench: %s\n", err.message); return 1; }
     uint32_t *ids = malloc(nq * K * sizeof *ids);

@@ -9,6 +9,7 @@
 #
 #   bench/bench_sizes.sh   BENCH_SIZES ("base large xl xxl"), BENCH_SIZES_DIR (build/bench/sizes),
 #                          BENCH_THREADS (all cores), BENCH_SIZES_KEEP=1 keeps the checkpoints,
+#                          BENCH_PASSAGES_<size> (passages encoded: 64, 32, 16, 4),
 #                          PYTHON (/usr/bin/python3: needs numpy), BENCH_SIZES_SKIP ("": e.g. "xxl:f32" on a machine others share)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +25,8 @@ like=../shared/models/gtr-small
 load_start=$(cut -d' ' -f1 /proc/loadavg)
 echo "a short query" > "$out/one.txt"
 # passages per size: the encoder cost grows ~40x from base to xxl
-declare -A npass=([base]=64 [large]=32 [xl]=16 [xxl]=4)
+declare -A npass=([base]=${BENCH_PASSAGES_base:-64} [large]=${BENCH_PASSAGES_large:-32}
+                  [xl]=${BENCH_PASSAGES_xl:-16} [xxl]=${BENCH_PASSAGES_xxl:-4})
 # tokens per passage for the projections (BEIR: NQ ~100, MS MARCO ~75; SciFact measured)
 rows=""
 for size in $sizes; do
@@ -74,7 +76,7 @@ $load_start at the start and $load_end at the end (a machine shared with other j
 taken under load are slower than a quiet machine's). Random weights of each released GTR shape,
 F16 \`model.safetensors\` as on the hub, converted at load to the compute dtype; page cache warm.
 Load = \`gtr embed\` of one short text (load time and peak RSS of the whole process); tokens/s
-on the first SciFact passages (base 64, large 32, xl 16, xxl 4; tokens including </s>), from
+on the first SciFact passages (base ${npass[base]}, large ${npass[large]}, xl ${npass[xl]}, xxl ${npass[xxl]}; tokens including </s>), from
 the embed time minus the load time. Projections: SciFact 5,183 passages at the measured
 passage length, NQ 2,681,468 passages x ~100 tokens, MS MARCO 8,841,823 x ~75 tokens, on this
 machine with these threads.

@@ -35,6 +35,17 @@ bool cli_model_options(const char *cmd, gtr_model_options *mo);
 /* --dtype f32|bf16|int8 and --fusion rrf|interp; on error print a usage message, return false. */
 bool cli_parse_dtype(const char *cmd, const char *s, gtr_compute_dtype *out);
 bool cli_parse_fusion(const char *cmd, const char *s, gtr_fusion *out);
+/* The build options `gtr index` and `gtr-mpi index` share: getopt_long values, their
+ * `struct option` entries (CLI_INDEX_LONGOPTS, needs <getopt.h>), and cli_index_option, which
+ * applies one (also -t): 1 applied, 0 not one of them, -1 invalid (message printed). */
+enum { CLI_IX_STORE = 1100, CLI_IX_BATCH, CLI_IX_CKPT, CLI_IX_SNIP, CLI_IX_RESTART, CLI_IX_DTYPE, CLI_IX_MAXLEN };
+#define CLI_INDEX_LONGOPTS                                                                          \
+    {"store", required_argument, NULL, CLI_IX_STORE}, {"batch", required_argument, NULL, CLI_IX_BATCH}, \
+    {"checkpoint", required_argument, NULL, CLI_IX_CKPT},                                          \
+    {"snippet-bytes", required_argument, NULL, CLI_IX_SNIP},                                       \
+    {"restart", no_argument, NULL, CLI_IX_RESTART}, {"threads", required_argument, NULL, 't'},     \
+    {"dtype", required_argument, NULL, CLI_IX_DTYPE}, {"max-len", required_argument, NULL, CLI_IX_MAXLEN}
+int cli_index_option(int c, const char *arg, gtr_index_build_options *o, gtr_model_options *mo);
 /* Open an output file ("-" = stdout). */
 FILE *cli_open_out(const char *cmd, const char *path);
 
@@ -64,6 +75,7 @@ int cmd_beir(int argc, char **argv);
 int cmd_pull_dataset(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_ann_build(int argc, char **argv);
+int cmd_ann_tune(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_mine_negatives(int argc, char **argv);
 int cmd_serve(int argc, char **argv);

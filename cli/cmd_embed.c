@@ -46,6 +46,7 @@ static void usage(FILE *out)
         "      --batch N         texts per encode call (default 64; never changes the vectors)\n"
         "  -t, --threads N       worker threads (default: all cores)\n"
         "      --dtype D         compute precision: f32 (default, the reference), bf16 or int8\n"
+        "      --device D        cpu (default), cuda or cuda:N (also GTR_DEVICE; needs lib/libgtr-cuda.so)\n"
         "      --spm-compat C    tokenizer to match where segmentations tie (runs of one\n"
         "                        repeated character, e.g. ----): 0.1 (SentencePiece up to 0.2.1,\n"
         "                        the reference), 0.2.2 (SentencePiece 0.2.2 and later) or hf (the\n"
@@ -68,6 +69,7 @@ typedef struct opts {
     int out_fmt; /* -1: from the output name */
     long long max_len, batch, threads;
     gtr_compute_dtype dtype;
+    const char *device;
     const char *spm_compat_name;
     bool quiet, verbose;
 } opts;
@@ -333,6 +335,7 @@ static int run(const opts *o)
     mo.n_threads = (int)o->threads;
     mo.max_len = (int)o->max_len;
     mo.dtype = o->dtype;
+    if (o->device) mo.device = o->device;
     gtr_model *m = gtr_model_load(o->model, &mo, &err);
     if (!m) return cli_fail(CMD, &err);
     double t_load = gtr_now_seconds() - t0;
@@ -431,13 +434,13 @@ done:
 
 int cmd_embed(int argc, char **argv)
 {
-    enum { OPT_MAXLEN = 256, OPT_BATCH, OPT_THREADS, OPT_FORMAT, OPT_INFMT, OPT_DTYPE, OPT_SPMV };
+    enum { OPT_MAXLEN = 256, OPT_BATCH, OPT_THREADS, OPT_FORMAT, OPT_INFMT, OPT_DTYPE, OPT_SPMV, OPT_DEVICE };
     static const struct option longopts[] = {
         {"model", required_argument, 0, 'm'},     {"input", required_argument, 0, 'i'},
         {"output", required_argument, 0, 'o'},    {"max-len", required_argument, 0, OPT_MAXLEN},
         {"batch", required_argument, 0, OPT_BATCH}, {"threads", required_argument, 0, 't'},
         {"format", required_argument, 0, OPT_FORMAT}, {"input-format", required_argument, 0, OPT_INFMT},
-        {"dtype", required_argument, 0, OPT_DTYPE}, {"quiet", no_argument, 0, 'q'},
+        {"dtype", required_argument, 0, OPT_DTYPE}, {"device", required_argument, 0, OPT_DEVICE}, {"quiet", no_argument, 0, 'q'},
         {"verbose", no_argument, 0, 'v'},         {"help", no_argument, 0, 'h'},
         {"spm-compat", required_argument, 0, OPT_SPMV},
         {0, 0, 0, 0}};
@@ -472,6 +475,9 @@ int cmd_embed(int argc, char **argv)
             else if (!strcmp(optarg, "plain")) o.in_fmt = GTR_TEXT_PLAIN;
             else if (!strcmp(optarg, "jsonl")) o.in_fmt = GTR_TEXT_JSONL;
             else return cli_errorf(CMD, 2, "--input-format must be auto, plain or jsonl, got '%s'", optarg);
+            break;
+        case OPT_DEVICE:
+            o.device = optarg;
             break;
         case OPT_DTYPE:
             if (!cli_parse_dtype(CMD, optarg, &o.dtype)) return 2;

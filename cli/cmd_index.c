@@ -98,22 +98,17 @@ static int info(const char *path)
 
 int cmd_index(int argc, char **argv)
 {
-    enum { O_ADD = 1000, O_FROM, O_STORE, O_BATCH, O_CKPT, O_SNIP, O_RESTART, O_DTYPE, O_MAXLEN, O_INFO };
+    enum { O_ADD = 1000, O_FROM, O_INFO };
     static const struct option longopts[] = {
         {"model", required_argument, NULL, 'm'},   {"corpus", required_argument, NULL, 'c'},
         {"output", required_argument, NULL, 'o'},  {"add", required_argument, NULL, O_ADD},
-        {"from", required_argument, NULL, O_FROM}, {"store", required_argument, NULL, O_STORE},
-        {"batch", required_argument, NULL, O_BATCH}, {"checkpoint", required_argument, NULL, O_CKPT},
-        {"snippet-bytes", required_argument, NULL, O_SNIP}, {"restart", no_argument, NULL, O_RESTART},
-        {"threads", required_argument, NULL, 't'}, {"dtype", required_argument, NULL, O_DTYPE},
-        {"max-len", required_argument, NULL, O_MAXLEN}, {"quiet", no_argument, NULL, 'q'},
+        {"from", required_argument, NULL, O_FROM}, {"quiet", no_argument, NULL, 'q'},
         {"info", required_argument, NULL, O_INFO}, {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+        CLI_INDEX_LONGOPTS,                        {NULL, 0, NULL, 0}};
     const char *model_dir = NULL, *corpus = NULL, *out = NULL, *add = NULL, *from = NULL, *info_path = NULL;
     gtr_index_build_options o = gtr_index_default_build_options();
     gtr_model_options mo = gtr_model_default_options();
     bool quiet = false;
-    long long v;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "m:c:o:t:qh", longopts, NULL)) != -1) {
@@ -124,39 +119,14 @@ int cmd_index(int argc, char **argv)
         case O_ADD: add = optarg; break;
         case O_FROM: from = optarg; break;
         case O_INFO: info_path = optarg; break;
-        case O_STORE:
-            if (!strcmp(optarg, "f16") || !strcmp(optarg, "float16")) o.compact = GTR_COMPACT_F16;
-            else if (!strcmp(optarg, "int8")) o.compact = GTR_COMPACT_INT8;
-            else if (!strcmp(optarg, "f32") || !strcmp(optarg, "none")) o.compact = GTR_COMPACT_NONE;
-            else return cli_errorf("index", 2, "--store expects f16 or int8, got '%s'", optarg);
-            break;
-        case O_BATCH:
-            if (!cli_parse_int("index", "--batch", optarg, 1, 1 << 16, &v)) return 2;
-            o.batch_size = (size_t)v;
-            break;
-        case O_CKPT:
-            if (!cli_parse_int("index", "--checkpoint", optarg, 1, LLONG_MAX, &v)) return 2;
-            o.checkpoint_every = (size_t)v;
-            break;
-        case O_SNIP:
-            if (!cli_parse_int("index", "--snippet-bytes", optarg, 0, 1 << 20, &v)) return 2;
-            o.snippet_bytes = (size_t)v;
-            break;
-        case O_RESTART: o.no_resume = 1; break;
-        case 't':
-            if (!cli_parse_int("index", "--threads", optarg, 1, 1024, &v)) return 2;
-            mo.n_threads = (int)v;
-            break;
-        case O_DTYPE:
-            if (!cli_parse_dtype("index", optarg, &mo.dtype)) return 2;
-            break;
-        case O_MAXLEN:
-            if (!cli_parse_int("index", "--max-len", optarg, 2, 1 << 20, &v)) return 2;
-            mo.max_len = (int)v;
-            break;
         case 'q': quiet = true; break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        default: {
+            int r = cli_index_option(c, optarg, &o, &mo);
+            if (r == 1) break;
+            if (r == 0) usage(stderr);
+            return 2;
+        }
         }
     }
     if (optind != argc) return cli_errorf("index", 2, "unexpected argument '%s' (gtr index --help)", argv[optind]);
@@ -166,6 +136,7 @@ int cmd_index(int argc, char **argv)
                                       "(gtr index --help)");
     if (from && !add) return cli_errorf("index", 2, "--from goes with --add");
     if (!cli_spm_compat("index", NULL, &mo.spm_compat)) return 2;
+    mo.device = getenv("GTR_DEVICE"); /* cuda[:N]: encode on a GPU (issue 15) */
 
     char *hint = realpath(model_dir, NULL);
     o.model_hint = hint;

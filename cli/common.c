@@ -2,6 +2,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,6 +76,9 @@ bool cli_spm_compat(const char *cmd, const char *v, gtr_spm_compat *out)
 bool cli_model_options(const char *cmd, gtr_model_options *mo)
 {
     *mo = gtr_model_default_options();
+    /* GTR_DEVICE=cuda[:N] puts every command's encoder on a GPU (--device overrides it) */
+    const char *dev = getenv("GTR_DEVICE");
+    if (dev && *dev) mo->device = dev;
     return cli_spm_compat(cmd, NULL, &mo->spm_compat);
 }
 
@@ -93,4 +97,43 @@ bool cli_parse_fusion(const char *cmd, const char *s, gtr_fusion *out)
     else if (!strcmp(s, "interp")) *out = GTR_FUSION_INTERP;
     else return cli_errorf(cmd, 2, "--fusion expects rrf or interp, got '%s'", s), false;
     return true;
+}
+
+int cli_index_option(int c, const char *arg, gtr_index_build_options *o, gtr_model_options *mo)
+{
+    long long v;
+    switch (c) {
+    case CLI_IX_STORE:
+        if (!strcmp(arg, "f16") || !strcmp(arg, "float16")) o->compact = GTR_COMPACT_F16;
+        else if (!strcmp(arg, "int8")) o->compact = GTR_COMPACT_INT8;
+        else if (!strcmp(arg, "f32") || !strcmp(arg, "none")) o->compact = GTR_COMPACT_NONE;
+        else {
+            cli_errorf("index", 2, "--store expects f16 or int8, got '%s'", arg);
+            return -1;
+        }
+        return 1;
+    case CLI_IX_BATCH:
+        if (!cli_parse_int("index", "--batch", arg, 1, 1 << 16, &v)) return -1;
+        o->batch_size = (size_t)v;
+        return 1;
+    case CLI_IX_CKPT:
+        if (!cli_parse_int("index", "--checkpoint", arg, 1, LLONG_MAX, &v)) return -1;
+        o->checkpoint_every = (size_t)v;
+        return 1;
+    case CLI_IX_SNIP:
+        if (!cli_parse_int("index", "--snippet-bytes", arg, 0, 1 << 20, &v)) return -1;
+        o->snippet_bytes = (size_t)v;
+        return 1;
+    case CLI_IX_RESTART: o->no_resume = 1; return 1;
+    case 't':
+        if (!cli_parse_int("index", "--threads", arg, 1, 1024, &v)) return -1;
+        mo->n_threads = (int)v;
+        return 1;
+    case CLI_IX_DTYPE: return cli_parse_dtype("index", arg, &mo->dtype) ? 1 : -1;
+    case CLI_IX_MAXLEN:
+        if (!cli_parse_int("index", "--max-len", arg, 2, 1 << 20, &v)) return -1;
+        mo->max_len = (int)v;
+        return 1;
+    default: return 0;
+    }
 }

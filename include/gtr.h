@@ -194,6 +194,13 @@ typedef struct gtr_model_options {
     gtr_spm_compat spm_compat;       /* tokenizer rounding on ties (default GTR_SPM_COMPAT_0_1) */
     size_t max_memory;               /* bytes the load may use; 0: what the machine has left
                                       * (MemAvailable, or the cgroup's limit when lower) */
+    const char *device;              /* NULL, "" or "cpu": the CPU; "cuda" / "cuda:N": encode on
+                                      * that GPU through the optional plugin libgtr-cuda.so
+                                      * (loaded at run time; F32 = float32 with TF32 off, BF16 =
+                                      * bf16 tensor cores). Without the plugin, a CUDA driver or
+                                      * the device, the load fails with GTR_ERR_NOT_FOUND /
+                                      * GTR_ERR_UNSUPPORTED: "CUDA plugin not found", "no CUDA
+                                      * driver", "no CUDA device". */
 } gtr_model_options;
 /* Defaults: all cores, F32, model's max length. */
 GTR_API gtr_model_options gtr_model_default_options(void);
@@ -465,6 +472,13 @@ typedef struct gtr_ann_search_options {
     uint32_t rerank; /* candidates re-ranked exactly (0: 4 * k) */
     gtr_pool *pool;  /* threads over queries; results do not depend on it */
 } gtr_ann_search_options;
+/* Pick the smallest nprobe (1, 2, 4, ... up to every list) whose recall@k against exact search
+ * (gtr_index_search) reaches target_recall, on sample_n documents of the index used as
+ * queries (chosen with seed; each one's own hit is left out of both rankings). *nprobe and
+ * *recall receive the choice and its measured recall (every list when none reaches it). */
+GTR_API gtr_status gtr_ann_tune(const gtr_ann *a, double target_recall, size_t k,
+                                size_t sample_n, uint64_t seed, gtr_pool *pool,
+                                uint32_t *nprobe, double *recall, gtr_error *err);
 /* Like gtr_index_search (same hits layout), approximately. */
 GTR_API gtr_status gtr_ann_search(const gtr_ann *a, const float *queries, size_t nq, size_t k,
                                   const gtr_ann_search_options *opts, gtr_hit *hits,

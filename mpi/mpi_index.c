@@ -67,21 +67,16 @@ static void write_pid(const dist_ctx *d)
 
 int mpi_cmd_index(const dist_ctx *d, int argc, char **argv)
 {
-    enum { O_STORE = 1000, O_BATCH, O_CKPT, O_SNIP, O_RESTART, O_DTYPE, O_MAXLEN };
     static const struct option longopts[] = {
-        {"model", required_argument, NULL, 'm'},   {"corpus", required_argument, NULL, 'c'},
-        {"output", required_argument, NULL, 'o'},  {"store", required_argument, NULL, O_STORE},
-        {"batch", required_argument, NULL, O_BATCH}, {"checkpoint", required_argument, NULL, O_CKPT},
-        {"snippet-bytes", required_argument, NULL, O_SNIP}, {"restart", no_argument, NULL, O_RESTART},
-        {"threads", required_argument, NULL, 't'}, {"dtype", required_argument, NULL, O_DTYPE},
-        {"max-len", required_argument, NULL, O_MAXLEN}, {"quiet", no_argument, NULL, 'q'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
+        {"model", required_argument, NULL, 'm'}, {"corpus", required_argument, NULL, 'c'},
+        {"output", required_argument, NULL, 'o'}, {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},        CLI_INDEX_LONGOPTS,
+        {NULL, 0, NULL, 0}};
     const char *model_dir = NULL, *corpus = NULL, *out = NULL;
     gtr_index_build_options o = gtr_index_default_build_options();
     gtr_model_options mo;
     if (!cli_model_options("index", &mo)) return 2;
     bool quiet = false;
-    long long v;
     int c;
     optind = 1;
     opterr = d->rank == 0; /* one usage message, not one per rank */
@@ -90,39 +85,14 @@ int mpi_cmd_index(const dist_ctx *d, int argc, char **argv)
         case 'm': model_dir = optarg; break;
         case 'c': corpus = optarg; break;
         case 'o': out = optarg; break;
-        case O_STORE:
-            if (!strcmp(optarg, "f16") || !strcmp(optarg, "float16")) o.compact = GTR_COMPACT_F16;
-            else if (!strcmp(optarg, "int8")) o.compact = GTR_COMPACT_INT8;
-            else if (!strcmp(optarg, "f32") || !strcmp(optarg, "none")) o.compact = GTR_COMPACT_NONE;
-            else return dist_errorf(d, 2, "--store expects f16 or int8, got '%s'", optarg);
-            break;
-        case O_BATCH:
-            if (!cli_parse_int("index", "--batch", optarg, 1, 1 << 16, &v)) return 2;
-            o.batch_size = (size_t)v;
-            break;
-        case O_CKPT:
-            if (!cli_parse_int("index", "--checkpoint", optarg, 1, LLONG_MAX, &v)) return 2;
-            o.checkpoint_every = (size_t)v;
-            break;
-        case O_SNIP:
-            if (!cli_parse_int("index", "--snippet-bytes", optarg, 0, 1 << 20, &v)) return 2;
-            o.snippet_bytes = (size_t)v;
-            break;
-        case O_RESTART: o.no_resume = 1; break;
-        case 't':
-            if (!cli_parse_int("index", "--threads", optarg, 1, 1024, &v)) return 2;
-            mo.n_threads = (int)v;
-            break;
-        case O_DTYPE:
-            if (!cli_parse_dtype("index", optarg, &mo.dtype)) return 2;
-            break;
-        case O_MAXLEN:
-            if (!cli_parse_int("index", "--max-len", optarg, 2, 1 << 20, &v)) return 2;
-            mo.max_len = (int)v;
-            break;
         case 'q': quiet = true; break;
         case 'h': if (d->rank == 0) usage(stdout); return 0;
-        default: if (d->rank == 0) usage(stderr); return 2;
+        default: {
+            int r = cli_index_option(c, optarg, &o, &mo);
+            if (r == 1) break;
+            if (r == 0 && d->rank == 0) usage(stderr);
+            return 2;
+        }
         }
     }
     if (optind != argc) return dist_errorf(d, 2, "unexpected argument '%s' (gtr-mpi index --help)", argv[optind]);

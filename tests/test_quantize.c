@@ -251,6 +251,52 @@ static void test_layout(void **state)
     free(src);
 }
 
+/* Above the shard limit the copy is split as transformers does (model-0000k-of-0000K +
+ * model.safetensors.index.json) and loads to exactly the single file's model. */
+static void test_sharded_output(void **state)
+{
+    (void)state;
+    char *src = tu_shared("models/gtr-tiny");
+    static const gtr_compute_dtype dts[] = {GTR_DTYPE_INT8, GTR_DTYPE_BF16};
+    for (int d = 0; d < 2; d++) {
+        char *one = quantize_to(src, d ? "one-bf16" : "one-int8", dts[d]);
+        char *many = tu_tmp(d ? "shards-bf16" : "shards-int8");
+        gtr_error e;
+        TU_OK(gtr_model_quantize_sharded(src, many, dts[d], 1, 1u << 20, &e), &e);
+        assert_false(exists(many, "model.safetensors"));
+        assert_true(exists(many, "model.safetensors.index.json"));
+        /* every file the index names exists, and there are several */
+        char *ip = gtr_path_join(many, "model.safetensors.index.json");
+        json_t *j = gtr_json_load_file(ip, &e), *files = json_object(), *v;
+        assert_non_null(j);
+        const char *k;
+        json_object_foreach(json_object_get(j, "weight_map"), k, v)
+        {
+            assert_true(exists(many, json_string_value(v)));
+            json_object_set_new(files, json_string_value(v), json_true());
+        }
+        print_message("# %zu shards of at most 1 MiB\n", json_object_size(files));
+        assert_true(json_object_size(files) >= 2);
+        json_decref(files);
+        json_decref(j);
+        free(ip);
+        float a[1024], b[1024];
+        const char *txt = "one file or many";
+        gtr_model *m1 = gtr_model_load(one, NULL, &e), *m2 = m1 ? gtr_model_load(many, NULL, &e) : NULL;
+        if (!m1 || !m2) fail_msg("%s", e.message);
+        assert_true(gtr_model_dim(m1) <= 1024);
+        assert_int_equal(gtr_model_fingerprint(m1), gtr_model_fingerprint(m2));
+        TU_OK(gtr_model_encode(m1, &txt, NULL, 1, a, &e), &e);
+        TU_OK(gtr_model_encode(m2, &txt, NULL, 1, b, &e), &e);
+        assert_memory_equal(a, b, (size_t)gtr_model_dim(m1) * sizeof(float));
+        gtr_model_free(m1);
+        gtr_model_free(m2);
+        free(one);
+        free(many);
+    }
+    free(src);
+}
+
 /* ---- errors ----------------------------------------------------------------------------- */
 
 static void test_errors(void **state)
@@ -457,6 +503,7 @@ int main(void)
         cmocka_unit_test(test_roundtrip_tiny_wide),
         cmocka_unit_test(test_roundtrip_small),
         cmocka_unit_test(test_layout),
+        cmocka_unit_test(test_sharded_output),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_hostile_int8),
     };

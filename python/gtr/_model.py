@@ -57,6 +57,8 @@ class Model(_lib.Closable):
     threads: worker threads (None: all cores); max_len: tokens per text including </s>
     (None: the model's max_seq_length, 512 for GTR), longer texts are truncated;
     dtype: "f32" (default, the reference), "bf16" or "int8";
+    device: "cpu" (default; also the GTR_DEVICE environment variable), "cuda" or "cuda:N"
+    (the optional plugin libgtr-cuda.so; f32 or bf16);
     spm_compat: which tokenizer implementation to match where segmentations tie (runs of one
     repeated character such as "----"): "0.1" (default: SentencePiece up to 0.2.1, the
     reference data), "0.2.2" (SentencePiece 0.2.2 and later) or "hf" (the Hugging Face
@@ -69,7 +71,8 @@ class Model(_lib.Closable):
     thread; the vectors are the same bits either way.
     """
 
-    def __init__(self, path, threads=None, max_len=None, dtype="f32", spm_compat=None):
+    def __init__(self, path, threads=None, max_len=None, dtype="f32", spm_compat=None,
+                 device=None):
         self._m = None
         if dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of f32, bf16, int8, not {dtype!r}")
@@ -77,6 +80,9 @@ class Model(_lib.Closable):
         opts.n_threads = int(threads) if threads else 0
         opts.max_len = int(max_len) if max_len else 0
         opts.dtype = _DTYPES[dtype]
+        device = device if device is not None else os.environ.get("GTR_DEVICE") or None
+        self._device = device.encode() if device else None  # kept alive: opts points at it
+        opts.device = self._device
         err = _lib.Error()
         if spm_compat is not None:
             code = c_int(0)

@@ -105,3 +105,61 @@ gtr_status gtr_ann_search(const gtr_ann *a, const float *queries, size_t nq, siz
     free(sc);
     return st;
 }
+
+/* recall@k of approximate hits against exact ones, each list of k+1 without the query's own
+ * document */
+static size_t shared_hits(const gtr_hit *a, size_t na, const gtr_hit *b, size_t nb, size_t self, size_t k)
+{
+    size_t h = 0, ka = 0;
+    for (size_t i = 0; i < na && ka < k; i++) {
+        if (a[i].doc == self) continue;
+        ka++;
+        for (size_t j = 0, kb = 0; j < nb && kb < k; j++) {
+            if (b[j].doc == self) continue;
+            kb++;
+            h += a[i].doc == b[j].doc;
+        }
+    }
+    return h;
+}
+
+gtr_status gtr_ann_tune(const gtr_ann *a, double target_recall, size_t k, size_t sample_n,
+                        uint64_t seed, gtr_pool *pool, uint32_t *nprobe, double *recall,
+                        gtr_error *err)
+{
+    if (!a || !nprobe || !recall || k == 0 || !(target_recall > 0 && target_recall <= 1))
+        return gtr_seterr(err, GTR_ERR_INVALID_ARG, "ann tune: need a handle, k > 0 and a target recall in (0, 1]");
+    size_t n = gtr_index_count(a->ix), dim = (size_t)gtr_index_dim(a->ix);
+    if (n < 2) return gtr_seterr(err, GTR_ERR_INVALID_ARG, "ann tune: the index has fewer than 2 documents");
+    if (sample_n == 0 || sample_n > n) sample_n = n < 200 ? n : 200;
+    if (k > n - 1) k = n - 1;
+    size_t kk = k + 1;
+    float *q = gtr_xmalloc(sample_n * dim * sizeof *q, "tune queries", err);
+    size_t *self = gtr_xmalloc(sample_n * sizeof *self, "tune sample", err);
+    gtr_hit *ex = gtr_xmalloc(sample_n * kk * sizeof *ex, "tune hits", err);
+    gtr_hit *ap = gtr_xmalloc(sample_n * kk * sizeof *ap, "tune hits", err);
+    size_t *nex = gtr_xmalloc(sample_n * sizeof *nex, "tune counts", err);
+    size_t *nap = gtr_xmalloc(sample_n * sizeof *nap, "tune counts", err);
+    gtr_status st = q && self && ex && ap && nex && nap ? GTR_OK : (err ? err->code : GTR_ERR_NOMEM);
+    uint64_t s = seed ^ 0x74756e65ull;
+    for (size_t i = 0; st == GTR_OK && i < sample_n; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        self[i] = (size_t)((s >> 17) % n); /* with replacement: duplicates only cost time */
+        memcpy(q + i * dim, gtr_index_vector(a->ix, self[i]), dim * sizeof *q);
+    }
+    gtr_search_options so = {pool, 0};
+    if (st == GTR_OK) st = gtr_index_search(a->ix, q, sample_n, kk, &so, ex, nex, err);
+    uint32_t lists = gtr_ivf_n_lists(a->ivf);
+    for (uint32_t np = 1; st == GTR_OK; np = np * 2 > lists ? lists : np * 2) {
+        gtr_ann_search_options ao = {np, 0, pool};
+        if ((st = gtr_ann_search(a, q, sample_n, kk, &ao, ap, nap, err))) break;
+        size_t h = 0;
+        for (size_t i = 0; i < sample_n; i++)
+            h += shared_hits(ap + i * kk, nap[i], ex + i * kk, nex[i], self[i], k);
+        *nprobe = np;
+        *recall = (double)h / (double)(sample_n * k);
+        if (*recall >= target_recall || np == lists) break;
+    }
+    free(q); free(self); free(ex); free(ap); free(nex); free(nap);
+    return st;
+}

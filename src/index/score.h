@@ -41,6 +41,53 @@ typedef struct gtr_ix_kernels {
                       const float *caux, size_t nd, size_t dim, float *S, size_t lds);
 } gtr_ix_kernels;
 
+/* ---- per-ISA micro-kernels under the one driver (score.c) ------------------------------ */
+
+/* Element types of the document rows a tile reads. */
+enum { GTR_IX_F32, GTR_IX_F16, GTR_IX_I8, GTR_IX_NSRC };
+/* Tile shapes: [0] qt × dt queries × documents, [1] qt × 1 (the documents left over),
+ * [2] 1 × dt1 (a query left over), [3] 1 × 1. */
+enum { GTR_IX_TILES = 4 };
+
+/* S[i * lds + j] = score(Q + i * qs, D + j * dim) for the tile's queries i and documents j,
+ * each pair summed in the order score.h defines (approximate sources: the same order on the
+ * widened values). */
+typedef void (*gtr_ix_tile_fn)(const float *Q, size_t qs, const void *D, size_t dim, float *S,
+                               size_t lds);
+typedef struct gtr_ix_ukr {
+    int qt, dt, dt1;
+    gtr_ix_tile_fn tile[GTR_IX_NSRC][GTR_IX_TILES];
+} gtr_ix_ukr;
+
+/* Defines an ISA's gtr_ix_ukr `var` from its inline fn(src, QT, DT, Q, qs, D, dim, S, lds):
+ * one function per source and shape. */
+#define GTR_IX_TILE_FN(name, fn, src, QT, DT)                                                  \
+    static void name(const float *Q, size_t qs, const void *D, size_t dim, float *S,           \
+                     size_t lds)                                                               \
+    {                                                                                          \
+        fn(src, QT, DT, Q, qs, D, dim, S, lds);                                                \
+    }
+#define GTR_IX_TILE_SET(s, fn, src, QT, DT, DT1)                                               \
+    GTR_IX_TILE_FN(s##_blk, fn, src, QT, DT)                                                   \
+    GTR_IX_TILE_FN(s##_q1, fn, src, QT, 1)                                                     \
+    GTR_IX_TILE_FN(s##_d1, fn, src, 1, DT1)                                                    \
+    GTR_IX_TILE_FN(s##_11, fn, src, 1, 1)
+#define GTR_IX_UKR(var, fn, QT, DT, DT1)                                                       \
+    GTR_IX_TILE_SET(var##_f32, fn, GTR_IX_F32, QT, DT, DT1)                                    \
+    GTR_IX_TILE_SET(var##_f16, fn, GTR_IX_F16, QT, DT, DT1)                                    \
+    GTR_IX_TILE_SET(var##_i8, fn, GTR_IX_I8, QT, DT, DT1)                                      \
+    const gtr_ix_ukr var = {                                                                   \
+        .qt = QT,                                                                              \
+        .dt = DT,                                                                              \
+        .dt1 = DT1,                                                                            \
+        .tile = {{var##_f32_blk, var##_f32_q1, var##_f32_d1, var##_f32_11},                    \
+                 {var##_f16_blk, var##_f16_q1, var##_f16_d1, var##_f16_11},                    \
+                 {var##_i8_blk, var##_i8_q1, var##_i8_d1, var##_i8_11}},                       \
+    };
+
+extern const gtr_ix_ukr gtr_ix_avx2_ukr;   /* score_avx2.c */
+extern const gtr_ix_ukr gtr_ix_avx512_ukr; /* score_avx512.c */
+
 /* The best kernels this CPU offers (GTR_CPU caps the choice, as for the model kernels). */
 const gtr_ix_kernels *gtr_ix_kernels_select(void);
 const gtr_ix_kernels *gtr_ix_kernels_generic(void);

@@ -8,7 +8,7 @@
 
 #define ALWAYS_INLINE inline __attribute__((always_inline))
 
-enum { SRC_F32, SRC_F16, SRC_I8 };
+enum { SRC_F32 = GTR_IX_F32, SRC_F16 = GTR_IX_F16, SRC_I8 = GTR_IX_I8 };
 
 static ALWAYS_INLINE float hsum(__m256 lo, __m256 hi)
 {
@@ -92,49 +92,11 @@ static ALWAYS_INLINE void tile(int src, int QT, int DT, const float *Q, size_t q
         for (int j = 0; j < DT; j++) S[(size_t)i * lds + j] = hsum(lo[i][j], hi[i][j]);
 }
 
-static ALWAYS_INLINE void run(int src, const float *Q, size_t nq, size_t qs, const void *D, size_t nd,
-                              size_t dim, float *S, size_t lds)
+/* The tiles as the driver (score.c) calls them: 2 × 2 blocks, a lone query 1 × 4. */
+static ALWAYS_INLINE void tile_at(int src, int QT, int DT, const float *Q, size_t qs, const void *D,
+                                  size_t dim, float *S, size_t lds)
 {
-    size_t dim16 = dim & ~(size_t)15;
-    size_t esz = src == SRC_F32 ? 4 : src == SRC_F16 ? 2 : 1;
-    const char *Db = D;
-    size_t i = 0;
-    for (; i + 2 <= nq; i += 2) {
-        size_t j = 0;
-        for (; j + 2 <= nd; j += 2)
-            tile(src, 2, 2, Q + i * qs, qs, Db + j * dim * esz, dim, S + i * lds + j, lds, dim16);
-        for (; j < nd; j++)
-            tile(src, 2, 1, Q + i * qs, qs, Db + j * dim * esz, dim, S + i * lds + j, lds, dim16);
-    }
-    for (; i < nq; i++) {
-        size_t j = 0;
-        for (; j + 4 <= nd; j += 4)
-            tile(src, 1, 4, Q + i * qs, qs, Db + j * dim * esz, dim, S + i * lds + j, lds, dim16);
-        for (; j < nd; j++)
-            tile(src, 1, 1, Q + i * qs, qs, Db + j * dim * esz, dim, S + i * lds + j, lds, dim16);
-    }
+    tile(src, QT, DT, Q, qs, D, dim, S, lds, dim & ~(size_t)15);
 }
 
-static void score_avx2(const float *Q, size_t nq, size_t qs, const float *D, size_t nd, size_t dim,
-                       float *S, size_t lds)
-{
-    run(SRC_F32, Q, nq, qs, D, nd, dim, S, lds);
-}
-
-static void approx_f16_avx2(const float *Q, size_t nq, size_t qs, const uint16_t *C, size_t nd,
-                            size_t dim, float *S, size_t lds)
-{
-    run(SRC_F16, Q, nq, qs, C, nd, dim, S, lds);
-}
-
-static void approx_i8_avx2(const float *Q, size_t nq, size_t qs, const int8_t *C, const float *caux,
-                           size_t nd, size_t dim, float *S, size_t lds)
-{
-    run(SRC_I8, Q, nq, qs, C, nd, dim, S, lds);
-    for (size_t i = 0; i < nq; i++)
-        for (size_t j = 0; j < nd; j++) S[i * lds + j] *= caux[3 * j];
-}
-
-static const gtr_ix_kernels avx2 = {"avx2", score_avx2, approx_f16_avx2, approx_i8_avx2};
-
-const gtr_ix_kernels *gtr_ix_kernels_avx2(void) { return &avx2; }
+GTR_IX_UKR(gtr_ix_avx2_ukr, tile_at, 2, 2, 4)

@@ -8,7 +8,7 @@
 
 #define ALWAYS_INLINE inline __attribute__((always_inline))
 
-enum { SRC_F32, SRC_F16, SRC_I8 };
+enum { SRC_F32 = GTR_IX_F32, SRC_F16 = GTR_IX_F16, SRC_I8 = GTR_IX_I8 };
 
 /* lanes l and l+8, then l and l+4, l and l+2, l and l+1: the order score.h defines */
 static ALWAYS_INLINE float hsum16(__m512 v)
@@ -75,50 +75,11 @@ static ALWAYS_INLINE void tile(int src, int QT, int DT, const float *Q, size_t q
         for (int j = 0; j < DT; j++) S[(size_t)i * lds + j] = hsum16(acc[i][j]);
 }
 
-static ALWAYS_INLINE void run(int src, const float *Q, size_t nq, size_t qs, const void *D, size_t nd,
-                              size_t dim, float *S, size_t lds)
+/* The tiles as the driver (score.c) calls them: 4 × 4 blocks, a lone query 1 × 8. */
+static ALWAYS_INLINE void tile_at(int src, int QT, int DT, const float *Q, size_t qs, const void *D,
+                                  size_t dim, float *S, size_t lds)
 {
-    size_t dim16 = dim & ~(size_t)15;
-    __mmask16 tail = (__mmask16)((1u << (dim & 15)) - 1u);
-    size_t esz = src == SRC_F32 ? 4 : src == SRC_F16 ? 2 : 1;
-    const char *Db = D;
-    size_t i = 0;
-    for (; i + 4 <= nq; i += 4) {
-        size_t j = 0;
-        for (; j + 4 <= nd; j += 4)
-            tile(src, 4, 4, Q + i * qs, qs, Db + j * dim * esz, dim, S + i * lds + j, lds, dim16, tail);
-        for (; j < nd; j++)
-            tile(src, 4, 1, Q + i * qs, qs, Db + j * dim * esz, dim, S + i * lds + j, lds, dim16, tail);
-    }
-    for (; i < nq; i++) {
-        size_t j = 0;
-        for (; j + 8 <= nd; j += 8)
-            tile(src, 1, 8, Q + i * qs, qs, Db + j * dim * esz, dim, S + i * lds + j, lds, dim16, tail);
-        for (; j < nd; j++)
-            tile(src, 1, 1, Q + i * qs, qs, Db + j * dim * esz, dim, S + i * lds + j, lds, dim16, tail);
-    }
+    tile(src, QT, DT, Q, qs, D, dim, S, lds, dim & ~(size_t)15, (__mmask16)((1u << (dim & 15)) - 1u));
 }
 
-static void score_avx512(const float *Q, size_t nq, size_t qs, const float *D, size_t nd, size_t dim,
-                         float *S, size_t lds)
-{
-    run(SRC_F32, Q, nq, qs, D, nd, dim, S, lds);
-}
-
-static void approx_f16_avx512(const float *Q, size_t nq, size_t qs, const uint16_t *C, size_t nd,
-                              size_t dim, float *S, size_t lds)
-{
-    run(SRC_F16, Q, nq, qs, C, nd, dim, S, lds);
-}
-
-static void approx_i8_avx512(const float *Q, size_t nq, size_t qs, const int8_t *C, const float *caux,
-                             size_t nd, size_t dim, float *S, size_t lds)
-{
-    run(SRC_I8, Q, nq, qs, C, nd, dim, S, lds);
-    for (size_t i = 0; i < nq; i++)
-        for (size_t j = 0; j < nd; j++) S[i * lds + j] *= caux[3 * j];
-}
-
-static const gtr_ix_kernels avx512 = {"avx512", score_avx512, approx_f16_avx512, approx_i8_avx512};
-
-const gtr_ix_kernels *gtr_ix_kernels_avx512(void) { return &avx512; }
+GTR_IX_UKR(gtr_ix_avx512_ukr, tile_at, 4, 4, 8)

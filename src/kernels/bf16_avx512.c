@@ -15,7 +15,7 @@
 
 #define INLINE static inline __attribute__((always_inline))
 
-size_t gtr_avx512_bf16_ws(size_t kp) { return (size_t)GTR_LINEAR_MC * kp * sizeof(uint16_t); }
+static size_t bf16_ws(size_t kp) { return (size_t)GTR_LINEAR_MC * kp * sizeof(uint16_t); }
 
 /* x with float32 denormals replaced by signed zeros */
 INLINE __m512 daz(__m512 x)
@@ -26,9 +26,13 @@ INLINE __m512 daz(__m512 x)
         _mm512_mask_blend_epi32(normal, _mm512_and_si512(xi, _mm512_set1_epi32((int)0x80000000u)), xi));
 }
 
-/* rows of x -> bf16 rows of kp values (zero padded) */
-static void convert_rows(const float *x, size_t m, size_t ldx, size_t k, size_t kp, uint16_t *dst)
+/* rows of x -> bf16 rows of kp values (zero padded), in the scratch */
+static void convert_rows(gtr_linear_task *t, const float *x, size_t m, size_t ldx, void *ws)
 {
+    const size_t k = t->w->k, kp = t->w->kp;
+    uint16_t *dst = ws;
+    t->a = dst;
+    t->lda = kp;
     for (size_t i = 0; i < m; i++) {
         const float *src = x + i * ldx;
         uint16_t *d = dst + i * kp;
@@ -103,23 +107,16 @@ static void ukr_any(int mr, size_t K2, const uint16_t *a, size_t lda, const uint
     }
 }
 
-void gtr_avx512_linear_bf16(const gtr_wmat *w, const float *x, size_t m, size_t ldx, float *y,
-                            size_t ldy, size_t p0, size_t p1, unsigned flags, void *ws)
+/* pairs [k0, k0 + kc) of panel p */
+static void tile(const gtr_linear_task *t, int mr, size_t i0, size_t p, size_t k0, size_t kc,
+                 int accum, int relu)
 {
-    uint16_t *xb = ws;
-    const uint16_t *data = w->data;
-    const size_t kp = w->kp, K2 = kp / 2;
-    convert_rows(x, m, ldx, w->k, kp, xb);
-    for (size_t k0 = 0; k0 < K2; k0 += KC2) {
-        size_t kc = GTR_MIN(KC2, K2 - k0);
-        int accum = k0 > 0 || (flags & GTR_LINEAR_ACCUM);
-        int relu = (k0 + kc == K2) && (flags & GTR_LINEAR_RELU);
-        for (size_t p = p0; p < p1; p++) {
-            const uint16_t *b = data + (p * K2 + k0) * 2 * NR;
-            size_t ncols = GTR_MIN(NR, w->n - p * NR);
-            for (size_t i0 = 0; i0 < m; i0 += MR)
-                ukr_any((int)GTR_MIN(MR, m - i0), kc, xb + i0 * kp + 2 * k0, kp, b,
-                        y + i0 * ldy + p * NR, ldy, ncols, accum, relu);
-        }
-    }
+    const gtr_wmat *w = t->w;
+    const uint16_t *xb = t->a;
+    const uint16_t *b = (const uint16_t *)w->data + (p * (w->kp / 2) + k0) * 2 * NR;
+    ukr_any(mr, kc, xb + i0 * t->lda + 2 * k0, t->lda, b, t->y + i0 * t->ldy + p * NR, t->ldy,
+            GTR_MIN(NR, w->n - p * NR), accum, relu);
 }
+
+const gtr_linear_ukr gtr_avx512_linear_bf16 = {
+    .mr = MR, .kc = KC2, .ws = bf16_ws, .prep = convert_rows, .tile = tile};

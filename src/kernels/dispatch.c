@@ -7,11 +7,8 @@
 const gtr_kernels gtr_kernels_generic_table = {
     .name = "generic",
     .nr = {16, 16, 16},
-    .linear = {gtr_generic_linear_f32, gtr_generic_linear_bf16, gtr_generic_linear_int8},
-    .linear_ws = {NULL, NULL, NULL},
-    .sgemm_nt = gtr_generic_sgemm_nt,
-    .sgemm_nn = gtr_generic_sgemm_nn,
-    .sgemm_tn = gtr_generic_sgemm_tn,
+    .linear = {&gtr_generic_linear_f32, &gtr_generic_linear_bf16, &gtr_generic_linear_int8},
+    .sgemm = NULL,
     .rmsnorm = gtr_generic_rmsnorm,
     .softmax = gtr_generic_softmax,
     .add_softmax = gtr_generic_add_softmax,
@@ -25,11 +22,8 @@ const gtr_kernels gtr_kernels_avx2_table = {
     .name = "avx2",
     .need_avx2 = true,
     .nr = {16, 16, 16},
-    .linear = {gtr_avx2_linear_f32, gtr_avx2_linear_bf16, gtr_avx2_linear_int8},
-    .linear_ws = {NULL, gtr_avx2_bf16_ws, gtr_avx2_int8_ws},
-    .sgemm_nt = gtr_avx2_sgemm_nt,
-    .sgemm_nn = gtr_avx2_sgemm_nn,
-    .sgemm_tn = gtr_avx2_sgemm_tn,
+    .linear = {&gtr_avx2_linear_f32, &gtr_avx2_linear_bf16, &gtr_avx2_linear_int8},
+    .sgemm = &gtr_avx2_sgemm,
     .rmsnorm = gtr_avx2_rmsnorm,
     .softmax = gtr_avx2_softmax,
     .add_softmax = gtr_avx2_add_softmax,
@@ -40,8 +34,7 @@ const gtr_kernels gtr_kernels_avx2_table = {
 
 /* AVX-512 float32 everywhere; the low-precision paths use what the CPU has. */
 #define AVX512_COMMON                                                                         \
-    .need_avx2 = true, .need_avx512 = true, .sgemm_nt = gtr_avx512_sgemm_nt,                  \
-    .sgemm_nn = gtr_avx512_sgemm_nn, .sgemm_tn = gtr_avx512_sgemm_tn,                         \
+    .need_avx2 = true, .need_avx512 = true, .sgemm = &gtr_avx512_sgemm,                       \
     .rmsnorm = gtr_avx512_rmsnorm, .softmax = gtr_avx512_softmax,                             \
     .add_softmax = gtr_avx512_add_softmax, .gelu_mul = gtr_avx512_gelu_mul,                   \
     .dot = gtr_avx512_dot, .transpose = gtr_avx512_transpose
@@ -50,8 +43,7 @@ const gtr_kernels gtr_kernels_avx512_table = {
     .name = "avx512",
     AVX512_COMMON,
     .nr = {64, 16, 16},
-    .linear = {gtr_avx512_linear_f32, gtr_avx2_linear_bf16, gtr_avx2_linear_int8},
-    .linear_ws = {NULL, gtr_avx2_bf16_ws, gtr_avx2_int8_ws},
+    .linear = {&gtr_avx512_linear_f32, &gtr_avx2_linear_bf16, &gtr_avx2_linear_int8},
 };
 
 const gtr_kernels gtr_kernels_avx512_vnni_table = {
@@ -59,8 +51,7 @@ const gtr_kernels gtr_kernels_avx512_vnni_table = {
     AVX512_COMMON,
     .need_vnni = true,
     .nr = {64, 16, 64},
-    .linear = {gtr_avx512_linear_f32, gtr_avx2_linear_bf16, gtr_avx512_linear_int8},
-    .linear_ws = {NULL, gtr_avx2_bf16_ws, gtr_avx512_int8_ws},
+    .linear = {&gtr_avx512_linear_f32, &gtr_avx2_linear_bf16, &gtr_avx512_linear_int8},
 };
 
 const gtr_kernels gtr_kernels_avx512_bf16_table = {
@@ -69,8 +60,7 @@ const gtr_kernels gtr_kernels_avx512_bf16_table = {
     .need_vnni = true,
     .need_bf16 = true,
     .nr = {64, 64, 64},
-    .linear = {gtr_avx512_linear_f32, gtr_avx512_linear_bf16, gtr_avx512_linear_int8},
-    .linear_ws = {NULL, gtr_avx512_bf16_ws, gtr_avx512_int8_ws},
+    .linear = {&gtr_avx512_linear_f32, &gtr_avx512_linear_bf16, &gtr_avx512_linear_int8},
 };
 
 /* best first */
@@ -124,19 +114,31 @@ const char *gtr_kernels_name(const gtr_kernels *k) { return k->name; }
 void gtr_sgemm_nt(const gtr_kernels *k, size_t M, size_t N, size_t K, const float *A, size_t lda,
                   const float *B, size_t ldb, float beta, float *C, size_t ldc)
 {
-    if (M && N) k->sgemm_nt(M, N, K, A, lda, B, ldb, beta, C, ldc);
+    if (!M || !N) return;
+    if (k->sgemm)
+        gtr_sgemm_drive_nt(k->sgemm, M, N, K, A, lda, B, ldb, beta, C, ldc);
+    else
+        gtr_generic_sgemm_nt(M, N, K, A, lda, B, ldb, beta, C, ldc);
 }
 
 void gtr_sgemm_nn(const gtr_kernels *k, size_t M, size_t N, size_t K, const float *A, size_t lda,
                   const float *B, size_t ldb, float beta, float *C, size_t ldc)
 {
-    if (M && N) k->sgemm_nn(M, N, K, A, lda, B, ldb, beta, C, ldc);
+    if (!M || !N) return;
+    if (k->sgemm)
+        gtr_sgemm_drive_nn(k->sgemm, M, N, K, A, lda, B, ldb, beta, C, ldc);
+    else
+        gtr_generic_sgemm_nn(M, N, K, A, lda, B, ldb, beta, C, ldc);
 }
 
 void gtr_sgemm_tn(const gtr_kernels *k, size_t M, size_t N, size_t K, const float *A, size_t lda,
                   const float *B, size_t ldb, float beta, float *C, size_t ldc)
 {
-    if (M && N) k->sgemm_tn(M, N, K, A, lda, B, ldb, beta, C, ldc);
+    if (!M || !N) return;
+    if (k->sgemm)
+        gtr_sgemm_drive_tn(k->sgemm, M, N, K, A, lda, B, ldb, beta, C, ldc);
+    else
+        gtr_generic_sgemm_tn(M, N, K, A, lda, B, ldb, beta, C, ldc);
 }
 
 void gtr_rmsnorm(const gtr_kernels *k, const float *x, const float *w, float eps, size_t n, float *y)

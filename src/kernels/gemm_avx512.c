@@ -1,11 +1,11 @@
-/* gemm_avx512.c — float32 GEMM with AVX-512: the packed-weight linear layer and the strided
- * attention-sized sgemm_nt/nn/tn.
+/* gemm_avx512.c — float32 GEMM micro-kernels with AVX-512 for the drivers in gemm.c (the
+ * packed-weight linear layer and the strided attention-sized sgemm_nt/nn/tn).
  *
  * Micro-kernel: 6 rows × 64 columns (24 zmm accumulators, 4 weight vectors, 1 broadcast).
  * Per k step it does 4 vector loads + 6 broadcasts for 24 FMAs, so two FMA pipes stay fed
  * from L1/L2 (measured ~100% of peak in L1 on Zen 4/5). Rows of X are broadcast straight
  * from the caller's matrix (no packing: six sequential streams), weights come from the packed
- * panel [k][64]. For gtr-t5-base shapes the whole K fits the blocking below (KC), so each
+ * panel [k][64]. For gtr-t5-base shapes the whole K fits the k block (KC), so each
  * output tile is written once, with the epilogue (residual add, ReLU) fused into the store. */
 #include "kernels/kernels_internal.h"
 
@@ -15,7 +15,6 @@
 #define NV 4
 #define NR (16 * NV)
 #define KC 1024 /* k block: a 1024×64 float weight sliver (256 KB) stays in L2 */
-#define KT 128  /* k chunk of the transposed B in sgemm_nt (32 KB on the stack) */
 
 #define INLINE static inline __attribute__((always_inline))
 
@@ -107,72 +106,11 @@ static void ukr_strided(int mr, size_t K, const float *a, size_t ars, size_t aks
     }
 }
 
-void gtr_avx512_linear_f32(const gtr_wmat *w, const float *x, size_t m, size_t ldx, float *y,
-                           size_t ldy, size_t p0, size_t p1, unsigned flags, void *ws)
+static void linear_tile(const gtr_linear_task *t, int mr, size_t i0, size_t p, size_t k0,
+                        size_t kc, int accum, int relu)
 {
-    (void)ws;
-    const float *data = w->data;
-    const size_t K = w->k, kp = w->kp;
-    for (size_t k0 = 0; k0 < K; k0 += KC) {
-        size_t kc = GTR_MIN(KC, K - k0);
-        float beta = (k0 == 0 && !(flags & GTR_LINEAR_ACCUM)) ? 0.0f : 1.0f;
-        int relu = (k0 + kc == K) && (flags & GTR_LINEAR_RELU);
-        for (size_t p = p0; p < p1; p++) {
-            const float *b = data + (p * kp + k0) * NR;
-            size_t ncols = GTR_MIN(NR, w->n - p * NR);
-            for (size_t i0 = 0; i0 < m; i0 += MR)
-                ukr_packed((int)GTR_MIN(MR, m - i0), kc, x + i0 * ldx + k0, ldx, b,
-                           y + i0 * ldy + p * NR, ldy, ncols, beta, relu);
-        }
-    }
+    gtr_f32_linear_tile(t, mr, i0, p, k0, kc, accum, relu, NR, ukr_packed);
 }
 
-/* A[i,k] at A[i*ars + k*aks]; B[k,j] at B[k*bks + j]. */
-static void sgemm_strided(size_t M, size_t N, size_t K, const float *A, size_t ars, size_t aks,
-                          const float *B, size_t bks, float beta, float *C, size_t ldc)
-{
-    for (size_t j0 = 0; j0 < N; j0 += NR) {
-        size_t nc = GTR_MIN(NR, N - j0);
-        for (size_t i0 = 0; i0 < M; i0 += MR)
-            ukr_strided((int)GTR_MIN(MR, M - i0), K, A + i0 * ars, ars, aks, B + j0, bks,
-                        C + i0 * ldc + j0, ldc, nc, beta);
-    }
-}
-
-void gtr_avx512_sgemm_nn(size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B,
-                         size_t ldb, float beta, float *C, size_t ldc)
-{
-    sgemm_strided(M, N, K, A, lda, 1, B, ldb, beta, C, ldc);
-}
-
-void gtr_avx512_sgemm_tn(size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B,
-                         size_t ldb, float beta, float *C, size_t ldc)
-{
-    sgemm_strided(M, N, K, A, 1, lda, B, ldb, beta, C, ldc);
-}
-
-/* nt: B is [N, K]; transpose 64-column blocks of it in KT chunks into a [KT][64] buffer and
- * run the same kernel (QKᵀ in attention: K = d_kv = 64, one chunk). */
-void gtr_avx512_sgemm_nt(size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B,
-                         size_t ldb, float beta, float *C, size_t ldc)
-{
-    _Alignas(64) float bt[KT * NR];
-    if (K == 0) {
-        sgemm_strided(M, N, 0, A, lda, 1, B, 0, beta, C, ldc); /* C = beta*C */
-        return;
-    }
-    for (size_t j0 = 0; j0 < N; j0 += NR) {
-        size_t nc = GTR_MIN(NR, N - j0);
-        for (size_t k0 = 0; k0 < K; k0 += KT) {
-            size_t kc = GTR_MIN(KT, K - k0);
-            for (size_t j = 0; j < nc; j++) {
-                const float *src = B + (j0 + j) * ldb + k0;
-                for (size_t k = 0; k < kc; k++) bt[k * NR + j] = src[k];
-            }
-            float bb = k0 == 0 ? beta : 1.0f;
-            for (size_t i0 = 0; i0 < M; i0 += MR)
-                ukr_strided((int)GTR_MIN(MR, M - i0), kc, A + i0 * lda + k0, lda, 1, bt, NR,
-                            C + i0 * ldc + j0, ldc, nc, bb);
-        }
-    }
-}
+const gtr_linear_ukr gtr_avx512_linear_f32 = {.mr = MR, .kc = KC, .tile = linear_tile};
+const gtr_sgemm_ukr gtr_avx512_sgemm = {.mr = MR, .nr = NR, .tile = ukr_strided};

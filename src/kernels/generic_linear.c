@@ -22,8 +22,8 @@ static size_t panel_cols(const gtr_wmat *w, size_t p)
     return GTR_MIN(w->nr, w->n - c0);
 }
 
-void gtr_generic_linear_f32(const gtr_wmat *w, const float *x, size_t m, size_t ldx, float *y,
-                            size_t ldy, size_t p0, size_t p1, unsigned flags, void *ws)
+static void generic_f32(const gtr_wmat *w, const float *x, size_t m, size_t ldx, float *y,
+                        size_t ldy, size_t p0, size_t p1, unsigned flags, void *ws)
 {
     (void)ws;
     const size_t nr = w->nr, kp = w->kp;
@@ -44,8 +44,8 @@ void gtr_generic_linear_f32(const gtr_wmat *w, const float *x, size_t m, size_t 
     }
 }
 
-void gtr_generic_linear_bf16(const gtr_wmat *w, const float *x, size_t m, size_t ldx, float *y,
-                             size_t ldy, size_t p0, size_t p1, unsigned flags, void *ws)
+static void generic_bf16(const gtr_wmat *w, const float *x, size_t m, size_t ldx, float *y,
+                         size_t ldy, size_t p0, size_t p1, unsigned flags, void *ws)
 {
     (void)ws;
     const size_t nr = w->nr, kp = w->kp;
@@ -71,8 +71,8 @@ void gtr_generic_linear_bf16(const gtr_wmat *w, const float *x, size_t m, size_t
     }
 }
 
-void gtr_generic_linear_int8(const gtr_wmat *w, const float *x, size_t m, size_t ldx, float *y,
-                             size_t ldy, size_t p0, size_t p1, unsigned flags, void *ws)
+static void generic_int8(const gtr_wmat *w, const float *x, size_t m, size_t ldx, float *y,
+                         size_t ldy, size_t p0, size_t p1, unsigned flags, void *ws)
 {
     (void)ws;
     const size_t nr = w->nr, kp = w->kp;
@@ -106,3 +106,24 @@ void gtr_generic_linear_int8(const gtr_wmat *w, const float *x, size_t m, size_t
         }
     }
 }
+
+/* As micro-kernels of the one driver: a tile is every row of the task against panel p, and
+ * K is one block (kc = 0), so the flags reach the tile unchanged. Each output is computed on
+ * its own, so the driver's order (panels outside rows) changes no bits. */
+#define GENERIC_TILE(name, fn)                                                                 \
+    static void name(const gtr_linear_task *t, int mr, size_t i0, size_t p, size_t k0,         \
+                     size_t kc, int accum, int relu)                                           \
+    {                                                                                          \
+        (void)k0, (void)kc;                                                                    \
+        unsigned flags = (accum ? GTR_LINEAR_ACCUM : 0u) | (relu ? GTR_LINEAR_RELU : 0u);      \
+        const float *x = t->a;                                                                 \
+        fn(t->w, x + i0 * t->lda, (size_t)mr, t->lda, t->y + i0 * t->ldy, t->ldy, p, p + 1,    \
+           flags, NULL);                                                                       \
+    }
+GENERIC_TILE(tile_f32, generic_f32)
+GENERIC_TILE(tile_bf16, generic_bf16)
+GENERIC_TILE(tile_int8, generic_int8)
+
+const gtr_linear_ukr gtr_generic_linear_f32 = {.mr = GTR_LINEAR_MC, .tile = tile_f32};
+const gtr_linear_ukr gtr_generic_linear_bf16 = {.mr = GTR_LINEAR_MC, .tile = tile_bf16};
+const gtr_linear_ukr gtr_generic_linear_int8 = {.mr = GTR_LINEAR_MC, .tile = tile_int8};

@@ -17,13 +17,18 @@
 
 #define INLINE static inline __attribute__((always_inline))
 
-size_t gtr_avx512_int8_ws(size_t kp) { return (size_t)GTR_LINEAR_MC * (kp + sizeof(float)) + 64; }
+static size_t int8_ws(size_t kp) { return (size_t)GTR_LINEAR_MC * (kp + sizeof(float)) + 64; }
 
 /* Quantise rows of x: u8 codes (qx + 128) of kp bytes each (padding = 128, i.e. 0) and the
  * row scales, exactly as gtr_q8 / gtr_q8_scale define them. */
-static void quantize_rows(const float *x, size_t m, size_t ldx, size_t k, size_t kp, uint8_t *dst,
-                          float *sx)
+static void quantize_rows(gtr_linear_task *t, const float *x, size_t m, size_t ldx, void *ws)
 {
+    const size_t k = t->w->k, kp = t->w->kp;
+    uint8_t *dst = ws;
+    float *sx = (float *)(dst + (GTR_LINEAR_MC * kp + 63) / 64 * 64);
+    t->a = dst;
+    t->lda = kp;
+    t->sx = sx;
     const __m512 sign = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
     const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127),
                   off = _mm512_set1_epi32(128);
@@ -112,21 +117,18 @@ static void ukr_any(int mr, size_t K4, const uint8_t *a, size_t lda, const int8_
     }
 }
 
-void gtr_avx512_linear_int8(const gtr_wmat *w, const float *x, size_t m, size_t ldx, float *y,
-                            size_t ldy, size_t p0, size_t p1, unsigned flags, void *ws)
+/* panel p, all of K (kc = kp / 4) */
+static void tile(const gtr_linear_task *t, int mr, size_t i0, size_t p, size_t k0, size_t kc,
+                 int accum, int relu)
 {
-    const size_t kp = w->kp;
-    uint8_t *xq = ws;
-    float *sx = (float *)(xq + (GTR_LINEAR_MC * kp + 63) / 64 * 64);
-    quantize_rows(x, m, ldx, w->k, kp, xq, sx);
-    const int8_t *data = w->data;
-    int accum = (flags & GTR_LINEAR_ACCUM) != 0, relu = (flags & GTR_LINEAR_RELU) != 0;
-    for (size_t p = p0; p < p1; p++) {
-        const int8_t *b = data + p * kp * NR;
-        size_t ncols = GTR_MIN(NR, w->n - p * NR);
-        for (size_t i0 = 0; i0 < m; i0 += MR)
-            ukr_any((int)GTR_MIN(MR, m - i0), kp / 4, xq + i0 * kp, kp, b, sx + i0,
-                    w->scales + p * NR, w->colsum + p * NR, y + i0 * ldy + p * NR, ldy, ncols,
-                    accum, relu);
-    }
+    (void)k0;
+    const gtr_wmat *w = t->w;
+    const uint8_t *xq = t->a;
+    const int8_t *b = (const int8_t *)w->data + p * w->kp * NR;
+    ukr_any(mr, kc, xq + i0 * t->lda, t->lda, b, t->sx + i0, w->scales + p * NR,
+            w->colsum + p * NR, t->y + i0 * t->ldy + p * NR, t->ldy,
+            GTR_MIN(NR, w->n - p * NR), accum, relu);
 }
+
+const gtr_linear_ukr gtr_avx512_linear_int8 = {
+    .mr = MR, .kc = 0, .ws = int8_ws, .prep = quantize_rows, .tile = tile};

@@ -4,6 +4,12 @@
  * versions (AVX2+FMA, AVX-512 with BF16/VNNI) live in *_avx2.c / *_avx512.c and are chosen at
  * run time by gtr_kernels_select() from CPUID.
  *
+ * Each operation has one driver, and an ISA brings only micro-kernels (kernels_internal.h):
+ * gemm.c blocks gtr_linear (gtr_linear_ukr: prepare rows, compute one tile) and the strided
+ * sgemms (gtr_sgemm_ukr); eltwise_body.h writes the row kernels once over a vector type that
+ * eltwise_<isa>.c maps onto its registers; index/score.c tiles the index scores over
+ * gtr_ix_ukr. Adding an ISA = those micro-kernels + a table entry in dispatch.c.
+ *
  * Weights are "linear" matrices W[n_out, k_in] (PyTorch nn.Linear layout); they are packed
  * once at load (gtr_wmat) into whatever layout/precision the chosen kernels like best.
  *

@@ -23,23 +23,70 @@ static inline void gtr_softmax_masked_row(float *x, size_t n)
  * count: 6 and 4); the per-thread scratch holds that many converted rows. */
 #define GTR_LINEAR_MC 96
 
-/* One task of gtr_linear: rows [0, m) (m <= GTR_LINEAR_MC) of x and y, output panels
- * [p0, p1) of w; ws = this thread's scratch (ws_bytes(type, kp) bytes, 64-byte aligned). */
-typedef void (*gtr_linear_fn)(const gtr_wmat *w, const float *x, size_t m, size_t ldx, float *y,
-                              size_t ldy, size_t p0, size_t p1, unsigned flags, void *ws);
-typedef void (*gtr_sgemm_fn)(size_t M, size_t N, size_t K, const float *A, size_t lda,
-                             const float *B, size_t ldb, float beta, float *C, size_t ldc);
+/* ---- micro-kernel interfaces: one driver per operation (gemm.c), per-ISA tiles ------- */
+
+/* One task of gtr_linear as the driver sees it: the weights, the task's activation rows as
+ * the micro-kernel wants them (prepared by prep into the scratch, or x itself), and Y. */
+typedef struct gtr_linear_task {
+    const gtr_wmat *w;
+    const void *a; /* row i of the prepared activations at a + i*lda elements */
+    size_t lda;
+    const float *sx; /* INT8: per-row activation scales (in the scratch), else NULL */
+    float *y;
+    size_t ldy;
+} gtr_linear_task;
+
+/* A linear micro-kernel: the driver (gtr_linear_drive) walks k blocks of kc groups (g = 1, 2
+ * or 4 k values for f32, bf16, int8; 0 = all of K in one block, as integer sums need), then
+ * panels, then tiles of mr rows, and calls tile for each. accum: add to Y (ACCUM flag or a
+ * later k block); relu: apply ReLU (last k block only). Packing uses the table's nr[type]. */
+typedef struct gtr_linear_ukr {
+    int mr;
+    size_t kc;
+    /* per-thread scratch bytes for GTR_LINEAR_MC rows of kp (padded) inputs; NULL = none */
+    size_t (*ws)(size_t kp);
+    /* convert / quantise rows [0, m) of x into ws and set t->a, t->lda, t->sx; NULL: the
+     * tile reads x directly */
+    void (*prep)(gtr_linear_task *t, const float *x, size_t m, size_t ldx, void *ws);
+    void (*tile)(const gtr_linear_task *t, int mr, size_t i0, size_t p, size_t k0, size_t kc,
+                 int accum, int relu);
+} gtr_linear_ukr;
+
+/* The float32 linear tile every ISA shares (gemm.c): panel p of nr columns, k block
+ * [k0, k0 + kc), rows straight from x; packed computes C[mr, ncols] (=|+=) A·B (+ relu) from
+ * a panel with rows nr floats apart. */
+typedef void (*gtr_f32_packed_fn)(int mr, size_t K, const float *a, size_t lda, const float *b,
+                                  float *c, size_t ldc, size_t ncols, float beta, int relu);
+void gtr_f32_linear_tile(const gtr_linear_task *t, int mr, size_t i0, size_t p, size_t k0,
+                         size_t kc, int accum, int relu, size_t nr, gtr_f32_packed_fn packed);
+
+/* A strided float32 GEMM micro-kernel: C[mr, ncols] = beta*C + A·B for mr <= mr_max rows and
+ * ncols <= nr columns; A element (i, k) at a[i*ars + k*aks], B row k at b + k*bks. */
+typedef struct gtr_sgemm_ukr {
+    int mr, nr;
+    void (*tile)(int mr, size_t K, const float *a, size_t ars, size_t aks, const float *b,
+                 size_t bks, float *c, size_t ldc, size_t ncols, float beta);
+} gtr_sgemm_ukr;
+
+/* gemm.c: the drivers */
+void gtr_linear_drive(const gtr_linear_ukr *u, const gtr_wmat *w, const float *x, size_t m,
+                      size_t ldx, float *y, size_t ldy, size_t p0, size_t p1, unsigned flags,
+                      void *ws);
+void gtr_sgemm_drive_nt(const gtr_sgemm_ukr *u, size_t M, size_t N, size_t K, const float *A,
+                        size_t lda, const float *B, size_t ldb, float beta, float *C, size_t ldc);
+void gtr_sgemm_drive_nn(const gtr_sgemm_ukr *u, size_t M, size_t N, size_t K, const float *A,
+                        size_t lda, const float *B, size_t ldb, float beta, float *C, size_t ldc);
+void gtr_sgemm_drive_tn(const gtr_sgemm_ukr *u, size_t M, size_t N, size_t K, const float *A,
+                        size_t lda, const float *B, size_t ldb, float beta, float *C, size_t ldc);
 
 struct gtr_kernels {
     const char *name;
     /* which CPU features it needs (checked by gtr_kernels_at / _by_name) */
     bool need_avx2, need_avx512, need_bf16, need_vnni;
     size_t nr[GTR_W_NTYPES];            /* panel width of the packed layout, per gtr_wtype */
-    gtr_linear_fn linear[GTR_W_NTYPES]; /* works on layouts packed with nr[type] */
-    /* per-thread scratch bytes that linear[type] needs for GTR_LINEAR_MC rows of kp (padded)
-     * inputs; NULL = none */
-    size_t (*linear_ws[GTR_W_NTYPES])(size_t kp);
-    gtr_sgemm_fn sgemm_nt, sgemm_nn, sgemm_tn;
+    /* micro-kernels for layouts packed with nr[type] */
+    const gtr_linear_ukr *linear[GTR_W_NTYPES];
+    const gtr_sgemm_ukr *sgemm; /* NULL = the portable code */
     void (*rmsnorm)(const float *x, const float *w, float eps, size_t n, float *y);
     void (*softmax)(float *x, size_t n);
     void (*add_softmax)(float *x, const float *bias, size_t n);
@@ -93,49 +140,22 @@ void gtr_generic_add_softmax(float *x, const float *bias, size_t n);
 void gtr_generic_gelu_mul(float *x, const float *g, size_t n);
 float gtr_generic_dot(const float *a, const float *b, size_t n);
 void gtr_generic_transpose(const float *src, size_t lds, size_t rows, size_t cols, float *dst, size_t ldd);
-void gtr_generic_linear_f32(const gtr_wmat *w, const float *x, size_t m, size_t ldx, float *y,
-                            size_t ldy, size_t p0, size_t p1, unsigned flags, void *ws);
-void gtr_generic_linear_bf16(const gtr_wmat *w, const float *x, size_t m, size_t ldx, float *y,
-                             size_t ldy, size_t p0, size_t p1, unsigned flags, void *ws);
-void gtr_generic_linear_int8(const gtr_wmat *w, const float *x, size_t m, size_t ldx, float *y,
-                             size_t ldy, size_t p0, size_t p1, unsigned flags, void *ws);
+/* portable linear tiles: read any layout (any nr), need no scratch */
+extern const gtr_linear_ukr gtr_generic_linear_f32, gtr_generic_linear_bf16, gtr_generic_linear_int8;
 
-/* AVX2+FMA (gemm_avx2.c, lowp_avx2.c, eltwise_avx2.c) */
-void gtr_avx2_linear_f32(const gtr_wmat *w, const float *x, size_t m, size_t ldx, float *y,
-                         size_t ldy, size_t p0, size_t p1, unsigned flags, void *ws);
-void gtr_avx2_linear_bf16(const gtr_wmat *w, const float *x, size_t m, size_t ldx, float *y,
-                          size_t ldy, size_t p0, size_t p1, unsigned flags, void *ws);
-void gtr_avx2_linear_int8(const gtr_wmat *w, const float *x, size_t m, size_t ldx, float *y,
-                          size_t ldy, size_t p0, size_t p1, unsigned flags, void *ws);
-size_t gtr_avx2_bf16_ws(size_t kp);
-size_t gtr_avx2_int8_ws(size_t kp);
-void gtr_avx2_sgemm_nt(size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B,
-                       size_t ldb, float beta, float *C, size_t ldc);
-void gtr_avx2_sgemm_nn(size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B,
-                       size_t ldb, float beta, float *C, size_t ldc);
-void gtr_avx2_sgemm_tn(size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B,
-                       size_t ldb, float beta, float *C, size_t ldc);
+/* AVX2+FMA micro-kernels (gemm_avx2.c, lowp_avx2.c) and row kernels (eltwise_avx2.c) */
+extern const gtr_linear_ukr gtr_avx2_linear_f32, gtr_avx2_linear_bf16, gtr_avx2_linear_int8;
+extern const gtr_sgemm_ukr gtr_avx2_sgemm;
 void gtr_avx2_rmsnorm(const float *x, const float *w, float eps, size_t n, float *y);
 void gtr_avx2_softmax(float *x, size_t n);
 void gtr_avx2_add_softmax(float *x, const float *bias, size_t n);
 void gtr_avx2_gelu_mul(float *x, const float *g, size_t n);
 float gtr_avx2_dot(const float *a, const float *b, size_t n);
 
-/* AVX-512 (gemm_avx512.c, bf16_avx512.c, int8_avx512.c, eltwise_avx512.c) */
-void gtr_avx512_linear_f32(const gtr_wmat *w, const float *x, size_t m, size_t ldx, float *y,
-                           size_t ldy, size_t p0, size_t p1, unsigned flags, void *ws);
-void gtr_avx512_linear_bf16(const gtr_wmat *w, const float *x, size_t m, size_t ldx, float *y,
-                            size_t ldy, size_t p0, size_t p1, unsigned flags, void *ws);
-void gtr_avx512_linear_int8(const gtr_wmat *w, const float *x, size_t m, size_t ldx, float *y,
-                            size_t ldy, size_t p0, size_t p1, unsigned flags, void *ws);
-size_t gtr_avx512_bf16_ws(size_t kp);
-size_t gtr_avx512_int8_ws(size_t kp);
-void gtr_avx512_sgemm_nt(size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B,
-                         size_t ldb, float beta, float *C, size_t ldc);
-void gtr_avx512_sgemm_nn(size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B,
-                         size_t ldb, float beta, float *C, size_t ldc);
-void gtr_avx512_sgemm_tn(size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B,
-                         size_t ldb, float beta, float *C, size_t ldc);
+/* AVX-512 micro-kernels (gemm_avx512.c, bf16_avx512.c, int8_avx512.c) and row kernels
+ * (eltwise_avx512.c) */
+extern const gtr_linear_ukr gtr_avx512_linear_f32, gtr_avx512_linear_bf16, gtr_avx512_linear_int8;
+extern const gtr_sgemm_ukr gtr_avx512_sgemm;
 void gtr_avx512_rmsnorm(const float *x, const float *w, float eps, size_t n, float *y);
 void gtr_avx512_softmax(float *x, size_t n);
 void gtr_avx512_add_softmax(float *x, const float *bias, size_t n);

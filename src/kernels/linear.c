@@ -1,5 +1,5 @@
 /* linear.c — gtr_linear: splits Y = X·Wᵀ into tasks for the pool and hands each to the
- * table's single-threaded task function.
+ * table's micro-kernel through the one driver (gemm.c).
  *
  * A task is a block of up to GTR_LINEAR_MC rows times a range of weight panels. With many
  * rows (a batch of packed tokens) every task spans all of N, so each row block is converted /
@@ -10,7 +10,7 @@
 #include <stdlib.h>
 
 typedef struct {
-    gtr_linear_fn fn;
+    const gtr_linear_ukr *u;
     const gtr_wmat *w;
     const float *x;
     float *y;
@@ -26,20 +26,22 @@ static void linear_task(void *ctx, size_t t, int tid)
     size_t r0 = rb * GTR_LINEAR_MC, rows = GTR_MIN(GTR_LINEAR_MC, j->m - r0);
     size_t p0 = cb * j->chunk, p1 = GTR_MIN(j->np, p0 + j->chunk);
     void *ws = j->ws ? j->ws + (size_t)tid * j->ws_stride : NULL;
-    j->fn(j->w, j->x + r0 * j->ldx, rows, j->ldx, j->y + r0 * j->ldy, j->ldy, p0, p1, j->flags, ws);
+    gtr_linear_drive(j->u, j->w, j->x + r0 * j->ldx, rows, j->ldx, j->y + r0 * j->ldy, j->ldy, p0,
+                     p1, j->flags, ws);
 }
 
-/* The task function for w: the table's own when the layout matches, else the portable one
+/* The micro-kernel for w: the table's own when the layout matches, else the portable one
  * (which reads any layout), so a matrix packed by another table still computes correctly. */
-static gtr_linear_fn pick(const gtr_kernels *kern, const gtr_wmat *w, size_t *ws_per_thread)
+static const gtr_linear_ukr *pick(const gtr_kernels *kern, const gtr_wmat *w, size_t *ws_per_thread)
 {
     *ws_per_thread = 0;
     if (kern->nr[w->type] != w->nr) kern = gtr_kernels_generic();
-    if (kern->linear_ws[w->type]) {
-        size_t b = kern->linear_ws[w->type](w->kp);
+    const gtr_linear_ukr *u = kern->linear[w->type];
+    if (u->ws) {
+        size_t b = u->ws(w->kp);
         *ws_per_thread = (b + 63) / 64 * 64;
     }
-    return kern->linear[w->type];
+    return u;
 }
 
 size_t gtr_linear_ws_size(const gtr_kernels *kern, const gtr_pool *pool, const gtr_wmat *w, size_t m)
@@ -57,12 +59,12 @@ void gtr_linear_ws(const gtr_kernels *kern, gtr_pool *pool, const gtr_wmat *w, c
     if (m == 0) return;
     size_t per;
     linear_job j = {0};
-    j.fn = pick(kern, w, &per);
+    j.u = pick(kern, w, &per);
     if (per) {
         size_t need = gtr_linear_ws_size(kern, pool, w, m);
         if (!ws || ws_bytes < need) {
             /* not enough scratch: the portable kernels need none */
-            j.fn = gtr_kernels_generic()->linear[w->type];
+            j.u = gtr_kernels_generic()->linear[w->type];
             per = 0;
         } else {
             j.ws = (unsigned char *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);

@@ -15,8 +15,8 @@
 
 #define INLINE static inline __attribute__((always_inline))
 
-size_t gtr_avx2_bf16_ws(size_t kp) { return (size_t)GTR_LINEAR_MC * kp * sizeof(float); }
-size_t gtr_avx2_int8_ws(size_t kp) { return (size_t)GTR_LINEAR_MC * (kp + sizeof(float)) + 64; }
+static size_t bf16_ws(size_t kp) { return (size_t)GTR_LINEAR_MC * kp * sizeof(float); }
+static size_t int8_ws(size_t kp) { return (size_t)GTR_LINEAR_MC * (kp + sizeof(float)) + 64; }
 
 INLINE __m256i lmask(size_t r)
 {
@@ -69,34 +69,39 @@ INLINE void ukr_bf(const int mr, size_t K2, const float *a, size_t lda, const ui
                 store8(c + (size_t)i * ldc + 8 * j, ncols - 8 * (size_t)j, acc[i][j], accum, relu);
 }
 
-void gtr_avx2_linear_bf16(const gtr_wmat *w, const float *x, size_t m, size_t ldx, float *y,
-                          size_t ldy, size_t p0, size_t p1, unsigned flags, void *ws)
+/* O(m·k) next to O(m·n·k): the scalar definition is cheap enough here */
+static void bf16_prep(gtr_linear_task *t, const float *x, size_t m, size_t ldx, void *ws)
 {
+    const size_t k = t->w->k, kp = t->w->kp;
     float *xb = ws;
-    const size_t kp = w->kp, K2 = kp / 2;
-    /* O(m·k) next to O(m·n·k): the scalar definition is cheap enough here */
     for (size_t i = 0; i < m; i++) {
-        for (size_t c = 0; c < w->k; c++) xb[i * kp + c] = gtr_bf16_round_daz(x[i * ldx + c]);
-        for (size_t c = w->k; c < kp; c++) xb[i * kp + c] = 0;
+        for (size_t c = 0; c < k; c++) xb[i * kp + c] = gtr_bf16_round_daz(x[i * ldx + c]);
+        for (size_t c = k; c < kp; c++) xb[i * kp + c] = 0;
     }
-    const uint16_t *data = w->data;
-    int accum = (flags & GTR_LINEAR_ACCUM) != 0, relu = (flags & GTR_LINEAR_RELU) != 0;
-    for (size_t p = p0; p < p1; p++) {
-        const uint16_t *b = data + p * kp * NR;
-        size_t ncols = GTR_MIN(NR, w->n - p * NR);
-        float *yp = y + p * NR;
-        for (size_t i0 = 0; i0 < m; i0 += MR) {
-            const float *a = xb + i0 * kp;
-            float *c = yp + i0 * ldy;
-            switch (GTR_MIN(MR, m - i0)) {
-            case 4: ukr_bf(4, K2, a, kp, b, c, ldy, ncols, accum, relu); break;
-            case 3: ukr_bf(3, K2, a, kp, b, c, ldy, ncols, accum, relu); break;
-            case 2: ukr_bf(2, K2, a, kp, b, c, ldy, ncols, accum, relu); break;
-            default: ukr_bf(1, K2, a, kp, b, c, ldy, ncols, accum, relu); break;
-            }
-        }
+    t->a = xb;
+    t->lda = kp;
+}
+
+/* panel p, all of K (kc = kp / 2 pairs) */
+static void bf16_tile(const gtr_linear_task *t, int mr, size_t i0, size_t p, size_t k0,
+                      size_t kc, int accum, int relu)
+{
+    (void)k0;
+    const gtr_wmat *w = t->w;
+    const uint16_t *b = (const uint16_t *)w->data + p * w->kp * NR;
+    const float *a = (const float *)t->a + i0 * t->lda;
+    float *c = t->y + i0 * t->ldy + p * NR;
+    size_t ncols = GTR_MIN(NR, w->n - p * NR), lda = t->lda, ldy = t->ldy;
+    switch (mr) {
+    case 4: ukr_bf(4, kc, a, lda, b, c, ldy, ncols, accum, relu); break;
+    case 3: ukr_bf(3, kc, a, lda, b, c, ldy, ncols, accum, relu); break;
+    case 2: ukr_bf(2, kc, a, lda, b, c, ldy, ncols, accum, relu); break;
+    default: ukr_bf(1, kc, a, lda, b, c, ldy, ncols, accum, relu); break;
     }
 }
+
+const gtr_linear_ukr gtr_avx2_linear_bf16 = {
+    .mr = MR, .kc = 0, .ws = bf16_ws, .prep = bf16_prep, .tile = bf16_tile};
 
 /* ---- int8 ------------------------------------------------------------------------------ */
 
@@ -142,38 +147,45 @@ INLINE void ukr_i8(const int mr, size_t K4, const int8_t *a, size_t lda, const i
     }
 }
 
-void gtr_avx2_linear_int8(const gtr_wmat *w, const float *x, size_t m, size_t ldx, float *y,
-                          size_t ldy, size_t p0, size_t p1, unsigned flags, void *ws)
+static void int8_prep(gtr_linear_task *t, const float *x, size_t m, size_t ldx, void *ws)
 {
-    const size_t kp = w->kp;
+    const size_t k = t->w->k, kp = t->w->kp;
     int8_t *xq = ws;
     float *sx = (float *)((unsigned char *)ws + (GTR_LINEAR_MC * kp + 63) / 64 * 64);
     for (size_t i = 0; i < m; i++) {
         const float *src = x + i * ldx;
         float amax = 0, inv;
-        for (size_t c = 0; c < w->k; c++) {
-            float t = fabsf(src[c]);
-            if (t > amax) amax = t;
+        for (size_t c = 0; c < k; c++) {
+            float v = fabsf(src[c]);
+            if (v > amax) amax = v;
         }
         gtr_q8_scale(amax, &sx[i], &inv);
-        for (size_t c = 0; c < w->k; c++) xq[i * kp + c] = (int8_t)gtr_q8(src[c] * inv);
-        for (size_t c = w->k; c < kp; c++) xq[i * kp + c] = 0;
+        for (size_t c = 0; c < k; c++) xq[i * kp + c] = (int8_t)gtr_q8(src[c] * inv);
+        for (size_t c = k; c < kp; c++) xq[i * kp + c] = 0;
     }
-    const int8_t *data = w->data;
-    int accum = (flags & GTR_LINEAR_ACCUM) != 0, relu = (flags & GTR_LINEAR_RELU) != 0;
-    for (size_t p = p0; p < p1; p++) {
-        const int8_t *b = data + p * kp * NR;
-        size_t ncols = GTR_MIN(NR, w->n - p * NR);
-        const float *sw = w->scales + p * NR;
-        for (size_t i0 = 0; i0 < m; i0 += MR) {
-            const int8_t *a = xq + i0 * kp;
-            float *c = y + i0 * ldy + p * NR;
-            switch (GTR_MIN(MR, m - i0)) {
-            case 4: ukr_i8(4, kp / 4, a, kp, b, sx + i0, sw, c, ldy, ncols, accum, relu); break;
-            case 3: ukr_i8(3, kp / 4, a, kp, b, sx + i0, sw, c, ldy, ncols, accum, relu); break;
-            case 2: ukr_i8(2, kp / 4, a, kp, b, sx + i0, sw, c, ldy, ncols, accum, relu); break;
-            default: ukr_i8(1, kp / 4, a, kp, b, sx + i0, sw, c, ldy, ncols, accum, relu); break;
-            }
-        }
+    t->a = xq;
+    t->lda = kp;
+    t->sx = sx;
+}
+
+/* panel p, all of K (kc = kp / 4 quads) */
+static void int8_tile(const gtr_linear_task *t, int mr, size_t i0, size_t p, size_t k0,
+                      size_t kc, int accum, int relu)
+{
+    (void)k0;
+    const gtr_wmat *w = t->w;
+    const int8_t *b = (const int8_t *)w->data + p * w->kp * NR;
+    const int8_t *a = (const int8_t *)t->a + i0 * t->lda;
+    const float *sx = t->sx + i0, *sw = w->scales + p * NR;
+    float *c = t->y + i0 * t->ldy + p * NR;
+    size_t ncols = GTR_MIN(NR, w->n - p * NR), lda = t->lda, ldy = t->ldy;
+    switch (mr) {
+    case 4: ukr_i8(4, kc, a, lda, b, sx, sw, c, ldy, ncols, accum, relu); break;
+    case 3: ukr_i8(3, kc, a, lda, b, sx, sw, c, ldy, ncols, accum, relu); break;
+    case 2: ukr_i8(2, kc, a, lda, b, sx, sw, c, ldy, ncols, accum, relu); break;
+    default: ukr_i8(1, kc, a, lda, b, sx, sw, c, ldy, ncols, accum, relu); break;
     }
 }
+
+const gtr_linear_ukr gtr_avx2_linear_int8 = {
+    .mr = MR, .kc = 0, .ws = int8_ws, .prep = int8_prep, .tile = int8_tile};

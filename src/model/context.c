@@ -5,6 +5,7 @@
  * packed tokens, and a text's vector never depends on the other texts of a call or on the
  * thread count: the encoder treats the rows of each text independently (see encoder.c). */
 #include "model/model_internal.h"
+#include "cuda/cuda.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -185,6 +186,7 @@ gtr_status gtr_context_encode_ids(gtr_context *x, const int32_t *const *ids, con
                                   "(%d ids)", i, (int)ids[i][t], t, m->cfg.t5.vocab_size);
     }
     if (n == 0) return GTR_OK;
+    if (m->cuda) return gtr_cuda_encode(m->cuda, ids, n_ids, n, out, err);
     const gtr_t5_config *c = &m->cfg.t5;
     size_t per_token = sizeof(float) * (2 * (size_t)c->d_model + 4 * (size_t)m->t5.inner +
                                         (c->ff == GTR_FF_GATED_GELU ? 2 : 1) * (size_t)c->d_ff);

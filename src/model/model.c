@@ -3,6 +3,7 @@
  * happens in contexts (context.c) that any number of threads create from it. gtr_model_encode
  * is the one-thread convenience: a context of the model's own, behind a lock. */
 #include "model/model_internal.h"
+#include "cuda/cuda.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -28,6 +29,7 @@ gtr_model_options gtr_model_default_options(void)
 void gtr_model_free(gtr_model *m)
 {
     if (!m) return;
+    gtr_cuda_free(m->cuda);
     gtr_t5_free(&m->t5);
     gtr_head_free(&m->head);
     gtr_tokenizer_free(m->tok);
@@ -130,6 +132,11 @@ static gtr_model *load_dir(const char *dir, const gtr_model_options *opts, gtr_e
     gtr_buf desc = {0}, sets = {0};
     gtr_status st;
     char *spm = NULL;
+    /* the device first: asking for a GPU that is not there fails before the long load */
+    int cuda_ordinal;
+    if ((st = gtr_cuda_parse_device(o.device, &cuda_ordinal, err)) ||
+        (cuda_ordinal >= 0 && (st = gtr_cuda_open(cuda_ordinal, &m->cuda, err))))
+        goto fail;
     if ((st = gtr_model_config_read(dir, &m->cfg, err))) goto fail;
     m->dtype = o.dtype;
     m->max_len = o.max_len > 0 ? o.max_len : m->cfg.max_seq_length;
@@ -226,6 +233,19 @@ static gtr_model *load_dir(const char *dir, const gtr_model_options *opts, gtr_e
     if (!desc.data) {
         st = gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");
         goto fail;
+    }
+    if (m->cuda) {
+        if (m->dtype == GTR_DTYPE_INT8) {
+            st = gtr_seterr(err, GTR_ERR_UNSUPPORTED, "device %s computes in f32 or bf16, not int8",
+                            o.device);
+            goto fail;
+        }
+        if ((st = gtr_cuda_attach(m->cuda, &m->cfg, m->dtype == GTR_DTYPE_BF16, m->max_len, m->pool,
+                                  err)))
+            goto fail;
+        char dev[320];
+        gtr_cuda_describe(m->cuda, dev, sizeof dev);
+        gtr_buf_printf(&desc, err, "\ndevice: %s", dev);
     }
     m->describe = desc.data;
     gtr_buf_free(&sets);

@@ -357,6 +357,8 @@ struct gtr_model {
     uint64_t fingerprint;
     char *describe;
     struct gtr_model_own *own; /* gtr_model_encode's context and its lock (model.c) */
+    struct gtr_cuda *cuda;     /* device "cuda[:N]": contexts encode through the GPU plugin
+                                * (src/cuda; it serialises calls from several contexts) */
 };
 
 /* Tests: observe intermediate states of the context's next encode calls (NULL to stop). */
@@ -387,6 +389,12 @@ size_t gtr_mem_estimate(const gtr_tensor_set *s, gtr_compute_dtype dt);
 size_t gtr_mem_available(const char **what);
 /* GTR_ERR_NOMEM with one line (needed, available, the dtypes that fit) when the estimate
  * exceeds what is available (or limit, when non-zero and smaller). */
+/* gtr_model_quantize with the weights split into shards of at most max_shard bytes (a tensor
+ * bigger than that alone in one) + model.safetensors.index.json; one file when they fit.
+ * gtr_model_quantize uses transformers' default limit, 5 GB. */
+#define GTR_MAX_SHARD_BYTES ((uint64_t)5000000000u)
+gtr_status gtr_model_quantize_sharded(const char *in_dir, const char *out_dir, gtr_compute_dtype dtype,
+                                      int n_threads, uint64_t max_shard, gtr_error *err);
 gtr_status gtr_mem_check(const gtr_tensor_set *s, gtr_compute_dtype dt, size_t limit, const char *dir,
                          gtr_error *err);
 

@@ -118,11 +118,21 @@ typedef struct {
     gtr_dtype_id dtype;
     size_t rows, cols; /* cols 0: a vector of rows */
     size_t scale_of;   /* for a scales entry: index of its I8 tensor; else SIZE_MAX */
-    uint64_t off, bytes;
+    uint64_t off, bytes; /* off: within its shard */
+    size_t shard;
 } out_tensor;
 
 /* The file's header (see gtr_safetensors_header_bytes). */
-static uint8_t *make_header(const out_tensor *t, size_t n, gtr_compute_dtype dtype, uint64_t source_fp,
+static void tensor_name(const out_tensor *t, size_t i, char *name, size_t cap)
+{
+    if (t[i].scale_of != SIZE_MAX)
+        snprintf(name, cap, "%s%s", t[t[i].scale_of].ref->name, GTR_QUANT_SCALE_SUFFIX);
+    else
+        snprintf(name, cap, "%s", t[i].ref->name);
+}
+
+/* The header of shard k (see gtr_safetensors_header_bytes). */
+static uint8_t *make_header(const out_tensor *t, size_t n, size_t k, gtr_compute_dtype dtype, uint64_t source_fp,
                             size_t *len, gtr_error *err)
 {
     json_t *h = json_object();
@@ -133,11 +143,9 @@ static uint8_t *make_header(const out_tensor *t, size_t n, gtr_compute_dtype dty
                                   dtype == GTR_DTYPE_INT8 ? GTR_QUANT_INT8_NAME : GTR_QUANT_BF16_NAME,
                                   "gtr_source_fingerprint", fp));
     for (size_t i = 0; i < n; i++) {
+        if (t[i].shard != k) continue;
         char name[512];
-        if (t[i].scale_of != SIZE_MAX)
-            snprintf(name, sizeof name, "%s%s", t[t[i].scale_of].ref->name, GTR_QUANT_SCALE_SUFFIX);
-        else
-            snprintf(name, sizeof name, "%s", t[i].ref->name);
+        tensor_name(t, i, name, sizeof name);
         gtr_safetensors_header_add(h, name, gtr_tensor_dtype_name(t[i].dtype), t[i].rows, t[i].cols,
                                    t[i].off, t[i].bytes);
     }
@@ -190,9 +198,40 @@ static gtr_status write_matrix(writer *w, const out_tensor *t, gtr_error *err)
     return GTR_OK;
 }
 
-static gtr_status write_safetensors(const char *path, gtr_tensor_set *set, const gtr_t5_tensor_ref *refs,
+/* shard k of K: "model.safetensors" when K is 1, else transformers' "model-0000k-of-0000K" */
+static char *shard_path(const char *dir, size_t k, size_t K)
+{
+    char name[64];
+    if (K == 1) snprintf(name, sizeof name, "model.safetensors");
+    else snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", k + 1, K);
+    return gtr_path_join(dir, name);
+}
+
+/* Above max_shard bytes of tensor data the weights go to several files plus
+ * model.safetensors.index.json, as transformers' save_pretrained does (a tensor is never
+ * split; one bigger than the limit gets a shard of its own). */
+static gtr_status write_index(const char *dir, const out_tensor *t, size_t n, size_t K, gtr_error *err)
+{
+    json_t *wm = json_object();
+    uint64_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        char name[512], *p = shard_path("", t[i].shard, K);
+        tensor_name(t, i, name, sizeof name);
+        json_object_set_new(wm, name, json_string(p ? p + strspn(p, "/") : ""));
+        free(p);
+        total += t[i].bytes;
+    }
+    json_t *j = json_pack("{s:{s:I}, s:o}", "metadata", "total_size", (json_int_t)total, "weight_map", wm);
+    char *path = gtr_path_join(dir, "model.safetensors.index.json");
+    gtr_status st = path && j ? gtr_json_write_file(path, j, err) : gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");
+    free(path);
+    json_decref(j);
+    return st;
+}
+
+static gtr_status write_safetensors(const char *dir, gtr_tensor_set *set, const gtr_t5_tensor_ref *refs,
                                     size_t n_refs, gtr_compute_dtype dtype, uint64_t source_fp,
-                                    gtr_pool *pool, gtr_error *err)
+                                    uint64_t max_shard, gtr_pool *pool, gtr_error *err)
 {
     bool int8 = dtype == GTR_DTYPE_INT8;
     out_tensor *t = gtr_xcalloc(2 * n_refs, sizeof *t, "tensor list", err);
@@ -231,13 +270,16 @@ static gtr_status write_safetensors(const char *path, gtr_tensor_set *set, const
                 o->scale_of = k;
             }
             o->off = n ? t[n - 1].off + t[n - 1].bytes : 0;
+            o->shard = n ? t[n - 1].shard : 0;
+            if (n && o->off && o->off + o->bytes > max_shard) { /* the next shard */
+                o->shard++;
+                o->off = 0;
+            }
             n++;
         }
-    size_t hlen;
-    uint8_t *hdr = make_header(t, n, dtype, source_fp, &hlen, err);
+    size_t K = n ? t[n - 1].shard + 1 : 1;
     writer w = {set, pool, NULL, NULL, 0, NULL, NULL, 0};
-    gtr_atomic_file f;
-    gtr_status st = hdr ? GTR_OK : GTR_ERR_NOMEM;
+    gtr_status st = GTR_OK;
     /* a few MB of rows at a time (at least one row of the widest matrix) */
     w.tmp_floats = GTR_MAX((size_t)1 << 20, max_cols);
     for (size_t i = 0; i < n; i++)
@@ -248,12 +290,29 @@ static gtr_status write_safetensors(const char *path, gtr_tensor_set *set, const
         w.scales = gtr_xmalloc((total_scales ? total_scales : 1) * sizeof(float), "scales", err);
         if (!w.tmp || !w.codes || !w.scales) st = GTR_ERR_NOMEM;
     }
-    if (!st) st = gtr_atomic_open(&f, path, err);
-    if (!st) {
+    size_t scale_pos = 0;
+    for (size_t k = 0; !st && k < K; k++) {
+        size_t hlen;
+        uint8_t *hdr = make_header(t, n, k, dtype, source_fp, &hlen, err);
+        char *path = shard_path(dir, k, K);
+        gtr_atomic_file f;
+        if (!hdr || !path) {
+            free(hdr);
+            free(path);
+            st = gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");
+            break;
+        }
+        st = gtr_atomic_open(&f, path, err);
+        free(path);
+        if (st) {
+            free(hdr);
+            break;
+        }
         w.f = &f;
         st = gtr_atomic_write(&f, hdr, hlen, err);
-        size_t scale_pos = 0;
+        free(hdr);
         for (size_t i = 0; !st && i < n; i++) {
+            if (t[i].shard != k) continue;
             if (t[i].scale_of != SIZE_MAX) {
                 st = gtr_atomic_write(&f, w.scales + scale_pos, t[i].rows * sizeof(float), err);
                 scale_pos += t[i].rows;
@@ -266,7 +325,7 @@ static gtr_status write_safetensors(const char *path, gtr_tensor_set *set, const
         if (!st) st = gtr_atomic_commit(&f, err);
         else gtr_atomic_abort(&f);
     }
-    free(hdr);
+    if (!st && K > 1) st = write_index(dir, t, n, K, err);
     free(t);
     gtr_free_aligned(w.tmp);
     gtr_free_aligned(w.codes);
@@ -279,6 +338,12 @@ static gtr_status write_safetensors(const char *path, gtr_tensor_set *set, const
 gtr_status gtr_model_quantize(const char *in_dir, const char *out_dir, gtr_compute_dtype dtype,
                               int n_threads, gtr_error *err)
 {
+    return gtr_model_quantize_sharded(in_dir, out_dir, dtype, n_threads, GTR_MAX_SHARD_BYTES, err);
+}
+
+gtr_status gtr_model_quantize_sharded(const char *in_dir, const char *out_dir, gtr_compute_dtype dtype,
+                                      int n_threads, uint64_t max_shard, gtr_error *err)
+{
     if (!in_dir || !out_dir) return gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_model_quantize: NULL argument");
     if (dtype != GTR_DTYPE_BF16 && dtype != GTR_DTYPE_INT8)
         return gtr_seterr(err, GTR_ERR_INVALID_ARG, "quantize: the target dtype must be bf16 or int8");
@@ -286,7 +351,7 @@ gtr_status gtr_model_quantize(const char *in_dir, const char *out_dir, gtr_compu
     while (olen > 1 && out_dir[olen - 1] == '/') olen--;
     if (olen == 0) return gtr_seterr(err, GTR_ERR_INVALID_ARG, "quantize: empty output path");
     char *out = strndup(out_dir, olen), *stage = malloc(olen + 8);
-    char *parent = NULL, *mfile = NULL, *tdir = NULL;
+    char *parent = NULL, *tdir = NULL;
     gtr_model_config cfg = {0};
     gtr_tensor_set set = {0};
     gtr_t5_tensor_ref *refs = NULL;
@@ -347,12 +412,11 @@ gtr_status gtr_model_quantize(const char *in_dir, const char *out_dir, gtr_compu
         while (*rel == '/') rel++;
         tdir = *rel ? gtr_path_join(stage, rel) : strdup(stage);
     }
-    mfile = tdir ? gtr_path_join(tdir, "model.safetensors") : NULL;
-    if (!mfile) {
+    if (!tdir) {
         st = gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");
         goto done;
     }
-    if ((st = write_safetensors(mfile, &set, refs, n_refs, dtype, source_fp, pool, err))) goto done;
+    if ((st = write_safetensors(tdir, &set, refs, n_refs, dtype, source_fp, max_shard, pool, err))) goto done;
 
     /* 3. Into place. */
     if ((st = gtr_fsync_dir(stage, err))) goto done;
@@ -380,7 +444,6 @@ done:
     free(out);
     free(stage);
     free(parent);
-    free(mfile);
     free(tdir);
     return st;
 }

@@ -12,7 +12,7 @@ if [ ! -d "$TINY" ] || [ ! -f "$SF/corpus.jsonl" ]; then
     echo "1..0 # SKIP reference data not found in $SHARED"
     exit 0
 fi
-plan 14
+plan 17
 
 head -n 1200 "$SF/corpus.jsonl" >"$TMP/sub.jsonl"
 head -n 60 "$SF/queries.jsonl" >"$TMP/q.jsonl"
@@ -33,6 +33,13 @@ ok "... -t 1 gives the same run" $GTR search -t 1 --index "$TMP/a.gtri" --ann "$
 s2=$(shared "$TMP/two"); cmp -s "$TMP/two" "$TMP/two1"; same=$?
 is "$same" 0 "... byte for byte"
 is "$([ "$s2" -le "$(shared "$TMP/all")" ] && [ "$s2" -gt 0 ] && echo yes)" yes "fewer lists never find more ($s2 shared pairs)"
+
+# ann-tune: a lower target never needs more lists; the reported recall meets the target
+ok "ann-tune --recall 0.99" $GTR ann-tune --index "$TMP/a.gtri" --ann "$TMP/a.ivf" --recall 0.99 --sample 100
+hi=$(cat "$TMP/out")
+$GTR ann-tune --index "$TMP/a.gtri" --ann "$TMP/a.ivf" --recall 0.5 --sample 100 >"$TMP/lo" 2>&1
+is "$(awk -v h="$(echo "$hi" | awk '{print $2}')" '{print ($2 <= h) ? "yes" : "no"}' "$TMP/lo")" yes "a lower target never needs more lists ($(cat "$TMP/lo") / $hi)"
+like "$hi" "^nprobe [0-9]+ recall (0\.99|1\.0000)|every list" "the reported recall meets the target (or every list is probed)"
 
 # stale, corrupted, truncated
 head -n 1100 "$SF/corpus.jsonl" >"$TMP/sub2.jsonl"

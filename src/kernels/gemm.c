@@ -1,0 +1,93 @@
+/* gemm.c — the one blocking driver of each matrix product, written once over the per-ISA
+ * micro-kernels of kernels_internal.h (gtr_linear_ukr, gtr_sgemm_ukr). An ISA brings tiles
+ * and a table entry (dispatch.c); the loop order, the k blocking and the fused epilogue
+ * flags are decided here, so every ISA sums in the same block order it always did. */
+#include "kernels/kernels_internal.h"
+
+static const size_t kgroup[GTR_W_NTYPES] = {1, 2, 4};
+
+void gtr_linear_drive(const gtr_linear_ukr *u, const gtr_wmat *w, const float *x, size_t m,
+                      size_t ldx, float *y, size_t ldy, size_t p0, size_t p1, unsigned flags,
+                      void *ws)
+{
+    gtr_linear_task t = {.w = w, .a = x, .lda = ldx, .y = y, .ldy = ldy};
+    if (u->prep) u->prep(&t, x, m, ldx, ws);
+    /* f32 sums over the real k (kp == k); packed types over whole groups of the padding */
+    const size_t K = w->type == GTR_W_F32 ? w->k : w->kp / kgroup[w->type];
+    const size_t KC = u->kc ? u->kc : K;
+    const size_t mr = (size_t)u->mr;
+    for (size_t k0 = 0; k0 < K; k0 += KC) {
+        size_t kc = GTR_MIN(KC, K - k0);
+        int accum = k0 > 0 || (flags & GTR_LINEAR_ACCUM);
+        int relu = (k0 + kc == K) && (flags & GTR_LINEAR_RELU);
+        for (size_t p = p0; p < p1; p++)
+            for (size_t i0 = 0; i0 < m; i0 += mr)
+                u->tile(&t, (int)GTR_MIN(mr, m - i0), i0, p, k0, kc, accum, relu);
+    }
+}
+
+void gtr_f32_linear_tile(const gtr_linear_task *t, int mr, size_t i0, size_t p, size_t k0,
+                         size_t kc, int accum, int relu, size_t nr, gtr_f32_packed_fn packed)
+{
+    const gtr_wmat *w = t->w;
+    const float *x = t->a;
+    const float *b = (const float *)w->data + (p * w->kp + k0) * nr;
+    packed(mr, kc, x + i0 * t->lda + k0, t->lda, b, t->y + i0 * t->ldy + p * nr, t->ldy,
+           GTR_MIN(nr, w->n - p * nr), accum ? 1.0f : 0.0f, relu);
+}
+
+/* A[i,k] at A[i*ars + k*aks]; B[k,j] at B[k*bks + j]. */
+static void sgemm_strided(const gtr_sgemm_ukr *u, size_t M, size_t N, size_t K, const float *A,
+                          size_t ars, size_t aks, const float *B, size_t bks, float beta, float *C,
+                          size_t ldc)
+{
+    const size_t mr = (size_t)u->mr, nr = (size_t)u->nr;
+    for (size_t j0 = 0; j0 < N; j0 += nr) {
+        size_t nc = GTR_MIN(nr, N - j0);
+        for (size_t i0 = 0; i0 < M; i0 += mr)
+            u->tile((int)GTR_MIN(mr, M - i0), K, A + i0 * ars, ars, aks, B + j0, bks,
+                    C + i0 * ldc + j0, ldc, nc, beta);
+    }
+}
+
+void gtr_sgemm_drive_nn(const gtr_sgemm_ukr *u, size_t M, size_t N, size_t K, const float *A,
+                        size_t lda, const float *B, size_t ldb, float beta, float *C, size_t ldc)
+{
+    sgemm_strided(u, M, N, K, A, lda, 1, B, ldb, beta, C, ldc);
+}
+
+void gtr_sgemm_drive_tn(const gtr_sgemm_ukr *u, size_t M, size_t N, size_t K, const float *A,
+                        size_t lda, const float *B, size_t ldb, float beta, float *C, size_t ldc)
+{
+    sgemm_strided(u, M, N, K, A, 1, lda, B, ldb, beta, C, ldc);
+}
+
+#define KT 128     /* k chunk of the transposed B in sgemm_nt */
+#define NR_MAX 64  /* widest sgemm tile of any ISA: the buffer is KT × 64 floats (32 KB) */
+
+/* nt: B is [N, K]; transpose nr-column blocks of it in KT chunks into a [KT][nr] buffer and
+ * run the same tile (QKᵀ in attention: K = d_kv = 64, one chunk). */
+void gtr_sgemm_drive_nt(const gtr_sgemm_ukr *u, size_t M, size_t N, size_t K, const float *A,
+                        size_t lda, const float *B, size_t ldb, float beta, float *C, size_t ldc)
+{
+    _Alignas(64) float bt[KT * NR_MAX];
+    const size_t mr = (size_t)u->mr, nr = (size_t)u->nr;
+    if (K == 0) {
+        sgemm_strided(u, M, N, 0, A, lda, 1, B, 0, beta, C, ldc); /* C = beta*C */
+        return;
+    }
+    for (size_t j0 = 0; j0 < N; j0 += nr) {
+        size_t nc = GTR_MIN(nr, N - j0);
+        for (size_t k0 = 0; k0 < K; k0 += KT) {
+            size_t kc = GTR_MIN(KT, K - k0);
+            for (size_t j = 0; j < nc; j++) {
+                const float *src = B + (j0 + j) * ldb + k0;
+                for (size_t k = 0; k < kc; k++) bt[k * nr + j] = src[k];
+            }
+            float bb = k0 == 0 ? beta : 1.0f;
+            for (size_t i0 = 0; i0 < M; i0 += mr)
+                u->tile((int)GTR_MIN(mr, M - i0), kc, A + i0 * lda + k0, lda, 1, bt, nr,
+                        C + i0 * ldc + j0, ldc, nc, bb);
+        }
+    }
+}
