@@ -5,7 +5,7 @@
  *       the texts of IN (JSON lines) as plain lines, internal CR/LF turned into spaces,
  *       REPS copies (so every tool reads the same bytes)
  *   bench_tokenizer run SPIECE.model FILE.txt [MIN_SECONDS]
- *       in-process throughput of gtr_tokenize on one thread: all lines in memory, encoded
+ *       in-process throughput of gtr_tokenizer_encode on one thread: all lines in memory, encoded
  *       (no truncation, </s> appended) again and again for at least MIN_SECONDS of CPU time
  *       (default 2); prints "bytes tokens seconds" for the best pass, tokens without </s>.
  */
@@ -59,7 +59,7 @@ static int plain(const char *in, const char *out, int reps)
 static int run(const char *model, const char *file, double min_seconds)
 {
     gtr_error e;
-    gtr_tokenizer *tok = gtr_tokenizer_load(model, &e);
+    gtr_tokenizer *tok = gtr_tokenizer_load(model, NULL, &e);
     char *data;
     size_t len;
     if (!tok || gtr_read_file(file, 0, &data, &len, &e)) {
@@ -90,7 +90,7 @@ static int run(const char *model, const char *file, double min_seconds)
         tokens = 0;
         double t0 = cpu_seconds();
         for (size_t i = 0; i < n; i++) {
-            if (gtr_tokenize(tok, lines[i], lens[i], 0, 1, &ids, &e)) {
+            if (gtr_tokenizer_encode(tok, lines[i], lens[i], 0, 1, &ids, &e)) {
                 fprintf(stderr, "line %zu: %s\n", i + 1, e.message);
                 return 1;
             }

@@ -4,7 +4,7 @@
 # (BENCH_TOK_REPS copies, default 20, so a run takes long enough to time):
 #   - command line: `gtr tokenize --spm M --max-len 0` vs `spm_encode --model M --output_format=id`
 #     (both read the file, tokenize, print ids; best CPU time of 5 runs)
-#   - in process:   gtr_tokenize() (bench/bench_tokenizer.c) vs the Python binding's
+#   - in process:   gtr_tokenizer_encode() (bench/bench_tokenizer.c) vs the Python binding's
 #                   encode(lines, num_threads=1) (best pass of >= 2 s of CPU time)
 # MB/s counts input bytes, tokens/s SentencePiece ids (without </s>). Pinned to one core with
 # taskset when available. Updates the "Tokenizer" section of bench/RESULTS.md.
@@ -89,7 +89,7 @@ report=$(
     echo "| --- | --- | --- | --- | --- |"
     echo "| command line | gtr tokenize | $(awk_fmt "$tokens" "$s_gtr") | |"
     echo "| command line | spm_encode (Debian sentencepiece $(dpkg-query -W -f '${Version}' sentencepiece 2>/dev/null || echo '?')) | $(awk_fmt "$tokens" "$s_spm") | $(ratio "$s_gtr" "$s_spm") |"
-    echo "| in process | gtr_tokenize | $(awk_fmt "$tok_lib" "$t_lib") | |"
+    echo "| in process | gtr_tokenizer_encode | $(awk_fmt "$tok_lib" "$t_lib") | |"
     if [ -n "$py_line" ]; then
         read -r _ tok_py t_py <<<"$py_line"
         echo "| in process | Python sentencepiece encode(num_threads=1) | $(awk_fmt "$tok_py" "$t_py") | $(ratio "$t_lib" "$t_py") |"

@@ -41,7 +41,7 @@ int main(int argc, char **argv)
         bool eof;
         if (gtr_text_reader_next(r, &rec, &eof, &e)) goto fail;
         if (eof) break;
-        if (!gtr_qrels_has_query(qrels, rec.id)) continue;
+        if (!gtr_qrels_has_query(qrels, rec.id, rec.id_len)) continue;
         if (nq == cap) {
             cap *= 2;
             texts = realloc(texts, cap * sizeof *texts);
@@ -73,9 +73,12 @@ int main(int argc, char **argv)
             }
             gtr_run *run = gtr_run_new(&e);
             for (size_t i = 0; i < nq; i++)
-                for (size_t j = 0; j < n_hits[i]; j++)
-                    if (gtr_run_add(run, ids[i], gtr_bm25_doc_id(ix, hits[i * k + j].doc, NULL), hits[i * k + j].score, &e)) goto fail;
-            gtr_eval_result *res = gtr_eval(qrels, run, NULL, GTR_EVAL_COMPLETE, &e);
+                for (size_t j = 0; j < n_hits[i]; j++) {
+                    size_t dl;
+                    const char *d = gtr_bm25_doc_id(ix, hits[i * k + j].doc, &dl);
+                    if (gtr_run_add(run, ids[i], strlen(ids[i]), d, dl, hits[i * k + j].score, &e)) goto fail;
+                }
+            gtr_eval_result *res = gtr_run_evaluate(qrels, run, NULL, GTR_EVAL_COMPLETE, &e);
             if (!res) goto fail;
             printf("| %s | %d | %zu | %zu | %.0f | %.4f | %.4f | %.4f | %.4f |\n", exact ? "exact lengths" : "Lucene 1-byte",
                    threaded ? gtr_pool_size(pool) : 1, nq, k, (double)nq / best, gtr_eval_get(res, "ndcg_cut_10"),

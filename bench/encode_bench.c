@@ -78,7 +78,7 @@ int main(int argc, char **argv)
     size_t ntok = 0;
     gtr_ids ids = {0};
     for (size_t i = 0; i < n; i++) {
-        if (gtr_tokenize(gtr_model_tokenizer(m), texts[i], lens[i], gtr_model_max_len(m), 1, &ids, &e) != GTR_OK) {
+        if (gtr_tokenizer_encode(gtr_model_tokenizer(m), texts[i], lens[i], gtr_model_max_len(m), 1, &ids, &e) != GTR_OK) {
             fprintf(stderr, "encode_bench: %s\n", e.message);
             return 1;
         }

@@ -176,7 +176,7 @@ int main(int argc, char **argv)
     const gtr_kernels *kern = gtr_kernels_select();
     gtr_pool *pool = gtr_pool_create(tmax, NULL);
     if (!pool) return 1;
-    printf("cpu: %s, %d cores; kernels: %s\n\n", gtr_cpu_describe(&cpu), gtr_num_cores(), gtr_kernels_name(kern));
+    printf("cpu: %s, %d cores; kernels: %s\n\n", gtr_cpu_describe(&cpu), gtr_cpu_cores(), gtr_kernels_name(kern));
     if (only_acc) {
         accuracy(kern, pool);
         gtr_pool_free(pool);

@@ -257,7 +257,7 @@ static int evaluate(beir_ctx *c, const rt_results *res, scores *s)
     }
     /* every split query is in the run (with no hits if nothing came back), so the default
      * averaging (judged queries in the run) is BEIR's mean over all judged queries */
-    if (!(s->full = gtr_eval(c->qrels, run, m, 0, &err)) || !(r10 = gtr_eval(c->qrels, run10, rr, 0, &err))) {
+    if (!(s->full = gtr_run_evaluate(c->qrels, run, m, 0, &err)) || !(r10 = gtr_run_evaluate(c->qrels, run10, rr, 0, &err))) {
         cli_fail("beir", &err);
         goto done;
     }

@@ -56,7 +56,7 @@ int cmd_bm25_index(int argc, char **argv)
         char *terms;
         if (gtr_bm25_analyze(analyze, strlen(analyze), &terms, NULL, &err)) return cli_fail("bm25-index", &err);
         printf("%s\n", terms);
-        free(terms);
+        gtr_free(terms);
         return 0;
     }
     if (!corpus || !out) return cli_errorf("bm25-index", 2, "-c CORPUS and -o INDEX are required (see --help)");

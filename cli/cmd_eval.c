@@ -120,7 +120,7 @@ int cmd_eval(int argc, char **argv)
         goto out;
     }
     if (!(qrels = gtr_qrels_load(qrels_path, &err)) || !(run = load_run(run_path, &err)) ||
-        !(res = gtr_eval(qrels, run, ms, complete ? GTR_EVAL_COMPLETE : 0, &err)) ||
+        !(res = gtr_run_evaluate(qrels, run, ms, complete ? GTR_EVAL_COMPLETE : 0, &err)) ||
         gtr_eval_format(res, per_query, &text, &len, &err)) {
         status = cli_fail("eval", &err);
         goto out;
@@ -135,7 +135,7 @@ int cmd_eval(int argc, char **argv)
     }
     status = fwrite(text, 1, len, stdout) == len && fflush(stdout) == 0 ? 0 : cli_errorf("eval", 1, "standard output: write failed: %s", strerror(errno));
 out:
-    free(text);
+    gtr_free(text);
     gtr_eval_free(res);
     gtr_run_free(run);
     gtr_qrels_free(qrels);

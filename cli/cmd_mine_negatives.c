@@ -50,7 +50,7 @@ int cmd_mine_negatives(int argc, char **argv)
         {"threads", required_argument, 0, 't'}, {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     const char *model = NULL, *dataset = NULL, *split = "train", *out = NULL;
-    gtr_mine_options mo = gtr_mine_default_options();
+    gtr_negatives_options mo = gtr_negatives_default_options();
     long long v, threads = 0;
     bool quiet = false;
     int c;
@@ -100,9 +100,9 @@ int cmd_mine_negatives(int argc, char **argv)
     cli_progress_init(&prog, "embedding corpus", "docs", quiet);
     mo.progress = cli_progress_cb;
     mo.progress_user = &prog;
-    gtr_mine_stats st = {0};
+    gtr_negatives_stats st = {0};
     int rc = 0;
-    if (gtr_mine_negatives(m, dataset, split, &mo, out, &st, &err)) {
+    if (gtr_negatives_mine(m, dataset, split, &mo, out, &st, &err)) {
         if (prog.drawn) fputc('\n', stderr);
         rc = cli_fail(CMD, &err);
     } else {

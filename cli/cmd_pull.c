@@ -92,7 +92,7 @@ int cmd_pull(int argc, char **argv)
         if (!quiet) fprintf(stderr, "gtr pull: %s -> the Hugging Face cache\n", repo);
         gtr_error err;
         char snap[4096];
-        gtr_status st = gtr_hf_pull_cache(repo, &o, snap, sizeof snap, &err);
+        gtr_status st = gtr_model_download_cache(repo, &o, snap, sizeof snap, &err);
         if (ui.prog.drawn) fputc('\n', stderr);
         if (st) return cli_fail("pull", &err);
         printf("%s\n", snap);
@@ -109,7 +109,7 @@ int cmd_pull(int argc, char **argv)
     dl_ui_attach(&ui, "pull", quiet, &o);
     if (!quiet) fprintf(stderr, "gtr pull: %s -> %s\n", repo, dir);
     gtr_error err;
-    gtr_status st = gtr_hf_pull(repo, dir, &o, &err);
+    gtr_status st = gtr_model_download(repo, dir, &o, &err);
     if (ui.prog.drawn) fputc('\n', stderr);
     if (st) {
         free(def);

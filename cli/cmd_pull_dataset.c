@@ -76,7 +76,7 @@ int cmd_pull_dataset(int argc, char **argv)
     dl_ui_attach(&ui, "pull-dataset", quiet, &o);
     if (!quiet) fprintf(stderr, "gtr pull-dataset: %s -> %s/%s\n", name, dir, name);
     gtr_error err;
-    gtr_status st = gtr_download_dataset(name, dir, &o, &err);
+    gtr_status st = gtr_dataset_download(name, dir, &o, &err);
     if (ui.prog.drawn) fputc('\n', stderr);
     if (st) {
         free(def);

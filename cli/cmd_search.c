@@ -233,7 +233,7 @@ int cmd_search(int argc, char **argv)
             goto done;
         }
         fwrite(text, 1, len, stdout);
-        free(text);
+        gtr_free(text);
     }
     if (!o.quiet && out)
         fprintf(stderr, "gtr search: %zu queries, %zu hits -> %s\n", q.n, gtr_run_num_docs(run),

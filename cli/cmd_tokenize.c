@@ -178,17 +178,17 @@ static int run(const opts *o, gtr_tokenizer *tok, int max_len, FILE *out)
             char *text = NULL;
             size_t n = 0;
             if (!(st = parse_ids(rec.text, rec.text_len, &ids, &err)))
-                st = gtr_detokenize(tok, ids.ids, ids.n, &text, &n, &err);
+                st = gtr_tokenizer_decode(tok, ids.ids, ids.n, &text, &n, &err);
             if (!st) st = gtr_buf_append(&line, text, n, &err);
-            free(text);
+            gtr_free(text);
         } else if (o->normalize) {
             char *text = NULL;
             size_t n = 0;
             if (!(st = gtr_tokenizer_normalize(tok, rec.text, rec.text_len, &text, &n, &err)))
                 st = gtr_buf_append(&line, text, n, &err);
-            free(text);
+            gtr_free(text);
         } else if (o->pieces) {
-            if (!(st = gtr_tokenize_pieces(tok, rec.text, rec.text_len, &pc, &err))) {
+            if (!(st = gtr_tokenizer_encode_pieces(tok, rec.text, rec.text_len, &pc, &err))) {
                 size_t n = pc.n;
                 if (max_len > 0) { /* the pieces that go with the truncated ids */
                     size_t room = o->no_eos ? (size_t)max_len : (size_t)max_len - 1;
@@ -199,7 +199,7 @@ static int run(const opts *o, gtr_tokenizer *tok, int max_len, FILE *out)
                     if (!st) st = gtr_buf_append(&line, pc.text + pc.offs[i], pc.offs[i + 1] - pc.offs[i] - 1, &err);
                 }
             }
-        } else if (!(st = gtr_tokenize(tok, rec.text, rec.text_len, max_len, !o->no_eos, &ids, &err))) {
+        } else if (!(st = gtr_tokenizer_encode(tok, rec.text, rec.text_len, max_len, !o->no_eos, &ids, &err))) {
             if (!(st = gtr_buf_reserve(&line, ids.n * 12 + 2, &err))) {
                 char *p = line.data;
                 for (size_t i = 0; i < ids.n; i++) {
@@ -280,7 +280,7 @@ int cmd_tokenize(int argc, char **argv)
         return 1;
     }
     gtr_error err;
-    gtr_tokenizer *tok = gtr_tokenizer_load_with(spm_path, &to, &err);
+    gtr_tokenizer *tok = gtr_tokenizer_load(spm_path, &to, &err);
     free(spm_path);
     if (!tok) return cli_fail(CMD, &err);
     /* A named output file is written atomically: a failure leaves no half-written file. */

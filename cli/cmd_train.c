@@ -316,7 +316,7 @@ int cmd_train(int argc, char **argv)
                 "gtr train: %s, %zu examples (%zu with hard negatives) from %s\n"
                 "  %llu steps of %zu examples (%.2f epochs)%s, %s lr %g (%s, warm-up %llu), tau %g, "
                 "max length %d/%d, %zu parameters, %d threads\n",
-                o.init, n_ex, gtr_train_data_with_negatives(data), o.data,
+                o.init, n_ex, gtr_train_data_count_negatives(data), o.data,
                 (unsigned long long)total, o.t.batch_size,
                 (double)total * (double)o.t.batch_size / (double)n_ex,
                 o.resume ? " (resuming)" : "",
@@ -324,7 +324,7 @@ int cmd_train(int argc, char **argv)
                 o.t.schedule == GTR_LR_CONSTANT ? "constant" : "linear decay",
                 (unsigned long long)o.t.warmup_steps, o.t.tau, o.t.query_max_len,
                 o.t.passage_max_len, gtr_trainer_n_params(t),
-                o.threads > 0 ? (int)o.threads : gtr_num_cores());
+                o.threads > 0 ? (int)o.threads : gtr_cpu_cores());
     if (o.resume && !o.quiet)
         fprintf(stderr, "  resumed from %s at step %llu\n", ckpt, (unsigned long long)start);
 

@@ -11,6 +11,6 @@ int cmd_version(int argc, char **argv)
         return 0;
     }
     gtr_cpu cpu = gtr_cpu_detect();
-    printf("gtr %s\ncpu: %s\ncores: %d\n", gtr_version(), gtr_cpu_describe(&cpu), gtr_num_cores());
+    printf("gtr %s\ncpu: %s\ncores: %d\n", gtr_version(), gtr_cpu_describe(&cpu), gtr_cpu_cores());
     return 0;
 }

@@ -84,9 +84,7 @@ int rt_load_queries(const char *cmd, const char *path, const gtr_qrels *judged, 
                             "TREC runs)", path, rec.line, (int)GTR_MIN(rec.id_len, 200), rec.id, bad);
             break;
         }
-        char *id = dup_n(rec.id, rec.id_len);
-        bool keep = id && (!judged || gtr_qrels_has_query(judged, id));
-        free(id);
+        bool keep = !judged || gtr_qrels_has_query(judged, rec.id, rec.id_len);
         if (keep && (rc = push_query(cmd, q, &cap, rec.id, rec.id_len, rec.text, rec.text_len))) break;
     }
     gtr_text_reader_close(rd);
@@ -278,7 +276,7 @@ static int fuse_chunk(const char *cmd, size_t nq, size_t depth, const rt_options
         const gtr_ranked_doc *lists[2] = {l0, l1};
         size_t lens[2] = {nd[i], nb[i]}, n;
         gtr_error err;
-        if (gtr_fuse(lists, lens, 2, &fo, o->k, fused, &n, &err)) {
+        if (gtr_hits_fuse(lists, lens, 2, &fo, o->k, fused, &n, &err)) {
             rc = cli_fail(cmd, &err);
             break;
         }
@@ -366,16 +364,13 @@ gtr_run *rt_to_run(const char *cmd, const rt_queries *q, const rt_results *r, si
         cli_fail(cmd, &err);
         return NULL;
     }
-    char id[4100];
     for (size_t i = 0; i < q->n; i++) {
-        if (gtr_run_add_query(run, q->ids[i], &err)) goto fail;
+        size_t qlen = strlen(q->ids[i]);
+        if (gtr_run_add_query(run, q->ids[i], qlen, &err)) goto fail;
         size_t n = r->n[i] < max_rank ? r->n[i] : max_rank;
         for (size_t j = 0; j < n; j++) {
             const rt_hit *h = &r->hits[i * r->k + j];
-            size_t len = h->len < sizeof id - 1 ? h->len : sizeof id - 1;
-            memcpy(id, h->id, len);
-            id[len] = '\0';
-            if (gtr_run_add(run, q->ids[i], id, h->score, &err)) goto fail;
+            if (gtr_run_add(run, q->ids[i], qlen, h->id, h->len, h->score, &err)) goto fail;
         }
     }
     return run;

@@ -14,13 +14,13 @@ static void evaluate(const char *q, size_t qn, const char *r, size_t rn)
     gtr_run *run = gtr_run_parse(r, rn, "run", &e);
     if (run) {
         char *txt;
-        if (gtr_run_format(run, "t", &txt, NULL, &e) == GTR_OK) free(txt);
+        if (gtr_run_format(run, "t", &txt, NULL, &e) == GTR_OK) gtr_free(txt);
     }
     if (qrels && run) {
         for (unsigned flags = 0; flags < 2; flags++) {
-            gtr_eval_result *res = gtr_eval(qrels, run, NULL, flags, &e);
+            gtr_eval_result *res = gtr_run_evaluate(qrels, run, NULL, flags, &e);
             char *out;
-            if (res && gtr_eval_format(res, 1, &out, NULL, &e) == GTR_OK) free(out);
+            if (res && gtr_eval_format(res, 1, &out, NULL, &e) == GTR_OK) gtr_free(out);
             gtr_eval_free(res);
         }
     }

@@ -19,7 +19,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     char path[4096];
     snprintf(path, sizeof path, "%s/spm/t5-spiece.model", shared && *shared ? shared : "../shared");
     gtr_error e;
-    tok = gtr_tokenizer_load(path, &e);
+    tok = gtr_tokenizer_load(path, NULL, &e);
     if (!tok) {
         fprintf(stderr, "fuzz_spm_encode: %s\n", e.message);
         exit(1);
@@ -35,8 +35,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     gtr_pieces pc = {0};
     char *norm = NULL, *dec = NULL;
     size_t nlen, dlen;
-    if (gtr_tokenize(tok, text, size, 0, 1, &ids, &e) != GTR_OK) abort();
-    if (gtr_tokenize_pieces(tok, text, size, &pc, &e) != GTR_OK) abort();
+    if (gtr_tokenizer_encode(tok, text, size, 0, 1, &ids, &e) != GTR_OK) abort();
+    if (gtr_tokenizer_encode_pieces(tok, text, size, &pc, &e) != GTR_OK) abort();
     if (gtr_tokenizer_normalize(tok, text, size, &norm, &nlen, &e) != GTR_OK) abort();
     if (ids.n != pc.n + 1 || ids.ids[pc.n] != gtr_tokenizer_eos_id(tok)) abort();
     size_t o = 0;
@@ -49,13 +49,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (o != nlen) abort();
     int max_len = size ? 1 + data[0] % 40 : 1;
-    if (gtr_tokenize(tok, text, size, max_len, 1, &cut, &e) != GTR_OK) abort();
+    if (gtr_tokenizer_encode(tok, text, size, max_len, 1, &cut, &e) != GTR_OK) abort();
     size_t keep = pc.n < (size_t)max_len - 1 ? pc.n : (size_t)max_len - 1;
     if (cut.n != keep + 1 || memcmp(cut.ids, ids.ids, keep * sizeof *ids.ids) ||
         cut.ids[keep] != gtr_tokenizer_eos_id(tok))
         abort();
-    if (gtr_detokenize(tok, ids.ids, ids.n, &dec, &dlen, &e) != GTR_OK || strlen(dec) > dlen) abort();
-    free(dec);
+    if (gtr_tokenizer_decode(tok, ids.ids, ids.n, &dec, &dlen, &e) != GTR_OK || strlen(dec) > dlen) abort();
+    gtr_free(dec);
     free(norm);
     gtr_ids_free(&ids);
     gtr_ids_free(&cut);

@@ -15,7 +15,7 @@ static const char *const texts[] = {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     gtr_error e;
-    gtr_tokenizer *t = gtr_tokenizer_load_memory(data, size, &e);
+    gtr_tokenizer *t = gtr_tokenizer_load_memory(data, size, NULL, &e);
     if (!t) {
         if (e.code == GTR_OK || !e.message[0]) abort(); /* a failure must say why */
         return 0;
@@ -25,15 +25,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     gtr_pieces pc = {0};
     for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) {
         size_t len = strlen(texts[i]) + (i == 4 ? 2 : 0);
-        if (gtr_tokenize(t, texts[i], len, 0, gtr_tokenizer_eos_id(t) >= 0, &ids, &e) == GTR_OK) {
+        if (gtr_tokenizer_encode(t, texts[i], len, 0, gtr_tokenizer_eos_id(t) >= 0, &ids, &e) == GTR_OK) {
             for (size_t k = 0; k < ids.n; k++)
                 if (ids.ids[k] < 0 || ids.ids[k] >= vocab) abort();
             char *s = NULL;
             size_t n;
-            if (gtr_detokenize(t, ids.ids, ids.n, &s, &n, &e) == GTR_OK && strlen(s) > n) abort();
-            free(s);
+            if (gtr_tokenizer_decode(t, ids.ids, ids.n, &s, &n, &e) == GTR_OK && strlen(s) > n) abort();
+            gtr_free(s);
         }
-        if (gtr_tokenize_pieces(t, texts[i], len, &pc, &e) == GTR_OK) {
+        if (gtr_tokenizer_encode_pieces(t, texts[i], len, &pc, &e) == GTR_OK) {
             for (size_t k = 0; k < pc.n; k++)
                 if (pc.offs[k + 1] <= pc.offs[k]) abort(); /* pieces are never empty */
         }

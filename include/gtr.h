@@ -6,6 +6,9 @@
  *
  * Conventions (hold for every section below):
  *  - Handles are opaque; each has a matching *_free() that accepts NULL.
+ *  - Options structs start with `size_t size`: get one from its *_default_options() function,
+ *    then set fields, so that a program built against this header keeps working with a later
+ *    library whose struct has grown (a struct not made that way is GTR_ERR_INVALID_ARG).
  *  - Every call that can fail returns gtr_status (GTR_OK == 0) or a NULL handle, and
  *    fills the caller's gtr_error (which may be NULL) with a code and a one-line message
  *    that says what went wrong and where (file, line, tensor, ...).
@@ -60,14 +63,18 @@ typedef struct gtr_error {
 GTR_API const char *gtr_status_str(gtr_status code);
 /* Library version as "MAJOR.MINOR.PATCH". */
 GTR_API const char *gtr_version(void);
+/* Releases memory the library returned through a char ** out-parameter (gtr_tokenizer_decode,
+ * gtr_tokenizer_normalize, gtr_run_format, gtr_eval_format, gtr_bm25_analyze): the library's
+ * allocator, not the caller's, must free it. NULL is allowed. */
+GTR_API void gtr_free(void *p);
 
 /* Number of online CPU cores (>= 1). */
-GTR_API int gtr_num_cores(void);
+GTR_API int gtr_cpu_cores(void);
 
 /* Thread pool: a fixed set of worker threads that run parallel-for loops. Pass one to
  * the components that compute (model, index, ...), or let them create their own. */
 typedef struct gtr_pool gtr_pool;
-/* n_threads <= 0 means gtr_num_cores(). */
+/* n_threads <= 0 means gtr_cpu_cores(). */
 GTR_API gtr_pool *gtr_pool_create(int n_threads, gtr_error *err);
 GTR_API void gtr_pool_free(gtr_pool *pool);
 GTR_API int gtr_pool_size(const gtr_pool *pool);
@@ -85,9 +92,6 @@ typedef int (*gtr_progress_fn)(void *user, uint64_t done, uint64_t total);
 
 typedef struct gtr_tokenizer gtr_tokenizer;
 
-GTR_API gtr_tokenizer *gtr_tokenizer_load(const char *spm_path, gtr_error *err);
-GTR_API gtr_tokenizer *gtr_tokenizer_load_memory(const void *data, size_t len, gtr_error *err);
-
 /* Implementations of the unigram search differ in how they round path scores. That decides
  * only between segmentations of exactly equal score, i.e. runs of one repeated character
  * ("-------------------", "AAA", "_____"): 3 of the 578 reference texts and 1 of the 5,183
@@ -104,12 +108,13 @@ typedef enum gtr_spm_compat {
 typedef struct gtr_tokenizer_options {
     gtr_spm_compat compat;
 } gtr_tokenizer_options;
-/* opts may be NULL (defaults: GTR_SPM_COMPAT_0_1). */
-GTR_API gtr_tokenizer *gtr_tokenizer_load_with(const char *spm_path,
-                                               const gtr_tokenizer_options *opts, gtr_error *err);
-GTR_API gtr_tokenizer *gtr_tokenizer_load_memory_with(const void *data, size_t len,
-                                                      const gtr_tokenizer_options *opts,
-                                                      gtr_error *err);
+/* Load spiece.model from a file or from len bytes in memory. opts may be NULL (defaults:
+ * GTR_SPM_COMPAT_0_1). */
+GTR_API gtr_tokenizer *gtr_tokenizer_load(const char *spm_path, const gtr_tokenizer_options *opts,
+                                          gtr_error *err);
+GTR_API gtr_tokenizer *gtr_tokenizer_load_memory(const void *data, size_t len,
+                                                 const gtr_tokenizer_options *opts,
+                                                 gtr_error *err);
 /* Parses a compatibility name into *out: "hf", or a SentencePiece release, "0.1" (or any
  * release up to 0.2.1) / "0.2.2" (or any later one, e.g. "0.2.3"); GTR_ERR_INVALID_ARG for
  * anything else. */
@@ -136,14 +141,14 @@ GTR_API void gtr_ids_free(gtr_ids *ids);
  * bytes the cut falls inside a word, where this rests on the segmentation converging, as it
  * does in every text tested).
  * add_eos == 0 gives the bare SentencePiece ids (no </s>, max_len still caps the count). */
-GTR_API gtr_status gtr_tokenize(const gtr_tokenizer *tok, const char *text, size_t len,
+GTR_API gtr_status gtr_tokenizer_encode(const gtr_tokenizer *tok, const char *text, size_t len,
                                 int max_len, int add_eos, gtr_ids *out, gtr_error *err);
 /* The piece string of an id (e.g. "\xe2\x96\x81Hello"), NUL-terminated, owned by tok;
  * NULL for an out-of-range id. *len receives its byte length when len is non-NULL. */
 GTR_API const char *gtr_tokenizer_piece(const gtr_tokenizer *tok, int id, size_t *len);
 /* Ids back to text (pieces joined, U+2581 to space, leading space dropped, control ids
- * skipped) as SentencePiece's DecodeIds; *out is malloc'd and NUL-terminated. */
-GTR_API gtr_status gtr_detokenize(const gtr_tokenizer *tok, const int32_t *ids, size_t n,
+ * skipped) as SentencePiece's DecodeIds; *out (NUL-terminated) is released with gtr_free. */
+GTR_API gtr_status gtr_tokenizer_decode(const gtr_tokenizer *tok, const int32_t *ids, size_t n,
                                   char **out, size_t *out_len, gtr_error *err);
 
 /* The segmentation with its piece strings, as SentencePiece's EncodeAsPieces (no </s>, no
@@ -157,11 +162,11 @@ typedef struct gtr_pieces {
     size_t n;
     size_t ids_cap, offs_cap, text_cap;
 } gtr_pieces;
-GTR_API gtr_status gtr_tokenize_pieces(const gtr_tokenizer *tok, const char *text, size_t len,
+GTR_API gtr_status gtr_tokenizer_encode_pieces(const gtr_tokenizer *tok, const char *text, size_t len,
                                        gtr_pieces *out, gtr_error *err);
 GTR_API void gtr_pieces_free(gtr_pieces *p);
 /* The normalised text SentencePiece segments (NFKC rules of the model, whitespace rules,
- * spaces as U+2581); *out is malloc'd and NUL-terminated. For debugging and tests. */
+ * spaces as U+2581); *out (NUL-terminated) is released with gtr_free. For debugging and tests. */
 GTR_API gtr_status gtr_tokenizer_normalize(const gtr_tokenizer *tok, const char *text, size_t len,
                                            char **out, size_t *out_len, gtr_error *err);
 
@@ -181,6 +186,7 @@ typedef enum gtr_compute_dtype {
 } gtr_compute_dtype;
 
 typedef struct gtr_model_options {
+    size_t size; /* sizeof the struct: set by the *_default_options() function */
     int n_threads;                   /* <= 0: all cores (ignored when pool is given) */
     gtr_pool *pool;                  /* optional shared pool (not owned) */
     gtr_compute_dtype dtype;         /* compute precision (default F32) */
@@ -332,6 +338,7 @@ typedef struct gtr_index_encoder {
 } gtr_index_encoder;
 
 typedef struct gtr_index_build_options {
+    size_t size; /* sizeof the struct: set by the *_default_options() function */
     size_t batch_size;         /* passages per encode call (default 32) */
     size_t checkpoint_every;   /* documents between checkpoints (default 1024) */
     gtr_index_compact compact; /* also store a compact copy (default none) */
@@ -421,6 +428,7 @@ typedef enum gtr_fusion {
 } gtr_fusion;
 
 typedef struct gtr_fusion_options {
+    size_t size; /* sizeof the struct: set by the *_default_options() function */
     gtr_fusion method;
     double rrf_k;          /* RRF constant (default 60, Cormack et al. 2009) */
     const double *weights; /* INTERP: one weight per list (NULL: equal weights) */
@@ -432,7 +440,7 @@ GTR_API gtr_fusion_options gtr_fusion_default_options(void);
  * id descending; *n_out the count. A document missing from a list gets nothing from it (RRF)
  * or a normalised score of 0, the list's minimum (INTERP); a list whose scores are all equal
  * normalises to 1. out ids point into the input lists. */
-GTR_API gtr_status gtr_fuse(const gtr_ranked_doc *const *lists, const size_t *lens,
+GTR_API gtr_status gtr_hits_fuse(const gtr_ranked_doc *const *lists, const size_t *lens,
                             size_t n_lists, const gtr_fusion_options *opts, size_t k,
                             gtr_ranked_doc *out, size_t *n_out, gtr_error *err);
 
@@ -523,6 +531,7 @@ typedef struct gtr_bm25_hit {
 } gtr_bm25_hit;
 
 typedef struct gtr_bm25_search_options {
+    size_t size; /* sizeof the struct: set by the *_default_options() function */
     float k1, b;       /* defaults 0.9 and 0.4 (Anserini) */
     int exact_lengths; /* 1: exact document lengths instead of Lucene's one-byte norms */
     gtr_pool *pool;    /* threads over queries (NULL: the calling thread only) */
@@ -543,7 +552,7 @@ GTR_API gtr_status gtr_bm25_search(const gtr_bm25 *ix, const char *const *texts,
                                    const gtr_bm25_search_options *opts, gtr_bm25_hit *hits,
                                    size_t *n_hits, gtr_error *err);
 
-/* The analyzer alone: the index terms of a text, space-separated (*out malloc'd,
+/* The analyzer alone: the index terms of a text, space-separated (*out released with gtr_free,
  * NUL-terminated). For inspecting what BM25 matches on. */
 GTR_API gtr_status gtr_bm25_analyze(const char *text, size_t len, char **out, size_t *out_len,
                                     gtr_error *err);
@@ -577,8 +586,8 @@ GTR_API void gtr_qrels_free(gtr_qrels *q);
 /* Judged queries, ordered by id (bytewise, trec_eval's order). */
 GTR_API size_t gtr_qrels_num_queries(const gtr_qrels *q);
 GTR_API const char *gtr_qrels_query_id(const gtr_qrels *q, size_t i);
-/* 1 when the query has judgments. */
-GTR_API int gtr_qrels_has_query(const gtr_qrels *q, const char *qid);
+/* 1 when the query (len bytes) has judgments. */
+GTR_API int gtr_qrels_has_query(const gtr_qrels *q, const char *qid, size_t len);
 
 /* A ranked run: for each query, documents with scores. */
 typedef struct gtr_run gtr_run;
@@ -589,19 +598,20 @@ GTR_API gtr_run *gtr_run_new(gtr_error *err);
 GTR_API gtr_run *gtr_run_load(const char *path, gtr_error *err);
 GTR_API gtr_run *gtr_run_parse(const char *text, size_t len, const char *name, gtr_error *err);
 GTR_API void gtr_run_free(gtr_run *run);
-/* Add one scored document (ids are copied; score must not be NaN). A document added twice
- * to one query is GTR_ERR_INVALID_ARG. */
-GTR_API gtr_status gtr_run_add(gtr_run *run, const char *qid, const char *docid, double score,
-                               gtr_error *err);
+/* Add one scored document (ids of qid_len / docid_len bytes, non-empty, without NUL bytes,
+ * copied; score must not be NaN). A document added twice to one query is GTR_ERR_INVALID_ARG. */
+GTR_API gtr_status gtr_run_add(gtr_run *run, const char *qid, size_t qid_len, const char *docid,
+                               size_t docid_len, double score, gtr_error *err);
 /* Make a query part of the run even if it retrieved nothing (it then counts in the default
  * averaging with every measure 0, as an empty result list does in BEIR). */
-GTR_API gtr_status gtr_run_add_query(gtr_run *run, const char *qid, gtr_error *err);
+GTR_API gtr_status gtr_run_add_query(gtr_run *run, const char *qid, size_t qid_len,
+                                     gtr_error *err);
 GTR_API size_t gtr_run_num_queries(const gtr_run *run);
 GTR_API size_t gtr_run_num_docs(const gtr_run *run); /* (query, document) pairs */
 /* The run as TREC text: queries in the order they were first added, each ranked as
  * trec_eval ranks it (ranks 1..n), scores printed so that re-reading gives the same ranking
  * (float-valued scores with 9 significant digits, others with 17). tag: the last column
- * (NULL: "gtr"; must not contain whitespace). *out is malloc'd and NUL-terminated. */
+ * (NULL: "gtr"; must not contain whitespace). *out (NUL-terminated) is released with gtr_free. */
 GTR_API gtr_status gtr_run_format(const gtr_run *run, const char *tag, char **out,
                                   size_t *len, gtr_error *err);
 /* The same written atomically to path. */
@@ -626,7 +636,7 @@ GTR_API void gtr_measures_free(gtr_measures *m);
 typedef struct gtr_eval_result gtr_eval_result;
 /* Evaluate run against qrels. measures NULL = the default set. Fails (GTR_ERR_MISMATCH) when
  * no query is evaluated (no judged query in the run, without GTR_EVAL_COMPLETE). */
-GTR_API gtr_eval_result *gtr_eval(const gtr_qrels *qrels, const gtr_run *run,
+GTR_API gtr_eval_result *gtr_run_evaluate(const gtr_qrels *qrels, const gtr_run *run,
                                   const gtr_measures *measures, unsigned flags, gtr_error *err);
 GTR_API void gtr_eval_free(gtr_eval_result *r);
 /* Result columns in trec_eval's print order, named as trec_eval prints them ("ndcg_cut_10",
@@ -645,7 +655,8 @@ GTR_API double gtr_eval_query_value(const gtr_eval_result *r, size_t i, size_t j
 GTR_API size_t gtr_eval_num_unjudged(const gtr_eval_result *r);
 GTR_API const char *gtr_eval_unjudged_id(const gtr_eval_result *r, size_t i);
 /* trec_eval's output, byte for byte: with per_query (-q) each query's lines first (queries
- * in id order, num_q omitted), then the summary lines "measure<TAB>all<TAB>value". */
+ * in id order, num_q omitted), then the summary lines "measure<TAB>all<TAB>value".
+ * *out (NUL-terminated) is released with gtr_free. */
 GTR_API gtr_status gtr_eval_format(const gtr_eval_result *r, int per_query, char **out,
                                    size_t *len, gtr_error *err);
 
@@ -677,6 +688,7 @@ typedef enum gtr_lr_schedule {
 } gtr_lr_schedule;
 
 typedef struct gtr_train_options {
+    size_t size; /* sizeof the struct: set by the *_default_options() function */
     int n_threads;            /* <= 0: all cores (ignored when pool is given) */
     gtr_pool *pool;           /* optional shared pool (not owned) */
     gtr_optimizer optimizer;  /* default Adafactor */
@@ -710,13 +722,13 @@ typedef struct gtr_train_data gtr_train_data;
 GTR_API gtr_train_data *gtr_train_data_load_jsonl(const char *path, gtr_error *err);
 /* A BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv): one example per judged
  * (query, document) pair with relevance >= 1; the passage is (title + " " + text).strip(). No
- * hard negatives (mine them with gtr_mine_negatives for a second stage). */
+ * hard negatives (mine them with gtr_negatives_mine for a second stage). */
 GTR_API gtr_train_data *gtr_train_data_load_beir(const char *dir, const char *split,
                                                  gtr_error *err);
 GTR_API void gtr_train_data_free(gtr_train_data *d);
 GTR_API size_t gtr_train_data_count(const gtr_train_data *d);
 /* Examples that have at least one hard negative. */
-GTR_API size_t gtr_train_data_with_negatives(const gtr_train_data *d);
+GTR_API size_t gtr_train_data_count_negatives(const gtr_train_data *d);
 
 typedef struct gtr_trainer gtr_trainer;
 /* Start from any model directory gtr_model_load reads (a released GTR, a previous stage).
@@ -767,7 +779,8 @@ GTR_API gtr_status gtr_trainer_encode(gtr_trainer *t, const char *const *texts,
  * are not judged relevant become its negatives. Writes JSON lines {"query", "pos", "neg"}
  * (one line per query, its relevant documents as "pos") atomically to out_path, the format
  * gtr_train_data_load_jsonl reads. */
-typedef struct gtr_mine_options {
+typedef struct gtr_negatives_options {
+    size_t size; /* sizeof the struct: set by the *_default_options() function */
     size_t k;                 /* negatives per query (default 8) */
     size_t skip;              /* best-ranked non-relevant documents skipped first (0): they
                                  are often unjudged positives */
@@ -776,14 +789,14 @@ typedef struct gtr_mine_options {
     int query_max_len;        /* query tokens (default 64) */
     gtr_progress_fn progress; /* corpus documents embedded / corpus size */
     void *progress_user;
-} gtr_mine_options;
-GTR_API gtr_mine_options gtr_mine_default_options(void);
-typedef struct gtr_mine_stats {
+} gtr_negatives_options;
+GTR_API gtr_negatives_options gtr_negatives_default_options(void);
+typedef struct gtr_negatives_stats {
     size_t queries, docs, negatives;
-} gtr_mine_stats;
-GTR_API gtr_status gtr_mine_negatives(gtr_model *m, const char *dir, const char *split,
-                                      const gtr_mine_options *opts, const char *out_path,
-                                      gtr_mine_stats *stats, gtr_error *err);
+} gtr_negatives_stats;
+GTR_API gtr_status gtr_negatives_mine(gtr_model *m, const char *dir, const char *split,
+                                      const gtr_negatives_options *opts, const char *out_path,
+                                      gtr_negatives_stats *stats, gtr_error *err);
 
 /* ======================================================================== server */
 /* (section owned by src/server/)
@@ -822,6 +835,7 @@ typedef enum gtr_server_method {
 typedef void (*gtr_server_log_fn)(void *user, const char *line);
 
 typedef struct gtr_server_options {
+    size_t size; /* sizeof the struct: set by the *_default_options() function */
     const char *host;          /* numeric address or name to listen on (default "127.0.0.1") */
     int port;                  /* 0: any free port (gtr_server_port tells which); default 8080 */
     gtr_model *model;          /* required; not owned; encoded by the batcher's workers only */
@@ -905,8 +919,9 @@ typedef void (*gtr_download_event_fn)(void *user, gtr_download_event ev, const c
 /* Start from gtr_download_default_options(); a negative max_retries or retry_delay_ms and a
  * timeout <= 0 mean the default. */
 typedef struct gtr_download_options {
-    /* Where to download from. gtr_hf_pull: the hub (NULL: $HF_ENDPOINT, else
-     * https://huggingface.co). gtr_download_dataset: the folder holding NAME.zip (NULL:
+    size_t size; /* sizeof the struct: set by the *_default_options() function */
+    /* Where to download from. gtr_model_download: the hub (NULL: $HF_ENDPOINT, else
+     * https://huggingface.co). gtr_dataset_download: the folder holding NAME.zip (NULL:
      * $GTR_BEIR_URL, else https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets). */
     const char *endpoint;
     /* Hub access token sent as "Authorization: Bearer" (never to a redirect's other host).
@@ -941,7 +956,7 @@ GTR_API gtr_download_options gtr_download_default_options(void);
  * GTR_ERR_IO (local files), GTR_ERR_INTERRUPTED (the progress callback asked to stop).
  * $HF_HUB_OFFLINE=1 (as in huggingface_hub): GTR_ERR_NETWORK instead of any request when dir
  * is not already there. */
-GTR_API gtr_status gtr_hf_pull(const char *repo_id, const char *dir,
+GTR_API gtr_status gtr_model_download(const char *repo_id, const char *dir,
                                const gtr_download_options *opts, gtr_error *err);
 /* The same into the Hugging Face cache that transformers and sentence-transformers read
  * ($HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub), so Python and gtr share
@@ -949,16 +964,16 @@ GTR_API gtr_status gtr_hf_pull(const char *repo_id, const char *dir,
  * into blobs/) and refs/<revision> naming the commit. A revision already there is not
  * downloaded again unless opts->force (GTR_DOWNLOAD_PRESENT). The snapshot directory is
  * written to snapshot[cap] (GTR_ERR_INVALID_ARG when it does not fit). */
-GTR_API gtr_status gtr_hf_pull_cache(const char *repo_id, const gtr_download_options *opts,
+GTR_API gtr_status gtr_model_download_cache(const char *repo_id, const gtr_download_options *opts,
                                      char *snapshot, size_t cap, gtr_error *err);
 
 /* Download <endpoint>/<name>.zip (a BEIR dataset such as "scifact") and unpack it into
  * <parent_dir>/<name> (corpus.jsonl, queries.jsonl, qrels/). Entries with absolute paths,
  * ".." components or links are refused. If <parent_dir>/<name> exists nothing is downloaded
- * unless opts->force. opts may be NULL (defaults). Errors as gtr_hf_pull's; GTR_ERR_FORMAT
+ * unless opts->force. opts may be NULL (defaults). Errors as gtr_model_download's; GTR_ERR_FORMAT
  * for an unusable archive (removed, so the next call downloads it afresh). No hub token is
  * sent. */
-GTR_API gtr_status gtr_download_dataset(const char *name, const char *parent_dir,
+GTR_API gtr_status gtr_dataset_download(const char *name, const char *parent_dir,
                                         const gtr_download_options *opts, gtr_error *err);
 
 #ifdef __cplusplus

@@ -27,23 +27,23 @@ static int pack(const rt_results *r, size_t k, gtr_buf *b, gtr_error *err)
 static gtr_run *unpack(const rt_queries *q, const char *all, size_t bytes, size_t max_rank, gtr_error *err)
 {
     gtr_run *run = gtr_run_new(err);
-    char id[4100];
     size_t at = 0;
     for (size_t i = 0; run && i < q->n; i++) {
         uint32_t n;
         if (at + sizeof n > bytes) goto bad;
         memcpy(&n, all + at, sizeof n), at += sizeof n;
-        if (gtr_run_add_query(run, q->ids[i], err)) goto fail;
+        size_t qlen = strlen(q->ids[i]);
+        if (gtr_run_add_query(run, q->ids[i], qlen, err)) goto fail;
         for (uint32_t j = 0; j < n; j++) {
             double score;
             uint32_t len;
             if (at + sizeof score + sizeof len > bytes) goto bad;
             memcpy(&score, all + at, sizeof score), at += sizeof score;
             memcpy(&len, all + at, sizeof len), at += sizeof len;
-            if (len >= sizeof id || at + len > bytes) goto bad;
-            memcpy(id, all + at, len), at += len;
-            id[len] = '\0';
-            if (j < max_rank && gtr_run_add(run, q->ids[i], id, score, err)) goto fail;
+            if (at + len > bytes) goto bad;
+            const char *id = all + at;
+            at += len;
+            if (j < max_rank && gtr_run_add(run, q->ids[i], qlen, id, len, score, err)) goto fail;
         }
     }
     return run;

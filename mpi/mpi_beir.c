@@ -41,8 +41,8 @@ static int evaluate(const dist_ctx *d, const gtr_qrels *qrels, const gtr_run *ru
 {
     gtr_error err;
     gtr_measures *m = gtr_measures_parse(NULL, &err), *rr = m ? gtr_measures_parse("recip_rank", &err) : NULL;
-    gtr_eval_result *full = rr ? gtr_eval(qrels, run, m, 0, &err) : NULL;
-    gtr_eval_result *r10 = full ? gtr_eval(qrels, run10, rr, 0, &err) : NULL;
+    gtr_eval_result *full = rr ? gtr_run_evaluate(qrels, run, m, 0, &err) : NULL;
+    gtr_eval_result *r10 = full ? gtr_run_evaluate(qrels, run10, rr, 0, &err) : NULL;
     int rc = 0;
     if (!r10) {
         rc = dist_errorf(d, 1, "%s", err.message);

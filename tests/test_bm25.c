@@ -48,7 +48,7 @@ static void check_analyze(const char *text, const char *want)
     char *out;
     TU_OK(gtr_bm25_analyze(text, strlen(text), &out, NULL, &e), &e);
     if (strcmp(out, want)) fail_msg("analyze(%s) = '%s', want '%s'", text, out, want);
-    free(out);
+    gtr_free(out);
 }
 
 static void test_analyzer(void **state)
@@ -258,7 +258,7 @@ static void test_scifact(void **state)
         bool eof;
         TU_OK(gtr_text_reader_next(r, &rec, &eof, &e), &e);
         if (eof) break;
-        if (!gtr_qrels_has_query(qrels, rec.id)) continue;
+        if (!gtr_qrels_has_query(qrels, rec.id, rec.id_len)) continue;
         assert_true(nq < 400);
         texts[nq] = strndup(rec.text, rec.text_len);
         ids[nq++] = strndup(rec.id, rec.id_len);
@@ -281,9 +281,11 @@ static void test_scifact(void **state)
         for (size_t j = 0; j < n_hits[i]; j++) {
             assert_int_equal(hits[i * k + j].doc, hits1[i * k + j].doc);
             assert_true(hits[i * k + j].score == hits1[i * k + j].score);
-            TU_OK(gtr_run_add(run, ids[i], gtr_bm25_doc_id(ix, hits[i * k + j].doc, NULL), hits[i * k + j].score, &e), &e);
+            size_t dl;
+            const char *d = gtr_bm25_doc_id(ix, hits[i * k + j].doc, &dl);
+            TU_OK(gtr_run_add(run, ids[i], strlen(ids[i]), d, dl, hits[i * k + j].score, &e), &e);
         }
-    gtr_eval_result *res = gtr_eval(qrels, run, NULL, GTR_EVAL_COMPLETE, &e);
+    gtr_eval_result *res = gtr_run_evaluate(qrels, run, NULL, GTR_EVAL_COMPLETE, &e);
     assert_non_null(res);
     double ndcg10 = gtr_eval_get(res, "ndcg_cut_10");
     print_message("# SciFact BM25: nDCG@10 %.4f, R@100 %.4f (Anserini flat: 0.6789, 0.9253)\n", ndcg10,

@@ -55,7 +55,7 @@ static void check_parity(const char *qrels_name, const char *run_name)
         int per_query;
     } modes[] = {{"expected_beir", 0, 0}, {"expected_c", GTR_EVAL_COMPLETE, 0}, {"expected_q", GTR_EVAL_COMPLETE, 1}};
     for (size_t m = 0; m < 3; m++) {
-        gtr_eval_result *res = gtr_eval(q, r, ms, modes[m].flags, &e);
+        gtr_eval_result *res = gtr_run_evaluate(q, r, ms, modes[m].flags, &e);
         if (!res) fail_msg("%s", e.message);
         char *out;
         size_t len;
@@ -66,7 +66,7 @@ static void check_parity(const char *qrels_name, const char *run_name)
         char *want = read_shared(name, &wlen);
         assert_same_lines(out, want, name);
         free(want);
-        free(out);
+        gtr_free(out);
         gtr_eval_free(res);
     }
     gtr_measures_free(ms);
@@ -92,10 +92,10 @@ static void test_beir_tsv_qrels(void **state)
     assert_non_null(b);
     assert_int_equal(gtr_qrels_num_queries(a), 300);
     assert_int_equal(gtr_qrels_num_queries(b), 300);
-    assert_true(gtr_qrels_has_query(a, "1"));
-    assert_false(gtr_qrels_has_query(a, "query-id"));
+    assert_true(gtr_qrels_has_query(a, "1", 1));
+    assert_false(gtr_qrels_has_query(a, "query-id", 8));
     gtr_run *r = gtr_run_load(rp, &e);
-    gtr_eval_result *x = gtr_eval(a, r, NULL, 0, &e), *y = gtr_eval(b, r, NULL, 0, &e);
+    gtr_eval_result *x = gtr_run_evaluate(a, r, NULL, 0, &e), *y = gtr_run_evaluate(b, r, NULL, 0, &e);
     assert_non_null(x);
     assert_non_null(y);
     char *ox, *oy;
@@ -104,8 +104,8 @@ static void test_beir_tsv_qrels(void **state)
     assert_string_equal(ox, oy);
     /* 809 run queries are not in the test judgments */
     assert_int_equal(gtr_eval_num_unjudged(x), 809);
-    free(ox);
-    free(oy);
+    gtr_free(ox);
+    gtr_free(oy);
     gtr_eval_free(x);
     gtr_eval_free(y);
     gtr_run_free(r);
@@ -137,7 +137,7 @@ static double value(const gtr_qrels *q, const gtr_run *r, const char *spec, unsi
     gtr_error e;
     gtr_measures *ms = gtr_measures_parse(spec, &e);
     if (!ms) fail_msg("%s", e.message);
-    gtr_eval_result *res = gtr_eval(q, r, ms, flags, &e);
+    gtr_eval_result *res = gtr_run_evaluate(q, r, ms, flags, &e);
     if (!res) fail_msg("%s", e.message);
     double v = gtr_eval_get(res, name);
     gtr_eval_free(res);
@@ -163,7 +163,7 @@ static void test_ties(void **state)
     char *txt;
     TU_OK(gtr_run_format(r, "x", &txt, NULL, &e), &e);
     assert_string_equal(txt, "q Q0 b 1 5 x\nq Q0 a 2 5 x\nq Q0 9 3 5 x\nq Q0 10 4 5 x\n");
-    free(txt);
+    gtr_free(txt);
     gtr_run_free(r);
     gtr_run_free(r2);
     gtr_qrels_free(q);
@@ -206,7 +206,7 @@ static void test_averaging(void **state)
     assert_true(value(q, r, "num_q", GTR_EVAL_COMPLETE, "num_q") == 3);
     assert_true(value(q, r, "num_rel", GTR_EVAL_COMPLETE, "num_rel") == 2);
     gtr_error e;
-    gtr_eval_result *res = gtr_eval(q, r, NULL, GTR_EVAL_COMPLETE, &e);
+    gtr_eval_result *res = gtr_run_evaluate(q, r, NULL, GTR_EVAL_COMPLETE, &e);
     assert_non_null(res);
     assert_int_equal(gtr_eval_num_unjudged(res), 1);
     assert_string_equal(gtr_eval_unjudged_id(res, 0), "zz");
@@ -216,7 +216,7 @@ static void test_averaging(void **state)
     gtr_eval_free(res);
     /* a run that answers no judged query is an error without -c */
     gtr_run *none = run_of("zz Q0 a 1 1 t\n");
-    assert_null(gtr_eval(q, none, NULL, 0, &e));
+    assert_null(gtr_run_evaluate(q, none, NULL, 0, &e));
     assert_int_equal(e.code, GTR_ERR_MISMATCH);
     gtr_run_free(none);
     gtr_run_free(r);
@@ -230,12 +230,12 @@ static void test_memory_run(void **state)
     gtr_error e;
     gtr_qrels *q = qrels_of("q1 0 a 1\nq2 0 b 1\n");
     gtr_run *r = gtr_run_new(&e);
-    TU_OK(gtr_run_add(r, "q1", "x", 0.25f, &e), &e);
-    TU_OK(gtr_run_add(r, "q1", "a", 0.125f, &e), &e);
-    assert_int_equal(gtr_run_add(r, "q1", "a", 3.0, &e), GTR_ERR_INVALID_ARG);
-    assert_int_equal(gtr_run_add(r, "q1", "y", NAN, &e), GTR_ERR_INVALID_ARG);
+    TU_OK(gtr_run_add(r, "q1", 2, "x", 1, 0.25f, &e), &e);
+    TU_OK(gtr_run_add(r, "q1", 2, "a", 1, 0.125f, &e), &e);
+    assert_int_equal(gtr_run_add(r, "q1", 2, "a", 1, 3.0, &e), GTR_ERR_INVALID_ARG);
+    assert_int_equal(gtr_run_add(r, "q1", 2, "y", 1, NAN, &e), GTR_ERR_INVALID_ARG);
     assert_true(fabs(value(q, r, "recip_rank", 0, "recip_rank") - 0.5) < 1e-12);
-    TU_OK(gtr_run_add_query(r, "q2", &e), &e);
+    TU_OK(gtr_run_add_query(r, "q2", 2, &e), &e);
     assert_true(fabs(value(q, r, "recip_rank", 0, "recip_rank") - 0.25) < 1e-12);
     assert_int_equal(gtr_run_num_queries(r), 2);
     assert_int_equal(gtr_run_num_docs(r), 2);
@@ -250,11 +250,11 @@ static void test_memory_run(void **state)
     assert_string_equal(t1, t2);
     assert_string_equal(t1, "q1 Q0 x 1 0.25 t\nq1 Q0 a 2 0.125 t\n");
     assert_int_equal(gtr_run_format(r, "bad tag", &t2, NULL, &e), GTR_ERR_INVALID_ARG);
-    TU_OK(gtr_run_add(r, "q 3", "z", 1.0, &e), &e);
+    TU_OK(gtr_run_add(r, "q 3", 3, "z", 1, 1.0, &e), &e);
     assert_int_equal(gtr_run_format(r, "t", &t2, NULL, &e), GTR_ERR_INVALID_ARG);
     assert_non_null(strstr(e.message, "query id 'q 3' contains whitespace"));
-    free(t1);
-    free(t2);
+    gtr_free(t1);
+    gtr_free(t2);
     free(path);
     gtr_run_free(back);
     gtr_run_free(r);
@@ -314,7 +314,7 @@ static void test_measure_specs(void **state)
     gtr_run *r = run_of("q Q0 a 1 1 t\n");
     gtr_measures *ms = gtr_measures_parse("ndcg_cut map P.10,1 P.5", &e);
     assert_non_null(ms);
-    gtr_eval_result *res = gtr_eval(q, r, ms, 0, &e);
+    gtr_eval_result *res = gtr_run_evaluate(q, r, ms, 0, &e);
     assert_non_null(res);
     /* trec_eval's print order, bare ndcg_cut with its default cutoffs, P cutoffs merged */
     const char *want[] = {"map", "P_1", "P_5", "P_10", "ndcg_cut_5", "ndcg_cut_10", "ndcg_cut_15",

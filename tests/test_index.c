@@ -8,6 +8,7 @@
 #include "index_ref.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -566,15 +567,13 @@ static void test_id_rules(void **state)
         for (size_t d = 0; d < gtr_index_count(ix); d++) {
             size_t n;
             const char *id = gtr_index_doc_id(ix, d, &n);
-            char *z = strndup(id, n);
             assert_int_not_equal(gtr_bm25_find_doc(bm, id, n), SIZE_MAX);
-            TU_OK(gtr_run_add(run, "q1", z, 1.0 / (double)(d + 1), &e), &e);
-            free(z);
+            TU_OK(gtr_run_add(run, "q1", 2, id, n, 1.0 / (double)(d + 1), &e), &e);
         }
         char *text;
         size_t len;
         TU_OK(gtr_run_format(run, NULL, &text, &len, &e), &e);
-        free(text);
+        gtr_free(text);
         gtr_run_free(run);
         gtr_index_free(ix);
         gtr_bm25_free(bm);
@@ -705,7 +704,7 @@ static void test_fusion_rrf(void **state)
     size_t lens[] = {3, 3}, n;
     gtr_ranked_doc out[4];
     gtr_error e;
-    TU_OK(gtr_fuse(lists, lens, 2, NULL, 4, out, &n, &e), &e);
+    TU_OK(gtr_hits_fuse(lists, lens, 2, NULL, 4, out, &n, &e), &e);
     assert_int_equal(n, 4);
     /* x: 1/61 + 1/63; z: 1/63 + 1/61 (tie: id descending -> z first); y: 1/62; w: 1/62 (y > w) */
     assert_string_equal(out[0].id, "z");
@@ -718,17 +717,46 @@ static void test_fusion_rrf(void **state)
     /* k truncates; a custom constant */
     gtr_fusion_options o = gtr_fusion_default_options();
     o.rrf_k = 0;
-    TU_OK(gtr_fuse(lists, lens, 2, &o, 1, out, &n, &e), &e);
+    TU_OK(gtr_hits_fuse(lists, lens, 2, &o, 1, out, &n, &e), &e);
     assert_int_equal(n, 1);
     assert_true(fabs(out[0].score - (1.0 + 1.0 / 3)) < 1e-15);
     /* a duplicate inside one list is refused */
     gtr_ranked_doc dup[] = {rd("x", 2), rd("x", 1)};
     const gtr_ranked_doc *dl[] = {dup};
     size_t dlen[] = {2};
-    assert_int_equal(gtr_fuse(dl, dlen, 1, NULL, 4, out, &n, &e), GTR_ERR_INVALID_ARG);
+    assert_int_equal(gtr_hits_fuse(dl, dlen, 1, NULL, 4, out, &n, &e), GTR_ERR_INVALID_ARG);
     /* no lists: nothing */
-    TU_OK(gtr_fuse(NULL, NULL, 0, NULL, 4, out, &n, &e), &e);
+    TU_OK(gtr_hits_fuse(NULL, NULL, 0, NULL, 4, out, &n, &e), &e);
     assert_int_equal(n, 0);
+}
+
+/* Options structs carry their size: one not made by *_default_options() is refused, one from
+ * an older, shorter header keeps the defaults of the fields it lacks (the same fusion as NULL). */
+static void test_options_size(void **state)
+{
+    (void)state;
+    gtr_ranked_doc a[] = {rd("x", 9), rd("y", 8)}, b[] = {rd("y", 0.9), rd("w", 0.5)};
+    const gtr_ranked_doc *lists[] = {a, b};
+    size_t lens[] = {2, 2}, n, n_ref;
+    gtr_ranked_doc out[4], ref[4];
+    gtr_error e;
+    gtr_fusion_options o;
+    memset(&o, 0, sizeof o);
+    assert_int_equal(gtr_hits_fuse(lists, lens, 2, &o, 4, out, &n, &e), GTR_ERR_INVALID_ARG);
+    assert_non_null(strstr(e.message, "default_options"));
+    o = gtr_fusion_default_options();
+    assert_int_equal(o.size, sizeof o);
+    o.size = sizeof o + 8; /* a newer header */
+    assert_int_equal(gtr_hits_fuse(lists, lens, 2, &o, 4, out, &n, &e), GTR_ERR_INVALID_ARG);
+    o.size = offsetof(gtr_fusion_options, weights); /* an older one, without weights */
+    o.weights = (const double *)1; /* beyond its size: must not be read */
+    TU_OK(gtr_hits_fuse(lists, lens, 2, &o, 4, out, &n, &e), &e);
+    TU_OK(gtr_hits_fuse(lists, lens, 2, NULL, 4, ref, &n_ref, &e), &e);
+    assert_int_equal(n, n_ref);
+    for (size_t i = 0; i < n; i++) {
+        assert_string_equal(out[i].id, ref[i].id);
+        assert_true(out[i].score == ref[i].score);
+    }
 }
 
 static void test_fusion_interp(void **state)
@@ -739,10 +767,12 @@ static void test_fusion_interp(void **state)
     const gtr_ranked_doc *lists[] = {dense, bm25};
     size_t lens[] = {3, 3}, n;
     double w[] = {0.3, 0.7};
-    gtr_fusion_options o = {GTR_FUSION_INTERP, 60, w};
+    gtr_fusion_options o = gtr_fusion_default_options();
+    o.method = GTR_FUSION_INTERP;
+    o.weights = w;
     gtr_ranked_doc out[4];
     gtr_error e;
-    TU_OK(gtr_fuse(lists, lens, 2, &o, 4, out, &n, &e), &e);
+    TU_OK(gtr_hits_fuse(lists, lens, 2, &o, 4, out, &n, &e), &e);
     assert_int_equal(n, 4);
     /* normalised dense: a 1, b .5, c 0; bm25: c 1, d .5, a 0
      * c: .3*0 + .7*1 = .7; d: .7*.5 = .35; a: .3*1 + 0 = .3; b: .3*.5 = .15 */
@@ -757,14 +787,14 @@ static void test_fusion_interp(void **state)
     const gtr_ranked_doc *fl[] = {flat};
     size_t flen[] = {2};
     o.weights = NULL;
-    TU_OK(gtr_fuse(fl, flen, 1, &o, 4, out, &n, &e), &e);
+    TU_OK(gtr_hits_fuse(fl, flen, 1, &o, 4, out, &n, &e), &e);
     assert_int_equal(n, 2);
     assert_string_equal(out[0].id, "q");
     assert_true(out[0].score == 1.0 && out[1].score == 1.0);
     gtr_ranked_doc inf[] = {rd("p", INFINITY)};
     const gtr_ranked_doc *il[] = {inf};
     size_t ilen[] = {1};
-    assert_int_equal(gtr_fuse(il, ilen, 1, &o, 4, out, &n, &e), GTR_ERR_INVALID_ARG);
+    assert_int_equal(gtr_hits_fuse(il, ilen, 1, &o, 4, out, &n, &e), GTR_ERR_INVALID_ARG);
 }
 
 int main(void)
@@ -785,6 +815,7 @@ int main(void)
         cmocka_unit_test(test_search_arguments),
         cmocka_unit_test(test_fusion_rrf),
         cmocka_unit_test(test_fusion_interp),
+        cmocka_unit_test(test_options_size),
     };
     return cmocka_run_group_tests_name("index", tests, NULL, NULL);
 }

@@ -212,7 +212,7 @@ static void test_embed_gtr_small_texts(void **state)
         texts[i] = json_string_value(v[i]);
         assert_non_null(texts[i]);
         lens[i] = json_string_length(v[i]);
-        TU_OK(gtr_tokenize(gtr_model_tokenizer(m), texts[i], lens[i], gtr_model_max_len(m), 1, &ids, &e), &e);
+        TU_OK(gtr_tokenizer_encode(gtr_model_tokenizer(m), texts[i], lens[i], gtr_model_max_len(m), 1, &ids, &e), &e);
         if (ids.n != t.lens[i] || memcmp(ids.ids, t.ids[i], ids.n * sizeof(int32_t))) {
             print_message("# text %zu: tokenizer ids differ from tokens.jsonl\n", i);
             tok_mismatch++;
@@ -531,7 +531,7 @@ static void test_max_len(void **state)
     float v[64], w[64];
     TU_OK(gtr_model_encode(m, &text, NULL, 1, v, &e), &e);
     gtr_ids ids = {0};
-    TU_OK(gtr_tokenize(gtr_model_tokenizer(m), text, strlen(text), 8, 1, &ids, &e), &e);
+    TU_OK(gtr_tokenizer_encode(gtr_model_tokenizer(m), text, strlen(text), 8, 1, &ids, &e), &e);
     assert_int_equal(ids.n, 8);
     assert_int_equal(ids.ids[7], 1);
     const int32_t *ip = ids.ids;

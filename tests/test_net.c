@@ -450,21 +450,21 @@ static void test_public_calls_offline(void **state)
 
     static const char *const bad_repos[] = {"", "../x", "a/b/c", "/a", "a b", "a//b", ".x"};
     for (size_t i = 0; i < sizeof bad_repos / sizeof *bad_repos; i++)
-        assert_int_equal(gtr_hf_pull(bad_repos[i], dir, &o, &e), GTR_ERR_INVALID_ARG);
-    assert_int_equal(gtr_hf_pull(NULL, dir, &o, &e), GTR_ERR_INVALID_ARG);
-    assert_int_equal(gtr_hf_pull("org/name", "", &o, &e), GTR_ERR_INVALID_ARG);
+        assert_int_equal(gtr_model_download(bad_repos[i], dir, &o, &e), GTR_ERR_INVALID_ARG);
+    assert_int_equal(gtr_model_download(NULL, dir, &o, &e), GTR_ERR_INVALID_ARG);
+    assert_int_equal(gtr_model_download("org/name", "", &o, &e), GTR_ERR_INVALID_ARG);
     static const char *const bad_names[] = {"", "../scifact", "a/b", ".hidden", "sci fact"};
     for (size_t i = 0; i < sizeof bad_names / sizeof *bad_names; i++)
-        assert_int_equal(gtr_download_dataset(bad_names[i], dir, &o, &e), GTR_ERR_INVALID_ARG);
+        assert_int_equal(gtr_dataset_download(bad_names[i], dir, &o, &e), GTR_ERR_INVALID_ARG);
 
     /* An unreachable hub: a network error that says what to do, and nothing on disk. */
-    assert_int_equal(gtr_hf_pull("org/name", dir, &o, &e), GTR_ERR_NETWORK);
+    assert_int_equal(gtr_model_download("org/name", dir, &o, &e), GTR_ERR_NETWORK);
     assert_non_null(strstr(e.message, "http://127.0.0.1:1/org/name/resolve/main/modules.json"));
     assert_non_null(strstr(e.message, "HF_ENDPOINT"));
     assert_int_equal(net_dest_state(dir), 0);
     char *partial = tu_tmp("pub/model.partial");
     assert_false(gtr_dir_exists(partial));
-    assert_int_equal(gtr_download_dataset("scifact", dir, &o, &e), GTR_ERR_NETWORK);
+    assert_int_equal(gtr_dataset_download("scifact", dir, &o, &e), GTR_ERR_NETWORK);
     assert_non_null(strstr(e.message, "http://127.0.0.1:1/scifact.zip"));
     assert_non_null(strstr(e.message, "GTR_BEIR_URL"));
     char *dpart = tu_tmp("pub/model/scifact.partial");
@@ -475,16 +475,16 @@ static void test_public_calls_offline(void **state)
     TU_OK(gtr_mkdirs(dir, &e), &e);
     write_rel(dir, "modules.json", "[]");
     r.start = 0;
-    TU_OK(gtr_hf_pull("org/name", dir, &o, &e), &e);
+    TU_OK(gtr_model_download("org/name", dir, &o, &e), &e);
     assert_int_equal(r.present, 1);
     assert_int_equal(r.start, 0);
     assert_string_equal(r.detail, dir);
     char *parent = tu_tmp("pub");
-    TU_OK(gtr_download_dataset("model", parent, &o, &e), &e);
+    TU_OK(gtr_dataset_download("model", parent, &o, &e), &e);
     assert_int_equal(r.present, 2);
     /* ... and a file where the directory should be is an error */
     char *file = gtr_path_join(dir, "modules.json");
-    assert_int_equal(gtr_hf_pull("org/name", file, &o, &e), GTR_ERR_IO);
+    assert_int_equal(gtr_model_download("org/name", file, &o, &e), GTR_ERR_IO);
     assert_non_null(strstr(e.message, "not a directory"));
     free(file);
     free(parent);

@@ -65,7 +65,7 @@ static int setup(void **state)
     for (size_t i = 0; i < F.n; i++) {
         const char *t = F.texts[i];
         if (gtr_model_encode(F.model, &t, &F.lens[i], 1, F.ref + i * (size_t)F.dim, &err) ||
-            gtr_tokenize(gtr_model_tokenizer(F.model), t, F.lens[i], gtr_model_max_len(F.model), 1, &ids, &err)) {
+            gtr_tokenizer_encode(gtr_model_tokenizer(F.model), t, F.lens[i], gtr_model_max_len(F.model), 1, &ids, &err)) {
             fprintf(stderr, "# %s\n", err.message);
             return -1;
         }
@@ -341,7 +341,7 @@ static void test_embeddings_float_and_base64(void **state)
     /* the same text as token ids, with and without </s>; a bare id list is one input */
     gtr_ids ids = {0};
     gtr_error err;
-    TU_OK(gtr_tokenize(gtr_model_tokenizer(F.model), F.texts[3], F.lens[3], 512, 1, &ids, &err), &err);
+    TU_OK(gtr_tokenizer_encode(gtr_model_tokenizer(F.model), F.texts[3], F.lens[3], 512, 1, &ids, &err), &err);
     json_t *with = json_array(), *without = json_array();
     for (size_t k = 0; k < ids.n; k++) {
         json_array_append_new(with, json_integer(ids.ids[k]));
@@ -490,7 +490,7 @@ static void test_truncation(void **state)
         if (F.lens[i] > F.lens[longest]) longest = i;
     gtr_ids ids = {0};
     gtr_error err;
-    TU_OK(gtr_tokenize(gtr_model_tokenizer(F.model), F.texts[longest], F.lens[longest], 0, 1, &ids, &err), &err);
+    TU_OK(gtr_tokenizer_encode(gtr_model_tokenizer(F.model), F.texts[longest], F.lens[longest], 0, 1, &ids, &err), &err);
     assert_true(ids.n > 512);
     json_t *req = embed_request(&longest, 1, NULL);
     json_t *idreq = json_array();

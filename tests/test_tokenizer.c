@@ -18,7 +18,7 @@ static int setup(void **state)
     ref *r = calloc(1, sizeof *r);
     gtr_error e;
     char *p = tu_shared("spm/t5-spiece.model");
-    r->tok = gtr_tokenizer_load(p, &e);
+    r->tok = gtr_tokenizer_load(p, NULL, &e);
     if (!r->tok) fail_msg("%s", e.message);
     free(p);
     static const char *files[] = {"tokenizer/texts.jsonl", "tokenizer/ids_full.jsonl",
@@ -75,7 +75,7 @@ static void check_ids(const ref *r, int max_len, json_t **want, const char *name
     for (size_t i = 0; i < r->n; i++) {
         size_t len;
         const char *t = text_of(r, i, &len);
-        TU_OK(gtr_tokenize(r->tok, t, len, max_len, 1, &ids, &e), &e);
+        TU_OK(gtr_tokenizer_encode(r->tok, t, len, max_len, 1, &ids, &e), &e);
         if (!ids_equal(&ids, want[i], 0) && bad++ == 0) first_bad = i;
     }
     gtr_ids_free(&ids);
@@ -95,7 +95,7 @@ static void test_pieces_full(void **state)
     for (size_t i = 0; i < r->n; i++) {
         size_t len;
         const char *t = text_of(r, i, &len);
-        TU_OK(gtr_tokenize_pieces(r->tok, t, len, &pc, &e), &e);
+        TU_OK(gtr_tokenizer_encode_pieces(r->tok, t, len, &pc, &e), &e);
         json_t *want = r->pieces[i];
         if (json_array_size(want) != pc.n) fail_msg("line %zu: %zu pieces, want %zu", i + 1, pc.n, json_array_size(want));
         for (size_t k = 0; k < pc.n; k++) {
@@ -105,7 +105,7 @@ static void test_pieces_full(void **state)
                 fail_msg("line %zu piece %zu: '%s', want '%s'", i + 1, k, pc.text + pc.offs[k], json_string_value(w));
         }
         /* the pieces' ids are the ids (without </s>) */
-        TU_OK(gtr_tokenize(r->tok, t, len, 0, 0, &ids, &e), &e);
+        TU_OK(gtr_tokenizer_encode(r->tok, t, len, 0, 0, &ids, &e), &e);
         assert_int_equal(ids.n, pc.n);
         assert_memory_equal(ids.ids, pc.ids, pc.n * sizeof *pc.ids);
     }
@@ -121,20 +121,20 @@ static void test_no_eos(void **state)
     for (size_t i = 0; i < r->n; i++) {
         size_t len;
         const char *t = text_of(r, i, &len);
-        TU_OK(gtr_tokenize(r->tok, t, len, 0, 0, &ids, &e), &e);
+        TU_OK(gtr_tokenizer_encode(r->tok, t, len, 0, 0, &ids, &e), &e);
         if (!ids_equal(&ids, r->full[i], 1)) fail_msg("line %zu: bare ids differ", i + 1);
         /* max_len without </s> caps the bare ids */
-        TU_OK(gtr_tokenize(r->tok, t, len, 7, 0, &ids, &e), &e);
+        TU_OK(gtr_tokenizer_encode(r->tok, t, len, 7, 0, &ids, &e), &e);
         size_t want = json_array_size(r->full[i]) - 1;
         assert_int_equal(ids.n, want < 7 ? want : 7);
         for (size_t k = 0; k < ids.n; k++)
             assert_int_equal(ids.ids[k], json_integer_value(json_array_get(r->full[i], k)));
     }
     /* max_len 1 with </s>: just </s> */
-    TU_OK(gtr_tokenize(r->tok, "Hello world", 11, 1, 1, &ids, &e), &e);
+    TU_OK(gtr_tokenizer_encode(r->tok, "Hello world", 11, 1, 1, &ids, &e), &e);
     assert_int_equal(ids.n, 1);
     assert_int_equal(ids.ids[0], gtr_tokenizer_eos_id(r->tok));
-    assert_int_equal(gtr_tokenize(r->tok, "x", 1, -1, 1, &ids, &e), GTR_ERR_INVALID_ARG);
+    assert_int_equal(gtr_tokenizer_encode(r->tok, "x", 1, -1, 1, &ids, &e), GTR_ERR_INVALID_ARG);
     gtr_ids_free(&ids);
 }
 
@@ -170,8 +170,8 @@ static void test_control_literals(void **state)
     gtr_ids ids = {0};
     gtr_pieces pc = {0};
     const char *t = "a </s> b <pad> <unk>";
-    TU_OK(gtr_tokenize(r->tok, t, strlen(t), 0, 0, &ids, &e), &e);
-    TU_OK(gtr_tokenize_pieces(r->tok, t, strlen(t), &pc, &e), &e);
+    TU_OK(gtr_tokenizer_encode(r->tok, t, strlen(t), 0, 0, &ids, &e), &e);
+    TU_OK(gtr_tokenizer_encode_pieces(r->tok, t, strlen(t), &pc, &e), &e);
     assert_true(ids.n > 5);
     for (size_t i = 0; i < ids.n; i++) {
         assert_int_not_equal(ids.ids[i], gtr_tokenizer_pad_id(r->tok));
@@ -191,21 +191,21 @@ static void test_decode(void **state)
     char *s;
     size_t n;
     const char *hw = "Hello world";
-    TU_OK(gtr_tokenize(r->tok, hw, strlen(hw), 0, 1, &ids, &e), &e);
-    TU_OK(gtr_detokenize(r->tok, ids.ids, ids.n, &s, &n, &e), &e);
+    TU_OK(gtr_tokenizer_encode(r->tok, hw, strlen(hw), 0, 1, &ids, &e), &e);
+    TU_OK(gtr_tokenizer_decode(r->tok, ids.ids, ids.n, &s, &n, &e), &e);
     assert_string_equal(s, hw); /* </s> vanishes, the dummy-prefix space is dropped */
     assert_int_equal(n, strlen(hw));
-    free(s);
+    gtr_free(s);
     /* control ids vanish, the unknown id decodes to " ⁇ " */
     int32_t special[] = {0, 1, 2, 1};
-    TU_OK(gtr_detokenize(r->tok, special, 4, &s, &n, &e), &e);
+    TU_OK(gtr_tokenizer_decode(r->tok, special, 4, &s, &n, &e), &e);
     assert_string_equal(s, " \xE2\x81\x87 ");
-    free(s);
-    TU_OK(gtr_detokenize(r->tok, NULL, 0, &s, &n, &e), &e);
+    gtr_free(s);
+    TU_OK(gtr_tokenizer_decode(r->tok, NULL, 0, &s, &n, &e), &e);
     assert_string_equal(s, "");
-    free(s);
+    gtr_free(s);
     int32_t bad[] = {5, 32000};
-    assert_int_equal(gtr_detokenize(r->tok, bad, 2, &s, &n, &e), GTR_ERR_INVALID_ARG);
+    assert_int_equal(gtr_tokenizer_decode(r->tok, bad, 2, &s, &n, &e), GTR_ERR_INVALID_ARG);
     assert_non_null(strstr(e.message, "32000"));
     /* Round trip: decoding gives text that encodes to the same ids (texts without <unk>,
      * whose decoded form is " ⁇ "). */
@@ -213,16 +213,16 @@ static void test_decode(void **state)
     for (size_t i = 0; i < r->n; i++) {
         size_t len;
         const char *t = text_of(r, i, &len);
-        TU_OK(gtr_tokenize(r->tok, t, len, 0, 1, &ids, &e), &e);
+        TU_OK(gtr_tokenizer_encode(r->tok, t, len, 0, 1, &ids, &e), &e);
         bool has_unk = false;
         for (size_t k = 0; k < ids.n; k++) has_unk |= ids.ids[k] == 2;
         if (has_unk) continue;
-        TU_OK(gtr_detokenize(r->tok, ids.ids, ids.n, &s, &n, &e), &e);
+        TU_OK(gtr_tokenizer_decode(r->tok, ids.ids, ids.n, &s, &n, &e), &e);
         assert_int_equal(strlen(s), n);
-        TU_OK(gtr_tokenize(r->tok, s, n, 0, 1, &again, &e), &e);
+        TU_OK(gtr_tokenizer_encode(r->tok, s, n, 0, 1, &again, &e), &e);
         if (again.n != ids.n || memcmp(again.ids, ids.ids, ids.n * sizeof *ids.ids) != 0)
             fail_msg("line %zu: decode/encode round trip changed the ids (decoded '%.60s')", i + 1, s);
-        free(s);
+        gtr_free(s);
         checked++;
     }
     assert_true(checked > r->n / 2);
@@ -249,9 +249,9 @@ static void *work(void *arg)
         size_t i = (w->start + k) % w->r->n, len;
         const char *t = json_string_value(w->r->texts[i]);
         len = json_string_length(w->r->texts[i]);
-        if ((w->st = gtr_tokenize(w->r->tok, t, len, 0, 1, &ids, &e))) break;
+        if ((w->st = gtr_tokenizer_encode(w->r->tok, t, len, 0, 1, &ids, &e))) break;
         if (!ids_equal(&ids, w->r->full[i], 0)) w->mismatches++;
-        if ((w->st = gtr_tokenize_pieces(w->r->tok, t, len, &pc, &e))) break;
+        if ((w->st = gtr_tokenizer_encode_pieces(w->r->tok, t, len, &pc, &e))) break;
         if (pc.n + 1 != ids.n) w->mismatches++;
     }
     gtr_ids_free(&ids);
@@ -295,14 +295,14 @@ static void test_compat_modes(void **state)
     char *p = tu_shared("spm/t5-spiece.model");
     for (int mode = GTR_SPM_COMPAT_0_2_2; mode <= GTR_SPM_COMPAT_HF; mode++) {
         gtr_tokenizer_options o = {.compat = (gtr_spm_compat)mode};
-        gtr_tokenizer *t = gtr_tokenizer_load_with(p, &o, &e);
+        gtr_tokenizer *t = gtr_tokenizer_load(p, &o, &e);
         if (!t) fail_msg("%s", e.message);
         gtr_ids ids = {0};
         size_t differ = 0, not_perm = 0;
         for (size_t i = 0; i < r->n; i++) {
             size_t len;
             const char *txt = text_of(r, i, &len);
-            TU_OK(gtr_tokenize(t, txt, len, 0, 1, &ids, &e), &e);
+            TU_OK(gtr_tokenizer_encode(t, txt, len, 0, 1, &ids, &e), &e);
             if (ids_equal(&ids, r->full[i], 0)) continue;
             differ++;
             size_t n = json_array_size(r->full[i]);
@@ -346,7 +346,7 @@ static void test_compat_modes(void **state)
     }
     gtr_tokenizer_options bad = {.compat = (gtr_spm_compat)7};
     p = tu_shared("spm/t5-spiece.model");
-    assert_null(gtr_tokenizer_load_with(p, &bad, &e));
+    assert_null(gtr_tokenizer_load(p, &bad, &e));
     assert_int_equal(e.code, GTR_ERR_INVALID_ARG);
     free(p);
 }
@@ -361,7 +361,7 @@ static void expect_prefix_ids(const gtr_tokenizer *t, const char *text, size_t l
     gtr_error e;
     gtr_ids got = {0};
     for (int eos = 0; eos <= 1; eos++) {
-        TU_OK(gtr_tokenize(t, text, len, max_len, eos, &got, &e), &e);
+        TU_OK(gtr_tokenizer_encode(t, text, len, max_len, eos, &got, &e), &e);
         size_t keep = GTR_MIN(bare->n, (size_t)max_len - (size_t)eos);
         bool ok = got.n == keep + (size_t)eos && (!eos || got.ids[keep] == 1) &&
                   memcmp(got.ids, bare->ids, keep * sizeof *got.ids) == 0;
@@ -377,7 +377,7 @@ static void check_prefixes(const gtr_tokenizer *t, const char *text, size_t len,
     static const int lens[] = {1, 2, 3, 4, 5, 8, 13, 32, 64, 100, 128, 256, 512, 1000, 5000, 30000, 100000};
     gtr_error e;
     gtr_ids bare = {0};
-    TU_OK(gtr_tokenize(t, text, len, 0, 0, &bare, &e), &e);
+    TU_OK(gtr_tokenizer_encode(t, text, len, 0, 0, &bare, &e), &e);
     for (size_t k = 0; k < sizeof lens / sizeof lens[0]; k++)
         if ((size_t)lens[k] <= bare.n + 2) expect_prefix_ids(t, text, len, &bare, lens[k], what, idx);
     for (int d = -2; around && d <= 2; d++)
@@ -404,7 +404,7 @@ static void test_truncated_prefix(void **state)
     assert_true(unspaced.len > 200000); /* beyond the hard cap of every max_len tried below 10000 */
     for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
         gtr_tokenizer_options o = {modes[m]};
-        gtr_tokenizer *t = gtr_tokenizer_load_with(p, &o, &e);
+        gtr_tokenizer *t = gtr_tokenizer_load(p, &o, &e);
         if (!t) fail_msg("%s", e.message);
         for (size_t i = 0; i < r->n; i++) {
             size_t len;
@@ -428,7 +428,7 @@ static void test_truncated_prefix(void **state)
         TU_OK(gtr_text_reader_next(rd, &rec, &eof, &e), &e);
         if (eof) break;
         TU_OK(gtr_record_passage(&rec, &passage, &e), &e);
-        TU_OK(gtr_tokenize(r->tok, passage.data, passage.len, 0, 0, &bare, &e), &e);
+        TU_OK(gtr_tokenizer_encode(r->tok, passage.data, passage.len, 0, 0, &bare, &e), &e);
         static const int sl[] = {16, 64, 128, 256, 512};
         for (size_t k = 0; k < 5; k++) expect_prefix_ids(r->tok, passage.data, passage.len, &bare, sl[k], "SciFact document", docs + 1);
         docs++;

@@ -18,7 +18,7 @@ static int setup(void **state)
     gtr_error e;
     char *p = tu_shared("spm/t5-spiece.model");
     if (gtr_read_file(p, 0, &f->model, &f->len, &e)) fail_msg("%s", e.message);
-    f->tok = gtr_tokenizer_load(p, &e);
+    f->tok = gtr_tokenizer_load(p, NULL, &e);
     if (!f->tok) fail_msg("%s", e.message);
     free(p);
     *state = f;
@@ -45,12 +45,12 @@ static void test_missing_file(void **state)
 {
     (void)state;
     gtr_error e;
-    assert_null(gtr_tokenizer_load("/nonexistent/dir/spiece.model", &e));
+    assert_null(gtr_tokenizer_load("/nonexistent/dir/spiece.model", NULL, &e));
     assert_int_equal(e.code, GTR_ERR_NOT_FOUND);
     assert_non_null(strstr(e.message, "/nonexistent/dir/spiece.model"));
-    assert_null(gtr_tokenizer_load(tu_tmpdir(), &e)); /* a directory */
+    assert_null(gtr_tokenizer_load(tu_tmpdir(), NULL, &e)); /* a directory */
     assert_int_not_equal(e.code, GTR_OK);
-    assert_null(gtr_tokenizer_load(NULL, &e));
+    assert_null(gtr_tokenizer_load(NULL, NULL, &e));
     assert_int_equal(e.code, GTR_ERR_INVALID_ARG);
     gtr_tokenizer_free(NULL);
 }
@@ -59,12 +59,12 @@ static void test_load_memory_equals_file(void **state)
 {
     fx *f = *state;
     gtr_error e;
-    gtr_tokenizer *t = gtr_tokenizer_load_memory(f->model, f->len, &e);
+    gtr_tokenizer *t = gtr_tokenizer_load_memory(f->model, f->len, NULL, &e);
     assert_non_null(t);
     gtr_ids a = {0}, b = {0};
     const char *s = "The same model from memory and from the file.";
-    TU_OK(gtr_tokenize(t, s, strlen(s), 0, 1, &a, &e), &e);
-    TU_OK(gtr_tokenize(f->tok, s, strlen(s), 0, 1, &b, &e), &e);
+    TU_OK(gtr_tokenizer_encode(t, s, strlen(s), 0, 1, &a, &e), &e);
+    TU_OK(gtr_tokenizer_encode(f->tok, s, strlen(s), 0, 1, &b, &e), &e);
     assert_int_equal(a.n, b.n);
     assert_memory_equal(a.ids, b.ids, a.n * sizeof *a.ids);
     gtr_ids_free(&a);
@@ -85,7 +85,7 @@ static void test_truncated(void **state)
         if (i < 40) cut = i;                                  /* the start */
         else if (i < 120) cut = f->len - 1 - (i - 40);        /* the end (the normalizer spec) */
         else cut = (size_t)(rng_next(&seed) % f->len);        /* anywhere */
-        gtr_tokenizer *t = gtr_tokenizer_load_memory(f->model, cut, &e);
+        gtr_tokenizer *t = gtr_tokenizer_load_memory(f->model, cut, NULL, &e);
         if (t) fail_msg("a model cut to %zu of %zu bytes loaded", cut, f->len);
         if (e.code != GTR_ERR_FORMAT) fail_msg("cut %zu: %s (%s)", cut, gtr_status_str(e.code), e.message);
         assert_non_null(strstr(e.message, "<memory>"));
@@ -95,7 +95,7 @@ static void test_truncated(void **state)
     /* the file cut on disk: the error names the file */
     char *p = tu_tmp("cut.model");
     tu_write(p, f->model, f->len / 2);
-    assert_null(gtr_tokenizer_load(p, &e));
+    assert_null(gtr_tokenizer_load(p, NULL, &e));
     assert_int_equal(e.code, GTR_ERR_FORMAT);
     assert_non_null(strstr(e.message, p));
     free(p);
@@ -122,7 +122,7 @@ static void test_corrupted(void **state)
                                 : (size_t)(rng_next(&seed) % f->len);
             buf[pos] = (char)rng_next(&seed);
         }
-        gtr_tokenizer *t = gtr_tokenizer_load_memory(buf, f->len, &e);
+        gtr_tokenizer *t = gtr_tokenizer_load_memory(buf, f->len, NULL, &e);
         if (!t) {
             assert_true(e.code == GTR_ERR_FORMAT || e.code == GTR_ERR_UNSUPPORTED);
             assert_true(strlen(e.message) > 10);
@@ -132,7 +132,7 @@ static void test_corrupted(void **state)
         loaded++;
         gtr_ids ids = {0};
         for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) {
-            gtr_status st = gtr_tokenize(t, texts[i], strlen(texts[i]) + (i == 2 ? 3 : 0), 0, 1, &ids, &e);
+            gtr_status st = gtr_tokenizer_encode(t, texts[i], strlen(texts[i]) + (i == 2 ? 3 : 0), 0, 1, &ids, &e);
             assert_true(st == GTR_OK || st == GTR_ERR_FORMAT || st == GTR_ERR_UNSUPPORTED);
             if (st == GTR_OK)
                 for (size_t k = 0; k < ids.n; k++)
@@ -145,16 +145,16 @@ static void test_corrupted(void **state)
     /* Pure garbage, all zeros, all 0xff, and nothing at all. */
     for (size_t n = 0; n < 4096; n = n * 3 + 1) {
         for (size_t i = 0; i < n; i++) buf[i] = (char)rng_next(&seed);
-        assert_null(gtr_tokenizer_load_memory(buf, n, &e));
+        assert_null(gtr_tokenizer_load_memory(buf, n, NULL, &e));
         memset(buf, 0, n);
-        assert_null(gtr_tokenizer_load_memory(buf, n, &e));
+        assert_null(gtr_tokenizer_load_memory(buf, n, NULL, &e));
         memset(buf, 0xff, n);
-        assert_null(gtr_tokenizer_load_memory(buf, n, &e));
+        assert_null(gtr_tokenizer_load_memory(buf, n, NULL, &e));
         assert_int_not_equal(e.code, GTR_OK);
     }
-    assert_null(gtr_tokenizer_load_memory(NULL, 0, &e));
+    assert_null(gtr_tokenizer_load_memory(NULL, 0, NULL, &e));
     assert_int_equal(e.code, GTR_ERR_FORMAT);
-    assert_null(gtr_tokenizer_load_memory(NULL, 5, &e));
+    assert_null(gtr_tokenizer_load_memory(NULL, 5, NULL, &e));
     assert_int_equal(e.code, GTR_ERR_INVALID_ARG);
     free(buf);
 }
@@ -167,7 +167,7 @@ static void check_cover(gtr_tokenizer *t, const char *s, size_t len)
     char *norm;
     size_t nlen;
     TU_OK(gtr_tokenizer_normalize(t, s, len, &norm, &nlen, &e), &e);
-    TU_OK(gtr_tokenize_pieces(t, s, len, &pc, &e), &e);
+    TU_OK(gtr_tokenizer_encode_pieces(t, s, len, &pc, &e), &e);
     size_t o = 0;
     for (size_t i = 0; i < pc.n; i++) {
         size_t plen = pc.offs[i + 1] - pc.offs[i] - 1;
@@ -209,7 +209,7 @@ static void test_invalid_utf8(void **state)
     /* ... and the invalid bytes come out as one merged unknown token */
     gtr_error e;
     gtr_ids ids = {0};
-    TU_OK(gtr_tokenize(f->tok, "\xed\xa0\x80", 3, 0, 0, &ids, &e), &e);
+    TU_OK(gtr_tokenizer_encode(f->tok, "\xed\xa0\x80", 3, 0, 0, &ids, &e), &e);
     assert_int_equal(ids.ids[ids.n - 1], gtr_tokenizer_unk_id(f->tok));
     gtr_ids_free(&ids);
 }
@@ -221,7 +221,7 @@ static void test_nul_and_whitespace(void **state)
     gtr_ids ids = {0};
     /* NUL is an ordinary (unknown) character, not an end of string */
     gtr_pieces pc = {0};
-    TU_OK(gtr_tokenize_pieces(f->tok, "a\0b", 3, &pc, &e), &e);
+    TU_OK(gtr_tokenizer_encode_pieces(f->tok, "a\0b", 3, &pc, &e), &e);
     bool found = false;
     for (size_t i = 0; i < pc.n; i++)
         if (pc.offs[i + 1] - pc.offs[i] - 1 == 1 && pc.text[pc.offs[i]] == '\0') {
@@ -234,18 +234,18 @@ static void test_nul_and_whitespace(void **state)
     /* empty or whitespace-only texts are just </s> */
     static const char *blank[] = {"", " ", "   ", "\t\n\r\n ", "\xe3\x80\x80"};
     for (size_t i = 0; i < sizeof blank / sizeof *blank; i++) {
-        TU_OK(gtr_tokenize(f->tok, blank[i], strlen(blank[i]), 0, 1, &ids, &e), &e);
+        TU_OK(gtr_tokenizer_encode(f->tok, blank[i], strlen(blank[i]), 0, 1, &ids, &e), &e);
         assert_int_equal(ids.n, 1);
         assert_int_equal(ids.ids[0], gtr_tokenizer_eos_id(f->tok));
         expect_norm(f->tok, blank[i], strlen(blank[i]), "");
     }
-    TU_OK(gtr_tokenize(f->tok, NULL, 0, 0, 1, &ids, &e), &e);
+    TU_OK(gtr_tokenizer_encode(f->tok, NULL, 0, 0, 1, &ids, &e), &e);
     assert_int_equal(ids.n, 1);
-    assert_int_equal(gtr_tokenize(f->tok, NULL, 3, 0, 1, &ids, &e), GTR_ERR_INVALID_ARG);
+    assert_int_equal(gtr_tokenizer_encode(f->tok, NULL, 3, 0, 1, &ids, &e), GTR_ERR_INVALID_ARG);
     /* whitespace runs collapse, leading/trailing go: same ids as single spaces */
     gtr_ids b = {0};
-    TU_OK(gtr_tokenize(f->tok, "  a   b\t\tc  ", 12, 0, 1, &ids, &e), &e);
-    TU_OK(gtr_tokenize(f->tok, "a b c", 5, 0, 1, &b, &e), &e);
+    TU_OK(gtr_tokenizer_encode(f->tok, "  a   b\t\tc  ", 12, 0, 1, &ids, &e), &e);
+    TU_OK(gtr_tokenizer_encode(f->tok, "a b c", 5, 0, 1, &b, &e), &e);
     assert_int_equal(ids.n, b.n);
     assert_memory_equal(ids.ids, b.ids, b.n * sizeof *b.ids);
     gtr_ids_free(&b);
@@ -261,16 +261,16 @@ static void check_long(gtr_tokenizer *t, const char *unit, size_t reps)
     char *s = malloc(len);
     for (size_t i = 0; i < reps; i++) memcpy(s + i * ul, unit, ul);
     gtr_ids one = {0}, all = {0};
-    TU_OK(gtr_tokenize(t, unit, ul, 0, 0, &one, &e), &e);
+    TU_OK(gtr_tokenizer_encode(t, unit, ul, 0, 0, &one, &e), &e);
     double t0 = gtr_now_seconds();
-    TU_OK(gtr_tokenize(t, s, len, 0, 1, &all, &e), &e);
+    TU_OK(gtr_tokenizer_encode(t, s, len, 0, 1, &all, &e), &e);
     double dt = gtr_now_seconds() - t0;
     assert_int_equal(all.n, one.n * reps + 1);
     for (size_t i = 0; i + 1 < all.n; i++) assert_int_equal(all.ids[i], one.ids[i % one.n]);
     /* generous: ~0.3 s in a release build, a few seconds under the sanitizers */
     if (dt > 60) fail_msg("a %zu-byte text took %.1f s", len, dt);
     /* truncation to 512 of the long text is the first 511 ids + </s> */
-    TU_OK(gtr_tokenize(t, s, len, 512, 1, &all, &e), &e);
+    TU_OK(gtr_tokenizer_encode(t, s, len, 512, 1, &all, &e), &e);
     assert_int_equal(all.n, one.n * reps < 511 ? one.n * reps + 1 : 512);
     gtr_ids_free(&one);
     gtr_ids_free(&all);
@@ -288,16 +288,16 @@ static void test_long_lines(void **state)
     for (size_t i = 0; i < len; i++) s[i] = (char)('a' + i % 26);
     gtr_ids ids = {0};
     double t0 = gtr_now_seconds();
-    TU_OK(gtr_tokenize(f->tok, s, len, 0, 1, &ids, &e), &e);
+    TU_OK(gtr_tokenizer_encode(f->tok, s, len, 0, 1, &ids, &e), &e);
     assert_true(ids.n > len / 16 && gtr_now_seconds() - t0 < 60);
     /* a run of unknown characters (emoji) merges into one <unk> */
     for (size_t i = 0; i + 4 <= len; i += 4) memcpy(s + i, "\xf0\x9f\x8d\x95", 4);
-    TU_OK(gtr_tokenize(f->tok, s, len, 0, 0, &ids, &e), &e);
+    TU_OK(gtr_tokenizer_encode(f->tok, s, len, 0, 0, &ids, &e), &e);
     assert_true(ids.n <= 2);
     assert_int_equal(ids.ids[ids.n - 1], gtr_tokenizer_unk_id(f->tok));
     /* invalid bytes only */
     memset(s, 0xff, len);
-    TU_OK(gtr_tokenize(f->tok, s, len, 0, 0, &ids, &e), &e);
+    TU_OK(gtr_tokenizer_encode(f->tok, s, len, 0, 0, &ids, &e), &e);
     assert_true(ids.n <= 2);
     gtr_ids_free(&ids);
     free(s);

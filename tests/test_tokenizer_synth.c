@@ -92,7 +92,7 @@ static gtr_tokenizer *build_model(model *m, gtr_error *e)
     if (!m->normalizer.len) normalizer(m, NULL, 0, -1, -1, -1);
     if (!m->no_normalizer) pb_msg(&out, 3, &m->normalizer);
     gtr_buf_append(&out, m->extra.data ? m->extra.data : "", m->extra.len, NULL);
-    gtr_tokenizer *t = gtr_tokenizer_load_memory(out.data ? out.data : "", out.len, e);
+    gtr_tokenizer *t = gtr_tokenizer_load_memory(out.data ? out.data : "", out.len, NULL, e);
     gtr_buf_free(&out);
     gtr_buf_free(&m->pieces);
     gtr_buf_free(&m->trainer);
@@ -124,7 +124,7 @@ static void expect_ids(gtr_tokenizer *t, const char *text, const char *want)
 {
     gtr_error e;
     gtr_ids ids = {0};
-    TU_OK(gtr_tokenize(t, text, strlen(text), 0, 0, &ids, &e), &e);
+    TU_OK(gtr_tokenizer_encode(t, text, strlen(text), 0, 0, &ids, &e), &e);
     char got[512] = "";
     for (size_t i = 0; i < ids.n; i++)
         snprintf(got + strlen(got), sizeof got - strlen(got), "%s%d", i ? " " : "", (int)ids.ids[i]);
@@ -136,7 +136,7 @@ static void expect_pieces(gtr_tokenizer *t, const char *text, const char *want)
 {
     gtr_error e;
     gtr_pieces pc = {0};
-    TU_OK(gtr_tokenize_pieces(t, text, strlen(text), &pc, &e), &e);
+    TU_OK(gtr_tokenizer_encode_pieces(t, text, strlen(text), &pc, &e), &e);
     char got[512] = "";
     for (size_t i = 0; i < pc.n; i++)
         snprintf(got + strlen(got), sizeof got - strlen(got), "%s%s", i ? "|" : "", pc.text + pc.offs[i]);
@@ -151,7 +151,7 @@ static void expect_norm(gtr_tokenizer *t, const char *text, const char *want)
     size_t n;
     TU_OK(gtr_tokenizer_normalize(t, text, strlen(text), &s, &n, &e), &e);
     if (strcmp(s, want)) fail_msg("'%s' normalises to '%s', want '%s'", text, s, want);
-    free(s);
+    gtr_free(s);
 }
 
 static void expect_decode(gtr_tokenizer *t, const int32_t *ids, size_t n, const char *want)
@@ -159,9 +159,9 @@ static void expect_decode(gtr_tokenizer *t, const int32_t *ids, size_t n, const 
     gtr_error e;
     char *s;
     size_t len;
-    TU_OK(gtr_detokenize(t, ids, n, &s, &len, &e), &e);
+    TU_OK(gtr_tokenizer_decode(t, ids, n, &s, &len, &e), &e);
     if (strcmp(s, want)) fail_msg("decoded '%s', want '%s'", s, want);
-    free(s);
+    gtr_free(s);
 }
 
 /* ---- tests ------------------------------------------------------------------------------- */
@@ -188,7 +188,7 @@ static void test_unknown_merge(void **state)
     expect_decode(t, ids, 5, "a  \xE2\x81\x87 ");
     gtr_ids out = {0};
     gtr_error e;
-    TU_OK(gtr_tokenize(t, "a", 1, 0, 1, &out, &e), &e);
+    TU_OK(gtr_tokenizer_encode(t, "a", 1, 0, 1, &out, &e), &e);
     assert_int_equal(out.n, 3);
     assert_int_equal(out.ids[2], 2); /* this model's </s> */
     gtr_ids_free(&out);
@@ -368,7 +368,7 @@ static void test_charsmap_rules(void **state)
     TU_OK(gtr_tokenizer_normalize(t, "Q\0A", 3, &out, &n, &e), &e);
     assert_int_equal(n, 6);
     assert_memory_equal(out, SP "Q\0a", 6);
-    free(out);
+    gtr_free(out);
     gtr_tokenizer_free(t);
 }
 
@@ -434,7 +434,7 @@ static void test_wire_format(void **state)
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         gtr_error e;
-        assert_null(gtr_tokenizer_load_memory(bad[i].bytes, bad[i].len, &e));
+        assert_null(gtr_tokenizer_load_memory(bad[i].bytes, bad[i].len, NULL, &e));
         assert_int_equal(e.code, GTR_ERR_FORMAT);
         assert_non_null(strstr(e.message, "byte"));
     }

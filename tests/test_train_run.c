@@ -103,7 +103,7 @@ static void test_data_jsonl(void **s)
     gtr_train_data *d = gtr_train_data_load_jsonl(p, &e);
     if (!d) fail_msg("%s", e.message);
     assert_int_equal(gtr_train_data_count(d), 12);
-    assert_int_equal(gtr_train_data_with_negatives(d), 12);
+    assert_int_equal(gtr_train_data_count_negatives(d), 12);
     gtr_train_data_free(d);
     free(p);
 
@@ -115,7 +115,7 @@ static void test_data_jsonl(void **s)
     d = gtr_train_data_load_jsonl(p, &e);
     if (!d) fail_msg("%s", e.message);
     assert_int_equal(gtr_train_data_count(d), 3);
-    assert_int_equal(gtr_train_data_with_negatives(d), 2);
+    assert_int_equal(gtr_train_data_count_negatives(d), 2);
     assert_int_equal(d->ex[0].query, d->ex[1].query); /* interned: the same text, one id */
     gtr_train_data_free(d);
     /* a byte order mark at the start of the file is skipped */
@@ -159,7 +159,7 @@ static void test_data_beir(void **s)
     gtr_train_data *d = gtr_train_data_load_beir(dir, "train", &e);
     if (!d) fail_msg("%s", e.message);
     assert_int_equal(gtr_train_data_count(d), 919); /* the judged pairs of qrels/train.tsv */
-    assert_int_equal(gtr_train_data_with_negatives(d), 0);
+    assert_int_equal(gtr_train_data_count_negatives(d), 0);
     /* passages are (title + " " + text).strip() */
     size_t len;
     const char *pos = gtr_tr_text(d, d->ex[0].pos, &len);
@@ -489,11 +489,11 @@ static void test_mine(void **s)
     gtr_model *m = gtr_model_load(g_model, &mo, &e);
     assert_non_null(m);
     char *out = tu_tmp("mine/negs.jsonl");
-    gtr_mine_options opt = gtr_mine_default_options();
+    gtr_negatives_options opt = gtr_negatives_default_options();
     opt.k = 4;
     opt.skip = 1;
-    gtr_mine_stats st;
-    TU_OK(gtr_mine_negatives(m, root, "train", &opt, out, &st, &e), &e);
+    gtr_negatives_stats st;
+    TU_OK(gtr_negatives_mine(m, root, "train", &opt, out, &st, &e), &e);
     assert_int_equal(st.queries, NQ);
     assert_int_equal(st.docs, ND);
     assert_int_equal(st.negatives, NQ * 4);
@@ -511,7 +511,7 @@ static void test_mine(void **s)
     for (size_t i = 0; i < NQ; i++) {
         const char *t = json_string_value(v[100 + i]);
         gtr_ids ids = {0};
-        TU_OK(gtr_tokenize(gtr_model_tokenizer(m), t, strlen(t), 64, 1, &ids, &e), &e);
+        TU_OK(gtr_tokenizer_encode(gtr_model_tokenizer(m), t, strlen(t), 64, 1, &ids, &e), &e);
         const int32_t *pp = ids.ids;
         TU_OK(gtr_model_encode_ids(m, &pp, &ids.n, 1, qv, &e), &e);
         gtr_ids_free(&ids);
@@ -552,7 +552,7 @@ static void test_mine(void **s)
     gtr_train_data *d = gtr_train_data_load_jsonl(out, &e);
     assert_non_null(d);
     assert_int_equal(gtr_train_data_count(d), NQ);
-    assert_int_equal(gtr_train_data_with_negatives(d), NQ);
+    assert_int_equal(gtr_train_data_count_negatives(d), NQ);
     gtr_train_data_free(d);
     tu_json_lines_free(lines, nl);
     free(dv);

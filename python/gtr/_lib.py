@@ -47,7 +47,7 @@ class Error(ctypes.Structure):
 
 
 class ModelOptions(ctypes.Structure):
-    _fields_ = [("n_threads", c_int), ("pool", c_void_p), ("dtype", c_int), ("max_len", c_int),
+    _fields_ = [("size", c_size_t), ("n_threads", c_int), ("pool", c_void_p), ("dtype", c_int), ("max_len", c_int),
                 ("spm_compat", c_int), ("max_memory", c_size_t), ("device", c_char_p)]
 
 
@@ -73,7 +73,7 @@ def _fn(name, restype, *argtypes):
 E = POINTER(Error)
 version = _fn("gtr_version", c_char_p)
 status_str = _fn("gtr_status_str", c_char_p, c_int)
-num_cores = _fn("gtr_num_cores", c_int)
+num_cores = _fn("gtr_cpu_cores", c_int)
 pool_create = _fn("gtr_pool_create", c_void_p, c_int, E)
 pool_free = _fn("gtr_pool_free", None, c_void_p)
 
@@ -92,7 +92,7 @@ context_create = _fn("gtr_context_create", c_void_p, c_void_p, c_void_p, E)
 context_free = _fn("gtr_context_free", None, c_void_p)
 context_encode = _fn("gtr_context_encode", c_int, c_void_p, POINTER(c_char_p), POINTER(c_size_t), c_size_t,
                      POINTER(c_float), E)
-tokenize = _fn("gtr_tokenize", c_int, c_void_p, c_char_p, c_size_t, c_int, c_int, POINTER(Ids), E)
+tokenize = _fn("gtr_tokenizer_encode", c_int, c_void_p, c_char_p, c_size_t, c_int, c_int, POINTER(Ids), E)
 ids_free = _fn("gtr_ids_free", None, POINTER(Ids))
 
 index_open = _fn("gtr_index_open", c_void_p, c_char_p, c_uint, c_void_p, E)

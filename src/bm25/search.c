@@ -12,6 +12,7 @@ gtr_bm25_search_options gtr_bm25_default_search_options(void)
 {
     gtr_bm25_search_options o;
     memset(&o, 0, sizeof o);
+    o.size = sizeof o;
     o.k1 = 0.9f;
     o.b = 0.4f;
     return o;
@@ -193,7 +194,8 @@ gtr_status gtr_bm25_search(const gtr_bm25 *ix, const char *const *texts, const s
 {
     if (!ix || (nq && (!texts || !n_hits || (k && !hits))))
         return gtr_seterr(err, GTR_ERR_INVALID_ARG, "bm25_search: missing index, queries or output");
-    gtr_bm25_search_options o = opts ? *opts : gtr_bm25_default_search_options();
+    gtr_bm25_search_options o = gtr_bm25_default_search_options();
+    if (gtr_options_take(&o, sizeof o, opts, "bm25_search", err)) return GTR_ERR_INVALID_ARG;
     if (!(o.k1 >= 0) || !(o.b >= 0 && o.b <= 1))
         return gtr_seterr(err, GTR_ERR_INVALID_ARG, "bm25_search: need k1 >= 0 and 0 <= b <= 1 (got %g, %g)",
                           (double)o.k1, (double)o.b);

@@ -30,6 +30,14 @@
 /* Fill err (if non-NULL) and return code, so callers can write
  *   return gtr_seterr(err, GTR_ERR_FORMAT, "%s: bad header", path);            */
 gtr_status gtr_seterr(gtr_error *err, gtr_status code, const char *fmt, ...) GTR_PRINTF(3, 4);
+
+/* Caller options over the defaults already in *dst (full = sizeof *dst). Every public options
+ * struct starts with `size_t size`, which its *_default_options() sets to the struct's size
+ * in the header the caller was built against: a smaller size (an older program) keeps this
+ * library's defaults for the fields it lacks; 0 (not from *_default_options()) or a larger
+ * size (a newer header) is GTR_ERR_INVALID_ARG naming `what`. src NULL: the defaults. */
+gtr_status gtr_options_take(void *dst, size_t full, const void *src, const char *what,
+                            gtr_error *err);
 gtr_status gtr_vseterr(gtr_error *err, gtr_status code, const char *fmt, va_list ap);
 /* Prefix an existing message: "ctx: <old message>". Returns err->code (or code if err NULL). */
 gtr_status gtr_error_prefix(gtr_error *err, const char *fmt, ...) GTR_PRINTF(2, 3);

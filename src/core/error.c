@@ -1,6 +1,7 @@
 /* error.c — status names and the error-struct helpers every layer uses. */
 #include "core.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 const char *gtr_status_str(gtr_status code)
@@ -22,6 +23,23 @@ const char *gtr_status_str(gtr_status code)
 }
 
 const char *gtr_version(void) { return GTR_VERSION_STRING; }
+
+void gtr_free(void *p) { free(p); }
+
+gtr_status gtr_options_take(void *dst, size_t full, const void *src, const char *what,
+                            gtr_error *err)
+{
+    if (!src) return GTR_OK;
+    size_t size;
+    memcpy(&size, src, sizeof size);
+    if (size < sizeof size || size > full)
+        return gtr_seterr(err, GTR_ERR_INVALID_ARG,
+                          "%s: options not made by its *_default_options() (size field %zu, "
+                          "this library's struct has %zu bytes)", what, size, full);
+    memcpy(dst, src, size);
+    memcpy(dst, &full, sizeof full);
+    return GTR_OK;
+}
 
 gtr_status gtr_vseterr(gtr_error *err, gtr_status code, const char *fmt, va_list ap)
 {

@@ -30,7 +30,7 @@ typedef struct {
     int id;
 } worker_arg;
 
-int gtr_num_cores(void)
+int gtr_cpu_cores(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (int)n : 1;
@@ -68,7 +68,7 @@ static void *worker(void *arg)
 
 gtr_pool *gtr_pool_create(int n_threads, gtr_error *err)
 {
-    if (n_threads <= 0) n_threads = gtr_num_cores();
+    if (n_threads <= 0) n_threads = gtr_cpu_cores();
     if (n_threads > 1024) n_threads = 1024;
     gtr_pool *p = gtr_xcalloc(1, sizeof *p, "thread pool", err);
     if (!p) return NULL;

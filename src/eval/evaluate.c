@@ -205,7 +205,7 @@ static gtr_status evaluate(gtr_eval_result *r, const gtr_qrels *qrels, const gtr
     return st;
 }
 
-gtr_eval_result *gtr_eval(const gtr_qrels *qrels, const gtr_run *run,
+gtr_eval_result *gtr_run_evaluate(const gtr_qrels *qrels, const gtr_run *run,
                           const gtr_measures *measures, unsigned flags, gtr_error *err)
 {
     if (!qrels || !run) {

@@ -196,7 +196,7 @@ const char *gtr_qrels_query_id(const gtr_qrels *q, size_t i)
     return gtr_strmap_key(&q->qids, q->sorted[i], NULL);
 }
 
-int gtr_qrels_has_query(const gtr_qrels *q, const char *qid)
+int gtr_qrels_has_query(const gtr_qrels *q, const char *qid, size_t len)
 {
-    return q && qid && gtr_strmap_find(&q->qids, qid, strlen(qid)) != GTR_STRMAP_NONE;
+    return q && qid && gtr_strmap_find(&q->qids, qid, len) != GTR_STRMAP_NONE;
 }

@@ -132,22 +132,28 @@ static gtr_status add_entry(gtr_run *r, const char *qid, size_t qlen, const char
     return GTR_OK;
 }
 
-gtr_status gtr_run_add(gtr_run *r, const char *qid, const char *docid, double score,
-                       gtr_error *err)
+/* An id given by the caller: non-empty, no NUL byte (ids are kept NUL-terminated). */
+static int bad_id(const char *id, size_t len) { return !id || !len || memchr(id, '\0', len); }
+
+gtr_status gtr_run_add(gtr_run *r, const char *qid, size_t qid_len, const char *docid,
+                       size_t docid_len, double score, gtr_error *err)
 {
-    if (!r || !qid || !docid || !*qid || !*docid)
-        return gtr_seterr(err, GTR_ERR_INVALID_ARG, "run: missing run, query id or document id");
+    if (!r || bad_id(qid, qid_len) || bad_id(docid, docid_len))
+        return gtr_seterr(err, GTR_ERR_INVALID_ARG,
+                          "run: missing run, or an empty query or document id or one with a NUL byte");
     if (isnan(score))
-        return gtr_seterr(err, GTR_ERR_INVALID_ARG, "run: score of '%s' for query '%s' is NaN",
-                          docid, qid);
-    return add_entry(r, qid, strlen(qid), docid, strlen(docid), score, NULL, 0, err);
+        return gtr_seterr(err, GTR_ERR_INVALID_ARG, "run: score of '%.*s' for query '%.*s' is NaN",
+                          (int)(docid_len > 200 ? 200 : docid_len), docid,
+                          (int)(qid_len > 200 ? 200 : qid_len), qid);
+    return add_entry(r, qid, qid_len, docid, docid_len, score, NULL, 0, err);
 }
 
-gtr_status gtr_run_add_query(gtr_run *r, const char *qid, gtr_error *err)
+gtr_status gtr_run_add_query(gtr_run *r, const char *qid, size_t qid_len, gtr_error *err)
 {
-    if (!r || !qid || !*qid) return gtr_seterr(err, GTR_ERR_INVALID_ARG, "run: missing query id");
+    if (!r || bad_id(qid, qid_len))
+        return gtr_seterr(err, GTR_ERR_INVALID_ARG, "run: missing query id, or one with a NUL byte");
     uint32_t q;
-    return gtr_strmap_intern(&r->qids, qid, strlen(qid), &q, NULL, err);
+    return gtr_strmap_intern(&r->qids, qid, qid_len, &q, NULL, err);
 }
 
 gtr_run *gtr_run_parse(const char *text, size_t len, const char *name, gtr_error *err)
@@ -336,6 +342,6 @@ gtr_status gtr_run_write(const gtr_run *r, const char *path, const char *tag, gt
     gtr_status st = gtr_run_format(r, tag, &text, &len, err);
     if (st) return st;
     st = gtr_write_file_atomic(path, text, len, err);
-    free(text);
+    gtr_free(text);
     return st;
 }

@@ -19,6 +19,7 @@ gtr_index_build_options gtr_index_default_build_options(void)
 {
     gtr_index_build_options o;
     memset(&o, 0, sizeof o);
+    o.size = sizeof o;
     o.batch_size = 32;
     o.checkpoint_every = 1024;
     o.snippet_bytes = 240;
@@ -492,7 +493,8 @@ gtr_status gtr_index_build_with(const gtr_index_encoder *enc, const char *corpus
     b.stats = stats ? stats : &dummy;
     memset(b.stats, 0, sizeof *b.stats);
     b.enc = enc;
-    b.o = opts ? *opts : gtr_index_default_build_options();
+    b.o = gtr_index_default_build_options();
+    if (gtr_options_take(&b.o, sizeof b.o, opts, "gtr_index_build", err)) return GTR_ERR_INVALID_ARG;
     if (b.o.batch_size == 0) b.o.batch_size = 32;
     if (b.o.checkpoint_every == 0) b.o.checkpoint_every = 1024;
     if ((unsigned)b.o.compact > GTR_COMPACT_INT8)

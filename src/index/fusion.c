@@ -9,7 +9,7 @@
 
 gtr_fusion_options gtr_fusion_default_options(void)
 {
-    gtr_fusion_options o = {GTR_FUSION_RRF, 60.0, NULL};
+    gtr_fusion_options o = {sizeof o, GTR_FUSION_RRF, 60.0, NULL};
     return o;
 }
 
@@ -30,27 +30,28 @@ static int entry_cmp(const void *pa, const void *pb)
     return -c;
 }
 
-gtr_status gtr_fuse(const gtr_ranked_doc *const *lists, const size_t *lens, size_t n_lists,
+gtr_status gtr_hits_fuse(const gtr_ranked_doc *const *lists, const size_t *lens, size_t n_lists,
                     const gtr_fusion_options *opts, size_t k, gtr_ranked_doc *out, size_t *n_out,
                     gtr_error *err)
 {
     gtr_fusion_options def = gtr_fusion_default_options();
-    if (!opts) opts = &def;
+    if (gtr_options_take(&def, sizeof def, opts, "gtr_hits_fuse", err)) return GTR_ERR_INVALID_ARG;
+    opts = &def;
     if (!n_out || (k && !out) || (n_lists && (!lists || !lens)))
-        return gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_fuse: missing argument");
+        return gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_hits_fuse: missing argument");
     *n_out = 0;
     if (opts->method != GTR_FUSION_RRF && opts->method != GTR_FUSION_INTERP)
-        return gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_fuse: unknown fusion method %d", (int)opts->method);
+        return gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_hits_fuse: unknown fusion method %d", (int)opts->method);
     if (opts->method == GTR_FUSION_RRF && !(opts->rrf_k >= 0 && isfinite(opts->rrf_k)))
-        return gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_fuse: the RRF constant must be >= 0");
+        return gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_hits_fuse: the RRF constant must be >= 0");
     size_t total = 0;
     for (size_t m = 0; m < n_lists; m++) {
-        if (lens[m] && !lists[m]) return gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_fuse: list %zu is NULL", m);
+        if (lens[m] && !lists[m]) return gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_hits_fuse: list %zu is NULL", m);
         if (opts->weights && !isfinite(opts->weights[m]))
-            return gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_fuse: weight %zu is not finite", m);
+            return gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_hits_fuse: weight %zu is not finite", m);
         for (size_t r = 0; r < lens[m]; r++)
             if (!isfinite(lists[m][r].score) && opts->method == GTR_FUSION_INTERP)
-                return gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_fuse: list %zu has a non-finite score at rank %zu",
+                return gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_hits_fuse: list %zu has a non-finite score at rank %zu",
                                   m, r + 1);
         total += lens[m];
     }
@@ -89,7 +90,7 @@ gtr_status gtr_fuse(const gtr_ranked_doc *const *lists, const size_t *lens, size
                 slot[h] = ++n;
             }
             if (x->last_list == m + 1) {
-                st = gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_fuse: list %zu has id \"%.*s\" twice", m,
+                st = gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_hits_fuse: list %zu has id \"%.*s\" twice", m,
                                 (int)GTR_MIN(d->id_len, 200), d->id);
                 break;
             }

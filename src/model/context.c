@@ -245,7 +245,7 @@ static void tok_task(void *ctx, size_t i, int tid)
     (void)tid;
     tok_job *j = ctx;
     size_t len = j->lens ? j->lens[i] : strlen(j->texts[i]);
-    j->status[i] = gtr_tokenize(j->x->m->tok, j->texts[i], len, j->x->m->max_len, 1, &j->x->tok_ids[i], NULL);
+    j->status[i] = gtr_tokenizer_encode(j->x->m->tok, j->texts[i], len, j->x->m->max_len, 1, &j->x->tok_ids[i], NULL);
 }
 
 gtr_status gtr_context_encode(gtr_context *x, const char *const *texts, const size_t *lens, size_t n,
@@ -291,7 +291,7 @@ gtr_status gtr_context_encode(gtr_context *x, const char *const *texts, const si
     for (size_t i = 0; i < n; i++) {
         if (x->tok_status[i]) { /* again, serially, for the message */
             size_t len = lens ? lens[i] : strlen(texts[i]);
-            gtr_status st = gtr_tokenize(m->tok, texts[i], len, m->max_len, 1, &x->tok_ids[i], err);
+            gtr_status st = gtr_tokenizer_encode(m->tok, texts[i], len, m->max_len, 1, &x->tok_ids[i], err);
             if (!st) st = gtr_seterr(err, x->tok_status[i], "tokenizer failed");
             gtr_error_prefix(err, "text %zu", i);
             return st;

@@ -21,6 +21,7 @@ gtr_model_options gtr_model_default_options(void)
 {
     gtr_model_options o;
     memset(&o, 0, sizeof o);
+    o.size = sizeof o;
     o.dtype = GTR_DTYPE_F32;
     return o;
 }
@@ -105,7 +106,8 @@ gtr_model *gtr_model_load(const char *dir, const gtr_model_options *opts, gtr_er
 
 static gtr_model *load_dir(const char *dir, const gtr_model_options *opts, gtr_error *err)
 {
-    gtr_model_options o = opts ? *opts : gtr_model_default_options();
+    gtr_model_options o = gtr_model_default_options();
+    if (gtr_options_take(&o, sizeof o, opts, "gtr_model_load", err)) return NULL;
     if (!dir) {
         gtr_seterr(err, GTR_ERR_INVALID_ARG, "no model directory given");
         return NULL;
@@ -149,7 +151,7 @@ static gtr_model *load_dir(const char *dir, const gtr_model_options *opts, gtr_e
         goto fail;
     }
     gtr_tokenizer_options to = {.compat = o.spm_compat};
-    if (!(m->tok = gtr_tokenizer_load_with(spm, &to, err))) {
+    if (!(m->tok = gtr_tokenizer_load(spm, &to, err))) {
         st = err && err->code ? err->code : GTR_ERR_FORMAT;
         goto fail;
     }

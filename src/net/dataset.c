@@ -1,4 +1,4 @@
-/* dataset.c — gtr_download_dataset: fetch a BEIR dataset zip and unpack it.
+/* dataset.c — gtr_dataset_download: fetch a BEIR dataset zip and unpack it.
  *
  * Everything happens in "<parent>/<name>.partial/": the zip downloads there as <name>.zip.part
  * (resumed by the next run if the connection drops), is unpacked into extract/, and the
@@ -54,7 +54,7 @@ static void emit(const gtr_download_options *o, gtr_download_event ev, const cha
     if (o->on_event) o->on_event(o->user, ev, name, size, detail);
 }
 
-GTR_API gtr_status gtr_download_dataset(const char *name, const char *parent_dir,
+GTR_API gtr_status gtr_dataset_download(const char *name, const char *parent_dir,
                                         const gtr_download_options *opts, gtr_error *err)
 {
     if (!name || !valid_name(name))
@@ -63,7 +63,8 @@ GTR_API gtr_status gtr_download_dataset(const char *name, const char *parent_dir
                           name ? name : "(null)");
     if (!parent_dir || !*parent_dir)
         return gtr_seterr(err, GTR_ERR_INVALID_ARG, "no destination directory given");
-    gtr_download_options o = net_resolve_options(opts);
+    gtr_download_options o;
+    if (net_resolve_options(opts, &o, err)) return GTR_ERR_INVALID_ARG;
     const char *env = getenv("GTR_BEIR_URL");
     const char *b = o.endpoint && *o.endpoint ? o.endpoint : env && *env ? env : DEFAULT_BEIR_URL;
     size_t bl = strlen(b);

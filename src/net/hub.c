@@ -1,4 +1,4 @@
-/* hub.c — gtr_hf_pull: fetch a sentence-transformers model from the Hugging Face hub.
+/* hub.c — gtr_model_download: fetch a sentence-transformers model from the Hugging Face hub.
  *
  * modules.json comes first (into memory): it says which modules the model has, so we fetch the
  * files each one needs and nothing else, and its response names the commit the revision points
@@ -343,7 +343,7 @@ static void emit(const gtr_download_options *o, gtr_download_event ev, const cha
     if (o->on_event) o->on_event(o->user, ev, name, size, detail);
 }
 
-GTR_API gtr_status gtr_hf_pull(const char *repo_id, const char *dir,
+GTR_API gtr_status gtr_model_download(const char *repo_id, const char *dir,
                                const gtr_download_options *opts, gtr_error *err)
 {
     if (!repo_id || !valid_repo_id(repo_id))
@@ -351,7 +351,8 @@ GTR_API gtr_status gtr_hf_pull(const char *repo_id, const char *dir,
                           "invalid repository id '%s' (expected NAMESPACE/NAME, e.g. sentence-transformers/gtr-t5-base)",
                           repo_id ? repo_id : "(null)");
     if (!dir || !*dir) return gtr_seterr(err, GTR_ERR_INVALID_ARG, "no destination directory given");
-    gtr_download_options o = net_resolve_options(opts);
+    gtr_download_options o;
+    if (net_resolve_options(opts, &o, err)) return GTR_ERR_INVALID_ARG;
     const char *rev = o.revision && *o.revision ? o.revision : "main";
     for (const char *p = rev; *p; p++)
         if ((unsigned char)*p < 0x20) return gtr_seterr(err, GTR_ERR_INVALID_ARG, "invalid revision");

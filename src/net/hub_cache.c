@@ -1,8 +1,8 @@
-/* hub_cache.c — gtr_hf_pull_cache: pull into the Hugging Face cache (the layout
+/* hub_cache.c — gtr_model_download_cache: pull into the Hugging Face cache (the layout
  * model/hf_cache.c reads and transformers fills), so Python and gtr share one copy:
  *   <cache>/models--org--name/snapshots/<commit>/...   the files
  *   <cache>/models--org--name/refs/<revision>          the commit, for a branch or tag
- * The download itself is gtr_hf_pull into a staging directory beside the snapshots (resumable
+ * The download itself is gtr_model_download into a staging directory beside the snapshots (resumable
  * as any pull); the commit it resolved to names the snapshot, which appears by one rename, and
  * refs/<revision> is written after it (atomically), so a reader never sees a ref to a partial
  * snapshot. Files are stored in the snapshot itself rather than as links into blobs/:
@@ -36,11 +36,12 @@ static gtr_status give(char *out, size_t cap, const char *path, gtr_error *err)
     return GTR_OK;
 }
 
-GTR_API gtr_status gtr_hf_pull_cache(const char *repo_id, const gtr_download_options *opts, char *snapshot,
+GTR_API gtr_status gtr_model_download_cache(const char *repo_id, const gtr_download_options *opts, char *snapshot,
                                      size_t cap_out, gtr_error *err)
 {
     if (cap_out) snapshot[0] = '\0';
-    gtr_download_options o = net_resolve_options(opts);
+    gtr_download_options o;
+    if (net_resolve_options(opts, &o, err)) return GTR_ERR_INVALID_ARG;
     const char *rev = o.revision && *o.revision ? o.revision : "main";
     if (strchr(rev, '/') || strstr(rev, "..") || strlen(rev) > 200)
         return gtr_seterr(err, GTR_ERR_INVALID_ARG, "revision '%s' cannot name a cache entry", rev);
@@ -72,13 +73,13 @@ GTR_API gtr_status gtr_hf_pull_cache(const char *repo_id, const gtr_download_opt
     }
     snprintf(repo, cap, "%s/models--%.*s--%s", root, (int)(slash - repo_id), repo_id, slash + 1);
     snprintf(stage, cap, "%s/snapshots/.gtr-pull-%s", repo, rev);
-    if ((st = gtr_mkdirs(stage, err))) goto out; /* an empty destination is fine for gtr_hf_pull */
+    if ((st = gtr_mkdirs(stage, err))) goto out; /* an empty destination is fine for gtr_model_download */
     resolve_tap tap = {opts ? opts : &o, ""};
     gtr_download_options po = o;
     po.on_event = on_event;
     po.user = &tap;
     po.force = 1; /* the staging name is ours: replace a stale one */
-    if ((st = gtr_hf_pull(repo_id, stage, &po, err))) goto out;
+    if ((st = gtr_model_download(repo_id, stage, &po, err))) goto out;
     const char *commit = tap.commit[0] ? tap.commit : rev;
     snprintf(snap, cap, "%s/snapshots/%s", repo, commit);
     if (gtr_dir_exists(snap) && (st = gtr_remove_tree(snap, err))) goto out;

@@ -101,6 +101,7 @@ void net_stage_close(net_stage *st, bool discard);
 int net_dest_state(const char *path);
 
 /* Fill unset fields of opts from defaults (and NULL opts from gtr_download_default_options). */
-gtr_download_options net_resolve_options(const gtr_download_options *opts);
+gtr_status net_resolve_options(const gtr_download_options *opts, gtr_download_options *out,
+                               gtr_error *err);
 
 #endif /* GTR_NET_H */

@@ -39,7 +39,7 @@ static bool one_text(gs_server *s, const json_t *v, const char *param, size_t i,
     gtr_error e;
     /* only what max_len can use is read (--no-truncate: one id more, to see it is too long) */
     int max_len = s->o.no_truncate ? s->max_len + 1 : s->max_len;
-    if (gtr_tokenize(s->tok, json_string_value(v), len, max_len, 1, out, &e)) {
+    if (gtr_tokenizer_encode(s->tok, json_string_value(v), len, max_len, 1, out, &e)) {
         gs_reply_error(r, e.code == GTR_ERR_NOMEM ? 500 : 400, param, NULL, "%s[%zu]: %s", param, i,
                        e.message);
         return false;

@@ -148,7 +148,7 @@ static bool fuse(gs_server *s, size_t nq, size_t depth, size_t k, const hit *dl,
         const gtr_ranked_doc *lists[2] = {l0, l1};
         size_t lens[2] = {nd[q], nb[q]}, n;
         gtr_error e;
-        if (gtr_fuse(lists, lens, 2, &fo, k, fused, &n, &e)) {
+        if (gtr_hits_fuse(lists, lens, 2, &fo, k, fused, &n, &e)) {
             gs_reply_error(r, 500, NULL, NULL, "fusion failed: %s", e.message);
             ok = false;
             break;

@@ -17,7 +17,7 @@
  * body before parsing) and its answer (an upper bound computed before it is written), and from
  * a token budget (max_pending_tokens) the ids of its inputs; whatever does not fit is answered
  * 503 with Retry-After before it takes the memory. Tokenizing reads only what max_len can use
- * (gtr_tokenize), in at most a few requests at a time.
+ * (gtr_tokenizer_encode), in at most a few requests at a time.
  *
  * Graceful shutdown (gtr_server_shutdown): stop listening; idle connections close; requests
  * that arrive from now on are answered 503 shutting_down; admitted requests may finish until
@@ -51,6 +51,7 @@ gtr_server_options gtr_server_default_options(void)
 {
     gtr_server_options o;
     memset(&o, 0, sizeof o);
+    o.size = sizeof o;
     o.host = "127.0.0.1";
     o.port = 8080;
     o.model_name = "gtr";
@@ -376,6 +377,13 @@ gtr_server *gtr_server_start(const gtr_server_options *opts, gtr_error *err)
 {
     gtr_server_method method = GTR_SERVER_DENSE;
     if (!opts) return gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_server_start: NULL options"), NULL;
+    gtr_server_options given = gtr_server_default_options();
+    gtr_fusion_options fusion = gtr_fusion_default_options();
+    if (gtr_options_take(&given, sizeof given, opts, "gtr_server_start", err) ||
+        gtr_options_take(&fusion, sizeof fusion, &given.fusion, "gtr_server_start: fusion", err))
+        return NULL;
+    given.fusion = fusion;
+    opts = &given;
     if (check_options(opts, &method, err)) return NULL;
     gtr_server *srv = gtr_xcalloc(1, sizeof *srv, "server", err);
     if (!srv) return NULL;
@@ -390,7 +398,7 @@ gtr_server *gtr_server_start(const gtr_server_options *opts, gtr_error *err)
     srv->s.vocab = gtr_model_vocab_size(opts->model);
     srv->s.bytes.cap = opts->max_pending_bytes;
     srv->s.tokens.cap = opts->max_pending_tokens;
-    int slots = 2 * gtr_num_cores();
+    int slots = 2 * gtr_cpu_cores();
     sem_init(&srv->s.tokenize_slots, 0, (unsigned)(slots < 4 ? 4 : slots));
     srv->s.have_slots = true;
     pthread_mutex_init(&srv->mu, NULL);

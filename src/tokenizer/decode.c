@@ -87,15 +87,15 @@ static gtr_status decode_piece(const gtr_tokenizer *t, const char *piece, size_t
     return gtr_buf_append(out, piece + run, len - run, err);
 }
 
-gtr_status gtr_detokenize(const gtr_tokenizer *t, const int32_t *ids, size_t n, char **out,
+gtr_status gtr_tokenizer_decode(const gtr_tokenizer *t, const int32_t *ids, size_t n, char **out,
                           size_t *out_len, gtr_error *err)
 {
     if (!t || !out || (!ids && n))
-        return gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_detokenize: NULL argument");
+        return gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_tokenizer_decode: NULL argument");
     *out = NULL;
     for (size_t i = 0; i < n; i++)
         if (ids[i] < 0 || (size_t)ids[i] >= t->n_pieces)
-            return gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_detokenize: invalid id %d at position %zu",
+            return gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_tokenizer_decode: invalid id %d at position %zu",
                               (int)ids[i], i);
     /* ids -> pieces -> ids (PieceToId), as Decode(ids) does; differs only for odd models */
     int *rid = gtr_xmalloc((n ? n : 1) * sizeof *rid, "decode", err);

@@ -65,15 +65,15 @@ static size_t prefix_cut(const char *text, size_t len, size_t want, size_t hard)
     return n;
 }
 
-gtr_status gtr_tokenize(const gtr_tokenizer *t, const char *text, size_t len, int max_len,
+gtr_status gtr_tokenizer_encode(const gtr_tokenizer *t, const char *text, size_t len, int max_len,
                         int add_eos, gtr_ids *out, gtr_error *err)
 {
-    gtr_status st = check_args(t, text, len, out, "gtr_tokenize", err);
+    gtr_status st = check_args(t, text, len, out, "gtr_tokenizer_encode", err);
     if (st) return st;
     if (max_len < 0)
-        return gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_tokenize: max_len %d is negative", max_len);
+        return gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_tokenizer_encode: max_len %d is negative", max_len);
     if (add_eos && t->eos_id < 0)
-        return gtr_seterr(err, GTR_ERR_UNSUPPORTED, "gtr_tokenize: the model has no </s> piece");
+        return gtr_seterr(err, GTR_ERR_UNSUPPORTED, "gtr_tokenizer_encode: the model has no </s> piece");
     out->n = 0;
     spm_work w = {0};
     size_t room = max_len > 0 ? (add_eos ? (size_t)max_len - 1 : (size_t)max_len) : SIZE_MAX;
@@ -108,10 +108,10 @@ void gtr_pieces_free(gtr_pieces *p)
     memset(p, 0, sizeof *p);
 }
 
-gtr_status gtr_tokenize_pieces(const gtr_tokenizer *t, const char *text, size_t len,
+gtr_status gtr_tokenizer_encode_pieces(const gtr_tokenizer *t, const char *text, size_t len,
                                gtr_pieces *out, gtr_error *err)
 {
-    gtr_status st = check_args(t, text, len, out, "gtr_tokenize_pieces", err);
+    gtr_status st = check_args(t, text, len, out, "gtr_tokenizer_encode_pieces", err);
     if (st) return st;
     out->n = 0;
     spm_work w = {0};

@@ -1,5 +1,5 @@
 /*
- * spm_internal.h — the pieces of the SentencePiece (unigram) tokenizer behind gtr_tokenize:
+ * spm_internal.h — the pieces of the SentencePiece (unigram) tokenizer behind gtr_tokenizer_encode:
  *
  *   spm_proto.c      protobuf wire-format reader for ModelProto (spiece.model)
  *   spm_trie.c       byte trie over piece strings (Viterbi lattice, user-defined matcher)

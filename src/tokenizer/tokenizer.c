@@ -293,8 +293,8 @@ static gtr_tokenizer *load_named(const void *data, size_t len, const char *what,
     return t;
 }
 
-gtr_tokenizer *gtr_tokenizer_load_memory_with(const void *data, size_t len,
-                                              const gtr_tokenizer_options *opts, gtr_error *err)
+gtr_tokenizer *gtr_tokenizer_load_memory(const void *data, size_t len,
+                                         const gtr_tokenizer_options *opts, gtr_error *err)
 {
     if (!data && len) {
         gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_tokenizer_load_memory: NULL data");
@@ -303,13 +303,8 @@ gtr_tokenizer *gtr_tokenizer_load_memory_with(const void *data, size_t len,
     return load_named(data, len, "<memory>", opts, err);
 }
 
-gtr_tokenizer *gtr_tokenizer_load_memory(const void *data, size_t len, gtr_error *err)
-{
-    return gtr_tokenizer_load_memory_with(data, len, NULL, err);
-}
-
-gtr_tokenizer *gtr_tokenizer_load_with(const char *path, const gtr_tokenizer_options *opts,
-                                       gtr_error *err)
+gtr_tokenizer *gtr_tokenizer_load(const char *path, const gtr_tokenizer_options *opts,
+                                  gtr_error *err)
 {
     if (!path) {
         gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_tokenizer_load: NULL path");
@@ -322,11 +317,6 @@ gtr_tokenizer *gtr_tokenizer_load_with(const char *path, const gtr_tokenizer_opt
     gtr_tokenizer *t = load_named(data, len, path, opts, err);
     free(data);
     return t;
-}
-
-gtr_tokenizer *gtr_tokenizer_load(const char *path, gtr_error *err)
-{
-    return gtr_tokenizer_load_with(path, NULL, err);
 }
 
 int gtr_tokenizer_vocab_size(const gtr_tokenizer *t) { return t ? (int)t->n_pieces : 0; }

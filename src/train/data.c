@@ -79,7 +79,7 @@ void gtr_train_data_free(gtr_train_data *d)
 }
 
 size_t gtr_train_data_count(const gtr_train_data *d) { return d ? d->n_ex : 0; }
-size_t gtr_train_data_with_negatives(const gtr_train_data *d) { return d ? d->with_negs : 0; }
+size_t gtr_train_data_count_negatives(const gtr_train_data *d) { return d ? d->with_negs : 0; }
 
 static gtr_train_data *data_new(gtr_error *err)
 {

@@ -11,10 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-gtr_mine_options gtr_mine_default_options(void)
+gtr_negatives_options gtr_negatives_default_options(void)
 {
-    gtr_mine_options o;
+    gtr_negatives_options o;
     memset(&o, 0, sizeof o);
+    o.size = sizeof o;
     o.k = 8;
     o.batch = 64;
     o.query_max_len = 64;
@@ -70,7 +71,7 @@ static gtr_status embed_list(gtr_model *m, const text_list *tl, int max_len, siz
         for (size_t i = 0; !st && i < k; i++) {
             size_t len;
             const char *s = tl_get(tl, i0 + i, &len);
-            st = gtr_tokenize(tok, s, len, max_len, 1, &ids[i], err);
+            st = gtr_tokenizer_encode(tok, s, len, max_len, 1, &ids[i], err);
             pp[i] = ids[i].ids;
             lens[i] = ids[i].n;
         }
@@ -147,12 +148,13 @@ static gtr_status write_str(gtr_buf *b, const char *s, size_t len, gtr_error *er
     return st;
 }
 
-gtr_status gtr_mine_negatives(gtr_model *m, const char *dir, const char *split,
-                              const gtr_mine_options *opts, const char *out_path,
-                              gtr_mine_stats *stats, gtr_error *err)
+gtr_status gtr_negatives_mine(gtr_model *m, const char *dir, const char *split,
+                              const gtr_negatives_options *opts, const char *out_path,
+                              gtr_negatives_stats *stats, gtr_error *err)
 {
-    gtr_mine_options o = opts ? *opts : gtr_mine_default_options();
-    if (!m || !dir || !out_path) return gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_mine_negatives: NULL argument");
+    gtr_negatives_options o = gtr_negatives_default_options();
+    if (gtr_options_take(&o, sizeof o, opts, "gtr_negatives_mine", err)) return GTR_ERR_INVALID_ARG;
+    if (!m || !dir || !out_path) return gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_negatives_mine: NULL argument");
     if (o.k == 0 || o.skip + o.k > 1024) return gtr_seterr(err, GTR_ERR_INVALID_ARG, "skip + k must be in [1, 1024]");
     if (o.batch == 0) o.batch = 64;
     char rel[256];

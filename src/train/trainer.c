@@ -20,6 +20,7 @@ gtr_train_options gtr_train_default_options(void)
 {
     gtr_train_options o;
     memset(&o, 0, sizeof o);
+    o.size = sizeof o;
     o.optimizer = GTR_OPTIM_ADAFACTOR;
     o.lr = 1e-3;
     o.schedule = GTR_LR_LINEAR;
@@ -121,7 +122,11 @@ gtr_trainer *gtr_trainer_create(const char *init_dir, const gtr_train_data *data
     }
     gtr_trainer *t = gtr_xcalloc(1, sizeof *t, "trainer", err);
     if (!t) return NULL;
-    t->o = opts ? *opts : gtr_train_default_options();
+    t->o = gtr_train_default_options();
+    if (gtr_options_take(&t->o, sizeof t->o, opts, "gtr_trainer_create", err)) {
+        free(t);
+        return NULL;
+    }
     t->data = data;
     gtr_status st;
     char *spm = NULL;
@@ -144,7 +149,7 @@ gtr_trainer *gtr_trainer_create(const char *init_dir, const gtr_train_data *data
         goto fail;
     }
     gtr_tokenizer_options to = {.compat = t->o.spm_compat};
-    if (!(t->tok = gtr_tokenizer_load_with(spm, &to, err))) goto fail;
+    if (!(t->tok = gtr_tokenizer_load(spm, &to, err))) goto fail;
     if (gtr_tokenizer_vocab_size(t->tok) > t->m.V) {
         gtr_seterr(err, GTR_ERR_MISMATCH, "%s has %d pieces but config.json's vocab_size is %d", spm,
                    gtr_tokenizer_vocab_size(t->tok), t->m.V);
@@ -292,7 +297,7 @@ static void tok_task(void *ctx, size_t s, int tid)
     gtr_trainer *t = j->t;
     size_t len;
     const char *txt = slot_text(t, j->texts, j->lens, s, &len);
-    t->slot_st[s] = gtr_tokenize(t->tok, txt, len, t->slot_max[s], 1, &t->slot_ids[s], NULL);
+    t->slot_st[s] = gtr_tokenizer_encode(t->tok, txt, len, t->slot_max[s], 1, &t->slot_ids[s], NULL);
 }
 
 static gtr_status tokenize_slots(gtr_trainer *t, size_t n, const char *const *texts,
@@ -304,7 +309,7 @@ static gtr_status tokenize_slots(gtr_trainer *t, size_t n, const char *const *te
         if (t->slot_st[s]) { /* again, serially, for the message */
             size_t len;
             const char *txt = slot_text(t, texts, lens, s, &len);
-            gtr_status st = gtr_tokenize(t->tok, txt, len, t->slot_max[s], 1, &t->slot_ids[s], err);
+            gtr_status st = gtr_tokenizer_encode(t->tok, txt, len, t->slot_max[s], 1, &t->slot_ids[s], err);
             if (!st) st = gtr_seterr(err, t->slot_st[s], "tokenizer failed");
             return gtr_error_prefix(err, "text %zu", s);
         }

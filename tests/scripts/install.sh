@@ -41,7 +41,7 @@ int main(void)
 {
     gtr_error err;
     /* a failing call fills the error: the library is really linked and working */
-    gtr_tokenizer *t = gtr_tokenizer_load("/nonexistent/spiece.model", &err);
+    gtr_tokenizer *t = gtr_tokenizer_load("/nonexistent/spiece.model", NULL, &err);
     if (t || err.code == GTR_OK || !strstr(err.message, "/nonexistent/spiece.model")) return 1;
     gtr_download_options o = gtr_download_default_options();
     printf("gtr %s %s %d\n", gtr_version(), gtr_status_str(err.code), o.max_retries);
