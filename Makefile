@@ -8,7 +8,7 @@
 #   make install    PREFIX=/usr/local
 #   make CC=clang   the same with clang
 #
-# One binary runs on every x86-64: ISA-specific kernels (*_avx2.c, *_avx512.c) get their own
+# One binary runs on every x86-64: ISA-specific kernels (*_avx2.c, *_avx512.c, *_amx.c) get their own
 # flags and are chosen at run time from CPUID.
 
 CC       ?= cc
@@ -50,6 +50,7 @@ LDLIBS_ALL = $(PKG_LIBS) -lpthread -lm $(LDLIBS)
 
 ISA_AVX2   := -mavx2 -mfma -mf16c
 ISA_AVX512 := -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512bf16 -mavx512vnni
+ISA_AMX    := $(ISA_AVX512) -mamx-tile -mamx-bf16 -mamx-int8
 
 SO_MAJOR := 0
 SO_FULL  := 0.1.0
@@ -132,6 +133,11 @@ $(BUILD)/%_avx512.o: %_avx512.c
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
 	$(Q)$(CC) $(CFLAGS_ALL) $(ISA_AVX512) -MMD -MP -c $< -o $@
+
+$(BUILD)/%_amx.o: %_amx.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS_ALL) $(ISA_AMX) -MMD -MP -c $< -o $@
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)

@@ -143,9 +143,12 @@ uint32_t gtr_crc32(uint32_t crc, const void *data, size_t len);
 typedef struct gtr_cpu {
     bool avx2, fma, f16c;
     bool avx512f, avx512bw, avx512dq, avx512vl, avx512_bf16, avx512_vnni;
+    bool amx; /* AMX-TILE + AMX-BF16 + AMX-INT8, enabled by the OS for this process */
 } gtr_cpu;
-/* Detected once per call (CPUID + XGETBV: the OS must enable the register state). The env
- * variable GTR_CPU=generic|avx2|avx512 caps what is used (for tests and benchmarks). */
+/* Detected once per call (CPUID + XGETBV: the OS must enable the register state). For AMX
+ * on Linux it also asks the kernel for the tile data state (arch_prctl ARCH_REQ_XCOMP_PERM,
+ * granted per process, once; refused: no AMX). The env variable
+ * GTR_CPU=generic|avx2|avx512|amx caps what is used (for tests and benchmarks). */
 gtr_cpu gtr_cpu_detect(void);
 const char *gtr_cpu_describe(const gtr_cpu *cpu); /* static string */
 

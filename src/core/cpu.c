@@ -1,5 +1,6 @@
-/* cpu.c — run-time CPU feature detection (CPUID + XGETBV), so one binary uses what the
- * processor and the OS offer. GTR_CPU=generic|avx2|avx512 caps the choice. */
+/* cpu.c — run-time CPU feature detection (CPUID + XGETBV, and Linux's AMX permission), so
+ * one binary uses what the processor and the OS offer. GTR_CPU=generic|avx2|avx512|amx caps
+ * the choice. */
 #include "core.h"
 
 #include <stdlib.h>
@@ -7,6 +8,23 @@
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
+/* Linux keeps the 8 KB AMX tile state off until a process asks for it (the first tile
+ * instruction would otherwise fault). The grant is per process and idempotent; kernels
+ * without the request (before 5.16) refuse it, and then AMX is not used. */
+static bool amx_permitted(void)
+{
+#if defined(__linux__) && defined(__x86_64__)
+    const long ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18;
+    return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+#else
+    return false;
+#endif
+}
 
 static uint64_t xgetbv0(void)
 {
@@ -41,11 +59,17 @@ gtr_cpu gtr_cpu_detect(void)
         unsigned a71, b71, c71, d71;
         __cpuid_count(7, 1, a71, b71, c71, d71);
         c.avx512_bf16 = c.avx512f && ((a71 >> 5) & 1);
-        (void)b71; (void)c71; (void)d71; (void)d7; (void)a7;
+        /* AMX-BF16 (bit 22), AMX-TILE (24), AMX-INT8 (25); XTILECFG + XTILEDATA in XCR0 */
+        bool amx_cpu = ((d7 >> 22) & 1) && ((d7 >> 24) & 1) && ((d7 >> 25) & 1);
+        bool amx_os = (xcr0 & 0x60000) == 0x60000;
+        const char *cap = getenv("GTR_CPU");
+        bool capped = cap && strcmp(cap, "amx") != 0; /* any other cap turns AMX off */
+        c.amx = c.avx512_bf16 && c.avx512_vnni && amx_cpu && amx_os && !capped && amx_permitted();
+        (void)b71; (void)c71; (void)d71; (void)a7;
     }
     (void)a; (void)b; (void)d;
     const char *cap = getenv("GTR_CPU");
-    if (cap && strcmp(cap, "avx512") != 0) {
+    if (cap && strcmp(cap, "avx512") != 0 && strcmp(cap, "amx") != 0) {
         bool keep_avx2 = strcmp(cap, "avx2") == 0;
         c.avx512f = c.avx512bw = c.avx512dq = c.avx512vl = c.avx512_bf16 = c.avx512_vnni = false;
         if (!keep_avx2) c.avx2 = c.fma = c.f16c = false;
@@ -63,6 +87,7 @@ gtr_cpu gtr_cpu_detect(void)
 
 const char *gtr_cpu_describe(const gtr_cpu *c)
 {
+    if (c->avx512f && c->amx) return "avx512 (+bf16, +vnni) + amx";
     if (c->avx512f && c->avx512_bf16 && c->avx512_vnni) return "avx512 (+bf16, +vnni)";
     if (c->avx512f && c->avx512_vnni) return "avx512 (+vnni)";
     if (c->avx512f) return "avx512";

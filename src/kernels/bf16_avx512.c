@@ -15,7 +15,7 @@
 
 #define INLINE static inline __attribute__((always_inline))
 
-static size_t bf16_ws(size_t kp) { return (size_t)GTR_LINEAR_MC * kp * sizeof(uint16_t); }
+size_t gtr_avx512_bf16_ws(size_t kp) { return (size_t)GTR_LINEAR_MC * kp * sizeof(uint16_t); }
 
 /* x with float32 denormals replaced by signed zeros */
 INLINE __m512 daz(__m512 x)
@@ -27,7 +27,7 @@ INLINE __m512 daz(__m512 x)
 }
 
 /* rows of x -> bf16 rows of kp values (zero padded), in the scratch */
-static void convert_rows(gtr_linear_task *t, const float *x, size_t m, size_t ldx, void *ws)
+void gtr_avx512_bf16_prep(gtr_linear_task *t, const float *x, size_t m, size_t ldx, void *ws)
 {
     const size_t k = t->w->k, kp = t->w->kp;
     uint16_t *dst = ws;
@@ -119,4 +119,4 @@ static void tile(const gtr_linear_task *t, int mr, size_t i0, size_t p, size_t k
 }
 
 const gtr_linear_ukr gtr_avx512_linear_bf16 = {
-    .mr = MR, .kc = KC2, .ws = bf16_ws, .prep = convert_rows, .tile = tile};
+    .mr = MR, .kc = KC2, .ws = gtr_avx512_bf16_ws, .prep = gtr_avx512_bf16_prep, .tile = tile};

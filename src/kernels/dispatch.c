@@ -63,9 +63,21 @@ const gtr_kernels gtr_kernels_avx512_bf16_table = {
     .linear = {&gtr_avx512_linear_f32, &gtr_avx512_linear_bf16, &gtr_avx512_linear_int8},
 };
 
+/* AMX tiles for bf16 and int8 (same panels as avx512+bf16+vnni, k padded to whole tiles) */
+const gtr_kernels gtr_kernels_amx_table = {
+    .name = "avx512+amx",
+    AVX512_COMMON,
+    .need_vnni = true,
+    .need_bf16 = true,
+    .need_amx = true,
+    .nr = {64, 64, 64},
+    .kalign = {0, 32, 64},
+    .linear = {&gtr_avx512_linear_f32, &gtr_amx_linear_bf16, &gtr_amx_linear_int8},
+};
+
 /* best first */
 static const gtr_kernels *const all_tables[] = {
-    &gtr_kernels_avx512_bf16_table, &gtr_kernels_avx512_vnni_table, &gtr_kernels_avx512_table,
+    &gtr_kernels_amx_table, &gtr_kernels_avx512_bf16_table, &gtr_kernels_avx512_vnni_table, &gtr_kernels_avx512_table,
     &gtr_kernels_avx2_table, &gtr_kernels_generic_table,
 };
 #else
@@ -79,6 +91,7 @@ static bool runs_here(const gtr_kernels *k, const gtr_cpu *c)
     if (k->need_avx512 && !(c->avx512f && c->avx512bw && c->avx512dq && c->avx512vl)) return false;
     if (k->need_bf16 && !c->avx512_bf16) return false;
     if (k->need_vnni && !c->avx512_vnni) return false;
+    if (k->need_amx && !c->amx) return false;
     return true;
 }
 

@@ -24,6 +24,7 @@ void gtr_linear_drive(const gtr_linear_ukr *u, const gtr_wmat *w, const float *x
             for (size_t i0 = 0; i0 < m; i0 += mr)
                 u->tile(&t, (int)GTR_MIN(mr, m - i0), i0, p, k0, kc, accum, relu);
     }
+    if (u->done) u->done();
 }
 
 void gtr_f32_linear_tile(const gtr_linear_task *t, int mr, size_t i0, size_t p, size_t k0,

@@ -17,11 +17,11 @@
 
 #define INLINE static inline __attribute__((always_inline))
 
-static size_t int8_ws(size_t kp) { return (size_t)GTR_LINEAR_MC * (kp + sizeof(float)) + 64; }
+size_t gtr_avx512_int8_ws(size_t kp) { return (size_t)GTR_LINEAR_MC * (kp + sizeof(float)) + 64; }
 
 /* Quantise rows of x: u8 codes (qx + 128) of kp bytes each (padding = 128, i.e. 0) and the
  * row scales, exactly as gtr_q8 / gtr_q8_scale define them. */
-static void quantize_rows(gtr_linear_task *t, const float *x, size_t m, size_t ldx, void *ws)
+void gtr_avx512_int8_prep(gtr_linear_task *t, const float *x, size_t m, size_t ldx, void *ws)
 {
     const size_t k = t->w->k, kp = t->w->kp;
     uint8_t *dst = ws;
@@ -131,4 +131,4 @@ static void tile(const gtr_linear_task *t, int mr, size_t i0, size_t p, size_t k
 }
 
 const gtr_linear_ukr gtr_avx512_linear_int8 = {
-    .mr = MR, .kc = 0, .ws = int8_ws, .prep = quantize_rows, .tile = tile};
+    .mr = MR, .kc = 0, .ws = gtr_avx512_int8_ws, .prep = gtr_avx512_int8_prep, .tile = tile};

@@ -48,6 +48,8 @@ typedef struct gtr_linear_ukr {
     /* convert / quantise rows [0, m) of x into ws and set t->a, t->lda, t->sx; NULL: the
      * tile reads x directly */
     void (*prep)(gtr_linear_task *t, const float *x, size_t m, size_t ldx, void *ws);
+    /* after the task's last tile (AMX releases its tile state); NULL = nothing */
+    void (*done)(void);
     void (*tile)(const gtr_linear_task *t, int mr, size_t i0, size_t p, size_t k0, size_t kc,
                  int accum, int relu);
 } gtr_linear_ukr;
@@ -82,8 +84,9 @@ void gtr_sgemm_drive_tn(const gtr_sgemm_ukr *u, size_t M, size_t N, size_t K, co
 struct gtr_kernels {
     const char *name;
     /* which CPU features it needs (checked by gtr_kernels_at / _by_name) */
-    bool need_avx2, need_avx512, need_bf16, need_vnni;
+    bool need_avx2, need_avx512, need_bf16, need_vnni, need_amx;
     size_t nr[GTR_W_NTYPES];            /* panel width of the packed layout, per gtr_wtype */
+    size_t kalign[GTR_W_NTYPES];        /* k padded to a multiple of this (0: the k group) */
     /* micro-kernels for layouts packed with nr[type] */
     const gtr_linear_ukr *linear[GTR_W_NTYPES];
     const gtr_sgemm_ukr *sgemm; /* NULL = the portable code */
@@ -126,6 +129,7 @@ extern const gtr_kernels gtr_kernels_avx2_table;
 extern const gtr_kernels gtr_kernels_avx512_table;      /* f32 AVX-512; bf16/int8 via AVX2 */
 extern const gtr_kernels gtr_kernels_avx512_vnni_table; /* + vpdpbusd int8 */
 extern const gtr_kernels gtr_kernels_avx512_bf16_table; /* + vdpbf16ps bf16 + vpdpbusd int8 */
+extern const gtr_kernels gtr_kernels_amx_table;         /* + AMX tiles for bf16 and int8 */
 
 /* generic C versions (generic.c, generic_linear.c) */
 void gtr_generic_sgemm_nt(size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B,
@@ -156,11 +160,20 @@ float gtr_avx2_dot(const float *a, const float *b, size_t n);
  * (eltwise_avx512.c) */
 extern const gtr_linear_ukr gtr_avx512_linear_f32, gtr_avx512_linear_bf16, gtr_avx512_linear_int8;
 extern const gtr_sgemm_ukr gtr_avx512_sgemm;
+/* their row preparation (bf16 pairs; u8 codes qx + 128 with row scales), shared with AMX */
+size_t gtr_avx512_bf16_ws(size_t kp);
+void gtr_avx512_bf16_prep(gtr_linear_task *t, const float *x, size_t m, size_t ldx, void *ws);
+size_t gtr_avx512_int8_ws(size_t kp);
+void gtr_avx512_int8_prep(gtr_linear_task *t, const float *x, size_t m, size_t ldx, void *ws);
 void gtr_avx512_rmsnorm(const float *x, const float *w, float eps, size_t n, float *y);
 void gtr_avx512_softmax(float *x, size_t n);
 void gtr_avx512_add_softmax(float *x, const float *bias, size_t n);
 void gtr_avx512_gelu_mul(float *x, const float *g, size_t n);
 float gtr_avx512_dot(const float *a, const float *b, size_t n);
 void gtr_avx512_transpose(const float *src, size_t lds, size_t rows, size_t cols, float *dst, size_t ldd);
+
+/* AMX tiles (linear_amx.c): bf16 by TDPBF16PS, int8 by TDPBUSD, on the AVX-512 layouts with
+ * k padded to whole tiles (kalign 32 / 64) */
+extern const gtr_linear_ukr gtr_amx_linear_bf16, gtr_amx_linear_int8;
 
 #endif

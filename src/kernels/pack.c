@@ -25,8 +25,8 @@ static gtr_status alloc_layout(const gtr_kernels *kern, gtr_wmat *w, size_t n, s
         return gtr_seterr(err, GTR_ERR_INVALID_ARG, "unknown weight type %d", (int)type);
     if (n == 0 || k == 0)
         return gtr_seterr(err, GTR_ERR_INVALID_ARG, "empty weight matrix [%zu, %zu]", n, k);
-    size_t nr = kern->nr[type], g = kgroup[type];
-    size_t np = (n + nr - 1) / nr, kp = (k + g - 1) / g * g;
+    size_t nr = kern->nr[type], g = kgroup[type], ka = kern->kalign[type] ? kern->kalign[type] : g;
+    size_t np = (n + nr - 1) / nr, kp = (k + ka - 1) / ka * ka;
     size_t elems, bytes;
     if (k > SIZE_MAX / 8 || !gtr_mul_ok(np * nr, kp, &elems) ||
         !gtr_mul_ok(elems, esize[type], &bytes))
