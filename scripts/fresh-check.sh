@@ -44,6 +44,11 @@ ROOT=$WORK/root
 BASE=$WORK/base.tar.gz
 cleanup() {
     for m in dev/pts dev sys proc; do mountpoint -q "$ROOT/$m" 2>/dev/null && umount -l "$ROOT/$m"; done
+    # Never delete through a mount (the host's /dev, /sys): only when nothing is mounted below.
+    if grep -q " $ROOT/" /proc/mounts 2>/dev/null; then
+        echo "fresh-check: mounts remain under $ROOT; not deleting it" >&2
+        return
+    fi
     [ "$KEEP" = 1 ] || rm -rf "$ROOT"
 }
 trap cleanup EXIT
