@@ -29,6 +29,12 @@ case $kind in
   *) echo "venv.sh: unknown kind $kind" >&2; exit 2 ;;
 esac
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "${pkgs[*]}" ]; then exit 0; fi
+# Scripted tests run in parallel (prove -j) and several may make the same venv at once: one
+# upgrading pip while another runs it broke the other's pip. Serialise on a lock, then look again.
+mkdir -p "$dir"
+exec 9>"$dir/.lock"
+flock 9
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "${pkgs[*]}" ]; then exit 0; fi
 [ -x "$dir/bin/python" ] || "$py" -m venv "$dir" >&2 || { echo "venv.sh: python3 -m venv failed (apt-get install python3-venv)" >&2; exit 1; }
 "$dir/bin/pip" install -q --upgrade pip >&2
 "$dir/bin/pip" install -q "${pkgs[@]}" >&2
