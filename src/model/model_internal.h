@@ -430,6 +430,10 @@ size_t gtr_mem_available(const char **what);
 #define GTR_MAX_SHARD_BYTES ((uint64_t)5000000000u)
 gtr_status gtr_model_quantize_sharded(const char *in_dir, const char *out_dir, gtr_compute_dtype dtype,
                                       int n_threads, uint64_t max_shard, gtr_error *err);
+/* Both: packed (the kernels' layout, used in place; packed.c) or not (the Linears row-major
+ * under transformers' names, as `gtr_model_quantize_portable` writes). */
+gtr_status gtr_quantize_run(const char *in_dir, const char *out_dir, gtr_compute_dtype dtype, int n_threads,
+                            uint64_t max_shard, bool packed, gtr_error *err);
 gtr_status gtr_mem_check(const gtr_tensor_set *s, gtr_compute_dtype dt, size_t limit, const char *dir,
                          gtr_error *err);
 

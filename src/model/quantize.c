@@ -116,7 +116,7 @@ static gtr_status copy_layout(const char *in_dir, const char *stage, const gtr_m
 /* What one tensor of the output is made from. */
 typedef enum {
     OT_VECTOR,  /* an F32 vector as it was */
-    OT_EMBED,   /* the embedding: BF16 bits or I8 codes, row-major */
+    OT_ROWS,    /* a matrix row-major (the embedding; every Linear in a portable copy) */
     OT_PACKED,  /* one of a layer's four matrices in the kernels' layout (packed.c) */
     OT_SCALE,   /* F32 scales of an I8 tensor (of) */
     OT_COLSUM,  /* I32 Σq of a packed I8 matrix (of) */
@@ -144,7 +144,7 @@ static void tensor_name(const out_tensor *t, size_t i, char *name, size_t cap)
     const out_tensor *o = &t[i];
     switch (o->kind) {
     case OT_VECTOR:
-    case OT_EMBED: snprintf(name, cap, "%s", o->ref->name); break;
+    case OT_ROWS: snprintf(name, cap, "%s", o->ref->name); break;
     case OT_PACKED: gtr_packed_name(name, cap, o->layer, o->mat, NULL); break;
     case OT_PAD: snprintf(name, cap, "gtr_pad.%zu", i); break;
     case OT_SCALE:
@@ -160,15 +160,16 @@ static void tensor_name(const out_tensor *t, size_t i, char *name, size_t cap)
 
 /* The header of shard k (see gtr_safetensors_header_bytes): data starts 64-byte aligned. */
 static uint8_t *make_header(const out_tensor *t, size_t n, size_t k, gtr_compute_dtype dtype, uint64_t source_fp,
-                            size_t *len, gtr_error *err)
+                            bool packed, size_t *len, gtr_error *err)
 {
     json_t *h = json_object();
     char fp[17];
     snprintf(fp, sizeof fp, "%016llx", (unsigned long long)source_fp);
-    json_object_set_new(h, "__metadata__",
-                        json_pack("{s:s, s:s, s:s, s:s}", "format", "pt", "gtr_quantization",
-                                  dtype == GTR_DTYPE_INT8 ? GTR_QUANT_INT8_NAME : GTR_QUANT_BF16_NAME,
-                                  "gtr_source_fingerprint", fp, "gtr_layout", GTR_WMAT_LAYOUT_NAME));
+    json_t *meta = json_pack("{s:s, s:s, s:s}", "format", "pt", "gtr_quantization",
+                             dtype == GTR_DTYPE_INT8 ? GTR_QUANT_INT8_NAME : GTR_QUANT_BF16_NAME,
+                             "gtr_source_fingerprint", fp);
+    if (packed) json_object_set_new(meta, "gtr_layout", json_string(GTR_WMAT_LAYOUT_NAME));
+    json_object_set_new(h, "__metadata__", meta);
     for (size_t i = 0; i < n; i++) {
         if (t[i].shard != k) continue;
         char name[512];
@@ -343,7 +344,8 @@ static out_tensor *place(plan *p, out_tensor o)
 
 static gtr_status write_safetensors(const char *dir, gtr_tensor_set *set, const gtr_t5_config *cfg,
                                     const gtr_t5_tensor_ref *refs, size_t n_refs, gtr_compute_dtype dtype,
-                                    uint64_t source_fp, uint64_t max_shard, gtr_pool *pool, gtr_error *err)
+                                    uint64_t source_fp, uint64_t max_shard, bool packed, gtr_pool *pool,
+                                    gtr_error *err)
 {
     const bool int8 = dtype == GTR_DTYPE_INT8;
     const gtr_wtype wt = int8 ? GTR_W_INT8 : GTR_W_BF16;
@@ -356,7 +358,7 @@ static gtr_status write_safetensors(const char *dir, gtr_tensor_set *set, const 
     plan p = {gtr_xcalloc(2 * (n_refs + 12 * (size_t)cfg->num_layers + 4), sizeof(out_tensor), "tensor list", err),
               0, 0, max_shard};
     if (!p.t) return GTR_ERR_NOMEM;
-    size_t n_aux = 0, max_cols = 1, vec_floats = 0, n_big = 0;
+    size_t n_aux = 0, max_cols = 1, vec_floats = 0;
     /* 1. the packed matrices, layer by layer (the refs hold each layer's Linears in the order
      * q, k, v, o, wi (wi_0, wi_1), wo), 2. the embedding, 3. their scales and sums, 4. the
      * vectors */
@@ -364,7 +366,7 @@ static gtr_status write_safetensors(const char *dir, gtr_tensor_set *set, const 
     for (size_t i = 0; i < n_refs;) {
         const gtr_t5_tensor_ref *r = &refs[i];
         if (r->kind == GTR_T5T_EMBED) emb = r;
-        if (r->kind != GTR_T5T_LINEAR) {
+        if (r->kind != GTR_T5T_LINEAR || !packed) {
             i++;
             continue;
         }
@@ -381,16 +383,17 @@ static gtr_status write_safetensors(const char *dir, gtr_tensor_set *set, const 
             i += parts;
         }
     }
-    n_big = p.n;
-    if (emb) {
-        out_tensor o = {.kind = OT_EMBED, .ref = emb, .dtype = int8 ? GTR_DT_I8 : GTR_DT_BF16,
-                        .shape = {emb->t.w->shape[0], emb->t.w->shape[1]}, .ndim = 2};
+    for (size_t i = 0; i < n_refs; i++) { /* the embedding (and, not packed, every Linear) */
+        const gtr_t5_tensor_ref *r = &refs[i];
+        if (r != emb && (packed || r->kind != GTR_T5T_LINEAR)) continue;
+        out_tensor o = {.kind = OT_ROWS, .ref = r, .dtype = int8 ? GTR_DT_I8 : GTR_DT_BF16,
+                        .shape = {gtr_wtensor_rows(&r->t), gtr_wtensor_cols(&r->t)}, .ndim = 2};
         place(&p, o);
         max_cols = GTR_MAX(max_cols, o.shape[1]);
     }
     for (size_t i = 0, n_first = p.n; int8 && i < n_first; i++) {
-        if (p.t[i].kind != OT_PACKED && p.t[i].kind != OT_EMBED) continue;
-        size_t rows = p.t[i].kind == OT_EMBED ? p.t[i].shape[0] : p.t[i].shape[0] * nr;
+        if (p.t[i].kind != OT_PACKED && p.t[i].kind != OT_ROWS) continue;
+        size_t rows = p.t[i].kind == OT_ROWS ? p.t[i].shape[0] : p.t[i].shape[0] * nr;
         place(&p, (out_tensor){.kind = OT_SCALE, .of = i, .dtype = GTR_DT_F32, .shape = {rows}, .ndim = 1,
                                .aux0 = n_aux});
         if (p.t[i].kind == OT_PACKED)
@@ -407,7 +410,6 @@ static gtr_status write_safetensors(const char *dir, gtr_tensor_set *set, const 
         place(&p, o);
         vec_floats = GTR_MAX(vec_floats, src->count);
     }
-    (void)n_big;
     size_t K = p.n ? p.t[p.n - 1].shard + 1 : 1;
     writer w = {set, pool, lay, NULL, NULL, 0, NULL, NULL, NULL};
     gtr_status st = GTR_OK;
@@ -421,7 +423,7 @@ static gtr_status write_safetensors(const char *dir, gtr_tensor_set *set, const 
     /* where each I8 tensor's scales go: the SCALE entry that names it */
     for (size_t k = 0; !st && k < K; k++) {
         size_t hlen;
-        uint8_t *hdr = make_header(p.t, p.n, k, dtype, source_fp, &hlen, err);
+        uint8_t *hdr = make_header(p.t, p.n, k, dtype, source_fp, packed, &hlen, err);
         char *path = shard_path(dir, k, K);
         gtr_atomic_file f;
         if (!hdr || !path) {
@@ -450,7 +452,7 @@ static gtr_status write_safetensors(const char *dir, gtr_tensor_set *set, const 
             switch (t->kind) {
             case OT_PAD: st = gtr_atomic_write(&f, zeros, t->bytes, err); break;
             case OT_VECTOR: st = write_vector(&w, t, err); break;
-            case OT_EMBED: st = write_embed(&w, t, w.scales + a, err); break;
+            case OT_ROWS: st = write_embed(&w, t, w.scales + a, err); break;
             case OT_PACKED: st = write_packed(&w, t, w.scales + a, w.colsum + a, err); break;
             case OT_SCALE: st = gtr_atomic_write(&f, w.scales + t->aux0, t->bytes, err); break;
             case OT_COLSUM: st = gtr_atomic_write(&f, w.colsum + t->aux0, t->bytes, err); break;
@@ -476,8 +478,19 @@ gtr_status gtr_model_quantize(const char *in_dir, const char *out_dir, gtr_compu
     return gtr_model_quantize_sharded(in_dir, out_dir, dtype, n_threads, GTR_MAX_SHARD_BYTES, err);
 }
 
+gtr_status gtr_model_quantize_portable(const char *in_dir, const char *out_dir, int n_threads, gtr_error *err)
+{
+    return gtr_quantize_run(in_dir, out_dir, GTR_DTYPE_BF16, n_threads, GTR_MAX_SHARD_BYTES, false, err);
+}
+
 gtr_status gtr_model_quantize_sharded(const char *in_dir, const char *out_dir, gtr_compute_dtype dtype,
                                       int n_threads, uint64_t max_shard, gtr_error *err)
+{
+    return gtr_quantize_run(in_dir, out_dir, dtype, n_threads, max_shard, true, err);
+}
+
+gtr_status gtr_quantize_run(const char *in_dir, const char *out_dir, gtr_compute_dtype dtype, int n_threads,
+                            uint64_t max_shard, bool packed, gtr_error *err)
 {
     if (!in_dir || !out_dir) return gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_model_quantize: NULL argument");
     if (dtype != GTR_DTYPE_BF16 && dtype != GTR_DTYPE_INT8)
@@ -551,7 +564,8 @@ gtr_status gtr_model_quantize_sharded(const char *in_dir, const char *out_dir, g
         st = gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");
         goto done;
     }
-    if ((st = write_safetensors(tdir, &set, &cfg.t5, refs, n_refs, dtype, source_fp, max_shard, pool, err))) goto done;
+    if ((st = write_safetensors(tdir, &set, &cfg.t5, refs, n_refs, dtype, source_fp, max_shard, packed, pool, err)))
+        goto done;
 
     /* 3. Into place. */
     if ((st = gtr_fsync_dir(stage, err))) goto done;
