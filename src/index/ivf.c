@@ -71,13 +71,6 @@ static uint64_t rng_next(uint64_t *s)
     return z ^ (z >> 31);
 }
 
-static float dotf(const float *a, const float *b, size_t d)
-{
-    float s = 0.0f;
-    for (size_t i = 0; i < d; i++) s += a[i] * b[i];
-    return s;
-}
-
 static void normalize(float *v, size_t d)
 {
     double s = 0.0;
@@ -89,25 +82,41 @@ static void normalize(float *v, size_t d)
 
 /* ---- build ------------------------------------------------------------------ */
 
-typedef struct assign_ctx {
-    const float *vecs, *cent;
-    size_t dim, n_lists;
-    const uint32_t *which; /* vector numbers to assign (NULL: 0..n-1) */
-    uint32_t *out;
-} assign_ctx;
+#define ASSIGN_ROWS 2048 /* rows per GEMM call: their scores [rows][lists] stay bounded */
 
-static void assign_task(void *p, size_t i, int tid)
+typedef struct argmax_ctx { const float *S; size_t n_lists; uint32_t *out; } argmax_ctx;
+static void argmax_task(void *p, size_t i, int tid)
 {
     (void)tid;
-    assign_ctx *c = p;
-    const float *v = c->vecs + (size_t)(c->which ? c->which[i] : i) * c->dim;
+    const argmax_ctx *c = p;
+    const float *s = c->S + i * c->n_lists;
     uint32_t best = 0;
-    float bs = -INFINITY;
-    for (size_t l = 0; l < c->n_lists; l++) {
-        float s = dotf(v, c->cent + l * c->dim, c->dim);
-        if (s > bs) { bs = s; best = (uint32_t)l; }
-    }
+    for (size_t l = 1; l < c->n_lists; l++) /* ties: the smaller list */
+        if (s[l] > s[best]) best = (uint32_t)l;
     c->out[i] = best;
+}
+
+/* out[i] = the centroid with the highest inner product with rows[i] (m rows of dim floats,
+ * contiguous): the scores come from the library's GEMM, ASSIGN_ROWS rows at a time; each
+ * score is the same whatever the thread count, so the build is too. */
+static gtr_status assign(const gtr_kernels *kern, gtr_pool *pool, const float *cent,
+                         size_t n_lists, const float *rows, size_t m, size_t dim, uint32_t *out,
+                         gtr_error *err)
+{
+    gtr_wmat w = {0};
+    gtr_status st = gtr_wmat_pack(kern, &w, cent, n_lists, dim, GTR_W_F32, err);
+    size_t blk = m < ASSIGN_ROWS ? m : ASSIGN_ROWS;
+    float *S = st == GTR_OK ? gtr_xmalloc(blk * n_lists * sizeof *S, "ivf scores", err) : NULL;
+    if (st == GTR_OK && !S) st = err ? err->code : GTR_ERR_NOMEM;
+    for (size_t i0 = 0; st == GTR_OK && i0 < m; i0 += blk) {
+        size_t b = m - i0 < blk ? m - i0 : blk;
+        gtr_linear(kern, pool, &w, rows + i0 * dim, b, dim, S, n_lists, 0);
+        argmax_ctx ac = {S, n_lists, out + i0};
+        gtr_pool_for(pool, b, argmax_task, &ac);
+    }
+    free(S);
+    gtr_wmat_free(&w);
+    return st;
 }
 
 /* Spherical k-means on a seeded sample; centroids [n_lists][dim] out. */
@@ -119,10 +128,11 @@ static gtr_status kmeans(const float *vecs, size_t n, size_t dim, size_t n_lists
     size_t m = n_lists * per < n ? n_lists * per : n;
     uint32_t *perm = gtr_xmalloc(n * sizeof *perm, "k-means sample", err);
     uint32_t *asg = gtr_xmalloc(m * sizeof *asg, "k-means assignment", err);
+    float *samp = gtr_xmalloc(m * dim * sizeof *samp, "k-means sample", err);
     double *sum = gtr_xcalloc(n_lists * dim, sizeof *sum, "k-means sums", err);
     size_t *cnt = gtr_xcalloc(n_lists, sizeof *cnt, "k-means counts", err);
-    if (!perm || !asg || !sum || !cnt) {
-        free(perm); free(asg); free(sum); free(cnt);
+    if (!perm || !asg || !samp || !sum || !cnt) {
+        free(perm); free(asg); free(samp); free(sum); free(cnt);
         return err ? err->code : GTR_ERR_NOMEM;
     }
     for (size_t i = 0; i < n; i++) perm[i] = (uint32_t)i;
@@ -130,16 +140,19 @@ static gtr_status kmeans(const float *vecs, size_t n, size_t dim, size_t n_lists
         size_t j = i + (size_t)(rng_next(&rs) % (n - i));
         uint32_t t = perm[i]; perm[i] = perm[j]; perm[j] = t;
     }
+    for (size_t i = 0; i < m; i++) /* contiguous, for the GEMM */
+        memcpy(samp + i * dim, vecs + (size_t)perm[i] * dim, dim * sizeof(float));
     for (size_t l = 0; l < n_lists; l++)
-        memcpy(cent + l * dim, vecs + (size_t)perm[l] * dim, dim * sizeof(float));
+        memcpy(cent + l * dim, samp + l * dim, dim * sizeof(float));
     size_t iters = o->iters ? o->iters : 10;
-    assign_ctx ac = {vecs, cent, dim, n_lists, perm, asg};
-    for (size_t it = 0; it < iters; it++) {
-        gtr_pool_for(o->pool, m, assign_task, &ac);
+    const gtr_kernels *kern = gtr_kernels_select();
+    gtr_status st = GTR_OK;
+    for (size_t it = 0; it < iters && st == GTR_OK; it++) {
+        if ((st = assign(kern, o->pool, cent, n_lists, samp, m, dim, asg, err))) break;
         memset(sum, 0, n_lists * dim * sizeof *sum);
         memset(cnt, 0, n_lists * sizeof *cnt);
         for (size_t i = 0; i < m; i++) { /* serial, in sample order: thread-count independent */
-            const float *v = vecs + (size_t)perm[i] * dim;
+            const float *v = samp + i * dim;
             double *s = sum + (size_t)asg[i] * dim;
             for (size_t d = 0; d < dim; d++) s[d] += v[d];
             cnt[asg[i]]++;
@@ -147,15 +160,15 @@ static gtr_status kmeans(const float *vecs, size_t n, size_t dim, size_t n_lists
         for (size_t l = 0; l < n_lists; l++) {
             float *c = cent + l * dim;
             if (cnt[l] == 0) { /* empty list: restart it at a random sample vector */
-                memcpy(c, vecs + (size_t)perm[rng_next(&rs) % m] * dim, dim * sizeof(float));
+                memcpy(c, samp + (size_t)(rng_next(&rs) % m) * dim, dim * sizeof(float));
                 continue;
             }
             for (size_t d = 0; d < dim; d++) c[d] = (float)sum[l * dim + d];
             normalize(c, dim);
         }
     }
-    free(perm); free(asg); free(sum); free(cnt);
-    return GTR_OK;
+    free(perm); free(asg); free(samp); free(sum); free(cnt);
+    return st;
 }
 
 static gtr_status write_pad(gtr_atomic_file *f, size_t *off, size_t to, gtr_error *err)
@@ -194,8 +207,9 @@ gtr_status gtr_ivf_build(const char *path, const float *vecs, size_t n, int dim_
     bool open = false;
     if (st == GTR_OK) st = kmeans(vecs, n, dim, n_lists, &o, cent, err);
     if (st == GTR_OK) {
-        assign_ctx ac = {vecs, cent, dim, n_lists, NULL, asg};
-        gtr_pool_for(o.pool, n, assign_task, &ac);
+        st = assign(gtr_kernels_select(), o.pool, cent, n_lists, vecs, n, dim, asg, err);
+    }
+    if (st == GTR_OK) {
         for (size_t i = 0; i < n; i++) offs[asg[i] + 1]++;
         for (size_t l = 0; l < n_lists; l++) offs[l + 1] += offs[l];
         uint64_t *fill = gtr_xmalloc(n_lists * sizeof *fill, "ivf fill", err);

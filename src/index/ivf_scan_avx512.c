@@ -14,34 +14,43 @@
 #include <immintrin.h>
 
 #define INLINE static inline __attribute__((always_inline))
+/* -O2 does not unroll the loops over the tile's rows and queries: the accumulators would
+ * live on the stack */
+#define UNROLL _Pragma("GCC unroll 4")
+#define PREFETCH_ROWS 8 /* prefetch distance (rows ahead); past the list end it is harmless */
 
 INLINE void tile(const int8_t *codes, size_t dim, const int8_t *const *q, const int32_t *qsum,
                  int32_t *out, size_t ldo, const int R, const int Q)
 {
     __m512i acc[4][4];
-    for (int r = 0; r < R; r++)
-        for (int j = 0; j < Q; j++) acc[r][j] = _mm512_setzero_si512();
+    UNROLL for (int r = 0; r < R; r++)
+        UNROLL for (int j = 0; j < Q; j++) acc[r][j] = _mm512_setzero_si512();
     const __m512i flip = _mm512_set1_epi8((char)0x80);
     size_t d = 0;
     for (; d + 64 <= dim; d += 64) {
         __m512i qv[4], cv[4];
-        for (int j = 0; j < Q; j++) qv[j] = _mm512_load_si512((const void *)(q[j] + d));
-        for (int r = 0; r < R; r++)
-            cv[r] = _mm512_xor_si512(_mm512_loadu_si512((const void *)(codes + (size_t)r * dim + d)), flip);
-        for (int r = 0; r < R; r++)
-            for (int j = 0; j < Q; j++) acc[r][j] = _mm512_dpbusd_epi32(acc[r][j], cv[r], qv[j]);
+        UNROLL for (int j = 0; j < Q; j++) qv[j] = _mm512_load_si512((const void *)(q[j] + d));
+        UNROLL for (int r = 0; r < R; r++) {
+            const int8_t *p = codes + (size_t)r * dim + d;
+            /* the next tile's bytes: one row is too short for the hardware prefetcher to
+             * reach full speed by itself */
+            _mm_prefetch((const char *)(p + PREFETCH_ROWS * dim), _MM_HINT_T0);
+            cv[r] = _mm512_xor_si512(_mm512_loadu_si512((const void *)p), flip);
+        }
+        UNROLL for (int r = 0; r < R; r++)
+            UNROLL for (int j = 0; j < Q; j++) acc[r][j] = _mm512_dpbusd_epi32(acc[r][j], cv[r], qv[j]);
     }
     if (d < dim) {
         __mmask64 m = _cvtu64_mask64(~0ull >> (64 - (dim - d)));
         __m512i qv[4], cv[4];
-        for (int j = 0; j < Q; j++) qv[j] = _mm512_load_si512((const void *)(q[j] + d));
-        for (int r = 0; r < R; r++)
+        UNROLL for (int j = 0; j < Q; j++) qv[j] = _mm512_load_si512((const void *)(q[j] + d));
+        UNROLL for (int r = 0; r < R; r++)
             cv[r] = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, codes + (size_t)r * dim + d), flip);
-        for (int r = 0; r < R; r++)
-            for (int j = 0; j < Q; j++) acc[r][j] = _mm512_dpbusd_epi32(acc[r][j], cv[r], qv[j]);
+        UNROLL for (int r = 0; r < R; r++)
+            UNROLL for (int j = 0; j < Q; j++) acc[r][j] = _mm512_dpbusd_epi32(acc[r][j], cv[r], qv[j]);
     }
-    for (int j = 0; j < Q; j++)
-        for (int r = 0; r < R; r++)
+    UNROLL for (int j = 0; j < Q; j++)
+        UNROLL for (int r = 0; r < R; r++)
             out[(size_t)j * ldo + (size_t)r] = _mm512_reduce_add_epi32(acc[r][j]) - 128 * qsum[j];
 }
 
