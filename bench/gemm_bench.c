@@ -5,7 +5,9 @@
  * Peak: each "peak" loop runs 24 independent accumulator chains of one instruction (so
  * latency never limits, only issue throughput) for a fixed number of iterations on every
  * thread of a pool at once, best of several runs: vfmadd231ps zmm (fp32, 32 flop per
- * instruction), vfmadd231ps ymm (AVX2), vdpbf16ps zmm (64 flop), vpdpbusd zmm (128 int ops).
+ * instruction), vfmadd231ps ymm (AVX2), vdpbf16ps zmm (64 flop), vpdpbusd zmm (128 int ops);
+ * with AMX, tdpbf16ps (16×16 fp32 += 16×32 · 32×16 bf16: 16,384 flop) and tdpbusd (16×16 int32
+ * += 16×64 · 64×16 int8: 32,768 ops) on 6 independent accumulator tiles.
  * GEMM: gtr_linear on the gtr-t5-base shapes (M tokens × N outputs × K inputs), best of R
  * timed runs after a warm-up, flop = 2·M·N·K; the fraction is of the peak of the same
  * instruction family on the same number of threads. Prints Markdown tables. */
@@ -63,6 +65,44 @@ __attribute__((target("avx512f,avx512vnni"))) static void loop_vnni(long n)
     for (long i = 0; i < n; i++)
         __asm__ volatile(REPEAT10(CHAINS("vpdpbusd", "zmm") CHAINS_HI("vpdpbusd", "zmm"))
                          ::: CLOBBER_LO, CLOBBER_HI);
+}
+
+/* AMX: tmm0-5 accumulate tmm6 · tmm7, six chains (the tile product's latency is a few times
+ * its issue interval, so six never wait on each other). Each thread configures its own tiles. */
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} amx_cfg;
+#define AMX_ITERS (ITERS / 8) /* × 60 tile products per loop body (≈ the FMA loop's cycles) */
+#define AMX6(op)                                                                              \
+    op " %%tmm7, %%tmm6, %%tmm0\n\t" op " %%tmm7, %%tmm6, %%tmm1\n\t" op                     \
+       " %%tmm7, %%tmm6, %%tmm2\n\t" op " %%tmm7, %%tmm6, %%tmm3\n\t" op                     \
+       " %%tmm7, %%tmm6, %%tmm4\n\t" op " %%tmm7, %%tmm6, %%tmm5\n\t"
+static void amx_begin(void)
+{
+    _Alignas(64) amx_cfg c;
+    memset(&c, 0, sizeof c);
+    c.palette = 1;
+    for (int i = 0; i < 8; i++) c.colsb[i] = 64, c.rows[i] = 16;
+    __asm__ volatile("ldtilecfg %0\n\t"
+                     "tilezero %%tmm0\n\ttilezero %%tmm1\n\ttilezero %%tmm2\n\ttilezero %%tmm3\n\t"
+                     "tilezero %%tmm4\n\ttilezero %%tmm5\n\ttilezero %%tmm6\n\ttilezero %%tmm7"
+                     : : "m"(c));
+}
+static void loop_amx_bf16(long n)
+{
+    (void)n;
+    amx_begin();
+    for (long i = 0; i < AMX_ITERS; i++) __asm__ volatile(REPEAT10(AMX6("tdpbf16ps")) ::: "memory");
+    __asm__ volatile("tilerelease");
+}
+static void loop_amx_int8(long n)
+{
+    (void)n;
+    amx_begin();
+    for (long i = 0; i < AMX_ITERS; i++) __asm__ volatile(REPEAT10(AMX6("tdpbusd")) ::: "memory");
+    __asm__ volatile("tilerelease");
 }
 
 static void *peak_thread(void *arg)
@@ -187,38 +227,41 @@ int main(int argc, char **argv)
     /* The reference peak for t threads is t × the best single-core figure: the single-thread
      * loop is repeated so that one quiet moment suffices on a shared machine; the measured
      * t-thread figure is printed beside it. */
-    double core[3] = {0}, multi[3] = {0};
-    for (int r = 0; r < 4; r++) {
-        if (cpu.avx512f) core[0] = GTR_MAX(core[0], measure_peak(1, loop_fma512, 240.0 * 32));
-        else if (cpu.avx2 && cpu.fma) core[0] = GTR_MAX(core[0], measure_peak(1, loop_fma256, 280.0 * 16));
-        if (cpu.avx512_bf16) core[1] = GTR_MAX(core[1], measure_peak(1, loop_bf16, 240.0 * 64));
-        if (cpu.avx512_vnni) core[2] = GTR_MAX(core[2], measure_peak(1, loop_vnni, 240.0 * 128));
-    }
-    if (cpu.avx512f) multi[0] = measure_peak(tmax, loop_fma512, 240.0 * 32);
-    else if (cpu.avx2 && cpu.fma) multi[0] = measure_peak(tmax, loop_fma256, 280.0 * 16);
-    if (cpu.avx512_bf16) multi[1] = measure_peak(tmax, loop_bf16, 240.0 * 64);
-    if (cpu.avx512_vnni) multi[2] = measure_peak(tmax, loop_vnni, 240.0 * 128);
+    enum { P_FMA, P_BF16, P_VNNI, P_AMX_BF16, P_AMX_INT8, NP };
+    typedef void (*loop_fn)(long);
+    const loop_fn fn[NP] = {cpu.avx512f ? loop_fma512 : loop_fma256, loop_bf16, loop_vnni,
+                            loop_amx_bf16, loop_amx_int8};
+    const double per_body[NP] = {cpu.avx512f ? 240.0 * 32 : 280.0 * 16, 240.0 * 64, 240.0 * 128,
+                                 60.0 * 16384 / 8, 60.0 * 32768 / 8};
+    const bool have[NP] = {cpu.avx512f || (cpu.avx2 && cpu.fma), cpu.avx512_bf16, cpu.avx512_vnni,
+                           cpu.amx, cpu.amx};
+    const char *pname[NP] = {cpu.avx512f ? "vfmadd231ps zmm (fp32 FMA, 32 flop)" : "vfmadd231ps ymm (fp32 FMA, 16 flop)",
+                             "vdpbf16ps zmm (bf16 pair dot, 64 flop)", "vpdpbusd zmm (int8 quad dot, 128 op)",
+                             "tdpbf16ps (AMX bf16 tile, 16,384 flop)", "tdpbusd (AMX int8 tile, 32,768 op)"};
+    double core[NP] = {0}, multi[NP] = {0};
+    for (int r = 0; r < 4; r++)
+        for (int i = 0; i < NP; i++)
+            if (have[i]) core[i] = GTR_MAX(core[i], measure_peak(1, fn[i], per_body[i]));
+    for (int i = 0; i < NP; i++)
+        if (have[i]) multi[i] = measure_peak(tmax, fn[i], per_body[i]);
     double ymm = (cpu.avx2 && cpu.fma) ? measure_peak(1, loop_fma256, 280.0 * 16) : 0;
-    const char *pname[3] = {cpu.avx512f ? "vfmadd231ps zmm (fp32 FMA, 32 flop)" : "vfmadd231ps ymm (fp32 FMA, 16 flop)",
-                                   "vdpbf16ps zmm (bf16 pair dot, 64 flop)", "vpdpbusd zmm (int8 quad dot, 128 op)"};
-    printf("### Measured peak\n\n24 independent accumulator chains of one instruction in a loop (latency never limits),\n"
-           "%ld × 240 instructions per run; per core: best of 20 single-thread runs; %d threads: best of 5\n"
-           "runs with %d pthreads at once. Without BF16/VNNI the bf16/int8 fractions are given\n"
-           "against the fp32 peak (int8 on AVX2 multiplies 16-bit pairs, so it can exceed 100%%).\n\n",
-           ITERS, tmax, tmax);
+    printf("### Measured peak\n\nIndependent accumulator chains of one instruction in a loop (latency never limits):\n"
+           "24 zmm chains, %ld × 240 instructions per run; AMX: 6 accumulator tiles, %ld × 60 tile\n"
+           "products per run. Per core: best of 20 single-thread runs; %d threads: best of 5 runs with\n"
+           "%d pthreads at once. Without BF16/VNNI the bf16/int8 fractions are given against the fp32\n"
+           "peak (int8 on AVX2 multiplies 16-bit pairs, so it can exceed 100%%).\n\n",
+           ITERS, AMX_ITERS, tmax, tmax);
     printf("| instruction | G op/s per core | %d threads measured |\n|---|---|---|\n", tmax);
-    for (int ty = 0; ty < 3; ty++) {
-        if (core[ty] == 0) {
-            core[ty] = core[0];
-            multi[ty] = multi[0];
-            continue;
-        }
-        printf("| %s | %.1f | %.1f |\n", pname[ty], core[ty] / 1e9, multi[ty] / 1e9);
-    }
+    for (int i = 0; i < NP; i++)
+        if (have[i]) printf("| %s | %.1f | %.1f |\n", pname[i], core[i] / 1e9, multi[i] / 1e9);
     if (cpu.avx512f && ymm > 0) printf("| vfmadd231ps ymm (fp32 FMA, 16 flop) | %.1f | |\n", ymm / 1e9);
+    /* the fraction of each dtype is of the instruction family its kernels use */
+    const bool amx_kern = strstr(gtr_kernels_name(kern), "amx") != NULL;
+    const int fam[3] = {P_FMA, have[P_BF16] ? (amx_kern ? P_AMX_BF16 : P_BF16) : P_FMA,
+                        have[P_VNNI] ? (amx_kern ? P_AMX_INT8 : P_VNNI) : P_FMA};
     double peak[3][65];
     for (int ty = 0; ty < 3; ty++)
-        for (int t = 1; t <= tmax; t++) peak[ty][t] = core[ty] * t;
+        for (int t = 1; t <= tmax; t++) peak[ty][t] = core[fam[ty]] * t;
 
     /* ---- gtr_linear on the gtr-t5-base shapes ---- */
     static const struct {
@@ -226,7 +269,8 @@ int main(int argc, char **argv)
         size_t n, k;
     } sh[] = {{"q/k/v/o  768←768", 768, 768}, {"wi  3072←768", 3072, 768}, {"wo  768←3072", 768, 3072}};
     static const char *tname[3] = {"f32", "bf16", "int8"};
-    printf("\n### gtr_linear, M = %zu tokens (best of %d; of peak = of threads × per-core peak)\n\n", M, reps);
+    printf("\n### gtr_linear, M = %zu tokens (best of %d; of peak = of threads × per-core peak of the\n"
+           "instruction the kernels use: %s for bf16, %s for int8)\n\n", M, reps, pname[fam[1]], pname[fam[2]]);
     printf("| shape (N←K) | dtype | threads | ms | GFLOP/s | of peak |\n|---|---|---|---|---|---|\n");
     float *x = rand_floats(M * 3072, 1.0f, 1), *y = rand_floats(M * 3072, 0, 2);
     for (size_t s = 0; s < sizeof sh / sizeof sh[0]; s++) {
