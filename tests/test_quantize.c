@@ -437,7 +437,7 @@ static void test_mapped_memory(void **state)
          * mapped weights cost none of it: besides the tokenizer, its load takes a small part
          * of the weights' size */
         assert_true(orig[0] >= copy[0] + copy[2] / 2);
-        assert_true(copy[0] < tok[0] + copy[1] / 4);
+        assert_true(copy[0] < tok[0] + copy[1] / 3);
         free(out);
     }
     free(src);

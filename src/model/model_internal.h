@@ -162,6 +162,13 @@ void gtr_safetensors_header_add(json_t *h, const char *name, const char *dtype, 
 uint8_t *gtr_safetensors_header_bytes(const json_t *h, size_t *len, gtr_error *err);
 /* The same with the data section starting at a multiple of align bytes (8, 64, ...). */
 uint8_t *gtr_safetensors_header_bytes_align(const json_t *h, size_t align, size_t *len, gtr_error *err);
+/* Sharded checkpoints as transformers' save_pretrained writes them: shard k (from 0) of K is
+ * "model-0000<k+1>-of-0000<K>.safetensors" ("model.safetensors" when K is 1), and
+ * model.safetensors.index.json in dir maps every tensor name to its shard's file, with
+ * "metadata": {"total_size": total} (bytes of tensor data). */
+void gtr_safetensors_shard_name(size_t k, size_t K, char *buf, size_t cap);
+gtr_status gtr_safetensors_write_index(const char *dir, const char *const *names, const size_t *shard, size_t n,
+                                       size_t K, uint64_t total, gtr_error *err);
 /* Parse a torch zip checkpoint (pytorch_model.bin) held in buf[0, len). */
 gtr_status gtr_torch_zip_parse(const uint8_t *buf, size_t len, const char *what, int source,
                                gtr_tensor_set *set, gtr_error *err);

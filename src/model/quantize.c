@@ -283,12 +283,11 @@ static gtr_status write_packed(writer *w, const out_tensor *t, float *sc, int32_
     return GTR_OK;
 }
 
-/* shard k of K: "model.safetensors" when K is 1, else transformers' "model-0000k-of-0000K" */
+/* shard k of K (see gtr_safetensors_shard_name) */
 static char *shard_path(const char *dir, size_t k, size_t K)
 {
     char name[64];
-    if (K == 1) snprintf(name, sizeof name, "model.safetensors");
-    else snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", k + 1, K);
+    gtr_safetensors_shard_name(k, K, name, sizeof name);
     return gtr_path_join(dir, name);
 }
 
@@ -297,20 +296,21 @@ static char *shard_path(const char *dir, size_t k, size_t K)
  * split; one bigger than the limit gets a shard of its own). */
 static gtr_status write_index(const char *dir, const out_tensor *t, size_t n, size_t K, gtr_error *err)
 {
-    json_t *wm = json_object();
+    char (*buf)[512] = gtr_xcalloc(n ? n : 1, sizeof *buf, "tensor names", err);
+    const char **names = gtr_xcalloc(n ? n : 1, sizeof *names, "tensor names", err);
+    size_t *shard = gtr_xcalloc(n ? n : 1, sizeof *shard, "tensor names", err);
+    gtr_status st = buf && names && shard ? GTR_OK : GTR_ERR_NOMEM;
     uint64_t total = 0;
-    for (size_t i = 0; i < n; i++) {
-        char name[512], *p = shard_path("", t[i].shard, K);
-        tensor_name(t, i, name, sizeof name);
-        json_object_set_new(wm, name, json_string(p ? p + strspn(p, "/") : ""));
-        free(p);
+    for (size_t i = 0; !st && i < n; i++) {
+        tensor_name(t, i, buf[i], sizeof buf[i]);
+        names[i] = buf[i];
+        shard[i] = t[i].shard;
         total += t[i].bytes;
     }
-    json_t *j = json_pack("{s:{s:I}, s:o}", "metadata", "total_size", (json_int_t)total, "weight_map", wm);
-    char *path = gtr_path_join(dir, "model.safetensors.index.json");
-    gtr_status st = path && j ? gtr_json_write_file(path, j, err) : gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");
-    free(path);
-    json_decref(j);
+    if (!st) st = gtr_safetensors_write_index(dir, names, shard, n, K, total, err);
+    free(buf);
+    free(names);
+    free(shard);
     return st;
 }
 

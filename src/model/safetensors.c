@@ -6,6 +6,7 @@
 #include "model/model_internal.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -245,4 +246,27 @@ uint8_t *gtr_safetensors_header_bytes_align(const json_t *h, size_t align, size_
     free(text);
     *len = 8 + padded;
     return out;
+}
+
+void gtr_safetensors_shard_name(size_t k, size_t K, char *buf, size_t cap)
+{
+    if (K <= 1) snprintf(buf, cap, "model.safetensors");
+    else snprintf(buf, cap, "model-%05zu-of-%05zu.safetensors", k + 1, K);
+}
+
+gtr_status gtr_safetensors_write_index(const char *dir, const char *const *names, const size_t *shard, size_t n,
+                                       size_t K, uint64_t total, gtr_error *err)
+{
+    json_t *wm = json_object();
+    for (size_t i = 0; i < n; i++) {
+        char file[64];
+        gtr_safetensors_shard_name(shard[i], K, file, sizeof file);
+        json_object_set_new(wm, names[i], json_string(file));
+    }
+    json_t *j = json_pack("{s:{s:I}, s:o}", "metadata", "total_size", (json_int_t)total, "weight_map", wm);
+    char *path = gtr_path_join(dir, "model.safetensors.index.json");
+    gtr_status st = path && j ? gtr_json_write_file(path, j, err) : gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");
+    free(path);
+    json_decref(j);
+    return st;
 }
