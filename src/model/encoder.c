@@ -262,6 +262,8 @@ static gtr_status load_linear(gtr_tensor_set *set, const gtr_wtensor *parts, int
                               load_buf *b, gtr_wmat *w, uint64_t *fp, gtr_error *err)
 {
     size_t rows = 0, k = gtr_wtensor_cols(&parts[0]);
+    bool stored_codes = false; /* any part already int8 (an older `gtr quantize` file) */
+    for (int i = 0; i < n_parts; i++) stored_codes |= parts[i].scale != NULL;
     for (int i = 0; i < n_parts; i++) {
         const gtr_wtensor *p = &parts[i];
         size_t pr = gtr_wtensor_rows(p);
@@ -270,7 +272,7 @@ static gtr_status load_linear(gtr_tensor_set *set, const gtr_wtensor *parts, int
         if (st) return st;
         if ((st = gtr_fingerprint_tensor(fp, pool, p->w->name, dst, pr, k, err)))
             return gtr_error_prefix(err, "%s", gtr_tensor_file(set, p->w));
-        if (wtype == GTR_W_INT8) {
+        if (wtype == GTR_W_INT8 && stored_codes) {
             if (p->scale) st = gtr_wtensor_rows_q8(set, p, 0, pr, b->q + rows * k, b->qs + rows, err);
             else gtr_quantize_rows_int8(dst, pr, k, b->q + rows * k, b->qs + rows);
             if (st) return st;
@@ -278,8 +280,10 @@ static gtr_status load_linear(gtr_tensor_set *set, const gtr_wtensor *parts, int
         gtr_wtensor_drop(set, p);
         rows += pr;
     }
-    if (wtype == GTR_W_INT8) return gtr_wmat_pack_int8(kern, w, b->q, b->qs, rows, k, err);
-    return gtr_wmat_pack(kern, w, b->tmp, rows, k, wtype, err);
+    if (wtype == GTR_W_INT8 && stored_codes) return gtr_wmat_pack_int8(kern, w, b->q, b->qs, rows, k, err);
+    /* float parts: rounded / quantised and packed on every thread (the same per-row
+     * gtr_quantize_rows_int8 as above, so the result does not depend on the threads) */
+    return gtr_wmat_pack_pool(kern, pool, w, b->tmp, rows, k, wtype, err);
 }
 
 /* The embedding table in the compute precision, converted a block of rows at a time through
