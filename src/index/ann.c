@@ -95,7 +95,7 @@ gtr_status gtr_ann_search(const gtr_ann *a, const float *queries, size_t nq, siz
     uint32_t *ids = gtr_xmalloc((nq * k + 1) * sizeof *ids, "ann ids", err);
     float *sc = gtr_xmalloc((nq * k + 1) * sizeof *sc, "ann scores", err);
     gtr_status st = ids && sc ? GTR_OK : (err ? err->code : GTR_ERR_NOMEM);
-    gtr_ivf_search_opts so = {o.nprobe, o.rerank, NULL, o.pool, id_tie, a->ix};
+    gtr_ivf_search_opts so = {o.nprobe, o.rerank, NULL, o.pool, 0, id_tie, a->ix};
     if (st == GTR_OK) st = gtr_ivf_search(a->ivf, queries, nq, k, &so, ids, sc, err);
     for (size_t q = 0; st == GTR_OK && q < nq; q++) {
         size_t m = 0;

@@ -57,6 +57,8 @@ typedef struct gtr_ivf_search_opts {
     const uint8_t *allow;  /* optional bitmap over vector numbers: bit v clear = never returned
                               (deleted documents, filters) */
     gtr_pool *pool;        /* threads (NULL: calling thread); results do not depend on it */
+    size_t parallel_min;   /* multiply-adds below which a phase stays on the calling thread
+                              (0: 2^21; tests set 1 to exercise the threads on small data) */
     /* final order of equal exact scores: tie(user, a, b) > 0 when a ranks before b
        (NULL: smaller number first) */
     int (*tie)(const void *user, uint32_t a, uint32_t b);
