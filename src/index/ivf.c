@@ -205,7 +205,8 @@ gtr_status gtr_ivf_build(const char *path, const float *vecs, size_t n, int dim_
                         ? (err ? err->code : GTR_ERR_NOMEM) : GTR_OK;
     gtr_atomic_file f = {0};
     bool open = false;
-    if (st == GTR_OK) st = kmeans(vecs, n, dim, n_lists, &o, cent, err);
+    if (st == GTR_OK && o.centroids) memcpy(cent, o.centroids, n_lists * dim * sizeof(float));
+    else if (st == GTR_OK) st = kmeans(vecs, n, dim, n_lists, &o, cent, err);
     if (st == GTR_OK) {
         st = assign(gtr_kernels_select(), o.pool, cent, n_lists, vecs, n, dim, asg, err);
     }

@@ -34,6 +34,8 @@ typedef struct gtr_ivf_build_opts {
     uint64_t seed;       /* sampling and initial centroids */
     uint64_t tag;        /* stored in the header: what the vectors came from (gtr_ann) */
     gtr_pool *pool;      /* threads for assignment (NULL: the calling thread) */
+    const float *centroids; /* [n_lists][dim]: use these lists (no k-means), e.g. an earlier
+                               build's, so documents appended later join the same lists */
 } gtr_ivf_build_opts;
 
 /* Build an index of n vectors (dim floats each, expected unit length) into path. */
