@@ -854,7 +854,7 @@ GTR_API gtr_status gtr_trainer_load_checkpoint(gtr_trainer *t, const char *path,
  * batch (cross-replica negatives), and each rank back-propagates its micro-batches. Gradients
  * are summed in micro-batch order, G = ((g_0 + g_1) + g_2) + ..., exactly as the single
  * process sums them: rank r receives the sum of the micro-batches before its own from rank r-1,
- * adds its own and passes it on (in segments of at most 2^24 floats, so the chain pipelines);
+ * adds its own and passes it on (in segments of 2^18 floats, so the chain pipelines);
  * the last rank broadcasts the total and every rank takes the same optimizer step. The trained
  * model is therefore bit-identical to the single-process run with the same batch and
  * micro-batch size, for any number of ranks. Rank 0 holds one gradient buffer besides the
