@@ -103,7 +103,7 @@ static void assert_same_hits(const gtr_hit *a, const gtr_hit *b, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         assert_int_equal(a[i].doc, b[i].doc);
-        assert_memory_equal(&a[i].score, &b[i].score, sizeof(float));
+        assert_memory_equal(&a[i].score, &b[i].score, sizeof a[i].score);
     }
 }
 
