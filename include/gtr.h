@@ -917,6 +917,37 @@ GTR_API gtr_status gtr_trainer_save_checkpoint(const gtr_trainer *t, const char 
  * file is GTR_ERR_FORMAT. */
 GTR_API gtr_status gtr_trainer_load_checkpoint(gtr_trainer *t, const char *path, gtr_error *err);
 
+/* Data-parallel training across processes (bin/gtr-mpi runs it over MPI; libgtr itself never
+ * depends on MPI). Every process creates the same trainer (same initial model, data, options
+ * and, after a resume, the same checkpoint) and attaches the collectives below; then each
+ * gtr_trainer_step is collective. Micro-batch c of the C = ceil(batch / micro_batch) of a step
+ * goes to rank r when ceil(C·r/N) <= c < ceil(C·(r+1)/N). Each rank encodes its micro-batches,
+ * the embeddings are all-gathered, so every query is scored against every passage of the global
+ * batch (cross-replica negatives), and each rank back-propagates its micro-batches. Gradients
+ * are summed in micro-batch order, G = ((g_0 + g_1) + g_2) + ..., exactly as the single
+ * process sums them: rank r receives the sum of the micro-batches before its own from rank r-1,
+ * adds its own and passes it on (in segments of at most 2^24 floats, so the chain pipelines);
+ * the last rank broadcasts the total and every rank takes the same optimizer step. The trained
+ * model is therefore bit-identical to the single-process run with the same batch and
+ * micro-batch size, for any number of ranks. Rank 0 holds one gradient buffer besides the
+ * total; every other rank one per micro-batch it back-propagates (micro_batch = batch / ranks:
+ * one). Callbacks return 0 on success. */
+typedef struct gtr_train_comm {
+    size_t size; /* sizeof the struct */
+    int rank, n_ranks;
+    void *user;
+    /* every rank passes counts[rank] bytes; all receives every rank's bytes in rank order */
+    int (*allgather)(void *user, const void *mine, size_t n, void *all, const size_t *counts);
+    int (*send)(void *user, int to, const float *x, size_t n);
+    int (*recv)(void *user, int from, float *x, size_t n);
+    int (*bcast)(void *user, int root, float *x, size_t n);
+} gtr_train_comm;
+/* Attach (comm NULL: detach). Not collective; every rank must attach before its first step. */
+GTR_API gtr_status gtr_trainer_set_comm(gtr_trainer *t, const gtr_train_comm *comm, gtr_error *err);
+/* What must be equal on every rank before a collective step: the initial model, the data, every
+ * option that changes the numbers, the step and the data position. */
+GTR_API uint64_t gtr_trainer_fingerprint(const gtr_trainer *t);
+
 /* Write the current model as a sentence-transformers directory that gtr and Python's
  * sentence-transformers load unchanged: the initial directory's configuration files and
  * spiece.model, model.safetensors (F32, Hugging Face names) and 2_Dense/model.safetensors
