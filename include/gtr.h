@@ -502,8 +502,8 @@ typedef struct gtr_ann_search_options {
     const uint8_t *allow; /* a filter (gtr_ann_allow_ids): only documents whose bit is set are
                              returned (NULL: all); deleted documents never are */
 } gtr_ann_search_options;
-/* Pick the smallest nprobe (1, 2, 4, ... up to every list) whose recall@k against exact search
- * (gtr_index_search) reaches target_recall, on sample_n documents of the index used as
+/* Pick the smallest nprobe (doubling 1, 2, 4, ... up to every list, then bisecting) whose
+ * recall@k against exact search (gtr_index_search) reaches target_recall, on sample_n documents of the index used as
  * queries (chosen with seed; each one's own hit is left out of both rankings). *nprobe and
  * *recall receive the choice and its measured recall (every list when none reaches it). */
 GTR_API gtr_status gtr_ann_tune(const gtr_ann *a, double target_recall, size_t k,
