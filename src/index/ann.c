@@ -323,7 +323,10 @@ gtr_status gtr_ann_search(const gtr_ann *a, const float *queries, size_t nq, siz
     for (size_t q = 0; st == GTR_OK && q < nq; q++) {
         size_t m = 0;
         while (m < k && ids[q * k + m] != UINT32_MAX) {
-            hits[q * k + m] = (gtr_hit){ids[q * k + m], sc[q * k + m]};
+            gtr_hit *h = &hits[q * k + m];
+            h->doc = ids[q * k + m];
+            h->score = sc[q * k + m];
+            h->id = gtr_index_doc_id(a->ix, h->doc, &h->id_len);
             m++;
         }
         n_hits[q] = m;
@@ -348,6 +351,22 @@ static size_t shared_hits(const gtr_hit *a, size_t na, const gtr_hit *b, size_t 
         }
     }
     return h;
+}
+
+/* recall@k at nprobe np of the sample queries against their exact hits */
+static gtr_status tune_recall(const gtr_ann *a, const float *q, size_t sample_n, size_t kk, size_t k,
+                              uint32_t np, gtr_pool *pool, const gtr_hit *ex, const size_t *nex,
+                              gtr_hit *ap, size_t *nap, const size_t *self, double *recall,
+                              gtr_error *err)
+{
+    gtr_ann_search_options ao = {np, 0, pool, NULL};
+    gtr_status st = gtr_ann_search(a, q, sample_n, kk, &ao, ap, nap, err);
+    if (st) return st;
+    size_t h = 0;
+    for (size_t i = 0; i < sample_n; i++)
+        h += shared_hits(ap + i * kk, nap[i], ex + i * kk, nex[i], self[i], k);
+    *recall = (double)h / (double)(sample_n * k);
+    return GTR_OK;
 }
 
 gtr_status gtr_ann_tune(const gtr_ann *a, double target_recall, size_t k, size_t sample_n,
@@ -377,16 +396,25 @@ gtr_status gtr_ann_tune(const gtr_ann *a, double target_recall, size_t k, size_t
     gtr_search_options so = {pool, 0};
     if (st == GTR_OK) st = gtr_index_search(a->ix, q, sample_n, kk, &so, ex, nex, err);
     uint32_t lists = gtr_ivf_n_lists(a->ivf);
+    /* doubling to the first nprobe reaching the target, then bisection between it and the
+     * last one short of it (recall grows with nprobe: more lists, a superset of candidates) */
+    uint32_t lo = 0, hi = 0; /* lo: largest known short of the target (0: none) */
+    double hi_rec = 0.0;
     for (uint32_t np = 1; st == GTR_OK; np = np * 2 > lists ? lists : np * 2) {
-        gtr_ann_search_options ao = {np, 0, pool, NULL};
-        if ((st = gtr_ann_search(a, q, sample_n, kk, &ao, ap, nap, err))) break;
-        size_t h = 0;
-        for (size_t i = 0; i < sample_n; i++)
-            h += shared_hits(ap + i * kk, nap[i], ex + i * kk, nex[i], self[i], k);
-        *nprobe = np;
-        *recall = (double)h / (double)(sample_n * k);
-        if (*recall >= target_recall || np == lists) break;
+        double r;
+        if ((st = tune_recall(a, q, sample_n, kk, k, np, pool, ex, nex, ap, nap, self, &r, err))) break;
+        if (r >= target_recall || np == lists) { hi = np; hi_rec = r; break; }
+        lo = np;
     }
+    while (st == GTR_OK && hi - lo > 1 && hi_rec >= target_recall) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        double r;
+        if ((st = tune_recall(a, q, sample_n, kk, k, mid, pool, ex, nex, ap, nap, self, &r, err))) break;
+        if (r >= target_recall) { hi = mid; hi_rec = r; }
+        else lo = mid;
+    }
+    *nprobe = hi;
+    *recall = hi_rec;
     free(q); free(self); free(ex); free(ap); free(nex); free(nap);
     return st;
 }
