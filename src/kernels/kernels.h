@@ -85,9 +85,6 @@ const gtr_kernels *gtr_kernels_by_name(const char *name);
 /* Pack W (row-major [n, k] float32) as type. n, k >= 1. */
 gtr_status gtr_wmat_pack(const gtr_kernels *kern, gtr_wmat *w, const float *W, size_t n, size_t k,
                          gtr_wtype type, gtr_error *err);
-/* Pack weights that are already bfloat16 (row-major [n, k], e.g. from a quantised checkpoint). */
-gtr_status gtr_wmat_pack_bf16(const gtr_kernels *kern, gtr_wmat *w, const uint16_t *W, size_t n,
-                              size_t k, gtr_error *err);
 /* Pack weights already quantised to int8 (row-major [n, k], values in [-127, 127]) with their
  * per-row scales (W ≈ q · scales[row]). */
 gtr_status gtr_wmat_pack_int8(const gtr_kernels *kern, gtr_wmat *w, const int8_t *q,

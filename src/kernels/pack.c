@@ -112,21 +112,6 @@ gtr_status gtr_wmat_pack(const gtr_kernels *kern, gtr_wmat *w, const float *W, s
     return GTR_OK;
 }
 
-gtr_status gtr_wmat_pack_bf16(const gtr_kernels *kern, gtr_wmat *w, const uint16_t *W, size_t n,
-                              size_t k, gtr_error *err)
-{
-    gtr_status st = alloc_layout(kern, w, n, k, GTR_W_BF16, err);
-    if (st != GTR_OK) return st;
-    uint16_t *d = w->data;
-    for (size_t r = 0; r < n; r++)
-        for (size_t c = 0; c < k; c++) {
-            uint16_t v = W[r * k + c];
-            if ((v & 0x7f80u) == 0) v &= 0x8000u; /* denormal -> zero, as the hardware reads it */
-            d[pidx(r / w->nr, r % w->nr, c, w->nr, w->kp, 2)] = v;
-        }
-    return GTR_OK;
-}
-
 gtr_status gtr_wmat_pack_int8(const gtr_kernels *kern, gtr_wmat *w, const int8_t *q,
                               const float *scales, size_t n, size_t k, gtr_error *err)
 {
