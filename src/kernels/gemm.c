@@ -14,7 +14,9 @@ void gtr_linear_drive(const gtr_linear_ukr *u, const gtr_wmat *w, const float *x
     if (u->prep) u->prep(&t, x, m, ldx, ws);
     /* f32 sums over the real k (kp == k); packed types over whole groups of the padding */
     const size_t K = w->type == GTR_W_F32 ? w->k : w->kp / kgroup[w->type];
-    const size_t KC = u->kc ? u->kc : K;
+    /* the k block: the one chosen for this CPU at packing where the kernel blocks k at all
+     * (f32: each output stays one FMA chain across blocks, so any block gives the same bits) */
+    const size_t KC = !u->kc ? K : w->kc ? w->kc : u->kc;
     const size_t mr = (size_t)u->mr;
     for (size_t k0 = 0; k0 < K; k0 += KC) {
         size_t kc = GTR_MIN(KC, K - k0);

@@ -19,6 +19,12 @@
 #define INLINE static inline __attribute__((always_inline))
 
 static inline __mmask16 tail_mask(size_t cols) { return cols >= 16 ? 0xFFFF : (__mmask16)((1u << cols) - 1); }
+/* the columns of vector j that exist (none past ncols) */
+static inline __mmask16 col_mask(size_t ncols, int j)
+{
+    size_t c0 = 16 * (size_t)j;
+    return c0 < ncols ? tail_mask(ncols - c0) : 0;
+}
 
 /* C[mr, ncols] = beta*C + A·B (+ relu). A element (i, k) at a[i*ars + k*aks]; B row k at
  * b + k*bks, nv vectors wide; masked: the last B vector is loaded with lmask (it may end at
@@ -29,11 +35,15 @@ INLINE void ukr(const int mr, const int nv, const int masked, size_t K, const fl
 {
     __m512 acc[MR][NV];
     const float *ap[MR];
+    /* beta = 1 continues the sums already in C (a later k block, or the residual of an
+     * ACCUM linear): each output is one FMA chain over all of k whatever the blocking */
 #pragma GCC unroll 6
     for (int i = 0; i < mr; i++) {
         ap[i] = a + (size_t)i * ars;
 #pragma GCC unroll 4
-        for (int j = 0; j < nv; j++) acc[i][j] = _mm512_setzero_ps();
+        for (int j = 0; j < nv; j++)
+            acc[i][j] = beta == 1 ? _mm512_maskz_loadu_ps(col_mask(ncols, j), c + (size_t)i * ldc + 16 * j)
+                                  : _mm512_setzero_ps();
     }
     size_t ko = 0;
     for (size_t k = 0; k < K; k++, ko += aks, b += bks) {
@@ -59,10 +69,8 @@ INLINE void ukr(const int mr, const int nv, const int masked, size_t K, const fl
             __mmask16 m = tail_mask(ncols - c0);
             float *p = c + (size_t)i * ldc + c0;
             __m512 v = acc[i][j];
-            if (beta != 0) {
-                __m512 old = _mm512_maskz_loadu_ps(m, p);
-                v = beta == 1 ? _mm512_add_ps(old, v) : _mm512_add_ps(_mm512_mul_ps(old, vbeta), v);
-            }
+            if (beta != 0 && beta != 1)
+                v = _mm512_add_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, p), vbeta), v);
             if (relu) v = _mm512_max_ps(zero, v); /* max(0, NaN) keeps the NaN */
             _mm512_mask_storeu_ps(p, m, v);
         }

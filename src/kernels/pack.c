@@ -43,6 +43,10 @@ static gtr_status alloc_layout(const gtr_kernels *kern, gtr_wmat *w, size_t n, s
         }
         w->bytes += np * nr * (sizeof(float) + sizeof(int32_t));
     }
+    if (type == GTR_W_F32) {
+        gtr_cpu_caches caches = gtr_cpu_caches_detect();
+        w->kc = gtr_blocking_for(&caches, k).linear_kc;
+    }
     w->n = n;
     w->k = k;
     w->type = type;
