@@ -15,6 +15,7 @@
 #define NV 4
 #define NR (16 * NV)
 #define KC 1024 /* k block: a 1024×64 float weight sliver (256 KB) stays in L2 */
+#define PF_K 8  /* packed weights prefetched this many k steps ahead (2 KB) */
 
 #define INLINE static inline __attribute__((always_inline))
 
@@ -47,6 +48,12 @@ INLINE void ukr(const int mr, const int nv, const int masked, size_t K, const fl
     }
     size_t ko = 0;
     for (size_t k = 0; k < K; k++, ko += aks, b += bks) {
+        /* the weight panel streams from L2 / L3: on a Xeon the hardware prefetch alone left
+         * the FMAs waiting on it (15-25% of the time for the 3072-wide shapes) */
+        if (!masked) {
+#pragma GCC unroll 4
+            for (int j = 0; j < nv; j++) _mm_prefetch((const char *)(b + PF_K * bks + 16 * j), _MM_HINT_T0);
+        }
         __m512 bv[NV];
 #pragma GCC unroll 4
         for (int j = 0; j < nv; j++)
@@ -121,4 +128,4 @@ static void linear_tile(const gtr_linear_task *t, int mr, size_t i0, size_t p, s
 }
 
 const gtr_linear_ukr gtr_avx512_linear_f32 = {.mr = MR, .kc = KC, .tile = linear_tile};
-const gtr_sgemm_ukr gtr_avx512_sgemm = {.mr = MR, .nr = NR, .tile = ukr_strided};
+const gtr_sgemm_ukr gtr_avx512_sgemm = {.mr = MR, .nr = NR, .tile = ukr_strided, .transpose = gtr_avx512_transpose};
