@@ -47,6 +47,11 @@ def measure(name, build_s, search, mem_gb):
           f"{rss_gb():.2f} | {rss_gb():.2f} | {mem_gb:.2f} |", flush=True)
 
 
+# BENCH_ANN_SKIP: baselines left out (faiss-hnsw, ivfpq, hnswlib), e.g. when their builds
+# would not fit the time a loaded machine leaves
+skip = os.environ.get("BENCH_ANN_SKIP", "").split()
+
+
 def grid(var, default):
     return [int(v) for v in os.environ.get(var, default).split()]
 
@@ -65,32 +70,36 @@ try:
         measure(f"FAISS {faiss.__version__} IVFFlat lists={lists} nprobe={nprobe}", b,
                 lambda qq: ivf.search(qq, 10)[1], (n * (dim * 4 + 8) + lists * dim * 4) / 1e9)
     del ivf
-    t = time.perf_counter()
-    hnsw = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
-    hnsw.hnsw.efConstruction = 100
-    hnsw.add(x)
-    b = time.perf_counter() - t
-    for ef in grid(f"BENCH_ANN_EF_{kind.upper()}", "16 32 64 128 256"):
-        hnsw.hnsw.efSearch = ef
-        measure(f"FAISS HNSWFlat M=32 ef={ef}", b, lambda qq: hnsw.search(qq, 10)[1],
-                n * (dim * 4 + 2 * 32 * 4) / 1e9)
-    del hnsw
-    t = time.perf_counter()
-    pq = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, lists, dim // 8, 8, faiss.METRIC_INNER_PRODUCT)
-    pq.train(x)
-    ref = faiss.IndexRefineFlat(pq)  # made before adding: it keeps its own flat copy in step
-    ref.add(x)
-    b = time.perf_counter() - t
-    for nprobe in grid(f"BENCH_ANN_IVF_{kind.upper()}", "1 2 4 8 16 32 64"):
-        faiss.extract_index_ivf(ref).nprobe = nprobe
-        ref.k_factor = 4
-        measure(f"FAISS IVFPQ m={dim // 8} + refine x4 nprobe={nprobe}", b, lambda qq: ref.search(qq, 10)[1],
-                n * (dim // 8 + 8 + dim * 4) / 1e9)
-    del ref, pq
+    if "faiss-hnsw" not in skip:
+        t = time.perf_counter()
+        hnsw = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+        hnsw.hnsw.efConstruction = 100
+        hnsw.add(x)
+        b = time.perf_counter() - t
+        for ef in grid(f"BENCH_ANN_EF_{kind.upper()}", "16 32 64 128 256"):
+            hnsw.hnsw.efSearch = ef
+            measure(f"FAISS HNSWFlat M=32 ef={ef}", b, lambda qq: hnsw.search(qq, 10)[1],
+                    n * (dim * 4 + 2 * 32 * 4) / 1e9)
+        del hnsw
+    if "ivfpq" not in skip:
+        t = time.perf_counter()
+        pq = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, lists, dim // 8, 8, faiss.METRIC_INNER_PRODUCT)
+        pq.train(x)
+        ref = faiss.IndexRefineFlat(pq)  # made before adding: it keeps its own flat copy in step
+        ref.add(x)
+        b = time.perf_counter() - t
+        for nprobe in grid(f"BENCH_ANN_IVF_{kind.upper()}", "1 2 4 8 16 32 64"):
+            faiss.extract_index_ivf(ref).nprobe = nprobe
+            ref.k_factor = 4
+            measure(f"FAISS IVFPQ m={dim // 8} + refine x4 nprobe={nprobe}", b, lambda qq: ref.search(qq, 10)[1],
+                    n * (dim // 8 + 8 + dim * 4) / 1e9)
+        del ref, pq
 except ImportError:
     print("(faiss-cpu not installed: FAISS rows skipped)", file=sys.stderr)
 
 try:
+    if "hnswlib" in skip:
+        raise ImportError
     import hnswlib
     t = time.perf_counter()
     h = hnswlib.Index(space="ip", dim=dim)
@@ -103,4 +112,4 @@ try:
         measure(f"hnswlib {hnswlib.__version__ if hasattr(hnswlib, '__version__') else ''} M=32 ef={ef}", b,
                 lambda qq: h.knn_query(qq, k=10)[0], n * (dim * 4 + 2 * 32 * 4 + 8) / 1e9)
 except ImportError:
-    print("(hnswlib not installed: hnswlib rows skipped)", file=sys.stderr)
+    print("(hnswlib not installed or skipped: hnswlib rows left out)", file=sys.stderr)

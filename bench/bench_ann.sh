@@ -8,7 +8,8 @@
 #   BENCH_ANN_LISTS (default sqrt N)  BENCH_ANN_KINDS="clustered uniform"
 #   gtr's settings per data set: BENCH_ANN_NPROBE_CLUSTERED / _UNIFORM ("NPROBE[:RERANK] ...");
 #   the baselines': BENCH_ANN_IVF_<KIND> (nprobe), BENCH_ANN_EF_<KIND> (efSearch);
-#   BENCH_ANN_NQ1=200 queries timed at batch 1.
+#   BENCH_ANN_NQ1=200 queries timed at batch 1; BENCH_ANN_SKIP="faiss-hnsw ivfpq hnswlib" leaves
+#   baselines out.
 # The rows go to build/bench/ann/results.md too, and bench/ann_plot.py draws them
 # (build/bench/ann/recall_qps.png; copy it beside bench/RESULTS.md).
 # Disk: N*DIM*4 bytes for the vectors file plus about 1.25x that for gtr's index (1M x 768:

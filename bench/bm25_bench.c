@@ -21,7 +21,8 @@ int main(int argc, char **argv)
     snprintf(qrels_path, sizeof qrels_path, "%s/qrels/test.tsv", argv[1]);
     snprintf(index, sizeof index, "%s/bench.bm25", argv[2]);
     gtr_pool *pool = gtr_pool_create(0, &e);
-    gtr_bm25_build_options bo = {.pool = pool};
+    gtr_bm25_build_options bo = gtr_bm25_default_build_options();
+    bo.pool = pool;
     gtr_bm25_build_stats st;
     double t0 = gtr_now_seconds();
     if (gtr_bm25_build(corpus, index, &bo, &st, &e)) goto fail;
@@ -52,7 +53,7 @@ int main(int argc, char **argv)
     }
     gtr_text_reader_close(r);
     size_t k = 1000;
-    gtr_bm25_hit *hits = malloc(nq * k * sizeof *hits);
+    gtr_hit *hits = malloc(nq * k * sizeof *hits);
     size_t *n_hits = malloc(nq * sizeof *n_hits);
     printf("| corpus | docs | terms | postings | build (s) | docs/s | open+verify (s) |\n|---|---|---|---|---|---|---|\n");
     printf("| %s | %llu | %llu | %llu | %.2f | %.0f | %.3f |\n\n", argv[1], (unsigned long long)st.docs,

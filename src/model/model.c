@@ -150,7 +150,8 @@ static gtr_model *load_dir(const char *dir, const gtr_model_options *opts, gtr_e
         st = gtr_seterr(err, GTR_ERR_NOT_FOUND, "%s: missing file (the SentencePiece tokenizer)", spm);
         goto fail;
     }
-    gtr_tokenizer_options to = {.compat = o.spm_compat};
+    gtr_tokenizer_options to = gtr_tokenizer_default_options();
+    to.compat = o.spm_compat;
     if (!(m->tok = gtr_tokenizer_load(spm, &to, err))) {
         st = err && err->code ? err->code : GTR_ERR_FORMAT;
         goto fail;
