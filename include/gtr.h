@@ -285,14 +285,18 @@ GTR_API size_t gtr_model_weight_bytes(const gtr_model *m);
 GTR_API gtr_compute_dtype gtr_model_dtype(const gtr_model *m);
 
 /* `gtr quantize`: write a copy of the model directory in_dir to out_dir (which must not
- * exist) whose encoder weights (model.safetensors) are stored in dtype (BF16 or INT8):
+ * exist) whose encoder weights (model.safetensors) are stored in dtype (BF16 or INT8), each
+ * layer's Linear weights already packed in the layout the CPU kernels compute with
+ * (__metadata__ "gtr_layout": "gtr-panels-v1"), so that a load in that dtype maps the file
+ * and uses it in place: nothing is converted or copied, the pages are the page cache's, and
+ * every process loading the copy shares them (kernels of another layout repack exactly):
  *  - BF16: the embedding and every Linear weight as BF16 (round to nearest even, denormals
  *    flushed: the bits --dtype bf16 computes with); layer norms and the position bias stay
- *    F32. Standard safetensors: Python's transformers / sentence-transformers load it.
- *  - INT8: every Linear weight <name> as I8 codes with an F32 <name>_scale [rows] (symmetric,
- *    per output channel), the embedding shared.weight likewise per row;
- *    __metadata__ {"gtr_quantization": "int8-per-channel-v1"}: W = q * scale[row]. Only gtr
- *    reads it.
+ *    F32.
+ *  - INT8: every Linear weight as I8 codes with F32 scales (symmetric, per output channel)
+ *    and Σ codes per row, the embedding shared.weight as I8 with a scale per row;
+ *    __metadata__ {"gtr_quantization": "int8-per-channel-v1"}: W = q * scale[row].
+ * Only gtr reads these (gtr_model_quantize_portable writes a BF16 copy Python reads).
  * Either way the file records the source's fingerprint ("gtr_source_fingerprint"), which the
  * copy keeps (indexes built with either load with the other). Configuration files, the
  * tokenizer and the other modules (1_Pooling, 2_Dense: its weights as they are) are
@@ -302,6 +306,10 @@ GTR_API gtr_compute_dtype gtr_model_dtype(const gtr_model *m);
  * out_dir appears complete or not at all. n_threads <= 0: all cores. */
 GTR_API gtr_status gtr_model_quantize(const char *in_dir, const char *out_dir, gtr_compute_dtype dtype,
                                       int n_threads, gtr_error *err);
+/* A BF16 copy in transformers' own layout (every tensor under its name, row-major): Python's
+ * transformers / sentence-transformers load it; gtr converts it at load (not in place). */
+GTR_API gtr_status gtr_model_quantize_portable(const char *in_dir, const char *out_dir, int n_threads,
+                                               gtr_error *err);
 
 /* ======================================================================== index */
 /* (section owned by src/index/)
