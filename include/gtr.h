@@ -70,6 +70,9 @@ GTR_API void gtr_free(void *p);
 
 /* Number of online CPU cores (>= 1). */
 GTR_API int gtr_cpu_cores(void);
+/* The instruction sets this CPU gives the kernels, e.g. "avx512 (+bf16, +vnni) + amx" (a
+ * constant string). */
+GTR_API const char *gtr_cpu_features(void);
 
 /* Thread pool: a fixed set of worker threads that run parallel-for loops. Pass one to
  * the components that compute (model, index, ...), or let them create their own. */
