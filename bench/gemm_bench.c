@@ -256,9 +256,10 @@ int main(int argc, char **argv)
         if (have[i]) printf("| %s | %.1f | %.1f |\n", pname[i], core[i] / 1e9, multi[i] / 1e9);
     if (cpu.avx512f && ymm > 0) printf("| vfmadd231ps ymm (fp32 FMA, 16 flop) | %.1f | |\n", ymm / 1e9);
     /* the fraction of each dtype is of the instruction family its kernels use */
-    const bool amx_kern = strstr(gtr_kernels_name(kern), "amx") != NULL;
-    const int fam[3] = {P_FMA, have[P_BF16] ? (amx_kern ? P_AMX_BF16 : P_BF16) : P_FMA,
-                        have[P_VNNI] ? (amx_kern ? P_AMX_INT8 : P_VNNI) : P_FMA};
+    const gtr_linear_ukr *ub = kern->linear[GTR_W_BF16], *ui = kern->linear[GTR_W_INT8];
+    const int fam[3] = {P_FMA,
+                        ub == &gtr_amx_linear_bf16 ? P_AMX_BF16 : ub == &gtr_avx512_linear_bf16 ? P_BF16 : P_FMA,
+                        ui == &gtr_amx_linear_int8 ? P_AMX_INT8 : ui == &gtr_avx512_linear_int8 ? P_VNNI : P_FMA};
     double peak[3][65];
     for (int ty = 0; ty < 3; ty++)
         for (int t = 1; t <= tmax; t++) peak[ty][t] = core[fam[ty]] * t;

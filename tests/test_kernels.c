@@ -103,13 +103,28 @@ static void test_tables(void **state)
     }
     assert_true(n >= 1);
     assert_null(gtr_kernels_by_name("no-such-isa"));
-    /* the selected table is the best one this CPU can run; GTR_CPU caps it */
-    assert_ptr_equal(gtr_kernels_select(), gtr_kernels_at(n - 1));
+    /* the selected table is the best one this CPU can run (vdpbf16ps tiles only where they
+     * outrun the FMA pipes, else the table below, whose bf16 runs on FMAs); GTR_CPU caps it */
+    const gtr_kernels *best = gtr_kernels_at(n - 1);
+    gtr_cpu cpu = gtr_cpu_detect();
+    if (best->select_needs_fast_dpbf16 && !cpu.dpbf16_fast) best = gtr_kernels_at(n - 2);
+    assert_ptr_equal(gtr_kernels_select(), best);
+    /* never slower at lower precision: bf16 uses vdpbf16ps only where it is fast, AMX where
+     * the process may use it, else float32 FMAs on widened weights */
+    const gtr_kernels *sel = gtr_kernels_select();
+    if (cpu.amx) assert_ptr_equal(sel->linear[GTR_W_BF16], &gtr_amx_linear_bf16);
+    else if (cpu.avx512f && !cpu.dpbf16_fast)
+        assert_ptr_equal(sel->linear[GTR_W_BF16], &gtr_avx512_linear_bf16w);
+    else if (cpu.avx512f) assert_ptr_equal(sel->linear[GTR_W_BF16], &gtr_avx512_linear_bf16);
+    else if (cpu.avx2 && cpu.fma) assert_ptr_equal(sel->linear[GTR_W_BF16], &gtr_avx2_linear_bf16w);
     const char *old = getenv("GTR_CPU");
     char *saved = old ? strdup(old) : NULL;
     setenv("GTR_CPU", "generic", 1);
     assert_ptr_equal(gtr_kernels_select(), gtr_kernels_generic());
     assert_null(gtr_kernels_at(1));
+    setenv("GTR_CPU", "avx512", 1); /* AMX off: bf16 on FMAs unless vdpbf16ps is fast */
+    if (cpu.avx512f && !cpu.dpbf16_fast)
+        assert_ptr_equal(gtr_kernels_select()->linear[GTR_W_BF16], &gtr_avx512_linear_bf16w);
     setenv("GTR_CPU", "avx2", 1);
     const gtr_kernels *a2 = gtr_kernels_select();
     assert_true(a2 == gtr_kernels_generic() || strcmp(a2->name, "avx2") == 0);

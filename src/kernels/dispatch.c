@@ -22,7 +22,7 @@ const gtr_kernels gtr_kernels_avx2_table = {
     .name = "avx2",
     .need_avx2 = true,
     .nr = {16, 16, 16},
-    .linear = {&gtr_avx2_linear_f32, &gtr_avx2_linear_bf16, &gtr_avx2_linear_int8},
+    .linear = {&gtr_avx2_linear_f32, &gtr_avx2_linear_bf16w, &gtr_avx2_linear_int8},
     .sgemm = &gtr_avx2_sgemm,
     .rmsnorm = gtr_avx2_rmsnorm,
     .softmax = gtr_avx2_softmax,
@@ -32,7 +32,9 @@ const gtr_kernels gtr_kernels_avx2_table = {
     .transpose = gtr_generic_transpose,
 };
 
-/* AVX-512 float32 everywhere; the low-precision paths use what the CPU has. */
+/* AVX-512 float32 everywhere; the low-precision paths use what the CPU has. bf16 runs on
+ * float32 FMAs (bf16w) unless vdpbf16ps is faster than they are, so that --dtype bf16 is
+ * never slower than f32 (and int8, on vpdpbusd or AMX, never slower than bf16). */
 #define AVX512_COMMON                                                                         \
     .need_avx2 = true, .need_avx512 = true, .sgemm = &gtr_avx512_sgemm,                       \
     .rmsnorm = gtr_avx512_rmsnorm, .softmax = gtr_avx512_softmax,                             \
@@ -42,16 +44,16 @@ const gtr_kernels gtr_kernels_avx2_table = {
 const gtr_kernels gtr_kernels_avx512_table = {
     .name = "avx512",
     AVX512_COMMON,
-    .nr = {64, 16, 16},
-    .linear = {&gtr_avx512_linear_f32, &gtr_avx2_linear_bf16, &gtr_avx2_linear_int8},
+    .nr = {64, 64, 16},
+    .linear = {&gtr_avx512_linear_f32, &gtr_avx512_linear_bf16w, &gtr_avx2_linear_int8},
 };
 
 const gtr_kernels gtr_kernels_avx512_vnni_table = {
     .name = "avx512+vnni",
     AVX512_COMMON,
     .need_vnni = true,
-    .nr = {64, 16, 64},
-    .linear = {&gtr_avx512_linear_f32, &gtr_avx2_linear_bf16, &gtr_avx512_linear_int8},
+    .nr = {64, 64, 64},
+    .linear = {&gtr_avx512_linear_f32, &gtr_avx512_linear_bf16w, &gtr_avx512_linear_int8},
 };
 
 const gtr_kernels gtr_kernels_avx512_bf16_table = {
@@ -59,6 +61,7 @@ const gtr_kernels gtr_kernels_avx512_bf16_table = {
     AVX512_COMMON,
     .need_vnni = true,
     .need_bf16 = true,
+    .select_needs_fast_dpbf16 = true, /* else avx512+vnni (bf16 on FMAs) is faster */
     .nr = {64, 64, 64},
     .linear = {&gtr_avx512_linear_f32, &gtr_avx512_linear_bf16, &gtr_avx512_linear_int8},
 };
@@ -101,7 +104,8 @@ const gtr_kernels *gtr_kernels_select(void)
 {
     gtr_cpu c = gtr_cpu_detect(); /* honours GTR_CPU */
     for (size_t i = 0; i < N_TABLES; i++)
-        if (runs_here(all_tables[i], &c)) return all_tables[i];
+        if (runs_here(all_tables[i], &c) && (!all_tables[i]->select_needs_fast_dpbf16 || c.dpbf16_fast))
+            return all_tables[i];
     return &gtr_kernels_generic_table;
 }
 
