@@ -1,6 +1,6 @@
 /* gemm_bench.c — measured peak of this CPU and GEMM throughput of gtr's kernels.
  *
- *   gemm_bench [--tokens M] [--reps R] [--threads-max T]
+ *   gemm_bench [--tokens M] [--reps R] [--threads-max T] [--accuracy-only | --peak-json]
  *
  * Peak: each "peak" loop runs 24 independent accumulator chains of one instruction (so
  * latency never limits, only issue throughput) for a fixed number of iterations on every
@@ -193,21 +193,23 @@ static void accuracy(const gtr_kernels *kern, gtr_pool *pool)
 int main(int argc, char **argv)
 {
     size_t M = 4096;
-    int reps = 3, tmax = 2, only_acc = 0;
+    int reps = 3, tmax = 2, only_acc = 0, peak_json = 0;
     static const struct option opts[] = {{"tokens", required_argument, 0, 'm'},
                                          {"reps", required_argument, 0, 'r'},
                                          {"threads-max", required_argument, 0, 't'},
                                          {"accuracy-only", no_argument, 0, 'a'},
+                                         {"peak-json", no_argument, 0, 'p'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     int c;
-    while ((c = getopt_long(argc, argv, "m:r:t:ah", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:r:t:aph", opts, NULL)) != -1) {
         if (c == 'm') M = (size_t)atol(optarg);
+        else if (c == 'p') peak_json = 1;
         else if (c == 'a') only_acc = 1;
         else if (c == 'r') reps = atoi(optarg);
         else if (c == 't') tmax = atoi(optarg);
         else {
-            printf("usage: gemm_bench [--tokens M] [--reps R] [--threads-max T] [--accuracy-only]\n");
+            printf("usage: gemm_bench [--tokens M] [--reps R] [--threads-max T] [--accuracy-only | --peak-json]\n");
             return c == 'h' ? 0 : 2;
         }
     }
@@ -216,7 +218,8 @@ int main(int argc, char **argv)
     const gtr_kernels *kern = gtr_kernels_select();
     gtr_pool *pool = gtr_pool_create(tmax, NULL);
     if (!pool) return 1;
-    printf("cpu: %s, %d cores; kernels: %s\n\n", gtr_cpu_describe(&cpu), gtr_cpu_cores(), gtr_kernels_name(kern));
+    if (!peak_json)
+        printf("cpu: %s, %d cores; kernels: %s\n\n", gtr_cpu_describe(&cpu), gtr_cpu_cores(), gtr_kernels_name(kern));
     if (only_acc) {
         accuracy(kern, pool);
         gtr_pool_free(pool);
@@ -244,6 +247,13 @@ int main(int argc, char **argv)
             if (have[i]) core[i] = GTR_MAX(core[i], measure_peak(1, fn[i], per_body[i]));
     for (int i = 0; i < NP; i++)
         if (have[i]) multi[i] = measure_peak(tmax, fn[i], per_body[i]);
+    if (peak_json) { /* per-core peaks (G op/s) for bench_encoder.sh's fractions */
+        printf("{\"kernels\": \"%s\", \"fma\": %.1f, \"dpbf16\": %.1f, \"vnni\": %.1f, \"amx_bf16\": %.1f, "
+               "\"amx_int8\": %.1f}\n", gtr_kernels_name(kern), core[P_FMA] / 1e9, core[P_BF16] / 1e9,
+               core[P_VNNI] / 1e9, core[P_AMX_BF16] / 1e9, core[P_AMX_INT8] / 1e9);
+        gtr_pool_free(pool);
+        return 0;
+    }
     double ymm = (cpu.avx2 && cpu.fma) ? measure_peak(1, loop_fma256, 280.0 * 16) : 0;
     printf("### Measured peak\n\nIndependent accumulator chains of one instruction in a loop (latency never limits):\n"
            "24 zmm chains, %ld × 240 instructions per run; AMX: 6 accumulator tiles, %ld × 60 tile\n"

@@ -66,8 +66,13 @@ const gtr_kernels gtr_kernels_avx512_bf16_table = {
     .linear = {&gtr_avx512_linear_f32, &gtr_avx512_linear_bf16, &gtr_avx512_linear_int8},
 };
 
-/* AMX tiles for bf16 and int8 (same panels as avx512+bf16+vnni, k padded to whole tiles) */
+static const gtr_bf16mm amx_bf16mm = {gtr_amx_bf16_packed_bytes, gtr_amx_bf16_gemm_ws,
+                                      gtr_amx_bf16_pack_bt, gtr_amx_bf16_pack_b, gtr_amx_bf16_gemm};
+
+/* AMX tiles for bf16 and int8 (same panels as avx512+bf16+vnni, k padded to whole tiles), and
+ * attention's products in bf16 for the models that compute in bf16 or int8 */
 const gtr_kernels gtr_kernels_amx_table = {
+    .bf16mm = &amx_bf16mm,
     .name = "avx512+amx",
     AVX512_COMMON,
     .need_vnni = true,
@@ -127,6 +132,8 @@ const gtr_kernels *gtr_kernels_by_name(const char *name)
 }
 
 const char *gtr_kernels_name(const gtr_kernels *k) { return k->name; }
+
+const gtr_bf16mm *gtr_kernels_bf16mm(const gtr_kernels *k) { return k->bf16mm; }
 
 void gtr_sgemm_nt(const gtr_kernels *k, size_t M, size_t N, size_t K, const float *A, size_t lda,
                   const float *B, size_t ldb, float beta, float *C, size_t ldc)

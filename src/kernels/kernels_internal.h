@@ -107,6 +107,7 @@ struct gtr_kernels {
     /* micro-kernels for layouts packed with nr[type] */
     const gtr_linear_ukr *linear[GTR_W_NTYPES];
     const gtr_sgemm_ukr *sgemm; /* NULL = the portable code */
+    const gtr_bf16mm *bf16mm;   /* attention's products in bf16 (AMX); NULL = none */
     void (*rmsnorm)(const float *x, const float *w, float eps, size_t n, float *y);
     void (*softmax)(float *x, size_t n);
     void (*add_softmax)(float *x, const float *bias, size_t n);
@@ -202,5 +203,12 @@ void gtr_avx512_transpose(const float *src, size_t lds, size_t rows, size_t cols
 /* AMX tiles (linear_amx.c): bf16 by TDPBF16PS, int8 by TDPBUSD, on the AVX-512 layouts with
  * k padded to whole tiles (kalign 32 / 64) */
 extern const gtr_linear_ukr gtr_amx_linear_bf16, gtr_amx_linear_int8;
+/* attention's bf16 products on AMX (attn_amx.c) */
+size_t gtr_amx_bf16_packed_bytes(size_t K, size_t N);
+size_t gtr_amx_bf16_gemm_ws(size_t K);
+void gtr_amx_bf16_pack_bt(const float *Bt, size_t ldt, size_t K, size_t N, void *dst, void *tmp);
+void gtr_amx_bf16_pack_b(const float *B, size_t ldb, size_t K, size_t N, void *dst);
+void gtr_amx_bf16_gemm(size_t M, size_t N, size_t K, const float *A, size_t lda, const void *Bp,
+                       float *C, size_t ldc, void *ws);
 
 #endif
