@@ -3,12 +3,13 @@
  * KIND clustered: 1000 random centres on the sphere, each vector a centre plus Gaussian noise
  * (sigma 0.6/sqrt(dim) per coordinate, so neighbours share topics the way embeddings do), then
  * normalised; KIND uniform: normalised Gaussian vectors (the hard case). Queries are drawn the
- * same way with another seed. Ground truth: exact top-10 by brute force (double sums) here.
+ * same way with another seed. Ground truth: exact top-10 with gtr's exact score (score.h).
  * Writes OUTDIR/{vectors,queries}.f32 and truth.u32 for ann_baselines.py, and prints
  * Markdown rows: build seconds, peak RSS, and per nprobe recall@10 and queries/s at batch 1
  * and batch 256. With ANN_BENCH_MMAP=1 the vectors are generated in chunks straight into
  * OUTDIR/vectors.f32 and memory-mapped (a corpus larger than RAM: bench_ann_10m.sh). */
 #include "index/ivf.h"
+#include "index/score.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -61,27 +62,42 @@ static void gen(float *out, size_t n, size_t dim, int clustered, uint64_t seed)
     free(cent);
 }
 
-typedef struct truth_ctx { const float *x, *q; size_t n, dim; uint32_t *out; } truth_ctx;
-static void truth_task(void *p, size_t qi, int tid)
+/* Ground truth = gtr's exact search: the index's score (score.h kernels, the float exact
+ * search gives) over every vector, 32 queries per task, ties to the smaller number. */
+#define TQ 32
+#define TD 256
+typedef struct truth_ctx { const float *x, *q; size_t n, nq, dim; uint32_t *out; } truth_ctx;
+static void truth_task(void *p, size_t t, int tid)
 {
     (void)tid;
     truth_ctx *c = p;
-    double best[K];
-    uint32_t *o = c->out + qi * K;
-    for (int j = 0; j < K; j++) { best[j] = -INFINITY; o[j] = UINT32_MAX; }
-    const float *q = c->q + qi * c->dim;
-    for (size_t i = 0; i < c->n; i++) {
-        double s = 0;
-        const float *x = c->x + i * c->dim;
-        for (size_t d = 0; d < c->dim; d++) s += (double)q[d] * x[d];
-        int j = K;
-        while (j > 0 && s > best[j - 1]) j--;
-        if (j == K) continue;
-        memmove(best + j + 1, best + j, (size_t)(K - 1 - j) * sizeof *best);
-        memmove(o + j + 1, o + j, (size_t)(K - 1 - j) * sizeof *o);
-        best[j] = s;
-        o[j] = (uint32_t)i;
+    const gtr_ix_kernels *kern = gtr_ix_kernels_select();
+    size_t q0 = t * TQ, nq = c->nq - q0 < TQ ? c->nq - q0 : TQ, qs = gtr_ix_qstride(c->dim);
+    float *Q = gtr_malloc_aligned(TQ * qs * sizeof *Q, NULL), *S = malloc(TQ * TD * sizeof *S);
+    float best[TQ][K];
+    memset(Q, 0, TQ * qs * sizeof *Q);
+    for (size_t i = 0; i < nq; i++) {
+        memcpy(Q + i * qs, c->q + (q0 + i) * c->dim, c->dim * sizeof *Q);
+        for (int j = 0; j < K; j++) { best[i][j] = -INFINITY; c->out[(q0 + i) * K + j] = UINT32_MAX; }
     }
+    for (size_t d0 = 0; d0 < c->n; d0 += TD) {
+        size_t nd = c->n - d0 < TD ? c->n - d0 : TD;
+        kern->score(Q, nq, qs, c->x + d0 * c->dim, nd, c->dim, S, TD);
+        for (size_t i = 0; i < nq; i++) {
+            float *b = best[i];
+            uint32_t *o = c->out + (q0 + i) * K;
+            for (size_t d = 0; d < nd; d++) {
+                float s = S[i * TD + d];
+                if (!(s > b[K - 1])) continue;
+                int j = K - 1;
+                while (j > 0 && s > b[j - 1]) { b[j] = b[j - 1]; o[j] = o[j - 1]; j--; }
+                b[j] = s;
+                o[j] = (uint32_t)(d0 + d);
+            }
+        }
+    }
+    gtr_free_aligned(Q);
+    free(S);
 }
 
 static void save(const char *dir, const char *name, const void *p, size_t len)
@@ -142,8 +158,8 @@ int main(int argc, char **argv)
     } else
         gen(x, n, dim, clustered, 1);
     gen(q, nq, dim, clustered, 2);
-    truth_ctx tc = {x, q, n, dim, truth};
-    gtr_pool_for(pool, nq, truth_task, &tc);
+    truth_ctx tc = {x, q, n, nq, dim, truth};
+    gtr_pool_for(pool, (nq + TQ - 1) / TQ, truth_task, &tc);
     if (!use_mmap) save(outdir, "vectors.f32", x, n * dim * sizeof *x);
     save(outdir, "queries.f32", q, nq * dim * sizeof *q);
     save(outdir, "truth.u32", truth, nq * K * sizeof *truth);

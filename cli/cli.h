@@ -77,6 +77,19 @@ int cmd_quantize(int argc, char **argv);
 int cmd_ann_build(int argc, char **argv);
 int cmd_ann_tune(int argc, char **argv);
 int cmd_train(int argc, char **argv);
+/* gtr train's body, shared with gtr-mpi train (dist NULL: one process). Under dist every rank
+ * runs it with the same arguments and dist->comm attached to its trainer (data-parallel
+ * training, see gtr_train_comm); rank 0 alone prints progress and writes the metrics log,
+ * checkpoints and the model; every rank stops at the same step. */
+typedef struct cli_train_dist {
+    const char *cmd;             /* what messages start with after "gtr ": "train (rank 2)" */
+    const gtr_train_comm *comm;
+    /* collective, before any step: true on every rank only when every rank is ready and all
+     * identities are equal (the implementation says which rank differs or failed) */
+    bool (*agree)(void *user, bool ready, uint64_t identity);
+    void *user;
+} cli_train_dist;
+int cli_train_main(int argc, char **argv, const cli_train_dist *dist);
 int cmd_mine_negatives(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 

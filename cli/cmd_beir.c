@@ -90,7 +90,9 @@ static int build_progress(void *user, uint64_t done, uint64_t total)
 
 typedef struct beir_ctx {
     const char *dir, *name, *model_dir, *split, *cache_root, *save_runs;
-    char *corpus, *queries, *qrels_path, *cache;
+    const char *corpus; /* the dataset's corpus.jsonl */
+    gtr_beir *beir;
+    char *cache;
     rt_options o;
     gtr_index_compact compact;
     gtr_compute_dtype dtype;
@@ -319,8 +321,8 @@ static void print_table(const beir_ctx *c, const scores *s, size_t n)
 static int run_all(beir_ctx *c, const rt_method *methods, size_t n_methods)
 {
     gtr_error err;
-    if (!(c->qrels = gtr_qrels_load(c->qrels_path, &err))) return cli_fail("beir", &err);
-    if (rt_load_queries("beir", c->queries, c->qrels, &c->q)) return 1;
+    if (!(c->qrels = gtr_beir_load_qrels(c->beir, &err))) return cli_fail("beir", &err);
+    if (rt_load_queries("beir", gtr_beir_queries_path(c->beir), c->qrels, &c->q)) return 1;
     if (cache_dir(c)) return 1;
     bool need_dense = false, need_bm25 = false;
     for (size_t i = 0; i < n_methods; i++) {
@@ -455,26 +457,15 @@ int cmd_beir(int argc, char **argv)
     if (!n_methods) return cli_errorf("beir", 2, "--method: no method given");
     c.o.quiet = c.quiet;
 
-    /* the dataset's name: the folder's last component */
-    char dirbuf[4096];
-    snprintf(dirbuf, sizeof dirbuf, "%s", c.dir);
-    size_t dl = strlen(dirbuf);
-    while (dl > 1 && dirbuf[dl - 1] == '/') dirbuf[--dl] = '\0';
-    const char *slash = strrchr(dirbuf, '/');
-    c.name = slash ? slash + 1 : dirbuf;
-    char qrels_rel[300];
-    snprintf(qrels_rel, sizeof qrels_rel, "qrels/%s.tsv", c.split);
-    c.corpus = join(c.dir, "corpus.jsonl");
-    c.queries = join(c.dir, "queries.jsonl");
-    c.qrels_path = join(c.dir, qrels_rel);
     int rc = 1;
     gtr_error err;
-    if (!c.corpus || !c.queries || !c.qrels_path) goto done;
-    if (!gtr_file_exists(c.corpus) || !gtr_file_exists(c.queries) || !gtr_file_exists(c.qrels_path)) {
-        rc = cli_errorf("beir", 1, "%s is not a BEIR dataset folder: it needs corpus.jsonl, queries.jsonl "
-                                   "and %s (gtr pull-dataset NAME fetches one)", c.dir, qrels_rel);
+    if (!(c.beir = gtr_beir_open(c.dir, c.split, &err))) {
+        if (err.code == GTR_ERR_NOT_FOUND) rc = cli_errorf("beir", 1, "%s (gtr pull-dataset NAME fetches one)", err.message);
+        else rc = cli_fail("beir", &err);
         goto done;
     }
+    c.name = gtr_beir_name(c.beir);
+    c.corpus = gtr_beir_corpus_path(c.beir);
     if (!(c.pool = gtr_pool_create(c.threads, &err))) {
         rc = cli_fail("beir", &err);
         goto done;
@@ -489,9 +480,7 @@ done:
     gtr_index_free(c.dense);
     gtr_bm25_free(c.bm25);
     gtr_pool_free(c.pool);
-    free(c.corpus);
-    free(c.queries);
-    free(c.qrels_path);
+    gtr_beir_free(c.beir);
     free(c.cache);
     return rc;
 }

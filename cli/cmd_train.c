@@ -15,8 +15,6 @@
 #include <time.h>
 #include <unistd.h>
 
-static const char *CMD = "train";
-
 static void usage(FILE *out)
 {
     fprintf(out,
@@ -100,7 +98,7 @@ enum {
     O_CKPT_EVERY, O_RESUME, O_METRICS, O_LOG_EVERY, O_THREADS
 };
 
-static int parse(int argc, char **argv, opts *o)
+static int parse(const char *cmd, int argc, char **argv, opts *o)
 {
     static const struct option longs[] = {
         {"init", required_argument, 0, O_INIT},       {"data", required_argument, 0, 'd'},
@@ -135,76 +133,76 @@ static int parse(int argc, char **argv, opts *o)
         case 'o': o->out = optarg; break;
         case O_OVERWRITE: o->overwrite = true; break;
         case O_EPOCHS:
-            if (!cli_parse_double(CMD, "--epochs", optarg, &o->epochs)) return 2;
-            if (!(o->epochs > 0 && o->epochs < 1e6)) return cli_errorf(CMD, 2, "--epochs must be > 0");
+            if (!cli_parse_double(cmd, "--epochs", optarg, &o->epochs)) return 2;
+            if (!(o->epochs > 0 && o->epochs < 1e6)) return cli_errorf(cmd, 2, "--epochs must be > 0");
             break;
-        case O_STEPS: if (!cli_parse_int(CMD, "--steps", optarg, 1, 1000000000LL, &o->steps)) return 2; break;
+        case O_STEPS: if (!cli_parse_int(cmd, "--steps", optarg, 1, 1000000000LL, &o->steps)) return 2; break;
         case O_BATCH:
-            if (!cli_parse_int(CMD, "--batch", optarg, 1, 1 << 20, &v)) return 2;
+            if (!cli_parse_int(cmd, "--batch", optarg, 1, 1 << 20, &v)) return 2;
             o->t.batch_size = (size_t)v;
             break;
         case O_MICRO:
-            if (!cli_parse_int(CMD, "--micro-batch", optarg, 0, 1 << 20, &v)) return 2;
+            if (!cli_parse_int(cmd, "--micro-batch", optarg, 0, 1 << 20, &v)) return 2;
             o->t.micro_batch = (size_t)v;
             break;
         case O_NEG:
-            if (!cli_parse_int(CMD, "--negatives", optarg, 0, 1024, &v)) return 2;
+            if (!cli_parse_int(cmd, "--negatives", optarg, 0, 1024, &v)) return 2;
             o->t.n_negatives = (int)v;
             break;
         case O_QLEN:
-            if (!cli_parse_int(CMD, "--query-max-len", optarg, 2, 65536, &v)) return 2;
+            if (!cli_parse_int(cmd, "--query-max-len", optarg, 2, 65536, &v)) return 2;
             o->t.query_max_len = (int)v;
             break;
         case O_PLEN:
-            if (!cli_parse_int(CMD, "--passage-max-len", optarg, 2, 65536, &v)) return 2;
+            if (!cli_parse_int(cmd, "--passage-max-len", optarg, 2, 65536, &v)) return 2;
             o->t.passage_max_len = (int)v;
             break;
         case O_OPT:
             if (!strcmp(optarg, "adafactor")) o->t.optimizer = GTR_OPTIM_ADAFACTOR;
             else if (!strcmp(optarg, "adamw")) o->t.optimizer = GTR_OPTIM_ADAMW;
-            else return cli_errorf(CMD, 2, "--optimizer must be adafactor or adamw, got '%s'", optarg);
+            else return cli_errorf(cmd, 2, "--optimizer must be adafactor or adamw, got '%s'", optarg);
             break;
         case O_LR:
-            if (!cli_parse_double(CMD, "--lr", optarg, &o->t.lr)) return 2;
-            if (!(o->t.lr >= 0 && o->t.lr < 1e3)) return cli_errorf(CMD, 2, "--lr must be >= 0");
+            if (!cli_parse_double(cmd, "--lr", optarg, &o->t.lr)) return 2;
+            if (!(o->t.lr >= 0 && o->t.lr < 1e3)) return cli_errorf(cmd, 2, "--lr must be >= 0");
             break;
         case O_WARMUP:
-            if (!cli_parse_int(CMD, "--warmup", optarg, 0, 1000000000LL, &v)) return 2;
+            if (!cli_parse_int(cmd, "--warmup", optarg, 0, 1000000000LL, &v)) return 2;
             o->t.warmup_steps = (uint64_t)v;
             break;
         case O_SCHED:
             if (!strcmp(optarg, "linear")) o->t.schedule = GTR_LR_LINEAR;
             else if (!strcmp(optarg, "constant")) o->t.schedule = GTR_LR_CONSTANT;
-            else return cli_errorf(CMD, 2, "--schedule must be linear or constant, got '%s'", optarg);
+            else return cli_errorf(cmd, 2, "--schedule must be linear or constant, got '%s'", optarg);
             break;
         case O_TAU:
-            if (!cli_parse_double(CMD, "--tau", optarg, &o->t.tau)) return 2;
-            if (!(o->t.tau > 0 && o->t.tau < 1e6)) return cli_errorf(CMD, 2, "--tau must be > 0");
+            if (!cli_parse_double(cmd, "--tau", optarg, &o->t.tau)) return 2;
+            if (!(o->t.tau > 0 && o->t.tau < 1e6)) return cli_errorf(cmd, 2, "--tau must be > 0");
             break;
         case O_WD:
-            if (!cli_parse_double(CMD, "--weight-decay", optarg, &o->t.weight_decay)) return 2;
-            if (!(o->t.weight_decay >= 0 && o->t.weight_decay < 1e3)) return cli_errorf(CMD, 2, "--weight-decay must be >= 0");
+            if (!cli_parse_double(cmd, "--weight-decay", optarg, &o->t.weight_decay)) return 2;
+            if (!(o->t.weight_decay >= 0 && o->t.weight_decay < 1e3)) return cli_errorf(cmd, 2, "--weight-decay must be >= 0");
             break;
         case O_SEED:
-            if (!cli_parse_int(CMD, "--seed", optarg, 0, INT64_MAX, &v)) return 2;
+            if (!cli_parse_int(cmd, "--seed", optarg, 0, INT64_MAX, &v)) return 2;
             o->t.seed = (uint64_t)v;
             break;
         case O_RECOMPUTE: o->t.recompute = 1; break;
         case O_CKPT: o->ckpt = optarg; break;
-        case O_CKPT_EVERY: if (!cli_parse_int(CMD, "--checkpoint-every", optarg, 0, 1000000000LL, &o->ckpt_every)) return 2; break;
+        case O_CKPT_EVERY: if (!cli_parse_int(cmd, "--checkpoint-every", optarg, 0, 1000000000LL, &o->ckpt_every)) return 2; break;
         case O_RESUME: o->resume = true; break;
         case O_METRICS: o->metrics = optarg; break;
-        case O_LOG_EVERY: if (!cli_parse_int(CMD, "--log-every", optarg, 1, 1000000000LL, &o->log_every)) return 2; break;
-        case 't': if (!cli_parse_int(CMD, "--threads", optarg, 1, 4096, &o->threads)) return 2; break;
+        case O_LOG_EVERY: if (!cli_parse_int(cmd, "--log-every", optarg, 1, 1000000000LL, &o->log_every)) return 2; break;
+        case 't': if (!cli_parse_int(cmd, "--threads", optarg, 1, 4096, &o->threads)) return 2; break;
         case 'q': o->quiet = true; break;
         case 'h': usage(stdout); return -1;
         default: usage(stderr); return 2;
         }
     }
-    if (!cli_spm_compat(CMD, NULL, &o->t.spm_compat)) return 2;
-    if (optind < argc) return cli_errorf(CMD, 2, "unexpected argument '%s' (see --help)", argv[optind]);
+    if (!cli_spm_compat(cmd, NULL, &o->t.spm_compat)) return 2;
+    if (optind < argc) return cli_errorf(cmd, 2, "unexpected argument '%s' (see --help)", argv[optind]);
     if (!o->init || !o->data || !o->out)
-        return cli_errorf(CMD, 2, "--init, --data and --out are required (see --help)");
+        return cli_errorf(cmd, 2, "--init, --data and --out are required (see --help)");
     return 0;
 }
 
@@ -212,11 +210,11 @@ static int parse(int argc, char **argv, opts *o)
 
 /* Keep the lines of an existing log whose "step" is <= step (an interrupted run may have logged
  * steps after its last checkpoint), then open it for appending. */
-static FILE *open_metrics(const char *path, bool resume, uint64_t step)
+static FILE *open_metrics(const char *cmd, const char *path, bool resume, uint64_t step)
 {
     if (!resume) {
         FILE *f = fopen(path, "w");
-        if (!f) cli_errorf(CMD, 1, "%s: cannot create: %s", path, strerror(errno));
+        if (!f) cli_errorf(cmd, 1, "%s: cannot create: %s", path, strerror(errno));
         return f;
     }
     FILE *in = fopen(path, "r");
@@ -237,7 +235,7 @@ static FILE *open_metrics(const char *path, bool resume, uint64_t step)
     FILE *f = fopen(path, "w");
     if (!f) {
         free(kept);
-        cli_errorf(CMD, 1, "%s: cannot create: %s", path, strerror(errno));
+        cli_errorf(cmd, 1, "%s: cannot create: %s", path, strerror(errno));
         return NULL;
     }
     if (kept) fwrite(kept, 1, kept_len, f);
@@ -267,10 +265,29 @@ static void fmt_time(char *buf, size_t n, double s)
 
 /* ---- main ------------------------------------------------------------------------------------ */
 
-int cmd_train(int argc, char **argv)
+/* Under dist: whether any rank was asked to stop (every rank must stop at the same step). */
+static bool stop_requested(const cli_train_dist *dist)
 {
+    if (!dist) return stop_signal != 0;
+    const gtr_train_comm *c = dist->comm;
+    unsigned char mine = stop_signal != 0, all[4096];
+    size_t counts[4096];
+    if (c->n_ranks > 4096) return mine;
+    for (int r = 0; r < c->n_ranks; r++) counts[r] = 1;
+    if (c->allgather(c->user, &mine, 1, all, counts)) return true; /* the next step reports it */
+    for (int r = 0; r < c->n_ranks; r++)
+        if (all[r]) return true;
+    return false;
+}
+
+int cmd_train(int argc, char **argv) { return cli_train_main(argc, argv, NULL); }
+
+int cli_train_main(int argc, char **argv, const cli_train_dist *dist)
+{
+    const char *cmd = dist ? dist->cmd : "train";
+    bool lead = !dist || dist->comm->rank == 0; /* writes files, prints progress */
     opts o;
-    int rc = parse(argc, argv, &o);
+    int rc = parse(cmd, argc, argv, &o);
     if (rc) return rc < 0 ? 0 : rc;
     char ckpt_def[4096], metrics_def[4096];
     snprintf(ckpt_def, sizeof ckpt_def, "%s.ckpt", o.out);
@@ -278,36 +295,57 @@ int cmd_train(int argc, char **argv)
     const char *ckpt = o.ckpt ? o.ckpt : ckpt_def;
     const char *metrics = o.metrics ? (strcmp(o.metrics, "-") ? o.metrics : NULL) : metrics_def;
     struct stat sb;
-    if (!o.overwrite && stat(o.out, &sb) == 0)
-        return cli_errorf(CMD, 1, "%s already exists (use --overwrite to replace it)", o.out);
-    if (o.resume && stat(ckpt, &sb) != 0)
-        return cli_errorf(CMD, 1, "%s: no checkpoint to resume from", ckpt);
-
     gtr_error err = {0};
-    gtr_train_data *data;
+    gtr_train_data *data = NULL;
+    gtr_trainer *t = NULL;
+    FILE *mf = NULL;
+    bool joined = false; /* this rank has taken part in dist->agree */
+    if (!o.overwrite && stat(o.out, &sb) == 0) {
+        rc = cli_errorf(cmd, 1, "%s already exists (use --overwrite to replace it)", o.out);
+        goto done;
+    }
+    if (o.resume && stat(ckpt, &sb) != 0) {
+        rc = cli_errorf(cmd, 1, "%s: no checkpoint to resume from", ckpt);
+        goto done;
+    }
     bool beir = stat(o.data, &sb) == 0 && S_ISDIR(sb.st_mode);
     data = beir ? gtr_train_data_load_beir(o.data, o.split, &err) : gtr_train_data_load_jsonl(o.data, &err);
-    if (!data) return cli_fail(CMD, &err);
+    if (!data) {
+        rc = cli_fail(cmd, &err);
+        goto done;
+    }
     size_t n_ex = gtr_train_data_count(data);
     o.t.n_threads = (int)o.threads;
     o.t.total_steps = o.steps > 0 ? (uint64_t)o.steps
                                   : (uint64_t)ceil(o.epochs * (double)n_ex / (double)o.t.batch_size);
     if (o.t.total_steps < 1) o.t.total_steps = 1;
 
-    gtr_trainer *t = gtr_trainer_create(o.init, data, &o.t, &err);
-    FILE *mf = NULL;
+    t = gtr_trainer_create(o.init, data, &o.t, &err);
     if (!t) {
-        rc = cli_fail(CMD, &err);
+        rc = cli_fail(cmd, &err);
         goto done;
     }
     if (o.resume) {
         if (gtr_trainer_load_checkpoint(t, ckpt, &err)) {
-            rc = cli_fail(CMD, &err);
+            rc = cli_fail(cmd, &err);
             goto done;
         }
     }
+    if (dist) {
+        /* every rank must train the same model on the same data with the same options, from
+         * the same step (the caller compares the command lines too) */
+        bool agreed = dist->agree(dist->user, true, gtr_trainer_fingerprint(t));
+        joined = true;
+        if (!agreed || gtr_trainer_set_comm(t, dist->comm, &err)) {
+            rc = agreed ? cli_fail(cmd, &err) : 1;
+            gtr_trainer_free(t);
+            gtr_train_data_free(data);
+            return rc;
+        }
+    }
     uint64_t start = gtr_trainer_step_count(t), total = o.t.total_steps;
-    if (metrics && !(mf = open_metrics(metrics, o.resume, start))) {
+    if (!lead) metrics = NULL, o.quiet = true;
+    if (metrics && !(mf = open_metrics(cmd, metrics, o.resume, start))) {
         rc = 1;
         goto done;
     }
@@ -327,6 +365,10 @@ int cmd_train(int argc, char **argv)
                 o.threads > 0 ? (int)o.threads : gtr_cpu_cores());
     if (o.resume && !o.quiet)
         fprintf(stderr, "  resumed from %s at step %llu\n", ckpt, (unsigned long long)start);
+    if (dist && !o.quiet)
+        fprintf(stderr, "  data-parallel over %d ranks: micro-batches of %zu, %zu per step\n",
+                dist->comm->n_ranks, o.t.micro_batch ? o.t.micro_batch : o.t.batch_size,
+                o.t.micro_batch ? (o.t.batch_size + o.t.micro_batch - 1) / o.t.micro_batch : 1);
 
     struct sigaction sa, old_int, old_term;
     memset(&sa, 0, sizeof sa);
@@ -338,10 +380,11 @@ int cmd_train(int argc, char **argv)
     double t0 = now_s(), loss_avg = 0;
     uint64_t tokens_all = 0;
     gtr_train_step_info info = {0};
-    for (uint64_t s = start; s < total && !stop_signal; s++) {
+    bool stopping = false;
+    for (uint64_t s = start; s < total && !(stopping = stop_requested(dist)); s++) {
         if (gtr_trainer_step(t, &info, &err)) {
             if (drawn) fputc('\n', stderr);
-            rc = cli_fail(CMD, &err);
+            rc = cli_fail(cmd, &err);
             goto restore;
         }
         tokens_all += info.tokens;
@@ -366,17 +409,21 @@ int cmd_train(int argc, char **argv)
             drawn = tty;
         }
         bool last = info.step == total;
-        if (!last && o.ckpt_every > 0 && info.step % (uint64_t)o.ckpt_every == 0 &&
+        if (lead && !last && o.ckpt_every > 0 && info.step % (uint64_t)o.ckpt_every == 0 &&
             gtr_trainer_save_checkpoint(t, ckpt, &err)) {
             if (drawn) fputc('\n', stderr);
-            rc = cli_fail(CMD, &err);
+            rc = cli_fail(cmd, &err);
             goto restore;
         }
     }
     if (drawn) fputc('\n', stderr);
-    if (stop_signal) {
+    if (stopping) {
+        if (!lead) {
+            rc = 130;
+            goto restore;
+        }
         if (gtr_trainer_save_checkpoint(t, ckpt, &err)) {
-            rc = cli_fail(CMD, &err);
+            rc = cli_fail(cmd, &err);
             goto restore;
         }
         fprintf(stderr, "gtr train: stopped at step %llu/%llu; checkpoint %s (continue with --resume)\n",
@@ -384,8 +431,9 @@ int cmd_train(int argc, char **argv)
         rc = 130;
         goto restore;
     }
+    if (!lead) goto restore;
     if (gtr_trainer_save_model(t, o.out, o.overwrite, &err)) {
-        rc = cli_fail(CMD, &err);
+        rc = cli_fail(cmd, &err);
         goto restore;
     }
     (void)remove(ckpt); /* a finished run has nothing to resume */
@@ -399,6 +447,7 @@ restore:
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
 done:
+    if (dist && !joined) dist->agree(dist->user, false, 0); /* the others must not wait for this rank */
     if (mf) fclose(mf);
     gtr_trainer_free(t);
     gtr_train_data_free(data);

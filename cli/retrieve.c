@@ -2,8 +2,6 @@
  * fused. Queries go through in chunks so memory stays bounded by the chunk, not the file. */
 #include "retrieve.h"
 
-#include "data/data.h" /* the JSON-lines reader */
-
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,116 +11,41 @@
 
 /* ---- queries */
 
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-static char *dup_n(const char *s, size_t n)
+static void view(rt_queries *q, gtr_queries *owner)
 {
-    char *d = malloc(n + 1);
-    if (d) {
-        memcpy(d, s, n);
-        d[n] = '\0';
-    }
-    return d;
-}
-
-static int push_query(const char *cmd, rt_queries *q, size_t *cap, const char *id, size_t id_len,
-                      const char *text, size_t len)
-{
-    if (q->n == *cap) {
-        size_t c = *cap ? *cap * 2 : 64;
-        char **ids = realloc(q->ids, c * sizeof *ids);
-        if (ids) q->ids = ids;
-        char **texts = realloc(q->texts, c * sizeof *texts);
-        if (texts) q->texts = texts;
-        size_t *lens = realloc(q->lens, c * sizeof *lens);
-        if (lens) q->lens = lens;
-        if (!ids || !texts || !lens) return cli_errorf(cmd, 1, "out of memory reading queries");
-        *cap = c;
-    }
-    q->ids[q->n] = dup_n(id, id_len);
-    q->texts[q->n] = dup_n(text, len);
-    q->lens[q->n] = len;
-    if (!q->ids[q->n] || !q->texts[q->n]) {
-        free(q->ids[q->n]);
-        free(q->texts[q->n]);
-        return cli_errorf(cmd, 1, "out of memory reading queries");
-    }
-    q->n++;
-    return 0;
+    q->owner = owner;
+    q->n = gtr_queries_count(owner);
+    q->ids = gtr_queries_ids(owner);
+    q->texts = gtr_queries_texts(owner);
+    q->lens = gtr_queries_text_lens(owner);
 }
 
 int rt_single_query(const char *cmd, const char *text, rt_queries *q)
 {
     memset(q, 0, sizeof *q);
-    size_t cap = 0;
-    return push_query(cmd, q, &cap, "q", 1, text, strlen(text));
+    gtr_error err;
+    gtr_queries *owner = gtr_queries_new(&err);
+    if (!owner || gtr_queries_add(owner, "q", 1, text, strlen(text), &err)) {
+        gtr_queries_free(owner);
+        return cli_fail(cmd, &err);
+    }
+    view(q, owner);
+    return 0;
 }
 
 int rt_load_queries(const char *cmd, const char *path, const gtr_qrels *judged, rt_queries *q)
 {
     memset(q, 0, sizeof *q);
-    size_t cap = 0;
     gtr_error err;
-    gtr_text_reader *rd = gtr_text_reader_open(path, GTR_TEXT_JSONL, &err);
-    if (!rd) return cli_fail(cmd, &err);
-    int rc = 0;
-    for (;;) {
-        gtr_record rec;
-        bool eof;
-        if (gtr_text_reader_next(rd, &rec, &eof, &err)) {
-            rc = cli_fail(cmd, &err);
-            break;
-        }
-        if (eof) break;
-        if (!rec.id || !rec.text) {
-            rc = cli_errorf(cmd, 1, "%s:%zu: a query needs \"_id\" and \"text\"", path, rec.line);
-            break;
-        }
-        const char *bad = gtr_id_problem(rec.id, rec.id_len);
-        if (bad) { /* before any search: the run could not be written */
-            rc = cli_errorf(cmd, 1, "%s:%zu: query id \"%.*s\" %s (ids are written to whitespace-separated "
-                            "TREC runs)", path, rec.line, (int)GTR_MIN(rec.id_len, 200), rec.id, bad);
-            break;
-        }
-        bool keep = !judged || gtr_qrels_has_query(judged, rec.id, rec.id_len);
-        if (keep && (rc = push_query(cmd, q, &cap, rec.id, rec.id_len, rec.text, rec.text_len))) break;
-    }
-    gtr_text_reader_close(rd);
-    if (rc) {
-        rt_queries_free(q);
-        return rc;
-    }
-    /* duplicate ids, and judged queries without text */
-    char **sorted = malloc((q->n ? q->n : 1) * sizeof *sorted);
-    if (!sorted) {
-        rt_queries_free(q);
-        return cli_errorf(cmd, 1, "out of memory");
-    }
-    memcpy(sorted, q->ids, q->n * sizeof *sorted);
-    qsort(sorted, q->n, sizeof *sorted, cmp_str);
-    for (size_t i = 1; i < q->n && !rc; i++)
-        if (strcmp(sorted[i - 1], sorted[i]) == 0)
-            rc = cli_errorf(cmd, 1, "%s: query id \"%s\" appears twice", path, sorted[i]);
-    if (judged)
-        for (size_t i = 0; i < gtr_qrels_num_queries(judged) && !rc; i++) {
-            const char *qid = gtr_qrels_query_id(judged, i);
-            if (!bsearch(&qid, sorted, q->n, sizeof *sorted, cmp_str))
-                rc = cli_errorf(cmd, 1, "%s: judged query \"%s\" is not in the queries file", path, qid);
-        }
-    free(sorted);
-    if (rc) rt_queries_free(q);
-    return rc;
+    gtr_queries *owner = gtr_queries_load(path, judged, &err);
+    if (!owner) return cli_fail(cmd, &err);
+    view(q, owner);
+    return 0;
 }
 
 void rt_queries_free(rt_queries *q)
 {
-    for (size_t i = 0; i < q->n; i++) {
-        free(q->ids[i]);
-        free(q->texts[i]);
-    }
-    free(q->ids);
-    free(q->texts);
-    free(q->lens);
+    gtr_queries_free(q->owner);
     memset(q, 0, sizeof *q);
 }
 
@@ -205,7 +128,7 @@ static int dense_chunk(const char *cmd, const rt_sources *src, const rt_queries 
     int dim = gtr_index_dim(src->dense);
     for (size_t b = 0; b < nq; b += o->batch) {
         size_t nb = nq - b < o->batch ? nq - b : o->batch;
-        if (gtr_model_encode(src->model, (const char *const *)q->texts + q0 + b, q->lens + q0 + b, nb,
+        if (gtr_model_encode(src->model, q->texts + q0 + b, q->lens + q0 + b, nb,
                              vecs + b * (size_t)dim, &err))
             return cli_fail(cmd, &err);
     }
@@ -235,8 +158,8 @@ static int bm25_chunk(const char *cmd, const rt_sources *src, const rt_queries *
     gtr_error err;
     gtr_bm25_search_options bo = gtr_bm25_default_search_options();
     bo.pool = o->pool;
-    if (o->skip_self) bo.skip_ids = (const char *const *)q->ids + q0;
-    if (gtr_bm25_search(src->bm25, (const char *const *)q->texts + q0, q->lens + q0, nq, depth, &bo, hits,
+    if (o->skip_self) bo.skip_ids = q->ids + q0;
+    if (gtr_bm25_search(src->bm25, q->texts + q0, q->lens + q0, nq, depth, &bo, hits,
                         nh, &err))
         return cli_fail(cmd, &err);
     for (size_t i = 0; i < nq; i++) {

@@ -9,14 +9,13 @@
 
 typedef struct rt_queries {
     size_t n;
-    char **ids;   /* NUL-terminated */
-    char **texts; /* NUL-terminated (may contain NULs: use lens) */
-    size_t *lens;
+    const char *const *ids;   /* NUL-terminated */
+    const char *const *texts; /* NUL-terminated (may contain NULs: use lens) */
+    const size_t *lens;
+    gtr_queries *owner;       /* the library's queries these point into (NULL: a view) */
 } rt_queries;
 
-/* Read BEIR queries (JSON lines {"_id", "text"}). With judged non-NULL, keep only queries
- * judged there, and fail if a judged query is missing from the file (BEIR's loader would).
- * Prints its own error; returns 0 or 1. */
+/* Read BEIR queries (gtr_queries_load). Prints its own error; returns 0 or 1. */
 int rt_load_queries(const char *cmd, const char *path, const gtr_qrels *judged, rt_queries *q);
 /* One query from the command line (id "q"). */
 int rt_single_query(const char *cmd, const char *text, rt_queries *q);

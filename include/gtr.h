@@ -660,6 +660,73 @@ GTR_API const char *gtr_eval_unjudged_id(const gtr_eval_result *r, size_t i);
 GTR_API gtr_status gtr_eval_format(const gtr_eval_result *r, int per_query, char **out,
                                    size_t *len, gtr_error *err);
 
+/* ======================================================================== beir */
+/* (section owned by src/data/beir.c)
+ * A BEIR dataset folder as BEIR's GenericDataLoader reads it: corpus.jsonl ({"_id", "title",
+ * "text"} per line), queries.jsonl ({"_id", "text"}) and qrels/<split>.tsv. The one place these
+ * paths are built; every command and library job that reads a BEIR folder reads it here. */
+
+typedef struct gtr_beir gtr_beir;
+/* Open dir for split (NULL: "test"; a name without '/'). Only builds the paths and checks that
+ * the three files exist: GTR_ERR_NOT_FOUND "<dir> is not a BEIR dataset folder: it needs
+ * corpus.jsonl, queries.jsonl and qrels/<split>.tsv" otherwise. */
+GTR_API gtr_beir *gtr_beir_open(const char *dir, const char *split, gtr_error *err);
+GTR_API void gtr_beir_free(gtr_beir *b);
+/* The dataset's name (the folder's last component, e.g. "scifact") and split. */
+GTR_API const char *gtr_beir_name(const gtr_beir *b);
+GTR_API const char *gtr_beir_split(const gtr_beir *b);
+/* The files: <dir>/corpus.jsonl, <dir>/queries.jsonl, <dir>/qrels/<split>.tsv. */
+GTR_API const char *gtr_beir_corpus_path(const gtr_beir *b);
+GTR_API const char *gtr_beir_queries_path(const gtr_beir *b);
+GTR_API const char *gtr_beir_qrels_path(const gtr_beir *b);
+/* The split's judgments (gtr_qrels_load of gtr_beir_qrels_path). */
+GTR_API gtr_qrels *gtr_beir_load_qrels(const gtr_beir *b, gtr_error *err);
+
+/* Queries: ids with texts, in file order. */
+typedef struct gtr_queries gtr_queries;
+/* Read BEIR queries (JSON lines {"_id", "text"}). Every id must be one a TREC run can hold
+ * (non-empty, no whitespace or NUL, at most 4096 bytes) and appear once; a line without "_id"
+ * or "text" is GTR_ERR_FORMAT naming "path:line". With judged non-NULL, only the queries judged
+ * there are kept, and a judged query missing from the file is GTR_ERR_FORMAT (BEIR's loader
+ * fails on it too). */
+GTR_API gtr_queries *gtr_queries_load(const char *path, const gtr_qrels *judged, gtr_error *err);
+/* gtr_queries_load of the folder's queries.jsonl. */
+GTR_API gtr_queries *gtr_beir_load_queries(const gtr_beir *b, const gtr_qrels *judged,
+                                           gtr_error *err);
+/* An empty set, filled with gtr_queries_add (id and text copied; id_len / len bytes). */
+GTR_API gtr_queries *gtr_queries_new(gtr_error *err);
+GTR_API gtr_status gtr_queries_add(gtr_queries *q, const char *id, size_t id_len,
+                                   const char *text, size_t len, gtr_error *err);
+GTR_API void gtr_queries_free(gtr_queries *q);
+GTR_API size_t gtr_queries_count(const gtr_queries *q);
+/* Query i's id / text (NUL-terminated copies; *len their byte length); NULL out of range. */
+GTR_API const char *gtr_queries_id(const gtr_queries *q, size_t i, size_t *len);
+GTR_API const char *gtr_queries_text(const gtr_queries *q, size_t i, size_t *len);
+/* The same as arrays of count entries, for the batch calls (gtr_retriever_search); valid
+ * until the next gtr_queries_add or gtr_queries_free. */
+GTR_API const char *const *gtr_queries_ids(const gtr_queries *q);
+GTR_API const size_t *gtr_queries_id_lens(const gtr_queries *q);
+GTR_API const char *const *gtr_queries_texts(const gtr_queries *q);
+GTR_API const size_t *gtr_queries_text_lens(const gtr_queries *q);
+
+/* A corpus read one document at a time: its id and its passage as BEIR builds it,
+ * (title + " " + text).strip(). */
+typedef struct gtr_corpus gtr_corpus;
+typedef struct gtr_corpus_doc {
+    const char *id;      /* id_len bytes, valid until the next gtr_corpus_next */
+    size_t id_len;
+    const char *passage; /* passage_len bytes, likewise */
+    size_t passage_len;
+    size_t line;         /* 1-based line of the corpus file */
+} gtr_corpus_doc;
+GTR_API gtr_corpus *gtr_corpus_open(const char *path, gtr_error *err);
+/* gtr_corpus_open of the folder's corpus.jsonl. */
+GTR_API gtr_corpus *gtr_beir_open_corpus(const gtr_beir *b, gtr_error *err);
+/* The next document (*eof 0), or *eof 1 at the end. Malformed JSON or a line without "_id" is
+ * GTR_ERR_FORMAT naming "path:line". */
+GTR_API gtr_status gtr_corpus_next(gtr_corpus *c, gtr_corpus_doc *doc, int *eof, gtr_error *err);
+GTR_API void gtr_corpus_close(gtr_corpus *c);
+
 /* ======================================================================== train */
 /* (section owned by src/train/)
  * Contrastive fine-tuning of a GTR model the way the paper trains it: queries and passages go
@@ -759,6 +826,37 @@ GTR_API gtr_status gtr_trainer_save_checkpoint(const gtr_trainer *t, const char 
  * options (threads aside); anything else is GTR_ERR_MISMATCH saying what differs. A damaged
  * file is GTR_ERR_FORMAT. */
 GTR_API gtr_status gtr_trainer_load_checkpoint(gtr_trainer *t, const char *path, gtr_error *err);
+
+/* Data-parallel training across processes (bin/gtr-mpi runs it over MPI; libgtr itself never
+ * depends on MPI). Every process creates the same trainer (same initial model, data, options
+ * and, after a resume, the same checkpoint) and attaches the collectives below; then each
+ * gtr_trainer_step is collective. Micro-batch c of the C = ceil(batch / micro_batch) of a step
+ * goes to rank r when ceil(C·r/N) <= c < ceil(C·(r+1)/N). Each rank encodes its micro-batches,
+ * the embeddings are all-gathered, so every query is scored against every passage of the global
+ * batch (cross-replica negatives), and each rank back-propagates its micro-batches. Gradients
+ * are summed in micro-batch order, G = ((g_0 + g_1) + g_2) + ..., exactly as the single
+ * process sums them: rank r receives the sum of the micro-batches before its own from rank r-1,
+ * adds its own and passes it on (in segments of at most 2^24 floats, so the chain pipelines);
+ * the last rank broadcasts the total and every rank takes the same optimizer step. The trained
+ * model is therefore bit-identical to the single-process run with the same batch and
+ * micro-batch size, for any number of ranks. Rank 0 holds one gradient buffer besides the
+ * total; every other rank one per micro-batch it back-propagates (micro_batch = batch / ranks:
+ * one). Callbacks return 0 on success. */
+typedef struct gtr_train_comm {
+    size_t size; /* sizeof the struct */
+    int rank, n_ranks;
+    void *user;
+    /* every rank passes counts[rank] bytes; all receives every rank's bytes in rank order */
+    int (*allgather)(void *user, const void *mine, size_t n, void *all, const size_t *counts);
+    int (*send)(void *user, int to, const float *x, size_t n);
+    int (*recv)(void *user, int from, float *x, size_t n);
+    int (*bcast)(void *user, int root, float *x, size_t n);
+} gtr_train_comm;
+/* Attach (comm NULL: detach). Not collective; every rank must attach before its first step. */
+GTR_API gtr_status gtr_trainer_set_comm(gtr_trainer *t, const gtr_train_comm *comm, gtr_error *err);
+/* What must be equal on every rank before a collective step: the initial model, the data, every
+ * option that changes the numbers, the step and the data position. */
+GTR_API uint64_t gtr_trainer_fingerprint(const gtr_trainer *t);
 
 /* Write the current model as a sentence-transformers directory that gtr and Python's
  * sentence-transformers load unchanged: the initial directory's configuration files and

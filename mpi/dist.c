@@ -4,9 +4,11 @@
 
 #include "core/core.h"
 
+#include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 enum { TAG_HDR = 11, TAG_LENS, TAG_TEXT, TAG_STATUS, TAG_VEC };
 enum { CMD_STOP = 0, CMD_ENCODE = 1 };
@@ -177,4 +179,15 @@ void dist_stop_workers(const dist_ctx *d)
 {
     uint64_t hdr[3] = {CMD_STOP, 0, 0};
     for (int r = 1; r < d->size; r++) MPI_Send(hdr, 3, MPI_UINT64_T, r, TAG_HDR, MPI_COMM_WORLD);
+}
+
+void dist_write_pid(const dist_ctx *d)
+{
+    /* for the fault tests: which process is which rank */
+    const char *dir = getenv("GTR_MPI_PIDDIR");
+    if (!dir) return;
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/rank%d.pid", dir, d->rank);
+    FILE *f = fopen(path, "w");
+    if (f) fprintf(f, "%ld\n", (long)getpid()), fclose(f);
 }

@@ -55,8 +55,13 @@ int dist_serve_encode(const dist_ctx *d, gtr_model *m);
 /* Rank 0: tell every worker to stop serving. */
 void dist_stop_workers(const dist_ctx *d);
 
+/* With GTR_MPI_PIDDIR set, write this process's id to DIR/rankR.pid (the fault tests kill a
+ * chosen rank). */
+void dist_write_pid(const dist_ctx *d);
+
 int mpi_cmd_index(const dist_ctx *d, int argc, char **argv);
 int mpi_cmd_search(const dist_ctx *d, int argc, char **argv);
 int mpi_cmd_beir(const dist_ctx *d, int argc, char **argv);
+int mpi_cmd_train(const dist_ctx *d, int argc, char **argv);
 
 #endif

@@ -66,7 +66,7 @@ int dist_search(const dist_ctx *d, const rt_sources *src, const rt_queries *q, c
     for (size_t i = 0; i < n_runs; i++) runs[i] = NULL;
     /* this rank's queries: a contiguous piece, so gathering in rank order keeps file order */
     size_t lo = q->n * (size_t)d->rank / (size_t)d->size, hi = q->n * (size_t)(d->rank + 1) / (size_t)d->size;
-    rt_queries part = {hi - lo, q->ids + lo, q->texts + lo, q->lens + lo};
+    rt_queries part = {hi - lo, q->ids + lo, q->texts + lo, q->lens + lo, NULL};
     int ok = rt_retrieve(d->cmd, src, &part, o, &res) == 0 && pack(&res, o->k, &mine, &err) == 0 &&
              mine.len < (size_t)1 << 31;
     if (!ok) dist_errorf(d, 1, "searching queries %zu..%zu failed", lo + 1, hi);

@@ -10,7 +10,8 @@ static void usage(FILE *out)
                  "commands:\n"
                  "  index    encode a corpus into an index, byte-identical to `gtr index`\n"
                  "  search   search a file of queries (dense, bm25, hybrid), run identical to `gtr search`\n"
-                 "  beir     BEIR evaluation of one method, metrics identical to `gtr beir`\n");
+                 "  beir     BEIR evaluation of one method, metrics identical to `gtr beir`\n"
+                 "  train    data-parallel `gtr train`, model bit-identical to `gtr train`'s\n");
 }
 
 int main(int argc, char **argv)
@@ -34,6 +35,9 @@ int main(int argc, char **argv)
     } else if (!strcmp(argv[1], "beir")) {
         d.cmd = "beir";
         rc = mpi_cmd_beir(&d, argc - 1, argv + 1);
+    } else if (!strcmp(argv[1], "train")) {
+        d.cmd = "train";
+        rc = mpi_cmd_train(&d, argc - 1, argv + 1);
     } else {
         if (d.rank == 0) fprintf(stderr, "gtr-mpi: unknown command '%s' (gtr-mpi --help)\n", argv[1]);
         rc = 2;

@@ -27,14 +27,6 @@ static void usage(FILE *out)
             "      --save-run FILE  also write the run   -t, --threads N (per rank)\n");
 }
 
-static char *join(const char *dir, const char *name)
-{
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    if (p) snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
-
 /* rank 0: the measures of run (top K) and MRR@10 (run10), printed as `gtr beir` does */
 static int evaluate(const dist_ctx *d, const gtr_qrels *qrels, const gtr_run *run, const gtr_run *run10,
                     bool json, const char *method, size_t nq, size_t k)
@@ -117,25 +109,23 @@ int mpi_cmd_beir(const dist_ctx *d, int argc, char **argv)
     if (o.method != RT_DENSE && !bm25_path) return dist_errorf(d, 2, "%s needs --bm25-index PATH", rt_method_name(o.method));
 
     gtr_error err;
-    char rel[300];
-    snprintf(rel, sizeof rel, "qrels/%s.tsv", split);
-    char *queries = join(dir, "queries.jsonl"), *qrels_path = join(dir, rel);
+    gtr_beir *beir = NULL;
     gtr_qrels *qrels = NULL;
     rt_sources src = {0};
     rt_queries q = {0};
     gtr_run *runs[2] = {NULL, NULL};
     int rc = 1;
-    bool ready = queries && qrels_path;
-    if (!ready) dist_errorf(d, 1, "out of memory");
+    bool ready = true;
+    if (!(beir = gtr_beir_open(dir, split, &err))) ready = dist_errorf(d, 0, "%s", err.message);
     if (ready && !(o.pool = gtr_pool_create(threads, &err))) ready = dist_errorf(d, 0, "%s", err.message);
-    if (ready && !(qrels = gtr_qrels_load(qrels_path, &err))) ready = dist_errorf(d, 0, "%s", err.message);
+    if (ready && !(qrels = gtr_beir_load_qrels(beir, &err))) ready = dist_errorf(d, 0, "%s", err.message);
     if (ready && index_path && o.method != RT_BM25 && !(src.dense = gtr_index_open(index_path, 0, o.pool, &err)))
         ready = dist_errorf(d, 0, "%s", err.message);
     if (ready && bm25_path && o.method != RT_DENSE && !(src.bm25 = gtr_bm25_open(bm25_path, &err)))
         ready = dist_errorf(d, 0, "%s", err.message);
     if (ready && o.method != RT_BM25 && !(src.model = rt_load_model("beir", model_dir, src.dense, threads, o.pool)))
         ready = false;
-    if (ready && rt_load_queries("beir", queries, qrels, &q)) ready = false;
+    if (ready && rt_load_queries("beir", gtr_beir_queries_path(beir), qrels, &q)) ready = false;
     uint64_t h = dist_hash_str(dist_hash_str(0xcbf29ce484222325ull, dir), split);
     h = dist_hash_str(dist_hash_str(h, index_path), bm25_path);
     size_t nums[4] = {o.k, o.depth, (size_t)o.method, q.n};
@@ -165,7 +155,6 @@ done:
     gtr_index_free(src.dense);
     gtr_bm25_free(src.bm25);
     gtr_pool_free(o.pool);
-    free(queries);
-    free(qrels_path);
+    gtr_beir_free(beir);
     return rc;
 }

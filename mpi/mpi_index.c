@@ -54,17 +54,6 @@ static char *describe(const gtr_model *m)
     return out;
 }
 
-static void write_pid(const dist_ctx *d)
-{
-    /* for the fault tests: which process is which rank */
-    const char *dir = getenv("GTR_MPI_PIDDIR");
-    if (!dir) return;
-    char path[PATH_MAX];
-    snprintf(path, sizeof path, "%s/rank%d.pid", dir, d->rank);
-    FILE *f = fopen(path, "w");
-    if (f) fprintf(f, "%ld\n", (long)getpid()), fclose(f);
-}
-
 int mpi_cmd_index(const dist_ctx *d, int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -98,7 +87,7 @@ int mpi_cmd_index(const dist_ctx *d, int argc, char **argv)
     if (optind != argc) return dist_errorf(d, 2, "unexpected argument '%s' (gtr-mpi index --help)", argv[optind]);
     if (!model_dir || !corpus || !out)
         return dist_errorf(d, 2, "need -m MODEL_DIR, -c CORPUS and -o INDEX (gtr-mpi index --help)");
-    write_pid(d);
+    dist_write_pid(d);
 
     /* every rank loads the model, then all must agree before any work */
     gtr_error err;

@@ -5,6 +5,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static void test_seterr_and_prefix(void **state)
 {
@@ -204,6 +205,87 @@ static void test_text_reader(void **state)
     free(p);
 }
 
+/* A leaf-4 / 0x8000001D descriptor for a cache of this geometry. */
+static void put_desc(uint32_t r[4], unsigned type, unsigned level, uint32_t ways, uint32_t parts,
+                     uint32_t line, uint32_t sets)
+{
+    r[0] = type | (level << 5) | (1u << 8); /* + "self-initialising", as real parts set */
+    r[1] = ((ways - 1) << 22) | ((parts - 1) << 12) | (line - 1);
+    r[2] = sets - 1;
+    r[3] = 0;
+}
+
+static void test_cache_decode(void **state)
+{
+    (void)state;
+    /* a Xeon (48 KB 12-way L1d, 32 KB L1i, 2 MB 16-way L2, 105 MB 15-way L3) and a Zen 4
+     * (32 KB 8-way, 1 MB 8-way, 32 MB 16-way), each list ended by the null descriptor */
+    static const uint32_t geo[2][5][5] = {
+        {{1, 1, 12, 64, 64}, {2, 1, 8, 64, 64}, {3, 2, 16, 64, 2048}, {3, 3, 15, 64, 114688}, {0}},
+        {{1, 1, 8, 64, 64}, {2, 1, 8, 64, 64}, {3, 2, 8, 64, 2048}, {3, 3, 16, 64, 32768}, {0}},
+    };
+    for (int c = 0; c < 2; c++) {
+        uint32_t regs[6][4];
+        size_t want[4] = {0};
+        for (int i = 0; i < 5; i++) {
+            const uint32_t *g = geo[c][i];
+            if (!g[0]) {
+                memset(regs[i], 0, sizeof regs[i]);
+                /* after the null descriptor: must be ignored */
+                put_desc(regs[i + 1], 1, 1, 1, 1, 64, 1);
+                break;
+            }
+            put_desc(regs[i], g[0], g[1], g[2], 1, g[3], g[4]);
+            if (g[0] != 2) want[g[1]] = (size_t)g[2] * g[3] * g[4];
+        }
+        gtr_cpu_caches k = gtr_cpu_caches_decode((const uint32_t(*)[4])regs, 6);
+        assert_int_equal(k.l1d, want[1]);
+        assert_int_equal(k.l2, want[2]);
+        assert_int_equal(k.l3, want[3]);
+    }
+    /* this machine: what CPUID says agrees with the C library's view where it has one */
+    gtr_cpu_caches here = gtr_cpu_caches_detect();
+#if defined(_SC_LEVEL1_DCACHE_SIZE)
+    long l1 = sysconf(_SC_LEVEL1_DCACHE_SIZE), l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    if (l1 > 0) assert_int_equal(here.l1d, (size_t)l1);
+    if (l2 > 0) assert_int_equal(here.l2, (size_t)l2);
+#endif
+    (void)here;
+}
+
+static void test_blocking_rules(void **state)
+{
+    (void)state;
+    /* every block fits the cache it is meant for, on any sizes from tiny to huge (and unknown) */
+    static const size_t l1s[] = {0, 16 << 10, 32 << 10, 48 << 10, 64 << 10, 1 << 20};
+    static const size_t l2s[] = {0, 256 << 10, 512 << 10, 1 << 20, 2 << 20, 4 << 20, 64 << 20};
+    static const size_t dims[] = {1, 13, 64, 384, 768, 1024, 4096};
+    for (size_t a = 0; a < 6; a++)
+        for (size_t b = 0; b < 7; b++)
+            for (size_t d = 0; d < 7; d++) {
+                gtr_cpu_caches c = {l1s[a], l2s[b], 0};
+                size_t l1 = c.l1d ? c.l1d : (size_t)32 << 10, l2 = c.l2 ? c.l2 : (size_t)512 << 10;
+                size_t row = dims[d] * sizeof(float);
+                gtr_blocking k = gtr_blocking_for(&c, dims[d]);
+                assert_true(k.linear_kc >= 256 && k.linear_kc % 256 == 0 && k.linear_kc <= 4096);
+                assert_true(k.linear_kc == 256 || k.linear_kc * (96 + 64) * 4 <= l2 * 2 / 3);
+                assert_true(k.search_group >= 4 && k.search_group % 4 == 0);
+                assert_true(k.search_group == 4 || k.search_group * row <= l1 / 2);
+                assert_true(k.search_queries >= 4 && k.search_queries % 4 == 0);
+                assert_true(k.search_queries == 4 || k.search_queries * row <= l2 / 2);
+                assert_true(k.search_docs >= k.search_group && k.search_docs % k.search_group == 0);
+                /* and a larger cache never gets smaller blocks */
+                gtr_cpu_caches big = {c.l1d ? 2 * c.l1d : 0, c.l2 ? 2 * c.l2 : 0, 0};
+                gtr_blocking kb = gtr_blocking_for(&big, dims[d]);
+                assert_true(kb.linear_kc >= k.linear_kc && kb.search_group >= k.search_group &&
+                            kb.search_queries >= k.search_queries);
+            }
+    /* a 1 MB L2 (Zen 4 and 5) keeps the k block the AVX-512 kernels were tuned with there */
+    gtr_cpu_caches zen4 = {32 << 10, 1 << 20, 32 << 20};
+    assert_int_equal(gtr_blocking_for(&zen4, 768).linear_kc, 1024);
+    assert_int_equal(gtr_blocking_for(NULL, 768).linear_kc, gtr_blocking_for(&(gtr_cpu_caches){0, 0, 0}, 768).linear_kc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -211,6 +293,7 @@ int main(void)
         cmocka_unit_test(test_pool),              cmocka_unit_test(test_half),
         cmocka_unit_test(test_utf8),              cmocka_unit_test(test_npy_roundtrip),
         cmocka_unit_test(test_npz_reference),     cmocka_unit_test(test_text_reader),
+        cmocka_unit_test(test_cache_decode),      cmocka_unit_test(test_blocking_rules),
     };
     return cmocka_run_group_tests_name("core", tests, NULL, NULL);
 }

@@ -150,14 +150,23 @@ static void test_kernels_agree(void **state)
         D[0] = -0.0f; /* signed zeros must come out the same too */
         for (int ki = 0; ki < 3; ki++) {
             if (!ks[ki] || !usable[ki]) continue;
-            memset(S, 0, nq * nd * 4);
-            ks[ki]->score(Q, nq, qs, D, nd, dim, S, nd);
-            for (size_t i = 0; i < nq; i++)
-                for (size_t j = 0; j < nd; j++) {
-                    float want = ref_score(Q + i * qs, D + j * dim, dim);
-                    if (memcmp(&S[i * nd + j], &want, 4) != 0)
-                        fail_msg("%s dim %zu (%zu,%zu): %.9g vs %.9g", ks[ki]->name, dim, i, j, S[i * nd + j], want);
-                }
+            /* unblocked, then cache blockings of every shape: groups of 4 to all documents,
+             * passes of 4 queries to all (nq = 9: a leftover query) */
+            static const gtr_blocking blks[] = {{0, 4, 4, 0}, {0, 8, 8, 0}, {0, 12, 4, 0}, {0, 64, 340, 0}};
+            for (size_t bi = 0; bi <= sizeof blks / sizeof blks[0]; bi++) {
+                memset(S, 0, nq * nd * 4);
+                if (bi == 0)
+                    ks[ki]->score(Q, nq, qs, D, nd, dim, S, nd);
+                else
+                    ks[ki]->score_blocked(&blks[bi - 1], Q, nq, qs, D, nd, dim, S, nd);
+                for (size_t i = 0; i < nq; i++)
+                    for (size_t j = 0; j < nd; j++) {
+                        float want = ref_score(Q + i * qs, D + j * dim, dim);
+                        if (memcmp(&S[i * nd + j], &want, 4) != 0)
+                            fail_msg("%s blocking %zu dim %zu (%zu,%zu): %.9g vs %.9g", ks[ki]->name, bi,
+                                     dim, i, j, S[i * nd + j], want);
+                    }
+            }
         }
         gtr_free_aligned(Q);
         free(D);
@@ -193,6 +202,24 @@ static void test_search_matches_brute_force(void **state)
             assert_same_hits(h1, hits + q * k, n1);
         }
         free(h1);
+        /* other cache blockings (tiny to huge groups, passes and calls): the same answer */
+        static const gtr_blocking blks[] = {{0, 4, 4, 4}, {0, 8, 12, 24}, {0, 64, 4096, 4096}, {0, 12, 340, 168}};
+        size_t qs = gtr_ix_qstride(dim);
+        float *Qp = gtr_calloc_aligned(nq * qs * 4, NULL);
+        for (size_t q = 0; q < nq; q++) memcpy(Qp + q * qs, Q + q * dim, dim * 4);
+        gtr_hit *hb = calloc(nq * k, sizeof *hb);
+        size_t *nb = calloc(nq, sizeof *nb);
+        for (size_t bi = 0; bi < sizeof blks / sizeof blks[0]; bi++) {
+            TU_OK(gtr_ix_search_exact_blocked(ix, gtr_ix_kernels_select(), &blks[bi], Qp, qs, nq, k, pool,
+                                              hb, nb, &e), &e);
+            for (size_t q = 0; q < nq; q++) {
+                assert_int_equal(nb[q], nh[q]);
+                assert_same_hits(hb + q * k, hits + q * k, nb[q]);
+            }
+        }
+        gtr_free_aligned(Qp);
+        free(hb);
+        free(nb);
         gtr_pool_free(pool);
         free(Q);
         free(hits);

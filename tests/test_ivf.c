@@ -3,6 +3,7 @@
 #include "support/testutil.h"
 
 #include "index/ivf.h"
+#include "index/ivf_scan.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -185,6 +186,67 @@ static void test_threads_same_results(void **state)
     gtr_pool_free(pool);
 }
 
+/* The VNNI scan kernel (when this CPU has it) gives the portable kernel's int32 sums exactly,
+ * for dims with and without a partial 64-byte tail, every tile shape, extreme codes. */
+static void test_scan_kernels_identical(void **state)
+{
+    (void)state;
+    gtr_ivf_dots_fn fast = gtr_ivf_dots_select();
+    if (fast == gtr_ivf_dots_generic) skip(); /* no VNNI here: nothing to compare */
+    static const size_t dims[] = {1, 32, 64, 100, 768, 1000};
+    uint64_t s = 77;
+    for (size_t di = 0; di < sizeof dims / sizeof *dims; di++) {
+        size_t dim = dims[di], qs = gtr_ivf_qstride(dim), nr = 13, nq = 9;
+        int8_t *codes = malloc(nr * dim), *Q = gtr_malloc_aligned(nq * qs, NULL);
+        int8_t const *qp[9];
+        int32_t qsum[9], a[9 * 13], b[9 * 13];
+        for (size_t i = 0; i < nr * dim; i++) /* some rows at the extremes */
+            codes[i] = (int8_t)(i % 5 == 0 ? (i % 2 ? 127 : -127) : (int)(rng(&s) % 255) - 127);
+        for (size_t j = 0; j < nq; j++) {
+            float qf[1000];
+            for (size_t d = 0; d < dim; d++) qf[d] = (float)unif(&s) * (j == 0 ? 1e-3f : 1.0f);
+            float sc;
+            gtr_ivf_quantize_query(qf, dim, Q + j * qs, &sc, &qsum[j]);
+            qp[j] = Q + j * qs;
+        }
+        for (size_t r = 1; r <= nr; r += 3)
+            for (size_t j = 1; j <= nq; j++) {
+                memset(a, 0, sizeof a);
+                memset(b, 0, sizeof b);
+                gtr_ivf_dots_generic(codes, r, dim, qp, qsum, j, a, 13);
+                fast(codes, r, dim, qp, qsum, j, b, 13);
+                assert_memory_equal(a, b, sizeof a);
+            }
+        free(codes);
+        gtr_free_aligned(Q);
+    }
+}
+
+/* Any thread count, and a batch against one query at a time (queries grouped by list or
+ * not), give the same hits and scores. */
+static void test_threads_and_batch_same_results(void **state)
+{
+    fixture *f = *state;
+    uint32_t a[NQ * K], b[NQ * K];
+    float sa[NQ * K], sb[NQ * K];
+    gtr_error err = {0};
+    gtr_ivf_search_opts o1 = {.nprobe = 5};
+    TU_OK(gtr_ivf_search(f->ix, f->queries, NQ, K, &o1, a, sa, &err), &err);
+    for (int t = 2; t <= 4; t++) {
+        gtr_pool *pool = gtr_pool_create(t, &err);
+        assert_non_null(pool);
+        gtr_ivf_search_opts ot = {.nprobe = 5, .pool = pool};
+        TU_OK(gtr_ivf_search(f->ix, f->queries, NQ, K, &ot, b, sb, &err), &err);
+        assert_memory_equal(a, b, sizeof a);
+        assert_memory_equal(sa, sb, sizeof sa);
+        for (int q = 0; q < NQ; q++)
+            TU_OK(gtr_ivf_search(f->ix, f->queries + q * DIM, 1, K, &ot, b + q * K, sb + q * K, &err), &err);
+        assert_memory_equal(a, b, sizeof a);
+        assert_memory_equal(sa, sb, sizeof sa);
+        gtr_pool_free(pool);
+    }
+}
+
 static void test_filter_honoured(void **state)
 {
     fixture *f = *state;
@@ -249,6 +311,8 @@ int main(void)
         cmocka_unit_test(test_recall_equals_probed_share),
         cmocka_unit_test(test_int8_stage_recall),
         cmocka_unit_test(test_threads_same_results),
+        cmocka_unit_test(test_scan_kernels_identical),
+        cmocka_unit_test(test_threads_and_batch_same_results),
         cmocka_unit_test(test_filter_honoured),
         cmocka_unit_test(test_corrupt_and_truncated_refused),
         cmocka_unit_test(test_bad_args),

@@ -155,6 +155,26 @@ typedef struct gtr_cpu {
 gtr_cpu gtr_cpu_detect(void);
 const char *gtr_cpu_describe(const gtr_cpu *cpu); /* static string */
 
+/* Data cache sizes in bytes (l1d and l2 per core, l3 as reported; 0 = not reported), from
+ * CPUID leaf 4 (Intel) or 0x8000001D (AMD), else the legacy AMD leaves, else sysconf. */
+typedef struct gtr_cpu_caches {
+    size_t l1d, l2, l3;
+} gtr_cpu_caches;
+gtr_cpu_caches gtr_cpu_caches_detect(void);
+/* The sizes described by cache descriptors in the layout of leaf 4 / 0x8000001D: regs[i] is
+ * {eax, ebx, ecx, edx} of subleaf i; stops at the null descriptor (type 0). */
+gtr_cpu_caches gtr_cpu_caches_decode(const uint32_t (*regs)[4], size_t n);
+
+/* Block sizes chosen from the cache sizes (cache.c explains each); unknown sizes (0 or NULL)
+ * take small defaults. dim: the vector length of the index being searched. */
+typedef struct gtr_blocking {
+    size_t linear_kc;      /* f32 linear: k values per block */
+    size_t search_group;   /* exact search: document rows kept in L1 (multiple of 4) */
+    size_t search_queries; /* query rows kept in L2 per pass (multiple of 4) */
+    size_t search_docs;    /* documents per scoring call (multiple of search_group) */
+} gtr_blocking;
+gtr_blocking gtr_blocking_for(const gtr_cpu_caches *c, size_t dim);
+
 /* ---- thread pool ------------------------------------------------------- */
 
 /* Run fn(ctx, i, thread_id) for i in [0, n) over the pool's threads (the caller's thread

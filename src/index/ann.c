@@ -1,5 +1,6 @@
 /* ann.c — the public approximate-search handle (gtr.h, "ann"): an IVF file (ivf.c) tied to
  * the dense index whose vectors it holds, so hits map back to that index's documents. */
+#include "index/index_internal.h"
 #include "index/ivf.h"
 
 #include <stdlib.h>
@@ -81,6 +82,9 @@ void gtr_ann_free(gtr_ann *a)
 
 uint32_t gtr_ann_n_lists(const gtr_ann *a) { return gtr_ivf_n_lists(a->ivf); }
 
+/* Equal scores rank by document id descending, as exact search ranks them. */
+static int id_tie(const void *ix, uint32_t a, uint32_t b) { return gtr_ix_id_cmp(ix, a, b); }
+
 gtr_status gtr_ann_search(const gtr_ann *a, const float *queries, size_t nq, size_t k,
                           const gtr_ann_search_options *opts, gtr_hit *hits, size_t *n_hits,
                           gtr_error *err)
@@ -91,7 +95,7 @@ gtr_status gtr_ann_search(const gtr_ann *a, const float *queries, size_t nq, siz
     uint32_t *ids = gtr_xmalloc((nq * k + 1) * sizeof *ids, "ann ids", err);
     float *sc = gtr_xmalloc((nq * k + 1) * sizeof *sc, "ann scores", err);
     gtr_status st = ids && sc ? GTR_OK : (err ? err->code : GTR_ERR_NOMEM);
-    gtr_ivf_search_opts so = {o.nprobe, o.rerank, NULL, o.pool};
+    gtr_ivf_search_opts so = {o.nprobe, o.rerank, NULL, o.pool, id_tie, a->ix};
     if (st == GTR_OK) st = gtr_ivf_search(a->ivf, queries, nq, k, &so, ids, sc, err);
     for (size_t q = 0; st == GTR_OK && q < nq; q++) {
         size_t m = 0;

@@ -2,6 +2,10 @@
  * from the mmap'd float32 vectors (format and guarantees in ivf.h). */
 #include "index/ivf.h"
 
+#include "index/ivf_scan.h"
+#include "index/score.h"
+#include "kernels/kernels.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +56,10 @@ struct gtr_ivf {
     const uint32_t *rows;
     const int8_t *codes;
     uint32_t *list_of; /* vector number -> list */
+    const gtr_kernels *kern; /* the coarse step's GEMM */
+    gtr_wmat cent_w;         /* the centroids packed for it */
+    gtr_ivf_dots_fn dots;    /* the int8 list scan */
+    const gtr_ix_kernels *ixk; /* exact re-rank scores (the index's definition) */
 };
 
 static uint64_t rng_next(uint64_t *s)
@@ -61,13 +69,6 @@ static uint64_t rng_next(uint64_t *s)
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     return z ^ (z >> 31);
-}
-
-static float dotf(const float *a, const float *b, size_t d)
-{
-    float s = 0.0f;
-    for (size_t i = 0; i < d; i++) s += a[i] * b[i];
-    return s;
 }
 
 static void normalize(float *v, size_t d)
@@ -81,25 +82,41 @@ static void normalize(float *v, size_t d)
 
 /* ---- build ------------------------------------------------------------------ */
 
-typedef struct assign_ctx {
-    const float *vecs, *cent;
-    size_t dim, n_lists;
-    const uint32_t *which; /* vector numbers to assign (NULL: 0..n-1) */
-    uint32_t *out;
-} assign_ctx;
+#define ASSIGN_ROWS 2048 /* rows per GEMM call: their scores [rows][lists] stay bounded */
 
-static void assign_task(void *p, size_t i, int tid)
+typedef struct argmax_ctx { const float *S; size_t n_lists; uint32_t *out; } argmax_ctx;
+static void argmax_task(void *p, size_t i, int tid)
 {
     (void)tid;
-    assign_ctx *c = p;
-    const float *v = c->vecs + (size_t)(c->which ? c->which[i] : i) * c->dim;
+    const argmax_ctx *c = p;
+    const float *s = c->S + i * c->n_lists;
     uint32_t best = 0;
-    float bs = -INFINITY;
-    for (size_t l = 0; l < c->n_lists; l++) {
-        float s = dotf(v, c->cent + l * c->dim, c->dim);
-        if (s > bs) { bs = s; best = (uint32_t)l; }
-    }
+    for (size_t l = 1; l < c->n_lists; l++) /* ties: the smaller list */
+        if (s[l] > s[best]) best = (uint32_t)l;
     c->out[i] = best;
+}
+
+/* out[i] = the centroid with the highest inner product with rows[i] (m rows of dim floats,
+ * contiguous): the scores come from the library's GEMM, ASSIGN_ROWS rows at a time; each
+ * score is the same whatever the thread count, so the build is too. */
+static gtr_status assign(const gtr_kernels *kern, gtr_pool *pool, const float *cent,
+                         size_t n_lists, const float *rows, size_t m, size_t dim, uint32_t *out,
+                         gtr_error *err)
+{
+    gtr_wmat w = {0};
+    gtr_status st = gtr_wmat_pack(kern, &w, cent, n_lists, dim, GTR_W_F32, err);
+    size_t blk = m < ASSIGN_ROWS ? m : ASSIGN_ROWS;
+    float *S = st == GTR_OK ? gtr_xmalloc(blk * n_lists * sizeof *S, "ivf scores", err) : NULL;
+    if (st == GTR_OK && !S) st = err ? err->code : GTR_ERR_NOMEM;
+    for (size_t i0 = 0; st == GTR_OK && i0 < m; i0 += blk) {
+        size_t b = m - i0 < blk ? m - i0 : blk;
+        gtr_linear(kern, pool, &w, rows + i0 * dim, b, dim, S, n_lists, 0);
+        argmax_ctx ac = {S, n_lists, out + i0};
+        gtr_pool_for(pool, b, argmax_task, &ac);
+    }
+    free(S);
+    gtr_wmat_free(&w);
+    return st;
 }
 
 /* Spherical k-means on a seeded sample; centroids [n_lists][dim] out. */
@@ -111,10 +128,11 @@ static gtr_status kmeans(const float *vecs, size_t n, size_t dim, size_t n_lists
     size_t m = n_lists * per < n ? n_lists * per : n;
     uint32_t *perm = gtr_xmalloc(n * sizeof *perm, "k-means sample", err);
     uint32_t *asg = gtr_xmalloc(m * sizeof *asg, "k-means assignment", err);
+    float *samp = gtr_xmalloc(m * dim * sizeof *samp, "k-means sample", err);
     double *sum = gtr_xcalloc(n_lists * dim, sizeof *sum, "k-means sums", err);
     size_t *cnt = gtr_xcalloc(n_lists, sizeof *cnt, "k-means counts", err);
-    if (!perm || !asg || !sum || !cnt) {
-        free(perm); free(asg); free(sum); free(cnt);
+    if (!perm || !asg || !samp || !sum || !cnt) {
+        free(perm); free(asg); free(samp); free(sum); free(cnt);
         return err ? err->code : GTR_ERR_NOMEM;
     }
     for (size_t i = 0; i < n; i++) perm[i] = (uint32_t)i;
@@ -122,16 +140,19 @@ static gtr_status kmeans(const float *vecs, size_t n, size_t dim, size_t n_lists
         size_t j = i + (size_t)(rng_next(&rs) % (n - i));
         uint32_t t = perm[i]; perm[i] = perm[j]; perm[j] = t;
     }
+    for (size_t i = 0; i < m; i++) /* contiguous, for the GEMM */
+        memcpy(samp + i * dim, vecs + (size_t)perm[i] * dim, dim * sizeof(float));
     for (size_t l = 0; l < n_lists; l++)
-        memcpy(cent + l * dim, vecs + (size_t)perm[l] * dim, dim * sizeof(float));
+        memcpy(cent + l * dim, samp + l * dim, dim * sizeof(float));
     size_t iters = o->iters ? o->iters : 10;
-    assign_ctx ac = {vecs, cent, dim, n_lists, perm, asg};
-    for (size_t it = 0; it < iters; it++) {
-        gtr_pool_for(o->pool, m, assign_task, &ac);
+    const gtr_kernels *kern = gtr_kernels_select();
+    gtr_status st = GTR_OK;
+    for (size_t it = 0; it < iters && st == GTR_OK; it++) {
+        if ((st = assign(kern, o->pool, cent, n_lists, samp, m, dim, asg, err))) break;
         memset(sum, 0, n_lists * dim * sizeof *sum);
         memset(cnt, 0, n_lists * sizeof *cnt);
         for (size_t i = 0; i < m; i++) { /* serial, in sample order: thread-count independent */
-            const float *v = vecs + (size_t)perm[i] * dim;
+            const float *v = samp + i * dim;
             double *s = sum + (size_t)asg[i] * dim;
             for (size_t d = 0; d < dim; d++) s[d] += v[d];
             cnt[asg[i]]++;
@@ -139,15 +160,15 @@ static gtr_status kmeans(const float *vecs, size_t n, size_t dim, size_t n_lists
         for (size_t l = 0; l < n_lists; l++) {
             float *c = cent + l * dim;
             if (cnt[l] == 0) { /* empty list: restart it at a random sample vector */
-                memcpy(c, vecs + (size_t)perm[rng_next(&rs) % m] * dim, dim * sizeof(float));
+                memcpy(c, samp + (size_t)(rng_next(&rs) % m) * dim, dim * sizeof(float));
                 continue;
             }
             for (size_t d = 0; d < dim; d++) c[d] = (float)sum[l * dim + d];
             normalize(c, dim);
         }
     }
-    free(perm); free(asg); free(sum); free(cnt);
-    return GTR_OK;
+    free(perm); free(asg); free(samp); free(sum); free(cnt);
+    return st;
 }
 
 static gtr_status write_pad(gtr_atomic_file *f, size_t *off, size_t to, gtr_error *err)
@@ -186,8 +207,9 @@ gtr_status gtr_ivf_build(const char *path, const float *vecs, size_t n, int dim_
     bool open = false;
     if (st == GTR_OK) st = kmeans(vecs, n, dim, n_lists, &o, cent, err);
     if (st == GTR_OK) {
-        assign_ctx ac = {vecs, cent, dim, n_lists, NULL, asg};
-        gtr_pool_for(o.pool, n, assign_task, &ac);
+        st = assign(gtr_kernels_select(), o.pool, cent, n_lists, vecs, n, dim, asg, err);
+    }
+    if (st == GTR_OK) {
         for (size_t i = 0; i < n; i++) offs[asg[i] + 1]++;
         for (size_t l = 0; l < n_lists; l++) offs[l + 1] += offs[l];
         uint64_t *fill = gtr_xmalloc(n_lists * sizeof *fill, "ivf fill", err);
@@ -330,6 +352,11 @@ gtr_ivf *gtr_ivf_open(const char *path, gtr_error *err)
             if (ix->rows[r] >= ix->n || ix->list_of[ix->rows[r]] != UINT32_MAX) goto bad;
             ix->list_of[ix->rows[r]] = (uint32_t)l;
         }
+    ix->kern = gtr_kernels_select();
+    ix->dots = gtr_ivf_dots_select();
+    ix->ixk = gtr_ix_kernels_select();
+    if (gtr_wmat_pack(ix->kern, &ix->cent_w, ix->centroids, ix->n_lists, ix->dim, GTR_W_F32, err) != GTR_OK)
+        goto fail;
     return ix;
 bad:
     gtr_seterr(err, GTR_ERR_FORMAT, "%s: inconsistent lists", path);
@@ -342,6 +369,7 @@ void gtr_ivf_close(gtr_ivf *ix)
 {
     if (!ix) return;
     gtr_mmap_close(&ix->map);
+    gtr_wmat_free(&ix->cent_w);
     free(ix->list_of);
     free(ix);
 }
@@ -355,20 +383,32 @@ uint32_t gtr_ivf_list_of(const gtr_ivf *ix, uint32_t v) { return ix->list_of[v];
 
 /* ---- search ----------------------------------------------------------------- */
 
-/* Candidate order: higher score, then smaller id. heap[0] is the worst kept. */
+/* Candidate order of the int8 stage: higher score, then smaller number. A strict total order,
+ * so the best `rerank` of any set are the same whatever order (or thread) pushed them. */
 typedef struct cand { float s; uint32_t id; } cand;
 static bool worse(cand a, cand b) { return a.s < b.s || (a.s == b.s && a.id > b.id); }
 
-static void heap_push(cand *h, size_t *n, size_t cap, cand c)
+/* The final order: higher score, then the caller's tie rule (else smaller number). */
+typedef struct rank_rule { int (*tie)(const void *, uint32_t, uint32_t); const void *user; } rank_rule;
+static bool worse_final(const rank_rule *r, cand a, cand b)
 {
+    if (a.s != b.s) return a.s < b.s;
+    if (r->tie) return r->tie(r->user, a.id, b.id) < 0;
+    return a.id > b.id;
+}
+
+/* Bounded heap, heap[0] the worst kept; rule NULL: the int8 stage order. */
+static void heap_push(const rank_rule *rule, cand *h, size_t *n, size_t cap, cand c)
+{
+#define W(a, b) (rule ? worse_final(rule, (a), (b)) : worse((a), (b)))
     if (*n == cap) {
-        if (!worse(h[0], c)) return;
+        if (!W(h[0], c)) return;
         size_t i = 0; /* replace the root (the worst) and sift the newcomer down */
         for (;;) {
             size_t a = 2 * i + 1, b = a + 1, m = a;
             if (a >= *n) break;
-            if (b < *n && worse(h[b], h[a])) m = b;
-            if (!worse(h[m], c)) break;
+            if (b < *n && W(h[b], h[a])) m = b;
+            if (!W(h[m], c)) break;
             h[i] = h[m];
             i = m;
         }
@@ -376,58 +416,152 @@ static void heap_push(cand *h, size_t *n, size_t cap, cand c)
         return;
     }
     size_t i = (*n)++;
-    while (i > 0 && worse(c, h[(i - 1) / 2])) { h[i] = h[(i - 1) / 2]; i = (i - 1) / 2; }
+    while (i > 0 && W(c, h[(i - 1) / 2])) { h[i] = h[(i - 1) / 2]; i = (i - 1) / 2; }
     h[i] = c;
+#undef W
 }
 
-static int cand_cmp_best_first(const void *a, const void *b)
+/* Heap sort in place, best first (the heap is destroyed): the worst of h[0..m) moves to
+ * h[m-1], m = n..2. */
+static void heap_sort_best_first(const rank_rule *rule, cand *h, size_t n)
 {
-    cand x = *(const cand *)a, y = *(const cand *)b;
-    return worse(y, x) ? -1 : worse(x, y) ? 1 : 0;
+#define W(a, b) (rule ? worse_final(rule, (a), (b)) : worse((a), (b)))
+    for (size_t m = n; m > 1; m--) {
+        cand last = h[m - 1];
+        h[m - 1] = h[0];
+        size_t k = m - 1, i = 0; /* sift `last` down from the root over h[0..k) */
+        for (;;) {
+            size_t a = 2 * i + 1, b = a + 1, c = a;
+            if (a >= k) break;
+            if (b < k && W(h[b], h[a])) c = b;
+            if (!W(h[c], last)) break;
+            h[i] = h[c];
+            i = c;
+        }
+        h[i] = last;
+    }
+#undef W
 }
+
+#define QBATCH 256 /* queries per round: bounds the coarse scores and per-thread heaps */
+#define CHUNK 64   /* list rows per kernel call (64 x 768 bytes stay in L1/L2) */
+
+typedef struct scan_task { uint32_t list; uint64_t r0, r1; } scan_task;
 
 typedef struct search_ctx {
     const gtr_ivf *ix;
-    const float *q;
-    size_t k, nprobe, rerank;
-    const uint8_t *allow;
-    uint32_t *ids;
-    float *scores;
-    cand *scratch; /* per thread: nprobe + rerank + k */
-    size_t scratch_per;
+    const gtr_ivf_search_opts *o;
+    rank_rule rule;
+    size_t nq, k, nprobe, rerank, qs, q8s, threads;
+    const float *queries; /* this round's, unpadded */
+    float *Qf;            /* [nq][qs] padded, aligned: exact re-rank */
+    int8_t *Q8;           /* [nq][q8s] quantised */
+    float *qscale;
+    int32_t *qsum;
+    float *coarse;        /* [nq][n_lists] */
+    uint32_t *probe;      /* [nq][nprobe] */
+    uint32_t *lstart, *lq; /* queries probing list l: lq[lstart[l] .. lstart[l+1]) */
+    scan_task *tasks;
+    cand *heaps;          /* [threads][nq][rerank] */
+    size_t *hn;           /* [threads][nq] */
+    int32_t *dots;        /* [threads][nq][CHUNK] */
+    const int8_t **qptr;  /* [threads][nq] */
+    int32_t *qsums;       /* [threads][nq] */
+    uint32_t *out_ids;
+    float *out_scores;
 } search_ctx;
 
-static void search_task(void *p, size_t qi, int tid)
+/* Per query: pick the probed lists from the coarse scores, quantise the query. */
+static void prep_task(void *p, size_t qi, int tid)
+{
+    (void)tid;
+    search_ctx *c = p;
+    const gtr_ivf *ix = c->ix;
+    cand local[256], *heap = c->nprobe <= 256 ? local : NULL;
+    cand *big = NULL;
+    if (!heap) heap = big = malloc(c->nprobe * sizeof *heap);
+    size_t n = 0;
+    const float *cs = c->coarse + qi * ix->n_lists;
+    if (heap) {
+        for (size_t l = 0; l < ix->n_lists; l++)
+            heap_push(NULL, heap, &n, c->nprobe, (cand){cs[l], (uint32_t)l});
+        for (size_t j = 0; j < n; j++) c->probe[qi * c->nprobe + j] = heap[j].id;
+    } else { /* out of memory for a huge nprobe: probe the first lists (still correct hits) */
+        for (size_t j = 0; j < c->nprobe; j++) c->probe[qi * c->nprobe + j] = (uint32_t)j;
+    }
+    free(big);
+    const float *q = c->queries + qi * ix->dim;
+    memcpy(c->Qf + qi * c->qs, q, ix->dim * sizeof(float));
+    memset(c->Qf + qi * c->qs + ix->dim, 0, (c->qs - ix->dim) * sizeof(float));
+    gtr_ivf_quantize_query(q, ix->dim, c->Q8 + qi * c->q8s, &c->qscale[qi], &c->qsum[qi]);
+}
+
+/* One list (or part of one): its int8 codes against every query of the round probing it. */
+static void scan_list(void *p, size_t t, int tid)
 {
     search_ctx *c = p;
     const gtr_ivf *ix = c->ix;
-    size_t dim = ix->dim;
-    const float *q = c->q + qi * dim;
-    cand *probe = c->scratch + (size_t)tid * c->scratch_per;
-    cand *pool = probe + c->nprobe, *top = pool + c->rerank;
-    size_t np = 0, nc = 0, nt = 0;
-    for (size_t l = 0; l < ix->n_lists; l++)
-        heap_push(probe, &np, c->nprobe, (cand){dotf(q, ix->centroids + l * dim, dim), (uint32_t)l});
-    for (size_t j = 0; j < np; j++) {
-        size_t l = probe[j].id;
-        for (uint64_t r = ix->offsets[l]; r < ix->offsets[l + 1]; r++) {
-            uint32_t v = ix->rows[r];
-            if (c->allow && !(c->allow[v >> 3] >> (v & 7) & 1)) continue;
-            const int8_t *code = ix->codes + r * dim;
-            float s = 0.0f;
-            for (size_t d = 0; d < dim; d++) s += q[d] * (float)code[d];
-            heap_push(pool, &nc, c->rerank, (cand){s * ix->scales[r], v});
+    const scan_task *st = &c->tasks[t];
+    const uint32_t *qs = c->lq + c->lstart[st->list];
+    size_t nql = c->lstart[st->list + 1] - c->lstart[st->list];
+    const int8_t **qp = c->qptr + (size_t)tid * c->nq;
+    int32_t *qsum = c->qsums + (size_t)tid * c->nq, *dots = c->dots + (size_t)tid * c->nq * CHUNK;
+    cand *heaps = c->heaps + (size_t)tid * c->nq * c->rerank;
+    size_t *hn = c->hn + (size_t)tid * c->nq;
+    for (size_t j = 0; j < nql; j++) {
+        qp[j] = c->Q8 + (size_t)qs[j] * c->q8s;
+        qsum[j] = c->qsum[qs[j]];
+    }
+    const uint8_t *allow = c->o->allow;
+    for (uint64_t r0 = st->r0; r0 < st->r1; r0 += CHUNK) {
+        size_t nr = (size_t)(st->r1 - r0 < CHUNK ? st->r1 - r0 : CHUNK);
+        ix->dots(ix->codes + r0 * ix->dim, nr, ix->dim, qp, qsum, nql, dots, CHUNK);
+        for (size_t j = 0; j < nql; j++) {
+            uint32_t qi = qs[j];
+            cand *h = heaps + (size_t)qi * c->rerank;
+            size_t *n = &hn[qi];
+            float qsc = c->qscale[qi];
+            for (size_t r = 0; r < nr; r++) {
+                uint32_t v = ix->rows[r0 + r];
+                if (allow && !(allow[v >> 3] >> (v & 7) & 1)) continue;
+                cand cd = {(float)dots[j * CHUNK + r] * (qsc * ix->scales[r0 + r]), v};
+                if (*n == c->rerank && !worse(h[0], cd)) continue; /* the common case */
+                heap_push(NULL, h, n, c->rerank, cd);
+            }
         }
     }
-    for (size_t j = 0; j < nc; j++) {
-        uint32_t v = pool[j].id;
-        heap_push(top, &nt, c->k, (cand){dotf(q, ix->vectors + (size_t)v * dim, dim), v});
+}
+
+/* Per query: merge the threads' candidates, re-rank them exactly, keep the top k. */
+static void rerank_task(void *p, size_t qi, int tid)
+{
+    search_ctx *c = p;
+    const gtr_ivf *ix = c->ix;
+    /* the merged candidates go into thread 0's heap of this query (only this task uses it) */
+    cand *all = c->heaps + qi * c->rerank;
+    size_t na = c->hn[qi];
+    for (size_t t = 1; t < c->threads; t++) {
+        const cand *h = c->heaps + (t * c->nq + qi) * c->rerank;
+        for (size_t j = 0; j < c->hn[t * c->nq + qi]; j++) heap_push(NULL, all, &na, c->rerank, h[j]);
     }
-    qsort(top, nt, sizeof *top, cand_cmp_best_first);
+    /* exact scores: the index's score definition (score.h), so a re-ranked document scores
+     * exactly what exact search gives it; the top k go into the other threads' scratch */
+    cand top[64], *tp = c->k <= 64 ? top : NULL, *big = NULL;
+    if (!tp) tp = big = malloc(c->k * sizeof *tp);
+    size_t nt = 0;
+    const float *q = c->Qf + qi * c->qs;
+    for (size_t j = 0; tp && j < na; j++) {
+        float s;
+        ix->ixk->score(q, 1, c->qs, ix->vectors + (size_t)all[j].id * ix->dim, 1, ix->dim, &s, 1);
+        heap_push(&c->rule, tp, &nt, c->k, (cand){s, all[j].id});
+    }
+    if (tp) heap_sort_best_first(&c->rule, tp, nt);
     for (size_t j = 0; j < c->k; j++) {
-        c->ids[qi * c->k + j] = j < nt ? top[j].id : UINT32_MAX;
-        c->scores[qi * c->k + j] = j < nt ? top[j].s : -INFINITY;
+        c->out_ids[qi * c->k + j] = tp && j < nt ? tp[j].id : UINT32_MAX;
+        c->out_scores[qi * c->k + j] = tp && j < nt ? tp[j].s : -INFINITY;
     }
+    free(big);
+    (void)tid;
 }
 
 gtr_status gtr_ivf_search(const gtr_ivf *ix, const float *queries, size_t nq, size_t k,
@@ -437,17 +571,75 @@ gtr_status gtr_ivf_search(const gtr_ivf *ix, const float *queries, size_t nq, si
     gtr_ivf_search_opts o = opts ? *opts : (gtr_ivf_search_opts){0};
     if (!ix || (nq && (!queries || !ids || !scores)) || k == 0)
         return gtr_seterr(err, GTR_ERR_INVALID_ARG, "ivf search: need an index, queries, outputs and k > 0");
-    size_t nprobe = o.nprobe ? o.nprobe : 8;
-    if (nprobe > ix->n_lists) nprobe = ix->n_lists;
-    size_t rerank = o.rerank ? o.rerank : 4 * k;
-    if (rerank < k) rerank = k;
-    if (rerank > ix->n) rerank = ix->n;
-    int threads = o.pool ? gtr_pool_size(o.pool) : 1;
-    search_ctx c = {ix, queries, k, nprobe, rerank, o.allow, ids, scores, NULL,
-                    nprobe + rerank + k};
-    c.scratch = gtr_xmalloc((size_t)threads * c.scratch_per * sizeof(cand), "ivf search scratch", err);
-    if (!c.scratch) return err ? err->code : GTR_ERR_NOMEM;
-    gtr_pool_for(o.pool, nq, search_task, &c);
-    free(c.scratch);
-    return GTR_OK;
+    if (nq == 0) return GTR_OK;
+    search_ctx c = {.ix = ix, .o = &o, .rule = {o.tie, o.tie_user}, .k = k};
+    c.nprobe = o.nprobe ? o.nprobe : 8;
+    if (c.nprobe > ix->n_lists) c.nprobe = ix->n_lists;
+    c.rerank = o.rerank ? o.rerank : 4 * k;
+    if (c.rerank < k) c.rerank = k;
+    if (c.rerank > ix->n) c.rerank = ix->n;
+    c.threads = o.pool ? (size_t)gtr_pool_size(o.pool) : 1;
+    c.qs = gtr_ix_qstride(ix->dim);
+    c.q8s = gtr_ivf_qstride(ix->dim);
+    size_t T = c.threads, L = ix->n_lists;
+    /* queries per round: QBATCH, fewer when a huge rerank would make the heaps large */
+    size_t B = ((size_t)64 << 20) / (T * c.rerank * sizeof(cand));
+    B = B < 1 ? 1 : B > QBATCH ? QBATCH : B;
+    if (B > nq) B = nq;
+    /* the most scan tasks of a round: every probed list once, plus one per CHUNK*16 rows
+     * a big list is split into */
+    size_t max_tasks = B * c.nprobe + ix->n / (CHUNK * 16) + 1;
+    c.Qf = gtr_malloc_aligned(B * c.qs * sizeof(float), err);
+    c.Q8 = gtr_malloc_aligned(B * c.q8s, err);
+    c.qscale = gtr_xmalloc(B * sizeof(float), "ivf search", err);
+    c.qsum = gtr_xmalloc(B * sizeof(int32_t), "ivf search", err);
+    c.coarse = gtr_xmalloc(B * L * sizeof(float), "ivf coarse scores", err);
+    c.probe = gtr_xmalloc(B * c.nprobe * sizeof(uint32_t), "ivf probes", err);
+    c.lstart = gtr_xcalloc(L + 1, sizeof(uint32_t), "ivf probes", err);
+    c.lq = gtr_xmalloc(B * c.nprobe * sizeof(uint32_t), "ivf probes", err);
+    c.tasks = gtr_xmalloc(max_tasks * sizeof(scan_task), "ivf tasks", err);
+    c.heaps = gtr_xmalloc(T * B * c.rerank * sizeof(cand), "ivf candidates", err);
+    c.hn = gtr_xmalloc(T * B * sizeof(size_t), "ivf candidates", err);
+    c.dots = gtr_xmalloc(T * B * CHUNK * sizeof(int32_t), "ivf scan", err);
+    c.qptr = gtr_xmalloc(T * B * sizeof(*c.qptr), "ivf scan", err);
+    c.qsums = gtr_xmalloc(T * B * sizeof(int32_t), "ivf scan", err);
+    gtr_status st = c.Qf && c.Q8 && c.qscale && c.qsum && c.coarse && c.probe && c.lstart &&
+                    c.lq && c.tasks && c.heaps && c.hn && c.dots && c.qptr && c.qsums
+                        ? GTR_OK : (err && err->code ? err->code : GTR_ERR_NOMEM);
+    for (size_t q0 = 0; st == GTR_OK && q0 < nq; q0 += B) {
+        c.nq = nq - q0 < B ? nq - q0 : B;
+        c.queries = queries + q0 * ix->dim;
+        c.out_ids = ids + q0 * k;
+        c.out_scores = scores + q0 * k;
+        /* coarse step: every query against every centroid with the library's GEMM */
+        gtr_linear(ix->kern, o.pool, &ix->cent_w, c.queries, c.nq, ix->dim, c.coarse, L, 0);
+        gtr_pool_for(o.pool, c.nq, prep_task, &c);
+        /* group the round's queries by list (ascending query order within a list) */
+        memset(c.lstart, 0, (L + 1) * sizeof *c.lstart);
+        for (size_t i = 0; i < c.nq * c.nprobe; i++) c.lstart[c.probe[i] + 1]++;
+        for (size_t l = 0; l < L; l++) c.lstart[l + 1] += c.lstart[l];
+        size_t nt = 0;
+        for (size_t l = 0; l < L; l++) {
+            if (c.lstart[l + 1] == c.lstart[l]) continue;
+            /* split big lists so a single query still spreads over the threads */
+            for (uint64_t r0 = ix->offsets[l]; r0 < ix->offsets[l + 1]; r0 += CHUNK * 16) {
+                uint64_t r1 = ix->offsets[l + 1] - r0 < CHUNK * 16 ? ix->offsets[l + 1] : r0 + CHUNK * 16;
+                c.tasks[nt++] = (scan_task){(uint32_t)l, r0, r1};
+            }
+        }
+        for (size_t qi = 0; qi < c.nq; qi++) /* lstart[l] is list l's cursor, shifted back below */
+            for (size_t j = 0; j < c.nprobe; j++) {
+                uint32_t l = c.probe[qi * c.nprobe + j];
+                c.lq[c.lstart[l]++] = (uint32_t)qi;
+            }
+        for (size_t l = L; l > 0; l--) c.lstart[l] = c.lstart[l - 1]; /* undo the cursor shift */
+        c.lstart[0] = 0;
+        memset(c.hn, 0, T * c.nq * sizeof *c.hn);
+        gtr_pool_for(o.pool, nt, scan_list, &c);
+        gtr_pool_for(o.pool, c.nq, rerank_task, &c);
+    }
+    gtr_free_aligned(c.Qf); gtr_free_aligned(c.Q8);
+    free(c.qscale); free(c.qsum); free(c.coarse); free(c.probe); free(c.lstart); free(c.lq);
+    free(c.tasks); free(c.heaps); free(c.hn); free(c.dots); free(c.qptr); free(c.qsums);
+    return st;
 }

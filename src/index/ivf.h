@@ -56,12 +56,21 @@ typedef struct gtr_ivf_search_opts {
     uint32_t rerank;       /* int8 candidates re-ranked exactly (0: 4*k); >= k */
     const uint8_t *allow;  /* optional bitmap over vector numbers: bit v clear = never returned
                               (deleted documents, filters) */
-    gtr_pool *pool;        /* threads over queries (NULL: calling thread); results do not
-                              depend on it */
+    gtr_pool *pool;        /* threads (NULL: calling thread); results do not depend on it */
+    /* final order of equal exact scores: tie(user, a, b) > 0 when a ranks before b
+       (NULL: smaller number first) */
+    int (*tie)(const void *user, uint32_t a, uint32_t b);
+    const void *tie_user;
 } gtr_ivf_search_opts;
 
 /* For each of nq queries (dim floats): the top k vector numbers by exact inner product
- * among the re-ranked candidates, best first (ties: smaller number first). Slots past the
+ * among the re-ranked candidates, best first (ties: opts->tie, else smaller number first).
+ * How: the coarse scores of a round of up to 256 queries come from one GEMM (gtr_linear);
+ * the round's queries are grouped by probed list, so each list's int8 codes are read once
+ * per round by the scan kernel (ivf_scan.h), the threads splitting the lists; each thread
+ * keeps the best `rerank` per query by int8 score (ties: smaller number), whose union holds
+ * the overall best whatever the split; these are re-scored with the index's exact score
+ * (score.h), the same float exact search gives. Slots past the
  * candidates found get id UINT32_MAX and score -INFINITY. ids/scores: [nq][k]. */
 gtr_status gtr_ivf_search(const gtr_ivf *ix, const float *queries, size_t nq, size_t k,
                           const gtr_ivf_search_opts *opts, uint32_t *ids, float *scores,

@@ -59,37 +59,62 @@ static void generic_approx_i8(const float *Q, size_t nq, size_t qstride, const i
     }
 }
 
-static const gtr_ix_kernels generic = {"generic", generic_score, generic_approx_f16, generic_approx_i8};
+static void generic_score_blocked(const gtr_blocking *b, const float *Q, size_t nq, size_t qstride,
+                                  const float *D, size_t nd, size_t dim, float *S, size_t lds)
+{
+    (void)b;
+    generic_score(Q, nq, qstride, D, nd, dim, S, lds);
+}
+
+static const gtr_ix_kernels generic = {"generic", generic_score, generic_score_blocked,
+                                       generic_approx_f16, generic_approx_i8};
 
 const gtr_ix_kernels *gtr_ix_kernels_generic(void) { return &generic; }
 
+/* One query row i against documents [j, j1): 1 × dt1 tiles, then 1 × 1. */
+static void drive_row(const gtr_ix_tile_fn *t, size_t dt1, const float *q, const char *Db,
+                      size_t row, size_t j, size_t j1, size_t dim, float *s)
+{
+    for (; j + dt1 <= j1; j += dt1) t[2](q, 0, Db + j * row, dim, s + j, 0);
+    for (; j < j1; j++) t[3](q, 0, Db + j * row, dim, s + j, 0);
+}
+
 /* Cover the nq × nd block with the ISA's tiles: qt × dt blocks, then qt × 1 for the leftover
- * documents, then each leftover query by 1 × dt1 and 1 × 1. */
+ * documents, then each leftover query by 1 × dt1 and 1 × 1. Blocked (group > 0): the
+ * documents are taken in groups of `group` rows, which stay in L1 while every qt-query tile
+ * of a pass of `qblock` queries (rows in L2) goes over them; unblocked, each query tile goes
+ * over all nd documents. Every pair is one tile call summing in score.h's order, so the
+ * blocking changes only the memory traffic, never a score. */
 static void drive(const gtr_ix_ukr *u, int src, const float *Q, size_t nq, size_t qs, const void *D,
-                  size_t nd, size_t dim, float *S, size_t lds)
+                  size_t nd, size_t dim, float *S, size_t lds, size_t group, size_t qblock)
 {
     static const size_t esz[GTR_IX_NSRC] = {4, 2, 1};
     const gtr_ix_tile_fn *t = u->tile[src];
     const size_t qt = (size_t)u->qt, dt = (size_t)u->dt, dt1 = (size_t)u->dt1, row = dim * esz[src];
     const char *Db = D;
-    size_t i = 0;
-    for (; i + qt <= nq; i += qt) {
-        size_t j = 0;
-        for (; j + dt <= nd; j += dt) t[0](Q + i * qs, qs, Db + j * row, dim, S + i * lds + j, lds);
-        for (; j < nd; j++) t[1](Q + i * qs, qs, Db + j * row, dim, S + i * lds + j, lds);
+    const size_t nfull = nq / qt * qt; /* queries in whole tiles */
+    if (!group) group = nd ? nd : 1;
+    if (!qblock) qblock = nfull ? nfull : 1;
+    qblock = GTR_MAX(qt, qblock / qt * qt);
+    for (size_t b0 = 0; b0 < nfull; b0 += qblock) {
+        size_t b1 = GTR_MIN(nfull, b0 + qblock);
+        for (size_t g0 = 0; g0 < nd; g0 += group) {
+            size_t g1 = GTR_MIN(nd, g0 + group);
+            for (size_t i = b0; i < b1; i += qt) {
+                size_t j = g0;
+                for (; j + dt <= g1; j += dt) t[0](Q + i * qs, qs, Db + j * row, dim, S + i * lds + j, lds);
+                for (; j < g1; j++) t[1](Q + i * qs, qs, Db + j * row, dim, S + i * lds + j, lds);
+            }
+        }
     }
-    for (; i < nq; i++) {
-        size_t j = 0;
-        for (; j + dt1 <= nd; j += dt1) t[2](Q + i * qs, qs, Db + j * row, dim, S + i * lds + j, lds);
-        for (; j < nd; j++) t[3](Q + i * qs, qs, Db + j * row, dim, S + i * lds + j, lds);
-    }
+    for (size_t i = nfull; i < nq; i++) drive_row(t, dt1, Q + i * qs, Db, row, 0, nd, dim, S + i * lds);
 }
 
 /* int8 codes: the scores of the widened codes times each document's scale */
 static void drive_i8(const gtr_ix_ukr *u, const float *Q, size_t nq, size_t qs, const int8_t *C,
                      const float *caux, size_t nd, size_t dim, float *S, size_t lds)
 {
-    drive(u, GTR_IX_I8, Q, nq, qs, C, nd, dim, S, lds);
+    drive(u, GTR_IX_I8, Q, nq, qs, C, nd, dim, S, lds, 0, 0);
     for (size_t i = 0; i < nq; i++)
         for (size_t j = 0; j < nd; j++) S[i * lds + j] *= caux[3 * j];
 }
@@ -99,19 +124,26 @@ static void drive_i8(const gtr_ix_ukr *u, const float *Q, size_t nq, size_t qs, 
     static void isa##_score(const float *Q, size_t nq, size_t qs, const float *D, size_t nd,   \
                             size_t dim, float *S, size_t lds)                                  \
     {                                                                                          \
-        drive(&gtr_ix_##isa##_ukr, GTR_IX_F32, Q, nq, qs, D, nd, dim, S, lds);                 \
+        drive(&gtr_ix_##isa##_ukr, GTR_IX_F32, Q, nq, qs, D, nd, dim, S, lds, 0, 0);           \
+    }                                                                                          \
+    static void isa##_score_blocked(const gtr_blocking *b, const float *Q, size_t nq, size_t qs, \
+                                    const float *D, size_t nd, size_t dim, float *S, size_t lds) \
+    {                                                                                          \
+        drive(&gtr_ix_##isa##_ukr, GTR_IX_F32, Q, nq, qs, D, nd, dim, S, lds, b->search_group, \
+              b->search_queries);                                                              \
     }                                                                                          \
     static void isa##_f16(const float *Q, size_t nq, size_t qs, const uint16_t *C, size_t nd,  \
                           size_t dim, float *S, size_t lds)                                    \
     {                                                                                          \
-        drive(&gtr_ix_##isa##_ukr, GTR_IX_F16, Q, nq, qs, C, nd, dim, S, lds);                 \
+        drive(&gtr_ix_##isa##_ukr, GTR_IX_F16, Q, nq, qs, C, nd, dim, S, lds, 0, 0);           \
     }                                                                                          \
     static void isa##_i8(const float *Q, size_t nq, size_t qs, const int8_t *C,                \
                          const float *caux, size_t nd, size_t dim, float *S, size_t lds)       \
     {                                                                                          \
         drive_i8(&gtr_ix_##isa##_ukr, Q, nq, qs, C, caux, nd, dim, S, lds);                    \
     }                                                                                          \
-    static const gtr_ix_kernels isa##_kernels = {#isa, isa##_score, isa##_f16, isa##_i8};      \
+    static const gtr_ix_kernels isa##_kernels = {#isa, isa##_score, isa##_score_blocked,       \
+                                                 isa##_f16, isa##_i8};                         \
     const gtr_ix_kernels *gtr_ix_kernels_##isa(void) { return &isa##_kernels; }
 
 GTR_IX_ISA(avx2)

@@ -22,6 +22,8 @@
 #ifndef GTR_INDEX_SCORE_H
 #define GTR_INDEX_SCORE_H
 
+#include "core/core.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -33,6 +35,10 @@ typedef struct gtr_ix_kernels {
      * zero-padded to qstride (a multiple of 16) and 64-byte aligned; D rows are packed. */
     void (*score)(const float *Q, size_t nq, size_t qstride, const float *D, size_t nd,
                   size_t dim, float *S, size_t lds);
+    /* the same scores (bit for bit), blocked for the caches as b says: document rows kept in
+     * L1 while tiles of queries pass over them (exact search of many queries) */
+    void (*score_blocked)(const gtr_blocking *b, const float *Q, size_t nq, size_t qstride,
+                          const float *D, size_t nd, size_t dim, float *S, size_t lds);
     /* S[i * lds + j] ~ Q_i . f16(C_j) */
     void (*approx_f16)(const float *Q, size_t nq, size_t qstride, const uint16_t *C, size_t nd,
                        size_t dim, float *S, size_t lds);

@@ -9,15 +9,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SUB 64 /* documents scored per kernel call: 64 x 768 floats = 192 KiB stay in L2 */
-
 typedef struct {
     const gtr_index *ix;
     const gtr_ix_kernels *kern;
     const float *Q;
     size_t qs, nq, block;
     gtr_ix_topk *heaps; /* [threads][nq] */
-    float *scratch;     /* [threads][nq * SUB] */
+    float *scratch;     /* [threads][nq * sub] */
+    const gtr_blocking *blk; /* from this CPU's cache sizes; sub = blk->search_docs */
 } exact_ctx;
 
 static void exact_task(void *vc, size_t t, int tid)
@@ -25,14 +24,16 @@ static void exact_task(void *vc, size_t t, int tid)
     exact_ctx *c = vc;
     const gtr_index *ix = c->ix;
     size_t d0 = t * c->block, d1 = GTR_MIN(ix->n, d0 + c->block);
-    float *S = c->scratch + (size_t)tid * c->nq * SUB;
+    const size_t sub = c->blk->search_docs;
+    float *S = c->scratch + (size_t)tid * c->nq * sub;
     gtr_ix_topk *H = c->heaps + (size_t)tid * c->nq;
-    for (size_t j0 = d0; j0 < d1; j0 += SUB) {
-        size_t nd = GTR_MIN((size_t)SUB, d1 - j0);
-        c->kern->score(c->Q, c->nq, c->qs, ix->vectors + j0 * ix->dim, nd, ix->dim, S, SUB);
+    for (size_t j0 = d0; j0 < d1; j0 += sub) {
+        size_t nd = GTR_MIN(sub, d1 - j0);
+        c->kern->score_blocked(c->blk, c->Q, c->nq, c->qs, ix->vectors + j0 * ix->dim, nd, ix->dim,
+                               S, sub);
         for (size_t q = 0; q < c->nq; q++) {
             gtr_ix_topk *h = &H[q];
-            const float *s = S + q * SUB;
+            const float *s = S + q * sub;
             for (size_t j = 0; j < nd; j++) {
                 /* the common case, rejected without a call */
                 if (h->n == h->k && s[j] < h->h[0].score) continue;
@@ -54,7 +55,18 @@ gtr_status gtr_ix_search_exact(const gtr_index *ix, const gtr_ix_kernels *kern, 
                                size_t qs, size_t nq, size_t k, gtr_pool *pool, gtr_hit *hits,
                                size_t *n_hits, gtr_error *err)
 {
+    gtr_cpu_caches caches = gtr_cpu_caches_detect();
+    const gtr_blocking blk = gtr_blocking_for(&caches, ix->dim);
+    return gtr_ix_search_exact_blocked(ix, kern, &blk, Q, qs, nq, k, pool, hits, n_hits, err);
+}
+
+gtr_status gtr_ix_search_exact_blocked(const gtr_index *ix, const gtr_ix_kernels *kern,
+                                       const gtr_blocking *blk, const float *Q, size_t qs,
+                                       size_t nq, size_t k, gtr_pool *pool, gtr_hit *hits,
+                                       size_t *n_hits, gtr_error *err)
+{
     int threads = gtr_pool_size(pool);
+    const size_t SUB = blk->search_docs;
     size_t kk = GTR_MIN(k, ix->n);
     size_t qb = batch_for(nq, kk, threads);
     gtr_ix_topk *heaps = gtr_xcalloc((size_t)threads * qb, sizeof *heaps, "search heaps", err);
@@ -77,7 +89,7 @@ gtr_status gtr_ix_search_exact(const gtr_index *ix, const gtr_ix_kernels *kern, 
             heaps[i].n = 0;
             heaps[i].k = kk;
         }
-        exact_ctx c = {ix, kern, Q + q0 * qs, qs, nb, block, heaps, scratch};
+        exact_ctx c = {ix, kern, Q + q0 * qs, qs, nb, block, heaps, scratch, blk};
         gtr_pool_for(pool, n_blocks, exact_task, &c);
         for (size_t q = 0; q < nb; q++) {
             gtr_ix_topk m = {merge, 0, kk};

@@ -239,54 +239,52 @@ gtr_train_data *gtr_train_data_load_jsonl(const char *path, gtr_error *err)
 
 /* ---- BEIR ---------------------------------------------------------------------------------- */
 
-/* Fill text[id] for every record of a BEIR JSON lines file whose _id is in want (passages
- * built as BEIR does for corpus records). */
-static gtr_status read_beir_texts(gtr_train_data *d, const char *path, const gtr_strmap *want,
+/* Fill text[id] for every query (passages: every corpus document) whose id is in want. */
+static gtr_status read_beir_texts(gtr_train_data *d, const gtr_beir *b, const gtr_strmap *want,
                                   uint32_t *text, bool passage, gtr_error *err)
 {
-    gtr_text_reader *r = gtr_text_reader_open(path, GTR_TEXT_JSONL, err);
-    if (!r) return err && err->code ? err->code : GTR_ERR_IO;
-    gtr_buf buf = {0};
     gtr_status st = GTR_OK;
-    for (;;) {
-        gtr_record rec;
-        bool eof;
-        if ((st = gtr_text_reader_next(r, &rec, &eof, err)) || eof) break;
-        if (!rec.id) {
-            st = gtr_seterr(err, GTR_ERR_FORMAT, "%s:%zu: record without \"_id\"", path, rec.line);
-            break;
+    if (!passage) {
+        gtr_queries *q = gtr_beir_load_queries(b, NULL, err);
+        if (!q) return err && err->code ? err->code : GTR_ERR_IO;
+        for (size_t i = 0; i < gtr_queries_count(q) && !st; i++) {
+            size_t il, tl;
+            const char *id = gtr_queries_id(q, i, &il), *t = gtr_queries_text(q, i, &tl);
+            uint32_t w = gtr_strmap_find(want, id, il);
+            if (w != GTR_STRMAP_NONE && text[w] == UINT32_MAX) st = intern(d, t, tl, &text[w], err);
         }
-        uint32_t w = gtr_strmap_find(want, rec.id, rec.id_len);
-        if (w == GTR_STRMAP_NONE || text[w] != UINT32_MAX) continue;
-        const char *s = rec.text;
-        size_t len = rec.text_len;
-        if (passage) {
-            if ((st = gtr_record_passage(&rec, &buf, err))) break;
-            s = buf.data ? buf.data : "";
-            len = buf.len;
-        }
-        if ((st = intern(d, s, len, &text[w], err))) break;
+        gtr_queries_free(q);
+        return st;
     }
-    gtr_buf_free(&buf);
-    gtr_text_reader_close(r);
+    gtr_corpus *c = gtr_beir_open_corpus(b, err);
+    if (!c) return err && err->code ? err->code : GTR_ERR_IO;
+    for (;;) {
+        gtr_corpus_doc doc;
+        int eof;
+        if ((st = gtr_corpus_next(c, &doc, &eof, err)) || eof) break;
+        uint32_t w = gtr_strmap_find(want, doc.id, doc.id_len);
+        if (w == GTR_STRMAP_NONE || text[w] != UINT32_MAX) continue;
+        if ((st = intern(d, doc.passage, doc.passage_len, &text[w], err))) break;
+    }
+    gtr_corpus_close(c);
     return st;
 }
 
 gtr_train_data *gtr_train_data_load_beir(const char *dir, const char *split, gtr_error *err)
 {
-    char rel[256];
-    snprintf(rel, sizeof rel, "qrels/%s.tsv", split ? split : "train");
-    char *qrels_path = gtr_path_join(dir, rel), *corpus = gtr_path_join(dir, "corpus.jsonl"),
-         *queries = gtr_path_join(dir, "queries.jsonl");
+    gtr_beir *b = gtr_beir_open(dir, split ? split : "train", err);
+    if (!b) return NULL;
+    const char *qrels_path = gtr_beir_qrels_path(b), *corpus = gtr_beir_corpus_path(b),
+               *queries = gtr_beir_queries_path(b);
     gtr_train_data *d = data_new(err);
     gtr_qrels *qr = NULL;
     uint32_t *qtext = NULL, *dtext = NULL;
     gtr_status st = GTR_OK;
-    if (!qrels_path || !corpus || !queries || !d) {
-        st = gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");
+    if (!d) {
+        st = GTR_ERR_NOMEM;
         goto done;
     }
-    if (!(qr = gtr_qrels_load(qrels_path, err))) {
+    if (!(qr = gtr_beir_load_qrels(b, err))) {
         st = err && err->code ? err->code : GTR_ERR_IO;
         goto done;
     }
@@ -298,8 +296,8 @@ gtr_train_data *gtr_train_data_load_beir(const char *dir, const char *split, gtr
     }
     memset(qtext, 0xff, (qr->qids.n + 1) * sizeof *qtext);
     memset(dtext, 0xff, (qr->docs.n + 1) * sizeof *dtext);
-    if ((st = read_beir_texts(d, queries, &qr->qids, qtext, false, err)) ||
-        (st = read_beir_texts(d, corpus, &qr->docs, dtext, true, err)))
+    if ((st = read_beir_texts(d, b, &qr->qids, qtext, false, err)) ||
+        (st = read_beir_texts(d, b, &qr->docs, dtext, true, err)))
         goto done;
     /* queries in the qrels file's order, each query's documents in id order */
     for (uint32_t qi = 0; qi < qr->qids.n && !st; qi++) {
@@ -323,9 +321,7 @@ done:
     gtr_qrels_free(qr);
     free(qtext);
     free(dtext);
-    free(qrels_path);
-    free(corpus);
-    free(queries);
+    gtr_beir_free(b);
     if (st) {
         gtr_train_data_free(d);
         return NULL;

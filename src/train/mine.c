@@ -157,50 +157,45 @@ gtr_status gtr_negatives_mine(gtr_model *m, const char *dir, const char *split,
     if (!m || !dir || !out_path) return gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_negatives_mine: NULL argument");
     if (o.k == 0 || o.skip + o.k > 1024) return gtr_seterr(err, GTR_ERR_INVALID_ARG, "skip + k must be in [1, 1024]");
     if (o.batch == 0) o.batch = 64;
-    char rel[256];
-    snprintf(rel, sizeof rel, "qrels/%s.tsv", split ? split : "train");
-    char *qrels_path = gtr_path_join(dir, rel), *corpus = gtr_path_join(dir, "corpus.jsonl"),
-         *queries = gtr_path_join(dir, "queries.jsonl");
+    gtr_beir *beir = gtr_beir_open(dir, split ? split : "train", err);
+    if (!beir) return err && err->code ? err->code : GTR_ERR_NOT_FOUND;
+    const char *qrels_path = gtr_beir_qrels_path(beir), *corpus = gtr_beir_corpus_path(beir),
+               *queries = gtr_beir_queries_path(beir);
     gtr_qrels *qr = NULL;
     gtr_strmap ids;
     gtr_strmap_init(&ids);
     text_list docs = {0}, qtexts = {0};
     uint32_t *qi_of = NULL, *doc_of = NULL, *ranked = NULL;
     float *dv = NULL, *qv = NULL;
-    gtr_text_reader *r = NULL;
+    gtr_corpus *r = NULL;
+    gtr_queries *qs = NULL;
     gtr_pool *pool = NULL;
-    gtr_buf line = {0}, out = {0};
+    gtr_buf out = {0};
     size_t dim = (size_t)gtr_model_dim(m);
-    gtr_status st = qrels_path && corpus && queries ? GTR_OK : gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");
-    if (st) goto done;
-    if (!(qr = gtr_qrels_load(qrels_path, err))) {
+    gtr_status st = GTR_OK;
+    if (!(qr = gtr_beir_load_qrels(beir, err))) {
         st = err && err->code ? err->code : GTR_ERR_IO;
         goto done;
     }
     /* corpus: ids and passages */
-    if (!(r = gtr_text_reader_open(corpus, GTR_TEXT_JSONL, err))) {
+    if (!(r = gtr_beir_open_corpus(beir, err))) {
         st = err && err->code ? err->code : GTR_ERR_IO;
         goto done;
     }
     for (;;) {
-        gtr_record rec;
-        bool eof, added;
+        gtr_corpus_doc doc;
+        int eof;
+        bool added;
         uint32_t id;
-        if ((st = gtr_text_reader_next(r, &rec, &eof, err)) || eof) break;
-        if (!rec.id) {
-            st = gtr_seterr(err, GTR_ERR_FORMAT, "%s:%zu: record without \"_id\"", corpus, rec.line);
-            break;
-        }
-        if ((st = gtr_strmap_intern(&ids, rec.id, rec.id_len, &id, &added, err))) break;
+        if ((st = gtr_corpus_next(r, &doc, &eof, err)) || eof) break;
+        if ((st = gtr_strmap_intern(&ids, doc.id, doc.id_len, &id, &added, err))) break;
         if (!added) {
-            st = gtr_seterr(err, GTR_ERR_FORMAT, "%s:%zu: duplicate document id", corpus, rec.line);
+            st = gtr_seterr(err, GTR_ERR_FORMAT, "%s:%zu: duplicate document id", corpus, doc.line);
             break;
         }
-        if ((st = gtr_record_passage(&rec, &line, err)) ||
-            (st = tl_add(&docs, line.data ? line.data : "", line.len, err)))
-            break;
+        if ((st = tl_add(&docs, doc.passage, doc.passage_len, err))) break;
     }
-    gtr_text_reader_close(r);
+    gtr_corpus_close(r);
     r = NULL;
     if (st) goto done;
     if (docs.n == 0) {
@@ -224,18 +219,17 @@ gtr_status gtr_negatives_mine(gtr_model *m, const char *dir, const char *split,
     memset(qtext, 0xff, (qr->qids.n + 1) * sizeof *qtext);
     {
         text_list all = {0};
-        if (!(r = gtr_text_reader_open(queries, GTR_TEXT_JSONL, err))) st = err && err->code ? err->code : GTR_ERR_IO;
-        while (!st) {
-            gtr_record rec;
-            bool eof;
-            if ((st = gtr_text_reader_next(r, &rec, &eof, err)) || eof) break;
-            uint32_t qi = rec.id ? gtr_strmap_find(&qr->qids, rec.id, rec.id_len) : GTR_STRMAP_NONE;
+        if (!(qs = gtr_beir_load_queries(beir, NULL, err))) st = err && err->code ? err->code : GTR_ERR_IO;
+        for (size_t i = 0; !st && i < gtr_queries_count(qs); i++) {
+            size_t il, tl;
+            const char *id = gtr_queries_id(qs, i, &il), *t = gtr_queries_text(qs, i, &tl);
+            uint32_t qi = gtr_strmap_find(&qr->qids, id, il);
             if (qi == GTR_STRMAP_NONE || qtext[qi] != UINT32_MAX) continue;
             qtext[qi] = (uint32_t)all.n;
-            st = tl_add(&all, rec.text, rec.text_len, err);
+            st = tl_add(&all, t, tl, err);
         }
-        gtr_text_reader_close(r);
-        r = NULL;
+        gtr_queries_free(qs);
+        qs = NULL;
         size_t nq = 0;
         for (uint32_t qi = 0; !st && qi < qr->qids.n; qi++) {
             size_t n;
@@ -314,7 +308,8 @@ gtr_status gtr_negatives_mine(gtr_model *m, const char *dir, const char *split,
         stats->negatives = n_neg;
     }
 done:
-    gtr_text_reader_close(r);
+    gtr_corpus_close(r);
+    gtr_queries_free(qs);
     gtr_qrels_free(qr);
     gtr_strmap_free(&ids);
     tl_free(&docs);
@@ -325,10 +320,7 @@ done:
     gtr_free_aligned(dv);
     gtr_free_aligned(qv);
     gtr_pool_free(pool);
-    gtr_buf_free(&line);
     gtr_buf_free(&out);
-    free(qrels_path);
-    free(corpus);
-    free(queries);
+    gtr_beir_free(beir);
     return st;
 }

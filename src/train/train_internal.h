@@ -320,6 +320,11 @@ struct gtr_trainer {
     uint32_t *neg_pick;       /* scratch for sampling */
     size_t cap_pick;
     float *emb, *demb, *cdemb;
+    float *emb_pack;          /* pass-1 embeddings of every rank, in micro-batch order */
+    /* data parallelism (replicas.c): comm.n_ranks is 1 when alone */
+    gtr_train_comm comm;
+    float **cgrad;            /* per-micro-batch gradient buffers */
+    size_t n_cgrad;
     int32_t *ids;             /* one chunk's packed ids */
     size_t cap_ids;
     size_t *lens, *offs, *slot_of; /* per chunk text: tokens, first row, slot */
@@ -327,5 +332,22 @@ struct gtr_trainer {
 
 /* A hash of every option that changes the numbers (not threads, not recompute). */
 uint64_t gtr_tr_options_hash(const gtr_train_options *o);
+
+/* ---- data parallelism (replicas.c) ------------------------------------------------------ */
+
+/* Micro-batches [lo, hi) of C that rank r of N back-propagates: ceil(C·r/N) .. ceil(C·(r+1)/N),
+ * so rank 0 always has the first one and any ranks without work are the last ones. */
+void gtr_tr_rank_chunks(size_t C, int r, int N, size_t *lo, size_t *hi);
+/* S += g over n floats (element by element: any split over threads gives the same bits). */
+void gtr_tr_fold(gtr_pool *pool, float *S, const float *g, size_t n);
+/* At least k gradient buffers of m->n_params floats in t->cgrad. */
+gtr_status gtr_tr_reserve_grads(gtr_trainer *t, size_t k, gtr_error *err);
+/* The chain reduction: on entry rank 0's m->g is the sum of its micro-batches' gradients and
+ * every other rank's are in t->cgrad[0 .. k); on return every rank's m->g is the sum of all
+ * in micro-batch order. */
+gtr_status gtr_tr_reduce_grads(gtr_trainer *t, size_t k, gtr_error *err);
+/* All-gather counts[r] bytes from each rank (collective; a failure names the rank). */
+gtr_status gtr_tr_allgather(gtr_trainer *t, const void *mine, void *all, const size_t *counts,
+                            gtr_error *err);
 
 #endif

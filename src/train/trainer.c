@@ -9,7 +9,11 @@
  *     forward again keeping activations and backward from its rows of ∂loss/∂embedding.
  *     The gradient is the whole batch's (in-batch negatives span all of it), the activation
  *     memory one chunk's; the price is one extra forward.
- * and finally the optimizer update with the schedule's learning rate. */
+ * Each chunk's gradient is computed into a zeroed buffer and added to the step's sum in chunk
+ * order, the one order that data-parallel training (replicas.c) reproduces on any number of
+ * ranks. Under a communicator, rank r does only its chunks (gtr_tr_rank_chunks), the pass-1
+ * embeddings are all-gathered and the gradients reduced along the chain of ranks.
+ * Finally the optimizer update with the schedule's learning rate. */
 #include "train/train_internal.h"
 
 #include <math.h>
@@ -106,6 +110,9 @@ void gtr_trainer_free(gtr_trainer *t)
     free(t->lens);
     free(t->offs);
     free(t->slot_of);
+    gtr_free_aligned(t->emb_pack);
+    for (size_t i = 0; i < t->n_cgrad; i++) gtr_free_aligned(t->cgrad[i]);
+    free(t->cgrad);
     free(t);
 }
 
@@ -128,6 +135,7 @@ gtr_trainer *gtr_trainer_create(const char *init_dir, const gtr_train_data *data
         return NULL;
     }
     t->data = data;
+    t->comm = (gtr_train_comm){.size = sizeof t->comm, .rank = 0, .n_ranks = 1};
     gtr_status st;
     char *spm = NULL;
     if ((st = check_options(&t->o, err))) goto fail;
@@ -195,6 +203,7 @@ static gtr_status reserve_slots(gtr_trainer *t, size_t slots, size_t B, gtr_erro
         gtr_free_aligned(t->emb);
         gtr_free_aligned(t->demb);
         gtr_free_aligned(t->cdemb);
+        gtr_free_aligned(t->emb_pack);
         t->slot_text = gtr_xmalloc(cap * sizeof *t->slot_text, "batch", err);
         t->slot_key = gtr_xmalloc(cap * sizeof *t->slot_key, "batch", err);
         t->slot_max = gtr_xmalloc(cap * sizeof *t->slot_max, "batch", err);
@@ -205,9 +214,10 @@ static gtr_status reserve_slots(gtr_trainer *t, size_t slots, size_t B, gtr_erro
         t->emb = gtr_malloc_aligned(cap * dd * sizeof(float), err);
         t->demb = gtr_malloc_aligned(cap * dd * sizeof(float), err);
         t->cdemb = gtr_malloc_aligned(cap * dd * sizeof(float), err);
+        t->emb_pack = gtr_malloc_aligned(cap * dd * sizeof(float), err);
         t->cap_arrays = 0;
         if (!t->slot_text || !t->slot_key || !t->slot_max || !t->slot_st || !t->lens || !t->offs ||
-            !t->slot_of || !t->emb || !t->demb || !t->cdemb)
+            !t->slot_of || !t->emb || !t->demb || !t->cdemb || !t->emb_pack)
             return GTR_ERR_NOMEM; /* all reallocated next time */
         t->cap_arrays = cap;
     }
@@ -275,11 +285,40 @@ static gtr_status assemble(gtr_trainer *t, size_t *n_slots, gtr_error *err)
     return GTR_OK;
 }
 
+/* Slot ranges [r[i][0], r[i][1]) for i < 3: a chunk's (or a rank's chunks') queries,
+ * positives and negatives. */
+typedef size_t slot_ranges[3][2];
+
 typedef struct {
     gtr_trainer *t;
     const char *const *texts; /* gtr_trainer_encode: caller's texts, else slot texts */
     const size_t *lens;
+    const size_t (*r)[2];
 } tok_job;
+
+/* The i-th slot of the ranges. */
+static size_t range_slot(const size_t r[3][2], size_t i)
+{
+    for (int k = 0; k < 3; k++) {
+        size_t n = r[k][1] - r[k][0];
+        if (i < n) return r[k][0] + i;
+        i -= n;
+    }
+    return SIZE_MAX;
+}
+
+static size_t range_count(const size_t r[3][2])
+{
+    return r[0][1] - r[0][0] + r[1][1] - r[1][0] + r[2][1] - r[2][0];
+}
+
+/* The slots of examples [b0, b1) of B: queries, positives, their negatives. */
+static void example_ranges(const gtr_trainer *t, size_t b0, size_t b1, size_t B, slot_ranges r)
+{
+    r[0][0] = b0, r[0][1] = b1;
+    r[1][0] = B + b0, r[1][1] = B + b1;
+    r[2][0] = 2 * B + t->neg_start[b0], r[2][1] = 2 * B + t->neg_start[b1];
+}
 
 /* The text of slot s: the caller's (gtr_trainer_encode) or the batch's. */
 static const char *slot_text(const gtr_trainer *t, const char *const *texts, const size_t *lens,
@@ -290,22 +329,25 @@ static const char *slot_text(const gtr_trainer *t, const char *const *texts, con
     return texts[s];
 }
 
-static void tok_task(void *ctx, size_t s, int tid)
+static void tok_task(void *ctx, size_t i, int tid)
 {
     (void)tid;
     tok_job *j = ctx;
+    size_t s = range_slot(j->r, i);
     gtr_trainer *t = j->t;
     size_t len;
     const char *txt = slot_text(t, j->texts, j->lens, s, &len);
     t->slot_st[s] = gtr_tokenizer_encode(t->tok, txt, len, t->slot_max[s], 1, &t->slot_ids[s], NULL);
 }
 
-static gtr_status tokenize_slots(gtr_trainer *t, size_t n, const char *const *texts,
+static gtr_status tokenize_slots(gtr_trainer *t, const slot_ranges r, const char *const *texts,
                                  const size_t *lens, gtr_error *err)
 {
-    tok_job j = {t, texts, lens};
+    tok_job j = {t, texts, lens, r};
+    size_t n = range_count(r);
     gtr_pool_for(t->pool, n, tok_task, &j);
-    for (size_t s = 0; s < n; s++)
+    for (size_t i = 0; i < n; i++) {
+        size_t s = range_slot(r, i);
         if (t->slot_st[s]) { /* again, serially, for the message */
             size_t len;
             const char *txt = slot_text(t, texts, lens, s, &len);
@@ -313,6 +355,7 @@ static gtr_status tokenize_slots(gtr_trainer *t, size_t n, const char *const *te
             if (!st) st = gtr_seterr(err, t->slot_st[s], "tokenizer failed");
             return gtr_error_prefix(err, "text %zu", s);
         }
+    }
     return GTR_OK;
 }
 
@@ -322,15 +365,8 @@ static gtr_status pack_chunk(gtr_trainer *t, size_t b0, size_t b1, size_t B, boo
                              gtr_tr_texts *x, gtr_error *err)
 {
     size_t n = 0, T = 0, max_len = 0;
-    size_t ranges[3][2] = {{b0, b1}, {B + b0, B + b1}, {0, 0}};
-    if (all) {
-        ranges[0][0] = 0;
-        ranges[0][1] = n_all;
-        ranges[1][0] = ranges[1][1] = 0;
-    } else {
-        ranges[2][0] = 2 * B + t->neg_start[b0];
-        ranges[2][1] = 2 * B + t->neg_start[b1];
-    }
+    slot_ranges ranges = {{0, n_all}, {0, 0}, {0, 0}};
+    if (!all) example_ranges(t, b0, b1, B, ranges);
     for (int r = 0; r < 3; r++)
         for (size_t s = ranges[r][0]; s < ranges[r][1]; s++) T += t->slot_ids[s].n;
     if (T > t->cap_ids) {
@@ -375,48 +411,121 @@ static void gather_demb(gtr_trainer *t, const gtr_tr_texts *x)
         memcpy(t->cdemb + i * D, t->demb + t->slot_of[i] * D, D * sizeof(float));
 }
 
+/* Pass-1 embeddings of every rank's chunks: this rank's (packed in t->cdemb) all-gathered in
+ * chunk order, then put in their slots. */
+static gtr_status exchange_emb(gtr_trainer *t, size_t C, size_t mb, gtr_error *err)
+{
+    size_t B = t->o.batch_size, D = (size_t)t->m.d_out;
+    int N = t->comm.n_ranks;
+    size_t *counts = gtr_xmalloc((size_t)N * sizeof *counts, "counts", err);
+    if (!counts) return GTR_ERR_NOMEM;
+    for (int r = 0; r < N; r++) {
+        size_t lo, hi;
+        gtr_tr_rank_chunks(C, r, N, &lo, &hi);
+        slot_ranges rr;
+        example_ranges(t, GTR_MIN(B, lo * mb), GTR_MIN(B, hi * mb), B, rr);
+        counts[r] = range_count(rr) * D * sizeof(float);
+    }
+    gtr_status st = gtr_tr_allgather(t, t->cdemb, t->emb_pack, counts, err);
+    free(counts);
+    if (st) return st;
+    size_t i = 0;
+    for (size_t c = 0; c < C; c++) {
+        slot_ranges rr;
+        example_ranges(t, c * mb, GTR_MIN(B, (c + 1) * mb), B, rr);
+        for (size_t k = 0, n = range_count(rr); k < n; k++, i++)
+            memcpy(t->emb + range_slot(rr, k) * D, t->emb_pack + i * D, D * sizeof(float));
+    }
+    return GTR_OK;
+}
+
 gtr_status gtr_trainer_step(gtr_trainer *t, gtr_train_step_info *info, gtr_error *err)
 {
     if (!t) return gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_trainer_step: NULL trainer");
     double t0 = gtr_now_seconds();
     size_t B = t->o.batch_size, mb = t->o.micro_batch, n_slots, D = (size_t)t->m.d_out;
+    int rank = t->comm.rank, N = t->comm.n_ranks;
+    size_t chunks = (B + mb - 1) / mb, lo, hi;
+    gtr_tr_rank_chunks(chunks, rank, N, &lo, &hi);
+    slot_ranges mine;
     gtr_status st;
-    if ((st = assemble(t, &n_slots, err)) || (st = tokenize_slots(t, n_slots, NULL, NULL, err)))
-        return st;
-    size_t nn = n_slots - 2 * B, chunks = (B + mb - 1) / mb;
+    if ((st = assemble(t, &n_slots, err))) return st;
+    example_ranges(t, GTR_MIN(B, lo * mb), GTR_MIN(B, hi * mb), B, mine);
+    if ((st = tokenize_slots(t, mine, NULL, NULL, err))) return st;
+    /* buffers for the chunk gradients that are not summed at once (see replicas.c) */
+    size_t n_buf = rank == 0 ? (hi - lo > 1) : hi - lo;
+    if ((st = gtr_tr_reserve_grads(t, n_buf, err))) return st;
+    size_t nn = n_slots - 2 * B;
     gtr_tr_keep keep = t->o.recompute ? GTR_TR_KEEP_INPUTS : GTR_TR_KEEP_ALL;
     gtr_tr_texts x;
     memset(t->m.g, 0, t->m.n_params * sizeof(float));
-    if (chunks > 1) /* pass 1: every embedding of the batch, keeping nothing */
-        for (size_t c = 0; c < chunks; c++) {
+    if (chunks > 1) { /* pass 1: every embedding of the batch, keeping nothing */
+        size_t packed = 0;
+        for (size_t c = lo; c < hi; c++) {
             if ((st = pack_chunk(t, c * mb, GTR_MIN(B, (c + 1) * mb), B, false, 0, &x, err)) ||
                 (st = gtr_tr_forward(&t->m, t->pool, &t->acts, &x, GTR_TR_KEEP_NONE, err)))
                 return st;
-            scatter_emb(t, &x);
+            if (N == 1) {
+                scatter_emb(t, &x);
+            } else {
+                memcpy(t->cdemb + packed * D, t->acts.emb, x.n * D * sizeof(float));
+                packed += x.n;
+            }
         }
+        if (N > 1 && (st = exchange_emb(t, chunks, mb, err))) return st;
+    }
     gtr_tr_loss_parts lp = {0, 0, 0};
-    for (size_t c = 0; c < chunks; c++) {
+    const uint64_t *k = t->slot_key;
+    if (chunks > 1 && (st = gtr_tr_loss(t->pool, t->emb, t->emb + B * D, t->emb + 2 * B * D, B, nn, D,
+                                        t->o.tau, k, k + B, k + 2 * B, t->demb, t->demb + B * D,
+                                        t->demb + 2 * B * D, NULL, NULL, &lp, err)))
+        return st;
+    float *sum = t->m.g;
+    for (size_t c = lo; c < hi; c++) {
         if ((st = pack_chunk(t, c * mb, GTR_MIN(B, (c + 1) * mb), B, false, 0, &x, err)) ||
             (st = gtr_tr_forward(&t->m, t->pool, &t->acts, &x, keep, err)))
             return st;
-        if (c == 0) {
-            if (chunks == 1) scatter_emb(t, &x);
-            const uint64_t *k = t->slot_key;
+        if (chunks == 1) { /* the only chunk: its forward gives the loss's embeddings */
+            scatter_emb(t, &x);
             if ((st = gtr_tr_loss(t->pool, t->emb, t->emb + B * D, t->emb + 2 * B * D, B, nn, D,
                                   t->o.tau, k, k + B, k + 2 * B, t->demb, t->demb + B * D,
                                   t->demb + 2 * B * D, NULL, NULL, &lp, err)))
                 return st;
         }
         gather_demb(t, &x);
-        if ((st = gtr_tr_backward(&t->m, t->pool, &t->acts, &x, t->cdemb, err))) return st;
+        /* rank 0's first chunk goes straight into the (zero) sum: 0 + g is g */
+        float *into = rank == 0 ? (c == lo ? sum : t->cgrad[0]) : t->cgrad[c - lo];
+        if (into != sum) memset(into, 0, t->m.n_params * sizeof(float));
+        t->m.g = into;
+        st = gtr_tr_backward(&t->m, t->pool, &t->acts, &x, t->cdemb, err);
+        t->m.g = sum;
+        if (st) return st;
+        if (rank == 0 && c > lo) gtr_tr_fold(t->pool, sum, into, t->m.n_params);
+    }
+    uint64_t tokens = 0;
+    for (size_t i = 0, n = range_count(mine); i < n; i++) tokens += t->slot_ids[range_slot(mine, i)].n;
+    if (N > 1) {
+        if ((st = gtr_tr_reduce_grads(t, rank == 0 ? 0 : hi - lo, err))) return st;
+        /* the step's tokens and the loss (known where the first chunk was) for info */
+        double mine_info[2] = {(double)tokens, lp.loss}, *all = gtr_xmalloc((size_t)N * sizeof mine_info, "info", err);
+        size_t *counts = gtr_xmalloc((size_t)N * sizeof *counts, "counts", err);
+        if (!all || !counts) st = GTR_ERR_NOMEM;
+        for (int r = 0; !st && r < N; r++) counts[r] = sizeof mine_info;
+        if (!st) st = gtr_tr_allgather(t, mine_info, all, counts, err);
+        if (!st) {
+            tokens = 0;
+            for (int r = 0; r < N; r++) tokens += (uint64_t)all[2 * r];
+            lp.loss = all[1]; /* rank 0 always has the first chunk */
+        }
+        free(all);
+        free(counts);
+        if (st) return st;
     }
     double lr = gtr_tr_lr(&t->o, t->step + 1);
     if ((st = gtr_tr_optim_step(&t->opt, &t->m, t->pool, lr, err))) return st;
     t->step++;
     t->cursor += B;
     if (info) {
-        uint64_t tokens = 0;
-        for (size_t s = 0; s < n_slots; s++) tokens += t->slot_ids[s].n;
         info->step = t->step;
         info->epoch = (double)t->cursor / (double)t->data->n_ex;
         info->loss = lp.loss;
@@ -440,7 +549,8 @@ gtr_status gtr_trainer_encode(gtr_trainer *t, const char *const *texts, const si
         if (st) return st;
         for (size_t s = 0; s < k; s++) t->slot_max[s] = is_query ? t->o.query_max_len : t->o.passage_max_len;
         gtr_tr_texts x;
-        if ((st = tokenize_slots(t, k, texts + i0, lens ? lens + i0 : NULL, err)) ||
+        slot_ranges all = {{0, k}, {0, 0}, {0, 0}};
+        if ((st = tokenize_slots(t, all, texts + i0, lens ? lens + i0 : NULL, err)) ||
             (st = pack_chunk(t, 0, 0, 0, true, k, &x, err)) ||
             (st = gtr_tr_forward(&t->m, t->pool, &t->acts, &x, GTR_TR_KEEP_NONE, err))) {
             if (n > chunk) gtr_error_prefix(err, "texts %zu-%zu", i0, i0 + k - 1);

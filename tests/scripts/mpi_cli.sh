@@ -7,22 +7,7 @@
 cd "$(dirname "$0")/../.." || exit 1
 . tests/scripts/tap.sh
 
-MPI=${GTR_MPI:-bin/gtr-mpi}
-TINY=$SHARED/models/gtr-tiny
-WIDE=$SHARED/models/gtr-tiny-wide
-SF=$SHARED/beir/scifact
-if [ ! -x "$MPI" ] || ! command -v mpirun >/dev/null; then
-    echo "1..0 # SKIP bin/gtr-mpi not built (Open MPI not installed: scripts/deps.sh)"
-    exit 0
-fi
-if [ ! -d "$TINY" ] || [ ! -f "$SF/corpus.jsonl" ]; then
-    echo "1..0 # SKIP reference data not found in $SHARED"
-    exit 0
-fi
-# Open MPI refuses root unless told; one machine, so more ranks than cores
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-export OMPI_MCA_rmaps_base_oversubscribe=1
-run() { local n=$1; shift; timeout 300 mpirun --oversubscribe -n "$n" "$@"; }
+. tests/scripts/mpi_setup.sh.inc
 plan 37
 
 head -n 300 "$SF/corpus.jsonl" >"$TMP/sub.jsonl"

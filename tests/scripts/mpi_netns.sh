@@ -2,23 +2,13 @@
 # mpi_netns.sh — gtr-mpi across "hosts": two network namespaces made here (ip netns, one veth
 # pair, addresses 10.77.0.1 and 10.77.0.2 that exist only inside them), Open MPI's TCP transport
 # between them, and its launcher told to start the remote daemon with a command that enters the
-# other namespace (and its own hostname) instead of ssh. Index, search and BEIR results are
-# compared byte for byte with the single-process commands. Needs root (CAP_NET_ADMIN); skipped
+# other namespace (and its own hostname) instead of ssh. Index and search results and a trained
+# model (data-parallel training) are compared byte for byte with the single-process commands. Needs root (CAP_NET_ADMIN); skipped
 # otherwise. Only the namespaces made here are touched, and they are deleted at exit.
 cd "$(dirname "$0")/../.." || exit 1
 . tests/scripts/tap.sh
 
-MPI=${GTR_MPI:-bin/gtr-mpi}
-TINY=$SHARED/models/gtr-tiny
-SF=$SHARED/beir/scifact
-if [ ! -x "$MPI" ] || ! command -v mpirun >/dev/null; then
-    echo "1..0 # SKIP bin/gtr-mpi not built (Open MPI not installed: scripts/deps.sh)"
-    exit 0
-fi
-if [ ! -d "$TINY" ] || [ ! -f "$SF/corpus.jsonl" ]; then
-    echo "1..0 # SKIP reference data not found in $SHARED"
-    exit 0
-fi
+. tests/scripts/mpi_setup.sh.inc
 A=gtrmpi$$a B=gtrmpi$$b
 cleanup() { ip netns del "$A" 2>/dev/null; ip netns del "$B" 2>/dev/null; rm -rf "$TMP"; }
 if [ "$(id -u)" != 0 ] || ! command -v ip >/dev/null || ! ip netns add "$A" 2>/dev/null; then
@@ -44,14 +34,13 @@ case \$host in 10.77.0.1) ns=$A ;; 10.77.0.2) ns=$B ;; *) echo "agent: not a tes
 exec ip netns exec \$ns unshare --uts sh -c "hostname \$ns; \$*"
 AGENT
 chmod +x "$TMP/agent"
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 # mpirun itself runs on host A; one rank per host, TCP only, on the test's addresses only
 hosts() {
     timeout 300 ip netns exec "$A" unshare --uts sh -c 'hostname "$0"; exec "$@"' "$A" \
         mpirun --host 10.77.0.1:1,10.77.0.2:1 -n 2 --mca plm_rsh_agent "$TMP/agent" \
         --mca btl tcp,self --mca btl_tcp_if_include 10.77.0.0/24 --mca oob_tcp_if_include 10.77.0.0/24 "$@"
 }
-plan 7
+plan 9
 
 head -n 300 "$SF/corpus.jsonl" >"$TMP/sub.jsonl"
 head -n 30 "$SF/queries.jsonl" >"$TMP/q.jsonl"
@@ -64,6 +53,10 @@ ok "gtr-mpi index across the hosts" hosts $MPI index -q -m "$TINY" -c "$TMP/sub.
 ok "... the bytes of gtr index" cmp "$TMP/one.gtri" "$TMP/two.gtri"
 ok "gtr-mpi search across the hosts" hosts $MPI search --index "$TMP/two.gtri" -q "$TMP/q.jsonl" -k 10 -o "$TMP/two.run" -t 1
 ok "... the run of gtr search" cmp "$TMP/one.run" "$TMP/two.run"
+TRAIN=(--init "$TINY" -d "$SF" --steps 3 --batch 8 --micro-batch 4 --passage-max-len 32 --query-max-len 16 -t 1 -q)
+$GTR train "${TRAIN[@]}" -o "$TMP/train1"
+ok "gtr-mpi train across the hosts" hosts $MPI train "${TRAIN[@]}" -o "$TMP/train2"
+ok "... the model of gtr train, byte for byte" sh -c "cmp '$TMP/train1/model.safetensors' '$TMP/train2/model.safetensors' && cmp '$TMP/train1/2_Dense/model.safetensors' '$TMP/train2/2_Dense/model.safetensors'"
 ip netns del "$A"; ip netns del "$B"
 is "$(ip netns list | grep -c "gtrmpi$$")" "0" "the namespaces are gone"
 

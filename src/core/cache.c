@@ -1,0 +1,121 @@
+/* cache.c — the data cache sizes of this CPU (CPUID, as the vendor reports them) and the
+ * block sizes chosen from them, so the kernels keep their working sets in L1 / L2 on any x86
+ * family instead of sizes tuned on one (48 KB L1d + 2 MB L2 on a Xeon, 32 KB + 1 MB on Zen 4).
+ *
+ * Intel describes each cache with CPUID leaf 4, AMD (with topology extensions, Zen and later)
+ * with leaf 0x8000001D in the same register layout; older AMD parts only have the legacy
+ * 0x80000005 / 0x80000006 sizes. Where nothing answers, Linux's sysconf, then defaults. */
+#include "core.h"
+
+#include <string.h>
+#include <unistd.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
+/* defaults for a CPU that reports nothing: small enough to stay in cache on any current core */
+#define DEF_L1D ((size_t)32 << 10)
+#define DEF_L2 ((size_t)512 << 10)
+
+gtr_cpu_caches gtr_cpu_caches_decode(const uint32_t (*regs)[4], size_t n)
+{
+    gtr_cpu_caches c = {0, 0, 0};
+    for (size_t i = 0; i < n; i++) {
+        uint32_t eax = regs[i][0], ebx = regs[i][1], ecx = regs[i][2];
+        unsigned type = eax & 31, level = (eax >> 5) & 7;
+        if (type == 0) break;   /* no more caches */
+        if (type == 2) continue; /* instruction cache */
+        size_t ways = (ebx >> 22) + 1, parts = ((ebx >> 12) & 0x3ff) + 1, line = (ebx & 0xfff) + 1;
+        size_t bytes = ways * parts * line * ((size_t)ecx + 1);
+        if (level == 1) c.l1d = bytes;
+        else if (level == 2) c.l2 = bytes;
+        else if (level == 3) c.l3 = bytes;
+    }
+    return c;
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+static size_t read_leaf(unsigned leaf, uint32_t (*regs)[4], size_t max)
+{
+    size_t n = 0;
+    for (; n < max; n++) {
+        unsigned a, b, c, d;
+        __cpuid_count(leaf, (unsigned)n, a, b, c, d);
+        regs[n][0] = a, regs[n][1] = b, regs[n][2] = c, regs[n][3] = d;
+        if ((a & 31) == 0) return n + 1;
+    }
+    return n;
+}
+
+static gtr_cpu_caches from_cpuid(void)
+{
+    gtr_cpu_caches c = {0, 0, 0};
+    unsigned max, b, cx, d, a;
+    if (!__get_cpuid(0, &max, &b, &cx, &d)) return c;
+    char vendor[13];
+    memcpy(vendor, &b, 4), memcpy(vendor + 4, &d, 4), memcpy(vendor + 8, &cx, 4);
+    vendor[12] = 0;
+    bool amd = strcmp(vendor, "AuthenticAMD") == 0 || strcmp(vendor, "HygonGenuine") == 0;
+    uint32_t regs[16][4];
+    if (!amd && max >= 4) return gtr_cpu_caches_decode((const uint32_t(*)[4])regs, read_leaf(4, regs, 16));
+    if (!amd) return c;
+    unsigned ext = __get_cpuid_max(0x80000000u, NULL);
+    if (ext >= 0x80000001u) {
+        __cpuid(0x80000001u, a, b, cx, d);
+        if (((cx >> 22) & 1) && ext >= 0x8000001Du) /* topology extensions */
+            c = gtr_cpu_caches_decode((const uint32_t(*)[4])regs, read_leaf(0x8000001Du, regs, 16));
+    }
+    if (!c.l1d && ext >= 0x80000005u) {
+        __cpuid(0x80000005u, a, b, cx, d);
+        c.l1d = (size_t)(cx >> 24) << 10;
+    }
+    if (!c.l2 && ext >= 0x80000006u) {
+        __cpuid(0x80000006u, a, b, cx, d);
+        c.l2 = (size_t)(cx >> 16) << 10;
+        c.l3 = (size_t)(d >> 18) * (512u << 10);
+    }
+    return c;
+}
+#else
+static gtr_cpu_caches from_cpuid(void) { return (gtr_cpu_caches){0, 0, 0}; }
+#endif
+
+static size_t sysconf_size(int name)
+{
+    long v = sysconf(name);
+    return v > 0 ? (size_t)v : 0;
+}
+
+gtr_cpu_caches gtr_cpu_caches_detect(void)
+{
+    gtr_cpu_caches c = from_cpuid();
+#if defined(_SC_LEVEL1_DCACHE_SIZE)
+    if (!c.l1d) c.l1d = sysconf_size(_SC_LEVEL1_DCACHE_SIZE);
+    if (!c.l2) c.l2 = sysconf_size(_SC_LEVEL2_CACHE_SIZE);
+    if (!c.l3) c.l3 = sysconf_size(_SC_LEVEL3_CACHE_SIZE);
+#else
+    (void)sysconf_size;
+#endif
+    return c;
+}
+
+static size_t clamp(size_t v, size_t lo, size_t hi) { return v < lo ? lo : v > hi ? hi : v; }
+static size_t round_down(size_t v, size_t m) { return v / m * m; }
+
+gtr_blocking gtr_blocking_for(const gtr_cpu_caches *c, size_t dim)
+{
+    size_t l1 = c && c->l1d >= ((size_t)8 << 10) ? c->l1d : DEF_L1D;
+    size_t l2 = c && c->l2 >= ((size_t)64 << 10) ? c->l2 : DEF_L2;
+    size_t row = (dim ? dim : 1) * sizeof(float);
+    gtr_blocking b;
+    /* f32 linear: a k block of the 96-row activation block plus one 64-column weight sliver,
+     * (96 + 64) · 4 bytes per k, in two thirds of L2 (1 MB → 1024, as tuned on Zen 4) */
+    b.linear_kc = clamp(round_down(l2 * 2 / 3 / ((96 + 64) * sizeof(float)), 256), 256, 4096);
+    /* exact search: a group of document rows in half of L1 while query tiles of 4 pass over
+     * it; the query rows of a pass in half of L2, the documents of one call in a quarter */
+    b.search_group = clamp(round_down(l1 / 2 / row, 4), 4, 64);
+    b.search_queries = clamp(round_down(l2 / 2 / row, 4), 4, 4096);
+    b.search_docs = GTR_MAX(b.search_group, round_down(GTR_MIN(l2 / 4 / row, 4096), b.search_group));
+    return b;
+}

@@ -1,0 +1,43 @@
+/* ivf_scan.c — the portable int8 list scan and the run-time choice (ivf_scan.h). */
+#include "index/ivf_scan.h"
+
+#include "core/core.h"
+
+#include <math.h>
+#include <string.h>
+
+void gtr_ivf_dots_generic(const int8_t *codes, size_t nrows, size_t dim, const int8_t *const *q,
+                          const int32_t *qsum, size_t nq, int32_t *out, size_t ldo)
+{
+    (void)qsum;
+    for (size_t j = 0; j < nq; j++)
+        for (size_t r = 0; r < nrows; r++) {
+            const int8_t *c = codes + r * dim;
+            int32_t s = 0;
+            for (size_t d = 0; d < dim; d++) s += (int32_t)c[d] * q[j][d];
+            out[j * ldo + r] = s;
+        }
+}
+
+gtr_ivf_dots_fn gtr_ivf_dots_select(void)
+{
+    gtr_cpu c = gtr_cpu_detect();
+    if (c.avx512f && c.avx512bw && c.avx512vl && c.avx512_vnni) return gtr_ivf_dots_avx512;
+    return gtr_ivf_dots_generic;
+}
+
+void gtr_ivf_quantize_query(const float *q, size_t dim, int8_t *out, float *scale, int32_t *sum)
+{
+    float mx = 0.0f;
+    for (size_t d = 0; d < dim; d++) mx = fmaxf(mx, fabsf(q[d]));
+    float s = mx > 0.0f ? mx / 127.0f : 1.0f, inv = 1.0f / s;
+    int32_t t = 0;
+    for (size_t d = 0; d < dim; d++) {
+        long v = lrintf(q[d] * inv);
+        out[d] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
+        t += out[d];
+    }
+    memset(out + dim, 0, gtr_ivf_qstride(dim) - dim);
+    *scale = s;
+    *sum = t;
+}

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# mpi_train.sh — `gtr-mpi train` (data-parallel, cross-replica negatives) under
+# `mpirun --oversubscribe -n 1|2|3|5` on this machine: the trained model (encoder and Dense
+# safetensors) is byte-identical (cmp) to `gtr train`'s with the same --batch/--micro-batch,
+# for Adafactor and AdamW, with hard negatives, with one micro-batch or more micro-batches than
+# ranks or fewer; the metrics log holds the single process's losses and token counts; ranks
+# given another model or options are refused before any work; a rank killed mid-training fails
+# the job with a message naming it, leaves no model, and the same command (on another number of
+# ranks) resumes from rank 0's checkpoint to the bytes of the uninterrupted run.
+cd "$(dirname "$0")/../.." || exit 1
+. tests/scripts/tap.sh
+
+. tests/scripts/mpi_setup.sh.inc
+same_model() { cmp "$1/model.safetensors" "$2/model.safetensors" && cmp "$1/2_Dense/model.safetensors" "$2/2_Dense/model.safetensors"; }
+# step, epoch, loss, lr, tokens of each metrics line (not the timings)
+numbers() { sed 's/, "seconds".*//' "$1"; }
+plan 29
+
+# examples with 0-3 hard negatives each (other documents of the corpus), so micro-batches
+# hold different numbers of passages
+python3 - "$SF" >"$TMP/negs.jsonl" <<'PY'
+import json, sys
+d = sys.argv[1]
+docs = [json.loads(l) for _, l in zip(range(400), open(d + "/corpus.jsonl"))]
+qs = [json.loads(l) for _, l in zip(range(60), open(d + "/queries.jsonl"))]
+for i, q in enumerate(qs):
+    text = lambda k: (docs[k]["title"] + " " + docs[k]["text"]).strip()
+    print(json.dumps({"query": q["text"], "pos": text(i), "neg": [text(100 + 3 * i + j) for j in range(i % 4)]}))
+PY
+
+COMMON=(--init "$TINY" --passage-max-len 48 --query-max-len 24 --seed 5 --warmup 1 -t 1 -q)
+BEIR=("${COMMON[@]}" -d "$SF" --steps 5 --batch 12 --micro-batch 3)
+ok "gtr train (single process, 4 micro-batches)" $GTR train "${BEIR[@]}" -o "$TMP/one"
+for n in 1 2 3 5; do
+    ok "gtr-mpi train on $n ranks" run $n $MPI train "${BEIR[@]}" -o "$TMP/m$n"
+    ok "... the model of gtr train, byte for byte ($n ranks)" same_model "$TMP/one" "$TMP/m$n"
+done
+is "$(numbers "$TMP/m3.metrics.jsonl")" "$(numbers "$TMP/one.metrics.jsonl")" "metrics: the same losses and tokens on 3 ranks"
+
+NEG=("${COMMON[@]}" -d "$TMP/negs.jsonl" --negatives 2 --steps 4 --batch 10 --micro-batch 4 --optimizer adamw)
+ok "gtr train: AdamW, hard negatives, uneven micro-batches" $GTR train "${NEG[@]}" -o "$TMP/neg1"
+ok "gtr-mpi train on 2 ranks (AdamW, hard negatives)" run 2 $MPI train "${NEG[@]}" -o "$TMP/neg2"
+ok "... the model of gtr train" same_model "$TMP/neg1" "$TMP/neg2"
+
+ONE=("${COMMON[@]}" -d "$SF" --steps 3 --batch 8)
+ok "gtr train: one micro-batch per step" $GTR train "${ONE[@]}" -o "$TMP/whole1"
+ok "gtr-mpi train on 2 ranks (one micro-batch: rank 1 idle)" run 2 $MPI train "${ONE[@]}" -o "$TMP/whole2"
+ok "... the model of gtr train" same_model "$TMP/whole1" "$TMP/whole2"
+
+# ---- disagreement between ranks: refused before any work
+fails "a rank with another initial model is refused" timeout 300 mpirun --oversubscribe \
+    -n 1 $MPI train "${BEIR[@]}" -o "$TMP/mix" : -n 1 $MPI train "${BEIR[@]}" --init "$WIDE" -o "$TMP/mix"
+like "$(cat "$TMP/err")" "rank 1 was given other options or files" "... the message names the rank"
+fails "a rank with another learning rate is refused" timeout 300 mpirun --oversubscribe \
+    -n 2 $MPI train "${BEIR[@]}" -o "$TMP/mix" : -n 1 $MPI train "${BEIR[@]}" --lr 0.002 -o "$TMP/mix"
+like "$(cat "$TMP/err")" "rank 2 was given other options or files" "... the message names the rank"
+is "$(ls "$TMP" | grep -c '^mix')" "0" "... and nothing was written (no model, checkpoint or metrics)"
+
+# ---- a rank killed mid-training: non-zero exit naming it, no model, resumable
+LONG=("${COMMON[@]}" -d "$SF" --steps 30 --batch 12 --micro-batch 4 --checkpoint-every 3)
+ok "gtr train: the uninterrupted run" $GTR train "${LONG[@]}" -o "$TMP/long1"
+mkdir -p "$TMP/pids"
+GTR_MPI_PIDDIR="$TMP/pids" run 3 $MPI train "${LONG[@]}" -o "$TMP/long3" >"$TMP/kill.out" 2>"$TMP/kill.err" &
+job=$!
+for _ in $(seq 1200); do
+    n=$({ wc -l <"$TMP/long3.metrics.jsonl"; } 2>/dev/null || echo 0)
+    [ "${n:-0}" -ge 7 ] && [ -f "$TMP/pids/rank1.pid" ] && break
+    sleep 0.05
+done
+kill -9 "$(cat "$TMP/pids/rank1.pid")" 2>/dev/null
+wait $job
+status=$?
+is "$([ $status -ne 0 ] && echo failed)" "failed" "killing rank 1 mid-training fails the job"
+like "$(cat "$TMP/kill.err")" "rank 1" "... with a message naming rank 1"
+grep -m2 "rank 1" "$TMP/kill.err" | sed "s/^/# /"
+is "$([ -e "$TMP/long3" ] && echo exists || echo absent)$([ -f "$TMP/long3.ckpt" ] && echo ", checkpoint")" \
+   "absent, checkpoint" "... no model, rank 0's checkpoint kept"
+ok "the same command on 2 ranks resumes" run 2 $MPI train "${LONG[@]}" -o "$TMP/long3" --resume
+ok "... to the model of the uninterrupted single-process run" same_model "$TMP/long1" "$TMP/long3"
+is "$(grep -o '"step": [0-9]*' "$TMP/long3.metrics.jsonl" | awk '{print $2}' | tr '\n' ' ')" \
+   "$(seq 1 30 | tr '\n' ' ')" "... metrics log: steps 1..30 once each"
+ok "... and removed the checkpoint" test ! -e "$TMP/long3.ckpt"
+
+done_testing
