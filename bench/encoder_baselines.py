@@ -67,10 +67,9 @@ def cmd_st(a):
     torch.set_num_threads(a.threads)
     from sentence_transformers import SentenceTransformer
     texts = read_texts(a.texts)
-    if a.dtype == "bf16":
-        model = SentenceTransformer(a.model, device="cpu", model_kwargs={"torch_dtype": torch.bfloat16})
-    else:
-        model = SentenceTransformer(a.model, device="cpu")
+    # float32 spelled out: transformers loads a float16 checkpoint as float16 otherwise
+    dtype = torch.bfloat16 if a.dtype == "bf16" else torch.float32
+    model = SentenceTransformer(a.model, device="cpu", model_kwargs={"torch_dtype": dtype})
     if a.dtype == "int8":
         model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
     ntok = count_tokens(model.tokenizer, texts, model.max_seq_length)
