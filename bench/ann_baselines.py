@@ -1,7 +1,10 @@
 """ann_baselines.py KIND DIR THREADS — FAISS (IndexIVFFlat, IndexHNSWFlat, IndexIVFPQ + refine)
 and hnswlib (PyPI) on the very vectors, queries and ground truth ann_bench wrote to DIR, in the
 same run as gtr. Prints the Markdown rows of bench_ann.sh's table: recall@10, queries/s at
-batch 1 and batch 256, build seconds, peak RSS of this process (GB, cumulative)."""
+batch 1 and batch 256, build seconds, peak RSS of this process (GB, cumulative: it holds the
+vectors and each index in turn), and the index's own memory. Parameter grids per data set:
+BENCH_ANN_IVF_<KIND> (nprobe), BENCH_ANN_EF_<KIND> (efSearch)."""
+import os
 import resource
 import sys
 import time
@@ -27,16 +30,30 @@ def recall(ids):
     return sum(len(set(ids[i]) & set(truth[i])) for i in range(nq)) / (nq * 10)
 
 
-def measure(name, build_s, search):
-    t = time.perf_counter()
-    for i in range(nq):
-        search(q[i:i + 1])
-    qps1 = nq / (time.perf_counter() - t)
+nq1 = min(nq, int(os.environ.get("BENCH_ANN_NQ1", "200")) or nq)
+
+
+def measure(name, build_s, search, mem_gb):
+    """batch 256 over every query (recall from it), batch 1 over the first nq1 (as ann_bench);
+    mem_gb: the index's own memory (vectors, codes, graph), computed from its parameters."""
     t = time.perf_counter()
     ids = np.concatenate([search(q[b:b + 256]) for b in range(0, nq, 256)])
     qps256 = nq / (time.perf_counter() - t)
+    t = time.perf_counter()
+    for i in range(nq1):
+        search(q[i:i + 1])
+    qps1 = nq1 / (time.perf_counter() - t)
     print(f"| {kind} | {n} | {name} | {recall(ids):.4f} | {qps1:.1f} | {qps256:.1f} | {build_s:.1f} | "
-          f"{rss_gb():.2f} | {rss_gb():.2f} |", flush=True)
+          f"{rss_gb():.2f} | {rss_gb():.2f} | {mem_gb:.2f} |", flush=True)
+
+
+# BENCH_ANN_SKIP: baselines left out (faiss-hnsw, ivfpq, hnswlib), e.g. when their builds
+# would not fit the time a loaded machine leaves
+skip = os.environ.get("BENCH_ANN_SKIP", "").split()
+
+
+def grid(var, default):
+    return [int(v) for v in os.environ.get(var, default).split()]
 
 
 try:
@@ -48,35 +65,41 @@ try:
     ivf.train(x)
     ivf.add(x)
     b = time.perf_counter() - t
-    for nprobe in (4, 8, 16, 32, 64):
+    for nprobe in grid(f"BENCH_ANN_IVF_{kind.upper()}", "1 2 4 8 16 32 64"):
         ivf.nprobe = nprobe
         measure(f"FAISS {faiss.__version__} IVFFlat lists={lists} nprobe={nprobe}", b,
-                lambda qq: ivf.search(qq, 10)[1])
+                lambda qq: ivf.search(qq, 10)[1], (n * (dim * 4 + 8) + lists * dim * 4) / 1e9)
     del ivf
-    t = time.perf_counter()
-    hnsw = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
-    hnsw.hnsw.efConstruction = 100
-    hnsw.add(x)
-    b = time.perf_counter() - t
-    for ef in (32, 64, 128, 256):
-        hnsw.hnsw.efSearch = ef
-        measure(f"FAISS HNSWFlat M=32 ef={ef}", b, lambda qq: hnsw.search(qq, 10)[1])
-    del hnsw
-    t = time.perf_counter()
-    pq = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, lists, dim // 8, 8, faiss.METRIC_INNER_PRODUCT)
-    pq.train(x)
-    ref = faiss.IndexRefineFlat(pq)  # made before adding: it keeps its own flat copy in step
-    ref.add(x)
-    b = time.perf_counter() - t
-    for nprobe in (8, 16, 32, 64):
-        faiss.extract_index_ivf(ref).nprobe = nprobe
-        ref.k_factor = 4
-        measure(f"FAISS IVFPQ m={dim // 8} + refine x4 nprobe={nprobe}", b, lambda qq: ref.search(qq, 10)[1])
-    del ref, pq
+    if "faiss-hnsw" not in skip:
+        t = time.perf_counter()
+        hnsw = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+        hnsw.hnsw.efConstruction = 100
+        hnsw.add(x)
+        b = time.perf_counter() - t
+        for ef in grid(f"BENCH_ANN_EF_{kind.upper()}", "16 32 64 128 256"):
+            hnsw.hnsw.efSearch = ef
+            measure(f"FAISS HNSWFlat M=32 ef={ef}", b, lambda qq: hnsw.search(qq, 10)[1],
+                    n * (dim * 4 + 2 * 32 * 4) / 1e9)
+        del hnsw
+    if "ivfpq" not in skip:
+        t = time.perf_counter()
+        pq = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, lists, dim // 8, 8, faiss.METRIC_INNER_PRODUCT)
+        pq.train(x)
+        ref = faiss.IndexRefineFlat(pq)  # made before adding: it keeps its own flat copy in step
+        ref.add(x)
+        b = time.perf_counter() - t
+        for nprobe in grid(f"BENCH_ANN_IVF_{kind.upper()}", "1 2 4 8 16 32 64"):
+            faiss.extract_index_ivf(ref).nprobe = nprobe
+            ref.k_factor = 4
+            measure(f"FAISS IVFPQ m={dim // 8} + refine x4 nprobe={nprobe}", b, lambda qq: ref.search(qq, 10)[1],
+                    n * (dim // 8 + 8 + dim * 4) / 1e9)
+        del ref, pq
 except ImportError:
     print("(faiss-cpu not installed: FAISS rows skipped)", file=sys.stderr)
 
 try:
+    if "hnswlib" in skip:
+        raise ImportError
     import hnswlib
     t = time.perf_counter()
     h = hnswlib.Index(space="ip", dim=dim)
@@ -84,9 +107,9 @@ try:
     h.set_num_threads(threads)
     h.add_items(x)
     b = time.perf_counter() - t
-    for ef in (32, 64, 128, 256):
+    for ef in grid(f"BENCH_ANN_EF_{kind.upper()}", "16 32 64 128 256"):
         h.set_ef(ef)
         measure(f"hnswlib {hnswlib.__version__ if hasattr(hnswlib, '__version__') else ''} M=32 ef={ef}", b,
-                lambda qq: h.knn_query(qq, k=10)[0])
+                lambda qq: h.knn_query(qq, k=10)[0], n * (dim * 4 + 2 * 32 * 4 + 8) / 1e9)
 except ImportError:
-    print("(hnswlib not installed: hnswlib rows skipped)", file=sys.stderr)
+    print("(hnswlib not installed or skipped: hnswlib rows left out)", file=sys.stderr)

@@ -5,8 +5,8 @@
  * normalised; KIND uniform: normalised Gaussian vectors (the hard case). Queries are drawn the
  * same way with another seed. Ground truth: exact top-10 with gtr's exact score (score.h).
  * Writes OUTDIR/{vectors,queries}.f32 and truth.u32 for ann_baselines.py, and prints
- * Markdown rows: build seconds, peak RSS, and per nprobe recall@10 and queries/s at batch 1
- * and batch 256. With ANN_BENCH_MMAP=1 the vectors are generated in chunks straight into
+ * Markdown rows: build seconds, peak RSS, and per NPROBE[:RERANK] recall@10 and queries/s at
+ * batch 1 (the first BENCH_ANN_NQ1 = 200 queries) and batch 256, and the memory search needs. With ANN_BENCH_MMAP=1 the vectors are generated in chunks straight into
  * OUTDIR/vectors.f32 and memory-mapped (a corpus larger than RAM: bench_ann_10m.sh). */
 #include "index/ivf.h"
 #include "index/score.h"
@@ -174,32 +174,45 @@ int main(int argc, char **argv)
     else free(x);
     gtr_ivf *ix = gtr_ivf_open(path, &err);
     if (!ix) { fprintf(stderr, "ann_bench: %s\n", err.message); return 1; }
+    /* memory search needs resident: the int8 codes, scales, rows, centroids (the float32
+     * vectors are mmap'd and only the re-ranked rows are read) */
+    double mem_gb = (double)(n * (dim + 8) + (size_t)lists * dim * 4) / 1e9;
     uint32_t *ids = malloc(nq * K * sizeof *ids);
     float *sc = malloc(nq * K * sizeof *sc);
     char *save_ptr = NULL;
+    /* batch-1 timing on the first nq1 queries (slow settings would take minutes on all);
+     * recall on all of them from the batch-256 results (the same hits: tested) */
+    const char *e1 = getenv("BENCH_ANN_NQ1");
+    size_t nq1 = e1 ? strtoull(e1, NULL, 10) : 200;
+    if (nq1 == 0 || nq1 > nq) nq1 = nq;
+    uint32_t *ids1 = malloc(K * sizeof *ids1);
+    float *sc1 = malloc(K * sizeof *sc1);
     for (char *tok = strtok_r(argv[7], " ,", &save_ptr); tok; tok = strtok_r(NULL, " ,", &save_ptr)) {
-        uint32_t np = (uint32_t)strtoul(tok, NULL, 10);
-        gtr_ivf_search_opts so = {.nprobe = np, .pool = pool};
-        /* batch 256: the pool spreads queries over threads */
+        char *rest;
+        uint32_t np = (uint32_t)strtoul(tok, &rest, 10), rr = *rest == ':' ? (uint32_t)strtoul(rest + 1, NULL, 10) : 0;
+        gtr_ivf_search_opts so = {.nprobe = np, .rerank = rr, .pool = pool};
+        /* batch 256: the round's queries grouped by list, lists split over the threads */
         double t = gtr_now_seconds();
         for (size_t b = 0; b < nq; b += 256) {
             size_t m = nq - b < 256 ? nq - b : 256;
             gtr_ivf_search(ix, q + b * dim, m, K, &so, ids + b * K, sc + b * K, &err);
         }
         double qps256 = (double)nq / (gtr_now_seconds() - t);
-        /* batch 1: one query at a time (one thread per query; this search is not split) */
+        /* batch 1: one query at a time, its lists split over the threads */
         t = gtr_now_seconds();
-        for (size_t i = 0; i < nq; i++) gtr_ivf_search(ix, q + i * dim, 1, K, &so, ids + i * K, sc + i * K, &err);
-        double qps1 = (double)nq / (gtr_now_seconds() - t);
+        for (size_t i = 0; i < nq1; i++) gtr_ivf_search(ix, q + i * dim, 1, K, &so, ids1, sc1, &err);
+        double qps1 = (double)nq1 / (gtr_now_seconds() - t);
         size_t hit = 0;
         for (size_t i = 0; i < nq; i++)
             for (int a = 0; a < K; a++)
                 for (int b2 = 0; b2 < K; b2++) hit += ids[i * K + a] == truth[i * K + b2];
-        printf("| %s | %zu | gtr IVF-int8 lists=%u nprobe=%u | %.4f | %.1f | %.1f | %.1f | %.2f | %.2f |\n",
-               argv[1], n, lists, np, (double)hit / (double)(nq * K), qps1, qps256, build_s, build_rss,
-               peak_rss_gb());
+        char name[128];
+        snprintf(name, sizeof name, "gtr IVF-int8 lists=%u nprobe=%u rerank=%u", lists, np, rr ? rr : 4 * K);
+        printf("| %s | %zu | %s | %.4f | %.1f | %.1f | %.1f | %.2f | %.2f | %.2f |\n", argv[1], n, name,
+               (double)hit / (double)(nq * K), qps1, qps256, build_s, build_rss, peak_rss_gb(), mem_gb);
         fflush(stdout);
     }
+    free(ids1); free(sc1);
     gtr_ivf_close(ix);
     gtr_pool_free(pool);
     free(q); free(truth); free(ids); free(sc);

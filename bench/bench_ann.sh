@@ -5,7 +5,13 @@
 # Data sets: clustered (1000 centres on the sphere plus noise, like embeddings) and uniform
 # unit vectors (the hard case); see bench/ann_bench.c for how they are made.
 #   BENCH_ANN_N=1000000 BENCH_ANN_DIM=768 BENCH_ANN_NQ=1000 BENCH_THREADS=2
-#   BENCH_ANN_LISTS (default sqrt N)  BENCH_ANN_NPROBE="4 8 16 32 64"
+#   BENCH_ANN_LISTS (default sqrt N)  BENCH_ANN_KINDS="clustered uniform"
+#   gtr's settings per data set: BENCH_ANN_NPROBE_CLUSTERED / _UNIFORM ("NPROBE[:RERANK] ...");
+#   the baselines': BENCH_ANN_IVF_<KIND> (nprobe), BENCH_ANN_EF_<KIND> (efSearch);
+#   BENCH_ANN_NQ1=200 queries timed at batch 1; BENCH_ANN_SKIP="faiss-hnsw ivfpq hnswlib" leaves
+#   baselines out.
+# The rows go to build/bench/ann/results.md too, and bench/ann_plot.py draws them
+# (build/bench/ann/recall_qps.png; copy it beside bench/RESULTS.md).
 # Disk: N*DIM*4 bytes for the vectors file plus about 1.25x that for gtr's index (1M x 768:
 # ~7 GB); RAM: FAISS/hnswlib hold their own copy.
 set -euo pipefail
@@ -14,7 +20,11 @@ make -s build/release/bench/ann_bench >&2
 n=${BENCH_ANN_N:-1000000}; dim=${BENCH_ANN_DIM:-768}; nq=${BENCH_ANN_NQ:-1000}
 threads=${BENCH_THREADS:-2}
 lists=${BENCH_ANN_LISTS:-$(awk -v n="$n" 'BEGIN{printf "%d", sqrt(n)+0.5}')}
-nprobe=${BENCH_ANN_NPROBE:-4 8 16 32 64}
+kinds=${BENCH_ANN_KINDS:-clustered uniform}
+export BENCH_ANN_IVF_CLUSTERED=${BENCH_ANN_IVF_CLUSTERED:-1 2 4 8 16 32}
+export BENCH_ANN_EF_CLUSTERED=${BENCH_ANN_EF_CLUSTERED:-16 32 64 128}
+export BENCH_ANN_IVF_UNIFORM=${BENCH_ANN_IVF_UNIFORM:-16 32 64 128 256 512}
+export BENCH_ANN_EF_UNIFORM=${BENCH_ANN_EF_UNIFORM:-64 128 256 512 1024}
 out=build/bench/ann
 mkdir -p "$out"
 need=$(( n * dim * 4 * 5 / 2 / 1024 / 1024 / 1024 + 1 ))
@@ -24,15 +34,25 @@ py=""
 for cand in build/venv-ann/bin/python .venv-bench/bin/python; do
     if [ -x "$cand" ] && "$cand" -c "import numpy" 2>/dev/null; then py=$cand; break; fi
 done
-if [ -z "$py" ] && /usr/bin/python3 -m venv build/venv-ann >&2 && build/venv-ann/bin/pip install -q numpy faiss-cpu hnswlib >&2; then
+if [ -z "$py" ] && /usr/bin/python3 -m venv build/venv-ann >&2 && build/venv-ann/bin/pip install -q numpy faiss-cpu hnswlib matplotlib >&2; then
     py=build/venv-ann/bin/python
 fi
+{
 echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $threads threads, load average $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%F)"
 echo
-echo "| data | docs | method | recall@10 | q/s batch 1 | q/s batch 256 | build s | peak RSS build GB | peak RSS GB |"
-echo "|---|---|---|---|---|---|---|---|---|"
-for kind in clustered uniform; do
+echo "| data | docs | method | recall@10 | q/s batch 1 | q/s batch 256 | build s | peak RSS build GB | peak RSS GB | index memory GB |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
+for kind in $kinds; do
+    case $kind in
+        clustered) nprobe=${BENCH_ANN_NPROBE_CLUSTERED:-1 2 4 8 16 32} ;;
+        *) nprobe=${BENCH_ANN_NPROBE_UNIFORM:-16 32 64:100 128:100 256:200 512:200} ;;
+    esac
     build/release/bench/ann_bench "$kind" "$n" "$dim" "$nq" "$threads" "$lists" "$nprobe" "$out"
     if [ -n "$py" ]; then "$py" bench/ann_baselines.py "$kind" "$out" "$threads"; else echo "(no python venv: baselines skipped)" >&2; fi
+    echo "load average after $kind: $(cut -d' ' -f1-3 /proc/loadavg)"
 done
+} | tee "$out/results.md"
 rm -f "$out"/vectors.f32 "$out"/gtr.ivf
+if [ -n "$py" ] && "$py" -c "import matplotlib" 2>/dev/null; then
+    "$py" bench/ann_plot.py "$out/results.md" "$out/recall_qps.png" && echo "plot: $out/recall_qps.png" >&2
+fi

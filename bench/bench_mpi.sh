@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# bench_mpi.sh — gtr-mpi (issue 18) on this machine: `gtr-mpi index` and `gtr-mpi search` on
-# 1-4 ranks against `gtr index` / `gtr search` in the same run, same model (gtr-small), same
-# documents and queries, every MPI result checked byte for byte against the single-process one.
+# bench_mpi.sh — gtr-mpi (issue 18) on this machine: `gtr-mpi index`, `gtr-mpi search` and
+# `gtr-mpi train` on 1-4 ranks against `gtr index` / `gtr search` / `gtr train` in the same run,
+# same model (gtr-small), same documents, queries and training batches, every MPI result
+# checked byte for byte against the single-process one.
 # On one machine the ranks share its cores: this measures the overhead of the distribution
 # (encoder work split per batch, vectors sent back), not a cluster's speed-up; see docs/SCALING.md.
 #   BENCH_MPI_DOCS=N      corpus documents (default 600)     BENCH_MPI_QUERIES=N (default 300)
+#   BENCH_MPI_STEPS=N     training steps of 16 examples, 4 micro-batches of 4 (default 3)
 # Skipped (exit 0) without bin/gtr-mpi.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +18,7 @@ model=$shared/models/gtr-small
 sf=$shared/beir/scifact
 docs=${BENCH_MPI_DOCS:-600}
 nq=${BENCH_MPI_QUERIES:-300}
+steps=${BENCH_MPI_STEPS:-3}
 cores=$(nproc)
 out=build/bench/mpi
 mkdir -p "$out"
@@ -46,10 +49,21 @@ for n in 1 2 3 4; do
     same=$(cmp -s "$out/one.run" "$out/m.run" && echo yes || echo NO)
     report+=$'\n'"$(row "gtr-mpi search, $n ranks x $t threads" "$s" "$base" "$nq" "$same")"
 done
+train=(--init "$model" -d "$sf" --steps "$steps" --batch 16 --micro-batch 4 --query-max-len 32
+       --passage-max-len 128 --seed 1 -q --overwrite --metrics -)
+base=$(secs bin/gtr train "${train[@]}" -o "$out/one.model" -t "$cores")
+report+=$'\n'"$(row "gtr train -t $cores (baseline; steps/s)" "$base" "$base" "$steps" -)"
+for n in 1 2 3 4; do
+    t=$(( cores / n > 0 ? cores / n : 1 ))
+    s=$(secs mpirun --oversubscribe -n $n bin/gtr-mpi train "${train[@]}" -o "$out/m.model" -t $t)
+    same=$(cmp -s "$out/one.model/model.safetensors" "$out/m.model/model.safetensors" &&
+           cmp -s "$out/one.model/2_Dense/model.safetensors" "$out/m.model/2_Dense/model.safetensors" && echo yes || echo NO)
+    report+=$'\n'"$(row "gtr-mpi train, $n ranks x $t threads (steps/s)" "$s" "$base" "$steps" "$same")"
+done
 echo "$report"
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
 flags=$(grep -m1 '^flags' /proc/cpuinfo | grep -o 'avx512[a-z0-9_]*\|amx[a-z0-9_]*' | sort -u | tr '\n' ' ')
-section=$(printf '## MPI\n\n`bench/bench_mpi.sh`, %s, %s (%s cores; %s; load average %s at the start, %s at the end:\nthe machine is shared with other work, so the figures are indicative). gtr-small, the first %s\nSciFact documents and %s queries (top 100); each time includes process start-up, model loading\nand (MPI) `mpirun`. 1 and 2 ranks fit the 2 cores, 3 and 4 oversubscribe them; on one machine\nmore ranks cannot be faster: the table shows what the distribution costs (start-up, splitting each batch,\nsending vectors back), not a cluster'"'"'s speed-up (docs/SCALING.md). "identical": `cmp` of the\nindex file / run against the single-process one.\n\n%s\n' \
-    "$(date -u +%Y-%m-%d)" "$cpu" "$cores" "$flags" "$load_start" "$(cut -d' ' -f1-3 /proc/loadavg)" "$docs" "$nq" "$report")
+section=$(printf '## MPI\n\n`bench/bench_mpi.sh`, %s, %s (%s cores; %s; load average %s at the start, %s at the end:\nthe machine is shared with other work, so the figures are indicative). gtr-small, the first %s\nSciFact documents and %s queries (top 100); training: %s steps of 16 SciFact train pairs in 4\nmicro-batches of 4 (queries 32, passages 128 tokens; cross-replica negatives: every query\nagainst all 16 passages of the step). Each time includes process start-up, model loading\nand (MPI) `mpirun`. 1 and 2 ranks fit the 2 cores, 3 and 4 oversubscribe them; on one machine\nmore ranks cannot be faster: the table shows what the distribution costs (start-up, splitting each batch,\nsending vectors back), not a cluster'"'"'s speed-up (docs/SCALING.md). "identical": `cmp` of the\nindex file / run / trained model files against the single-process one.\n\n%s\n' \
+    "$(date -u +%Y-%m-%d)" "$cpu" "$cores" "$flags" "$load_start" "$(cut -d' ' -f1-3 /proc/loadavg)" "$docs" "$nq" "$steps" "$report")
 . bench/results_section.sh
 results_section MPI "$section"

@@ -76,6 +76,7 @@ int cmd_pull_dataset(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_ann_build(int argc, char **argv);
 int cmd_ann_tune(int argc, char **argv);
+int cmd_ann_delete(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 /* gtr train's body, shared with gtr-mpi train (dist NULL: one process). Under dist every rank
  * runs it with the same arguments and dist->comm attached to its trainer (data-parallel

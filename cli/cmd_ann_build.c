@@ -10,29 +10,34 @@ static const char *CMD = "ann-build";
 static void usage(FILE *out)
 {
     fprintf(out,
-        "usage: gtr ann-build --index INDEX -o OUT.ivf [--lists N] [--iters N] [--seed S] [-t N]\n"
+        "usage: gtr ann-build --index INDEX -o OUT.ivf [--lists N] [--iters N] [--seed S]\n"
+        "                     [--add BASE.ivf] [-t N]\n"
         "\n"
         "Build an inverted-file (IVF) approximate index of INDEX's vectors: spherical k-means\n"
         "lists, int8 codes per vector, and the float32 vectors for exact re-ranking, in one\n"
         "checksummed file written atomically. Search it with gtr search --ann OUT.ivf\n"
         "--nprobe N (more lists probed: higher recall, slower). It is tied to INDEX: after\n"
-        "rebuilding or --add, build it again. The file is the same for any thread count.\n"
+        "rebuilding, build it again; after gtr index --add, --add BASE.ivf extends the old\n"
+        "file: its lists and deletions are kept, old documents stay in their lists and the\n"
+        "new ones join the nearest (no k-means). The file is the same for any thread count.\n"
         "\n"
         "  --index PATH      the dense index (gtr index)\n"
         "  -o, --output PATH the IVF file\n"
         "  --lists N         number of lists (default: about sqrt(documents))\n"
         "  --iters N         k-means iterations (default 10)\n"
         "  --seed S          k-means seed (default 0)\n"
+        "  --add BASE.ivf    keep BASE.ivf's lists (built from INDEX before gtr index --add)\n"
         "  -t, --threads N   threads (default: all cores)\n");
 }
 
 int cmd_ann_build(int argc, char **argv)
 {
-    enum { O_INDEX = 1000, O_LISTS, O_ITERS, O_SEED };
+    enum { O_INDEX = 1000, O_LISTS, O_ITERS, O_SEED, O_ADD };
     static const struct option longopts[] = {
         {"index", required_argument, NULL, O_INDEX}, {"output", required_argument, NULL, 'o'},
         {"lists", required_argument, NULL, O_LISTS}, {"iters", required_argument, NULL, O_ITERS},
         {"seed", required_argument, NULL, O_SEED},   {"threads", required_argument, NULL, 't'},
+        {"add", required_argument, NULL, O_ADD},
         {"help", no_argument, NULL, 'h'},            {NULL, 0, NULL, 0}};
     const char *index_path = NULL, *out = NULL;
     gtr_ann_build_options o = {0};
@@ -44,6 +49,7 @@ int cmd_ann_build(int argc, char **argv)
         switch (c) {
         case O_INDEX: index_path = optarg; break;
         case 'o': out = optarg; break;
+        case O_ADD: o.base = optarg; break;
         case O_LISTS:
             if (!cli_parse_int(CMD, "--lists", optarg, 1, 1 << 24, &v)) return 2;
             o.n_lists = (uint32_t)v;

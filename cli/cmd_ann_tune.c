@@ -13,7 +13,7 @@ static void usage(FILE *out)
         "usage: gtr ann-tune --index INDEX --ann FILE.ivf [--recall R] [-k K] [--sample N]\n"
         "                    [--seed S] [-t N]\n"
         "\n"
-        "Choose --nprobe for gtr search --ann: the smallest of 1, 2, 4, ... (up to every list)\n"
+        "Choose --nprobe for gtr search --ann: the smallest (found by doubling, then bisecting)\n"
         "whose recall@K against exact search reaches R, measured with N documents of INDEX as\n"
         "queries (each one's own hit left out). Prints 'nprobe N recall X'.\n"
         "\n"

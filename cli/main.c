@@ -17,6 +17,7 @@ static const cli_command commands[] = {
     {"index", "encode a BEIR corpus into a dense index (resumable, --add appends)", cmd_index},
     {"ann-build", "approximate (IVF) index of a dense index, for search --ann", cmd_ann_build},
     {"ann-tune", "choose search --nprobe for a target recall (against exact search)", cmd_ann_tune},
+    {"ann-delete", "delete documents by id from an approximate index", cmd_ann_delete},
     {"search", "exact top-k search of a dense index (or BM25, or both fused) to a TREC run", cmd_search},
     {"train", "fine-tune a GTR model (in-batch softmax + hard negatives; resumable)", cmd_train},
     {"mine-negatives", "hard negatives for a second training stage from a model's ranking", cmd_mine_negatives},

@@ -458,28 +458,46 @@ typedef struct gtr_ann_build_options {
     uint32_t iters;   /* k-means iterations (0: 10) */
     uint64_t seed;    /* the build is deterministic given it, for any thread count */
     gtr_pool *pool;   /* threads (NULL: the calling thread only) */
+    const char *base; /* after `gtr index --add`: an IVF file built from this index before the
+                         documents were appended; its lists (centroids) and deletions are kept,
+                         old documents stay in their lists and new ones join the nearest (no
+                         retraining) — the file a build given those lists would write */
 } gtr_ann_build_options;
 GTR_API gtr_status gtr_ann_build(const gtr_index *ix, const char *out_path,
                                  const gtr_ann_build_options *opts, gtr_error *err);
-/* Open an IVF file and check it was built from ix (GTR_ERR_MISMATCH otherwise). ix must
- * outlive the handle. */
+/* Open an IVF file and check it was built from ix (GTR_ERR_MISMATCH otherwise), with its
+ * deletions ("<path>.del", if present; checked likewise). ix must outlive the handle. */
 GTR_API gtr_ann *gtr_ann_open(const char *path, const gtr_index *ix, gtr_error *err);
 GTR_API void gtr_ann_free(gtr_ann *a);
 GTR_API uint32_t gtr_ann_n_lists(const gtr_ann *a);
+/* Delete documents by id: never returned by gtr_ann_search again. Durable before it returns
+ * ("<path>.del", written atomically, checksummed, tied to the index's ids); kept by a rebuild
+ * from the same index with --add (base). Ids not in the index are counted in *unknown (may be
+ * NULL). Not concurrently with searches on the same handle. */
+GTR_API gtr_status gtr_ann_delete(gtr_ann *a, const char *const *ids, const size_t *lens,
+                                  size_t n, size_t *unknown, gtr_error *err);
+GTR_API size_t gtr_ann_deleted_count(const gtr_ann *a);
+/* A filter: set bit d (byte d / 8, bit d % 8) of bitmap ((count + 7) / 8 bytes, zeroed by the
+ * caller) for each document d whose id is in ids; ids not in the index counted in *unknown. */
+GTR_API gtr_status gtr_ann_allow_ids(gtr_ann *a, const char *const *ids, const size_t *lens,
+                                     size_t n, uint8_t *bitmap, size_t *unknown, gtr_error *err);
 
 typedef struct gtr_ann_search_options {
     uint32_t nprobe; /* lists scanned per query (0: 8) */
     uint32_t rerank; /* candidates re-ranked exactly (0: 4 * k) */
-    gtr_pool *pool;  /* threads over queries; results do not depend on it */
+    gtr_pool *pool;  /* threads; results do not depend on it */
+    const uint8_t *allow; /* a filter (gtr_ann_allow_ids): only documents whose bit is set are
+                             returned (NULL: all); deleted documents never are */
 } gtr_ann_search_options;
-/* Pick the smallest nprobe (1, 2, 4, ... up to every list) whose recall@k against exact search
- * (gtr_index_search) reaches target_recall, on sample_n documents of the index used as
+/* Pick the smallest nprobe (doubling 1, 2, 4, ... up to every list, then bisecting) whose
+ * recall@k against exact search (gtr_index_search) reaches target_recall, on sample_n documents of the index used as
  * queries (chosen with seed; each one's own hit is left out of both rankings). *nprobe and
  * *recall receive the choice and its measured recall (every list when none reaches it). */
 GTR_API gtr_status gtr_ann_tune(const gtr_ann *a, double target_recall, size_t k,
                                 size_t sample_n, uint64_t seed, gtr_pool *pool,
                                 uint32_t *nprobe, double *recall, gtr_error *err);
-/* Like gtr_index_search (same hits layout), approximately. */
+/* Like gtr_index_search (same hits layout, same scores, equal scores by id descending),
+ * approximately: the probed lists' candidates only. */
 GTR_API gtr_status gtr_ann_search(const gtr_ann *a, const float *queries, size_t nq, size_t k,
                                   const gtr_ann_search_options *opts, gtr_hit *hits,
                                   size_t *n_hits, gtr_error *err);
@@ -836,7 +854,7 @@ GTR_API gtr_status gtr_trainer_load_checkpoint(gtr_trainer *t, const char *path,
  * batch (cross-replica negatives), and each rank back-propagates its micro-batches. Gradients
  * are summed in micro-batch order, G = ((g_0 + g_1) + g_2) + ..., exactly as the single
  * process sums them: rank r receives the sum of the micro-batches before its own from rank r-1,
- * adds its own and passes it on (in segments of at most 2^24 floats, so the chain pipelines);
+ * adds its own and passes it on (in segments of 2^18 floats, so the chain pipelines);
  * the last rank broadcasts the total and every rank takes the same optimizer step. The trained
  * model is therefore bit-identical to the single-process run with the same batch and
  * micro-batch size, for any number of ranks. Rank 0 holds one gradient buffer besides the

@@ -42,7 +42,13 @@ int main(int argc, char **argv)
         if (d.rank == 0) fprintf(stderr, "gtr-mpi: unknown command '%s' (gtr-mpi --help)\n", argv[1]);
         rc = 2;
     }
-    if (rc) MPI_Abort(MPI_COMM_WORLD, rc); /* ends every rank; mpirun exits non-zero */
+    /* 130: train stopped by a signal, every rank at the same step (rank 0 checkpointed):
+     * a clean exit with that status; any other failure ends every rank, mpirun exits non-zero */
+    if (rc == 130) {
+        MPI_Finalize();
+        return rc;
+    }
+    if (rc) MPI_Abort(MPI_COMM_WORLD, rc);
     MPI_Finalize();
     return 0;
 }

@@ -36,7 +36,7 @@ static int mpi_allgather(void *user, const void *mine, size_t n, void *all, cons
     return rc != MPI_SUCCESS;
 }
 
-/* the trainer sends at most 2^24 floats at a time */
+/* the trainer sends at most 2^18 floats at a time */
 static int mpi_send(void *user, int to, const float *x, size_t n)
 {
     (void)user;

@@ -172,7 +172,7 @@ static void test_threads_same_results(void **state)
     gtr_error err = {0};
     gtr_pool *pool = gtr_pool_create(3, &err);
     assert_non_null(pool);
-    gtr_ivf_search_opts o1 = {.nprobe = 4}, o3 = {.nprobe = 4, .pool = pool};
+    gtr_ivf_search_opts o1 = {.nprobe = 4}, o3 = {.nprobe = 4, .pool = pool, .parallel_min = 1};
     TU_OK(gtr_ivf_search(f->ix, f->queries, NQ, K, &o1, a, sa, &err), &err);
     TU_OK(gtr_ivf_search(f->ix, f->queries, NQ, K, &o3, b, sb, &err), &err);
     assert_memory_equal(a, b, sizeof a);
@@ -235,7 +235,7 @@ static void test_threads_and_batch_same_results(void **state)
     for (int t = 2; t <= 4; t++) {
         gtr_pool *pool = gtr_pool_create(t, &err);
         assert_non_null(pool);
-        gtr_ivf_search_opts ot = {.nprobe = 5, .pool = pool};
+        gtr_ivf_search_opts ot = {.nprobe = 5, .pool = pool, .parallel_min = 1};
         TU_OK(gtr_ivf_search(f->ix, f->queries, NQ, K, &ot, b, sb, &err), &err);
         assert_memory_equal(a, b, sizeof a);
         assert_memory_equal(sa, sb, sizeof sa);

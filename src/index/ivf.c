@@ -205,7 +205,8 @@ gtr_status gtr_ivf_build(const char *path, const float *vecs, size_t n, int dim_
                         ? (err ? err->code : GTR_ERR_NOMEM) : GTR_OK;
     gtr_atomic_file f = {0};
     bool open = false;
-    if (st == GTR_OK) st = kmeans(vecs, n, dim, n_lists, &o, cent, err);
+    if (st == GTR_OK && o.centroids) memcpy(cent, o.centroids, n_lists * dim * sizeof(float));
+    else if (st == GTR_OK) st = kmeans(vecs, n, dim, n_lists, &o, cent, err);
     if (st == GTR_OK) {
         st = assign(gtr_kernels_select(), o.pool, cent, n_lists, vecs, n, dim, asg, err);
     }
@@ -444,6 +445,7 @@ static void heap_sort_best_first(const rank_rule *rule, cand *h, size_t n)
 }
 
 #define QBATCH 256 /* queries per round: bounds the coarse scores and per-thread heaps */
+#define SMALL_WORK ((size_t)1 << 21) /* multiply-adds below which a phase stays on one thread */
 #define CHUNK 64   /* list rows per kernel call (64 x 768 bytes stay in L1/L2) */
 
 typedef struct scan_task { uint32_t list; uint64_t r0, r1; } scan_task;
@@ -612,15 +614,22 @@ gtr_status gtr_ivf_search(const gtr_ivf *ix, const float *queries, size_t nq, si
         c.out_ids = ids + q0 * k;
         c.out_scores = scores + q0 * k;
         /* coarse step: every query against every centroid with the library's GEMM */
-        gtr_linear(ix->kern, o.pool, &ix->cent_w, c.queries, c.nq, ix->dim, c.coarse, L, 0);
-        gtr_pool_for(o.pool, c.nq, prep_task, &c);
+        /* A phase with little work runs on the calling thread: waking the pool costs more
+         * than it saves (tens of microseconds, far more on a loaded machine). The results do
+         * not depend on it. */
+        size_t small = o.parallel_min ? o.parallel_min : SMALL_WORK;
+        gtr_pool *qpool = c.nq > 1 ? o.pool : NULL;
+        gtr_pool *cpool = c.nq * L * ix->dim >= small ? o.pool : NULL;
+        gtr_linear(ix->kern, cpool, &ix->cent_w, c.queries, c.nq, ix->dim, c.coarse, L, 0);
+        gtr_pool_for(qpool, c.nq, prep_task, &c);
         /* group the round's queries by list (ascending query order within a list) */
         memset(c.lstart, 0, (L + 1) * sizeof *c.lstart);
         for (size_t i = 0; i < c.nq * c.nprobe; i++) c.lstart[c.probe[i] + 1]++;
         for (size_t l = 0; l < L; l++) c.lstart[l + 1] += c.lstart[l];
-        size_t nt = 0;
+        size_t nt = 0, work = 0;
         for (size_t l = 0; l < L; l++) {
             if (c.lstart[l + 1] == c.lstart[l]) continue;
+            work += (size_t)(ix->offsets[l + 1] - ix->offsets[l]) * ix->dim;
             /* split big lists so a single query still spreads over the threads */
             for (uint64_t r0 = ix->offsets[l]; r0 < ix->offsets[l + 1]; r0 += CHUNK * 16) {
                 uint64_t r1 = ix->offsets[l + 1] - r0 < CHUNK * 16 ? ix->offsets[l + 1] : r0 + CHUNK * 16;
@@ -635,8 +644,8 @@ gtr_status gtr_ivf_search(const gtr_ivf *ix, const float *queries, size_t nq, si
         for (size_t l = L; l > 0; l--) c.lstart[l] = c.lstart[l - 1]; /* undo the cursor shift */
         c.lstart[0] = 0;
         memset(c.hn, 0, T * c.nq * sizeof *c.hn);
-        gtr_pool_for(o.pool, nt, scan_list, &c);
-        gtr_pool_for(o.pool, c.nq, rerank_task, &c);
+        gtr_pool_for(work >= small ? o.pool : NULL, nt, scan_list, &c);
+        gtr_pool_for(qpool, c.nq, rerank_task, &c);
     }
     gtr_free_aligned(c.Qf); gtr_free_aligned(c.Q8);
     free(c.qscale); free(c.qsum); free(c.coarse); free(c.probe); free(c.lstart); free(c.lq);

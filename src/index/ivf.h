@@ -34,6 +34,8 @@ typedef struct gtr_ivf_build_opts {
     uint64_t seed;       /* sampling and initial centroids */
     uint64_t tag;        /* stored in the header: what the vectors came from (gtr_ann) */
     gtr_pool *pool;      /* threads for assignment (NULL: the calling thread) */
+    const float *centroids; /* [n_lists][dim]: use these lists (no k-means), e.g. an earlier
+                               build's, so documents appended later join the same lists */
 } gtr_ivf_build_opts;
 
 /* Build an index of n vectors (dim floats each, expected unit length) into path. */
@@ -57,6 +59,8 @@ typedef struct gtr_ivf_search_opts {
     const uint8_t *allow;  /* optional bitmap over vector numbers: bit v clear = never returned
                               (deleted documents, filters) */
     gtr_pool *pool;        /* threads (NULL: calling thread); results do not depend on it */
+    size_t parallel_min;   /* multiply-adds below which a phase stays on the calling thread
+                              (0: 2^21; tests set 1 to exercise the threads on small data) */
     /* final order of equal exact scores: tie(user, a, b) > 0 when a ranks before b
        (NULL: smaller number first) */
     int (*tie)(const void *user, uint32_t a, uint32_t b);

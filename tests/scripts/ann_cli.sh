@@ -2,7 +2,9 @@
 # ann_cli.sh — `gtr ann-build` and `gtr search --ann` (issue 14) with gtr-tiny over part of
 # SciFact: the IVF file is the same for any thread count, probing every list finds what exact
 # search finds, fewer lists never find more, and a stale, corrupted or truncated IVF file is
-# refused with a clear message.
+# refused with a clear message; ann-delete (deleted documents never returned, the deletion file
+# checked), ann-build --add after gtr index --add (lists and deletions kept, recall as a fresh
+# build's).
 cd "$(dirname "$0")/../.." || exit 1
 . tests/scripts/tap.sh
 
@@ -12,7 +14,7 @@ if [ ! -d "$TINY" ] || [ ! -f "$SF/corpus.jsonl" ]; then
     echo "1..0 # SKIP reference data not found in $SHARED"
     exit 0
 fi
-plan 17
+plan 33
 
 head -n 1200 "$SF/corpus.jsonl" >"$TMP/sub.jsonl"
 head -n 60 "$SF/queries.jsonl" >"$TMP/q.jsonl"
@@ -52,4 +54,42 @@ fails "a corrupted IVF file is refused" $GTR search --index "$TMP/a.gtri" --ann 
 like "$(cat "$TMP/err")" "bad.ivf: body checksum mismatch" "... naming the file and the damage"
 head -c 3000 "$TMP/a.ivf" >"$TMP/short.ivf"
 fails "a truncated IVF file is refused" $GTR search --index "$TMP/a.gtri" --ann "$TMP/short.ivf" -q "$TMP/q.jsonl" -o "$TMP/x"
+# ann-build --add: the first 1100 documents, then 100 more appended with gtr index --add
+tail -n +1101 "$TMP/sub.jsonl" >"$TMP/more.jsonl"
+$GTR index -q -m "$TINY" --add "$TMP/more.jsonl" --from "$TMP/c.gtri" -o "$TMP/d.gtri" || exit 1
+ok "ann-build of the first 1100" $GTR ann-build --index "$TMP/c.gtri" -o "$TMP/c.ivf" --lists 16 --seed 1
+$GTR index -q -m "$TINY" -c "$TMP/more.jsonl" -o "$TMP/m.gtri" && $GTR ann-build --index "$TMP/m.gtri" -o "$TMP/m.ivf" --lists 4 || exit 1
+fails "--add with a base of another index is refused" $GTR ann-build --index "$TMP/d.gtri" -o "$TMP/x.ivf" --add "$TMP/m.ivf"
+like "$(cat "$TMP/err")" "not built from the first documents of this index" "... saying so"
+ok "ann-build --add after gtr index --add" $GTR ann-build --index "$TMP/d.gtri" -o "$TMP/d.ivf" --add "$TMP/c.ivf"
+ok "a fresh build of the extended index" $GTR ann-build --index "$TMP/d.gtri" -o "$TMP/f.ivf" --lists 16 --seed 1
+$GTR search --index "$TMP/d.gtri" -q "$TMP/q.jsonl" -k 10 -o "$TMP/exact" --quiet || exit 1
+$GTR search --index "$TMP/d.gtri" --ann "$TMP/d.ivf" --nprobe 16 -q "$TMP/q.jsonl" -k 10 -o "$TMP/dall" --quiet || exit 1
+is "$(shared "$TMP/dall")" "$(wc -l <"$TMP/exact" | tr -d ' ')" "after --add, every list probed: the exact run's documents"
+$GTR search --index "$TMP/d.gtri" --ann "$TMP/d.ivf" --nprobe 4 -q "$TMP/q.jsonl" -k 10 -o "$TMP/d4" --quiet || exit 1
+$GTR search --index "$TMP/d.gtri" --ann "$TMP/f.ivf" --nprobe 4 -q "$TMP/q.jsonl" -k 10 -o "$TMP/f4" --quiet || exit 1
+sa=$(shared "$TMP/d4"); sf=$(shared "$TMP/f4"); tot=$(wc -l <"$TMP/exact" | tr -d ' ')
+# equal recall within three binomial standard deviations of the fresh build's, computed here
+is "$(awk -v a="$sa" -v f="$sf" -v n="$tot" 'BEGIN{p=f/n; sd=sqrt(n*p*(1-p)); print (a >= f - 3*sd - 1) ? "yes" : "no"}')" yes \
+   "--add recall as a fresh build's at nprobe 4 ($sa vs $sf of $tot pairs)"
+
+# ann-delete: the exact top-1 of every query deleted, never returned; kept by --add
+awk '$4 == 1 {print $3}' "$TMP/exact" | sort -u >"$TMP/del.ids"
+echo "no-such-doc" >>"$TMP/del.ids"
+ok "ann-delete" $GTR ann-delete --index "$TMP/d.gtri" --ann "$TMP/d.ivf" "$TMP/del.ids"
+like "$(cat "$TMP/out")" "deleted $(($(wc -l <"$TMP/del.ids") - 1)) documents in total \(1 ids not in the index\)" "... counting them and the unknown id"
+$GTR search --index "$TMP/d.gtri" --ann "$TMP/d.ivf" --nprobe 16 -q "$TMP/q.jsonl" -k 10 -o "$TMP/ddel" --quiet || exit 1
+is "$(awk '{print $3}' "$TMP/ddel" | grep -cxFf "$TMP/del.ids")" 0 "deleted documents are never returned"
+is "$(wc -l <"$TMP/ddel" | tr -d ' ')" "$tot" "... and every query still gets k hits"
+$GTR index -q -m "$TINY" --add "$SF/corpus.jsonl" --from "$TMP/d.gtri" -o "$TMP/e.gtri" 2>/dev/null ||
+    { head -n 1300 "$SF/corpus.jsonl" | tail -n 100 >"$TMP/more2.jsonl"; $GTR index -q -m "$TINY" --add "$TMP/more2.jsonl" --from "$TMP/d.gtri" -o "$TMP/e.gtri" || exit 1; }
+ok "ann-build --add keeps the deletions" $GTR ann-build --index "$TMP/e.gtri" -o "$TMP/e.ivf" --add "$TMP/d.ivf"
+$GTR search --index "$TMP/e.gtri" --ann "$TMP/e.ivf" --nprobe 16 -q "$TMP/q.jsonl" -k 10 -o "$TMP/edel" --quiet || exit 1
+is "$(awk '{print $3}' "$TMP/edel" | grep -cxFf "$TMP/del.ids")" 0 "... still never returned"
+cp "$TMP/d.ivf.del" "$TMP/keep.del"
+printf '\001' | dd of="$TMP/d.ivf.del" bs=1 seek=50 conv=notrunc 2>/dev/null
+fails "a corrupted deletion file is refused" $GTR search --index "$TMP/d.gtri" --ann "$TMP/d.ivf" -q "$TMP/q.jsonl" -o "$TMP/x"
+like "$(cat "$TMP/err")" "d.ivf.del: checksum mismatch" "... naming it"
+head -c 40 "$TMP/keep.del" >"$TMP/d.ivf.del"
+fails "a truncated deletion file is refused" $GTR search --index "$TMP/d.gtri" --ann "$TMP/d.ivf" -q "$TMP/q.jsonl" -o "$TMP/x"
 done_testing

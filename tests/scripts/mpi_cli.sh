@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # mpi_cli.sh — bin/gtr-mpi under `mpirun --oversubscribe -n 1|2|3` on this machine, each result
 # compared byte for byte with the single-process command run here: index files (cmp), TREC runs
-# for dense, BM25 and hybrid search, BEIR metrics (--json) against gtr beir; ranks given another model or options refused before any
-# work; a rank killed mid-index: non-zero exit naming it, no index, and the same command resumes
-# to the same bytes.
+# for dense, BM25 and hybrid search, BEIR metrics (--json) against gtr beir; ranks given another
+# model or options refused before any work (index, search, beir); a rank killed mid-index:
+# non-zero exit naming it, no index, and the same command resumes to the same bytes.
 cd "$(dirname "$0")/../.." || exit 1
 . tests/scripts/tap.sh
 
 . tests/scripts/mpi_setup.sh.inc
-plan 37
+plan 44
 
 head -n 300 "$SF/corpus.jsonl" >"$TMP/sub.jsonl"
 head -n 30 "$SF/queries.jsonl" >"$TMP/q.jsonl"
@@ -68,6 +68,19 @@ fails "a rank with other options is refused" timeout 300 mpirun --oversubscribe 
     -n 1 $MPI index -q -m "$TINY" -c "$TMP/sub.jsonl" -o "$TMP/mix.gtri" --batch 4 : \
     -n 1 $MPI index -q -m "$TINY" -c "$TMP/sub.jsonl" -o "$TMP/mix.gtri" --batch 8
 like "$(cat "$TMP/err")" "rank 1 was given other options" "... the message names the rank"
+fails "search: a rank with another model is refused" timeout 300 mpirun --oversubscribe \
+    -n 1 $MPI search --index "$TMP/one.gtri" -m "$TINY" -q "$TMP/q.jsonl" -k 5 -o "$TMP/mix.run" -t 1 : \
+    -n 1 $MPI search --index "$TMP/one.gtri" -m "$WIDE" -q "$TMP/q.jsonl" -k 5 -o "$TMP/mix.run" -t 1
+like "$(cat "$TMP/err")" "rank 1" "... the message names the rank"
+fails "search: a rank with another -k is refused" timeout 300 mpirun --oversubscribe \
+    -n 2 $MPI search --index "$TMP/one.gtri" -q "$TMP/q.jsonl" -k 5 -o "$TMP/mix.run" -t 1 : \
+    -n 1 $MPI search --index "$TMP/one.gtri" -q "$TMP/q.jsonl" -k 6 -o "$TMP/mix.run" -t 1
+like "$(cat "$TMP/err")" "rank 2 was given other options" "... the message names the rank"
+fails "beir: a rank with another method is refused" timeout 300 mpirun --oversubscribe \
+    -n 1 $MPI beir -d "$TMP/ds" --index "$TMP/ds.gtri" --bm25-index "$TMP/ds.bm25" --method dense -t 1 : \
+    -n 1 $MPI beir -d "$TMP/ds" --index "$TMP/ds.gtri" --bm25-index "$TMP/ds.bm25" --method hybrid -t 1
+like "$(cat "$TMP/err")" "rank 1 was given other options" "... the message names the rank"
+is "$(ls "$TMP" | grep -c '^mix')" "0" "... and nothing was written by the refused commands"
 
 # ---- a rank killed mid-index: non-zero exit naming it, no index, resumable to the same bytes
 head -n 1500 "$SF/corpus.jsonl" >"$TMP/big.jsonl"

@@ -6,7 +6,8 @@
 # ranks or fewer; the metrics log holds the single process's losses and token counts; ranks
 # given another model or options are refused before any work; a rank killed mid-training fails
 # the job with a message naming it, leaves no model, and the same command (on another number of
-# ranks) resumes from rank 0's checkpoint to the bytes of the uninterrupted run.
+# ranks) resumes from rank 0's checkpoint to the bytes of the uninterrupted run; SIGTERM stops
+# every rank at the same step with a checkpoint, and --resume ends on those bytes too.
 cd "$(dirname "$0")/../.." || exit 1
 . tests/scripts/tap.sh
 
@@ -14,7 +15,7 @@ cd "$(dirname "$0")/../.." || exit 1
 same_model() { cmp "$1/model.safetensors" "$2/model.safetensors" && cmp "$1/2_Dense/model.safetensors" "$2/2_Dense/model.safetensors"; }
 # step, epoch, loss, lr, tokens of each metrics line (not the timings)
 numbers() { sed 's/, "seconds".*//' "$1"; }
-plan 29
+plan 33
 
 # examples with 0-3 hard negatives each (other documents of the corpus), so micro-batches
 # hold different numbers of passages
@@ -80,5 +81,23 @@ ok "... to the model of the uninterrupted single-process run" same_model "$TMP/l
 is "$(grep -o '"step": [0-9]*' "$TMP/long3.metrics.jsonl" | awk '{print $2}' | tr '\n' ' ')" \
    "$(seq 1 30 | tr '\n' ' ')" "... metrics log: steps 1..30 once each"
 ok "... and removed the checkpoint" test ! -e "$TMP/long3.ckpt"
+
+# ---- SIGTERM to mpirun: every rank stops at the same step, rank 0 checkpoints
+SIG=("${COMMON[@]}" -d "$SF" --steps 30 --batch 12 --micro-batch 4 --checkpoint-every 0)
+timeout 300 mpirun --oversubscribe -n 2 $MPI train "${SIG[@]}" -o "$TMP/sig" >/dev/null 2>"$TMP/sig.err" &
+job=$!
+for _ in $(seq 1200); do
+    n=$({ wc -l <"$TMP/sig.metrics.jsonl"; } 2>/dev/null || echo 0)
+    [ "${n:-0}" -ge 3 ] && break
+    sleep 0.05
+done
+kill -TERM $job
+wait $job
+status=$?
+# the ranks exit 130; mpirun, signalled itself, exits 1
+is "$([ $status -ne 0 ] && echo failed)" "failed" "SIGTERM to mpirun: non-zero exit"
+like "$(cat "$TMP/sig.err")" "continue with --resume" "... rank 0 checkpointed and says how to continue"
+ok "resume on 3 ranks" run 3 $MPI train "${SIG[@]}" -o "$TMP/sig" --resume
+ok "... the model of the uninterrupted single-process run" same_model "$TMP/long1" "$TMP/sig"
 
 done_testing

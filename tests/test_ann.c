@@ -1,0 +1,178 @@
+/* test_ann.c — the public approximate-search handle (gtr_ann_*) over a small index built with
+ * a fake encoder: with every list probed and every candidate re-ranked it returns exactly what
+ * exact search returns (hits, scores and the order of equal scores: id descending); a filter
+ * by ids and deletions are honoured; a damaged deletion file is refused. */
+#include "support/testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define N 600
+#define DIM 24
+#define NQ 20
+#define K 10
+
+/* vector = f(hash of the text); texts starting "same" share one, so their scores tie */
+static gtr_status fake_encode(void *user, const char *const *texts, const size_t *lens, size_t n,
+                              float *out, gtr_error *err)
+{
+    (void)user; (void)err;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t s = lens[i] >= 4 && memcmp(texts[i], "same", 4) == 0 ? 42 : gtr_fnv1a64(texts[i], lens[i], 7);
+        double norm = 0;
+        float *v = out + i * DIM;
+        for (int d = 0; d < DIM; d++) {
+            s = s * 6364136223846793005ull + 1442695040888963407ull;
+            v[d] = (float)((double)(s >> 11) * 0x1p-53 - 0.5) + (d < 3 ? 0.4f : 0.0f);
+            norm += (double)v[d] * v[d];
+        }
+        for (int d = 0; d < DIM; d++) v[d] = (float)(v[d] / sqrt(norm));
+    }
+    return GTR_OK;
+}
+
+typedef struct fixture {
+    gtr_index *ix;
+    gtr_ann *ann;
+    char *ivf;
+    float q[NQ * DIM];
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    char *corpus = tu_tmp("ann_corpus.jsonl"), *path = tu_tmp("ann.gtri");
+    f->ivf = tu_tmp("ann.ivf");
+    FILE *fp = fopen(corpus, "wb");
+    for (int i = 0; i < N; i++) /* every 7th document shares one vector: ties */
+        fprintf(fp, "{\"_id\": \"d%04d\", \"text\": \"%s %d\"}\n", i, i % 7 == 0 ? "same" : "text", i);
+    fclose(fp);
+    gtr_index_encoder enc = {fake_encode, NULL, DIM, 0x77, "fake"};
+    gtr_error e;
+    TU_OK(gtr_index_build_with(&enc, corpus, NULL, path, NULL, NULL, &e), &e);
+    if (!(f->ix = gtr_index_open(path, 0, NULL, &e))) fail_msg("%s", e.message);
+    gtr_ann_build_options bo = {.n_lists = 12, .seed = 5};
+    TU_OK(gtr_ann_build(f->ix, f->ivf, &bo, &e), &e);
+    if (!(f->ann = gtr_ann_open(f->ivf, f->ix, &e))) fail_msg("%s", e.message);
+    /* queries: some documents' own vectors (so the tied group is hit) and perturbations */
+    for (int i = 0; i < NQ; i++) {
+        const float *v = gtr_index_vector(f->ix, (size_t)(i * 29) % N);
+        for (int d = 0; d < DIM; d++) f->q[i * DIM + d] = v[d] + (i % 2 ? 0.05f * (float)((d * 7 + i) % 5 - 2) : 0.0f);
+    }
+    free(corpus);
+    free(path);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    gtr_ann_free(f->ann);
+    gtr_index_free(f->ix);
+    free(f->ivf);
+    free(f);
+    return 0;
+}
+
+static void test_full_probe_equals_exact(void **state)
+{
+    fixture *f = *state;
+    gtr_hit a[NQ * K], b[NQ * K];
+    size_t na[NQ], nb[NQ];
+    gtr_error e;
+    TU_OK(gtr_index_search(f->ix, f->q, NQ, K, NULL, a, na, &e), &e);
+    gtr_ann_search_options o = {.nprobe = 12, .rerank = N};
+    TU_OK(gtr_ann_search(f->ann, f->q, NQ, K, &o, b, nb, &e), &e);
+    int ties = 0;
+    for (int i = 0; i < NQ; i++) {
+        assert_int_equal(na[i], nb[i]);
+        for (size_t j = 0; j < na[i]; j++) {
+            assert_int_equal(a[i * K + j].doc, b[i * K + j].doc);
+            assert_memory_equal(&a[i * K + j].score, &b[i * K + j].score, sizeof(float));
+            ties += j && a[i * K + j].score == a[i * K + j - 1].score;
+        }
+    }
+    assert_true(ties > 0); /* the tied group was ranked, in exact search's order */
+}
+
+static int allowed(const uint8_t *bits, size_t d) { return bits[d >> 3] >> (d & 7) & 1; }
+
+static void test_filter_and_delete(void **state)
+{
+    fixture *f = *state;
+    gtr_error e;
+    /* filter: ids d0000..d0299 with an even number, plus one unknown id */
+    const char *ids[151];
+    size_t lens[151];
+    char buf[151][8];
+    for (int i = 0; i < 150; i++) {
+        snprintf(buf[i], sizeof buf[i], "d%04d", 2 * i);
+        ids[i] = buf[i];
+        lens[i] = 5;
+    }
+    ids[150] = "nope";
+    lens[150] = 4;
+    uint8_t bits[(N + 7) / 8] = {0};
+    size_t unknown;
+    TU_OK(gtr_ann_allow_ids(f->ann, ids, lens, 151, bits, &unknown, &e), &e);
+    assert_int_equal(unknown, 1);
+    gtr_hit h[NQ * K];
+    size_t nh[NQ];
+    gtr_ann_search_options o = {.nprobe = 12, .rerank = N, .allow = bits};
+    TU_OK(gtr_ann_search(f->ann, f->q, NQ, K, &o, h, nh, &e), &e);
+    for (int i = 0; i < NQ; i++) {
+        assert_int_equal(nh[i], K);
+        for (size_t j = 0; j < nh[i]; j++) assert_true(allowed(bits, h[i * K + j].doc));
+    }
+    /* delete every document the unfiltered search returned for query 0 */
+    gtr_ann_search_options all = {.nprobe = 12, .rerank = N};
+    TU_OK(gtr_ann_search(f->ann, f->q, 1, K, &all, h, nh, &e), &e);
+    const char *del[K];
+    size_t dl[K];
+    for (size_t j = 0; j < nh[0]; j++) del[j] = gtr_index_doc_id(f->ix, h[j].doc, &dl[j]);
+    gtr_hit first[K];
+    memcpy(first, h, sizeof first);
+    TU_OK(gtr_ann_delete(f->ann, del, dl, nh[0], &unknown, &e), &e);
+    assert_int_equal(unknown, 0);
+    assert_int_equal(gtr_ann_deleted_count(f->ann), nh[0]);
+    /* a fresh handle reads them back; neither returns them, with or without a filter */
+    gtr_ann *again = gtr_ann_open(f->ivf, f->ix, &e);
+    if (!again) fail_msg("%s", e.message);
+    assert_int_equal(gtr_ann_deleted_count(again), nh[0]);
+    for (int pass = 0; pass < 2; pass++) {
+        gtr_ann_search_options so = {.nprobe = 12, .rerank = N, .allow = pass ? bits : NULL};
+        TU_OK(gtr_ann_search(again, f->q, NQ, K, &so, h, nh, &e), &e);
+        for (int i = 0; i < NQ; i++)
+            for (size_t j = 0; j < nh[i]; j++)
+                for (int d = 0; d < K; d++) assert_int_not_equal(h[i * K + j].doc, first[d].doc);
+    }
+    gtr_ann_free(again);
+    /* a damaged deletion file is refused, naming it */
+    char *dp = malloc(strlen(f->ivf) + 5);
+    sprintf(dp, "%s.del", f->ivf);
+    char *data;
+    size_t len;
+    TU_OK(gtr_read_file(dp, 0, &data, &len, &e), &e);
+    data[len - 1] ^= 0x40;
+    tu_write(dp, data, len);
+    assert_null(gtr_ann_open(f->ivf, f->ix, &e));
+    assert_non_null(strstr(e.message, ".del"));
+    tu_write(dp, data, 30); /* truncated */
+    assert_null(gtr_ann_open(f->ivf, f->ix, &e));
+    assert_int_equal(e.code, GTR_ERR_FORMAT);
+    remove(dp);
+    free(data);
+    free(dp);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_full_probe_equals_exact),
+        cmocka_unit_test(test_filter_and_delete),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
