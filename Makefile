@@ -86,7 +86,7 @@ MPICC    ?= mpicc
 HAVE_MPI := $(shell command -v $(MPICC) 2>/dev/null)
 ifneq ($(HAVE_MPI),)
 MPI_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard mpi/*.c)))
-MPI_CLI  := $(BUILD)/cli/common.o $(BUILD)/cli/retrieve.o $(BUILD)/cli/progress.o $(BUILD)/cli/cmd_train.o
+MPI_CLI  := $(BUILD)/cli/common.o $(BUILD)/cli/progress.o $(BUILD)/cli/cmd_train.o
 MPI_BIN  := $(dir $(GTR_BIN))gtr-mpi
 $(BUILD)/mpi/%.o: mpi/%.c
 	@mkdir -p $(dir $@)

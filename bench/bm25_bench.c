@@ -52,7 +52,7 @@ int main(int argc, char **argv)
     }
     gtr_text_reader_close(r);
     size_t k = 1000;
-    gtr_bm25_hit *hits = malloc(nq * k * sizeof *hits);
+    gtr_hit *hits = malloc(nq * k * sizeof *hits);
     size_t *n_hits = malloc(nq * sizeof *n_hits);
     printf("| corpus | docs | terms | postings | build (s) | docs/s | open+verify (s) |\n|---|---|---|---|---|---|---|\n");
     printf("| %s | %llu | %llu | %llu | %.2f | %.0f | %.3f |\n\n", argv[1], (unsigned long long)st.docs,

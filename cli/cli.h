@@ -46,6 +46,18 @@ enum { CLI_IX_STORE = 1100, CLI_IX_BATCH, CLI_IX_CKPT, CLI_IX_SNIP, CLI_IX_RESTA
     {"restart", no_argument, NULL, CLI_IX_RESTART}, {"threads", required_argument, NULL, 't'},     \
     {"dtype", required_argument, NULL, CLI_IX_DTYPE}, {"max-len", required_argument, NULL, CLI_IX_MAXLEN}
 int cli_index_option(int c, const char *arg, gtr_index_build_options *o, gtr_model_options *mo);
+/* Retrieval glue of `gtr search`, `gtr beir` and gtr-mpi over the library's retriever.
+ * cli_load_query_model: the model for queries, model_dir or (NULL) the one the index records,
+ * checked against the index. cli_retrieve: the queries through gtr_retriever_search with a
+ * progress line (unless quiet or under two chunks of queries); *hits [count * o->k] and *n_hits
+ * are malloc'd. cli_hits_run: the hits as a run (every query, its first max_rank hits). Each
+ * prints its own error (NULL / 1 on failure). */
+gtr_model *cli_load_query_model(const char *cmd, const char *model_dir, const gtr_index *ix, int threads,
+                                gtr_pool *pool);
+int cli_retrieve(const char *cmd, gtr_retriever *r, const gtr_queries *q, const gtr_retrieve_options *o,
+                 bool quiet, gtr_hit **hits, size_t **n_hits);
+gtr_run *cli_hits_run(const char *cmd, const gtr_queries *q, const gtr_hit *hits, const size_t *n_hits, size_t k,
+                      size_t max_rank);
 /* Open an output file ("-" = stdout). */
 FILE *cli_open_out(const char *cmd, const char *path);
 

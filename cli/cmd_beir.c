@@ -1,7 +1,7 @@
 /* cmd_beir.c — `gtr beir`: the whole BEIR pipeline on one dataset folder: build (or reuse a
  * cached) index, search the split's judged queries, evaluate as BEIR does, and print the
  * metrics beside published numbers. */
-#include "retrieve.h"
+#include "cli.h"
 
 #include "core/core.h"
 
@@ -95,14 +95,14 @@ typedef struct beir_ctx {
     const char *corpus; /* the dataset's corpus.jsonl */
     gtr_beir *beir;
     char *cache;
-    rt_options o;
+    gtr_retrieve_options o;
     gtr_index_compact compact;
     gtr_compute_dtype dtype;
     bool json, quiet;
     int threads;
     gtr_pool *pool;
     gtr_qrels *qrels;
-    rt_queries q;
+    gtr_queries *q;
     size_t n_docs;
     gtr_model *model;
     gtr_index *dense;
@@ -247,16 +247,17 @@ done:
 
 /* the metrics of one method */
 typedef struct scores {
-    rt_method method;
+    gtr_retrieval_method method;
     gtr_eval_result *full; /* the default measure set over the top K */
     double mrr10;
 } scores;
 
-static int evaluate(beir_ctx *c, const rt_results *res, scores *s)
+static int evaluate(beir_ctx *c, const gtr_hit *hits, const size_t *n_hits, scores *s)
 {
     gtr_error err;
     int rc = 1;
-    gtr_run *run = rt_to_run("beir", &c->q, res, c->o.k), *run10 = rt_to_run("beir", &c->q, res, 10);
+    gtr_run *run = cli_hits_run("beir", c->q, hits, n_hits, c->o.k, c->o.k);
+    gtr_run *run10 = run ? cli_hits_run("beir", c->q, hits, n_hits, c->o.k, 10) : NULL;
     gtr_measures *m = NULL, *rr = NULL;
     gtr_eval_result *r10 = NULL;
     if (!run || !run10) goto done;
@@ -273,10 +274,10 @@ static int evaluate(beir_ctx *c, const rt_results *res, scores *s)
     s->mrr10 = gtr_eval_get(r10, "recip_rank");
     if (c->save_runs) {
         char name[64];
-        snprintf(name, sizeof name, "%s.trec", rt_method_name(s->method));
+        snprintf(name, sizeof name, "%s.trec", gtr_retrieval_method_name(s->method));
         char *path = join(c->save_runs, name);
         char tag[32];
-        snprintf(tag, sizeof tag, "gtr-%s", rt_method_name(s->method));
+        snprintf(tag, sizeof tag, "gtr-%s", gtr_retrieval_method_name(s->method));
         if (!path || gtr_mkdirs(c->save_runs, &err) || gtr_run_write(run, path, tag, &err)) {
             if (path) cli_fail("beir", &err);
             free(path);
@@ -307,16 +308,16 @@ static void print_table(const beir_ctx *c, const scores *s, size_t n)
 {
     const struct published *p = find_published(c->name);
     printf("BEIR %s, split %s: %zu queries, %zu documents, top %zu, identical ids ignored\n\n", c->name,
-           c->split, c->q.n, c->n_docs, c->o.k);
+           c->split, gtr_queries_count(c->q), c->n_docs, c->o.k);
     printf("%-8s %8s %11s %8s %8s   %s\n", "method", "nDCG@10", "Recall@100", "MAP@100", "MRR@10",
            "published nDCG@10");
     for (size_t i = 0; i < n; i++) {
         char pub[160] = "-";
-        if (p && s[i].method == RT_BM25)
+        if (p && s[i].method == GTR_RETRIEVE_BM25)
             snprintf(pub, sizeof pub, "BM25 %.3f (BEIR), %.3f (Anserini flat)", p->bm25_beir, p->bm25_anserini_flat);
-        else if (p && s[i].method == RT_DENSE)
+        else if (p && s[i].method == GTR_RETRIEVE_DENSE)
             snprintf(pub, sizeof pub, "GTR-Base %.3f, GTR-XXL %.3f", p->gtr_base, p->gtr_xxl);
-        printf("%-8s %8.4f %11.4f %8.4f %8.4f   %s\n", rt_method_name(s[i].method),
+        printf("%-8s %8.4f %11.4f %8.4f %8.4f   %s\n", gtr_retrieval_method_name(s[i].method),
                gtr_eval_get(s[i].full, "ndcg_cut_10"), gtr_eval_get(s[i].full, "recall_100"),
                gtr_eval_get(s[i].full, "map_cut_100"), s[i].mrr10, pub);
     }
@@ -325,16 +326,16 @@ static void print_table(const beir_ctx *c, const scores *s, size_t n)
     if (p) printf("published: BEIR (Thakur et al. 2021), Anserini BEIR regressions, GTR (Ni et al. 2021)\n");
 }
 
-static int run_all(beir_ctx *c, const rt_method *methods, size_t n_methods)
+static int run_all(beir_ctx *c, const gtr_retrieval_method *methods, size_t n_methods)
 {
     gtr_error err;
     if (!(c->qrels = gtr_beir_load_qrels(c->beir, &err))) return cli_fail("beir", &err);
-    if (rt_load_queries("beir", gtr_beir_queries_path(c->beir), c->qrels, &c->q)) return 1;
+    if (!(c->q = gtr_beir_load_queries(c->beir, c->qrels, &err))) return cli_fail("beir", &err);
     if (cache_dir(c)) return 1;
     bool need_dense = false, need_bm25 = false;
     for (size_t i = 0; i < n_methods; i++) {
-        need_dense |= methods[i] != RT_BM25;
-        need_bm25 |= methods[i] != RT_DENSE;
+        need_dense |= methods[i] != GTR_RETRIEVE_BM25;
+        need_bm25 |= methods[i] != GTR_RETRIEVE_DENSE;
     }
     if (need_dense && !c->model_dir) return cli_errorf("beir", 2, "dense and hybrid retrieval need -m MODEL_DIR");
     if (need_bm25 && open_bm25(c)) return 1;
@@ -343,17 +344,27 @@ static int run_all(beir_ctx *c, const rt_method *methods, size_t n_methods)
     c->n_docs = c->dense ? gtr_index_count(c->dense) : gtr_bm25_num_docs(c->bm25);
     scores s[3];
     memset(s, 0, sizeof s);
-    rt_sources src = {c->model, c->dense, c->bm25, c->ann};
+    gtr_retriever_options src = gtr_retriever_default_options();
+    src.model = c->model;
+    src.index = c->dense;
+    src.ann = c->ann;
+    src.bm25 = c->bm25;
+    src.pool = c->pool;
+    gtr_retriever *rt = gtr_retriever_open(&src, &err);
+    if (!rt) return cli_fail("beir", &err);
+    c->o.skip_ids = gtr_queries_ids(c->q); /* BEIR's ignore_identical_ids */
     int rc = 0;
     size_t done = 0;
     for (size_t i = 0; i < n_methods && !rc; i++) {
-        rt_options o = c->o;
+        gtr_retrieve_options o = c->o;
         o.method = methods[i];
-        rt_results res;
-        if ((rc = rt_retrieve("beir", &src, &c->q, &o, &res))) break;
+        gtr_hit *hits;
+        size_t *n_hits;
+        if ((rc = cli_retrieve("beir", rt, c->q, &o, c->quiet, &hits, &n_hits))) break;
         s[i].method = methods[i];
-        rc = evaluate(c, &res, &s[i]);
-        rt_results_free(&res);
+        rc = evaluate(c, hits, n_hits, &s[i]);
+        free(hits);
+        free(n_hits);
         if (!rc) done++;
     }
     if (!rc) {
@@ -363,7 +374,7 @@ static int run_all(beir_ctx *c, const rt_method *methods, size_t n_methods)
         } else if (c->json) {
             printf("{");
             for (size_t i = 0; i < n_methods; i++) {
-                printf("%s\n  \"%s\": ", i ? "," : "", rt_method_name(s[i].method));
+                printf("%s\n  \"%s\": ", i ? "," : "", gtr_retrieval_method_name(s[i].method));
                 print_json_one(&s[i], "  ");
             }
             printf("\n}\n");
@@ -372,6 +383,7 @@ static int run_all(beir_ctx *c, const rt_method *methods, size_t n_methods)
         }
     }
     for (size_t i = 0; i < done; i++) gtr_eval_free(s[i].full);
+    gtr_retriever_free(rt);
     return rc;
 }
 
@@ -392,8 +404,8 @@ int cmd_beir(int argc, char **argv)
     beir_ctx c;
     memset(&c, 0, sizeof c);
     c.split = "test";
-    rt_default_options(&c.o);
-    c.o.skip_self = true;
+    c.o = gtr_retrieve_default_options();
+    c.o.k = 1000;
     const char *method_list = "dense";
     long long v;
     int ch;
@@ -433,7 +445,7 @@ int cmd_beir(int argc, char **argv)
             if (!strcmp(optarg, "f16")) c.compact = GTR_COMPACT_F16;
             else if (!strcmp(optarg, "int8")) c.compact = GTR_COMPACT_INT8;
             else return cli_errorf("beir", 2, "--compact expects f16 or int8, got '%s'", optarg);
-            c.o.use_compact = true;
+            c.o.use_compact = 1;
             break;
         case O_DTYPE:
             if (!cli_parse_dtype("beir", optarg, &c.dtype)) return 2;
@@ -449,20 +461,19 @@ int cmd_beir(int argc, char **argv)
     }
     if (optind != argc) return cli_errorf("beir", 2, "unexpected argument '%s' (gtr beir --help)", argv[optind]);
     if (!c.dir) return cli_errorf("beir", 2, "need -d DATASET_DIR (gtr beir --help)");
-    rt_method methods[3];
+    gtr_retrieval_method methods[3];
     size_t n_methods = 0;
     char list[64];
     snprintf(list, sizeof list, "%s", method_list);
     for (char *save = NULL, *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        rt_method m;
-        if (!rt_parse_method(t, &m)) return cli_errorf("beir", 2, "--method: unknown method '%s' (dense, bm25, hybrid)", t);
+        gtr_retrieval_method m;
+        if (gtr_retrieval_method_parse(t, &m, NULL)) return cli_errorf("beir", 2, "--method: unknown method '%s' (dense, bm25, hybrid)", t);
         for (size_t i = 0; i < n_methods; i++)
             if (methods[i] == m) return cli_errorf("beir", 2, "--method lists '%s' twice", t);
         if (n_methods == 3) return cli_errorf("beir", 2, "--method: at most three methods");
         methods[n_methods++] = m;
     }
     if (!n_methods) return cli_errorf("beir", 2, "--method: no method given");
-    c.o.quiet = c.quiet;
 
     int rc = 1;
     gtr_error err;
@@ -477,10 +488,9 @@ int cmd_beir(int argc, char **argv)
         rc = cli_fail("beir", &err);
         goto done;
     }
-    c.o.pool = c.pool;
     rc = run_all(&c, methods, n_methods);
 done:
-    rt_queries_free(&c.q);
+    gtr_queries_free(c.q);
     gtr_qrels_free(c.qrels);
     gtr_model_free(c.model);
     gtr_ann_free(c.ann);

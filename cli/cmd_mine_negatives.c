@@ -89,7 +89,6 @@ int cmd_mine_negatives(int argc, char **argv)
     }
     if (optind < argc) return cli_errorf(CMD, 2, "unexpected argument '%s' (see --help)", argv[optind]);
     if (!model || !dataset || !out) return cli_errorf(CMD, 2, "-m, -d and -o are required (see --help)");
-    if (mo.skip + mo.k > 1024) return cli_errorf(CMD, 2, "--skip + -k must be at most 1024");
     gtr_error err = {0};
     gtr_model_options opt;
     if (!cli_model_options(CMD, &opt)) return 2;

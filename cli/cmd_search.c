@@ -1,6 +1,6 @@
 /* cmd_search.c — `gtr search`: queries against a dense index, a BM25 index, or both fused;
  * a TREC run for files of queries, a readable list for one --query. */
-#include "retrieve.h"
+#include "cli.h"
 
 #include <getopt.h>
 #include <stdlib.h>
@@ -83,20 +83,20 @@ static void print_snippet(const char *s, size_t len, size_t max)
     if (used >= max) fputs("...", stdout);
 }
 
-static void print_hits(const rt_sources *src, const rt_results *r)
+static void print_hits(const gtr_index *dense, const gtr_hit *hits, size_t n)
 {
-    for (size_t j = 0; j < r->n[0]; j++) {
-        const rt_hit *h = &r->hits[j];
-        printf("%3zu  %.6f  %.*s", j + 1, h->score, (int)h->len, h->id);
+    for (size_t j = 0; j < n; j++) {
+        const gtr_hit *h = &hits[j];
+        printf("%3zu  %.6f  %.*s", j + 1, h->score, (int)h->id_len, h->id);
         size_t len;
-        const char *sn = src->dense && h->dense_doc != SIZE_MAX ? gtr_index_doc_snippet(src->dense, h->dense_doc, &len) : NULL;
+        const char *sn = dense && h->doc != SIZE_MAX ? gtr_index_doc_snippet(dense, h->doc, &len) : NULL;
         if (sn && len) {
             fputs("  ", stdout);
             print_snippet(sn, len, 100);
         }
         putchar('\n');
     }
-    if (r->n[0] == 0) printf("(no hits)\n");
+    if (n == 0) printf("(no hits)\n");
 }
 
 int cmd_search(int argc, char **argv)
@@ -118,9 +118,9 @@ int cmd_search(int argc, char **argv)
         {NULL, 0, NULL, 0}};
     const char *index_path = NULL, *model_dir = NULL, *queries_path = NULL, *query = NULL, *out = NULL;
     const char *bm25_path = NULL, *tag = NULL, *ann_path = NULL;
-    rt_options o;
-    rt_default_options(&o);
-    bool k_given = false;
+    gtr_retrieve_options o = gtr_retrieve_default_options();
+    o.k = 1000;
+    bool k_given = false, skip_self = false, quiet = false;
     unsigned open_flags = 0;
     int threads = 0;
     long long v;
@@ -139,7 +139,7 @@ int cmd_search(int argc, char **argv)
             break;
         case 'o': out = optarg; break;
         case O_METHOD:
-            if (!rt_parse_method(optarg, &o.method))
+            if (gtr_retrieval_method_parse(optarg, &o.method, NULL))
                 return cli_errorf("search", 2, "--method expects dense, bm25 or hybrid, got '%s'", optarg);
             break;
         case O_BM25: bm25_path = optarg; break;
@@ -158,8 +158,8 @@ int cmd_search(int argc, char **argv)
             if (!cli_parse_int("search", "--depth", optarg, 1, 1 << 20, &v)) return 2;
             o.depth = (size_t)v;
             break;
-        case O_SKIP: o.skip_self = true; break;
-        case O_COMPACT: o.use_compact = true; break;
+        case O_SKIP: skip_self = true; break;
+        case O_COMPACT: o.use_compact = 1; break;
         case O_TAG:
             if (!*optarg || strpbrk(optarg, " \t\r\n")) return cli_errorf("search", 2, "--tag must be one word");
             tag = optarg;
@@ -168,7 +168,7 @@ int cmd_search(int argc, char **argv)
             if (!cli_parse_int("search", "--threads", optarg, 1, 1024, &v)) return 2;
             threads = (int)v;
             break;
-        case O_QUIET: o.quiet = true; break;
+        case O_QUIET: quiet = true; break;
         case O_NOVERIFY: open_flags |= GTR_INDEX_OPEN_NO_VERIFY; break;
         case O_ANN: ann_path = optarg; break;
         case O_NPROBE:
@@ -181,19 +181,26 @@ int cmd_search(int argc, char **argv)
     }
     if (optind != argc) return cli_errorf("search", 2, "unexpected argument '%s' (gtr search --help)", argv[optind]);
     if (!queries_path == !query) return cli_errorf("search", 2, "give -q QUERIES or --query TEXT (gtr search --help)");
-    if (o.method != RT_BM25 && !index_path) return cli_errorf("search", 2, "%s search needs --index INDEX", rt_method_name(o.method));
-    if (o.method != RT_DENSE && !bm25_path) return cli_errorf("search", 2, "%s search needs --bm25-index PATH", rt_method_name(o.method));
+    const char *mname = gtr_retrieval_method_name(o.method);
+    if (o.method != GTR_RETRIEVE_BM25 && !index_path) return cli_errorf("search", 2, "%s search needs --index INDEX", mname);
+    if (o.method != GTR_RETRIEVE_DENSE && !bm25_path) return cli_errorf("search", 2, "%s search needs --bm25-index PATH", mname);
     if (query && !k_given) o.k = 10;
-    o.want_docs = query != NULL;
 
     gtr_error err;
-    rt_sources src = {0};
-    rt_queries q = {0};
-    rt_results res = {0};
+    gtr_retriever_options src = gtr_retriever_default_options();
+    gtr_index *dense = NULL;
+    gtr_ann *ann = NULL;
+    gtr_bm25 *bm25 = NULL;
+    gtr_model *model = NULL;
+    gtr_retriever *rt = NULL;
+    gtr_queries *q = NULL;
+    gtr_hit *hits = NULL;
+    size_t *n_hits = NULL;
     gtr_run *run = NULL;
     int rc = 1;
-    if (!(o.pool = gtr_pool_create(threads, &err))) return cli_fail("search", &err);
-    if (index_path && !(src.dense = gtr_index_open(index_path, open_flags, o.pool, &err))) {
+    gtr_pool *pool = gtr_pool_create(threads, &err);
+    if (!pool) return cli_fail("search", &err);
+    if (index_path && !(dense = gtr_index_open(index_path, open_flags, pool, &err))) {
         cli_fail("search", &err);
         goto done;
     }
@@ -201,25 +208,43 @@ int cmd_search(int argc, char **argv)
         rc = cli_errorf("search", 2, "--ann needs --index (the index it was built from)");
         goto done;
     }
-    if (ann_path && !(src.ann = gtr_ann_open(ann_path, src.dense, &err))) {
+    if (ann_path && !(ann = gtr_ann_open(ann_path, dense, &err))) {
         cli_fail("search", &err);
         goto done;
     }
-    if (bm25_path && o.method != RT_DENSE && !(src.bm25 = gtr_bm25_open(bm25_path, &err))) {
+    if (bm25_path && o.method != GTR_RETRIEVE_DENSE && !(bm25 = gtr_bm25_open(bm25_path, &err))) {
         cli_fail("search", &err);
         goto done;
     }
-    if (o.method != RT_BM25 && !(src.model = rt_load_model("search", model_dir, src.dense, threads, o.pool))) goto done;
-    if (query ? rt_single_query("search", query, &q) : rt_load_queries("search", queries_path, NULL, &q)) goto done;
-    if (rt_retrieve("search", &src, &q, &o, &res)) goto done;
+    if (o.method != GTR_RETRIEVE_BM25 && !(model = cli_load_query_model("search", model_dir, dense, threads, pool))) goto done;
     if (query) {
-        print_hits(&src, &res);
+        if (!(q = gtr_queries_new(&err)) || gtr_queries_add(q, "q", 1, query, strlen(query), &err)) {
+            cli_fail("search", &err);
+            goto done;
+        }
+    } else if (!(q = gtr_queries_load(queries_path, NULL, &err))) {
+        cli_fail("search", &err);
+        goto done;
+    }
+    src.model = model;
+    src.index = dense;
+    src.ann = ann;
+    src.bm25 = bm25;
+    src.pool = pool;
+    if (!(rt = gtr_retriever_open(&src, &err))) {
+        cli_fail("search", &err);
+        goto done;
+    }
+    if (skip_self) o.skip_ids = gtr_queries_ids(q);
+    if (cli_retrieve("search", rt, q, &o, quiet, &hits, &n_hits)) goto done;
+    if (query) {
+        print_hits(dense, hits, n_hits[0]);
         rc = 0;
         goto done;
     }
-    if (!(run = rt_to_run("search", &q, &res, o.k))) goto done;
+    if (!(run = cli_hits_run("search", q, hits, n_hits, o.k, o.k))) goto done;
     char deftag[32];
-    snprintf(deftag, sizeof deftag, "gtr-%s", rt_method_name(o.method));
+    snprintf(deftag, sizeof deftag, "gtr-%s", mname);
     if (out && strcmp(out, "-") != 0) {
         if (gtr_run_write(run, out, tag ? tag : deftag, &err)) {
             cli_fail("search", &err);
@@ -235,18 +260,20 @@ int cmd_search(int argc, char **argv)
         fwrite(text, 1, len, stdout);
         gtr_free(text);
     }
-    if (!o.quiet && out)
-        fprintf(stderr, "gtr search: %zu queries, %zu hits -> %s\n", q.n, gtr_run_num_docs(run),
+    if (!quiet && out)
+        fprintf(stderr, "gtr search: %zu queries, %zu hits -> %s\n", gtr_queries_count(q), gtr_run_num_docs(run),
                 strcmp(out, "-") ? out : "standard output");
     rc = 0;
 done:
     gtr_run_free(run);
-    rt_results_free(&res);
-    rt_queries_free(&q);
-    gtr_model_free(src.model);
-    gtr_ann_free(src.ann);
-    gtr_index_free(src.dense);
-    gtr_bm25_free(src.bm25);
-    gtr_pool_free(o.pool);
+    free(hits);
+    free(n_hits);
+    gtr_retriever_free(rt);
+    gtr_queries_free(q);
+    gtr_model_free(model);
+    gtr_ann_free(ann);
+    gtr_index_free(dense);
+    gtr_bm25_free(bm25);
+    gtr_pool_free(pool);
     return rc;
 }

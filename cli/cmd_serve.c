@@ -167,10 +167,8 @@ static int parse(int argc, char **argv, opts *o)
         case O_INDEX: o->index = optarg; break;
         case O_BM25: o->bm25 = optarg; break;
         case O_METHOD:
-            if (!strcmp(optarg, "dense") || !strcmp(optarg, "gtr")) so->method = GTR_SERVER_DENSE;
-            else if (!strcmp(optarg, "bm25")) so->method = GTR_SERVER_BM25;
-            else if (!strcmp(optarg, "hybrid")) so->method = GTR_SERVER_HYBRID;
-            else return cli_errorf(CMD, 2, "--method expects dense, bm25 or hybrid, got '%s'", optarg);
+            if (gtr_retrieval_method_parse(optarg, &so->method, NULL))
+                return cli_errorf(CMD, 2, "--method expects dense, bm25 or hybrid, got '%s'", optarg);
             o->method_given = true;
             break;
         case O_FUSION:
@@ -217,10 +215,10 @@ static int parse(int argc, char **argv, opts *o)
         return cli_errorf(CMD, 2, "--max-pending-bytes (%zu) must be at least --max-body (%zu)", so->max_pending_bytes,
                           so->max_body);
     if (!o->model_dir && !o->index) return cli_errorf(CMD, 2, "-m MODEL_DIR is required (see --help)");
-    if (o->method_given && so->method != GTR_SERVER_BM25 && !o->index)
-        return cli_errorf(CMD, 2, "--method %s needs --index INDEX", so->method == GTR_SERVER_HYBRID ? "hybrid" : "dense");
-    if (o->method_given && so->method != GTR_SERVER_DENSE && !o->bm25)
-        return cli_errorf(CMD, 2, "--method %s needs --bm25-index PATH", so->method == GTR_SERVER_HYBRID ? "hybrid" : "bm25");
+    if (o->method_given && so->method != GTR_RETRIEVE_BM25 && !o->index)
+        return cli_errorf(CMD, 2, "--method %s needs --index INDEX", gtr_retrieval_method_name(so->method));
+    if (o->method_given && so->method != GTR_RETRIEVE_DENSE && !o->bm25)
+        return cli_errorf(CMD, 2, "--method %s needs --bm25-index PATH", gtr_retrieval_method_name(so->method));
     return 0;
 }
 

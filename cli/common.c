@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 int cli_fail(const char *cmd, const gtr_error *err)
 {
@@ -136,4 +137,89 @@ int cli_index_option(int c, const char *arg, gtr_index_build_options *o, gtr_mod
         return 1;
     default: return 0;
     }
+}
+
+/* ---- retrieval glue shared by search, beir and gtr-mpi */
+
+gtr_model *cli_load_query_model(const char *cmd, const char *model_dir, const gtr_index *ix, int threads,
+                                gtr_pool *pool)
+{
+    const char *dir = model_dir;
+    if (!dir) {
+        dir = ix ? gtr_index_model_hint(ix) : NULL;
+        struct stat st;
+        if (!dir) {
+            cli_errorf(cmd, 2, "the index does not record its model directory: pass -m MODEL_DIR");
+            return NULL;
+        }
+        if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+            cli_errorf(cmd, 2, "the index was built with the model in %s, which is not there: pass -m MODEL_DIR", dir);
+            return NULL;
+        }
+    }
+    gtr_model_options mo;
+    if (!cli_model_options(cmd, &mo)) return NULL;
+    mo.n_threads = threads;
+    mo.pool = pool;
+    gtr_error err;
+    gtr_model *m = gtr_model_load(dir, &mo, &err);
+    if (!m) {
+        cli_fail(cmd, &err);
+        return NULL;
+    }
+    if (ix && gtr_index_check_model(ix, m, &err)) {
+        cli_fail(cmd, &err);
+        gtr_model_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+int cli_retrieve(const char *cmd, gtr_retriever *r, const gtr_queries *q, const gtr_retrieve_options *o,
+                 bool quiet, gtr_hit **hits, size_t **n_hits)
+{
+    size_t nq = gtr_queries_count(q);
+    *hits = calloc(nq * o->k + 1, sizeof **hits);
+    *n_hits = calloc(nq + 1, sizeof **n_hits);
+    if (!*hits || !*n_hits) {
+        free(*hits);
+        free(*n_hits);
+        *hits = NULL;
+        *n_hits = NULL;
+        return cli_errorf(cmd, 1, "out of memory for %zu queries x %zu hits", nq, o->k);
+    }
+    cli_progress prog;
+    cli_progress_init(&prog, "searching", "queries", quiet || nq < 512); /* two chunks of 256 */
+    gtr_retrieve_options so = *o;
+    so.progress = cli_progress_cb;
+    so.progress_user = &prog;
+    gtr_error err;
+    gtr_status st = gtr_retriever_search(r, gtr_queries_texts(q), gtr_queries_text_lens(q), nq, &so, *hits, *n_hits, &err);
+    if (st) {
+        if (prog.drawn) fputc('\n', stderr);
+        free(*hits);
+        free(*n_hits);
+        *hits = NULL;
+        *n_hits = NULL;
+        return cli_fail(cmd, &err);
+    }
+    cli_progress_done(&prog, nq);
+    return 0;
+}
+
+gtr_run *cli_hits_run(const char *cmd, const gtr_queries *q, const gtr_hit *hits, const size_t *n_hits, size_t k,
+                      size_t max_rank)
+{
+    gtr_error err;
+    gtr_run *run = gtr_run_new(&err);
+    for (size_t i = 0; run && i < gtr_queries_count(q); i++) {
+        size_t len;
+        const char *id = gtr_queries_id(q, i, &len);
+        if (gtr_run_add_hits(run, id, len, hits + i * k, n_hits[i], max_rank, &err)) {
+            gtr_run_free(run);
+            run = NULL;
+        }
+    }
+    if (!run) cli_fail(cmd, &err);
+    return run;
 }

@@ -379,6 +379,13 @@ GTR_API gtr_status gtr_index_build_with(const gtr_index_encoder *enc, const char
                                         const gtr_index_build_options *opts,
                                         gtr_index_build_stats *stats, gtr_error *err);
 
+/* An index over vectors already in memory, to search embeddings made in this process with the
+ * same code, scores and order as an index file (gtr_negatives_mine ranks its corpus so): n
+ * documents, ids[i] of id_lens[i] bytes (copied; each an id gtr index accepts), unit vectors
+ * [n, dim] (finite; not copied: they must outlive the index), fingerprint as
+ * gtr_index_fingerprint reports it. No snippets, no compact copy, nothing on disk. */
+GTR_API gtr_index *gtr_index_wrap(const float *vectors, size_t n, int dim, const char *const *ids,
+                                  const size_t *id_lens, uint64_t fingerprint, gtr_error *err);
 /* Open (memory-map) an index. Every offset and size is validated and every section's
  * checksums are verified (in parallel over pool, which may be NULL); a damaged, truncated or
  * foreign file is GTR_ERR_FORMAT with a message saying what is wrong. */
@@ -399,9 +406,15 @@ GTR_API const float *gtr_index_vector(const gtr_index *ix, size_t doc);
 /* GTR_ERR_MISMATCH (naming both) unless m is the model the index was built with. */
 GTR_API gtr_status gtr_index_check_model(const gtr_index *ix, const gtr_model *m, gtr_error *err);
 
+/* A ranked document: the one hit type of every search (gtr_index_search, gtr_ann_search,
+ * gtr_bm25_search, gtr_retriever_search). */
 typedef struct gtr_hit {
-    size_t doc;  /* document number in the index (gtr_index_doc_id) */
-    float score; /* inner product */
+    size_t doc;     /* document number in the index searched (gtr_index_doc_id, gtr_bm25_doc_id);
+                     * from gtr_retriever_search: in the dense index, SIZE_MAX when the dense
+                     * search did not return the document (BM25 hits) */
+    double score;   /* inner product or BM25 score (float values), or a fused score */
+    const char *id; /* the document id: id_len bytes (not NUL-terminated) inside the open index */
+    size_t id_len;
 } gtr_hit;
 
 typedef struct gtr_search_options {
@@ -543,11 +556,6 @@ GTR_API const char *gtr_bm25_doc_id(const gtr_bm25 *ix, size_t doc, size_t *len)
 /* The document number of an id, or SIZE_MAX when the index has no such document. */
 GTR_API size_t gtr_bm25_find_doc(const gtr_bm25 *ix, const char *id, size_t len);
 
-typedef struct gtr_bm25_hit {
-    size_t doc;  /* document number (gtr_bm25_doc_id) */
-    float score;
-} gtr_bm25_hit;
-
 typedef struct gtr_bm25_search_options {
     size_t size; /* sizeof the struct: set by the *_default_options() function */
     float k1, b;       /* defaults 0.9 and 0.4 (Anserini) */
@@ -567,13 +575,90 @@ GTR_API gtr_bm25_search_options gtr_bm25_default_search_options(void);
  * documents sharing a term with the query are returned. opts NULL: defaults. */
 GTR_API gtr_status gtr_bm25_search(const gtr_bm25 *ix, const char *const *texts,
                                    const size_t *lens, size_t nq, size_t k,
-                                   const gtr_bm25_search_options *opts, gtr_bm25_hit *hits,
+                                   const gtr_bm25_search_options *opts, gtr_hit *hits,
                                    size_t *n_hits, gtr_error *err);
 
 /* The analyzer alone: the index terms of a text, space-separated (*out released with gtr_free,
  * NUL-terminated). For inspecting what BM25 matches on. */
 GTR_API gtr_status gtr_bm25_analyze(const char *text, size_t len, char **out, size_t *out_len,
                                     gtr_error *err);
+
+/* ======================================================================== retrieval */
+/* (section owned by src/retrieval/)
+ * Query texts in, ranked hits out: the one retrieval pipeline. `gtr search`, `gtr beir`,
+ * gtr-mpi, the server's /search, the Python binding and gtr_negatives_mine all run it. A
+ * retriever is opened over a dense index (optionally searched approximately through an IVF
+ * index) and/or a BM25 index; each search names its method:
+ *  - dense: the queries are encoded (by the retriever's model, in batches) or given as vectors,
+ *    then exact top-k (gtr_index_search) or approximate (gtr_ann_search);
+ *  - bm25: gtr_bm25_search;
+ *  - hybrid: both, `depth` hits from each, fused (gtr_hits_fuse) into the best k.
+ * Queries go through in chunks of 256, so the memory besides the caller's hits is bounded by
+ * the chunk, not the number of queries. Hits are those the underlying searches give, in their
+ * order: the same bits whatever the thread count or chunking. Safe to search from several
+ * threads at once on one retriever when the model is (gtr_model_encode serialises) or when
+ * vectors are given. */
+
+typedef enum gtr_retrieval_method {
+    GTR_RETRIEVE_DENSE = 0, /* encode the query, top-k in the dense index */
+    GTR_RETRIEVE_BM25,      /* BM25 index only (no model work) */
+    GTR_RETRIEVE_HYBRID     /* both, fused */
+} gtr_retrieval_method;
+/* "dense" (or "gtr"), "bm25", "hybrid"; GTR_ERR_INVALID_ARG otherwise. */
+GTR_API gtr_status gtr_retrieval_method_parse(const char *s, gtr_retrieval_method *out,
+                                              gtr_error *err);
+/* "dense", "bm25" or "hybrid". */
+GTR_API const char *gtr_retrieval_method_name(gtr_retrieval_method m);
+
+typedef struct gtr_retriever gtr_retriever;
+typedef struct gtr_retriever_options {
+    size_t size;         /* sizeof the struct: set by the *_default_options() function */
+    gtr_model *model;    /* encodes query texts for dense and hybrid (not owned; may be NULL
+                          * when every search gives vectors); checked against index */
+    const gtr_index *index; /* dense index (not owned) */
+    const gtr_ann *ann;  /* optional IVF index of `index` (gtr_ann_open): approximate dense search */
+    const gtr_bm25 *bm25; /* BM25 index (not owned) */
+    gtr_pool *pool;      /* threads for searching (not owned; NULL: the calling thread only) */
+} gtr_retriever_options;
+GTR_API gtr_retriever_options gtr_retriever_default_options(void);
+/* NULL with err set: no index at all, an ann without its index (GTR_ERR_INVALID_ARG), a model
+ * that did not build the index (GTR_ERR_MISMATCH). Everything in opts must outlive the
+ * retriever. */
+GTR_API gtr_retriever *gtr_retriever_open(const gtr_retriever_options *opts, gtr_error *err);
+GTR_API void gtr_retriever_free(gtr_retriever *r);
+
+typedef struct gtr_retrieve_options {
+    size_t size;                 /* sizeof the struct: set by the *_default_options() function */
+    gtr_retrieval_method method; /* default dense */
+    size_t k;                    /* hits per query (default 10) */
+    size_t depth;                /* hybrid: hits taken from each method before fusion (default
+                                  * 1000; k when smaller than k) */
+    gtr_fusion_options fusion;   /* hybrid: how (default RRF, k 60) */
+    double alpha;                /* hybrid INTERP: weight of the dense scores, BM25 gets 1 - alpha
+                                  * (default 0.5) */
+    /* Optional, one per query (NUL-terminated; entries may be NULL): a document id never
+     * returned for that query. Pass the query ids for BEIR's ignore_identical_ids. */
+    const char *const *skip_ids;
+    int use_compact;             /* dense: first pass over the index's compact copy (same hits) */
+    uint32_t nprobe;             /* dense with an ann: lists scanned per query (0: its default) */
+    const float *vectors;        /* optional [nq, dim] query vectors: used instead of encoding
+                                  * the texts (a server that batches its own encodes, vectors
+                                  * made elsewhere); texts are then needed only for BM25 */
+    size_t batch;                /* texts per encode call (default 64) */
+    gtr_progress_fn progress;    /* queries done / nq, after each chunk; non-zero stops */
+    void *progress_user;
+} gtr_retrieve_options;
+GTR_API gtr_retrieve_options gtr_retrieve_default_options(void);
+
+/* Search nq queries (texts[i] with lens[i] bytes; lens NULL: NUL-terminated). hits[i * k ...]
+ * receives query i's n_hits[i] <= k hits, best first (score descending, equal scores by id
+ * descending, as trec_eval ranks); their ids point into the retriever's indexes. opts NULL:
+ * defaults. A method whose index (or model and vectors) the retriever lacks is
+ * GTR_ERR_INVALID_ARG. */
+GTR_API gtr_status gtr_retriever_search(gtr_retriever *r, const char *const *texts,
+                                        const size_t *lens, size_t nq,
+                                        const gtr_retrieve_options *opts, gtr_hit *hits,
+                                        size_t *n_hits, gtr_error *err);
 
 /* ======================================================================== eval */
 /* (section owned by src/eval/)
@@ -624,6 +709,11 @@ GTR_API gtr_status gtr_run_add(gtr_run *run, const char *qid, size_t qid_len, co
  * averaging with every measure 0, as an empty result list does in BEIR). */
 GTR_API gtr_status gtr_run_add_query(gtr_run *run, const char *qid, size_t qid_len,
                                      gtr_error *err);
+/* A query's ranked hits (gtr_retriever_search), the first max_rank of them, as documents of the
+ * run; the query is part of the run even with no hits (gtr_run_add_query). */
+GTR_API gtr_status gtr_run_add_hits(gtr_run *run, const char *qid, size_t qid_len,
+                                    const gtr_hit *hits, size_t n, size_t max_rank,
+                                    gtr_error *err);
 GTR_API size_t gtr_run_num_queries(const gtr_run *run);
 GTR_API size_t gtr_run_num_docs(const gtr_run *run); /* (query, document) pairs */
 /* The run as TREC text: queries in the order they were first added, each ranked as
@@ -941,12 +1031,6 @@ GTR_API gtr_status gtr_negatives_mine(gtr_model *m, const char *dir, const char 
  * the vectors are those of gtr_model_encode. When `queue` requests are already waiting, a new
  * one is answered 503 with Retry-After. */
 
-typedef enum gtr_server_method {
-    GTR_SERVER_DENSE = 0, /* encode the query, exact top-k in the dense index */
-    GTR_SERVER_BM25,      /* BM25 index only (no model work) */
-    GTR_SERVER_HYBRID     /* both, fused (fusion options below) */
-} gtr_server_method;
-
 /* One line per answered request ("POST /v1/embeddings 200 3.1 ms 12 inputs"), for access logs. */
 typedef void (*gtr_server_log_fn)(void *user, const char *line);
 
@@ -958,7 +1042,7 @@ typedef struct gtr_server_options {
     const char *model_name;    /* the "model" of responses (default "gtr") */
     gtr_index *index;          /* optional dense index for /search (not owned; must match model) */
     gtr_bm25 *bm25;            /* optional BM25 index for /search (not owned) */
-    gtr_server_method method;  /* default /search method (default: dense if index, else bm25) */
+    gtr_retrieval_method method; /* default /search method (default: dense if index, else bm25) */
     gtr_fusion_options fusion; /* hybrid: how the two lists are fused (default RRF, k 60) */
     double alpha;              /* hybrid interp: weight of the dense scores (default 0.5) */
     size_t depth;              /* hybrid: hits taken from each method (default 1000, >= k) */

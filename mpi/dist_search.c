@@ -7,14 +7,14 @@
 #include <string.h>
 
 /* this rank's hits, serialised: per query u32 count, then per hit f64 score, u32 id length, id */
-static int pack(const rt_results *r, size_t k, gtr_buf *b, gtr_error *err)
+static int pack(const gtr_hit *hits, const size_t *n_hits, size_t nq, size_t k, gtr_buf *b, gtr_error *err)
 {
-    for (size_t i = 0; i < r->nq; i++) {
-        uint32_t n = (uint32_t)(r->n[i] < k ? r->n[i] : k);
+    for (size_t i = 0; i < nq; i++) {
+        uint32_t n = (uint32_t)(n_hits[i] < k ? n_hits[i] : k);
         if (gtr_buf_append(b, &n, sizeof n, err)) return 1;
         for (size_t j = 0; j < n; j++) {
-            const rt_hit *h = &r->hits[i * r->k + j];
-            uint32_t len = (uint32_t)h->len;
+            const gtr_hit *h = &hits[i * k + j];
+            uint32_t len = (uint32_t)h->id_len;
             if (gtr_buf_append(b, &h->score, sizeof h->score, err) || gtr_buf_append(b, &len, sizeof len, err) ||
                 gtr_buf_append(b, h->id, len, err))
                 return 1;
@@ -24,16 +24,17 @@ static int pack(const rt_results *r, size_t k, gtr_buf *b, gtr_error *err)
 }
 
 /* rank 0: the run from every rank's packed hits, queries in file order */
-static gtr_run *unpack(const rt_queries *q, const char *all, size_t bytes, size_t max_rank, gtr_error *err)
+static gtr_run *unpack(const gtr_queries *q, const char *all, size_t bytes, size_t max_rank, gtr_error *err)
 {
     gtr_run *run = gtr_run_new(err);
     size_t at = 0;
-    for (size_t i = 0; run && i < q->n; i++) {
+    for (size_t i = 0; run && i < gtr_queries_count(q); i++) {
         uint32_t n;
         if (at + sizeof n > bytes) goto bad;
         memcpy(&n, all + at, sizeof n), at += sizeof n;
-        size_t qlen = strlen(q->ids[i]);
-        if (gtr_run_add_query(run, q->ids[i], qlen, err)) goto fail;
+        size_t qlen;
+        const char *qid = gtr_queries_id(q, i, &qlen);
+        if (gtr_run_add_query(run, qid, qlen, err)) goto fail;
         for (uint32_t j = 0; j < n; j++) {
             double score;
             uint32_t len;
@@ -43,7 +44,7 @@ static gtr_run *unpack(const rt_queries *q, const char *all, size_t bytes, size_
             if (at + len > bytes) goto bad;
             const char *id = all + at;
             at += len;
-            if (j < max_rank && gtr_run_add(run, q->ids[i], qlen, id, len, score, err)) goto fail;
+            if (j < max_rank && gtr_run_add(run, qid, qlen, id, len, score, err)) goto fail;
         }
     }
     return run;
@@ -54,21 +55,28 @@ fail:
     return NULL;
 }
 
-int dist_search(const dist_ctx *d, const rt_sources *src, const rt_queries *q, const rt_options *o,
+int dist_search(const dist_ctx *d, gtr_retriever *rt, const gtr_queries *q, const gtr_retrieve_options *o,
                 const size_t *max_rank, gtr_run **runs, size_t n_runs)
 {
     gtr_error err;
-    rt_results res = {0};
     gtr_buf mine = {0};
     char *all = NULL;
     int *counts = NULL, *displs = NULL;
     int rc = 1;
     for (size_t i = 0; i < n_runs; i++) runs[i] = NULL;
     /* this rank's queries: a contiguous piece, so gathering in rank order keeps file order */
-    size_t lo = q->n * (size_t)d->rank / (size_t)d->size, hi = q->n * (size_t)(d->rank + 1) / (size_t)d->size;
-    rt_queries part = {hi - lo, q->ids + lo, q->texts + lo, q->lens + lo, NULL};
-    int ok = rt_retrieve(d->cmd, src, &part, o, &res) == 0 && pack(&res, o->k, &mine, &err) == 0 &&
-             mine.len < (size_t)1 << 31;
+    size_t nq = gtr_queries_count(q);
+    size_t lo = nq * (size_t)d->rank / (size_t)d->size, hi = nq * (size_t)(d->rank + 1) / (size_t)d->size;
+    gtr_retrieve_options po = *o;
+    if (po.skip_ids) po.skip_ids += lo;
+    gtr_hit *hits = calloc((hi - lo) * o->k + 1, sizeof *hits);
+    size_t *n_hits = calloc(hi - lo + 1, sizeof *n_hits);
+    int ok = hits && n_hits;
+    if (!ok) cli_errorf(d->cmd, 1, "out of memory for %zu queries x %zu hits", hi - lo, o->k);
+    else if (gtr_retriever_search(rt, gtr_queries_texts(q) + lo, gtr_queries_text_lens(q) + lo, hi - lo, &po, hits,
+                                  n_hits, &err))
+        ok = cli_fail(d->cmd, &err) == 0;
+    ok = ok && pack(hits, n_hits, hi - lo, o->k, &mine, &err) == 0 && mine.len < (size_t)1 << 31;
     if (!ok) dist_errorf(d, 1, "searching queries %zu..%zu failed", lo + 1, hi);
     int len = ok ? (int)mine.len : -1;
     if (d->rank == 0 && (!(counts = calloc((size_t)d->size, sizeof *counts)) ||
@@ -110,6 +118,7 @@ done:
         for (size_t i = 0; i < n_runs; i++) gtr_run_free(runs[i]), runs[i] = NULL;
     free(all), free(counts), free(displs);
     gtr_buf_free(&mine);
-    rt_results_free(&res);
+    free(hits);
+    free(n_hits);
     return rc;
 }

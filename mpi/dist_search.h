@@ -1,17 +1,17 @@
-/* dist_search.h — the retrieval pipeline of `gtr search` (cli/retrieve.h) across ranks. */
+/* dist_search.h — the library's retrieval pipeline (gtr_retriever_search) across ranks. */
 #ifndef GTR_MPI_DIST_SEARCH_H
 #define GTR_MPI_DIST_SEARCH_H
 
 #include "dist.h"
 
-#include "../cli/retrieve.h"
+#include "../cli/cli.h"
 
-/* Collective. Every rank holds all of q and the same sources; rank r retrieves the r-th
+/* Collective. Every rank holds all of q and the same retriever; rank r retrieves the r-th
  * contiguous piece of the queries (a query's hits do not depend on the others), rank 0 gathers
  * them in query order into n_runs runs, run i keeping max_rank[i] hits per query (every query
- * present, as rt_to_run). Returns 0 on every rank, or 1 on every rank after a failure (printed
+ * present, as gtr_run_add_hits). Returns 0 on every rank, or 1 on every rank after a failure (printed
  * by the rank that failed); runs stay NULL on the other ranks. */
-int dist_search(const dist_ctx *d, const rt_sources *src, const rt_queries *q, const rt_options *o,
+int dist_search(const dist_ctx *d, gtr_retriever *rt, const gtr_queries *q, const gtr_retrieve_options *o,
                 const size_t *max_rank, gtr_run **runs, size_t n_runs);
 
 #endif

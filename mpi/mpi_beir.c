@@ -69,10 +69,8 @@ int mpi_cmd_beir(const dist_ctx *d, int argc, char **argv)
     const char *dir = NULL, *index_path = NULL, *model_dir = NULL, *bm25_path = NULL, *split = "test",
                *save = NULL;
     bool json = false;
-    rt_options o;
-    rt_default_options(&o);
-    o.skip_self = true; /* BEIR's ignore_identical_ids */
-    o.quiet = true;
+    gtr_retrieve_options o = gtr_retrieve_default_options();
+    o.k = 1000;
     int threads = 0;
     long long v;
     int c;
@@ -84,7 +82,7 @@ int mpi_cmd_beir(const dist_ctx *d, int argc, char **argv)
         case O_INDEX: index_path = optarg; break;
         case 'm': model_dir = optarg; break;
         case O_METHOD:
-            if (!rt_parse_method(optarg, &o.method))
+            if (gtr_retrieval_method_parse(optarg, &o.method, NULL))
                 return dist_errorf(d, 2, "--method expects dense, bm25 or hybrid, got '%s'", optarg);
             break;
         case O_BM25: bm25_path = optarg; break;
@@ -105,56 +103,67 @@ int mpi_cmd_beir(const dist_ctx *d, int argc, char **argv)
     }
     if (optind != argc) return dist_errorf(d, 2, "unexpected argument '%s' (gtr-mpi beir --help)", argv[optind]);
     if (!dir) return dist_errorf(d, 2, "need -d DATASET_DIR (gtr-mpi beir --help)");
-    if (o.method != RT_BM25 && !index_path) return dist_errorf(d, 2, "%s needs --index INDEX", rt_method_name(o.method));
-    if (o.method != RT_DENSE && !bm25_path) return dist_errorf(d, 2, "%s needs --bm25-index PATH", rt_method_name(o.method));
+    if (o.method != GTR_RETRIEVE_BM25 && !index_path) return dist_errorf(d, 2, "%s needs --index INDEX", gtr_retrieval_method_name(o.method));
+    if (o.method != GTR_RETRIEVE_DENSE && !bm25_path) return dist_errorf(d, 2, "%s needs --bm25-index PATH", gtr_retrieval_method_name(o.method));
 
     gtr_error err;
     gtr_beir *beir = NULL;
     gtr_qrels *qrels = NULL;
-    rt_sources src = {0};
-    rt_queries q = {0};
+    gtr_retriever_options src = gtr_retriever_default_options();
+    gtr_index *dense = NULL;
+    gtr_bm25 *bm25 = NULL;
+    gtr_model *model = NULL;
+    gtr_retriever *rt = NULL;
+    gtr_queries *q = NULL;
+    gtr_pool *pool = NULL;
     gtr_run *runs[2] = {NULL, NULL};
     int rc = 1;
     bool ready = true;
     if (!(beir = gtr_beir_open(dir, split, &err))) ready = dist_errorf(d, 0, "%s", err.message);
-    if (ready && !(o.pool = gtr_pool_create(threads, &err))) ready = dist_errorf(d, 0, "%s", err.message);
+    if (ready && !(pool = gtr_pool_create(threads, &err))) ready = dist_errorf(d, 0, "%s", err.message);
     if (ready && !(qrels = gtr_beir_load_qrels(beir, &err))) ready = dist_errorf(d, 0, "%s", err.message);
-    if (ready && index_path && o.method != RT_BM25 && !(src.dense = gtr_index_open(index_path, 0, o.pool, &err)))
+    if (ready && index_path && o.method != GTR_RETRIEVE_BM25 && !(dense = gtr_index_open(index_path, 0, pool, &err)))
         ready = dist_errorf(d, 0, "%s", err.message);
-    if (ready && bm25_path && o.method != RT_DENSE && !(src.bm25 = gtr_bm25_open(bm25_path, &err)))
+    if (ready && bm25_path && o.method != GTR_RETRIEVE_DENSE && !(bm25 = gtr_bm25_open(bm25_path, &err)))
         ready = dist_errorf(d, 0, "%s", err.message);
-    if (ready && o.method != RT_BM25 && !(src.model = rt_load_model("beir", model_dir, src.dense, threads, o.pool)))
+    if (ready && o.method != GTR_RETRIEVE_BM25 && !(model = cli_load_query_model("beir", model_dir, dense, threads, pool)))
         ready = false;
-    if (ready && rt_load_queries("beir", gtr_beir_queries_path(beir), qrels, &q)) ready = false;
+    if (ready && !(q = gtr_beir_load_queries(beir, qrels, &err))) ready = cli_fail("beir", &err) == 0;
+    src.model = model;
+    src.index = dense;
+    src.bm25 = bm25;
+    src.pool = pool;
+    if (ready && !(rt = gtr_retriever_open(&src, &err))) ready = dist_errorf(d, 0, "%s", err.message);
+    if (ready) o.skip_ids = gtr_queries_ids(q); /* BEIR's ignore_identical_ids */
     uint64_t h = dist_hash_str(dist_hash_str(0xcbf29ce484222325ull, dir), split);
     h = dist_hash_str(dist_hash_str(h, index_path), bm25_path);
-    size_t nums[4] = {o.k, o.depth, (size_t)o.method, q.n};
+    size_t nums[4] = {o.k, o.depth, (size_t)o.method, gtr_queries_count(q)};
     h = dist_hash(h, nums, sizeof nums);
-    dist_agree me = {ready, src.model ? gtr_model_fingerprint(src.model) : 0,
-                     src.dense ? (uint64_t)gtr_index_count(src.dense) : 0, h};
+    dist_agree me = {ready, model ? gtr_model_fingerprint(model) : 0, dense ? (uint64_t)gtr_index_count(dense) : 0, h};
     if (!dist_agree_all(d, &me)) goto done;
 
     size_t ranks[2] = {o.k, 10};
-    if (dist_search(d, &src, &q, &o, ranks, runs, 2)) goto done;
+    if (dist_search(d, rt, q, &o, ranks, runs, 2)) goto done;
     if (d->rank == 0) {
         char tag[32];
-        snprintf(tag, sizeof tag, "gtr-%s", rt_method_name(o.method));
+        snprintf(tag, sizeof tag, "gtr-%s", gtr_retrieval_method_name(o.method));
         if (save && gtr_run_write(runs[0], save, tag, &err)) {
             dist_errorf(d, 1, "%s", err.message);
             goto done;
         }
-        if (evaluate(d, qrels, runs[0], runs[1], json, rt_method_name(o.method), q.n, o.k)) goto done;
+        if (evaluate(d, qrels, runs[0], runs[1], json, gtr_retrieval_method_name(o.method), gtr_queries_count(q), o.k)) goto done;
     }
     rc = 0;
 done:
     gtr_run_free(runs[0]);
     gtr_run_free(runs[1]);
-    rt_queries_free(&q);
+    gtr_retriever_free(rt);
+    gtr_queries_free(q);
     gtr_qrels_free(qrels);
-    gtr_model_free(src.model);
-    gtr_index_free(src.dense);
-    gtr_bm25_free(src.bm25);
-    gtr_pool_free(o.pool);
+    gtr_model_free(model);
+    gtr_index_free(dense);
+    gtr_bm25_free(bm25);
+    gtr_pool_free(pool);
     gtr_beir_free(beir);
     return rc;
 }

@@ -1,5 +1,5 @@
 /* mpi_search.c — `gtr-mpi search`: the queries of a file cut into one contiguous piece per
- * rank; each rank runs the `gtr search` pipeline (cli/retrieve.c: encode, exact top-k, BM25,
+ * rank; each rank runs the `gtr search` pipeline (the library's retriever: encode, exact top-k, BM25,
  * fusion) on its piece over its own copy of the index, and rank 0 gathers the hits in query
  * order and writes the run. A query's hits do not depend on the other queries, so the run is
  * `gtr search`'s, byte for byte. */
@@ -38,8 +38,9 @@ int mpi_cmd_search(const dist_ctx *d, int argc, char **argv)
         {NULL, 0, NULL, 0}};
     const char *index_path = NULL, *model_dir = NULL, *queries_path = NULL, *out = NULL, *bm25_path = NULL,
                *tag = NULL;
-    rt_options o;
-    rt_default_options(&o);
+    gtr_retrieve_options o = gtr_retrieve_default_options();
+    o.k = 1000;
+    bool skip_self = false;
     int threads = 0;
     long long v;
     int c;
@@ -56,7 +57,7 @@ int mpi_cmd_search(const dist_ctx *d, int argc, char **argv)
             break;
         case 'o': out = optarg; break;
         case O_METHOD:
-            if (!rt_parse_method(optarg, &o.method))
+            if (gtr_retrieval_method_parse(optarg, &o.method, NULL))
                 return dist_errorf(d, 2, "--method expects dense, bm25 or hybrid, got '%s'", optarg);
             break;
         case O_BM25: bm25_path = optarg; break;
@@ -64,8 +65,8 @@ int mpi_cmd_search(const dist_ctx *d, int argc, char **argv)
             if (!cli_parse_int("search", "--depth", optarg, 1, 1 << 20, &v)) return 2;
             o.depth = (size_t)v;
             break;
-        case O_SKIP: o.skip_self = true; break;
-        case O_COMPACT: o.use_compact = true; break;
+        case O_SKIP: skip_self = true; break;
+        case O_COMPACT: o.use_compact = 1; break;
         case O_TAG:
             if (!*optarg || strpbrk(optarg, " \t\r\n")) return dist_errorf(d, 2, "--tag must be one word");
             tag = optarg;
@@ -74,59 +75,69 @@ int mpi_cmd_search(const dist_ctx *d, int argc, char **argv)
             if (!cli_parse_int("search", "--threads", optarg, 1, 1024, &v)) return 2;
             threads = (int)v;
             break;
-        case O_QUIET: o.quiet = true; break;
+        case O_QUIET: break; /* gtr-mpi search prints no progress */
         case 'h': if (d->rank == 0) usage(stdout); return 0;
         default: if (d->rank == 0) usage(stderr); return 2;
         }
     }
     if (optind != argc) return dist_errorf(d, 2, "unexpected argument '%s' (gtr-mpi search --help)", argv[optind]);
     if (!queries_path || !out) return dist_errorf(d, 2, "need -q QUERIES and -o RUN (gtr-mpi search --help)");
-    if (o.method != RT_BM25 && !index_path) return dist_errorf(d, 2, "%s search needs --index INDEX", rt_method_name(o.method));
-    if (o.method != RT_DENSE && !bm25_path) return dist_errorf(d, 2, "%s search needs --bm25-index PATH", rt_method_name(o.method));
+    if (o.method != GTR_RETRIEVE_BM25 && !index_path) return dist_errorf(d, 2, "%s search needs --index INDEX", gtr_retrieval_method_name(o.method));
+    if (o.method != GTR_RETRIEVE_DENSE && !bm25_path) return dist_errorf(d, 2, "%s search needs --bm25-index PATH", gtr_retrieval_method_name(o.method));
 
     gtr_error err;
-    rt_sources src = {0};
-    rt_queries q = {0};
+    gtr_retriever_options src = gtr_retriever_default_options();
+    gtr_index *dense = NULL;
+    gtr_bm25 *bm25 = NULL;
+    gtr_model *model = NULL;
+    gtr_retriever *rt = NULL;
+    gtr_queries *q = NULL;
     gtr_run *run = NULL;
     int rc = 1;
-    bool ready = (o.pool = gtr_pool_create(threads, &err)) != NULL;
+    gtr_pool *pool = gtr_pool_create(threads, &err);
+    bool ready = pool != NULL;
     if (!ready) dist_errorf(d, 1, "%s", err.message);
-    if (ready && index_path && !(src.dense = gtr_index_open(index_path, 0, o.pool, &err)))
+    if (ready && index_path && !(dense = gtr_index_open(index_path, 0, pool, &err)))
         ready = dist_errorf(d, 0, "%s", err.message);
-    if (ready && bm25_path && o.method != RT_DENSE && !(src.bm25 = gtr_bm25_open(bm25_path, &err)))
+    if (ready && bm25_path && o.method != GTR_RETRIEVE_DENSE && !(bm25 = gtr_bm25_open(bm25_path, &err)))
         ready = dist_errorf(d, 0, "%s", err.message);
-    if (ready && o.method != RT_BM25 && !(src.model = rt_load_model("search", model_dir, src.dense, threads, o.pool)))
+    if (ready && o.method != GTR_RETRIEVE_BM25 && !(model = cli_load_query_model("search", model_dir, dense, threads, pool)))
         ready = false;
-    if (ready && rt_load_queries("search", queries_path, NULL, &q)) ready = false;
+    if (ready && !(q = gtr_queries_load(queries_path, NULL, &err))) ready = cli_fail("search", &err) == 0;
+    src.model = model;
+    src.index = dense;
+    src.bm25 = bm25;
+    src.pool = pool;
+    if (ready && !(rt = gtr_retriever_open(&src, &err))) ready = dist_errorf(d, 0, "%s", err.message);
+    if (ready && skip_self) o.skip_ids = gtr_queries_ids(q);
     /* all ranks must see the same model, index and queries */
     uint64_t h = dist_hash_str(0xcbf29ce484222325ull, queries_path);
     h = dist_hash_str(dist_hash_str(dist_hash_str(h, index_path), bm25_path), tag);
-    size_t nums[5] = {o.k, o.depth, (size_t)o.method, (size_t)o.skip_self, q.n};
+    size_t nums[5] = {o.k, o.depth, (size_t)o.method, (size_t)skip_self, gtr_queries_count(q)};
     h = dist_hash(h, nums, sizeof nums);
     h = dist_hash(h, &o.use_compact, sizeof o.use_compact);
-    dist_agree me = {ready, src.model ? gtr_model_fingerprint(src.model) : 0,
-                     src.dense ? (uint64_t)gtr_index_count(src.dense) : 0, h};
+    dist_agree me = {ready, model ? gtr_model_fingerprint(model) : 0, dense ? (uint64_t)gtr_index_count(dense) : 0, h};
     if (!dist_agree_all(d, &me)) goto done;
 
-    o.quiet = true;
-    if (dist_search(d, &src, &q, &o, &o.k, &run, 1)) goto done;
+    if (dist_search(d, rt, q, &o, &o.k, &run, 1)) goto done;
     if (d->rank == 0) {
         char deftag[32];
-        snprintf(deftag, sizeof deftag, "gtr-%s", rt_method_name(o.method));
+        snprintf(deftag, sizeof deftag, "gtr-%s", gtr_retrieval_method_name(o.method));
         if (gtr_run_write(run, out, tag ? tag : deftag, &err)) {
             dist_errorf(d, 1, "%s", err.message);
             goto done;
         }
-        fprintf(stderr, "gtr-mpi search: %zu queries on %d ranks, %zu hits -> %s\n", q.n, d->size,
+        fprintf(stderr, "gtr-mpi search: %zu queries on %d ranks, %zu hits -> %s\n", gtr_queries_count(q), d->size,
                 gtr_run_num_docs(run), out);
     }
     rc = 0;
 done:
     gtr_run_free(run);
-    rt_queries_free(&q);
-    gtr_model_free(src.model);
-    gtr_index_free(src.dense);
-    gtr_bm25_free(src.bm25);
-    gtr_pool_free(o.pool);
+    gtr_retriever_free(rt);
+    gtr_queries_free(q);
+    gtr_model_free(model);
+    gtr_index_free(dense);
+    gtr_bm25_free(bm25);
+    gtr_pool_free(pool);
     return rc;
 }

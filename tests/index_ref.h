@@ -62,7 +62,8 @@ static inline void check_against_brute_force(const gtr_index *ix, const float *Q
         size_t want = k < n ? k : n;
         assert_int_equal(n_hits[q], want);
         for (size_t r = 0; r < want; r++) {
-            if (hits[q * k + r].doc != all[r].doc || memcmp(&hits[q * k + r].score, &all[r].s, 4) != 0)
+            float got = (float)hits[q * k + r].score; /* a float score, held in the hit's double */
+            if (hits[q * k + r].doc != all[r].doc || memcmp(&got, &all[r].s, 4) != 0)
                 fail_msg("query %zu rank %zu: got doc %zu score %.9g, brute force doc %zu score %.9g", q, r,
                          hits[q * k + r].doc, hits[q * k + r].score, all[r].doc, all[r].s);
         }

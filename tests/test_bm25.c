@@ -133,7 +133,7 @@ static void test_scores(void **state)
     assert_int_equal(gtr_bm25_find_doc(ix, "x", 1), SIZE_MAX);
     /* lengths 2, 3, 1, 1, 1: avgdl 1.6 */
     const char *q[] = {"apple", "kiwi", "APPLE apple", "nothing here"};
-    gtr_bm25_hit hits[4 * 3];
+    gtr_hit hits[4 * 3];
     size_t n[4];
     TU_OK(gtr_bm25_search(ix, q, NULL, 4, 3, NULL, hits, n, &e), &e);
     assert_int_equal(n[0], 2);
@@ -266,7 +266,7 @@ static void test_scifact(void **state)
     gtr_text_reader_close(r);
     assert_int_equal(nq, 300);
     size_t k = 100;
-    gtr_bm25_hit *hits = malloc(nq * k * sizeof *hits), *hits1 = malloc(nq * k * sizeof *hits1);
+    gtr_hit *hits = malloc(nq * k * sizeof *hits), *hits1 = malloc(nq * k * sizeof *hits1);
     size_t n_hits[400], n_hits1[400];
     gtr_bm25_search_options o = gtr_bm25_default_search_options();
     o.skip_ids = (const char *const *)ids; /* BEIR's ignore_identical_ids */

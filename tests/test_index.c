@@ -103,7 +103,7 @@ static void assert_same_hits(const gtr_hit *a, const gtr_hit *b, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         assert_int_equal(a[i].doc, b[i].doc);
-        assert_memory_equal(&a[i].score, &b[i].score, sizeof(float));
+        assert_memory_equal(&a[i].score, &b[i].score, sizeof a[i].score);
     }
 }
 
@@ -824,6 +824,166 @@ static void test_fusion_interp(void **state)
     assert_int_equal(gtr_hits_fuse(il, ilen, 1, &o, 4, out, &n, &e), GTR_ERR_INVALID_ARG);
 }
 
+
+/* ---- the retriever: the pipeline over gtr_index_search / gtr_bm25_search / gtr_hits_fuse */
+
+static void assert_hits_equal(const gtr_hit *a, const gtr_hit *b)
+{
+    assert_int_equal(a->doc, b->doc);
+    assert_memory_equal(&a->score, &b->score, sizeof a->score);
+    assert_int_equal(a->id_len, b->id_len);
+    assert_memory_equal(a->id, b->id, a->id_len);
+}
+
+static void test_retriever(void **state)
+{
+    (void)state;
+    gtr_error e;
+    const size_t N = 400, NQ = 300, K = 7; /* more queries than one chunk of 256 */
+    const int D = 24;
+    gtr_index *ix = build_and_open("rt.gtri", N, D, GTR_COMPACT_NONE);
+    char *corpus = tu_tmp("corpus_bf.jsonl"), *bpath = tu_tmp("rt.bm25");
+    TU_OK(gtr_bm25_build(corpus, bpath, NULL, NULL, &e), &e);
+    gtr_bm25 *bm = gtr_bm25_open(bpath, &e);
+    assert_non_null(bm);
+    float *Q = malloc(NQ * D * sizeof *Q);
+    random_queries(Q, NQ, D, 99);
+    char **texts = malloc(NQ * sizeof *texts), **self = malloc(NQ * sizeof *self);
+    for (size_t i = 0; i < NQ; i++) {
+        texts[i] = malloc(64);
+        snprintf(texts[i], 64, "passage %zu topic %zu", i % 50, i % 17);
+        self[i] = malloc(16);
+        snprintf(self[i], 16, "d%05zu", (i * 13) % N);
+    }
+    gtr_retriever_options ro = gtr_retriever_default_options();
+    ro.index = ix;
+    ro.bm25 = bm;
+    gtr_retriever *rt = gtr_retriever_open(&ro, &e);
+    assert_non_null(rt);
+    gtr_hit *got = calloc(NQ * K, sizeof *got), *want = calloc(NQ * (K + 1), sizeof *want);
+    size_t *ng = calloc(NQ, sizeof *ng), *nw = calloc(NQ, sizeof *nw);
+
+    /* dense from vectors: gtr_index_search's hits, the query's own id left out */
+    gtr_retrieve_options so = gtr_retrieve_default_options();
+    so.k = K;
+    so.vectors = Q;
+    so.skip_ids = (const char *const *)self;
+    TU_OK(gtr_retriever_search(rt, NULL, NULL, NQ, &so, got, ng, &e), &e);
+    TU_OK(gtr_index_search(ix, Q, NQ, K + 1, NULL, want, nw, &e), &e);
+    for (size_t q = 0; q < NQ; q++) {
+        size_t w = 0;
+        for (size_t j = 0; j < nw[q] && w < K; j++) {
+            const gtr_hit *h = &want[q * (K + 1) + j];
+            if (h->id_len == strlen(self[q]) && !memcmp(h->id, self[q], h->id_len)) continue;
+            assert_hits_equal(&got[q * K + w++], h);
+        }
+        assert_int_equal(ng[q], w);
+    }
+
+    /* the same vectors wrapped in memory search like the file */
+    const char **ids = malloc(N * sizeof *ids);
+    size_t *lens = malloc(N * sizeof *lens);
+    for (size_t d = 0; d < N; d++) ids[d] = gtr_index_doc_id(ix, d, &lens[d]);
+    gtr_index *mem = gtr_index_wrap(gtr_index_vector(ix, 0), N, D, ids, lens, gtr_index_fingerprint(ix), &e);
+    assert_non_null(mem);
+    gtr_hit *mh = calloc(NQ * (K + 1), sizeof *mh);
+    size_t *nm = calloc(NQ, sizeof *nm);
+    TU_OK(gtr_index_search(mem, Q, NQ, K + 1, NULL, mh, nm, &e), &e);
+    for (size_t q = 0; q < NQ; q++) {
+        assert_int_equal(nm[q], nw[q]);
+        for (size_t j = 0; j < nm[q]; j++) assert_hits_equal(&mh[q * (K + 1) + j], &want[q * (K + 1) + j]);
+    }
+    gtr_index_free(mem);
+
+    /* bm25: gtr_bm25_search's hits, not dense documents */
+    so.method = GTR_RETRIEVE_BM25;
+    so.skip_ids = NULL;
+    TU_OK(gtr_retriever_search(rt, (const char *const *)texts, NULL, NQ, &so, got, ng, &e), &e);
+    TU_OK(gtr_bm25_search(bm, (const char *const *)texts, NULL, NQ, K, NULL, want, nw, &e), &e);
+    for (size_t q = 0; q < NQ; q++) {
+        assert_int_equal(ng[q], nw[q]);
+        for (size_t j = 0; j < ng[q]; j++) {
+            assert_int_equal(got[q * K + j].doc, SIZE_MAX);
+            got[q * K + j].doc = want[q * K + j].doc;
+            assert_hits_equal(&got[q * K + j], &want[q * K + j]);
+        }
+    }
+
+    /* hybrid: both lists `depth` deep, fused; a fused hit from the dense list keeps its doc */
+    const size_t DEPTH = 20;
+    so.method = GTR_RETRIEVE_HYBRID;
+    so.depth = DEPTH;
+    TU_OK(gtr_retriever_search(rt, (const char *const *)texts, NULL, NQ, &so, got, ng, &e), &e);
+    gtr_hit *dl = calloc(DEPTH, sizeof *dl), *bl = calloc(DEPTH, sizeof *bl);
+    gtr_ranked_doc l0[20], l1[20], fused[7];
+    for (size_t q = 0; q < NQ; q++) {
+        size_t nd, nb, nf;
+        TU_OK(gtr_index_search(ix, Q + q * D, 1, DEPTH, NULL, dl, &nd, &e), &e);
+        TU_OK(gtr_bm25_search(bm, (const char *const *)texts + q, NULL, 1, DEPTH, NULL, bl, &nb, &e), &e);
+        for (size_t j = 0; j < nd; j++) l0[j] = (gtr_ranked_doc){dl[j].id, dl[j].id_len, dl[j].score};
+        for (size_t j = 0; j < nb; j++) l1[j] = (gtr_ranked_doc){bl[j].id, bl[j].id_len, bl[j].score};
+        const gtr_ranked_doc *lists[2] = {l0, l1};
+        size_t ln[2] = {nd, nb};
+        gtr_fusion_options fo = gtr_fusion_default_options();
+        TU_OK(gtr_hits_fuse(lists, ln, 2, &fo, K, fused, &nf, &e), &e);
+        assert_int_equal(ng[q], nf);
+        for (size_t j = 0; j < nf; j++) {
+            const gtr_hit *h = &got[q * K + j];
+            assert_int_equal(h->id_len, fused[j].id_len);
+            assert_memory_equal(h->id, fused[j].id, h->id_len);
+            assert_memory_equal(&h->score, &fused[j].score, sizeof h->score);
+            size_t doc = SIZE_MAX;
+            for (size_t t = 0; t < nd; t++)
+                if (dl[t].id == fused[j].id) doc = dl[t].doc;
+            assert_int_equal(h->doc, doc);
+        }
+    }
+
+    /* what a retriever lacks is refused with a message */
+    gtr_retriever_options only = gtr_retriever_default_options();
+    only.bm25 = bm;
+    gtr_retriever *rb = gtr_retriever_open(&only, &e);
+    assert_non_null(rb);
+    so.method = GTR_RETRIEVE_DENSE;
+    assert_int_equal(gtr_retriever_search(rb, (const char *const *)texts, NULL, 1, &so, got, ng, &e), GTR_ERR_INVALID_ARG);
+    assert_non_null(strstr(e.message, "dense index"));
+    so.vectors = NULL;
+    assert_int_equal(gtr_retriever_search(rt, (const char *const *)texts, NULL, 1, &so, got, ng, &e), GTR_ERR_INVALID_ARG);
+    assert_non_null(strstr(e.message, "model"));
+    only.bm25 = NULL;
+    assert_null(gtr_retriever_open(&only, &e));
+    assert_int_equal(e.code, GTR_ERR_INVALID_ARG);
+    gtr_retrieval_method m;
+    TU_OK(gtr_retrieval_method_parse("hybrid", &m, &e), &e);
+    assert_int_equal(m, GTR_RETRIEVE_HYBRID);
+    assert_string_equal(gtr_retrieval_method_name(m), "hybrid");
+    assert_int_equal(gtr_retrieval_method_parse("sparse", &m, &e), GTR_ERR_INVALID_ARG);
+
+    gtr_retriever_free(rb);
+    gtr_retriever_free(rt);
+    for (size_t i = 0; i < NQ; i++) {
+        free(texts[i]);
+        free(self[i]);
+    }
+    free(texts);
+    free(self);
+    free(ids);
+    free(lens);
+    free(mh);
+    free(nm);
+    free(dl);
+    free(bl);
+    free(got);
+    free(want);
+    free(ng);
+    free(nw);
+    free(Q);
+    free(corpus);
+    free(bpath);
+    gtr_bm25_free(bm);
+    gtr_index_free(ix);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -843,6 +1003,7 @@ int main(void)
         cmocka_unit_test(test_fusion_rrf),
         cmocka_unit_test(test_fusion_interp),
         cmocka_unit_test(test_options_size),
+        cmocka_unit_test(test_retriever),
     };
     return cmocka_run_group_tests_name("index", tests, NULL, NULL);
 }

@@ -1,4 +1,5 @@
-"""_index.py — gtr.Index: a dense index built by `gtr index`, exact top-k search."""
+"""_index.py — gtr.Index: a dense index built by `gtr index`, exact top-k search through the
+library's retriever (gtr_retriever_search, the pipeline of `gtr search`)."""
 import collections
 import ctypes
 import os
@@ -23,6 +24,7 @@ class Index(_lib.Closable):
     def __init__(self, path, threads=None, verify=True):
         self._ix = None
         self._pool = None
+        self._rt = None
         err = _lib.Error()
         self._pool = _lib.pool_create(int(threads) if threads else 0, byref(err))
         if not self._pool:
@@ -32,12 +34,23 @@ class Index(_lib.Closable):
             self.close()
             raise_null(err)
         self._ix = ix
+        ro = _lib.retriever_default_options()
+        ro.index = ix
+        ro.pool = self._pool
+        rt = _lib.retriever_open(byref(ro), byref(err))
+        if not rt:
+            self.close()
+            raise_null(err)
+        self._rt = rt
         self.path = os.fspath(path)
         self.dim = _lib.index_dim(ix)
         self._model = None
         self._checked = set()
 
     def close(self):
+        if getattr(self, "_rt", None):
+            _lib.retriever_free(self._rt)
+            self._rt = None
         if getattr(self, "_ix", None):
             _lib.index_free(self._ix)
             self._ix = None
@@ -120,15 +133,17 @@ class Index(_lib.Closable):
         nq = q.shape[0]
         hits = (_lib.Hit * max(1, nq * k))()
         n_hits = (c_size_t * max(1, nq))()
-        opts = _lib.SearchOptions(self._pool, 0)
+        opts = _lib.retrieve_default_options()
+        opts.k = k
+        opts.vectors = q.ctypes.data_as(POINTER(c_float))  # dense, the vectors given
         err = _lib.Error()
-        st = _lib.index_search(ix, q.ctypes.data_as(POINTER(c_float)), nq, k, byref(opts), hits, n_hits, byref(err))
+        st = _lib.retriever_search(self._rt, None, None, nq, byref(opts), hits, n_hits, byref(err))
         raise_for(st, err)
         ids, scores, docs = [], [], []
         for i in range(nq):
             row = [hits[i * k + j] for j in range(n_hits[i])]
             docs.append([h.doc for h in row])
-            ids.append([self.doc_id(h.doc) for h in row])
+            ids.append([ctypes.string_at(h.id, h.id_len).decode("utf-8", "replace") for h in row])
             scores.append(np.array([h.score for h in row], dtype=np.float32))
         if single:
             return SearchResult(ids[0], scores[0], docs[0])

@@ -56,11 +56,23 @@ class Ids(ctypes.Structure):
 
 
 class Hit(ctypes.Structure):
-    _fields_ = [("doc", c_size_t), ("score", c_float)]
+    _fields_ = [("doc", c_size_t), ("score", ctypes.c_double), ("id", c_void_p), ("id_len", c_size_t)]
 
 
-class SearchOptions(ctypes.Structure):
-    _fields_ = [("pool", c_void_p), ("use_compact", c_int)]
+class FusionOptions(ctypes.Structure):
+    _fields_ = [("size", c_size_t), ("method", c_int), ("rrf_k", ctypes.c_double), ("weights", c_void_p)]
+
+
+class RetrieverOptions(ctypes.Structure):
+    _fields_ = [("size", c_size_t), ("model", c_void_p), ("index", c_void_p), ("ann", c_void_p), ("bm25", c_void_p),
+                ("pool", c_void_p)]
+
+
+class RetrieveOptions(ctypes.Structure):
+    _fields_ = [("size", c_size_t), ("method", c_int), ("k", c_size_t), ("depth", c_size_t),
+                ("fusion", FusionOptions), ("alpha", ctypes.c_double), ("skip_ids", c_void_p),
+                ("use_compact", c_int), ("nprobe", ctypes.c_uint32), ("vectors", POINTER(c_float)),
+                ("batch", c_size_t), ("progress", c_void_p), ("progress_user", c_void_p)]
 
 
 def _fn(name, restype, *argtypes):
@@ -104,8 +116,13 @@ index_doc_id = _fn("gtr_index_doc_id", c_void_p, c_void_p, c_size_t, POINTER(c_s
 index_doc_snippet = _fn("gtr_index_doc_snippet", c_void_p, c_void_p, c_size_t, POINTER(c_size_t))
 index_vector = _fn("gtr_index_vector", POINTER(c_float), c_void_p, c_size_t)
 index_check_model = _fn("gtr_index_check_model", c_int, c_void_p, c_void_p, E)
-index_search = _fn("gtr_index_search", c_int, c_void_p, POINTER(c_float), c_size_t, c_size_t,
-                   POINTER(SearchOptions), POINTER(Hit), POINTER(c_size_t), E)
+
+retriever_default_options = _fn("gtr_retriever_default_options", RetrieverOptions)
+retriever_open = _fn("gtr_retriever_open", c_void_p, POINTER(RetrieverOptions), E)
+retriever_free = _fn("gtr_retriever_free", None, c_void_p)
+retrieve_default_options = _fn("gtr_retrieve_default_options", RetrieveOptions)
+retriever_search = _fn("gtr_retriever_search", c_int, c_void_p, POINTER(c_char_p), POINTER(c_size_t), c_size_t,
+                       POINTER(RetrieveOptions), POINTER(Hit), POINTER(c_size_t), E)
 
 
 class Closable:

@@ -40,7 +40,7 @@ typedef struct search_ctx {
     float cache[256];  /* Lucene: 1 / (k1 * ((1 - b) + b * dl / avgdl)) per norm byte */
     float avgdl;
     size_t base;       /* first query of the current chunk */
-    gtr_bm25_hit *hits;
+    gtr_hit *hits;
     size_t *n_hits;
     qscratch *sc;      /* one per thread */
 } search_ctx;
@@ -61,33 +61,33 @@ static float idf(uint64_t df, uint64_t n)
 }
 
 /* a ranks before b: higher score, then larger document id (bytewise) */
-static bool better(const gtr_bm25 *ix, const gtr_bm25_hit *a, const gtr_bm25_hit *b)
+static bool better(const gtr_bm25 *ix, const gtr_hit *a, const gtr_hit *b)
 {
     if (a->score != b->score) return a->score > b->score;
     return ix->doc_rank[a->doc] > ix->doc_rank[b->doc];
 }
 
 /* Min-heap on "better": the root is the worst hit kept. */
-static void sift_down(const gtr_bm25 *ix, gtr_bm25_hit *h, size_t n, size_t i)
+static void sift_down(const gtr_bm25 *ix, gtr_hit *h, size_t n, size_t i)
 {
     for (;;) {
         size_t l = 2 * i + 1, r = l + 1, w = i;
         if (l < n && better(ix, &h[w], &h[l])) w = l;
         if (r < n && better(ix, &h[w], &h[r])) w = r;
         if (w == i) return;
-        gtr_bm25_hit t = h[i];
+        gtr_hit t = h[i];
         h[i] = h[w];
         h[w] = t;
         i = w;
     }
 }
 
-static void sift_up(const gtr_bm25 *ix, gtr_bm25_hit *h, size_t i)
+static void sift_up(const gtr_bm25 *ix, gtr_hit *h, size_t i)
 {
     while (i > 0) {
         size_t p = (i - 1) / 2;
         if (!better(ix, &h[p], &h[i])) return;
-        gtr_bm25_hit t = h[i];
+        gtr_hit t = h[i];
         h[i] = h[p];
         h[p] = t;
         i = p;
@@ -107,7 +107,7 @@ static gtr_status search_one(search_ctx *c, qscratch *q, size_t qi, gtr_error *e
 {
     const gtr_bm25 *ix = c->ix;
     const gtr_bm25_search_options *o = c->o;
-    gtr_bm25_hit *out = c->hits + qi * c->k;
+    gtr_hit *out = c->hits + qi * c->k;
     c->n_hits[qi] = 0;
     gtr_status st = ensure_scratch(q, ix->n_docs, err);
     if (st) return st;
@@ -156,7 +156,7 @@ static gtr_status search_one(search_ctx *c, qscratch *q, size_t qi, gtr_error *e
     size_t kept = 0;
     for (size_t i = 0; i < q->n_touched; i++) {
         uint32_t d = q->touched[i];
-        gtr_bm25_hit h = {d, q->acc[d]};
+        gtr_hit h = {d, q->acc[d], NULL, 0};
         q->acc[d] = 0;
         q->mark[d] = 0;
         if (d == skip || c->k == 0) continue;
@@ -171,11 +171,12 @@ static gtr_status search_one(search_ctx *c, qscratch *q, size_t qi, gtr_error *e
     q->n_touched = 0;
     /* heap to best-first order */
     for (size_t n_left = kept; n_left > 1; n_left--) {
-        gtr_bm25_hit tmp = out[0];
+        gtr_hit tmp = out[0];
         out[0] = out[n_left - 1];
         out[n_left - 1] = tmp;
         sift_down(ix, out, n_left - 1, 0);
     }
+    for (size_t i = 0; i < kept; i++) out[i].id = gtr_bm25_doc_id(ix, out[i].doc, &out[i].id_len);
     c->n_hits[qi] = kept;
     return GTR_OK;
 }
@@ -190,7 +191,7 @@ static void search_task(void *ctx, size_t i, int thread_id)
 
 gtr_status gtr_bm25_search(const gtr_bm25 *ix, const char *const *texts, const size_t *lens,
                            size_t nq, size_t k, const gtr_bm25_search_options *opts,
-                           gtr_bm25_hit *hits, size_t *n_hits, gtr_error *err)
+                           gtr_hit *hits, size_t *n_hits, gtr_error *err)
 {
     if (!ix || (nq && (!texts || !n_hits || (k && !hits))))
         return gtr_seterr(err, GTR_ERR_INVALID_ARG, "bm25_search: missing index, queries or output");

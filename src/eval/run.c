@@ -156,6 +156,16 @@ gtr_status gtr_run_add_query(gtr_run *r, const char *qid, size_t qid_len, gtr_er
     return gtr_strmap_intern(&r->qids, qid, qid_len, &q, NULL, err);
 }
 
+gtr_status gtr_run_add_hits(gtr_run *r, const char *qid, size_t qid_len, const gtr_hit *hits,
+                            size_t n, size_t max_rank, gtr_error *err)
+{
+    if (n && !hits) return gtr_seterr(err, GTR_ERR_INVALID_ARG, "run: hits missing");
+    gtr_status st = gtr_run_add_query(r, qid, qid_len, err);
+    for (size_t j = 0; !st && j < n && j < max_rank; j++)
+        st = gtr_run_add(r, qid, qid_len, hits[j].id, hits[j].id_len, hits[j].score, err);
+    return st;
+}
+
 gtr_run *gtr_run_parse(const char *text, size_t len, const char *name, gtr_error *err)
 {
     gtr_run *r = gtr_run_new(err);

@@ -323,7 +323,10 @@ gtr_status gtr_ann_search(const gtr_ann *a, const float *queries, size_t nq, siz
     for (size_t q = 0; st == GTR_OK && q < nq; q++) {
         size_t m = 0;
         while (m < k && ids[q * k + m] != UINT32_MAX) {
-            hits[q * k + m] = (gtr_hit){ids[q * k + m], sc[q * k + m]};
+            gtr_hit *h = &hits[q * k + m];
+            h->doc = ids[q * k + m];
+            h->score = sc[q * k + m];
+            h->id = gtr_index_doc_id(a->ix, h->doc, &h->id_len);
             m++;
         }
         n_hits[q] = m;

@@ -26,6 +26,7 @@ struct gtr_index {
     char *model_desc;         /* from META (malloc'd, "" when absent) */
     char *model_hint;         /* from META (malloc'd) or NULL */
     bool mapped;              /* map is ours to unmap (not a caller's buffer) */
+    void *owned;              /* gtr_index_wrap: the id tables it allocated (else NULL) */
 };
 
 /* Validate and use an index held in memory (the fuzzer; data must outlive the index). */

@@ -229,6 +229,9 @@ gtr_status gtr_ivf_build(const char *path, const float *vecs, size_t n, int dim_
     }
 
     /* The body CRC is computed over exactly the bytes written, section by section. */
+    /* a build killed before its rename left only "<path>.tmp.<pid>" (path untouched): tidy
+     * those of dead processes; rerunning gives the same bytes (deterministic) */
+    if (st == GTR_OK) gtr_remove_stale_tmp(path);
     if (st == GTR_OK) { st = gtr_atomic_open(&f, path, err); open = st == GTR_OK; }
     ivf_hdr h = {0};
     uint32_t crc = 0;

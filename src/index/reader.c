@@ -299,6 +299,7 @@ void gtr_index_free(gtr_index *ix)
 {
     if (!ix) return;
     if (ix->mapped) gtr_mmap_close(&ix->map);
+    free(ix->owned);
     free(ix->path);
     free(ix->model_desc);
     free(ix->model_hint);

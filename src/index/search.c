@@ -138,5 +138,10 @@ gtr_status gtr_index_search(const gtr_index *ix, const float *queries, size_t nq
     else
         st = gtr_ix_search_exact(ix, kern, Q, qs, nq, k, opts->pool, hits, n_hits, err);
     gtr_free_aligned(Q);
+    for (size_t i = 0; st == GTR_OK && i < nq; i++)
+        for (size_t j = 0; j < n_hits[i]; j++) {
+            gtr_hit *h = &hits[i * k + j];
+            h->id = gtr_index_doc_id(ix, h->doc, &h->id_len);
+        }
     return st;
 }

@@ -55,7 +55,7 @@ gtr_server_options gtr_server_default_options(void)
     o.host = "127.0.0.1";
     o.port = 8080;
     o.model_name = "gtr";
-    o.method = GTR_SERVER_DENSE;
+    o.method = GTR_RETRIEVE_DENSE;
     o.fusion = gtr_fusion_default_options();
     o.alpha = 0.5;
     o.depth = 1000;
@@ -346,7 +346,7 @@ static int open_listener(const char *host, int port, int *bound, gtr_error *err)
     return fd;
 }
 
-static gtr_status check_options(const gtr_server_options *o, gtr_server_method *method, gtr_error *err)
+static gtr_status check_options(const gtr_server_options *o, gtr_retrieval_method *method, gtr_error *err)
 {
     if (!o->model) return gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_server_start: a model is required");
     if (o->port < 0 || o->port > 65535) return gtr_seterr(err, GTR_ERR_INVALID_ARG, "port %d is out of range", o->port);
@@ -360,12 +360,11 @@ static gtr_status check_options(const gtr_server_options *o, gtr_server_method *
                           "timeouts, pending tokens >= 1; body >= 2 bytes; pending bytes >= body; wait >= 0; "
                           "alpha in [0, 1]; workers in [0, 1024])");
     *method = o->method;
-    if (*method == GTR_SERVER_DENSE && !o->index && o->bm25) *method = GTR_SERVER_BM25;
-    if ((o->index || o->bm25) && ((*method != GTR_SERVER_BM25 && !o->index) || (*method != GTR_SERVER_DENSE && !o->bm25)))
-        return gtr_seterr(err, GTR_ERR_INVALID_ARG, "the %s search method needs %s",
-                          *method == GTR_SERVER_HYBRID ? "hybrid" : *method == GTR_SERVER_BM25 ? "bm25" : "dense",
-                          *method == GTR_SERVER_HYBRID ? "both a dense and a BM25 index"
-                          : *method == GTR_SERVER_BM25 ? "a BM25 index" : "a dense index");
+    if (*method == GTR_RETRIEVE_DENSE && !o->index && o->bm25) *method = GTR_RETRIEVE_BM25;
+    if ((o->index || o->bm25) && ((*method != GTR_RETRIEVE_BM25 && !o->index) || (*method != GTR_RETRIEVE_DENSE && !o->bm25)))
+        return gtr_seterr(err, GTR_ERR_INVALID_ARG, "the %s search method needs %s", gtr_retrieval_method_name(*method),
+                          *method == GTR_RETRIEVE_HYBRID ? "both a dense and a BM25 index"
+                          : *method == GTR_RETRIEVE_BM25 ? "a BM25 index" : "a dense index");
     if (o->index) {
         gtr_status st = gtr_index_check_model(o->index, o->model, err);
         if (st) return st;
@@ -375,7 +374,7 @@ static gtr_status check_options(const gtr_server_options *o, gtr_server_method *
 
 gtr_server *gtr_server_start(const gtr_server_options *opts, gtr_error *err)
 {
-    gtr_server_method method = GTR_SERVER_DENSE;
+    gtr_retrieval_method method = GTR_RETRIEVE_DENSE;
     if (!opts) return gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_server_start: NULL options"), NULL;
     gtr_server_options given = gtr_server_default_options();
     gtr_fusion_options fusion = gtr_fusion_default_options();
@@ -412,6 +411,13 @@ gtr_server *gtr_server_start(const gtr_server_options *opts, gtr_error *err)
     srv->s.batcher = gs_batcher_start(opts->model, opts->workers, opts->max_batch_tokens, opts->max_wait_ms, opts->queue,
                                       &srv->s.metrics, err);
     if (!srv->s.batcher) goto fail;
+    if (opts->index || opts->bm25) {
+        /* /search: the library's retriever; the batcher encodes the queries, so no model */
+        gtr_retriever_options ro = gtr_retriever_default_options();
+        ro.index = opts->index;
+        ro.bm25 = opts->bm25;
+        if (!(srv->s.retriever = gtr_retriever_open(&ro, err))) goto fail;
+    }
     if ((fd = open_listener(srv->s.o.host, opts->port, &srv->port, err)) < 0) goto fail;
     gs_http_options ho = {opts->max_connections, opts->max_client_connections, opts->idle_timeout_s,
                           opts->request_timeout_s, opts->max_body, {GS_MAX_REQUEST_LINE, GS_MAX_HEAD}};
@@ -460,6 +466,7 @@ void gtr_server_free(gtr_server *srv)
     gtr_server_shutdown(srv);
     gs_http_free(srv->http);
     gs_batcher_free(srv->s.batcher);
+    gtr_retriever_free(srv->s.retriever);
     gs_metrics_destroy(&srv->s.metrics);
     if (srv->s.have_slots) sem_destroy(&srv->s.tokenize_slots);
     pthread_mutex_destroy(&srv->mu);

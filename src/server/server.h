@@ -258,6 +258,7 @@ typedef struct gs_server {
     int dim, max_len, vocab;
     const gtr_tokenizer *tok;
     gs_batcher *batcher;
+    gtr_retriever *retriever; /* /search (NULL without an index) */
     gs_metrics metrics;
     gs_budget bytes, tokens;
     sem_t tokenize_slots; /* requests tokenizing at once (2 per core, at least 4) */

@@ -87,56 +87,6 @@ static gtr_status embed_list(gtr_model *m, const text_list *tl, int max_len, siz
     return st;
 }
 
-typedef struct {
-    const float *docs, *queries;
-    size_t n_docs, dim, keep;
-    const uint32_t *qi_of;     /* row -> qrels query index */
-    const gtr_qrels *qr;
-    const uint32_t *doc_of_qdoc; /* qrels doc id -> corpus index (UINT32_MAX if absent) */
-    const gtr_strmap *ids;     /* corpus ids */
-    size_t skip, k;
-    uint32_t *out;             /* [rows][k] corpus indexes (UINT32_MAX: none) */
-} rank_job;
-
-static bool excluded(const rank_job *j, size_t row, uint32_t doc)
-{
-    uint32_t qi = j->qi_of[row];
-    size_t n;
-    const gtr_judgment *ju = gtr_qrels_judgments(j->qr, qi, &n);
-    for (size_t i = 0; i < n; i++)
-        if (ju[i].rel >= 1 && j->doc_of_qdoc[ju[i].doc] == doc) return true;
-    size_t ql, dl;
-    const char *qid = gtr_strmap_key(&j->qr->qids, qi, &ql), *did = gtr_strmap_key(j->ids, doc, &dl);
-    return ql == dl && !memcmp(qid, did, ql);
-}
-
-static void rank_task(void *ctx, size_t row, int tid)
-{
-    (void)tid;
-    rank_job *j = ctx;
-    size_t K = j->skip + j->k, have = 0;
-    float best_s[1024];
-    uint32_t best_d[1024];
-    const float *q = j->queries + row * j->dim;
-    for (size_t d = 0; d < j->n_docs; d++) {
-        const float *v = j->docs + d * j->dim;
-        float s = 0;
-        for (size_t i = 0; i < j->dim; i++) s += q[i] * v[i];
-        if (have == K && !(s > best_s[K - 1])) continue; /* ties: the earlier document stays */
-        if (excluded(j, row, (uint32_t)d)) continue;
-        size_t at = have < K ? have++ : K - 1;
-        while (at > 0 && s > best_s[at - 1]) {
-            best_s[at] = best_s[at - 1];
-            best_d[at] = best_d[at - 1];
-            at--;
-        }
-        best_s[at] = s;
-        best_d[at] = (uint32_t)d;
-    }
-    for (size_t i = 0; i < j->k; i++)
-        j->out[row * j->k + i] = j->skip + i < have ? best_d[j->skip + i] : UINT32_MAX;
-}
-
 static gtr_status write_str(gtr_buf *b, const char *s, size_t len, gtr_error *err)
 {
     json_t *j = json_stringn(s, len);
@@ -155,7 +105,8 @@ gtr_status gtr_negatives_mine(gtr_model *m, const char *dir, const char *split,
     gtr_negatives_options o = gtr_negatives_default_options();
     if (gtr_options_take(&o, sizeof o, opts, "gtr_negatives_mine", err)) return GTR_ERR_INVALID_ARG;
     if (!m || !dir || !out_path) return gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_negatives_mine: NULL argument");
-    if (o.k == 0 || o.skip + o.k > 1024) return gtr_seterr(err, GTR_ERR_INVALID_ARG, "skip + k must be in [1, 1024]");
+    if (o.k == 0 || o.skip > SIZE_MAX / 4 || o.k > SIZE_MAX / 4)
+        return gtr_seterr(err, GTR_ERR_INVALID_ARG, "k must be at least 1 (and skip + k a sane number)");
     if (o.batch == 0) o.batch = 64;
     gtr_beir *beir = gtr_beir_open(dir, split ? split : "train", err);
     if (!beir) return err && err->code ? err->code : GTR_ERR_NOT_FOUND;
@@ -166,6 +117,12 @@ gtr_status gtr_negatives_mine(gtr_model *m, const char *dir, const char *split,
     gtr_strmap_init(&ids);
     text_list docs = {0}, qtexts = {0};
     uint32_t *qi_of = NULL, *doc_of = NULL, *ranked = NULL;
+    gtr_index *ix = NULL;
+    gtr_retriever *rt = NULL;
+    gtr_hit *hits = NULL;
+    size_t *n_hits = NULL;
+    const char **idp = NULL, **qid = NULL;
+    size_t *idl = NULL;
     float *dv = NULL, *qv = NULL;
     gtr_corpus *r = NULL;
     gtr_queries *qs = NULL;
@@ -268,8 +225,55 @@ gtr_status gtr_negatives_mine(gtr_model *m, const char *dir, const char *split,
         (st = embed_list(m, &qtexts, o.query_max_len > 0 ? o.query_max_len : 64, o.batch, qv, NULL,
                          NULL, err)))
         goto done;
-    rank_job j = {dv, qv, docs.n, dim, o.skip + o.k, qi_of, qr, doc_of, &ids, o.skip, o.k, ranked};
-    gtr_pool_for(pool, qtexts.n, rank_task, &j);
+    /* rank: every document, the query's own id left out by the retriever, the judged relevant
+     * ones here; enough hits for the most relevant documents any query has */
+    size_t max_rel = 0;
+    for (size_t row = 0; row < qtexts.n; row++) {
+        size_t n, rel = 0;
+        const gtr_judgment *ju = gtr_qrels_judgments(qr, qi_of[row], &n);
+        for (size_t i = 0; i < n; i++) rel += ju[i].rel >= 1;
+        max_rel = GTR_MAX(max_rel, rel);
+    }
+    size_t K = o.skip + o.k + max_rel;
+    idp = gtr_xmalloc((docs.n + 1) * sizeof *idp, "ids", err);
+    idl = gtr_xmalloc((docs.n + 1) * sizeof *idl, "ids", err);
+    qid = gtr_xmalloc((qtexts.n + 1) * sizeof *qid, "ids", err);
+    hits = gtr_xmalloc((qtexts.n * K + 1) * sizeof *hits, "rankings", err);
+    n_hits = gtr_xmalloc((qtexts.n + 1) * sizeof *n_hits, "rankings", err);
+    if (!idp || !idl || !qid || !hits || !n_hits) {
+        st = GTR_ERR_NOMEM;
+        goto done;
+    }
+    for (uint32_t d = 0; d < docs.n; d++) idp[d] = gtr_strmap_key(&ids, d, &idl[d]);
+    for (size_t row = 0; row < qtexts.n; row++) qid[row] = gtr_strmap_key(&qr->qids, qi_of[row], NULL);
+    gtr_retriever_options ro = gtr_retriever_default_options();
+    ro.pool = pool;
+    if (!(ix = gtr_index_wrap(dv, docs.n, (int)dim, idp, idl, gtr_model_fingerprint(m), err)) ||
+        (ro.index = ix, !(rt = gtr_retriever_open(&ro, err)))) {
+        st = err && err->code ? err->code : GTR_ERR_NOMEM;
+        goto done;
+    }
+    gtr_retrieve_options so = gtr_retrieve_default_options();
+    so.k = K;
+    so.vectors = qv;
+    so.skip_ids = qid; /* BEIR's ignore_identical_ids */
+    if ((st = gtr_retriever_search(rt, NULL, NULL, qtexts.n, &so, hits, n_hits, err))) goto done;
+    for (size_t row = 0; row < qtexts.n; row++) {
+        size_t n, w = 0, skipped = 0;
+        const gtr_judgment *ju = gtr_qrels_judgments(qr, qi_of[row], &n);
+        for (size_t j = 0; j < n_hits[row] && w < o.k; j++) {
+            size_t d = hits[row * K + j].doc;
+            bool rel = false;
+            for (size_t i = 0; i < n && !rel; i++) rel = ju[i].rel >= 1 && doc_of[ju[i].doc] == d;
+            if (rel) continue;
+            if (skipped < o.skip) {
+                skipped++;
+                continue;
+            }
+            ranked[row * o.k + w++] = (uint32_t)d;
+        }
+        while (w < o.k) ranked[row * o.k + w++] = UINT32_MAX;
+    }
 
     /* the training file */
     size_t n_neg = 0;
@@ -308,6 +312,13 @@ gtr_status gtr_negatives_mine(gtr_model *m, const char *dir, const char *split,
         stats->negatives = n_neg;
     }
 done:
+    gtr_retriever_free(rt);
+    gtr_index_free(ix);
+    free(hits);
+    free(n_hits);
+    free(idp);
+    free(idl);
+    free(qid);
     gtr_corpus_close(r);
     gtr_queries_free(qs);
     gtr_qrels_free(qr);

@@ -14,7 +14,7 @@ if [ ! -d "$TINY" ] || [ ! -f "$SF/corpus.jsonl" ]; then
     echo "1..0 # SKIP reference data not found in $SHARED"
     exit 0
 fi
-plan 33
+plan 35
 
 head -n 1200 "$SF/corpus.jsonl" >"$TMP/sub.jsonl"
 head -n 60 "$SF/queries.jsonl" >"$TMP/q.jsonl"
@@ -23,6 +23,12 @@ $GTR index -q -m "$TINY" -c "$TMP/sub.jsonl" -o "$TMP/a.gtri" || exit 1
 ok "ann-build builds" $GTR ann-build --index "$TMP/a.gtri" -o "$TMP/a.ivf" --lists 16 --seed 1 -t 2
 ok "... again on one thread" $GTR ann-build --index "$TMP/a.gtri" -o "$TMP/b.ivf" --lists 16 --seed 1 -t 1
 ok "... the same bytes" cmp "$TMP/a.ivf" "$TMP/b.ivf"
+# a build killed before its rename leaves "<out>.tmp.<pid>" and the old file; the rerun
+# tidies the dead process's temp file and writes the same bytes
+sh -c 'exit 0' & dead=$!; wait $dead
+head -c 5000 "$TMP/a.ivf" >"$TMP/b.ivf.tmp.$dead"
+ok "a rerun after a killed build" $GTR ann-build --index "$TMP/a.gtri" -o "$TMP/b.ivf" --lists 16 --seed 1 -t 2
+is "$([ ! -e "$TMP/b.ivf.tmp.$dead" ] && cmp -s "$TMP/a.ivf" "$TMP/b.ivf" && echo yes)" yes "... removes the dead build's temp file and gives the same bytes"
 
 # (query, document) pairs a run shares with the exact run
 pairs() { awk '{print $1, $3}' "$1" | sort; }
