@@ -5,12 +5,15 @@
 # compute dtype (f32, bf16, int8): load time and peak RSS (`gtr embed` of one short text),
 # encoding throughput in tokens/s on SciFact passages (fewer for the big sizes), and the time
 # that projects to for SciFact, NQ and MS MARCO. A dtype the memory check refuses is reported
-# with the refusal. Updates the "Model sizes" section of bench/RESULTS.md.
+# with the refusal. Then, per size, the `gtr quantize` bf16 and int8 copies: quantize time,
+# load and first-vector time cold (the copy's pages evicted) and warm, peak RSS, tokens/s.
+# Updates the "Model sizes" section of bench/RESULTS.md.
 #
 #   bench/bench_sizes.sh   BENCH_SIZES ("base large xl xxl"), BENCH_SIZES_DIR (build/bench/sizes),
 #                          BENCH_THREADS (all cores), BENCH_SIZES_KEEP=1 keeps the checkpoints,
 #                          BENCH_PASSAGES_<size> (passages encoded: 64, 32, 16, 4),
-#                          PYTHON (/usr/bin/python3: needs numpy), BENCH_SIZES_SKIP ("": e.g. "xxl:f32" on a machine others share)
+#                          PYTHON (/usr/bin/python3: needs numpy), BENCH_SIZES_SKIP ("": e.g. "xxl:f32" on a machine others share;
+#                          "xl:qbf16" skips the bf16 copy of xl)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/results_section.sh
@@ -29,6 +32,7 @@ declare -A npass=([base]=${BENCH_PASSAGES_base:-64} [large]=${BENCH_PASSAGES_lar
                   [xl]=${BENCH_PASSAGES_xl:-16} [xxl]=${BENCH_PASSAGES_xxl:-4})
 # tokens per passage for the projections (BEIR: NQ ~100, MS MARCO ~75; SciFact measured)
 rows=""
+qrows=""
 for size in $sizes; do
     m=$dir/$size
     if [ ! -f "$m/model.safetensors" ]; then
@@ -64,25 +68,80 @@ for size in $sizes; do
         rows+="$row"$'\n'
         echo "$row" >&2
     done
+    # `gtr quantize` copies: mapped and used in place. Cold = the copy's pages evicted from the
+    # page cache first (posix_fadvise DONTNEED on its files: only this file, not the whole
+    # machine's cache); load = `gtr info` ("loaded in"), first vector = `gtr embed` of one
+    # short text (every weight page is read once for it).
+    for dt in bf16 int8; do
+        case " ${BENCH_SIZES_SKIP:-} " in *" $size:q$dt "*) continue ;; esac
+        q=$dir/$size-$dt
+        rm -rf "$q"
+        /usr/bin/time -f "%e" -o "$out/t_q" $GTR quantize -m "$m" -o "$q" --dtype "$dt" -t "$threads" -q
+        read -r qw < "$out/t_q"
+        qgb=$(cat "$q"/model*.safetensors | wc -c | awk '{printf "%.2f", $1 / 1e9}')
+        evict() { "${PYTHON:-/usr/bin/python3}" -c 'import os, sys
+for f in sys.argv[1:]:
+    fd = os.open(f, os.O_RDONLY); os.fsync(fd); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED); os.close(fd)' "$q"/model*.safetensors; }
+        cached() { fincore -b -n -o RES "$q"/model*.safetensors 2>/dev/null | awk '{s += $1} END {printf "%.2f", s / 1e9}'; }
+        evict; c0=$(cached)
+        lc=$($GTR info -m "$q" --dtype "$dt" -t "$threads" | sed -n 's/^loaded in \([0-9.]*\) s.*/\1/p')
+        evict
+        /usr/bin/time -f "%e %M" -o "$out/t_fc" $GTR embed -m "$q" --dtype "$dt" -t "$threads" -i "$out/one.txt" -o "$out/sizes.f32" -q
+        read -r fc _ < "$out/t_fc"
+        /usr/bin/time -f "%e %M" -o "$out/t_fw" $GTR embed -m "$q" --dtype "$dt" -t "$threads" -i "$out/one.txt" -o "$out/sizes.f32" -q
+        read -r fw frss < "$out/t_fw"
+        lw2=$($GTR info -m "$q" --dtype "$dt" -t "$threads" | sed -n 's/^loaded in \([0-9.]*\) s.*/\1/p')
+        /usr/bin/time -f "%e %M" -o "$out/t_qe" $GTR embed -m "$q" --dtype "$dt" -t "$threads" \
+            -i "$out/sizes_passages.jsonl" -o "$out/sizes.f32" -q
+        read -r qe qrss < "$out/t_qe"
+        qrow=$(awk -v size="$size" -v dt="$dt" -v qgb="$qgb" -v qw="$qw" -v lc="$lc" -v lw="$lw2" -v fc="$fc" \
+                   -v fw="$fw" -v frss="$frss" -v qe="$qe" -v tok="$tokens" -v c0="$c0" -v qrss="$qrss" 'BEGIN {
+            enc = qe - fw; if (enc < 0.01) enc = 0.01
+            printf "| %s | %s | %s GB | %.0f s | %.2f s | %.2f s | %.1f s | %.1f s | %.0f | %.2f GB | %.2f GB |",
+                   size, dt, qgb, qw, lc, lw, fc, fw, tok / enc, frss / 1048576, qrss / 1048576
+        }')
+        qrows+="$qrow"$'\n'
+        echo "$qrow (cached before the cold runs: $c0 GB)" >&2
+        rm -rf "$q"
+    done
     [ -n "${BENCH_SIZES_KEEP:-}" ] || rm -rf "$m"
 done
 load_end=$(cut -d' ' -f1 /proc/loadavg)
 cpu=$(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
 flags=$(grep -m1 "^flags" /proc/cpuinfo | tr ' ' '\n' | grep -E '^(avx512f|avx512_bf16|avx512_vnni|amx_bf16|amx_int8|avx512_fp16)$' | tr '\n' ' ')
+results=${BENCH_RESULTS:-bench/RESULTS.md}
+# one subsection per run (keyed by its sizes): a later run of other sizes keeps this one's
+old=$(awk '/^## / { ins = ($0 == "## Model sizes"); next } ins' "$results" 2>/dev/null || true)
+kept=$(printf '%s\n' "$old" | awk -v key="### Sizes: $sizes (" '/^### / { keep = index($0, key) != 1 } keep')
 section="## Model sizes
 
-\`bench/bench_sizes.sh\`, $(date -u +%Y-%m-%d), $cpu ($flags), $threads threads, load average
-$load_start at the start and $load_end at the end (a machine shared with other jobs: figures
-taken under load are slower than a quiet machine's). Random weights of each released GTR shape,
-F16 \`model.safetensors\` as on the hub, converted at load to the compute dtype; page cache warm.
-Load = \`gtr embed\` of one short text (load time and peak RSS of the whole process); tokens/s
-on the first SciFact passages (base ${npass[base]}, large ${npass[large]}, xl ${npass[xl]}, xxl ${npass[xxl]}; tokens including </s>), from
-the embed time minus the load time. Projections: SciFact 5,183 passages at the measured
-passage length, NQ 2,681,468 passages x ~100 tokens, MS MARCO 8,841,823 x ~75 tokens, on this
-machine with these threads.
+\`bench/bench_sizes.sh\` (BENCH_SIZES picks the sizes; each run writes its own subsection below).
+Random weights of each released GTR shape, F16 \`model.safetensors\` as on the hub (made by
+../shared/reference/make_big_model.py), converted at load to the compute dtype; page cache warm.
+Load = \`gtr embed\` of one short text (load time and peak RSS of the whole process); tokens/s on
+the first SciFact passages (base ${npass[base]}, large ${npass[large]}, xl ${npass[xl]}, xxl ${npass[xxl]}; tokens including </s>), from the embed
+time minus the load time. Projections: SciFact 5,183 passages at the measured passage length, NQ
+2,681,468 passages x ~100 tokens, MS MARCO 8,841,823 x ~75 tokens, on that machine with those
+threads. The second table of each run: the \`gtr quantize\` copies, memory-mapped and used in
+place (weights packed for the kernels): quantize time (from the F16 file, its validation load
+included); load = \`gtr info --dtype\`'s \"loaded in\"; first vector = \`gtr embed\` of one short
+text (it reads every weight page once). Cold: the copy's pages evicted from the page cache first
+(posix_fadvise DONTNEED on its files, not the machine's whole cache); warm: right after. Peak RSS
+there counts the mapped file pages the process touched (page cache, shared between processes,
+not private memory).
+${kept:+
+$kept
+}
+### Sizes: $sizes ($(date -u +%Y-%m-%d), $cpu, $threads threads)
+
+Flags: $flags. Load average $load_start at the start and $load_end at the end (a machine shared
+with other jobs: figures taken under load are slower than a quiet machine's).${BENCH_SIZES_SKIP:+ BENCH_SIZES_SKIP=$BENCH_SIZES_SKIP.}
 
 | size | dtype | load | load peak RSS | tokens/s | SciFact | NQ | MS MARCO | embed peak RSS |
 |---|---|---|---|---|---|---|---|---|
-${rows}"
+${rows}
+| size | copy | file | quantize | load cold | load warm | first vector cold | first vector warm | tokens/s | first vector peak RSS | embed peak RSS |
+|---|---|---|---|---|---|---|---|---|---|---|
+${qrows}"
 results_section "Model sizes" "$section"
 echo "$section"

@@ -21,7 +21,8 @@ int main(int argc, char **argv)
     snprintf(qrels_path, sizeof qrels_path, "%s/qrels/test.tsv", argv[1]);
     snprintf(index, sizeof index, "%s/bench.bm25", argv[2]);
     gtr_pool *pool = gtr_pool_create(0, &e);
-    gtr_bm25_build_options bo = {.pool = pool};
+    gtr_bm25_build_options bo = gtr_bm25_default_build_options();
+    bo.pool = pool;
     gtr_bm25_build_stats st;
     double t0 = gtr_now_seconds();
     if (gtr_bm25_build(corpus, index, &bo, &st, &e)) goto fail;

@@ -158,7 +158,9 @@ int main(int argc, char **argv)
     gtr_hit *hits = malloc(nqs * k * sizeof *hits);
     size_t *nh = malloc(nqs * sizeof *nh);
     for (int mode = 0; mode < (compact_s ? 2 : 1); mode++) {
-        gtr_search_options so = {pool, mode};
+        gtr_search_options so = gtr_index_default_search_options();
+        so.pool = pool;
+        so.use_compact = mode;
         /* warm the page cache and the code */
         gtr_index_search(ix, Q, 1, k, &so, hits, nh, &e);
         double *lat = malloc(nq * sizeof *lat), sum = 0;

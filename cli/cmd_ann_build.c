@@ -40,7 +40,7 @@ int cmd_ann_build(int argc, char **argv)
         {"add", required_argument, NULL, O_ADD},
         {"help", no_argument, NULL, 'h'},            {NULL, 0, NULL, 0}};
     const char *index_path = NULL, *out = NULL;
-    gtr_ann_build_options o = {0};
+    gtr_ann_build_options o = gtr_ann_default_build_options();
     int threads = 0;
     long long v;
     int c;

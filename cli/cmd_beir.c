@@ -155,7 +155,10 @@ static int open_bm25(beir_ctx *c)
     if (gtr_file_exists(path) && !c->quiet) fprintf(stderr, "gtr beir: rebuilding the cached BM25 index (%s)\n", err.message);
     cli_progress bar;
     cli_progress_init(&bar, "bm25 index", "docs", c->quiet);
-    gtr_bm25_build_options bo = {c->pool, build_progress, &bar};
+    gtr_bm25_build_options bo = gtr_bm25_default_build_options();
+    bo.pool = c->pool;
+    bo.progress = build_progress;
+    bo.progress_user = &bar;
     gtr_bm25_build_stats bs;
     if (gtr_bm25_build(c->corpus, path, &bo, &bs, &err)) {
         if (bar.drawn) fputc('\n', stderr);
@@ -232,7 +235,9 @@ static int open_ann(beir_ctx *c)
     gtr_error err;
     int rc = 0;
     if (gtr_file_exists(path) && (c->ann = gtr_ann_open(path, c->dense, &err))) goto done;
-    gtr_ann_build_options o = {.n_lists = c->ann_lists, .pool = c->pool};
+    gtr_ann_build_options o = gtr_ann_default_build_options();
+    o.n_lists = c->ann_lists;
+    o.pool = c->pool;
     if (gtr_ann_build(c->dense, path, &o, &err) || !(c->ann = gtr_ann_open(path, c->dense, &err)))
         rc = cli_fail("beir", &err);
 done:

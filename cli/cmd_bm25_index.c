@@ -64,7 +64,10 @@ int cmd_bm25_index(int argc, char **argv)
     if (!pool) return cli_fail("bm25-index", &err);
     cli_progress prog;
     cli_progress_init(&prog, "indexing", "docs", quiet);
-    gtr_bm25_build_options o = {.pool = pool, .progress = cli_progress_cb, .progress_user = &prog};
+    gtr_bm25_build_options o = gtr_bm25_default_build_options();
+    o.pool = pool;
+    o.progress = cli_progress_cb;
+    o.progress_user = &prog;
     gtr_bm25_build_stats stats;
     gtr_status st = gtr_bm25_build(corpus, out, &o, &stats, &err);
     gtr_pool_free(pool);

@@ -12,32 +12,36 @@ static const char *CMD = "info";
 static void usage(FILE *out)
 {
     fprintf(out,
-        "usage: gtr info -m MODEL_DIR [-t N]\n"
+        "usage: gtr info -m MODEL_DIR [--dtype D] [-t N]\n"
         "\n"
         "Load a GTR model directory (sentence-transformers layout: modules.json, config.json,\n"
         "model.safetensors or pytorch_model.bin, spiece.model, 1_Pooling/, 2_Dense/), checking\n"
         "every file and tensor, and describe it: architecture, shape, parameter count, storage\n"
-        "dtype and files, compute precision, maximum length, fingerprint, load time and memory.\n"
+        "dtype and files, compute precision, maximum length, fingerprint, load time and memory\n"
+        "(and the memory a load needs in each dtype, estimated before loading).\n"
         "\n"
         "  -m, --model DIR   the model directory\n"
+        "      --dtype D     load as f32 (default), bf16 or int8\n"
         "  -t, --threads N   threads used to convert the weights (default: all cores)\n"
         "  -h, --help        this help\n");
 }
 
 int cmd_info(int argc, char **argv)
 {
-    enum { OPT_THREADS = 256 };
+    enum { OPT_THREADS = 256, OPT_DTYPE };
     static const struct option longopts[] = {{"model", required_argument, 0, 'm'},
                                              {"threads", required_argument, 0, 't'},
+                                             {"dtype", required_argument, 0, OPT_DTYPE},
                                              {"help", no_argument, 0, 'h'},
                                              {0, 0, 0, 0}};
-    const char *model = NULL;
+    const char *model = NULL, *dt = NULL;
     long long threads = 0;
     optind = 1;
     int c;
     while ((c = getopt_long(argc, argv, "m:t:h", longopts, NULL)) != -1) {
         switch (c) {
         case 'm': model = optarg; break;
+        case OPT_DTYPE: dt = optarg; break;
         case 't':
             if (!cli_parse_int(CMD, "--threads", optarg, 1, 1024, &threads)) return 2;
             break;
@@ -50,6 +54,7 @@ int cmd_info(int argc, char **argv)
     gtr_model_options o;
     if (!cli_model_options(CMD, &o)) return 2;
     o.n_threads = (int)threads;
+    if (dt && !cli_parse_dtype(CMD, dt, &o.dtype)) return 2;
     gtr_error err;
     double t0 = gtr_now_seconds();
     gtr_model *m = gtr_model_load(model, &o, &err);

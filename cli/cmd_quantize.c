@@ -13,20 +13,27 @@ static const char *CMD = "quantize";
 static void usage(FILE *out)
 {
     fprintf(out,
-        "usage: gtr quantize -m IN_DIR -o OUT_DIR --dtype bf16|int8 [-t N] [-q]\n"
+        "usage: gtr quantize -m IN_DIR -o OUT_DIR --dtype bf16|int8 [--portable] [-t N] [-q]\n"
         "\n"
         "Write a copy of a GTR model directory whose encoder weights (model.safetensors) are\n"
-        "stored in the compute precision, so that loading it is a plain copy of a file half\n"
-        "(bf16) or a quarter (int8) of the float32 size. Every gtr command loads OUT_DIR; with\n"
-        "the same --dtype it gives bit for bit the vectors IN_DIR gives with that --dtype\n"
-        "(use --dtype bf16 / int8 with it: with f32 the weights are dequantised to float32).\n"
+        "stored in the compute precision and already packed in the layout the CPU kernels use,\n"
+        "so that loading it with that --dtype costs no more than reading the file: it is\n"
+        "memory-mapped and used in place (no conversion, no private copy; processes loading\n"
+        "the same copy share its pages). With the same --dtype it gives bit for bit the vectors\n"
+        "IN_DIR gives with that --dtype (use --dtype bf16 / int8 with it: with f32 the weights\n"
+        "are widened / dequantised to float32 at load).\n"
         "\n"
         "  bf16   the embedding and every Linear weight as BF16 (round to nearest even); layer\n"
-        "         norms and the position bias stay F32. Standard safetensors: Python's\n"
-        "         transformers / sentence-transformers load it too.\n"
-        "  int8   every Linear weight as I8 codes plus an F32 '<name>_scale' [rows] tensor\n"
-        "         (symmetric, one scale per output channel; the embedding one per token row);\n"
-        "         __metadata__ {\"gtr_quantization\": \"int8-per-channel-v1\"}. gtr only.\n"
+        "         norms and the position bias stay F32. gtr only, unless --portable.\n"
+        "  int8   every Linear weight as I8 codes with F32 scales (symmetric, one per output\n"
+        "         channel; the embedding one per token row); __metadata__\n"
+        "         {\"gtr_quantization\": \"int8-per-channel-v1\"}. gtr only.\n"
+        "  Packed files say __metadata__ {\"gtr_layout\": \"gtr-panels-v1\"}: each layer's q/k/v,\n"
+        "  o, wi and wo as encoder.block.<i>.packed.<qkv|o|wi|wo> [panels, k groups, rows, k].\n"
+        "\n"
+        "      --portable  (bf16 only) transformers' layout instead: standard tensor names,\n"
+        "                  row-major, which Python's transformers / sentence-transformers\n"
+        "                  load too; gtr converts it at load instead of using it in place.\n"
         "\n"
         "The rest of the layout is copied: configuration files, spiece.model and the other\n"
         "modules (1_Pooling, 2_Dense with its weights as they are). Weights in other formats\n"
@@ -54,17 +61,18 @@ static double file_mib(const char *dir, const char *name)
 
 int cmd_quantize(int argc, char **argv)
 {
-    enum { OPT_DTYPE = 256 };
+    enum { OPT_DTYPE = 256, OPT_PORTABLE };
     static const struct option longopts[] = {{"model", required_argument, 0, 'm'},
                                              {"output", required_argument, 0, 'o'},
                                              {"dtype", required_argument, 0, OPT_DTYPE},
+                                             {"portable", no_argument, 0, OPT_PORTABLE},
                                              {"threads", required_argument, 0, 't'},
                                              {"quiet", no_argument, 0, 'q'},
                                              {"help", no_argument, 0, 'h'},
                                              {0, 0, 0, 0}};
     const char *in = NULL, *out = NULL, *dt = NULL;
     long long threads = 0;
-    bool quiet = false;
+    bool quiet = false, portable = false;
     optind = 1;
     int c;
     while ((c = getopt_long(argc, argv, "m:o:t:qh", longopts, NULL)) != -1) {
@@ -72,6 +80,7 @@ int cmd_quantize(int argc, char **argv)
         case 'm': in = optarg; break;
         case 'o': out = optarg; break;
         case OPT_DTYPE: dt = optarg; break;
+        case OPT_PORTABLE: portable = true; break;
         case 't':
             if (!cli_parse_int(CMD, "--threads", optarg, 1, 1024, &threads)) return 2;
             break;
@@ -88,9 +97,13 @@ int cmd_quantize(int argc, char **argv)
     if (!strcmp(dt, "bf16")) dtype = GTR_DTYPE_BF16;
     else if (!strcmp(dt, "int8")) dtype = GTR_DTYPE_INT8;
     else return cli_errorf(CMD, 2, "--dtype must be bf16 or int8, got '%s'", dt);
+    if (portable && dtype != GTR_DTYPE_BF16)
+        return cli_errorf(CMD, 2, "--portable writes bf16 only (transformers has no int8 dtype)");
     gtr_error err;
     double t0 = gtr_now_seconds();
-    if (gtr_model_quantize(in, out, dtype, (int)threads, &err)) return cli_fail(CMD, &err);
+    if (portable ? gtr_model_quantize_portable(in, out, (int)threads, &err)
+                 : gtr_model_quantize(in, out, dtype, (int)threads, &err))
+        return cli_fail(CMD, &err);
     if (!quiet)
         fprintf(stderr, "gtr quantize: %s -> %s (%s): model.safetensors %.1f MiB in %.2f s; load it with --dtype %s\n",
                 in, out, dt, file_mib(out, "model.safetensors"), gtr_now_seconds() - t0, dt);

@@ -268,7 +268,7 @@ int cmd_tokenize(int argc, char **argv)
     if (!o.model_dir == !o.spm) return cli_errorf(CMD, 2, "give exactly one of -m MODEL_DIR or --spm FILE");
     if (o.pieces + o.normalize + o.decode > 1)
         return cli_errorf(CMD, 2, "--pieces, --normalize and --decode are alternatives");
-    gtr_tokenizer_options to;
+    gtr_tokenizer_options to = gtr_tokenizer_default_options();
     if (!cli_spm_compat(CMD, o.spm_compat_name, &to.compat)) return 2;
 
     long long max_len = 0;

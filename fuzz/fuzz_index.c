@@ -28,7 +28,8 @@ static void exercise(const gtr_index *ix)
     if (!q) return;
     for (size_t k = 0; k < dim; k++) q[k] = q[dim + k] = (k % 3 == 0) ? 0.5f : -0.25f;
     gtr_error e;
-    gtr_search_options exact = {NULL, 0}, compact = {NULL, 1};
+    gtr_search_options exact = gtr_index_default_search_options(), compact = exact;
+    compact.use_compact = 1;
     gtr_index_search(ix, q, 2, 5, &exact, hits, nh, &e);
     gtr_index_search(ix, q, 2, 5, &compact, hits, nh, &e);
     free(q);

@@ -106,8 +106,10 @@ typedef enum gtr_spm_compat {
                              * lattice per word */
 } gtr_spm_compat;
 typedef struct gtr_tokenizer_options {
+    size_t size; /* sizeof the struct: set by the *_default_options() function */
     gtr_spm_compat compat;
 } gtr_tokenizer_options;
+GTR_API gtr_tokenizer_options gtr_tokenizer_default_options(void);
 /* Load spiece.model from a file or from len bytes in memory. opts may be NULL (defaults:
  * GTR_SPM_COMPAT_0_1). */
 GTR_API gtr_tokenizer *gtr_tokenizer_load(const char *spm_path, const gtr_tokenizer_options *opts,
@@ -247,6 +249,7 @@ GTR_API gtr_status gtr_model_encode_ids(gtr_model *m, const int32_t *const *ids,
  * whatever the contexts or threads. The model must outlive its contexts. */
 typedef struct gtr_context gtr_context;
 typedef struct gtr_context_options {
+    size_t size; /* sizeof the struct: set by the *_default_options() function */
     int n_threads;  /* > 0: a pool of this many threads of the context's own; 0: see pool */
     gtr_pool *pool; /* threads to use (not owned). Neither: the model's pool, which serves one
                      * context at a time (the others then compute on their calling thread) */
@@ -282,14 +285,18 @@ GTR_API size_t gtr_model_weight_bytes(const gtr_model *m);
 GTR_API gtr_compute_dtype gtr_model_dtype(const gtr_model *m);
 
 /* `gtr quantize`: write a copy of the model directory in_dir to out_dir (which must not
- * exist) whose encoder weights (model.safetensors) are stored in dtype (BF16 or INT8):
+ * exist) whose encoder weights (model.safetensors) are stored in dtype (BF16 or INT8), each
+ * layer's Linear weights already packed in the layout the CPU kernels compute with
+ * (__metadata__ "gtr_layout": "gtr-panels-v1"), so that a load in that dtype maps the file
+ * and uses it in place: nothing is converted or copied, the pages are the page cache's, and
+ * every process loading the copy shares them (kernels of another layout repack exactly):
  *  - BF16: the embedding and every Linear weight as BF16 (round to nearest even, denormals
  *    flushed: the bits --dtype bf16 computes with); layer norms and the position bias stay
- *    F32. Standard safetensors: Python's transformers / sentence-transformers load it.
- *  - INT8: every Linear weight <name> as I8 codes with an F32 <name>_scale [rows] (symmetric,
- *    per output channel), the embedding shared.weight likewise per row;
- *    __metadata__ {"gtr_quantization": "int8-per-channel-v1"}: W = q * scale[row]. Only gtr
- *    reads it.
+ *    F32.
+ *  - INT8: every Linear weight as I8 codes with F32 scales (symmetric, per output channel)
+ *    and Σ codes per row, the embedding shared.weight as I8 with a scale per row;
+ *    __metadata__ {"gtr_quantization": "int8-per-channel-v1"}: W = q * scale[row].
+ * Only gtr reads these (gtr_model_quantize_portable writes a BF16 copy Python reads).
  * Either way the file records the source's fingerprint ("gtr_source_fingerprint"), which the
  * copy keeps (indexes built with either load with the other). Configuration files, the
  * tokenizer and the other modules (1_Pooling, 2_Dense: its weights as they are) are
@@ -299,6 +306,10 @@ GTR_API gtr_compute_dtype gtr_model_dtype(const gtr_model *m);
  * out_dir appears complete or not at all. n_threads <= 0: all cores. */
 GTR_API gtr_status gtr_model_quantize(const char *in_dir, const char *out_dir, gtr_compute_dtype dtype,
                                       int n_threads, gtr_error *err);
+/* A BF16 copy in transformers' own layout (every tensor under its name, row-major): Python's
+ * transformers / sentence-transformers load it; gtr converts it at load (not in place). */
+GTR_API gtr_status gtr_model_quantize_portable(const char *in_dir, const char *out_dir, int n_threads,
+                                               gtr_error *err);
 
 /* ======================================================================== index */
 /* (section owned by src/index/)
@@ -418,9 +429,11 @@ typedef struct gtr_hit {
 } gtr_hit;
 
 typedef struct gtr_search_options {
+    size_t size; /* sizeof the struct: set by the *_default_options() function */
     gtr_pool *pool;  /* threads to use (NULL: the calling thread only) */
     int use_compact; /* 1: first pass over the compact copy when the index has one */
 } gtr_search_options;
+GTR_API gtr_search_options gtr_index_default_search_options(void);
 
 /* Exact top-k by inner product for nq queries (row-major [nq, dim], finite). hits[i*k ...]
  * receives query i's best n_hits[i] = min(k, count) hits, best first. opts may be NULL. */
@@ -467,6 +480,7 @@ GTR_API gtr_status gtr_hits_fuse(const gtr_ranked_doc *const *lists, const size_
 typedef struct gtr_ann gtr_ann;
 
 typedef struct gtr_ann_build_options {
+    size_t size; /* sizeof the struct: set by the *_default_options() function */
     uint32_t n_lists; /* 0: about sqrt(documents) */
     uint32_t iters;   /* k-means iterations (0: 10) */
     uint64_t seed;    /* the build is deterministic given it, for any thread count */
@@ -476,6 +490,7 @@ typedef struct gtr_ann_build_options {
                          old documents stay in their lists and new ones join the nearest (no
                          retraining) — the file a build given those lists would write */
 } gtr_ann_build_options;
+GTR_API gtr_ann_build_options gtr_ann_default_build_options(void);
 GTR_API gtr_status gtr_ann_build(const gtr_index *ix, const char *out_path,
                                  const gtr_ann_build_options *opts, gtr_error *err);
 /* Open an IVF file and check it was built from ix (GTR_ERR_MISMATCH otherwise), with its
@@ -496,12 +511,14 @@ GTR_API gtr_status gtr_ann_allow_ids(gtr_ann *a, const char *const *ids, const s
                                      size_t n, uint8_t *bitmap, size_t *unknown, gtr_error *err);
 
 typedef struct gtr_ann_search_options {
+    size_t size; /* sizeof the struct: set by the *_default_options() function */
     uint32_t nprobe; /* lists scanned per query (0: 8) */
     uint32_t rerank; /* candidates re-ranked exactly (0: 4 * k) */
     gtr_pool *pool;  /* threads; results do not depend on it */
     const uint8_t *allow; /* a filter (gtr_ann_allow_ids): only documents whose bit is set are
                              returned (NULL: all); deleted documents never are */
 } gtr_ann_search_options;
+GTR_API gtr_ann_search_options gtr_ann_default_search_options(void);
 /* Pick the smallest nprobe (doubling 1, 2, 4, ... up to every list, then bisecting) whose
  * recall@k against exact search (gtr_index_search) reaches target_recall, on sample_n documents of the index used as
  * queries (chosen with seed; each one's own hit is left out of both rankings). *nprobe and
@@ -529,10 +546,12 @@ GTR_API gtr_status gtr_ann_search(const gtr_ann *a, const float *queries, size_t
 typedef struct gtr_bm25 gtr_bm25;
 
 typedef struct gtr_bm25_build_options {
+    size_t size; /* sizeof the struct: set by the *_default_options() function */
     gtr_pool *pool;           /* threads for analysis (NULL: the calling thread only) */
     gtr_progress_fn progress; /* documents done (total 0: unknown); non-zero return stops */
     void *progress_user;
 } gtr_bm25_build_options;
+GTR_API gtr_bm25_build_options gtr_bm25_default_build_options(void);
 
 typedef struct gtr_bm25_build_stats {
     uint64_t docs, terms, postings, tokens;

@@ -53,7 +53,9 @@ static int setup(void **state)
     gtr_error e;
     TU_OK(gtr_index_build_with(&enc, corpus, NULL, path, NULL, NULL, &e), &e);
     if (!(f->ix = gtr_index_open(path, 0, NULL, &e))) fail_msg("%s", e.message);
-    gtr_ann_build_options bo = {.n_lists = 12, .seed = 5};
+    gtr_ann_build_options bo = gtr_ann_default_build_options();
+    bo.n_lists = 12;
+    bo.seed = 5;
     TU_OK(gtr_ann_build(f->ix, f->ivf, &bo, &e), &e);
     if (!(f->ann = gtr_ann_open(f->ivf, f->ix, &e))) fail_msg("%s", e.message);
     /* queries: some documents' own vectors (so the tied group is hit) and perturbations */
@@ -84,7 +86,9 @@ static void test_full_probe_equals_exact(void **state)
     size_t na[NQ], nb[NQ];
     gtr_error e;
     TU_OK(gtr_index_search(f->ix, f->q, NQ, K, NULL, a, na, &e), &e);
-    gtr_ann_search_options o = {.nprobe = 12, .rerank = N};
+    gtr_ann_search_options o = gtr_ann_default_search_options();
+    o.nprobe = 12;
+    o.rerank = N;
     TU_OK(gtr_ann_search(f->ann, f->q, NQ, K, &o, b, nb, &e), &e);
     int ties = 0;
     for (int i = 0; i < NQ; i++) {
@@ -121,14 +125,18 @@ static void test_filter_and_delete(void **state)
     assert_int_equal(unknown, 1);
     gtr_hit h[NQ * K];
     size_t nh[NQ];
-    gtr_ann_search_options o = {.nprobe = 12, .rerank = N, .allow = bits};
+    gtr_ann_search_options o = gtr_ann_default_search_options();
+    o.nprobe = 12;
+    o.rerank = N;
+    o.allow = bits;
     TU_OK(gtr_ann_search(f->ann, f->q, NQ, K, &o, h, nh, &e), &e);
     for (int i = 0; i < NQ; i++) {
         assert_int_equal(nh[i], K);
         for (size_t j = 0; j < nh[i]; j++) assert_true(allowed(bits, h[i * K + j].doc));
     }
     /* delete every document the unfiltered search returned for query 0 */
-    gtr_ann_search_options all = {.nprobe = 12, .rerank = N};
+    gtr_ann_search_options all = o;
+    all.allow = NULL;
     TU_OK(gtr_ann_search(f->ann, f->q, 1, K, &all, h, nh, &e), &e);
     const char *del[K];
     size_t dl[K];
@@ -143,7 +151,8 @@ static void test_filter_and_delete(void **state)
     if (!again) fail_msg("%s", e.message);
     assert_int_equal(gtr_ann_deleted_count(again), nh[0]);
     for (int pass = 0; pass < 2; pass++) {
-        gtr_ann_search_options so = {.nprobe = 12, .rerank = N, .allow = pass ? bits : NULL};
+        gtr_ann_search_options so = o;
+        so.allow = pass ? bits : NULL;
         TU_OK(gtr_ann_search(again, f->q, NQ, K, &so, h, nh, &e), &e);
         for (int i = 0; i < NQ; i++)
             for (size_t j = 0; j < nh[i]; j++)

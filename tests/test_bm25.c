@@ -240,7 +240,8 @@ static void test_scifact(void **state)
     char *qrels_path = tu_shared("beir/scifact/qrels/test.tsv"), *ipath = tu_tmp("scifact.bm25");
     gtr_pool *pool = gtr_pool_create(2, &e);
     assert_non_null(pool);
-    gtr_bm25_build_options bo = {.pool = pool};
+    gtr_bm25_build_options bo = gtr_bm25_default_build_options();
+    bo.pool = pool;
     gtr_bm25_build_stats st;
     TU_OK(gtr_bm25_build(corpus, ipath, &bo, &st, &e), &e);
     assert_int_equal(st.docs, 5183);

@@ -190,7 +190,8 @@ static void test_search_matches_brute_force(void **state)
         gtr_hit *hits = calloc(nq * k, sizeof *hits);
         size_t *nh = calloc(nq, sizeof *nh);
         gtr_pool *pool = gtr_pool_create(cases[c].threads, &e);
-        gtr_search_options so = {pool, 0};
+        gtr_search_options so = gtr_index_default_search_options();
+        so.pool = pool;
         TU_OK(gtr_index_search(ix, Q, nq, k, &so, hits, nh, &e), &e);
         check_against_brute_force(ix, Q, nq, k, hits, nh);
         /* one query at a time, single-threaded: the very same answer */
@@ -249,7 +250,8 @@ static void test_ties_by_id_descending(void **state)
     size_t n;
     for (int threads = 1; threads <= 3; threads++) {
         gtr_pool *pool = gtr_pool_create(threads, &e);
-        gtr_search_options so = {pool, 0};
+        gtr_search_options so = gtr_index_default_search_options();
+        so.pool = pool;
         TU_OK(gtr_index_search(ix, q, 1, 3, &so, h, &n, &e), &e);
         assert_int_equal(n, 3);
         const char *want[] = {"c", "b", "ab"};
@@ -682,7 +684,9 @@ static void test_compact_is_exact(void **state)
         gtr_hit *h1 = calloc(nq * k, sizeof *h1), *h2 = calloc(nq * k, sizeof *h2);
         size_t *n1 = calloc(nq, sizeof *n1), *n2 = calloc(nq, sizeof *n2);
         gtr_pool *pool = gtr_pool_create(3, &e);
-        gtr_search_options exact = {pool, 0}, compact = {pool, 1};
+        gtr_search_options exact = gtr_index_default_search_options(), compact = exact;
+        exact.pool = compact.pool = pool;
+        compact.use_compact = 1;
         TU_OK(gtr_index_search(ix, Q, nq, k, &exact, h1, n1, &e), &e);
         TU_OK(gtr_index_search(ix, Q, nq, k, &compact, h2, n2, &e), &e);
         assert_memory_equal(n1, n2, nq * sizeof *n1);
@@ -784,6 +788,45 @@ static void test_options_size(void **state)
         assert_string_equal(out[i].id, ref[i].id);
         assert_true(out[i].score == ref[i].score);
     }
+    /* every options struct: size set by its default function, a struct not made so refused */
+    gtr_index *ix = build_and_open("size.gtri", 10, 8, GTR_COMPACT_NONE);
+    float q[8] = {1, 0, 0, 0, 0, 0, 0, 0};
+    gtr_hit h[3];
+    size_t nh;
+    gtr_search_options so = gtr_index_default_search_options();
+    assert_int_equal(so.size, sizeof so);
+    TU_OK(gtr_index_search(ix, q, 1, 3, &so, h, &nh, &e), &e);
+    so.size = 0;
+    assert_int_equal(gtr_index_search(ix, q, 1, 3, &so, h, &nh, &e), GTR_ERR_INVALID_ARG);
+    gtr_ann_build_options ab = gtr_ann_default_build_options();
+    gtr_ann_search_options as = gtr_ann_default_search_options();
+    gtr_bm25_build_options bb = gtr_bm25_default_build_options();
+    gtr_tokenizer_options to = gtr_tokenizer_default_options();
+    gtr_context_options co = gtr_context_default_options();
+    gtr_retriever_options ro = gtr_retriever_default_options();
+    gtr_retrieve_options re = gtr_retrieve_default_options();
+    assert_int_equal(ab.size, sizeof ab);
+    assert_int_equal(as.size, sizeof as);
+    assert_int_equal(bb.size, sizeof bb);
+    assert_int_equal(to.size, sizeof to);
+    assert_int_equal(co.size, sizeof co);
+    assert_int_equal(ro.size, sizeof ro);
+    assert_int_equal(re.size, sizeof re);
+    ab.size = 0;
+    assert_int_equal(gtr_ann_build(ix, "/nonexistent/x.ivf", &ab, &e), GTR_ERR_INVALID_ARG);
+    bb.size = 0;
+    assert_int_equal(gtr_bm25_build("/nonexistent/c.jsonl", "/nonexistent/x.bm25", &bb, NULL, &e), GTR_ERR_INVALID_ARG);
+    to.size = 0;
+    assert_null(gtr_tokenizer_load_memory("", 0, &to, &e));
+    assert_int_equal(e.code, GTR_ERR_INVALID_ARG);
+    ro.index = ix;
+    gtr_retriever *rt = gtr_retriever_open(&ro, &e);
+    assert_non_null(rt);
+    re.size = 0;
+    re.vectors = q;
+    assert_int_equal(gtr_retriever_search(rt, NULL, NULL, 1, &re, h, &nh, &e), GTR_ERR_INVALID_ARG);
+    gtr_retriever_free(rt);
+    gtr_index_free(ix);
 }
 
 static void test_fusion_interp(void **state)

@@ -134,7 +134,8 @@ static void test_queries_match_brute_force(void **state)
     gtr_hit *hits = calloc(N_QUERIES * k, sizeof *hits);
     size_t *n = calloc(N_QUERIES, sizeof *n);
     gtr_pool *pool = gtr_pool_create(2, &e);
-    gtr_search_options so = {pool, 0};
+    gtr_search_options so = gtr_index_default_search_options();
+    so.pool = pool;
     TU_OK(gtr_index_search(ix, Q, N_QUERIES, k, &so, hits, n, &e), &e);
     check_against_brute_force(ix, Q, N_QUERIES, k, hits, n);
     gtr_pool_free(pool);

@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 /* ---- helpers ------------------------------------------------------------------------- */
 
@@ -96,8 +98,10 @@ static char *quantize_to(const char *src, const char *name, gtr_compute_dtype dt
 
 /* ---- the file's contents ------------------------------------------------------------ */
 
-/* Parse OUT/model.safetensors and check what the documentation promises. */
-static void check_file(const char *dir, gtr_compute_dtype dt, uint64_t fp)
+/* Parse OUT/model.safetensors and check what the documentation promises (packed.c): the
+ * layout metadata, each layer's four packed matrices in the file layout's [np, kp/g, nr, g]
+ * with I8 companions, the embedding, F32 vectors, every tensor 64-byte aligned in the file. */
+static void check_file(const char *dir, gtr_compute_dtype dt, uint64_t fp, int n_layers)
 {
     char *p = gtr_path_join(dir, "model.safetensors");
     char *data;
@@ -108,44 +112,70 @@ static void check_file(const char *dir, gtr_compute_dtype dt, uint64_t fp)
     TU_OK(gtr_safetensors_parse((const uint8_t *)data, len, p, 0, &set, &e), &e);
     assert_true(set.has_source_fp);
     assert_true(set.source_fp == fp);
+    assert_true(set.packed);
     bool int8 = dt == GTR_DTYPE_INT8;
-    size_t data_bytes = 0, n_i8 = 0, n_scale = 0;
+    gtr_wtype wt = int8 ? GTR_W_INT8 : GTR_W_BF16;
+    size_t nr, kp;
+    gtr_wmat_layout(gtr_kernels_file_layout(), wt, 64, &nr, &kp);
+    size_t data_bytes = 0, n_packed = 0, n_comp = 0;
     for (size_t i = 0; i < set.n; i++) {
         const gtr_tensor *t = &set.t[i];
         data_bytes += t->span;
         assert_int_equal(t->quant, int8 ? GTR_QUANT_INT8_V1 : GTR_QUANT_FLOAT);
-        size_t nl = strlen(t->name);
-        bool is_scale = nl > 6 && !strcmp(t->name + nl - 6, GTR_QUANT_SCALE_SUFFIX);
-        bool matrix = !strcmp(t->name, "shared.weight") ||
-                      (strstr(t->name, ".weight") && (strstr(t->name, "SelfAttention.") || strstr(t->name, "DenseReluDense.")) &&
-                       !strstr(t->name, "relative_attention_bias"));
-        if (is_scale) {
-            n_scale++;
-            assert_int_equal(t->dtype, GTR_DT_F32);
+        if (t->span && (size_t)((const char *)t->data - data) % 64)
+            fail_msg("%s: %s is not 64-byte aligned in the file", p, t->name);
+        const char *pk = strstr(t->name, ".packed.");
+        bool scale = gtr_str_ends_with(t->name, GTR_QUANT_SCALE_SUFFIX),
+             colsum = gtr_str_ends_with(t->name, GTR_PACKED_COLSUM_SUFFIX);
+        if (!strncmp(t->name, "gtr_pad.", 8)) {
+            assert_int_equal(t->dtype, GTR_DT_U8);
+            assert_true(t->span < 64);
+        } else if (scale || colsum) {
+            n_comp++;
+            assert_int_equal(t->dtype, scale ? GTR_DT_F32 : GTR_DT_I32);
             assert_int_equal(t->ndim, 1);
             char base[512];
-            snprintf(base, sizeof base, "%.*s", (int)(nl - 6), t->name);
+            snprintf(base, sizeof base, "%.*s", (int)(strlen(t->name) - strlen(scale ? GTR_QUANT_SCALE_SUFFIX : GTR_PACKED_COLSUM_SUFFIX)), t->name);
             gtr_tensor *w = gtr_tensor_find(&set, base);
             assert_non_null(w);
             assert_int_equal(w->dtype, GTR_DT_I8);
-            assert_int_equal(w->shape[0], t->shape[0]);
-        } else if (matrix) {
+            assert_int_equal(t->shape[0], w->ndim == 4 ? w->shape[0] * w->shape[2] : w->shape[0]);
+        } else if (pk) {
+            n_packed++;
             assert_int_equal(t->dtype, int8 ? GTR_DT_I8 : GTR_DT_BF16);
-            n_i8 += int8;
-        } else {
-            if (t->dtype != GTR_DT_F32) fail_msg("%s: %s is %s", p, t->name, gtr_tensor_dtype_name(t->dtype));
+            assert_int_equal(t->ndim, 4);
+            assert_int_equal(t->shape[2], nr);
+            assert_int_equal(t->shape[3], gtr_wmat_kgroup(wt));
+        } else if (!strcmp(t->name, "shared.weight")) {
+            assert_int_equal(t->dtype, int8 ? GTR_DT_I8 : GTR_DT_BF16);
+            assert_int_equal(t->ndim, 2);
+        } else if (t->dtype != GTR_DT_F32 || strstr(t->name, "SelfAttention.q.")) {
+            fail_msg("%s: %s is %s", p, t->name, gtr_tensor_dtype_name(t->dtype));
         }
     }
-    assert_int_equal(n_i8, n_scale);
+    assert_int_equal(n_packed, 4 * (size_t)n_layers);
+    assert_int_equal(n_comp, int8 ? 2 * n_packed + 1 : 0);
     assert_null(gtr_tensor_find(&set, "encoder.embed_tokens.weight")); /* the tied one once */
     assert_non_null(gtr_tensor_find(&set, "shared.weight"));
-    /* no holes: the tensors fill the data area exactly (the safetensors rule) */
+    /* no holes: the tensors fill the data area exactly (the safetensors rule), which starts
+     * on a 64-byte boundary */
     uint64_t hl = 0;
     for (int i = 7; i >= 0; i--) hl = (hl << 8) | (uint8_t)data[i];
+    assert_int_equal((8 + hl) % 64, 0);
     assert_int_equal(data_bytes, len - 8 - hl);
     gtr_tensor_set_free(&set);
     free(data);
     free(p);
+}
+
+/* Would kernels kern compute in place with a file's [*, k] matrix of type? */
+static bool reads_file_layout(const gtr_kernels *kern, gtr_wtype type, size_t k)
+{
+    gtr_wmat v = {0};
+    v.type = type;
+    v.k = k;
+    gtr_wmat_layout(gtr_kernels_file_layout(), type, k, &v.nr, &v.kp);
+    return gtr_wmat_native(kern, &v);
 }
 
 /* ---- round trip ------------------------------------------------------------------------- */
@@ -181,7 +211,37 @@ static void roundtrip(const char *name)
         assert_true(gtr_model_fingerprint(a) == gtr_model_fingerprint(c));
         assert_int_equal(gtr_model_weight_bytes(a), gtr_model_weight_bytes(b));
         assert_non_null(strstr(gtr_model_describe(b), d ? "I8" : "BF16"));
-        check_file(out, dts[d], gtr_model_fingerprint(a));
+        check_file(out, dts[d], gtr_model_fingerprint(a), a->cfg.t5.num_layers);
+        /* used in place: every weight but the small vectors comes from the mapping when the
+         * kernels read the file's layout (AVX-512 BF16 / AMX); else all but the embedding is
+         * repacked */
+        bool native = reads_file_layout(b->kern, d ? GTR_W_INT8 : GTR_W_BF16, (size_t)b->cfg.t5.d_model);
+        print_message("# %s %s: kernels %s, %zu of %zu weight bytes mapped in place\n", name, d ? "int8" : "bf16",
+                      gtr_kernels_name(b->kern), b->t5.mapped_bytes, b->t5.bytes);
+        assert_true(b->t5.mapped_bytes > 0);
+        if (native) assert_true(b->t5.mapped_bytes >= b->t5.bytes * 9 / 10);
+        else assert_true(b->t5.mapped_bytes < b->t5.bytes / 2);
+        assert_int_equal(a->t5.mapped_bytes, 0);
+        assert_non_null(strstr(gtr_model_describe(b), "mapped from the file in place"));
+        /* the other path: kernels of another layout repack the stored values exactly */
+        if (gtr_kernels_by_name("avx2")) {
+            const char *saved = getenv("GTR_CPU");
+            char *keep = saved ? strdup(saved) : NULL;
+            setenv("GTR_CPU", native ? "avx2" : "amx", 1);
+            gtr_model *a2 = load_dir(src, dts[d]), *b2 = load_dir(out, dts[d]);
+            if (keep) setenv("GTR_CPU", keep, 1);
+            else unsetenv("GTR_CPU");
+            free(keep);
+            float *va2 = encode(a2, &t), *vb2 = encode(b2, &t);
+            print_message("# %s %s: kernels %s (%zu bytes mapped): copy %s the original\n", name,
+                          d ? "int8" : "bf16", gtr_kernels_name(b2->kern), b2->t5.mapped_bytes,
+                          memcmp(va2, vb2, bytes) ? "DIFFERS from" : "equals");
+            assert_memory_equal(va2, vb2, bytes);
+            free(va2);
+            free(vb2);
+            gtr_model_free(a2);
+            gtr_model_free(b2);
+        }
 
         /* the int8 copy computed in float32 (dequantised weights) stays close to the original */
         if (d == 1) {
@@ -293,6 +353,92 @@ static void test_sharded_output(void **state)
         gtr_model_free(m2);
         free(one);
         free(many);
+    }
+    free(src);
+}
+
+/* ---- memory: a copy loaded in its dtype is used from the page cache ------------------- */
+
+/* Private_Dirty of this process in bytes (anonymous memory written: what a load copies). */
+static size_t private_dirty(void)
+{
+    FILE *f = fopen("/proc/self/smaps_rollup", "r");
+    if (!f) return SIZE_MAX;
+    char line[256];
+    unsigned long long kb = 0;
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f)) found = sscanf(line, "Private_Dirty: %llu kB", &kb) == 1;
+    fclose(f);
+    return found ? (size_t)kb * 1024 : SIZE_MAX;
+}
+
+/* In a child process (a fresh heap): load dir as dt; out[0] = the growth of Private_Dirty
+ * over the load, out[1] = the model's weight bytes, out[2] = of them from the mapping;
+ * tok_only: out[0] for loading the model's tokenizer alone. */
+static void load_in_child(const char *dir, gtr_compute_dtype dt, bool tok_only, size_t out[3])
+{
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(fds[0]);
+        size_t r[3] = {SIZE_MAX, 0, 0}, before = private_dirty();
+        gtr_model_options o = gtr_model_default_options();
+        o.n_threads = 1;
+        o.dtype = dt;
+        gtr_error e;
+        gtr_model *m = NULL;
+        if (tok_only) { /* what a load takes besides the weights, mostly */
+            char *spm = gtr_path_join(dir, "spiece.model");
+            gtr_tokenizer *t = gtr_tokenizer_load(spm, NULL, &e);
+            if (t) r[0] = private_dirty() - GTR_MIN(before, private_dirty());
+            _exit(write(fds[1], r, sizeof r) == (ssize_t)sizeof r && t ? 0 : 1);
+        }
+        m = gtr_model_load(dir, &o, &e);
+        if (m && before != SIZE_MAX) {
+            size_t after = private_dirty();
+            r[0] = after > before ? after - before : 0;
+            r[1] = gtr_model_weight_bytes(m);
+            r[2] = m->t5.mapped_bytes;
+        }
+        ssize_t w = write(fds[1], r, sizeof r);
+        _exit(w == (ssize_t)sizeof r && m ? 0 : 1);
+    }
+    close(fds[1]);
+    ssize_t got = read(fds[0], out, 3 * sizeof(size_t));
+    close(fds[0]);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_int_equal(got, (ssize_t)(3 * sizeof(size_t)));
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) fail_msg("loading %s in a child failed", dir);
+}
+
+static void test_mapped_memory(void **state)
+{
+    (void)state;
+    if (private_dirty() == SIZE_MAX) {
+        print_message("# /proc/self/smaps_rollup unreadable: skipped\n");
+        return;
+    }
+    char *src = tu_shared("models/gtr-small");
+    static const gtr_compute_dtype dts[2] = {GTR_DTYPE_BF16, GTR_DTYPE_INT8};
+    for (int d = 0; d < 2; d++) {
+        char *out = quantize_to(src, d ? "mem-int8" : "mem-bf16", dts[d]);
+        size_t copy[3], orig[3], tok[3];
+        load_in_child(out, dts[d], false, copy);
+        load_in_child(src, dts[d], false, orig);
+        load_in_child(out, dts[d], true, tok);
+        print_message("# gtr-small %s: Private_Dirty grew %.1f MiB loading the copy (%.1f of %.1f MiB weights mapped), "
+                      "%.1f MiB loading the original, %.1f MiB loading the tokenizer alone\n", d ? "int8" : "bf16",
+                      copy[0] / 1048576.0, copy[2] / 1048576.0, copy[1] / 1048576.0, orig[0] / 1048576.0,
+                      tok[0] / 1048576.0);
+        /* a load that copies its weights costs about their size in private memory; the copy's
+         * mapped weights cost none of it: besides the tokenizer, its load takes a small part
+         * of the weights' size */
+        assert_true(orig[0] >= copy[0] + copy[2] / 2);
+        assert_true(copy[0] < tok[0] + copy[1] / 3);
+        free(out);
     }
     free(src);
 }
@@ -425,7 +571,7 @@ static void expect_fail(const char *file, gtr_status code, const char *n1, const
     free(dir);
 }
 
-#define Q0 "encoder.block.0.layer.0.SelfAttention.q.weight"
+#define Q0 "encoder.block.0.packed.qkv"
 
 static void drop_quant(json_t *h) { json_object_del(json_object_get(h, "__metadata__"), "gtr_quantization"); }
 static void unknown_quant(json_t *h)
@@ -446,6 +592,20 @@ static void bad_fp(json_t *h)
 {
     json_object_set_new(json_object_get(h, "__metadata__"), "gtr_source_fingerprint", json_string("12345"));
 }
+
+static void packed_shape(json_t *h)
+{
+    json_t *sh = json_object_get(json_object_get(h, Q0), "shape");
+    json_t *a = json_array_get(sh, 2), *b = json_array_get(sh, 3);
+    json_integer_set(a, json_integer_value(a) / 2); /* [np, kp/g, nr, g] -> [np, kp/g, nr/2, 2g] */
+    json_integer_set(b, json_integer_value(b) * 2);
+}
+static void drop_colsum(json_t *h) { json_object_del(h, Q0 "_colsum"); }
+static void other_layout(json_t *h)
+{
+    json_object_set_new(json_object_get(h, "__metadata__"), "gtr_layout", json_string("gtr-panels-v9"));
+}
+static void drop_fp(json_t *h) { json_object_del(json_object_get(h, "__metadata__"), "gtr_source_fingerprint"); }
 
 static void test_hostile_int8(void **state)
 {
@@ -477,10 +637,27 @@ static void test_hostile_int8(void **state)
     rewrite_header(p, bad_fp);
     expect_fail(p, GTR_ERR_FORMAT, "gtr_source_fingerprint", "16 hex");
     free(p);
-    p = clone(good, "h-128");
-    int8_t m128 = -128;
-    poke(p, Q0, 5 * 64 + 7, &m128, 1);
-    expect_fail(p, GTR_ERR_FORMAT, Q0, "-128 at [5, 7]");
+    /* packed files: a truncated one, a shape that is no panel layout, a missing Σq, a
+     * layout name this version does not read, no source fingerprint */
+    p = clone(good, "h-trunc");
+    assert_int_equal(tu_system("truncate -s -1000 '%s'", p), 0);
+    expect_fail(p, GTR_ERR_FORMAT, "model.safetensors", "truncated file?");
+    free(p);
+    p = clone(good, "h-shape");
+    rewrite_header(p, packed_shape);
+    expect_fail(p, GTR_ERR_MISMATCH, Q0, "no panel layout");
+    free(p);
+    p = clone(good, "h-colsum");
+    rewrite_header(p, drop_colsum);
+    expect_fail(p, GTR_ERR_NOT_FOUND, Q0 "_colsum", "missing");
+    free(p);
+    p = clone(good, "h-layout");
+    rewrite_header(p, other_layout);
+    expect_fail(p, GTR_ERR_FORMAT, "gtr_layout", "gtr-panels-v9");
+    free(p);
+    p = clone(good, "h-nofp");
+    rewrite_header(p, drop_fp);
+    expect_fail(p, GTR_ERR_FORMAT, "packed weights", "gtr_source_fingerprint");
     free(p);
     p = clone(good, "h-negscale");
     float neg = -0.5f, nan_ = NAN;
@@ -504,6 +681,7 @@ int main(void)
         cmocka_unit_test(test_roundtrip_small),
         cmocka_unit_test(test_layout),
         cmocka_unit_test(test_sharded_output),
+        cmocka_unit_test(test_mapped_memory),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_hostile_int8),
     };

@@ -294,7 +294,8 @@ static void test_compat_modes(void **state)
     gtr_error e;
     char *p = tu_shared("spm/t5-spiece.model");
     for (int mode = GTR_SPM_COMPAT_0_2_2; mode <= GTR_SPM_COMPAT_HF; mode++) {
-        gtr_tokenizer_options o = {.compat = (gtr_spm_compat)mode};
+        gtr_tokenizer_options o = gtr_tokenizer_default_options();
+        o.compat = (gtr_spm_compat)mode;
         gtr_tokenizer *t = gtr_tokenizer_load(p, &o, &e);
         if (!t) fail_msg("%s", e.message);
         gtr_ids ids = {0};
@@ -344,7 +345,8 @@ static void test_compat_modes(void **state)
         if (!st) assert_int_equal(c, v[i].compat);
         else assert_int_equal(st, GTR_ERR_INVALID_ARG);
     }
-    gtr_tokenizer_options bad = {.compat = (gtr_spm_compat)7};
+    gtr_tokenizer_options bad = gtr_tokenizer_default_options();
+    bad.compat = (gtr_spm_compat)7;
     p = tu_shared("spm/t5-spiece.model");
     assert_null(gtr_tokenizer_load(p, &bad, &e));
     assert_int_equal(e.code, GTR_ERR_INVALID_ARG);
@@ -403,7 +405,8 @@ static void test_truncated_prefix(void **state)
     }
     assert_true(unspaced.len > 200000); /* beyond the hard cap of every max_len tried below 10000 */
     for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
-        gtr_tokenizer_options o = {modes[m]};
+        gtr_tokenizer_options o = gtr_tokenizer_default_options();
+        o.compat = modes[m];
         gtr_tokenizer *t = gtr_tokenizer_load(p, &o, &e);
         if (!t) fail_msg("%s", e.message);
         for (size_t i = 0; i < r->n; i++) {

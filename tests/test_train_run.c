@@ -381,6 +381,36 @@ static void test_export_loads_in_gtr(void **s)
     /* the same kernels and the same arithmetic: bit-identical */
     assert_memory_equal(a, b, n * D * sizeof *a);
 
+    /* above the shard limit the encoder is written as transformers does it (shards + index)
+     * and loads back to the same model */
+    setenv("GTR_MAX_SHARD_BYTES", "1048576", 1);
+    char *sh = tu_tmp("exported-sharded");
+    gtr_status sst = gtr_trainer_save_model(t, sh, 0, &e);
+    unsetenv("GTR_MAX_SHARD_BYTES");
+    TU_OK(sst, &e);
+    char *one = tu_tmp("exported-sharded/model.safetensors"), *idx = tu_tmp("exported-sharded/model.safetensors.index.json");
+    struct stat sb0;
+    assert_int_not_equal(stat(one, &sb0), 0);
+    json_t *ij = gtr_json_load_file(idx, &e), *files = json_object(), *fv;
+    assert_non_null(ij);
+    const char *tn;
+    json_object_foreach(json_object_get(ij, "weight_map"), tn, fv) json_object_set_new(files, json_string_value(fv), json_true());
+    print_message("# exported in %zu shards of at most 1 MiB (a bigger tensor alone)\n", json_object_size(files));
+    assert_true(json_object_size(files) >= 2);
+    json_decref(files);
+    json_decref(ij);
+    gtr_model *ms = gtr_model_load(sh, &mo, &e);
+    if (!ms) fail_msg("%s", e.message);
+    float *c = calloc(n * D, sizeof *c);
+    TU_OK(gtr_model_encode(ms, texts, lens, n, c, &e), &e);
+    assert_memory_equal(a, c, n * D * sizeof *a);
+    assert_true(gtr_model_fingerprint(ms) == gtr_model_fingerprint(m));
+    free(c);
+    gtr_model_free(ms);
+    free(one);
+    free(idx);
+    free(sh);
+
     /* config.json says float32 now; spiece.model and the module configs came along */
     char *cfg = tu_tmp("exported/config.json");
     json_t *j = gtr_json_load_file(cfg, &e);

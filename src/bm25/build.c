@@ -373,13 +373,21 @@ out:
     return st;
 }
 
+gtr_bm25_build_options gtr_bm25_default_build_options(void)
+{
+    gtr_bm25_build_options o;
+    memset(&o, 0, sizeof o);
+    o.size = sizeof o;
+    return o;
+}
+
 gtr_status gtr_bm25_build(const char *corpus, const char *out_path,
                           const gtr_bm25_build_options *opts, gtr_bm25_build_stats *stats,
                           gtr_error *err)
 {
     if (!corpus || !out_path) return gtr_seterr(err, GTR_ERR_INVALID_ARG, "bm25: corpus and output paths are required");
-    gtr_bm25_build_options o = {0};
-    if (opts) o = *opts;
+    gtr_bm25_build_options o = gtr_bm25_default_build_options();
+    if (gtr_options_take(&o, sizeof o, opts, "gtr_bm25_build", err)) return GTR_ERR_INVALID_ARG;
     builder *b = gtr_xcalloc(1, sizeof *b, "bm25 builder", err);
     if (!b) return GTR_ERR_NOMEM;
     gtr_strmap_init(&b->ids);

@@ -131,11 +131,28 @@ static gtr_status set_deleted(gtr_ann *a, uint8_t *bits, size_t count, gtr_error
     return GTR_OK;
 }
 
+gtr_ann_build_options gtr_ann_default_build_options(void)
+{
+    gtr_ann_build_options o;
+    memset(&o, 0, sizeof o);
+    o.size = sizeof o;
+    return o;
+}
+
+gtr_ann_search_options gtr_ann_default_search_options(void)
+{
+    gtr_ann_search_options o;
+    memset(&o, 0, sizeof o);
+    o.size = sizeof o;
+    return o;
+}
+
 gtr_status gtr_ann_build(const gtr_index *ix, const char *out_path,
                          const gtr_ann_build_options *opts, gtr_error *err)
 {
     if (!ix || !out_path) return gtr_seterr(err, GTR_ERR_INVALID_ARG, "ann build: need an index and an output path");
-    gtr_ann_build_options o = opts ? *opts : (gtr_ann_build_options){0};
+    gtr_ann_build_options o = gtr_ann_default_build_options();
+    if (gtr_options_take(&o, sizeof o, opts, "gtr_ann_build", err)) return GTR_ERR_INVALID_ARG;
     size_t n = gtr_index_count(ix), dim = (size_t)gtr_index_dim(ix);
     if (n == 0) return gtr_seterr(err, GTR_ERR_INVALID_ARG, "ann build: the index has no documents");
     /* The index's vectors are one float32 block when they are contiguous; otherwise gather
@@ -304,7 +321,8 @@ gtr_status gtr_ann_search(const gtr_ann *a, const float *queries, size_t nq, siz
 {
     if (!a || (nq && (!hits || !n_hits)) || k == 0)
         return gtr_seterr(err, GTR_ERR_INVALID_ARG, "ann search: need a handle, outputs and k > 0");
-    gtr_ann_search_options o = opts ? *opts : (gtr_ann_search_options){0};
+    gtr_ann_search_options o = gtr_ann_default_search_options();
+    if (gtr_options_take(&o, sizeof o, opts, "gtr_ann_search", err)) return GTR_ERR_INVALID_ARG;
     uint32_t *ids = gtr_xmalloc((nq * k + 1) * sizeof *ids, "ann ids", err);
     float *sc = gtr_xmalloc((nq * k + 1) * sizeof *sc, "ann scores", err);
     gtr_status st = ids && sc ? GTR_OK : (err ? err->code : GTR_ERR_NOMEM);
@@ -359,7 +377,9 @@ static gtr_status tune_recall(const gtr_ann *a, const float *q, size_t sample_n,
                               gtr_hit *ap, size_t *nap, const size_t *self, double *recall,
                               gtr_error *err)
 {
-    gtr_ann_search_options ao = {np, 0, pool, NULL};
+    gtr_ann_search_options ao = gtr_ann_default_search_options();
+    ao.nprobe = np;
+    ao.pool = pool;
     gtr_status st = gtr_ann_search(a, q, sample_n, kk, &ao, ap, nap, err);
     if (st) return st;
     size_t h = 0;
@@ -393,7 +413,8 @@ gtr_status gtr_ann_tune(const gtr_ann *a, double target_recall, size_t k, size_t
         self[i] = (size_t)((s >> 17) % n); /* with replacement: duplicates only cost time */
         memcpy(q + i * dim, gtr_index_vector(a->ix, self[i]), dim * sizeof *q);
     }
-    gtr_search_options so = {pool, 0};
+    gtr_search_options so = gtr_index_default_search_options();
+    so.pool = pool;
     if (st == GTR_OK) st = gtr_index_search(a->ix, q, sample_n, kk, &so, ex, nex, err);
     uint32_t lists = gtr_ivf_n_lists(a->ivf);
     /* doubling to the first nprobe reaching the target, then bisection between it and the

@@ -110,14 +110,23 @@ done:
     return st;
 }
 
+gtr_search_options gtr_index_default_search_options(void)
+{
+    gtr_search_options o;
+    memset(&o, 0, sizeof o);
+    o.size = sizeof o;
+    return o;
+}
+
 gtr_status gtr_index_search(const gtr_index *ix, const float *queries, size_t nq, size_t k,
                             const gtr_search_options *opts, gtr_hit *hits, size_t *n_hits,
                             gtr_error *err)
 {
     if (!ix || (nq && (!queries || !hits || !n_hits)))
         return gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_index_search: missing argument");
-    gtr_search_options def = {0};
-    if (!opts) opts = &def;
+    gtr_search_options o = gtr_index_default_search_options();
+    if (gtr_options_take(&o, sizeof o, opts, "gtr_index_search", err)) return GTR_ERR_INVALID_ARG;
+    opts = &o;
     for (size_t i = 0; i < nq; i++) n_hits[i] = 0;
     if (nq == 0 || k == 0 || ix->n == 0) return GTR_OK;
     size_t dim = ix->dim, qs = gtr_ix_qstride(dim), bytes;

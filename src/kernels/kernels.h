@@ -49,6 +49,8 @@ static inline uint16_t gtr_bf16_daz(float f)
 }
 static inline float gtr_bf16_round_daz(float f) { return gtr_bf16_to_f32(gtr_bf16_daz(f)); }
 
+typedef struct gtr_kernels gtr_kernels;
+
 typedef enum gtr_wtype { GTR_W_F32 = 0, GTR_W_BF16, GTR_W_INT8 } gtr_wtype;
 #define GTR_W_NTYPES 3
 
@@ -63,13 +65,47 @@ typedef struct gtr_wmat {
     size_t bytes;  /* memory held */
     size_t nr, kp; /* panel width and padded k of the layout */
     int32_t *colsum; /* INT8: Σ_k qw[n,k] per output row (VNNI offset compensation) */
+    bool borrowed;   /* data/scales/colsum point into memory the caller owns (a mapped
+                      * `gtr quantize` file): gtr_wmat_free leaves them alone */
 } gtr_wmat;
+
+/* ---- packed weights stored in files (a `gtr quantize` copy used in place) -------------------
+ * The name of the layout above (the element order of pidx in pack.c: panels of nr rows,
+ * [kp/g][nr][g] each, zero padded, int8 with per-row scales and Σq). A file records it with
+ * every matrix's nr and kp; change the name whenever the order changes, so that older files
+ * are repacked (or refused) rather than misread. */
+#define GTR_WMAT_LAYOUT_NAME "gtr-panels-v1"
+/* The layout kern packs a [*, k] matrix of type into: panel width nr, k padded to kp. */
+void gtr_wmat_layout(const gtr_kernels *kern, gtr_wtype type, size_t k, size_t *nr, size_t *kp);
+/* Elements per k group (1, 2, 4 for f32, bf16, int8) and bytes per element. */
+size_t gtr_wmat_kgroup(gtr_wtype type);
+size_t gtr_wmat_esize(gtr_wtype type);
+/* The table whose layout `gtr quantize` writes: the widest x86 one (AMX: nr 64, k padded to
+ * whole tiles), which every AVX-512 table with the same nr also reads in place. It may be a
+ * table this CPU cannot run: only its layout numbers are used. */
+const gtr_kernels *gtr_kernels_file_layout(void);
+/* Does kern's own micro-kernel read w's layout (nr, kp)? Otherwise gtr_linear falls back to
+ * the portable tiles, which read any layout. */
+bool gtr_wmat_native(const gtr_kernels *kern, const gtr_wmat *w);
+/* A view of packed data made elsewhere (layout nr, kp; int8: scales and colsum [np*nr]):
+ * w borrows the memory, nothing is copied or checked beyond the shape arithmetic. */
+gtr_status gtr_wmat_view(gtr_wmat *w, gtr_wtype type, size_t n, size_t k, size_t nr, size_t kp,
+                         const void *data, const float *scales, const int32_t *colsum,
+                         gtr_error *err);
+/* Use a view for kern: the view itself when kern reads its layout natively (no copy), else a
+ * private repack into kern's layout (*in_place false), exact: the stored values are moved,
+ * never re-rounded. The view stays the caller's. */
+gtr_status gtr_wmat_adopt(const gtr_kernels *kern, const gtr_wmat *view, gtr_wmat *w,
+                          bool *in_place, gtr_error *err);
+/* Rows [r0, r0 + rows) of a packed matrix as stored values, row-major k each: float (F32),
+ * bf16 bits (BF16) or int8 codes (INT8; scales separately in w->scales). */
+void gtr_wmat_unpack_rows(const gtr_wmat *w, size_t r0, size_t rows, void *dst);
+/* Rows [r0, r0 + rows) as float32 (bf16 widened, int8 dequantised as (float)q * scale). */
+void gtr_wmat_rows_f32(const gtr_wmat *w, size_t r0, size_t rows, float *dst);
 
 /* Flags for gtr_linear. */
 #define GTR_LINEAR_ACCUM 1u /* y += x·Wᵀ instead of y = x·Wᵀ (residual add fused) */
 #define GTR_LINEAR_RELU  2u /* y = relu(x·Wᵀ) (with ACCUM: relu(y + x·Wᵀ)) */
-
-typedef struct gtr_kernels gtr_kernels;
 
 /* The best kernels for this CPU (respecting GTR_CPU=generic|avx2|avx512). Static, immutable. */
 const gtr_kernels *gtr_kernels_select(void);
@@ -82,7 +118,10 @@ const gtr_kernels *gtr_kernels_at(size_t i);
 /* The table of that name if this CPU can run it, else NULL. */
 const gtr_kernels *gtr_kernels_by_name(const char *name);
 
-/* Pack W (row-major [n, k] float32) as type. n, k >= 1. */
+/* Pack W (row-major [n, k] float32) as type. n, k >= 1. gtr_wmat_pack_pool: the same over
+ * the pool's threads (panels are independent; the result is identical). */
+gtr_status gtr_wmat_pack_pool(const gtr_kernels *kern, gtr_pool *pool, gtr_wmat *w, const float *W,
+                              size_t n, size_t k, gtr_wtype type, gtr_error *err);
 gtr_status gtr_wmat_pack(const gtr_kernels *kern, gtr_wmat *w, const float *W, size_t n, size_t k,
                          gtr_wtype type, gtr_error *err);
 /* Pack weights that are already bfloat16 (row-major [n, k], e.g. from a quantised checkpoint). */

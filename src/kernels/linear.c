@@ -35,8 +35,7 @@ static void linear_task(void *ctx, size_t t, int tid)
 static const gtr_linear_ukr *pick(const gtr_kernels *kern, const gtr_wmat *w, size_t *ws_per_thread)
 {
     *ws_per_thread = 0;
-    size_t ka = kern->kalign[w->type];
-    if (kern->nr[w->type] != w->nr || (ka && w->kp % ka)) kern = gtr_kernels_generic();
+    if (!gtr_wmat_native(kern, w)) kern = gtr_kernels_generic();
     const gtr_linear_ukr *u = kern->linear[w->type];
     if (u->ws) {
         size_t b = u->ws(w->kp);

@@ -25,8 +25,9 @@ static gtr_status alloc_layout(const gtr_kernels *kern, gtr_wmat *w, size_t n, s
         return gtr_seterr(err, GTR_ERR_INVALID_ARG, "unknown weight type %d", (int)type);
     if (n == 0 || k == 0)
         return gtr_seterr(err, GTR_ERR_INVALID_ARG, "empty weight matrix [%zu, %zu]", n, k);
-    size_t nr = kern->nr[type], g = kgroup[type], ka = kern->kalign[type] ? kern->kalign[type] : g;
-    size_t np = (n + nr - 1) / nr, kp = (k + ka - 1) / ka * ka;
+    size_t nr, kp;
+    gtr_wmat_layout(kern, type, k, &nr, &kp);
+    size_t np = (n + nr - 1) / nr;
     size_t elems, bytes;
     if (k > SIZE_MAX / 8 || !gtr_mul_ok(np * nr, kp, &elems) ||
         !gtr_mul_ok(elems, esize[type], &bytes))
@@ -80,36 +81,67 @@ static void put_int8_row(gtr_wmat *w, size_t r, const int8_t *q, float scale)
     w->colsum[r] = sum;
 }
 
-gtr_status gtr_wmat_pack(const gtr_kernels *kern, gtr_wmat *w, const float *W, size_t n, size_t k,
-                         gtr_wtype type, gtr_error *err)
+/* Pack panels [p0, p1) of W (all of a panel's rows: panels never share bytes, so threads
+ * packing different panels write disjoint memory). */
+typedef struct {
+    gtr_wmat *w;
+    const float *W;
+    bool nomem;
+} pack_job;
+
+#define PACK_PANELS 4 /* panels per task */
+
+static void pack_task(void *ctx, size_t t, int tid)
 {
-    gtr_status st = alloc_layout(kern, w, n, k, type, err);
-    if (st != GTR_OK) return st;
-    const size_t nr = w->nr, kp = w->kp;
-    if (type == GTR_W_F32) {
+    (void)tid;
+    pack_job *j = ctx;
+    gtr_wmat *w = j->w;
+    const size_t nr = w->nr, kp = w->kp, k = w->k;
+    size_t r0 = t * PACK_PANELS * nr, r1 = GTR_MIN(w->n, r0 + PACK_PANELS * nr);
+    if (w->type == GTR_W_F32) {
         float *d = w->data;
-        for (size_t r = 0; r < n; r++)
-            for (size_t c = 0; c < k; c++) d[pidx(r / nr, r % nr, c, nr, kp, 1)] = W[r * k + c];
-    } else if (type == GTR_W_BF16) {
+        for (size_t r = r0; r < r1; r++)
+            for (size_t c = 0; c < k; c++) d[pidx(r / nr, r % nr, c, nr, kp, 1)] = j->W[r * k + c];
+    } else if (w->type == GTR_W_BF16) {
         uint16_t *d = w->data;
-        for (size_t r = 0; r < n; r++)
+        for (size_t r = r0; r < r1; r++)
             for (size_t c = 0; c < k; c++)
-                d[pidx(r / nr, r % nr, c, nr, kp, 2)] = gtr_bf16_daz(W[r * k + c]);
+                d[pidx(r / nr, r % nr, c, nr, kp, 2)] = gtr_bf16_daz(j->W[r * k + c]);
     } else {
         /* quantise row by row so the temporary stays one row */
-        int8_t *q = gtr_xmalloc(k, "int8 quantisation row", err);
+        int8_t *q = malloc(k);
         if (!q) {
-            gtr_wmat_free(w);
-            return GTR_ERR_NOMEM;
+            j->nomem = true;
+            return;
         }
-        for (size_t r = 0; r < n; r++) {
+        for (size_t r = r0; r < r1; r++) {
             float s;
-            gtr_quantize_rows_int8(W + r * k, 1, k, q, &s);
+            gtr_quantize_rows_int8(j->W + r * k, 1, k, q, &s);
             put_int8_row(w, r, q, s);
         }
         free(q);
     }
+}
+
+gtr_status gtr_wmat_pack_pool(const gtr_kernels *kern, gtr_pool *pool, gtr_wmat *w, const float *W,
+                              size_t n, size_t k, gtr_wtype type, gtr_error *err)
+{
+    gtr_status st = alloc_layout(kern, w, n, k, type, err);
+    if (st != GTR_OK) return st;
+    pack_job j = {w, W, false};
+    size_t per = PACK_PANELS * w->nr;
+    gtr_pool_for(pool, (n + per - 1) / per, pack_task, &j);
+    if (j.nomem) {
+        gtr_wmat_free(w);
+        return gtr_seterr(err, GTR_ERR_NOMEM, "out of memory (int8 quantisation row)");
+    }
     return GTR_OK;
+}
+
+gtr_status gtr_wmat_pack(const gtr_kernels *kern, gtr_wmat *w, const float *W, size_t n, size_t k,
+                         gtr_wtype type, gtr_error *err)
+{
+    return gtr_wmat_pack_pool(kern, NULL, w, W, n, k, type, err);
 }
 
 gtr_status gtr_wmat_pack_bf16(const gtr_kernels *kern, gtr_wmat *w, const uint16_t *W, size_t n,
@@ -139,8 +171,121 @@ gtr_status gtr_wmat_pack_int8(const gtr_kernels *kern, gtr_wmat *w, const int8_t
 void gtr_wmat_free(gtr_wmat *w)
 {
     if (!w) return;
+    if (w->borrowed) {
+        memset(w, 0, sizeof *w);
+        return;
+    }
     gtr_free_aligned(w->data);
     free(w->scales);
     free(w->colsum);
     memset(w, 0, sizeof *w);
+}
+
+/* ---- packed weights stored in files ----------------------------------------------------- */
+
+void gtr_wmat_layout(const gtr_kernels *kern, gtr_wtype type, size_t k, size_t *nr, size_t *kp)
+{
+    size_t g = kgroup[type], ka = kern->kalign[type] ? kern->kalign[type] : g;
+    *nr = kern->nr[type];
+    *kp = (k + ka - 1) / ka * ka;
+}
+
+size_t gtr_wmat_kgroup(gtr_wtype type) { return (unsigned)type < GTR_W_NTYPES ? kgroup[type] : 0; }
+size_t gtr_wmat_esize(gtr_wtype type) { return (unsigned)type < GTR_W_NTYPES ? esize[type] : 0; }
+
+const gtr_kernels *gtr_kernels_file_layout(void)
+{
+#if defined(__x86_64__)
+    return &gtr_kernels_amx_table;
+#else
+    return &gtr_kernels_generic_table;
+#endif
+}
+
+bool gtr_wmat_native(const gtr_kernels *kern, const gtr_wmat *w)
+{
+    size_t ka = kern->kalign[w->type];
+    return kern->nr[w->type] == w->nr && w->kp % kgroup[w->type] == 0 && (!ka || w->kp % ka == 0);
+}
+
+gtr_status gtr_wmat_view(gtr_wmat *w, gtr_wtype type, size_t n, size_t k, size_t nr, size_t kp,
+                         const void *data, const float *scales, const int32_t *colsum,
+                         gtr_error *err)
+{
+    memset(w, 0, sizeof *w);
+    if ((unsigned)type >= GTR_W_NTYPES || !n || !k || !nr || kp < k || kp % kgroup[type] ||
+        !data || (type == GTR_W_INT8 && (!scales || !colsum)))
+        return gtr_seterr(err, GTR_ERR_INVALID_ARG, "packed weight [%zu, %zu]: bad layout (nr %zu, kp %zu)",
+                          n, k, nr, kp);
+    size_t np = (n + nr - 1) / nr;
+    w->n = n;
+    w->k = k;
+    w->type = type;
+    w->nr = nr;
+    w->kp = kp;
+    w->data = (void *)(uintptr_t)data;
+    w->scales = (float *)(uintptr_t)scales;
+    w->colsum = (int32_t *)(uintptr_t)colsum;
+    w->bytes = np * nr * (kp * esize[type] + (type == GTR_W_INT8 ? sizeof(float) + sizeof(int32_t) : 0));
+    w->borrowed = true;
+    return GTR_OK;
+}
+
+void gtr_wmat_unpack_rows(const gtr_wmat *w, size_t r0, size_t rows, void *dst)
+{
+    const size_t nr = w->nr, kp = w->kp, k = w->k, g = kgroup[w->type], es = esize[w->type];
+    const unsigned char *src = w->data;
+    unsigned char *d = dst;
+    for (size_t r = r0; r < r0 + rows; r++)
+        for (size_t c = 0; c < k; c++)
+            memcpy(d + ((r - r0) * k + c) * es, src + pidx(r / nr, r % nr, c, nr, kp, g) * es, es);
+}
+
+void gtr_wmat_rows_f32(const gtr_wmat *w, size_t r0, size_t rows, float *dst)
+{
+    const size_t k = w->k, es = esize[w->type];
+    if (w->type == GTR_W_F32) {
+        gtr_wmat_unpack_rows(w, r0, rows, dst);
+        return;
+    }
+    /* the stored values into the tail of dst (es <= 2 bytes each: they fit behind the floats
+     * of the same row as we widen from the front), row by row */
+    for (size_t r = 0; r < rows; r++) {
+        float *row = dst + r * k;
+        unsigned char *tmp = (unsigned char *)row + k * (4 - es);
+        gtr_wmat_unpack_rows(w, r0 + r, 1, tmp);
+        if (w->type == GTR_W_BF16) {
+            for (size_t c = 0; c < k; c++) {
+                uint16_t b;
+                memcpy(&b, tmp + 2 * c, 2);
+                row[c] = gtr_bf16_to_f32(b);
+            }
+        } else {
+            float s = w->scales[r0 + r];
+            const int8_t *q = (const int8_t *)tmp;
+            for (size_t c = 0; c < k; c++) row[c] = (float)q[c] * s;
+        }
+    }
+}
+
+gtr_status gtr_wmat_adopt(const gtr_kernels *kern, const gtr_wmat *view, gtr_wmat *w,
+                          bool *in_place, gtr_error *err)
+{
+    /* in place: the kernels' own layout, and 64-byte aligned as their loads assume */
+    if (gtr_wmat_native(kern, view) && ((uintptr_t)view->data & 63) == 0) {
+        *w = *view;
+        *in_place = true;
+        return GTR_OK;
+    }
+    *in_place = false;
+    size_t n = view->n, k = view->k, es = esize[view->type];
+    void *tmp = gtr_xmalloc(n * k * es, "repacked weights", err);
+    if (!tmp) return GTR_ERR_NOMEM;
+    gtr_wmat_unpack_rows(view, 0, n, tmp);
+    gtr_status st;
+    if (view->type == GTR_W_F32) st = gtr_wmat_pack(kern, w, tmp, n, k, GTR_W_F32, err);
+    else if (view->type == GTR_W_BF16) st = gtr_wmat_pack_bf16(kern, w, tmp, n, k, err);
+    else st = gtr_wmat_pack_int8(kern, w, tmp, view->scales, n, k, err);
+    free(tmp);
+    return st;
 }

@@ -45,6 +45,7 @@ gtr_context_options gtr_context_default_options(void)
 {
     gtr_context_options o;
     memset(&o, 0, sizeof o);
+    o.size = sizeof o;
     return o;
 }
 
@@ -54,7 +55,8 @@ gtr_context *gtr_context_create(const gtr_model *m, const gtr_context_options *o
         gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_context_create: no model");
         return NULL;
     }
-    gtr_context_options o = opts ? *opts : gtr_context_default_options();
+    gtr_context_options o = gtr_context_default_options();
+    if (gtr_options_take(&o, sizeof o, opts, "gtr_context_create", err)) return NULL;
     gtr_context *x = gtr_xcalloc(1, sizeof *x, "encode context", err);
     if (!x) return NULL;
     x->m = m;

@@ -47,8 +47,10 @@ int gtr_t5_bucket(long rel, int num_buckets, int max_distance)
 void gtr_t5_free(gtr_t5 *m)
 {
     if (!m) return;
-    gtr_free_aligned(m->embed);
-    gtr_free_aligned(m->embed_scale);
+    if (!m->embed_borrowed) {
+        gtr_free_aligned(m->embed);
+        gtr_free_aligned(m->embed_scale);
+    }
     gtr_free_aligned(m->rel_bias);
     gtr_free_aligned(m->final_ln);
     if (m->layers)
@@ -62,6 +64,8 @@ void gtr_t5_free(gtr_t5 *m)
             gtr_wmat_free(&l->wo);
         }
     free(m->layers);
+    for (size_t i = 0; i < m->n_maps; i++) gtr_mmap_close(&m->maps[i]);
+    free(m->maps);
     memset(m, 0, sizeof *m);
 }
 
@@ -88,6 +92,7 @@ void gtr_t5_scratch_free(gtr_t5_scratch *s)
 typedef struct {
     gtr_tensor *ln_attn, *ln_ff;
     gtr_wtensor q, k, v, o, wi0, wi1, wo;
+    gtr_wmat pk[GTR_PACKED_NMATS]; /* a packed file: views of qkv, o, wi, wo (packed.c) */
 } layer_tensors;
 
 static gtr_status get_layer(gtr_tensor_set *set, const gtr_t5_config *c, int inner, int i,
@@ -105,6 +110,12 @@ static gtr_status get_layer(gtr_tensor_set *set, const gtr_t5_config *c, int inn
     NAME(suffix);                                                                               \
     if ((st = gtr_wtensor_get(set, nm, shape, &lt->field, err))) return st
     GETV(ln_attn, "0.layer_norm.weight");
+    if (set->packed) {
+        GETV(ln_ff, "1.layer_norm.weight");
+        for (int j = 0; j < GTR_PACKED_NMATS; j++)
+            if ((st = gtr_packed_get(set, c, i, j, &lt->pk[j], err))) return st;
+        return GTR_OK;
+    }
     GETW(q, "0.SelfAttention.q.weight", qkv);
     GETW(k, "0.SelfAttention.k.weight", qkv);
     GETW(v, "0.SelfAttention.v.weight", qkv);
@@ -115,7 +126,7 @@ static gtr_status get_layer(gtr_tensor_set *set, const gtr_t5_config *c, int inn
         GETW(wi1, "1.DenseReluDense.wi_1.weight", wi);
     } else {
         GETW(wi0, "1.DenseReluDense.wi.weight", wi);
-        lt->wi1.w = lt->wi1.scale = NULL;
+        lt->wi1 = (gtr_wtensor){0};
     }
     GETW(wo, "1.DenseReluDense.wo.weight", wo);
 #undef GETW
@@ -152,9 +163,16 @@ gtr_status gtr_t5_tensor_list(gtr_tensor_set *set, const gtr_t5_config *cfg, gtr
     size_t d = (size_t)cfg->d_model, inner = (size_t)cfg->num_heads * (size_t)cfg->d_kv;
     size_t emb_shape[2] = {(size_t)cfg->vocab_size, d},
            rel_shape[2] = {(size_t)cfg->num_buckets, (size_t)cfg->num_heads}, vec[1] = {d};
-    size_t cap = 3 + 9 * (size_t)cfg->num_layers, k = 0;
-    gtr_t5_tensor_ref *r = gtr_xcalloc(cap, sizeof *r, "tensor list", err);
+    size_t cap = 3 + 9 * (size_t)cfg->num_layers, k = 0, L = (size_t)cfg->num_layers;
+    /* one block: the refs, then (a packed file) each layer's four matrix views and the
+     * names of the Linears sliced out of them; the caller frees it all with free() */
+    const size_t NAME = 96;
+    size_t views_at = (cap * sizeof(gtr_t5_tensor_ref) + 63) / 64 * 64;
+    size_t names_at = views_at + (set->packed ? GTR_PACKED_NMATS * L * sizeof(gtr_wmat) : 0);
+    gtr_t5_tensor_ref *r = gtr_xcalloc(1, names_at + (set->packed ? cap * NAME : 0), "tensor list", err);
     if (!r) return GTR_ERR_NOMEM;
+    gtr_wmat *views = (gtr_wmat *)(void *)((char *)r + views_at);
+    char *names = (char *)r + names_at;
     gtr_status st;
     gtr_wtensor emb = {0};
     gtr_tensor *rel, *fin;
@@ -165,17 +183,44 @@ gtr_status gtr_t5_tensor_list(gtr_tensor_set *set, const gtr_t5_config *cfg, gtr
                              2, rel_shape, &rel, err)) ||
         (st = gtr_tensor_get(set, "encoder.final_layer_norm.weight", 1, vec, &fin, err)))
         goto fail;
-    r[k++] = (gtr_t5_tensor_ref){rel->name, GTR_T5T_VECTOR, {rel, NULL}};
-    r[k++] = (gtr_t5_tensor_ref){fin->name, GTR_T5T_VECTOR, {fin, NULL}};
+    r[k++] = (gtr_t5_tensor_ref){rel->name, GTR_T5T_VECTOR, {.w = rel}};
+    r[k++] = (gtr_t5_tensor_ref){fin->name, GTR_T5T_VECTOR, {.w = fin}};
     for (int i = 0; i < cfg->num_layers; i++) {
         if ((st = get_layer(set, cfg, (int)inner, i, &lt, err))) goto fail;
+        if (set->packed) { /* the Linears as row slices of the stacked matrices */
+            /* transformers' names (ReLU models: one "wi") and each one's rows in its stack */
+            bool gated = cfg->ff == GTR_FF_GATED_GELU;
+            static const char *const lin_names[8] = {"0.SelfAttention.q", "0.SelfAttention.k",
+                                                     "0.SelfAttention.v", "0.SelfAttention.o",
+                                                     "1.DenseReluDense.wi_0", "1.DenseReluDense.wi_1",
+                                                     "1.DenseReluDense.wo", "1.DenseReluDense.wi"};
+            static const int mat_of[7] = {0, 0, 0, 1, 2, 2, 3}, slice_of[7] = {0, 1, 2, 0, 0, 1, 0};
+            r[k++] = (gtr_t5_tensor_ref){lt.ln_attn->name, GTR_T5T_VECTOR, {.w = lt.ln_attn}};
+            r[k++] = (gtr_t5_tensor_ref){lt.ln_ff->name, GTR_T5T_VECTOR, {.w = lt.ln_ff}};
+            gtr_wmat *lv = &views[(size_t)i * GTR_PACKED_NMATS];
+            for (int j = 0; j < GTR_PACKED_NMATS; j++) lv[j] = lt.pk[j];
+            for (int j = 0; j < 7; j++) {
+                if (j == 5 && !gated) continue;
+                const gtr_wmat *pk = &lv[mat_of[j]];
+                size_t parts = mat_of[j] == 0 ? 3 : mat_of[j] == 2 && gated ? 2 : 1, rows = pk->n / parts;
+                char *nm = names + k * NAME, pn[160], sn[176];
+                snprintf(nm, NAME, "encoder.block.%d.layer.%s.weight", i, lin_names[j == 4 && !gated ? 7 : j]);
+                gtr_packed_name(pn, sizeof pn, i, mat_of[j], NULL);
+                snprintf(sn, sizeof sn, "%s%s", pn, GTR_QUANT_SCALE_SUFFIX);
+                r[k++] = (gtr_t5_tensor_ref){nm, GTR_T5T_LINEAR,
+                                             {.w = gtr_tensor_find(set, pn),
+                                              .scale = pk->type == GTR_W_INT8 ? gtr_tensor_find(set, sn) : NULL,
+                                              .pk = pk, .row0 = (size_t)slice_of[j] * rows, .nrows = rows}};
+            }
+            continue;
+        }
         const gtr_wtensor lin[7] = {lt.q, lt.k, lt.v, lt.o, lt.wi0, lt.wi1, lt.wo};
-        r[k++] = (gtr_t5_tensor_ref){lt.ln_attn->name, GTR_T5T_VECTOR, {lt.ln_attn, NULL}};
-        r[k++] = (gtr_t5_tensor_ref){lt.ln_ff->name, GTR_T5T_VECTOR, {lt.ln_ff, NULL}};
+        r[k++] = (gtr_t5_tensor_ref){lt.ln_attn->name, GTR_T5T_VECTOR, {.w = lt.ln_attn}};
+        r[k++] = (gtr_t5_tensor_ref){lt.ln_ff->name, GTR_T5T_VECTOR, {.w = lt.ln_ff}};
         for (int j = 0; j < 7; j++)
             if (lin[j].w) r[k++] = (gtr_t5_tensor_ref){lin[j].w->name, GTR_T5T_LINEAR, lin[j]};
     }
-    static const char *const ignore[] = {"decoder.", NULL};
+    static const char *const ignore[] = {"decoder.", "gtr_pad.", NULL};
     if ((st = gtr_tensor_check_unused(set, ignore, err))) goto fail;
     *out = r;
     *n = k;
@@ -217,6 +262,8 @@ static gtr_status load_linear(gtr_tensor_set *set, const gtr_wtensor *parts, int
                               load_buf *b, gtr_wmat *w, uint64_t *fp, gtr_error *err)
 {
     size_t rows = 0, k = gtr_wtensor_cols(&parts[0]);
+    bool stored_codes = false; /* any part already int8 (an older `gtr quantize` file) */
+    for (int i = 0; i < n_parts; i++) stored_codes |= parts[i].scale != NULL;
     for (int i = 0; i < n_parts; i++) {
         const gtr_wtensor *p = &parts[i];
         size_t pr = gtr_wtensor_rows(p);
@@ -225,7 +272,7 @@ static gtr_status load_linear(gtr_tensor_set *set, const gtr_wtensor *parts, int
         if (st) return st;
         if ((st = gtr_fingerprint_tensor(fp, pool, p->w->name, dst, pr, k, err)))
             return gtr_error_prefix(err, "%s", gtr_tensor_file(set, p->w));
-        if (wtype == GTR_W_INT8) {
+        if (wtype == GTR_W_INT8 && stored_codes) {
             if (p->scale) st = gtr_wtensor_rows_q8(set, p, 0, pr, b->q + rows * k, b->qs + rows, err);
             else gtr_quantize_rows_int8(dst, pr, k, b->q + rows * k, b->qs + rows);
             if (st) return st;
@@ -233,8 +280,10 @@ static gtr_status load_linear(gtr_tensor_set *set, const gtr_wtensor *parts, int
         gtr_wtensor_drop(set, p);
         rows += pr;
     }
-    if (wtype == GTR_W_INT8) return gtr_wmat_pack_int8(kern, w, b->q, b->qs, rows, k, err);
-    return gtr_wmat_pack(kern, w, b->tmp, rows, k, wtype, err);
+    if (wtype == GTR_W_INT8 && stored_codes) return gtr_wmat_pack_int8(kern, w, b->q, b->qs, rows, k, err);
+    /* float parts: rounded / quantised and packed on every thread (the same per-row
+     * gtr_quantize_rows_int8 as above, so the result does not depend on the threads) */
+    return gtr_wmat_pack_pool(kern, pool, w, b->tmp, rows, k, wtype, err);
 }
 
 /* The embedding table in the compute precision, converted a block of rows at a time through
@@ -247,6 +296,19 @@ static gtr_status load_embedding(gtr_t5 *m, gtr_tensor_set *set, const gtr_wtens
     size_t V = gtr_wtensor_rows(emb), d = gtr_wtensor_cols(emb);
     size_t esz = wtype == GTR_W_F32 ? 4 : wtype == GTR_W_BF16 ? 2 : 1;
     m->embed_type = wtype;
+    bool stored_ok;
+    if (set->packed && gtr_packed_wtype(emb->w->dtype, &stored_ok) == wtype && stored_ok &&
+        ((uintptr_t)emb->w->data & 63) == 0 && (!emb->scale || ((uintptr_t)emb->scale->data & 3) == 0)) {
+        /* a packed file stores the table exactly as computed with (gtr_bf16_daz bits, or
+         * gtr_quantize_rows_int8 codes and scales): used in place, like the Linear weights */
+        gtr_status st;
+        if (emb->scale && (st = gtr_packed_check_scales(set, emb->scale, V, err))) return st;
+        m->embed = (void *)(uintptr_t)emb->w->data;
+        m->embed_scale = emb->scale ? (float *)(uintptr_t)emb->scale->data : NULL;
+        m->embed_borrowed = true;
+        m->mapped_bytes += V * d * esz + (emb->scale ? V * sizeof(float) : 0);
+        return GTR_OK;
+    }
     if (wtype == GTR_W_F32 && !emb->scale) { /* float32 to float32: straight into the table */
         float *e = NULL;
         gtr_status st = load_vec(set, emb->w, "shared.weight", pool, &e, fp, err);
@@ -299,6 +361,12 @@ gtr_status gtr_t5_load(gtr_t5 *m, const gtr_t5_config *cfg, gtr_tensor_set *set,
     load_buf b = {0};
 
     /* 1. Look everything up and check shapes before converting anything (fail fast). */
+    if (set->packed && !set->has_source_fp) {
+        st = gtr_seterr(err, GTR_ERR_FORMAT,
+                        "%s: packed weights without __metadata__ \"gtr_source_fingerprint\" (not written "
+                        "by gtr quantize?)", gtr_tensor_file(set, NULL));
+        goto fail;
+    }
     gtr_wtensor emb = {0};
     gtr_tensor *rel, *fin;
     if ((st = find_embedding(set, emb_shape, &emb, err))) goto fail;
@@ -314,8 +382,9 @@ gtr_status gtr_t5_load(gtr_t5 *m, const gtr_t5_config *cfg, gtr_tensor_set *set,
     }
     for (int i = 0; i < cfg->num_layers; i++)
         if ((st = get_layer(set, cfg, m->inner, i, &lts[i], err))) goto fail;
-    /* transformers' T5EncoderModel ignores decoder weights of a full T5 checkpoint. */
-    static const char *const ignore[] = {"decoder.", NULL};
+    /* transformers' T5EncoderModel ignores decoder weights of a full T5 checkpoint; a packed
+     * file's pads only align the next tensor */
+    static const char *const ignore[] = {"decoder.", "gtr_pad.", NULL};
     if ((st = gtr_tensor_check_unused(set, ignore, err))) goto fail;
 
     /* 2. Convert: vectors directly, the embedding and the Linear weights through one set of
@@ -345,8 +414,19 @@ gtr_status gtr_t5_load(gtr_t5 *m, const gtr_t5_config *cfg, gtr_tensor_set *set,
         gtr_t5_layer *l = &m->layers[i];
         gtr_wtensor qkv[3] = {lt->q, lt->k, lt->v}, wi[2] = {lt->wi0, lt->wi1};
         if ((st = load_vec(set, lt->ln_attn, lt->ln_attn->name, pool, &l->ln_attn, fp, err)) ||
-            (st = load_vec(set, lt->ln_ff, lt->ln_ff->name, pool, &l->ln_ff, fp, err)) ||
-            (st = load_linear(set, qkv, 3, kern, wtype, pool, &b, &l->qkv, fp, err)) ||
+            (st = load_vec(set, lt->ln_ff, lt->ln_ff->name, pool, &l->ln_ff, fp, err)))
+            goto fail;
+        if (set->packed) {
+            gtr_wmat *dst[GTR_PACKED_NMATS] = {&l->qkv, &l->o, &l->wi, &l->wo};
+            for (int j = 0; j < GTR_PACKED_NMATS; j++) {
+                bool in_place;
+                if ((st = gtr_packed_load(&lt->pk[j], kern, wtype, pool, b.tmp, dst[j], &in_place, err))) {
+                    gtr_error_prefix(err, "%s", gtr_tensor_file(set, NULL));
+                    goto fail;
+                }
+                if (in_place) m->mapped_bytes += dst[j]->bytes;
+            }
+        } else if ((st = load_linear(set, qkv, 3, kern, wtype, pool, &b, &l->qkv, fp, err)) ||
             (st = load_linear(set, &lt->o, 1, kern, wtype, pool, &b, &l->o, fp, err)) ||
             (st = load_linear(set, wi, lt->wi1.w ? 2 : 1, kern, wtype, pool, &b, &l->wi, fp, err)) ||
             (st = load_linear(set, &lt->wo, 1, kern, wtype, pool, &b, &l->wo, fp, err)))
@@ -355,6 +435,8 @@ gtr_status gtr_t5_load(gtr_t5 *m, const gtr_t5_config *cfg, gtr_tensor_set *set,
                        l->wo.n * l->wo.k;
         m->bytes += 2 * d * sizeof(float) + l->qkv.bytes + l->o.bytes + l->wi.bytes + l->wo.bytes;
     }
+    /* in-place weights point into the set's mappings: the model keeps them */
+    if (m->mapped_bytes && (st = gtr_packed_keep_maps(m, set, err))) goto fail;
     gtr_free_aligned(b.tmp);
     gtr_free_aligned(b.q);
     gtr_free_aligned(b.qs);

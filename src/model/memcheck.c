@@ -3,7 +3,8 @@
  * loses hours). The estimate is what the loader will allocate: every 2-D weight in the compute
  * dtype (int8 adds one float scale per row), every vector as float32, plus the working memory
  * of one chunk of tokens. The mapped checkpoint pages are not counted: they are file-backed
- * (reclaimable) and dropped tensor by tensor as the load converts them. */
+ * (reclaimable) and dropped tensor by tensor as the load converts them; weights of a packed
+ * `gtr quantize` copy loaded in their stored dtype are used from the mapping and cost nothing. */
 #include "model/model_internal.h"
 
 #include <stdio.h>
@@ -25,8 +26,19 @@ size_t gtr_mem_estimate(const gtr_tensor_set *s, gtr_compute_dtype dt)
         const gtr_tensor *t = &s->t[i];
         size_t nl = strlen(t->name);
         if (nl > sl && !strcmp(t->name + nl - sl, GTR_QUANT_SCALE_SUFFIX)) continue; /* counted below */
-        if (t->ndim == 2) w += t->count * esz + (dt == GTR_DTYPE_INT8 ? t->shape[0] * 4 : 0);
-        else w += t->count * 4;
+        if (s->packed && gtr_str_ends_with(t->name, GTR_PACKED_COLSUM_SUFFIX)) continue;
+        if (t->ndim == 2 || t->ndim == 4) {
+            /* a packed file's matrices (4-d) and embedding stored in the compute dtype are
+             * used from the mapping: page cache, shared and reclaimable, not allocated */
+            bool ok;
+            gtr_wtype stored = gtr_packed_wtype(t->dtype, &ok);
+            if (s->packed && ok && stored == (dt == GTR_DTYPE_BF16 ? GTR_W_BF16 : dt == GTR_DTYPE_INT8 ? GTR_W_INT8 : GTR_W_F32))
+                continue;
+            size_t rows = t->ndim == 4 ? t->shape[0] * t->shape[2] : t->shape[0];
+            w += t->count * esz + (dt == GTR_DTYPE_INT8 ? rows * 4 : 0);
+        } else {
+            w += t->count * 4;
+        }
     }
     size_t work = GTR_MIN(WORK_MAX, GTR_MAX(WORK_MIN, w / 4));
     return w + work + OVERHEAD;

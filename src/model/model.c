@@ -63,6 +63,8 @@ static void describe_set(gtr_buf *b, const gtr_tensor_set *s, gtr_error *err)
     gtr_buf_printf(b, err, ")");
 }
 
+#define GIB (1024.0 * 1024.0 * 1024.0)
+
 /* 1234567 -> "1,234,567" */
 static const char *with_commas(size_t v, char buf[32])
 {
@@ -150,7 +152,8 @@ static gtr_model *load_dir(const char *dir, const gtr_model_options *opts, gtr_e
         st = gtr_seterr(err, GTR_ERR_NOT_FOUND, "%s: missing file (the SentencePiece tokenizer)", spm);
         goto fail;
     }
-    gtr_tokenizer_options to = {.compat = o.spm_compat};
+    gtr_tokenizer_options to = gtr_tokenizer_default_options();
+    to.compat = o.spm_compat;
     if (!(m->tok = gtr_tokenizer_load(spm, &to, err))) {
         st = err && err->code ? err->code : GTR_ERR_FORMAT;
         goto fail;
@@ -178,12 +181,15 @@ static gtr_model *load_dir(const char *dir, const gtr_model_options *opts, gtr_e
     uint64_t fp = fingerprint_config(&m->cfg);
     if ((st = gtr_tensor_set_open_dir(&set, m->cfg.transformer_dir, err))) goto fail;
     if (o.dtype == GTR_DTYPE_AUTO) { /* what the first Linear weight is stored as */
-        gtr_tensor *q = gtr_tensor_find(&set, "encoder.block.0.layer.0.SelfAttention.q.weight");
+        gtr_tensor *q = gtr_tensor_find(&set, set.packed ? "encoder.block.0.packed.qkv"
+                                                         : "encoder.block.0.layer.0.SelfAttention.q.weight");
         o.dtype = q && q->dtype == GTR_DT_I8 ? GTR_DTYPE_INT8 : q && q->dtype == GTR_DT_BF16 ? GTR_DTYPE_BF16 : GTR_DTYPE_F32;
         if (q) q->used = false; /* only looked at */
         m->dtype = o.dtype;
     }
     if ((st = gtr_mem_check(&set, o.dtype, o.max_memory, dir, err))) goto fail;
+    double est[3] = {(double)gtr_mem_estimate(&set, GTR_DTYPE_F32), (double)gtr_mem_estimate(&set, GTR_DTYPE_BF16),
+                     (double)gtr_mem_estimate(&set, GTR_DTYPE_INT8)};
     gtr_wtype wt = o.dtype == GTR_DTYPE_BF16 ? GTR_W_BF16 : o.dtype == GTR_DTYPE_INT8 ? GTR_W_INT8
                                                                                        : GTR_W_F32;
     if ((st = gtr_t5_load(&m->t5, &m->cfg.t5, &set, m->kern, wt, m->pool, &fp, err))) goto fail;
@@ -206,6 +212,11 @@ static gtr_model *load_dir(const char *dir, const gtr_model_options *opts, gtr_e
     m->fingerprint = has_source_fp ? source_fp : fp;
 
     const gtr_t5_config *c = &m->cfg.t5;
+    /* weights used in place from a packed file's mapping: shared page cache, not private memory */
+    char mapped[64] = "";
+    if (m->t5.mapped_bytes)
+        snprintf(mapped, sizeof mapped, ", %.1f MiB of them mapped from the file in place",
+                 (double)m->t5.mapped_bytes / (1 << 20));
     size_t n_params = m->t5.n_params + m->head.n_params;
     char nb1[32], nb2[32], nb3[32];
     gtr_buf_printf(&desc, err,
@@ -222,13 +233,15 @@ static gtr_model *load_dir(const char *dir, const gtr_model_options *opts, gtr_e
                        m->cfg.dense_act == GTR_ACT_TANH ? "tanh" : "identity");
     gtr_buf_printf(&desc, err,
                    "output: %d dimensions%s\nparameters: %s (encoder %s, dense %s)\n"
-                   "storage: %s\ncompute: %s weights (%.1f MiB), kernels %s, %d threads\n"
+                   "storage: %s\ncompute: %s weights (%.1f MiB%s), kernels %s, %d threads\n"
+                   "memory to load: f32 %.2f GiB, bf16 %.2f GiB, int8 %.2f GiB (estimated: private weights + "
+                   "one chunk's work)\n"
                    "max length: %d tokens (max_seq_length %d)\ntokenizer: %s (%d pieces)\n"
                    "fingerprint: %016llx",
                    m->head.d_out, m->cfg.normalize ? ", unit length" : "", with_commas(n_params, nb1),
                    with_commas(m->t5.n_params, nb2), with_commas(m->head.n_params, nb3), sets.data ? sets.data : "", dtype_name(m->dtype),
-                   (double)gtr_model_weight_bytes(m) / (1 << 20), gtr_kernels_name(m->kern),
-                   gtr_pool_size(m->pool), m->max_len, m->cfg.max_seq_length, spm,
+                   (double)gtr_model_weight_bytes(m) / (1 << 20), mapped, gtr_kernels_name(m->kern),
+                   gtr_pool_size(m->pool), est[0] / GIB, est[1] / GIB, est[2] / GIB, m->max_len, m->cfg.max_seq_length, spm,
                    gtr_tokenizer_vocab_size(m->tok), (unsigned long long)m->fingerprint);
     if (!desc.data) {
         st = gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");

@@ -138,6 +138,9 @@ typedef struct gtr_tensor_set {
      * output records the fingerprint of the model it was made from, and loads under it */
     bool has_source_fp;
     uint64_t source_fp;
+    /* __metadata__ "gtr_layout": GTR_WMAT_LAYOUT_NAME: the Linear weights are stored packed
+     * for the kernels (see "packed files" in encoder.c), to be used from the mapping in place */
+    bool packed;
 } gtr_tensor_set;
 
 /* Add a tensor (name copied). Checks nothing: the parsers validate before adding. */
@@ -157,6 +160,15 @@ gtr_status gtr_safetensors_parse(const uint8_t *buf, size_t len, const char *wha
 void gtr_safetensors_header_add(json_t *h, const char *name, const char *dtype, size_t rows,
                                 size_t cols, uint64_t off, uint64_t bytes);
 uint8_t *gtr_safetensors_header_bytes(const json_t *h, size_t *len, gtr_error *err);
+/* The same with the data section starting at a multiple of align bytes (8, 64, ...). */
+uint8_t *gtr_safetensors_header_bytes_align(const json_t *h, size_t align, size_t *len, gtr_error *err);
+/* Sharded checkpoints as transformers' save_pretrained writes them: shard k (from 0) of K is
+ * "model-0000<k+1>-of-0000<K>.safetensors" ("model.safetensors" when K is 1), and
+ * model.safetensors.index.json in dir maps every tensor name to its shard's file, with
+ * "metadata": {"total_size": total} (bytes of tensor data). */
+void gtr_safetensors_shard_name(size_t k, size_t K, char *buf, size_t cap);
+gtr_status gtr_safetensors_write_index(const char *dir, const char *const *names, const size_t *shard, size_t n,
+                                       size_t K, uint64_t total, gtr_error *err);
 /* Parse a torch zip checkpoint (pytorch_model.bin) held in buf[0, len). */
 gtr_status gtr_torch_zip_parse(const uint8_t *buf, size_t len, const char *what, int source,
                                gtr_tensor_set *set, gtr_error *err);
@@ -190,13 +202,17 @@ void gtr_tensor_drop(const gtr_tensor_set *s, const gtr_tensor *t);
 /* A weight matrix as stored: float (scale NULL) or I8 codes with per-row F32 scales. */
 typedef struct gtr_wtensor {
     gtr_tensor *w, *scale;
+    /* a packed file (packed.c): rows [row0, row0 + nrows) of the packed matrix pk (w is the
+     * packed tensor, scale its _scale when I8); NULL otherwise */
+    const gtr_wmat *pk;
+    size_t row0, nrows;
 } gtr_wtensor;
 /* Find + check a 2-D weight [shape[0], shape[1]]: a float tensor, or (GTR_QUANT_INT8_V1 files
  * only) an I8 one with its <name>_scale; both are marked used. Errors name file and tensor. */
 gtr_status gtr_wtensor_get(gtr_tensor_set *s, const char *name, const size_t *shape, gtr_wtensor *out,
                            gtr_error *err);
-static inline size_t gtr_wtensor_rows(const gtr_wtensor *t) { return t->w->shape[0]; }
-static inline size_t gtr_wtensor_cols(const gtr_wtensor *t) { return t->w->shape[1]; }
+static inline size_t gtr_wtensor_rows(const gtr_wtensor *t) { return t->pk ? t->nrows : t->w->shape[0]; }
+static inline size_t gtr_wtensor_cols(const gtr_wtensor *t) { return t->pk ? t->pk->k : t->w->shape[1]; }
 /* Rows [row0, row0 + rows) as float32 (dst [rows * cols]): converted, or dequantised as
  * (float)q * scale. Float sources drop the pages read; I8 ones keep them (see _q8). */
 gtr_status gtr_wtensor_rows_f32(gtr_tensor_set *s, const gtr_wtensor *t, size_t row0, size_t rows,
@@ -265,7 +281,11 @@ typedef struct gtr_t5 {
     gtr_t5_layer *layers;
     float *final_ln;    /* [d_model] */
     size_t n_params;    /* counted once, the tied embedding once */
-    size_t bytes;       /* memory held by the weights */
+    size_t bytes;       /* memory held by the weights (mapped ones included) */
+    size_t mapped_bytes; /* of which used in place from the file's mapping (packed.c) */
+    bool embed_borrowed; /* embed, embed_scale point into the mapping */
+    gtr_mmap *maps;     /* the mappings in-place weights point into (closed with the model) */
+    size_t n_maps;
 } gtr_t5;
 
 /* Reusable activation buffers: an arena that only grows, so the per-batch path allocates
@@ -319,6 +339,28 @@ gtr_status gtr_t5_forward(const gtr_t5 *m, const gtr_kernels *kern, gtr_pool *po
                           gtr_t5_scratch *s, const int32_t *const *ids, const size_t *lens,
                           size_t n, float **out_hidden, gtr_probe_fn probe, void *probe_user,
                           gtr_error *err);
+
+/* ---- packed files (packed.c): Linear weights stored in the kernels' layout ---- */
+#define GTR_PACKED_NMATS 4 /* per layer: qkv, o, wi, wo */
+#define GTR_PACKED_COLSUM_SUFFIX "_colsum"
+/* "encoder.block.<layer>.packed.<qkv|o|wi|wo><suffix>" */
+void gtr_packed_name(char *buf, size_t cap, int layer, int mat, const char *suffix);
+/* Rows n and columns k of matrix mat as the encoder computes with it (stacked qkv / wi). */
+void gtr_packed_shape(const gtr_t5_config *c, int mat, size_t *n, size_t *k);
+/* The wtype of a packed tensor's dtype (*ok false: none). */
+gtr_wtype gtr_packed_wtype(gtr_dtype_id dt, bool *ok);
+/* Scales of an I8 tensor used in place: finite and >= 0 (F32 [rows], 4-byte aligned). */
+gtr_status gtr_packed_check_scales(gtr_tensor_set *set, const gtr_tensor *sc, size_t rows, gtr_error *err);
+/* Find and check matrix mat of layer in a packed set (shape against the config, companions,
+ * int8 scales finite and >= 0) and make *view point at it in the mapping. */
+gtr_status gtr_packed_get(gtr_tensor_set *set, const gtr_t5_config *c, int layer, int mat,
+                          gtr_wmat *view, gtr_error *err);
+/* The view as kern computes with it in wtype: in place (*in_place) when stored as wtype in a
+ * layout kern reads, else an exact repack or a conversion (tmp: n * k floats). */
+gtr_status gtr_packed_load(const gtr_wmat *view, const gtr_kernels *kern, gtr_wtype wtype,
+                           gtr_pool *pool, float *tmp, gtr_wmat *w, bool *in_place, gtr_error *err);
+/* Move the set's mappings into m (in-place weights point into them). */
+gtr_status gtr_packed_keep_maps(gtr_t5 *m, gtr_tensor_set *set, gtr_error *err);
 
 /* ---- head (head.c) ----------------------------------------------------- */
 
@@ -395,6 +437,10 @@ size_t gtr_mem_available(const char **what);
 #define GTR_MAX_SHARD_BYTES ((uint64_t)5000000000u)
 gtr_status gtr_model_quantize_sharded(const char *in_dir, const char *out_dir, gtr_compute_dtype dtype,
                                       int n_threads, uint64_t max_shard, gtr_error *err);
+/* Both: packed (the kernels' layout, used in place; packed.c) or not (the Linears row-major
+ * under transformers' names, as `gtr_model_quantize_portable` writes). */
+gtr_status gtr_quantize_run(const char *in_dir, const char *out_dir, gtr_compute_dtype dtype, int n_threads,
+                            uint64_t max_shard, bool packed, gtr_error *err);
 gtr_status gtr_mem_check(const gtr_tensor_set *s, gtr_compute_dtype dt, size_t limit, const char *dir,
                          gtr_error *err);
 

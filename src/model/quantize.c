@@ -113,43 +113,74 @@ static gtr_status copy_layout(const char *in_dir, const char *stage, const gtr_m
 
 /* ---- the safetensors file ------------------------------------------------------------------ */
 
+/* What one tensor of the output is made from. */
+typedef enum {
+    OT_VECTOR,  /* an F32 vector as it was */
+    OT_ROWS,    /* a matrix row-major (the embedding; every Linear in a portable copy) */
+    OT_PACKED,  /* one of a layer's four matrices in the kernels' layout (packed.c) */
+    OT_SCALE,   /* F32 scales of an I8 tensor (of) */
+    OT_COLSUM,  /* I32 Σq of a packed I8 matrix (of) */
+    OT_PAD      /* U8 zeros: the next tensor starts on a 64-byte boundary */
+} out_kind;
+
 typedef struct {
-    const gtr_t5_tensor_ref *ref;
+    out_kind kind;
+    const gtr_t5_tensor_ref *ref;  /* VECTOR, EMBED; PACKED: its first part */
+    size_t n_parts;                /* PACKED: refs ref[0 .. n_parts) stacked */
+    int layer, mat;                /* PACKED */
+    size_t of;                     /* SCALE, COLSUM: index of their tensor */
     gtr_dtype_id dtype;
-    size_t rows, cols; /* cols 0: a vector of rows */
-    size_t scale_of;   /* for a scales entry: index of its I8 tensor; else SIZE_MAX */
-    uint64_t off, bytes; /* off: within its shard */
+    size_t shape[4];
+    int ndim;
+    uint64_t off, bytes;           /* off: within its shard */
     size_t shard;
+    size_t aux0;                   /* SCALE, COLSUM: first entry in the writer's arrays */
 } out_tensor;
 
-/* The file's header (see gtr_safetensors_header_bytes). */
+#define ALIGN 64
+
 static void tensor_name(const out_tensor *t, size_t i, char *name, size_t cap)
 {
-    if (t[i].scale_of != SIZE_MAX)
-        snprintf(name, cap, "%s%s", t[t[i].scale_of].ref->name, GTR_QUANT_SCALE_SUFFIX);
-    else
-        snprintf(name, cap, "%s", t[i].ref->name);
+    const out_tensor *o = &t[i];
+    switch (o->kind) {
+    case OT_VECTOR:
+    case OT_ROWS: snprintf(name, cap, "%s", o->ref->name); break;
+    case OT_PACKED: gtr_packed_name(name, cap, o->layer, o->mat, NULL); break;
+    case OT_PAD: snprintf(name, cap, "gtr_pad.%zu", i); break;
+    case OT_SCALE:
+    case OT_COLSUM: {
+        const char *suf = o->kind == OT_SCALE ? GTR_QUANT_SCALE_SUFFIX : GTR_PACKED_COLSUM_SUFFIX;
+        const out_tensor *p = &t[o->of];
+        if (p->kind == OT_PACKED) gtr_packed_name(name, cap, p->layer, p->mat, suf);
+        else snprintf(name, cap, "%s%s", p->ref->name, suf);
+        break;
+    }
+    }
 }
 
-/* The header of shard k (see gtr_safetensors_header_bytes). */
+/* The header of shard k (see gtr_safetensors_header_bytes): data starts 64-byte aligned. */
 static uint8_t *make_header(const out_tensor *t, size_t n, size_t k, gtr_compute_dtype dtype, uint64_t source_fp,
-                            size_t *len, gtr_error *err)
+                            bool packed, size_t *len, gtr_error *err)
 {
     json_t *h = json_object();
     char fp[17];
     snprintf(fp, sizeof fp, "%016llx", (unsigned long long)source_fp);
-    json_object_set_new(h, "__metadata__",
-                        json_pack("{s:s, s:s, s:s}", "format", "pt", "gtr_quantization",
-                                  dtype == GTR_DTYPE_INT8 ? GTR_QUANT_INT8_NAME : GTR_QUANT_BF16_NAME,
-                                  "gtr_source_fingerprint", fp));
+    json_t *meta = json_pack("{s:s, s:s, s:s}", "format", "pt", "gtr_quantization",
+                             dtype == GTR_DTYPE_INT8 ? GTR_QUANT_INT8_NAME : GTR_QUANT_BF16_NAME,
+                             "gtr_source_fingerprint", fp);
+    if (packed) json_object_set_new(meta, "gtr_layout", json_string(GTR_WMAT_LAYOUT_NAME));
+    json_object_set_new(h, "__metadata__", meta);
     for (size_t i = 0; i < n; i++) {
         if (t[i].shard != k) continue;
         char name[512];
         tensor_name(t, i, name, sizeof name);
-        gtr_safetensors_header_add(h, name, gtr_tensor_dtype_name(t[i].dtype), t[i].rows, t[i].cols,
-                                   t[i].off, t[i].bytes);
+        json_t *shape = json_array();
+        for (int d = 0; d < t[i].ndim; d++) json_array_append_new(shape, json_integer((json_int_t)t[i].shape[d]));
+        json_object_set_new(h, name, json_pack("{s:s, s:o, s:[I, I]}", "dtype", gtr_tensor_dtype_name(t[i].dtype),
+                                               "shape", shape, "data_offsets", (json_int_t)t[i].off,
+                                               (json_int_t)(t[i].off + t[i].bytes)));
     }
-    uint8_t *out = gtr_safetensors_header_bytes(h, len, err);
+    uint8_t *out = gtr_safetensors_header_bytes_align(h, ALIGN, len, err);
     json_decref(h);
     return out;
 }
@@ -157,12 +188,13 @@ static uint8_t *make_header(const out_tensor *t, size_t n, size_t k, gtr_compute
 typedef struct {
     gtr_tensor_set *set;
     gtr_pool *pool;
+    const gtr_kernels *layout; /* the table whose layout the file stores */
     gtr_atomic_file *f;
     float *tmp;          /* float32 rows */
     size_t tmp_floats;
     void *codes;         /* the rows in the output precision */
-    float *scales;       /* all scales of the file, in the order of the scale entries */
-    size_t n_scales;
+    float *scales;       /* every scale of the file (embedding, then packed I8 matrices) */
+    int32_t *colsum;     /* every Σq of the packed I8 matrices, same places as scales */
 } writer;
 
 /* One vector (F32 as it is). */
@@ -174,11 +206,12 @@ static gtr_status write_vector(writer *w, const out_tensor *t, gtr_error *err)
     return st;
 }
 
-/* One matrix: converted a block of rows at a time, rounded to bf16 or quantised per row. */
-static gtr_status write_matrix(writer *w, const out_tensor *t, gtr_error *err)
+/* The embedding: converted a block of rows at a time, rounded to bf16 or quantised per row
+ * (scales into w->scales from sc). */
+static gtr_status write_embed(writer *w, const out_tensor *t, float *sc, gtr_error *err)
 {
     const gtr_wtensor *src = &t->ref->t;
-    size_t rows = t->rows, cols = t->cols, R = GTR_MAX((size_t)1, w->tmp_floats / cols);
+    size_t rows = t->shape[0], cols = t->shape[1], R = GTR_MAX((size_t)1, w->tmp_floats / cols);
     for (size_t r0 = 0; r0 < rows; r0 += R) {
         size_t n = GTR_MIN(R, rows - r0);
         gtr_status st = gtr_wtensor_rows_f32(w->set, src, r0, n, w->tmp, w->pool, err);
@@ -188,8 +221,7 @@ static gtr_status write_matrix(writer *w, const out_tensor *t, gtr_error *err)
             for (size_t i = 0; i < n * cols; i++) b[i] = gtr_bf16_daz(w->tmp[i]);
             st = gtr_atomic_write(w->f, b, n * cols * 2, err);
         } else {
-            gtr_quantize_rows_int8(w->tmp, n, cols, w->codes, w->scales + w->n_scales);
-            w->n_scales += n;
+            gtr_quantize_rows_int8(w->tmp, n, cols, w->codes, sc + r0);
             st = gtr_atomic_write(w->f, w->codes, n * cols, err);
         }
         if (st) return st;
@@ -198,12 +230,64 @@ static gtr_status write_matrix(writer *w, const out_tensor *t, gtr_error *err)
     return GTR_OK;
 }
 
-/* shard k of K: "model.safetensors" when K is 1, else transformers' "model-0000k-of-0000K" */
+/* Rows [r0, r0 + n) of the parts stacked, as float32 into dst. */
+static gtr_status stacked_rows(writer *w, const gtr_t5_tensor_ref *parts, size_t n_parts, size_t r0, size_t n,
+                               float *dst, gtr_error *err)
+{
+    size_t base = 0, k = gtr_wtensor_cols(&parts[0].t);
+    for (size_t i = 0; i < n_parts && n; i++) {
+        size_t pr = gtr_wtensor_rows(&parts[i].t);
+        if (r0 < base + pr) {
+            size_t a = r0 - base, m = GTR_MIN(n, pr - a);
+            gtr_status st = gtr_wtensor_rows_f32(w->set, &parts[i].t, a, m, dst, w->pool, err);
+            if (st) return st;
+            dst += m * k;
+            r0 += m;
+            n -= m;
+        }
+        base += pr;
+    }
+    return GTR_OK;
+}
+
+/* One packed matrix: whole panels at a time packed by the kernels' own packing (panels are
+ * contiguous and independent, so the blocks' bytes are the matrix's bytes in order). The
+ * same packing the loader applies to a float checkpoint: the copy computes bit for bit like
+ * its source. I8: the blocks' scales and sums go to sc / cs (np * nr each). */
+static gtr_status write_packed(writer *w, const out_tensor *t, float *sc, int32_t *cs, gtr_error *err)
+{
+    const gtr_wtype type = t->dtype == GTR_DT_I8 ? GTR_W_INT8 : GTR_W_BF16;
+    const size_t nr = t->shape[2], k = gtr_wtensor_cols(&t->ref->t);
+    size_t n = 0;
+    for (size_t i = 0; i < t->n_parts; i++) n += gtr_wtensor_rows(&t->ref[i].t);
+    size_t R = GTR_MAX((size_t)1, w->tmp_floats / k / nr) * nr;
+    for (size_t r0 = 0; r0 < n; r0 += R) {
+        size_t m = GTR_MIN(R, n - r0);
+        gtr_wmat blk;
+        gtr_status st = stacked_rows(w, t->ref, t->n_parts, r0, m, w->tmp, err);
+        if (st || (st = gtr_wmat_pack_pool(w->layout, w->pool, &blk, w->tmp, m, k, type, err))) return st;
+        size_t np = (m + nr - 1) / nr;
+        if (blk.nr != nr || np * nr * blk.kp * gtr_wmat_esize(type) != t->bytes / ((n + nr - 1) / nr) * np) {
+            gtr_wmat_free(&blk);
+            return gtr_seterr(err, GTR_ERR_INTERNAL, "quantize: packed block layout differs from the planned one");
+        }
+        st = gtr_atomic_write(w->f, blk.data, np * nr * blk.kp * gtr_wmat_esize(type), err);
+        if (!st && type == GTR_W_INT8) {
+            memcpy(sc + r0, blk.scales, m * sizeof(float));
+            memcpy(cs + r0, blk.colsum, m * sizeof(int32_t));
+        }
+        gtr_wmat_free(&blk);
+        if (st) return st;
+    }
+    for (size_t i = 0; i < t->n_parts; i++) gtr_wtensor_drop(w->set, &t->ref[i].t);
+    return GTR_OK;
+}
+
+/* shard k of K (see gtr_safetensors_shard_name) */
 static char *shard_path(const char *dir, size_t k, size_t K)
 {
     char name[64];
-    if (K == 1) snprintf(name, sizeof name, "model.safetensors");
-    else snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", k + 1, K);
+    gtr_safetensors_shard_name(k, K, name, sizeof name);
     return gtr_path_join(dir, name);
 }
 
@@ -212,88 +296,134 @@ static char *shard_path(const char *dir, size_t k, size_t K)
  * split; one bigger than the limit gets a shard of its own). */
 static gtr_status write_index(const char *dir, const out_tensor *t, size_t n, size_t K, gtr_error *err)
 {
-    json_t *wm = json_object();
+    char (*buf)[512] = gtr_xcalloc(n ? n : 1, sizeof *buf, "tensor names", err);
+    const char **names = gtr_xcalloc(n ? n : 1, sizeof *names, "tensor names", err);
+    size_t *shard = gtr_xcalloc(n ? n : 1, sizeof *shard, "tensor names", err);
+    gtr_status st = buf && names && shard ? GTR_OK : GTR_ERR_NOMEM;
     uint64_t total = 0;
-    for (size_t i = 0; i < n; i++) {
-        char name[512], *p = shard_path("", t[i].shard, K);
-        tensor_name(t, i, name, sizeof name);
-        json_object_set_new(wm, name, json_string(p ? p + strspn(p, "/") : ""));
-        free(p);
+    for (size_t i = 0; !st && i < n; i++) {
+        tensor_name(t, i, buf[i], sizeof buf[i]);
+        names[i] = buf[i];
+        shard[i] = t[i].shard;
         total += t[i].bytes;
     }
-    json_t *j = json_pack("{s:{s:I}, s:o}", "metadata", "total_size", (json_int_t)total, "weight_map", wm);
-    char *path = gtr_path_join(dir, "model.safetensors.index.json");
-    gtr_status st = path && j ? gtr_json_write_file(path, j, err) : gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");
-    free(path);
-    json_decref(j);
+    if (!st) st = gtr_safetensors_write_index(dir, names, shard, n, K, total, err);
+    free(buf);
+    free(names);
+    free(shard);
     return st;
 }
 
-static gtr_status write_safetensors(const char *dir, gtr_tensor_set *set, const gtr_t5_tensor_ref *refs,
-                                    size_t n_refs, gtr_compute_dtype dtype, uint64_t source_fp,
-                                    uint64_t max_shard, gtr_pool *pool, gtr_error *err)
+/* The plan: every tensor's place (shard, 64-byte aligned offset, pads between). */
+typedef struct {
+    out_tensor *t;
+    size_t n, cap;
+    uint64_t max_shard;
+} plan;
+
+static out_tensor *place(plan *p, out_tensor o)
 {
-    bool int8 = dtype == GTR_DTYPE_INT8;
-    out_tensor *t = gtr_xcalloc(2 * n_refs, sizeof *t, "tensor list", err);
-    if (!t) return GTR_ERR_NOMEM;
-    size_t n = 0, total_scales = 0, max_cols = 1;
-    /* 1. vectors, 2. matrices, 3. scales */
-    for (int pass = 0; pass < 3; pass++)
-        for (size_t i = 0; i < n_refs; i++) {
-            const gtr_t5_tensor_ref *r = &refs[i];
-            bool vec = r->kind == GTR_T5T_VECTOR;
-            const gtr_tensor *src = r->t.w;
-            if ((pass == 0) != vec || (pass == 2 && !int8)) continue;
-            out_tensor *o = &t[n];
-            o->ref = r;
-            o->scale_of = SIZE_MAX;
-            if (pass == 0) {
-                o->dtype = GTR_DT_F32;
-                o->rows = src->shape[0];
-                o->cols = src->ndim > 1 ? src->shape[1] : 0;
-                o->bytes = src->count * 4;
-            } else if (pass == 1) {
-                o->dtype = int8 ? GTR_DT_I8 : GTR_DT_BF16;
-                o->rows = src->shape[0];
-                o->cols = src->shape[1];
-                o->bytes = src->count * (int8 ? 1 : 2);
-                max_cols = GTR_MAX(max_cols, o->cols);
-                if (int8) total_scales += o->rows;
-            } else {
-                /* find the I8 entry of this ref */
-                size_t k = 0;
-                while (t[k].ref != r || t[k].dtype != GTR_DT_I8) k++;
-                o->dtype = GTR_DT_F32;
-                o->rows = src->shape[0];
-                o->cols = 0;
-                o->bytes = o->rows * 4;
-                o->scale_of = k;
-            }
-            o->off = n ? t[n - 1].off + t[n - 1].bytes : 0;
-            o->shard = n ? t[n - 1].shard : 0;
-            if (n && o->off && o->off + o->bytes > max_shard) { /* the next shard */
-                o->shard++;
-                o->off = 0;
-            }
-            n++;
-        }
-    size_t K = n ? t[n - 1].shard + 1 : 1;
-    writer w = {set, pool, NULL, NULL, 0, NULL, NULL, 0};
-    gtr_status st = GTR_OK;
-    /* a few MB of rows at a time (at least one row of the widest matrix) */
-    w.tmp_floats = GTR_MAX((size_t)1 << 20, max_cols);
-    for (size_t i = 0; i < n; i++)
-        if (t[i].ref->kind == GTR_T5T_VECTOR) w.tmp_floats = GTR_MAX(w.tmp_floats, t[i].ref->t.w->count);
-    if (!st) {
-        w.tmp = gtr_malloc_aligned(w.tmp_floats * sizeof(float), err);
-        w.codes = gtr_malloc_aligned(w.tmp_floats * 2, err);
-        w.scales = gtr_xmalloc((total_scales ? total_scales : 1) * sizeof(float), "scales", err);
-        if (!w.tmp || !w.codes || !w.scales) st = GTR_ERR_NOMEM;
+    size_t elems = 1, es = gtr_dtype_size(o.dtype);
+    for (int d = 0; d < o.ndim; d++) elems *= o.shape[d];
+    o.bytes = elems * es;
+    out_tensor *last = p->n ? &p->t[p->n - 1] : NULL;
+    uint64_t end = last ? last->off + last->bytes : 0, al = (end + ALIGN - 1) / ALIGN * ALIGN;
+    o.shard = last ? last->shard : 0;
+    if (end && al + o.bytes > p->max_shard) { /* the next shard (a tensor is never split) */
+        o.shard++;
+        o.off = 0;
+    } else {
+        if (al > end) /* pad to the boundary */
+            p->t[p->n++] = (out_tensor){.kind = OT_PAD, .dtype = GTR_DT_U8, .shape = {al - end}, .ndim = 1,
+                                        .off = end, .bytes = al - end, .shard = o.shard};
+        o.off = al;
     }
-    size_t scale_pos = 0;
+    p->t[p->n++] = o;
+    return &p->t[p->n - 1];
+}
+
+static gtr_status write_safetensors(const char *dir, gtr_tensor_set *set, const gtr_t5_config *cfg,
+                                    const gtr_t5_tensor_ref *refs, size_t n_refs, gtr_compute_dtype dtype,
+                                    uint64_t source_fp, uint64_t max_shard, bool packed, gtr_pool *pool,
+                                    gtr_error *err)
+{
+    const bool int8 = dtype == GTR_DTYPE_INT8;
+    const gtr_wtype wt = int8 ? GTR_W_INT8 : GTR_W_BF16;
+    const gtr_kernels *lay = gtr_kernels_file_layout();
+    const size_t g = gtr_wmat_kgroup(wt);
+    size_t nr, kp_unused;
+    gtr_wmat_layout(lay, wt, 1, &nr, &kp_unused);
+    /* at most: every ref, 4 packed per layer with 2 companions, the embedding's scales, and a
+     * pad before each */
+    plan p = {gtr_xcalloc(2 * (n_refs + 12 * (size_t)cfg->num_layers + 4), sizeof(out_tensor), "tensor list", err),
+              0, 0, max_shard};
+    if (!p.t) return GTR_ERR_NOMEM;
+    size_t n_aux = 0, max_cols = 1, vec_floats = 0;
+    /* 1. the packed matrices, layer by layer (the refs hold each layer's Linears in the order
+     * q, k, v, o, wi (wi_0, wi_1), wo), 2. the embedding, 3. their scales and sums, 4. the
+     * vectors */
+    const gtr_t5_tensor_ref *emb = NULL;
+    for (size_t i = 0; i < n_refs;) {
+        const gtr_t5_tensor_ref *r = &refs[i];
+        if (r->kind == GTR_T5T_EMBED) emb = r;
+        if (r->kind != GTR_T5T_LINEAR || !packed) {
+            i++;
+            continue;
+        }
+        int layer = atoi(r->name + strlen("encoder.block."));
+        for (int mat = 0; mat < GTR_PACKED_NMATS; mat++) {
+            size_t n, k, parts = mat == 0 ? 3 : mat == 2 && cfg->ff == GTR_FF_GATED_GELU ? 2 : 1;
+            gtr_packed_shape(cfg, mat, &n, &k);
+            size_t np = (n + nr - 1) / nr, kp;
+            gtr_wmat_layout(lay, wt, k, &nr, &kp);
+            out_tensor o = {.kind = OT_PACKED, .ref = &refs[i], .n_parts = parts, .layer = layer, .mat = mat,
+                            .dtype = int8 ? GTR_DT_I8 : GTR_DT_BF16, .shape = {np, kp / g, nr, g}, .ndim = 4};
+            place(&p, o);
+            max_cols = GTR_MAX(max_cols, nr * k);
+            i += parts;
+        }
+    }
+    for (size_t i = 0; i < n_refs; i++) { /* the embedding (and, not packed, every Linear) */
+        const gtr_t5_tensor_ref *r = &refs[i];
+        if (r != emb && (packed || r->kind != GTR_T5T_LINEAR)) continue;
+        out_tensor o = {.kind = OT_ROWS, .ref = r, .dtype = int8 ? GTR_DT_I8 : GTR_DT_BF16,
+                        .shape = {gtr_wtensor_rows(&r->t), gtr_wtensor_cols(&r->t)}, .ndim = 2};
+        place(&p, o);
+        max_cols = GTR_MAX(max_cols, o.shape[1]);
+    }
+    for (size_t i = 0, n_first = p.n; int8 && i < n_first; i++) {
+        if (p.t[i].kind != OT_PACKED && p.t[i].kind != OT_ROWS) continue;
+        size_t rows = p.t[i].kind == OT_ROWS ? p.t[i].shape[0] : p.t[i].shape[0] * nr;
+        place(&p, (out_tensor){.kind = OT_SCALE, .of = i, .dtype = GTR_DT_F32, .shape = {rows}, .ndim = 1,
+                               .aux0 = n_aux});
+        if (p.t[i].kind == OT_PACKED)
+            place(&p, (out_tensor){.kind = OT_COLSUM, .of = i, .dtype = GTR_DT_I32, .shape = {rows}, .ndim = 1,
+                                   .aux0 = n_aux});
+        n_aux += rows;
+    }
+    for (size_t i = 0; i < n_refs; i++) {
+        const gtr_tensor *src = refs[i].t.w;
+        if (refs[i].kind != GTR_T5T_VECTOR) continue;
+        out_tensor o = {.kind = OT_VECTOR, .ref = &refs[i], .dtype = GTR_DT_F32, .shape = {src->shape[0]},
+                        .ndim = src->ndim > 1 ? 2 : 1};
+        if (src->ndim > 1) o.shape[1] = src->shape[1];
+        place(&p, o);
+        vec_floats = GTR_MAX(vec_floats, src->count);
+    }
+    size_t K = p.n ? p.t[p.n - 1].shard + 1 : 1;
+    writer w = {set, pool, lay, NULL, NULL, 0, NULL, NULL, NULL};
+    gtr_status st = GTR_OK;
+    /* a few MB of rows at a time (at least one panel of the widest matrix) */
+    w.tmp_floats = GTR_MAX(GTR_MAX((size_t)1 << 20, max_cols), vec_floats);
+    w.tmp = gtr_malloc_aligned(w.tmp_floats * sizeof(float), err);
+    w.codes = gtr_malloc_aligned(w.tmp_floats * 2, err);
+    w.scales = gtr_xcalloc(n_aux ? n_aux : 1, sizeof(float), "scales", err);
+    w.colsum = gtr_xcalloc(n_aux ? n_aux : 1, sizeof(int32_t), "sums", err);
+    if (!w.tmp || !w.codes || !w.scales || !w.colsum) st = GTR_ERR_NOMEM;
+    /* where each I8 tensor's scales go: the SCALE entry that names it */
     for (size_t k = 0; !st && k < K; k++) {
         size_t hlen;
-        uint8_t *hdr = make_header(t, n, k, dtype, source_fp, &hlen, err);
+        uint8_t *hdr = make_header(p.t, p.n, k, dtype, source_fp, packed, &hlen, err);
         char *path = shard_path(dir, k, K);
         gtr_atomic_file f;
         if (!hdr || !path) {
@@ -311,25 +441,32 @@ static gtr_status write_safetensors(const char *dir, gtr_tensor_set *set, const 
         w.f = &f;
         st = gtr_atomic_write(&f, hdr, hlen, err);
         free(hdr);
-        for (size_t i = 0; !st && i < n; i++) {
-            if (t[i].shard != k) continue;
-            if (t[i].scale_of != SIZE_MAX) {
-                st = gtr_atomic_write(&f, w.scales + scale_pos, t[i].rows * sizeof(float), err);
-                scale_pos += t[i].rows;
-            } else if (t[i].ref->kind == GTR_T5T_VECTOR) {
-                st = write_vector(&w, &t[i], err);
-            } else {
-                st = write_matrix(&w, &t[i], err);
+        static const uint8_t zeros[ALIGN];
+        for (size_t i = 0; !st && i < p.n; i++) {
+            out_tensor *t = &p.t[i];
+            if (t->shard != k) continue;
+            /* the aux arrays' place of an I8 tensor: its SCALE entry's */
+            size_t a = 0;
+            for (size_t j = i + 1; int8 && j < p.n; j++)
+                if (p.t[j].kind == OT_SCALE && p.t[j].of == i) a = p.t[j].aux0;
+            switch (t->kind) {
+            case OT_PAD: st = gtr_atomic_write(&f, zeros, t->bytes, err); break;
+            case OT_VECTOR: st = write_vector(&w, t, err); break;
+            case OT_ROWS: st = write_embed(&w, t, w.scales + a, err); break;
+            case OT_PACKED: st = write_packed(&w, t, w.scales + a, w.colsum + a, err); break;
+            case OT_SCALE: st = gtr_atomic_write(&f, w.scales + t->aux0, t->bytes, err); break;
+            case OT_COLSUM: st = gtr_atomic_write(&f, w.colsum + t->aux0, t->bytes, err); break;
             }
         }
         if (!st) st = gtr_atomic_commit(&f, err);
         else gtr_atomic_abort(&f);
     }
-    if (!st && K > 1) st = write_index(dir, t, n, K, err);
-    free(t);
+    if (!st && K > 1) st = write_index(dir, p.t, p.n, K, err);
+    free(p.t);
     gtr_free_aligned(w.tmp);
     gtr_free_aligned(w.codes);
     free(w.scales);
+    free(w.colsum);
     return st;
 }
 
@@ -341,8 +478,19 @@ gtr_status gtr_model_quantize(const char *in_dir, const char *out_dir, gtr_compu
     return gtr_model_quantize_sharded(in_dir, out_dir, dtype, n_threads, GTR_MAX_SHARD_BYTES, err);
 }
 
+gtr_status gtr_model_quantize_portable(const char *in_dir, const char *out_dir, int n_threads, gtr_error *err)
+{
+    return gtr_quantize_run(in_dir, out_dir, GTR_DTYPE_BF16, n_threads, GTR_MAX_SHARD_BYTES, false, err);
+}
+
 gtr_status gtr_model_quantize_sharded(const char *in_dir, const char *out_dir, gtr_compute_dtype dtype,
                                       int n_threads, uint64_t max_shard, gtr_error *err)
+{
+    return gtr_quantize_run(in_dir, out_dir, dtype, n_threads, max_shard, true, err);
+}
+
+gtr_status gtr_quantize_run(const char *in_dir, const char *out_dir, gtr_compute_dtype dtype, int n_threads,
+                            uint64_t max_shard, bool packed, gtr_error *err)
 {
     if (!in_dir || !out_dir) return gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_model_quantize: NULL argument");
     if (dtype != GTR_DTYPE_BF16 && dtype != GTR_DTYPE_INT8)
@@ -416,7 +564,8 @@ gtr_status gtr_model_quantize_sharded(const char *in_dir, const char *out_dir, g
         st = gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");
         goto done;
     }
-    if ((st = write_safetensors(tdir, &set, refs, n_refs, dtype, source_fp, max_shard, pool, err))) goto done;
+    if ((st = write_safetensors(tdir, &set, &cfg.t5, refs, n_refs, dtype, source_fp, max_shard, packed, pool, err)))
+        goto done;
 
     /* 3. Into place. */
     if ((st = gtr_fsync_dir(stage, err))) goto done;

@@ -6,6 +6,7 @@
 #include "model/model_internal.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -167,6 +168,18 @@ gtr_status gtr_safetensors_parse(const uint8_t *buf, size_t len, const char *wha
         set->has_source_fp = true;
         set->source_fp = (uint64_t)strtoull(fs, NULL, 16);
     }
+    json_t *lv = json_is_object(meta) ? json_object_get(meta, "gtr_layout") : NULL;
+    if (lv) {
+        const char *ls = json_string_value(lv);
+        if (!ls || strcmp(ls, GTR_WMAT_LAYOUT_NAME)) {
+            st = gtr_seterr(err, GTR_ERR_FORMAT,
+                            "%s: __metadata__ \"gtr_layout\" is \"%s\" but this version reads \"%s\" "
+                            "(quantise the original model again with this gtr)",
+                            what, ls ? ls : "(not a string)", GTR_WMAT_LAYOUT_NAME);
+            goto done;
+        }
+        set->packed = true;
+    }
     size_t nr = 0;
     const char *name;
     json_t *v;
@@ -214,8 +227,13 @@ void gtr_safetensors_header_add(json_t *h, const char *name, const char *dtype, 
 
 uint8_t *gtr_safetensors_header_bytes(const json_t *h, size_t *len, gtr_error *err)
 {
+    return gtr_safetensors_header_bytes_align(h, 8, len, err);
+}
+
+uint8_t *gtr_safetensors_header_bytes_align(const json_t *h, size_t align, size_t *len, gtr_error *err)
+{
     char *text = json_dumps(h, JSON_COMPACT);
-    size_t n = text ? strlen(text) : 0, padded = (n + 7) / 8 * 8;
+    size_t n = text ? strlen(text) : 0, padded = (8 + n + align - 1) / align * align - 8;
     uint8_t *out = text ? malloc(8 + padded) : NULL;
     if (!out) {
         free(text);
@@ -228,4 +246,27 @@ uint8_t *gtr_safetensors_header_bytes(const json_t *h, size_t *len, gtr_error *e
     free(text);
     *len = 8 + padded;
     return out;
+}
+
+void gtr_safetensors_shard_name(size_t k, size_t K, char *buf, size_t cap)
+{
+    if (K <= 1) snprintf(buf, cap, "model.safetensors");
+    else snprintf(buf, cap, "model-%05zu-of-%05zu.safetensors", k + 1, K);
+}
+
+gtr_status gtr_safetensors_write_index(const char *dir, const char *const *names, const size_t *shard, size_t n,
+                                       size_t K, uint64_t total, gtr_error *err)
+{
+    json_t *wm = json_object();
+    for (size_t i = 0; i < n; i++) {
+        char file[64];
+        gtr_safetensors_shard_name(shard[i], K, file, sizeof file);
+        json_object_set_new(wm, names[i], json_string(file));
+    }
+    json_t *j = json_pack("{s:{s:I}, s:o}", "metadata", "total_size", (json_int_t)total, "weight_map", wm);
+    char *path = gtr_path_join(dir, "model.safetensors.index.json");
+    gtr_status st = path && j ? gtr_json_write_file(path, j, err) : gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");
+    free(path);
+    json_decref(j);
+    return st;
 }

@@ -336,7 +336,7 @@ void gtr_tensor_drop(const gtr_tensor_set *s, const gtr_tensor *t)
 gtr_status gtr_wtensor_get(gtr_tensor_set *s, const char *name, const size_t *shape, gtr_wtensor *out,
                            gtr_error *err)
 {
-    out->w = out->scale = NULL;
+    memset(out, 0, sizeof *out);
     gtr_tensor *t = gtr_tensor_find(s, name);
     if (!t || t->dtype != GTR_DT_I8) return gtr_tensor_get(s, name, 2, shape, &out->w, err);
     const char *file = gtr_tensor_file(s, t);
@@ -406,10 +406,14 @@ gtr_status gtr_wtensor_rows_f32(gtr_tensor_set *s, const gtr_wtensor *t, size_t 
                                 float *dst, gtr_pool *pool, gtr_error *err)
 {
     const gtr_tensor *w = t->w;
-    if (row0 > w->shape[0] || rows > w->shape[0] - row0)
+    if (row0 > gtr_wtensor_rows(t) || rows > gtr_wtensor_rows(t) - row0)
         return gtr_seterr(err, GTR_ERR_INTERNAL, "%s: rows [%zu, +%zu) of '%s' out of range",
                           gtr_tensor_file(s, w), row0, rows, w->name);
     if (rows == 0) return GTR_OK;
+    if (t->pk) { /* a packed file's matrix (its scales were checked when it was found) */
+        gtr_wmat_rows_f32(t->pk, t->row0 + row0, rows, dst);
+        return GTR_OK;
+    }
     if (!t->scale) {
         /* a view of the rows: same strides, fewer rows */
         gtr_tensor v = *w;
@@ -434,9 +438,14 @@ gtr_status gtr_wtensor_rows_q8(gtr_tensor_set *s, const gtr_wtensor *t, size_t r
                                int8_t *q, float *scales, gtr_error *err)
 {
     const gtr_tensor *w = t->w;
-    if (!t->scale || row0 > w->shape[0] || rows > w->shape[0] - row0)
+    if (!t->scale || row0 > gtr_wtensor_rows(t) || rows > gtr_wtensor_rows(t) - row0)
         return gtr_seterr(err, GTR_ERR_INTERNAL, "%s: '%s' is not an I8 tensor or rows out of range",
                           gtr_tensor_file(s, w), w->name);
+    if (t->pk) {
+        if (q) gtr_wmat_unpack_rows(t->pk, t->row0 + row0, rows, q);
+        if (scales) memcpy(scales, t->pk->scales + t->row0 + row0, rows * sizeof(float));
+        return GTR_OK;
+    }
     size_t cols = w->shape[1];
     for (size_t r = 0; r < rows; r++) {
         float sc = scale_at(t->scale, row0 + r);
@@ -460,6 +469,7 @@ gtr_status gtr_wtensor_rows_q8(gtr_tensor_set *s, const gtr_wtensor *t, size_t r
 
 void gtr_wtensor_drop(const gtr_tensor_set *s, const gtr_wtensor *t)
 {
+    if (t->pk) return; /* a slice: the rest of the packed matrix is still to be read */
     gtr_tensor_drop(s, t->w);
     gtr_tensor_drop(s, t->scale);
 }

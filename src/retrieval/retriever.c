@@ -103,8 +103,12 @@ static gtr_status dense_chunk(const gtr_retriever *r, const char *const *texts, 
     }
     if (st) return st;
     size_t kk = depth + (o->skip_ids ? 1 : 0);
-    gtr_search_options so = {r->pool, o->use_compact};
-    gtr_ann_search_options ao = {.nprobe = o->nprobe, .pool = r->pool};
+    gtr_search_options so = gtr_index_default_search_options();
+    so.pool = r->pool;
+    so.use_compact = o->use_compact;
+    gtr_ann_search_options ao = gtr_ann_default_search_options();
+    ao.nprobe = o->nprobe;
+    ao.pool = r->pool;
     if ((st = r->ann ? gtr_ann_search(r->ann, qv, nq, kk, &ao, s->dh, s->nh, err)
                      : gtr_index_search(r->index, qv, nq, kk, &so, s->dh, s->nh, err)))
         return st;

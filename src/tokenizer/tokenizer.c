@@ -268,10 +268,21 @@ done:
     return st;
 }
 
+gtr_tokenizer_options gtr_tokenizer_default_options(void)
+{
+    gtr_tokenizer_options o;
+    memset(&o, 0, sizeof o);
+    o.size = sizeof o;
+    o.compat = GTR_SPM_COMPAT_0_1;
+    return o;
+}
+
 static gtr_tokenizer *load_named(const void *data, size_t len, const char *what,
                                  const gtr_tokenizer_options *opts, gtr_error *err)
 {
-    gtr_spm_compat compat = opts ? opts->compat : GTR_SPM_COMPAT_0_1;
+    gtr_tokenizer_options o = gtr_tokenizer_default_options();
+    if (gtr_options_take(&o, sizeof o, opts, "gtr_tokenizer_load", err)) return NULL;
+    gtr_spm_compat compat = o.compat;
     if (compat != GTR_SPM_COMPAT_0_1 && compat != GTR_SPM_COMPAT_0_2_2 && compat != GTR_SPM_COMPAT_HF) {
         gtr_seterr(err, GTR_ERR_INVALID_ARG, "unknown SentencePiece compatibility mode %d", (int)compat);
         return NULL;

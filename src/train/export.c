@@ -4,7 +4,9 @@
  *   <out>/modules.json, config.json (torch_dtype float32), sentence_bert_config.json, the
  *         tokenizer files and spiece.model: copied from the initial directory
  *   <out>/model.safetensors: the encoder in float32 with Hugging Face names (the tied embedding
- *         once, as shared.weight, which transformers ties to encoder.embed_tokens.weight)
+ *         once, as shared.weight, which transformers ties to encoder.embed_tokens.weight);
+ *         above 5 GB (GTR-XL and up) shards + model.safetensors.index.json, as transformers
+ *         writes them
  *   <out>/1_Pooling/config.json, <out>/2_Dense/config.json: copied
  *   <out>/2_Dense/model.safetensors: linear.weight [out, in] (+ linear.bias)
  *
@@ -51,6 +53,52 @@ static gtr_status write_safetensors(const char *path, const gtr_tr_model *m,
         else gtr_atomic_abort(&f);
     }
     free(head);
+    return st;
+}
+
+/* The limit above which the encoder is split: transformers' default, 5 GB, or
+ * $GTR_MAX_SHARD_BYTES (tests, or file systems with smaller files). */
+static uint64_t max_shard_bytes(void)
+{
+    const char *v = getenv("GTR_MAX_SHARD_BYTES");
+    char *end;
+    unsigned long long x = v && *v ? strtoull(v, &end, 10) : 0;
+    return x && !*end ? (uint64_t)x : GTR_MAX_SHARD_BYTES;
+}
+
+/* The encoder's tensors into dir: model.safetensors, or above the shard limit
+ * model-0000k-of-0000K.safetensors + model.safetensors.index.json as transformers'
+ * save_pretrained writes them (a tensor is never split: one bigger than the limit gets a
+ * shard of its own). */
+static gtr_status write_encoder(const char *dir, const gtr_tr_model *m, const gtr_tr_tensor *const *t,
+                                const char *const *names, size_t n, gtr_error *err)
+{
+    uint64_t limit = max_shard_bytes(), off = 0, total = 0;
+    size_t *shard = gtr_xcalloc(n ? n : 1, sizeof *shard, "shards", err), K = 1;
+    if (!shard) return GTR_ERR_NOMEM;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t bytes = t[i]->count * sizeof(float);
+        if (off && off + bytes > limit) {
+            K++;
+            off = 0;
+        }
+        shard[i] = K - 1;
+        off += bytes;
+        total += bytes;
+    }
+    gtr_status st = GTR_OK;
+    for (size_t k = 0, i = 0; !st && k < K; k++) {
+        size_t j = i;
+        while (j < n && shard[j] == k) j++;
+        char name[64];
+        gtr_safetensors_shard_name(k, K, name, sizeof name);
+        char *path = gtr_path_join(dir, name);
+        st = path ? write_safetensors(path, m, t + i, names + i, j - i, err) : gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");
+        free(path);
+        i = j;
+    }
+    if (!st && K > 1) st = gtr_safetensors_write_index(dir, names, shard, n, K, total, err);
+    free(shard);
     return st;
 }
 
@@ -158,13 +206,11 @@ gtr_status gtr_tr_export(const gtr_tr_model *m, const char *init_dir, const char
             names[n++] = m->t[i].name;
         }
     free(p);
-    p = gtr_path_join(stage, tr);
-    q = p ? gtr_path_join(p, "model.safetensors") : NULL;
-    if (!q) {
+    if (!(p = gtr_path_join(stage, tr))) {
         st = gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");
         goto done;
     }
-    if ((st = write_safetensors(q, m, ts, names, n, err))) goto done;
+    if ((st = write_encoder(p, m, ts, names, n, err))) goto done;
     if (de) { /* Dense weights under the module's own names */
         free(p);
         free(q);

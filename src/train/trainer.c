@@ -156,7 +156,8 @@ gtr_trainer *gtr_trainer_create(const char *init_dir, const gtr_train_data *data
         gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");
         goto fail;
     }
-    gtr_tokenizer_options to = {.compat = t->o.spm_compat};
+    gtr_tokenizer_options to = gtr_tokenizer_default_options();
+    to.compat = t->o.spm_compat;
     if (!(t->tok = gtr_tokenizer_load(spm, &to, err))) goto fail;
     if (gtr_tokenizer_vocab_size(t->tok) > t->m.V) {
         gtr_seterr(err, GTR_ERR_MISMATCH, "%s has %d pieces but config.json's vocab_size is %d", spm,

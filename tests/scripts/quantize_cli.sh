@@ -12,7 +12,7 @@ if [ ! -d "$M" ] || [ ! -f "$SF/corpus.jsonl" ]; then
     echo "1..0 # SKIP reference data not found in $SHARED"
     exit 0
 fi
-plan 25
+plan 31
 
 ok "--help" $GTR quantize --help
 like "$(cat "$TMP/out")" "int8-per-channel-v1" "--help documents the int8 format"
@@ -23,6 +23,8 @@ fails "no output" $GTR quantize -m "$M" --dtype int8
 
 ok "quantize to int8" $GTR quantize -m "$M" -o "$TMP/q8" --dtype int8 -q
 ok "quantize to bf16" $GTR quantize -m "$M" -o "$TMP/qb" --dtype bf16 -q
+ok "quantize to bf16 --portable" $GTR quantize -m "$M" -o "$TMP/qp" --dtype bf16 --portable -q
+fails "--portable int8 is refused" $GTR quantize -m "$M" -o "$TMP/qp8" --dtype int8 --portable
 is "$(ls -d "$TMP"/*.tmp 2>/dev/null | wc -l | tr -d ' ')" "0" "no staging directory left"
 is "$(( $(stat -c %s "$TMP/q8/model.safetensors") * 10 / $(stat -c %s "$M/model.safetensors") ))" "5" \
    "int8 file is about half the F16 original (a quarter of float32)"
@@ -30,14 +32,18 @@ is "$(( $(stat -c %s "$TMP/q8/model.safetensors") * 10 / $(stat -c %s "$M/model.
 # plain passages (the reference texts include special-token literals that the HF tokenizer
 # treats differently, see ../shared/README.md)
 sed -n '101,130p' "$SHARED/tokenizer/texts.jsonl" > "$TMP/t.jsonl"
-for dt in int8 bf16; do
+for dt in int8 bf16 portable; do
     d=$TMP/q${dt:0:1}; [ $dt = int8 ] && d=$TMP/q8
+    [ $dt = portable ] && { d=$TMP/qp; dt=bf16; }
     $GTR embed -m "$M" -i "$TMP/t.jsonl" -o "$TMP/orig_$dt.npy" --dtype $dt -q
-    ok "gtr embed loads the $dt copy" $GTR embed -m "$d" -i "$TMP/t.jsonl" -o "$TMP/copy_$dt.npy" --dtype $dt -q
+    ok "gtr embed loads the $dt copy ($d)" $GTR embed -m "$d" -i "$TMP/t.jsonl" -o "$TMP/copy_$dt.npy" --dtype $dt -q
     ok "... same vectors as the original with --dtype $dt" cmp "$TMP/orig_$dt.npy" "$TMP/copy_$dt.npy"
 done
+ok "gtr info on the int8 copy --dtype int8" $GTR info -m "$TMP/q8" --dtype int8
+like "$(cat "$TMP/out")" "mapped from the file in place" "... its weights are used from the mapping"
+
 ok "gtr info on the int8 copy" $GTR info -m "$TMP/q8"
-like "$(cat "$TMP/out")" "storage: encoder F32\+I8 " "info shows the I8 storage"
+like "$(cat "$TMP/out")" "storage: encoder F32\+I8\+I32 " "info shows the I8 storage"
 fp_orig=$($GTR info -m "$M" | sed -n 's/^fingerprint: //p')
 like "$(cat "$TMP/out")" "fingerprint: $fp_orig" "the copy answers to the original's fingerprint"
 
@@ -69,7 +75,7 @@ print(f"min cosine {cos.min():.6f}")
 sys.exit(0 if cos.min() > 0.999 else 1)
 EOF
     ok "sentence-transformers loads the bf16 copy (cosine to gtr's bf16 vectors > 0.999)" \
-       "$PY" "$TMP/st.py" "$TMP/qb" "$TMP/t.jsonl" "$TMP/copy_bf16.npy"
+       "$PY" "$TMP/st.py" "$TMP/qp" "$TMP/t.jsonl" "$TMP/copy_bf16.npy"
 else
     _tap_n=$((_tap_n+1)); echo "ok $_tap_n # skip no .venv-bench with sentence-transformers (make venv-bench)"
 fi
