@@ -46,6 +46,31 @@ enum { CLI_IX_STORE = 1100, CLI_IX_BATCH, CLI_IX_CKPT, CLI_IX_SNIP, CLI_IX_RESTA
     {"restart", no_argument, NULL, CLI_IX_RESTART}, {"threads", required_argument, NULL, 't'},     \
     {"dtype", required_argument, NULL, CLI_IX_DTYPE}, {"max-len", required_argument, NULL, CLI_IX_MAXLEN}
 int cli_index_option(int c, const char *arg, gtr_index_build_options *o, gtr_model_options *mo);
+/* The search options `gtr search` and `gtr-mpi search` share: their getopt_long values, the
+ * `struct option` entries (CLI_SEARCH_LONGOPTS, needs <getopt.h>) and cli_search_option, which
+ * applies one to a cli_search_args (from cli_search_args_init): 1 applied, 0 not one of them,
+ * -1 invalid (message printed). */
+enum { CLI_S_INDEX = 1200, CLI_S_METHOD, CLI_S_BM25, CLI_S_FUSION, CLI_S_ALPHA, CLI_S_RRFK, CLI_S_DEPTH,
+       CLI_S_SKIP, CLI_S_COMPACT, CLI_S_TAG };
+#define CLI_SEARCH_LONGOPTS                                                                               \
+    {"index", required_argument, NULL, CLI_S_INDEX}, {"model", required_argument, NULL, 'm'},             \
+    {"queries", required_argument, NULL, 'q'}, {"top", required_argument, NULL, 'k'},                     \
+    {"output", required_argument, NULL, 'o'}, {"method", required_argument, NULL, CLI_S_METHOD},          \
+    {"bm25-index", required_argument, NULL, CLI_S_BM25}, {"fusion", required_argument, NULL, CLI_S_FUSION}, \
+    {"alpha", required_argument, NULL, CLI_S_ALPHA}, {"rrf-k", required_argument, NULL, CLI_S_RRFK},      \
+    {"depth", required_argument, NULL, CLI_S_DEPTH}, {"skip-self", no_argument, NULL, CLI_S_SKIP},        \
+    {"compact", no_argument, NULL, CLI_S_COMPACT}, {"tag", required_argument, NULL, CLI_S_TAG},           \
+    {"threads", required_argument, NULL, 't'}
+typedef struct cli_search_args {
+    const char *index, *model, *queries, *out, *bm25, *tag;
+    gtr_retrieve_options o; /* k 1000 unless given */
+    bool k_given, skip_self;
+    int threads;
+} cli_search_args;
+void cli_search_args_init(cli_search_args *a);
+int cli_search_option(int c, const char *arg, cli_search_args *a);
+/* After parsing: the index / BM25 index the method needs are given (else message, false). */
+bool cli_search_check(const char *cmd, const cli_search_args *a);
 /* Retrieval glue of `gtr search`, `gtr beir` and gtr-mpi over the library's retriever.
  * cli_load_query_model: the model for queries, model_dir or (NULL) the one the index records,
  * checked against the index. cli_retrieve: the queries through gtr_retriever_search with a

@@ -101,90 +101,48 @@ static void print_hits(const gtr_index *dense, const gtr_hit *hits, size_t n)
 
 int cmd_search(int argc, char **argv)
 {
-    enum { O_INDEX = 1000, O_QUERY, O_METHOD, O_BM25, O_FUSION, O_ALPHA, O_RRFK, O_DEPTH, O_SKIP, O_COMPACT,
-           O_TAG, O_QUIET, O_NOVERIFY, O_ANN, O_NPROBE };
+    enum { O_QUERY = 1000, O_QUIET, O_NOVERIFY, O_ANN, O_NPROBE };
     static const struct option longopts[] = {
-        {"index", required_argument, NULL, O_INDEX}, {"model", required_argument, NULL, 'm'},
-        {"queries", required_argument, NULL, 'q'},   {"query", required_argument, NULL, O_QUERY},
-        {"top", required_argument, NULL, 'k'},       {"output", required_argument, NULL, 'o'},
-        {"method", required_argument, NULL, O_METHOD}, {"bm25-index", required_argument, NULL, O_BM25},
-        {"fusion", required_argument, NULL, O_FUSION}, {"alpha", required_argument, NULL, O_ALPHA},
-        {"rrf-k", required_argument, NULL, O_RRFK},  {"depth", required_argument, NULL, O_DEPTH},
-        {"skip-self", no_argument, NULL, O_SKIP},    {"compact", no_argument, NULL, O_COMPACT},
-        {"tag", required_argument, NULL, O_TAG},     {"threads", required_argument, NULL, 't'},
-        {"quiet", no_argument, NULL, O_QUIET},       {"help", no_argument, NULL, 'h'},
-        {"no-verify", no_argument, NULL, O_NOVERIFY},
+        CLI_SEARCH_LONGOPTS,
+        {"query", required_argument, NULL, O_QUERY}, {"quiet", no_argument, NULL, O_QUIET},
+        {"help", no_argument, NULL, 'h'},            {"no-verify", no_argument, NULL, O_NOVERIFY},
         {"ann", required_argument, NULL, O_ANN},     {"nprobe", required_argument, NULL, O_NPROBE},
         {NULL, 0, NULL, 0}};
-    const char *index_path = NULL, *model_dir = NULL, *queries_path = NULL, *query = NULL, *out = NULL;
-    const char *bm25_path = NULL, *tag = NULL, *ann_path = NULL;
-    gtr_retrieve_options o = gtr_retrieve_default_options();
-    o.k = 1000;
-    bool k_given = false, skip_self = false, quiet = false;
+    cli_search_args a;
+    cli_search_args_init(&a);
+    const char *query = NULL, *ann_path = NULL;
+    bool quiet = false;
     unsigned open_flags = 0;
-    int threads = 0;
     long long v;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "m:q:k:o:t:h", longopts, NULL)) != -1) {
         switch (c) {
-        case O_INDEX: index_path = optarg; break;
-        case 'm': model_dir = optarg; break;
-        case 'q': queries_path = optarg; break;
         case O_QUERY: query = optarg; break;
-        case 'k':
-            if (!cli_parse_int("search", "-k", optarg, 1, 1 << 20, &v)) return 2;
-            o.k = (size_t)v;
-            k_given = true;
-            break;
-        case 'o': out = optarg; break;
-        case O_METHOD:
-            if (gtr_retrieval_method_parse(optarg, &o.method, NULL))
-                return cli_errorf("search", 2, "--method expects dense, bm25 or hybrid, got '%s'", optarg);
-            break;
-        case O_BM25: bm25_path = optarg; break;
-        case O_FUSION:
-            if (!cli_parse_fusion("search", optarg, &o.fusion.method)) return 2;
-            break;
-        case O_ALPHA:
-            if (!cli_parse_double("search", "--alpha", optarg, &o.alpha)) return 2;
-            if (!(o.alpha >= 0 && o.alpha <= 1)) return cli_errorf("search", 2, "--alpha must be in [0, 1]");
-            break;
-        case O_RRFK:
-            if (!cli_parse_double("search", "--rrf-k", optarg, &o.fusion.rrf_k)) return 2;
-            if (!(o.fusion.rrf_k >= 0)) return cli_errorf("search", 2, "--rrf-k must be >= 0");
-            break;
-        case O_DEPTH:
-            if (!cli_parse_int("search", "--depth", optarg, 1, 1 << 20, &v)) return 2;
-            o.depth = (size_t)v;
-            break;
-        case O_SKIP: skip_self = true; break;
-        case O_COMPACT: o.use_compact = 1; break;
-        case O_TAG:
-            if (!*optarg || strpbrk(optarg, " \t\r\n")) return cli_errorf("search", 2, "--tag must be one word");
-            tag = optarg;
-            break;
-        case 't':
-            if (!cli_parse_int("search", "--threads", optarg, 1, 1024, &v)) return 2;
-            threads = (int)v;
-            break;
         case O_QUIET: quiet = true; break;
         case O_NOVERIFY: open_flags |= GTR_INDEX_OPEN_NO_VERIFY; break;
         case O_ANN: ann_path = optarg; break;
         case O_NPROBE:
             if (!cli_parse_int("search", "--nprobe", optarg, 1, 1 << 24, &v)) return 2;
-            o.nprobe = (uint32_t)v;
+            a.o.nprobe = (uint32_t)v;
             break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        default: {
+            int r = cli_search_option(c, optarg, &a);
+            if (r == 1) break;
+            if (r == 0) usage(stderr);
+            return 2;
+        }
         }
     }
     if (optind != argc) return cli_errorf("search", 2, "unexpected argument '%s' (gtr search --help)", argv[optind]);
-    if (!queries_path == !query) return cli_errorf("search", 2, "give -q QUERIES or --query TEXT (gtr search --help)");
-    const char *mname = gtr_retrieval_method_name(o.method);
-    if (o.method != GTR_RETRIEVE_BM25 && !index_path) return cli_errorf("search", 2, "%s search needs --index INDEX", mname);
-    if (o.method != GTR_RETRIEVE_DENSE && !bm25_path) return cli_errorf("search", 2, "%s search needs --bm25-index PATH", mname);
-    if (query && !k_given) o.k = 10;
+    if (!a.queries == !query) return cli_errorf("search", 2, "give -q QUERIES or --query TEXT (gtr search --help)");
+    if (!cli_search_check("search", &a)) return 2;
+    const char *index_path = a.index, *model_dir = a.model, *queries_path = a.queries, *out = a.out;
+    const char *bm25_path = a.bm25, *tag = a.tag, *mname = gtr_retrieval_method_name(a.o.method);
+    gtr_retrieve_options o = a.o;
+    int threads = a.threads;
+    if (query && !a.k_given) o.k = 10;
 
     gtr_error err;
     gtr_retriever_options src = gtr_retriever_default_options();
@@ -235,7 +193,7 @@ int cmd_search(int argc, char **argv)
         cli_fail("search", &err);
         goto done;
     }
-    if (skip_self) o.skip_ids = gtr_queries_ids(q);
+    if (a.skip_self) o.skip_ids = gtr_queries_ids(q);
     if (cli_retrieve("search", rt, q, &o, quiet, &hits, &n_hits)) goto done;
     if (query) {
         print_hits(dense, hits, n_hits[0]);

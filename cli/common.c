@@ -139,6 +139,72 @@ int cli_index_option(int c, const char *arg, gtr_index_build_options *o, gtr_mod
     }
 }
 
+void cli_search_args_init(cli_search_args *a)
+{
+    memset(a, 0, sizeof *a);
+    a->o = gtr_retrieve_default_options();
+    a->o.k = 1000;
+}
+
+int cli_search_option(int c, const char *arg, cli_search_args *a)
+{
+    long long v;
+    gtr_retrieve_options *o = &a->o;
+    switch (c) {
+    case CLI_S_INDEX: a->index = arg; return 1;
+    case 'm': a->model = arg; return 1;
+    case 'q': a->queries = arg; return 1;
+    case 'o': a->out = arg; return 1;
+    case CLI_S_BM25: a->bm25 = arg; return 1;
+    case 'k':
+        if (!cli_parse_int("search", "-k", arg, 1, 1 << 20, &v)) return -1;
+        o->k = (size_t)v;
+        a->k_given = true;
+        return 1;
+    case CLI_S_METHOD:
+        if (!gtr_retrieval_method_parse(arg, &o->method, NULL)) return 1;
+        cli_errorf("search", 2, "--method expects dense, bm25 or hybrid, got '%s'", arg);
+        return -1;
+    case CLI_S_FUSION: return cli_parse_fusion("search", arg, &o->fusion.method) ? 1 : -1;
+    case CLI_S_ALPHA:
+        if (!cli_parse_double("search", "--alpha", arg, &o->alpha)) return -1;
+        if (o->alpha >= 0 && o->alpha <= 1) return 1;
+        cli_errorf("search", 2, "--alpha must be in [0, 1]");
+        return -1;
+    case CLI_S_RRFK:
+        if (!cli_parse_double("search", "--rrf-k", arg, &o->fusion.rrf_k)) return -1;
+        if (o->fusion.rrf_k >= 0) return 1;
+        cli_errorf("search", 2, "--rrf-k must be >= 0");
+        return -1;
+    case CLI_S_DEPTH:
+        if (!cli_parse_int("search", "--depth", arg, 1, 1 << 20, &v)) return -1;
+        o->depth = (size_t)v;
+        return 1;
+    case CLI_S_SKIP: a->skip_self = true; return 1;
+    case CLI_S_COMPACT: o->use_compact = 1; return 1;
+    case CLI_S_TAG:
+        if (*arg && !strpbrk(arg, " \t\r\n")) {
+            a->tag = arg;
+            return 1;
+        }
+        cli_errorf("search", 2, "--tag must be one word");
+        return -1;
+    case 't':
+        if (!cli_parse_int("search", "--threads", arg, 1, 1024, &v)) return -1;
+        a->threads = (int)v;
+        return 1;
+    default: return 0;
+    }
+}
+
+bool cli_search_check(const char *cmd, const cli_search_args *a)
+{
+    const char *name = gtr_retrieval_method_name(a->o.method);
+    if (a->o.method != GTR_RETRIEVE_BM25 && !a->index) return cli_errorf(cmd, 2, "%s search needs --index INDEX", name) == 0;
+    if (a->o.method != GTR_RETRIEVE_DENSE && !a->bm25) return cli_errorf(cmd, 2, "%s search needs --bm25-index PATH", name) == 0;
+    return true;
+}
+
 /* ---- retrieval glue shared by search, beir and gtr-mpi */
 
 gtr_model *cli_load_query_model(const char *cmd, const char *model_dir, const gtr_index *ix, int threads,

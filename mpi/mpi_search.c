@@ -21,69 +21,41 @@ static void usage(FILE *out)
             "options (as `gtr search`):\n"
             "      --index INDEX   -m, --model DIR   -q, --queries FILE   -o, --output RUN\n"
             "  -k, --top K (default 1000)   --method dense|bm25|hybrid   --bm25-index PATH\n"
-            "      --depth N   --skip-self   --compact   --tag WORD   -t, --threads N   --quiet\n");
+            "      --fusion rrf|interp   --alpha X   --rrf-k X   --depth N   --skip-self   --compact\n"
+            "      --tag WORD   -t, --threads N   --quiet\n");
 }
 
 int mpi_cmd_search(const dist_ctx *d, int argc, char **argv)
 {
-    enum { O_INDEX = 1000, O_METHOD, O_BM25, O_DEPTH, O_SKIP, O_COMPACT, O_TAG, O_QUIET };
+    enum { O_QUIET = 1000 };
     static const struct option longopts[] = {
-        {"index", required_argument, NULL, O_INDEX}, {"model", required_argument, NULL, 'm'},
-        {"queries", required_argument, NULL, 'q'},   {"top", required_argument, NULL, 'k'},
-        {"output", required_argument, NULL, 'o'},    {"method", required_argument, NULL, O_METHOD},
-        {"bm25-index", required_argument, NULL, O_BM25}, {"depth", required_argument, NULL, O_DEPTH},
-        {"skip-self", no_argument, NULL, O_SKIP},    {"compact", no_argument, NULL, O_COMPACT},
-        {"tag", required_argument, NULL, O_TAG},     {"threads", required_argument, NULL, 't'},
-        {"quiet", no_argument, NULL, O_QUIET},       {"help", no_argument, NULL, 'h'},
+        CLI_SEARCH_LONGOPTS, {"quiet", no_argument, NULL, O_QUIET}, {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
-    const char *index_path = NULL, *model_dir = NULL, *queries_path = NULL, *out = NULL, *bm25_path = NULL,
-               *tag = NULL;
-    gtr_retrieve_options o = gtr_retrieve_default_options();
-    o.k = 1000;
-    bool skip_self = false;
-    int threads = 0;
-    long long v;
+    cli_search_args a;
+    cli_search_args_init(&a);
     int c;
     optind = 1;
     opterr = d->rank == 0;
     while ((c = getopt_long(argc, argv, "m:q:k:o:t:h", longopts, NULL)) != -1) {
         switch (c) {
-        case O_INDEX: index_path = optarg; break;
-        case 'm': model_dir = optarg; break;
-        case 'q': queries_path = optarg; break;
-        case 'k':
-            if (!cli_parse_int("search", "-k", optarg, 1, 1 << 20, &v)) return 2;
-            o.k = (size_t)v;
-            break;
-        case 'o': out = optarg; break;
-        case O_METHOD:
-            if (gtr_retrieval_method_parse(optarg, &o.method, NULL))
-                return dist_errorf(d, 2, "--method expects dense, bm25 or hybrid, got '%s'", optarg);
-            break;
-        case O_BM25: bm25_path = optarg; break;
-        case O_DEPTH:
-            if (!cli_parse_int("search", "--depth", optarg, 1, 1 << 20, &v)) return 2;
-            o.depth = (size_t)v;
-            break;
-        case O_SKIP: skip_self = true; break;
-        case O_COMPACT: o.use_compact = 1; break;
-        case O_TAG:
-            if (!*optarg || strpbrk(optarg, " \t\r\n")) return dist_errorf(d, 2, "--tag must be one word");
-            tag = optarg;
-            break;
-        case 't':
-            if (!cli_parse_int("search", "--threads", optarg, 1, 1024, &v)) return 2;
-            threads = (int)v;
-            break;
         case O_QUIET: break; /* gtr-mpi search prints no progress */
         case 'h': if (d->rank == 0) usage(stdout); return 0;
-        default: if (d->rank == 0) usage(stderr); return 2;
+        default: {
+            int r = cli_search_option(c, optarg, &a);
+            if (r == 1) break;
+            if (r == 0 && d->rank == 0) usage(stderr);
+            return 2;
+        }
         }
     }
     if (optind != argc) return dist_errorf(d, 2, "unexpected argument '%s' (gtr-mpi search --help)", argv[optind]);
-    if (!queries_path || !out) return dist_errorf(d, 2, "need -q QUERIES and -o RUN (gtr-mpi search --help)");
-    if (o.method != GTR_RETRIEVE_BM25 && !index_path) return dist_errorf(d, 2, "%s search needs --index INDEX", gtr_retrieval_method_name(o.method));
-    if (o.method != GTR_RETRIEVE_DENSE && !bm25_path) return dist_errorf(d, 2, "%s search needs --bm25-index PATH", gtr_retrieval_method_name(o.method));
+    if (!a.queries || !a.out) return dist_errorf(d, 2, "need -q QUERIES and -o RUN (gtr-mpi search --help)");
+    if (!cli_search_check("search", &a)) return 2;
+    const char *index_path = a.index, *model_dir = a.model, *queries_path = a.queries, *out = a.out;
+    const char *bm25_path = a.bm25, *tag = a.tag;
+    gtr_retrieve_options o = a.o;
+    bool skip_self = a.skip_self;
+    int threads = a.threads;
 
     gtr_error err;
     gtr_retriever_options src = gtr_retriever_default_options();
@@ -116,6 +88,8 @@ int mpi_cmd_search(const dist_ctx *d, int argc, char **argv)
     size_t nums[5] = {o.k, o.depth, (size_t)o.method, (size_t)skip_self, gtr_queries_count(q)};
     h = dist_hash(h, nums, sizeof nums);
     h = dist_hash(h, &o.use_compact, sizeof o.use_compact);
+    double fusion[3] = {(double)o.fusion.method, o.fusion.rrf_k, o.alpha};
+    h = dist_hash(h, fusion, sizeof fusion);
     dist_agree me = {ready, model ? gtr_model_fingerprint(model) : 0, dense ? (uint64_t)gtr_index_count(dense) : 0, h};
     if (!dist_agree_all(d, &me)) goto done;
 

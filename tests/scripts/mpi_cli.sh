@@ -8,7 +8,7 @@ cd "$(dirname "$0")/../.." || exit 1
 . tests/scripts/tap.sh
 
 . tests/scripts/mpi_setup.sh.inc
-plan 44
+plan 47
 
 head -n 300 "$SF/corpus.jsonl" >"$TMP/sub.jsonl"
 head -n 30 "$SF/queries.jsonl" >"$TMP/q.jsonl"
@@ -31,6 +31,13 @@ for method in dense bm25 hybrid; do
         ok "... the run of gtr search ($method, $n ranks)" cmp "$TMP/one.$method.run" "$TMP/m$n.$method.run"
     done
 done
+# the fusion options of gtr search (shared option parsing: cli_search_option)
+$GTR search --method hybrid --fusion interp --alpha 0.3 --index "$TMP/one.gtri" --bm25-index "$TMP/sub.bm25" \
+    -q "$TMP/q.jsonl" -k 10 -o "$TMP/one.interp.run" --quiet
+ok "gtr-mpi search --fusion interp --alpha 0.3 on 2 ranks" run 2 $MPI search --method hybrid --fusion interp \
+    --alpha 0.3 --index "$TMP/one.gtri" --bm25-index "$TMP/sub.bm25" -q "$TMP/q.jsonl" -k 10 -o "$TMP/m2.interp.run" -t 1
+ok "... the run of gtr search with those options" cmp "$TMP/one.interp.run" "$TMP/m2.interp.run"
+ok "... (which differs from the default fusion's)" sh -c "! cmp -s '$TMP/one.interp.run' '$TMP/one.hybrid.run'"
 # more ranks than queries: the empty pieces contribute nothing
 head -n 2 "$TMP/q.jsonl" >"$TMP/q2.jsonl"
 $GTR search --index "$TMP/one.gtri" -q "$TMP/q2.jsonl" -k 5 -o "$TMP/one.q2.run" --quiet
