@@ -5,12 +5,12 @@
  * threads inherit the mask), and the main thread waits for them with sigwait(), so the graceful
  * shutdown runs in a normal thread rather than in a signal handler. */
 #include "cli.h"
-#include "core/core.h"
 
 #include <getopt.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -224,10 +224,19 @@ static int parse(int argc, char **argv, opts *o)
 
 static int write_port_file(const char *path, int port)
 {
-    char s[16];
-    int n = snprintf(s, sizeof s, "%d\n", port);
-    gtr_error err;
-    if (gtr_write_file_atomic(path, s, (size_t)n, &err)) return cli_fail(CMD, &err);
+    /* written beside it and renamed, so a reader never sees half a number */
+    size_t n = strlen(path) + 8;
+    char *tmp = malloc(n);
+    if (!tmp) return cli_errorf(CMD, 1, "out of memory");
+    snprintf(tmp, n, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    bool ok = f && fprintf(f, "%d\n", port) > 0;
+    if (f && fclose(f) != 0) ok = false;
+    if (ok && rename(tmp, path) != 0) ok = false;
+    int e = errno;
+    if (!ok) remove(tmp);
+    free(tmp);
+    if (!ok) return cli_errorf(CMD, 1, "%s: cannot write the port: %s", path, strerror(e));
     return 0;
 }
 

@@ -70,6 +70,9 @@ GTR_API void gtr_free(void *p);
 
 /* Number of online CPU cores (>= 1). */
 GTR_API int gtr_cpu_cores(void);
+/* The instruction sets this CPU gives the kernels, e.g. "avx512 (+bf16, +vnni) + amx" (a
+ * constant string). */
+GTR_API const char *gtr_cpu_features(void);
 
 /* Thread pool: a fixed set of worker threads that run parallel-for loops. Pass one to
  * the components that compute (model, index, ...), or let them create their own. */
@@ -812,7 +815,7 @@ GTR_API gtr_qrels *gtr_beir_load_qrels(const gtr_beir *b, gtr_error *err);
 /* Queries: ids with texts, in file order. */
 typedef struct gtr_queries gtr_queries;
 /* Read BEIR queries (JSON lines {"_id", "text"}). Every id must be one a TREC run can hold
- * (non-empty, no whitespace or NUL, at most 4096 bytes) and appear once; a line without "_id"
+ * (non-empty, no whitespace or NUL, at most 65536 bytes) and appear once; a line without "_id"
  * or "text" is GTR_ERR_FORMAT naming "path:line". With judged non-NULL, only the queries judged
  * there are kept, and a judged query missing from the file is GTR_ERR_FORMAT (BEIR's loader
  * fails on it too). */
