@@ -1089,6 +1089,9 @@ typedef struct gtr_server_options {
     unsigned drain_timeout_s;  /* shutdown: longest wait for in-flight requests (default 30) */
     gtr_server_log_fn log;     /* access log (NULL: none) */
     void *log_user;
+    const gtr_ann *ann;        /* optional IVF index of `index` (gtr_ann_open, not owned): dense
+                                * /search is approximate, its deletions applied */
+    uint32_t nprobe;           /* with ann: lists scanned per query (0: its default) */
 } gtr_server_options;
 GTR_API gtr_server_options gtr_server_default_options(void);
 
