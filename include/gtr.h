@@ -817,7 +817,7 @@ GTR_API gtr_qrels *gtr_beir_load_qrels(const gtr_beir *b, gtr_error *err);
 /* Queries: ids with texts, in file order. */
 typedef struct gtr_queries gtr_queries;
 /* Read BEIR queries (JSON lines {"_id", "text"}). Every id must be one a TREC run can hold
- * (non-empty, no whitespace or NUL, at most 4096 bytes) and appear once; a line without "_id"
+ * (non-empty, no whitespace or NUL, at most 65536 bytes) and appear once; a line without "_id"
  * or "text" is GTR_ERR_FORMAT naming "path:line". With judged non-NULL, only the queries judged
  * there are kept, and a judged query missing from the file is GTR_ERR_FORMAT (BEIR's loader
  * fails on it too). */

@@ -197,6 +197,45 @@ static void check_float_linear(gtr_wtype type)
     }
 }
 
+/* The f32 k block is chosen per CPU (cache sizes): every block size, with and without the
+ * residual add and ReLU, gives the very same bits, as each output is one FMA chain over k. */
+static void test_linear_f32_any_kblock(void **state)
+{
+    (void)state;
+    gtr_error e;
+    static const shape sh[] = {{13, 130, 1100}, {7, 65, 3072}, {96, 64, 700}};
+    static const size_t kcs[] = {256, 512, 768, 1024, 2048, 4096};
+    uint64_t saved = rng_state; /* leave the other tests' data as it was */
+    for (size_t si = 0; si < 3; si++) {
+        shape s = sh[si];
+        size_t ldx = s.k + 1, ldy = s.n + 2;
+        float *W = falloc(s.n * s.k), *x = falloc(s.m * ldx), *y = falloc(s.m * ldy),
+              *y0 = falloc(s.m * ldy), *first = falloc(s.m * ldy);
+        fill(W, s.n * s.k, 0.5f);
+        fill(x, s.m * ldx, 2.0f);
+        fill(y0, s.m * ldy, 1.0f);
+        const gtr_kernels *kern;
+        for (size_t t = 0; (kern = gtr_kernels_at(t)) != NULL; t++) {
+            gtr_wmat w;
+            TU_OK(gtr_wmat_pack(kern, &w, W, s.n, s.k, GTR_W_F32, &e), &e);
+            assert_true(w.kc >= 256); /* chosen from this CPU's caches */
+            for (size_t fi = 0; fi < 4; fi++)
+                for (size_t ki = 0; ki < sizeof kcs / sizeof kcs[0]; ki++) {
+                    w.kc = kcs[ki];
+                    run_linear(kern, pools[2], &w, x, s.m, ldx, y, y0, ldy, flag_sets[fi]);
+                    if (ki == 0) memcpy(first, y, s.m * ldy * sizeof(float));
+                    for (size_t i = 0; i < s.m; i++)
+                        if (memcmp(first + i * ldy, y + i * ldy, s.n * sizeof(float)) != 0)
+                            fail_msg("%s %zux%zux%zu flags %u: k block %zu differs from %zu in row %zu",
+                                     kern->name, s.m, s.n, s.k, flag_sets[fi], kcs[ki], kcs[0], i);
+                }
+            gtr_wmat_free(&w);
+        }
+        free(W), free(x), free(y), free(y0), free(first);
+    }
+    rng_state = saved;
+}
+
 static void test_linear_f32(void **state)
 {
     (void)state;
@@ -525,6 +564,7 @@ int main(void)
         cmocka_unit_test(test_tables),
         cmocka_unit_test(test_pack_errors),
         cmocka_unit_test(test_linear_f32),
+        cmocka_unit_test(test_linear_f32_any_kblock),
         cmocka_unit_test(test_linear_bf16),
         cmocka_unit_test(test_linear_int8),
         cmocka_unit_test(test_lowp_accuracy),

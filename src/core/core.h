@@ -86,7 +86,7 @@ bool gtr_str_ends_with(const char *s, const char *suffix);
  * accepts can be written by every later command. An id is 1..GTR_MAX_ID_BYTES bytes with no NUL
  * and no ASCII whitespace (C isspace: space, \t, \n, \v, \f, \r). Returns NULL when id is
  * valid, else a static phrase saying why not ("contains whitespace", ...). */
-#define GTR_MAX_ID_BYTES 4096u
+#define GTR_MAX_ID_BYTES 65536u
 const char *gtr_id_problem(const char *id, size_t len);
 
 /* Read-only memory map of a whole file. An empty file maps to data=NULL, size=0. */

@@ -166,7 +166,7 @@ bool gtr_str_ends_with(const char *s, const char *suffix)
 const char *gtr_id_problem(const char *id, size_t len)
 {
     if (len == 0) return "is empty";
-    if (len > GTR_MAX_ID_BYTES) return "is longer than 4096 bytes";
+    if (len > GTR_MAX_ID_BYTES) return "is longer than 65536 bytes";
     for (size_t i = 0; i < len; i++) {
         char c = id[i];
         if (c == '\0') return "contains a NUL character";

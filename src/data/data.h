@@ -16,7 +16,6 @@ typedef enum gtr_dtype_id {
     GTR_DT_I8, GTR_DT_U8, GTR_DT_I16, GTR_DT_I32, GTR_DT_I64, GTR_DT_BOOL
 } gtr_dtype_id;
 size_t gtr_dtype_size(gtr_dtype_id dt);
-const char *gtr_dtype_name(gtr_dtype_id dt);
 
 #define GTR_MAX_DIMS 8
 typedef struct gtr_array {
@@ -91,8 +90,6 @@ gtr_status gtr_text_reader_next(gtr_text_reader *r, gtr_record *rec, bool *eof, 
 /* Byte offset of the next line (for resumable jobs) and seeking back to one. */
 uint64_t gtr_text_reader_offset(const gtr_text_reader *r);
 gtr_status gtr_text_reader_seek(gtr_text_reader *r, uint64_t offset, size_t line, gtr_error *err);
-/* Total size in bytes when known (0 for stdin). */
-uint64_t gtr_text_reader_size(const gtr_text_reader *r);
 void gtr_text_reader_close(gtr_text_reader *r);
 
 /* The passage text of a record as BEIR's sentence-transformers wrapper builds it:

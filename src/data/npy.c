@@ -16,12 +16,6 @@ size_t gtr_dtype_size(gtr_dtype_id dt)
     return 0;
 }
 
-const char *gtr_dtype_name(gtr_dtype_id dt)
-{
-    static const char *names[] = {"F32", "F64", "F16", "BF16", "I8", "U8", "I16", "I32", "I64", "BOOL"};
-    return (unsigned)dt < sizeof names / sizeof names[0] ? names[dt] : "?";
-}
-
 void gtr_array_free(gtr_array *a)
 {
     if (!a) return;

@@ -68,7 +68,6 @@ void gtr_text_reader_close(gtr_text_reader *r)
 }
 
 uint64_t gtr_text_reader_offset(const gtr_text_reader *r) { return r->offset; }
-uint64_t gtr_text_reader_size(const gtr_text_reader *r) { return r->size; }
 
 gtr_status gtr_text_reader_seek(gtr_text_reader *r, uint64_t offset, size_t line, gtr_error *err)
 {

@@ -49,7 +49,7 @@
 #define GTR_IX_MAX_DIM 65536u
 /* Per-document strings are short in practice; a cap keeps a hostile file from making a
  * reader allocate or print gigabytes. */
-#define GTR_IX_MAX_ID_BYTES 4096u /* = GTR_MAX_ID_BYTES (core.h), the one id rule */
+#define GTR_IX_MAX_ID_BYTES 65536u /* = GTR_MAX_ID_BYTES (core.h), the one id rule */
 
 enum gtr_ix_section_kind {
     GTR_IX_META = 1,

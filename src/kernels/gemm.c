@@ -14,7 +14,9 @@ void gtr_linear_drive(const gtr_linear_ukr *u, const gtr_wmat *w, const float *x
     if (u->prep) u->prep(&t, x, m, ldx, ws);
     /* f32 sums over the real k (kp == k); packed types over whole groups of the padding */
     const size_t K = w->type == GTR_W_F32 ? w->k : w->kp / kgroup[w->type];
-    const size_t KC = u->kc ? u->kc : K;
+    /* the k block: the one chosen for this CPU at packing where the kernel blocks k at all
+     * (f32: each output stays one FMA chain across blocks, so any block gives the same bits) */
+    const size_t KC = !u->kc ? K : w->kc ? w->kc : u->kc;
     const size_t mr = (size_t)u->mr;
     for (size_t k0 = 0; k0 < K; k0 += KC) {
         size_t kc = GTR_MIN(KC, K - k0);
@@ -81,10 +83,8 @@ void gtr_sgemm_drive_nt(const gtr_sgemm_ukr *u, size_t M, size_t N, size_t K, co
         size_t nc = GTR_MIN(nr, N - j0);
         for (size_t k0 = 0; k0 < K; k0 += KT) {
             size_t kc = GTR_MIN(KT, K - k0);
-            for (size_t j = 0; j < nc; j++) {
-                const float *src = B + (j0 + j) * ldb + k0;
-                for (size_t k = 0; k < kc; k++) bt[k * nr + j] = src[k];
-            }
+            /* vector transposes: scalar copies cost QKᵀ at L = 128..256 a tenth of its time */
+            (u->transpose ? u->transpose : gtr_generic_transpose)(B + j0 * ldb + k0, ldb, nc, kc, bt, nr);
             float bb = k0 == 0 ? beta : 1.0f;
             for (size_t i0 = 0; i0 < M; i0 += mr)
                 u->tile((int)GTR_MIN(mr, M - i0), kc, A + i0 * lda + k0, lda, 1, bt, nr,

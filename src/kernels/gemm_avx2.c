@@ -24,11 +24,15 @@ INLINE void ukr(const int mr, const int nv, const int masked, size_t K, const fl
 {
     __m256 acc[MR][2];
     const float *ap[MR];
+    /* beta = 1 continues the sums in C: one FMA chain per output over all k (gemm_avx512.c) */
 #pragma GCC unroll 6
     for (int i = 0; i < mr; i++) {
         ap[i] = a + (size_t)i * ars;
 #pragma GCC unroll 2
-        for (int j = 0; j < nv; j++) acc[i][j] = _mm256_setzero_ps();
+        for (int j = 0; j < nv; j++)
+            acc[i][j] = beta == 1 && 8 * (size_t)j < ncols
+                            ? _mm256_maskload_ps(c + (size_t)i * ldc + 8 * j, lmask(ncols - 8 * (size_t)j))
+                            : _mm256_setzero_ps();
     }
     size_t ko = 0;
     for (size_t k = 0; k < K; k++, ko += aks, b += bks) {
@@ -53,10 +57,8 @@ INLINE void ukr(const int mr, const int nv, const int masked, size_t K, const fl
             __m256i m = lmask(ncols - c0);
             float *p = c + (size_t)i * ldc + c0;
             __m256 v = acc[i][j];
-            if (beta != 0) {
-                __m256 old = _mm256_maskload_ps(p, m);
-                v = beta == 1 ? _mm256_add_ps(old, v) : _mm256_add_ps(_mm256_mul_ps(old, vbeta), v);
-            }
+            if (beta != 0 && beta != 1)
+                v = _mm256_add_ps(_mm256_mul_ps(_mm256_maskload_ps(p, m), vbeta), v);
             if (relu) v = _mm256_max_ps(zero, v);
             _mm256_maskstore_ps(p, m, v);
         }

@@ -15,10 +15,17 @@
 #define NV 4
 #define NR (16 * NV)
 #define KC 1024 /* k block: a 1024×64 float weight sliver (256 KB) stays in L2 */
+#define PF_K 8  /* packed weights prefetched this many k steps ahead (2 KB) */
 
 #define INLINE static inline __attribute__((always_inline))
 
 static inline __mmask16 tail_mask(size_t cols) { return cols >= 16 ? 0xFFFF : (__mmask16)((1u << cols) - 1); }
+/* the columns of vector j that exist (none past ncols) */
+static inline __mmask16 col_mask(size_t ncols, int j)
+{
+    size_t c0 = 16 * (size_t)j;
+    return c0 < ncols ? tail_mask(ncols - c0) : 0;
+}
 
 /* C[mr, ncols] = beta*C + A·B (+ relu). A element (i, k) at a[i*ars + k*aks]; B row k at
  * b + k*bks, nv vectors wide; masked: the last B vector is loaded with lmask (it may end at
@@ -29,14 +36,24 @@ INLINE void ukr(const int mr, const int nv, const int masked, size_t K, const fl
 {
     __m512 acc[MR][NV];
     const float *ap[MR];
+    /* beta = 1 continues the sums already in C (a later k block, or the residual of an
+     * ACCUM linear): each output is one FMA chain over all of k whatever the blocking */
 #pragma GCC unroll 6
     for (int i = 0; i < mr; i++) {
         ap[i] = a + (size_t)i * ars;
 #pragma GCC unroll 4
-        for (int j = 0; j < nv; j++) acc[i][j] = _mm512_setzero_ps();
+        for (int j = 0; j < nv; j++)
+            acc[i][j] = beta == 1 ? _mm512_maskz_loadu_ps(col_mask(ncols, j), c + (size_t)i * ldc + 16 * j)
+                                  : _mm512_setzero_ps();
     }
     size_t ko = 0;
     for (size_t k = 0; k < K; k++, ko += aks, b += bks) {
+        /* the weight panel streams from L2 / L3: on a Xeon the hardware prefetch alone left
+         * the FMAs waiting on it (15-25% of the time for the 3072-wide shapes) */
+        if (!masked) {
+#pragma GCC unroll 4
+            for (int j = 0; j < nv; j++) _mm_prefetch((const char *)(b + PF_K * bks + 16 * j), _MM_HINT_T0);
+        }
         __m512 bv[NV];
 #pragma GCC unroll 4
         for (int j = 0; j < nv; j++)
@@ -59,10 +76,8 @@ INLINE void ukr(const int mr, const int nv, const int masked, size_t K, const fl
             __mmask16 m = tail_mask(ncols - c0);
             float *p = c + (size_t)i * ldc + c0;
             __m512 v = acc[i][j];
-            if (beta != 0) {
-                __m512 old = _mm512_maskz_loadu_ps(m, p);
-                v = beta == 1 ? _mm512_add_ps(old, v) : _mm512_add_ps(_mm512_mul_ps(old, vbeta), v);
-            }
+            if (beta != 0 && beta != 1)
+                v = _mm512_add_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, p), vbeta), v);
             if (relu) v = _mm512_max_ps(zero, v); /* max(0, NaN) keeps the NaN */
             _mm512_mask_storeu_ps(p, m, v);
         }
@@ -113,4 +128,4 @@ static void linear_tile(const gtr_linear_task *t, int mr, size_t i0, size_t p, s
 }
 
 const gtr_linear_ukr gtr_avx512_linear_f32 = {.mr = MR, .kc = KC, .tile = linear_tile};
-const gtr_sgemm_ukr gtr_avx512_sgemm = {.mr = MR, .nr = NR, .tile = ukr_strided};
+const gtr_sgemm_ukr gtr_avx512_sgemm = {.mr = MR, .nr = NR, .tile = ukr_strided, .transpose = gtr_avx512_transpose};

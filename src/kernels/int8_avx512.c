@@ -14,6 +14,9 @@
 
 #define MR 6
 #define NR 64
+#ifndef PF_K
+#define PF_K 8 /* k quads the weights are prefetched ahead (2 KB) */
+#endif
 
 #define INLINE static inline __attribute__((always_inline))
 
@@ -34,8 +37,17 @@ void gtr_avx512_int8_prep(gtr_linear_task *t, const float *x, size_t m, size_t l
                   off = _mm512_set1_epi32(128);
     for (size_t i = 0; i < m; i++) {
         const float *src = x + i * ldx;
-        __m512 mx = _mm512_setzero_ps();
+        /* four independent maxima (the order of a max does not matter): one chain would
+         * wait on vmaxps's latency every 16 values */
+        __m512 mx = _mm512_setzero_ps(), m1 = mx, m2 = mx, m3 = mx;
         size_t c = 0;
+        for (; c + 64 <= k; c += 64) {
+            mx = _mm512_max_ps(_mm512_and_ps(_mm512_loadu_ps(src + c), sign), mx); /* NaN skipped */
+            m1 = _mm512_max_ps(_mm512_and_ps(_mm512_loadu_ps(src + c + 16), sign), m1);
+            m2 = _mm512_max_ps(_mm512_and_ps(_mm512_loadu_ps(src + c + 32), sign), m2);
+            m3 = _mm512_max_ps(_mm512_and_ps(_mm512_loadu_ps(src + c + 48), sign), m3);
+        }
+        mx = _mm512_max_ps(_mm512_max_ps(mx, m1), _mm512_max_ps(m2, m3));
         for (; c + 16 <= k; c += 16)
             mx = _mm512_max_ps(_mm512_and_ps(_mm512_loadu_ps(src + c), sign), mx); /* NaN skipped */
         if (c < k)
@@ -72,6 +84,9 @@ INLINE void ukr(const int mr, size_t K4, const uint8_t *a, size_t lda, const int
 #pragma GCC unroll 4
         for (int j = 0; j < 4; j++) acc[i][j] = _mm512_setzero_si512();
     for (size_t k = 0; k < K4; k++, b += 4 * NR) {
+        /* the weight panel streams from L2 / L3: prefetch it (as gemm_avx512.c) */
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) _mm_prefetch((const char *)(b + PF_K * 4 * NR + 64 * j), _MM_HINT_T0);
         __m512i bv[4];
 #pragma GCC unroll 4
         for (int j = 0; j < 4; j++) bv[j] = _mm512_loadu_si512(b + 64 * j);

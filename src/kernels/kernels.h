@@ -65,6 +65,8 @@ typedef struct gtr_wmat {
     size_t bytes;  /* memory held */
     size_t nr, kp; /* panel width and padded k of the layout */
     int32_t *colsum; /* INT8: Σ_k qw[n,k] per output row (VNNI offset compensation) */
+    size_t kc;       /* F32: k block for this CPU's caches, set at packing (0: the kernel's own);
+                      * the result does not depend on it */
     bool borrowed;   /* data/scales/colsum point into memory the caller owns (a mapped
                       * `gtr quantize` file): gtr_wmat_free leaves them alone */
 } gtr_wmat;

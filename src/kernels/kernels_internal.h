@@ -68,6 +68,8 @@ typedef struct gtr_sgemm_ukr {
     int mr, nr;
     void (*tile)(int mr, size_t K, const float *a, size_t ars, size_t aks, const float *b,
                  size_t bks, float *c, size_t ldc, size_t ncols, float beta);
+    /* dst[c*ldd + r] = src[r*lds + c] (sgemm_nt's B blocks); NULL: the portable one */
+    void (*transpose)(const float *src, size_t lds, size_t rows, size_t cols, float *dst, size_t ldd);
 } gtr_sgemm_ukr;
 
 /* gemm.c: the drivers */

@@ -9,7 +9,6 @@
 
 static const char *const route_labels[GS_R_COUNT] = {"/v1/embeddings", "/search", "/health",
                                                      "/metrics", "/v1/models", "other"};
-const char *gs_route_label(gs_route r) { return route_labels[r < GS_R_COUNT ? r : GS_R_OTHER]; }
 
 /* the statuses the server sends; anything else counts as "other" (last slot) */
 static const int status_codes[GS_STATUS_KINDS - 1] = {200, 400, 404, 405, 408, 413, 414, 415,

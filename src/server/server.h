@@ -151,7 +151,6 @@ typedef enum gs_route {
     GS_R_OTHER, /* unknown routes share one label (bounded label cardinality) */
     GS_R_COUNT
 } gs_route;
-const char *gs_route_label(gs_route r);
 
 #define GS_LAT_BUCKETS 14
 #define GS_BATCH_BUCKETS 12

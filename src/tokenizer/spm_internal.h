@@ -3,9 +3,12 @@
  *
  *   spm_proto.c      protobuf wire-format reader for ModelProto (spiece.model)
  *   spm_trie.c       byte trie over piece strings (Viterbi lattice, user-defined matcher)
+ *   spm_da.c         the trie as a base/check double array, for the Viterbi walk
  *   spm_normalize.c  precompiled-charsmap normaliser (Darts double array) + whitespace rules
  *   spm_unigram.c    the Viterbi search (SentencePiece's "optimized" encoder)
- *   tokenizer.c      the public API: load, encode (+ T5 </s> convention), pieces, decode
+ *   tokenizer.c      the public API: load (SentencePiece's model checks), vocabulary, pieces
+ *   encode.c         text to ids (+ T5 </s> and truncation), text to pieces, normalised text
+ *   decode.c         ids back to text (SentencePiece's DecodeIds)
  *
  * Everything is immutable after load; per-call state lives in an spm_work owned by the
  * caller, so any number of threads may encode with one tokenizer.

@@ -1,6 +1,7 @@
 /*
- * tokenizer.c — the public tokenizer API: load a spiece.model, encode with the T5
- * conventions, piece strings, decode.
+ * tokenizer.c — the public tokenizer API's loading side: read a spiece.model into the
+ * structures encode.c and decode.c use (trie, double array, normaliser), the vocabulary
+ * queries and piece strings. Encoding is in encode.c, decoding in decode.c.
  *
  * Load reproduces SentencePieceProcessor::Load's checks for unigram models (empty or
  * duplicate pieces, a missing or second <unk>, byte pieces without byte_fallback, ...), so a
