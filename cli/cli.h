@@ -97,6 +97,8 @@ typedef struct cli_progress {
 void cli_progress_init(cli_progress *p, const char *label, const char *unit, bool quiet);
 int cli_progress_cb(void *user, uint64_t done, uint64_t total);
 void cli_progress_done(cli_progress *p, uint64_t done);
+/* Seconds on a monotonic clock (for timings the commands print). */
+double cli_now(void);
 
 /* Subcommands (cli/cmd_*.c). */
 int cmd_version(int argc, char **argv);

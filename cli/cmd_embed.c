@@ -329,7 +329,7 @@ static double peak_rss_mib(void)
 static int run(const opts *o)
 {
     gtr_error err;
-    double t0 = gtr_now_seconds();
+    double t0 = cli_now();
     gtr_model_options mo;
     if (!cli_model_options(CMD, &mo) || (o->spm_compat_name && !cli_spm_compat(CMD, o->spm_compat_name, &mo.spm_compat))) return 2;
     mo.n_threads = (int)o->threads;
@@ -338,7 +338,7 @@ static int run(const opts *o)
     if (o->device) mo.device = o->device;
     gtr_model *m = gtr_model_load(o->model, &mo, &err);
     if (!m) return cli_fail(CMD, &err);
-    double t_load = gtr_now_seconds() - t0;
+    double t_load = cli_now() - t0;
     if (o->verbose)
         fprintf(stderr, "%s\nloaded in %.2f s, peak memory so far %.1f MiB\n", gtr_model_describe(m),
                 t_load, peak_rss_mib());
@@ -377,7 +377,7 @@ static int run(const opts *o)
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
-    double t_enc = gtr_now_seconds();
+    double t_enc = cli_now();
     for (bool eof = false; !eof;) {
         b.n = 0;
         b.arena.len = 0;
@@ -415,7 +415,7 @@ stop:
         if (w_close(&w, &err)) rc = cli_fail(CMD, &err);
         cli_progress_done(&prog, done_n);
         if (o->verbose && rc == 0) {
-            double el = gtr_now_seconds() - t_enc;
+            double el = cli_now() - t_enc;
             fprintf(stderr,
                     "embedded %llu texts in %.2f s (%.1f texts/s); weights %.1f MiB, peak memory "
                     "%.1f MiB\n",

@@ -1,7 +1,6 @@
 /* cmd_info.c — `gtr info -m MODEL_DIR`: load a model and describe it (architecture, parameter
  * count, storage dtype, files, memory). Loading fully is the point: it validates every file. */
 #include "cli.h"
-#include "core/core.h"
 
 #include <getopt.h>
 #include <string.h>
@@ -56,10 +55,10 @@ int cmd_info(int argc, char **argv)
     o.n_threads = (int)threads;
     if (dt && !cli_parse_dtype(CMD, dt, &o.dtype)) return 2;
     gtr_error err;
-    double t0 = gtr_now_seconds();
+    double t0 = cli_now();
     gtr_model *m = gtr_model_load(model, &o, &err);
     if (!m) return cli_fail(CMD, &err);
-    double el = gtr_now_seconds() - t0;
+    double el = cli_now() - t0;
     struct rusage ru;
     double peak = getrusage(RUSAGE_SELF, &ru) == 0 ? (double)ru.ru_maxrss / 1024.0 : 0.0;
     printf("model: %s\n%s\nloaded in %.2f s; peak memory %.1f MiB for %.1f MiB of weights\n", model,

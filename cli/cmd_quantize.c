@@ -1,7 +1,6 @@
 /* cmd_quantize.c — `gtr quantize -m IN_DIR -o OUT_DIR --dtype bf16|int8`: a copy of a model
  * directory whose encoder weights are stored in that precision (gtr_model_quantize). */
 #include "cli.h"
-#include "core/core.h"
 
 #include <getopt.h>
 #include <stdlib.h>
@@ -52,8 +51,10 @@ static void usage(FILE *out)
 /* Bytes of the regular files directly in dir/name (model.safetensors and the like). */
 static double file_mib(const char *dir, const char *name)
 {
-    char *p = gtr_path_join(dir, name);
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
     struct stat sb;
+    if (p) snprintf(p, n, "%s/%s", dir, name);
     double v = p && stat(p, &sb) == 0 ? (double)sb.st_size / (1 << 20) : 0.0;
     free(p);
     return v;
@@ -100,12 +101,12 @@ int cmd_quantize(int argc, char **argv)
     if (portable && dtype != GTR_DTYPE_BF16)
         return cli_errorf(CMD, 2, "--portable writes bf16 only (transformers has no int8 dtype)");
     gtr_error err;
-    double t0 = gtr_now_seconds();
+    double t0 = cli_now();
     if (portable ? gtr_model_quantize_portable(in, out, (int)threads, &err)
                  : gtr_model_quantize(in, out, dtype, (int)threads, &err))
         return cli_fail(CMD, &err);
     if (!quiet)
         fprintf(stderr, "gtr quantize: %s -> %s (%s): model.safetensors %.1f MiB in %.2f s; load it with --dtype %s\n",
-                in, out, dt, file_mib(out, "model.safetensors"), gtr_now_seconds() - t0, dt);
+                in, out, dt, file_mib(out, "model.safetensors"), cli_now() - t0, dt);
     return 0;
 }

@@ -1,6 +1,5 @@
 /* cmd_version.c — `gtr version`: library version and the kernels this CPU gets. */
 #include "cli.h"
-#include "core/core.h"
 
 #include <string.h>
 
@@ -10,7 +9,6 @@ int cmd_version(int argc, char **argv)
         printf("usage: gtr version\n\nPrints the gtr version, the CPU kernels in use and the core count.\n");
         return 0;
     }
-    gtr_cpu cpu = gtr_cpu_detect();
-    printf("gtr %s\ncpu: %s\ncores: %d\n", gtr_version(), gtr_cpu_describe(&cpu), gtr_cpu_cores());
+    printf("gtr %s\ncpu: %s\ncores: %d\n", gtr_version(), gtr_cpu_features(), gtr_cpu_cores());
     return 0;
 }

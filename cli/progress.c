@@ -6,7 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static double now(void)
+double cli_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -17,7 +17,7 @@ void cli_progress_init(cli_progress *p, const char *label, const char *unit, boo
 {
     p->label = label;
     p->unit = unit;
-    p->start = p->last = now();
+    p->start = p->last = cli_now();
     p->tty = isatty(STDERR_FILENO);
     p->quiet = quiet;
     p->drawn = false;
@@ -72,7 +72,7 @@ int cli_progress_cb(void *user, uint64_t done, uint64_t total)
 {
     cli_progress *p = user;
     if (p->quiet) return 0;
-    double t = now();
+    double t = cli_now();
     double interval = p->tty ? 0.1 : 10.0;
     if (t - p->last < interval && !(total && done >= total)) return 0;
     p->last = t;
@@ -107,7 +107,7 @@ int cli_progress_cb(void *user, uint64_t done, uint64_t total)
 void cli_progress_done(cli_progress *p, uint64_t done)
 {
     if (p->quiet) return;
-    double el = now() - p->start;
+    double el = cli_now() - p->start;
     if (p->drawn) fputc('\n', stderr);
     if (p->drawn || el >= 2.0)
         fprintf(stderr, "%s: %llu %s in %.1f s (%.1f %s/s)\n", p->label, (unsigned long long)done,

@@ -70,6 +70,9 @@ GTR_API void gtr_free(void *p);
 
 /* Number of online CPU cores (>= 1). */
 GTR_API int gtr_cpu_cores(void);
+/* The instruction sets this CPU gives the kernels, e.g. "avx512 (+bf16, +vnni) + amx" (a
+ * constant string). */
+GTR_API const char *gtr_cpu_features(void);
 
 /* Thread pool: a fixed set of worker threads that run parallel-for loops. Pass one to
  * the components that compute (model, index, ...), or let them create their own. */
@@ -1091,6 +1094,9 @@ typedef struct gtr_server_options {
     unsigned drain_timeout_s;  /* shutdown: longest wait for in-flight requests (default 30) */
     gtr_server_log_fn log;     /* access log (NULL: none) */
     void *log_user;
+    const gtr_ann *ann;        /* optional IVF index of `index` (gtr_ann_open, not owned): dense
+                                * /search is approximate, its deletions applied */
+    uint32_t nprobe;           /* with ann: lists scanned per query (0: its default) */
 } gtr_server_options;
 GTR_API gtr_server_options gtr_server_default_options(void);
 

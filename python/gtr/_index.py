@@ -19,12 +19,16 @@ queries, one such list / array row per query."""
 
 class Index(_lib.Closable):
     """A dense index (`gtr index`), memory-mapped. threads: threads for search (None: all cores);
-    verify=False skips the vector checksums at open (the structure is still validated)."""
+    verify=False skips the vector checksums at open (the structure is still validated).
+    ann: an approximate (IVF) index of it (`gtr ann-build`; its deletions apply): search then
+    scans nprobe lists per query (0: the library's default) instead of every document."""
 
-    def __init__(self, path, threads=None, verify=True):
+    def __init__(self, path, threads=None, verify=True, ann=None, nprobe=0):
         self._ix = None
         self._pool = None
         self._rt = None
+        self._ann = None
+        self.nprobe = int(nprobe)
         err = _lib.Error()
         self._pool = _lib.pool_create(int(threads) if threads else 0, byref(err))
         if not self._pool:
@@ -34,8 +38,14 @@ class Index(_lib.Closable):
             self.close()
             raise_null(err)
         self._ix = ix
+        if ann is not None:
+            self._ann = _lib.ann_open(os.fsencode(ann), ix, byref(err))
+            if not self._ann:
+                self.close()
+                raise_null(err)
         ro = _lib.retriever_default_options()
         ro.index = ix
+        ro.ann = self._ann
         ro.pool = self._pool
         rt = _lib.retriever_open(byref(ro), byref(err))
         if not rt:
@@ -51,6 +61,9 @@ class Index(_lib.Closable):
         if getattr(self, "_rt", None):
             _lib.retriever_free(self._rt)
             self._rt = None
+        if getattr(self, "_ann", None):
+            _lib.ann_free(self._ann)
+            self._ann = None
         if getattr(self, "_ix", None):
             _lib.index_free(self._ix)
             self._ix = None
@@ -103,7 +116,7 @@ class Index(_lib.Closable):
         raise_for(_lib.index_check_model(self._handle(), model._handle(), byref(err)), err)
 
     def search(self, queries, k=10, model=None):
-        """Exact top-k by inner product. queries: vectors (float32 [dim] or [n, dim]) or texts (a
+        """Exact top-k by inner product (approximate with ann: the probed lists). queries: vectors (float32 [dim] or [n, dim]) or texts (a
         str or a list of str), which are embedded with model — by default the model recorded in
         the index, loaded on first use. Returns SearchResult(ids, scores, docs); a single query
         (a str or a 1-D vector) gives flat lists, a batch one row per query."""
@@ -135,6 +148,7 @@ class Index(_lib.Closable):
         n_hits = (c_size_t * max(1, nq))()
         opts = _lib.retrieve_default_options()
         opts.k = k
+        opts.nprobe = self.nprobe
         opts.vectors = q.ctypes.data_as(POINTER(c_float))  # dense, the vectors given
         err = _lib.Error()
         st = _lib.retriever_search(self._rt, None, None, nq, byref(opts), hits, n_hits, byref(err))

@@ -109,6 +109,8 @@ ids_free = _fn("gtr_ids_free", None, POINTER(Ids))
 
 index_open = _fn("gtr_index_open", c_void_p, c_char_p, c_uint, c_void_p, E)
 index_free = _fn("gtr_index_free", None, c_void_p)
+ann_open = _fn("gtr_ann_open", c_void_p, c_char_p, c_void_p, E)
+ann_free = _fn("gtr_ann_free", None, c_void_p)
 index_count = _fn("gtr_index_count", c_size_t, c_void_p)
 index_dim = _fn("gtr_index_dim", c_int, c_void_p)
 index_model_hint = _fn("gtr_index_model_hint", c_char_p, c_void_p)

@@ -85,6 +85,12 @@ gtr_cpu gtr_cpu_detect(void)
 }
 #endif
 
+const char *gtr_cpu_features(void)
+{
+    gtr_cpu c = gtr_cpu_detect();
+    return gtr_cpu_describe(&c);
+}
+
 const char *gtr_cpu_describe(const gtr_cpu *c)
 {
     if (c->avx512f && c->amx) return "avx512 (+bf16, +vnni) + amx";

@@ -472,6 +472,8 @@ typedef struct search_ctx {
     int32_t *dots;        /* [threads][nq][CHUNK] */
     const int8_t **qptr;  /* [threads][nq] */
     int32_t *qsums;       /* [threads][nq] */
+    cand *pscratch;       /* [threads][nprobe]: choosing a query's lists */
+    cand *tscratch;       /* [threads][k]: a query's re-ranked top k */
     uint32_t *out_ids;
     float *out_scores;
 } search_ctx;
@@ -479,22 +481,14 @@ typedef struct search_ctx {
 /* Per query: pick the probed lists from the coarse scores, quantise the query. */
 static void prep_task(void *p, size_t qi, int tid)
 {
-    (void)tid;
     search_ctx *c = p;
     const gtr_ivf *ix = c->ix;
-    cand local[256], *heap = c->nprobe <= 256 ? local : NULL;
-    cand *big = NULL;
-    if (!heap) heap = big = malloc(c->nprobe * sizeof *heap);
+    cand *heap = c->pscratch + (size_t)tid * c->nprobe;
     size_t n = 0;
     const float *cs = c->coarse + qi * ix->n_lists;
-    if (heap) {
-        for (size_t l = 0; l < ix->n_lists; l++)
-            heap_push(NULL, heap, &n, c->nprobe, (cand){cs[l], (uint32_t)l});
-        for (size_t j = 0; j < n; j++) c->probe[qi * c->nprobe + j] = heap[j].id;
-    } else { /* out of memory for a huge nprobe: probe the first lists (still correct hits) */
-        for (size_t j = 0; j < c->nprobe; j++) c->probe[qi * c->nprobe + j] = (uint32_t)j;
-    }
-    free(big);
+    for (size_t l = 0; l < ix->n_lists; l++)
+        heap_push(NULL, heap, &n, c->nprobe, (cand){cs[l], (uint32_t)l});
+    for (size_t j = 0; j < n; j++) c->probe[qi * c->nprobe + j] = heap[j].id;
     const float *q = c->queries + qi * ix->dim;
     memcpy(c->Qf + qi * c->qs, q, ix->dim * sizeof(float));
     memset(c->Qf + qi * c->qs + ix->dim, 0, (c->qs - ix->dim) * sizeof(float));
@@ -551,22 +545,19 @@ static void rerank_task(void *p, size_t qi, int tid)
     }
     /* exact scores: the index's score definition (score.h), so a re-ranked document scores
      * exactly what exact search gives it; the top k go into the other threads' scratch */
-    cand top[64], *tp = c->k <= 64 ? top : NULL, *big = NULL;
-    if (!tp) tp = big = malloc(c->k * sizeof *tp);
+    cand *tp = c->tscratch + (size_t)tid * c->k;
     size_t nt = 0;
     const float *q = c->Qf + qi * c->qs;
-    for (size_t j = 0; tp && j < na; j++) {
+    for (size_t j = 0; j < na; j++) {
         float s;
         ix->ixk->score(q, 1, c->qs, ix->vectors + (size_t)all[j].id * ix->dim, 1, ix->dim, &s, 1);
         heap_push(&c->rule, tp, &nt, c->k, (cand){s, all[j].id});
     }
-    if (tp) heap_sort_best_first(&c->rule, tp, nt);
+    heap_sort_best_first(&c->rule, tp, nt);
     for (size_t j = 0; j < c->k; j++) {
-        c->out_ids[qi * c->k + j] = tp && j < nt ? tp[j].id : UINT32_MAX;
-        c->out_scores[qi * c->k + j] = tp && j < nt ? tp[j].s : -INFINITY;
+        c->out_ids[qi * c->k + j] = j < nt ? tp[j].id : UINT32_MAX;
+        c->out_scores[qi * c->k + j] = j < nt ? tp[j].s : -INFINITY;
     }
-    free(big);
-    (void)tid;
 }
 
 gtr_status gtr_ivf_search(const gtr_ivf *ix, const float *queries, size_t nq, size_t k,
@@ -608,8 +599,11 @@ gtr_status gtr_ivf_search(const gtr_ivf *ix, const float *queries, size_t nq, si
     c.dots = gtr_xmalloc(T * B * CHUNK * sizeof(int32_t), "ivf scan", err);
     c.qptr = gtr_xmalloc(T * B * sizeof(*c.qptr), "ivf scan", err);
     c.qsums = gtr_xmalloc(T * B * sizeof(int32_t), "ivf scan", err);
+    c.pscratch = gtr_xmalloc(T * c.nprobe * sizeof(cand), "ivf probes", err);
+    c.tscratch = gtr_xmalloc(T * k * sizeof(cand), "ivf top k", err);
     gtr_status st = c.Qf && c.Q8 && c.qscale && c.qsum && c.coarse && c.probe && c.lstart &&
-                    c.lq && c.tasks && c.heaps && c.hn && c.dots && c.qptr && c.qsums
+                    c.lq && c.tasks && c.heaps && c.hn && c.dots && c.qptr && c.qsums &&
+                    c.pscratch && c.tscratch
                         ? GTR_OK : (err && err->code ? err->code : GTR_ERR_NOMEM);
     for (size_t q0 = 0; st == GTR_OK && q0 < nq; q0 += B) {
         c.nq = nq - q0 < B ? nq - q0 : B;
@@ -653,5 +647,6 @@ gtr_status gtr_ivf_search(const gtr_ivf *ix, const float *queries, size_t nq, si
     gtr_free_aligned(c.Qf); gtr_free_aligned(c.Q8);
     free(c.qscale); free(c.qsum); free(c.coarse); free(c.probe); free(c.lstart); free(c.lq);
     free(c.tasks); free(c.heaps); free(c.hn); free(c.dots); free(c.qptr); free(c.qsums);
+    free(c.pscratch); free(c.tscratch);
     return st;
 }

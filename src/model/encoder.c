@@ -286,6 +286,30 @@ static gtr_status load_linear(gtr_tensor_set *set, const gtr_wtensor *parts, int
     return gtr_wmat_pack_pool(kern, pool, w, b->tmp, rows, k, wtype, err);
 }
 
+/* Rows of the embedding in bf16 or int8 from float32 (tasks of EMBED_ROWS rows; the same
+ * per-row rounding as one thread, so the table does not depend on the thread count). */
+#define EMBED_ROWS 64
+typedef struct {
+    const float *src;
+    size_t d, n;
+    gtr_wtype type;
+    void *dst;
+    float *scale;
+} embed_conv_job;
+
+static void embed_conv_task(void *ctx, size_t c, int tid)
+{
+    (void)tid;
+    const embed_conv_job *j = ctx;
+    size_t r0 = c * EMBED_ROWS, rows = GTR_MIN((size_t)EMBED_ROWS, j->n - r0), d = j->d;
+    if (j->type == GTR_W_BF16) {
+        uint16_t *e = (uint16_t *)j->dst + r0 * d;
+        for (size_t i = 0; i < rows * d; i++) e[i] = gtr_bf16_daz(j->src[r0 * d + i]);
+    } else {
+        gtr_quantize_rows_int8(j->src + r0 * d, rows, d, (int8_t *)j->dst + r0 * d, j->scale + r0);
+    }
+}
+
 /* The embedding table in the compute precision, converted a block of rows at a time through
  * b->tmp so no float32 copy of the whole table ever exists (the fingerprint is streamed over
  * the same float32 rows, so it equals hashing the whole float32 table). */
@@ -330,14 +354,13 @@ static gtr_status load_embedding(gtr_t5 *m, gtr_tensor_set *set, const gtr_wtens
         gtr_fp_feed(&f, pool, b->tmp, n * d);
         if (wtype == GTR_W_F32) {
             memcpy((float *)m->embed + r0 * d, b->tmp, n * d * sizeof(float));
-        } else if (wtype == GTR_W_BF16) {
-            uint16_t *e = (uint16_t *)m->embed + r0 * d;
-            for (size_t i = 0; i < n * d; i++) e[i] = gtr_bf16_daz(b->tmp[i]);
-        } else if (emb->scale) { /* stored codes: as they are */
+        } else if (emb->scale && wtype == GTR_W_INT8) { /* stored codes: as they are */
             if ((st = gtr_wtensor_rows_q8(set, emb, r0, n, (int8_t *)m->embed + r0 * d, m->embed_scale + r0, err)))
                 return st;
-        } else {
-            gtr_quantize_rows_int8(b->tmp, n, d, (int8_t *)m->embed + r0 * d, m->embed_scale + r0);
+        } else { /* rounded / quantised row by row on every thread */
+            embed_conv_job j = {b->tmp, d, n, wtype, (char *)m->embed + r0 * d * esz,
+                           m->embed_scale ? m->embed_scale + r0 : NULL};
+            gtr_pool_for(pool, (n + EMBED_ROWS - 1) / EMBED_ROWS, embed_conv_task, &j);
         }
     }
     gtr_wtensor_drop(set, emb);

@@ -49,17 +49,19 @@ $GTR ann-tune --index "$TMP/a.gtri" --ann "$TMP/a.ivf" --recall 0.5 --sample 100
 is "$(awk -v h="$(echo "$hi" | awk '{print $2}')" '{print ($2 <= h) ? "yes" : "no"}' "$TMP/lo")" yes "a lower target never needs more lists ($(cat "$TMP/lo") / $hi)"
 like "$hi" "^nprobe [0-9]+ recall (0\.99|1\.0000)|every list" "the reported recall meets the target (or every list is probed)"
 
-# stale, corrupted, truncated
+# stale, corrupted, truncated: searching with FILE.ivf (and its .del) must fail
+refused() { fails "$1" $GTR search --index "$2" --ann "$3" -q "$TMP/q.jsonl" -o "$TMP/x"; }
+damage() { printf "$3" | dd of="$1" bs=1 seek="$2" conv=notrunc 2>/dev/null; }
 head -n 1100 "$SF/corpus.jsonl" >"$TMP/sub2.jsonl"
 $GTR index -q -m "$TINY" -c "$TMP/sub2.jsonl" -o "$TMP/c.gtri" || exit 1
-fails "an IVF file of another index is refused" $GTR search --index "$TMP/c.gtri" --ann "$TMP/a.ivf" -q "$TMP/q.jsonl" -o "$TMP/x"
+refused "an IVF file of another index is refused" "$TMP/c.gtri" "$TMP/a.ivf"
 like "$(cat "$TMP/err")" "built from another index" "... saying so"
 cp "$TMP/a.ivf" "$TMP/bad.ivf"
-printf '\377' | dd of="$TMP/bad.ivf" bs=1 seek=5000 conv=notrunc 2>/dev/null
-fails "a corrupted IVF file is refused" $GTR search --index "$TMP/a.gtri" --ann "$TMP/bad.ivf" -q "$TMP/q.jsonl" -o "$TMP/x"
+damage "$TMP/bad.ivf" 5000 '\377'
+refused "a corrupted IVF file is refused" "$TMP/a.gtri" "$TMP/bad.ivf"
 like "$(cat "$TMP/err")" "bad.ivf: body checksum mismatch" "... naming the file and the damage"
 head -c 3000 "$TMP/a.ivf" >"$TMP/short.ivf"
-fails "a truncated IVF file is refused" $GTR search --index "$TMP/a.gtri" --ann "$TMP/short.ivf" -q "$TMP/q.jsonl" -o "$TMP/x"
+refused "a truncated IVF file is refused" "$TMP/a.gtri" "$TMP/short.ivf"
 # ann-build --add: the first 1100 documents, then 100 more appended with gtr index --add
 tail -n +1101 "$TMP/sub.jsonl" >"$TMP/more.jsonl"
 $GTR index -q -m "$TINY" --add "$TMP/more.jsonl" --from "$TMP/c.gtri" -o "$TMP/d.gtri" || exit 1
@@ -93,9 +95,9 @@ ok "ann-build --add keeps the deletions" $GTR ann-build --index "$TMP/e.gtri" -o
 $GTR search --index "$TMP/e.gtri" --ann "$TMP/e.ivf" --nprobe 16 -q "$TMP/q.jsonl" -k 10 -o "$TMP/edel" --quiet || exit 1
 is "$(awk '{print $3}' "$TMP/edel" | grep -cxFf "$TMP/del.ids")" 0 "... still never returned"
 cp "$TMP/d.ivf.del" "$TMP/keep.del"
-printf '\001' | dd of="$TMP/d.ivf.del" bs=1 seek=50 conv=notrunc 2>/dev/null
-fails "a corrupted deletion file is refused" $GTR search --index "$TMP/d.gtri" --ann "$TMP/d.ivf" -q "$TMP/q.jsonl" -o "$TMP/x"
+damage "$TMP/d.ivf.del" 50 '\001'
+refused "a corrupted deletion file is refused" "$TMP/d.gtri" "$TMP/d.ivf"
 like "$(cat "$TMP/err")" "d.ivf.del: checksum mismatch" "... naming it"
 head -c 40 "$TMP/keep.del" >"$TMP/d.ivf.del"
-fails "a truncated deletion file is refused" $GTR search --index "$TMP/d.gtri" --ann "$TMP/d.ivf" -q "$TMP/q.jsonl" -o "$TMP/x"
+refused "a truncated deletion file is refused" "$TMP/d.gtri" "$TMP/d.ivf"
 done_testing

@@ -161,6 +161,23 @@ def main():
             check(False, "another model is refused")
         except gtr.GtrError as e:
             check(e.status == "mismatch", "another model is refused with GtrError (mismatch)", str(e))
+        # with an IVF index (gtr ann-build): every list probed gives exact search's hits and
+        # scores; a deleted document (gtr ann-delete) is never returned
+        ivf = os.path.join(tmp, "c.ivf")
+        run(gtr_bin, "ann-build", "--index", index_path, "-o", ivf, "--lists", "4")
+        ax = gtr.Index(index_path, threads=2, ann=ivf, nprobe=4)
+        approx = ax.search(qs, k=3)
+        check(approx.ids == batch.ids and np.array_equal(approx.scores, batch.scores),
+              "Index(ann=, nprobe=every list) equals exact search", f"{approx.ids}\n{batch.ids}")
+        ax.close()
+        ids_file = os.path.join(tmp, "del.ids")
+        with open(ids_file, "w") as f:
+            f.write(batch.ids[0][0] + "\n")
+        run(gtr_bin, "ann-delete", "--index", index_path, "--ann", ivf, ids_file)
+        ax = gtr.Index(index_path, ann=ivf, nprobe=4)
+        check(batch.ids[0][0] not in ax.search(qs[0], k=3).ids and ax.search(qs[0], k=3).ids[0] == batch.ids[0][1],
+              "a deleted document is never returned", str(ax.search(qs[0], k=3)))
+        ax.close()
         ix.close()
         m.close()
 
