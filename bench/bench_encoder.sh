@@ -11,7 +11,9 @@
 # ../shared/tokenizer/texts.jsonl (512 passages of 20–200 words).
 # Baselines:
 #   (1) PyTorch (current PyPI wheel, CPU) + sentence-transformers: SentenceTransformer(dir)
-#       .encode(texts, batch_size=32), torch.set_num_threads(N)
+#       .encode(texts, batch_size=32), torch.set_num_threads(N); in fp32, in bfloat16
+#       (model_kwargs={"torch_dtype": torch.bfloat16}) and with PyTorch's CPU int8 route
+#       (torch.ao.quantization.quantize_dynamic on the nn.Linear layers)
 #   (2) ONNX Runtime on the T5 encoder exported to ONNX, fp32 and quantize_dynamic int8
 #       (same length-sorted batches of 32; pooling/Dense/normalise in numpy)
 #   (3) ../shared/reference/gtr_reference.py bench on Debian's python3-torch (OpenBLAS)
@@ -69,7 +71,9 @@ run "Debian torch reference" $base cmd --child-json --name "gtr_reference.py ben
     --model "$model" --texts "$texts" --threads "$threads" --batch 32 --sorted --runs "$runs" ;;
 esac
 case $skip in *" st "*) ;; *)
-run "sentence-transformers" $base st --model "$model" --texts "$texts" --threads "$threads" --runs "$runs" --out "$out/emb_st.npy" ;;
+run "sentence-transformers" $base st --model "$model" --texts "$texts" --threads "$threads" --runs "$runs" --out "$out/emb_st.npy"
+run "sentence-transformers bf16" $base st --dtype bf16 --model "$model" --texts "$texts" --threads "$threads" --runs "$runs" --out "$out/emb_st_bf16.npy"
+run "sentence-transformers int8" $base st --dtype int8 --model "$model" --texts "$texts" --threads "$threads" --runs "$runs" --out "$out/emb_st_int8.npy" ;;
 esac
 case $skip in *" ort "*) ;; *)
 run "onnxruntime fp32" $base ort --name "onnxruntime fp32" --model "$model" --onnx "$out/onnx/encoder.onnx" \
@@ -114,6 +118,8 @@ esac
 cos "gtr bf16 vs gtr f32" "$out/emb_gtr_f32.npy" "$out/emb_gtr_bf16.npy"
 cos "gtr int8 vs gtr f32" "$out/emb_gtr_f32.npy" "$out/emb_gtr_int8.npy"
 cos "ONNX Runtime int8 vs ONNX Runtime fp32" "$out/emb_ort_f32.npy" "$out/emb_ort_int8.npy"
+cos "PyTorch bf16 vs PyTorch fp32" "$out/emb_st.npy" "$out/emb_st_bf16.npy"
+cos "PyTorch int8 vs PyTorch fp32" "$out/emb_st.npy" "$out/emb_st_int8.npy"
 # gtr tokenizing as the Hugging Face tokenizer does where segmentations tie (--spm-compat hf)
 case $skip in *" gtr "*) ;; *)
 bin/gtr embed -m "$model" -i "$texts" -o "$out/emb_gtr_f32_hf.npy" --threads "$threads" --spm-compat hf -q ;;
@@ -121,10 +127,13 @@ esac
 for f in gtr_f32:"gtr f32" gtr_f32_hf:"gtr f32 --spm-compat hf" gtr_bf16:"gtr bf16" gtr_int8:"gtr int8" ort_f32:"ONNX Runtime fp32" ort_int8:"ONNX Runtime int8"; do
     cos "${f#*:} vs sentence-transformers fp32" "$out/emb_st.npy" "$out/emb_${f%%:*}.npy"
 done
+# the per-core peaks of the instructions the kernels use (gemm_bench's loops), for the fractions
+make -s build/release/bench/gemm_bench >&2
+build/release/bench/gemm_bench --peak-json > "$out/encoder_peak.json"
 echo "bench_encoder: load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out/encoder_machine.txt" >&2
 
 # the tables
-$py - "$results" "$threads" "$accuracy" <<'EOF'
+$py - "$results" "$threads" "$accuracy" "$out/encoder_peak.json" "$model/config.json" <<'EOF'
 import json, sys
 def lines(path):
     rows = {}
@@ -144,6 +153,37 @@ for r in rows:
     best = r.get("best_tokens_per_s", r["tokens_per_s"])
     ratio = f"{best / ref.get('best_tokens_per_s', ref['tokens_per_s']):.2f}" if ref else ""
     print(f"| {r['name']} | {best:.0f} | {ratio} | {r['seconds']:.2f} | {r.get('peak_rss_mb', '')} |")
+# targets of issue 16 (ratios within this run) and the encoder's rate against the peaks
+def best(prefix):
+    r = next((r for r in rows if r["name"].startswith(prefix) and "error" not in r), None)
+    return r.get("best_tokens_per_s", r["tokens_per_s"]) if r else None
+print("\n| ratio (tokens/s, this run) | value | target |\n|---|---|---|")
+for a, b, want in (("gtr bf16 (library", "pytorch+sentence-transformers bfloat16", 2.0),
+                   ("gtr int8 (library", "onnxruntime int8", 2.0),
+                   ("gtr f32 (library", "onnxruntime fp32", 1.5)):
+    x, y = best(a), best(b)
+    if x and y:
+        print(f"| {a.split(' (')[0]} / {b} | {x / y:.2f} | ≥ {want} {'met' if x / y >= want else 'NOT met'} |")
+try:
+    peak = json.load(open(sys.argv[4]))
+    c = json.load(open(sys.argv[5]))
+    d, ff, inner = c["d_model"], c["d_ff"], c["num_heads"] * c["d_kv"]
+    gated = c.get("feed_forward_proj", "relu").startswith("gated")
+    # flop per token in the products with weights (q, k, v, o, wi (two of them when gated), wo)
+    fpt = 2 * c["num_layers"] * (4 * d * inner + (3 if gated else 2) * d * ff)
+    t = int(sys.argv[2])
+    print(f"\nEncoder rate: {fpt / 1e9:.3f} GFLOP per token in the weight products (attention's "
+          f"4·L·{inner} per token and layer not counted); peak = {t} × the per-core peak of gemm_bench "
+          f"(kernels {peak['kernels']}: fma {peak['fma']:.0f}, AMX bf16 {peak['amx_bf16']:.0f}, AMX int8 "
+          f"{peak['amx_int8']:.0f} G op/s per core)\n")
+    print("| gtr row | GFLOP/s | of fp32 FMA peak | of AMX bf16 peak | of AMX int8 peak |\n|---|---|---|---|---|")
+    for r in rows:
+        if r["name"].startswith("gtr ") and "library" in r["name"] and "error" not in r:
+            g = r.get("best_tokens_per_s", r["tokens_per_s"]) * fpt / 1e9
+            frac = lambda p: f"{100 * g / (t * p):.0f}%" if p > 0 else ""
+            print(f"| {r['name']} | {g:.0f} | {frac(peak['fma'])} | {frac(peak['amx_bf16'])} | {frac(peak['amx_int8'])} |")
+except (OSError, KeyError, ValueError) as e:
+    print(f"\n(no peak figures: {e})")
 acc = lines(sys.argv[3])
 if acc:
     print("\n| embeddings compared | min cosine | mean cosine |\n|---|---|---|")

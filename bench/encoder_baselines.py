@@ -3,9 +3,12 @@
 
 Run with the bench venv (scripts/venv.sh bench), one baseline per process so peak RSS is its own:
 
-  encoder_baselines.py st     --model DIR --texts T.jsonl --threads N --out emb.npy
+  encoder_baselines.py st     --model DIR --texts T.jsonl --threads N --out emb.npy [--dtype D]
       sentence-transformers as GTR users run it: SentenceTransformer(DIR).encode(texts,
-      batch_size=32) on the PyPI torch (CPU).
+      batch_size=32) on the PyPI torch (CPU). --dtype bf16: the model loaded in bfloat16
+      (model_kwargs={"torch_dtype": torch.bfloat16}, oneDNN's bf16 kernels); --dtype int8:
+      PyTorch's standard CPU int8 route, torch.ao.quantization.quantize_dynamic on every
+      nn.Linear (int8 weights, activations quantised per batch on the fly).
   encoder_baselines.py export --model DIR --onnx OUT_DIR
       the T5 encoder to ONNX (OUT_DIR/encoder.onnx) and its onnxruntime dynamic int8
       quantisation (OUT_DIR/encoder.int8.onnx: quantize_dynamic with its defaults).
@@ -64,7 +67,11 @@ def cmd_st(a):
     torch.set_num_threads(a.threads)
     from sentence_transformers import SentenceTransformer
     texts = read_texts(a.texts)
-    model = SentenceTransformer(a.model, device="cpu")
+    # float32 spelled out: transformers loads a float16 checkpoint as float16 otherwise
+    dtype = torch.bfloat16 if a.dtype == "bf16" else torch.float32
+    model = SentenceTransformer(a.model, device="cpu", model_kwargs={"torch_dtype": dtype})
+    if a.dtype == "int8":
+        model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
     ntok = count_tokens(model.tokenizer, texts, model.max_seq_length)
     model.encode(texts[:32], batch_size=32)  # warm-up
     times, emb = [], None
@@ -73,7 +80,8 @@ def cmd_st(a):
         emb = model.encode(texts, batch_size=32, convert_to_numpy=True)
         times.append(time.perf_counter() - t0)
     np.save(a.out, emb.astype(np.float32))
-    report("pytorch+sentence-transformers fp32", ntok, times,
+    name = {"f32": "fp32", "bf16": "bfloat16", "int8": "int8 (quantize_dynamic)"}[a.dtype]
+    report(f"pytorch+sentence-transformers {name}", ntok, times,
            {"torch": torch.__version__, "threads": a.threads})
 
 
@@ -214,6 +222,7 @@ def main():
         p.add_argument("--threads", type=int, default=os.cpu_count())
         p.add_argument("--runs", type=int, default=1)
         p.add_argument("--out", required=True)
+    s.add_argument("--dtype", choices=["f32", "bf16", "int8"], default="f32")
     e.add_argument("--onnx", required=True)
     o.add_argument("--onnx", required=True)
     o.add_argument("--name", default="onnxruntime")

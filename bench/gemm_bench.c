@@ -1,6 +1,6 @@
 /* gemm_bench.c — measured peak of this CPU and GEMM throughput of gtr's kernels.
  *
- *   gemm_bench [--tokens M] [--reps R] [--threads-max T]
+ *   gemm_bench [--tokens M] [--reps R] [--threads-max T] [--accuracy-only | --peak-json]
  *
  * Peak: each "peak" loop runs 24 independent accumulator chains of one instruction (so
  * latency never limits, only issue throughput) for a fixed number of iterations on every
@@ -193,21 +193,23 @@ static void accuracy(const gtr_kernels *kern, gtr_pool *pool)
 int main(int argc, char **argv)
 {
     size_t M = 4096;
-    int reps = 3, tmax = 2, only_acc = 0;
+    int reps = 3, tmax = 2, only_acc = 0, peak_json = 0;
     static const struct option opts[] = {{"tokens", required_argument, 0, 'm'},
                                          {"reps", required_argument, 0, 'r'},
                                          {"threads-max", required_argument, 0, 't'},
                                          {"accuracy-only", no_argument, 0, 'a'},
+                                         {"peak-json", no_argument, 0, 'p'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     int c;
-    while ((c = getopt_long(argc, argv, "m:r:t:ah", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:r:t:aph", opts, NULL)) != -1) {
         if (c == 'm') M = (size_t)atol(optarg);
+        else if (c == 'p') peak_json = 1;
         else if (c == 'a') only_acc = 1;
         else if (c == 'r') reps = atoi(optarg);
         else if (c == 't') tmax = atoi(optarg);
         else {
-            printf("usage: gemm_bench [--tokens M] [--reps R] [--threads-max T] [--accuracy-only]\n");
+            printf("usage: gemm_bench [--tokens M] [--reps R] [--threads-max T] [--accuracy-only | --peak-json]\n");
             return c == 'h' ? 0 : 2;
         }
     }
@@ -216,11 +218,13 @@ int main(int argc, char **argv)
     const gtr_kernels *kern = gtr_kernels_select();
     gtr_pool *pool = gtr_pool_create(tmax, NULL);
     if (!pool) return 1;
-    printf("cpu: %s, %d cores; kernels: %s\n", gtr_cpu_describe(&cpu), gtr_cpu_cores(), gtr_kernels_name(kern));
-    gtr_cpu_caches caches = gtr_cpu_caches_detect();
-    gtr_blocking blk = gtr_blocking_for(&caches, 768);
-    printf("caches (CPUID): L1d %zu KiB, L2 %zu KiB, L3 %zu KiB; f32 k block %zu\n\n", caches.l1d >> 10,
-           caches.l2 >> 10, caches.l3 >> 10, blk.linear_kc);
+    if (!peak_json) {
+        printf("cpu: %s, %d cores; kernels: %s\n", gtr_cpu_describe(&cpu), gtr_cpu_cores(), gtr_kernels_name(kern));
+        gtr_cpu_caches caches = gtr_cpu_caches_detect();
+        gtr_blocking blk = gtr_blocking_for(&caches, 768);
+        printf("caches (CPUID): L1d %zu KiB, L2 %zu KiB, L3 %zu KiB; f32 k block %zu\n\n", caches.l1d >> 10,
+               caches.l2 >> 10, caches.l3 >> 10, blk.linear_kc);
+    }
     if (only_acc) {
         accuracy(kern, pool);
         gtr_pool_free(pool);
@@ -248,6 +252,13 @@ int main(int argc, char **argv)
             if (have[i]) core[i] = GTR_MAX(core[i], measure_peak(1, fn[i], per_body[i]));
     for (int i = 0; i < NP; i++)
         if (have[i]) multi[i] = measure_peak(tmax, fn[i], per_body[i]);
+    if (peak_json) { /* per-core peaks (G op/s) for bench_encoder.sh's fractions */
+        printf("{\"kernels\": \"%s\", \"fma\": %.1f, \"dpbf16\": %.1f, \"vnni\": %.1f, \"amx_bf16\": %.1f, "
+               "\"amx_int8\": %.1f}\n", gtr_kernels_name(kern), core[P_FMA] / 1e9, core[P_BF16] / 1e9,
+               core[P_VNNI] / 1e9, core[P_AMX_BF16] / 1e9, core[P_AMX_INT8] / 1e9);
+        gtr_pool_free(pool);
+        return 0;
+    }
     double ymm = (cpu.avx2 && cpu.fma) ? measure_peak(1, loop_fma256, 280.0 * 16) : 0;
     printf("### Measured peak\n\nIndependent accumulator chains of one instruction in a loop (latency never limits):\n"
            "24 zmm chains, %ld × 240 instructions per run; AMX: 6 accumulator tiles, %ld × 60 tile\n"
@@ -260,9 +271,10 @@ int main(int argc, char **argv)
         if (have[i]) printf("| %s | %.1f | %.1f |\n", pname[i], core[i] / 1e9, multi[i] / 1e9);
     if (cpu.avx512f && ymm > 0) printf("| vfmadd231ps ymm (fp32 FMA, 16 flop) | %.1f | |\n", ymm / 1e9);
     /* the fraction of each dtype is of the instruction family its kernels use */
-    const bool amx_kern = strstr(gtr_kernels_name(kern), "amx") != NULL;
-    const int fam[3] = {P_FMA, have[P_BF16] ? (amx_kern ? P_AMX_BF16 : P_BF16) : P_FMA,
-                        have[P_VNNI] ? (amx_kern ? P_AMX_INT8 : P_VNNI) : P_FMA};
+    const gtr_linear_ukr *ub = kern->linear[GTR_W_BF16], *ui = kern->linear[GTR_W_INT8];
+    const int fam[3] = {P_FMA,
+                        ub == &gtr_amx_linear_bf16 ? P_AMX_BF16 : ub == &gtr_avx512_linear_bf16 ? P_BF16 : P_FMA,
+                        ui == &gtr_amx_linear_int8 ? P_AMX_INT8 : ui == &gtr_avx512_linear_int8 ? P_VNNI : P_FMA};
     double peak[3][65];
     for (int ty = 0; ty < 3; ty++)
         for (int t = 1; t <= tmax; t++) peak[ty][t] = core[fam[ty]] * t;

@@ -43,6 +43,9 @@ static void usage(FILE *out)
         "      --max-len N          tokens per input with </s> (default: the model's, 512)\n"
         "      --dtype D            f32 (default), bf16 or int8\n"
         "      --index INDEX        dense index (gtr index) for /search; must match the model\n"
+        "      --ann FILE.ivf       search the dense index approximately through this IVF\n"
+        "                           index of it (gtr ann-build; its deletions apply)\n"
+        "      --nprobe N           with --ann: lists scanned per query (default 8)\n"
         "      --bm25-index PATH    BM25 index (gtr bm25-index) for /search\n"
         "      --method M           default /search method: dense, bm25 or hybrid\n"
         "                           (default: dense with --index, else bm25)\n"
@@ -113,7 +116,7 @@ static const char *base_name(const char *dir, char *buf, size_t cap)
 }
 
 typedef struct opts {
-    const char *model_dir, *model_name, *index, *bm25, *port_file;
+    const char *model_dir, *model_name, *index, *bm25, *port_file, *ann;
     long long threads, max_len;
     gtr_compute_dtype dtype;
     bool method_given, verbose, quiet;
@@ -124,11 +127,12 @@ static int parse(int argc, char **argv, opts *o)
 {
     enum { O_NAME = 256, O_MAXLEN, O_DTYPE, O_INDEX, O_BM25, O_METHOD, O_FUSION, O_ALPHA, O_RRFK, O_DEPTH,
            O_HOST, O_PORT, O_PORTFILE, O_MAXCONN, O_IDLE, O_DRAIN, O_MBT, O_WAIT, O_QUEUE, O_WORKERS, O_BODY, O_INPUTS,
-           O_MAXK, O_NOTRUNC, O_CLIENTCONN, O_REQTIMEOUT, O_MAXHITS, O_PBYTES, O_PTOKENS };
+           O_MAXK, O_NOTRUNC, O_CLIENTCONN, O_REQTIMEOUT, O_MAXHITS, O_PBYTES, O_PTOKENS, O_ANN, O_NPROBE };
     static const struct option longopts[] = {
         {"model", required_argument, 0, 'm'},        {"model-name", required_argument, 0, O_NAME},
         {"max-len", required_argument, 0, O_MAXLEN}, {"dtype", required_argument, 0, O_DTYPE},
         {"index", required_argument, 0, O_INDEX},    {"bm25-index", required_argument, 0, O_BM25},
+        {"ann", required_argument, 0, O_ANN},        {"nprobe", required_argument, 0, O_NPROBE},
         {"method", required_argument, 0, O_METHOD},  {"fusion", required_argument, 0, O_FUSION},
         {"alpha", required_argument, 0, O_ALPHA},    {"rrf-k", required_argument, 0, O_RRFK},
         {"depth", required_argument, 0, O_DEPTH},    {"host", required_argument, 0, O_HOST},
@@ -166,6 +170,8 @@ static int parse(int argc, char **argv, opts *o)
             break;
         case O_INDEX: o->index = optarg; break;
         case O_BM25: o->bm25 = optarg; break;
+        case O_ANN: o->ann = optarg; break;
+        case O_NPROBE: INT_OPT("--nprobe", 1, 1 << 24, so->nprobe); break;
         case O_METHOD:
             if (gtr_retrieval_method_parse(optarg, &so->method, NULL))
                 return cli_errorf(CMD, 2, "--method expects dense, bm25 or hybrid, got '%s'", optarg);
@@ -261,11 +267,20 @@ static int serve(opts *o)
     gtr_error err;
     gtr_model *model = NULL;
     gtr_index *index = NULL;
+    gtr_ann *ann = NULL;
     gtr_bm25 *bm25 = NULL;
     gtr_server *srv = NULL;
     int rc = 1;
     char name[256];
     if (o->index && !(index = gtr_index_open(o->index, 0, NULL, &err))) {
+        cli_fail(CMD, &err);
+        goto done;
+    }
+    if (o->ann && !index) {
+        rc = cli_errorf(CMD, 2, "--ann needs --index INDEX (the dense index it was built from)");
+        goto done;
+    }
+    if (o->ann && !(ann = gtr_ann_open(o->ann, index, &err))) {
         cli_fail(CMD, &err);
         goto done;
     }
@@ -300,6 +315,7 @@ static int serve(opts *o)
     }
     o->so.model = model;
     o->so.index = index;
+    o->so.ann = ann;
     o->so.bm25 = bm25;
     o->so.model_name = o->model_name ? o->model_name : base_name(dir, name, sizeof name);
     if (o->verbose) o->so.log = log_line;
@@ -314,7 +330,8 @@ static int serve(opts *o)
         bool v6 = strchr(h, ':') != NULL;
         fprintf(stderr, "gtr serve: listening on http://%s%s%s:%d (model %s, dim %d, max_len %d%s%s)\n", v6 ? "[" : "",
                 h, v6 ? "]" : "", port, o->so.model_name, gtr_model_dim(model), gtr_model_max_len(model),
-                index ? ", dense index" : "", bm25 ? ", BM25 index" : "");
+                index ? (ann ? ", dense index searched through an IVF index" : ", dense index") : "",
+                bm25 ? ", BM25 index" : "");
     }
     sigset_t set;
     sigemptyset(&set);
@@ -351,6 +368,7 @@ static int serve(opts *o)
 done:
     gtr_server_free(srv);
     gtr_model_free(model);
+    gtr_ann_free(ann);
     gtr_index_free(index);
     gtr_bm25_free(bm25);
     return rc;

@@ -435,6 +435,10 @@ typedef struct gtr_search_options {
     size_t size; /* sizeof the struct: set by the *_default_options() function */
     gtr_pool *pool;  /* threads to use (NULL: the calling thread only) */
     int use_compact; /* 1: first pass over the compact copy when the index has one */
+    /* Only documents [doc_begin, doc_end) (doc_end 0: to the last): a document-split search
+     * across processes, whose per-range top-k merged by (score, id) is the whole index's
+     * top-k. A range is searched exactly (the compact copy is not used: the same hits). */
+    size_t doc_begin, doc_end;
 } gtr_search_options;
 GTR_API gtr_search_options gtr_index_default_search_options(void);
 
@@ -669,6 +673,7 @@ typedef struct gtr_retrieve_options {
     size_t batch;                /* texts per encode call (default 64) */
     gtr_progress_fn progress;    /* queries done / nq, after each chunk; non-zero stops */
     void *progress_user;
+    size_t doc_begin, doc_end;   /* dense, exact: only these documents (gtr_search_options) */
 } gtr_retrieve_options;
 GTR_API gtr_retrieve_options gtr_retrieve_default_options(void);
 
@@ -1089,6 +1094,9 @@ typedef struct gtr_server_options {
     unsigned drain_timeout_s;  /* shutdown: longest wait for in-flight requests (default 30) */
     gtr_server_log_fn log;     /* access log (NULL: none) */
     void *log_user;
+    const gtr_ann *ann;        /* optional IVF index of `index` (gtr_ann_open, not owned): dense
+                                * /search is approximate, its deletions applied */
+    uint32_t nprobe;           /* with ann: lists scanned per query (0: its default) */
 } gtr_server_options;
 GTR_API gtr_server_options gtr_server_default_options(void);
 

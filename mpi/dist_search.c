@@ -55,13 +55,57 @@ fail:
     return NULL;
 }
 
+/* Gather every rank's packed hits on rank 0 (all, counts[r] bytes from rank r). Collective;
+ * 0 on every rank when every rank was ok, else 1 on every rank (the failure printed). */
+static int gather(const dist_ctx *d, bool ok, const gtr_buf *mine, char **all, int **counts, size_t *total)
+{
+    int len = ok && mine->len < (size_t)1 << 31 ? (int)mine->len : -1;
+    int *displs = NULL;
+    *all = NULL;
+    *counts = NULL;
+    *total = 0;
+    uint64_t verdict = len >= 0;
+    if (d->rank == 0 && (!(*counts = calloc((size_t)d->size, sizeof **counts)) ||
+                         !(displs = calloc((size_t)d->size, sizeof *displs)))) {
+        dist_errorf(d, 1, "out of memory");
+        free(*counts), *counts = NULL;
+        return 1; /* the others then fail in the gather: MPI_Abort ends them */
+    }
+    if (MPI_Gather(&len, 1, MPI_INT, *counts, 1, MPI_INT, 0, MPI_COMM_WORLD) != MPI_SUCCESS) {
+        dist_errorf(d, 1, "lost contact with the other ranks");
+        free(displs);
+        return 1;
+    }
+    if (d->rank == 0) {
+        for (int r = 0; r < d->size; r++) {
+            if ((*counts)[r] < 0) verdict = 0;
+            displs[r] = (int)*total;
+            *total += (*counts)[r] > 0 ? (size_t)(*counts)[r] : 0;
+        }
+        if (verdict && (*total >= (size_t)1 << 31 || !(*all = malloc(*total + 1)))) verdict = 0;
+        if (!verdict) dist_errorf(d, 1, "a rank failed (its message is above) or the run is too large; nothing written");
+    }
+    int rc = 1;
+    MPI_Bcast(&verdict, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD);
+    if (!verdict) goto done;
+    if (MPI_Gatherv(mine->data ? (void *)mine->data : (void *)&len, len, MPI_CHAR, *all, *counts, displs, MPI_CHAR, 0,
+                    MPI_COMM_WORLD) != MPI_SUCCESS) {
+        dist_errorf(d, 1, "lost contact with the other ranks");
+        goto done;
+    }
+    rc = 0;
+done:
+    free(displs);
+    return rc;
+}
+
 int dist_search(const dist_ctx *d, gtr_retriever *rt, const gtr_queries *q, const gtr_retrieve_options *o,
                 const size_t *max_rank, gtr_run **runs, size_t n_runs)
 {
     gtr_error err;
     gtr_buf mine = {0};
     char *all = NULL;
-    int *counts = NULL, *displs = NULL;
+    int *counts = NULL;
     int rc = 1;
     for (size_t i = 0; i < n_runs; i++) runs[i] = NULL;
     /* this rank's queries: a contiguous piece, so gathering in rank order keeps file order */
@@ -76,36 +120,10 @@ int dist_search(const dist_ctx *d, gtr_retriever *rt, const gtr_queries *q, cons
     else if (gtr_retriever_search(rt, gtr_queries_texts(q) + lo, gtr_queries_text_lens(q) + lo, hi - lo, &po, hits,
                                   n_hits, &err))
         ok = cli_fail(d->cmd, &err) == 0;
-    ok = ok && pack(hits, n_hits, hi - lo, o->k, &mine, &err) == 0 && mine.len < (size_t)1 << 31;
+    ok = ok && pack(hits, n_hits, hi - lo, o->k, &mine, &err) == 0;
     if (!ok) dist_errorf(d, 1, "searching queries %zu..%zu failed", lo + 1, hi);
-    int len = ok ? (int)mine.len : -1;
-    if (d->rank == 0 && (!(counts = calloc((size_t)d->size, sizeof *counts)) ||
-                         !(displs = calloc((size_t)d->size, sizeof *displs)))) {
-        dist_errorf(d, 1, "out of memory");
-        goto done; /* the others then fail in the gather: MPI_Abort ends them */
-    }
-    if (MPI_Gather(&len, 1, MPI_INT, counts, 1, MPI_INT, 0, MPI_COMM_WORLD) != MPI_SUCCESS) {
-        dist_errorf(d, 1, "lost contact with the other ranks");
-        goto done;
-    }
-    uint64_t verdict = ok;
-    size_t total = 0;
-    if (d->rank == 0) {
-        for (int r = 0; r < d->size; r++) {
-            if (counts[r] < 0) verdict = 0;
-            displs[r] = (int)total;
-            total += counts[r] > 0 ? (size_t)counts[r] : 0;
-        }
-        if (verdict && (total >= (size_t)1 << 31 || !(all = malloc(total + 1)))) verdict = 0;
-        if (!verdict) dist_errorf(d, 1, "a rank failed (its message is above) or the run is too large; nothing written");
-    }
-    MPI_Bcast(&verdict, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD);
-    if (!verdict) goto done;
-    if (MPI_Gatherv(mine.data ? (void *)mine.data : (void *)&len, ok ? len : 0, MPI_CHAR, all, counts, displs, MPI_CHAR, 0, MPI_COMM_WORLD) !=
-        MPI_SUCCESS) {
-        dist_errorf(d, 1, "lost contact with the other ranks");
-        goto done;
-    }
+    size_t total;
+    if (gather(d, ok, &mine, &all, &counts, &total)) goto done;
     if (d->rank == 0)
         for (size_t i = 0; i < n_runs; i++)
             if (!(runs[i] = unpack(q, all, total, max_rank[i], &err))) {
@@ -116,7 +134,103 @@ int dist_search(const dist_ctx *d, gtr_retriever *rt, const gtr_queries *q, cons
 done:
     if (rc)
         for (size_t i = 0; i < n_runs; i++) gtr_run_free(runs[i]), runs[i] = NULL;
-    free(all), free(counts), free(displs);
+    free(all), free(counts);
+    gtr_buf_free(&mine);
+    free(hits);
+    free(n_hits);
+    return rc;
+}
+
+/* ---- document split ------------------------------------------------------------------------ */
+
+typedef struct {
+    double score;
+    const char *id;
+    uint32_t len;
+} cand;
+
+/* best first: score descending, equal scores by id descending (bytes, then the longer), the
+ * order of the library's top-k and of trec_eval */
+static int cand_cmp(const void *pa, const void *pb)
+{
+    const cand *a = pa, *b = pb;
+    if (a->score != b->score) return a->score > b->score ? -1 : 1;
+    int c = memcmp(a->id, b->id, a->len < b->len ? a->len : b->len);
+    if (!c) c = a->len < b->len ? -1 : a->len > b->len;
+    return -c;
+}
+
+/* rank 0: each query's hits from every rank's segment, merged into the best k */
+static gtr_run *merge(const dist_ctx *d, const gtr_queries *q, const char *all, const int *counts, size_t k,
+                      gtr_error *err)
+{
+    size_t *at = calloc((size_t)d->size, sizeof *at), *end = calloc((size_t)d->size, sizeof *end);
+    cand *c = malloc(((size_t)d->size * k + 1) * sizeof *c);
+    gtr_run *run = at && end && c ? gtr_run_new(err) : NULL;
+    if (!at || !end || !c) gtr_seterr(err, GTR_ERR_NOMEM, "out of memory merging the ranks' hits");
+    for (int r = 0, off = 0; run && r < d->size; off += counts[r], r++) at[r] = (size_t)off, end[r] = (size_t)off + (size_t)counts[r];
+    for (size_t i = 0; run && i < gtr_queries_count(q); i++) {
+        size_t n = 0;
+        for (int r = 0; r < d->size; r++) {
+            uint32_t m;
+            if (at[r] + sizeof m > end[r]) goto bad;
+            memcpy(&m, all + at[r], sizeof m), at[r] += sizeof m;
+            for (uint32_t j = 0; j < m; j++, n++) {
+                if (n >= (size_t)d->size * k || at[r] + sizeof(double) + sizeof(uint32_t) > end[r]) goto bad;
+                memcpy(&c[n].score, all + at[r], sizeof(double)), at[r] += sizeof(double);
+                memcpy(&c[n].len, all + at[r], sizeof(uint32_t)), at[r] += sizeof(uint32_t);
+                if (at[r] + c[n].len > end[r]) goto bad;
+                c[n].id = all + at[r], at[r] += c[n].len;
+            }
+        }
+        qsort(c, n, sizeof *c, cand_cmp);
+        size_t qlen;
+        const char *qid = gtr_queries_id(q, i, &qlen);
+        if (gtr_run_add_query(run, qid, qlen, err)) goto fail;
+        for (size_t j = 0; j < n && j < k; j++)
+            if (gtr_run_add(run, qid, qlen, c[j].id, c[j].len, c[j].score, err)) goto fail;
+    }
+    goto done;
+bad:
+    gtr_seterr(err, GTR_ERR_INTERNAL, "the hits gathered from the ranks are malformed");
+fail:
+    gtr_run_free(run);
+    run = NULL;
+done:
+    free(at), free(end), free(c);
+    return run;
+}
+
+int dist_search_docs(const dist_ctx *d, gtr_retriever *rt, const gtr_queries *q, const gtr_retrieve_options *o,
+                     size_t n_docs, gtr_run **run)
+{
+    gtr_error err;
+    gtr_buf mine = {0};
+    char *all = NULL;
+    int *counts = NULL;
+    int rc = 1;
+    *run = NULL;
+    size_t nq = gtr_queries_count(q);
+    gtr_retrieve_options po = *o;
+    po.doc_begin = n_docs * (size_t)d->rank / (size_t)d->size;
+    po.doc_end = n_docs * (size_t)(d->rank + 1) / (size_t)d->size;
+    gtr_hit *hits = calloc(nq * o->k + 1, sizeof *hits);
+    size_t *n_hits = calloc(nq + 1, sizeof *n_hits);
+    int ok = hits && n_hits;
+    if (!ok) cli_errorf(d->cmd, 1, "out of memory for %zu queries x %zu hits", nq, o->k);
+    else if (po.doc_end > po.doc_begin &&
+             gtr_retriever_search(rt, gtr_queries_texts(q), gtr_queries_text_lens(q), nq, &po, hits, n_hits, &err))
+        ok = cli_fail(d->cmd, &err) == 0;
+    ok = ok && pack(hits, n_hits, nq, o->k, &mine, &err) == 0;
+    if (!ok) dist_errorf(d, 1, "searching documents %zu..%zu failed", po.doc_begin + 1, po.doc_end);
+    if (gather(d, ok, &mine, &all, &counts, &(size_t){0})) goto done;
+    if (d->rank == 0 && !(*run = merge(d, q, all, counts, o->k, &err))) {
+        dist_errorf(d, 1, "%s", err.message);
+        goto done;
+    }
+    rc = 0;
+done:
+    free(all), free(counts);
     gtr_buf_free(&mine);
     free(hits);
     free(n_hits);

@@ -13,5 +13,11 @@
  * by the rank that failed); runs stay NULL on the other ranks. */
 int dist_search(const dist_ctx *d, gtr_retriever *rt, const gtr_queries *q, const gtr_retrieve_options *o,
                 const size_t *max_rank, gtr_run **runs, size_t n_runs);
+/* Collective, dense exact search split by documents: rank r searches every query over the
+ * r-th contiguous piece of the index's n_docs documents (so it reads only that piece of the
+ * vectors), rank 0 merges each query's lists into the best o->k by score, equal scores by id
+ * descending: the hits of the whole index, so the run is the single-process one. */
+int dist_search_docs(const dist_ctx *d, gtr_retriever *rt, const gtr_queries *q, const gtr_retrieve_options *o,
+                     size_t n_docs, gtr_run **run);
 
 #endif

@@ -2,7 +2,9 @@
  * rank; each rank runs the `gtr search` pipeline (the library's retriever: encode, exact top-k, BM25,
  * fusion) on its piece over its own copy of the index, and rank 0 gathers the hits in query
  * order and writes the run. A query's hits do not depend on the other queries, so the run is
- * `gtr search`'s, byte for byte. */
+ * `gtr search`'s, byte for byte. With --split docs (dense) every rank searches every query over
+ * its contiguous piece of the documents instead, reading only that piece of the vectors, and
+ * rank 0 merges the lists (dist_search_docs): the same run. */
 #include "dist_search.h"
 
 #include <getopt.h>
@@ -22,15 +24,22 @@ static void usage(FILE *out)
             "      --index INDEX   -m, --model DIR   -q, --queries FILE   -o, --output RUN\n"
             "  -k, --top K (default 1000)   --method dense|bm25|hybrid   --bm25-index PATH\n"
             "      --fusion rrf|interp   --alpha X   --rrf-k X   --depth N   --skip-self   --compact\n"
-            "      --tag WORD   -t, --threads N   --quiet\n");
+            "      --tag WORD   -t, --threads N   --quiet\n"
+            "\n"
+            "      --split queries|docs  what the ranks share out (default queries). docs (dense\n"
+            "                           search): each rank scans its piece of the documents for\n"
+            "                           every query, touching only that part of INDEX's vectors\n"
+            "                           (for an index larger than one node's memory); rank 0 merges\n"
+            "                           the top-k by score, equal scores by id as trec_eval ranks\n");
 }
 
 int mpi_cmd_search(const dist_ctx *d, int argc, char **argv)
 {
-    enum { O_QUIET = 1000 };
+    enum { O_QUIET = 1000, O_SPLIT };
     static const struct option longopts[] = {
         CLI_SEARCH_LONGOPTS, {"quiet", no_argument, NULL, O_QUIET}, {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+        {"split", required_argument, NULL, O_SPLIT}, {NULL, 0, NULL, 0}};
+    bool split_docs = false;
     cli_search_args a;
     cli_search_args_init(&a);
     int c;
@@ -39,6 +48,11 @@ int mpi_cmd_search(const dist_ctx *d, int argc, char **argv)
     while ((c = getopt_long(argc, argv, "m:q:k:o:t:h", longopts, NULL)) != -1) {
         switch (c) {
         case O_QUIET: break; /* gtr-mpi search prints no progress */
+        case O_SPLIT:
+            if (strcmp(optarg, "queries") && strcmp(optarg, "docs"))
+                return dist_errorf(d, 2, "--split expects queries or docs, got '%s'", optarg);
+            split_docs = !strcmp(optarg, "docs");
+            break;
         case 'h': if (d->rank == 0) usage(stdout); return 0;
         default: {
             int r = cli_search_option(c, optarg, &a);
@@ -51,6 +65,10 @@ int mpi_cmd_search(const dist_ctx *d, int argc, char **argv)
     if (optind != argc) return dist_errorf(d, 2, "unexpected argument '%s' (gtr-mpi search --help)", argv[optind]);
     if (!a.queries || !a.out) return dist_errorf(d, 2, "need -q QUERIES and -o RUN (gtr-mpi search --help)");
     if (!cli_search_check("search", &a)) return 2;
+    if (split_docs && a.o.method != GTR_RETRIEVE_DENSE)
+        return dist_errorf(d, 2, "--split docs is for dense search (BM25 scores need the whole collection's "
+                                 "statistics): use --split queries with --method %s",
+                           gtr_retrieval_method_name(a.o.method));
     const char *index_path = a.index, *model_dir = a.model, *queries_path = a.queries, *out = a.out;
     const char *bm25_path = a.bm25, *tag = a.tag;
     gtr_retrieve_options o = a.o;
@@ -88,12 +106,14 @@ int mpi_cmd_search(const dist_ctx *d, int argc, char **argv)
     size_t nums[5] = {o.k, o.depth, (size_t)o.method, (size_t)skip_self, gtr_queries_count(q)};
     h = dist_hash(h, nums, sizeof nums);
     h = dist_hash(h, &o.use_compact, sizeof o.use_compact);
-    double fusion[3] = {(double)o.fusion.method, o.fusion.rrf_k, o.alpha};
+    double fusion[4] = {(double)o.fusion.method, o.fusion.rrf_k, o.alpha, split_docs};
     h = dist_hash(h, fusion, sizeof fusion);
     dist_agree me = {ready, model ? gtr_model_fingerprint(model) : 0, dense ? (uint64_t)gtr_index_count(dense) : 0, h};
     if (!dist_agree_all(d, &me)) goto done;
 
-    if (dist_search(d, rt, q, &o, &o.k, &run, 1)) goto done;
+    if (split_docs ? dist_search_docs(d, rt, q, &o, gtr_index_count(dense), &run)
+                   : dist_search(d, rt, q, &o, &o.k, &run, 1))
+        goto done;
     if (d->rank == 0) {
         char deftag[32];
         snprintf(deftag, sizeof deftag, "gtr-%s", gtr_retrieval_method_name(o.method));

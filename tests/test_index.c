@@ -174,6 +174,66 @@ static void test_kernels_agree(void **state)
     }
 }
 
+/* A document-split search (gtr-mpi search --split docs): the top-k of each range, merged by
+ * score and then id (the library's order), is the whole index's top-k, hit for hit; the
+ * compact copy is not used for a range; a range outside the index is refused. */
+static const gtr_index *g_range_ix;
+static int hit_order(const void *pa, const void *pb)
+{
+    const gtr_hit *a = pa, *b = pb;
+    if (a->score != b->score) return a->score > b->score ? -1 : 1;
+    return -gtr_ix_id_cmp(g_range_ix, a->doc, b->doc);
+}
+
+static void test_search_doc_range(void **state)
+{
+    (void)state;
+    gtr_error e;
+    const size_t n = 700, nq = 9, k = 50, parts = 3;
+    const int dim = 13;
+    gtr_index *ix = build_and_open("range.gtri", n, dim, GTR_COMPACT_INT8);
+    g_range_ix = ix;
+    float *Q = malloc(nq * (size_t)dim * 4);
+    random_queries(Q, nq, dim, 77);
+    gtr_hit *whole = calloc(nq * k, sizeof *whole), *part = calloc(parts * nq * k, sizeof *part);
+    size_t nw[9], np[3][9];
+    gtr_search_options so = gtr_index_default_search_options();
+    TU_OK(gtr_index_search(ix, Q, nq, k, &so, whole, nw, &e), &e);
+    so.use_compact = 1;
+    for (size_t r = 0; r < parts; r++) {
+        so.doc_begin = n * r / parts;
+        so.doc_end = n * (r + 1) / parts;
+        TU_OK(gtr_index_search(ix, Q, nq, k, &so, part + r * nq * k, np[r], &e), &e);
+    }
+    for (size_t q = 0; q < nq; q++) {
+        gtr_hit m[150];
+        size_t c = 0;
+        for (size_t r = 0; r < parts; r++)
+            for (size_t j = 0; j < np[r][q]; j++) {
+                const gtr_hit *h = &part[(r * nq + q) * k + j];
+                assert_true(h->doc >= n * r / parts && h->doc < n * (r + 1) / parts);
+                m[c++] = *h;
+            }
+        qsort(m, c, sizeof *m, hit_order);
+        assert_int_equal(nw[q], k);
+        for (size_t j = 0; j < k; j++) {
+            assert_int_equal(m[j].doc, whole[q * k + j].doc);
+            assert_true(m[j].score == whole[q * k + j].score);
+        }
+    }
+    so.doc_begin = 10;
+    so.doc_end = n + 1;
+    assert_int_equal(gtr_index_search(ix, Q, nq, k, &so, whole, nw, &e), GTR_ERR_INVALID_ARG);
+    assert_non_null(strstr(e.message, "outside"));
+    so.doc_begin = so.doc_end = 5; /* empty */
+    TU_OK(gtr_index_search(ix, Q, nq, k, &so, whole, nw, &e), &e);
+    for (size_t q = 0; q < nq; q++) assert_int_equal(nw[q], 0);
+    free(Q);
+    free(whole);
+    free(part);
+    gtr_index_free(ix);
+}
+
 static void test_search_matches_brute_force(void **state)
 {
     (void)state;
@@ -1032,6 +1092,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kernels_agree),
         cmocka_unit_test(test_search_matches_brute_force),
+        cmocka_unit_test(test_search_doc_range),
         cmocka_unit_test(test_ties_by_id_descending),
         cmocka_unit_test(test_contents),
         cmocka_unit_test(test_resume_after_kill),

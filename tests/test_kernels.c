@@ -103,13 +103,28 @@ static void test_tables(void **state)
     }
     assert_true(n >= 1);
     assert_null(gtr_kernels_by_name("no-such-isa"));
-    /* the selected table is the best one this CPU can run; GTR_CPU caps it */
-    assert_ptr_equal(gtr_kernels_select(), gtr_kernels_at(n - 1));
+    /* the selected table is the best one this CPU can run (vdpbf16ps tiles only where they
+     * outrun the FMA pipes, else the table below, whose bf16 runs on FMAs); GTR_CPU caps it */
+    const gtr_kernels *best = gtr_kernels_at(n - 1);
+    gtr_cpu cpu = gtr_cpu_detect();
+    if (best->select_needs_fast_dpbf16 && !cpu.dpbf16_fast) best = gtr_kernels_at(n - 2);
+    assert_ptr_equal(gtr_kernels_select(), best);
+    /* never slower at lower precision: bf16 uses vdpbf16ps only where it is fast, AMX where
+     * the process may use it, else float32 FMAs on widened weights */
+    const gtr_kernels *sel = gtr_kernels_select();
+    if (cpu.amx) assert_ptr_equal(sel->linear[GTR_W_BF16], &gtr_amx_linear_bf16);
+    else if (cpu.avx512f && !cpu.dpbf16_fast)
+        assert_ptr_equal(sel->linear[GTR_W_BF16], &gtr_avx512_linear_bf16w);
+    else if (cpu.avx512f) assert_ptr_equal(sel->linear[GTR_W_BF16], &gtr_avx512_linear_bf16);
+    else if (cpu.avx2 && cpu.fma) assert_ptr_equal(sel->linear[GTR_W_BF16], &gtr_avx2_linear_bf16w);
     const char *old = getenv("GTR_CPU");
     char *saved = old ? strdup(old) : NULL;
     setenv("GTR_CPU", "generic", 1);
     assert_ptr_equal(gtr_kernels_select(), gtr_kernels_generic());
     assert_null(gtr_kernels_at(1));
+    setenv("GTR_CPU", "avx512", 1); /* AMX off: bf16 on FMAs unless vdpbf16ps is fast */
+    if (cpu.avx512f && !cpu.dpbf16_fast)
+        assert_ptr_equal(gtr_kernels_select()->linear[GTR_W_BF16], &gtr_avx512_linear_bf16w);
     setenv("GTR_CPU", "avx2", 1);
     const gtr_kernels *a2 = gtr_kernels_select();
     assert_true(a2 == gtr_kernels_generic() || strcmp(a2->name, "avx2") == 0);
@@ -558,6 +573,63 @@ static void test_transpose(void **state)
         }
 }
 
+/* Attention's bf16 products (AMX where the table has them; skipped, saying so, elsewhere):
+ * S = Q·Kᵀ with Kᵀ packed from key rows and O = P·V with V packed from its rows, against a
+ * double reference of the bf16-rounded operands; ragged sizes, strides, rows outside M and
+ * columns outside N untouched. */
+static void test_bf16mm(void **state)
+{
+    (void)state;
+    static const size_t sh[][3] = {{64, 512, 64}, {37, 45, 70}, {1, 1, 1}, {16, 16, 32}, {64, 64, 300}, {5, 130, 64}};
+    const gtr_kernels *kern;
+    size_t tested = 0;
+    for (size_t t = 0; (kern = gtr_kernels_at(t)) != NULL; t++) {
+        const gtr_bf16mm *mm = gtr_kernels_bf16mm(kern);
+        if (!mm) continue;
+        tested++;
+        for (size_t si = 0; si < sizeof sh / sizeof sh[0]; si++) {
+            size_t M = sh[si][0], N = sh[si][1], K = sh[si][2], lda = K + 3, ldb = N + 5, ldt = K + 7, ldc = N + 2;
+            float *A = falloc(M * lda), *B = falloc(K * ldb), *Bt = falloc(N * ldt), *C = falloc((M + 1) * ldc);
+            fill(A, M * lda, 2.0f);
+            fill(B, K * ldb, 1.0f);
+            for (size_t k = 0; k < K; k++)
+                for (size_t n = 0; n < N; n++) Bt[n * ldt + k] = B[k * ldb + n];
+            if (K > 3) A[3] = 1e-40f; /* a denormal: flushed, as every bf16 path does */
+            void *pb = gtr_malloc_aligned(mm->packed_bytes(K, N), NULL);
+            void *pbt = gtr_malloc_aligned(mm->packed_bytes(K, N), NULL);
+            void *ws = gtr_malloc_aligned(mm->ws(K), NULL);
+            void *tmp = gtr_malloc_aligned(N * ((K + 31) / 32 * 32) * 2, NULL);
+            assert_true(pb && pbt && ws && tmp);
+            mm->pack_b(B, ldb, K, N, pb);
+            mm->pack_bt(Bt, ldt, K, N, pbt, tmp);
+            for (int v = 0; v < 2; v++) {
+                for (size_t i = 0; i < (M + 1) * ldc; i++) C[i] = 12345.0f;
+                mm->gemm(M, N, K, A, lda, v ? pbt : pb, C, ldc, ws);
+                for (size_t i = 0; i < M + 1; i++)
+                    for (size_t j = 0; j < ldc; j++) {
+                        float got = C[i * ldc + j];
+                        if (i >= M || j >= N) {
+                            if (got != 12345.0f) fail_msg("%s: bf16mm wrote outside C at (%zu, %zu)", kern->name, i, j);
+                            continue;
+                        }
+                        double ref = 0, mag = 0;
+                        for (size_t k = 0; k < K; k++) {
+                            double p = (double)gtr_bf16_round_daz(A[i * lda + k]) * gtr_bf16_round_daz(B[k * ldb + j]);
+                            ref += p;
+                            mag += fabs(p);
+                        }
+                        if (!(fabs(got - ref) <= 1e-5 * mag + 1e-30))
+                            fail_msg("%s: bf16mm %zux%zux%zu (%s) C[%zu,%zu] = %.9g, want %.9g", kern->name, M, N, K,
+                                     v ? "pack_bt" : "pack_b", i, j, got, ref);
+                    }
+            }
+            gtr_free_aligned(pb), gtr_free_aligned(pbt), gtr_free_aligned(ws), gtr_free_aligned(tmp);
+            free(A), free(B), free(Bt), free(C);
+        }
+    }
+    if (!tested) print_message("# bf16mm: no table with a matrix engine on this CPU (AMX absent or not permitted): skipped\n");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -573,6 +645,7 @@ int main(void)
         cmocka_unit_test(test_eltwise),
         cmocka_unit_test(test_softmax_nan),
         cmocka_unit_test(test_transpose),
+        cmocka_unit_test(test_bf16mm),
     };
     return cmocka_run_group_tests_name("kernels", tests, setup, teardown);
 }

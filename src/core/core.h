@@ -144,6 +144,9 @@ typedef struct gtr_cpu {
     bool avx2, fma, f16c;
     bool avx512f, avx512bw, avx512dq, avx512vl, avx512_bf16, avx512_vnni;
     bool amx; /* AMX-TILE + AMX-BF16 + AMX-INT8, enabled by the OS for this process */
+    /* vdpbf16ps issues at least at the fp32 FMA rate (AMD Zen 4/5: twice it); Intel cores
+     * issue it at half their FMA rate, so there bf16 is computed with FMAs instead */
+    bool dpbf16_fast;
 } gtr_cpu;
 /* Detected once per call (CPUID + XGETBV: the OS must enable the register state). For AMX
  * on Linux it also asks the kernel for the tile data state (arch_prctl ARCH_REQ_XCOMP_PERM,

@@ -38,6 +38,9 @@ gtr_cpu gtr_cpu_detect(void)
     gtr_cpu c;
     memset(&c, 0, sizeof c);
     unsigned a, b, cx, d;
+    unsigned vendor[4] = {0};
+    if (!__get_cpuid(0, &vendor[0], &vendor[1], &vendor[3], &vendor[2])) return c;
+    bool amd = memcmp(&vendor[1], "AuthenticAMD", 12) == 0; /* ebx, edx, ecx spell it */
     if (!__get_cpuid(1, &a, &b, &cx, &d)) return c;
     bool osxsave = (cx >> 27) & 1;
     if (!osxsave) return c;
@@ -59,6 +62,7 @@ gtr_cpu gtr_cpu_detect(void)
         unsigned a71, b71, c71, d71;
         __cpuid_count(7, 1, a71, b71, c71, d71);
         c.avx512_bf16 = c.avx512f && ((a71 >> 5) & 1);
+        c.dpbf16_fast = c.avx512_bf16 && amd;
         /* AMX-BF16 (bit 22), AMX-TILE (24), AMX-INT8 (25); XTILECFG + XTILEDATA in XCR0 */
         bool amx_cpu = ((d7 >> 22) & 1) && ((d7 >> 24) & 1) && ((d7 >> 25) & 1);
         bool amx_os = (xcr0 & 0x60000) == 0x60000;
@@ -72,6 +76,7 @@ gtr_cpu gtr_cpu_detect(void)
     if (cap && strcmp(cap, "avx512") != 0 && strcmp(cap, "amx") != 0) {
         bool keep_avx2 = strcmp(cap, "avx2") == 0;
         c.avx512f = c.avx512bw = c.avx512dq = c.avx512vl = c.avx512_bf16 = c.avx512_vnni = false;
+        c.dpbf16_fast = false;
         if (!keep_avx2) c.avx2 = c.fma = c.f16c = false;
     }
     return c;

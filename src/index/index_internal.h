@@ -110,6 +110,10 @@ void gtr_ix_compact_encode(uint32_t kind, const float *v, size_t dim, void *code
 gtr_status gtr_ix_search_exact(const gtr_index *ix, const gtr_ix_kernels *kern, const float *q,
                                size_t qstride, size_t nq, size_t k, gtr_pool *pool,
                                gtr_hit *hits, size_t *n_hits, gtr_error *err);
+/* only documents [lo, hi) */
+gtr_status gtr_ix_search_range(const gtr_index *ix, const gtr_ix_kernels *kern, const float *q,
+                               size_t qstride, size_t nq, size_t k, size_t lo, size_t hi, gtr_pool *pool,
+                               gtr_hit *hits, size_t *n_hits, gtr_error *err);
 /* the same with the cache blocking given (gtr_ix_search_exact takes this CPU's); the hits do
  * not depend on it */
 gtr_status gtr_ix_search_exact_blocked(const gtr_index *ix, const gtr_ix_kernels *kern,

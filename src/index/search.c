@@ -17,13 +17,14 @@ typedef struct {
     gtr_ix_topk *heaps; /* [threads][nq] */
     float *scratch;     /* [threads][nq * sub] */
     const gtr_blocking *blk; /* from this CPU's cache sizes; sub = blk->search_docs */
+    size_t lo, hi;           /* documents searched */
 } exact_ctx;
 
 static void exact_task(void *vc, size_t t, int tid)
 {
     exact_ctx *c = vc;
     const gtr_index *ix = c->ix;
-    size_t d0 = t * c->block, d1 = GTR_MIN(ix->n, d0 + c->block);
+    size_t d0 = c->lo + t * c->block, d1 = GTR_MIN(c->hi, d0 + c->block);
     const size_t sub = c->blk->search_docs;
     float *S = c->scratch + (size_t)tid * c->nq * sub;
     gtr_ix_topk *H = c->heaps + (size_t)tid * c->nq;
@@ -51,13 +52,24 @@ static size_t batch_for(size_t nq, size_t k, int threads)
     return GTR_MAX((size_t)1, GTR_MIN(GTR_MIN(b, (size_t)256), nq));
 }
 
+static gtr_status search_range(const gtr_index *ix, const gtr_ix_kernels *kern, const gtr_blocking *blk,
+                               size_t lo, size_t hi, const float *Q, size_t qs, size_t nq, size_t k,
+                               gtr_pool *pool, gtr_hit *hits, size_t *n_hits, gtr_error *err);
+
 gtr_status gtr_ix_search_exact(const gtr_index *ix, const gtr_ix_kernels *kern, const float *Q,
                                size_t qs, size_t nq, size_t k, gtr_pool *pool, gtr_hit *hits,
                                size_t *n_hits, gtr_error *err)
 {
+    return gtr_ix_search_range(ix, kern, Q, qs, nq, k, 0, ix->n, pool, hits, n_hits, err);
+}
+
+gtr_status gtr_ix_search_range(const gtr_index *ix, const gtr_ix_kernels *kern, const float *Q,
+                               size_t qs, size_t nq, size_t k, size_t lo, size_t hi, gtr_pool *pool,
+                               gtr_hit *hits, size_t *n_hits, gtr_error *err)
+{
     gtr_cpu_caches caches = gtr_cpu_caches_detect();
     const gtr_blocking blk = gtr_blocking_for(&caches, ix->dim);
-    return gtr_ix_search_exact_blocked(ix, kern, &blk, Q, qs, nq, k, pool, hits, n_hits, err);
+    return search_range(ix, kern, &blk, lo, hi, Q, qs, nq, k, pool, hits, n_hits, err);
 }
 
 gtr_status gtr_ix_search_exact_blocked(const gtr_index *ix, const gtr_ix_kernels *kern,
@@ -65,9 +77,18 @@ gtr_status gtr_ix_search_exact_blocked(const gtr_index *ix, const gtr_ix_kernels
                                        size_t nq, size_t k, gtr_pool *pool, gtr_hit *hits,
                                        size_t *n_hits, gtr_error *err)
 {
+    return search_range(ix, kern, blk, 0, ix->n, Q, qs, nq, k, pool, hits, n_hits, err);
+}
+
+static gtr_status search_range(const gtr_index *ix, const gtr_ix_kernels *kern, const gtr_blocking *blk,
+                               size_t lo, size_t hi, const float *Q, size_t qs, size_t nq, size_t k,
+                               gtr_pool *pool, gtr_hit *hits, size_t *n_hits, gtr_error *err)
+{
     int threads = gtr_pool_size(pool);
     const size_t SUB = blk->search_docs;
-    size_t kk = GTR_MIN(k, ix->n);
+    size_t kk = GTR_MIN(k, hi - lo);
+    for (size_t i = 0; i < nq; i++) n_hits[i] = 0;
+    if (kk == 0) return GTR_OK;
     size_t qb = batch_for(nq, kk, threads);
     gtr_ix_topk *heaps = gtr_xcalloc((size_t)threads * qb, sizeof *heaps, "search heaps", err);
     gtr_hit *mem = gtr_xmalloc((size_t)threads * qb * kk * sizeof *mem + sizeof *mem, "search heaps", err);
@@ -79,9 +100,9 @@ gtr_status gtr_ix_search_exact_blocked(const gtr_index *ix, const gtr_ix_kernels
         goto done;
     }
     /* blocks: several per thread so uneven progress balances; a multiple of SUB */
-    size_t block = (ix->n + (size_t)threads * 8 - 1) / ((size_t)threads * 8);
+    size_t block = (hi - lo + (size_t)threads * 8 - 1) / ((size_t)threads * 8);
     block = GTR_MAX((size_t)SUB, (block + SUB - 1) / SUB * SUB);
-    size_t n_blocks = (ix->n + block - 1) / block;
+    size_t n_blocks = (hi - lo + block - 1) / block;
     for (size_t q0 = 0; q0 < nq; q0 += qb) {
         size_t nb = GTR_MIN(qb, nq - q0);
         for (size_t i = 0; i < (size_t)threads * nb; i++) {
@@ -89,7 +110,7 @@ gtr_status gtr_ix_search_exact_blocked(const gtr_index *ix, const gtr_ix_kernels
             heaps[i].n = 0;
             heaps[i].k = kk;
         }
-        exact_ctx c = {ix, kern, Q + q0 * qs, qs, nb, block, heaps, scratch, blk};
+        exact_ctx c = {ix, kern, Q + q0 * qs, qs, nb, block, heaps, scratch, blk, lo, hi};
         gtr_pool_for(pool, n_blocks, exact_task, &c);
         for (size_t q = 0; q < nb; q++) {
             gtr_ix_topk m = {merge, 0, kk};
@@ -142,7 +163,13 @@ gtr_status gtr_index_search(const gtr_index *ix, const float *queries, size_t nq
     for (size_t i = 0; i < nq; i++) memcpy(Q + i * qs, queries + i * dim, dim * sizeof(float));
     const gtr_ix_kernels *kern = gtr_ix_kernels_select();
     gtr_status st;
-    if (opts->use_compact && ix->compact)
+    size_t lo = opts->doc_begin, hi = opts->doc_end ? opts->doc_end : ix->n;
+    if (lo > hi || hi > ix->n)
+        st = gtr_seterr(err, GTR_ERR_INVALID_ARG, "document range [%zu, %zu) is outside the index's %zu documents",
+                        lo, hi, ix->n);
+    else if (lo != 0 || hi != ix->n)
+        st = gtr_ix_search_range(ix, kern, Q, qs, nq, k, lo, hi, opts->pool, hits, n_hits, err);
+    else if (opts->use_compact && ix->compact)
         st = gtr_ix_search_compact(ix, kern, Q, qs, nq, k, opts->pool, hits, n_hits, err);
     else
         st = gtr_ix_search_exact(ix, kern, Q, qs, nq, k, opts->pool, hits, n_hits, err);

@@ -22,7 +22,7 @@ const gtr_kernels gtr_kernels_avx2_table = {
     .name = "avx2",
     .need_avx2 = true,
     .nr = {16, 16, 16},
-    .linear = {&gtr_avx2_linear_f32, &gtr_avx2_linear_bf16, &gtr_avx2_linear_int8},
+    .linear = {&gtr_avx2_linear_f32, &gtr_avx2_linear_bf16w, &gtr_avx2_linear_int8},
     .sgemm = &gtr_avx2_sgemm,
     .rmsnorm = gtr_avx2_rmsnorm,
     .softmax = gtr_avx2_softmax,
@@ -32,7 +32,9 @@ const gtr_kernels gtr_kernels_avx2_table = {
     .transpose = gtr_generic_transpose,
 };
 
-/* AVX-512 float32 everywhere; the low-precision paths use what the CPU has. */
+/* AVX-512 float32 everywhere; the low-precision paths use what the CPU has. bf16 runs on
+ * float32 FMAs (bf16w) unless vdpbf16ps is faster than they are, so that --dtype bf16 is
+ * never slower than f32 (and int8, on vpdpbusd or AMX, never slower than bf16). */
 #define AVX512_COMMON                                                                         \
     .need_avx2 = true, .need_avx512 = true, .sgemm = &gtr_avx512_sgemm,                       \
     .rmsnorm = gtr_avx512_rmsnorm, .softmax = gtr_avx512_softmax,                             \
@@ -42,16 +44,16 @@ const gtr_kernels gtr_kernels_avx2_table = {
 const gtr_kernels gtr_kernels_avx512_table = {
     .name = "avx512",
     AVX512_COMMON,
-    .nr = {64, 16, 16},
-    .linear = {&gtr_avx512_linear_f32, &gtr_avx2_linear_bf16, &gtr_avx2_linear_int8},
+    .nr = {64, 64, 16},
+    .linear = {&gtr_avx512_linear_f32, &gtr_avx512_linear_bf16w, &gtr_avx2_linear_int8},
 };
 
 const gtr_kernels gtr_kernels_avx512_vnni_table = {
     .name = "avx512+vnni",
     AVX512_COMMON,
     .need_vnni = true,
-    .nr = {64, 16, 64},
-    .linear = {&gtr_avx512_linear_f32, &gtr_avx2_linear_bf16, &gtr_avx512_linear_int8},
+    .nr = {64, 64, 64},
+    .linear = {&gtr_avx512_linear_f32, &gtr_avx512_linear_bf16w, &gtr_avx512_linear_int8},
 };
 
 const gtr_kernels gtr_kernels_avx512_bf16_table = {
@@ -59,12 +61,18 @@ const gtr_kernels gtr_kernels_avx512_bf16_table = {
     AVX512_COMMON,
     .need_vnni = true,
     .need_bf16 = true,
+    .select_needs_fast_dpbf16 = true, /* else avx512+vnni (bf16 on FMAs) is faster */
     .nr = {64, 64, 64},
     .linear = {&gtr_avx512_linear_f32, &gtr_avx512_linear_bf16, &gtr_avx512_linear_int8},
 };
 
-/* AMX tiles for bf16 and int8 (same panels as avx512+bf16+vnni, k padded to whole tiles) */
+static const gtr_bf16mm amx_bf16mm = {gtr_amx_bf16_packed_bytes, gtr_amx_bf16_gemm_ws,
+                                      gtr_amx_bf16_pack_bt, gtr_amx_bf16_pack_b, gtr_amx_bf16_gemm};
+
+/* AMX tiles for bf16 and int8 (same panels as avx512+bf16+vnni, k padded to whole tiles), and
+ * attention's products in bf16 for the models that compute in bf16 or int8 */
 const gtr_kernels gtr_kernels_amx_table = {
+    .bf16mm = &amx_bf16mm,
     .name = "avx512+amx",
     AVX512_COMMON,
     .need_vnni = true,
@@ -101,7 +109,8 @@ const gtr_kernels *gtr_kernels_select(void)
 {
     gtr_cpu c = gtr_cpu_detect(); /* honours GTR_CPU */
     for (size_t i = 0; i < N_TABLES; i++)
-        if (runs_here(all_tables[i], &c)) return all_tables[i];
+        if (runs_here(all_tables[i], &c) && (!all_tables[i]->select_needs_fast_dpbf16 || c.dpbf16_fast))
+            return all_tables[i];
     return &gtr_kernels_generic_table;
 }
 
@@ -123,6 +132,8 @@ const gtr_kernels *gtr_kernels_by_name(const char *name)
 }
 
 const char *gtr_kernels_name(const gtr_kernels *k) { return k->name; }
+
+const gtr_bf16mm *gtr_kernels_bf16mm(const gtr_kernels *k) { return k->bf16mm; }
 
 void gtr_sgemm_nt(const gtr_kernels *k, size_t M, size_t N, size_t K, const float *A, size_t lda,
                   const float *B, size_t ldb, float beta, float *C, size_t ldc)

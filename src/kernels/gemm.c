@@ -22,9 +22,11 @@ void gtr_linear_drive(const gtr_linear_ukr *u, const gtr_wmat *w, const float *x
         size_t kc = GTR_MIN(KC, K - k0);
         int accum = k0 > 0 || (flags & GTR_LINEAR_ACCUM);
         int relu = (k0 + kc == K) && (flags & GTR_LINEAR_RELU);
-        for (size_t p = p0; p < p1; p++)
+        for (size_t p = p0; p < p1; p++) {
+            if (u->panel) u->panel(&t, p, k0, kc);
             for (size_t i0 = 0; i0 < m; i0 += mr)
                 u->tile(&t, (int)GTR_MIN(mr, m - i0), i0, p, k0, kc, accum, relu);
+        }
     }
     if (u->done) u->done();
 }
@@ -37,6 +39,20 @@ void gtr_f32_linear_tile(const gtr_linear_task *t, int mr, size_t i0, size_t p, 
     const float *b = (const float *)w->data + (p * w->kp + k0) * nr;
     packed(mr, kc, x + i0 * t->lda + k0, t->lda, b, t->y + i0 * t->ldy + p * nr, t->ldy,
            GTR_MIN(nr, w->n - p * nr), accum ? 1.0f : 0.0f, relu);
+}
+
+size_t gtr_bf16w_ws(size_t kp, size_t kc2, size_t nr)
+{
+    return ((size_t)GTR_LINEAR_MC * kp + 2 * kc2 * nr) * sizeof(float) + 64;
+}
+
+void gtr_bf16w_tile(const gtr_linear_task *t, int mr, size_t i0, size_t p, size_t k0, size_t kc,
+                    int accum, int relu, gtr_f32_packed_fn packed)
+{
+    const gtr_wmat *w = t->w;
+    const float *x = (const float *)t->a + i0 * t->lda + 2 * k0;
+    packed(mr, 2 * kc, x, t->lda, t->b, t->y + i0 * t->ldy + p * w->nr, t->ldy,
+           GTR_MIN(w->nr, w->n - p * w->nr), accum ? 1.0f : 0.0f, relu);
 }
 
 /* A[i,k] at A[i*ars + k*aks]; B[k,j] at B[k*bks + j]. */

@@ -85,7 +85,7 @@ INLINE void ukr(const int mr, const int nv, const int masked, size_t K, const fl
 }
 
 /* Full-width packed panel (linear layer): nv = 4, unmasked loads. */
-static void ukr_packed(int mr, size_t K, const float *a, size_t lda, const float *b, float *c,
+void gtr_avx512_f32_packed(int mr, size_t K, const float *a, size_t lda, const float *b, float *c,
                        size_t ldc, size_t ncols, float beta, int relu)
 {
     switch (mr) {
@@ -124,7 +124,7 @@ static void ukr_strided(int mr, size_t K, const float *a, size_t ars, size_t aks
 static void linear_tile(const gtr_linear_task *t, int mr, size_t i0, size_t p, size_t k0,
                         size_t kc, int accum, int relu)
 {
-    gtr_f32_linear_tile(t, mr, i0, p, k0, kc, accum, relu, NR, ukr_packed);
+    gtr_f32_linear_tile(t, mr, i0, p, k0, kc, accum, relu, NR, gtr_avx512_f32_packed);
 }
 
 const gtr_linear_ukr gtr_avx512_linear_f32 = {.mr = MR, .kc = KC, .tile = linear_tile};

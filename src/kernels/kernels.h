@@ -162,6 +162,23 @@ void gtr_sgemm_nn(const gtr_kernels *kern, size_t M, size_t N, size_t K, const f
 void gtr_sgemm_tn(const gtr_kernels *kern, size_t M, size_t N, size_t K, const float *A, size_t lda,
                   const float *B, size_t ldb, float beta, float *C, size_t ldc);
 
+/* Attention's products in bf16 on a matrix engine (AMX): operands rounded to bf16 as every
+ * bf16 path rounds them, products exact, float32 sums. The right operand is packed once
+ * (pack_bt from rows of Bᵀ, e.g. the keys; pack_b from rows of B, e.g. the values) into
+ * packed_bytes(K, N) bytes, 64-byte aligned, and serves many left operands:
+ *   gemm: C[M, N] = A[M, K] · B, rows of A lda apart, of C ldc apart; ws of ws(K) bytes,
+ *         64-byte aligned. pack_bt needs tmp of N × round_up(K, 32) × 2 bytes.
+ * gtr_kernels_bf16mm returns NULL where the table has none (then attention stays float32). */
+typedef struct gtr_bf16mm {
+    size_t (*packed_bytes)(size_t K, size_t N);
+    size_t (*ws)(size_t K);
+    void (*pack_bt)(const float *Bt, size_t ldt, size_t K, size_t N, void *dst, void *tmp);
+    void (*pack_b)(const float *B, size_t ldb, size_t K, size_t N, void *dst);
+    void (*gemm)(size_t M, size_t N, size_t K, const float *A, size_t lda, const void *Bp,
+                 float *C, size_t ldc, void *ws);
+} gtr_bf16mm;
+const gtr_bf16mm *gtr_kernels_bf16mm(const gtr_kernels *kern);
+
 /* Element-wise, one row of n floats. Vectorised versions stay within ~1e-6 relative of the
  * portable ones (only summation order and a few-ulp expf differ). */
 /* y = x * rsqrt(mean(x²) + eps) * w   (T5 RMS norm; y may equal x) */

@@ -34,6 +34,7 @@ typedef struct gtr_linear_task {
     const float *sx; /* INT8: per-row activation scales (in the scratch), else NULL */
     float *y;
     size_t ldy;
+    float *b; /* the panel hook's prepared weight block (in the scratch), else NULL */
 } gtr_linear_task;
 
 /* A linear micro-kernel: the driver (gtr_linear_drive) walks k blocks of kc groups (g = 1, 2
@@ -48,6 +49,9 @@ typedef struct gtr_linear_ukr {
     /* convert / quantise rows [0, m) of x into ws and set t->a, t->lda, t->sx; NULL: the
      * tile reads x directly */
     void (*prep)(gtr_linear_task *t, const float *x, size_t m, size_t ldx, void *ws);
+    /* before the tiles of panel p, k block [k0, k0 + kc): prepare that block of weights
+     * (bf16 widened to float32 into t->b); NULL = the tiles read the packed panel */
+    void (*panel)(gtr_linear_task *t, size_t p, size_t k0, size_t kc);
     /* after the task's last tile (AMX releases its tile state); NULL = nothing */
     void (*done)(void);
     void (*tile)(const gtr_linear_task *t, int mr, size_t i0, size_t p, size_t k0, size_t kc,
@@ -61,6 +65,16 @@ typedef void (*gtr_f32_packed_fn)(int mr, size_t K, const float *a, size_t lda, 
                                   float *c, size_t ldc, size_t ncols, float beta, int relu);
 void gtr_f32_linear_tile(const gtr_linear_task *t, int mr, size_t i0, size_t p, size_t k0,
                          size_t kc, int accum, int relu, size_t nr, gtr_f32_packed_fn packed);
+
+/* bf16 weights computed in float32 (CPUs whose bf16 dot instruction is slower than two FMA
+ * pipes, or that have none): the panel hook widens k block [k0, k0 + kc) pairs of panel p
+ * into t->b as a [2·kc][nr] float32 panel, and the tile runs the ISA's float32 packed kernel
+ * on it with rows of x rounded to bf16 (by prep, stored as float32). The products of bf16
+ * values are exact in float32, so this is the GTR_W_BF16 definition with FMA sums. */
+void gtr_bf16w_tile(const gtr_linear_task *t, int mr, size_t i0, size_t p, size_t k0, size_t kc,
+                    int accum, int relu, gtr_f32_packed_fn packed);
+/* its scratch: GTR_LINEAR_MC rows of kp floats + a block of kc2 pairs × nr panel */
+size_t gtr_bf16w_ws(size_t kp, size_t kc2, size_t nr);
 
 /* A strided float32 GEMM micro-kernel: C[mr, ncols] = beta*C + A·B for mr <= mr_max rows and
  * ncols <= nr columns; A element (i, k) at a[i*ars + k*aks], B row k at b + k*bks. */
@@ -87,11 +101,15 @@ struct gtr_kernels {
     const char *name;
     /* which CPU features it needs (checked by gtr_kernels_at / _by_name) */
     bool need_avx2, need_avx512, need_bf16, need_vnni, need_amx;
+    /* chosen by gtr_kernels_select only where vdpbf16ps outruns the FMA pipes (its bf16 path
+     * would otherwise be slower than float32); still listed by gtr_kernels_at for tests */
+    bool select_needs_fast_dpbf16;
     size_t nr[GTR_W_NTYPES];            /* panel width of the packed layout, per gtr_wtype */
     size_t kalign[GTR_W_NTYPES];        /* k padded to a multiple of this (0: the k group) */
     /* micro-kernels for layouts packed with nr[type] */
     const gtr_linear_ukr *linear[GTR_W_NTYPES];
     const gtr_sgemm_ukr *sgemm; /* NULL = the portable code */
+    const gtr_bf16mm *bf16mm;   /* attention's products in bf16 (AMX); NULL = none */
     void (*rmsnorm)(const float *x, const float *w, float eps, size_t n, float *y);
     void (*softmax)(float *x, size_t n);
     void (*add_softmax)(float *x, const float *bias, size_t n);
@@ -150,7 +168,11 @@ void gtr_generic_transpose(const float *src, size_t lds, size_t rows, size_t col
 extern const gtr_linear_ukr gtr_generic_linear_f32, gtr_generic_linear_bf16, gtr_generic_linear_int8;
 
 /* AVX2+FMA micro-kernels (gemm_avx2.c, lowp_avx2.c) and row kernels (eltwise_avx2.c) */
-extern const gtr_linear_ukr gtr_avx2_linear_f32, gtr_avx2_linear_bf16, gtr_avx2_linear_int8;
+extern const gtr_linear_ukr gtr_avx2_linear_f32, gtr_avx2_linear_int8;
+/* the float32 packed tile (6 × 16), and bf16 weights computed with it (bf16w_avx2.c) */
+void gtr_avx2_f32_packed(int mr, size_t K, const float *a, size_t lda, const float *b, float *c,
+                         size_t ldc, size_t ncols, float beta, int relu);
+extern const gtr_linear_ukr gtr_avx2_linear_bf16w;
 extern const gtr_sgemm_ukr gtr_avx2_sgemm;
 void gtr_avx2_rmsnorm(const float *x, const float *w, float eps, size_t n, float *y);
 void gtr_avx2_softmax(float *x, size_t n);
@@ -161,6 +183,12 @@ float gtr_avx2_dot(const float *a, const float *b, size_t n);
 /* AVX-512 micro-kernels (gemm_avx512.c, bf16_avx512.c, int8_avx512.c) and row kernels
  * (eltwise_avx512.c) */
 extern const gtr_linear_ukr gtr_avx512_linear_f32, gtr_avx512_linear_bf16, gtr_avx512_linear_int8;
+/* the float32 packed tile (6 × 64) that bf16w_avx512.c reuses on widened bf16 panels */
+void gtr_avx512_f32_packed(int mr, size_t K, const float *a, size_t lda, const float *b, float *c,
+                           size_t ldc, size_t ncols, float beta, int relu);
+/* bf16 weights computed with float32 FMAs (bf16w_avx512.c), for CPUs where vdpbf16ps is
+ * slower than FMA or absent */
+extern const gtr_linear_ukr gtr_avx512_linear_bf16w;
 extern const gtr_sgemm_ukr gtr_avx512_sgemm;
 /* their row preparation (bf16 pairs; u8 codes qx + 128 with row scales), shared with AMX */
 size_t gtr_avx512_bf16_ws(size_t kp);
@@ -177,5 +205,12 @@ void gtr_avx512_transpose(const float *src, size_t lds, size_t rows, size_t cols
 /* AMX tiles (linear_amx.c): bf16 by TDPBF16PS, int8 by TDPBUSD, on the AVX-512 layouts with
  * k padded to whole tiles (kalign 32 / 64) */
 extern const gtr_linear_ukr gtr_amx_linear_bf16, gtr_amx_linear_int8;
+/* attention's bf16 products on AMX (attn_amx.c) */
+size_t gtr_amx_bf16_packed_bytes(size_t K, size_t N);
+size_t gtr_amx_bf16_gemm_ws(size_t K);
+void gtr_amx_bf16_pack_bt(const float *Bt, size_t ldt, size_t K, size_t N, void *dst, void *tmp);
+void gtr_amx_bf16_pack_b(const float *B, size_t ldb, size_t K, size_t N, void *dst);
+void gtr_amx_bf16_gemm(size_t M, size_t N, size_t K, const float *A, size_t lda, const void *Bp,
+                       float *C, size_t ldc, void *ws);
 
 #endif

@@ -1,9 +1,5 @@
-/* lowp_avx2.c — bfloat16 and int8 weight linear layers with AVX2 (no BF16/VNNI hardware):
- * the fallback on AVX2-only CPUs and on AVX-512 CPUs without those extensions.
- *
- * bf16: activations are rounded to bf16 once per task (kept as float32 values); weight pairs
- * are widened to float32 with a shift / mask and accumulated with FMA — each product is exact,
- * so this is the same computation as vdpbf16ps up to summation order.
+/* lowp_avx2.c — int8 weight linear layer with AVX2 (no VNNI hardware): the fallback on
+ * AVX2-only CPUs and on AVX-512 CPUs without VNNI (bf16 there: bf16w_avx2.c / _avx512.c).
  * int8: s8×s8 through vpmaddubsw(|qx|, sign(qw, qx)) + vpmaddwd: with |q| ≤ 127 a pair sum
  * is at most 2·127·127 < 2¹⁵, so nothing saturates and the int32 sum is exact. */
 #include "kernels/kernels_internal.h"
@@ -15,7 +11,6 @@
 
 #define INLINE static inline __attribute__((always_inline))
 
-static size_t bf16_ws(size_t kp) { return (size_t)GTR_LINEAR_MC * kp * sizeof(float); }
 static size_t int8_ws(size_t kp) { return (size_t)GTR_LINEAR_MC * (kp + sizeof(float)) + 64; }
 
 INLINE __m256i lmask(size_t r)
@@ -24,7 +19,7 @@ INLINE __m256i lmask(size_t r)
     return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)GTR_MIN(r, 8)), idx);
 }
 
-/* Epilogue shared by both: store v (8 columns from c0) with accumulate / relu. */
+/* Epilogue: store v (8 columns from c0) with accumulate / relu. */
 INLINE void store8(float *p, size_t cols, __m256 v, int accum, int relu)
 {
     __m256i m = lmask(cols);
@@ -32,76 +27,6 @@ INLINE void store8(float *p, size_t cols, __m256 v, int accum, int relu)
     if (relu) v = _mm256_max_ps(_mm256_setzero_ps(), v);
     _mm256_maskstore_ps(p, m, v);
 }
-
-/* ---- bf16 ------------------------------------------------------------------------------ */
-
-INLINE void ukr_bf(const int mr, size_t K2, const float *a, size_t lda, const uint16_t *b,
-                   float *c, size_t ldc, size_t ncols, int accum, int relu)
-{
-    __m256 acc[MR][2];
-#pragma GCC unroll 4
-    for (int i = 0; i < mr; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
-    const __m256i hi16 = _mm256_set1_epi32((int)0xffff0000u);
-    for (size_t k = 0; k < K2; k++, b += 2 * NR) {
-        __m256 ev[2], od[2];
-#pragma GCC unroll 2
-        for (int j = 0; j < 2; j++) {
-            __m256i v = _mm256_loadu_si256((const __m256i *)(b + 16 * j));
-            ev[j] = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)); /* k even */
-            od[j] = _mm256_castsi256_ps(_mm256_and_si256(v, hi16)); /* k odd */
-        }
-#pragma GCC unroll 4
-        for (int i = 0; i < mr; i++) {
-            const float *ai = a + (size_t)i * lda + 2 * k;
-            __m256 x0 = _mm256_broadcast_ss(ai), x1 = _mm256_broadcast_ss(ai + 1);
-#pragma GCC unroll 2
-            for (int j = 0; j < 2; j++) {
-                acc[i][j] = _mm256_fmadd_ps(x0, ev[j], acc[i][j]);
-                acc[i][j] = _mm256_fmadd_ps(x1, od[j], acc[i][j]);
-            }
-        }
-    }
-#pragma GCC unroll 4
-    for (int i = 0; i < mr; i++)
-#pragma GCC unroll 2
-        for (int j = 0; j < 2; j++)
-            if (8 * (size_t)j < ncols)
-                store8(c + (size_t)i * ldc + 8 * j, ncols - 8 * (size_t)j, acc[i][j], accum, relu);
-}
-
-/* O(m·k) next to O(m·n·k): the scalar definition is cheap enough here */
-static void bf16_prep(gtr_linear_task *t, const float *x, size_t m, size_t ldx, void *ws)
-{
-    const size_t k = t->w->k, kp = t->w->kp;
-    float *xb = ws;
-    for (size_t i = 0; i < m; i++) {
-        for (size_t c = 0; c < k; c++) xb[i * kp + c] = gtr_bf16_round_daz(x[i * ldx + c]);
-        for (size_t c = k; c < kp; c++) xb[i * kp + c] = 0;
-    }
-    t->a = xb;
-    t->lda = kp;
-}
-
-/* panel p, all of K (kc = kp / 2 pairs) */
-static void bf16_tile(const gtr_linear_task *t, int mr, size_t i0, size_t p, size_t k0,
-                      size_t kc, int accum, int relu)
-{
-    (void)k0;
-    const gtr_wmat *w = t->w;
-    const uint16_t *b = (const uint16_t *)w->data + p * w->kp * NR;
-    const float *a = (const float *)t->a + i0 * t->lda;
-    float *c = t->y + i0 * t->ldy + p * NR;
-    size_t ncols = GTR_MIN(NR, w->n - p * NR), lda = t->lda, ldy = t->ldy;
-    switch (mr) {
-    case 4: ukr_bf(4, kc, a, lda, b, c, ldy, ncols, accum, relu); break;
-    case 3: ukr_bf(3, kc, a, lda, b, c, ldy, ncols, accum, relu); break;
-    case 2: ukr_bf(2, kc, a, lda, b, c, ldy, ncols, accum, relu); break;
-    default: ukr_bf(1, kc, a, lda, b, c, ldy, ncols, accum, relu); break;
-    }
-}
-
-const gtr_linear_ukr gtr_avx2_linear_bf16 = {
-    .mr = MR, .kc = 0, .ws = bf16_ws, .prep = bf16_prep, .tile = bf16_tile};
 
 /* ---- int8 ------------------------------------------------------------------------------ */
 

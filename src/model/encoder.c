@@ -483,6 +483,24 @@ static gtr_status ensure(float **p, size_t floats, gtr_error *err)
     return *p ? GTR_OK : GTR_ERR_NOMEM;
 }
 
+/* Attention's products in bf16 on the matrix engine for models that compute in bf16 or int8
+ * (their linear layers already round activations at least that far; the float32 model keeps
+ * float32 attention), where the kernels have it. */
+static const gtr_bf16mm *attn_bf16mm(const gtr_t5 *m, const gtr_kernels *kern)
+{
+    if (m->cfg.num_layers < 1 || m->layers[0].qkv.type == GTR_W_F32) return NULL;
+    return gtr_kernels_bf16mm(kern);
+}
+
+/* bytes of a thread's bf16 attention scratch after its scores: packed Kᵀ, packed V, the
+ * gemm's buffer and pack_bt's, each 64-byte aligned */
+static size_t attn_bf16_bytes(const gtr_bf16mm *mm, size_t dk, size_t L)
+{
+    size_t a = mm->packed_bytes(dk, L), b = mm->packed_bytes(L, dk), w = mm->ws(GTR_MAX(dk, L));
+    size_t t = L * ((dk + 31) / 32 * 32) * 2;
+    return (a + 63) / 64 * 64 + (b + 63) / 64 * 64 + (w + 63) / 64 * 64 + (t + 63) / 64 * 64;
+}
+
 /* Grow the arena to hold `tokens` packed rows of n texts, the longest max_len tokens. */
 static gtr_status scratch_reserve(const gtr_t5 *m, const gtr_kernels *kern, gtr_pool *pool,
                                   gtr_t5_scratch *s, size_t tokens, size_t n, size_t max_len,
@@ -515,6 +533,8 @@ static gtr_status scratch_reserve(const gtr_t5 *m, const gtr_kernels *kern, gtr_
         s->cap_texts = n;
     }
     size_t per = (GTR_ATT_QBLOCK + (size_t)c->d_kv) * max_len;
+    const gtr_bf16mm *mm = attn_bf16mm(m, kern);
+    if (mm) per = GTR_ATT_QBLOCK * max_len + (attn_bf16_bytes(mm, (size_t)c->d_kv, max_len) + 63) / 64 * 16;
     per = (per + 15) & ~(size_t)15; /* each thread's block starts on a cache line */
     if (per > s->scores_per_thread || n_threads > s->n_threads) {
         size_t want = GTR_MAX(per, s->scores_per_thread);
@@ -564,6 +584,7 @@ typedef struct {
     gtr_t5_scratch *s;
     const size_t *lens, *offs; /* tokens and first row of each text */
     size_t n, T;
+    const gtr_bf16mm *mm; /* attention's products in bf16, or NULL */
     const float *norm_w; /* rmsnorm task: weight, source, destination */
     const float *src;
     float *dst;
@@ -620,6 +641,31 @@ static void gelu_task(void *ctx, size_t c, int tid)
     }
 }
 
+/* attn_task on the matrix engine: Kᵀ and V of the head packed once, then per query block
+ * S = Q·Kᵀ, the biased softmax in float32, O = P·V, both products in bf16. */
+static void attn_task_bf16(const fwd *f, const gtr_bf16mm *mm, size_t text, size_t h, int tid)
+{
+    const gtr_t5 *m = f->m;
+    size_t dk = (size_t)m->cfg.d_kv, inner = (size_t)m->inner, ld = 3 * inner;
+    size_t L = f->lens[text], row0 = f->offs[text];
+    const float *Q = f->s->qkv + row0 * ld + h * dk, *K = Q + inner, *Vm = Q + 2 * inner;
+    float *S = f->s->scores + (size_t)tid * f->s->scores_per_thread;
+    unsigned char *kp = (unsigned char *)(S + (GTR_ATT_QBLOCK * L + 15) / 16 * 16);
+    unsigned char *vp = kp + (mm->packed_bytes(dk, L) + 63) / 64 * 64;
+    unsigned char *ws = vp + (mm->packed_bytes(L, dk) + 63) / 64 * 64;
+    unsigned char *tmp = ws + (mm->ws(GTR_MAX(dk, L)) + 63) / 64 * 64;
+    mm->pack_bt(K, ld, dk, L, kp, tmp);
+    mm->pack_b(Vm, ld, L, dk, vp);
+    size_t w = 2 * (size_t)f->s->table_len - 1;
+    const float *bias = f->s->pos_table + h * w + (size_t)f->s->table_len - 1; /* rel 0 */
+    for (size_t q0 = 0; q0 < L; q0 += GTR_ATT_QBLOCK) {
+        size_t rows = GTR_MIN((size_t)GTR_ATT_QBLOCK, L - q0);
+        mm->gemm(rows, L, dk, Q + q0 * ld, ld, kp, S, L, ws);
+        for (size_t r = 0; r < rows; r++) gtr_add_softmax(f->kern, S + r * L, bias - (q0 + r), L);
+        mm->gemm(rows, dk, L, S, L, vp, f->s->ctx + (row0 + q0) * inner + h * dk, inner, ws);
+    }
+}
+
 /* One (text, head): softmax(Q Kᵀ + bias) V over that text's rows, query block by block. Kᵀ
  * is formed once per (text, head) in the thread's scratch, so every query block runs a
  * plain nn product (a block-wise transpose inside sgemm_nt would redo it per block). */
@@ -630,6 +676,10 @@ static void attn_task(void *ctx, size_t task, int tid)
     int H = m->cfg.num_heads;
     size_t dk = (size_t)m->cfg.d_kv, inner = (size_t)m->inner, ld = 3 * inner;
     size_t text = task / (size_t)H, h = task % (size_t)H;
+    if (f->mm) {
+        attn_task_bf16(f, f->mm, text, h, tid);
+        return;
+    }
     size_t L = f->lens[text], row0 = f->offs[text];
     const float *Q = f->s->qkv + row0 * ld + h * dk, *K = Q + inner, *Vm = Q + 2 * inner;
     float *S = f->s->scores + (size_t)tid * f->s->scores_per_thread;
@@ -698,7 +748,7 @@ gtr_status gtr_t5_forward(const gtr_t5 *m, const gtr_kernels *kern, gtr_pool *po
         s->offs[i] = o;
         memcpy(s->tok + o, ids[i], lens[i] * sizeof(int32_t));
     }
-    fwd f = {m, kern, s, lens, s->offs, n, T, NULL, NULL, NULL};
+    fwd f = {m, kern, s, lens, s->offs, n, T, attn_bf16mm(m, kern), NULL, NULL, NULL};
     void *ws = s->ws;
     size_t wsb = s->ws_bytes;
 

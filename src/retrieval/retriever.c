@@ -106,9 +106,13 @@ static gtr_status dense_chunk(const gtr_retriever *r, const char *const *texts, 
     gtr_search_options so = gtr_index_default_search_options();
     so.pool = r->pool;
     so.use_compact = o->use_compact;
+    so.doc_begin = o->doc_begin;
+    so.doc_end = o->doc_end;
     gtr_ann_search_options ao = gtr_ann_default_search_options();
     ao.nprobe = o->nprobe;
     ao.pool = r->pool;
+    if (r->ann && (o->doc_begin || o->doc_end))
+        return gtr_seterr(err, GTR_ERR_INVALID_ARG, "a document range is searched exactly, not through an ANN index");
     if ((st = r->ann ? gtr_ann_search(r->ann, qv, nq, kk, &ao, s->dh, s->nh, err)
                      : gtr_index_search(r->index, qv, nq, kk, &so, s->dh, s->nh, err)))
         return st;

@@ -193,6 +193,7 @@ void gs_handle_search(gs_server *s, const char *body, size_t len, gs_reply *r)
     ro.depth = depth;
     ro.fusion = s->o.fusion;
     ro.alpha = s->o.alpha;
+    ro.nprobe = s->o.nprobe;
     ro.vectors = vecs;
     gtr_error e;
     if (gtr_retriever_search(s->retriever, texts, lens, nq, &ro, hits, n_hits, &e)) {

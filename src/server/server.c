@@ -415,6 +415,7 @@ gtr_server *gtr_server_start(const gtr_server_options *opts, gtr_error *err)
         /* /search: the library's retriever; the batcher encodes the queries, so no model */
         gtr_retriever_options ro = gtr_retriever_default_options();
         ro.index = opts->index;
+        ro.ann = opts->ann;
         ro.bm25 = opts->bm25;
         if (!(srv->s.retriever = gtr_retriever_open(&ro, err))) goto fail;
     }

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # mpi_cli.sh — bin/gtr-mpi under `mpirun --oversubscribe -n 1|2|3` on this machine, each result
 # compared byte for byte with the single-process command run here: index files (cmp), TREC runs
-# for dense, BM25 and hybrid search, BEIR metrics (--json) against gtr beir; ranks given another
+# for dense, BM25 and hybrid search (queries or documents split across ranks), BEIR metrics (--json) against gtr beir; ranks given another
 # model or options refused before any work (index, search, beir); a rank killed mid-index:
 # non-zero exit naming it, no index, and the same command resumes to the same bytes.
 cd "$(dirname "$0")/../.." || exit 1
 . tests/scripts/tap.sh
 
 . tests/scripts/mpi_setup.sh.inc
-plan 47
+plan 59
 
 head -n 300 "$SF/corpus.jsonl" >"$TMP/sub.jsonl"
 head -n 30 "$SF/queries.jsonl" >"$TMP/q.jsonl"
@@ -38,6 +38,31 @@ ok "gtr-mpi search --fusion interp --alpha 0.3 on 2 ranks" run 2 $MPI search --m
     --alpha 0.3 --index "$TMP/one.gtri" --bm25-index "$TMP/sub.bm25" -q "$TMP/q.jsonl" -k 10 -o "$TMP/m2.interp.run" -t 1
 ok "... the run of gtr search with those options" cmp "$TMP/one.interp.run" "$TMP/m2.interp.run"
 ok "... (which differs from the default fusion's)" sh -c "! cmp -s '$TMP/one.interp.run' '$TMP/one.hybrid.run'"
+# ---- document split (--split docs): every rank scans its piece of the documents, rank 0
+# merges; the corpus repeats documents under other ids far apart, so equal scores straddle the
+# pieces and the merge must break ties by id as the single-process search does
+python3 - "$TMP/sub.jsonl" >"$TMP/ties.jsonl" <<'PY'
+import json, sys
+docs = [json.loads(l) for l in open(sys.argv[1])]
+for i, d in enumerate(docs):
+    print(json.dumps(d))
+    if i % 7 == 0:
+        e = dict(docs[(i * 13) % len(docs)]); e["_id"] = "dup%03d" % i; print(json.dumps(e))
+PY
+$GTR index -q -m "$TINY" -c "$TMP/ties.jsonl" -o "$TMP/ties.gtri" -t 1
+is "$(awk '{print $1}' "$TMP/ties.jsonl" | wc -l)" "343" "the corpus with repeated documents"
+for k in 10 400; do
+    $GTR search --index "$TMP/ties.gtri" -q "$TMP/q.jsonl" -k $k -o "$TMP/ties1.$k.run" --quiet --skip-self
+    for n in 2 3; do
+        ok "gtr-mpi search --split docs -k $k on $n ranks" run $n $MPI search --split docs --index "$TMP/ties.gtri" \
+            -q "$TMP/q.jsonl" -k $k -o "$TMP/ties$n.$k.run" -t 1 --skip-self
+        ok "... the run of gtr search (k $k, $n ranks)" cmp "$TMP/ties1.$k.run" "$TMP/ties$n.$k.run"
+    done
+done
+like "$(awk '{print $1, $5}' "$TMP/ties1.400.run" | sort | uniq -d | wc -l)" "^[1-9]" "... (the runs hold equal scores)"
+fails "--split docs with --method bm25 is refused" run 2 $MPI search --split docs --method bm25 \
+    --bm25-index "$TMP/sub.bm25" -q "$TMP/q.jsonl" -o "$TMP/x.run"
+like "$(cat "$TMP/err")" "dense search" "... saying why"
 # more ranks than queries: the empty pieces contribute nothing
 head -n 2 "$TMP/q.jsonl" >"$TMP/q2.jsonl"
 $GTR search --index "$TMP/one.gtri" -q "$TMP/q2.jsonl" -k 5 -o "$TMP/one.q2.run" --quiet

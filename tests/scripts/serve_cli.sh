@@ -5,7 +5,7 @@
 # the port is closed; SIGINT likewise. --workers 3: concurrent requests encoded by three
 # contexts over one model give gtr embed's vectors.
 . "$(dirname "$0")/tap.sh"
-plan 33
+plan 37
 MODEL=$SHARED/models/gtr-tiny
 command -v curl >/dev/null || { echo "1..0 # SKIP curl is not installed"; exit 0; }
 
@@ -132,4 +132,27 @@ for method in dense bm25 hybrid; do
 done
 kill -TERM "$PID"
 wait "$PID"
+
+# ---- --ann: /search through an IVF index (every list probed = exact; deletions apply) ----------
+$GTR ann-build --index "$TMP/c.gtri" -o "$TMP/c.ivf" --lists 4 || exit 1
+search_hits() {
+    curl -s "$URL/search" -H 'Content-Type: application/json' -d "{\"query\": \"$Q\", \"k\": 5}" |
+        python3 -c 'import json, sys; [print(h["id"], "%.6f" % h["score"]) for h in json.load(sys.stdin)["hits"]]'
+}
+want=$($GTR search --index "$TMP/c.gtri" --query "$Q" -k 5 | awk '{print $3, $2}')
+start ann --index "$TMP/c.gtri" --ann "$TMP/c.ivf" --nprobe 4
+URL=http://127.0.0.1:$PORT
+is "$(search_hits)" "$want" "--ann --nprobe 4 (every list): /search gives exact search's hits and scores"
+kill -TERM "$PID"
+wait "$PID"
+echo "$want" | head -n 1 | cut -d' ' -f1 > "$TMP/del.ids"
+$GTR ann-delete --index "$TMP/c.gtri" --ann "$TMP/c.ivf" "$TMP/del.ids" >/dev/null || exit 1
+start ann2 --index "$TMP/c.gtri" --ann "$TMP/c.ivf" --nprobe 4
+URL=http://127.0.0.1:$PORT
+got=$(search_hits)
+is "$(echo "$got" | grep -c "^$(cat "$TMP/del.ids") ")" 0 "... a document deleted with gtr ann-delete is never returned"
+is "$(echo "$got" | head -n 4)" "$(echo "$want" | tail -n 4)" "... the others keep their order"
+kill -TERM "$PID"
+wait "$PID"
+fails "--ann without --index is refused" $GTR serve -m "$MODEL" --ann "$TMP/c.ivf"
 done_testing
