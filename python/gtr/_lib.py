@@ -72,7 +72,8 @@ class RetrieveOptions(ctypes.Structure):
     _fields_ = [("size", c_size_t), ("method", c_int), ("k", c_size_t), ("depth", c_size_t),
                 ("fusion", FusionOptions), ("alpha", ctypes.c_double), ("skip_ids", c_void_p),
                 ("use_compact", c_int), ("nprobe", ctypes.c_uint32), ("vectors", POINTER(c_float)),
-                ("batch", c_size_t), ("progress", c_void_p), ("progress_user", c_void_p)]
+                ("batch", c_size_t), ("progress", c_void_p), ("progress_user", c_void_p),
+                ("doc_begin", c_size_t), ("doc_end", c_size_t)]
 
 
 def _fn(name, restype, *argtypes):
@@ -123,6 +124,22 @@ retriever_default_options = _fn("gtr_retriever_default_options", RetrieverOption
 retriever_open = _fn("gtr_retriever_open", c_void_p, POINTER(RetrieverOptions), E)
 retriever_free = _fn("gtr_retriever_free", None, c_void_p)
 retrieve_default_options = _fn("gtr_retrieve_default_options", RetrieveOptions)
+
+
+def _check_sizes():
+    # The options structs are mirrored here by hand; their size field is the C sizeof. A
+    # header change the mirror missed makes the library read past the Python struct (a
+    # document range of garbage once did), so refuse to import instead. Checked once.
+    for name, fn, cls in (("gtr_model_options", model_default_options, ModelOptions),
+                          ("gtr_retriever_options", retriever_default_options, RetrieverOptions),
+                          ("gtr_retrieve_options", retrieve_default_options, RetrieveOptions)):
+        if fn().size != ctypes.sizeof(cls):
+            raise ImportError("gtr: the binding's %s (%d bytes) does not match the library's "
+                              "(%d bytes): rebuild the binding from the same source tree"
+                              % (name, ctypes.sizeof(cls), fn().size))
+
+
+_check_sizes()
 retriever_search = _fn("gtr_retriever_search", c_int, c_void_p, POINTER(c_char_p), POINTER(c_size_t), c_size_t,
                        POINTER(RetrieveOptions), POINTER(Hit), POINTER(c_size_t), E)
 
