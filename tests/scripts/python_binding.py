@@ -17,7 +17,7 @@ def run(*cmd, **kw):
     return subprocess.run(list(cmd), check=True, stdout=subprocess.PIPE, **kw).stdout
 
 
-PLAN = 24
+PLAN = 26
 
 
 def main():
