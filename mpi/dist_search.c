@@ -6,6 +6,40 @@
 #include <stdlib.h>
 #include <string.h>
 
+bool dist_parts_open(const dist_ctx *d, dist_parts *p, const char *index_path, const char *bm25_path,
+                     const char *model_dir, gtr_retrieval_method method, int threads, gtr_pool *pool)
+{
+    gtr_error err;
+    if (index_path && !(p->dense = gtr_index_open(index_path, 0, pool, &err)))
+        return dist_errorf(d, 0, "%s", err.message);
+    if (bm25_path && method != GTR_RETRIEVE_DENSE && !(p->bm25 = gtr_bm25_open(bm25_path, &err)))
+        return dist_errorf(d, 0, "%s", err.message);
+    if (method != GTR_RETRIEVE_BM25 && !(p->model = cli_load_query_model(d->cmd, model_dir, p->dense, threads, pool)))
+        return false;
+    return true;
+}
+
+bool dist_parts_retriever(const dist_ctx *d, dist_parts *p, gtr_pool *pool)
+{
+    gtr_error err;
+    gtr_retriever_options src = gtr_retriever_default_options();
+    src.model = p->model;
+    src.index = p->dense;
+    src.bm25 = p->bm25;
+    src.pool = pool;
+    if (!(p->rt = gtr_retriever_open(&src, &err))) return dist_errorf(d, 0, "%s", err.message);
+    return true;
+}
+
+void dist_parts_free(dist_parts *p)
+{
+    gtr_retriever_free(p->rt);
+    gtr_model_free(p->model);
+    gtr_index_free(p->dense);
+    gtr_bm25_free(p->bm25);
+    memset(p, 0, sizeof *p);
+}
+
 /* this rank's hits, serialised: per query u32 count, then per hit f64 score, u32 id length, id */
 static int pack(const gtr_hit *hits, const size_t *n_hits, size_t nq, size_t k, gtr_buf *b, gtr_error *err)
 {

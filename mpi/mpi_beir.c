@@ -109,11 +109,7 @@ int mpi_cmd_beir(const dist_ctx *d, int argc, char **argv)
     gtr_error err;
     gtr_beir *beir = NULL;
     gtr_qrels *qrels = NULL;
-    gtr_retriever_options src = gtr_retriever_default_options();
-    gtr_index *dense = NULL;
-    gtr_bm25 *bm25 = NULL;
-    gtr_model *model = NULL;
-    gtr_retriever *rt = NULL;
+    dist_parts p = {0};
     gtr_queries *q = NULL;
     gtr_pool *pool = NULL;
     gtr_run *runs[2] = {NULL, NULL};
@@ -122,28 +118,22 @@ int mpi_cmd_beir(const dist_ctx *d, int argc, char **argv)
     if (!(beir = gtr_beir_open(dir, split, &err))) ready = dist_errorf(d, 0, "%s", err.message);
     if (ready && !(pool = gtr_pool_create(threads, &err))) ready = dist_errorf(d, 0, "%s", err.message);
     if (ready && !(qrels = gtr_beir_load_qrels(beir, &err))) ready = dist_errorf(d, 0, "%s", err.message);
-    if (ready && index_path && o.method != GTR_RETRIEVE_BM25 && !(dense = gtr_index_open(index_path, 0, pool, &err)))
-        ready = dist_errorf(d, 0, "%s", err.message);
-    if (ready && bm25_path && o.method != GTR_RETRIEVE_DENSE && !(bm25 = gtr_bm25_open(bm25_path, &err)))
-        ready = dist_errorf(d, 0, "%s", err.message);
-    if (ready && o.method != GTR_RETRIEVE_BM25 && !(model = cli_load_query_model("beir", model_dir, dense, threads, pool)))
-        ready = false;
+    if (ready) /* BM25 alone needs no dense index */
+        ready = dist_parts_open(d, &p, o.method != GTR_RETRIEVE_BM25 ? index_path : NULL, bm25_path, model_dir,
+                                o.method, threads, pool);
     if (ready && !(q = gtr_beir_load_queries(beir, qrels, &err))) ready = cli_fail("beir", &err) == 0;
-    src.model = model;
-    src.index = dense;
-    src.bm25 = bm25;
-    src.pool = pool;
-    if (ready && !(rt = gtr_retriever_open(&src, &err))) ready = dist_errorf(d, 0, "%s", err.message);
+    if (ready) ready = dist_parts_retriever(d, &p, pool);
     if (ready) o.skip_ids = gtr_queries_ids(q); /* BEIR's ignore_identical_ids */
     uint64_t h = dist_hash_str(dist_hash_str(0xcbf29ce484222325ull, dir), split);
     h = dist_hash_str(dist_hash_str(h, index_path), bm25_path);
     size_t nums[4] = {o.k, o.depth, (size_t)o.method, gtr_queries_count(q)};
     h = dist_hash(h, nums, sizeof nums);
-    dist_agree me = {ready, model ? gtr_model_fingerprint(model) : 0, dense ? (uint64_t)gtr_index_count(dense) : 0, h};
+    dist_agree me = {ready, p.model ? gtr_model_fingerprint(p.model) : 0, p.dense ? (uint64_t)gtr_index_count(p.dense) : 0,
+                     h};
     if (!dist_agree_all(d, &me)) goto done;
 
     size_t ranks[2] = {o.k, 10};
-    if (dist_search(d, rt, q, &o, ranks, runs, 2)) goto done;
+    if (dist_search(d, p.rt, q, &o, ranks, runs, 2)) goto done;
     if (d->rank == 0) {
         char tag[32];
         snprintf(tag, sizeof tag, "gtr-%s", gtr_retrieval_method_name(o.method));
@@ -157,12 +147,9 @@ int mpi_cmd_beir(const dist_ctx *d, int argc, char **argv)
 done:
     gtr_run_free(runs[0]);
     gtr_run_free(runs[1]);
-    gtr_retriever_free(rt);
+    dist_parts_free(&p);
     gtr_queries_free(q);
     gtr_qrels_free(qrels);
-    gtr_model_free(model);
-    gtr_index_free(dense);
-    gtr_bm25_free(bm25);
     gtr_pool_free(pool);
     gtr_beir_free(beir);
     return rc;

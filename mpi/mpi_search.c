@@ -76,29 +76,16 @@ int mpi_cmd_search(const dist_ctx *d, int argc, char **argv)
     int threads = a.threads;
 
     gtr_error err;
-    gtr_retriever_options src = gtr_retriever_default_options();
-    gtr_index *dense = NULL;
-    gtr_bm25 *bm25 = NULL;
-    gtr_model *model = NULL;
-    gtr_retriever *rt = NULL;
+    dist_parts p = {0};
     gtr_queries *q = NULL;
     gtr_run *run = NULL;
     int rc = 1;
     gtr_pool *pool = gtr_pool_create(threads, &err);
     bool ready = pool != NULL;
     if (!ready) dist_errorf(d, 1, "%s", err.message);
-    if (ready && index_path && !(dense = gtr_index_open(index_path, 0, pool, &err)))
-        ready = dist_errorf(d, 0, "%s", err.message);
-    if (ready && bm25_path && o.method != GTR_RETRIEVE_DENSE && !(bm25 = gtr_bm25_open(bm25_path, &err)))
-        ready = dist_errorf(d, 0, "%s", err.message);
-    if (ready && o.method != GTR_RETRIEVE_BM25 && !(model = cli_load_query_model("search", model_dir, dense, threads, pool)))
-        ready = false;
+    if (ready) ready = dist_parts_open(d, &p, index_path, bm25_path, model_dir, o.method, threads, pool);
     if (ready && !(q = gtr_queries_load(queries_path, NULL, &err))) ready = cli_fail("search", &err) == 0;
-    src.model = model;
-    src.index = dense;
-    src.bm25 = bm25;
-    src.pool = pool;
-    if (ready && !(rt = gtr_retriever_open(&src, &err))) ready = dist_errorf(d, 0, "%s", err.message);
+    if (ready) ready = dist_parts_retriever(d, &p, pool);
     if (ready && skip_self) o.skip_ids = gtr_queries_ids(q);
     /* all ranks must see the same model, index and queries */
     uint64_t h = dist_hash_str(0xcbf29ce484222325ull, queries_path);
@@ -108,11 +95,12 @@ int mpi_cmd_search(const dist_ctx *d, int argc, char **argv)
     h = dist_hash(h, &o.use_compact, sizeof o.use_compact);
     double fusion[4] = {(double)o.fusion.method, o.fusion.rrf_k, o.alpha, split_docs};
     h = dist_hash(h, fusion, sizeof fusion);
-    dist_agree me = {ready, model ? gtr_model_fingerprint(model) : 0, dense ? (uint64_t)gtr_index_count(dense) : 0, h};
+    dist_agree me = {ready, p.model ? gtr_model_fingerprint(p.model) : 0, p.dense ? (uint64_t)gtr_index_count(p.dense) : 0,
+                     h};
     if (!dist_agree_all(d, &me)) goto done;
 
-    if (split_docs ? dist_search_docs(d, rt, q, &o, gtr_index_count(dense), &run)
-                   : dist_search(d, rt, q, &o, &o.k, &run, 1))
+    if (split_docs ? dist_search_docs(d, p.rt, q, &o, gtr_index_count(p.dense), &run)
+                   : dist_search(d, p.rt, q, &o, &o.k, &run, 1))
         goto done;
     if (d->rank == 0) {
         char deftag[32];
@@ -127,11 +115,8 @@ int mpi_cmd_search(const dist_ctx *d, int argc, char **argv)
     rc = 0;
 done:
     gtr_run_free(run);
-    gtr_retriever_free(rt);
+    dist_parts_free(&p);
     gtr_queries_free(q);
-    gtr_model_free(model);
-    gtr_index_free(dense);
-    gtr_bm25_free(bm25);
     gtr_pool_free(pool);
     return rc;
 }
