@@ -15,7 +15,7 @@ cd "$(dirname "$0")/../.." || exit 1
 same_model() { cmp "$1/model.safetensors" "$2/model.safetensors" && cmp "$1/2_Dense/model.safetensors" "$2/2_Dense/model.safetensors"; }
 # step, epoch, loss, lr, tokens of each metrics line (not the timings)
 numbers() { sed 's/, "seconds".*//' "$1"; }
-plan 33
+plan 34
 
 # examples with 0-3 hard negatives each (other documents of the corpus), so micro-batches
 # hold different numbers of passages
@@ -83,7 +83,11 @@ is "$(grep -o '"step": [0-9]*' "$TMP/long3.metrics.jsonl" | awk '{print $2}' | t
 ok "... and removed the checkpoint" test ! -e "$TMP/long3.ckpt"
 
 # ---- SIGTERM to mpirun: every rank stops at the same step, rank 0 checkpoints
-SIG=("${COMMON[@]}" -d "$SF" --steps 30 --batch 12 --micro-batch 4 --checkpoint-every 0)
+# Enough steps that the run is still going when the signal has gone through timeout, mpirun
+# and its daemons to the ranks: 30 tiny steps end in about a second on a quiet machine, before
+# it arrives (the test then saw a finished model).
+SIG=("${COMMON[@]}" -d "$SF" --steps 300 --batch 12 --micro-batch 4 --checkpoint-every 0)
+ok "gtr train: the uninterrupted run of $(echo "${SIG[@]}" | grep -o -- '--steps [0-9]*')" $GTR train "${SIG[@]}" -o "$TMP/sig1"
 timeout 300 mpirun --oversubscribe -n 2 $MPI train "${SIG[@]}" -o "$TMP/sig" >/dev/null 2>"$TMP/sig.err" &
 job=$!
 for _ in $(seq 1200); do
@@ -98,6 +102,6 @@ status=$?
 is "$([ $status -ne 0 ] && echo failed)" "failed" "SIGTERM to mpirun: non-zero exit"
 like "$(cat "$TMP/sig.err")" "continue with --resume" "... rank 0 checkpointed and says how to continue"
 ok "resume on 3 ranks" run 3 $MPI train "${SIG[@]}" -o "$TMP/sig" --resume
-ok "... the model of the uninterrupted single-process run" same_model "$TMP/long1" "$TMP/sig"
+ok "... the model of the uninterrupted single-process run" same_model "$TMP/sig1" "$TMP/sig"
 
 done_testing
