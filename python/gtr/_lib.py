@@ -73,7 +73,7 @@ class RetrieveOptions(ctypes.Structure):
                 ("fusion", FusionOptions), ("alpha", ctypes.c_double), ("skip_ids", c_void_p),
                 ("use_compact", c_int), ("nprobe", ctypes.c_uint32), ("vectors", POINTER(c_float)),
                 ("batch", c_size_t), ("progress", c_void_p), ("progress_user", c_void_p),
-                ("doc_begin", c_size_t), ("doc_end", c_size_t)]
+                ("doc_begin", c_size_t), ("doc_end", c_size_t), ("allow", c_void_p)]
 
 
 def _fn(name, restype, *argtypes):
