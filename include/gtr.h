@@ -206,6 +206,8 @@ typedef struct gtr_model_options {
                                       * the device, the load fails with GTR_ERR_NOT_FOUND /
                                       * GTR_ERR_UNSUPPORTED: "CUDA plugin not found", "no CUDA
                                       * driver", "no CUDA device". */
+    int no_verify;                   /* nonzero: skip the weight checksums of a `gtr quantize`
+                                      * copy (below; the structure is still validated) */
 } gtr_model_options;
 /* Defaults: all cores, F32, model's max length. */
 GTR_API gtr_model_options gtr_model_default_options(void);
@@ -218,7 +220,12 @@ GTR_API gtr_model_options gtr_model_default_options(void);
  * that would fit, rather than run the machine out of memory.
  * opts may be NULL (defaults). A weight that is NaN or infinite is GTR_ERR_FORMAT naming the
  * file, the tensor and the element (checked in the pass that fingerprints the weights: about
- * 0.1 s more on the 2.3 s load of a gtr-t5-base-size model). */
+ * 0.1 s more on the 2.3 s load of a gtr-t5-base-size model). A `gtr quantize` copy records a
+ * checksum of every tensor's bytes (CRC-32C, "gtr_checksums" in its __metadata__), verified
+ * here on all threads unless no_verify: a damaged tensor is GTR_ERR_MISMATCH naming the file
+ * and the tensor. The check reads the whole file once (the first encode reads it anyway):
+ * about memory bandwidth when the file is in the page cache, the disk's speed when not;
+ * bench/RESULTS.md ("Model sizes") gives the cost per size. */
 GTR_API gtr_model *gtr_model_load(const char *dir, const gtr_model_options *opts, gtr_error *err);
 GTR_API void gtr_model_free(gtr_model *m);
 /* Output dimension (768 for released GTR models). */
