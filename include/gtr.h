@@ -59,6 +59,14 @@ typedef struct gtr_error {
     char message[1024];
 } gtr_error;
 
+/* Fill err (when non-NULL) with code and a printf-formatted one-line message, and return code:
+ * for callers that implement a callback the library calls with a gtr_error (gtr_index_encoder,
+ * gtr_train_comm) or that report their own failures the library's way. */
+GTR_API gtr_status gtr_error_set(gtr_error *err, gtr_status code, const char *fmt, ...)
+#if defined(__GNUC__) || defined(__clang__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
 /* Short stable name of a status ("format error", ...). */
 GTR_API const char *gtr_status_str(gtr_status code);
 /* Library version as "MAJOR.MINOR.PATCH". */
