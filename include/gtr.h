@@ -367,6 +367,9 @@ typedef struct gtr_index_build_options {
     size_t snippet_bytes;      /* bytes of each passage kept for display (default 240, 0 none) */
     const char *model_hint;    /* model directory recorded for `gtr search` without -m (NULL) */
     int no_resume;             /* 1: discard an interrupted build's work instead of resuming */
+    int replace;               /* with a base: a corpus document whose id the base holds replaces
+                                  it (the old one stays in the file, marked replaced, and is never
+                                  returned by any search) instead of being an error */
     gtr_progress_fn progress;  /* documents done / documents in the corpus (may be NULL) */
     void *progress_user;
 } gtr_index_build_options;
@@ -377,6 +380,7 @@ typedef struct gtr_index_build_stats {
     uint64_t docs_base;    /* of which came from the base index (--add) */
     uint64_t docs_resumed; /* of which came from an interrupted build's last checkpoint */
     uint64_t docs_encoded; /* of which this call encoded */
+    uint64_t docs_replaced; /* base documents this call marked replaced (options.replace) */
     char note[256];        /* why an interrupted build's work was discarded ("" if not) */
 } gtr_index_build_stats;
 
@@ -415,7 +419,12 @@ GTR_API gtr_index *gtr_index_wrap(const float *vectors, size_t n, int dim, const
 GTR_API gtr_index *gtr_index_open(const char *path, unsigned flags, gtr_pool *pool,
                                   gtr_error *err);
 GTR_API void gtr_index_free(gtr_index *ix);
-GTR_API size_t gtr_index_count(const gtr_index *ix);
+GTR_API size_t gtr_index_count(const gtr_index *ix); /* documents, replaced ones included */
+/* Documents replaced by a later one with the same id (gtr_index_build_options.replace): they
+ * keep their number but no search returns them. gtr_index_doc_live: 1 unless doc is out of
+ * range or replaced. */
+GTR_API size_t gtr_index_replaced_count(const gtr_index *ix);
+GTR_API int gtr_index_doc_live(const gtr_index *ix, size_t doc);
 GTR_API int gtr_index_dim(const gtr_index *ix);
 GTR_API uint64_t gtr_index_fingerprint(const gtr_index *ix);
 GTR_API const char *gtr_index_model_description(const gtr_index *ix); /* "" when none */

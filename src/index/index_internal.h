@@ -91,6 +91,7 @@ void gtr_ix_idset_free(gtr_ix_idset *s);
  * (so 0 means "added"). */
 gtr_status gtr_ix_idset_add(gtr_ix_idset *s, const char *id, size_t len, uint64_t line,
                             uint64_t *found, gtr_error *err);
+bool gtr_ix_idset_has(const gtr_ix_idset *s, const char *id, size_t len);
 
 /* ---- top-k heap (topk.c): the worst kept hit on top, so a candidate is compared with one
  * element; equal scores are ordered by id (descending) for a total, deterministic order. */
