@@ -50,6 +50,7 @@ typedef struct builder {
     uint32_t corpus_crc;
     uint64_t lines_done;     /* corpus lines consumed (JSONL: every line is a record) */
     uint64_t corpus_lines;   /* for progress totals */
+    const gtr_ix_range *range; /* a shard: only these corpus bytes (NULL: the whole corpus) */
 } builder;
 
 /* ---- helpers */
@@ -180,7 +181,8 @@ static gtr_status try_resume(builder *b, gtr_error *err)
     }
     crc = 0;
     if (fstat(b->corpus_fd, &cs) != 0 || (uint64_t)cs.st_size < c.corpus_offset ||
-        gtr_ix_fd_crc(b->corpus_fd, b->corpus, 0, c.corpus_offset, &crc, &e2) || crc != c.corpus_crc) {
+        c.corpus_offset < b->crc_off ||
+        gtr_ix_fd_crc(b->corpus_fd, b->corpus, b->crc_off, c.corpus_offset, &crc, &e2) || crc != c.corpus_crc) {
         NOTE("the corpus changed since the interrupted build; started over");
         return start_fresh(b, err);
     }
@@ -286,6 +288,10 @@ static gtr_status read_batch(builder *b, batch *bt, gtr_buf *passage, bool *eof,
     gtr_status st;
     while (bt->n < b->o.batch_size) {
         gtr_record rec;
+        if (b->range && gtr_text_reader_offset(b->rd) >= b->range->end) {
+            *eof = true; /* the next shard's first line */
+            break;
+        }
         if ((st = gtr_text_reader_next(b->rd, &rec, eof, err))) return st;
         if (*eof) break;
         b->lines_done = rec.line;
@@ -377,6 +383,7 @@ static gtr_status meta_json(builder *b, char **out, gtr_error *err)
     model = NULL;
     json_object_set_new(root, "compact", json_string(compact_names[b->o.compact]));
     json_object_set_new(root, "snippet_bytes", json_integer((json_int_t)b->o.snippet_bytes));
+    if (b->range && json_object_set_new(root, "shard", gtr_ix_range_json(b->range)) != 0) goto oom;
     *out = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(root);
     if (!*out) goto oom;
@@ -489,7 +496,13 @@ static gtr_status run(builder *b, gtr_error *err)
         return gtr_seterr(err, GTR_ERR_IO, "%s: cannot write: %s", b->part_path, strerror(errno));
     if (fseeko(b->part, (off_t)b->part_bytes, SEEK_SET) != 0)
         return gtr_seterr(err, GTR_ERR_IO, "%s: seek failed: %s", b->part_path, strerror(errno));
-    if (b->o.progress && (st = count_lines(b, err))) return st;
+    if (b->range) {
+        b->corpus_lines = b->range->lines;
+        if (!b->have_ckpt && (st = gtr_text_reader_seek(b->rd, b->range->begin, (size_t)b->range->first_line, err)))
+            return st;
+    } else if (b->o.progress && (st = count_lines(b, err))) {
+        return st;
+    }
 
     batch bt;
     gtr_buf passage = {0};
@@ -518,6 +531,14 @@ gtr_status gtr_index_build_with(const gtr_index_encoder *enc, const char *corpus
                                 const char *out_path, const gtr_index_build_options *opts,
                                 gtr_index_build_stats *stats, gtr_error *err)
 {
+    return gtr_ix_build_range(enc, corpus, base, NULL, out_path, opts, stats, err);
+}
+
+gtr_status gtr_ix_build_range(const gtr_index_encoder *enc, const char *corpus, const char *base,
+                              const gtr_ix_range *range, const char *out_path,
+                              const gtr_index_build_options *opts, gtr_index_build_stats *stats,
+                              gtr_error *err)
+{
     if (!enc || !enc->encode || !corpus || !out_path)
         return gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_index_build: missing argument");
     if (enc->dim <= 0 || (unsigned)enc->dim > GTR_IX_MAX_DIM)
@@ -540,6 +561,13 @@ gtr_status gtr_index_build_with(const gtr_index_encoder *enc, const char *corpus
         return gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_index_build: snippet length over 1 MiB");
     b.corpus = corpus;
     b.out = out_path;
+    b.range = range;
+    if (range) {
+        b.crc_off = range->begin;
+        /* the checkpoint's "base" identity: this shard's place in the corpus */
+        uint64_t pos[3] = {range->begin, range->end, range->first_line};
+        b.base_id = gtr_fnv1a64(pos, sizeof pos, GTR_FNV_SEED) | 1;
+    }
     b.part_fd = b.corpus_fd = -1;
     gtr_ix_idset_init(&b.ids);
     b.part_path = suffixed(out_path, ".partial");

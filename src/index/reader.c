@@ -291,6 +291,7 @@ static gtr_index *open_common(const char *path, const void *data, size_t size, u
 
 gtr_index *gtr_index_open(const char *path, unsigned flags, gtr_pool *pool, gtr_error *err)
 {
+    if (path && gtr_ix_is_manifest(path)) return gtr_ix_open_manifest(path, 0, -1, flags, pool, err);
     return open_common(path, NULL, 0, flags, pool, err);
 }
 
