@@ -36,6 +36,8 @@ bool cli_spm_compat(const char *cmd, const char *v, gtr_spm_compat *out);
 /* The model options every command starts from: the library's defaults plus GTR_SPM_COMPAT.
  * False, with a message, when the environment holds an invalid value. */
 bool cli_model_options(const char *cmd, gtr_model_options *mo);
+/* GTR_NO_VERIFY set (not "" or "0"): load `gtr quantize` copies without their checksums. */
+int cli_no_verify(void);
 /* --dtype f32|bf16|int8 and --fusion rrf|interp; on error print a usage message, return false. */
 bool cli_parse_dtype(const char *cmd, const char *s, gtr_compute_dtype *out);
 bool cli_parse_fusion(const char *cmd, const char *s, gtr_fusion *out);

@@ -128,7 +128,14 @@ bool cli_model_options(const char *cmd, gtr_model_options *mo)
     /* GTR_DEVICE=cuda[:N] puts every command's encoder on a GPU (--device overrides it) */
     const char *dev = getenv("GTR_DEVICE");
     if (dev && *dev) mo->device = dev;
+    mo->no_verify = cli_no_verify();
     return cli_spm_compat(cmd, NULL, &mo->spm_compat);
+}
+
+int cli_no_verify(void)
+{
+    const char *v = getenv("GTR_NO_VERIFY");
+    return v && *v && strcmp(v, "0") != 0;
 }
 
 bool cli_parse_dtype(const char *cmd, const char *s, gtr_compute_dtype *out)

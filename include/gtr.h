@@ -282,6 +282,8 @@ typedef struct gtr_model_options {
                                       * the device, the load fails with GTR_ERR_NOT_FOUND /
                                       * GTR_ERR_UNSUPPORTED: "CUDA plugin not found", "no CUDA
                                       * driver", "no CUDA device". */
+    int no_verify;                   /* nonzero: skip the weight checksums of a `gtr quantize`
+                                      * copy (below; the structure is still validated) */
 } gtr_model_options;
 /* Defaults: all cores, F32, model's max length. */
 GTR_API gtr_model_options gtr_model_default_options(void);
@@ -294,7 +296,12 @@ GTR_API gtr_model_options gtr_model_default_options(void);
  * that would fit, rather than run the machine out of memory.
  * opts may be NULL (defaults). A weight that is NaN or infinite is GTR_ERR_FORMAT naming the
  * file, the tensor and the element (checked in the pass that fingerprints the weights: about
- * 0.1 s more on the 2.3 s load of a gtr-t5-base-size model). */
+ * 0.1 s more on the 2.3 s load of a gtr-t5-base-size model). A `gtr quantize` copy records a
+ * checksum of every tensor's bytes (CRC-32C, "gtr_checksums" in its __metadata__), verified
+ * here on all threads unless no_verify: a damaged tensor is GTR_ERR_MISMATCH naming the file
+ * and the tensor. The check reads the whole file once (the first encode reads it anyway):
+ * about memory bandwidth when the file is in the page cache, the disk's speed when not;
+ * bench/RESULTS.md ("Model sizes") gives the cost per size. */
 GTR_API gtr_model *gtr_model_load(const char *dir, const gtr_model_options *opts, gtr_error *err);
 GTR_API void gtr_model_free(gtr_model *m);
 /* Output dimension (768 for released GTR models). */
@@ -439,6 +446,9 @@ typedef struct gtr_index_build_options {
     size_t snippet_bytes;      /* bytes of each passage kept for display (default 240, 0 none) */
     const char *model_hint;    /* model directory recorded for `gtr search` without -m (NULL) */
     int no_resume;             /* 1: discard an interrupted build's work instead of resuming */
+    int replace;               /* with a base: a corpus document whose id the base holds replaces
+                                  it (the old one stays in the file, marked replaced, and is never
+                                  returned by any search) instead of being an error */
     gtr_progress_fn progress;  /* documents done / documents in the corpus (may be NULL) */
     void *progress_user;
 } gtr_index_build_options;
@@ -449,6 +459,7 @@ typedef struct gtr_index_build_stats {
     uint64_t docs_base;    /* of which came from the base index (--add) */
     uint64_t docs_resumed; /* of which came from an interrupted build's last checkpoint */
     uint64_t docs_encoded; /* of which this call encoded */
+    uint64_t docs_replaced; /* base documents this call marked replaced (options.replace) */
     char note[256];        /* why an interrupted build's work was discarded ("" if not) */
 } gtr_index_build_stats;
 
@@ -486,8 +497,49 @@ GTR_API gtr_index *gtr_index_wrap(const float *vectors, size_t n, int dim, const
 #define GTR_INDEX_OPEN_NO_VERIFY 1u /* validate the structure but skip the vector checksums */
 GTR_API gtr_index *gtr_index_open(const char *path, unsigned flags, gtr_pool *pool,
                                   gtr_error *err);
+/* Sharded indexes (mpirun -n N gtr-mpi index --shards; docs/SCALING.md). A sharded index is
+ * a manifest (a small text file at index_path) naming n shard files "<index_path>.shard-I-of-N"
+ * beside it, each an ordinary index of one contiguous piece of the corpus (cut at the first
+ * line start at or after I/N of its bytes), so that n processes each read, encode and write
+ * one piece. gtr_index_open opens a manifest as one index: the shards' documents in order,
+ * with ids, order and vectors bit-identical to gtr_index_build's single file for the same
+ * corpus (so every search, evaluation and ANN build gives the same results); it copies them
+ * into memory (one shard is mapped in place). A shard missing, damaged, truncated or not the
+ * one the manifest was written with is GTR_ERR_FORMAT naming it.
+ * gtr_index_shard_range: shard's corpus bytes [*begin, *end) and its *lines (any may be NULL);
+ * GTR_ERR_INVALID_ARG when a shard would be empty. */
+GTR_API gtr_status gtr_index_shard_range(const char *corpus, int shard, int n_shards, uint64_t *begin,
+                                         uint64_t *end, uint64_t *lines, gtr_error *err);
+/* Build shard `shard` of n_shards of the sharded index at index_path, reading only its piece
+ * of corpus. first_line: the corpus lines before the piece (the earlier shards' *lines), for
+ * line numbers in messages. Crash-safe and resumable like gtr_index_build (the shard file has
+ * its own .partial and .ckpt); a shard finished earlier from the same corpus bytes, encoder
+ * and options is kept as it is (stats->docs_resumed = its documents; no_resume rebuilds it).
+ * opts->model_hint and the other options as gtr_index_build; no base index. */
+GTR_API gtr_status gtr_index_build_shard(const gtr_index_encoder *enc, const char *corpus, int shard,
+                                         int n_shards, uint64_t first_line, const char *index_path,
+                                         const gtr_index_build_options *opts,
+                                         gtr_index_build_stats *stats, gtr_error *err);
+/* Once every shard is built: check that they are the consecutive pieces of corpus as it is now
+ * (its size), made by one encoder with one compact kind, with no document id in two shards
+ * (the corpus line of a duplicate named), and write the manifest atomically at index_path. */
+GTR_API gtr_status gtr_index_write_manifest(const char *corpus, const char *index_path, int n_shards,
+                                            gtr_error *err);
+/* What part `part` of n_parts of a document-split search opens: for a manifest of S shards,
+ * only the shards of that part (S * part / n_parts up to S * (part + 1) / n_parts; with more
+ * parts than shards, one shard whose documents its parts share); for an index file, all of it.
+ * [*begin, *end): the documents of the returned index this part searches; *total: documents
+ * in the whole index. The parts' ranges cover the whole index once, in order. */
+GTR_API gtr_index *gtr_index_open_part(const char *path, int part, int n_parts, unsigned flags,
+                                       gtr_pool *pool, size_t *begin, size_t *end, size_t *total,
+                                       gtr_error *err);
 GTR_API void gtr_index_free(gtr_index *ix);
-GTR_API size_t gtr_index_count(const gtr_index *ix);
+GTR_API size_t gtr_index_count(const gtr_index *ix); /* documents, replaced ones included */
+/* Documents replaced by a later one with the same id (gtr_index_build_options.replace): they
+ * keep their number but no search returns them. gtr_index_doc_live: 1 unless doc is out of
+ * range or replaced. */
+GTR_API size_t gtr_index_replaced_count(const gtr_index *ix);
+GTR_API int gtr_index_doc_live(const gtr_index *ix, size_t doc);
 GTR_API int gtr_index_dim(const gtr_index *ix);
 GTR_API uint64_t gtr_index_fingerprint(const gtr_index *ix);
 GTR_API const char *gtr_index_model_description(const gtr_index *ix); /* "" when none */

@@ -248,6 +248,30 @@ gtr_status gtr_atomic_write(gtr_atomic_file *f, const void *data, size_t len, gt
     return GTR_OK;
 }
 
+gtr_status gtr_atomic_rewrite(gtr_atomic_file *f, uint64_t off, const void *data, size_t len, gtr_error *err)
+{
+    if (f->status) return f->status;
+    const uint8_t *p = data;
+    if (fflush(f->fp) != 0) {
+        f->status = GTR_ERR_IO;
+        f->errnum = errno;
+        return gtr_seterr(err, GTR_ERR_IO, "%s: write failed: %s", f->tmp_path, strerror(errno));
+    }
+    while (len) {
+        ssize_t k = pwrite(fileno(f->fp), p, len, (off_t)off);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) {
+            f->status = GTR_ERR_IO;
+            f->errnum = k < 0 ? errno : EIO;
+            return gtr_seterr(err, GTR_ERR_IO, "%s: write failed: %s", f->tmp_path, strerror(f->errnum));
+        }
+        p += k;
+        off += (uint64_t)k;
+        len -= (size_t)k;
+    }
+    return GTR_OK;
+}
+
 gtr_status gtr_atomic_commit(gtr_atomic_file *f, gtr_error *err)
 {
     gtr_status st = f->status;

@@ -113,7 +113,7 @@ static gtr_status write_deletions(const char *dpath, uint64_t n, uint64_t tag, c
     return st;
 }
 
-/* live = ~deleted over n bits (padding bits clear) */
+/* live = ~(deleted | replaced in the index) over n bits (padding bits clear) */
 static gtr_status set_deleted(gtr_ann *a, uint8_t *bits, size_t count, gtr_error *err)
 {
     size_t n = gtr_index_count(a->ix), nb = (n + 7) / 8;
@@ -121,10 +121,11 @@ static gtr_status set_deleted(gtr_ann *a, uint8_t *bits, size_t count, gtr_error
     free(a->live);
     a->deleted = a->live = NULL;
     a->n_deleted = count;
-    if (!bits) return GTR_OK;
     a->deleted = bits;
+    if (!bits && !a->ix->dead) return GTR_OK;
     if (!(a->live = gtr_xmalloc(nb ? nb : 1, "ann deletions", err))) return err ? err->code : GTR_ERR_NOMEM;
-    for (size_t i = 0; i < nb; i++) a->live[i] = (uint8_t)~bits[i];
+    for (size_t i = 0; i < nb; i++)
+        a->live[i] = (uint8_t)~((bits ? bits[i] : 0) | (a->ix->dead ? a->ix->dead[i] : 0));
     if (n % 8) a->live[nb - 1] &= (uint8_t)((1u << (n % 8)) - 1);
     return GTR_OK;
 }
