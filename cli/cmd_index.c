@@ -33,6 +33,9 @@ static void usage(FILE *out)
             "      --add CORPUS         append CORPUS's documents to an existing index: INDEX itself\n"
             "                           (replaced atomically) or --from BASE\n"
             "      --from BASE          with --add: the index to extend (default INDEX)\n"
+            "      --replace            with --add: a document whose id the index already holds\n"
+            "                           replaces the old one (never returned again, by exact or\n"
+            "                           approximate search) instead of being an error\n"
             "      --store f16|int8     also keep a compact copy of the vectors; `gtr search\n"
             "                           --compact` scans it first and re-scores exactly\n"
             "      --batch N            passages per encode call (default 32)\n"
@@ -76,14 +79,17 @@ static int info(const char *path)
     if (!ix) return cli_fail("index", &err);
     static const char *compact[] = {"none", "float16", "int8"};
     const char *hint = gtr_index_model_hint(ix);
+    char replaced[64] = "";
+    if (gtr_index_replaced_count(ix))
+        snprintf(replaced, sizeof replaced, " (%zu replaced by later ones, never returned)", gtr_index_replaced_count(ix));
     printf("index:       %s (checksums verified)\n"
-           "documents:   %zu\n"
+           "documents:   %zu%s\n"
            "dimension:   %d\n"
            "fingerprint: %016llx\n"
            "model dir:   %s\n"
            "compact:     %s\n"
            "model:\n",
-           path, gtr_index_count(ix), gtr_index_dim(ix), (unsigned long long)gtr_index_fingerprint(ix),
+           path, gtr_index_count(ix), replaced, gtr_index_dim(ix), (unsigned long long)gtr_index_fingerprint(ix),
            hint ? hint : "(not recorded)", compact[gtr_index_compact_kind(ix)]);
     /* the recorded description, indented */
     for (const char *d = gtr_index_model_description(ix); *d;) {
@@ -98,12 +104,13 @@ static int info(const char *path)
 
 int cmd_index(int argc, char **argv)
 {
-    enum { O_ADD = 1000, O_FROM, O_INFO };
+    enum { O_ADD = 1000, O_FROM, O_INFO, O_REPLACE };
     static const struct option longopts[] = {
         {"model", required_argument, NULL, 'm'},   {"corpus", required_argument, NULL, 'c'},
         {"output", required_argument, NULL, 'o'},  {"add", required_argument, NULL, O_ADD},
         {"from", required_argument, NULL, O_FROM}, {"quiet", no_argument, NULL, 'q'},
         {"info", required_argument, NULL, O_INFO}, {"help", no_argument, NULL, 'h'},
+        {"replace", no_argument, NULL, O_REPLACE},
         CLI_INDEX_LONGOPTS,                        {NULL, 0, NULL, 0}};
     const char *model_dir = NULL, *corpus = NULL, *out = NULL, *add = NULL, *from = NULL, *info_path = NULL;
     gtr_index_build_options o = gtr_index_default_build_options();
@@ -119,6 +126,7 @@ int cmd_index(int argc, char **argv)
         case O_ADD: add = optarg; break;
         case O_FROM: from = optarg; break;
         case O_INFO: info_path = optarg; break;
+        case O_REPLACE: o.replace = 1; break;
         case 'q': quiet = true; break;
         case 'h': usage(stdout); return 0;
         default: {
@@ -135,8 +143,10 @@ int cmd_index(int argc, char **argv)
         return cli_errorf("index", 2, "need -m MODEL_DIR, -o INDEX and one of -c CORPUS or --add CORPUS "
                                       "(gtr index --help)");
     if (from && !add) return cli_errorf("index", 2, "--from goes with --add");
+    if (o.replace && !add) return cli_errorf("index", 2, "--replace goes with --add");
     if (!cli_spm_compat("index", NULL, &mo.spm_compat)) return 2;
     mo.device = getenv("GTR_DEVICE"); /* cuda[:N]: encode on a GPU (issue 15) */
+    mo.no_verify = cli_no_verify();
 
     char *hint = realpath(model_dir, NULL);
     o.model_hint = hint;
@@ -169,6 +179,7 @@ int cmd_index(int argc, char **argv)
                     out, (unsigned long long)st.docs_encoded);
             if (st.docs_resumed) fprintf(stderr, ", %llu from an interrupted build", (unsigned long long)st.docs_resumed);
             if (st.docs_base) fprintf(stderr, ", %llu from the base index", (unsigned long long)st.docs_base);
+            if (st.docs_replaced) fprintf(stderr, ", %llu of them replaced", (unsigned long long)st.docs_replaced);
             fprintf(stderr, ")\n");
         }
     }

@@ -52,6 +52,54 @@ bool cli_parse_double(const char *cmd, const char *opt, const char *s, double *o
     return true;
 }
 
+char *cli_path_join(const char *cmd, const char *dir, const char *name)
+{
+    size_t a = strlen(dir), b = strlen(name);
+    char *p = malloc(a + b + 2);
+    if (!p) {
+        cli_errorf(cmd, 1, "out of memory");
+        return NULL;
+    }
+    snprintf(p, a + b + 2, "%s%s%s", dir, a && dir[a - 1] != '/' ? "/" : "", name);
+    return p;
+}
+
+bool cli_file_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+bool cli_buf_reserve(cli_buf *b, size_t extra)
+{
+    if (b->cap - b->len > extra) return true; /* room for the terminator too */
+    size_t cap = b->cap ? b->cap : 64;
+    while (cap - b->len <= extra) {
+        if (cap * 2 < cap) return false;
+        cap *= 2;
+    }
+    char *p = realloc(b->data, cap);
+    if (!p) return false;
+    b->data = p;
+    b->cap = cap;
+    return true;
+}
+
+bool cli_buf_append(cli_buf *b, const void *p, size_t n)
+{
+    if (!cli_buf_reserve(b, n)) return false;
+    if (n) memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return true;
+}
+
+void cli_buf_free(cli_buf *b)
+{
+    free(b->data);
+    memset(b, 0, sizeof *b);
+}
+
 FILE *cli_open_out(const char *cmd, const char *path)
 {
     if (!path || strcmp(path, "-") == 0) return stdout;
@@ -80,7 +128,14 @@ bool cli_model_options(const char *cmd, gtr_model_options *mo)
     /* GTR_DEVICE=cuda[:N] puts every command's encoder on a GPU (--device overrides it) */
     const char *dev = getenv("GTR_DEVICE");
     if (dev && *dev) mo->device = dev;
+    mo->no_verify = cli_no_verify();
     return cli_spm_compat(cmd, NULL, &mo->spm_compat);
+}
+
+int cli_no_verify(void)
+{
+    const char *v = getenv("GTR_NO_VERIFY");
+    return v && *v && strcmp(v, "0") != 0;
 }
 
 bool cli_parse_dtype(const char *cmd, const char *s, gtr_compute_dtype *out)
@@ -288,4 +343,55 @@ gtr_run *cli_hits_run(const char *cmd, const gtr_queries *q, const gtr_hit *hits
     }
     if (!run) cli_fail(cmd, &err);
     return run;
+}
+
+bool cli_read_ids(const char *cmd, const char *path, char ***ids_out, size_t **lens_out, size_t *n_out)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        cli_errorf(cmd, 1, "%s: cannot open the ids file", path);
+        return false;
+    }
+    char **ids = NULL, *line = NULL;
+    size_t *lens = NULL, n = 0, cap = 0, lcap = 0;
+    ssize_t got;
+    bool ok = true;
+    while (ok && (got = getline(&line, &lcap, f)) >= 0) {
+        size_t l = (size_t)got;
+        while (l && (line[l - 1] == '\n' || line[l - 1] == '\r')) l--;
+        if (!l) continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 1024;
+            char **ni = realloc(ids, cap * sizeof *ids);
+            size_t *nl = ni ? realloc(lens, cap * sizeof *lens) : NULL;
+            if (ni) ids = ni;
+            if (nl) lens = nl;
+            if (!ni || !nl) break;
+        }
+        if (!(ids[n] = malloc(l + 1))) break;
+        memcpy(ids[n], line, l);
+        ids[n][l] = 0;
+        lens[n++] = l;
+    }
+    if (!feof(f) || ferror(f)) {
+        ok = false;
+        cli_errorf(cmd, 1, "%s: %s", path, ferror(f) ? "read error" : "out of memory reading the ids");
+    }
+    free(line);
+    fclose(f);
+    if (!ok) {
+        cli_ids_free(ids, lens, n);
+        return false;
+    }
+    *ids_out = ids;
+    *lens_out = lens;
+    *n_out = n;
+    return true;
+}
+
+void cli_ids_free(char **ids, size_t *lens, size_t n)
+{
+    for (size_t i = 0; i < n; i++) free(ids[i]);
+    free(ids);
+    free(lens);
 }

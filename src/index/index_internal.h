@@ -23,6 +23,8 @@ struct gtr_index {
     const float *vectors;     /* [n, dim] */
     const void *compact;      /* [n, dim] f16 or int8, or NULL */
     const float *caux;        /* [n, 3]: scale, error bound, norm */
+    const uint8_t *dead;      /* DEAD section: bit d set = document d replaced (NULL: none) */
+    size_t n_dead;
     char *model_desc;         /* from META (malloc'd, "" when absent) */
     char *model_hint;         /* from META (malloc'd) or NULL */
     bool mapped;              /* map is ours to unmap (not a caller's buffer) */
@@ -35,6 +37,14 @@ gtr_index *gtr_ix_open_buffer(const void *data, size_t size, const char *name, u
 
 /* Compare the ids of documents a and b bytewise (memcmp, then shorter first): <0, 0, >0. */
 int gtr_ix_id_cmp(const gtr_index *ix, size_t a, size_t b);
+
+/* Whether a search may return document d: not replaced (ix->dead) and, with a filter
+ * (allow, NULL: none), allowed. */
+static inline bool gtr_ix_allowed(const gtr_index *ix, const uint8_t *allow, size_t d)
+{
+    if (ix->dead && (ix->dead[d >> 3] >> (d & 7) & 1)) return false;
+    return !allow || (allow[d >> 3] >> (d & 7) & 1);
+}
 
 /* ---- section writer (writer.c): streams sections into an atomic file, checksumming each
  * chunk as it goes, then writes the CRC section and the header last. */
@@ -81,6 +91,7 @@ void gtr_ix_idset_free(gtr_ix_idset *s);
  * (so 0 means "added"). */
 gtr_status gtr_ix_idset_add(gtr_ix_idset *s, const char *id, size_t len, uint64_t line,
                             uint64_t *found, gtr_error *err);
+bool gtr_ix_idset_has(const gtr_ix_idset *s, const char *id, size_t len);
 
 /* ---- top-k heap (topk.c): the worst kept hit on top, so a candidate is compared with one
  * element; equal scores are ordered by id (descending) for a total, deterministic order. */
@@ -110,10 +121,11 @@ void gtr_ix_compact_encode(uint32_t kind, const float *v, size_t dim, void *code
 gtr_status gtr_ix_search_exact(const gtr_index *ix, const gtr_ix_kernels *kern, const float *q,
                                size_t qstride, size_t nq, size_t k, gtr_pool *pool,
                                gtr_hit *hits, size_t *n_hits, gtr_error *err);
-/* only documents [lo, hi) */
+/* only documents [lo, hi) that allow (NULL: all) lets through (gtr_ix_allowed) */
 gtr_status gtr_ix_search_range(const gtr_index *ix, const gtr_ix_kernels *kern, const float *q,
-                               size_t qstride, size_t nq, size_t k, size_t lo, size_t hi, gtr_pool *pool,
-                               gtr_hit *hits, size_t *n_hits, gtr_error *err);
+                               size_t qstride, size_t nq, size_t k, size_t lo, size_t hi,
+                               const uint8_t *allow, gtr_pool *pool, gtr_hit *hits, size_t *n_hits,
+                               gtr_error *err);
 /* the same with the cache blocking given (gtr_ix_search_exact takes this CPU's); the hits do
  * not depend on it */
 gtr_status gtr_ix_search_exact_blocked(const gtr_index *ix, const gtr_ix_kernels *kern,
@@ -122,6 +134,30 @@ gtr_status gtr_ix_search_exact_blocked(const gtr_index *ix, const gtr_ix_kernels
                                        size_t *n_hits, gtr_error *err);
 gtr_status gtr_ix_search_compact(const gtr_index *ix, const gtr_ix_kernels *kern,
                                  const float *q, size_t qstride, size_t nq, size_t k,
-                                 gtr_pool *pool, gtr_hit *hits, size_t *n_hits, gtr_error *err);
+                                 const uint8_t *allow, gtr_pool *pool, gtr_hit *hits,
+                                 size_t *n_hits, gtr_error *err);
+
+/* ---- sharded indexes (shards.c): a manifest naming shard files, each an ordinary index of
+ * one contiguous byte range of the corpus, opened together as one index. */
+typedef struct gtr_ix_range {
+    int shard, n_shards;
+    uint64_t begin, end;     /* corpus bytes [begin, end), both at line starts */
+    uint64_t first_line;     /* corpus lines before begin (line numbers in messages) */
+    uint64_t lines;          /* lines in the range */
+    uint64_t corpus_bytes;   /* the corpus's size */
+    uint32_t corpus_crc;     /* CRC-32 of the range's bytes */
+} gtr_ix_range;
+/* the "shard" object of a shard's META (new reference) */
+struct json_t *gtr_ix_range_json(const gtr_ix_range *r);
+/* gtr_index_build_with, reading only range's bytes when range is not NULL */
+gtr_status gtr_ix_build_range(const gtr_index_encoder *enc, const char *corpus, const char *base,
+                              const gtr_ix_range *range, const char *out_path,
+                              const gtr_index_build_options *opts, gtr_index_build_stats *stats,
+                              gtr_error *err);
+/* true when path starts like a manifest (a cheap look at its first bytes) */
+bool gtr_ix_is_manifest(const char *path);
+/* Open shards [first, end) of the manifest at path as one index (all of them: 0, -1). */
+gtr_index *gtr_ix_open_manifest(const char *path, int first, int end, unsigned flags, gtr_pool *pool,
+                                gtr_error *err);
 
 #endif
