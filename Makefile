@@ -47,6 +47,9 @@ endif
 CFLAGS_ALL = -std=c11 $(OPT) -g $(WARN) -fPIC -D_GNU_SOURCE -Iinclude -Isrc $(PKG_CFLAGS) \
              -fvisibility=hidden $(SAN) $(CFLAGS)
 LDLIBS_ALL = $(PKG_LIBS) -lpthread -lm $(LDLIBS)
+# Programs over the public API (mpi/, and cli/ once it needs nothing else) compile without
+# -Isrc: an include of a library-internal header there does not build.
+CFLAGS_PUB = $(filter-out -Isrc,$(CFLAGS_ALL))
 
 ISA_AVX2   := -mavx2 -mfma -mf16c
 ISA_AVX512 := -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512bf16 -mavx512vnni
@@ -91,7 +94,7 @@ MPI_BIN  := $(dir $(GTR_BIN))gtr-mpi
 $(BUILD)/mpi/%.o: mpi/%.c
 	@mkdir -p $(dir $@)
 	@echo "  MPICC   $<"
-	$(Q)OMPI_CC=$(CC) $(MPICC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+	$(Q)OMPI_CC=$(CC) $(MPICC) $(CFLAGS_PUB) -MMD -MP -c $< -o $@
 $(MPI_BIN): $(MPI_OBJ) $(MPI_CLI) $(LIB_A)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"

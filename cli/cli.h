@@ -83,6 +83,11 @@ int cli_retrieve(const char *cmd, gtr_retriever *r, const gtr_queries *q, const 
                  bool quiet, gtr_hit **hits, size_t **n_hits);
 gtr_run *cli_hits_run(const char *cmd, const gtr_queries *q, const gtr_hit *hits, const size_t *n_hits, size_t k,
                       size_t max_rank);
+/* A file of document ids, one per line (a CR before the newline and empty lines ignored):
+ * *ids (NUL-terminated copies) and *lens, n of them; cli_ids_free releases them. False, with
+ * a message, when the file cannot be read. */
+bool cli_read_ids(const char *cmd, const char *path, char ***ids, size_t **lens, size_t *n);
+void cli_ids_free(char **ids, size_t *lens, size_t n);
 /* Open an output file ("-" = stdout). */
 FILE *cli_open_out(const char *cmd, const char *path);
 

@@ -42,33 +42,12 @@ int cmd_ann_delete(int argc, char **argv)
         return cli_errorf(CMD, 2, "give --index INDEX --ann FILE.ivf and one IDS_FILE (gtr ann-delete --help)");
     const char *ids_path = argv[optind];
     gtr_error err;
-    FILE *f = fopen(ids_path, "rb");
-    if (!f) return cli_errorf(CMD, 1, "%s: cannot open the ids file", ids_path);
-    /* one id per line; a CR before the newline and empty lines are ignored */
-    char **ids = NULL, *line = NULL;
-    size_t *lens = NULL, n = 0, cap = 0, lcap = 0;
-    ssize_t got;
+    char **ids = NULL;
+    size_t *lens = NULL, n = 0;
     int rc = 1;
     gtr_index *ix = NULL;
     gtr_ann *a = NULL;
-    while ((got = getline(&line, &lcap, f)) >= 0) {
-        size_t l = (size_t)got;
-        while (l && (line[l - 1] == '\n' || line[l - 1] == '\r')) l--;
-        if (!l) continue;
-        if (n == cap) {
-            cap = cap ? 2 * cap : 1024;
-            char **ni = realloc(ids, cap * sizeof *ids);
-            size_t *nl = ni ? realloc(lens, cap * sizeof *lens) : NULL;
-            if (ni) ids = ni;
-            if (nl) lens = nl;
-            if (!ni || !nl) { rc = cli_errorf(CMD, 1, "out of memory reading %s", ids_path); goto done; }
-        }
-        if (!(ids[n] = malloc(l + 1))) { rc = cli_errorf(CMD, 1, "out of memory reading %s", ids_path); goto done; }
-        memcpy(ids[n], line, l);
-        ids[n][l] = 0;
-        lens[n++] = l;
-    }
-    if (ferror(f)) { rc = cli_errorf(CMD, 1, "%s: read error", ids_path); goto done; }
+    if (!cli_read_ids(CMD, ids_path, &ids, &lens, &n)) return 1;
     if (!(ix = gtr_index_open(index_path, 0, NULL, &err)) || !(a = gtr_ann_open(ann_path, ix, &err))) {
         cli_fail(CMD, &err);
         goto done;
@@ -82,10 +61,6 @@ int cmd_ann_delete(int argc, char **argv)
 done:
     gtr_ann_free(a);
     gtr_index_free(ix);
-    for (size_t i = 0; i < n; i++) free(ids[i]);
-    free(ids);
-    free(lens);
-    free(line);
-    fclose(f);
+    cli_ids_free(ids, lens, n);
     return rc;
 }

@@ -45,6 +45,10 @@ static void usage(FILE *out)
             "                           (gtr ann-build); dense and hybrid\n"
             "      --nprobe N           --ann: lists scanned per query (default 8; more: higher\n"
             "                           recall, slower)\n"
+            "      --filter-ids FILE    dense: return only documents whose ids are listed in FILE\n"
+            "                           (one per line); exact search gives the hits of an index\n"
+            "                           holding only those documents. An id not in INDEX is an\n"
+            "                           error (a typo would silently narrow the search otherwise)\n"
             "      --tag TAG            last column of the run (default gtr-METHOD)\n"
             "  -t, --threads N          threads (default: all cores)\n"
             "      --quiet              no progress on stderr\n"
@@ -99,18 +103,41 @@ static void print_hits(const gtr_index *dense, const gtr_hit *hits, size_t n)
     if (n == 0) printf("(no hits)\n");
 }
 
+/* --filter-ids FILE: the bitmap of the listed documents (NULL, message printed, on failure) */
+static uint8_t *filter_ids(const char *path, const gtr_index *ix)
+{
+    char **ids;
+    size_t *lens, n, unknown, first;
+    if (!cli_read_ids("search", path, &ids, &lens, &n)) return NULL;
+    gtr_error err;
+    uint8_t *bits = calloc((gtr_index_count(ix) + 7) / 8 + 1, 1);
+    if (!bits) cli_errorf("search", 1, "out of memory (--filter-ids)");
+    else if (gtr_index_allow_ids(ix, (const char *const *)ids, lens, n, bits, &unknown, &first, &err)) {
+        cli_fail("search", &err);
+        free(bits);
+        bits = NULL;
+    } else if (unknown) {
+        cli_errorf("search", 1, "%s: id \"%.*s\" is not in the index (%zu of %zu ids unknown)", path,
+                   (int)(lens[first] < 200 ? lens[first] : 200), ids[first], unknown, n);
+        free(bits);
+        bits = NULL;
+    }
+    cli_ids_free(ids, lens, n);
+    return bits;
+}
+
 int cmd_search(int argc, char **argv)
 {
-    enum { O_QUERY = 1000, O_QUIET, O_NOVERIFY, O_ANN, O_NPROBE };
+    enum { O_QUERY = 1000, O_QUIET, O_NOVERIFY, O_ANN, O_NPROBE, O_FILTER_IDS };
     static const struct option longopts[] = {
         CLI_SEARCH_LONGOPTS,
         {"query", required_argument, NULL, O_QUERY}, {"quiet", no_argument, NULL, O_QUIET},
         {"help", no_argument, NULL, 'h'},            {"no-verify", no_argument, NULL, O_NOVERIFY},
         {"ann", required_argument, NULL, O_ANN},     {"nprobe", required_argument, NULL, O_NPROBE},
-        {NULL, 0, NULL, 0}};
+        {"filter-ids", required_argument, NULL, O_FILTER_IDS}, {NULL, 0, NULL, 0}};
     cli_search_args a;
     cli_search_args_init(&a);
-    const char *query = NULL, *ann_path = NULL;
+    const char *query = NULL, *ann_path = NULL, *filter_path = NULL;
     bool quiet = false;
     unsigned open_flags = 0;
     long long v;
@@ -122,6 +149,7 @@ int cmd_search(int argc, char **argv)
         case O_QUIET: quiet = true; break;
         case O_NOVERIFY: open_flags |= GTR_INDEX_OPEN_NO_VERIFY; break;
         case O_ANN: ann_path = optarg; break;
+        case O_FILTER_IDS: filter_path = optarg; break;
         case O_NPROBE:
             if (!cli_parse_int("search", "--nprobe", optarg, 1, 1 << 24, &v)) return 2;
             a.o.nprobe = (uint32_t)v;
@@ -155,7 +183,10 @@ int cmd_search(int argc, char **argv)
     gtr_hit *hits = NULL;
     size_t *n_hits = NULL;
     gtr_run *run = NULL;
+    uint8_t *allow = NULL;
     int rc = 1;
+    if (filter_path && (!index_path || o.method != GTR_RETRIEVE_DENSE))
+        return cli_errorf("search", 2, "--filter-ids needs --index and the dense method");
     gtr_pool *pool = gtr_pool_create(threads, &err);
     if (!pool) return cli_fail("search", &err);
     if (index_path && !(dense = gtr_index_open(index_path, open_flags, pool, &err))) {
@@ -170,6 +201,7 @@ int cmd_search(int argc, char **argv)
         cli_fail("search", &err);
         goto done;
     }
+    if (filter_path && !(allow = filter_ids(filter_path, dense))) goto done;
     if (bm25_path && o.method != GTR_RETRIEVE_DENSE && !(bm25 = gtr_bm25_open(bm25_path, &err))) {
         cli_fail("search", &err);
         goto done;
@@ -194,6 +226,7 @@ int cmd_search(int argc, char **argv)
         goto done;
     }
     if (a.skip_self) o.skip_ids = gtr_queries_ids(q);
+    o.allow = allow;
     if (cli_retrieve("search", rt, q, &o, quiet, &hits, &n_hits)) goto done;
     if (query) {
         print_hits(dense, hits, n_hits[0]);
@@ -229,6 +262,7 @@ done:
     gtr_retriever_free(rt);
     gtr_queries_free(q);
     gtr_model_free(model);
+    free(allow);
     gtr_ann_free(ann);
     gtr_index_free(dense);
     gtr_bm25_free(bm25);

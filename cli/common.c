@@ -289,3 +289,54 @@ gtr_run *cli_hits_run(const char *cmd, const gtr_queries *q, const gtr_hit *hits
     if (!run) cli_fail(cmd, &err);
     return run;
 }
+
+bool cli_read_ids(const char *cmd, const char *path, char ***ids_out, size_t **lens_out, size_t *n_out)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        cli_errorf(cmd, 1, "%s: cannot open the ids file", path);
+        return false;
+    }
+    char **ids = NULL, *line = NULL;
+    size_t *lens = NULL, n = 0, cap = 0, lcap = 0;
+    ssize_t got;
+    bool ok = true;
+    while (ok && (got = getline(&line, &lcap, f)) >= 0) {
+        size_t l = (size_t)got;
+        while (l && (line[l - 1] == '\n' || line[l - 1] == '\r')) l--;
+        if (!l) continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 1024;
+            char **ni = realloc(ids, cap * sizeof *ids);
+            size_t *nl = ni ? realloc(lens, cap * sizeof *lens) : NULL;
+            if (ni) ids = ni;
+            if (nl) lens = nl;
+            if (!ni || !nl) break;
+        }
+        if (!(ids[n] = malloc(l + 1))) break;
+        memcpy(ids[n], line, l);
+        ids[n][l] = 0;
+        lens[n++] = l;
+    }
+    if (!feof(f) || ferror(f)) {
+        ok = false;
+        cli_errorf(cmd, 1, "%s: %s", path, ferror(f) ? "read error" : "out of memory reading the ids");
+    }
+    free(line);
+    fclose(f);
+    if (!ok) {
+        cli_ids_free(ids, lens, n);
+        return false;
+    }
+    *ids_out = ids;
+    *lens_out = lens;
+    *n_out = n;
+    return true;
+}
+
+void cli_ids_free(char **ids, size_t *lens, size_t n)
+{
+    for (size_t i = 0; i < n; i++) free(ids[i]);
+    free(ids);
+    free(lens);
+}

@@ -59,6 +59,14 @@ typedef struct gtr_error {
     char message[1024];
 } gtr_error;
 
+/* Fill err (when non-NULL) with code and a printf-formatted one-line message, and return code:
+ * for callers that implement a callback the library calls with a gtr_error (gtr_index_encoder,
+ * gtr_train_comm) or that report their own failures the library's way. */
+GTR_API gtr_status gtr_error_set(gtr_error *err, gtr_status code, const char *fmt, ...)
+#if defined(__GNUC__) || defined(__clang__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
 /* Short stable name of a status ("format error", ...). */
 GTR_API const char *gtr_status_str(gtr_status code);
 /* Library version as "MAJOR.MINOR.PATCH". */
@@ -419,6 +427,15 @@ GTR_API const char *gtr_index_doc_snippet(const gtr_index *ix, size_t doc, size_
 GTR_API const float *gtr_index_vector(const gtr_index *ix, size_t doc);
 /* GTR_ERR_MISMATCH (naming both) unless m is the model the index was built with. */
 GTR_API gtr_status gtr_index_check_model(const gtr_index *ix, const gtr_model *m, gtr_error *err);
+/* A filter by id: set bit d (byte d / 8, bit d % 8) of bitmap ((count + 7) / 8 bytes, zeroed
+ * by the caller) for the document d of each id in ids[0..n) (lens[i] bytes each). Ids the
+ * index does not hold (or holds only as replaced documents) set nothing: *unknown (may be
+ * NULL) counts them, *first_unknown (may be NULL) is the position in ids of the first one
+ * (SIZE_MAX when none). One pass over the index's ids; nothing cached, so safe from several
+ * threads at once. */
+GTR_API gtr_status gtr_index_allow_ids(const gtr_index *ix, const char *const *ids,
+                                       const size_t *lens, size_t n, uint8_t *bitmap,
+                                       size_t *unknown, size_t *first_unknown, gtr_error *err);
 
 /* A ranked document: the one hit type of every search (gtr_index_search, gtr_ann_search,
  * gtr_bm25_search, gtr_retriever_search). */
@@ -439,11 +456,16 @@ typedef struct gtr_search_options {
      * across processes, whose per-range top-k merged by (score, id) is the whole index's
      * top-k. A range is searched exactly (the compact copy is not used: the same hits). */
     size_t doc_begin, doc_end;
+    /* A filter (gtr_index_allow_ids): only documents whose bit is set (byte d / 8, bit d % 8
+     * of a bitmap of (count + 7) / 8 bytes) are returned, NULL: all. The hits are those of
+     * an index holding only the allowed documents (same scores, same order). */
+    const uint8_t *allow;
 } gtr_search_options;
 GTR_API gtr_search_options gtr_index_default_search_options(void);
 
 /* Exact top-k by inner product for nq queries (row-major [nq, dim], finite). hits[i*k ...]
- * receives query i's best n_hits[i] = min(k, count) hits, best first. opts may be NULL. */
+ * receives query i's best n_hits[i] = min(k, count) hits, best first (fewer with a filter or
+ * replaced documents: those are never returned). opts may be NULL. */
 GTR_API gtr_status gtr_index_search(const gtr_index *ix, const float *queries, size_t nq,
                                     size_t k, const gtr_search_options *opts, gtr_hit *hits,
                                     size_t *n_hits, gtr_error *err);
@@ -674,6 +696,9 @@ typedef struct gtr_retrieve_options {
     gtr_progress_fn progress;    /* queries done / nq, after each chunk; non-zero stops */
     void *progress_user;
     size_t doc_begin, doc_end;   /* dense, exact: only these documents (gtr_search_options) */
+    const uint8_t *allow;        /* dense: a filter over the dense index's documents
+                                  * (gtr_index_allow_ids; exact and approximate search); NULL:
+                                  * none. BM25 and hybrid refuse a filter. */
 } gtr_retrieve_options;
 GTR_API gtr_retrieve_options gtr_retrieve_default_options(void);
 

@@ -2,8 +2,6 @@
  * before any work, and the distributed encoder (rank 0 hands out pieces of each batch). */
 #include "dist.h"
 
-#include "core/core.h"
-
 #include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -76,8 +74,8 @@ static gtr_status mpi_fail(const dist_ctx *d, int rc, int peer, const char *what
     char s[MPI_MAX_ERROR_STRING];
     int len = 0;
     MPI_Error_string(rc, s, &len);
-    return gtr_seterr(err, GTR_ERR_IO, "rank %d failed while %s (MPI: %.*s); the work up to the last "
-                      "checkpoint is kept: run the same command again to resume", peer, what, len, s);
+    return gtr_error_set(err, GTR_ERR_IO, "rank %d failed while %s (MPI: %.*s); the work up to the last "
+                         "checkpoint is kept: run the same command again to resume", peer, what, len, s);
     (void)d;
 }
 
@@ -99,12 +97,12 @@ gtr_status dist_encode(void *user, const char *const *texts, const size_t *lens,
         size_t lo, hi, bytes = 0;
         piece(n, d->size, r, &lo, &hi);
         uint64_t *l64 = malloc((hi - lo + 1) * sizeof *l64);
-        if (!l64) return gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");
+        if (!l64) return gtr_error_set(err, GTR_ERR_NOMEM, "out of memory");
         for (size_t i = lo; i < hi; i++) bytes += (l64[i - lo] = lens[i]);
         char *buf = malloc(bytes + 1);
         if (!buf) {
             free(l64);
-            return gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");
+            return gtr_error_set(err, GTR_ERR_NOMEM, "out of memory");
         }
         for (size_t i = lo, at = 0; i < hi; at += lens[i], i++) memcpy(buf + at, texts[i], lens[i]);
         uint64_t hdr[3] = {CMD_ENCODE, hi - lo, bytes};
@@ -130,7 +128,7 @@ gtr_status dist_encode(void *user, const char *const *texts, const size_t *lens,
                           MPI_STATUS_IGNORE);
             if (rc != MPI_SUCCESS) return mpi_fail(d, rc, r, "sending vectors", err);
         } else if (werr.code != GTR_OK && !st) {
-            st = gtr_seterr(err, werr.code, "rank %d: %s", r, werr.message);
+            st = gtr_error_set(err, werr.code, "rank %d: %s", r, werr.message);
         }
     }
     return st;

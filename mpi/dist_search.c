@@ -1,8 +1,6 @@
 /* dist_search.c — queries split across ranks, hits gathered on rank 0 in query order. */
 #include "dist_search.h"
 
-#include "core/core.h"
-
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,20 +38,35 @@ void dist_parts_free(dist_parts *p)
     memset(p, 0, sizeof *p);
 }
 
-/* this rank's hits, serialised: per query u32 count, then per hit f64 score, u32 id length, id */
-static int pack(const gtr_hit *hits, const size_t *n_hits, size_t nq, size_t k, gtr_buf *b, gtr_error *err)
+static char *put(char *p, const void *v, size_t n)
 {
+    memcpy(p, v, n);
+    return p + n;
+}
+
+/* this rank's hits, serialised into *out (malloc'd, *bytes long): per query u32 count, then per
+ * hit f64 score, u32 id length, id */
+static int pack(const gtr_hit *hits, const size_t *n_hits, size_t nq, size_t k, char **out, size_t *bytes,
+                gtr_error *err)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < nq; i++) {
+        total += sizeof(uint32_t);
+        for (size_t j = 0; j < n_hits[i] && j < k; j++)
+            total += sizeof(double) + sizeof(uint32_t) + (uint32_t)hits[i * k + j].id_len;
+    }
+    char *p = *out = malloc(total + 1);
+    if (!p) return gtr_error_set(err, GTR_ERR_NOMEM, "out of memory") != GTR_OK;
     for (size_t i = 0; i < nq; i++) {
         uint32_t n = (uint32_t)(n_hits[i] < k ? n_hits[i] : k);
-        if (gtr_buf_append(b, &n, sizeof n, err)) return 1;
+        p = put(p, &n, sizeof n);
         for (size_t j = 0; j < n; j++) {
             const gtr_hit *h = &hits[i * k + j];
             uint32_t len = (uint32_t)h->id_len;
-            if (gtr_buf_append(b, &h->score, sizeof h->score, err) || gtr_buf_append(b, &len, sizeof len, err) ||
-                gtr_buf_append(b, h->id, len, err))
-                return 1;
+            p = put(put(put(p, &h->score, sizeof h->score), &len, sizeof len), h->id, len);
         }
     }
+    *bytes = total;
     return 0;
 }
 
@@ -83,7 +96,7 @@ static gtr_run *unpack(const gtr_queries *q, const char *all, size_t bytes, size
     }
     return run;
 bad:
-    gtr_seterr(err, GTR_ERR_INTERNAL, "the hits gathered from the ranks are malformed");
+    gtr_error_set(err, GTR_ERR_INTERNAL, "the hits gathered from the ranks are malformed");
 fail:
     gtr_run_free(run);
     return NULL;
@@ -91,9 +104,10 @@ fail:
 
 /* Gather every rank's packed hits on rank 0 (all, counts[r] bytes from rank r). Collective;
  * 0 on every rank when every rank was ok, else 1 on every rank (the failure printed). */
-static int gather(const dist_ctx *d, bool ok, const gtr_buf *mine, char **all, int **counts, size_t *total)
+static int gather(const dist_ctx *d, bool ok, const char *mine, size_t mine_len, char **all, int **counts,
+                  size_t *total)
 {
-    int len = ok && mine->len < (size_t)1 << 31 ? (int)mine->len : -1;
+    int len = ok && mine_len < (size_t)1 << 31 ? (int)mine_len : -1;
     int *displs = NULL;
     *all = NULL;
     *counts = NULL;
@@ -122,7 +136,7 @@ static int gather(const dist_ctx *d, bool ok, const gtr_buf *mine, char **all, i
     int rc = 1;
     MPI_Bcast(&verdict, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD);
     if (!verdict) goto done;
-    if (MPI_Gatherv(mine->data ? (void *)mine->data : (void *)&len, len, MPI_CHAR, *all, *counts, displs, MPI_CHAR, 0,
+    if (MPI_Gatherv(mine ? (void *)mine : (void *)&len, len, MPI_CHAR, *all, *counts, displs, MPI_CHAR, 0,
                     MPI_COMM_WORLD) != MPI_SUCCESS) {
         dist_errorf(d, 1, "lost contact with the other ranks");
         goto done;
@@ -137,7 +151,8 @@ int dist_search(const dist_ctx *d, gtr_retriever *rt, const gtr_queries *q, cons
                 const size_t *max_rank, gtr_run **runs, size_t n_runs)
 {
     gtr_error err;
-    gtr_buf mine = {0};
+    char *mine = NULL;
+    size_t mine_len = 0;
     char *all = NULL;
     int *counts = NULL;
     int rc = 1;
@@ -154,10 +169,10 @@ int dist_search(const dist_ctx *d, gtr_retriever *rt, const gtr_queries *q, cons
     else if (gtr_retriever_search(rt, gtr_queries_texts(q) + lo, gtr_queries_text_lens(q) + lo, hi - lo, &po, hits,
                                   n_hits, &err))
         ok = cli_fail(d->cmd, &err) == 0;
-    ok = ok && pack(hits, n_hits, hi - lo, o->k, &mine, &err) == 0;
+    ok = ok && pack(hits, n_hits, hi - lo, o->k, &mine, &mine_len, &err) == 0;
     if (!ok) dist_errorf(d, 1, "searching queries %zu..%zu failed", lo + 1, hi);
     size_t total;
-    if (gather(d, ok, &mine, &all, &counts, &total)) goto done;
+    if (gather(d, ok, mine, mine_len, &all, &counts, &total)) goto done;
     if (d->rank == 0)
         for (size_t i = 0; i < n_runs; i++)
             if (!(runs[i] = unpack(q, all, total, max_rank[i], &err))) {
@@ -169,7 +184,7 @@ done:
     if (rc)
         for (size_t i = 0; i < n_runs; i++) gtr_run_free(runs[i]), runs[i] = NULL;
     free(all), free(counts);
-    gtr_buf_free(&mine);
+    free(mine);
     free(hits);
     free(n_hits);
     return rc;
@@ -201,7 +216,7 @@ static gtr_run *merge(const dist_ctx *d, const gtr_queries *q, const char *all, 
     size_t *at = calloc((size_t)d->size, sizeof *at), *end = calloc((size_t)d->size, sizeof *end);
     cand *c = malloc(((size_t)d->size * k + 1) * sizeof *c);
     gtr_run *run = at && end && c ? gtr_run_new(err) : NULL;
-    if (!at || !end || !c) gtr_seterr(err, GTR_ERR_NOMEM, "out of memory merging the ranks' hits");
+    if (!at || !end || !c) gtr_error_set(err, GTR_ERR_NOMEM, "out of memory merging the ranks' hits");
     for (int r = 0, off = 0; run && r < d->size; off += counts[r], r++) at[r] = (size_t)off, end[r] = (size_t)off + (size_t)counts[r];
     for (size_t i = 0; run && i < gtr_queries_count(q); i++) {
         size_t n = 0;
@@ -226,7 +241,7 @@ static gtr_run *merge(const dist_ctx *d, const gtr_queries *q, const char *all, 
     }
     goto done;
 bad:
-    gtr_seterr(err, GTR_ERR_INTERNAL, "the hits gathered from the ranks are malformed");
+    gtr_error_set(err, GTR_ERR_INTERNAL, "the hits gathered from the ranks are malformed");
 fail:
     gtr_run_free(run);
     run = NULL;
@@ -239,7 +254,8 @@ int dist_search_docs(const dist_ctx *d, gtr_retriever *rt, const gtr_queries *q,
                      size_t n_docs, gtr_run **run)
 {
     gtr_error err;
-    gtr_buf mine = {0};
+    char *mine = NULL;
+    size_t mine_len = 0;
     char *all = NULL;
     int *counts = NULL;
     int rc = 1;
@@ -255,9 +271,9 @@ int dist_search_docs(const dist_ctx *d, gtr_retriever *rt, const gtr_queries *q,
     else if (po.doc_end > po.doc_begin &&
              gtr_retriever_search(rt, gtr_queries_texts(q), gtr_queries_text_lens(q), nq, &po, hits, n_hits, &err))
         ok = cli_fail(d->cmd, &err) == 0;
-    ok = ok && pack(hits, n_hits, nq, o->k, &mine, &err) == 0;
+    ok = ok && pack(hits, n_hits, nq, o->k, &mine, &mine_len, &err) == 0;
     if (!ok) dist_errorf(d, 1, "searching documents %zu..%zu failed", po.doc_begin + 1, po.doc_end);
-    if (gather(d, ok, &mine, &all, &counts, &(size_t){0})) goto done;
+    if (gather(d, ok, mine, mine_len, &all, &counts, &(size_t){0})) goto done;
     if (d->rank == 0 && !(*run = merge(d, q, all, counts, o->k, &err))) {
         dist_errorf(d, 1, "%s", err.message);
         goto done;
@@ -265,7 +281,7 @@ int dist_search_docs(const dist_ctx *d, gtr_retriever *rt, const gtr_queries *q,
     rc = 0;
 done:
     free(all), free(counts);
-    gtr_buf_free(&mine);
+    free(mine);
     free(hits);
     free(n_hits);
     return rc;

@@ -10,7 +10,6 @@
 #include "dist.h"
 
 #include "../cli/cli.h"
-#include "core/core.h"
 
 #include <getopt.h>
 #include <limits.h>
@@ -117,7 +116,7 @@ int mpi_cmd_index(const dist_ctx *d, int argc, char **argv)
         o.batch_size *= (size_t)d->size; /* one --batch for each rank */
         gtr_index_build_stats st;
         gtr_status s = desc ? gtr_index_build_with(&enc, corpus, NULL, out, &o, &st, &err)
-                            : gtr_seterr(&err, GTR_ERR_NOMEM, "out of memory");
+                            : gtr_error_set(&err, GTR_ERR_NOMEM, "out of memory");
         dist_stop_workers(d);
         if (s) {
             rc = dist_errorf(d, 1, "%s", err.message);

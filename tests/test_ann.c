@@ -177,11 +177,112 @@ static void test_filter_and_delete(void **state)
     free(dp);
 }
 
+/* the fixture's corpus, only the documents keep(i) selects */
+static char *write_corpus(const char *name, int (*keep)(int))
+{
+    char *path = tu_tmp(name);
+    FILE *fp = fopen(path, "wb");
+    for (int i = 0; i < N; i++)
+        if (keep(i)) fprintf(fp, "{\"_id\": \"d%04d\", \"text\": \"%s %d\"}\n", i, i % 7 == 0 ? "same" : "text", i);
+    fclose(fp);
+    return path;
+}
+static int keep_all(int i) { (void)i; return 1; }
+static int keep_some(int i) { return i % 3 == 0 || i % 7 == 0; } /* the tied group too */
+
+/* Exact search with a filter gives the hits of an index built from only the allowed documents
+ * (same ids, same scores bit for bit, same order), with and without the compact copy, on one
+ * thread and on several; approximate search with every list probed gives them too. */
+static void test_exact_filter_equals_subset_index(void **state)
+{
+    fixture *f = *state;
+    gtr_error e;
+    gtr_index_encoder enc = {fake_encode, NULL, DIM, 0x77, "fake"};
+    char *csub = write_corpus("ann_sub.jsonl", keep_some), *cfull = write_corpus("ann_full.jsonl", keep_all);
+    char *psub = tu_tmp("ann_sub.gtri"), *pfull = tu_tmp("ann_full8.gtri");
+    gtr_index_build_options bo = gtr_index_default_build_options();
+    bo.compact = GTR_COMPACT_INT8;
+    TU_OK(gtr_index_build_with(&enc, csub, NULL, psub, NULL, NULL, &e), &e);
+    TU_OK(gtr_index_build_with(&enc, cfull, NULL, pfull, &bo, NULL, &e), &e);
+    gtr_index *sub = gtr_index_open(psub, 0, NULL, &e), *full = gtr_index_open(pfull, 0, NULL, &e);
+    if (!sub || !full) fail_msg("%s", e.message);
+    /* the allowed ids, each listed twice, plus two unknown ones */
+    size_t ns = gtr_index_count(sub), n = 0, unknown, first;
+    const char **ids = malloc((2 * ns + 2) * sizeof *ids);
+    size_t *lens = malloc((2 * ns + 2) * sizeof *lens);
+    for (size_t r = 0; r < 2; r++)
+        for (size_t d = 0; d < ns; d++, n++) ids[n] = gtr_index_doc_id(sub, d, &lens[n]);
+    ids[n] = "nope";
+    lens[n++] = 4;
+    ids[n] = "d9999";
+    lens[n++] = 5;
+    uint8_t bits[(N + 7) / 8] = {0};
+    TU_OK(gtr_index_allow_ids(full, ids, lens, n, bits, &unknown, &first, &e), &e);
+    assert_int_equal(unknown, 2);
+    assert_int_equal(first, 2 * ns);
+    size_t set = 0;
+    for (size_t d = 0; d < N; d++) set += (size_t)allowed(bits, d);
+    assert_int_equal(set, ns);
+    gtr_hit a[NQ * K], b[NQ * K];
+    size_t na[NQ], nb[NQ];
+    TU_OK(gtr_index_search(sub, f->q, NQ, K, NULL, a, na, &e), &e);
+    gtr_pool *pool = gtr_pool_create(3, &e);
+    int ties = 0;
+    for (int v = 0; v < 5; v++) {
+        gtr_search_options so = gtr_index_default_search_options();
+        so.allow = bits;
+        so.use_compact = v & 1;
+        so.pool = v & 2 ? pool : NULL;
+        if (v < 4) {
+            TU_OK(gtr_index_search(full, f->q, NQ, K, &so, b, nb, &e), &e);
+        } else { /* approximate, every list probed, every candidate re-ranked */
+            gtr_ann_build_options ab = gtr_ann_default_build_options();
+            ab.n_lists = 8;
+            char *ivf = tu_tmp("ann_full8.ivf");
+            TU_OK(gtr_ann_build(full, ivf, &ab, &e), &e);
+            gtr_ann *an = gtr_ann_open(ivf, full, &e);
+            if (!an) fail_msg("%s", e.message);
+            gtr_ann_search_options ao = gtr_ann_default_search_options();
+            ao.nprobe = 8;
+            ao.rerank = N;
+            ao.allow = bits;
+            TU_OK(gtr_ann_search(an, f->q, NQ, K, &ao, b, nb, &e), &e);
+            gtr_ann_free(an);
+            remove(ivf);
+            free(ivf);
+        }
+        for (int i = 0; i < NQ; i++) {
+            assert_int_equal(na[i], nb[i]);
+            for (size_t j = 0; j < na[i]; j++) {
+                assert_int_equal(a[i * K + j].id_len, b[i * K + j].id_len);
+                assert_memory_equal(a[i * K + j].id, b[i * K + j].id, a[i * K + j].id_len);
+                assert_memory_equal(&a[i * K + j].score, &b[i * K + j].score, sizeof(double));
+                ties += j && a[i * K + j].score == a[i * K + j - 1].score;
+            }
+        }
+    }
+    assert_true(ties > 0);
+    /* an empty filter returns nothing */
+    uint8_t none[(N + 7) / 8] = {0};
+    gtr_search_options so = gtr_index_default_search_options();
+    so.allow = none;
+    TU_OK(gtr_index_search(full, f->q, NQ, K, &so, b, nb, &e), &e);
+    for (int i = 0; i < NQ; i++) assert_int_equal(nb[i], 0);
+    gtr_pool_free(pool);
+    gtr_index_free(sub);
+    gtr_index_free(full);
+    free(ids);
+    free(lens);
+    remove(csub); remove(cfull); remove(psub); remove(pfull);
+    free(csub); free(cfull); free(psub); free(pfull);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full_probe_equals_exact),
         cmocka_unit_test(test_filter_and_delete),
+        cmocka_unit_test(test_exact_filter_equals_subset_index),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -923,6 +923,11 @@ static void test_search(void **state)
     post_expect(port, "/search", "{\"query\": 5}", 400, "query", "invalid_type");
     post_expect(port, "/search", "{\"queries\": []}", 400, "queries", "empty_input");
     post_expect(port, "/search", "{\"queries\": [\"a\", \"\"]}", 400, "queries", "empty_input");
+    post_expect(port, "/search", "{\"query\": \"a\", \"nprobe\": 2}", 400, "nprobe", "invalid_value"); /* no --ann */
+    post_expect(port, "/search", "{\"query\": \"a\", \"method\": \"bm25\", \"filter_ids\": []}", 400, "filter_ids",
+                "invalid_value");
+    post_expect(port, "/search", "{\"query\": \"a\", \"filter_ids\": [\"zz-none\"]}", 400, "filter_ids", "unknown_id");
+    post_expect(port, "/search", "{\"query\": \"a\", \"filter_ids\": [3]}", 400, "filter_ids", "invalid_type");
     gtr_server_free(s);
 
     /* a BM25-only server defaults to bm25 and refuses dense */

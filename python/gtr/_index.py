@@ -115,12 +115,32 @@ class Index(_lib.Closable):
         err = _lib.Error()
         raise_for(_lib.index_check_model(self._handle(), model._handle(), byref(err)), err)
 
-    def search(self, queries, k=10, model=None):
+    def _allow(self, filter_ids):
+        """The filter bitmap of a list of document ids (ValueError naming an unknown one)."""
+        ids = [i.encode("utf-8") if isinstance(i, str) else bytes(i) for i in filter_ids]
+        n = len(ids)
+        arr = (ctypes.c_char_p * max(1, n))(*ids)
+        lens = (c_size_t * max(1, n))(*[len(i) for i in ids])
+        bits = ctypes.create_string_buffer((len(self) + 7) // 8 + 1)
+        unknown, first = c_size_t(), c_size_t()
+        err = _lib.Error()
+        raise_for(_lib.index_allow_ids(self._handle(), arr, lens, n, bits, byref(unknown), byref(first),
+                                       byref(err)), err)
+        if unknown.value:
+            raise ValueError(f"filter_ids: {ids[first.value].decode('utf-8', 'replace')!r} is not in the index "
+                             f"({unknown.value} unknown)")
+        return bits
+
+    def search(self, queries, k=10, model=None, filter_ids=None, nprobe=None):
         """Exact top-k by inner product (approximate with ann: the probed lists). queries: vectors (float32 [dim] or [n, dim]) or texts (a
         str or a list of str), which are embedded with model — by default the model recorded in
-        the index, loaded on first use. Returns SearchResult(ids, scores, docs); a single query
-        (a str or a 1-D vector) gives flat lists, a batch one row per query."""
+        the index, loaded on first use. filter_ids: only these documents are returned (exact
+        search: the hits of an index holding only them; an unknown id is a ValueError).
+        nprobe: lists scanned for this call (with ann; default the Index's). Returns
+        SearchResult(ids, scores, docs); a single query (a str or a 1-D vector) gives flat
+        lists, a batch one row per query."""
         ix = self._handle()
+        allow = self._allow(filter_ids) if filter_ids is not None else None
         texts = isinstance(queries, str) or (isinstance(queries, (list, tuple)) and queries
                                              and isinstance(queries[0], str))
         if texts:
@@ -148,7 +168,10 @@ class Index(_lib.Closable):
         n_hits = (c_size_t * max(1, nq))()
         opts = _lib.retrieve_default_options()
         opts.k = k
-        opts.nprobe = self.nprobe
+        opts.nprobe = self.nprobe if nprobe is None else int(nprobe)
+        if nprobe is not None and (self._ann is None or int(nprobe) < 1):
+            raise ValueError("nprobe needs an Index opened with ann= and must be >= 1")
+        opts.allow = ctypes.cast(allow, ctypes.c_void_p) if allow is not None else None
         opts.vectors = q.ctypes.data_as(POINTER(c_float))  # dense, the vectors given
         err = _lib.Error()
         st = _lib.retriever_search(self._rt, None, None, nq, byref(opts), hits, n_hits, byref(err))

@@ -73,7 +73,7 @@ class RetrieveOptions(ctypes.Structure):
                 ("fusion", FusionOptions), ("alpha", ctypes.c_double), ("skip_ids", c_void_p),
                 ("use_compact", c_int), ("nprobe", ctypes.c_uint32), ("vectors", POINTER(c_float)),
                 ("batch", c_size_t), ("progress", c_void_p), ("progress_user", c_void_p),
-                ("doc_begin", c_size_t), ("doc_end", c_size_t)]
+                ("doc_begin", c_size_t), ("doc_end", c_size_t), ("allow", c_void_p)]
 
 
 def _fn(name, restype, *argtypes):
@@ -118,6 +118,8 @@ index_model_hint = _fn("gtr_index_model_hint", c_char_p, c_void_p)
 index_doc_id = _fn("gtr_index_doc_id", c_void_p, c_void_p, c_size_t, POINTER(c_size_t))
 index_doc_snippet = _fn("gtr_index_doc_snippet", c_void_p, c_void_p, c_size_t, POINTER(c_size_t))
 index_vector = _fn("gtr_index_vector", POINTER(c_float), c_void_p, c_size_t)
+index_allow_ids = _fn("gtr_index_allow_ids", c_int, c_void_p, POINTER(c_char_p), POINTER(c_size_t), c_size_t,
+                      ctypes.c_void_p, POINTER(c_size_t), POINTER(c_size_t), E)
 index_check_model = _fn("gtr_index_check_model", c_int, c_void_p, c_void_p, E)
 
 retriever_default_options = _fn("gtr_retriever_default_options", RetrieverOptions)

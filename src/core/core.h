@@ -28,8 +28,9 @@
 /* ---- errors ------------------------------------------------------------ */
 
 /* Fill err (if non-NULL) and return code, so callers can write
- *   return gtr_seterr(err, GTR_ERR_FORMAT, "%s: bad header", path);            */
-gtr_status gtr_seterr(gtr_error *err, gtr_status code, const char *fmt, ...) GTR_PRINTF(3, 4);
+ *   return gtr_seterr(err, GTR_ERR_FORMAT, "%s: bad header", path);
+ * The library's short name for the public gtr_error_set. */
+#define gtr_seterr gtr_error_set
 
 /* Caller options over the defaults already in *dst (full = sizeof *dst). Every public options
  * struct starts with `size_t size`, which its *_default_options() sets to the struct's size

@@ -50,7 +50,7 @@ gtr_status gtr_vseterr(gtr_error *err, gtr_status code, const char *fmt, va_list
     return code;
 }
 
-gtr_status gtr_seterr(gtr_error *err, gtr_status code, const char *fmt, ...)
+gtr_status gtr_error_set(gtr_error *err, gtr_status code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);

@@ -21,8 +21,6 @@ struct gtr_ann {
     uint8_t *deleted;  /* bit d set: document d deleted (NULL: none) */
     uint8_t *live;     /* its complement, the allow-bitmap searches use (NULL: none deleted) */
     size_t n_deleted;
-    gtr_strmap ids;    /* document id -> number, made on first use */
-    bool ids_ready;
 };
 
 #define DEL_MAGIC "GTRIVFD1"
@@ -231,7 +229,6 @@ gtr_ann *gtr_ann_open(const char *path, const gtr_index *ix, gtr_error *err)
     if (!a) { gtr_ivf_close(ivf); return NULL; }
     a->ivf = ivf;
     a->ix = ix;
-    gtr_strmap_init(&a->ids);
     uint8_t *bits = NULL;
     size_t count = 0;
     if (!(a->del_path = del_path_of(path, err)) ||
@@ -250,42 +247,16 @@ void gtr_ann_free(gtr_ann *a)
     free(a->del_path);
     free(a->deleted);
     free(a->live);
-    gtr_strmap_free(&a->ids);
     free(a);
 }
 
 size_t gtr_ann_deleted_count(const gtr_ann *a) { return a->n_deleted; }
 
-/* The id -> number map, made on first use (ids are unique in an index). */
-static gtr_status ensure_ids(gtr_ann *a, gtr_error *err)
-{
-    if (a->ids_ready) return GTR_OK;
-    size_t n = gtr_index_count(a->ix);
-    for (size_t d = 0; d < n; d++) {
-        size_t len;
-        const char *id = gtr_index_doc_id(a->ix, d, &len);
-        uint32_t got;
-        gtr_status st = gtr_strmap_intern(&a->ids, id, len, &got, NULL, err);
-        if (st) { gtr_strmap_free(&a->ids); gtr_strmap_init(&a->ids); return st; }
-    }
-    a->ids_ready = true;
-    return GTR_OK;
-}
-
 gtr_status gtr_ann_allow_ids(gtr_ann *a, const char *const *ids, const size_t *lens, size_t n,
                              uint8_t *bitmap, size_t *unknown, gtr_error *err)
 {
-    if (!a || (n && (!ids || !lens)) || !bitmap)
-        return gtr_seterr(err, GTR_ERR_INVALID_ARG, "ann allow ids: need a handle, ids and a bitmap");
-    gtr_status st = ensure_ids(a, err);
-    size_t miss = 0;
-    for (size_t i = 0; st == GTR_OK && i < n; i++) {
-        uint32_t d = gtr_strmap_find(&a->ids, ids[i], lens[i]);
-        if (d == GTR_STRMAP_NONE) miss++;
-        else bitmap[d >> 3] |= (uint8_t)(1u << (d & 7));
-    }
-    if (unknown) *unknown = miss;
-    return st;
+    if (!a) return gtr_seterr(err, GTR_ERR_INVALID_ARG, "ann allow ids: need a handle");
+    return gtr_index_allow_ids(a->ix, ids, lens, n, bitmap, unknown, NULL, err);
 }
 
 gtr_status gtr_ann_delete(gtr_ann *a, const char *const *ids, const size_t *lens, size_t n,

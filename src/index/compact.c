@@ -80,6 +80,7 @@ typedef struct {
     cand_list *lists; /* [threads][nq] */
     float *scratch;   /* [threads][nq * SUB] */
     int failed;       /* out of memory in a task */
+    const uint8_t *allow; /* filter (NULL: none); replaced documents are skipped too */
 } pass_ctx;
 
 static void lb_push(double *h, size_t *n, size_t k, double v)
@@ -144,10 +145,13 @@ static void pass_task(void *vc, size_t t, int tid)
             const float *aux = ix->caux + 3 * (j0 + j);
             double e = aux[1], n = aux[2];
             bd[j] = (e + c->gamma * (2 * n + e)) * (1 + 1e-6);
+            /* a document never returned takes no part, not even in the lower bounds */
+            if ((c->allow || ix->dead) && !gtr_ix_allowed(ix, c->allow, j0 + j)) bd[j] = NAN;
         }
         for (size_t q = 0; q < c->nq; q++) {
             cand_list *l = &L[q];
             for (size_t j = 0; j < nd; j++) {
+                if (isnan(bd[j])) continue;
                 double b = c->qnorm[q] * bd[j] + 1e-30;
                 double a = S[q * SUB + j];
                 double lo = a - b, hi = a + b;
@@ -222,7 +226,8 @@ static void rescore_task(void *vc, size_t q, int tid)
 
 gtr_status gtr_ix_search_compact(const gtr_index *ix, const gtr_ix_kernels *kern,
                                  const float *Q, size_t qs, size_t nq, size_t k,
-                                 gtr_pool *pool, gtr_hit *hits, size_t *n_hits, gtr_error *err)
+                                 const uint8_t *allow, gtr_pool *pool, gtr_hit *hits,
+                                 size_t *n_hits, gtr_error *err)
 {
     int threads = gtr_pool_size(pool);
     size_t kk = GTR_MIN(k, ix->n);
@@ -253,7 +258,7 @@ gtr_status gtr_ix_search_compact(const gtr_index *ix, const gtr_ix_kernels *kern
             lists[i].lb = lbmem + i * kk;
         }
         pass_ctx c = {ix, kern, Q + q0 * qs, qs, nb, kk, block, qnorm, (double)(ix->dim + 16) * 0x1p-23,
-                      lists, scratch, 0};
+                      lists, scratch, 0, allow};
         gtr_pool_for(pool, n_blocks, pass_task, &c);
         if (c.failed) {
             st = gtr_seterr(err, GTR_ERR_NOMEM, "out of memory collecting search candidates");

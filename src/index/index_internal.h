@@ -23,6 +23,8 @@ struct gtr_index {
     const float *vectors;     /* [n, dim] */
     const void *compact;      /* [n, dim] f16 or int8, or NULL */
     const float *caux;        /* [n, 3]: scale, error bound, norm */
+    const uint8_t *dead;      /* DEAD section: bit d set = document d replaced (NULL: none) */
+    size_t n_dead;
     char *model_desc;         /* from META (malloc'd, "" when absent) */
     char *model_hint;         /* from META (malloc'd) or NULL */
     bool mapped;              /* map is ours to unmap (not a caller's buffer) */
@@ -35,6 +37,14 @@ gtr_index *gtr_ix_open_buffer(const void *data, size_t size, const char *name, u
 
 /* Compare the ids of documents a and b bytewise (memcmp, then shorter first): <0, 0, >0. */
 int gtr_ix_id_cmp(const gtr_index *ix, size_t a, size_t b);
+
+/* Whether a search may return document d: not replaced (ix->dead) and, with a filter
+ * (allow, NULL: none), allowed. */
+static inline bool gtr_ix_allowed(const gtr_index *ix, const uint8_t *allow, size_t d)
+{
+    if (ix->dead && (ix->dead[d >> 3] >> (d & 7) & 1)) return false;
+    return !allow || (allow[d >> 3] >> (d & 7) & 1);
+}
 
 /* ---- section writer (writer.c): streams sections into an atomic file, checksumming each
  * chunk as it goes, then writes the CRC section and the header last. */
@@ -110,10 +120,11 @@ void gtr_ix_compact_encode(uint32_t kind, const float *v, size_t dim, void *code
 gtr_status gtr_ix_search_exact(const gtr_index *ix, const gtr_ix_kernels *kern, const float *q,
                                size_t qstride, size_t nq, size_t k, gtr_pool *pool,
                                gtr_hit *hits, size_t *n_hits, gtr_error *err);
-/* only documents [lo, hi) */
+/* only documents [lo, hi) that allow (NULL: all) lets through (gtr_ix_allowed) */
 gtr_status gtr_ix_search_range(const gtr_index *ix, const gtr_ix_kernels *kern, const float *q,
-                               size_t qstride, size_t nq, size_t k, size_t lo, size_t hi, gtr_pool *pool,
-                               gtr_hit *hits, size_t *n_hits, gtr_error *err);
+                               size_t qstride, size_t nq, size_t k, size_t lo, size_t hi,
+                               const uint8_t *allow, gtr_pool *pool, gtr_hit *hits, size_t *n_hits,
+                               gtr_error *err);
 /* the same with the cache blocking given (gtr_ix_search_exact takes this CPU's); the hits do
  * not depend on it */
 gtr_status gtr_ix_search_exact_blocked(const gtr_index *ix, const gtr_ix_kernels *kern,
@@ -122,6 +133,7 @@ gtr_status gtr_ix_search_exact_blocked(const gtr_index *ix, const gtr_ix_kernels
                                        size_t *n_hits, gtr_error *err);
 gtr_status gtr_ix_search_compact(const gtr_index *ix, const gtr_ix_kernels *kern,
                                  const float *q, size_t qstride, size_t nq, size_t k,
-                                 gtr_pool *pool, gtr_hit *hits, size_t *n_hits, gtr_error *err);
+                                 const uint8_t *allow, gtr_pool *pool, gtr_hit *hits,
+                                 size_t *n_hits, gtr_error *err);
 
 #endif

@@ -18,6 +18,8 @@ typedef struct {
     float *scratch;     /* [threads][nq * sub] */
     const gtr_blocking *blk; /* from this CPU's cache sizes; sub = blk->search_docs */
     size_t lo, hi;           /* documents searched */
+    const uint8_t *allow;    /* filter (NULL: none) */
+    bool filtered;           /* a filter or replaced documents: check each document */
 } exact_ctx;
 
 static void exact_task(void *vc, size_t t, int tid)
@@ -38,6 +40,7 @@ static void exact_task(void *vc, size_t t, int tid)
             for (size_t j = 0; j < nd; j++) {
                 /* the common case, rejected without a call */
                 if (h->n == h->k && s[j] < h->h[0].score) continue;
+                if (c->filtered && !gtr_ix_allowed(ix, c->allow, j0 + j)) continue;
                 gtr_ix_topk_push(ix, h, s[j], j0 + j);
             }
         }
@@ -53,23 +56,25 @@ static size_t batch_for(size_t nq, size_t k, int threads)
 }
 
 static gtr_status search_range(const gtr_index *ix, const gtr_ix_kernels *kern, const gtr_blocking *blk,
-                               size_t lo, size_t hi, const float *Q, size_t qs, size_t nq, size_t k,
-                               gtr_pool *pool, gtr_hit *hits, size_t *n_hits, gtr_error *err);
+                               size_t lo, size_t hi, const uint8_t *allow, const float *Q, size_t qs,
+                               size_t nq, size_t k, gtr_pool *pool, gtr_hit *hits, size_t *n_hits,
+                               gtr_error *err);
 
 gtr_status gtr_ix_search_exact(const gtr_index *ix, const gtr_ix_kernels *kern, const float *Q,
                                size_t qs, size_t nq, size_t k, gtr_pool *pool, gtr_hit *hits,
                                size_t *n_hits, gtr_error *err)
 {
-    return gtr_ix_search_range(ix, kern, Q, qs, nq, k, 0, ix->n, pool, hits, n_hits, err);
+    return gtr_ix_search_range(ix, kern, Q, qs, nq, k, 0, ix->n, NULL, pool, hits, n_hits, err);
 }
 
 gtr_status gtr_ix_search_range(const gtr_index *ix, const gtr_ix_kernels *kern, const float *Q,
-                               size_t qs, size_t nq, size_t k, size_t lo, size_t hi, gtr_pool *pool,
-                               gtr_hit *hits, size_t *n_hits, gtr_error *err)
+                               size_t qs, size_t nq, size_t k, size_t lo, size_t hi,
+                               const uint8_t *allow, gtr_pool *pool, gtr_hit *hits, size_t *n_hits,
+                               gtr_error *err)
 {
     gtr_cpu_caches caches = gtr_cpu_caches_detect();
     const gtr_blocking blk = gtr_blocking_for(&caches, ix->dim);
-    return search_range(ix, kern, &blk, lo, hi, Q, qs, nq, k, pool, hits, n_hits, err);
+    return search_range(ix, kern, &blk, lo, hi, allow, Q, qs, nq, k, pool, hits, n_hits, err);
 }
 
 gtr_status gtr_ix_search_exact_blocked(const gtr_index *ix, const gtr_ix_kernels *kern,
@@ -77,12 +82,13 @@ gtr_status gtr_ix_search_exact_blocked(const gtr_index *ix, const gtr_ix_kernels
                                        size_t nq, size_t k, gtr_pool *pool, gtr_hit *hits,
                                        size_t *n_hits, gtr_error *err)
 {
-    return search_range(ix, kern, blk, 0, ix->n, Q, qs, nq, k, pool, hits, n_hits, err);
+    return search_range(ix, kern, blk, 0, ix->n, NULL, Q, qs, nq, k, pool, hits, n_hits, err);
 }
 
 static gtr_status search_range(const gtr_index *ix, const gtr_ix_kernels *kern, const gtr_blocking *blk,
-                               size_t lo, size_t hi, const float *Q, size_t qs, size_t nq, size_t k,
-                               gtr_pool *pool, gtr_hit *hits, size_t *n_hits, gtr_error *err)
+                               size_t lo, size_t hi, const uint8_t *allow, const float *Q, size_t qs,
+                               size_t nq, size_t k, gtr_pool *pool, gtr_hit *hits, size_t *n_hits,
+                               gtr_error *err)
 {
     int threads = gtr_pool_size(pool);
     const size_t SUB = blk->search_docs;
@@ -110,7 +116,8 @@ static gtr_status search_range(const gtr_index *ix, const gtr_ix_kernels *kern, 
             heaps[i].n = 0;
             heaps[i].k = kk;
         }
-        exact_ctx c = {ix, kern, Q + q0 * qs, qs, nb, block, heaps, scratch, blk, lo, hi};
+        exact_ctx c = {ix, kern, Q + q0 * qs, qs, nb, block, heaps, scratch, blk, lo, hi, allow,
+                       allow != NULL || ix->dead != NULL};
         gtr_pool_for(pool, n_blocks, exact_task, &c);
         for (size_t q = 0; q < nb; q++) {
             gtr_ix_topk m = {merge, 0, kk};
@@ -168,16 +175,55 @@ gtr_status gtr_index_search(const gtr_index *ix, const float *queries, size_t nq
         st = gtr_seterr(err, GTR_ERR_INVALID_ARG, "document range [%zu, %zu) is outside the index's %zu documents",
                         lo, hi, ix->n);
     else if (lo != 0 || hi != ix->n)
-        st = gtr_ix_search_range(ix, kern, Q, qs, nq, k, lo, hi, opts->pool, hits, n_hits, err);
+        st = gtr_ix_search_range(ix, kern, Q, qs, nq, k, lo, hi, opts->allow, opts->pool, hits, n_hits, err);
     else if (opts->use_compact && ix->compact)
-        st = gtr_ix_search_compact(ix, kern, Q, qs, nq, k, opts->pool, hits, n_hits, err);
+        st = gtr_ix_search_compact(ix, kern, Q, qs, nq, k, opts->allow, opts->pool, hits, n_hits, err);
     else
-        st = gtr_ix_search_exact(ix, kern, Q, qs, nq, k, opts->pool, hits, n_hits, err);
+        st = gtr_ix_search_range(ix, kern, Q, qs, nq, k, 0, ix->n, opts->allow, opts->pool, hits, n_hits, err);
     gtr_free_aligned(Q);
     for (size_t i = 0; st == GTR_OK && i < nq; i++)
         for (size_t j = 0; j < n_hits[i]; j++) {
             gtr_hit *h = &hits[i * k + j];
             h->id = gtr_index_doc_id(ix, h->doc, &h->id_len);
         }
+    return st;
+}
+
+gtr_status gtr_index_allow_ids(const gtr_index *ix, const char *const *ids, const size_t *lens, size_t n,
+                               uint8_t *bitmap, size_t *unknown, size_t *first_unknown, gtr_error *err)
+{
+    if (unknown) *unknown = 0;
+    if (first_unknown) *first_unknown = SIZE_MAX;
+    if (!ix || (n && (!ids || !lens)) || !bitmap)
+        return gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_index_allow_ids: need an index, ids and a bitmap");
+    /* the wanted ids in a map, then one pass over the index's live documents */
+    gtr_strmap want;
+    gtr_strmap_init(&want);
+    gtr_status st = GTR_OK;
+    uint32_t *pos = gtr_xmalloc((n ? n : 1) * sizeof *pos, "id filter", err);
+    if (!pos) st = GTR_ERR_NOMEM;
+    for (size_t i = 0; st == GTR_OK && i < n; i++) st = gtr_strmap_intern(&want, ids[i], lens[i], &pos[i], NULL, err);
+    bool *seen = st == GTR_OK ? gtr_xcalloc(want.n ? want.n : 1, 1, "id filter", err) : NULL;
+    if (st == GTR_OK && !seen) st = GTR_ERR_NOMEM;
+    for (size_t d = 0; st == GTR_OK && want.n && d < ix->n; d++) {
+        if (!gtr_ix_allowed(ix, NULL, d)) continue;
+        size_t len;
+        const char *id = gtr_index_doc_id(ix, d, &len);
+        uint32_t w = gtr_strmap_find(&want, id, len);
+        if (w == GTR_STRMAP_NONE) continue;
+        seen[w] = true;
+        bitmap[d >> 3] |= (uint8_t)(1u << (d & 7));
+    }
+    size_t miss = 0;
+    for (size_t w = 0; st == GTR_OK && w < want.n; w++) miss += !seen[w];
+    if (unknown) *unknown = miss;
+    for (size_t i = 0; st == GTR_OK && miss && first_unknown && i < n; i++)
+        if (!seen[pos[i]]) {
+            *first_unknown = i;
+            break;
+        }
+    free(seen);
+    free(pos);
+    gtr_strmap_free(&want);
     return st;
 }

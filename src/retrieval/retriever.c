@@ -108,9 +108,11 @@ static gtr_status dense_chunk(const gtr_retriever *r, const char *const *texts, 
     so.use_compact = o->use_compact;
     so.doc_begin = o->doc_begin;
     so.doc_end = o->doc_end;
+    so.allow = o->allow;
     gtr_ann_search_options ao = gtr_ann_default_search_options();
     ao.nprobe = o->nprobe;
     ao.pool = r->pool;
+    ao.allow = o->allow;
     if (r->ann && (o->doc_begin || o->doc_end))
         return gtr_seterr(err, GTR_ERR_INVALID_ARG, "a document range is searched exactly, not through an ANN index");
     if ((st = r->ann ? gtr_ann_search(r->ann, qv, nq, kk, &ao, s->dh, s->nh, err)
@@ -193,6 +195,8 @@ gtr_status gtr_retriever_search(gtr_retriever *r, const char *const *texts, cons
         return gtr_seterr(err, GTR_ERR_INVALID_ARG, "%s retrieval needs a dense index and a model (or query vectors)", name);
     if (need_bm25 && !r->bm25) return gtr_seterr(err, GTR_ERR_INVALID_ARG, "%s retrieval needs a BM25 index", name);
     if (o.k == 0) return gtr_seterr(err, GTR_ERR_INVALID_ARG, "k must be at least 1");
+    if (o.allow && m != GTR_RETRIEVE_DENSE)
+        return gtr_seterr(err, GTR_ERR_INVALID_ARG, "a filter applies to dense retrieval only (not %s)", name);
     if (nq && (!hits || !n_hits || (!texts && (need_bm25 || !o.vectors))))
         return gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_retriever_search: queries or outputs missing");
     if (o.batch == 0) o.batch = 64;

@@ -8,7 +8,10 @@
  *       "hits": [...]}], "model": ..., "usage": {...}}
  * Dense queries go through the batcher like any embedding request; their vectors then go to
  * the library's retriever (gtr_retriever_search, the pipeline of `gtr search`) in this
- * connection's thread (the indexes are read-only, so concurrent searches need no lock). "snippet" is the start of the passage the dense index keeps (absent
+ * connection's thread (the indexes are read-only, so concurrent searches need no lock).
+ * Optional, dense only: "nprobe" (with --ann: lists scanned for this request, 1 to the IVF
+ * index's lists), "filter_ids" (an array of document ids: only those are returned; an id the
+ * index lacks is a 400 naming it). "snippet" is the start of the passage the dense index keeps (absent
  * for documents found only by BM25). Scores: float32 ones with %.9g, fused ones with %.17g. */
 #include "server/server.h"
 
@@ -54,6 +57,44 @@ static bool gather(const gs_server *s, const json_t *v, const char *param, const
         (*lens)[i] = json_string_length(x);
     }
     return true;
+}
+
+/* "filter_ids": the bitmap over the dense index's documents into *allow (malloc'd; the budget
+ * holds its bytes). false with r filled (400, 503) when invalid. */
+static bool filter_ids(gs_server *s, const json_t *v, uint8_t **allow, gs_reply *r)
+{
+    if (!json_is_array(v)) {
+        gs_reply_error(r, 400, "filter_ids", "invalid_type", "'filter_ids' must be an array of document ids (strings)");
+        return false;
+    }
+    size_t n = json_array_size(v), nb = (gtr_index_count(s->o.index) + 7) / 8 + 1;
+    if (!gs_hold(s, r, nb + n * 2 * sizeof(void *))) return false;
+    const char **ids = malloc((n ? n : 1) * sizeof *ids);
+    size_t *lens = malloc((n ? n : 1) * sizeof *lens), unknown = 0, first = SIZE_MAX;
+    bool ok = ids && lens && (*allow = calloc(nb, 1));
+    if (!ok) gs_reply_oom(r);
+    for (size_t i = 0; ok && i < n; i++) {
+        const json_t *x = json_array_get(v, i);
+        if (!json_is_string(x)) {
+            gs_reply_error(r, 400, "filter_ids", "invalid_type", "filter_ids[%zu] is not a string", i);
+            ok = false;
+            break;
+        }
+        ids[i] = json_string_value(x);
+        lens[i] = json_string_length(x);
+    }
+    gtr_error e;
+    if (ok && gtr_index_allow_ids(s->o.index, ids, lens, n, *allow, &unknown, &first, &e)) {
+        gs_reply_failed(r, &e);
+        ok = false;
+    } else if (ok && unknown) {
+        gs_reply_error(r, 400, "filter_ids", "unknown_id", "filter_ids[%zu] \"%.*s\" is not in the index (%zu unknown)",
+                       first, (int)GTR_MIN(lens[first], (size_t)200), ids[first], unknown);
+        ok = false;
+    }
+    free(ids);
+    free(lens);
+    return ok;
 }
 
 /* is_f32: dense and BM25 scores are float32 values, fused ones doubles */
@@ -128,6 +169,8 @@ void gs_handle_search(gs_server *s, const char *body, size_t len, gs_reply *r)
     gtr_hit *hits = NULL;
     size_t *n_hits = NULL;
     float *vecs = NULL;
+    uint8_t *allow = NULL;
+    uint32_t nprobe = s->o.nprobe;
     gs_inputs in;
     bool have_inputs = false;
     const json_t *qv = json_object_get(req, "query"), *qsv = json_object_get(req, "queries");
@@ -158,6 +201,26 @@ void gs_handle_search(gs_server *s, const char *body, size_t len, gs_reply *r)
         gs_reply_error(r, 400, "method", "invalid_value", "method \"%s\" needs %s, which this server has not loaded",
                        gtr_retrieval_method_name(m), need_dense && !s->o.index ? "a dense index (--index)" : "a BM25 index (--bm25-index)");
         goto done;
+    }
+    const json_t *npv = json_object_get(req, "nprobe"), *fv = json_object_get(req, "filter_ids");
+    if (npv && !json_is_null(npv)) {
+        uint32_t lists = s->o.ann ? gtr_ann_n_lists(s->o.ann) : 0;
+        if (!s->o.ann || m != GTR_RETRIEVE_DENSE) {
+            gs_reply_error(r, 400, "nprobe", "invalid_value", "'nprobe' needs dense search through an IVF index (gtr serve --ann)");
+            goto done;
+        }
+        if (!json_is_integer(npv) || json_integer_value(npv) < 1 || json_integer_value(npv) > (json_int_t)lists) {
+            gs_reply_error(r, 400, "nprobe", "invalid_value", "'nprobe' must be an integer from 1 to %u (the IVF index's lists)", lists);
+            goto done;
+        }
+        nprobe = (uint32_t)json_integer_value(npv);
+    }
+    if (fv && !json_is_null(fv)) {
+        if (m != GTR_RETRIEVE_DENSE) {
+            gs_reply_error(r, 400, "filter_ids", "invalid_value", "'filter_ids' applies to method \"dense\" only");
+            goto done;
+        }
+        if (!filter_ids(s, fv, &allow, r)) goto done;
     }
     if (!gather(s, qv ? qv : qsv, param, &texts, &lens, &nq, r)) goto done;
     r->inputs = nq;
@@ -193,8 +256,9 @@ void gs_handle_search(gs_server *s, const char *body, size_t len, gs_reply *r)
     ro.depth = depth;
     ro.fusion = s->o.fusion;
     ro.alpha = s->o.alpha;
-    ro.nprobe = s->o.nprobe;
+    ro.nprobe = nprobe;
     ro.vectors = vecs;
+    ro.allow = allow;
     gtr_error e;
     if (gtr_retriever_search(s->retriever, texts, lens, nq, &ro, hits, n_hits, &e)) {
         bool bad_query = m == GTR_RETRIEVE_BM25 && e.code != GTR_ERR_NOMEM;
@@ -217,5 +281,6 @@ done:
     free(hits);
     free(n_hits);
     free(vecs);
+    free(allow);
     json_decref(req);
 }

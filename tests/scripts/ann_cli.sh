@@ -14,7 +14,7 @@ if [ ! -d "$TINY" ] || [ ! -f "$SF/corpus.jsonl" ]; then
     echo "1..0 # SKIP reference data not found in $SHARED"
     exit 0
 fi
-plan 35
+plan 43
 
 head -n 1200 "$SF/corpus.jsonl" >"$TMP/sub.jsonl"
 head -n 60 "$SF/queries.jsonl" >"$TMP/q.jsonl"
@@ -41,6 +41,22 @@ ok "... -t 1 gives the same run" $GTR search -t 1 --index "$TMP/a.gtri" --ann "$
 s2=$(shared "$TMP/two"); cmp -s "$TMP/two" "$TMP/two1"; same=$?
 is "$same" 0 "... byte for byte"
 is "$([ "$s2" -le "$(shared "$TMP/all")" ] && [ "$s2" -gt 0 ] && echo yes)" yes "fewer lists never find more ($s2 shared pairs)"
+
+# --filter-ids: exact search over every 3rd document gives the run of an index holding only
+# them, byte for byte; --ann with every list probed the same documents; unknown ids refused
+awk 'NR % 3 == 1' "$TMP/sub.jsonl" >"$TMP/third.jsonl"
+$GTR index -q -m "$TINY" -c "$TMP/third.jsonl" -o "$TMP/third.gtri" || exit 1
+sed 's/^{"_id": "\([^"]*\)".*/\1/' "$TMP/third.jsonl" >"$TMP/third.ids"
+$GTR search --index "$TMP/third.gtri" -q "$TMP/q.jsonl" -k 10 -o "$TMP/third.run" --quiet || exit 1
+ok "search --filter-ids" $GTR search --index "$TMP/a.gtri" --filter-ids "$TMP/third.ids" -q "$TMP/q.jsonl" -k 10 -o "$TMP/filt.run" --quiet
+ok "... the run of an index holding only those documents" cmp "$TMP/third.run" "$TMP/filt.run"
+ok "search --ann --nprobe 16 --filter-ids" $GTR search --index "$TMP/a.gtri" --ann "$TMP/a.ivf" --nprobe 16 --filter-ids "$TMP/third.ids" -q "$TMP/q.jsonl" -k 10 -o "$TMP/filta.run" --quiet
+is "$(cut -d' ' -f1,3 "$TMP/filta.run")" "$(cut -d' ' -f1,3 "$TMP/third.run")" "... every list probed: the same documents"
+{ head -n 5 "$TMP/third.ids"; echo "no-such-doc"; } >"$TMP/bad.ids"
+fails "an unknown id in --filter-ids is refused" $GTR search --index "$TMP/a.gtri" --filter-ids "$TMP/bad.ids" -q "$TMP/q.jsonl" -o "$TMP/x"
+like "$(cat "$TMP/err")" '^gtr search: .*bad.ids: id "no-such-doc" is not in the index \(1 of 6 ids unknown\)$' "... in one line naming it"
+fails "--filter-ids with bm25 is refused" $GTR search --method bm25 --bm25-index "$TMP/none" --filter-ids "$TMP/third.ids" -q "$TMP/q.jsonl"
+fails "a missing --filter-ids file is refused" $GTR search --index "$TMP/a.gtri" --filter-ids "$TMP/nothere" -q "$TMP/q.jsonl" -o "$TMP/x"
 
 # ann-tune: a lower target never needs more lists; the reported recall meets the target
 ok "ann-tune --recall 0.99" $GTR ann-tune --index "$TMP/a.gtri" --ann "$TMP/a.ivf" --recall 0.99 --sample 100

@@ -17,7 +17,7 @@ def run(*cmd, **kw):
     return subprocess.run(list(cmd), check=True, stdout=subprocess.PIPE, **kw).stdout
 
 
-PLAN = 26
+PLAN = 29
 
 
 def main():
@@ -156,6 +156,19 @@ def main():
               np.allclose(batch.scores, np.sort(S, axis=1)[:, ::-1][:, :3], atol=1e-6),
               "search(vectors) equals a numpy brute force", f"{batch.ids}\n{brute}")
         check(batch.docs[0][0] >= 0 and len(ix.snippet(batch.docs[0][0])) > 0, "snippet of a hit")
+        # filter_ids: a numpy brute force over the allowed documents only (every other one)
+        allowed = [d for d in range(len(ix)) if d % 2 == 1]
+        Sf = np.full_like(S, -np.inf)
+        Sf[:, allowed] = S[:, allowed]
+        brute_f = [[ix.doc_id(d) for d in np.argsort(-Sf[q], kind="stable")[:3]] for q in range(4)]
+        filt = ix.search(qs, k=3, filter_ids=[ix.doc_id(d) for d in allowed])
+        check(filt.ids == brute_f and np.allclose(filt.scores, np.sort(Sf, axis=1)[:, ::-1][:, :3], atol=1e-6),
+              "search(filter_ids=) equals a numpy brute force over those documents", f"{filt.ids}\n{brute_f}")
+        try:
+            ix.search(qs, k=3, filter_ids=[ix.doc_id(1), "no-such-doc"])
+            check(False, "an unknown filter id is refused")
+        except ValueError as e:
+            check("no-such-doc" in str(e), "an unknown filter id is a ValueError naming it", str(e))
         try:
             ix.check_model(gtr.Model(os.path.join(shared, "models", "gtr-tiny-v11")))
             check(False, "another model is refused")
@@ -169,6 +182,11 @@ def main():
         approx = ax.search(qs, k=3)
         check(approx.ids == batch.ids and np.array_equal(approx.scores, batch.scores),
               "Index(ann=, nprobe=every list) equals exact search", f"{approx.ids}\n{batch.ids}")
+        ax.close()
+        ax = gtr.Index(index_path, threads=2, ann=ivf, nprobe=1)
+        per = ax.search(qs, k=3, nprobe=4)
+        check(per.ids == batch.ids and np.array_equal(per.scores, batch.scores),
+              "search(nprobe=every list) on an Index(nprobe=1) equals exact search", f"{per.ids}\n{batch.ids}")
         ax.close()
         ids_file = os.path.join(tmp, "del.ids")
         with open(ids_file, "w") as f:

@@ -5,7 +5,7 @@
 # the port is closed; SIGINT likewise. --workers 3: concurrent requests encoded by three
 # contexts over one model give gtr embed's vectors.
 . "$(dirname "$0")/tap.sh"
-plan 37
+plan 44
 MODEL=$SHARED/models/gtr-tiny
 command -v curl >/dev/null || { echo "1..0 # SKIP curl is not installed"; exit 0; }
 
@@ -143,6 +143,26 @@ want=$($GTR search --index "$TMP/c.gtri" --query "$Q" -k 5 | awk '{print $3, $2}
 start ann --index "$TMP/c.gtri" --ann "$TMP/c.ivf" --nprobe 4
 URL=http://127.0.0.1:$PORT
 is "$(search_hits)" "$want" "--ann --nprobe 4 (every list): /search gives exact search's hits and scores"
+kill -TERM "$PID"
+wait "$PID"
+# per request: "nprobe" (every list = exact), "filter_ids" (= gtr search --filter-ids), bad
+# values a 400 naming the field
+start annreq --index "$TMP/c.gtri" --ann "$TMP/c.ivf" --nprobe 1
+URL=http://127.0.0.1:$PORT
+post() { curl -s -o "$TMP/resp" -w '%{http_code}' "$URL/search" -H 'Content-Type: application/json' -d "$1"; }
+hits_of() { python3 -c 'import json, sys; [print(h["id"], "%.6f" % h["score"]) for h in json.load(sys.stdin)["hits"]]' <"$TMP/resp"; }
+post "{\"query\": \"$Q\", \"k\": 5, \"nprobe\": 4}" >/dev/null
+is "$(hits_of)" "$want" "/search \"nprobe\": 4 (every list) on a --nprobe 1 server: exact search's hits"
+awk 'NR % 2 == 0' "$TMP/c.jsonl" | sed 's/^{"_id": "\([^"]*\)".*/\1/' >"$TMP/even.ids"
+fids=$(python3 -c 'import json, sys; print(json.dumps([l.strip() for l in open(sys.argv[1])]))' "$TMP/even.ids")
+wantf=$($GTR search --index "$TMP/c.gtri" --filter-ids "$TMP/even.ids" --query "$Q" -k 5 | awk '{print $3, $2}')
+post "{\"query\": \"$Q\", \"k\": 5, \"nprobe\": 4, \"filter_ids\": $fids}" >/dev/null
+is "$(hits_of)" "$wantf" "/search \"filter_ids\": the hits of gtr search --filter-ids"
+is "$(post "{\"query\": \"x\", \"nprobe\": 0}")" 400 "\"nprobe\": 0 is a 400"
+like "$(cat "$TMP/resp")" "'nprobe' must be an integer from 1 to 4" "... saying the range"
+is "$(post "{\"query\": \"x\", \"filter_ids\": [\"no-such-doc\"]}")" 400 "an unknown filter id is a 400"
+like "$(cat "$TMP/resp")" 'filter_ids\[0\] \\"no-such-doc\\" is not in the index' "... naming it"
+is "$(post "{\"query\": \"x\", \"filter_ids\": \"abc\"}")" 400 "\"filter_ids\" not an array is a 400"
 kill -TERM "$PID"
 wait "$PID"
 echo "$want" | head -n 1 | cut -d' ' -f1 > "$TMP/del.ids"
