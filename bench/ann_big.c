@@ -15,6 +15,7 @@
  * it and generation runs on every thread. Corpus set 1, queries set 2. */
 #include "index/ivf.h"
 #include "index/score.h"
+#include "bench_rng.h"
 
 #include <fcntl.h>
 #include <math.h>
@@ -27,13 +28,6 @@
 #define K 10
 #define C 1000
 
-static uint64_t sm(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 static double unit(uint64_t *s) { return ((double)(sm(s) >> 11) + 0.5) / 9007199254740992.0; }
 
 typedef struct gen_ctx { float *cent; size_t dim; uint64_t set; float *out; size_t first; } gen_ctx;
