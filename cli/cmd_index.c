@@ -179,6 +179,7 @@ int cmd_index(int argc, char **argv)
     if (o.replace && !add) return cli_errorf("index", 2, "--replace goes with --add");
     if (!cli_spm_compat("index", NULL, &mo.spm_compat)) return 2;
     mo.device = getenv("GTR_DEVICE"); /* cuda[:N]: encode on a GPU (issue 15) */
+    mo.no_verify = cli_no_verify();
 
     char *hint = realpath(model_dir, NULL);
     o.model_hint = hint;
