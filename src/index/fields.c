@@ -262,7 +262,8 @@ gtr_status gtr_fields_build(const gtr_index *ix, const char *corpus, const char 
     for (bool eof = false; !st;) {
         gtr_record rec;
         if ((st = gtr_text_reader_next(rd, &rec, &eof, err)) || eof) break;
-        if (!rec.obj || !rec.id) {
+        const json_t *obj = gtr_text_reader_object(rd);
+        if (!obj || !rec.id) {
             st = gtr_seterr(err, GTR_ERR_FORMAT, "%s:%zu: document has no \"_id\"", corpus, rec.line);
             break;
         }
@@ -280,7 +281,7 @@ gtr_status gtr_fields_build(const gtr_index *ix, const char *corpus, const char 
         }
         b.seen[d] = true;
         b.start[d] = b.tmp.len;
-        st = doc_fields(&b, rec.obj, err);
+        st = doc_fields(&b, obj, err);
         b.end[d] = b.tmp.len;
     }
     bool w = false;
