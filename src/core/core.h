@@ -125,8 +125,8 @@ gtr_status gtr_write_file_atomic(const char *path, const void *data, size_t len,
                                  gtr_error *err);
 /* fsync a directory (after a rename inside it). */
 gtr_status gtr_fsync_dir(const char *dir, gtr_error *err);
-/* mkdir -p */
-gtr_status gtr_mkdirs(const char *path, gtr_error *err);
+/* mkdir -p: the library's short name for the public gtr_dir_create */
+#define gtr_mkdirs gtr_dir_create
 /* rm -rf: a directory with everything below it (symlinks removed, never followed), or a
  * single file; a path that does not exist is fine. */
 gtr_status gtr_remove_tree(const char *path, gtr_error *err);

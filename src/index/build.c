@@ -295,7 +295,7 @@ static gtr_status read_batch(builder *b, batch *bt, gtr_buf *passage, bool *eof,
         if ((st = gtr_text_reader_next(b->rd, &rec, eof, err))) return st;
         if (*eof) break;
         b->lines_done = rec.line;
-        if (!rec.obj || !rec.id)
+        if (!rec.is_object || !rec.id)
             return gtr_seterr(err, GTR_ERR_FORMAT, "%s:%zu: document has no \"_id\" (expected "
                               "{\"_id\", \"title\", \"text\"})", b->corpus, rec.line);
         const char *bad = gtr_id_problem(rec.id, rec.id_len);
