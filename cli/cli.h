@@ -1,6 +1,10 @@
 /*
  * cli.h — the gtr command-line tool: one small file per subcommand over the public API.
  * Commands return a process exit status (0 ok, 1 failure, 2 usage error).
+ * Only gtr.h: cli/ (and mpi/, which reuses it) compiles without the library's src/ on the
+ * include path, and tests/scripts/api_boundary.sh fails when a file here includes a src/
+ * header or links a symbol that libgtr.so does not export. What a command needs from the
+ * library is public (documented in gtr.h) or done inside the library.
  */
 #ifndef GTR_CLI_H
 #define GTR_CLI_H
@@ -32,6 +36,8 @@ bool cli_spm_compat(const char *cmd, const char *v, gtr_spm_compat *out);
 /* The model options every command starts from: the library's defaults plus GTR_SPM_COMPAT.
  * False, with a message, when the environment holds an invalid value. */
 bool cli_model_options(const char *cmd, gtr_model_options *mo);
+/* GTR_NO_VERIFY set (not "" or "0"): load `gtr quantize` copies without their checksums. */
+int cli_no_verify(void);
 /* --dtype f32|bf16|int8 and --fusion rrf|interp; on error print a usage message, return false. */
 bool cli_parse_dtype(const char *cmd, const char *s, gtr_compute_dtype *out);
 bool cli_parse_fusion(const char *cmd, const char *s, gtr_fusion *out);
@@ -88,6 +94,18 @@ gtr_run *cli_hits_run(const char *cmd, const gtr_queries *q, const gtr_hit *hits
  * a message, when the file cannot be read. */
 bool cli_read_ids(const char *cmd, const char *path, char ***ids, size_t **lens, size_t *n);
 void cli_ids_free(char **ids, size_t *lens, size_t n);
+/* dir + "/" + name (one slash between), malloc'd; NULL, with a message, when out of memory. */
+char *cli_path_join(const char *cmd, const char *dir, const char *name);
+/* path names an existing regular file. */
+bool cli_file_exists(const char *path);
+/* A growable byte buffer, kept NUL-terminated once anything is in it; false when out of memory. */
+typedef struct cli_buf {
+    char *data;
+    size_t len, cap;
+} cli_buf;
+bool cli_buf_reserve(cli_buf *b, size_t extra);
+bool cli_buf_append(cli_buf *b, const void *p, size_t n);
+void cli_buf_free(cli_buf *b);
 /* Open an output file ("-" = stdout). */
 FILE *cli_open_out(const char *cmd, const char *path);
 

@@ -3,7 +3,6 @@
  * metrics beside published numbers. */
 #include "cli.h"
 
-#include "core/core.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -111,38 +110,13 @@ typedef struct beir_ctx {
     gtr_ann *ann;
 } beir_ctx;
 
-static char *join(const char *a, const char *b)
-{
-    char *p = gtr_path_join(a, b);
-    if (!p) cli_errorf("beir", 1, "out of memory");
-    return p;
-}
+static char *join(const char *a, const char *b) { return cli_path_join("beir", a, b); }
 
-/* <cache root>/beir/<dataset>-<CRC-32 of corpus.jsonl> */
+/* <cache root>/beir/<dataset>-<CRC-32 of corpus.jsonl> (gtr_beir_cache_dir) */
 static int cache_dir(beir_ctx *c)
 {
-    FILE *f = fopen(c->corpus, "rb");
-    if (!f) return cli_errorf("beir", 1, "%s: cannot open: %s", c->corpus, strerror(errno));
-    static unsigned char buf[1 << 16];
-    uint32_t crc = 0;
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) crc = gtr_crc32(crc, buf, n);
-    bool bad = ferror(f);
-    fclose(f);
-    if (bad) return cli_errorf("beir", 1, "%s: read failed", c->corpus);
-    char root[4096];
-    const char *env;
-    if (c->cache_root) snprintf(root, sizeof root, "%s", c->cache_root);
-    else if ((env = getenv("GTR_CACHE")) && *env) snprintf(root, sizeof root, "%s", env);
-    else if ((env = getenv("XDG_CACHE_HOME")) && *env) snprintf(root, sizeof root, "%s/gtr", env);
-    else if ((env = getenv("HOME")) && *env) snprintf(root, sizeof root, "%s/.cache/gtr", env);
-    else snprintf(root, sizeof root, ".gtr-cache");
-    size_t len = strlen(root) + strlen(c->name) + 32;
-    if (!(c->cache = malloc(len))) return cli_errorf("beir", 1, "out of memory");
-    snprintf(c->cache, len, "%s/beir/%s-%08x", root, c->name, crc);
     gtr_error err;
-    if (gtr_mkdirs(c->cache, &err)) return cli_fail("beir", &err);
-    return 0;
+    return gtr_beir_cache_dir(c->beir, c->cache_root, &c->cache, &err) ? cli_fail("beir", &err) : 0;
 }
 
 static int open_bm25(beir_ctx *c)
@@ -151,8 +125,8 @@ static int open_bm25(beir_ctx *c)
     if (!path) return 1;
     gtr_error err;
     int rc = 0;
-    if (gtr_file_exists(path) && (c->bm25 = gtr_bm25_open(path, &err))) goto done;
-    if (gtr_file_exists(path) && !c->quiet) fprintf(stderr, "gtr beir: rebuilding the cached BM25 index (%s)\n", err.message);
+    if (cli_file_exists(path) && (c->bm25 = gtr_bm25_open(path, &err))) goto done;
+    if (cli_file_exists(path) && !c->quiet) fprintf(stderr, "gtr beir: rebuilding the cached BM25 index (%s)\n", err.message);
     cli_progress bar;
     cli_progress_init(&bar, "bm25 index", "docs", c->quiet);
     gtr_bm25_build_options bo = gtr_bm25_default_build_options();
@@ -189,7 +163,7 @@ static int open_dense(beir_ctx *c)
     char *path = join(c->cache, name);
     if (!path) return 1;
     int rc = 0;
-    if (gtr_file_exists(path)) {
+    if (cli_file_exists(path)) {
         if ((c->dense = gtr_index_open(path, 0, c->pool, &err)) && !gtr_index_check_model(c->dense, c->model, &err))
             goto done;
         gtr_index_free(c->dense);
@@ -234,7 +208,7 @@ static int open_ann(beir_ctx *c)
     if (!path) return 1;
     gtr_error err;
     int rc = 0;
-    if (gtr_file_exists(path) && (c->ann = gtr_ann_open(path, c->dense, &err))) goto done;
+    if (cli_file_exists(path) && (c->ann = gtr_ann_open(path, c->dense, &err))) goto done;
     gtr_ann_build_options o = gtr_ann_default_build_options();
     o.n_lists = c->ann_lists;
     o.pool = c->pool;
@@ -283,7 +257,7 @@ static int evaluate(beir_ctx *c, const gtr_hit *hits, const size_t *n_hits, scor
         char *path = join(c->save_runs, name);
         char tag[32];
         snprintf(tag, sizeof tag, "gtr-%s", gtr_retrieval_method_name(s->method));
-        if (!path || gtr_mkdirs(c->save_runs, &err) || gtr_run_write(run, path, tag, &err)) {
+        if (!path || gtr_dir_create(c->save_runs, &err) || gtr_run_write(run, path, tag, &err)) {
             if (path) cli_fail("beir", &err);
             free(path);
             goto done;
@@ -503,6 +477,6 @@ done:
     gtr_bm25_free(c.bm25);
     gtr_pool_free(c.pool);
     gtr_beir_free(c.beir);
-    free(c.cache);
+    gtr_free(c.cache);
     return rc;
 }

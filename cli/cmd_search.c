@@ -49,6 +49,10 @@ static void usage(FILE *out)
             "                           (one per line); exact search gives the hits of an index\n"
             "                           holding only those documents. An id not in INDEX is an\n"
             "                           error (a typo would silently narrow the search otherwise)\n"
+            "      --where FIELD=VALUE  dense: only documents whose metadata FIELD equals VALUE\n"
+            "                           (INDEX.fields, written by gtr index; numbers compare by\n"
+            "                           value). Repeat for several (all must hold); with\n"
+            "                           --filter-ids, both. A FIELD no document has is an error\n"
             "      --tag TAG            last column of the run (default gtr-METHOD)\n"
             "  -t, --threads N          threads (default: all cores)\n"
             "      --quiet              no progress on stderr\n"
@@ -126,18 +130,54 @@ static uint8_t *filter_ids(const char *path, const gtr_index *ix)
     return bits;
 }
 
+/* --where: the documents whose fields match, ANDed with allow (when given; freed here); NULL,
+ * message printed, on failure */
+static uint8_t *filter_where(const char *index_path, const gtr_index *ix, const char *const *names,
+                             const char *const *values, size_t n, uint8_t *allow)
+{
+    size_t pl = strlen(index_path) + 8, nb = (gtr_index_count(ix) + 7) / 8 + 1;
+    char *fp = malloc(pl);
+    uint8_t *bits = calloc(nb, 1);
+    gtr_error err;
+    gtr_fields *f = NULL;
+    if (!fp || !bits) {
+        cli_errorf("search", 1, "out of memory (--where)");
+        goto fail;
+    }
+    snprintf(fp, pl, "%s.fields", index_path);
+    if (!(f = gtr_fields_open(fp, ix, &err)) || gtr_fields_where(f, ix, names, values, n, bits, NULL, &err)) {
+        cli_fail("search", &err);
+        goto fail;
+    }
+    for (size_t i = 0; allow && i < nb; i++) bits[i] &= allow[i];
+    gtr_fields_free(f);
+    free(fp);
+    free(allow);
+    return bits;
+fail:
+    gtr_fields_free(f);
+    free(fp);
+    free(bits);
+    free(allow);
+    return NULL;
+}
+
 int cmd_search(int argc, char **argv)
 {
-    enum { O_QUERY = 1000, O_QUIET, O_NOVERIFY, O_ANN, O_NPROBE, O_FILTER_IDS };
+    enum { O_QUERY = 1000, O_QUIET, O_NOVERIFY, O_ANN, O_NPROBE, O_FILTER_IDS, O_WHERE };
     static const struct option longopts[] = {
         CLI_SEARCH_LONGOPTS,
         {"query", required_argument, NULL, O_QUERY}, {"quiet", no_argument, NULL, O_QUIET},
         {"help", no_argument, NULL, 'h'},            {"no-verify", no_argument, NULL, O_NOVERIFY},
         {"ann", required_argument, NULL, O_ANN},     {"nprobe", required_argument, NULL, O_NPROBE},
-        {"filter-ids", required_argument, NULL, O_FILTER_IDS}, {NULL, 0, NULL, 0}};
+        {"filter-ids", required_argument, NULL, O_FILTER_IDS}, {"where", required_argument, NULL, O_WHERE},
+        {NULL, 0, NULL, 0}};
     cli_search_args a;
     cli_search_args_init(&a);
     const char *query = NULL, *ann_path = NULL, *filter_path = NULL;
+    enum { MAX_WHERE = 32 };
+    const char *where_names[MAX_WHERE], *where_values[MAX_WHERE];
+    size_t n_where = 0;
     bool quiet = false;
     unsigned open_flags = 0;
     long long v;
@@ -150,6 +190,15 @@ int cmd_search(int argc, char **argv)
         case O_NOVERIFY: open_flags |= GTR_INDEX_OPEN_NO_VERIFY; break;
         case O_ANN: ann_path = optarg; break;
         case O_FILTER_IDS: filter_path = optarg; break;
+        case O_WHERE: {
+            char *eq = strchr(optarg, '=');
+            if (!eq || eq == optarg) return cli_errorf("search", 2, "--where needs FIELD=VALUE, got '%s'", optarg);
+            if (n_where == MAX_WHERE) return cli_errorf("search", 2, "at most %d --where conditions", MAX_WHERE);
+            *eq = 0;
+            where_names[n_where] = optarg;
+            where_values[n_where++] = eq + 1;
+            break;
+        }
         case O_NPROBE:
             if (!cli_parse_int("search", "--nprobe", optarg, 1, 1 << 24, &v)) return 2;
             a.o.nprobe = (uint32_t)v;
@@ -185,8 +234,8 @@ int cmd_search(int argc, char **argv)
     gtr_run *run = NULL;
     uint8_t *allow = NULL;
     int rc = 1;
-    if (filter_path && (!index_path || o.method != GTR_RETRIEVE_DENSE))
-        return cli_errorf("search", 2, "--filter-ids needs --index and the dense method");
+    if ((filter_path || n_where) && (!index_path || o.method != GTR_RETRIEVE_DENSE))
+        return cli_errorf("search", 2, "--filter-ids and --where need --index and the dense method");
     gtr_pool *pool = gtr_pool_create(threads, &err);
     if (!pool) return cli_fail("search", &err);
     if (index_path && !(dense = gtr_index_open(index_path, open_flags, pool, &err))) {
@@ -202,6 +251,7 @@ int cmd_search(int argc, char **argv)
         goto done;
     }
     if (filter_path && !(allow = filter_ids(filter_path, dense))) goto done;
+    if (n_where && !(allow = filter_where(index_path, dense, where_names, where_values, n_where, allow))) goto done;
     if (bm25_path && o.method != GTR_RETRIEVE_DENSE && !(bm25 = gtr_bm25_open(bm25_path, &err))) {
         cli_fail("search", &err);
         goto done;

@@ -59,6 +59,10 @@ void dist_stop_workers(const dist_ctx *d);
  * chosen rank). */
 void dist_write_pid(const dist_ctx *d);
 
+/* `gtr-mpi index --shards` after the agreement check (mpi_index_shards.c): every rank builds its
+ * shard, rank 0 writes the manifest; 0 on every rank, or 1 on every rank after a failure. */
+int dist_index_shards(const dist_ctx *d, gtr_model *m, const char *description, const char *corpus, const char *out,
+                      gtr_index_build_options *o, bool quiet);
 int mpi_cmd_index(const dist_ctx *d, int argc, char **argv);
 int mpi_cmd_search(const dist_ctx *d, int argc, char **argv);
 int mpi_cmd_beir(const dist_ctx *d, int argc, char **argv);

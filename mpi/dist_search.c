@@ -8,8 +8,11 @@ bool dist_parts_open(const dist_ctx *d, dist_parts *p, const char *index_path, c
                      const char *model_dir, gtr_retrieval_method method, int threads, gtr_pool *pool)
 {
     gtr_error err;
-    if (index_path && !(p->dense = gtr_index_open(index_path, 0, pool, &err)))
+    if (index_path && !(p->dense = p->split_docs ? gtr_index_open_part(index_path, d->rank, d->size, 0, pool,
+                                                                       &p->doc_begin, &p->doc_end, &p->docs, &err)
+                                                 : gtr_index_open(index_path, 0, pool, &err)))
         return dist_errorf(d, 0, "%s", err.message);
+    if (p->dense && !p->split_docs) p->doc_end = p->docs = gtr_index_count(p->dense);
     if (bm25_path && method != GTR_RETRIEVE_DENSE && !(p->bm25 = gtr_bm25_open(bm25_path, &err)))
         return dist_errorf(d, 0, "%s", err.message);
     if (method != GTR_RETRIEVE_BM25 && !(p->model = cli_load_query_model(d->cmd, model_dir, p->dense, threads, pool)))
@@ -250,9 +253,10 @@ done:
     return run;
 }
 
-int dist_search_docs(const dist_ctx *d, gtr_retriever *rt, const gtr_queries *q, const gtr_retrieve_options *o,
-                     size_t n_docs, gtr_run **run)
+int dist_search_docs(const dist_ctx *d, const dist_parts *p, const gtr_queries *q, const gtr_retrieve_options *o,
+                     gtr_run **run)
 {
+    gtr_retriever *rt = p->rt;
     gtr_error err;
     char *mine = NULL;
     size_t mine_len = 0;
@@ -262,8 +266,8 @@ int dist_search_docs(const dist_ctx *d, gtr_retriever *rt, const gtr_queries *q,
     *run = NULL;
     size_t nq = gtr_queries_count(q);
     gtr_retrieve_options po = *o;
-    po.doc_begin = n_docs * (size_t)d->rank / (size_t)d->size;
-    po.doc_end = n_docs * (size_t)(d->rank + 1) / (size_t)d->size;
+    po.doc_begin = p->doc_begin;
+    po.doc_end = p->doc_end;
     gtr_hit *hits = calloc(nq * o->k + 1, sizeof *hits);
     size_t *n_hits = calloc(nq + 1, sizeof *n_hits);
     int ok = hits && n_hits;

@@ -128,7 +128,7 @@ int mpi_cmd_beir(const dist_ctx *d, int argc, char **argv)
     h = dist_hash_str(dist_hash_str(h, index_path), bm25_path);
     size_t nums[4] = {o.k, o.depth, (size_t)o.method, gtr_queries_count(q)};
     h = dist_hash(h, nums, sizeof nums);
-    dist_agree me = {ready, p.model ? gtr_model_fingerprint(p.model) : 0, p.dense ? (uint64_t)gtr_index_count(p.dense) : 0,
+    dist_agree me = {ready, p.model ? gtr_model_fingerprint(p.model) : 0, (uint64_t)p.docs,
                      h};
     if (!dist_agree_all(d, &me)) goto done;
 

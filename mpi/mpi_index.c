@@ -32,6 +32,13 @@ static void usage(FILE *out)
             "      --batch N        passages per encode call on each rank (default 32)\n"
             "      --checkpoint N   --snippet-bytes N   --restart   --store f16|int8\n"
             "  -t, --threads N      threads per rank (default: all cores of its machine)\n"
+            "\n"
+            "      --shards         a sharded index instead of one file: rank R reads, encodes and\n"
+            "                       writes only its piece of the corpus (cut at line starts) into\n"
+            "                       INDEX.shard-R-of-N, each resumable on its own; rank 0 then writes\n"
+            "                       the manifest INDEX. Every command opens INDEX as one index, with\n"
+            "                       the documents, order and vectors of `gtr index`'s file. The\n"
+            "                       corpus and INDEX's directory must be on every rank's file system.\n"
             "      --dtype f32|bf16|int8   --max-len N   -q, --quiet\n");
 }
 
@@ -58,13 +65,14 @@ int mpi_cmd_index(const dist_ctx *d, int argc, char **argv)
     static const struct option longopts[] = {
         {"model", required_argument, NULL, 'm'}, {"corpus", required_argument, NULL, 'c'},
         {"output", required_argument, NULL, 'o'}, {"quiet", no_argument, NULL, 'q'},
-        {"help", no_argument, NULL, 'h'},        CLI_INDEX_LONGOPTS,
+        {"help", no_argument, NULL, 'h'},        {"shards", no_argument, NULL, 'S'},
+        CLI_INDEX_LONGOPTS,
         {NULL, 0, NULL, 0}};
     const char *model_dir = NULL, *corpus = NULL, *out = NULL;
     gtr_index_build_options o = gtr_index_default_build_options();
     gtr_model_options mo;
     if (!cli_model_options("index", &mo)) return 2;
-    bool quiet = false;
+    bool quiet = false, shards = false;
     int c;
     optind = 1;
     opterr = d->rank == 0; /* one usage message, not one per rank */
@@ -74,6 +82,7 @@ int mpi_cmd_index(const dist_ctx *d, int argc, char **argv)
         case 'c': corpus = optarg; break;
         case 'o': out = optarg; break;
         case 'q': quiet = true; break;
+        case 'S': shards = true; break;
         case 'h': if (d->rank == 0) usage(stdout); return 0;
         default: {
             int r = cli_index_option(c, optarg, &o, &mo);
@@ -95,8 +104,8 @@ int mpi_cmd_index(const dist_ctx *d, int argc, char **argv)
     char *hint = d->rank == 0 ? realpath(model_dir, NULL) : NULL;
     uint64_t h = dist_hash_str(0xcbf29ce484222325ull, corpus);
     h = dist_hash_str(h, out);
-    size_t nums[6] = {o.batch_size, o.checkpoint_every, o.snippet_bytes, (size_t)o.no_resume, (size_t)o.compact,
-                      (size_t)mo.max_len};
+    size_t nums[7] = {o.batch_size, o.checkpoint_every, o.snippet_bytes, (size_t)o.no_resume, (size_t)o.compact,
+                      (size_t)mo.max_len, (size_t)shards};
     h = dist_hash(h, nums, sizeof nums);
     h = dist_hash(h, &mo.dtype, sizeof mo.dtype);
     dist_agree me = {m != NULL, m ? gtr_model_fingerprint(m) : 0, m ? (uint64_t)gtr_model_dim(m) : 0, h};
@@ -106,7 +115,12 @@ int mpi_cmd_index(const dist_ctx *d, int argc, char **argv)
         return 1;
     }
     int rc = 0;
-    if (d->rank != 0) {
+    if (shards) {
+        char *desc = describe(m);
+        o.model_hint = hint = hint ? hint : realpath(model_dir, NULL);
+        rc = desc ? dist_index_shards(d, m, desc, corpus, out, &o, quiet) : dist_errorf(d, 1, "out of memory");
+        free(desc);
+    } else if (d->rank != 0) {
         rc = dist_serve_encode(d, m);
     } else {
         char *desc = describe(m);

@@ -30,7 +30,9 @@ static void usage(FILE *out)
             "                           search): each rank scans its piece of the documents for\n"
             "                           every query, touching only that part of INDEX's vectors\n"
             "                           (for an index larger than one node's memory); rank 0 merges\n"
-            "                           the top-k by score, equal scores by id as trec_eval ranks\n");
+            "                           the top-k by score, equal scores by id as trec_eval ranks.\n"
+            "                           Over a sharded index (gtr-mpi index --shards) each rank\n"
+            "                           opens only its shards.\n");
 }
 
 int mpi_cmd_search(const dist_ctx *d, int argc, char **argv)
@@ -76,7 +78,7 @@ int mpi_cmd_search(const dist_ctx *d, int argc, char **argv)
     int threads = a.threads;
 
     gtr_error err;
-    dist_parts p = {0};
+    dist_parts p = {.split_docs = split_docs};
     gtr_queries *q = NULL;
     gtr_run *run = NULL;
     int rc = 1;
@@ -95,11 +97,11 @@ int mpi_cmd_search(const dist_ctx *d, int argc, char **argv)
     h = dist_hash(h, &o.use_compact, sizeof o.use_compact);
     double fusion[4] = {(double)o.fusion.method, o.fusion.rrf_k, o.alpha, split_docs};
     h = dist_hash(h, fusion, sizeof fusion);
-    dist_agree me = {ready, p.model ? gtr_model_fingerprint(p.model) : 0, p.dense ? (uint64_t)gtr_index_count(p.dense) : 0,
+    dist_agree me = {ready, p.model ? gtr_model_fingerprint(p.model) : 0, (uint64_t)p.docs,
                      h};
     if (!dist_agree_all(d, &me)) goto done;
 
-    if (split_docs ? dist_search_docs(d, p.rt, q, &o, gtr_index_count(p.dense), &run)
+    if (split_docs ? dist_search_docs(d, &p, q, &o, &run)
                    : dist_search(d, p.rt, q, &o, &o.k, &run, 1))
         goto done;
     if (d->rank == 0) {

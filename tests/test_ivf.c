@@ -222,6 +222,42 @@ static void test_scan_kernels_identical(void **state)
     }
 }
 
+/* The scan's score-and-threshold step: the fast kernel (when this CPU has it) gives the
+ * portable one's rows and float scores exactly, for every length around the 16-wide vectors
+ * and thresholds below all, at a score itself (kept: >=), between, above all. */
+static void test_above_kernels_identical(void **state)
+{
+    (void)state;
+    gtr_ivf_above_fn fast = gtr_ivf_above_select();
+    if (fast == gtr_ivf_above_generic) skip();
+    uint64_t s = 91;
+    static const size_t lens[] = {0, 1, 15, 16, 17, 33, 64};
+    int32_t dots[64];
+    float scales[64], sa[64 + 16], sb[64 + 16];
+    uint32_t ia[64 + 16], ib[64 + 16];
+    for (size_t li = 0; li < sizeof lens / sizeof *lens; li++) {
+        size_t n = lens[li];
+        for (size_t r = 0; r < n; r++) {
+            dots[r] = (int32_t)(rng(&s) % 4000001) - 2000000;
+            scales[r] = (float)(unif(&s) + 0.5) * 1e-2f;
+        }
+        float qsc = (float)(unif(&s) + 0.5) * 1e-2f;
+        float mid = n ? (float)dots[n / 2] * (qsc * scales[n / 2]) : 0.0f;
+        const float thr[] = {-INFINITY, mid, 0.0f, 1e30f};
+        for (size_t t = 0; t < 4; t++) {
+            size_t ma = gtr_ivf_above_generic(dots, n, qsc, scales, thr[t], ia, sa);
+            size_t mb = fast(dots, n, qsc, scales, thr[t], ib, sb);
+            assert_int_equal(ma, mb);
+            if (ma) {
+                assert_memory_equal(ia, ib, ma * sizeof *ia);
+                assert_memory_equal(sa, sb, ma * sizeof *sa);
+            }
+            if (t == 0) assert_int_equal(ma, n);
+            if (t == 1 && n) assert_true(ma >= 1); /* the row the threshold came from */
+        }
+    }
+}
+
 /* Any thread count, and a batch against one query at a time (queries grouped by list or
  * not), give the same hits and scores. */
 static void test_threads_and_batch_same_results(void **state)
@@ -429,6 +465,7 @@ int main(void)
         cmocka_unit_test(test_int8_stage_recall),
         cmocka_unit_test(test_threads_same_results),
         cmocka_unit_test(test_scan_kernels_identical),
+        cmocka_unit_test(test_above_kernels_identical),
         cmocka_unit_test(test_threads_and_batch_same_results),
         cmocka_unit_test(test_filter_honoured),
         cmocka_unit_test(test_corrupt_and_truncated_refused),

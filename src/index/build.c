@@ -50,6 +50,7 @@ typedef struct builder {
     uint32_t corpus_crc;
     uint64_t lines_done;     /* corpus lines consumed (JSONL: every line is a record) */
     uint64_t corpus_lines;   /* for progress totals */
+    const gtr_ix_range *range; /* a shard: only these corpus bytes (NULL: the whole corpus) */
 } builder;
 
 /* ---- helpers */
@@ -116,6 +117,23 @@ static gtr_status checkpoint(builder *b, gtr_error *err)
 }
 
 /* Start over: no records, nothing of the corpus consumed. */
+/* The base's ids go into the id set (a corpus document with one is a duplicate), except with
+ * replace, where the set holds only the new documents and a base document whose id comes again
+ * is marked replaced when the index is assembled. Replaced base documents are not registered. */
+static gtr_status register_base_ids(builder *b, gtr_error *err)
+{
+    if (!b->base || b->o.replace) return GTR_OK;
+    for (size_t i = 0; i < gtr_index_count(b->base); i++) {
+        if (!gtr_index_doc_live(b->base, i)) continue;
+        size_t len;
+        const char *id = gtr_index_doc_id(b->base, i, &len);
+        uint64_t found;
+        gtr_status st = gtr_ix_idset_add(&b->ids, id, len, 0, &found, err);
+        if (st) return st;
+    }
+    return GTR_OK;
+}
+
 static gtr_status start_fresh(builder *b, gtr_error *err)
 {
     if (ftruncate(b->part_fd, 0) != 0)
@@ -163,7 +181,8 @@ static gtr_status try_resume(builder *b, gtr_error *err)
     }
     crc = 0;
     if (fstat(b->corpus_fd, &cs) != 0 || (uint64_t)cs.st_size < c.corpus_offset ||
-        gtr_ix_fd_crc(b->corpus_fd, b->corpus, 0, c.corpus_offset, &crc, &e2) || crc != c.corpus_crc) {
+        c.corpus_offset < b->crc_off ||
+        gtr_ix_fd_crc(b->corpus_fd, b->corpus, b->crc_off, c.corpus_offset, &crc, &e2) || crc != c.corpus_crc) {
         NOTE("the corpus changed since the interrupted build; started over");
         return start_fresh(b, err);
     }
@@ -194,13 +213,7 @@ static gtr_status try_resume(builder *b, gtr_error *err)
         gtr_ix_idset_free(&b->ids);
         gtr_ix_idset_init(&b->ids);
         b->n_docs = 0;
-        if (b->base)
-            for (size_t i = 0; i < gtr_index_count(b->base); i++) {
-                size_t len;
-                const char *id = gtr_index_doc_id(b->base, i, &len);
-                uint64_t found;
-                if ((st = gtr_ix_idset_add(&b->ids, id, len, 0, &found, err))) return st;
-            }
+        if ((st = register_base_ids(b, err))) return st;
         return start_fresh(b, err);
     }
     if (ftruncate(b->part_fd, (off_t)c.partial_bytes) != 0)
@@ -275,10 +288,14 @@ static gtr_status read_batch(builder *b, batch *bt, gtr_buf *passage, bool *eof,
     gtr_status st;
     while (bt->n < b->o.batch_size) {
         gtr_record rec;
+        if (b->range && gtr_text_reader_offset(b->rd) >= b->range->end) {
+            *eof = true; /* the next shard's first line */
+            break;
+        }
         if ((st = gtr_text_reader_next(b->rd, &rec, eof, err))) return st;
         if (*eof) break;
         b->lines_done = rec.line;
-        if (!rec.obj || !rec.id)
+        if (!rec.is_object || !rec.id)
             return gtr_seterr(err, GTR_ERR_FORMAT, "%s:%zu: document has no \"_id\" (expected "
                               "{\"_id\", \"title\", \"text\"})", b->corpus, rec.line);
         const char *bad = gtr_id_problem(rec.id, rec.id_len);
@@ -290,7 +307,8 @@ static gtr_status read_batch(builder *b, batch *bt, gtr_buf *passage, bool *eof,
         if ((st = gtr_ix_idset_add(&b->ids, rec.id, rec.id_len, rec.line, &found, err))) return st;
         if (found == 1)
             return gtr_seterr(err, GTR_ERR_FORMAT, "%s:%zu: duplicate document id \"%.*s\" (already in "
-                              "the base index)", b->corpus, rec.line, (int)GTR_MIN(rec.id_len, 200), rec.id);
+                              "the base index); --replace replaces it", b->corpus, rec.line,
+                              (int)GTR_MIN(rec.id_len, 200), rec.id);
         if (found)
             return gtr_seterr(err, GTR_ERR_FORMAT, "%s:%zu: duplicate document id \"%.*s\" (first on line %llu)",
                               b->corpus, rec.line, (int)GTR_MIN(rec.id_len, 200), rec.id,
@@ -365,6 +383,7 @@ static gtr_status meta_json(builder *b, char **out, gtr_error *err)
     model = NULL;
     json_object_set_new(root, "compact", json_string(compact_names[b->o.compact]));
     json_object_set_new(root, "snippet_bytes", json_integer((json_int_t)b->o.snippet_bytes));
+    if (b->range && json_object_set_new(root, "shard", gtr_ix_range_json(b->range)) != 0) goto oom;
     *out = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(root);
     if (!*out) goto oom;
@@ -384,17 +403,46 @@ static gtr_status finish(builder *b, gtr_error *err)
     if (st) return st;
     char *meta = NULL;
     if ((st = meta_json(b, &meta, err))) return st;
+    /* replaced documents: the base's, and with replace each live base document whose id a new
+     * one has (the id set then holds exactly the new documents' ids) */
+    size_t n_all = n_base + b->n_docs, n_dead = 0, replaced = 0;
+    uint8_t *dead = NULL;
+    if (b->base && (b->o.replace || gtr_index_replaced_count(b->base))) {
+        if (!(dead = gtr_xcalloc((n_all + 7) / 8, 1, "replaced documents", err))) {
+            free(meta);
+            return GTR_ERR_NOMEM;
+        }
+        for (size_t i = 0; i < n_base; i++) {
+            size_t len;
+            const char *id = gtr_index_doc_id(b->base, i, &len);
+            bool gone = !gtr_index_doc_live(b->base, i);
+            if (!gone && b->o.replace && gtr_ix_idset_has(&b->ids, id, len)) {
+                gone = true;
+                replaced++;
+            }
+            if (gone) {
+                dead[i >> 3] |= (uint8_t)(1u << (i & 7));
+                n_dead++;
+            }
+        }
+        if (!n_dead) {
+            free(dead);
+            dead = NULL;
+        }
+    }
     gtr_mmap m = {0};
     if (b->n_docs && (st = gtr_mmap_open(b->part_path, &m, err))) {
         free(meta);
+        free(dead);
         return st;
     }
     gtr_ix_assembly a = {b->base, m.data, b->rec_off, b->n_docs, (uint32_t)b->enc->dim,
-                         b->enc->fingerprint, (uint32_t)b->o.compact, meta};
+                         b->enc->fingerprint, (uint32_t)b->o.compact, meta, dead};
     gtr_ix_writer w;
     st = gtr_ix_assemble(&w, b->out, &a, err);
     gtr_mmap_close(&m);
     free(meta);
+    free(dead);
     if (st) return st;
     /* the checkpoint goes first: once the index is in place, no checkpoint may point at work
      * that is already part of it (a later run would add it twice); a crash in between only
@@ -406,6 +454,7 @@ static gtr_status finish(builder *b, gtr_error *err)
     b->stats->docs_total = n_base + b->n_docs;
     b->stats->docs_base = n_base;
     b->stats->docs_encoded = b->n_docs - b->stats->docs_resumed;
+    b->stats->docs_replaced = replaced;
     return GTR_OK;
 }
 
@@ -425,12 +474,7 @@ static gtr_status run(builder *b, gtr_error *err)
         const uint8_t *hdr = b->base->map.data;
         b->base_id = gtr_fnv1a64(hdr, GTR_IX_HEADER_BYTES + (size_t)GTR_IX_ENTRY_BYTES * b->base->h.n_sections,
                                  GTR_FNV_SEED) | 1;
-        for (size_t i = 0; i < gtr_index_count(b->base); i++) {
-            size_t len;
-            const char *id = gtr_index_doc_id(b->base, i, &len);
-            uint64_t found;
-            if ((st = gtr_ix_idset_add(&b->ids, id, len, 0, &found, err))) return st;
-        }
+        if ((st = register_base_ids(b, err))) return st;
     }
     b->corpus_fd = open(b->corpus, O_RDONLY | O_CLOEXEC);
     if (b->corpus_fd < 0)
@@ -452,7 +496,13 @@ static gtr_status run(builder *b, gtr_error *err)
         return gtr_seterr(err, GTR_ERR_IO, "%s: cannot write: %s", b->part_path, strerror(errno));
     if (fseeko(b->part, (off_t)b->part_bytes, SEEK_SET) != 0)
         return gtr_seterr(err, GTR_ERR_IO, "%s: seek failed: %s", b->part_path, strerror(errno));
-    if (b->o.progress && (st = count_lines(b, err))) return st;
+    if (b->range) {
+        b->corpus_lines = b->range->lines;
+        if (!b->have_ckpt && (st = gtr_text_reader_seek(b->rd, b->range->begin, (size_t)b->range->first_line, err)))
+            return st;
+    } else if (b->o.progress && (st = count_lines(b, err))) {
+        return st;
+    }
 
     batch bt;
     gtr_buf passage = {0};
@@ -481,6 +531,14 @@ gtr_status gtr_index_build_with(const gtr_index_encoder *enc, const char *corpus
                                 const char *out_path, const gtr_index_build_options *opts,
                                 gtr_index_build_stats *stats, gtr_error *err)
 {
+    return gtr_ix_build_range(enc, corpus, base, NULL, out_path, opts, stats, err);
+}
+
+gtr_status gtr_ix_build_range(const gtr_index_encoder *enc, const char *corpus, const char *base,
+                              const gtr_ix_range *range, const char *out_path,
+                              const gtr_index_build_options *opts, gtr_index_build_stats *stats,
+                              gtr_error *err)
+{
     if (!enc || !enc->encode || !corpus || !out_path)
         return gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_index_build: missing argument");
     if (enc->dim <= 0 || (unsigned)enc->dim > GTR_IX_MAX_DIM)
@@ -503,6 +561,13 @@ gtr_status gtr_index_build_with(const gtr_index_encoder *enc, const char *corpus
         return gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_index_build: snippet length over 1 MiB");
     b.corpus = corpus;
     b.out = out_path;
+    b.range = range;
+    if (range) {
+        b.crc_off = range->begin;
+        /* the checkpoint's "base" identity: this shard's place in the corpus */
+        uint64_t pos[3] = {range->begin, range->end, range->first_line};
+        b.base_id = gtr_fnv1a64(pos, sizeof pos, GTR_FNV_SEED) | 1;
+    }
     b.part_fd = b.corpus_fd = -1;
     gtr_ix_idset_init(&b.ids);
     b.part_path = suffixed(out_path, ".partial");

@@ -46,6 +46,10 @@ static inline bool gtr_ix_allowed(const gtr_index *ix, const uint8_t *allow, siz
     return !allow || (allow[d >> 3] >> (d & 7) & 1);
 }
 
+/* What a side file (IVF file, its deletions, the fields file) was made from: the model, the
+ * count and every id of the first n documents (ann.c). */
+uint64_t gtr_ix_ids_tag(const gtr_index *ix, uint64_t n);
+
 /* ---- section writer (writer.c): streams sections into an atomic file, checksumming each
  * chunk as it goes, then writes the CRC section and the header last. */
 typedef struct gtr_ix_writer {
@@ -91,6 +95,7 @@ void gtr_ix_idset_free(gtr_ix_idset *s);
  * (so 0 means "added"). */
 gtr_status gtr_ix_idset_add(gtr_ix_idset *s, const char *id, size_t len, uint64_t line,
                             uint64_t *found, gtr_error *err);
+bool gtr_ix_idset_has(const gtr_ix_idset *s, const char *id, size_t len);
 
 /* ---- top-k heap (topk.c): the worst kept hit on top, so a candidate is compared with one
  * element; equal scores are ordered by id (descending) for a total, deterministic order. */
@@ -135,5 +140,28 @@ gtr_status gtr_ix_search_compact(const gtr_index *ix, const gtr_ix_kernels *kern
                                  const float *q, size_t qstride, size_t nq, size_t k,
                                  const uint8_t *allow, gtr_pool *pool, gtr_hit *hits,
                                  size_t *n_hits, gtr_error *err);
+
+/* ---- sharded indexes (shards.c): a manifest naming shard files, each an ordinary index of
+ * one contiguous byte range of the corpus, opened together as one index. */
+typedef struct gtr_ix_range {
+    int shard, n_shards;
+    uint64_t begin, end;     /* corpus bytes [begin, end), both at line starts */
+    uint64_t first_line;     /* corpus lines before begin (line numbers in messages) */
+    uint64_t lines;          /* lines in the range */
+    uint64_t corpus_bytes;   /* the corpus's size */
+    uint32_t corpus_crc;     /* CRC-32 of the range's bytes */
+} gtr_ix_range;
+/* the "shard" object of a shard's META (new reference) */
+struct json_t *gtr_ix_range_json(const gtr_ix_range *r);
+/* gtr_index_build_with, reading only range's bytes when range is not NULL */
+gtr_status gtr_ix_build_range(const gtr_index_encoder *enc, const char *corpus, const char *base,
+                              const gtr_ix_range *range, const char *out_path,
+                              const gtr_index_build_options *opts, gtr_index_build_stats *stats,
+                              gtr_error *err);
+/* true when path starts like a manifest (a cheap look at its first bytes) */
+bool gtr_ix_is_manifest(const char *path);
+/* Open shards [first, end) of the manifest at path as one index (all of them: 0, -1). */
+gtr_index *gtr_ix_open_manifest(const char *path, int first, int end, unsigned flags, gtr_pool *pool,
+                                gtr_error *err);
 
 #endif

@@ -63,6 +63,7 @@ struct gtr_ivf {
     const gtr_kernels *kern; /* the coarse step's GEMM */
     gtr_wmat cent_w;         /* the centroids packed for it */
     gtr_ivf_dots_fn dots;    /* the int8 list scan */
+    gtr_ivf_above_fn above;  /* its scores and the rows that may enter a heap */
     const gtr_ix_kernels *ixk; /* exact re-rank scores (the index's definition) */
     bool prefetch;           /* ask for a query's re-ranked rows before reading them */
 };
@@ -445,6 +446,7 @@ gtr_ivf *gtr_ivf_open(const char *path, gtr_error *err)
                    (double)(size - L.vectors) > 0.5 * (double)pages * (double)psize;
     ix->kern = gtr_kernels_select();
     ix->dots = gtr_ivf_dots_select();
+    ix->above = gtr_ivf_above_select();
     ix->ixk = gtr_ix_kernels_select();
     if (gtr_wmat_pack(ix->kern, &ix->cent_w, ix->centroids, ix->n_lists, ix->dim, GTR_W_F32, err) != GTR_OK)
         goto fail;
@@ -558,6 +560,8 @@ typedef struct search_ctx {
     cand *heaps;          /* [threads][nq][rerank] */
     size_t *hn;           /* [threads][nq] */
     int32_t *dots;        /* [threads][nq][CHUNK] */
+    uint32_t *sel;        /* [threads][CHUNK + 16]: rows of a chunk at or above a heap's worst */
+    float *sels;          /* [threads][CHUNK + 16]: their scores */
     const int8_t **qptr;  /* [threads][nq] */
     int32_t *qsums;       /* [threads][nq] */
     cand *pscratch;       /* [threads][nprobe]: choosing a query's lists */
@@ -600,6 +604,8 @@ static void scan_list(void *p, size_t t, int tid)
         qsum[j] = c->qsum[qs[j]];
     }
     const uint8_t *allow = c->o->allow;
+    uint32_t *sel = c->sel + (size_t)tid * (CHUNK + 16);
+    float *sels = c->sels + (size_t)tid * (CHUNK + 16);
     for (uint64_t r0 = st->r0; r0 < st->r1; r0 += CHUNK) {
         size_t nr = (size_t)(st->r1 - r0 < CHUNK ? st->r1 - r0 : CHUNK);
         ix->dots(ix->codes + r0 * ix->dim, nr, ix->dim, qp, qsum, nql, dots, CHUNK);
@@ -607,12 +613,16 @@ static void scan_list(void *p, size_t t, int tid)
             uint32_t qi = qs[j];
             cand *h = heaps + (size_t)qi * c->rerank;
             size_t *n = &hn[qi];
-            float qsc = c->qscale[qi];
-            for (size_t r = 0; r < nr; r++) {
-                uint32_t v = ix->rows[r0 + r];
+            /* rows scoring below the heap's worst can never enter it (its worst only rises
+             * during the chunk): the kernel drops them, usually all; the rest are pushed in
+             * row order exactly as before, so the heap ends the same */
+            float thr = *n == c->rerank ? h[0].s : -INFINITY;
+            size_t m = ix->above(dots + j * CHUNK, nr, c->qscale[qi], ix->scales + r0, thr, sel, sels);
+            for (size_t i = 0; i < m; i++) {
+                uint32_t v = ix->rows[r0 + sel[i]];
                 if (allow && !(allow[v >> 3] >> (v & 7) & 1)) continue;
-                cand cd = {(float)dots[j * CHUNK + r] * (qsc * ix->scales[r0 + r]), v};
-                if (*n == c->rerank && !worse(h[0], cd)) continue; /* the common case */
+                cand cd = {sels[i], v};
+                if (*n == c->rerank && !worse(h[0], cd)) continue;
                 heap_push(NULL, h, n, c->rerank, cd);
             }
         }
@@ -689,12 +699,14 @@ gtr_status gtr_ivf_search(const gtr_ivf *ix, const float *queries, size_t nq, si
     c.heaps = gtr_xmalloc(T * B * c.rerank * sizeof(cand), "ivf candidates", err);
     c.hn = gtr_xmalloc(T * B * sizeof(size_t), "ivf candidates", err);
     c.dots = gtr_xmalloc(T * B * CHUNK * sizeof(int32_t), "ivf scan", err);
+    c.sel = gtr_xmalloc(T * (CHUNK + 16) * sizeof(uint32_t), "ivf scan", err);
+    c.sels = gtr_xmalloc(T * (CHUNK + 16) * sizeof(float), "ivf scan", err);
     c.qptr = gtr_xmalloc(T * B * sizeof(*c.qptr), "ivf scan", err);
     c.qsums = gtr_xmalloc(T * B * sizeof(int32_t), "ivf scan", err);
     c.pscratch = gtr_xmalloc(T * c.nprobe * sizeof(cand), "ivf probes", err);
     c.tscratch = gtr_xmalloc(T * k * sizeof(cand), "ivf top k", err);
     gtr_status st = c.Qf && c.Q8 && c.qscale && c.qsum && c.coarse && c.probe && c.lstart &&
-                    c.lq && c.tasks && c.heaps && c.hn && c.dots && c.qptr && c.qsums &&
+                    c.lq && c.tasks && c.heaps && c.hn && c.dots && c.sel && c.sels && c.qptr && c.qsums &&
                     c.pscratch && c.tscratch
                         ? GTR_OK : (err && err->code ? err->code : GTR_ERR_NOMEM);
     for (size_t q0 = 0; st == GTR_OK && q0 < nq; q0 += B) {
@@ -738,7 +750,7 @@ gtr_status gtr_ivf_search(const gtr_ivf *ix, const float *queries, size_t nq, si
     }
     gtr_free_aligned(c.Qf); gtr_free_aligned(c.Q8);
     free(c.qscale); free(c.qsum); free(c.coarse); free(c.probe); free(c.lstart); free(c.lq);
-    free(c.tasks); free(c.heaps); free(c.hn); free(c.dots); free(c.qptr); free(c.qsums);
+    free(c.tasks); free(c.heaps); free(c.hn); free(c.dots); free(c.sel); free(c.sels); free(c.qptr); free(c.qsums);
     free(c.pscratch); free(c.tscratch);
     return st;
 }
