@@ -14,6 +14,7 @@ static void usage(FILE *out)
             "usage: gtr index -m MODEL_DIR -c CORPUS -o INDEX [options]\n"
             "       gtr index -m MODEL_DIR --add CORPUS -o INDEX [--from BASE]\n"
             "       gtr index --info INDEX\n"
+            "       gtr index --fields-from CORPUS -o INDEX\n"
             "\n"
             "Encode every passage of a BEIR corpus (JSON lines {\"_id\", \"title\", \"text\"}; the\n"
             "passage is (title + \" \" + text).strip(), as `gtr embed` and BEIR build it) with a GTR\n"
@@ -25,6 +26,8 @@ static void usage(FILE *out)
             "the same command again continues from the last checkpoint (no document is lost or\n"
             "encoded twice). INDEX itself appears, atomically, only when complete.\n"
             "A duplicate document id or a malformed line is an error naming the corpus line.\n"
+            "Documents' metadata (the scalar members of \"metadata\" and other top-level fields\n"
+            "but _id/title/text) go to INDEX.fields, for gtr search --where FIELD=VALUE.\n"
             "\n"
             "options:\n"
             "  -m, --model DIR          GTR model directory (sentence-transformers layout)\n"
@@ -33,6 +36,7 @@ static void usage(FILE *out)
             "      --add CORPUS         append CORPUS's documents to an existing index: INDEX itself\n"
             "                           (replaced atomically) or --from BASE\n"
             "      --from BASE          with --add: the index to extend (default INDEX)\n"
+            "      --fields-from CORPUS write INDEX.fields again from CORPUS (no encoding)\n"
             "      --replace            with --add: a document whose id the index already holds\n"
             "                           replaces the old one (never returned again, by exact or\n"
             "                           approximate search) instead of being an error\n"
@@ -102,17 +106,41 @@ static int info(const char *path)
     return 0;
 }
 
+/* INDEX.fields: the documents' metadata fields (gtr search --where), from corpus; base: the
+ * index extended with --add (its fields file keeps its documents' fields) */
+static int write_fields(const char *index, const char *corpus, const char *base, bool quiet)
+{
+    size_t il = strlen(index), bl = base ? strlen(base) : 0;
+    char *fp = malloc(il + 8), *bp = base ? malloc(bl + 8) : NULL;
+    if (!fp || (base && !bp)) {
+        free(fp);
+        return cli_errorf("index", 1, "out of memory");
+    }
+    snprintf(fp, il + 8, "%s.fields", index);
+    if (bp) snprintf(bp, bl + 8, "%s.fields", base);
+    gtr_error err;
+    int rc = 0, written = 0;
+    gtr_index *ix = gtr_index_open(index, GTR_INDEX_OPEN_NO_VERIFY, NULL, &err);
+    if (!ix || gtr_fields_build(ix, corpus, bp, fp, &written, &err)) rc = cli_fail("index", &err);
+    else if (written && !quiet) fprintf(stderr, "gtr index: metadata fields -> %s (gtr search --where)\n", fp);
+    gtr_index_free(ix);
+    free(fp);
+    free(bp);
+    return rc;
+}
+
 int cmd_index(int argc, char **argv)
 {
-    enum { O_ADD = 1000, O_FROM, O_INFO, O_REPLACE };
+    enum { O_ADD = 1000, O_FROM, O_INFO, O_REPLACE, O_FIELDS_FROM };
     static const struct option longopts[] = {
         {"model", required_argument, NULL, 'm'},   {"corpus", required_argument, NULL, 'c'},
         {"output", required_argument, NULL, 'o'},  {"add", required_argument, NULL, O_ADD},
         {"from", required_argument, NULL, O_FROM}, {"quiet", no_argument, NULL, 'q'},
         {"info", required_argument, NULL, O_INFO}, {"help", no_argument, NULL, 'h'},
-        {"replace", no_argument, NULL, O_REPLACE},
+        {"replace", no_argument, NULL, O_REPLACE}, {"fields-from", required_argument, NULL, O_FIELDS_FROM},
         CLI_INDEX_LONGOPTS,                        {NULL, 0, NULL, 0}};
     const char *model_dir = NULL, *corpus = NULL, *out = NULL, *add = NULL, *from = NULL, *info_path = NULL;
+    const char *fields_from = NULL;
     gtr_index_build_options o = gtr_index_default_build_options();
     gtr_model_options mo = gtr_model_default_options();
     bool quiet = false;
@@ -127,6 +155,7 @@ int cmd_index(int argc, char **argv)
         case O_FROM: from = optarg; break;
         case O_INFO: info_path = optarg; break;
         case O_REPLACE: o.replace = 1; break;
+        case O_FIELDS_FROM: fields_from = optarg; break;
         case 'q': quiet = true; break;
         case 'h': usage(stdout); return 0;
         default: {
@@ -139,6 +168,10 @@ int cmd_index(int argc, char **argv)
     }
     if (optind != argc) return cli_errorf("index", 2, "unexpected argument '%s' (gtr index --help)", argv[optind]);
     if (info_path) return info(info_path);
+    if (fields_from) {
+        if (!out || corpus || add || model_dir) return cli_errorf("index", 2, "--fields-from CORPUS goes with -o INDEX alone");
+        return write_fields(out, fields_from, NULL, quiet);
+    }
     if (!model_dir || !out || (!corpus == !add))
         return cli_errorf("index", 2, "need -m MODEL_DIR, -o INDEX and one of -c CORPUS or --add CORPUS "
                                       "(gtr index --help)");
@@ -182,6 +215,7 @@ int cmd_index(int argc, char **argv)
             if (st.docs_replaced) fprintf(stderr, ", %llu of them replaced", (unsigned long long)st.docs_replaced);
             fprintf(stderr, ")\n");
         }
+        rc = write_fields(out, add ? add : corpus, add ? (from ? from : out) : NULL, quiet);
     }
     gtr_model_free(m);
     free(hint);

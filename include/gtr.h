@@ -685,6 +685,37 @@ GTR_API gtr_status gtr_ann_search(const gtr_ann *a, const float *queries, size_t
                                   const gtr_ann_search_options *opts, gtr_hit *hits,
                                   size_t *n_hits, gtr_error *err);
 
+/* ======================================================================== fields */
+/* (section owned by src/index/fields.c; issue 14)
+ * Metadata filters, as Chroma's where={"field": value}: the fields of each document, kept in a
+ * side file "<index>.fields" (written atomically, checksummed, tied to the index's ids; a stale
+ * or damaged one is refused). Kept from each corpus line: the scalar members of its "metadata"
+ * object and its other top-level scalar members but "_id", "title", "text" (a metadata member
+ * wins over a top-level one of the same name); strings as they are, integers in decimal, reals
+ * as %.17g, booleans true/false; arrays, objects and nulls are not kept. */
+typedef struct gtr_fields gtr_fields;
+/* Write out_path with the fields of ix's documents from corpus (JSON lines with "_id"; each
+ * id must be a live document of ix, once). base_path (may be NULL or absent): the fields file
+ * of the index ix was extended from (gtr index --add): its documents keep their fields and
+ * corpus then gives the appended ones. When no document has a field, out_path is removed
+ * instead (*written 0; written may be NULL). */
+GTR_API gtr_status gtr_fields_build(const gtr_index *ix, const char *corpus, const char *base_path,
+                                    const char *out_path, int *written, gtr_error *err);
+/* Open a fields file of ix (GTR_ERR_MISMATCH when made for another index). */
+GTR_API gtr_fields *gtr_fields_open(const char *path, const gtr_index *ix, gtr_error *err);
+GTR_API void gtr_fields_free(gtr_fields *f);
+GTR_API size_t gtr_fields_count(const gtr_fields *f);             /* distinct field names */
+GTR_API const char *gtr_fields_name(const gtr_fields *f, size_t i);
+/* A filter for gtr_search_options.allow / gtr_retrieve_options.allow: set bit d of bitmap
+ * (zeroed by the caller, (count + 7) / 8 bytes) for each live document d whose fields match
+ * every condition names[c] = values[c]: the stored text equals the value, or both are numbers
+ * (the field an integer or real) of equal value ("2019" matches 2019 and 2019.0). A name no
+ * document has is GTR_ERR_NOT_FOUND (a typo would otherwise match nothing). *matched (may be
+ * NULL): the documents set. */
+GTR_API gtr_status gtr_fields_where(const gtr_fields *f, const gtr_index *ix, const char *const *names,
+                                    const char *const *values, size_t n, uint8_t *bitmap,
+                                    size_t *matched, gtr_error *err);
+
 /* ======================================================================== bm25 */
 /* (section owned by src/bm25/)
  * BM25 as Anserini runs it on BEIR ("flat" indexes): the document text is title + " " + text,
@@ -1253,6 +1284,8 @@ typedef struct gtr_server_options {
     const gtr_ann *ann;        /* optional IVF index of `index` (gtr_ann_open, not owned): dense
                                 * /search is approximate, its deletions applied */
     uint32_t nprobe;           /* with ann: lists scanned per query (0: its default) */
+    const gtr_fields *fields;  /* optional metadata fields of `index` (gtr_fields_open, not
+                                * owned): /search takes "where" */
 } gtr_server_options;
 GTR_API gtr_server_options gtr_server_default_options(void);
 

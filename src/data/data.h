@@ -70,6 +70,9 @@ gtr_status gtr_json_get_str(const json_t *obj, const char *key, bool required, c
 typedef gtr_text_record gtr_record;
 /* gtr_text_reader_read with a bool. */
 gtr_status gtr_text_reader_next(gtr_text_reader *r, gtr_record *rec, bool *eof, gtr_error *err);
+/* The JSON object of the last line read (owned by the reader, valid until the next read);
+ * NULL when it was not an object. */
+json_t *gtr_text_reader_object(const gtr_text_reader *r);
 /* Byte offset of the next line (for resumable jobs) and seeking back to one. */
 uint64_t gtr_text_reader_offset(const gtr_text_reader *r);
 gtr_status gtr_text_reader_seek(gtr_text_reader *r, uint64_t offset, size_t line, gtr_error *err);

@@ -223,3 +223,5 @@ gtr_status gtr_record_passage(const gtr_record *rec, gtr_buf *buf, gtr_error *er
     gtr_buf_free(&tmp);
     return st;
 }
+
+json_t *gtr_text_reader_object(const gtr_text_reader *r) { return r && json_is_object(r->obj) ? r->obj : NULL; }

@@ -46,6 +46,10 @@ static inline bool gtr_ix_allowed(const gtr_index *ix, const uint8_t *allow, siz
     return !allow || (allow[d >> 3] >> (d & 7) & 1);
 }
 
+/* What a side file (IVF file, its deletions, the fields file) was made from: the model, the
+ * count and every id of the first n documents (ann.c). */
+uint64_t gtr_ix_ids_tag(const gtr_index *ix, uint64_t n);
+
 /* ---- section writer (writer.c): streams sections into an atomic file, checksumming each
  * chunk as it goes, then writes the CRC section and the header last. */
 typedef struct gtr_ix_writer {
