@@ -10,6 +10,7 @@
  * OUTDIR/vectors.f32 and memory-mapped (a corpus larger than RAM: bench_ann_10m.sh). */
 #include "index/ivf.h"
 #include "index/score.h"
+#include "bench_rng.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -19,13 +20,6 @@
 
 #define K 10
 
-static uint64_t sm(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 static double gauss(uint64_t *s)
 {
     double u = ((double)(sm(s) >> 11) + 0.5) / 9007199254740992.0;

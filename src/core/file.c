@@ -121,6 +121,22 @@ void gtr_mmap_drop(const gtr_mmap *m, size_t off, size_t len)
     if (b > a) madvise((void *)(m->data + a), b - a, MADV_DONTNEED);
 }
 
+void gtr_mmap_random(const gtr_mmap *m, size_t off, size_t len)
+{
+    if (!m->data || off >= m->size) return;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t a = off / page * page, b = GTR_MIN(off + len, m->size);
+    if (b > a) madvise((void *)(m->data + a), b - a, MADV_RANDOM);
+}
+
+void gtr_mmap_willneed(const gtr_mmap *m, size_t off, size_t len)
+{
+    if (!m->data || off >= m->size) return;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t a = off / page * page, b = GTR_MIN(off + len, m->size);
+    if (b > a) madvise((void *)(m->data + a), b - a, MADV_WILLNEED);
+}
+
 gtr_status gtr_fsync_dir(const char *dir, gtr_error *err)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

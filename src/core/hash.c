@@ -24,6 +24,13 @@ uint32_t gtr_crc32(uint32_t crc, const void *data, size_t len)
     return (uint32_t)crc32_z(crc, data, len);
 }
 
+/* The CRC of a||b from crc(a), crc(b) and b's length (zlib's crc32_combine): lets a writer
+ * checksum sections it writes out of file order. */
+uint32_t gtr_crc32_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b)
+{
+    return (uint32_t)crc32_combine(crc_a, crc_b, (z_off_t)len_b);
+}
+
 /* ---- CRC-32C ----------------------------------------------------------------------------- */
 
 /* Reflected polynomial 0x82F63B78; table[k][b]: the CRC of byte b followed by k zero bytes. */

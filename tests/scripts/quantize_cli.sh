@@ -14,7 +14,7 @@ if [ ! -d "$M" ] || [ ! -f "$SF/corpus.jsonl" ]; then
     echo "1..0 # SKIP reference data not found in $SHARED"
     exit 0
 fi
-plan 38
+plan 39
 
 ok "--help" $GTR quantize --help
 like "$(cat "$TMP/out")" "int8-per-channel-v1" "--help documents the int8 format"
@@ -50,6 +50,7 @@ fp_orig=$($GTR info -m "$M" | sed -n 's/^fingerprint: //p')
 like "$(cat "$TMP/out")" "fingerprint: $fp_orig" "the copy answers to the original's fingerprint"
 
 like "$(cat "$TMP/out")" "checksums: [0-9]+ tensors verified \(crc32c\)" "info: the load verified the checksums"
+ok "... also with the table CRC (GTR_CPU=generic: no SSE4.2 instruction)" env GTR_CPU=generic $GTR info -m "$TMP/q8"
 
 # one flipped byte in the middle of a weight body: refused, one line naming file and tensor
 cp -r "$TMP/q8" "$TMP/q8flip"
