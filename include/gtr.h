@@ -650,6 +650,11 @@ typedef struct gtr_bm25_search_options {
     const char *const *skip_ids;
     gtr_progress_fn progress; /* queries done / nq */
     void *progress_user;
+    /* Only documents [doc_begin, doc_end) (doc_end 0: to the last) are returned, scored with
+     * the whole index's statistics (document frequencies, average length): a document-split
+     * search across processes, whose per-range top-k merged by (score, id) is the whole
+     * index's top-k. */
+    size_t doc_begin, doc_end;
 } gtr_bm25_search_options;
 GTR_API gtr_bm25_search_options gtr_bm25_default_search_options(void);
 
