@@ -47,8 +47,9 @@ endif
 CFLAGS_ALL = -std=c11 $(OPT) -g $(WARN) -fPIC -D_GNU_SOURCE -Iinclude -Isrc $(PKG_CFLAGS) \
              -fvisibility=hidden $(SAN) $(CFLAGS)
 LDLIBS_ALL = $(PKG_LIBS) -lpthread -lm $(LDLIBS)
-# Programs over the public API (mpi/, and cli/ once it needs nothing else) compile without
-# -Isrc: an include of a library-internal header there does not build.
+# The programs over the public API (cli/, mpi/) compile without -Isrc: an include of a
+# library-internal header there does not build. tests/scripts/api_boundary.sh checks their
+# includes and that every libgtr symbol they link is one libgtr.so exports.
 CFLAGS_PUB = $(filter-out -Isrc,$(CFLAGS_ALL))
 
 ISA_AVX2   := -mavx2 -mfma -mf16c
@@ -141,6 +142,11 @@ $(BUILD)/%_amx.o: %_amx.c
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
 	$(Q)$(CC) $(CFLAGS_ALL) $(ISA_AMX) -MMD -MP -c $< -o $@
+
+$(BUILD)/cli/%.o: cli/%.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS_PUB) -MMD -MP -c $< -o $@
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)

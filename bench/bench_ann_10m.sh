@@ -1,27 +1,39 @@
 #!/usr/bin/env bash
 # bench_ann_10m.sh — issue 14's beyond-memory run: 10M x 768 clustered unit vectors (31 GB of
-# float32, more than this machine's 24 GB of RAM) generated in chunks into a file, memory-mapped,
-# built into gtr's IVF-int8 index (~39 GB: int8 codes + the float32 copy for re-ranking) and
-# searched on 2 threads at several nprobe. Prints the same Markdown row format as
-# bench_ann.sh (recall@10 against brute-force truth, q/s at batch 1 and 256, build seconds,
-# peak RSS). Needs ~72 GB free disk in BENCH_ANN_DIR (checked first) and a few hours on 2
-# cores (the brute-force ground truth alone is ~1.5e12 multiply-adds for 200 queries); run it
-# on a quiet machine. Everything it wrote is removed at the end.
-#   BENCH_ANN_N=10000000 BENCH_ANN_NQ=200 BENCH_ANN_LISTS=16384 BENCH_ANN_NPROBE="16 32 64 128"
-#   BENCH_ANN_DIR=build/bench/ann10m
+# float32, more than this machine's 24 GB of RAM) built into gtr's IVF-int8 index and searched
+# on 2 threads at several nprobe (bench/ann_big.c says how the data are made). The vectors are
+# generated on the fly and streamed into the build (gtr_ivf_build_stream), so the only float32
+# copy is the index's own: disk = the index, n * (dim * 5 + 8) bytes (~38.5 GB at 10M). Three
+# processes, each under /usr/bin/time -v for its peak RSS: build, exact ground truth (gtr's
+# exact score over the same vectors, regenerated), search. Everything it wrote is removed at
+# the end. Run it under /work/bench.lock on a quiet machine (~25-40 min at 10M on 2 cores).
+#   BENCH_ANN_N=10000000 BENCH_ANN_NQ=1000 BENCH_ANN_LISTS (default sqrt N)
+#   BENCH_ANN_NPROBE="1 2 4 8 16 32" BENCH_THREADS=2 BENCH_ANN_DIR=build/bench/ann10m
 set -euo pipefail
 cd "$(dirname "$0")/.."
-make -s build/release/bench/ann_bench >&2
-n=${BENCH_ANN_N:-10000000}; dim=768; nq=${BENCH_ANN_NQ:-200}
-lists=${BENCH_ANN_LISTS:-16384}; nprobe=${BENCH_ANN_NPROBE:-16 32 64 128}
+make -s build/release/bench/ann_big >&2
+n=${BENCH_ANN_N:-10000000}; dim=768; nq=${BENCH_ANN_NQ:-1000}; threads=${BENCH_THREADS:-2}
+lists=${BENCH_ANN_LISTS:-$(awk -v n="$n" 'BEGIN{printf "%d", sqrt(n)+0.5}')}
+nprobe=${BENCH_ANN_NPROBE:-1 2 4 8 16 32}
 dir=${BENCH_ANN_DIR:-build/bench/ann10m}
+bin=build/release/bench/ann_big
 mkdir -p "$dir"
-trap 'rm -f "$dir"/vectors.f32 "$dir"/gtr.ivf "$dir"/gtr.ivf.tmp.*' EXIT
-need=$(( n * dim * 4 * 9 / 4 / 1024 / 1024 / 1024 + 2 ))
+trap 'rm -f "$dir"/gtr.ivf "$dir"/gtr.ivf.tmp.* "$dir"/truth.u32 "$dir"/*.time' EXIT
+need=$(( n * (dim * 5 + 8) / 1024 / 1024 / 1024 + 2 ))
 avail=$(df -BG --output=avail "$dir" | tail -1 | tr -dc 0-9)
 [ "$avail" -gt "$need" ] || { echo "bench_ann_10m.sh: ${need} GB of disk needed in $dir, ${avail} GB free" >&2; exit 1; }
-echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), 2 threads, RAM $(free -g | awk '/Mem/{print $2}') GB, load average $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%F)"
-echo "| data | docs | method | recall@10 | q/s batch 1 | q/s batch 256 | build s | peak RSS build GB | peak RSS GB |"
-echo "|---|---|---|---|---|---|---|---|---|"
-ANN_BENCH_MMAP=1 build/release/bench/ann_bench clustered "$n" "$dim" "$nq" 2 "$lists" "$nprobe" "$dir"
-echo "index file: $(du -h "$dir/gtr.ivf" | cut -f1)"
+rss() { awk -F': ' '/Maximum resident set size/{printf "%.2f", $2/1024/1024}' "$1"; }
+wall() { awk -F': ' '/Elapsed \(wall clock\)/{print $2}' "$1"; }
+echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $threads threads, RAM $(free -g | awk '/Mem/{print $2}') GB, $(date -u '+%F %H:%M') UTC"
+echo "docs $n, dim $dim, lists $lists, queries $nq (batch 1: the first ${BENCH_ANN_NQ1:-200}), disk free before: ${avail} GB"
+echo "load before build: $(cut -d' ' -f1-3 /proc/loadavg)"
+/usr/bin/time -v -o "$dir/build.time" "$bin" build "$n" "$dim" "$lists" "$threads" "$dir/gtr.ivf"
+echo "build: wall $(wall "$dir/build.time"), peak RSS $(rss "$dir/build.time") GB, index file $(du -B1 "$dir/gtr.ivf" | awk '{printf "%.2f GB", $1/1e9}'), disk free after: $(df -BG --output=avail "$dir" | tail -1 | tr -dc 0-9) GB"
+echo "load before truth: $(cut -d' ' -f1-3 /proc/loadavg)"
+/usr/bin/time -v -o "$dir/truth.time" "$bin" truth "$n" "$dim" "$nq" "$threads" "$dir/truth.u32"
+echo "truth: wall $(wall "$dir/truth.time"), peak RSS $(rss "$dir/truth.time") GB"
+echo "load before search: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "| data | docs | method | recall@10 | q/s batch 1 | q/s batch 256 |"
+echo "|---|---|---|---|---|---|"
+/usr/bin/time -v -o "$dir/search.time" "$bin" search "$n" "$dim" "$nq" "$threads" "$nprobe" "$dir/gtr.ivf" "$dir/truth.u32"
+echo "search: wall $(wall "$dir/search.time"), peak RSS $(rss "$dir/search.time") GB, major faults $(awk -F': ' '/Major/{print $2}' "$dir/search.time"), load after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -6,14 +6,17 @@
 # encoding throughput in tokens/s on SciFact passages (fewer for the big sizes), and the time
 # that projects to for SciFact, NQ and MS MARCO. A dtype the memory check refuses is reported
 # with the refusal. Then, per size, the `gtr quantize` bf16 and int8 copies: quantize time,
-# load and first-vector time cold (the copy's pages evicted) and warm, peak RSS, tokens/s.
+# load and first-vector time cold (the copy's pages evicted) and warm, with the load's checksum
+# verification and without it (GTR_NO_VERIFY=1), peak RSS, tokens/s.
 # Updates the "Model sizes" section of bench/RESULTS.md.
 #
 #   bench/bench_sizes.sh   BENCH_SIZES ("base large xl xxl"), BENCH_SIZES_DIR (build/bench/sizes),
 #                          BENCH_THREADS (all cores), BENCH_SIZES_KEEP=1 keeps the checkpoints,
 #                          BENCH_PASSAGES_<size> (passages encoded: 64, 32, 16, 4),
 #                          PYTHON (/usr/bin/python3: needs numpy), BENCH_SIZES_SKIP ("": e.g. "xxl:f32" on a machine others share;
-#                          "xl:qbf16" skips the bf16 copy of xl)
+#                          "xl:qbf16" skips the bf16 copy of xl; "xxl:f32 xxl:bf16 xxl:int8" leaves
+#                          the copies only), BENCH_SIZES_TAG (text added to the subsection's title,
+#                          so that a run keeps an earlier one of the same sizes: e.g. ", copies")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/results_section.sh
@@ -83,22 +86,31 @@ for size in $sizes; do
 for f in sys.argv[1:]:
     fd = os.open(f, os.O_RDONLY); os.fsync(fd); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED); os.close(fd)' "$q"/model*.safetensors; }
         cached() { fincore -b -n -o RES "$q"/model*.safetensors 2>/dev/null | awk '{s += $1} END {printf "%.2f", s / 1e9}'; }
+        # load = `gtr info`'s "loaded in"; ck = its "checksums: N tensors verified in X s"
+        info() { $GTR info -m "$q" --dtype "$dt" -t "$threads" > "$out/info.txt"
+                 sed -n 's/^loaded in \([0-9.]*\) s.*/\1/p' "$out/info.txt"
+                 sed -n 's/^checksums: .* in \([0-9.]*\) s$/\1/p' "$out/info.txt"; }
         evict; c0=$(cached)
-        lc=$($GTR info -m "$q" --dtype "$dt" -t "$threads" | sed -n 's/^loaded in \([0-9.]*\) s.*/\1/p')
+        read -r lc ckc < <(info | tr '\n' ' '; echo)
         evict
         /usr/bin/time -f "%e %M" -o "$out/t_fc" $GTR embed -m "$q" --dtype "$dt" -t "$threads" -i "$out/one.txt" -o "$out/sizes.f32" -q
         read -r fc _ < "$out/t_fc"
+        evict # the same without the checksums
+        GTR_NO_VERIFY=1 /usr/bin/time -f "%e %M" -o "$out/t_fn" $GTR embed -m "$q" --dtype "$dt" -t "$threads" -i "$out/one.txt" -o "$out/sizes.f32" -q
+        read -r fcn _ < "$out/t_fn"
         /usr/bin/time -f "%e %M" -o "$out/t_fw" $GTR embed -m "$q" --dtype "$dt" -t "$threads" -i "$out/one.txt" -o "$out/sizes.f32" -q
         read -r fw frss < "$out/t_fw"
-        lw2=$($GTR info -m "$q" --dtype "$dt" -t "$threads" | sed -n 's/^loaded in \([0-9.]*\) s.*/\1/p')
+        read -r lw2 ckw < <(info | tr '\n' ' '; echo)
+        lnv=$(GTR_NO_VERIFY=1 $GTR info -m "$q" --dtype "$dt" -t "$threads" | sed -n 's/^loaded in \([0-9.]*\) s.*/\1/p')
         /usr/bin/time -f "%e %M" -o "$out/t_qe" $GTR embed -m "$q" --dtype "$dt" -t "$threads" \
             -i "$out/sizes_passages.jsonl" -o "$out/sizes.f32" -q
         read -r qe qrss < "$out/t_qe"
         qrow=$(awk -v size="$size" -v dt="$dt" -v qgb="$qgb" -v qw="$qw" -v lc="$lc" -v lw="$lw2" -v fc="$fc" \
-                   -v fw="$fw" -v frss="$frss" -v qe="$qe" -v tok="$tokens" -v c0="$c0" -v qrss="$qrss" 'BEGIN {
+                   -v fw="$fw" -v frss="$frss" -v qe="$qe" -v tok="$tokens" -v c0="$c0" -v qrss="$qrss" \
+                   -v ckc="${ckc:-0}" -v ckw="${ckw:-0}" -v lnv="$lnv" -v fcn="$fcn" 'BEGIN {
             enc = qe - fw; if (enc < 0.01) enc = 0.01
-            printf "| %s | %s | %s GB | %.0f s | %.2f s | %.2f s | %.1f s | %.1f s | %.0f | %.2f GB | %.2f GB |",
-                   size, dt, qgb, qw, lc, lw, fc, fw, tok / enc, frss / 1048576, qrss / 1048576
+            printf "| %s | %s | %s GB | %.0f s | %.2f s (%.2f) | %.2f s (%.2f) | %.2f s | %.1f s | %.1f s | %.1f s | %.0f | %.2f GB | %.2f GB |",
+                   size, dt, qgb, qw, lc, ckc, lw, ckw, lnv, fc, fcn, fw, tok / enc, frss / 1048576, qrss / 1048576
         }')
         qrows+="$qrow"$'\n'
         echo "$qrow (cached before the cold runs: $c0 GB)" >&2
@@ -112,7 +124,8 @@ flags=$(grep -m1 "^flags" /proc/cpuinfo | tr ' ' '\n' | grep -E '^(avx512f|avx51
 results=${BENCH_RESULTS:-bench/RESULTS.md}
 # one subsection per run (keyed by its sizes): a later run of other sizes keeps this one's
 old=$(awk '/^## / { ins = ($0 == "## Model sizes"); next } ins' "$results" 2>/dev/null || true)
-kept=$(printf '%s\n' "$old" | awk -v key="### Sizes: $sizes (" '/^### / { keep = index($0, key) != 1 } keep')
+tag=${BENCH_SIZES_TAG:-}
+kept=$(printf '%s\n' "$old" | awk -v key="### Sizes: $sizes$tag (" '/^### / { keep = index($0, key) != 1 } keep')
 section="## Model sizes
 
 \`bench/bench_sizes.sh\` (BENCH_SIZES picks the sizes; each run writes its own subsection below).
@@ -124,15 +137,17 @@ time minus the load time. Projections: SciFact 5,183 passages at the measured pa
 2,681,468 passages x ~100 tokens, MS MARCO 8,841,823 x ~75 tokens, on that machine with those
 threads. The second table of each run: the \`gtr quantize\` copies, memory-mapped and used in
 place (weights packed for the kernels): quantize time (from the F16 file, its validation load
-included); load = \`gtr info --dtype\`'s \"loaded in\"; first vector = \`gtr embed\` of one short
-text (it reads every weight page once). Cold: the copy's pages evicted from the page cache first
-(posix_fadvise DONTNEED on its files, not the machine's whole cache); warm: right after. Peak RSS
-there counts the mapped file pages the process touched (page cache, shared between processes,
-not private memory).
+included); load = \`gtr info --dtype\`'s \"loaded in\", in brackets the part of it that verified
+the checksums of every tensor (CRC-32C on all threads; columns without brackets come from runs
+before the checksums existed), and the warm load with \`GTR_NO_VERIFY=1\`; first vector =
+\`gtr embed\` of one short text (it reads every weight page once), cold with and without the
+checksums. Cold: the copy's pages evicted from the page cache first (posix_fadvise DONTNEED on
+its files, not the machine's whole cache); warm: right after. Peak RSS there counts the mapped
+file pages the process touched (page cache, shared between processes, not private memory).
 ${kept:+
 $kept
 }
-### Sizes: $sizes ($(date -u +%Y-%m-%d), $cpu, $threads threads)
+### Sizes: $sizes$tag ($(date -u +%Y-%m-%d), $cpu, $threads threads)
 
 Flags: $flags. Load average $load_start at the start and $load_end at the end (a machine shared
 with other jobs: figures taken under load are slower than a quiet machine's).${BENCH_SIZES_SKIP:+ BENCH_SIZES_SKIP=$BENCH_SIZES_SKIP.}
@@ -140,8 +155,8 @@ with other jobs: figures taken under load are slower than a quiet machine's).${B
 | size | dtype | load | load peak RSS | tokens/s | SciFact | NQ | MS MARCO | embed peak RSS |
 |---|---|---|---|---|---|---|---|---|
 ${rows}
-| size | copy | file | quantize | load cold | load warm | first vector cold | first vector warm | tokens/s | first vector peak RSS | embed peak RSS |
-|---|---|---|---|---|---|---|---|---|---|---|
+| size | copy | file | quantize | load cold (checksums) | load warm (checksums) | load warm, GTR_NO_VERIFY | first vector cold | first vector cold, GTR_NO_VERIFY | first vector warm | tokens/s | first vector peak RSS | embed peak RSS |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|
 ${qrows}"
 results_section "Model sizes" "$section"
 echo "$section"

@@ -1,6 +1,10 @@
 /*
  * cli.h — the gtr command-line tool: one small file per subcommand over the public API.
  * Commands return a process exit status (0 ok, 1 failure, 2 usage error).
+ * Only gtr.h: cli/ (and mpi/, which reuses it) compiles without the library's src/ on the
+ * include path, and tests/scripts/api_boundary.sh fails when a file here includes a src/
+ * header or links a symbol that libgtr.so does not export. What a command needs from the
+ * library is public (documented in gtr.h) or done inside the library.
  */
 #ifndef GTR_CLI_H
 #define GTR_CLI_H
@@ -32,6 +36,8 @@ bool cli_spm_compat(const char *cmd, const char *v, gtr_spm_compat *out);
 /* The model options every command starts from: the library's defaults plus GTR_SPM_COMPAT.
  * False, with a message, when the environment holds an invalid value. */
 bool cli_model_options(const char *cmd, gtr_model_options *mo);
+/* GTR_NO_VERIFY set (not "" or "0"): load `gtr quantize` copies without their checksums. */
+int cli_no_verify(void);
 /* --dtype f32|bf16|int8 and --fusion rrf|interp; on error print a usage message, return false. */
 bool cli_parse_dtype(const char *cmd, const char *s, gtr_compute_dtype *out);
 bool cli_parse_fusion(const char *cmd, const char *s, gtr_fusion *out);
@@ -79,6 +85,34 @@ bool cli_search_check(const char *cmd, const cli_search_args *a);
  * prints its own error (NULL / 1 on failure). */
 gtr_model *cli_load_query_model(const char *cmd, const char *model_dir, const gtr_index *ix, int threads,
                                 gtr_pool *pool);
+/* What a search runs over, opened and freed in one place for `gtr search`, `gtr beir` and
+ * gtr-mpi search/beir: the dense index, its IVF index, the BM25 index, the query model and the
+ * retriever over them. cli_parts_open opens, in this order, each part that is still NULL and
+ * wanted: the dense index (w->index, with w->index_flags), the IVF index (w->ann, over the dense
+ * one), the BM25 index (w->bm25, unless the method is dense), the query model (unless the method
+ * is BM25: cli_load_query_model with w->model_dir). A part the caller set before (gtr beir's
+ * cached indexes, a rank's piece of a sharded index) is kept and freed with the rest.
+ * cli_parts_retriever then opens the retriever over whatever is open. Both return false after
+ * one printed line: fail(fail_user, cmd, err) for a failed library call (NULL: cli_fail), the
+ * model loader's own line for the model. cli_parts_free frees everything and zeroes *p. */
+typedef struct cli_parts {
+    gtr_index *dense;
+    gtr_ann *ann;
+    gtr_bm25 *bm25;
+    gtr_model *model;
+    gtr_retriever *rt;
+    void (*fail)(const void *fail_user, const char *cmd, const gtr_error *err);
+    const void *fail_user;
+} cli_parts;
+typedef struct cli_parts_want {
+    const char *index, *ann, *bm25, *model_dir; /* NULL: none (model_dir: the index's) */
+    unsigned index_flags;                        /* gtr_index_open's flags */
+    gtr_retrieval_method method;
+    int threads;
+} cli_parts_want;
+bool cli_parts_open(const char *cmd, cli_parts *p, const cli_parts_want *w, gtr_pool *pool);
+bool cli_parts_retriever(const char *cmd, cli_parts *p, gtr_pool *pool);
+void cli_parts_free(cli_parts *p);
 int cli_retrieve(const char *cmd, gtr_retriever *r, const gtr_queries *q, const gtr_retrieve_options *o,
                  bool quiet, gtr_hit **hits, size_t **n_hits);
 gtr_run *cli_hits_run(const char *cmd, const gtr_queries *q, const gtr_hit *hits, const size_t *n_hits, size_t k,
@@ -88,6 +122,18 @@ gtr_run *cli_hits_run(const char *cmd, const gtr_queries *q, const gtr_hit *hits
  * a message, when the file cannot be read. */
 bool cli_read_ids(const char *cmd, const char *path, char ***ids, size_t **lens, size_t *n);
 void cli_ids_free(char **ids, size_t *lens, size_t n);
+/* dir + "/" + name (one slash between), malloc'd; NULL, with a message, when out of memory. */
+char *cli_path_join(const char *cmd, const char *dir, const char *name);
+/* path names an existing regular file. */
+bool cli_file_exists(const char *path);
+/* A growable byte buffer, kept NUL-terminated once anything is in it; false when out of memory. */
+typedef struct cli_buf {
+    char *data;
+    size_t len, cap;
+} cli_buf;
+bool cli_buf_reserve(cli_buf *b, size_t extra);
+bool cli_buf_append(cli_buf *b, const void *p, size_t n);
+void cli_buf_free(cli_buf *b);
 /* Open an output file ("-" = stdout). */
 FILE *cli_open_out(const char *cmd, const char *path);
 

@@ -2,10 +2,10 @@
  * GTR vectors, written as .npy float32 [n, dim] (default), raw little-endian float32 or JSON
  * lines. Files are written atomically (nothing half-written on error or Ctrl-C). */
 #include "cli.h"
-#include "data/data.h"
 
 #include <errno.h>
 #include <getopt.h>
+#include <jansson.h>
 #include <math.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -109,21 +109,22 @@ static uint64_t count_lines(const char *path)
 typedef struct writer {
     out_format fmt;
     bool to_stdout;
-    gtr_atomic_file af;
+    const char *path;
+    gtr_output_file *of;
     float *held; /* npy to standard output: all rows until the count is known */
     size_t held_rows, held_cap;
     size_t rows, dim;
-    gtr_buf line;
+    cli_buf line;
 } writer;
 
 static gtr_status w_write(writer *w, const void *p, size_t n, gtr_error *err)
 {
     if (w->to_stdout) {
         if (n && fwrite(p, 1, n, stdout) != n)
-            return gtr_seterr(err, GTR_ERR_IO, "standard output: write failed: %s", strerror(errno));
+            return gtr_error_set(err, GTR_ERR_IO, "standard output: write failed: %s", strerror(errno));
         return GTR_OK;
     }
-    return gtr_atomic_write(&w->af, p, n, err);
+    return gtr_output_file_write(w->of, p, n, err);
 }
 
 static gtr_status w_open(writer *w, const char *path, out_format fmt, size_t dim, gtr_error *err)
@@ -132,10 +133,8 @@ static gtr_status w_open(writer *w, const char *path, out_format fmt, size_t dim
     w->fmt = fmt;
     w->dim = dim;
     w->to_stdout = !path || !strcmp(path, "-");
-    if (!w->to_stdout) {
-        gtr_status st = gtr_atomic_open(&w->af, path, err);
-        if (st) return st;
-    }
+    w->path = path;
+    if (!w->to_stdout && !(w->of = gtr_output_file_open(path, err))) return err->code;
     if (fmt == OUT_NPY && !w->to_stdout) {
         char hdr[128];
         gtr_npy_header_f32(hdr, sizeof hdr, 0, dim); /* rows patched at the end */
@@ -144,13 +143,16 @@ static gtr_status w_open(writer *w, const char *path, out_format fmt, size_t dim
     return GTR_OK;
 }
 
-static void json_str(gtr_buf *b, const char *s, size_t n, gtr_error *err)
+static bool put(cli_buf *b, const char *s) { return cli_buf_append(b, s, strlen(s)); }
+
+static bool json_str(cli_buf *b, const char *s, size_t n)
 {
     json_t *j = json_stringn(s, n);
     char *enc = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
-    gtr_buf_printf(b, err, "%s", enc ? enc : "null");
+    bool ok = put(b, enc ? enc : "null");
     free(enc);
     json_decref(j);
+    return ok;
 }
 
 static gtr_status w_rows(writer *w, const float *v, size_t n, char **ids, size_t *id_lens,
@@ -160,23 +162,21 @@ static gtr_status w_rows(writer *w, const float *v, size_t n, char **ids, size_t
      * such results already, this guards the file format */
     for (size_t i = 0; i < n * w->dim; i++)
         if (!isfinite(v[i]))
-            return gtr_seterr(err, GTR_ERR_INTERNAL, "text %zu: the vector has a non-finite value",
-                              w->rows + i / w->dim + 1);
+            return gtr_error_set(err, GTR_ERR_INTERNAL, "text %zu: the vector has a non-finite value",
+                                 w->rows + i / w->dim + 1);
     w->rows += n;
     if (w->fmt == OUT_JSONL) {
         for (size_t i = 0; i < n; i++) {
             w->line.len = 0;
-            if (ids[i]) {
-                gtr_buf_printf(&w->line, err, "{\"_id\": ");
-                json_str(&w->line, ids[i], id_lens[i], err);
-                gtr_buf_printf(&w->line, err, ", \"embedding\": [");
-            } else {
-                gtr_buf_printf(&w->line, err, "[");
+            bool ok = ids[i] ? put(&w->line, "{\"_id\": ") && json_str(&w->line, ids[i], id_lens[i]) &&
+                                   put(&w->line, ", \"embedding\": [")
+                             : put(&w->line, "[");
+            for (size_t j = 0; ok && j < w->dim; j++) {
+                char num[40];
+                snprintf(num, sizeof num, "%s%.9g", j ? ", " : "", (double)v[i * w->dim + j]);
+                ok = put(&w->line, num);
             }
-            for (size_t j = 0; j < w->dim; j++)
-                gtr_buf_printf(&w->line, err, "%s%.9g", j ? ", " : "", (double)v[i * w->dim + j]);
-            gtr_buf_printf(&w->line, err, ids[i] ? "]}\n" : "]\n");
-            if (!w->line.data) return gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");
+            if (!ok || !put(&w->line, ids[i] ? "]}\n" : "]\n")) return gtr_error_set(err, GTR_ERR_NOMEM, "out of memory");
             gtr_status st = w_write(w, w->line.data, w->line.len, err);
             if (st) return st;
         }
@@ -184,9 +184,9 @@ static gtr_status w_rows(writer *w, const float *v, size_t n, char **ids, size_t
     }
     if (w->fmt == OUT_NPY && w->to_stdout) {
         if (w->held_rows + n > w->held_cap) {
-            size_t cap = GTR_MAX(2 * w->held_cap, w->held_rows + n);
+            size_t cap = 2 * w->held_cap > w->held_rows + n ? 2 * w->held_cap : w->held_rows + n;
             float *h = realloc(w->held, cap * w->dim * sizeof *h);
-            if (!h) return gtr_seterr(err, GTR_ERR_NOMEM, "out of memory holding the vectors");
+            if (!h) return gtr_error_set(err, GTR_ERR_NOMEM, "out of memory holding the vectors");
             w->held = h;
             w->held_cap = cap;
         }
@@ -202,39 +202,41 @@ static gtr_status w_close(writer *w, gtr_error *err)
     gtr_status st = GTR_OK;
     char hdr[128];
     if (w->fmt == OUT_NPY && !gtr_npy_header_f32(hdr, sizeof hdr, w->rows, w->dim))
-        st = gtr_seterr(err, GTR_ERR_INVALID_ARG, "too many rows for a .npy header");
+        st = gtr_error_set(err, GTR_ERR_INVALID_ARG, "too many rows for a .npy header");
     if (!st && w->to_stdout) {
         if (w->fmt == OUT_NPY && (st = w_write(w, hdr, sizeof hdr, err)) == GTR_OK)
             st = w_write(w, w->held, w->held_rows * w->dim * sizeof(float), err);
         if (!st && fflush(stdout) != 0)
-            st = gtr_seterr(err, GTR_ERR_IO, "standard output: write failed: %s", strerror(errno));
+            st = gtr_error_set(err, GTR_ERR_IO, "standard output: write failed: %s", strerror(errno));
     } else if (!st) {
+        FILE *fp = gtr_output_file_stream(w->of);
         if (w->fmt == OUT_NPY) {
             /* the row count is known now: rewrite the fixed-size header in place */
-            if (fflush(w->af.fp) != 0 || fseek(w->af.fp, 0, SEEK_SET) != 0 ||
-                fwrite(hdr, 1, sizeof hdr, w->af.fp) != sizeof hdr)
-                st = gtr_seterr(err, GTR_ERR_IO, "%s: cannot write the header: %s", w->af.tmp_path, strerror(errno));
+            if (fflush(fp) != 0 || fseek(fp, 0, SEEK_SET) != 0 || fwrite(hdr, 1, sizeof hdr, fp) != sizeof hdr)
+                st = gtr_error_set(err, GTR_ERR_IO, "%s: cannot write the header: %s", w->path, strerror(errno));
         }
-        if (st) gtr_atomic_abort(&w->af);
-        else st = gtr_atomic_commit(&w->af, err);
+        if (st) gtr_output_file_abort(w->of);
+        else st = gtr_output_file_commit(w->of, err);
+    } else if (!w->to_stdout) {
+        gtr_output_file_abort(w->of);
     }
     free(w->held);
-    gtr_buf_free(&w->line);
+    cli_buf_free(&w->line);
     return st;
 }
 
 static void w_abort(writer *w)
 {
-    if (!w->to_stdout) gtr_atomic_abort(&w->af);
+    if (!w->to_stdout) gtr_output_file_abort(w->of);
     free(w->held);
-    gtr_buf_free(&w->line);
+    cli_buf_free(&w->line);
 }
 
 /* ---- the batch loop ------------------------------------------------------- */
 
 typedef struct batch {
     size_t n, cap;
-    gtr_buf arena;   /* texts and ids, back to back */
+    cli_buf arena;   /* texts and ids, back to back */
     size_t *text_off, *text_len, *id_off, *id_len, *line;
     bool *has_id;
     const char **texts;
@@ -261,7 +263,7 @@ static bool batch_init(batch *b, size_t cap, size_t dim)
 
 static void batch_free(batch *b)
 {
-    gtr_buf_free(&b->arena);
+    cli_buf_free(&b->arena);
     free(b->text_off);
     free(b->text_len);
     free(b->id_off);
@@ -274,25 +276,26 @@ static void batch_free(batch *b)
 }
 
 /* Copy one record into the batch: its text as gtr embed defines it, and its id. */
-static gtr_status batch_add(batch *b, const gtr_record *rec, gtr_buf *tmp, gtr_error *err)
+static gtr_status batch_add(batch *b, const gtr_text_record *rec, gtr_error *err)
 {
     const char *s = rec->text;
     size_t n = rec->text_len;
-    gtr_status st;
-    if (rec->obj && json_object_get(rec->obj, "title")) { /* BEIR corpus: (title + " " + text).strip() */
-        if ((st = gtr_record_passage(rec, tmp, err))) return st;
-        s = tmp->data;
-        n = tmp->len;
+    char *passage = NULL;
+    if (rec->has_title) { /* BEIR corpus: (title + " " + text).strip() */
+        gtr_status st = gtr_text_record_passage(rec, &passage, &n, err);
+        if (st) return st;
+        s = passage;
     }
     size_t i = b->n;
     b->text_off[i] = b->arena.len;
     b->text_len[i] = n;
-    if ((st = gtr_buf_append(&b->arena, s ? s : "", n, err)) || (st = gtr_buf_append(&b->arena, "", 1, err)))
-        return st;
+    bool ok = cli_buf_append(&b->arena, s ? s : "", n) && cli_buf_append(&b->arena, "", 1);
+    gtr_free(passage);
     b->has_id[i] = rec->id != NULL;
     b->id_off[i] = b->arena.len;
     b->id_len[i] = rec->id ? rec->id_len : 0;
-    if (rec->id && (st = gtr_buf_append(&b->arena, rec->id, rec->id_len, err))) return st;
+    if (!ok || (rec->id && !cli_buf_append(&b->arena, rec->id, rec->id_len)))
+        return gtr_error_set(err, GTR_ERR_NOMEM, "out of memory");
     b->line[i] = rec->line;
     b->n++;
     return GTR_OK;
@@ -311,12 +314,18 @@ static gtr_status batch_encode(gtr_model *m, batch *b, const char *input, gtr_er
     for (size_t i = 0; i < b->n; i++) {
         gtr_error e1;
         if (gtr_model_encode(m, &b->texts[i], &b->text_len[i], 1, b->vecs + i * dim, &e1)) {
-            gtr_seterr(err, e1.code, "%s:%zu: %s", strcmp(input, "-") ? input : "<stdin>", b->line[i],
-                       e1.message);
+            gtr_error_set(err, e1.code, "%s:%zu: %s", strcmp(input, "-") ? input : "<stdin>", b->line[i],
+                          e1.message);
             return e1.code;
         }
     }
     return st;
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && !memcmp(s + a - b, suffix, b);
 }
 
 static double peak_rss_mib(void)
@@ -346,8 +355,8 @@ static int run(const opts *o)
     out_format fmt = (out_format)o->out_fmt;
     if (o->out_fmt < 0) {
         if (!o->output || !strcmp(o->output, "-")) fmt = OUT_JSONL;
-        else if (gtr_str_ends_with(o->output, ".f32") || gtr_str_ends_with(o->output, ".bin")) fmt = OUT_F32;
-        else if (gtr_str_ends_with(o->output, ".jsonl") || gtr_str_ends_with(o->output, ".json")) fmt = OUT_JSONL;
+        else if (ends_with(o->output, ".f32") || ends_with(o->output, ".bin")) fmt = OUT_F32;
+        else if (ends_with(o->output, ".jsonl") || ends_with(o->output, ".json")) fmt = OUT_JSONL;
         else fmt = OUT_NPY;
     }
     gtr_text_reader *r = gtr_text_reader_open(o->input, o->in_fmt, &err);
@@ -357,7 +366,6 @@ static int run(const opts *o)
     }
     batch b;
     writer w;
-    gtr_buf tmp = {0};
     int rc = 0;
     bool w_open_ok = false;
     if (!batch_init(&b, (size_t)o->batch, dim)) {
@@ -382,13 +390,14 @@ static int run(const opts *o)
         b.n = 0;
         b.arena.len = 0;
         while (b.n < b.cap) {
-            gtr_record rec;
-            if (gtr_text_reader_next(r, &rec, &eof, &err)) {
+            gtr_text_record rec;
+            int end;
+            if (gtr_text_reader_read(r, &rec, &end, &err)) {
                 rc = cli_fail(CMD, &err);
                 goto stop;
             }
-            if (eof) break;
-            if (batch_add(&b, &rec, &tmp, &err)) {
+            if ((eof = end)) break;
+            if (batch_add(&b, &rec, &err)) {
                 rc = cli_fail(CMD, &err);
                 goto stop;
             }
@@ -400,7 +409,7 @@ static int run(const opts *o)
             goto stop;
         }
         done_n += b.n;
-        cli_progress_cb(&prog, done_n, GTR_MAX(total, done_n));
+        cli_progress_cb(&prog, done_n, total > done_n ? total : done_n);
         if (interrupted) {
             rc = cli_errorf(CMD, 130, "interrupted; %s left untouched",
                             w.to_stdout ? "nothing more written" : o->output);
@@ -426,7 +435,6 @@ stop:
 done:
     if (w_open_ok) w_abort(&w);
     batch_free(&b);
-    gtr_buf_free(&tmp);
     gtr_text_reader_close(r);
     gtr_model_free(m);
     return rc;

@@ -49,6 +49,10 @@ static void usage(FILE *out)
             "                           (one per line); exact search gives the hits of an index\n"
             "                           holding only those documents. An id not in INDEX is an\n"
             "                           error (a typo would silently narrow the search otherwise)\n"
+            "      --where FIELD=VALUE  dense: only documents whose metadata FIELD equals VALUE\n"
+            "                           (INDEX.fields, written by gtr index; numbers compare by\n"
+            "                           value). Repeat for several (all must hold); with\n"
+            "                           --filter-ids, both. A FIELD no document has is an error\n"
             "      --tag TAG            last column of the run (default gtr-METHOD)\n"
             "  -t, --threads N          threads (default: all cores)\n"
             "      --quiet              no progress on stderr\n"
@@ -126,18 +130,54 @@ static uint8_t *filter_ids(const char *path, const gtr_index *ix)
     return bits;
 }
 
+/* --where: the documents whose fields match, ANDed with allow (when given; freed here); NULL,
+ * message printed, on failure */
+static uint8_t *filter_where(const char *index_path, const gtr_index *ix, const char *const *names,
+                             const char *const *values, size_t n, uint8_t *allow)
+{
+    size_t pl = strlen(index_path) + 8, nb = (gtr_index_count(ix) + 7) / 8 + 1;
+    char *fp = malloc(pl);
+    uint8_t *bits = calloc(nb, 1);
+    gtr_error err;
+    gtr_fields *f = NULL;
+    if (!fp || !bits) {
+        cli_errorf("search", 1, "out of memory (--where)");
+        goto fail;
+    }
+    snprintf(fp, pl, "%s.fields", index_path);
+    if (!(f = gtr_fields_open(fp, ix, &err)) || gtr_fields_where(f, ix, names, values, n, bits, NULL, &err)) {
+        cli_fail("search", &err);
+        goto fail;
+    }
+    for (size_t i = 0; allow && i < nb; i++) bits[i] &= allow[i];
+    gtr_fields_free(f);
+    free(fp);
+    free(allow);
+    return bits;
+fail:
+    gtr_fields_free(f);
+    free(fp);
+    free(bits);
+    free(allow);
+    return NULL;
+}
+
 int cmd_search(int argc, char **argv)
 {
-    enum { O_QUERY = 1000, O_QUIET, O_NOVERIFY, O_ANN, O_NPROBE, O_FILTER_IDS };
+    enum { O_QUERY = 1000, O_QUIET, O_NOVERIFY, O_ANN, O_NPROBE, O_FILTER_IDS, O_WHERE };
     static const struct option longopts[] = {
         CLI_SEARCH_LONGOPTS,
         {"query", required_argument, NULL, O_QUERY}, {"quiet", no_argument, NULL, O_QUIET},
         {"help", no_argument, NULL, 'h'},            {"no-verify", no_argument, NULL, O_NOVERIFY},
         {"ann", required_argument, NULL, O_ANN},     {"nprobe", required_argument, NULL, O_NPROBE},
-        {"filter-ids", required_argument, NULL, O_FILTER_IDS}, {NULL, 0, NULL, 0}};
+        {"filter-ids", required_argument, NULL, O_FILTER_IDS}, {"where", required_argument, NULL, O_WHERE},
+        {NULL, 0, NULL, 0}};
     cli_search_args a;
     cli_search_args_init(&a);
     const char *query = NULL, *ann_path = NULL, *filter_path = NULL;
+    enum { MAX_WHERE = 32 };
+    const char *where_names[MAX_WHERE], *where_values[MAX_WHERE];
+    size_t n_where = 0;
     bool quiet = false;
     unsigned open_flags = 0;
     long long v;
@@ -150,6 +190,15 @@ int cmd_search(int argc, char **argv)
         case O_NOVERIFY: open_flags |= GTR_INDEX_OPEN_NO_VERIFY; break;
         case O_ANN: ann_path = optarg; break;
         case O_FILTER_IDS: filter_path = optarg; break;
+        case O_WHERE: {
+            char *eq = strchr(optarg, '=');
+            if (!eq || eq == optarg) return cli_errorf("search", 2, "--where needs FIELD=VALUE, got '%s'", optarg);
+            if (n_where == MAX_WHERE) return cli_errorf("search", 2, "at most %d --where conditions", MAX_WHERE);
+            *eq = 0;
+            where_names[n_where] = optarg;
+            where_values[n_where++] = eq + 1;
+            break;
+        }
         case O_NPROBE:
             if (!cli_parse_int("search", "--nprobe", optarg, 1, 1 << 24, &v)) return 2;
             a.o.nprobe = (uint32_t)v;
@@ -173,40 +222,29 @@ int cmd_search(int argc, char **argv)
     if (query && !a.k_given) o.k = 10;
 
     gtr_error err;
-    gtr_retriever_options src = gtr_retriever_default_options();
-    gtr_index *dense = NULL;
-    gtr_ann *ann = NULL;
-    gtr_bm25 *bm25 = NULL;
-    gtr_model *model = NULL;
-    gtr_retriever *rt = NULL;
+    cli_parts p = {0};
+    /* the dense index and its IVF index first (the filters read the index, and a bad filter
+     * file is reported before the model loads), then the BM25 index and the model */
+    cli_parts_want w = {.index = index_path, .ann = ann_path, .index_flags = open_flags, .method = GTR_RETRIEVE_BM25};
     gtr_queries *q = NULL;
     gtr_hit *hits = NULL;
     size_t *n_hits = NULL;
     gtr_run *run = NULL;
     uint8_t *allow = NULL;
     int rc = 1;
-    if (filter_path && (!index_path || o.method != GTR_RETRIEVE_DENSE))
-        return cli_errorf("search", 2, "--filter-ids needs --index and the dense method");
+    if ((filter_path || n_where) && (!index_path || o.method != GTR_RETRIEVE_DENSE))
+        return cli_errorf("search", 2, "--filter-ids and --where need --index and the dense method");
+    if (ann_path && !index_path) return cli_errorf("search", 2, "--ann needs --index (the index it was built from)");
     gtr_pool *pool = gtr_pool_create(threads, &err);
     if (!pool) return cli_fail("search", &err);
-    if (index_path && !(dense = gtr_index_open(index_path, open_flags, pool, &err))) {
-        cli_fail("search", &err);
-        goto done;
-    }
-    if (ann_path && !index_path) {
-        rc = cli_errorf("search", 2, "--ann needs --index (the index it was built from)");
-        goto done;
-    }
-    if (ann_path && !(ann = gtr_ann_open(ann_path, dense, &err))) {
-        cli_fail("search", &err);
-        goto done;
-    }
-    if (filter_path && !(allow = filter_ids(filter_path, dense))) goto done;
-    if (bm25_path && o.method != GTR_RETRIEVE_DENSE && !(bm25 = gtr_bm25_open(bm25_path, &err))) {
-        cli_fail("search", &err);
-        goto done;
-    }
-    if (o.method != GTR_RETRIEVE_BM25 && !(model = cli_load_query_model("search", model_dir, dense, threads, pool))) goto done;
+    if (!cli_parts_open("search", &p, &w, pool)) goto done;
+    if (filter_path && !(allow = filter_ids(filter_path, p.dense))) goto done;
+    if (n_where && !(allow = filter_where(index_path, p.dense, where_names, where_values, n_where, allow))) goto done;
+    w.bm25 = bm25_path;
+    w.model_dir = model_dir;
+    w.method = o.method;
+    w.threads = threads;
+    if (!cli_parts_open("search", &p, &w, pool)) goto done;
     if (query) {
         if (!(q = gtr_queries_new(&err)) || gtr_queries_add(q, "q", 1, query, strlen(query), &err)) {
             cli_fail("search", &err);
@@ -216,20 +254,12 @@ int cmd_search(int argc, char **argv)
         cli_fail("search", &err);
         goto done;
     }
-    src.model = model;
-    src.index = dense;
-    src.ann = ann;
-    src.bm25 = bm25;
-    src.pool = pool;
-    if (!(rt = gtr_retriever_open(&src, &err))) {
-        cli_fail("search", &err);
-        goto done;
-    }
+    if (!cli_parts_retriever("search", &p, pool)) goto done;
     if (a.skip_self) o.skip_ids = gtr_queries_ids(q);
     o.allow = allow;
-    if (cli_retrieve("search", rt, q, &o, quiet, &hits, &n_hits)) goto done;
+    if (cli_retrieve("search", p.rt, q, &o, quiet, &hits, &n_hits)) goto done;
     if (query) {
-        print_hits(dense, hits, n_hits[0]);
+        print_hits(p.dense, hits, n_hits[0]);
         rc = 0;
         goto done;
     }
@@ -259,13 +289,9 @@ done:
     gtr_run_free(run);
     free(hits);
     free(n_hits);
-    gtr_retriever_free(rt);
     gtr_queries_free(q);
-    gtr_model_free(model);
     free(allow);
-    gtr_ann_free(ann);
-    gtr_index_free(dense);
-    gtr_bm25_free(bm25);
+    cli_parts_free(&p);
     gtr_pool_free(pool);
     return rc;
 }

@@ -268,6 +268,7 @@ static int serve(opts *o)
     gtr_model *model = NULL;
     gtr_index *index = NULL;
     gtr_ann *ann = NULL;
+    gtr_fields *fields = NULL;
     gtr_bm25 *bm25 = NULL;
     gtr_server *srv = NULL;
     int rc = 1;
@@ -281,6 +282,13 @@ static int serve(opts *o)
         goto done;
     }
     if (o->ann && !(ann = gtr_ann_open(o->ann, index, &err))) {
+        cli_fail(CMD, &err);
+        goto done;
+    }
+    /* INDEX.fields (gtr index writes it when the corpus has metadata): /search "where" */
+    char fpath[4096];
+    if (index && snprintf(fpath, sizeof fpath, "%s.fields", o->index) < (int)sizeof fpath && access(fpath, F_OK) == 0 &&
+        !(fields = gtr_fields_open(fpath, index, &err))) {
         cli_fail(CMD, &err);
         goto done;
     }
@@ -316,6 +324,7 @@ static int serve(opts *o)
     o->so.model = model;
     o->so.index = index;
     o->so.ann = ann;
+    o->so.fields = fields;
     o->so.bm25 = bm25;
     o->so.model_name = o->model_name ? o->model_name : base_name(dir, name, sizeof name);
     if (o->verbose) o->so.log = log_line;
@@ -369,6 +378,7 @@ done:
     gtr_server_free(srv);
     gtr_model_free(model);
     gtr_ann_free(ann);
+    gtr_fields_free(fields);
     gtr_index_free(index);
     gtr_bm25_free(bm25);
     return rc;

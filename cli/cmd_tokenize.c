@@ -1,6 +1,5 @@
 /* cmd_tokenize.c — `gtr tokenize`: texts to T5 SentencePiece ids or pieces (or back). */
 #include "cli.h"
-#include "data/data.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -63,24 +62,6 @@ typedef struct opts {
     bool have_max_len, no_eos, pieces, normalize, decode;
 } opts;
 
-/* max_seq_length from MODEL_DIR/sentence_bert_config.json (512 when the file is absent). */
-static int model_max_len(const char *dir, long long *out)
-{
-    gtr_error err;
-    char *path = gtr_path_join(dir, "sentence_bert_config.json");
-    if (!path) return cli_errorf(CMD, 1, "out of memory");
-    *out = 512;
-    int rc = 0;
-    if (gtr_file_exists(path)) {
-        json_t *j = gtr_json_load_file(path, &err);
-        if (!j || gtr_json_get_int(j, "max_seq_length", false, 512, out, path, &err)) rc = cli_fail(CMD, &err);
-        else if (*out < 0 || *out > 1000000000) rc = cli_errorf(CMD, 1, "%s: max_seq_length %lld is out of range", path, *out);
-        json_decref(j);
-    }
-    free(path);
-    return rc;
-}
-
 /* Append the decimal form of v. */
 static char *put_int(char *p, int32_t v)
 {
@@ -109,7 +90,7 @@ static gtr_status parse_ids(const char *s, size_t len, gtr_ids *ids, gtr_error *
     while (end > i && id_space(s[end - 1])) end--;
     if (i < end && s[i] == '[') {
         if (end - i < 2 || s[end - 1] != ']')
-            return gtr_seterr(err, GTR_ERR_FORMAT, "'[' at byte %zu has no closing ']'", i + 1);
+            return gtr_error_set(err, GTR_ERR_FORMAT, "'[' at byte %zu has no closing ']'", i + 1);
         i++;
         end--;
     }
@@ -123,7 +104,7 @@ static gtr_status parse_ids(const char *s, size_t len, gtr_ids *ids, gtr_error *
         }
         if (c == ',') {
             if (want_num)
-                return gtr_seterr(err, GTR_ERR_FORMAT, "empty element before the comma at byte %zu", i + 1);
+                return gtr_error_set(err, GTR_ERR_FORMAT, "empty element before the comma at byte %zu", i + 1);
             want_num = after_comma = true;
             i++;
             continue;
@@ -134,11 +115,11 @@ static gtr_status parse_ids(const char *s, size_t len, gtr_ids *ids, gtr_error *
         while (j < end && s[j] >= '0' && s[j] <= '9' && v <= INT32_MAX) v = v * 10 + (s[j++] - '0');
         if (j == i + neg || v > INT32_MAX || (!want_num && !spaced) ||
             (j < end && !id_space(s[j]) && s[j] != ','))
-            return gtr_seterr(err, GTR_ERR_FORMAT, "not a list of ids at byte %zu", i + 1);
+            return gtr_error_set(err, GTR_ERR_FORMAT, "not a list of ids at byte %zu", i + 1);
         if (ids->n == ids->cap) {
             size_t cap = ids->cap ? 2 * ids->cap : 64;
             int32_t *p = realloc(ids->ids, cap * sizeof *p);
-            if (!p) return gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");
+            if (!p) return gtr_error_set(err, GTR_ERR_NOMEM, "out of memory");
             ids->ids = p;
             ids->cap = cap;
         }
@@ -146,8 +127,13 @@ static gtr_status parse_ids(const char *s, size_t len, gtr_ids *ids, gtr_error *
         i = j;
         want_num = after_comma = spaced = false;
     }
-    if (after_comma) return gtr_seterr(err, GTR_ERR_FORMAT, "a comma ends the list of ids");
+    if (after_comma) return gtr_error_set(err, GTR_ERR_FORMAT, "a comma ends the list of ids");
     return GTR_OK;
+}
+
+static gtr_status append(cli_buf *b, const void *p, size_t n, gtr_error *err)
+{
+    return cli_buf_append(b, p, n) ? GTR_OK : gtr_error_set(err, GTR_ERR_NOMEM, "out of memory");
 }
 
 static int run(const opts *o, gtr_tokenizer *tok, int max_len, FILE *out)
@@ -158,12 +144,12 @@ static int run(const opts *o, gtr_tokenizer *tok, int max_len, FILE *out)
     if (!r) return cli_fail(CMD, &err);
     gtr_ids ids = {0};
     gtr_pieces pc = {0};
-    gtr_buf line = {0};
+    cli_buf line = {0};
     int rc = 0;
     for (;;) {
-        gtr_record rec;
-        bool eof;
-        gtr_status st = gtr_text_reader_next(r, &rec, &eof, &err);
+        gtr_text_record rec;
+        int eof;
+        gtr_status st = gtr_text_reader_read(r, &rec, &eof, &err);
         if (st) {
             rc = cli_fail(CMD, &err);
             break;
@@ -179,13 +165,13 @@ static int run(const opts *o, gtr_tokenizer *tok, int max_len, FILE *out)
             size_t n = 0;
             if (!(st = parse_ids(rec.text, rec.text_len, &ids, &err)))
                 st = gtr_tokenizer_decode(tok, ids.ids, ids.n, &text, &n, &err);
-            if (!st) st = gtr_buf_append(&line, text, n, &err);
+            if (!st) st = append(&line, text, n, &err);
             gtr_free(text);
         } else if (o->normalize) {
             char *text = NULL;
             size_t n = 0;
             if (!(st = gtr_tokenizer_normalize(tok, rec.text, rec.text_len, &text, &n, &err)))
-                st = gtr_buf_append(&line, text, n, &err);
+                st = append(&line, text, n, &err);
             gtr_free(text);
         } else if (o->pieces) {
             if (!(st = gtr_tokenizer_encode_pieces(tok, rec.text, rec.text_len, &pc, &err))) {
@@ -195,12 +181,14 @@ static int run(const opts *o, gtr_tokenizer *tok, int max_len, FILE *out)
                     if (n > room) n = room;
                 }
                 for (size_t i = 0; i < n && !st; i++) {
-                    if (i) st = gtr_buf_append(&line, " ", 1, &err);
-                    if (!st) st = gtr_buf_append(&line, pc.text + pc.offs[i], pc.offs[i + 1] - pc.offs[i] - 1, &err);
+                    if (i) st = append(&line, " ", 1, &err);
+                    if (!st) st = append(&line, pc.text + pc.offs[i], pc.offs[i + 1] - pc.offs[i] - 1, &err);
                 }
             }
         } else if (!(st = gtr_tokenizer_encode(tok, rec.text, rec.text_len, max_len, !o->no_eos, &ids, &err))) {
-            if (!(st = gtr_buf_reserve(&line, ids.n * 12 + 2, &err))) {
+            if (!cli_buf_reserve(&line, ids.n * 12 + 2)) {
+                st = gtr_error_set(&err, GTR_ERR_NOMEM, "out of memory");
+            } else {
                 char *p = line.data;
                 for (size_t i = 0; i < ids.n; i++) {
                     if (i) *p++ = ' ';
@@ -219,7 +207,7 @@ static int run(const opts *o, gtr_tokenizer *tok, int max_len, FILE *out)
             break;
         }
     }
-    gtr_buf_free(&line);
+    cli_buf_free(&line);
     gtr_ids_free(&ids);
     gtr_pieces_free(&pc);
     gtr_text_reader_close(r);
@@ -272,32 +260,37 @@ int cmd_tokenize(int argc, char **argv)
     if (!cli_spm_compat(CMD, o.spm_compat_name, &to.compat)) return 2;
 
     long long max_len = 0;
-    char *spm_path = o.spm ? strdup(o.spm) : gtr_path_join(o.model_dir, "spiece.model");
-    if (!spm_path) return cli_errorf(CMD, 1, "out of memory");
-    if (o.have_max_len) max_len = o.max_len;
-    else if (o.model_dir && model_max_len(o.model_dir, &max_len)) {
-        free(spm_path);
-        return 1;
-    }
+    char *spm_path = o.spm ? strdup(o.spm) : cli_path_join(CMD, o.model_dir, "spiece.model");
+    if (!spm_path) return o.spm ? cli_errorf(CMD, 1, "out of memory") : 1;
     gtr_error err;
+    if (o.have_max_len) {
+        max_len = o.max_len;
+    } else if (o.model_dir) { /* max_seq_length of MODEL_DIR/sentence_bert_config.json, else 512 */
+        int n;
+        if (gtr_model_dir_max_len(o.model_dir, &n, &err)) {
+            free(spm_path);
+            return cli_fail(CMD, &err);
+        }
+        max_len = n;
+    }
     gtr_tokenizer *tok = gtr_tokenizer_load(spm_path, &to, &err);
     free(spm_path);
     if (!tok) return cli_fail(CMD, &err);
     /* A named output file is written atomically: a failure leaves no half-written file. */
     bool to_file = strcmp(o.output, "-") != 0;
-    gtr_atomic_file af;
+    gtr_output_file *of = NULL;
     FILE *out = stdout;
     if (to_file) {
-        if (gtr_atomic_open(&af, o.output, &err)) {
+        if (!(of = gtr_output_file_open(o.output, &err))) {
             gtr_tokenizer_free(tok);
             return cli_fail(CMD, &err);
         }
-        out = af.fp;
+        out = gtr_output_file_stream(of);
     }
     int rc = run(&o, tok, (int)max_len, out);
     if (to_file) {
-        if (rc) gtr_atomic_abort(&af);
-        else if (gtr_atomic_commit(&af, &err)) rc = cli_fail(CMD, &err);
+        if (rc) gtr_output_file_abort(of);
+        else if (gtr_output_file_commit(of, &err)) rc = cli_fail(CMD, &err);
     } else if (fflush(stdout) != 0 && rc == 0) {
         rc = cli_errorf(CMD, 1, "standard output: write failed: %s", strerror(errno));
     }

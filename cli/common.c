@@ -52,6 +52,54 @@ bool cli_parse_double(const char *cmd, const char *opt, const char *s, double *o
     return true;
 }
 
+char *cli_path_join(const char *cmd, const char *dir, const char *name)
+{
+    size_t a = strlen(dir), b = strlen(name);
+    char *p = malloc(a + b + 2);
+    if (!p) {
+        cli_errorf(cmd, 1, "out of memory");
+        return NULL;
+    }
+    snprintf(p, a + b + 2, "%s%s%s", dir, a && dir[a - 1] != '/' ? "/" : "", name);
+    return p;
+}
+
+bool cli_file_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+bool cli_buf_reserve(cli_buf *b, size_t extra)
+{
+    if (b->cap - b->len > extra) return true; /* room for the terminator too */
+    size_t cap = b->cap ? b->cap : 64;
+    while (cap - b->len <= extra) {
+        if (cap * 2 < cap) return false;
+        cap *= 2;
+    }
+    char *p = realloc(b->data, cap);
+    if (!p) return false;
+    b->data = p;
+    b->cap = cap;
+    return true;
+}
+
+bool cli_buf_append(cli_buf *b, const void *p, size_t n)
+{
+    if (!cli_buf_reserve(b, n)) return false;
+    if (n) memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return true;
+}
+
+void cli_buf_free(cli_buf *b)
+{
+    free(b->data);
+    memset(b, 0, sizeof *b);
+}
+
 FILE *cli_open_out(const char *cmd, const char *path)
 {
     if (!path || strcmp(path, "-") == 0) return stdout;
@@ -80,7 +128,14 @@ bool cli_model_options(const char *cmd, gtr_model_options *mo)
     /* GTR_DEVICE=cuda[:N] puts every command's encoder on a GPU (--device overrides it) */
     const char *dev = getenv("GTR_DEVICE");
     if (dev && *dev) mo->device = dev;
+    mo->no_verify = cli_no_verify();
     return cli_spm_compat(cmd, NULL, &mo->spm_compat);
+}
+
+int cli_no_verify(void)
+{
+    const char *v = getenv("GTR_NO_VERIFY");
+    return v && *v && strcmp(v, "0") != 0;
 }
 
 bool cli_parse_dtype(const char *cmd, const char *s, gtr_compute_dtype *out)
@@ -239,6 +294,50 @@ gtr_model *cli_load_query_model(const char *cmd, const char *model_dir, const gt
         return NULL;
     }
     return m;
+}
+
+static bool parts_fail(const char *cmd, const cli_parts *p, const gtr_error *err)
+{
+    if (p->fail) p->fail(p->fail_user, cmd, err);
+    else cli_fail(cmd, err);
+    return false;
+}
+
+bool cli_parts_open(const char *cmd, cli_parts *p, const cli_parts_want *w, gtr_pool *pool)
+{
+    gtr_error err;
+    if (!p->dense && w->index && !(p->dense = gtr_index_open(w->index, w->index_flags, pool, &err)))
+        return parts_fail(cmd, p, &err);
+    if (!p->ann && w->ann && !(p->ann = gtr_ann_open(w->ann, p->dense, &err))) return parts_fail(cmd, p, &err);
+    if (!p->bm25 && w->bm25 && w->method != GTR_RETRIEVE_DENSE && !(p->bm25 = gtr_bm25_open(w->bm25, &err)))
+        return parts_fail(cmd, p, &err);
+    if (!p->model && w->method != GTR_RETRIEVE_BM25 &&
+        !(p->model = cli_load_query_model(cmd, w->model_dir, p->dense, w->threads, pool)))
+        return false;
+    return true;
+}
+
+bool cli_parts_retriever(const char *cmd, cli_parts *p, gtr_pool *pool)
+{
+    gtr_error err;
+    gtr_retriever_options o = gtr_retriever_default_options();
+    o.model = p->model;
+    o.index = p->dense;
+    o.ann = p->ann;
+    o.bm25 = p->bm25;
+    o.pool = pool;
+    if (!(p->rt = gtr_retriever_open(&o, &err))) return parts_fail(cmd, p, &err);
+    return true;
+}
+
+void cli_parts_free(cli_parts *p)
+{
+    gtr_retriever_free(p->rt);
+    gtr_model_free(p->model);
+    gtr_ann_free(p->ann);
+    gtr_index_free(p->dense);
+    gtr_bm25_free(p->bm25);
+    memset(p, 0, sizeof *p);
 }
 
 int cli_retrieve(const char *cmd, gtr_retriever *r, const gtr_queries *q, const gtr_retrieve_options *o,

@@ -21,6 +21,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -94,6 +95,73 @@ GTR_API int gtr_pool_size(const gtr_pool *pool);
  * total 0 when unknown). Return non-zero to ask the job to stop (it then fails with
  * GTR_ERR_INTERRUPTED, leaving no half-written output). */
 typedef int (*gtr_progress_fn)(void *user, uint64_t done, uint64_t total);
+
+/* ======================================================================== files */
+/* (section owned by src/core/file.c and src/data/)
+ * The files the library reads and writes itself, for programs that read and write their own
+ * the same way (gtr tokenize, gtr embed). */
+
+/* Text inputs: plain lines, or JSON lines holding a string or an object with "text" (and
+ * "_id" or "id", "title": BEIR corpus and queries objects). */
+typedef enum gtr_text_format {
+    GTR_TEXT_AUTO,  /* a path ending in .jsonl / .json / .ndjson: JSONL, anything else plain */
+    GTR_TEXT_PLAIN, /* one text per line; a trailing \n or \r\n is removed */
+    GTR_TEXT_JSONL  /* one JSON string, or object with "text" (+ "_id", "title"), per line */
+} gtr_text_format;
+
+/* One input line. The strings are the reader's, valid until its next read or close. */
+typedef struct gtr_text_record {
+    const char *id;    size_t id_len;    /* an object's "_id" (or "id"); NULL when absent */
+    const char *title; size_t title_len; /* an object's "title"; NULL when absent or null */
+    const char *text;  size_t text_len;  /* the "text" field, the JSON string or the plain line;
+                                            NULL when an object has no "text" */
+    int is_object;                       /* the line is a JSON object */
+    int has_title;                       /* that object has a "title" field (even null) */
+    size_t line;                         /* 1-based line number */
+} gtr_text_record;
+
+typedef struct gtr_text_reader gtr_text_reader;
+/* path "-" reads standard input. GTR_ERR_NOT_FOUND when path does not exist. */
+GTR_API gtr_text_reader *gtr_text_reader_open(const char *path, gtr_text_format fmt, gtr_error *err);
+/* The next record (*eof 0), or *eof 1 at the end. A UTF-8 byte order mark that starts the file
+ * is skipped. In JSONL an empty line, invalid JSON, a value that is neither string nor object,
+ * or a non-string "_id"/"title"/"text" is GTR_ERR_FORMAT naming "path:line"; a plain empty line
+ * is an empty text. */
+GTR_API gtr_status gtr_text_reader_read(gtr_text_reader *r, gtr_text_record *rec, int *eof,
+                                        gtr_error *err);
+GTR_API void gtr_text_reader_close(gtr_text_reader *r);
+/* The passage of a record as BEIR's sentence-transformers wrapper builds it (the text an index
+ * encodes): (title + " " + text).strip() for an object with a "title" field, text.strip() for
+ * other objects (Python's str.strip: Unicode white space), the text as it is for plain lines
+ * and JSON strings. An object without "text" is GTR_ERR_FORMAT. *out (NUL-terminated, *len
+ * bytes) is released with gtr_free. */
+GTR_API gtr_status gtr_text_record_passage(const gtr_text_record *rec, char **out, size_t *len,
+                                           gtr_error *err);
+
+/* Output files written whole or not at all, as the library writes its own: the bytes go to
+ * "<path>.tmp.<pid>" beside path; commit flushes and fsyncs it, renames it over path and fsyncs
+ * the folder; abort (or a crash) leaves path as it was. */
+typedef struct gtr_output_file gtr_output_file;
+GTR_API gtr_output_file *gtr_output_file_open(const char *path, gtr_error *err);
+/* The file's stream, to write to (and seek in) until commit or abort. */
+GTR_API FILE *gtr_output_file_stream(gtr_output_file *f);
+/* Append len bytes; the first failure is also reported again by commit. */
+GTR_API gtr_status gtr_output_file_write(gtr_output_file *f, const void *data, size_t len,
+                                         gtr_error *err);
+/* Put the file in place (a write error on the stream fails it). Frees f, on failure too (the
+ * temporary file is then removed and path left as it was). */
+GTR_API gtr_status gtr_output_file_commit(gtr_output_file *f, gtr_error *err);
+/* Drop what was written and free f. NULL is allowed. */
+GTR_API void gtr_output_file_abort(gtr_output_file *f);
+
+/* Create the folder path and its missing parents (mkdir -p); a folder already there is fine,
+ * anything else there is GTR_ERR_IO. */
+GTR_API gtr_status gtr_dir_create(const char *path, gtr_error *err);
+
+/* The .npy header (version 1, 128 bytes, space-padded so the row count can be rewritten in
+ * place) of a little-endian float32 C-order array of shape (rows, cols), as numpy.load reads
+ * it: the float32 data follows it. Returns 128, or 0 when cap < 128 or the shape does not fit. */
+GTR_API size_t gtr_npy_header_f32(char *out, size_t cap, size_t rows, size_t cols);
 
 /* ======================================================================== tokenizer */
 /* (section owned by src/tokenizer/)
@@ -214,6 +282,8 @@ typedef struct gtr_model_options {
                                       * the device, the load fails with GTR_ERR_NOT_FOUND /
                                       * GTR_ERR_UNSUPPORTED: "CUDA plugin not found", "no CUDA
                                       * driver", "no CUDA device". */
+    int no_verify;                   /* nonzero: skip the weight checksums of a `gtr quantize`
+                                      * copy (below; the structure is still validated) */
 } gtr_model_options;
 /* Defaults: all cores, F32, model's max length. */
 GTR_API gtr_model_options gtr_model_default_options(void);
@@ -226,7 +296,12 @@ GTR_API gtr_model_options gtr_model_default_options(void);
  * that would fit, rather than run the machine out of memory.
  * opts may be NULL (defaults). A weight that is NaN or infinite is GTR_ERR_FORMAT naming the
  * file, the tensor and the element (checked in the pass that fingerprints the weights: about
- * 0.1 s more on the 2.3 s load of a gtr-t5-base-size model). */
+ * 0.1 s more on the 2.3 s load of a gtr-t5-base-size model). A `gtr quantize` copy records a
+ * checksum of every tensor's bytes (CRC-32C, "gtr_checksums" in its __metadata__), verified
+ * here on all threads unless no_verify: a damaged tensor is GTR_ERR_MISMATCH naming the file
+ * and the tensor. The check reads the whole file once (the first encode reads it anyway):
+ * about memory bandwidth when the file is in the page cache, the disk's speed when not;
+ * bench/RESULTS.md ("Model sizes") gives the cost per size. */
 GTR_API gtr_model *gtr_model_load(const char *dir, const gtr_model_options *opts, gtr_error *err);
 GTR_API void gtr_model_free(gtr_model *m);
 /* Output dimension (768 for released GTR models). */
@@ -280,6 +355,10 @@ GTR_API gtr_status gtr_context_encode_ids(gtr_context *c, const int32_t *const *
 /* Human-readable description (architecture, parameter count, storage dtype, files). The
  * string is owned by the model. */
 GTR_API const char *gtr_model_describe(const gtr_model *m);
+/* A model folder's max_seq_length without loading the model: the "max_seq_length" of
+ * <dir>/sentence_bert_config.json, 512 (T5's model_max_length) when that file is absent.
+ * Unreadable JSON, a non-integer value or one outside [0, 10^9] is an error naming the file. */
+GTR_API gtr_status gtr_model_dir_max_len(const char *dir, int *max_len, gtr_error *err);
 /* Fingerprint of the weights and config (indexes store it to refuse a different model):
  * a 64-bit FNV-1a hash of the numbers in the config files that change the vectors (T5 shape,
  * feed-forward kind, eps, buckets, max_seq_length, Dense/Normalize setup) and of every weight
@@ -367,6 +446,9 @@ typedef struct gtr_index_build_options {
     size_t snippet_bytes;      /* bytes of each passage kept for display (default 240, 0 none) */
     const char *model_hint;    /* model directory recorded for `gtr search` without -m (NULL) */
     int no_resume;             /* 1: discard an interrupted build's work instead of resuming */
+    int replace;               /* with a base: a corpus document whose id the base holds replaces
+                                  it (the old one stays in the file, marked replaced, and is never
+                                  returned by any search) instead of being an error */
     gtr_progress_fn progress;  /* documents done / documents in the corpus (may be NULL) */
     void *progress_user;
 } gtr_index_build_options;
@@ -377,6 +459,7 @@ typedef struct gtr_index_build_stats {
     uint64_t docs_base;    /* of which came from the base index (--add) */
     uint64_t docs_resumed; /* of which came from an interrupted build's last checkpoint */
     uint64_t docs_encoded; /* of which this call encoded */
+    uint64_t docs_replaced; /* base documents this call marked replaced (options.replace) */
     char note[256];        /* why an interrupted build's work was discarded ("" if not) */
 } gtr_index_build_stats;
 
@@ -451,7 +534,12 @@ GTR_API gtr_index *gtr_index_open_part(const char *path, int part, int n_parts, 
                                        gtr_pool *pool, size_t *begin, size_t *end, size_t *total,
                                        gtr_error *err);
 GTR_API void gtr_index_free(gtr_index *ix);
-GTR_API size_t gtr_index_count(const gtr_index *ix);
+GTR_API size_t gtr_index_count(const gtr_index *ix); /* documents, replaced ones included */
+/* Documents replaced by a later one with the same id (gtr_index_build_options.replace): they
+ * keep their number but no search returns them. gtr_index_doc_live: 1 unless doc is out of
+ * range or replaced. */
+GTR_API size_t gtr_index_replaced_count(const gtr_index *ix);
+GTR_API int gtr_index_doc_live(const gtr_index *ix, size_t doc);
 GTR_API int gtr_index_dim(const gtr_index *ix);
 GTR_API uint64_t gtr_index_fingerprint(const gtr_index *ix);
 GTR_API const char *gtr_index_model_description(const gtr_index *ix); /* "" when none */
@@ -463,6 +551,15 @@ GTR_API const char *gtr_index_doc_snippet(const gtr_index *ix, size_t doc, size_
 GTR_API const float *gtr_index_vector(const gtr_index *ix, size_t doc);
 /* GTR_ERR_MISMATCH (naming both) unless m is the model the index was built with. */
 GTR_API gtr_status gtr_index_check_model(const gtr_index *ix, const gtr_model *m, gtr_error *err);
+/* Delete documents by id: out_path (may be path) gets the index at path with the documents of
+ * ids[0..n) marked deleted, as replaced documents are (gtr_index_replaced_count counts both):
+ * no search returns them, exact or through an IVF file of the index (which stays valid, as do
+ * its fields file and deletions); written atomically (temp, fsync, rename). *deleted: the
+ * documents newly deleted; *unknown: ids not among the index's live documents (both may be
+ * NULL). */
+GTR_API gtr_status gtr_index_delete(const char *path, const char *const *ids, const size_t *lens,
+                                    size_t n, const char *out_path, size_t *deleted,
+                                    size_t *unknown, gtr_error *err);
 /* A filter by id: set bit d (byte d / 8, bit d % 8) of bitmap ((count + 7) / 8 bytes, zeroed
  * by the caller) for the document d of each id in ids[0..n) (lens[i] bytes each). Ids the
  * index does not hold (or holds only as replaced documents) set nothing: *unknown (may be
@@ -596,6 +693,37 @@ GTR_API gtr_status gtr_ann_tune(const gtr_ann *a, double target_recall, size_t k
 GTR_API gtr_status gtr_ann_search(const gtr_ann *a, const float *queries, size_t nq, size_t k,
                                   const gtr_ann_search_options *opts, gtr_hit *hits,
                                   size_t *n_hits, gtr_error *err);
+
+/* ======================================================================== fields */
+/* (section owned by src/index/fields.c; issue 14)
+ * Metadata filters, as Chroma's where={"field": value}: the fields of each document, kept in a
+ * side file "<index>.fields" (written atomically, checksummed, tied to the index's ids; a stale
+ * or damaged one is refused). Kept from each corpus line: the scalar members of its "metadata"
+ * object and its other top-level scalar members but "_id", "title", "text" (a metadata member
+ * wins over a top-level one of the same name); strings as they are, integers in decimal, reals
+ * as %.17g, booleans true/false; arrays, objects and nulls are not kept. */
+typedef struct gtr_fields gtr_fields;
+/* Write out_path with the fields of ix's documents from corpus (JSON lines with "_id"; each
+ * id must be a live document of ix, once). base_path (may be NULL or absent): the fields file
+ * of the index ix was extended from (gtr index --add): its documents keep their fields and
+ * corpus then gives the appended ones. When no document has a field, out_path is removed
+ * instead (*written 0; written may be NULL). */
+GTR_API gtr_status gtr_fields_build(const gtr_index *ix, const char *corpus, const char *base_path,
+                                    const char *out_path, int *written, gtr_error *err);
+/* Open a fields file of ix (GTR_ERR_MISMATCH when made for another index). */
+GTR_API gtr_fields *gtr_fields_open(const char *path, const gtr_index *ix, gtr_error *err);
+GTR_API void gtr_fields_free(gtr_fields *f);
+GTR_API size_t gtr_fields_count(const gtr_fields *f);             /* distinct field names */
+GTR_API const char *gtr_fields_name(const gtr_fields *f, size_t i);
+/* A filter for gtr_search_options.allow / gtr_retrieve_options.allow: set bit d of bitmap
+ * (zeroed by the caller, (count + 7) / 8 bytes) for each live document d whose fields match
+ * every condition names[c] = values[c]: the stored text equals the value, or both are numbers
+ * (the field an integer or real) of equal value ("2019" matches 2019 and 2019.0). A name no
+ * document has is GTR_ERR_NOT_FOUND (a typo would otherwise match nothing). *matched (may be
+ * NULL): the documents set. */
+GTR_API gtr_status gtr_fields_where(const gtr_fields *f, const gtr_index *ix, const char *const *names,
+                                    const char *const *values, size_t n, uint8_t *bitmap,
+                                    size_t *matched, gtr_error *err);
 
 /* ======================================================================== bm25 */
 /* (section owned by src/bm25/)
@@ -880,6 +1008,13 @@ GTR_API const char *gtr_beir_split(const gtr_beir *b);
 GTR_API const char *gtr_beir_corpus_path(const gtr_beir *b);
 GTR_API const char *gtr_beir_queries_path(const gtr_beir *b);
 GTR_API const char *gtr_beir_qrels_path(const gtr_beir *b);
+/* The folder where `gtr beir` keeps the dataset's indexes between runs, created when missing:
+ * <root>/beir/<name>-<CRC-32 of corpus.jsonl, 8 hex digits>, so an edited corpus gets a fresh
+ * folder. root: cache_root when non-NULL, else $GTR_CACHE, else $XDG_CACHE_HOME/gtr, else
+ * $HOME/.cache/gtr, else .gtr-cache (empty variables count as unset). *dir is released with
+ * gtr_free. */
+GTR_API gtr_status gtr_beir_cache_dir(const gtr_beir *b, const char *cache_root, char **dir,
+                                      gtr_error *err);
 /* The split's judgments (gtr_qrels_load of gtr_beir_qrels_path). */
 GTR_API gtr_qrels *gtr_beir_load_qrels(const gtr_beir *b, gtr_error *err);
 
@@ -1163,6 +1298,8 @@ typedef struct gtr_server_options {
     const gtr_ann *ann;        /* optional IVF index of `index` (gtr_ann_open, not owned): dense
                                 * /search is approximate, its deletions applied */
     uint32_t nprobe;           /* with ann: lists scanned per query (0: its default) */
+    const gtr_fields *fields;  /* optional metadata fields of `index` (gtr_fields_open, not
+                                * owned): /search takes "where" */
 } gtr_server_options;
 GTR_API gtr_server_options gtr_server_default_options(void);
 

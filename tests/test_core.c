@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <zlib.h>
 
 static void test_seterr_and_prefix(void **state)
 {
@@ -205,6 +206,144 @@ static void test_text_reader(void **state)
     free(p);
 }
 
+static void assert_file_is(const char *path, const char *want)
+{
+    gtr_error e;
+    char *data;
+    size_t len;
+    TU_OK(gtr_read_file(path, 1 << 20, &data, &len, &e), &e);
+    assert_int_equal(len, strlen(want));
+    assert_memory_equal(data, want, len);
+    free(data);
+}
+
+/* The files section of gtr.h: what bin/gtr uses instead of the internals (issue 13). */
+static void test_public_files(void **state)
+{
+    (void)state;
+    gtr_error e;
+    /* the public reader gives the records and passages of the internal one */
+    char *p = tu_tmp("pub.jsonl");
+    const char *content = "\"plain string\"\n"
+                          "{\"_id\": \"d1\", \"title\": \" T \", \"text\": \"body\\u3000\"}\n"
+                          "{\"_id\": \"q1\", \"text\": \"  query \"}\n"
+                          "{\"id\": \"n\", \"title\": null, \"text\": \" x \"}\n";
+    tu_write(p, content, strlen(content));
+    gtr_text_reader *pub = gtr_text_reader_open(p, GTR_TEXT_AUTO, &e), *in = gtr_text_reader_open(p, GTR_TEXT_AUTO, &e);
+    assert_non_null(pub);
+    assert_non_null(in);
+    static const int is_object[] = {0, 1, 1, 1}, has_title[] = {0, 1, 0, 1};
+    gtr_buf want = {0};
+    for (int i = 0;; i++) {
+        gtr_text_record rec;
+        gtr_record ref;
+        int eof;
+        bool ref_eof;
+        TU_OK(gtr_text_reader_read(pub, &rec, &eof, &e), &e);
+        TU_OK(gtr_text_reader_next(in, &ref, &ref_eof, &e), &e);
+        assert_int_equal(eof, ref_eof);
+        if (eof) {
+            assert_int_equal(i, 4);
+            break;
+        }
+        assert_int_equal(rec.is_object, is_object[i]);
+        assert_int_equal(rec.has_title, has_title[i]);
+        assert_int_equal(rec.line, (size_t)i + 1);
+        assert_int_equal(rec.id_len, ref.id_len);
+        assert_int_equal(rec.text_len, ref.text_len);
+        char *got;
+        size_t len;
+        TU_OK(gtr_text_record_passage(&rec, &got, &len, &e), &e);
+        TU_OK(gtr_record_passage(&ref, &want, &e), &e);
+        assert_int_equal(len, want.len);
+        assert_memory_equal(got, want.data, len + 1);
+        gtr_free(got);
+    }
+    gtr_buf_free(&want);
+    gtr_text_reader_close(pub);
+    gtr_text_reader_close(in);
+
+    /* output files: the bytes written both ways appear at commit; abort keeps what was there */
+    gtr_output_file *f = gtr_output_file_open(p, &e);
+    assert_non_null(f);
+    TU_OK(gtr_output_file_write(f, "abc", 3, &e), &e);
+    assert_true(fputs("def", gtr_output_file_stream(f)) >= 0);
+    TU_OK(gtr_output_file_commit(f, &e), &e);
+    assert_file_is(p, "abcdef");
+    assert_non_null(f = gtr_output_file_open(p, &e));
+    TU_OK(gtr_output_file_write(f, "x", 1, &e), &e);
+    gtr_output_file_abort(f);
+    gtr_output_file_abort(NULL);
+    assert_file_is(p, "abcdef");
+
+    /* the .npy header numpy reads (the reader here parses it back) */
+    char hdr[128];
+    float row[3] = {1, 2, 3};
+    assert_int_equal(gtr_npy_header_f32(hdr, sizeof hdr, 1, 3), 128);
+    assert_int_equal(gtr_npy_header_f32(hdr, 127, 1, 3), 0);
+    char npy[128 + sizeof row];
+    memcpy(npy, hdr, 128);
+    memcpy(npy + 128, row, sizeof row);
+    gtr_array a;
+    TU_OK(gtr_npy_parse(npy, sizeof npy, "header", &a, &e), &e);
+    assert_int_equal(a.ndim, 2);
+    assert_int_equal(a.shape[0], 1);
+    assert_int_equal(a.shape[1], 3);
+    assert_memory_equal(a.data, row, sizeof row);
+    gtr_array_free(&a);
+
+    /* folders; a BEIR dataset's cache folder is named by its corpus's CRC-32 (zlib here) */
+    char *ds = tu_tmp("pub/data/mini"), *root = tu_tmp("pub/cache");
+    TU_OK(gtr_dir_create(ds, &e), &e);
+    TU_OK(gtr_dir_create(ds, &e), &e); /* already there */
+    assert_int_equal(gtr_dir_create(p, &e), GTR_ERR_IO); /* a file */
+    char *qdir = tu_tmp("pub/data/mini/qrels");
+    TU_OK(gtr_dir_create(qdir, &e), &e);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/corpus.jsonl", ds);
+    tu_write(path, content, strlen(content));
+    snprintf(path, sizeof path, "%s/queries.jsonl", ds);
+    tu_write(path, "", 0);
+    snprintf(path, sizeof path, "%s/test.tsv", qdir);
+    tu_write(path, "", 0);
+    gtr_beir *b = gtr_beir_open(ds, NULL, &e);
+    assert_non_null(b);
+    char *dir;
+    TU_OK(gtr_beir_cache_dir(b, root, &dir, &e), &e);
+    char want_dir[4096];
+    snprintf(want_dir, sizeof want_dir, "%s/beir/mini-%08lx", root,
+             crc32(0, (const unsigned char *)content, (unsigned)strlen(content)));
+    assert_string_equal(dir, want_dir);
+    assert_true(gtr_dir_exists(dir));
+    gtr_free(dir);
+    setenv("GTR_CACHE", root, 1);
+    TU_OK(gtr_beir_cache_dir(b, NULL, &dir, &e), &e);
+    unsetenv("GTR_CACHE");
+    assert_string_equal(dir, want_dir);
+    gtr_free(dir);
+    gtr_beir_free(b);
+
+    /* a model folder's max_seq_length: what the loader reads, 512 without the file */
+    char *tiny = tu_shared("models/gtr-tiny");
+    int n = -1;
+    TU_OK(gtr_model_dir_max_len(tiny, &n, &e), &e);
+    gtr_model *m = gtr_model_load(tiny, NULL, &e);
+    assert_non_null(m);
+    assert_int_equal(n, gtr_model_max_len(m));
+    gtr_model_free(m);
+    TU_OK(gtr_model_dir_max_len(ds, &n, &e), &e);
+    assert_int_equal(n, 512);
+    snprintf(path, sizeof path, "%s/sentence_bert_config.json", ds);
+    tu_write(path, "{\"max_seq_length\": -1}", 23);
+    assert_int_equal(gtr_model_dir_max_len(ds, &n, &e), GTR_ERR_FORMAT);
+    assert_non_null(strstr(e.message, "sentence_bert_config.json"));
+    free(tiny);
+    free(qdir);
+    free(ds);
+    free(root);
+    free(p);
+}
+
 /* A leaf-4 / 0x8000001D descriptor for a cache of this geometry. */
 static void put_desc(uint32_t r[4], unsigned type, unsigned level, uint32_t ways, uint32_t parts,
                      uint32_t line, uint32_t sets)
@@ -293,6 +432,7 @@ int main(void)
         cmocka_unit_test(test_pool),              cmocka_unit_test(test_half),
         cmocka_unit_test(test_utf8),              cmocka_unit_test(test_npy_roundtrip),
         cmocka_unit_test(test_npz_reference),     cmocka_unit_test(test_text_reader),
+        cmocka_unit_test(test_public_files),
         cmocka_unit_test(test_cache_decode),      cmocka_unit_test(test_blocking_rules),
     };
     return cmocka_run_group_tests_name("core", tests, NULL, NULL);

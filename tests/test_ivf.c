@@ -222,6 +222,42 @@ static void test_scan_kernels_identical(void **state)
     }
 }
 
+/* The scan's score-and-threshold step: the fast kernel (when this CPU has it) gives the
+ * portable one's rows and float scores exactly, for every length around the 16-wide vectors
+ * and thresholds below all, at a score itself (kept: >=), between, above all. */
+static void test_above_kernels_identical(void **state)
+{
+    (void)state;
+    gtr_ivf_above_fn fast = gtr_ivf_above_select();
+    if (fast == gtr_ivf_above_generic) skip();
+    uint64_t s = 91;
+    static const size_t lens[] = {0, 1, 15, 16, 17, 33, 64};
+    int32_t dots[64];
+    float scales[64], sa[64 + 16], sb[64 + 16];
+    uint32_t ia[64 + 16], ib[64 + 16];
+    for (size_t li = 0; li < sizeof lens / sizeof *lens; li++) {
+        size_t n = lens[li];
+        for (size_t r = 0; r < n; r++) {
+            dots[r] = (int32_t)(rng(&s) % 4000001) - 2000000;
+            scales[r] = (float)(unif(&s) + 0.5) * 1e-2f;
+        }
+        float qsc = (float)(unif(&s) + 0.5) * 1e-2f;
+        float mid = n ? (float)dots[n / 2] * (qsc * scales[n / 2]) : 0.0f;
+        const float thr[] = {-INFINITY, mid, 0.0f, 1e30f};
+        for (size_t t = 0; t < 4; t++) {
+            size_t ma = gtr_ivf_above_generic(dots, n, qsc, scales, thr[t], ia, sa);
+            size_t mb = fast(dots, n, qsc, scales, thr[t], ib, sb);
+            assert_int_equal(ma, mb);
+            if (ma) {
+                assert_memory_equal(ia, ib, ma * sizeof *ia);
+                assert_memory_equal(sa, sb, ma * sizeof *sa);
+            }
+            if (t == 0) assert_int_equal(ma, n);
+            if (t == 1 && n) assert_true(ma >= 1); /* the row the threshold came from */
+        }
+    }
+}
+
 /* Any thread count, and a batch against one query at a time (queries grouped by list or
  * not), give the same hits and scores. */
 static void test_threads_and_batch_same_results(void **state)
@@ -305,6 +341,123 @@ static void test_bad_args(void **state)
     free(p);
 }
 
+/* ---- the streaming build (a corpus larger than memory, bench/bench_ann_10m.sh) ---- */
+
+#define SN (2 * GTR_IVF_BLOCK + 123) /* three blocks, the last one partial */
+typedef struct stream_src {
+    const float *v;
+    size_t next;    /* the next vector the in-order pass must ask for */
+    size_t singles; /* one-vector requests (the k-means sample) */
+    size_t fail_at; /* fail a request covering this vector (0: never) */
+    bool order_ok;
+} stream_src;
+
+static gtr_status stream_read(void *user, size_t first, size_t count, float *out, gtr_error *err)
+{
+    stream_src *s = user;
+    if (s->fail_at && first <= s->fail_at && s->fail_at < first + count)
+        return gtr_seterr(err, GTR_ERR_IO, "test source: read failed at %zu", s->fail_at);
+    if (count == 1 && s->next == 0) s->singles++; /* the sample comes before the pass */
+    else {
+        if (first != s->next || count == 0 || count > GTR_IVF_BLOCK) s->order_ok = false;
+        s->next = first + count;
+    }
+    memcpy(out, s->v + first * DIM, count * DIM * sizeof *out);
+    return GTR_OK;
+}
+
+/* The streamed build writes the same bytes as the in-memory one (both thread counts), reads
+ * every vector once in order after the sample, and its index finds the exact top K. */
+static void test_stream_build_same_bytes(void **state)
+{
+    (void)state;
+    float *v = make_vecs(SN, 17), *q = make_vecs(NQ, 18);
+    char *pa = tu_tmp("mem.ivf"), *pb = tu_tmp("stream.ivf"), *pc = tu_tmp("stream3.ivf");
+    gtr_error err = {0};
+    gtr_pool *pool = gtr_pool_create(3, &err);
+    assert_non_null(pool);
+    gtr_ivf_build_opts o = {.n_lists = 40, .seed = 5, .sample = 16};
+    TU_OK(gtr_ivf_build(pa, v, SN, DIM, &o, &err), &err);
+    stream_src s = {.v = v, .order_ok = true};
+    TU_OK(gtr_ivf_build_stream(pb, SN, DIM, stream_read, &s, &o, &err), &err);
+    assert_true(s.order_ok);
+    assert_int_equal(s.next, SN);
+    assert_int_equal(s.singles, 40 * 16);
+    assert_int_equal(tu_system("cmp -s '%s' '%s'", pa, pb), 0);
+    gtr_ivf_build_opts o3 = o;
+    o3.pool = pool;
+    stream_src s3 = {.v = v, .order_ok = true};
+    TU_OK(gtr_ivf_build_stream(pc, SN, DIM, stream_read, &s3, &o3, &err), &err);
+    assert_int_equal(tu_system("cmp -s '%s' '%s'", pa, pc), 0);
+
+    /* every list probed, every candidate re-ranked: the exact top K (up to float ties) */
+    gtr_ivf *ix = gtr_ivf_open(pb, &err);
+    if (!ix) fail_msg("%s", err.message);
+    uint32_t *got = malloc(NQ * K * sizeof *got), truth[K];
+    float *sc = malloc(NQ * K * sizeof *sc);
+    gtr_ivf_search_opts all = {.nprobe = 40, .rerank = SN, .pool = pool, .parallel_min = 1};
+    TU_OK(gtr_ivf_search(ix, q, NQ, K, &all, got, sc, &err), &err);
+    size_t h = 0;
+    for (int i = 0; i < NQ; i++) {
+        exact_topk(v, SN, q + i * DIM, truth);
+        h += hits(got + i * K, truth);
+    }
+    assert_true(h + NQ >= (size_t)NQ * K);
+    gtr_ivf_close(ix);
+
+    /* a source that fails: its error, and nothing written (not even a temp file) */
+    char *pd = tu_tmp("failed.ivf");
+    stream_src sf = {.v = v, .order_ok = true, .fail_at = GTR_IVF_BLOCK + 5};
+    assert_int_equal(gtr_ivf_build_stream(pd, SN, DIM, stream_read, &sf, &o, &err), GTR_ERR_IO);
+    assert_non_null(strstr(err.message, "read failed"));
+    assert_false(gtr_file_exists(pd));
+    assert_int_equal(tu_system("ls '%s'.tmp.* >/dev/null 2>&1", pd) == 0, 0);
+    free(pa); free(pb); free(pc); free(pd); free(got); free(sc); free(v); free(q);
+    gtr_pool_free(pool);
+}
+
+/* Asking the kernel for the re-ranked rows ahead (used for indexes larger than RAM) changes
+ * nothing in the results, at batch 1 and batched, on one and several threads. */
+static void test_prefetch_same_results(void **state)
+{
+    fixture *f = *state;
+    uint32_t a[NQ * K], b[NQ * K];
+    float sa[NQ * K], sb[NQ * K];
+    gtr_error err = {0};
+    gtr_pool *pool = gtr_pool_create(2, &err);
+    assert_non_null(pool);
+    gtr_ivf_search_opts o = {.nprobe = 6, .pool = pool, .parallel_min = 1};
+    gtr_ivf_set_prefetch(f->ix, false);
+    TU_OK(gtr_ivf_search(f->ix, f->queries, NQ, K, &o, a, sa, &err), &err);
+    gtr_ivf_set_prefetch(f->ix, true);
+    TU_OK(gtr_ivf_search(f->ix, f->queries, NQ, K, &o, b, sb, &err), &err);
+    assert_memory_equal(a, b, sizeof a);
+    assert_memory_equal(sa, sb, sizeof sa);
+    gtr_ivf_search_opts o1 = {.nprobe = 6};
+    for (int q = 0; q < NQ; q++)
+        TU_OK(gtr_ivf_search(f->ix, f->queries + q * DIM, 1, K, &o1, b + q * K, sb + q * K, &err), &err);
+    assert_memory_equal(a, b, sizeof a);
+    assert_memory_equal(sa, sb, sizeof sa);
+    gtr_ivf_set_prefetch(f->ix, false);
+    gtr_pool_free(pool);
+}
+
+/* The CRC of a||b from the CRCs of its parts (the build checksums its sections out of order). */
+static void test_crc_combine(void **state)
+{
+    (void)state;
+    uint8_t buf[5000];
+    uint64_t s = 3;
+    for (size_t i = 0; i < sizeof buf; i++) buf[i] = (uint8_t)rng(&s);
+    uint32_t whole = gtr_crc32(0, buf, sizeof buf);
+    static const size_t cuts[] = {0, 1, 64, 1234, 4999, 5000};
+    for (size_t i = 0; i < sizeof cuts / sizeof *cuts; i++) {
+        size_t c = cuts[i];
+        assert_int_equal(gtr_crc32_combine(gtr_crc32(0, buf, c), gtr_crc32(0, buf + c, sizeof buf - c),
+                                           sizeof buf - c), whole);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -312,10 +465,14 @@ int main(void)
         cmocka_unit_test(test_int8_stage_recall),
         cmocka_unit_test(test_threads_same_results),
         cmocka_unit_test(test_scan_kernels_identical),
+        cmocka_unit_test(test_above_kernels_identical),
         cmocka_unit_test(test_threads_and_batch_same_results),
         cmocka_unit_test(test_filter_honoured),
         cmocka_unit_test(test_corrupt_and_truncated_refused),
         cmocka_unit_test(test_bad_args),
+        cmocka_unit_test(test_stream_build_same_bytes),
+        cmocka_unit_test(test_prefetch_same_results),
+        cmocka_unit_test(test_crc_combine),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -9,7 +9,14 @@
  *  - errors: existing output, bad dtype, bad input (nothing left behind), a leftover
  *    OUT.tmp, re-quantising an int8 copy; the fingerprint survives a second quantisation;
  *  - hostile int8 files: missing / unknown metadata, missing or malformed scales, a -128
- *    code, a negative or NaN scale, an orphan scale tensor, a bad source fingerprint. */
+ *    code, a negative or NaN scale, an orphan scale tensor, a bad source fingerprint (loaded
+ *    with no_verify, so the structural checks behind the checksums are the ones tested);
+ *  - checksums: CRC-32C (hardware, tables, four at once) against a bitwise reference and the
+ *    standard check value; every tensor's recorded checksum against the scheme computed here
+ *    independently; a flipped byte inside a weight body, a scale, a vector or a second shard is
+ *    refused with one line naming the file and the tensor (and loads with no_verify); an
+ *    unusable checksum entry is refused; untouched copies load (the roundtrips above) with
+ *    every tensor verified. */
 #include "support/testutil.h"
 #include "model/model_internal.h"
 
@@ -94,6 +101,81 @@ static char *quantize_to(const char *src, const char *name, gtr_compute_dtype dt
     gtr_error e;
     TU_OK(gtr_model_quantize(src, out, dt, 2, &e), &e);
     return out;
+}
+
+/* CRC-32C one bit at a time (the definition: reflected polynomial 0x82F63B78). */
+static uint32_t crc32c_bitwise(uint32_t crc, const uint8_t *p, size_t n)
+{
+    crc = ~crc;
+    for (size_t i = 0; i < n; i++) {
+        crc ^= p[i];
+        for (int k = 0; k < 8; k++) crc = crc & 1 ? (crc >> 1) ^ 0x82F63B78u : crc >> 1;
+    }
+    return ~crc;
+}
+
+/* The scheme of checksum.c computed here from the bitwise CRC: 64 KiB blocks, then the CRC of
+ * their CRCs as little-endian u32s. */
+static uint32_t tree_ref(const uint8_t *p, size_t n)
+{
+    uint32_t tree = 0;
+    for (size_t o = 0; o < n; o += 65536) {
+        uint32_t b = crc32c_bitwise(0, p + o, GTR_MIN((size_t)65536, n - o));
+        uint8_t le[4] = {(uint8_t)b, (uint8_t)(b >> 8), (uint8_t)(b >> 16), (uint8_t)(b >> 24)};
+        tree = crc32c_bitwise(tree, le, 4);
+    }
+    return tree;
+}
+
+typedef struct {
+    const char *name;
+    uint64_t b, e;
+} span_t;
+static int cmp_span(const void *a, const void *b)
+{
+    const span_t *x = a, *y = b;
+    return x->b < y->b ? -1 : x->b > y->b ? 1 : (x->e > y->e) - (x->e < y->e);
+}
+
+/* Every tensor of a copy's file: the recorded checksum is the scheme's; returns the count. */
+static size_t check_checksums(const char *path)
+{
+    char *d;
+    size_t len;
+    gtr_error e;
+    TU_OK(gtr_read_file(path, 0, &d, &len, &e), &e);
+    uint64_t hl = 0;
+    for (int i = 7; i >= 0; i--) hl = (hl << 8) | (uint8_t)d[i];
+    json_error_t je;
+    json_t *h = json_loadb(d + 8, (size_t)hl, 0, &je);
+    assert_non_null(h);
+    json_t *meta = json_object_get(h, "__metadata__");
+    assert_string_equal(json_string_value(json_object_get(meta, "gtr_checksum")), "crc32c-tree64k-v1");
+    const char *cs = json_string_value(json_object_get(meta, "gtr_checksums"));
+    assert_non_null(cs);
+    size_t n = json_object_size(h) - 1, k = 0;
+    span_t *sp = calloc(n, sizeof *sp);
+    assert_non_null(sp);
+    const char *name;
+    json_t *v;
+    json_object_foreach(h, name, v)
+    {
+        if (!strcmp(name, "__metadata__")) continue;
+        json_t *o = json_object_get(v, "data_offsets");
+        sp[k++] = (span_t){name, (uint64_t)json_integer_value(json_array_get(o, 0)),
+                           (uint64_t)json_integer_value(json_array_get(o, 1))};
+    }
+    qsort(sp, n, sizeof *sp, cmp_span);
+    assert_int_equal(strlen(cs), 8 * n);
+    for (size_t i = 0; i < n; i++) {
+        char want[9];
+        snprintf(want, sizeof want, "%08x", (unsigned)tree_ref((const uint8_t *)d + 8 + hl + sp[i].b, sp[i].e - sp[i].b));
+        if (strncmp(cs + 8 * i, want, 8)) fail_msg("%s: tensor '%s': recorded %.8s, computed %s", path, sp[i].name, cs + 8 * i, want);
+    }
+    free(sp);
+    json_decref(h);
+    free(d);
+    return n;
 }
 
 /* ---- the file's contents ------------------------------------------------------------ */
@@ -211,7 +293,12 @@ static void roundtrip(const char *name)
         assert_true(gtr_model_fingerprint(a) == gtr_model_fingerprint(c));
         assert_int_equal(gtr_model_weight_bytes(a), gtr_model_weight_bytes(b));
         assert_non_null(strstr(gtr_model_describe(b), d ? "I8" : "BF16"));
+        assert_non_null(strstr(gtr_model_describe(b), " tensors verified (crc32c)"));
+        assert_null(strstr(gtr_model_describe(a), "checksums:")); /* the original records none */
         check_file(out, dts[d], gtr_model_fingerprint(a), a->cfg.t5.num_layers);
+        char *qf = gtr_path_join(out, "model.safetensors");
+        check_checksums(qf);
+        free(qf);
         /* used in place: every weight but the small vectors comes from the mapping when the
          * kernels read the file's layout (AVX-512 BF16 / AMX); else all but the embedding is
          * repacked */
@@ -561,6 +648,7 @@ static void expect_fail(const char *file, gtr_status code, const char *n1, const
     gtr_model_options o = gtr_model_default_options();
     o.n_threads = 1;
     o.dtype = GTR_DTYPE_INT8;
+    o.no_verify = 1; /* the checks behind the checksums (a poked scale is damage, see below) */
     gtr_error e;
     gtr_model *m = gtr_model_load(dir, &o, &e);
     if (m) fail_msg("%s loaded", dir);
@@ -672,6 +760,234 @@ static void test_hostile_int8(void **state)
     free(src);
 }
 
+/* ---- checksums ------------------------------------------------------------------------ */
+
+static void test_crc32c(void **state)
+{
+    (void)state;
+    /* the check value of the CRC-32C catalogue entry */
+    assert_int_equal(gtr_crc32c(0, "123456789", 9), 0xE3069283u);
+    assert_int_equal(gtr_crc32c_generic(0, "123456789", 9), 0xE3069283u);
+    size_t n = (1u << 20) + 77;
+    uint8_t *buf = malloc(n + 16);
+    assert_non_null(buf);
+    uint64_t x = 88172645463325252ull;
+    for (size_t i = 0; i < n + 16; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        buf[i] = (uint8_t)x;
+    }
+    for (size_t len = 0; len < 300; len += 7)
+        for (size_t off = 0; off < 9; off++) {
+            uint32_t want = crc32c_bitwise(0, buf + off, len);
+            assert_int_equal(gtr_crc32c(0, buf + off, len), want);
+            assert_int_equal(gtr_crc32c_generic(0, buf + off, len), want);
+            /* in two pieces, continued */
+            assert_int_equal(gtr_crc32c(gtr_crc32c(0, buf + off, len / 3), buf + off + len / 3, len - len / 3), want);
+        }
+    uint32_t big = crc32c_bitwise(0, buf + 3, n);
+    assert_int_equal(gtr_crc32c(0, buf + 3, n), big);
+    assert_int_equal(gtr_crc32c_generic(0, buf + 3, n), big);
+    /* four at once = four one at a time, at odd lengths and alignments */
+    for (size_t len = 0; len < 200000; len = len * 3 + 5) {
+        const void *p[4] = {buf + 1, buf + 1000, buf + 20003, buf + 5};
+        uint32_t out[4];
+        gtr_crc32c_x4(p, GTR_MIN(len, n - 20003), out);
+        for (int k = 0; k < 4; k++)
+            assert_int_equal(out[k], crc32c_bitwise(0, (const uint8_t *)p[k], GTR_MIN(len, n - 20003)));
+    }
+    free(buf);
+}
+
+/* Load dir (int8, 2 threads) expecting the checksum failure naming file and tensor, on one
+ * line; then with no_verify it loads (when loads_unverified). */
+static void expect_damage(const char *file, const char *tensor, bool loads_unverified)
+{
+    char *dir = strdup(file);
+    *strrchr(dir, '/') = '\0';
+    gtr_model_options o = gtr_model_default_options();
+    o.n_threads = 2;
+    o.dtype = GTR_DTYPE_AUTO;
+    gtr_error e;
+    gtr_model *m = gtr_model_load(dir, &o, &e);
+    if (m) fail_msg("%s loaded (a byte of '%s' was flipped)", dir, tensor);
+    print_message("# %s\n", e.message);
+    assert_int_equal(e.code, GTR_ERR_MISMATCH);
+    assert_non_null(strstr(e.message, file));
+    char quoted[256];
+    snprintf(quoted, sizeof quoted, "tensor '%s' is damaged", tensor);
+    assert_non_null(strstr(e.message, quoted));
+    assert_null(strchr(e.message, '\n'));
+    o.no_verify = 1;
+    m = gtr_model_load(dir, &o, &e);
+    if (loads_unverified) {
+        if (!m) fail_msg("no_verify: %s", e.message);
+        assert_non_null(strstr(gtr_model_describe(m), "checksums: not verified"));
+    }
+    gtr_model_free(m);
+    free(dir);
+}
+
+static void flip(const char *path, const char *tensor, double where)
+{
+    char *d;
+    size_t len;
+    gtr_error e;
+    TU_OK(gtr_read_file(path, 0, &d, &len, &e), &e);
+    uint64_t hl = 0;
+    for (int i = 7; i >= 0; i--) hl = (hl << 8) | (uint8_t)d[i];
+    json_error_t je;
+    json_t *h = json_loadb(d + 8, (size_t)hl, 0, &je);
+    json_t *o = json_object_get(json_object_get(h, tensor), "data_offsets");
+    if (!o) fail_msg("%s: no tensor '%s'", path, tensor);
+    uint64_t b = (uint64_t)json_integer_value(json_array_get(o, 0)), en = (uint64_t)json_integer_value(json_array_get(o, 1));
+    d[8 + hl + b + (uint64_t)((double)(en - b - 1) * where)] ^= 0x04;
+    json_decref(h);
+    tu_write(path, d, len);
+    free(d);
+}
+
+static void bad_scheme(json_t *h)
+{
+    json_object_set_new(json_object_get(h, "__metadata__"), "gtr_checksum", json_string("sha1-v7"));
+}
+static void short_checksums(json_t *h)
+{
+    json_t *m = json_object_get(h, "__metadata__");
+    const char *cs = json_string_value(json_object_get(m, "gtr_checksums"));
+    char *t = strdup(cs);
+    t[strlen(t) - 8] = '\0';
+    json_object_set_new(m, "gtr_checksums", json_string(t));
+    free(t);
+}
+
+static void test_checksums(void **state)
+{
+    (void)state;
+    char *src = tu_shared("models/gtr-tiny");
+    char *q8 = quantize_to(src, "crc-int8", GTR_DTYPE_INT8), *qb = quantize_to(src, "crc-bf16", GTR_DTYPE_BF16);
+    char *p8 = gtr_path_join(q8, "model.safetensors"), *pb = gtr_path_join(qb, "model.safetensors");
+    size_t n8 = check_checksums(p8), nb = check_checksums(pb);
+    print_message("# int8 copy: %zu tensors, bf16 copy: %zu, checksums as computed here\n", n8, nb);
+    /* the portable copy records them too */
+    char *qp = tu_tmp("crc-portable");
+    gtr_error e;
+    TU_OK(gtr_model_quantize_portable(src, qp, 2, &e), &e);
+    char *pp = gtr_path_join(qp, "model.safetensors");
+    check_checksums(pp);
+    /* the load verifies every tensor, with any thread count */
+    for (int threads = 1; threads <= 3; threads += 2) {
+        gtr_model_options o = gtr_model_default_options();
+        o.n_threads = threads;
+        gtr_model *m = gtr_model_load(q8, &o, &e);
+        if (!m) fail_msg("%s", e.message);
+        char want[64];
+        snprintf(want, sizeof want, "checksums: %zu tensors verified", n8);
+        assert_non_null(strstr(gtr_model_describe(m), want));
+        gtr_model_free(m);
+    }
+    /* one flipped byte: inside a packed weight (middle, first, last byte), the embedding, a
+     * scale (which the structural check would accept), a vector */
+    static const struct {
+        const char *tensor;
+        double where;
+    } hits8[] = {{"encoder.block.1.packed.wi", 0.5},  {"encoder.block.0.packed.qkv", 0.0},
+                 {"encoder.block.1.packed.wo", 1.0},  {"shared.weight", 0.3},
+                 {"encoder.block.0.packed.o_scale", 0.5}, {"encoder.final_layer_norm.weight", 0.9}};
+    for (size_t i = 0; i < sizeof hits8 / sizeof hits8[0]; i++) {
+        char nm[64];
+        snprintf(nm, sizeof nm, "crc-flip-%zu", i);
+        char *p = clone(q8, nm);
+        flip(p, hits8[i].tensor, hits8[i].where);
+        expect_damage(p, hits8[i].tensor, true);
+        free(p);
+    }
+    {   /* gtr-small: tensors of many 64 KiB blocks (checked four at a time, in several
+         * tasks); a byte deep inside the embedding */
+        char *small = tu_shared("models/gtr-small");
+        char *qs = quantize_to(small, "crc-small", GTR_DTYPE_INT8);
+        char *p = clone(qs, "crc-flip-small");
+        flip(p, "shared.weight", 0.77);
+        expect_damage(p, "shared.weight", true);
+        free(p);
+        free(qs);
+        free(small);
+    }
+    {   /* bf16: a packed weight */
+        char *p = clone(qb, "crc-flip-bf16");
+        flip(p, "encoder.block.1.packed.qkv", 0.7);
+        expect_damage(p, "encoder.block.1.packed.qkv", true);
+        free(p);
+    }
+    {   /* flipped back: loads, the same vectors as the untouched copy */
+        char *p = clone(q8, "crc-flip-back");
+        flip(p, "encoder.block.1.packed.wi", 0.5);
+        flip(p, "encoder.block.1.packed.wi", 0.5);
+        char *dir = strdup(p);
+        *strrchr(dir, '/') = '\0';
+        gtr_model *a = load_dir(q8, GTR_DTYPE_INT8), *b = load_dir(dir, GTR_DTYPE_INT8);
+        float va[1024], vb[1024];
+        const char *txt = "a flipped bit, flipped back";
+        TU_OK(gtr_model_encode(a, &txt, NULL, 1, va, &e), &e);
+        TU_OK(gtr_model_encode(b, &txt, NULL, 1, vb, &e), &e);
+        assert_memory_equal(va, vb, (size_t)gtr_model_dim(a) * sizeof(float));
+        gtr_model_free(a);
+        gtr_model_free(b);
+        free(dir);
+        free(p);
+    }
+    /* unusable checksum entries: refused, naming the entry; loadable with no_verify */
+    static const struct {
+        header_edit edit;
+        const char *msg;
+    } bad[] = {{bad_scheme, "\"gtr_checksum\""}, {short_checksums, "one checksum (8 hex digits) per tensor"}};
+    for (size_t i = 0; i < 2; i++) {
+        char nm[64];
+        snprintf(nm, sizeof nm, "crc-hdr-%zu", i);
+        char *p = clone(q8, nm);
+        rewrite_header(p, bad[i].edit);
+        char *dir = strdup(p);
+        *strrchr(dir, '/') = '\0';
+        gtr_model_options o = gtr_model_default_options();
+        o.n_threads = 1;
+        gtr_model *m = gtr_model_load(dir, &o, &e);
+        if (m) fail_msg("%s loaded", dir);
+        print_message("# %s\n", e.message);
+        assert_int_equal(e.code, GTR_ERR_FORMAT);
+        assert_non_null(strstr(e.message, p));
+        assert_non_null(strstr(e.message, bad[i].msg));
+        o.no_verify = 1;
+        m = gtr_model_load(dir, &o, &e);
+        if (!m) fail_msg("no_verify: %s", e.message);
+        gtr_model_free(m);
+        free(dir);
+        free(p);
+    }
+    /* a sharded copy: the damaged tensor is named with its shard's file */
+    char *many = tu_tmp("crc-shards");
+    TU_OK(gtr_model_quantize_sharded(src, many, GTR_DTYPE_INT8, 1, 1u << 20, &e), &e);
+    char *ip = gtr_path_join(many, "model.safetensors.index.json");
+    json_t *j = gtr_json_load_file(ip, &e);
+    assert_non_null(j);
+    const char *shard = json_string_value(json_object_get(json_object_get(j, "weight_map"), "encoder.block.1.packed.wo"));
+    assert_non_null(shard);
+    char *sp = gtr_path_join(many, shard);
+    assert_non_null(strstr(sp, "-of-"));
+    check_checksums(sp);
+    flip(sp, "encoder.block.1.packed.wo", 0.25);
+    expect_damage(sp, "encoder.block.1.packed.wo", true);
+    free(sp);
+    json_decref(j);
+    free(ip);
+    free(many);
+    free(pp);
+    free(qp);
+    free(p8);
+    free(pb);
+    free(q8);
+    free(qb);
+    free(src);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -684,6 +1000,8 @@ int main(void)
         cmocka_unit_test(test_mapped_memory),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_hostile_int8),
+        cmocka_unit_test(test_crc32c),
+        cmocka_unit_test(test_checksums),
     };
     return cmocka_run_group_tests_name("quantize", tests, NULL, NULL);
 }

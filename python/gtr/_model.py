@@ -62,7 +62,9 @@ class Model(_lib.Closable):
     spm_compat: which tokenizer implementation to match where segmentations tie (runs of one
     repeated character such as "----"): "0.1" (default: SentencePiece up to 0.2.1, the
     reference data), "0.2.2" (SentencePiece 0.2.2 and later) or "hf" (the Hugging Face
-    tokenizer that sentence-transformers uses).
+    tokenizer that sentence-transformers uses);
+    verify=False skips the weight checksums of a `gtr quantize` copy at load (the structure is
+    still validated; also GTR_NO_VERIFY for the command line).
 
     encode() may be called from several Python threads at once: the weights are loaded once
     and each concurrent call encodes in an encode context of its own (the library's
@@ -72,7 +74,7 @@ class Model(_lib.Closable):
     """
 
     def __init__(self, path, threads=None, max_len=None, dtype="f32", spm_compat=None,
-                 device=None):
+                 device=None, verify=True):
         self._m = None
         if dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of f32, bf16, int8, not {dtype!r}")
@@ -80,6 +82,7 @@ class Model(_lib.Closable):
         opts.n_threads = int(threads) if threads else 0
         opts.max_len = int(max_len) if max_len else 0
         opts.dtype = _DTYPES[dtype]
+        opts.no_verify = 0 if verify else 1
         device = device if device is not None else os.environ.get("GTR_DEVICE") or None
         self._device = device.encode() if device else None  # kept alive: opts points at it
         opts.device = self._device

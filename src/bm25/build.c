@@ -177,7 +177,7 @@ static gtr_status read_corpus(builder *b, const char *corpus, const gtr_bm25_bui
         gtr_record rec;
         bool eof;
         if ((st = gtr_text_reader_next(r, &rec, &eof, err)) || eof) break;
-        if (!rec.obj || !rec.id) {
+        if (!rec.is_object || !rec.id) {
             st = gtr_seterr(err, GTR_ERR_FORMAT, "%s:%zu: document has no \"_id\"", corpus, rec.line);
             break;
         }

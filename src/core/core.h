@@ -99,6 +99,13 @@ gtr_status gtr_mmap_open(const char *path, gtr_mmap *m, gtr_error *err);
 void gtr_mmap_close(gtr_mmap *m);
 /* Tell the kernel it may drop the pages of [off, off+len) (after converting them). */
 void gtr_mmap_drop(const gtr_mmap *m, size_t off, size_t len);
+/* Tell the kernel [off, off+len) is read at random (MADV_RANDOM): a fault reads and maps only
+ * its own page, no read-ahead or fault-around (which would make a sparse reader's resident set
+ * grow by 16+ pages per row it touches). */
+void gtr_mmap_random(const gtr_mmap *m, size_t off, size_t len);
+/* Start reading [off, off+len) in the background (MADV_WILLNEED): several rows asked for
+ * before any is touched are read from disk concurrently instead of one fault at a time. */
+void gtr_mmap_willneed(const gtr_mmap *m, size_t off, size_t len);
 
 /* Atomic file writer: writes go to "<path>.tmp.<pid>" in the same directory; commit fsyncs,
  * renames over path and fsyncs the directory; abort (or a crash) leaves path untouched. */
@@ -111,6 +118,8 @@ typedef struct gtr_atomic_file {
 } gtr_atomic_file;
 gtr_status gtr_atomic_open(gtr_atomic_file *f, const char *path, gtr_error *err);
 gtr_status gtr_atomic_write(gtr_atomic_file *f, const void *data, size_t len, gtr_error *err);
+/* Overwrite bytes already written at offset off (a header completed after the data). */
+gtr_status gtr_atomic_rewrite(gtr_atomic_file *f, uint64_t off, const void *data, size_t len, gtr_error *err);
 gtr_status gtr_atomic_commit(gtr_atomic_file *f, gtr_error *err);
 void gtr_atomic_abort(gtr_atomic_file *f);
 /* Remove the temporary files "<path>.tmp.<pid>" that gtr_atomic_open made in processes that
@@ -123,8 +132,8 @@ gtr_status gtr_write_file_atomic(const char *path, const void *data, size_t len,
                                  gtr_error *err);
 /* fsync a directory (after a rename inside it). */
 gtr_status gtr_fsync_dir(const char *dir, gtr_error *err);
-/* mkdir -p */
-gtr_status gtr_mkdirs(const char *path, gtr_error *err);
+/* mkdir -p: the library's short name for the public gtr_dir_create */
+#define gtr_mkdirs gtr_dir_create
 /* rm -rf: a directory with everything below it (symlinks removed, never followed), or a
  * single file; a path that does not exist is fine. */
 gtr_status gtr_remove_tree(const char *path, gtr_error *err);
@@ -138,6 +147,16 @@ uint64_t gtr_fnv1a64(const void *data, size_t len, uint64_t seed);
 #define GTR_FNV_SEED 0xcbf29ce484222325ull
 /* CRC-32C-free simple checksum for formats: CRC-32 (IEEE, as zip/zlib). */
 uint32_t gtr_crc32(uint32_t crc, const void *data, size_t len);
+/* gtr_crc32 of the concatenation a||b, given gtr_crc32(0, a), gtr_crc32(0, b) and b's length. */
+uint32_t gtr_crc32_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b);
+/* CRC-32C (Castagnoli, as iSCSI/ext4; crc 0 to start, the result feeds the next call like
+ * gtr_crc32): SSE4.2's crc32 instruction where the CPU has it (GTR_CPU=generic uses tables),
+ * slicing-by-8 tables otherwise. gtr_crc32c_x4: the CRC-32C (from 0) of four separate
+ * buffers of len bytes each, interleaved so one core runs near memory bandwidth (one stream
+ * is bound by the instruction's latency). gtr_crc32c_generic: the table version (tests). */
+uint32_t gtr_crc32c(uint32_t crc, const void *data, size_t len);
+void gtr_crc32c_x4(const void *const data[4], size_t len, uint32_t out[4]);
+uint32_t gtr_crc32c_generic(uint32_t crc, const void *data, size_t len);
 
 /* ---- CPU features ------------------------------------------------------ */
 

@@ -121,6 +121,22 @@ void gtr_mmap_drop(const gtr_mmap *m, size_t off, size_t len)
     if (b > a) madvise((void *)(m->data + a), b - a, MADV_DONTNEED);
 }
 
+void gtr_mmap_random(const gtr_mmap *m, size_t off, size_t len)
+{
+    if (!m->data || off >= m->size) return;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t a = off / page * page, b = GTR_MIN(off + len, m->size);
+    if (b > a) madvise((void *)(m->data + a), b - a, MADV_RANDOM);
+}
+
+void gtr_mmap_willneed(const gtr_mmap *m, size_t off, size_t len)
+{
+    if (!m->data || off >= m->size) return;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t a = off / page * page, b = GTR_MIN(off + len, m->size);
+    if (b > a) madvise((void *)(m->data + a), b - a, MADV_WILLNEED);
+}
+
 gtr_status gtr_fsync_dir(const char *dir, gtr_error *err)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -134,7 +150,7 @@ gtr_status gtr_fsync_dir(const char *dir, gtr_error *err)
     return GTR_OK;
 }
 
-gtr_status gtr_mkdirs(const char *path, gtr_error *err)
+gtr_status gtr_dir_create(const char *path, gtr_error *err)
 {
     char *p = strdup(path);
     if (!p) return gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");
@@ -248,6 +264,30 @@ gtr_status gtr_atomic_write(gtr_atomic_file *f, const void *data, size_t len, gt
     return GTR_OK;
 }
 
+gtr_status gtr_atomic_rewrite(gtr_atomic_file *f, uint64_t off, const void *data, size_t len, gtr_error *err)
+{
+    if (f->status) return f->status;
+    const uint8_t *p = data;
+    if (fflush(f->fp) != 0) {
+        f->status = GTR_ERR_IO;
+        f->errnum = errno;
+        return gtr_seterr(err, GTR_ERR_IO, "%s: write failed: %s", f->tmp_path, strerror(errno));
+    }
+    while (len) {
+        ssize_t k = pwrite(fileno(f->fp), p, len, (off_t)off);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) {
+            f->status = GTR_ERR_IO;
+            f->errnum = k < 0 ? errno : EIO;
+            return gtr_seterr(err, GTR_ERR_IO, "%s: write failed: %s", f->tmp_path, strerror(f->errnum));
+        }
+        p += k;
+        off += (uint64_t)k;
+        len -= (size_t)k;
+    }
+    return GTR_OK;
+}
+
 gtr_status gtr_atomic_commit(gtr_atomic_file *f, gtr_error *err)
 {
     gtr_status st = f->status;
@@ -283,6 +323,48 @@ void gtr_atomic_abort(gtr_atomic_file *f)
     free(f->path);
     free(f->tmp_path);
     memset(f, 0, sizeof *f);
+}
+
+/* The public face of the atomic writer (gtr.h: gtr_output_file_*). */
+struct gtr_output_file {
+    gtr_atomic_file af;
+};
+
+gtr_output_file *gtr_output_file_open(const char *path, gtr_error *err)
+{
+    gtr_output_file *f = gtr_xcalloc(1, sizeof *f, "output file", err);
+    if (f && gtr_atomic_open(&f->af, path, err)) {
+        free(f);
+        return NULL;
+    }
+    return f;
+}
+
+FILE *gtr_output_file_stream(gtr_output_file *f) { return f->af.fp; }
+
+gtr_status gtr_output_file_write(gtr_output_file *f, const void *data, size_t len, gtr_error *err)
+{
+    return gtr_atomic_write(&f->af, data, len, err);
+}
+
+gtr_status gtr_output_file_commit(gtr_output_file *f, gtr_error *err)
+{
+    gtr_status st;
+    if (!f->af.status && ferror(f->af.fp)) { /* a write the caller made on the stream failed */
+        st = gtr_seterr(err, GTR_ERR_IO, "%s: write failed", f->af.tmp_path);
+        gtr_atomic_abort(&f->af);
+    } else {
+        st = gtr_atomic_commit(&f->af, err);
+    }
+    free(f);
+    return st;
+}
+
+void gtr_output_file_abort(gtr_output_file *f)
+{
+    if (!f) return;
+    gtr_atomic_abort(&f->af);
+    free(f);
 }
 
 void gtr_remove_stale_tmp(const char *path)

@@ -5,6 +5,7 @@
  * gtr-mpi all read through it. */
 #include "data/data.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,6 +32,37 @@ static char *dup_str(const char *s)
     char *d = malloc(n);
     if (d) memcpy(d, s, n);
     return d;
+}
+
+gtr_status gtr_beir_cache_dir(const gtr_beir *b, const char *cache_root, char **dir, gtr_error *err)
+{
+    *dir = NULL;
+    FILE *f = fopen(b->corpus, "rb");
+    if (!f) return gtr_seterr(err, GTR_ERR_IO, "%s: cannot open: %s", b->corpus, strerror(errno));
+    unsigned char *buf = malloc(1 << 16);
+    uint32_t crc = 0;
+    size_t n;
+    while (buf && (n = fread(buf, 1, 1 << 16, f)) > 0) crc = gtr_crc32(crc, buf, n);
+    bool bad = ferror(f);
+    fclose(f);
+    free(buf);
+    if (!buf) return gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");
+    if (bad) return gtr_seterr(err, GTR_ERR_IO, "%s: read failed", b->corpus);
+    char root[4096];
+    const char *env;
+    if (cache_root) snprintf(root, sizeof root, "%s", cache_root);
+    else if ((env = getenv("GTR_CACHE")) && *env) snprintf(root, sizeof root, "%s", env);
+    else if ((env = getenv("XDG_CACHE_HOME")) && *env) snprintf(root, sizeof root, "%s/gtr", env);
+    else if ((env = getenv("HOME")) && *env) snprintf(root, sizeof root, "%s/.cache/gtr", env);
+    else snprintf(root, sizeof root, ".gtr-cache");
+    size_t len = strlen(root) + strlen(b->name) + 32;
+    char *d = malloc(len);
+    if (!d) return gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");
+    snprintf(d, len, "%s/beir/%s-%08x", root, b->name, crc);
+    gtr_status st = gtr_mkdirs(d, err);
+    if (st) free(d);
+    else *dir = d;
+    return st;
 }
 
 gtr_beir *gtr_beir_open(const char *dir, const char *split, gtr_error *err)

@@ -37,8 +37,7 @@ gtr_status gtr_npy_load(const char *path, gtr_array *out, gtr_error *err);
 /* Write a 2-D float32 array atomically. */
 gtr_status gtr_npy_save_f32(const char *path, const float *data, size_t rows, size_t cols,
                             gtr_error *err);
-/* The .npy header for a 2-D float32 array (rows may be patched later: fixed width). */
-size_t gtr_npy_header_f32(char *out, size_t cap, size_t rows, size_t cols);
+/* gtr_npy_header_f32 (the header of a 2-D float32 array) is public: gtr.h. */
 
 typedef struct gtr_npz gtr_npz;
 gtr_npz *gtr_npz_open(const char *path, gtr_error *err);
@@ -66,36 +65,19 @@ gtr_status gtr_json_get_str(const json_t *obj, const char *key, bool required, c
 
 /* ---- text inputs ------------------------------------------------------- */
 
-typedef enum gtr_text_format {
-    GTR_TEXT_AUTO,  /* .jsonl / .json / .ndjson => JSONL, otherwise plain lines */
-    GTR_TEXT_PLAIN, /* one text per line; trailing \n and \r\n are removed */
-    GTR_TEXT_JSONL  /* one JSON string, or object with "text" (+ "_id", "title") per line */
-} gtr_text_format;
-
-/* One input record. Strings are owned by the reader and valid until the next call. */
-typedef struct gtr_record {
-    const char *id;    size_t id_len;    /* "_id" (or "id"); NULL when absent */
-    const char *title; size_t title_len; /* NULL when absent */
-    const char *text;  size_t text_len;  /* "text" field, the string, or the plain line */
-    json_t *obj;       /* the parsed object for JSONL objects (owned by the reader), else NULL */
-    size_t line;       /* 1-based line number */
-} gtr_record;
-
-typedef struct gtr_text_reader gtr_text_reader;
-/* path "-" reads stdin. */
-gtr_text_reader *gtr_text_reader_open(const char *path, gtr_text_format fmt, gtr_error *err);
-/* Returns GTR_OK with *eof=false and a record, GTR_OK with *eof=true at the end, or an error
- * naming "path:line". Empty lines in JSONL files are an error; in plain files an empty text. */
+/* The text reader is public (gtr.h: gtr_text_format, gtr_text_record, gtr_text_reader_open,
+ * _read, _close); the library reads with the same reader through these. */
+typedef gtr_text_record gtr_record;
+/* gtr_text_reader_read with a bool. */
 gtr_status gtr_text_reader_next(gtr_text_reader *r, gtr_record *rec, bool *eof, gtr_error *err);
+/* The JSON object of the last line read (owned by the reader, valid until the next read);
+ * NULL when it was not an object. */
+json_t *gtr_text_reader_object(const gtr_text_reader *r);
 /* Byte offset of the next line (for resumable jobs) and seeking back to one. */
 uint64_t gtr_text_reader_offset(const gtr_text_reader *r);
 gtr_status gtr_text_reader_seek(gtr_text_reader *r, uint64_t offset, size_t line, gtr_error *err);
-void gtr_text_reader_close(gtr_text_reader *r);
 
-/* The passage text of a record as BEIR's sentence-transformers wrapper builds it:
- * (title + " " + text).strip() when a title field exists, else text.strip()
- * (Python str.strip: Unicode whitespace). For plain lines and JSON strings: the text as is.
- * Writes into buf (reset first); returns GTR_OK. */
+/* gtr_text_record_passage into buf (reset first). */
 gtr_status gtr_record_passage(const gtr_record *rec, gtr_buf *buf, gtr_error *err);
 /* Python str.strip() on UTF-8: trims Unicode White_Space characters at both ends. */
 void gtr_py_strip(const char *s, size_t len, size_t *start, size_t *out_len);

@@ -138,13 +138,32 @@ gtr_status gtr_text_reader_next(gtr_text_reader *r, gtr_record *rec, bool *eof, 
     if (!json_is_object(r->obj))
         return gtr_seterr(err, GTR_ERR_FORMAT, "%s:%zu: expected a JSON string or object", r->path,
                           r->line_no);
-    rec->obj = r->obj;
+    rec->is_object = 1;
+    rec->has_title = json_object_get(r->obj, "title") != NULL;
     gtr_status st;
     if ((st = json_string_field(r, "_id", &rec->id, &rec->id_len, err))) return st;
     if (!rec->id && (st = json_string_field(r, "id", &rec->id, &rec->id_len, err))) return st;
     if ((st = json_string_field(r, "title", &rec->title, &rec->title_len, err))) return st;
     if ((st = json_string_field(r, "text", &rec->text, &rec->text_len, err))) return st;
     return GTR_OK;
+}
+
+gtr_status gtr_text_reader_read(gtr_text_reader *r, gtr_text_record *rec, int *eof, gtr_error *err)
+{
+    bool end = false;
+    gtr_status st = gtr_text_reader_next(r, rec, &end, err);
+    *eof = end;
+    return st;
+}
+
+gtr_status gtr_text_record_passage(const gtr_text_record *rec, char **out, size_t *len, gtr_error *err)
+{
+    gtr_buf b = {0};
+    gtr_status st = gtr_record_passage(rec, &b, err);
+    if (st) gtr_buf_free(&b);
+    *out = b.data;
+    *len = b.len;
+    return st;
 }
 
 /* Python's str.isspace() set: White_Space plus the ASCII separators \x1c-\x1f. */
@@ -182,13 +201,13 @@ gtr_status gtr_record_passage(const gtr_record *rec, gtr_buf *buf, gtr_error *er
     gtr_status st = gtr_buf_reserve(buf, 0, err);
     if (st) return st;
     buf->data[0] = '\0';
-    if (!rec->obj) return gtr_buf_append(buf, rec->text, rec->text_len, err);
+    if (!rec->is_object) return gtr_buf_append(buf, rec->text, rec->text_len, err);
     if (!rec->text)
         return gtr_seterr(err, GTR_ERR_FORMAT, "line %zu: object has no \"text\" field", rec->line);
     gtr_buf tmp = {0};
     const char *s = rec->text;
     size_t n = rec->text_len;
-    if (json_object_get(rec->obj, "title")) {
+    if (rec->has_title) {
         if ((st = gtr_buf_append(&tmp, rec->title ? rec->title : "", rec->title_len, err)) ||
             (st = gtr_buf_append(&tmp, " ", 1, err)) ||
             (st = gtr_buf_append(&tmp, rec->text, rec->text_len, err))) {
@@ -204,3 +223,5 @@ gtr_status gtr_record_passage(const gtr_record *rec, gtr_buf *buf, gtr_error *er
     gtr_buf_free(&tmp);
     return st;
 }
+
+json_t *gtr_text_reader_object(const gtr_text_reader *r) { return r && json_is_object(r->obj) ? r->obj : NULL; }

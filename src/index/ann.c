@@ -28,7 +28,7 @@ struct gtr_ann {
 
 /* What the IVF file must have been built from: the model, the count and every document id
  * (an index rebuilt or extended with --add gives another tag). Over the first n documents. */
-static uint64_t index_tag_n(const gtr_index *ix, uint64_t n)
+uint64_t gtr_ix_ids_tag(const gtr_index *ix, uint64_t n)
 {
     uint64_t fp = gtr_index_fingerprint(ix);
     uint64_t h = gtr_fnv1a64(&fp, sizeof fp, GTR_FNV_SEED);
@@ -41,7 +41,7 @@ static uint64_t index_tag_n(const gtr_index *ix, uint64_t n)
     }
     return h;
 }
-static uint64_t index_tag(const gtr_index *ix) { return index_tag_n(ix, gtr_index_count(ix)); }
+static uint64_t index_tag(const gtr_index *ix) { return gtr_ix_ids_tag(ix, gtr_index_count(ix)); }
 
 static char *del_path_of(const char *path, gtr_error *err)
 {
@@ -113,7 +113,7 @@ static gtr_status write_deletions(const char *dpath, uint64_t n, uint64_t tag, c
     return st;
 }
 
-/* live = ~deleted over n bits (padding bits clear) */
+/* live = ~(deleted | replaced in the index) over n bits (padding bits clear) */
 static gtr_status set_deleted(gtr_ann *a, uint8_t *bits, size_t count, gtr_error *err)
 {
     size_t n = gtr_index_count(a->ix), nb = (n + 7) / 8;
@@ -121,10 +121,11 @@ static gtr_status set_deleted(gtr_ann *a, uint8_t *bits, size_t count, gtr_error
     free(a->live);
     a->deleted = a->live = NULL;
     a->n_deleted = count;
-    if (!bits) return GTR_OK;
     a->deleted = bits;
+    if (!bits && !a->ix->dead) return GTR_OK;
     if (!(a->live = gtr_xmalloc(nb ? nb : 1, "ann deletions", err))) return err ? err->code : GTR_ERR_NOMEM;
-    for (size_t i = 0; i < nb; i++) a->live[i] = (uint8_t)~bits[i];
+    for (size_t i = 0; i < nb; i++)
+        a->live[i] = (uint8_t)~((bits ? bits[i] : 0) | (a->ix->dead ? a->ix->dead[i] : 0));
     if (n % 8) a->live[nb - 1] &= (uint8_t)((1u << (n % 8)) - 1);
     return GTR_OK;
 }
@@ -173,7 +174,7 @@ gtr_status gtr_ann_build(const gtr_index *ix, const char *out_path,
          * the nearest list, exactly as a build given those lists would place them */
         if (!(base = gtr_ivf_open(o.base, err))) st = err ? err->code : GTR_ERR_FORMAT;
         else if (gtr_ivf_dim(base) != (int)dim || gtr_ivf_size(base) > n ||
-                 gtr_ivf_tag(base) != index_tag_n(ix, gtr_ivf_size(base)))
+                 gtr_ivf_tag(base) != gtr_ix_ids_tag(ix, gtr_ivf_size(base)))
             st = gtr_seterr(err, GTR_ERR_MISMATCH, "%s: not built from the first documents of this index (%zu x %d); "
                             "build afresh without --add", o.base, gtr_ivf_size(base), gtr_ivf_dim(base));
         else {

@@ -61,7 +61,7 @@ gtr_status gtr_ix_assemble(gtr_ix_writer *w, const char *out_path, const gtr_ix_
 {
     docs_view v = {a, a->base ? gtr_index_count(a->base) : 0};
     size_t n = v.n_base + a->n_new;
-    uint32_t n_sections = a->compact ? 7 : 5;
+    uint32_t n_sections = (a->compact ? 7 : 5) + (a->dead ? 1 : 0);
     gtr_status st = gtr_ix_writer_open(w, out_path, n, a->dim, a->fingerprint, a->compact, n_sections, err);
     if (st) return st;
     void *codes = NULL;
@@ -100,6 +100,9 @@ gtr_status gtr_ix_assemble(gtr_ix_writer *w, const char *out_path, const gtr_ix_
             (st = gtr_ix_writer_end(w, err)))
             goto fail;
     }
+    if (a->dead && ((st = gtr_ix_writer_begin(w, GTR_IX_DEAD, err)) ||
+                    (st = gtr_ix_writer_put(w, a->dead, (n + 7) / 8, err)) || (st = gtr_ix_writer_end(w, err))))
+        goto fail;
     free(codes);
     free(aux);
     return GTR_OK;

@@ -117,6 +117,23 @@ static gtr_status checkpoint(builder *b, gtr_error *err)
 }
 
 /* Start over: no records, nothing of the corpus consumed. */
+/* The base's ids go into the id set (a corpus document with one is a duplicate), except with
+ * replace, where the set holds only the new documents and a base document whose id comes again
+ * is marked replaced when the index is assembled. Replaced base documents are not registered. */
+static gtr_status register_base_ids(builder *b, gtr_error *err)
+{
+    if (!b->base || b->o.replace) return GTR_OK;
+    for (size_t i = 0; i < gtr_index_count(b->base); i++) {
+        if (!gtr_index_doc_live(b->base, i)) continue;
+        size_t len;
+        const char *id = gtr_index_doc_id(b->base, i, &len);
+        uint64_t found;
+        gtr_status st = gtr_ix_idset_add(&b->ids, id, len, 0, &found, err);
+        if (st) return st;
+    }
+    return GTR_OK;
+}
+
 static gtr_status start_fresh(builder *b, gtr_error *err)
 {
     if (ftruncate(b->part_fd, 0) != 0)
@@ -196,13 +213,7 @@ static gtr_status try_resume(builder *b, gtr_error *err)
         gtr_ix_idset_free(&b->ids);
         gtr_ix_idset_init(&b->ids);
         b->n_docs = 0;
-        if (b->base)
-            for (size_t i = 0; i < gtr_index_count(b->base); i++) {
-                size_t len;
-                const char *id = gtr_index_doc_id(b->base, i, &len);
-                uint64_t found;
-                if ((st = gtr_ix_idset_add(&b->ids, id, len, 0, &found, err))) return st;
-            }
+        if ((st = register_base_ids(b, err))) return st;
         return start_fresh(b, err);
     }
     if (ftruncate(b->part_fd, (off_t)c.partial_bytes) != 0)
@@ -284,7 +295,7 @@ static gtr_status read_batch(builder *b, batch *bt, gtr_buf *passage, bool *eof,
         if ((st = gtr_text_reader_next(b->rd, &rec, eof, err))) return st;
         if (*eof) break;
         b->lines_done = rec.line;
-        if (!rec.obj || !rec.id)
+        if (!rec.is_object || !rec.id)
             return gtr_seterr(err, GTR_ERR_FORMAT, "%s:%zu: document has no \"_id\" (expected "
                               "{\"_id\", \"title\", \"text\"})", b->corpus, rec.line);
         const char *bad = gtr_id_problem(rec.id, rec.id_len);
@@ -296,7 +307,8 @@ static gtr_status read_batch(builder *b, batch *bt, gtr_buf *passage, bool *eof,
         if ((st = gtr_ix_idset_add(&b->ids, rec.id, rec.id_len, rec.line, &found, err))) return st;
         if (found == 1)
             return gtr_seterr(err, GTR_ERR_FORMAT, "%s:%zu: duplicate document id \"%.*s\" (already in "
-                              "the base index)", b->corpus, rec.line, (int)GTR_MIN(rec.id_len, 200), rec.id);
+                              "the base index); --replace replaces it", b->corpus, rec.line,
+                              (int)GTR_MIN(rec.id_len, 200), rec.id);
         if (found)
             return gtr_seterr(err, GTR_ERR_FORMAT, "%s:%zu: duplicate document id \"%.*s\" (first on line %llu)",
                               b->corpus, rec.line, (int)GTR_MIN(rec.id_len, 200), rec.id,
@@ -391,17 +403,46 @@ static gtr_status finish(builder *b, gtr_error *err)
     if (st) return st;
     char *meta = NULL;
     if ((st = meta_json(b, &meta, err))) return st;
+    /* replaced documents: the base's, and with replace each live base document whose id a new
+     * one has (the id set then holds exactly the new documents' ids) */
+    size_t n_all = n_base + b->n_docs, n_dead = 0, replaced = 0;
+    uint8_t *dead = NULL;
+    if (b->base && (b->o.replace || gtr_index_replaced_count(b->base))) {
+        if (!(dead = gtr_xcalloc((n_all + 7) / 8, 1, "replaced documents", err))) {
+            free(meta);
+            return GTR_ERR_NOMEM;
+        }
+        for (size_t i = 0; i < n_base; i++) {
+            size_t len;
+            const char *id = gtr_index_doc_id(b->base, i, &len);
+            bool gone = !gtr_index_doc_live(b->base, i);
+            if (!gone && b->o.replace && gtr_ix_idset_has(&b->ids, id, len)) {
+                gone = true;
+                replaced++;
+            }
+            if (gone) {
+                dead[i >> 3] |= (uint8_t)(1u << (i & 7));
+                n_dead++;
+            }
+        }
+        if (!n_dead) {
+            free(dead);
+            dead = NULL;
+        }
+    }
     gtr_mmap m = {0};
     if (b->n_docs && (st = gtr_mmap_open(b->part_path, &m, err))) {
         free(meta);
+        free(dead);
         return st;
     }
     gtr_ix_assembly a = {b->base, m.data, b->rec_off, b->n_docs, (uint32_t)b->enc->dim,
-                         b->enc->fingerprint, (uint32_t)b->o.compact, meta};
+                         b->enc->fingerprint, (uint32_t)b->o.compact, meta, dead};
     gtr_ix_writer w;
     st = gtr_ix_assemble(&w, b->out, &a, err);
     gtr_mmap_close(&m);
     free(meta);
+    free(dead);
     if (st) return st;
     /* the checkpoint goes first: once the index is in place, no checkpoint may point at work
      * that is already part of it (a later run would add it twice); a crash in between only
@@ -413,6 +454,7 @@ static gtr_status finish(builder *b, gtr_error *err)
     b->stats->docs_total = n_base + b->n_docs;
     b->stats->docs_base = n_base;
     b->stats->docs_encoded = b->n_docs - b->stats->docs_resumed;
+    b->stats->docs_replaced = replaced;
     return GTR_OK;
 }
 
@@ -432,12 +474,7 @@ static gtr_status run(builder *b, gtr_error *err)
         const uint8_t *hdr = b->base->map.data;
         b->base_id = gtr_fnv1a64(hdr, GTR_IX_HEADER_BYTES + (size_t)GTR_IX_ENTRY_BYTES * b->base->h.n_sections,
                                  GTR_FNV_SEED) | 1;
-        for (size_t i = 0; i < gtr_index_count(b->base); i++) {
-            size_t len;
-            const char *id = gtr_index_doc_id(b->base, i, &len);
-            uint64_t found;
-            if ((st = gtr_ix_idset_add(&b->ids, id, len, 0, &found, err))) return st;
-        }
+        if ((st = register_base_ids(b, err))) return st;
     }
     b->corpus_fd = open(b->corpus, O_RDONLY | O_CLOEXEC);
     if (b->corpus_fd < 0)

@@ -18,6 +18,11 @@
  *     VECTORS   float32 [documents, dim], row-major
  *     COMPACT   (optional) float16 or int8 [documents, dim]
  *     CAUX      (optional) per document float32 {scale, error bound, norm} for COMPACT
+ *     DEAD      (optional) bitmap of (documents + 7) / 8 bytes, bit d (byte d / 8, bit d % 8)
+ *               set: document d was replaced by a later document with the same id (gtr index
+ *               --add --replace) and is never returned; padding bits zero. Replaced documents
+ *               keep their place, so documents are only ever appended (IVF files stay valid
+ *               prefixes). Among the other documents every id is unique.
  *     CRCS      u32 CRC-32 of every chunk (chunk bytes) of every other section, in table
  *               order; a section's chunks start at its "first chunk" entry
  *   A string table is u64 offsets[documents + 1] (offsets[0] = 0, non-decreasing) followed by
@@ -59,7 +64,8 @@ enum gtr_ix_section_kind {
     GTR_IX_COMPACT = 5,
     GTR_IX_CAUX = 6,
     GTR_IX_CRCS = 7,
-    GTR_IX_KIND_MAX = 7
+    GTR_IX_DEAD = 8,
+    GTR_IX_KIND_MAX = 8
 };
 
 /* CAUX entry per document (three float32). */

@@ -74,3 +74,11 @@ gtr_status gtr_ix_idset_add(gtr_ix_idset *s, const char *id, size_t len, uint64_
     s->slots[i] = ++s->n;
     return GTR_OK;
 }
+
+bool gtr_ix_idset_has(const gtr_ix_idset *s, const char *id, size_t len)
+{
+    if (!s->cap) return false;
+    for (size_t i = (size_t)id_hash(id, len) & (s->cap - 1); s->slots[i]; i = (i + 1) & (s->cap - 1))
+        if (entry_is(s, s->slots[i] - 1, id, len)) return true;
+    return false;
+}

@@ -46,6 +46,10 @@ static inline bool gtr_ix_allowed(const gtr_index *ix, const uint8_t *allow, siz
     return !allow || (allow[d >> 3] >> (d & 7) & 1);
 }
 
+/* What a side file (IVF file, its deletions, the fields file) was made from: the model, the
+ * count and every id of the first n documents (ann.c). */
+uint64_t gtr_ix_ids_tag(const gtr_index *ix, uint64_t n);
+
 /* ---- section writer (writer.c): streams sections into an atomic file, checksumming each
  * chunk as it goes, then writes the CRC section and the header last. */
 typedef struct gtr_ix_writer {
@@ -91,6 +95,7 @@ void gtr_ix_idset_free(gtr_ix_idset *s);
  * (so 0 means "added"). */
 gtr_status gtr_ix_idset_add(gtr_ix_idset *s, const char *id, size_t len, uint64_t line,
                             uint64_t *found, gtr_error *err);
+bool gtr_ix_idset_has(const gtr_ix_idset *s, const char *id, size_t len);
 
 /* ---- top-k heap (topk.c): the worst kept hit on top, so a candidate is compared with one
  * element; equal scores are ordered by id (descending) for a total, deterministic order. */

@@ -6,9 +6,13 @@
 #include "index/score.h"
 #include "kernels/kernels.h"
 
+#include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
+#include <unistd.h>
 
 #define IVF_MAGIC "GTRIVF01"
 #define IVF_VERSION 1u
@@ -59,7 +63,9 @@ struct gtr_ivf {
     const gtr_kernels *kern; /* the coarse step's GEMM */
     gtr_wmat cent_w;         /* the centroids packed for it */
     gtr_ivf_dots_fn dots;    /* the int8 list scan */
+    gtr_ivf_above_fn above;  /* its scores and the rows that may enter a heap */
     const gtr_ix_kernels *ixk; /* exact re-rank scores (the index's definition) */
+    bool prefetch;           /* ask for a query's re-ranked rows before reading them */
 };
 
 static uint64_t rng_next(uint64_t *s)
@@ -97,31 +103,24 @@ static void argmax_task(void *p, size_t i, int tid)
 }
 
 /* out[i] = the centroid with the highest inner product with rows[i] (m rows of dim floats,
- * contiguous): the scores come from the library's GEMM, ASSIGN_ROWS rows at a time; each
- * score is the same whatever the thread count, so the build is too. */
-static gtr_status assign(const gtr_kernels *kern, gtr_pool *pool, const float *cent,
-                         size_t n_lists, const float *rows, size_t m, size_t dim, uint32_t *out,
-                         gtr_error *err)
+ * contiguous): the scores come from the library's GEMM against the packed centroids w,
+ * ASSIGN_ROWS rows at a time into S ([ASSIGN_ROWS][n_lists]); each score is the same
+ * whatever the thread count, so the build is too. */
+static void assign(const gtr_kernels *kern, gtr_pool *pool, const gtr_wmat *w, size_t n_lists,
+                   const float *rows, size_t m, size_t dim, uint32_t *out, float *S)
 {
-    gtr_wmat w = {0};
-    gtr_status st = gtr_wmat_pack(kern, &w, cent, n_lists, dim, GTR_W_F32, err);
-    size_t blk = m < ASSIGN_ROWS ? m : ASSIGN_ROWS;
-    float *S = st == GTR_OK ? gtr_xmalloc(blk * n_lists * sizeof *S, "ivf scores", err) : NULL;
-    if (st == GTR_OK && !S) st = err ? err->code : GTR_ERR_NOMEM;
-    for (size_t i0 = 0; st == GTR_OK && i0 < m; i0 += blk) {
-        size_t b = m - i0 < blk ? m - i0 : blk;
-        gtr_linear(kern, pool, &w, rows + i0 * dim, b, dim, S, n_lists, 0);
+    for (size_t i0 = 0; i0 < m; i0 += ASSIGN_ROWS) {
+        size_t b = m - i0 < ASSIGN_ROWS ? m - i0 : ASSIGN_ROWS;
+        gtr_linear(kern, pool, w, rows + i0 * dim, b, dim, S, n_lists, 0);
         argmax_ctx ac = {S, n_lists, out + i0};
         gtr_pool_for(pool, b, argmax_task, &ac);
     }
-    free(S);
-    gtr_wmat_free(&w);
-    return st;
 }
 
-/* Spherical k-means on a seeded sample; centroids [n_lists][dim] out. */
-static gtr_status kmeans(const float *vecs, size_t n, size_t dim, size_t n_lists,
-                         const gtr_ivf_build_opts *o, float *cent, gtr_error *err)
+/* Spherical k-means on a seeded sample (fetched one vector at a time through rd); centroids
+ * [n_lists][dim] out. S: the assignment scores' scratch. */
+static gtr_status kmeans(gtr_ivf_read_fn rd, void *user, size_t n, size_t dim, size_t n_lists,
+                         const gtr_ivf_build_opts *o, float *cent, float *S, gtr_error *err)
 {
     uint64_t rs = o->seed ^ 0x6976662d6b6d656eull;
     size_t per = o->sample ? o->sample : 64;
@@ -140,15 +139,19 @@ static gtr_status kmeans(const float *vecs, size_t n, size_t dim, size_t n_lists
         size_t j = i + (size_t)(rng_next(&rs) % (n - i));
         uint32_t t = perm[i]; perm[i] = perm[j]; perm[j] = t;
     }
-    for (size_t i = 0; i < m; i++) /* contiguous, for the GEMM */
-        memcpy(samp + i * dim, vecs + (size_t)perm[i] * dim, dim * sizeof(float));
-    for (size_t l = 0; l < n_lists; l++)
+    gtr_status st = GTR_OK;
+    for (size_t i = 0; i < m && st == GTR_OK; i++) /* contiguous, for the GEMM */
+        st = rd(user, perm[i], 1, samp + i * dim, err);
+    free(perm);
+    for (size_t l = 0; st == GTR_OK && l < n_lists; l++)
         memcpy(cent + l * dim, samp + l * dim, dim * sizeof(float));
     size_t iters = o->iters ? o->iters : 10;
     const gtr_kernels *kern = gtr_kernels_select();
-    gtr_status st = GTR_OK;
     for (size_t it = 0; it < iters && st == GTR_OK; it++) {
-        if ((st = assign(kern, o->pool, cent, n_lists, samp, m, dim, asg, err))) break;
+        gtr_wmat w = {0};
+        if ((st = gtr_wmat_pack(kern, &w, cent, n_lists, dim, GTR_W_F32, err))) break;
+        assign(kern, o->pool, &w, n_lists, samp, m, dim, asg, S);
+        gtr_wmat_free(&w);
         memset(sum, 0, n_lists * dim * sizeof *sum);
         memset(cnt, 0, n_lists * sizeof *cnt);
         for (size_t i = 0; i < m; i++) { /* serial, in sample order: thread-count independent */
@@ -167,8 +170,26 @@ static gtr_status kmeans(const float *vecs, size_t n, size_t dim, size_t n_lists
             normalize(c, dim);
         }
     }
-    free(perm); free(asg); free(samp); free(sum); free(cnt);
+    free(asg); free(samp); free(sum); free(cnt);
     return st;
+}
+
+/* One block's int8 codes and scales, in vector order (rows split over the threads). */
+typedef struct code_ctx { const float *v; size_t dim; float *scales; int8_t *codes; } code_ctx;
+static void code_task(void *p, size_t i, int tid)
+{
+    (void)tid;
+    const code_ctx *c = p;
+    const float *v = c->v + i * c->dim;
+    int8_t *code = c->codes + i * c->dim;
+    float mx = 0.0f;
+    for (size_t d = 0; d < c->dim; d++) mx = fmaxf(mx, fabsf(v[d]));
+    float scale = mx > 0.0f ? mx / 127.0f : 1.0f, inv = 1.0f / scale;
+    c->scales[i] = scale;
+    for (size_t d = 0; d < c->dim; d++) {
+        long q = lrintf(v[d] * inv);
+        code[d] = (int8_t)(q > 127 ? 127 : q < -127 ? -127 : q);
+    }
 }
 
 static gtr_status write_pad(gtr_atomic_file *f, size_t *off, size_t to, gtr_error *err)
@@ -181,11 +202,35 @@ static gtr_status write_pad(gtr_atomic_file *f, size_t *off, size_t to, gtr_erro
     return st;
 }
 
+static gtr_status write_at(gtr_atomic_file *f, size_t off, gtr_error *err)
+{
+    if (fflush(f->fp) != 0 || fseeko(f->fp, (off_t)off, SEEK_SET) != 0)
+        return gtr_seterr(err, GTR_ERR_IO, "%s: cannot seek: %s", f->tmp_path, strerror(errno));
+    return GTR_OK;
+}
+
+static gtr_status read_mem(void *user, size_t first, size_t count, float *out, gtr_error *err)
+{
+    (void)err;
+    const gtr_ivf_mem_src *m = user;
+    memcpy(out, m->vecs + first * m->dim, count * m->dim * sizeof(float));
+    return GTR_OK;
+}
+
 gtr_status gtr_ivf_build(const char *path, const float *vecs, size_t n, int dim_i,
                          const gtr_ivf_build_opts *opts, gtr_error *err)
 {
+    if (!vecs || dim_i <= 0)
+        return gtr_seterr(err, GTR_ERR_INVALID_ARG, "ivf build: need a path, 1..2^32-1 vectors and dim > 0");
+    gtr_ivf_mem_src src = {vecs, (size_t)dim_i};
+    return gtr_ivf_build_stream(path, n, dim_i, read_mem, &src, opts, err);
+}
+
+gtr_status gtr_ivf_build_stream(const char *path, size_t n, int dim_i, gtr_ivf_read_fn rd,
+                                void *user, const gtr_ivf_build_opts *opts, gtr_error *err)
+{
     gtr_ivf_build_opts o = opts ? *opts : (gtr_ivf_build_opts){0};
-    if (!path || !vecs || n == 0 || dim_i <= 0 || n > UINT32_MAX)
+    if (!path || !rd || n == 0 || dim_i <= 0 || n > UINT32_MAX)
         return gtr_seterr(err, GTR_ERR_INVALID_ARG, "ivf build: need a path, 1..2^32-1 vectors and dim > 0");
     size_t dim = (size_t)dim_i;
     size_t n_lists = o.n_lists ? o.n_lists : (size_t)ceil(sqrt((double)n));
@@ -195,44 +240,75 @@ gtr_status gtr_ivf_build(const char *path, const float *vecs, size_t n, int dim_
     if (!ivf_layout_of(n, dim, n_lists, &L))
         return gtr_seterr(err, GTR_ERR_INVALID_ARG, "ivf build: %zu x %zu vectors is too large", n, dim);
 
+    /* Memory: the int8 codes and scales in vector order (n * (dim + 4) bytes; they are written
+     * in list order once every vector's list is known), assignment and rows (8 bytes per
+     * vector), the k-means sample, and one block of float32 vectors: never all the floats. */
+    size_t blk = n < GTR_IVF_BLOCK ? n : GTR_IVF_BLOCK;
+    const gtr_kernels *kern = gtr_kernels_select();
     float *cent = gtr_xmalloc(n_lists * dim * sizeof(float), "ivf centroids", err);
     uint32_t *asg = gtr_xmalloc(n * sizeof(uint32_t), "ivf assignment", err);
     uint64_t *offs = gtr_xcalloc(n_lists + 1, sizeof(uint64_t), "ivf offsets", err);
-    uint32_t *rows = gtr_xmalloc(n * sizeof(uint32_t), "ivf rows", err);
-    float *scales = gtr_xmalloc(n * sizeof(float), "ivf scales", err);
-    int8_t *code = gtr_xmalloc(dim, "ivf code", err);
-    gtr_status st = (!cent || !asg || !offs || !rows || !scales || !code)
+    float *scales_v = gtr_xmalloc(n * sizeof(float), "ivf scales", err);
+    float *S = gtr_xmalloc((size_t)ASSIGN_ROWS * n_lists * sizeof(float), "ivf scores", err);
+    gtr_status st = (!cent || !asg || !offs || !scales_v || !S)
                         ? (err ? err->code : GTR_ERR_NOMEM) : GTR_OK;
+    int8_t *codes_v = NULL;
+    uint32_t *rows = NULL;
+    float *buf = NULL, *tmp = NULL;
     gtr_atomic_file f = {0};
+    gtr_wmat w = {0};
     bool open = false;
     if (st == GTR_OK && o.centroids) memcpy(cent, o.centroids, n_lists * dim * sizeof(float));
-    else if (st == GTR_OK) st = kmeans(vecs, n, dim, n_lists, &o, cent, err);
+    else if (st == GTR_OK) st = kmeans(rd, user, n, dim, n_lists, &o, cent, S, err);
     if (st == GTR_OK) {
-        st = assign(gtr_kernels_select(), o.pool, cent, n_lists, vecs, n, dim, asg, err);
+        codes_v = gtr_xmalloc(n * dim, "ivf codes", err);
+        buf = gtr_xmalloc(blk * dim * sizeof(float), "ivf block", err);
+        if (!codes_v || !buf) st = err ? err->code : GTR_ERR_NOMEM;
+    }
+    if (st == GTR_OK) st = gtr_wmat_pack(kern, &w, cent, n_lists, dim, GTR_W_F32, err);
+    /* a build killed before its rename left only "<path>.tmp.<pid>" (path untouched): tidy
+     * those of dead processes; rerunning gives the same bytes (deterministic) */
+    if (st == GTR_OK) gtr_remove_stale_tmp(path);
+    if (st == GTR_OK) { st = gtr_atomic_open(&f, path, err); open = st == GTR_OK; }
+    /* One pass over the vectors, in order: the float32 copy goes straight to its section
+     * (its CRC is combined with the earlier sections' below), each block is assigned to
+     * lists and coded. */
+    uint32_t crc_v = 0;
+    if (st == GTR_OK) st = write_at(&f, L.vectors, err);
+    for (size_t i0 = 0; st == GTR_OK && i0 < n; i0 += blk) {
+        size_t b = n - i0 < blk ? n - i0 : blk;
+        if ((st = rd(user, i0, b, buf, err))) break;
+        if ((st = gtr_atomic_write(&f, buf, b * dim * sizeof(float), err))) break;
+        crc_v = gtr_crc32(crc_v, buf, b * dim * sizeof(float));
+        assign(kern, o.pool, &w, n_lists, buf, b, dim, asg + i0, S);
+        code_ctx cc = {buf, dim, scales_v + i0, codes_v + i0 * dim};
+        gtr_pool_for(o.pool, b, code_task, &cc);
+    }
+    free(buf); buf = NULL;
+    gtr_wmat_free(&w);
+    if (st == GTR_OK) {
+        static const uint8_t z[64];
+        size_t pad = L.end - (L.vectors + n * dim * sizeof(float));
+        st = gtr_atomic_write(&f, z, pad, err);
+        crc_v = gtr_crc32(crc_v, z, pad);
     }
     if (st == GTR_OK) {
         for (size_t i = 0; i < n; i++) offs[asg[i] + 1]++;
         for (size_t l = 0; l < n_lists; l++) offs[l + 1] += offs[l];
         uint64_t *fill = gtr_xmalloc(n_lists * sizeof *fill, "ivf fill", err);
-        if (!fill) st = err ? err->code : GTR_ERR_NOMEM;
+        rows = gtr_xmalloc(n * sizeof(uint32_t), "ivf rows", err);
+        tmp = gtr_xmalloc(n * sizeof(float), "ivf scales", err);
+        if (!fill || !rows || !tmp) st = err ? err->code : GTR_ERR_NOMEM;
         else {
             memcpy(fill, offs, n_lists * sizeof *fill);
             for (size_t i = 0; i < n; i++) rows[fill[asg[i]]++] = (uint32_t)i; /* stable */
-            free(fill);
+            for (size_t r = 0; r < n; r++) tmp[r] = scales_v[rows[r]];
         }
-    }
-    for (size_t r = 0; st == GTR_OK && r < n; r++) {
-        const float *v = vecs + (size_t)rows[r] * dim;
-        float mx = 0.0f;
-        for (size_t d = 0; d < dim; d++) mx = fmaxf(mx, fabsf(v[d]));
-        scales[r] = mx > 0.0f ? mx / 127.0f : 1.0f;
+        free(fill);
     }
 
-    /* The body CRC is computed over exactly the bytes written, section by section. */
-    /* a build killed before its rename left only "<path>.tmp.<pid>" (path untouched): tidy
-     * those of dead processes; rerunning gives the same bytes (deterministic) */
-    if (st == GTR_OK) gtr_remove_stale_tmp(path);
-    if (st == GTR_OK) { st = gtr_atomic_open(&f, path, err); open = st == GTR_OK; }
+    /* The sections before the vectors, in file order; the body CRC is computed over exactly
+     * the bytes written. */
     ivf_hdr h = {0};
     uint32_t crc = 0;
     size_t off = 0;
@@ -250,6 +326,7 @@ gtr_status gtr_ivf_build(const char *path, const float *vecs, size_t n, int dim_
         if (st == GTR_OK) st = write_pad(&f, &off, (to), err);                               \
         else off = (to);                                                                    \
     } while (0)
+    if (st == GTR_OK) st = write_at(&f, 0, err);
     if (st == GTR_OK) {
         /* header first with a zero CRC: rewritten below once the body's CRC is known */
         st = gtr_atomic_write(&f, &h, sizeof h, err);
@@ -257,18 +334,9 @@ gtr_status gtr_ivf_build(const char *path, const float *vecs, size_t n, int dim_
         PUT(cent, n_lists * dim * sizeof(float)); PAD(L.offsets);
         PUT(offs, (n_lists + 1) * sizeof(uint64_t)); PAD(L.rows);
         PUT(rows, n * sizeof(uint32_t)); PAD(L.scales);
-        PUT(scales, n * sizeof(float)); PAD(L.codes);
-        for (size_t r = 0; r < n && st == GTR_OK; r++) {
-            const float *v = vecs + (size_t)rows[r] * dim;
-            float inv = 1.0f / scales[r];
-            for (size_t d = 0; d < dim; d++) {
-                long q = lrintf(v[d] * inv);
-                code[d] = (int8_t)(q > 127 ? 127 : q < -127 ? -127 : q);
-            }
-            PUT(code, dim);
-        }
+        PUT(tmp, n * sizeof(float)); PAD(L.codes);
+        for (size_t r = 0; r < n && st == GTR_OK; r++) PUT(codes_v + (size_t)rows[r] * dim, dim);
         PAD(L.vectors);
-        PUT(vecs, n * dim * sizeof(float)); PAD(L.end);
     }
 #undef PUT
 #undef PAD
@@ -280,18 +348,19 @@ gtr_status gtr_ivf_build(const char *path, const float *vecs, size_t n, int dim_
         h.n_lists = (uint32_t)n_lists;
         h.seed = o.seed;
         h.tag = o.tag;
-        h.body_crc = crc;
+        h.body_crc = gtr_crc32_combine(crc, crc_v, L.end - L.vectors);
         h.hdr_crc = gtr_crc32(0, &h, offsetof(ivf_hdr, hdr_crc));
-        if (fflush(f.fp) != 0 || fseek(f.fp, 0, SEEK_SET) != 0)
-            st = gtr_seterr(err, GTR_ERR_IO, "%s: cannot rewrite the header", f.tmp_path);
-        else
-            st = gtr_atomic_write(&f, &h, sizeof h, err);
+        st = write_at(&f, 0, err);
+        if (st == GTR_OK) st = gtr_atomic_write(&f, &h, sizeof h, err);
     }
     if (st == GTR_OK) { st = gtr_atomic_commit(&f, err); open = false; }
     if (open) gtr_atomic_abort(&f);
-    free(cent); free(asg); free(offs); free(rows); free(scales); free(code);
+    free(cent); free(asg); free(offs); free(rows); free(scales_v); free(tmp); free(codes_v);
+    free(S);
     return st;
 }
+
+#define CRC_PIECE ((size_t)64 << 20)
 
 /* ---- open ------------------------------------------------------------------- */
 
@@ -332,7 +401,20 @@ gtr_ivf *gtr_ivf_open(const char *path, gtr_error *err)
                    path, size, L.end);
         goto fail;
     }
-    if (gtr_crc32(0, p + IVF_HDR, size - IVF_HDR) != h.body_crc) {
+    /* The float32 vectors (4/5 of the file) are checked first, in pieces whose pages are
+     * dropped from this mapping after each: search reads only the re-ranked rows, so a corpus
+     * larger than memory is verified without making all of it resident. The sections before
+     * them (codes, lists) are checked last, so they are what the page cache holds after. */
+    uint32_t crc_v = 0;
+    for (size_t o = L.vectors; o < size; o += CRC_PIECE) {
+        size_t len = size - o < CRC_PIECE ? size - o : CRC_PIECE;
+        crc_v = gtr_crc32(crc_v, p + o, len);
+        gtr_mmap_drop(&ix->map, o, len);
+    }
+    gtr_mmap_random(&ix->map, L.vectors, size - L.vectors);
+    uint32_t crc = gtr_crc32_combine(gtr_crc32(0, p + IVF_HDR, L.vectors - IVF_HDR), crc_v,
+                                     size - L.vectors);
+    if (crc != h.body_crc) {
         gtr_seterr(err, GTR_ERR_FORMAT, "%s: body checksum mismatch (corrupt)", path);
         goto fail;
     }
@@ -356,8 +438,15 @@ gtr_ivf *gtr_ivf_open(const char *path, gtr_error *err)
             if (ix->rows[r] >= ix->n || ix->list_of[ix->rows[r]] != UINT32_MAX) goto bad;
             ix->list_of[ix->rows[r]] = (uint32_t)l;
         }
+    /* Float32 vectors larger than half of RAM cannot all stay in the page cache: re-ranking
+     * then reads rows from disk, and asking for a query's rows together overlaps those reads
+     * (a few microseconds per query of system calls; not worth it when they are cached). */
+    long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+    ix->prefetch = pages > 0 && psize > 0 &&
+                   (double)(size - L.vectors) > 0.5 * (double)pages * (double)psize;
     ix->kern = gtr_kernels_select();
     ix->dots = gtr_ivf_dots_select();
+    ix->above = gtr_ivf_above_select();
     ix->ixk = gtr_ix_kernels_select();
     if (gtr_wmat_pack(ix->kern, &ix->cent_w, ix->centroids, ix->n_lists, ix->dim, GTR_W_F32, err) != GTR_OK)
         goto fail;
@@ -384,6 +473,7 @@ int gtr_ivf_dim(const gtr_ivf *ix) { return (int)ix->dim; }
 uint32_t gtr_ivf_n_lists(const gtr_ivf *ix) { return (uint32_t)ix->n_lists; }
 const float *gtr_ivf_centroids(const gtr_ivf *ix) { return ix->centroids; }
 uint32_t gtr_ivf_list_of(const gtr_ivf *ix, uint32_t v) { return ix->list_of[v]; }
+void gtr_ivf_set_prefetch(gtr_ivf *ix, bool on) { ix->prefetch = on; }
 
 /* ---- search ----------------------------------------------------------------- */
 
@@ -470,6 +560,8 @@ typedef struct search_ctx {
     cand *heaps;          /* [threads][nq][rerank] */
     size_t *hn;           /* [threads][nq] */
     int32_t *dots;        /* [threads][nq][CHUNK] */
+    uint32_t *sel;        /* [threads][CHUNK + 16]: rows of a chunk at or above a heap's worst */
+    float *sels;          /* [threads][CHUNK + 16]: their scores */
     const int8_t **qptr;  /* [threads][nq] */
     int32_t *qsums;       /* [threads][nq] */
     cand *pscratch;       /* [threads][nprobe]: choosing a query's lists */
@@ -512,6 +604,8 @@ static void scan_list(void *p, size_t t, int tid)
         qsum[j] = c->qsum[qs[j]];
     }
     const uint8_t *allow = c->o->allow;
+    uint32_t *sel = c->sel + (size_t)tid * (CHUNK + 16);
+    float *sels = c->sels + (size_t)tid * (CHUNK + 16);
     for (uint64_t r0 = st->r0; r0 < st->r1; r0 += CHUNK) {
         size_t nr = (size_t)(st->r1 - r0 < CHUNK ? st->r1 - r0 : CHUNK);
         ix->dots(ix->codes + r0 * ix->dim, nr, ix->dim, qp, qsum, nql, dots, CHUNK);
@@ -519,12 +613,16 @@ static void scan_list(void *p, size_t t, int tid)
             uint32_t qi = qs[j];
             cand *h = heaps + (size_t)qi * c->rerank;
             size_t *n = &hn[qi];
-            float qsc = c->qscale[qi];
-            for (size_t r = 0; r < nr; r++) {
-                uint32_t v = ix->rows[r0 + r];
+            /* rows scoring below the heap's worst can never enter it (its worst only rises
+             * during the chunk): the kernel drops them, usually all; the rest are pushed in
+             * row order exactly as before, so the heap ends the same */
+            float thr = *n == c->rerank ? h[0].s : -INFINITY;
+            size_t m = ix->above(dots + j * CHUNK, nr, c->qscale[qi], ix->scales + r0, thr, sel, sels);
+            for (size_t i = 0; i < m; i++) {
+                uint32_t v = ix->rows[r0 + sel[i]];
                 if (allow && !(allow[v >> 3] >> (v & 7) & 1)) continue;
-                cand cd = {(float)dots[j * CHUNK + r] * (qsc * ix->scales[r0 + r]), v};
-                if (*n == c->rerank && !worse(h[0], cd)) continue; /* the common case */
+                cand cd = {sels[i], v};
+                if (*n == c->rerank && !worse(h[0], cd)) continue;
                 heap_push(NULL, h, n, c->rerank, cd);
             }
         }
@@ -548,6 +646,10 @@ static void rerank_task(void *p, size_t qi, int tid)
     cand *tp = c->tscratch + (size_t)tid * c->k;
     size_t nt = 0;
     const float *q = c->Qf + qi * c->qs;
+    if (ix->prefetch)
+        for (size_t j = 0; j < na; j++)
+            gtr_mmap_willneed(&ix->map, (size_t)((const uint8_t *)(ix->vectors + (size_t)all[j].id * ix->dim) - ix->map.data),
+                              ix->dim * sizeof(float));
     for (size_t j = 0; j < na; j++) {
         float s;
         ix->ixk->score(q, 1, c->qs, ix->vectors + (size_t)all[j].id * ix->dim, 1, ix->dim, &s, 1);
@@ -597,12 +699,14 @@ gtr_status gtr_ivf_search(const gtr_ivf *ix, const float *queries, size_t nq, si
     c.heaps = gtr_xmalloc(T * B * c.rerank * sizeof(cand), "ivf candidates", err);
     c.hn = gtr_xmalloc(T * B * sizeof(size_t), "ivf candidates", err);
     c.dots = gtr_xmalloc(T * B * CHUNK * sizeof(int32_t), "ivf scan", err);
+    c.sel = gtr_xmalloc(T * (CHUNK + 16) * sizeof(uint32_t), "ivf scan", err);
+    c.sels = gtr_xmalloc(T * (CHUNK + 16) * sizeof(float), "ivf scan", err);
     c.qptr = gtr_xmalloc(T * B * sizeof(*c.qptr), "ivf scan", err);
     c.qsums = gtr_xmalloc(T * B * sizeof(int32_t), "ivf scan", err);
     c.pscratch = gtr_xmalloc(T * c.nprobe * sizeof(cand), "ivf probes", err);
     c.tscratch = gtr_xmalloc(T * k * sizeof(cand), "ivf top k", err);
     gtr_status st = c.Qf && c.Q8 && c.qscale && c.qsum && c.coarse && c.probe && c.lstart &&
-                    c.lq && c.tasks && c.heaps && c.hn && c.dots && c.qptr && c.qsums &&
+                    c.lq && c.tasks && c.heaps && c.hn && c.dots && c.sel && c.sels && c.qptr && c.qsums &&
                     c.pscratch && c.tscratch
                         ? GTR_OK : (err && err->code ? err->code : GTR_ERR_NOMEM);
     for (size_t q0 = 0; st == GTR_OK && q0 < nq; q0 += B) {
@@ -646,7 +750,7 @@ gtr_status gtr_ivf_search(const gtr_ivf *ix, const float *queries, size_t nq, si
     }
     gtr_free_aligned(c.Qf); gtr_free_aligned(c.Q8);
     free(c.qscale); free(c.qsum); free(c.coarse); free(c.probe); free(c.lstart); free(c.lq);
-    free(c.tasks); free(c.heaps); free(c.hn); free(c.dots); free(c.qptr); free(c.qsums);
+    free(c.tasks); free(c.heaps); free(c.hn); free(c.dots); free(c.sel); free(c.sels); free(c.qptr); free(c.qsums);
     free(c.pscratch); free(c.tscratch);
     return st;
 }

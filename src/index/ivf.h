@@ -42,6 +42,20 @@ typedef struct gtr_ivf_build_opts {
 gtr_status gtr_ivf_build(const char *path, const float *vecs, size_t n, int dim,
                          const gtr_ivf_build_opts *opts, gtr_error *err);
 
+/* The same build (the same bytes) from vectors handed over in pieces, for a corpus larger
+ * than memory: rd(user, first, count, out) writes vectors first .. first+count-1 (dim floats
+ * each) to out. The build asks for the k-means sample one vector at a time (in a seeded random
+ * order), then for every vector once, in order, in blocks of up to GTR_IVF_BLOCK. It holds the
+ * int8 codes (n * dim bytes), 12 bytes per vector, the k-means sample (n_lists * sample
+ * vectors) and one block in memory, never all the float32 vectors, which go straight to the
+ * file. */
+#define GTR_IVF_BLOCK 8192
+typedef gtr_status (*gtr_ivf_read_fn)(void *user, size_t first, size_t count, float *out,
+                                      gtr_error *err);
+typedef struct gtr_ivf_mem_src { const float *vecs; size_t dim; } gtr_ivf_mem_src;
+gtr_status gtr_ivf_build_stream(const char *path, size_t n, int dim, gtr_ivf_read_fn rd,
+                                void *user, const gtr_ivf_build_opts *opts, gtr_error *err);
+
 /* Open (mmap) and verify an index file. NULL with err set when missing, truncated or corrupt. */
 gtr_ivf *gtr_ivf_open(const char *path, gtr_error *err);
 void gtr_ivf_close(gtr_ivf *ix);
@@ -50,6 +64,10 @@ uint64_t gtr_ivf_tag(const gtr_ivf *ix);
 int gtr_ivf_dim(const gtr_ivf *ix);
 uint32_t gtr_ivf_n_lists(const gtr_ivf *ix);
 const float *gtr_ivf_centroids(const gtr_ivf *ix); /* [n_lists][dim] */
+/* Whether a search asks the kernel for its re-ranked float32 rows together before reading
+ * them (MADV_WILLNEED: overlapped disk reads). Open turns it on when the vectors exceed half
+ * of RAM; results never depend on it. */
+void gtr_ivf_set_prefetch(gtr_ivf *ix, bool on);
 /* The list vector number v was put in. */
 uint32_t gtr_ivf_list_of(const gtr_ivf *ix, uint32_t v);
 

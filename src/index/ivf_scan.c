@@ -19,11 +19,27 @@ void gtr_ivf_dots_generic(const int8_t *codes, size_t nrows, size_t dim, const i
         }
 }
 
+size_t gtr_ivf_above_generic(const int32_t *dots, size_t n, float qscale, const float *scales,
+                             float thr, uint32_t *idx, float *s_out)
+{
+    size_t m = 0;
+    for (size_t r = 0; r < n; r++) {
+        float s = (float)dots[r] * (qscale * scales[r]);
+        if (s >= thr) { idx[m] = (uint32_t)r; s_out[m++] = s; }
+    }
+    return m;
+}
+
 gtr_ivf_dots_fn gtr_ivf_dots_select(void)
 {
     gtr_cpu c = gtr_cpu_detect();
     if (c.avx512f && c.avx512bw && c.avx512vl && c.avx512_vnni) return gtr_ivf_dots_avx512;
     return gtr_ivf_dots_generic;
+}
+
+gtr_ivf_above_fn gtr_ivf_above_select(void)
+{
+    return gtr_ivf_dots_select() == gtr_ivf_dots_avx512 ? gtr_ivf_above_avx512 : gtr_ivf_above_generic;
 }
 
 void gtr_ivf_quantize_query(const float *q, size_t dim, int8_t *out, float *scale, int32_t *sum)

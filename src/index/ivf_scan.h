@@ -28,8 +28,21 @@ void gtr_ivf_dots_generic(const int8_t *codes, size_t nrows, size_t dim, const i
 void gtr_ivf_dots_avx512(const int8_t *codes, size_t nrows, size_t dim, const int8_t *const *q,
                          const int32_t *qsum, size_t nq, int32_t *out, size_t ldo);
 
-/* The fastest kernel this CPU runs (GTR_CPU=generic|avx2 selects the portable one). */
+/* The int8 stage's scores of n rows and those not below a threshold: s[r] = (float)dots[r] *
+ * (qscale * scales[r]) (this expression, in this order: every kernel gives the same floats);
+ * the rows r (ascending) with s[r] >= thr go to idx[0..m) and their scores to s_out[0..m);
+ * returns m. idx and s_out have room for n + 16. */
+typedef size_t (*gtr_ivf_above_fn)(const int32_t *dots, size_t n, float qscale,
+                                   const float *scales, float thr, uint32_t *idx, float *s_out);
+
+size_t gtr_ivf_above_generic(const int32_t *dots, size_t n, float qscale, const float *scales,
+                             float thr, uint32_t *idx, float *s_out);
+size_t gtr_ivf_above_avx512(const int32_t *dots, size_t n, float qscale, const float *scales,
+                            float thr, uint32_t *idx, float *s_out);
+
+/* The fastest kernels this CPU runs (GTR_CPU=generic|avx2 selects the portable ones). */
 gtr_ivf_dots_fn gtr_ivf_dots_select(void);
+gtr_ivf_above_fn gtr_ivf_above_select(void);
 
 /* q (dim floats) → out (gtr_ivf_qstride(dim) int8, zero-padded), q ≈ out · *scale;
  * *sum = Σ out. A zero query gets scale 1 and all-zero codes. */

@@ -226,7 +226,8 @@ static gtr_status validate(gtr_index *ix, unsigned flags, gtr_pool *pool, gtr_er
     if ((uint64_t)ix->n != h->n_docs) return BAD("%s: index too large for this machine", path);
     const gtr_ix_section *meta = find(h, GTR_IX_META), *ids = find(h, GTR_IX_IDS),
                          *snip = find(h, GTR_IX_SNIPPETS), *vec = find(h, GTR_IX_VECTORS),
-                         *cmp = find(h, GTR_IX_COMPACT), *aux = find(h, GTR_IX_CAUX);
+                         *cmp = find(h, GTR_IX_COMPACT), *aux = find(h, GTR_IX_CAUX),
+                         *dead = find(h, GTR_IX_DEAD);
     if (!meta || !ids || !snip || !vec)
         return BAD("%s: corrupt index: a required section (meta, ids, snippets, vectors) is missing", path);
     size_t vbytes;
@@ -247,6 +248,16 @@ static gtr_status validate(gtr_index *ix, unsigned flags, gtr_pool *pool, gtr_er
         ix->caux = (const float *)(const void *)(p + aux->offset);
     } else if (cmp || aux) {
         return BAD("%s: corrupt index: compact sections without a compact kind", path);
+    }
+    if (dead) {
+        const uint8_t *bits = p + dead->offset;
+        size_t nb = (ix->n + 7) / 8, c = 0;
+        if (dead->size != nb || (ix->n % 8 && bits[nb - 1] >> (ix->n % 8)))
+            return BAD("%s: corrupt index: the replaced-documents section does not match %llu documents", path,
+                       (unsigned long long)h->n_docs);
+        for (size_t i = 0; i < nb; i++) c += (size_t)__builtin_popcount(bits[i]);
+        ix->dead = c ? bits : NULL;
+        ix->n_dead = c;
     }
     return parse_meta(ix, meta, err);
 }
@@ -308,6 +319,8 @@ void gtr_index_free(gtr_index *ix)
 }
 
 size_t gtr_index_count(const gtr_index *ix) { return ix->n; }
+size_t gtr_index_replaced_count(const gtr_index *ix) { return ix->n_dead; }
+int gtr_index_doc_live(const gtr_index *ix, size_t doc) { return doc < ix->n && gtr_ix_allowed(ix, NULL, doc); }
 int gtr_index_dim(const gtr_index *ix) { return (int)ix->dim; }
 uint64_t gtr_index_fingerprint(const gtr_index *ix) { return ix->h.fingerprint; }
 const char *gtr_index_model_description(const gtr_index *ix) { return ix->model_desc; }

@@ -65,6 +65,7 @@ typedef struct gtr_ix_assembly {
     uint64_t fingerprint;
     uint32_t compact;
     const char *meta_json;
+    const uint8_t *dead;     /* replaced documents over base + new (NULL: none) */
 } gtr_ix_assembly;
 
 /* Writes every section into w (opened here); the caller commits or aborts. */

@@ -18,6 +18,7 @@ const char *gtr_ix_kind_name(uint32_t kind)
     case GTR_IX_COMPACT: return "compact";
     case GTR_IX_CAUX: return "compact-aux";
     case GTR_IX_CRCS: return "checksums";
+    case GTR_IX_DEAD: return "replaced";
     default: return "unknown";
     }
 }

@@ -236,6 +236,24 @@ gtr_status gtr_config_parse_dense(const json_t *j, const char *what, gtr_model_c
     return GTR_OK;
 }
 
+gtr_status gtr_model_dir_max_len(const char *dir, int *max_len, gtr_error *err)
+{
+    char *path = gtr_path_join(dir, "sentence_bert_config.json");
+    if (!path) return gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");
+    long long v = 512;
+    gtr_status st = GTR_OK;
+    if (gtr_file_exists(path)) {
+        json_t *j = gtr_json_load_file(path, err);
+        if (!j) st = err ? err->code : GTR_ERR_FORMAT;
+        else if (!(st = gtr_json_get_int(j, "max_seq_length", false, 512, &v, path, err)) && (v < 0 || v > 1000000000))
+            st = gtr_seterr(err, GTR_ERR_FORMAT, "%s: max_seq_length %lld is out of range", path, v);
+        json_decref(j);
+    }
+    free(path);
+    if (!st) *max_len = (int)v;
+    return st;
+}
+
 gtr_status gtr_config_parse_sbert(const json_t *j, const char *what, int *max_seq_length,
                                   gtr_error *err)
 {

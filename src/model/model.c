@@ -188,6 +188,21 @@ static gtr_model *load_dir(const char *dir, const gtr_model_options *opts, gtr_e
         m->dtype = o.dtype;
     }
     if ((st = gtr_mem_check(&set, o.dtype, o.max_memory, dir, err))) goto fail;
+    /* a `gtr quantize` copy's checksums (checksum.c), before anything is computed from it */
+    char verified[96] = "";
+    {
+        size_t n_crc = 0;
+        for (size_t i = 0; i < set.n; i++) n_crc += set.t[i].has_crc;
+        if (o.no_verify && (n_crc || set.crc_problem)) {
+            snprintf(verified, sizeof verified, "\nchecksums: not verified (no_verify)");
+        } else if (n_crc || set.crc_problem) {
+            double t0 = gtr_now_seconds();
+            size_t n_ok;
+            if ((st = gtr_tensor_set_verify(&set, m->pool, &n_ok, err))) goto fail;
+            snprintf(verified, sizeof verified, "\nchecksums: %zu tensors verified (crc32c) in %.2f s", n_ok,
+                     gtr_now_seconds() - t0);
+        }
+    }
     double est[3] = {(double)gtr_mem_estimate(&set, GTR_DTYPE_F32), (double)gtr_mem_estimate(&set, GTR_DTYPE_BF16),
                      (double)gtr_mem_estimate(&set, GTR_DTYPE_INT8)};
     gtr_wtype wt = o.dtype == GTR_DTYPE_BF16 ? GTR_W_BF16 : o.dtype == GTR_DTYPE_INT8 ? GTR_W_INT8
@@ -237,12 +252,12 @@ static gtr_model *load_dir(const char *dir, const gtr_model_options *opts, gtr_e
                    "memory to load: f32 %.2f GiB, bf16 %.2f GiB, int8 %.2f GiB (estimated: private weights + "
                    "one chunk's work)\n"
                    "max length: %d tokens (max_seq_length %d)\ntokenizer: %s (%d pieces)\n"
-                   "fingerprint: %016llx",
+                   "fingerprint: %016llx%s",
                    m->head.d_out, m->cfg.normalize ? ", unit length" : "", with_commas(n_params, nb1),
                    with_commas(m->t5.n_params, nb2), with_commas(m->head.n_params, nb3), sets.data ? sets.data : "", dtype_name(m->dtype),
                    (double)gtr_model_weight_bytes(m) / (1 << 20), mapped, gtr_kernels_name(m->kern),
                    gtr_pool_size(m->pool), est[0] / GIB, est[1] / GIB, est[2] / GIB, m->max_len, m->cfg.max_seq_length, spm,
-                   gtr_tokenizer_vocab_size(m->tok), (unsigned long long)m->fingerprint);
+                   gtr_tokenizer_vocab_size(m->tok), (unsigned long long)m->fingerprint, verified);
     if (!desc.data) {
         st = gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");
         goto fail;

@@ -8,6 +8,7 @@
  *   torch_pickle.c the restricted unpickler: state dict -> tensor views into the storages
  *   weights.c      a set of named tensor views over mapped files: lookup with shape checks,
  *                  conversion to float32, "extra tensor" detection
+ *   checksum.c     CRC-32C checksums of tensor bodies (`gtr quantize` copies): written, verified
  *   encoder.c      the T5 encoder weights and its forward pass over packed token rows
  *   head.c         mean pooling, Dense, L2 normalisation
  *   model.c        the public gtr_model_* API gluing the above together (load; the model
@@ -122,6 +123,8 @@ typedef struct gtr_tensor {
     int source;                  /* index into the set's sources */
     bool used;
     gtr_quant_scheme quant;      /* what its file's __metadata__ declares (safetensors) */
+    bool has_crc;                /* its file records a checksum of its bytes (checksum.c) */
+    uint32_t crc;
 } gtr_tensor;
 
 typedef struct gtr_tensor_source {
@@ -141,6 +144,11 @@ typedef struct gtr_tensor_set {
     /* __metadata__ "gtr_layout": GTR_WMAT_LAYOUT_NAME: the Linear weights are stored packed
      * for the kernels (see "packed files" in encoder.c), to be used from the mapping in place */
     bool packed;
+    /* a file's "gtr_checksum(s)" entries cannot be used (malformed, not one per tensor, an
+     * unknown scheme): the reason (static string) and the file's source index, reported by
+     * gtr_tensor_set_verify; NULL when every file's are fine or absent */
+    const char *crc_problem;
+    int crc_problem_source;
 } gtr_tensor_set;
 
 /* Add a tensor (name copied). Checks nothing: the parsers validate before adding. */
@@ -245,6 +253,24 @@ void gtr_fp_begin(gtr_fp_stream *f, uint64_t h, const char *name, size_t rows, s
 void gtr_fp_feed(gtr_fp_stream *f, gtr_pool *pool, const float *x, size_t n);
 /* The hash into *h, or GTR_ERR_FORMAT when a fed value was not finite. */
 gtr_status gtr_fp_end(gtr_fp_stream *f, uint64_t *h, gtr_error *err);
+/* Checksums of tensor bodies (checksum.c; the scheme is described there): what `gtr
+ * quantize` records in __metadata__ and the load verifies. */
+#define GTR_CHECKSUM_SCHEME "crc32c-tree64k-v1"
+#define GTR_CHECKSUM_BLOCK 65536u
+/* One tensor's checksum fed piece by piece (begin, feed the bytes in order, end). */
+typedef struct gtr_body_crc {
+    uint32_t blk, tree;
+    size_t fill;
+} gtr_body_crc;
+void gtr_body_crc_begin(gtr_body_crc *c);
+void gtr_body_crc_feed(gtr_body_crc *c, const void *data, size_t len);
+uint32_t gtr_body_crc_end(gtr_body_crc *c);
+/* The "gtr_checksums" value of n checksums into out (8 * n + 1 chars). */
+void gtr_checksums_text(const uint32_t *crc, size_t n, char *out);
+/* Check every tensor whose file records a checksum, in parallel over pool: GTR_ERR_MISMATCH
+ * naming the file and the first damaged tensor; GTR_ERR_FORMAT when a file's checksum entry
+ * is unusable. *n_checked: the tensors verified. */
+gtr_status gtr_tensor_set_verify(const gtr_tensor_set *s, gtr_pool *pool, size_t *n_checked, gtr_error *err);
 /* Path of the file a tensor comes from. */
 const char *gtr_tensor_file(const gtr_tensor_set *s, const gtr_tensor *t);
 /* "F32", "F16", "BF16" ... */

@@ -7,7 +7,10 @@
  *   2. the embedding (shared.weight) and every Linear weight: BF16, or I8 codes
  *   3. (int8) the F32 scales <name>_scale [rows] of every I8 tensor
  * with __metadata__ {"format": "pt", "gtr_quantization": "bf16-v1" | "int8-per-channel-v1",
- * "gtr_source_fingerprint": "<16 hex digits>"}. The codes are made by the same functions the
+ * "gtr_source_fingerprint": "<16 hex digits>", "gtr_checksum": "crc32c-tree64k-v1",
+ * "gtr_checksums": "<8 hex digits per tensor>"} (checksum.c: every tensor's bytes, fed to
+ * the checksum as they are written; the header goes out first with zeros there and is
+ * rewritten in place, same length, once the data is). The codes are made by the same functions the
  * loader uses to pack float32 weights (gtr_bf16_daz, gtr_quantize_rows_int8), which is why
  * the copy computes bit for bit like its source at that precision. Scales come last so the
  * file is written in one pass (a Linear's scales are known once its codes are).
@@ -159,8 +162,10 @@ static void tensor_name(const out_tensor *t, size_t i, char *name, size_t cap)
 }
 
 /* The header of shard k (see gtr_safetensors_header_bytes): data starts 64-byte aligned. */
+/* crcs: the checksums of shard k's tensors in file order (checksum.c), or NULL for zeros: the
+ * header is written first with zeros and rewritten in place once the data is (same length). */
 static uint8_t *make_header(const out_tensor *t, size_t n, size_t k, gtr_compute_dtype dtype, uint64_t source_fp,
-                            bool packed, size_t *len, gtr_error *err)
+                            bool packed, const uint32_t *crcs, size_t n_crcs, size_t *len, gtr_error *err)
 {
     json_t *h = json_object();
     char fp[17];
@@ -169,6 +174,19 @@ static uint8_t *make_header(const out_tensor *t, size_t n, size_t k, gtr_compute
                              dtype == GTR_DTYPE_INT8 ? GTR_QUANT_INT8_NAME : GTR_QUANT_BF16_NAME,
                              "gtr_source_fingerprint", fp);
     if (packed) json_object_set_new(meta, "gtr_layout", json_string(GTR_WMAT_LAYOUT_NAME));
+    char *text = malloc(8 * n_crcs + 1);
+    if (text) {
+        if (crcs) gtr_checksums_text(crcs, n_crcs, text);
+        else memset(text, '0', 8 * n_crcs), text[8 * n_crcs] = '\0';
+        json_object_set_new(meta, "gtr_checksum", json_string(GTR_CHECKSUM_SCHEME));
+        json_object_set_new(meta, "gtr_checksums", json_string(text));
+        free(text);
+    } else {
+        json_decref(meta);
+        json_decref(h);
+        gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
     json_object_set_new(h, "__metadata__", meta);
     for (size_t i = 0; i < n; i++) {
         if (t[i].shard != k) continue;
@@ -190,6 +208,7 @@ typedef struct {
     gtr_pool *pool;
     const gtr_kernels *layout; /* the table whose layout the file stores */
     gtr_atomic_file *f;
+    gtr_body_crc crc;    /* of the tensor being written */
     float *tmp;          /* float32 rows */
     size_t tmp_floats;
     void *codes;         /* the rows in the output precision */
@@ -197,12 +216,19 @@ typedef struct {
     int32_t *colsum;     /* every Σq of the packed I8 matrices, same places as scales */
 } writer;
 
+/* Every byte of a tensor goes through here: written and fed to its checksum. */
+static gtr_status out_write(writer *w, const void *data, size_t len, gtr_error *err)
+{
+    gtr_body_crc_feed(&w->crc, data, len);
+    return gtr_atomic_write(w->f, data, len, err);
+}
+
 /* One vector (F32 as it is). */
 static gtr_status write_vector(writer *w, const out_tensor *t, gtr_error *err)
 {
     const gtr_tensor *src = t->ref->t.w;
     gtr_status st = gtr_tensor_to_f32(w->set, src, w->tmp, w->pool, err);
-    if (!st) st = gtr_atomic_write(w->f, w->tmp, src->count * sizeof(float), err);
+    if (!st) st = out_write(w, w->tmp, src->count * sizeof(float), err);
     return st;
 }
 
@@ -219,10 +245,10 @@ static gtr_status write_embed(writer *w, const out_tensor *t, float *sc, gtr_err
         if (t->dtype == GTR_DT_BF16) {
             uint16_t *b = w->codes;
             for (size_t i = 0; i < n * cols; i++) b[i] = gtr_bf16_daz(w->tmp[i]);
-            st = gtr_atomic_write(w->f, b, n * cols * 2, err);
+            st = out_write(w, b, n * cols * 2, err);
         } else {
             gtr_quantize_rows_int8(w->tmp, n, cols, w->codes, sc + r0);
-            st = gtr_atomic_write(w->f, w->codes, n * cols, err);
+            st = out_write(w, w->codes, n * cols, err);
         }
         if (st) return st;
     }
@@ -271,7 +297,7 @@ static gtr_status write_packed(writer *w, const out_tensor *t, float *sc, int32_
             gtr_wmat_free(&blk);
             return gtr_seterr(err, GTR_ERR_INTERNAL, "quantize: packed block layout differs from the planned one");
         }
-        st = gtr_atomic_write(w->f, blk.data, np * nr * blk.kp * gtr_wmat_esize(type), err);
+        st = out_write(w, blk.data, np * nr * blk.kp * gtr_wmat_esize(type), err);
         if (!st && type == GTR_W_INT8) {
             memcpy(sc + r0, blk.scales, m * sizeof(float));
             memcpy(cs + r0, blk.colsum, m * sizeof(int32_t));
@@ -411,7 +437,7 @@ static gtr_status write_safetensors(const char *dir, gtr_tensor_set *set, const 
         vec_floats = GTR_MAX(vec_floats, src->count);
     }
     size_t K = p.n ? p.t[p.n - 1].shard + 1 : 1;
-    writer w = {set, pool, lay, NULL, NULL, 0, NULL, NULL, NULL};
+    writer w = {.set = set, .pool = pool, .layout = lay};
     gtr_status st = GTR_OK;
     /* a few MB of rows at a time (at least one panel of the widest matrix) */
     w.tmp_floats = GTR_MAX(GTR_MAX((size_t)1 << 20, max_cols), vec_floats);
@@ -421,9 +447,12 @@ static gtr_status write_safetensors(const char *dir, gtr_tensor_set *set, const 
     w.colsum = gtr_xcalloc(n_aux ? n_aux : 1, sizeof(int32_t), "sums", err);
     if (!w.tmp || !w.codes || !w.scales || !w.colsum) st = GTR_ERR_NOMEM;
     /* where each I8 tensor's scales go: the SCALE entry that names it */
+    uint32_t *crcs = gtr_xcalloc(p.n ? p.n : 1, sizeof *crcs, "checksums", err);
+    if (!crcs) st = GTR_ERR_NOMEM;
     for (size_t k = 0; !st && k < K; k++) {
-        size_t hlen;
-        uint8_t *hdr = make_header(p.t, p.n, k, dtype, source_fp, packed, &hlen, err);
+        size_t hlen, n_k = 0;
+        for (size_t i = 0; i < p.n; i++) n_k += p.t[i].shard == k;
+        uint8_t *hdr = make_header(p.t, p.n, k, dtype, source_fp, packed, NULL, n_k, &hlen, err);
         char *path = shard_path(dir, k, K);
         gtr_atomic_file f;
         if (!hdr || !path) {
@@ -442,25 +471,38 @@ static gtr_status write_safetensors(const char *dir, gtr_tensor_set *set, const 
         st = gtr_atomic_write(&f, hdr, hlen, err);
         free(hdr);
         static const uint8_t zeros[ALIGN];
+        size_t j = 0;
         for (size_t i = 0; !st && i < p.n; i++) {
             out_tensor *t = &p.t[i];
             if (t->shard != k) continue;
             /* the aux arrays' place of an I8 tensor: its SCALE entry's */
             size_t a = 0;
-            for (size_t j = i + 1; int8 && j < p.n; j++)
-                if (p.t[j].kind == OT_SCALE && p.t[j].of == i) a = p.t[j].aux0;
+            for (size_t q = i + 1; int8 && q < p.n; q++)
+                if (p.t[q].kind == OT_SCALE && p.t[q].of == i) a = p.t[q].aux0;
+            gtr_body_crc_begin(&w.crc);
             switch (t->kind) {
-            case OT_PAD: st = gtr_atomic_write(&f, zeros, t->bytes, err); break;
+            case OT_PAD: st = out_write(&w, zeros, t->bytes, err); break;
             case OT_VECTOR: st = write_vector(&w, t, err); break;
             case OT_ROWS: st = write_embed(&w, t, w.scales + a, err); break;
             case OT_PACKED: st = write_packed(&w, t, w.scales + a, w.colsum + a, err); break;
-            case OT_SCALE: st = gtr_atomic_write(&f, w.scales + t->aux0, t->bytes, err); break;
-            case OT_COLSUM: st = gtr_atomic_write(&f, w.colsum + t->aux0, t->bytes, err); break;
+            case OT_SCALE: st = out_write(&w, w.scales + t->aux0, t->bytes, err); break;
+            case OT_COLSUM: st = out_write(&w, w.colsum + t->aux0, t->bytes, err); break;
             }
+            crcs[j++] = gtr_body_crc_end(&w.crc);
         }
+        /* the header again, now with the checksums: the same length, written over the first */
+        size_t hlen2 = 0;
+        uint8_t *hdr2 = NULL;
+        if (!st && !(hdr2 = make_header(p.t, p.n, k, dtype, source_fp, packed, crcs, n_k, &hlen2, err)))
+            st = GTR_ERR_NOMEM;
+        if (!st && hlen2 != hlen)
+            st = gtr_seterr(err, GTR_ERR_INTERNAL, "quantize: the header changed length with its checksums");
+        if (!st) st = gtr_atomic_rewrite(&f, 0, hdr2, hlen, err);
+        free(hdr2);
         if (!st) st = gtr_atomic_commit(&f, err);
         else gtr_atomic_abort(&f);
     }
+    free(crcs);
     if (!st && K > 1) st = write_index(dir, p.t, p.n, K, err);
     free(p.t);
     gtr_free_aligned(w.tmp);

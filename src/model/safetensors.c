@@ -180,6 +180,23 @@ gtr_status gtr_safetensors_parse(const uint8_t *buf, size_t len, const char *wha
         }
         set->packed = true;
     }
+    /* "gtr_checksum" / "gtr_checksums" (checksum.c): attached to the tensors below once they
+     * are in file order; a problem is kept for gtr_tensor_set_verify, not fatal here (a load
+     * that skips verification still works) */
+    json_t *csv = json_is_object(meta) ? json_object_get(meta, "gtr_checksum") : NULL;
+    json_t *cv = json_is_object(meta) ? json_object_get(meta, "gtr_checksums") : NULL;
+    const char *crcs = NULL, *crc_problem = NULL;
+    if (csv || cv) {
+        const char *scheme = json_string_value(csv);
+        crcs = json_string_value(cv);
+        if (!scheme || strcmp(scheme, GTR_CHECKSUM_SCHEME))
+            crc_problem = "__metadata__ \"gtr_checksum\" is missing or not \"" GTR_CHECKSUM_SCHEME
+                          "\", the only scheme this version reads";
+        else if (!crcs)
+            crc_problem = "__metadata__ \"gtr_checksums\" is missing or not a string";
+        for (const char *c = crcs; !crc_problem && *c; c++)
+            if (!isxdigit((unsigned char)*c)) crc_problem = "__metadata__ \"gtr_checksums\" is not hex digits";
+    }
     size_t nr = 0;
     const char *name;
     json_t *v;
@@ -207,6 +224,23 @@ gtr_status gtr_safetensors_parse(const uint8_t *buf, size_t len, const char *wha
         }
         prev_end = ranges[i].end;
         prev = i;
+    }
+    if ((csv || cv) && !crc_problem && strlen(crcs) != 8 * nr)
+        crc_problem = "__metadata__ \"gtr_checksums\" does not hold one checksum (8 hex digits) per tensor";
+    if (crc_problem) {
+        if (!set->crc_problem) {
+            set->crc_problem = crc_problem;
+            set->crc_problem_source = source;
+        }
+    } else if (crcs) {
+        for (size_t i = 0; i < nr; i++) { /* ranges are in file order now */
+            char hex[9];
+            memcpy(hex, crcs + 8 * i, 8);
+            hex[8] = '\0';
+            gtr_tensor *t = &set->t[ranges[i].idx];
+            t->has_crc = true;
+            t->crc = (uint32_t)strtoul(hex, NULL, 16);
+        }
     }
 done:
     free(ranges);

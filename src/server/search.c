@@ -11,7 +11,8 @@
  * connection's thread (the indexes are read-only, so concurrent searches need no lock).
  * Optional, dense only: "nprobe" (with --ann: lists scanned for this request, 1 to the IVF
  * index's lists), "filter_ids" (an array of document ids: only those are returned; an id the
- * index lacks is a 400 naming it). "snippet" is the start of the passage the dense index keeps (absent
+ * index lacks is a 400 naming it), "where" ({"field": value, ...}: only documents whose metadata
+ * fields match them all, gtr_fields_where; needs INDEX.fields). "snippet" is the start of the passage the dense index keeps (absent
  * for documents found only by BM25). Scores: float32 ones with %.9g, fused ones with %.17g. */
 #include "server/server.h"
 
@@ -95,6 +96,58 @@ static bool filter_ids(gs_server *s, const json_t *v, uint8_t **allow, gs_reply 
     free(ids);
     free(lens);
     return ok;
+}
+
+/* "where": {"field": scalar, ...} ANDed into *allow (allocated here when NULL). false with r
+ * filled (400, 503) when invalid. */
+static bool filter_where(gs_server *s, const json_t *v, uint8_t **allow, gs_reply *r)
+{
+    if (!s->o.fields) {
+        gs_reply_error(r, 400, "where", "invalid_value", "'where' needs metadata fields: this index has no INDEX.fields "
+                       "(gtr index writes it when the corpus has metadata)");
+        return false;
+    }
+    if (!json_is_object(v) || json_object_size(v) == 0 || json_object_size(v) > 32) {
+        gs_reply_error(r, 400, "where", "invalid_type", "'where' must be an object of 1 to 32 {\"field\": value} conditions");
+        return false;
+    }
+    size_t n = json_object_size(v), nb = (gtr_index_count(s->o.index) + 7) / 8 + 1, i = 0;
+    if (!gs_hold(s, r, nb + 64 * n)) return false;
+    const char *names[32], *values[32];
+    char num[32][40];
+    const char *key;
+    json_t *x;
+    json_object_foreach((json_t *)v, key, x) {
+        names[i] = key;
+        if (json_is_string(x)) values[i] = json_string_value(x);
+        else if (json_is_integer(x)) snprintf(num[i], sizeof num[i], "%lld", (long long)json_integer_value(x)), values[i] = num[i];
+        else if (json_is_real(x)) snprintf(num[i], sizeof num[i], "%.17g", json_real_value(x)), values[i] = num[i];
+        else if (json_is_boolean(x)) values[i] = json_is_true(x) ? "true" : "false";
+        else {
+            gs_reply_error(r, 400, "where", "invalid_type", "where[\"%.200s\"] must be a string, number or boolean", key);
+            return false;
+        }
+        i++;
+    }
+    uint8_t *bits = calloc(nb, 1);
+    if (!bits) {
+        gs_reply_oom(r);
+        return false;
+    }
+    gtr_error e;
+    if (gtr_fields_where(s->o.fields, s->o.index, names, values, n, bits, NULL, &e)) {
+        if (e.code == GTR_ERR_NOT_FOUND) gs_reply_error(r, 400, "where", "unknown_field", "%s", e.message);
+        else gs_reply_failed(r, &e);
+        free(bits);
+        return false;
+    }
+    if (*allow) {
+        for (size_t j = 0; j < nb; j++) (*allow)[j] &= bits[j];
+        free(bits);
+    } else {
+        *allow = bits;
+    }
+    return true;
 }
 
 /* is_f32: dense and BM25 scores are float32 values, fused ones doubles */
@@ -203,6 +256,7 @@ void gs_handle_search(gs_server *s, const char *body, size_t len, gs_reply *r)
         goto done;
     }
     const json_t *npv = json_object_get(req, "nprobe"), *fv = json_object_get(req, "filter_ids");
+    const json_t *wv = json_object_get(req, "where");
     if (npv && !json_is_null(npv)) {
         uint32_t lists = s->o.ann ? gtr_ann_n_lists(s->o.ann) : 0;
         if (!s->o.ann || m != GTR_RETRIEVE_DENSE) {
@@ -221,6 +275,13 @@ void gs_handle_search(gs_server *s, const char *body, size_t len, gs_reply *r)
             goto done;
         }
         if (!filter_ids(s, fv, &allow, r)) goto done;
+    }
+    if (wv && !json_is_null(wv)) {
+        if (m != GTR_RETRIEVE_DENSE) {
+            gs_reply_error(r, 400, "where", "invalid_value", "'where' applies to method \"dense\" only");
+            goto done;
+        }
+        if (!filter_where(s, wv, &allow, r)) goto done;
     }
     if (!gather(s, qv ? qv : qsv, param, &texts, &lens, &nq, r)) goto done;
     r->inputs = nq;

@@ -3,7 +3,9 @@
 # that `gtr embed` / `gtr info` / `gtr index` / `gtr search` load directly, with the same
 # vectors as the original at that --dtype, the original's fingerprint (an index built with
 # one is searched with the other), a refused existing output, nothing left behind on failure,
-# and (when .venv-bench exists) sentence-transformers loading the bf16 copy.
+# a copy with one flipped byte inside a weight refused with one line naming the file and the
+# tensor (loaded with GTR_NO_VERIFY=1), and (when .venv-bench exists) sentence-transformers
+# loading the bf16 copy.
 cd "$(dirname "$0")/../.." || exit 1
 . tests/scripts/tap.sh
 M=$SHARED/models/gtr-small
@@ -12,7 +14,7 @@ if [ ! -d "$M" ] || [ ! -f "$SF/corpus.jsonl" ]; then
     echo "1..0 # SKIP reference data not found in $SHARED"
     exit 0
 fi
-plan 31
+plan 39
 
 ok "--help" $GTR quantize --help
 like "$(cat "$TMP/out")" "int8-per-channel-v1" "--help documents the int8 format"
@@ -46,6 +48,27 @@ ok "gtr info on the int8 copy" $GTR info -m "$TMP/q8"
 like "$(cat "$TMP/out")" "storage: encoder F32\+I8\+I32 " "info shows the I8 storage"
 fp_orig=$($GTR info -m "$M" | sed -n 's/^fingerprint: //p')
 like "$(cat "$TMP/out")" "fingerprint: $fp_orig" "the copy answers to the original's fingerprint"
+
+like "$(cat "$TMP/out")" "checksums: [0-9]+ tensors verified \(crc32c\)" "info: the load verified the checksums"
+ok "... also with the table CRC (GTR_CPU=generic: no SSE4.2 instruction)" env GTR_CPU=generic $GTR info -m "$TMP/q8"
+
+# one flipped byte in the middle of a weight body: refused, one line naming file and tensor
+cp -r "$TMP/q8" "$TMP/q8flip"
+/usr/bin/python3 - "$TMP/q8flip/model.safetensors" <<'EOF'
+import json, struct, sys
+p = sys.argv[1]
+d = bytearray(open(p, "rb").read())
+n = struct.unpack("<Q", d[:8])[0]
+b, e = json.loads(d[8:8 + n])["encoder.block.2.packed.wi"]["data_offsets"]
+d[8 + n + (b + e) // 2] ^= 0x01
+open(p, "wb").write(d)
+EOF
+fails "gtr embed refuses the copy with a flipped byte" $GTR embed -m "$TMP/q8flip" -i "$TMP/t.jsonl" -o "$TMP/flip.npy" -q
+is "$(wc -l < "$TMP/err" | tr -d ' ')" "1" "... with one line"
+like "$(cat "$TMP/err")" "q8flip/model.safetensors: tensor 'encoder.block.2.packed.wi' is damaged" "... naming the file and the tensor"
+fails "gtr info refuses it too" $GTR info -m "$TMP/q8flip"
+ok "GTR_NO_VERIFY=1 loads it" env GTR_NO_VERIFY=1 $GTR info -m "$TMP/q8flip"
+like "$(cat "$TMP/out")" "checksums: not verified" "... and says so"
 
 # an index built with the original (int8) is searched with the int8 copy
 head -n 200 "$SF/corpus.jsonl" > "$TMP/c.jsonl"
