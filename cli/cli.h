@@ -88,6 +88,34 @@ bool cli_search_check(const char *cmd, const cli_search_args *a);
  * prints its own error (NULL / 1 on failure). */
 gtr_model *cli_load_query_model(const char *cmd, const char *model_dir, const gtr_index *ix, int threads,
                                 gtr_pool *pool);
+/* What a search runs over, opened and freed in one place for `gtr search`, `gtr beir` and
+ * gtr-mpi search/beir: the dense index, its IVF index, the BM25 index, the query model and the
+ * retriever over them. cli_parts_open opens, in this order, each part that is still NULL and
+ * wanted: the dense index (w->index, with w->index_flags), the IVF index (w->ann, over the dense
+ * one), the BM25 index (w->bm25, unless the method is dense), the query model (unless the method
+ * is BM25: cli_load_query_model with w->model_dir). A part the caller set before (gtr beir's
+ * cached indexes, a rank's piece of a sharded index) is kept and freed with the rest.
+ * cli_parts_retriever then opens the retriever over whatever is open. Both return false after
+ * one printed line: fail(fail_user, cmd, err) for a failed library call (NULL: cli_fail), the
+ * model loader's own line for the model. cli_parts_free frees everything and zeroes *p. */
+typedef struct cli_parts {
+    gtr_index *dense;
+    gtr_ann *ann;
+    gtr_bm25 *bm25;
+    gtr_model *model;
+    gtr_retriever *rt;
+    void (*fail)(const void *fail_user, const char *cmd, const gtr_error *err);
+    const void *fail_user;
+} cli_parts;
+typedef struct cli_parts_want {
+    const char *index, *ann, *bm25, *model_dir; /* NULL: none (model_dir: the index's) */
+    unsigned index_flags;                        /* gtr_index_open's flags */
+    gtr_retrieval_method method;
+    int threads;
+} cli_parts_want;
+bool cli_parts_open(const char *cmd, cli_parts *p, const cli_parts_want *w, gtr_pool *pool);
+bool cli_parts_retriever(const char *cmd, cli_parts *p, gtr_pool *pool);
+void cli_parts_free(cli_parts *p);
 int cli_retrieve(const char *cmd, gtr_retriever *r, const gtr_queries *q, const gtr_retrieve_options *o,
                  bool quiet, gtr_hit **hits, size_t **n_hits);
 gtr_run *cli_hits_run(const char *cmd, const gtr_queries *q, const gtr_hit *hits, const size_t *n_hits, size_t k,

@@ -103,11 +103,8 @@ typedef struct beir_ctx {
     gtr_qrels *qrels;
     gtr_queries *q;
     size_t n_docs;
-    gtr_model *model;
-    gtr_index *dense;
-    gtr_bm25 *bm25;
+    cli_parts parts; /* the model, the cached indexes (open_dense, open_bm25, open_ann), the retriever */
     uint32_t ann_lists; /* --ann-lists: approximate dense search over a cached IVF index */
-    gtr_ann *ann;
 } beir_ctx;
 
 static char *join(const char *a, const char *b) { return cli_path_join("beir", a, b); }
@@ -125,7 +122,7 @@ static int open_bm25(beir_ctx *c)
     if (!path) return 1;
     gtr_error err;
     int rc = 0;
-    if (cli_file_exists(path) && (c->bm25 = gtr_bm25_open(path, &err))) goto done;
+    if (cli_file_exists(path) && (c->parts.bm25 = gtr_bm25_open(path, &err))) goto done;
     if (cli_file_exists(path) && !c->quiet) fprintf(stderr, "gtr beir: rebuilding the cached BM25 index (%s)\n", err.message);
     cli_progress bar;
     cli_progress_init(&bar, "bm25 index", "docs", c->quiet);
@@ -140,7 +137,7 @@ static int open_bm25(beir_ctx *c)
         goto done;
     }
     cli_progress_done(&bar, bs.docs);
-    if (!(c->bm25 = gtr_bm25_open(path, &err))) rc = cli_fail("beir", &err);
+    if (!(c->parts.bm25 = gtr_bm25_open(path, &err))) rc = cli_fail("beir", &err);
 done:
     free(path);
     return rc;
@@ -154,20 +151,20 @@ static int open_dense(beir_ctx *c)
     mo.pool = c->pool;
     mo.dtype = c->dtype;
     gtr_error err;
-    if (!(c->model = gtr_model_load(c->model_dir, &mo, &err))) return cli_fail("beir", &err);
+    if (!(c->parts.model = gtr_model_load(c->model_dir, &mo, &err))) return cli_fail("beir", &err);
     /* one cached index per model, compute precision and compact kind */
     char name[80];
     static const char *suffix[] = {"", "-f16", "-int8"}, *dt[] = {"", "-bf16", "-int8"};
-    snprintf(name, sizeof name, "dense-%016llx%s%s.gtri", (unsigned long long)gtr_model_fingerprint(c->model),
+    snprintf(name, sizeof name, "dense-%016llx%s%s.gtri", (unsigned long long)gtr_model_fingerprint(c->parts.model),
              dt[c->dtype], suffix[c->compact]);
     char *path = join(c->cache, name);
     if (!path) return 1;
     int rc = 0;
     if (cli_file_exists(path)) {
-        if ((c->dense = gtr_index_open(path, 0, c->pool, &err)) && !gtr_index_check_model(c->dense, c->model, &err))
+        if ((c->parts.dense = gtr_index_open(path, 0, c->pool, &err)) && !gtr_index_check_model(c->parts.dense, c->parts.model, &err))
             goto done;
-        gtr_index_free(c->dense);
-        c->dense = NULL;
+        gtr_index_free(c->parts.dense);
+        c->parts.dense = NULL;
         if (!c->quiet) fprintf(stderr, "gtr beir: rebuilding the cached dense index (%s)\n", err.message);
     }
     gtr_index_build_options o = gtr_index_default_build_options();
@@ -183,7 +180,7 @@ static int open_dense(beir_ctx *c)
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sigint;
     sigaction(SIGINT, &sa, &old);
-    gtr_status s = gtr_index_build(c->model, c->corpus, NULL, path, &o, &st, &err);
+    gtr_status s = gtr_index_build(c->parts.model, c->corpus, NULL, path, &o, &st, &err);
     sigaction(SIGINT, &old, NULL);
     free(hint);
     if (s) {
@@ -192,7 +189,7 @@ static int open_dense(beir_ctx *c)
         goto done;
     }
     cli_progress_done(&bar, st.docs_encoded + st.docs_resumed);
-    if (!(c->dense = gtr_index_open(path, 0, c->pool, &err))) rc = cli_fail("beir", &err);
+    if (!(c->parts.dense = gtr_index_open(path, 0, c->pool, &err))) rc = cli_fail("beir", &err);
 done:
     free(path);
     return rc;
@@ -203,21 +200,21 @@ static int open_ann(beir_ctx *c)
 {
     char name[96];
     snprintf(name, sizeof name, "dense-%016llx-ivf%u.ivf",
-             (unsigned long long)gtr_index_fingerprint(c->dense), c->ann_lists);
+             (unsigned long long)gtr_index_fingerprint(c->parts.dense), c->ann_lists);
     char *path = join(c->cache, name);
     if (!path) return 1;
     gtr_error err;
     int rc = 0;
-    if (cli_file_exists(path) && (c->ann = gtr_ann_open(path, c->dense, &err))) goto done;
+    if (cli_file_exists(path) && (c->parts.ann = gtr_ann_open(path, c->parts.dense, &err))) goto done;
     gtr_ann_build_options o = gtr_ann_default_build_options();
     o.n_lists = c->ann_lists;
     o.pool = c->pool;
-    if (gtr_ann_build(c->dense, path, &o, &err) || !(c->ann = gtr_ann_open(path, c->dense, &err)))
+    if (gtr_ann_build(c->parts.dense, path, &o, &err) || !(c->parts.ann = gtr_ann_open(path, c->parts.dense, &err)))
         rc = cli_fail("beir", &err);
 done:
     if (rc == 0 && c->o.nprobe == 0) { /* tuned: the smallest nprobe with recall@10 >= 0.995 */
         double rec;
-        if (gtr_ann_tune(c->ann, 0.995, 10, 200, 0, c->pool, &c->o.nprobe, &rec, &err)) rc = cli_fail("beir", &err);
+        if (gtr_ann_tune(c->parts.ann, 0.995, 10, 200, 0, c->pool, &c->o.nprobe, &rec, &err)) rc = cli_fail("beir", &err);
         else if (!c->quiet) fprintf(stderr, "beir: --nprobe %u (recall@10 %.4f against exact search on sample documents)\n", c->o.nprobe, rec);
     }
     free(path);
@@ -320,17 +317,10 @@ static int run_all(beir_ctx *c, const gtr_retrieval_method *methods, size_t n_me
     if (need_bm25 && open_bm25(c)) return 1;
     if (need_dense && open_dense(c)) return 1;
     if (need_dense && c->ann_lists && open_ann(c)) return 1;
-    c->n_docs = c->dense ? gtr_index_count(c->dense) : gtr_bm25_num_docs(c->bm25);
+    c->n_docs = c->parts.dense ? gtr_index_count(c->parts.dense) : gtr_bm25_num_docs(c->parts.bm25);
     scores s[3];
     memset(s, 0, sizeof s);
-    gtr_retriever_options src = gtr_retriever_default_options();
-    src.model = c->model;
-    src.index = c->dense;
-    src.ann = c->ann;
-    src.bm25 = c->bm25;
-    src.pool = c->pool;
-    gtr_retriever *rt = gtr_retriever_open(&src, &err);
-    if (!rt) return cli_fail("beir", &err);
+    if (!cli_parts_retriever("beir", &c->parts, c->pool)) return 1;
     c->o.skip_ids = gtr_queries_ids(c->q); /* BEIR's ignore_identical_ids */
     int rc = 0;
     size_t done = 0;
@@ -339,7 +329,7 @@ static int run_all(beir_ctx *c, const gtr_retrieval_method *methods, size_t n_me
         o.method = methods[i];
         gtr_hit *hits;
         size_t *n_hits;
-        if ((rc = cli_retrieve("beir", rt, c->q, &o, c->quiet, &hits, &n_hits))) break;
+        if ((rc = cli_retrieve("beir", c->parts.rt, c->q, &o, c->quiet, &hits, &n_hits))) break;
         s[i].method = methods[i];
         rc = evaluate(c, hits, n_hits, &s[i]);
         free(hits);
@@ -362,7 +352,6 @@ static int run_all(beir_ctx *c, const gtr_retrieval_method *methods, size_t n_me
         }
     }
     for (size_t i = 0; i < done; i++) gtr_eval_free(s[i].full);
-    gtr_retriever_free(rt);
     return rc;
 }
 
@@ -471,10 +460,7 @@ int cmd_beir(int argc, char **argv)
 done:
     gtr_queries_free(c.q);
     gtr_qrels_free(c.qrels);
-    gtr_model_free(c.model);
-    gtr_ann_free(c.ann);
-    gtr_index_free(c.dense);
-    gtr_bm25_free(c.bm25);
+    cli_parts_free(&c.parts);
     gtr_pool_free(c.pool);
     gtr_beir_free(c.beir);
     gtr_free(c.cache);

@@ -222,12 +222,10 @@ int cmd_search(int argc, char **argv)
     if (query && !a.k_given) o.k = 10;
 
     gtr_error err;
-    gtr_retriever_options src = gtr_retriever_default_options();
-    gtr_index *dense = NULL;
-    gtr_ann *ann = NULL;
-    gtr_bm25 *bm25 = NULL;
-    gtr_model *model = NULL;
-    gtr_retriever *rt = NULL;
+    cli_parts p = {0};
+    /* the dense index and its IVF index first (the filters read the index, and a bad filter
+     * file is reported before the model loads), then the BM25 index and the model */
+    cli_parts_want w = {.index = index_path, .ann = ann_path, .index_flags = open_flags, .method = GTR_RETRIEVE_BM25};
     gtr_queries *q = NULL;
     gtr_hit *hits = NULL;
     size_t *n_hits = NULL;
@@ -236,27 +234,17 @@ int cmd_search(int argc, char **argv)
     int rc = 1;
     if ((filter_path || n_where) && (!index_path || o.method != GTR_RETRIEVE_DENSE))
         return cli_errorf("search", 2, "--filter-ids and --where need --index and the dense method");
+    if (ann_path && !index_path) return cli_errorf("search", 2, "--ann needs --index (the index it was built from)");
     gtr_pool *pool = gtr_pool_create(threads, &err);
     if (!pool) return cli_fail("search", &err);
-    if (index_path && !(dense = gtr_index_open(index_path, open_flags, pool, &err))) {
-        cli_fail("search", &err);
-        goto done;
-    }
-    if (ann_path && !index_path) {
-        rc = cli_errorf("search", 2, "--ann needs --index (the index it was built from)");
-        goto done;
-    }
-    if (ann_path && !(ann = gtr_ann_open(ann_path, dense, &err))) {
-        cli_fail("search", &err);
-        goto done;
-    }
-    if (filter_path && !(allow = filter_ids(filter_path, dense))) goto done;
-    if (n_where && !(allow = filter_where(index_path, dense, where_names, where_values, n_where, allow))) goto done;
-    if (bm25_path && o.method != GTR_RETRIEVE_DENSE && !(bm25 = gtr_bm25_open(bm25_path, &err))) {
-        cli_fail("search", &err);
-        goto done;
-    }
-    if (o.method != GTR_RETRIEVE_BM25 && !(model = cli_load_query_model("search", model_dir, dense, threads, pool))) goto done;
+    if (!cli_parts_open("search", &p, &w, pool)) goto done;
+    if (filter_path && !(allow = filter_ids(filter_path, p.dense))) goto done;
+    if (n_where && !(allow = filter_where(index_path, p.dense, where_names, where_values, n_where, allow))) goto done;
+    w.bm25 = bm25_path;
+    w.model_dir = model_dir;
+    w.method = o.method;
+    w.threads = threads;
+    if (!cli_parts_open("search", &p, &w, pool)) goto done;
     if (query) {
         if (!(q = gtr_queries_new(&err)) || gtr_queries_add(q, "q", 1, query, strlen(query), &err)) {
             cli_fail("search", &err);
@@ -266,20 +254,12 @@ int cmd_search(int argc, char **argv)
         cli_fail("search", &err);
         goto done;
     }
-    src.model = model;
-    src.index = dense;
-    src.ann = ann;
-    src.bm25 = bm25;
-    src.pool = pool;
-    if (!(rt = gtr_retriever_open(&src, &err))) {
-        cli_fail("search", &err);
-        goto done;
-    }
+    if (!cli_parts_retriever("search", &p, pool)) goto done;
     if (a.skip_self) o.skip_ids = gtr_queries_ids(q);
     o.allow = allow;
-    if (cli_retrieve("search", rt, q, &o, quiet, &hits, &n_hits)) goto done;
+    if (cli_retrieve("search", p.rt, q, &o, quiet, &hits, &n_hits)) goto done;
     if (query) {
-        print_hits(dense, hits, n_hits[0]);
+        print_hits(p.dense, hits, n_hits[0]);
         rc = 0;
         goto done;
     }
@@ -309,13 +289,9 @@ done:
     gtr_run_free(run);
     free(hits);
     free(n_hits);
-    gtr_retriever_free(rt);
     gtr_queries_free(q);
-    gtr_model_free(model);
     free(allow);
-    gtr_ann_free(ann);
-    gtr_index_free(dense);
-    gtr_bm25_free(bm25);
+    cli_parts_free(&p);
     gtr_pool_free(pool);
     return rc;
 }

@@ -312,6 +312,50 @@ gtr_model *cli_load_query_model(const char *cmd, const char *model_dir, const gt
     return m;
 }
 
+static bool parts_fail(const char *cmd, const cli_parts *p, const gtr_error *err)
+{
+    if (p->fail) p->fail(p->fail_user, cmd, err);
+    else cli_fail(cmd, err);
+    return false;
+}
+
+bool cli_parts_open(const char *cmd, cli_parts *p, const cli_parts_want *w, gtr_pool *pool)
+{
+    gtr_error err;
+    if (!p->dense && w->index && !(p->dense = gtr_index_open(w->index, w->index_flags, pool, &err)))
+        return parts_fail(cmd, p, &err);
+    if (!p->ann && w->ann && !(p->ann = gtr_ann_open(w->ann, p->dense, &err))) return parts_fail(cmd, p, &err);
+    if (!p->bm25 && w->bm25 && w->method != GTR_RETRIEVE_DENSE && !(p->bm25 = gtr_bm25_open(w->bm25, &err)))
+        return parts_fail(cmd, p, &err);
+    if (!p->model && w->method != GTR_RETRIEVE_BM25 &&
+        !(p->model = cli_load_query_model(cmd, w->model_dir, p->dense, w->threads, pool)))
+        return false;
+    return true;
+}
+
+bool cli_parts_retriever(const char *cmd, cli_parts *p, gtr_pool *pool)
+{
+    gtr_error err;
+    gtr_retriever_options o = gtr_retriever_default_options();
+    o.model = p->model;
+    o.index = p->dense;
+    o.ann = p->ann;
+    o.bm25 = p->bm25;
+    o.pool = pool;
+    if (!(p->rt = gtr_retriever_open(&o, &err))) return parts_fail(cmd, p, &err);
+    return true;
+}
+
+void cli_parts_free(cli_parts *p)
+{
+    gtr_retriever_free(p->rt);
+    gtr_model_free(p->model);
+    gtr_ann_free(p->ann);
+    gtr_index_free(p->dense);
+    gtr_bm25_free(p->bm25);
+    memset(p, 0, sizeof *p);
+}
+
 int cli_retrieve(const char *cmd, gtr_retriever *r, const gtr_queries *q, const gtr_retrieve_options *o,
                  bool quiet, gtr_hit **hits, size_t **n_hits)
 {

@@ -554,6 +554,15 @@ GTR_API const char *gtr_index_doc_snippet(const gtr_index *ix, size_t doc, size_
 GTR_API const float *gtr_index_vector(const gtr_index *ix, size_t doc);
 /* GTR_ERR_MISMATCH (naming both) unless m is the model the index was built with. */
 GTR_API gtr_status gtr_index_check_model(const gtr_index *ix, const gtr_model *m, gtr_error *err);
+/* Delete documents by id: out_path (may be path) gets the index at path with the documents of
+ * ids[0..n) marked deleted, as replaced documents are (gtr_index_replaced_count counts both):
+ * no search returns them, exact or through an IVF file of the index (which stays valid, as do
+ * its fields file and deletions); written atomically (temp, fsync, rename). *deleted: the
+ * documents newly deleted; *unknown: ids not among the index's live documents (both may be
+ * NULL). */
+GTR_API gtr_status gtr_index_delete(const char *path, const char *const *ids, const size_t *lens,
+                                    size_t n, const char *out_path, size_t *deleted,
+                                    size_t *unknown, gtr_error *err);
 /* A filter by id: set bit d (byte d / 8, bit d % 8) of bitmap ((count + 7) / 8 bytes, zeroed
  * by the caller) for the document d of each id in ids[0..n) (lens[i] bytes each). Ids the
  * index does not hold (or holds only as replaced documents) set nothing: *unknown (may be

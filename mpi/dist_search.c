@@ -4,41 +4,27 @@
 #include <stdlib.h>
 #include <string.h>
 
+static void dist_parts_fail(const void *user, const char *cmd, const gtr_error *err)
+{
+    (void)cmd;
+    dist_errorf(user, 0, "%s", err->message);
+}
+
 bool dist_parts_open(const dist_ctx *d, dist_parts *p, const char *index_path, const char *bm25_path,
                      const char *model_dir, gtr_retrieval_method method, int threads, gtr_pool *pool)
 {
     gtr_error err;
-    if (index_path && !(p->dense = p->split_docs ? gtr_index_open_part(index_path, d->rank, d->size, 0, pool,
-                                                                       &p->doc_begin, &p->doc_end, &p->docs, &err)
-                                                 : gtr_index_open(index_path, 0, pool, &err)))
+    p->parts.fail = dist_parts_fail;
+    p->parts.fail_user = d;
+    if (index_path && p->split_docs &&
+        !(p->parts.dense = gtr_index_open_part(index_path, d->rank, d->size, 0, pool, &p->doc_begin, &p->doc_end,
+                                               &p->docs, &err)))
         return dist_errorf(d, 0, "%s", err.message);
-    if (p->dense && !p->split_docs) p->doc_end = p->docs = gtr_index_count(p->dense);
-    if (bm25_path && method != GTR_RETRIEVE_DENSE && !(p->bm25 = gtr_bm25_open(bm25_path, &err)))
-        return dist_errorf(d, 0, "%s", err.message);
-    if (method != GTR_RETRIEVE_BM25 && !(p->model = cli_load_query_model(d->cmd, model_dir, p->dense, threads, pool)))
-        return false;
+    cli_parts_want w = {.index = index_path, .bm25 = bm25_path, .model_dir = model_dir, .method = method,
+                        .threads = threads};
+    if (!cli_parts_open(d->cmd, &p->parts, &w, pool)) return false;
+    if (p->parts.dense && !p->split_docs) p->doc_end = p->docs = gtr_index_count(p->parts.dense);
     return true;
-}
-
-bool dist_parts_retriever(const dist_ctx *d, dist_parts *p, gtr_pool *pool)
-{
-    gtr_error err;
-    gtr_retriever_options src = gtr_retriever_default_options();
-    src.model = p->model;
-    src.index = p->dense;
-    src.bm25 = p->bm25;
-    src.pool = pool;
-    if (!(p->rt = gtr_retriever_open(&src, &err))) return dist_errorf(d, 0, "%s", err.message);
-    return true;
-}
-
-void dist_parts_free(dist_parts *p)
-{
-    gtr_retriever_free(p->rt);
-    gtr_model_free(p->model);
-    gtr_index_free(p->dense);
-    gtr_bm25_free(p->bm25);
-    memset(p, 0, sizeof *p);
 }
 
 static char *put(char *p, const void *v, size_t n)
@@ -256,7 +242,7 @@ done:
 int dist_search_docs(const dist_ctx *d, const dist_parts *p, const gtr_queries *q, const gtr_retrieve_options *o,
                      gtr_run **run)
 {
-    gtr_retriever *rt = p->rt;
+    gtr_retriever *rt = p->parts.rt;
     gtr_error err;
     char *mine = NULL;
     size_t mine_len = 0;

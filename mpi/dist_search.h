@@ -6,24 +6,19 @@
 
 #include "../cli/cli.h"
 
-/* What a search opens on each rank, in this order: the dense index (index_path, when not NULL),
- * the BM25 index (bm25_path, when the method uses BM25), the query model (unless the method is
- * BM25; model_dir or the one the index records); then, once the caller has its queries, the
- * retriever over them. Each returns false after printing one line naming the rank (the model's
- * loader prints its own). dist_parts_free frees whatever was opened. */
+/* What a search opens on each rank (cli_parts: the dense index when index_path is not NULL, the
+ * BM25 index when the method uses it, the query model unless the method is BM25, then, once
+ * the caller has its queries, the retriever: cli_parts_retriever(d->cmd, &p->parts, pool)).
+ * dist_parts_open returns false after printing one line naming the rank (the model's loader
+ * prints its own); cli_parts_free(&p->parts) frees whatever was opened. */
 typedef struct dist_parts {
     bool split_docs; /* set before dist_parts_open: rank r opens only what the r-th piece of the
                       * documents needs (gtr_index_open_part: its shards of a sharded index) */
-    size_t doc_begin, doc_end, docs; /* the documents of dense this rank searches; the index's total */
-    gtr_index *dense;
-    gtr_bm25 *bm25;
-    gtr_model *model;
-    gtr_retriever *rt;
+    size_t doc_begin, doc_end, docs; /* the documents of the dense index this rank searches; the total */
+    cli_parts parts;
 } dist_parts;
 bool dist_parts_open(const dist_ctx *d, dist_parts *p, const char *index_path, const char *bm25_path,
                      const char *model_dir, gtr_retrieval_method method, int threads, gtr_pool *pool);
-bool dist_parts_retriever(const dist_ctx *d, dist_parts *p, gtr_pool *pool);
-void dist_parts_free(dist_parts *p);
 
 /* Collective. Every rank holds all of q and the same retriever; rank r retrieves the r-th
  * contiguous piece of the queries (a query's hits do not depend on the others), rank 0 gathers

@@ -122,18 +122,18 @@ int mpi_cmd_beir(const dist_ctx *d, int argc, char **argv)
         ready = dist_parts_open(d, &p, o.method != GTR_RETRIEVE_BM25 ? index_path : NULL, bm25_path, model_dir,
                                 o.method, threads, pool);
     if (ready && !(q = gtr_beir_load_queries(beir, qrels, &err))) ready = cli_fail("beir", &err) == 0;
-    if (ready) ready = dist_parts_retriever(d, &p, pool);
+    if (ready) ready = cli_parts_retriever(d->cmd, &p.parts, pool);
     if (ready) o.skip_ids = gtr_queries_ids(q); /* BEIR's ignore_identical_ids */
     uint64_t h = dist_hash_str(dist_hash_str(0xcbf29ce484222325ull, dir), split);
     h = dist_hash_str(dist_hash_str(h, index_path), bm25_path);
     size_t nums[4] = {o.k, o.depth, (size_t)o.method, gtr_queries_count(q)};
     h = dist_hash(h, nums, sizeof nums);
-    dist_agree me = {ready, p.model ? gtr_model_fingerprint(p.model) : 0, (uint64_t)p.docs,
+    dist_agree me = {ready, p.parts.model ? gtr_model_fingerprint(p.parts.model) : 0, (uint64_t)p.docs,
                      h};
     if (!dist_agree_all(d, &me)) goto done;
 
     size_t ranks[2] = {o.k, 10};
-    if (dist_search(d, p.rt, q, &o, ranks, runs, 2)) goto done;
+    if (dist_search(d, p.parts.rt, q, &o, ranks, runs, 2)) goto done;
     if (d->rank == 0) {
         char tag[32];
         snprintf(tag, sizeof tag, "gtr-%s", gtr_retrieval_method_name(o.method));
@@ -147,7 +147,7 @@ int mpi_cmd_beir(const dist_ctx *d, int argc, char **argv)
 done:
     gtr_run_free(runs[0]);
     gtr_run_free(runs[1]);
-    dist_parts_free(&p);
+    cli_parts_free(&p.parts);
     gtr_queries_free(q);
     gtr_qrels_free(qrels);
     gtr_pool_free(pool);

@@ -87,7 +87,7 @@ int mpi_cmd_search(const dist_ctx *d, int argc, char **argv)
     if (!ready) dist_errorf(d, 1, "%s", err.message);
     if (ready) ready = dist_parts_open(d, &p, index_path, bm25_path, model_dir, o.method, threads, pool);
     if (ready && !(q = gtr_queries_load(queries_path, NULL, &err))) ready = cli_fail("search", &err) == 0;
-    if (ready) ready = dist_parts_retriever(d, &p, pool);
+    if (ready) ready = cli_parts_retriever(d->cmd, &p.parts, pool);
     if (ready && skip_self) o.skip_ids = gtr_queries_ids(q);
     /* all ranks must see the same model, index and queries */
     uint64_t h = dist_hash_str(0xcbf29ce484222325ull, queries_path);
@@ -97,12 +97,12 @@ int mpi_cmd_search(const dist_ctx *d, int argc, char **argv)
     h = dist_hash(h, &o.use_compact, sizeof o.use_compact);
     double fusion[4] = {(double)o.fusion.method, o.fusion.rrf_k, o.alpha, split_docs};
     h = dist_hash(h, fusion, sizeof fusion);
-    dist_agree me = {ready, p.model ? gtr_model_fingerprint(p.model) : 0, (uint64_t)p.docs,
+    dist_agree me = {ready, p.parts.model ? gtr_model_fingerprint(p.parts.model) : 0, (uint64_t)p.docs,
                      h};
     if (!dist_agree_all(d, &me)) goto done;
 
     if (split_docs ? dist_search_docs(d, &p, q, &o, &run)
-                   : dist_search(d, p.rt, q, &o, &o.k, &run, 1))
+                   : dist_search(d, p.parts.rt, q, &o, &o.k, &run, 1))
         goto done;
     if (d->rank == 0) {
         char deftag[32];
@@ -117,7 +117,7 @@ int mpi_cmd_search(const dist_ctx *d, int argc, char **argv)
     rc = 0;
 done:
     gtr_run_free(run);
-    dist_parts_free(&p);
+    cli_parts_free(&p.parts);
     gtr_queries_free(q);
     gtr_pool_free(pool);
     return rc;
