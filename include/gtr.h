@@ -393,7 +393,10 @@ GTR_API gtr_compute_dtype gtr_model_dtype(const gtr_model *m);
  * copied; weights in other formats (pytorch_model.bin, ...) are not. Loaded with the same
  * dtype (or GTR_DTYPE_AUTO), the copy gives bit for bit the vectors of in_dir loaded with
  * that dtype. Written to "<out_dir>.tmp" (replaced if left over), fsynced, then renamed, so
- * out_dir appears complete or not at all. n_threads <= 0: all cores. */
+ * out_dir appears complete or not at all. n_threads <= 0: all cores. Above 5 GB of tensor
+ * data (transformers' default max_shard_size; $GTR_MAX_SHARD_BYTES bytes when set) the
+ * weights are split as transformers saves them: model-0000k-of-0000K.safetensors +
+ * model.safetensors.index.json (a tensor is never split), loaded like the single file. */
 GTR_API gtr_status gtr_model_quantize(const char *in_dir, const char *out_dir, gtr_compute_dtype dtype,
                                       int n_threads, gtr_error *err);
 /* A BF16 copy in transformers' own layout (every tensor under its name, row-major): Python's
