@@ -179,6 +179,34 @@ is "$(cat "$HC/models--test-org--gtr-tiny/refs/main" 2>/dev/null)" "0123456789ab
 ok "... byte-identical files" same_files "$SNAP" "$MODELS/gtr-tiny" $TINY_FILES
 ok "... nothing staged left" absent "$HC/models--test-org--gtr-tiny/snapshots/.gtr-pull-main"
 ok "-m REPO_ID loads it" env HF_HUB_CACHE="$HC" "$GTR" info -m test-org/gtr-tiny
+# Python finds the copy gtr pulled (one copy for both): huggingface_hub resolves it offline and
+# sees a sound cache, sentence-transformers loads it by repo id and gives gtr's vectors
+PYV=.venv-bench/bin/python
+if [ -x "$PYV" ] && "$PYV" -c "import sentence_transformers, huggingface_hub" >/dev/null 2>&1; then
+    printf '%s\n' "one copy of the model" "shared by Python and gtr" > "$TMP/hc.txt"
+    env HF_HUB_CACHE="$HC" "$GTR" embed -m test-org/gtr-tiny -i "$TMP/hc.txt" -o "$TMP/hc.npy" -q
+    cat > "$TMP/hc.py" <<'PY'
+import os, sys
+import numpy as np
+from huggingface_hub import scan_cache_dir, snapshot_download
+from sentence_transformers import SentenceTransformer
+hc, repo, snap, texts, emb = sys.argv[1:6]
+p = snapshot_download(repo, cache_dir=hc, local_files_only=True)
+assert os.path.realpath(p) == os.path.realpath(snap), (p, snap)
+info = scan_cache_dir(hc)
+assert not info.warnings, info.warnings
+m = SentenceTransformer(repo, cache_folder=hc, device="cpu", local_files_only=True)
+e = m.encode([l.rstrip("\n") for l in open(texts)], convert_to_numpy=True)
+g = np.load(emb)
+cos = (e * g).sum(1) / np.linalg.norm(e, axis=1) / np.linalg.norm(g, axis=1)
+print("min cosine %.6f" % cos.min())
+sys.exit(0 if cos.min() > 0.9999 else 1)
+PY
+    ok "huggingface_hub and sentence-transformers load gtr's --hf-cache copy offline (cosine > 0.9999)" \
+       env HF_HUB_OFFLINE=1 HF_HUB_CACHE="$HC" "$PYV" "$TMP/hc.py" "$HC" test-org/gtr-tiny "$SNAP" "$TMP/hc.txt" "$TMP/hc.npy"
+else
+    _tap_n=$((_tap_n+1)); echo "ok $_tap_n # skip no .venv-bench with sentence-transformers (make venv-bench)"
+fi
 n_before=$(wc -l <"$LOG")
 ok "a second pull --hf-cache finds it" env HF_HUB_CACHE="$HC" "$GTR" pull test-org/gtr-tiny --hf-cache
 is "$(wc -l <"$LOG")" "$n_before" "... without a request"
