@@ -27,7 +27,33 @@ static double gauss(uint64_t *s)
     return sqrt(-2 * log(u)) * cos(6.283185307179586 * v);
 }
 
-static void gen(float *out, size_t n, size_t dim, int clustered, uint64_t seed)
+/* splitmix64's state advances by a constant per draw, so vector i's draws start at
+ * seed + i * draws-per-vector * that constant: the blocks below are generated in parallel
+ * and the data are the same as one sequential stream's. */
+typedef struct gen_ctx { float *out; const float *cent; size_t n, dim; uint64_t seed; } gen_ctx;
+#define GEN_BLOCK 4096
+static void gen_task(void *p, size_t b, int tid)
+{
+    (void)tid;
+    const gen_ctx *g = p;
+    enum { C = 1000 };
+    size_t dim = g->dim, per = (g->cent ? 1 : 0) + 2 * dim; /* draws per vector */
+    size_t i0 = b * GEN_BLOCK, i1 = g->n - i0 < GEN_BLOCK ? g->n : i0 + GEN_BLOCK;
+    uint64_t s = g->seed + (uint64_t)i0 * per * 0x9e3779b97f4a7c15ull;
+    double sigma = g->cent ? 0.6 / sqrt((double)dim) : 1.0;
+    for (size_t i = i0; i < i1; i++) {
+        float *v = g->out + i * dim;
+        const float *c = g->cent ? g->cent + (sm(&s) % C) * dim : NULL;
+        double norm = 0;
+        for (size_t d = 0; d < dim; d++) {
+            v[d] = (float)((c ? c[d] : 0.0) + sigma * gauss(&s));
+            norm += (double)v[d] * v[d];
+        }
+        for (size_t d = 0; d < dim; d++) v[d] /= (float)sqrt(norm);
+    }
+}
+
+static void gen(float *out, size_t n, size_t dim, int clustered, uint64_t seed, gtr_pool *pool)
 {
     enum { C = 1000 };
     float *cent = NULL;
@@ -41,18 +67,8 @@ static void gen(float *out, size_t n, size_t dim, int clustered, uint64_t seed)
             for (size_t d = 0; d < dim; d++) cent[c * dim + d] /= (float)sqrt(s);
         }
     }
-    uint64_t s = seed;
-    double sigma = clustered ? 0.6 / sqrt((double)dim) : 1.0;
-    for (size_t i = 0; i < n; i++) {
-        float *v = out + i * dim;
-        const float *c = clustered ? cent + (sm(&s) % C) * dim : NULL;
-        double norm = 0;
-        for (size_t d = 0; d < dim; d++) {
-            v[d] = (float)((c ? c[d] : 0.0) + sigma * gauss(&s));
-            norm += (double)v[d] * v[d];
-        }
-        for (size_t d = 0; d < dim; d++) v[d] /= (float)sqrt(norm);
-    }
+    gen_ctx g = {out, cent, n, dim, seed};
+    gtr_pool_for(pool, (n + GEN_BLOCK - 1) / GEN_BLOCK, gen_task, &g);
     free(cent);
 }
 
@@ -105,8 +121,23 @@ static void save(const char *dir, const char *name, const void *p, size_t len)
     }
 }
 
+/* The peak resident set since the last reset_peak_rss() (Linux: VmHWM, which writing 5 to
+ * clear_refs resets), else since the start (getrusage). */
+static void reset_peak_rss(void)
+{
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (f) { fputs("5", f); fclose(f); }
+}
+
 static double peak_rss_gb(void)
 {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmHWM:", 6)) kb = strtol(line + 6, NULL, 10);
+    if (f) fclose(f);
+    if (kb >= 0) return (double)kb / (1024.0 * 1024.0);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     return (double)ru.ru_maxrss / (1024.0 * 1024.0);
@@ -140,7 +171,7 @@ int main(int argc, char **argv)
         float *chunk = malloc(65536 * dim * sizeof *chunk);
         for (size_t b = 0; f && chunk && b < n; b += 65536) {
             size_t m = n - b < 65536 ? n - b : 65536;
-            gen(chunk, m, dim, clustered, 1000 + b / 65536);
+            gen(chunk, m, dim, clustered, 1000 + b / 65536, pool);
             if (fwrite(chunk, sizeof *chunk, m * dim, f) != m * dim) { fclose(f); f = NULL; }
         }
         free(chunk);
@@ -150,8 +181,8 @@ int main(int argc, char **argv)
         }
         x = (float *)(uintptr_t)map.data;
     } else
-        gen(x, n, dim, clustered, 1);
-    gen(q, nq, dim, clustered, 2);
+        gen(x, n, dim, clustered, 1, pool);
+    gen(q, nq, dim, clustered, 2, pool);
     truth_ctx tc = {x, q, n, nq, dim, truth};
     gtr_pool_for(pool, (nq + TQ - 1) / TQ, truth_task, &tc);
     if (!use_mmap) save(outdir, "vectors.f32", x, n * dim * sizeof *x);
@@ -160,12 +191,14 @@ int main(int argc, char **argv)
 
     char path[4096];
     snprintf(path, sizeof path, "%s/gtr.ivf", outdir);
+    reset_peak_rss(); /* the build's peak: the input vectors plus what the build allocates */
     double t0 = gtr_now_seconds();
     gtr_ivf_build_opts bo = {.n_lists = lists, .seed = 1, .pool = pool};
     if (gtr_ivf_build(path, x, n, (int)dim, &bo, &err)) { fprintf(stderr, "ann_bench: %s\n", err.message); return 1; }
     double build_s = gtr_now_seconds() - t0, build_rss = peak_rss_gb();
     if (use_mmap) gtr_mmap_close(&map); /* search reads the mmap'd index file only */
     else free(x);
+    reset_peak_rss(); /* the search's peak below: the index (mmap'd pages it touched) alone */
     gtr_ivf *ix = gtr_ivf_open(path, &err);
     if (!ix) { fprintf(stderr, "ann_bench: %s\n", err.message); return 1; }
     /* memory search needs resident: the int8 codes, scales, rows, centroids (the float32

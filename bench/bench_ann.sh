@@ -7,9 +7,12 @@
 #   BENCH_ANN_N=1000000 BENCH_ANN_DIM=768 BENCH_ANN_NQ=1000 BENCH_THREADS=2
 #   BENCH_ANN_LISTS (default sqrt N)  BENCH_ANN_KINDS="clustered uniform"
 #   gtr's settings per data set: BENCH_ANN_NPROBE_CLUSTERED / _UNIFORM ("NPROBE[:RERANK] ...");
-#   the baselines': BENCH_ANN_IVF_<KIND> (nprobe), BENCH_ANN_EF_<KIND> (efSearch);
-#   BENCH_ANN_NQ1=200 queries timed at batch 1; BENCH_ANN_SKIP="faiss-hnsw ivfpq hnswlib" leaves
-#   baselines out.
+#   the baselines': BENCH_ANN_IVF_<KIND> (nprobe), BENCH_ANN_EF_<KIND> (efSearch),
+#   BENCH_ANN_REFINE_<KIND> (IVFPQ refine factor), BENCH_ANN_HNSW_M / _EFC (HNSW build);
+#   uniform data need most lists probed for recall 0.95 (no cluster structure), so its default
+#   grids run from 60% of the lists to all of them;
+#   BENCH_ANN_NQ1=200 queries timed at batch 1; BENCH_ANN_SKIP="ivfflat faiss-hnsw ivfpq hnswlib"
+#   (or BENCH_ANN_SKIP_CLUSTERED / _UNIFORM, per data set) leaves baselines out.
 # The rows go to build/bench/ann/results.md too, and bench/ann_plot.py draws them
 # (build/bench/ann/recall_qps.png; copy it beside bench/RESULTS.md).
 # Disk: N*DIM*4 bytes for the vectors file plus about 1.25x that for gtr's index (1M x 768:
@@ -23,8 +26,11 @@ lists=${BENCH_ANN_LISTS:-$(awk -v n="$n" 'BEGIN{printf "%d", sqrt(n)+0.5}')}
 kinds=${BENCH_ANN_KINDS:-clustered uniform}
 export BENCH_ANN_IVF_CLUSTERED=${BENCH_ANN_IVF_CLUSTERED:-1 2 4 8 16 32}
 export BENCH_ANN_EF_CLUSTERED=${BENCH_ANN_EF_CLUSTERED:-16 32 64 128}
-export BENCH_ANN_IVF_UNIFORM=${BENCH_ANN_IVF_UNIFORM:-16 32 64 128 256 512}
-export BENCH_ANN_EF_UNIFORM=${BENCH_ANN_EF_UNIFORM:-64 128 256 512 1024}
+# shares of the lists, as nprobe values
+pct() { awk -v l="$lists" 'BEGIN { for (i = 1; i < ARGC; i++) printf "%s%d", (i > 1 ? " " : ""), (l * ARGV[i] + 50) / 100 }' "$@"; }
+export BENCH_ANN_IVF_UNIFORM=${BENCH_ANN_IVF_UNIFORM:-$(pct 80 86 90 94 97)}
+export BENCH_ANN_EF_UNIFORM=${BENCH_ANN_EF_UNIFORM:-256 1024 4096}
+export BENCH_ANN_LISTS=$lists
 out=build/bench/ann
 mkdir -p "$out"
 need=$(( n * dim * 4 * 5 / 2 / 1024 / 1024 / 1024 + 1 ))
@@ -38,14 +44,14 @@ if [ -z "$py" ] && /usr/bin/python3 -m venv build/venv-ann >&2 && build/venv-ann
     py=build/venv-ann/bin/python
 fi
 {
-echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $threads threads, load average $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%F)"
+echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//') ($(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -E '^(avx512f|avx512_vnni|avx512_bf16|amx_int8)$' | tr '\n' ' ' | sed 's/ $//')), $threads threads, load average $(cut -d' ' -f1-3 /proc/loadavg), $(date -u '+%F %H:%M UTC')"
 echo
 echo "| data | docs | method | recall@10 | q/s batch 1 | q/s batch 256 | build s | peak RSS build GB | peak RSS GB | index memory GB |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
 for kind in $kinds; do
     case $kind in
         clustered) nprobe=${BENCH_ANN_NPROBE_CLUSTERED:-1 2 4 8 16 32} ;;
-        *) nprobe=${BENCH_ANN_NPROBE_UNIFORM:-16 32 64:100 128:100 256:200 512:200} ;;
+        *) nprobe=${BENCH_ANN_NPROBE_UNIFORM:-$(pct 60 80 86 90 94 97 100)} ;;
     esac
     build/release/bench/ann_bench "$kind" "$n" "$dim" "$nq" "$threads" "$lists" "$nprobe" "$out"
     if [ -n "$py" ]; then "$py" bench/ann_baselines.py "$kind" "$out" "$threads"; else echo "(no python venv: baselines skipped)" >&2; fi

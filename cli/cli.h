@@ -38,6 +38,9 @@ bool cli_spm_compat(const char *cmd, const char *v, gtr_spm_compat *out);
 bool cli_model_options(const char *cmd, gtr_model_options *mo);
 /* GTR_NO_VERIFY set (not "" or "0"): load `gtr quantize` copies without their checksums. */
 int cli_no_verify(void);
+/* $GTR_MAX_MEMORY (bytes, or with K/M/G): the memory a model load may use (gtr_model_options
+ * max_memory; unset: what the machine has left). false after printing the error. */
+bool cli_max_memory(const char *cmd, size_t *out);
 /* --dtype f32|bf16|int8 and --fusion rrf|interp; on error print a usage message, return false. */
 bool cli_parse_dtype(const char *cmd, const char *s, gtr_compute_dtype *out);
 bool cli_parse_fusion(const char *cmd, const char *s, gtr_fusion *out);

@@ -15,6 +15,7 @@ static void usage(FILE *out)
             "       gtr index -m MODEL_DIR --add CORPUS -o INDEX [--from BASE]\n"
             "       gtr index --info INDEX\n"
             "       gtr index --fields-from CORPUS -o INDEX\n"
+            "       gtr index --delete IDS_FILE -o INDEX [--from BASE]\n"
             "\n"
             "Encode every passage of a BEIR corpus (JSON lines {\"_id\", \"title\", \"text\"}; the\n"
             "passage is (title + \" \" + text).strip(), as `gtr embed` and BEIR build it) with a GTR\n"
@@ -37,6 +38,9 @@ static void usage(FILE *out)
             "                           (replaced atomically) or --from BASE\n"
             "      --from BASE          with --add: the index to extend (default INDEX)\n"
             "      --fields-from CORPUS write INDEX.fields again from CORPUS (no encoding)\n"
+            "      --delete IDS_FILE    delete the documents listed (one id per line) from INDEX\n"
+            "                           (or --from BASE into INDEX): no search returns them,\n"
+            "                           exact or --ann (IVF files of INDEX stay valid)\n"
             "      --replace            with --add: a document whose id the index already holds\n"
             "                           replaces the old one (never returned again, by exact or\n"
             "                           approximate search) instead of being an error\n"
@@ -129,18 +133,37 @@ static int write_fields(const char *index, const char *corpus, const char *base,
     return rc;
 }
 
+/* --delete IDS_FILE: the documents listed marked deleted in out (from base) */
+static int delete_docs(const char *base, const char *ids_path, const char *out, bool quiet)
+{
+    char **ids;
+    size_t *lens, n, deleted, unknown;
+    if (!cli_read_ids("index", ids_path, &ids, &lens, &n)) return 1;
+    gtr_error err;
+    int rc = 0;
+    if (gtr_index_delete(base, (const char *const *)ids, lens, n, out, &deleted, &unknown, &err)) rc = cli_fail("index", &err);
+    else if (!quiet) {
+        fprintf(stderr, "gtr index: deleted %zu documents -> %s", deleted, out);
+        if (unknown) fprintf(stderr, " (%zu ids not in the index)", unknown);
+        fputc('\n', stderr);
+    }
+    cli_ids_free(ids, lens, n);
+    return rc;
+}
+
 int cmd_index(int argc, char **argv)
 {
-    enum { O_ADD = 1000, O_FROM, O_INFO, O_REPLACE, O_FIELDS_FROM };
+    enum { O_ADD = 1000, O_FROM, O_INFO, O_REPLACE, O_FIELDS_FROM, O_DELETE };
     static const struct option longopts[] = {
         {"model", required_argument, NULL, 'm'},   {"corpus", required_argument, NULL, 'c'},
         {"output", required_argument, NULL, 'o'},  {"add", required_argument, NULL, O_ADD},
         {"from", required_argument, NULL, O_FROM}, {"quiet", no_argument, NULL, 'q'},
         {"info", required_argument, NULL, O_INFO}, {"help", no_argument, NULL, 'h'},
         {"replace", no_argument, NULL, O_REPLACE}, {"fields-from", required_argument, NULL, O_FIELDS_FROM},
+        {"delete", required_argument, NULL, O_DELETE},
         CLI_INDEX_LONGOPTS,                        {NULL, 0, NULL, 0}};
     const char *model_dir = NULL, *corpus = NULL, *out = NULL, *add = NULL, *from = NULL, *info_path = NULL;
-    const char *fields_from = NULL;
+    const char *fields_from = NULL, *delete_ids = NULL;
     gtr_index_build_options o = gtr_index_default_build_options();
     gtr_model_options mo = gtr_model_default_options();
     bool quiet = false;
@@ -156,6 +179,7 @@ int cmd_index(int argc, char **argv)
         case O_INFO: info_path = optarg; break;
         case O_REPLACE: o.replace = 1; break;
         case O_FIELDS_FROM: fields_from = optarg; break;
+        case O_DELETE: delete_ids = optarg; break;
         case 'q': quiet = true; break;
         case 'h': usage(stdout); return 0;
         default: {
@@ -168,6 +192,11 @@ int cmd_index(int argc, char **argv)
     }
     if (optind != argc) return cli_errorf("index", 2, "unexpected argument '%s' (gtr index --help)", argv[optind]);
     if (info_path) return info(info_path);
+    if (delete_ids) {
+        if (!out || corpus || add || model_dir || fields_from)
+            return cli_errorf("index", 2, "--delete IDS_FILE goes with -o INDEX [--from BASE] alone");
+        return delete_docs(from ? from : out, delete_ids, out, quiet);
+    }
     if (fields_from) {
         if (!out || corpus || add || model_dir) return cli_errorf("index", 2, "--fields-from CORPUS goes with -o INDEX alone");
         return write_fields(out, fields_from, NULL, quiet);
@@ -180,6 +209,7 @@ int cmd_index(int argc, char **argv)
     if (!cli_spm_compat("index", NULL, &mo.spm_compat)) return 2;
     mo.device = getenv("GTR_DEVICE"); /* cuda[:N]: encode on a GPU (issue 15) */
     mo.no_verify = cli_no_verify();
+    if (!cli_max_memory("index", &mo.max_memory)) return 2;
 
     char *hint = realpath(model_dir, NULL);
     o.model_hint = hint;

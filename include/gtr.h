@@ -393,7 +393,10 @@ GTR_API gtr_compute_dtype gtr_model_dtype(const gtr_model *m);
  * copied; weights in other formats (pytorch_model.bin, ...) are not. Loaded with the same
  * dtype (or GTR_DTYPE_AUTO), the copy gives bit for bit the vectors of in_dir loaded with
  * that dtype. Written to "<out_dir>.tmp" (replaced if left over), fsynced, then renamed, so
- * out_dir appears complete or not at all. n_threads <= 0: all cores. */
+ * out_dir appears complete or not at all. n_threads <= 0: all cores. Above 5 GB of tensor
+ * data (transformers' default max_shard_size; $GTR_MAX_SHARD_BYTES bytes when set) the
+ * weights are split as transformers saves them: model-0000k-of-0000K.safetensors +
+ * model.safetensors.index.json (a tensor is never split), loaded like the single file. */
 GTR_API gtr_status gtr_model_quantize(const char *in_dir, const char *out_dir, gtr_compute_dtype dtype,
                                       int n_threads, gtr_error *err);
 /* A BF16 copy in transformers' own layout (every tensor under its name, row-major): Python's
@@ -551,6 +554,15 @@ GTR_API const char *gtr_index_doc_snippet(const gtr_index *ix, size_t doc, size_
 GTR_API const float *gtr_index_vector(const gtr_index *ix, size_t doc);
 /* GTR_ERR_MISMATCH (naming both) unless m is the model the index was built with. */
 GTR_API gtr_status gtr_index_check_model(const gtr_index *ix, const gtr_model *m, gtr_error *err);
+/* Delete documents by id: out_path (may be path) gets the index at path with the documents of
+ * ids[0..n) marked deleted, as replaced documents are (gtr_index_replaced_count counts both):
+ * no search returns them, exact or through an IVF file of the index (which stays valid, as do
+ * its fields file and deletions); written atomically (temp, fsync, rename). *deleted: the
+ * documents newly deleted; *unknown: ids not among the index's live documents (both may be
+ * NULL). */
+GTR_API gtr_status gtr_index_delete(const char *path, const char *const *ids, const size_t *lens,
+                                    size_t n, const char *out_path, size_t *deleted,
+                                    size_t *unknown, gtr_error *err);
 /* A filter by id: set bit d (byte d / 8, bit d % 8) of bitmap ((count + 7) / 8 bytes, zeroed
  * by the caller) for the document d of each id in ids[0..n) (lens[i] bytes each). Ids the
  * index does not hold (or holds only as replaced documents) set nothing: *unknown (may be
@@ -769,6 +781,11 @@ typedef struct gtr_bm25_search_options {
     const char *const *skip_ids;
     gtr_progress_fn progress; /* queries done / nq */
     void *progress_user;
+    /* Only documents [doc_begin, doc_end) (doc_end 0: to the last) are returned, scored with
+     * the whole index's statistics (document frequencies, average length): a document-split
+     * search across processes, whose per-range top-k merged by (score, id) is the whole
+     * index's top-k. */
+    size_t doc_begin, doc_end;
 } gtr_bm25_search_options;
 GTR_API gtr_bm25_search_options gtr_bm25_default_search_options(void);
 

@@ -24,6 +24,13 @@ bool dist_parts_open(const dist_ctx *d, dist_parts *p, const char *index_path, c
                         .threads = threads};
     if (!cli_parts_open(d->cmd, &p->parts, &w, pool)) return false;
     if (p->parts.dense && !p->split_docs) p->doc_end = p->docs = gtr_index_count(p->parts.dense);
+    p->pool = pool;
+    if (p->parts.bm25) { /* BM25 split by its own documents: every rank maps the index, its statistics are global */
+        size_t n = gtr_bm25_num_docs(p->parts.bm25);
+        p->bm25_begin = p->split_docs ? n * (size_t)d->rank / (size_t)d->size : 0;
+        p->bm25_end = p->split_docs ? n * (size_t)(d->rank + 1) / (size_t)d->size : n;
+        if (!p->parts.dense) p->docs = n;
+    }
     return true;
 }
 
@@ -198,35 +205,72 @@ static int cand_cmp(const void *pa, const void *pb)
     return -c;
 }
 
-/* rank 0: each query's hits from every rank's segment, merged into the best k */
-static gtr_run *merge(const dist_ctx *d, const gtr_queries *q, const char *all, const int *counts, size_t k,
-                      gtr_error *err)
+/* Read one rank's list for the next query at *at (< end) into c[*n ...] (capacity cap). */
+static bool read_list(const char *all, size_t *at, size_t end, cand *c, size_t *n, size_t cap)
 {
-    size_t *at = calloc((size_t)d->size, sizeof *at), *end = calloc((size_t)d->size, sizeof *end);
-    cand *c = malloc(((size_t)d->size * k + 1) * sizeof *c);
-    gtr_run *run = at && end && c ? gtr_run_new(err) : NULL;
-    if (!at || !end || !c) gtr_error_set(err, GTR_ERR_NOMEM, "out of memory merging the ranks' hits");
-    for (int r = 0, off = 0; run && r < d->size; off += counts[r], r++) at[r] = (size_t)off, end[r] = (size_t)off + (size_t)counts[r];
-    for (size_t i = 0; run && i < gtr_queries_count(q); i++) {
-        size_t n = 0;
-        for (int r = 0; r < d->size; r++) {
-            uint32_t m;
-            if (at[r] + sizeof m > end[r]) goto bad;
-            memcpy(&m, all + at[r], sizeof m), at[r] += sizeof m;
-            for (uint32_t j = 0; j < m; j++, n++) {
-                if (n >= (size_t)d->size * k || at[r] + sizeof(double) + sizeof(uint32_t) > end[r]) goto bad;
-                memcpy(&c[n].score, all + at[r], sizeof(double)), at[r] += sizeof(double);
-                memcpy(&c[n].len, all + at[r], sizeof(uint32_t)), at[r] += sizeof(uint32_t);
-                if (at[r] + c[n].len > end[r]) goto bad;
-                c[n].id = all + at[r], at[r] += c[n].len;
-            }
+    uint32_t m;
+    if (*at + sizeof m > end) return false;
+    memcpy(&m, all + *at, sizeof m), *at += sizeof m;
+    for (uint32_t j = 0; j < m; j++, ++*n) {
+        if (*n >= cap || *at + sizeof(double) + sizeof(uint32_t) > end) return false;
+        memcpy(&c[*n].score, all + *at, sizeof(double)), *at += sizeof(double);
+        memcpy(&c[*n].len, all + *at, sizeof(uint32_t)), *at += sizeof(uint32_t);
+        if (*at + c[*n].len > end) return false;
+        c[*n].id = all + *at, *at += c[*n].len;
+    }
+    return true;
+}
+
+/* rank 0: each query's lists from every rank, merged into the best kk by (score, id); with two
+ * lists (hybrid: dense, BM25) the merged lists are fused into the best o->k as the retriever
+ * fuses them. Each rank's block: per list a u64 length, then that list's packed hits. */
+static gtr_run *merge(const dist_ctx *d, const gtr_queries *q, const char *all, const int *counts, int n_lists,
+                      size_t kk, const gtr_retrieve_options *o, gtr_error *err)
+{
+    size_t R = (size_t)d->size, cap = R * kk + 1;
+    size_t *at = calloc(R * 2, sizeof *at), *end = calloc(R * 2, sizeof *end);
+    cand *c[2] = {malloc(cap * sizeof(cand)), malloc(cap * sizeof(cand))};
+    gtr_ranked_doc *l[2] = {malloc(cap * sizeof(gtr_ranked_doc)), malloc(cap * sizeof(gtr_ranked_doc))};
+    gtr_ranked_doc *fused = malloc((o->k + 1) * sizeof *fused);
+    bool mem = at && end && c[0] && c[1] && l[0] && l[1] && fused;
+    gtr_run *run = mem ? gtr_run_new(err) : NULL;
+    if (!mem) gtr_error_set(err, GTR_ERR_NOMEM, "out of memory merging the ranks' hits");
+    for (size_t r = 0, off = 0; run && r < R; off += (size_t)counts[r], r++) {
+        size_t pos = off, stop = off + (size_t)counts[r];
+        for (int li = 0; li < n_lists; li++) {
+            uint64_t len;
+            if (pos + sizeof len > stop) goto bad;
+            memcpy(&len, all + pos, sizeof len), pos += sizeof len;
+            if (len > stop - pos) goto bad;
+            at[2 * r + (size_t)li] = pos, end[2 * r + (size_t)li] = pos + len, pos += len;
         }
-        qsort(c, n, sizeof *c, cand_cmp);
+    }
+    double w[2] = {o->alpha, 1 - o->alpha};
+    gtr_fusion_options fo = o->fusion;
+    if (fo.method == GTR_FUSION_INTERP) fo.weights = w;
+    for (size_t i = 0; run && i < gtr_queries_count(q); i++) {
+        size_t n[2] = {0, 0};
+        for (int li = 0; li < n_lists; li++) {
+            for (size_t r = 0; r < R; r++)
+                if (!read_list(all, &at[2 * r + (size_t)li], end[2 * r + (size_t)li], c[li], &n[li], cap)) goto bad;
+            qsort(c[li], n[li], sizeof(cand), cand_cmp);
+            if (n[li] > kk) n[li] = kk;
+        }
         size_t qlen;
         const char *qid = gtr_queries_id(q, i, &qlen);
         if (gtr_run_add_query(run, qid, qlen, err)) goto fail;
-        for (size_t j = 0; j < n && j < k; j++)
-            if (gtr_run_add(run, qid, qlen, c[j].id, c[j].len, c[j].score, err)) goto fail;
+        if (n_lists == 1) {
+            for (size_t j = 0; j < n[0] && j < o->k; j++)
+                if (gtr_run_add(run, qid, qlen, c[0][j].id, c[0][j].len, c[0][j].score, err)) goto fail;
+            continue;
+        }
+        for (int li = 0; li < 2; li++)
+            for (size_t j = 0; j < n[li]; j++) l[li][j] = (gtr_ranked_doc){c[li][j].id, c[li][j].len, c[li][j].score};
+        const gtr_ranked_doc *lists[2] = {l[0], l[1]};
+        size_t nf;
+        if (gtr_hits_fuse(lists, n, 2, &fo, o->k, fused, &nf, err)) goto fail;
+        for (size_t j = 0; j < nf; j++)
+            if (gtr_run_add(run, qid, qlen, fused[j].id, fused[j].id_len, fused[j].score, err)) goto fail;
     }
     goto done;
 bad:
@@ -235,36 +279,76 @@ fail:
     gtr_run_free(run);
     run = NULL;
 done:
-    free(at), free(end), free(c);
+    free(at), free(end), free(c[0]), free(c[1]), free(l[0]), free(l[1]), free(fused);
     return run;
+}
+
+/* this rank's list of one method over its documents: kk hits per query (the query's own id
+ * left out when o->skip_ids), packed and appended to *buf after its u64 length */
+static int local_list(const dist_parts *p, const gtr_queries *q, const gtr_retrieve_options *o, bool bm25, size_t kk,
+                      char **buf, size_t *len, gtr_error *err)
+{
+    size_t nq = gtr_queries_count(q);
+    gtr_hit *hits = calloc(nq * kk + 1, sizeof *hits);
+    size_t *n_hits = calloc(nq + 1, sizeof *n_hits);
+    int bad = !hits || !n_hits;
+    if (bad) {
+        gtr_error_set(err, GTR_ERR_NOMEM, "out of memory for %zu queries x %zu hits", nq, kk);
+    } else if (bm25) {
+        gtr_bm25_search_options bo = gtr_bm25_default_search_options(); /* as the retriever searches */
+        bo.pool = p->pool;
+        bo.skip_ids = o->skip_ids;
+        bo.doc_begin = p->bm25_begin;
+        bo.doc_end = p->bm25_end;
+        bad = p->bm25_end > p->bm25_begin && gtr_bm25_search(p->parts.bm25, gtr_queries_texts(q), gtr_queries_text_lens(q),
+                                                              nq, kk, &bo, hits, n_hits, err);
+    } else {
+        gtr_retrieve_options po = *o;
+        po.method = GTR_RETRIEVE_DENSE;
+        po.k = kk;
+        po.doc_begin = p->doc_begin;
+        po.doc_end = p->doc_end;
+        bad = p->doc_end > p->doc_begin &&
+              gtr_retriever_search(p->parts.rt, gtr_queries_texts(q), gtr_queries_text_lens(q), nq, &po, hits, n_hits, err);
+    }
+    char *mine = NULL;
+    size_t mine_len = 0;
+    bad = bad || pack(hits, n_hits, nq, kk, &mine, &mine_len, err);
+    char *grown = bad ? NULL : realloc(*buf, *len + sizeof(uint64_t) + mine_len + 1);
+    if (!bad && !grown) bad = gtr_error_set(err, GTR_ERR_NOMEM, "out of memory") != GTR_OK;
+    if (!bad) {
+        uint64_t l = mine_len;
+        memcpy(grown + *len, &l, sizeof l);
+        memcpy(grown + *len + sizeof l, mine, mine_len);
+        *buf = grown;
+        *len += sizeof l + mine_len;
+    }
+    free(mine);
+    free(hits);
+    free(n_hits);
+    return bad;
 }
 
 int dist_search_docs(const dist_ctx *d, const dist_parts *p, const gtr_queries *q, const gtr_retrieve_options *o,
                      gtr_run **run)
 {
-    gtr_retriever *rt = p->parts.rt;
     gtr_error err;
-    char *mine = NULL;
+    char *mine = NULL, *all = NULL;
     size_t mine_len = 0;
-    char *all = NULL;
     int *counts = NULL;
     int rc = 1;
     *run = NULL;
-    size_t nq = gtr_queries_count(q);
-    gtr_retrieve_options po = *o;
-    po.doc_begin = p->doc_begin;
-    po.doc_end = p->doc_end;
-    gtr_hit *hits = calloc(nq * o->k + 1, sizeof *hits);
-    size_t *n_hits = calloc(nq + 1, sizeof *n_hits);
-    int ok = hits && n_hits;
-    if (!ok) cli_errorf(d->cmd, 1, "out of memory for %zu queries x %zu hits", nq, o->k);
-    else if (po.doc_end > po.doc_begin &&
-             gtr_retriever_search(rt, gtr_queries_texts(q), gtr_queries_text_lens(q), nq, &po, hits, n_hits, &err))
-        ok = cli_fail(d->cmd, &err) == 0;
-    ok = ok && pack(hits, n_hits, nq, o->k, &mine, &mine_len, &err) == 0;
-    if (!ok) dist_errorf(d, 1, "searching documents %zu..%zu failed", po.doc_begin + 1, po.doc_end);
+    gtr_retrieval_method m = o->method;
+    /* hybrid: each method's best max(depth, k) over the whole collection, then fusion (the retriever's depth) */
+    size_t kk = m == GTR_RETRIEVE_HYBRID ? (o->depth > o->k ? o->depth : o->k) : o->k;
+    int n_lists = m == GTR_RETRIEVE_HYBRID ? 2 : 1;
+    int ok = 1;
+    if (m != GTR_RETRIEVE_BM25 && local_list(p, q, o, false, kk, &mine, &mine_len, &err)) ok = 0;
+    if (ok && m != GTR_RETRIEVE_DENSE && local_list(p, q, o, true, kk, &mine, &mine_len, &err)) ok = 0;
+    if (!ok) dist_errorf(d, 1, "searching documents %zu..%zu (BM25: %zu..%zu) failed: %s", p->doc_begin + 1, p->doc_end,
+                         p->bm25_begin + 1, p->bm25_end, err.message);
     if (gather(d, ok, mine, mine_len, &all, &counts, &(size_t){0})) goto done;
-    if (d->rank == 0 && !(*run = merge(d, q, all, counts, o->k, &err))) {
+    if (d->rank == 0 && !(*run = merge(d, q, all, counts, n_lists, kk, o, &err))) {
         dist_errorf(d, 1, "%s", err.message);
         goto done;
     }
@@ -272,7 +356,5 @@ int dist_search_docs(const dist_ctx *d, const dist_parts *p, const gtr_queries *
 done:
     free(all), free(counts);
     free(mine);
-    free(hits);
-    free(n_hits);
     return rc;
 }

@@ -15,6 +15,8 @@ typedef struct dist_parts {
     bool split_docs; /* set before dist_parts_open: rank r opens only what the r-th piece of the
                       * documents needs (gtr_index_open_part: its shards of a sharded index) */
     size_t doc_begin, doc_end, docs; /* the documents of the dense index this rank searches; the total */
+    size_t bm25_begin, bm25_end;     /* the BM25 index's documents this rank searches (--split docs) */
+    gtr_pool *pool;
     cli_parts parts;
 } dist_parts;
 bool dist_parts_open(const dist_ctx *d, dist_parts *p, const char *index_path, const char *bm25_path,
@@ -27,11 +29,13 @@ bool dist_parts_open(const dist_ctx *d, dist_parts *p, const char *index_path, c
  * by the rank that failed); runs stay NULL on the other ranks. */
 int dist_search(const dist_ctx *d, gtr_retriever *rt, const gtr_queries *q, const gtr_retrieve_options *o,
                 const size_t *max_rank, gtr_run **runs, size_t n_runs);
-/* Collective, dense exact search split by documents: rank r searches every query over its
+/* Collective, search split by documents (dense exact, BM25 or hybrid): rank r searches every query over its
  * piece [p->doc_begin, p->doc_end) of the documents (so it reads only that piece of the
  * vectors: of a sharded index it opened only its shards), rank 0 merges each query's lists into
  * the best o->k by score, equal scores by id descending: the hits of the whole index, so the
- * run is the single-process one. */
+ * run is the single-process one. BM25: each rank scores only its piece of the BM25 index's
+ * documents with the whole index's statistics. Hybrid: each rank's best max(depth, k) of
+ * both, merged per method on rank 0, then fused there as gtr_retriever_search fuses. */
 int dist_search_docs(const dist_ctx *d, const dist_parts *p, const gtr_queries *q, const gtr_retrieve_options *o,
                      gtr_run **run);
 

@@ -2,9 +2,10 @@
  * rank; each rank runs the `gtr search` pipeline (the library's retriever: encode, exact top-k, BM25,
  * fusion) on its piece over its own copy of the index, and rank 0 gathers the hits in query
  * order and writes the run. A query's hits do not depend on the other queries, so the run is
- * `gtr search`'s, byte for byte. With --split docs (dense) every rank searches every query over
- * its contiguous piece of the documents instead, reading only that piece of the vectors, and
- * rank 0 merges the lists (dist_search_docs): the same run. */
+ * `gtr search`'s, byte for byte. With --split docs every rank searches every query over its
+ * contiguous piece of the documents instead, reading only that piece of the vectors (BM25: of
+ * the BM25 index's documents, with its global statistics), and rank 0 merges the lists (hybrid:
+ * per method, then fuses them; dist_search_docs): the same run. */
 #include "dist_search.h"
 
 #include <getopt.h>
@@ -26,13 +27,16 @@ static void usage(FILE *out)
             "      --fusion rrf|interp   --alpha X   --rrf-k X   --depth N   --skip-self   --compact\n"
             "      --tag WORD   -t, --threads N   --quiet\n"
             "\n"
-            "      --split queries|docs  what the ranks share out (default queries). docs (dense\n"
-            "                           search): each rank scans its piece of the documents for\n"
+            "      --split queries|docs  what the ranks share out (default queries). docs: each\n"
+            "                           rank scans its piece of the documents for\n"
             "                           every query, touching only that part of INDEX's vectors\n"
             "                           (for an index larger than one node's memory); rank 0 merges\n"
             "                           the top-k by score, equal scores by id as trec_eval ranks.\n"
             "                           Over a sharded index (gtr-mpi index --shards) each rank\n"
-            "                           opens only its shards.\n");
+            "                           opens only its shards. BM25 and hybrid: each rank maps\n"
+            "                           the BM25 index (whole-collection statistics) and scores\n"
+            "                           its piece of its documents; hybrid lists are merged,\n"
+            "                           then fused on rank 0: the run of gtr search.\n");
 }
 
 int mpi_cmd_search(const dist_ctx *d, int argc, char **argv)
@@ -67,10 +71,6 @@ int mpi_cmd_search(const dist_ctx *d, int argc, char **argv)
     if (optind != argc) return dist_errorf(d, 2, "unexpected argument '%s' (gtr-mpi search --help)", argv[optind]);
     if (!a.queries || !a.out) return dist_errorf(d, 2, "need -q QUERIES and -o RUN (gtr-mpi search --help)");
     if (!cli_search_check("search", &a)) return 2;
-    if (split_docs && a.o.method != GTR_RETRIEVE_DENSE)
-        return dist_errorf(d, 2, "--split docs is for dense search (BM25 scores need the whole collection's "
-                                 "statistics): use --split queries with --method %s",
-                           gtr_retrieval_method_name(a.o.method));
     const char *index_path = a.index, *model_dir = a.model, *queries_path = a.queries, *out = a.out;
     const char *bm25_path = a.bm25, *tag = a.tag;
     gtr_retrieve_options o = a.o;

@@ -190,6 +190,19 @@ static char *write_corpus(const char *name, int (*keep)(int))
 static int keep_all(int i) { (void)i; return 1; }
 static int keep_some(int i) { return i % 3 == 0 || i % 7 == 0; } /* the tied group too */
 
+/* hits of a and b equal: ids, scores bit for bit, order */
+static void same_hits(const gtr_hit *a, const size_t *na, const gtr_hit *b, const size_t *nb)
+{
+    for (int i = 0; i < NQ; i++) {
+        assert_int_equal(na[i], nb[i]);
+        for (size_t j = 0; j < na[i]; j++) {
+            assert_int_equal(a[i * K + j].id_len, b[i * K + j].id_len);
+            assert_memory_equal(a[i * K + j].id, b[i * K + j].id, a[i * K + j].id_len);
+            assert_memory_equal(&a[i * K + j].score, &b[i * K + j].score, sizeof(double));
+        }
+    }
+}
+
 /* Exact search with a filter gives the hits of an index built from only the allowed documents
  * (same ids, same scores bit for bit, same order), with and without the compact copy, on one
  * thread and on several; approximate search with every list probed gives them too. */
@@ -251,16 +264,10 @@ static void test_exact_filter_equals_subset_index(void **state)
             remove(ivf);
             free(ivf);
         }
-        for (int i = 0; i < NQ; i++) {
-            assert_int_equal(na[i], nb[i]);
-            for (size_t j = 0; j < na[i]; j++) {
-                assert_int_equal(a[i * K + j].id_len, b[i * K + j].id_len);
-                assert_memory_equal(a[i * K + j].id, b[i * K + j].id, a[i * K + j].id_len);
-                assert_memory_equal(&a[i * K + j].score, &b[i * K + j].score, sizeof(double));
-                ties += j && a[i * K + j].score == a[i * K + j - 1].score;
-            }
-        }
+        same_hits(a, na, b, nb);
     }
+    for (int i = 0; i < NQ; i++)
+        for (size_t j = 1; j < na[i]; j++) ties += a[i * K + j].score == a[i * K + j - 1].score;
     assert_true(ties > 0);
     /* an empty filter returns nothing */
     uint8_t none[(N + 7) / 8] = {0};
@@ -275,19 +282,6 @@ static void test_exact_filter_equals_subset_index(void **state)
     free(lens);
     remove(csub); remove(cfull); remove(psub); remove(pfull);
     free(csub); free(cfull); free(psub); free(pfull);
-}
-
-/* hits of a and b equal: ids, scores bit for bit, order */
-static void same_hits(const gtr_hit *a, const size_t *na, const gtr_hit *b, const size_t *nb)
-{
-    for (int i = 0; i < NQ; i++) {
-        assert_int_equal(na[i], nb[i]);
-        for (size_t j = 0; j < na[i]; j++) {
-            assert_int_equal(a[i * K + j].id_len, b[i * K + j].id_len);
-            assert_memory_equal(a[i * K + j].id, b[i * K + j].id, a[i * K + j].id_len);
-            assert_memory_equal(&a[i * K + j].score, &b[i * K + j].score, sizeof(double));
-        }
-    }
 }
 
 /* Replacement by id (gtr_index_build_options.replace): every 30th document re-indexed with a new
@@ -410,6 +404,97 @@ static void test_replace(void **state)
     for (size_t i = 0; i < sizeof files / sizeof *files; i++) { remove(files[i]); free(files[i]); }
 }
 
+/* Metadata fields: gtr_fields_where against the rule the corpus was written with (a brute
+ * force here), numbers by value, AND of conditions, unknown names refused; the file refused
+ * after any single flipped byte and at any truncation; stale for another index. */
+static void test_fields(void **state)
+{
+    (void)state;
+    gtr_error e;
+    gtr_index_encoder enc = {fake_encode, NULL, DIM, 0x77, "fake"};
+    char *c = tu_tmp("fld.jsonl"), *p = tu_tmp("fld.gtri"), *fp = tu_tmp("fld.gtri.fields");
+    FILE *f = fopen(c, "wb");
+    for (int i = 0; i < N; i++)
+        fprintf(f, "{\"_id\": \"d%04d\", \"text\": \"text %d\", \"metadata\": {\"year\": %d, \"src\": \"%c\", "
+                   "\"score\": %d.5, \"tags\": [1]}, \"open\": %s}\n",
+                i, i, 2000 + i % 5, "abc"[i % 3], i % 4, i % 2 ? "true" : "false");
+    fclose(f);
+    TU_OK(gtr_index_build_with(&enc, c, NULL, p, NULL, NULL, &e), &e);
+    gtr_index *ix = gtr_index_open(p, 0, NULL, &e);
+    if (!ix) fail_msg("%s", e.message);
+    int written = 0;
+    TU_OK(gtr_fields_build(ix, c, NULL, fp, &written, &e), &e);
+    assert_int_equal(written, 1);
+    gtr_fields *fl = gtr_fields_open(fp, ix, &e);
+    if (!fl) fail_msg("%s", e.message);
+    assert_int_equal(gtr_fields_count(fl), 4); /* year, src, score, open (tags: an array, not kept) */
+    struct { const char *names[2], *values[2]; size_t n; } cases[] = {
+        {{"year"}, {"2003"}, 1}, {{"year"}, {"2003.0"}, 1}, {{"src", "open"}, {"b", "true"}, 2},
+        {{"score"}, {"2.5"}, 1}, {{"year", "src"}, {"2001", "z"}, 2}, {{"src"}, {"2003"}, 1}};
+    for (size_t t = 0; t < sizeof cases / sizeof *cases; t++) {
+        uint8_t bits[(N + 7) / 8] = {0};
+        size_t m;
+        TU_OK(gtr_fields_where(fl, ix, cases[t].names, cases[t].values, cases[t].n, bits, &m, &e), &e);
+        size_t want = 0;
+        for (int i = 0; i < N; i++) {
+            size_t d = (size_t)i; /* documents in corpus order */
+            bool ok = true;
+            for (size_t k = 0; k < cases[t].n; k++) {
+                const char *nm = cases[t].names[k], *v = cases[t].values[k];
+                char buf[32];
+                if (!strcmp(nm, "year")) ok = ok && atof(v) == 2000 + i % 5;
+                else if (!strcmp(nm, "score")) ok = ok && atof(v) == i % 4 + 0.5;
+                else if (!strcmp(nm, "src")) { snprintf(buf, sizeof buf, "%c", "abc"[i % 3]); ok = ok && !strcmp(v, buf); }
+                else if (!strcmp(nm, "open")) ok = ok && !strcmp(v, i % 2 ? "true" : "false");
+            }
+            assert_int_equal(allowed(bits, d), ok);
+            want += ok;
+        }
+        assert_int_equal(m, want);
+    }
+    const char *bad = "yaer", *bv = "2003";
+    uint8_t bits[(N + 7) / 8] = {0};
+    assert_int_equal(gtr_fields_where(fl, ix, &bad, &bv, 1, bits, NULL, &e), GTR_ERR_NOT_FOUND);
+    assert_non_null(strstr(e.message, "yaer"));
+    gtr_fields_free(fl);
+    /* every flipped byte and every truncation is refused (under ASan: never read out of bounds) */
+    char *data;
+    size_t len;
+    TU_OK(gtr_read_file(fp, 0, &data, &len, &e), &e);
+    char *dp = tu_tmp("fld_bad.fields");
+    for (size_t i = 0; i < len; i += 1 + i / 64) {
+        data[i] ^= 0x20;
+        tu_write(dp, data, len);
+        data[i] ^= 0x20;
+        gtr_fields *x = gtr_fields_open(dp, ix, &e);
+        if (x) fail_msg("byte %zu flipped: accepted", i);
+    }
+    for (size_t l = 0; l < len; l += 1 + l / 16) {
+        tu_write(dp, data, l);
+        gtr_fields *x = gtr_fields_open(dp, ix, &e);
+        if (x) fail_msg("truncated to %zu: accepted", l);
+    }
+    /* the fields of another index */
+    tu_write(dp, data, len);
+    gtr_fields *again = gtr_fields_open(dp, ix, &e);
+    assert_non_null(again); /* the intact copy opens */
+    gtr_fields_free(again);
+    char *c2 = write_corpus("fld2.jsonl", keep_some), *p2 = tu_tmp("fld2.gtri");
+    TU_OK(gtr_index_build_with(&enc, c2, NULL, p2, NULL, NULL, &e), &e);
+    gtr_index *ix2 = gtr_index_open(p2, 0, NULL, &e);
+    assert_null(gtr_fields_open(fp, ix2, &e));
+    assert_int_equal(e.code, GTR_ERR_MISMATCH);
+    /* a corpus without fields: no file (an old one removed) */
+    TU_OK(gtr_fields_build(ix2, c2, NULL, dp, &written, &e), &e);
+    assert_int_equal(written, 0);
+    assert_false(gtr_file_exists(dp));
+    gtr_index_free(ix2);
+    gtr_index_free(ix);
+    free(data);
+    char *files[] = {c, p, fp, dp, c2, p2};
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) { remove(files[i]); free(files[i]); }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -417,6 +502,7 @@ int main(void)
         cmocka_unit_test(test_filter_and_delete),
         cmocka_unit_test(test_exact_filter_equals_subset_index),
         cmocka_unit_test(test_replace),
+        cmocka_unit_test(test_fields),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -28,6 +28,7 @@ class Index(_lib.Closable):
         self._pool = None
         self._rt = None
         self._ann = None
+        self._fields = None
         self.nprobe = int(nprobe)
         err = _lib.Error()
         self._pool = _lib.pool_create(int(threads) if threads else 0, byref(err))
@@ -64,6 +65,9 @@ class Index(_lib.Closable):
         if getattr(self, "_ann", None):
             _lib.ann_free(self._ann)
             self._ann = None
+        if getattr(self, "_fields", None):
+            _lib.fields_free(self._fields)
+            self._fields = None
         if getattr(self, "_ix", None):
             _lib.index_free(self._ix)
             self._ix = None
@@ -131,16 +135,50 @@ class Index(_lib.Closable):
                              f"({unknown.value} unknown)")
         return bits
 
-    def search(self, queries, k=10, model=None, filter_ids=None, nprobe=None):
+    def _where(self, where, allow):
+        """The bitmap of the documents whose metadata fields (INDEX.fields) match every
+        {"field": value} of where, ANDed with allow (when not None)."""
+        err = _lib.Error()
+        if self._fields is None:
+            self._fields = _lib.fields_open(os.fsencode(self.path + ".fields"), self._handle(), byref(err))
+            if not self._fields:
+                self._fields = None
+                raise_null(err)
+
+        def text(v):
+            if isinstance(v, bool):
+                return "true" if v else "false"
+            if isinstance(v, int):
+                return str(v)
+            if isinstance(v, float):
+                return "%.17g" % v
+            if isinstance(v, str):
+                return v
+            raise ValueError(f"where: {v!r} must be a str, int, float or bool")
+        names = [k.encode("utf-8") for k in where]
+        values = [text(v).encode("utf-8") for v in where.values()]
+        n = len(names)
+        bits = ctypes.create_string_buffer((len(self) + 7) // 8 + 1)
+        raise_for(_lib.fields_where(self._fields, self._handle(), (ctypes.c_char_p * max(1, n))(*names),
+                                    (ctypes.c_char_p * max(1, n))(*values), n, bits, None, byref(err)), err)
+        if allow is not None:
+            bits = ctypes.create_string_buffer(bytes(a & b for a, b in zip(bits.raw, allow.raw)), len(bits))
+        return bits
+
+    def search(self, queries, k=10, model=None, filter_ids=None, nprobe=None, where=None):
         """Exact top-k by inner product (approximate with ann: the probed lists). queries: vectors (float32 [dim] or [n, dim]) or texts (a
         str or a list of str), which are embedded with model — by default the model recorded in
         the index, loaded on first use. filter_ids: only these documents are returned (exact
         search: the hits of an index holding only them; an unknown id is a ValueError).
-        nprobe: lists scanned for this call (with ann; default the Index's). Returns
+        where: {"field": value, ...}, only documents whose metadata fields (INDEX.fields, written
+        by `gtr index`) match them all. nprobe: lists scanned for this call (with ann; default
+        the Index's). Returns
         SearchResult(ids, scores, docs); a single query (a str or a 1-D vector) gives flat
         lists, a batch one row per query."""
         ix = self._handle()
         allow = self._allow(filter_ids) if filter_ids is not None else None
+        if where:
+            allow = self._where(where, allow)
         texts = isinstance(queries, str) or (isinstance(queries, (list, tuple)) and queries
                                              and isinstance(queries[0], str))
         if texts:

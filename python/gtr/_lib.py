@@ -118,6 +118,10 @@ index_model_hint = _fn("gtr_index_model_hint", c_char_p, c_void_p)
 index_doc_id = _fn("gtr_index_doc_id", c_void_p, c_void_p, c_size_t, POINTER(c_size_t))
 index_doc_snippet = _fn("gtr_index_doc_snippet", c_void_p, c_void_p, c_size_t, POINTER(c_size_t))
 index_vector = _fn("gtr_index_vector", POINTER(c_float), c_void_p, c_size_t)
+fields_open = _fn("gtr_fields_open", c_void_p, c_char_p, c_void_p, E)
+fields_free = _fn("gtr_fields_free", None, c_void_p)
+fields_where = _fn("gtr_fields_where", c_int, c_void_p, c_void_p, POINTER(c_char_p), POINTER(c_char_p), c_size_t,
+                   ctypes.c_void_p, POINTER(c_size_t), E)
 index_allow_ids = _fn("gtr_index_allow_ids", c_int, c_void_p, POINTER(c_char_p), POINTER(c_size_t), c_size_t,
                       ctypes.c_void_p, POINTER(c_size_t), POINTER(c_size_t), E)
 index_check_model = _fn("gtr_index_check_model", c_int, c_void_p, c_void_p, E)

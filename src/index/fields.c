@@ -62,6 +62,7 @@ static gtr_fields *parse(const char *path, const gtr_index *ix, bool prefix, gtr
     uint64_t n = 0, body = 0;
     uint32_t nn = 0;
     if (len < FLD_HDR || memcmp(p, FLD_MAGIC, 8) != 0) BADF("%s: not a gtr fields file (truncated or bad magic)", path);
+    else if (rd32(p + 44) != 0) BADF("%s: corrupt header", path);
     else if (rd32(p + 8) != 1) BADF("%s: fields file version %u is not supported", path, rd32(p + 8));
     else if ((nn = rd32(p + 12), n = rd64(p + 16), body = rd64(p + 32), body != len - FLD_HDR))
         BADF("%s: %zu bytes, its header says %llu (truncated or extended)", path, len, (unsigned long long)(body + FLD_HDR));

@@ -14,7 +14,7 @@ if [ ! -d "$TINY" ] || [ ! -f "$SF/corpus.jsonl" ]; then
     echo "1..0 # SKIP reference data not found in $SHARED"
     exit 0
 fi
-plan 52
+plan 57
 
 head -n 1200 "$SF/corpus.jsonl" >"$TMP/sub.jsonl"
 head -n 60 "$SF/queries.jsonl" >"$TMP/q.jsonl"
@@ -75,6 +75,20 @@ is "$(cmp -s "$TMP/exact" "$TMP/final.run"; echo $?)" 1 "... (which the revised 
 ok "ann-build --add after --replace" $GTR ann-build --index "$TMP/r.gtri" -o "$TMP/r.ivf" --add "$TMP/a.ivf"
 $GTR search --index "$TMP/r.gtri" --ann "$TMP/r.ivf" --nprobe 16 -q "$TMP/q.jsonl" -k 10 -o "$TMP/ra.run" --quiet || exit 1
 is "$(cut -d' ' -f1,3,5 "$TMP/ra.run")" "$(cut -d' ' -f1,3,5 "$TMP/final.run")" "... every list probed: the same documents and scores"
+
+# gtr index --delete: the exact top-1 of every query deleted; the run equals that of an index
+# built without them, exact and through the IVF file of the undeleted index
+awk '$4 == 1 {print $3}' "$TMP/exact" | sort -u >"$TMP/gone.ids"
+echo "no-such-doc" >>"$TMP/gone.ids"
+grep -v -F -f <(sed 's/.*/"_id": "&"/' "$TMP/gone.ids") "$TMP/sub.jsonl" >"$TMP/kept.jsonl"
+$GTR index -q -m "$TINY" -c "$TMP/kept.jsonl" -o "$TMP/kept.gtri" && $GTR search --index "$TMP/kept.gtri" -q "$TMP/q.jsonl" -k 10 -o "$TMP/kept.run" --quiet || exit 1
+ok "gtr index --delete" $GTR index --delete "$TMP/gone.ids" --from "$TMP/a.gtri" -o "$TMP/del.gtri"
+like "$(cat "$TMP/err")" "deleted $(($(wc -l <"$TMP/gone.ids") - 1)) documents -> .*del.gtri \(1 ids not in the index\)" "... counting them and the unknown id"
+$GTR search --index "$TMP/del.gtri" -q "$TMP/q.jsonl" -k 10 -o "$TMP/del.run" --quiet
+ok "... the run of an index built without them" cmp "$TMP/kept.run" "$TMP/del.run"
+cp "$TMP/a.ivf" "$TMP/del.ivf"
+ok "... the IVF file of the index before the delete still opens" $GTR search --index "$TMP/del.gtri" --ann "$TMP/del.ivf" --nprobe 16 -q "$TMP/q.jsonl" -k 10 -o "$TMP/dela.run" --quiet
+is "$(cut -d' ' -f1,3,5 "$TMP/dela.run")" "$(cut -d' ' -f1,3,5 "$TMP/kept.run")" "... and never returns them (every list: the same run)"
 
 # ann-tune: a lower target never needs more lists; the reported recall meets the target
 ok "ann-tune --recall 0.99" $GTR ann-tune --index "$TMP/a.gtri" --ann "$TMP/a.ivf" --recall 0.99 --sample 100

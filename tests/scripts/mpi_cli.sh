@@ -8,7 +8,7 @@ cd "$(dirname "$0")/../.." || exit 1
 . tests/scripts/tap.sh
 
 . tests/scripts/mpi_setup.sh.inc
-plan 59
+plan 68
 
 head -n 300 "$SF/corpus.jsonl" >"$TMP/sub.jsonl"
 head -n 30 "$SF/queries.jsonl" >"$TMP/q.jsonl"
@@ -60,9 +60,26 @@ for k in 10 400; do
     done
 done
 like "$(awk '{print $1, $5}' "$TMP/ties1.400.run" | sort | uniq -d | wc -l)" "^[1-9]" "... (the runs hold equal scores)"
-fails "--split docs with --method bm25 is refused" run 2 $MPI search --split docs --method bm25 \
-    --bm25-index "$TMP/sub.bm25" -q "$TMP/q.jsonl" -o "$TMP/x.run"
-like "$(cat "$TMP/err")" "dense search" "... saying why"
+# BM25 and hybrid split by documents: each rank scores its piece of the BM25 index's documents
+# with the whole collection's statistics; hybrid lists merged per method, fused on rank 0
+$GTR bm25-index -c "$TMP/ties.jsonl" -o "$TMP/ties.bm25" --quiet 2>/dev/null
+for method in bm25 hybrid; do
+    $GTR search --method $method --index "$TMP/ties.gtri" --bm25-index "$TMP/ties.bm25" -q "$TMP/q.jsonl" -k 100 \
+        --depth 150 -o "$TMP/ties1.$method.run" --quiet --skip-self
+    for n in 2 3; do
+        ok "gtr-mpi search --split docs --method $method on $n ranks" run $n $MPI search --split docs --method $method \
+            --index "$TMP/ties.gtri" --bm25-index "$TMP/ties.bm25" -q "$TMP/q.jsonl" -k 100 --depth 150 \
+            -o "$TMP/ties$n.$method.run" -t 1 --skip-self
+        ok "... the run of gtr search ($method, $n ranks)" cmp "$TMP/ties1.$method.run" "$TMP/ties$n.$method.run"
+    done
+done
+like "$(awk '$4 <= 100 {print $1, $5}' "$TMP/ties1.bm25.run" | sort | uniq -d | wc -l)" "^[1-9]" "... (the BM25 run holds equal scores)"
+$GTR search --method hybrid --fusion interp --alpha 0.3 --index "$TMP/ties.gtri" --bm25-index "$TMP/ties.bm25" \
+    -q "$TMP/q.jsonl" -k 20 -o "$TMP/ties1.interp.run" --quiet
+ok "gtr-mpi search --split docs --fusion interp --alpha 0.3 on 3 ranks" run 3 $MPI search --split docs --method hybrid \
+    --fusion interp --alpha 0.3 --index "$TMP/ties.gtri" --bm25-index "$TMP/ties.bm25" -q "$TMP/q.jsonl" -k 20 \
+    -o "$TMP/ties3.interp.run" -t 1
+ok "... the run of gtr search with those options" cmp "$TMP/ties1.interp.run" "$TMP/ties3.interp.run"
 # more ranks than queries: the empty pieces contribute nothing
 head -n 2 "$TMP/q.jsonl" >"$TMP/q2.jsonl"
 $GTR search --index "$TMP/one.gtri" -q "$TMP/q2.jsonl" -k 5 -o "$TMP/one.q2.run" --quiet

@@ -16,7 +16,7 @@ for p in .venv-test/bin/python /usr/bin/python3 python3; do
 done
 if [ -z "$PY" ]; then echo "1..0 # SKIP no Python with numpy for the binding"; exit 0; fi
 same() { PYTHONPATH=python GTR_LIBRARY=lib/libgtr.so "$PY" tests/tools/index_same.py "$@"; }
-plan 52
+plan 54
 
 head -n 300 "$SF/corpus.jsonl" >"$TMP/sub.jsonl"
 head -n 30 "$SF/queries.jsonl" >"$TMP/q.jsonl"
@@ -48,6 +48,9 @@ for n in 1 2 3 5; do
         --index "$TMP/s3.gtri" -q "$TMP/q.jsonl" -k 300 -o "$TMP/m$n.run" -t 1
     ok "... the run of gtr search over the single file ($n ranks)" cmp "$TMP/one.run" "$TMP/m$n.run"
 done
+ok "gtr-mpi search --split docs --method hybrid over 3 shards on 2 ranks" run 2 $MPI search --split docs \
+    --method hybrid --index "$TMP/s3.gtri" --bm25-index "$TMP/sub.bm25" -q "$TMP/q.jsonl" -k 300 -o "$TMP/mh.run" -t 1
+ok "... the hybrid run of gtr search over the single file" cmp "$TMP/one.hybrid.run" "$TMP/mh.run"
 ok "gtr-mpi search (queries split) over the 2-shard manifest on 3 ranks" run 3 $MPI search --method hybrid \
     --index "$TMP/s2.gtri" --bm25-index "$TMP/sub.bm25" -q "$TMP/q.jsonl" -k 300 -o "$TMP/mq.run" -t 1
 ok "... the same hybrid run" cmp "$TMP/one.hybrid.run" "$TMP/mq.run"

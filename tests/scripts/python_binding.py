@@ -4,6 +4,7 @@ numpy: embeddings identical to `gtr embed` (batch sizes, single texts, max_len),
 to the reference ids, errors as gtr.GtrError, Index.search equal to `gtr search` and to a
 numpy brute force, and `pip install` of python/ into a temporary venv (offline:
 --no-index --no-build-isolation) giving a package that bundles its own libgtr.so. TAP output."""
+import json
 import os
 import shutil
 import subprocess
@@ -17,7 +18,7 @@ def run(*cmd, **kw):
     return subprocess.run(list(cmd), check=True, stdout=subprocess.PIPE, **kw).stdout
 
 
-PLAN = 29
+PLAN = 31
 
 
 def main():
@@ -164,6 +165,20 @@ def main():
         filt = ix.search(qs, k=3, filter_ids=[ix.doc_id(d) for d in allowed])
         check(filt.ids == brute_f and np.allclose(filt.scores, np.sort(Sf, axis=1)[:, ::-1][:, :3], atol=1e-6),
               "search(filter_ids=) equals a numpy brute force over those documents", f"{filt.ids}\n{brute_f}")
+        # where=: metadata written with gtr index --fields-from, odd documents marked
+        meta = os.path.join(tmp, "meta.jsonl")
+        with open(meta, "w") as f:
+            for d in range(len(ix)):
+                f.write(json.dumps({"_id": ix.doc_id(d), "metadata": {"odd": d % 2 == 1, "n": d}}) + "\n")
+        run(gtr_bin, "index", "-q", "--fields-from", meta, "-o", index_path)
+        wh = ix.search(qs, k=3, where={"odd": True})
+        check(wh.ids == brute_f and np.array_equal(wh.scores, filt.scores),
+              "search(where=) equals the brute force over the matching documents", f"{wh.ids}\n{brute_f}")
+        try:
+            ix.search(qs, k=3, where={"nope": 1})
+            check(False, "an unknown field is refused")
+        except gtr.GtrError as e:
+            check("nope" in str(e), "an unknown field is a GtrError naming it", str(e))
         try:
             ix.search(qs, k=3, filter_ids=[ix.doc_id(1), "no-such-doc"])
             check(False, "an unknown filter id is refused")
