@@ -9,7 +9,7 @@ cd "$(dirname "$0")/../.." || exit 1
 . tests/scripts/tap.sh
 
 . tests/scripts/mpi_setup.sh.inc
-plan 76
+plan 88
 
 head -n 300 "$SF/corpus.jsonl" >"$TMP/sub.jsonl"
 head -n 30 "$SF/queries.jsonl" >"$TMP/q.jsonl"
@@ -26,7 +26,7 @@ $GTR bm25-index -c "$TMP/sub.jsonl" -o "$TMP/sub.bm25" --quiet 2>/dev/null
 for method in dense bm25 hybrid; do
     $GTR search --method $method --index "$TMP/one.gtri" --bm25-index "$TMP/sub.bm25" -q "$TMP/q.jsonl" -k 10 \
         -o "$TMP/one.$method.run" --quiet
-    for n in 2 3; do
+    for n in 1 2 3; do
         ok "gtr-mpi search --method $method on $n ranks" run $n $MPI search --method $method --index "$TMP/m2.gtri" \
             --bm25-index "$TMP/sub.bm25" -q "$TMP/q.jsonl" -k 10 -o "$TMP/m$n.$method.run" -t 1
         ok "... the run of gtr search ($method, $n ranks)" cmp "$TMP/one.$method.run" "$TMP/m$n.$method.run"
@@ -105,6 +105,10 @@ for method in dense bm25 hybrid; do
         --bm25-index "$TMP/ds.bm25" --method $method --json -t 1
     cp "$TMP/out" "$TMP/m3.$method.json"
     ok "... the metrics of gtr beir, byte for byte ($method)" cmp "$TMP/one.$method.json" "$TMP/m3.$method.json"
+    ok "gtr-mpi beir --method $method on 1 rank" run 1 $MPI beir -d "$TMP/ds" --index "$TMP/ds.gtri" \
+        --bm25-index "$TMP/ds.bm25" --method $method --json -t 1
+    cp "$TMP/out" "$TMP/m1.$method.json"
+    ok "... the metrics of gtr beir, byte for byte ($method, 1 rank)" cmp "$TMP/one.$method.json" "$TMP/m1.$method.json"
     # documents split: each rank searches every judged query over its piece of the documents
     ok "gtr-mpi beir --split-by docs --method $method on 2 ranks" run 2 $MPI beir -d "$TMP/ds" --index "$TMP/ds.gtri" \
         --bm25-index "$TMP/ds.bm25" --method $method --split-by docs --json -t 1
