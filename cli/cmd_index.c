@@ -209,6 +209,7 @@ int cmd_index(int argc, char **argv)
     if (!cli_spm_compat("index", NULL, &mo.spm_compat)) return 2;
     mo.device = getenv("GTR_DEVICE"); /* cuda[:N]: encode on a GPU (issue 15) */
     mo.no_verify = cli_no_verify();
+    if (!cli_max_memory("index", &mo.max_memory)) return 2;
 
     char *hint = realpath(model_dir, NULL);
     o.model_hint = hint;

@@ -2,6 +2,7 @@
  * directory whose encoder weights are stored in that precision (gtr_model_quantize). */
 #include "cli.h"
 
+#include <dirent.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,10 @@ static void usage(FILE *out)
         "Every tensor's bytes get a checksum (__metadata__ \"gtr_checksum\": \"crc32c-tree64k-v1\",\n"
         "\"gtr_checksums\"), verified whenever gtr loads the copy: a damaged tensor is refused\n"
         "naming the file and the tensor (GTR_NO_VERIFY=1 skips the check).\n"
+        "Above 5 GB of weights (transformers' default max_shard_size; GTR_MAX_SHARD_BYTES=N\n"
+        "sets another limit in bytes) they are split as transformers saves big models:\n"
+        "model-0000k-of-0000K.safetensors + model.safetensors.index.json (an xxl bf16 copy:\n"
+        "two files), loaded like the single file.\n"
         "\n"
         "  -m, --model DIR     the model directory to quantise\n"
         "  -o, --output DIR    the new directory\n"
@@ -51,16 +56,28 @@ static void usage(FILE *out)
         "  -h, --help          this help\n");
 }
 
-/* Bytes of the regular files directly in dir/name (model.safetensors and the like). */
-static double file_mib(const char *dir, const char *name)
+/* Bytes of the encoder's weight files directly in dir (model.safetensors, or its shards
+ * model-0000k-of-0000K.safetensors) and how many there are. */
+static double weights_mib(const char *dir, int *files)
 {
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    struct stat sb;
-    if (p) snprintf(p, n, "%s/%s", dir, name);
-    double v = p && stat(p, &sb) == 0 ? (double)sb.st_size / (1 << 20) : 0.0;
-    free(p);
-    return v;
+    double total = 0;
+    *files = 0;
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        if (strncmp(e->d_name, "model", 5) || n < 12 || strcmp(e->d_name + n - 12, ".safetensors")) continue;
+        char *p = malloc(strlen(dir) + n + 2);
+        struct stat sb;
+        if (p) sprintf(p, "%s/%s", dir, e->d_name);
+        if (p && stat(p, &sb) == 0 && S_ISREG(sb.st_mode)) {
+            total += (double)sb.st_size / (1 << 20);
+            ++*files;
+        }
+        free(p);
+    }
+    if (d) closedir(d);
+    return total;
 }
 
 int cmd_quantize(int argc, char **argv)
@@ -108,8 +125,13 @@ int cmd_quantize(int argc, char **argv)
     if (portable ? gtr_model_quantize_portable(in, out, (int)threads, &err)
                  : gtr_model_quantize(in, out, dtype, (int)threads, &err))
         return cli_fail(CMD, &err);
-    if (!quiet)
-        fprintf(stderr, "gtr quantize: %s -> %s (%s): model.safetensors %.1f MiB in %.2f s; load it with --dtype %s\n",
-                in, out, dt, file_mib(out, "model.safetensors"), cli_now() - t0, dt);
+    if (!quiet) {
+        int files;
+        double mib = weights_mib(out, &files);
+        char what[64] = "model.safetensors";
+        if (files > 1) snprintf(what, sizeof what, "%d shards (model.safetensors.index.json)", files);
+        fprintf(stderr, "gtr quantize: %s -> %s (%s): %s %.1f MiB in %.2f s; load it with --dtype %s\n", in, out,
+                dt, what, mib, cli_now() - t0, dt);
+    }
     return 0;
 }

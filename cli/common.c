@@ -129,7 +129,23 @@ bool cli_model_options(const char *cmd, gtr_model_options *mo)
     const char *dev = getenv("GTR_DEVICE");
     if (dev && *dev) mo->device = dev;
     mo->no_verify = cli_no_verify();
-    return cli_spm_compat(cmd, NULL, &mo->spm_compat);
+    return cli_max_memory(cmd, &mo->max_memory) && cli_spm_compat(cmd, NULL, &mo->spm_compat);
+}
+
+bool cli_max_memory(const char *cmd, size_t *out)
+{
+    const char *v = getenv("GTR_MAX_MEMORY");
+    *out = 0;
+    if (!v || !*v) return true;
+    char *end;
+    errno = 0;
+    unsigned long long x = strtoull(v, &end, 10);
+    double mul = !*end ? 1 : !strcmp(end, "K") ? 1024.0 : !strcmp(end, "M") ? 1048576.0 : !strcmp(end, "G") ? 1073741824.0 : 0;
+    if (*v == '-' || end == v || errno || mul == 0 || x == 0 || (double)x * mul > (double)SIZE_MAX / 2)
+        return cli_errorf(cmd, 2, "GTR_MAX_MEMORY must be a positive number of bytes (suffix K, M or G allowed), got '%s'", v),
+               false;
+    *out = (size_t)((double)x * mul);
+    return true;
 }
 
 int cli_no_verify(void)
@@ -199,6 +215,26 @@ void cli_search_args_init(cli_search_args *a)
     memset(a, 0, sizeof *a);
     a->o = gtr_retrieve_default_options();
     a->o.k = 1000;
+}
+
+int cli_ann_build_option(const char *cmd, int c, const char *arg, gtr_ann_build_options *o)
+{
+    long long v;
+    switch (c) {
+    case CLI_A_LISTS:
+        if (!cli_parse_int(cmd, "--lists", arg, 1, 1 << 24, &v)) return -1;
+        o->n_lists = (uint32_t)v;
+        return 1;
+    case CLI_A_ITERS:
+        if (!cli_parse_int(cmd, "--iters", arg, 1, 1000, &v)) return -1;
+        o->iters = (uint32_t)v;
+        return 1;
+    case CLI_A_SEED:
+        if (!cli_parse_int(cmd, "--seed", arg, 0, (1LL << 62), &v)) return -1;
+        o->seed = (uint64_t)v;
+        return 1;
+    default: return 0;
+    }
 }
 
 int cli_search_option(int c, const char *arg, cli_search_args *a)

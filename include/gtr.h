@@ -393,7 +393,10 @@ GTR_API gtr_compute_dtype gtr_model_dtype(const gtr_model *m);
  * copied; weights in other formats (pytorch_model.bin, ...) are not. Loaded with the same
  * dtype (or GTR_DTYPE_AUTO), the copy gives bit for bit the vectors of in_dir loaded with
  * that dtype. Written to "<out_dir>.tmp" (replaced if left over), fsynced, then renamed, so
- * out_dir appears complete or not at all. n_threads <= 0: all cores. */
+ * out_dir appears complete or not at all. n_threads <= 0: all cores. Above 5 GB of tensor
+ * data (transformers' default max_shard_size; $GTR_MAX_SHARD_BYTES bytes when set) the
+ * weights are split as transformers saves them: model-0000k-of-0000K.safetensors +
+ * model.safetensors.index.json (a tensor is never split), loaded like the single file. */
 GTR_API gtr_status gtr_model_quantize(const char *in_dir, const char *out_dir, gtr_compute_dtype dtype,
                                       int n_threads, gtr_error *err);
 /* A BF16 copy in transformers' own layout (every tensor under its name, row-major): Python's
@@ -533,6 +536,10 @@ GTR_API gtr_status gtr_index_write_manifest(const char *corpus, const char *inde
 GTR_API gtr_index *gtr_index_open_part(const char *path, int part, int n_parts, unsigned flags,
                                        gtr_pool *pool, size_t *begin, size_t *end, size_t *total,
                                        gtr_error *err);
+/* *n_shards: the shards of the sharded index whose manifest is at path (the manifest read and
+ * checked, not the shards), 0 when path is not a manifest (an index file). Part s of
+ * *n_shards of gtr_index_open_part is then shard s alone. */
+GTR_API gtr_status gtr_index_shard_count(const char *path, int *n_shards, gtr_error *err);
 GTR_API void gtr_index_free(gtr_index *ix);
 GTR_API size_t gtr_index_count(const gtr_index *ix); /* documents, replaced ones included */
 /* Documents replaced by a later one with the same id (gtr_index_build_options.replace): they
@@ -778,6 +785,11 @@ typedef struct gtr_bm25_search_options {
     const char *const *skip_ids;
     gtr_progress_fn progress; /* queries done / nq */
     void *progress_user;
+    /* Only documents [doc_begin, doc_end) (doc_end 0: to the last) are returned, scored with
+     * the whole index's statistics (document frequencies, average length): a document-split
+     * search across processes, whose per-range top-k merged by (score, id) is the whole
+     * index's top-k. */
+    size_t doc_begin, doc_end;
 } gtr_bm25_search_options;
 GTR_API gtr_bm25_search_options gtr_bm25_default_search_options(void);
 

@@ -103,6 +103,14 @@ size_t gtr_mem_available(const char **what)
     return avail;
 }
 
+/* "19.6 GiB", or "86 MiB" below a GiB (small models: tenths of a GiB say nothing) */
+static const char *human(char buf[32], size_t bytes)
+{
+    if ((double)bytes >= GIB) snprintf(buf, 32, "%.1f GiB", (double)bytes / GIB);
+    else snprintf(buf, 32, "%.0f MiB", (double)bytes / (1024.0 * 1024.0));
+    return buf;
+}
+
 gtr_status gtr_mem_check(const gtr_tensor_set *s, gtr_compute_dtype dt, size_t limit, const char *dir,
                          gtr_error *err)
 {
@@ -110,30 +118,31 @@ gtr_status gtr_mem_check(const gtr_tensor_set *s, gtr_compute_dtype dt, size_t l
     size_t avail = gtr_mem_available(&what);
     if (limit && limit < avail) {
         avail = limit;
-        what = "the memory limit given to the loader";
+        what = "the limit given to the loader: max_memory, GTR_MAX_MEMORY for gtr";
     }
     size_t need = gtr_mem_estimate(s, dt);
     if (avail == SIZE_MAX || need <= avail) return GTR_OK;
     static const gtr_compute_dtype all[] = {GTR_DTYPE_F32, GTR_DTYPE_BF16, GTR_DTYPE_INT8};
     static const char *const names[] = {"f32", "bf16", "int8"};
-    char alt[200] = "";
+    char alt[200] = "", b1[32], b2[32];
     size_t k = 0;
     for (int i = 0; i < 3; i++) {
         size_t n = gtr_mem_estimate(s, all[i]);
         if (all[i] == dt || n > avail) continue;
-        k += (size_t)snprintf(alt + k, sizeof alt - GTR_MIN(k, sizeof alt), "%s--dtype %s needs %.1f GiB",
-                              k ? ", " : "", names[i], (double)n / GIB);
+        k += (size_t)snprintf(alt + k, sizeof alt - GTR_MIN(k, sizeof alt), "%s--dtype %s needs %s",
+                              k ? ", " : "", names[i], human(b1, n));
         if (k >= sizeof alt) break;
     }
     const char *dn = dt == GTR_DTYPE_BF16 ? "bf16" : dt == GTR_DTYPE_INT8 ? "int8" : "f32";
     if (k)
         return gtr_seterr(err, GTR_ERR_NOMEM,
-                          "%s: loading as %s needs about %.1f GiB but %.1f GiB is available (%s); %s and "
+                          "%s: loading as %s needs about %s but %s is available (%s); %s and "
                           "fits (a `gtr quantize --dtype` copy loads that way without converting)",
-                          dir, dn, (double)need / GIB, (double)avail / GIB, what, alt);
+                          dir, dn, human(b1, need), human(b2, avail), what, alt);
+    char b3[32];
     return gtr_seterr(err, GTR_ERR_NOMEM,
-                      "%s: loading as %s needs about %.1f GiB but %.1f GiB is available (%s); even --dtype "
-                      "int8 needs %.1f GiB: free memory or use a machine with more",
-                      dir, dn, (double)need / GIB, (double)avail / GIB, what,
-                      (double)gtr_mem_estimate(s, GTR_DTYPE_INT8) / GIB);
+                      "%s: loading as %s needs about %s but %s is available (%s); even --dtype "
+                      "int8 needs %s: free memory or use a machine with more",
+                      dir, dn, human(b1, need), human(b2, avail), what,
+                      human(b3, gtr_mem_estimate(s, GTR_DTYPE_INT8)));
 }

@@ -455,18 +455,22 @@ size_t gtr_mem_estimate(const gtr_tensor_set *s, gtr_compute_dtype dt);
 /* Memory this process may still use: MemAvailable, or less when its cgroup is limited
  * (SIZE_MAX when neither can be read); *what names the source. */
 size_t gtr_mem_available(const char **what);
-/* GTR_ERR_NOMEM with one line (needed, available, the dtypes that fit) when the estimate
- * exceeds what is available (or limit, when non-zero and smaller). */
 /* gtr_model_quantize with the weights split into shards of at most max_shard bytes (a tensor
  * bigger than that alone in one) + model.safetensors.index.json; one file when they fit.
  * gtr_model_quantize uses transformers' default limit, 5 GB. */
 #define GTR_MAX_SHARD_BYTES ((uint64_t)5000000000u)
+/* The shard limit `gtr quantize` and `gtr train` write with: GTR_MAX_SHARD_BYTES, or
+ * $GTR_MAX_SHARD_BYTES when set to a positive number of bytes (tests, file systems with
+ * smaller files). */
+uint64_t gtr_max_shard_bytes(void);
 gtr_status gtr_model_quantize_sharded(const char *in_dir, const char *out_dir, gtr_compute_dtype dtype,
                                       int n_threads, uint64_t max_shard, gtr_error *err);
 /* Both: packed (the kernels' layout, used in place; packed.c) or not (the Linears row-major
  * under transformers' names, as `gtr_model_quantize_portable` writes). */
 gtr_status gtr_quantize_run(const char *in_dir, const char *out_dir, gtr_compute_dtype dtype, int n_threads,
                             uint64_t max_shard, bool packed, gtr_error *err);
+/* GTR_ERR_NOMEM with one line (needed, available, the dtypes that fit) when the estimate
+ * exceeds what is available (or limit, when non-zero and smaller). */
 gtr_status gtr_mem_check(const gtr_tensor_set *s, gtr_compute_dtype dt, size_t limit, const char *dir,
                          gtr_error *err);
 

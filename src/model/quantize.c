@@ -514,15 +514,23 @@ static gtr_status write_safetensors(const char *dir, gtr_tensor_set *set, const 
 
 /* ---- the command ------------------------------------------------------------------------- */
 
+uint64_t gtr_max_shard_bytes(void)
+{
+    const char *v = getenv("GTR_MAX_SHARD_BYTES");
+    char *end;
+    unsigned long long x = v && *v ? strtoull(v, &end, 10) : 0;
+    return x && !*end ? (uint64_t)x : GTR_MAX_SHARD_BYTES;
+}
+
 gtr_status gtr_model_quantize(const char *in_dir, const char *out_dir, gtr_compute_dtype dtype,
                               int n_threads, gtr_error *err)
 {
-    return gtr_model_quantize_sharded(in_dir, out_dir, dtype, n_threads, GTR_MAX_SHARD_BYTES, err);
+    return gtr_model_quantize_sharded(in_dir, out_dir, dtype, n_threads, gtr_max_shard_bytes(), err);
 }
 
 gtr_status gtr_model_quantize_portable(const char *in_dir, const char *out_dir, int n_threads, gtr_error *err)
 {
-    return gtr_quantize_run(in_dir, out_dir, GTR_DTYPE_BF16, n_threads, GTR_MAX_SHARD_BYTES, false, err);
+    return gtr_quantize_run(in_dir, out_dir, GTR_DTYPE_BF16, n_threads, gtr_max_shard_bytes(), false, err);
 }
 
 gtr_status gtr_model_quantize_sharded(const char *in_dir, const char *out_dir, gtr_compute_dtype dtype,

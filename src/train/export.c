@@ -56,16 +56,6 @@ static gtr_status write_safetensors(const char *path, const gtr_tr_model *m,
     return st;
 }
 
-/* The limit above which the encoder is split: transformers' default, 5 GB, or
- * $GTR_MAX_SHARD_BYTES (tests, or file systems with smaller files). */
-static uint64_t max_shard_bytes(void)
-{
-    const char *v = getenv("GTR_MAX_SHARD_BYTES");
-    char *end;
-    unsigned long long x = v && *v ? strtoull(v, &end, 10) : 0;
-    return x && !*end ? (uint64_t)x : GTR_MAX_SHARD_BYTES;
-}
-
 /* The encoder's tensors into dir: model.safetensors, or above the shard limit
  * model-0000k-of-0000K.safetensors + model.safetensors.index.json as transformers'
  * save_pretrained writes them (a tensor is never split: one bigger than the limit gets a
@@ -73,7 +63,7 @@ static uint64_t max_shard_bytes(void)
 static gtr_status write_encoder(const char *dir, const gtr_tr_model *m, const gtr_tr_tensor *const *t,
                                 const char *const *names, size_t n, gtr_error *err)
 {
-    uint64_t limit = max_shard_bytes(), off = 0, total = 0;
+    uint64_t limit = gtr_max_shard_bytes(), off = 0, total = 0;
     size_t *shard = gtr_xcalloc(n ? n : 1, sizeof *shard, "shards", err), K = 1;
     if (!shard) return GTR_ERR_NOMEM;
     for (size_t i = 0; i < n; i++) {

@@ -129,6 +129,44 @@ is "$(cat "$TMP/fp2")" "$(cat "$TMP/fp1")" "... as the same model (fingerprint)"
 fails "a shard missing from the repository fails" "$GTR" pull test-org/lostshard --dir "$TMP/lost"
 like "$(cat "$TMP/err")" "shard model-00002-of-00003.safetensors \(listed in model.safetensors.index.json\)" "... naming the shard and the index"
 ok "... leaving no directory" absent "$TMP/lost"
+# the pytorch_model-0000N-of-0000M.bin variant (transformers without safetensors)
+python3 tests/scripts/shard_model.py --bin "$MODELS/gtr-tiny" "$TMP/binshard-src" 3
+BSHARDS="pytorch_model.bin.index.json pytorch_model-00001-of-00003.bin pytorch_model-00002-of-00003.bin pytorch_model-00003-of-00003.bin"
+# an index naming a shard outside the model directory
+cp -r "$TMP/sharded-src" "$TMP/evil-src"
+sed -i 's|"model-00002-of-00003.safetensors"|"../escape.safetensors"|' "$TMP/evil-src/model.safetensors.index.json"
+serve shard2 --repo test-org/binshard="$TMP/binshard-src" --repo test-org/evil="$TMP/evil-src"
+export HF_ENDPOINT=$URL
+ok "pull sharded pytorch_model.bin" "$GTR" pull test-org/binshard --dir "$TMP/bsh" -q
+# shellcheck disable=SC2086
+ok "... every .bin shard the index names, byte-identical" same_files "$TMP/bsh" "$TMP/binshard-src" $BSHARDS
+ok "... and no pytorch_model.bin" absent "$TMP/bsh/pytorch_model.bin"
+"$GTR" info -m "$TMP/bsh" | grep fingerprint > "$TMP/fp3"
+is "$(cat "$TMP/fp3")" "$(cat "$TMP/fp1")" "... loads as the same model (fingerprint)"
+fails "an index naming ../escape.safetensors" "$GTR" pull test-org/evil --dir "$TMP/evil"
+like "$(cat "$TMP/err")" "model.safetensors.index.json: tensor '.*': bad shard file name" "... is refused naming the index"
+ok "... leaving no directory" absent "$TMP/evil"
+ok "... and nothing outside it" absent "$TMP/escape.safetensors"
+# a shard dropped mid-transfer is resumed; a corrupted shard fails its SHA-256
+serve shard3 --repo test-org/sharded="$TMP/sharded-src" --drop-once model-00002-of-00003.safetensors:1000000
+export HF_ENDPOINT=$URL
+ok "a shard's dropped connection is resumed" "$GTR" pull test-org/sharded --dir "$TMP/shr" -q
+ok "... with a Range request from the byte it stopped at" log_has '"range": "bytes=1000000-"'
+# shellcheck disable=SC2086
+ok "... into identical shards" same_files "$TMP/shr" "$TMP/sharded-src" $SHARDS
+serve shard4 --repo test-org/sharded="$TMP/sharded-src" --corrupt model-00003-of-00003.safetensors
+export HF_ENDPOINT=$URL
+fails "a corrupted shard fails" "$GTR" pull test-org/sharded --dir "$TMP/shc"
+like "$(cat "$TMP/err")" "model-00003-of-00003.safetensors: checksum mismatch: SHA-256" "... with a checksum mismatch naming the shard"
+ok "... and no model directory" absent "$TMP/shc"
+# into the Hugging Face cache: the shards as blobs + snapshot links, found by -m REPO_ID
+serve shard5 --repo test-org/sharded="$TMP/sharded-src"
+export HF_ENDPOINT=$URL
+ok "pull --hf-cache a sharded checkpoint" env HF_HUB_CACHE="$TMP/hfcs" "$GTR" pull test-org/sharded --hf-cache -q
+# shellcheck disable=SC2086
+ok "... every shard in the snapshot" same_files "$(cat "$TMP/out")" "$TMP/sharded-src" $SHARDS
+env HF_HUB_CACHE="$TMP/hfcs" HF_HUB_OFFLINE=1 "$GTR" info -m test-org/sharded | grep fingerprint > "$TMP/fp4"
+is "$(cat "$TMP/fp4")" "$(cat "$TMP/fp1")" "... -m test-org/sharded (HF_HUB_OFFLINE=1) loads it"
 export HF_ENDPOINT=$HUB_URL
 
 # ---- the Hugging Face cache (shared with transformers) and HF_HUB_OFFLINE ------------------
@@ -141,6 +179,34 @@ is "$(cat "$HC/models--test-org--gtr-tiny/refs/main" 2>/dev/null)" "0123456789ab
 ok "... byte-identical files" same_files "$SNAP" "$MODELS/gtr-tiny" $TINY_FILES
 ok "... nothing staged left" absent "$HC/models--test-org--gtr-tiny/snapshots/.gtr-pull-main"
 ok "-m REPO_ID loads it" env HF_HUB_CACHE="$HC" "$GTR" info -m test-org/gtr-tiny
+# Python finds the copy gtr pulled (one copy for both): huggingface_hub resolves it offline and
+# sees a sound cache, sentence-transformers loads it by repo id and gives gtr's vectors
+PYV=.venv-bench/bin/python
+if [ -x "$PYV" ] && "$PYV" -c "import sentence_transformers, huggingface_hub" >/dev/null 2>&1; then
+    printf '%s\n' "one copy of the model" "shared by Python and gtr" > "$TMP/hc.txt"
+    env HF_HUB_CACHE="$HC" "$GTR" embed -m test-org/gtr-tiny -i "$TMP/hc.txt" -o "$TMP/hc.npy" -q
+    cat > "$TMP/hc.py" <<'PY'
+import os, sys
+import numpy as np
+from huggingface_hub import scan_cache_dir, snapshot_download
+from sentence_transformers import SentenceTransformer
+hc, repo, snap, texts, emb = sys.argv[1:6]
+p = snapshot_download(repo, cache_dir=hc, local_files_only=True)
+assert os.path.realpath(p) == os.path.realpath(snap), (p, snap)
+info = scan_cache_dir(hc)
+assert not info.warnings, info.warnings
+m = SentenceTransformer(repo, cache_folder=hc, device="cpu", local_files_only=True)
+e = m.encode([l.rstrip("\n") for l in open(texts)], convert_to_numpy=True)
+g = np.load(emb)
+cos = (e * g).sum(1) / np.linalg.norm(e, axis=1) / np.linalg.norm(g, axis=1)
+print("min cosine %.6f" % cos.min())
+sys.exit(0 if cos.min() > 0.9999 else 1)
+PY
+    ok "huggingface_hub and sentence-transformers load gtr's --hf-cache copy offline (cosine > 0.9999)" \
+       env HF_HUB_OFFLINE=1 HF_HUB_CACHE="$HC" "$PYV" "$TMP/hc.py" "$HC" test-org/gtr-tiny "$SNAP" "$TMP/hc.txt" "$TMP/hc.npy"
+else
+    _tap_n=$((_tap_n+1)); echo "ok $_tap_n # skip no .venv-bench with sentence-transformers (make venv-bench)"
+fi
 n_before=$(wc -l <"$LOG")
 ok "a second pull --hf-cache finds it" env HF_HUB_CACHE="$HC" "$GTR" pull test-org/gtr-tiny --hf-cache
 is "$(wc -l <"$LOG")" "$n_before" "... without a request"

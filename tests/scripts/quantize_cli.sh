@@ -14,7 +14,7 @@ if [ ! -d "$M" ] || [ ! -f "$SF/corpus.jsonl" ]; then
     echo "1..0 # SKIP reference data not found in $SHARED"
     exit 0
 fi
-plan 39
+plan 50
 
 ok "--help" $GTR quantize --help
 like "$(cat "$TMP/out")" "int8-per-channel-v1" "--help documents the int8 format"
@@ -41,6 +41,29 @@ for dt in int8 bf16 portable; do
     ok "gtr embed loads the $dt copy ($d)" $GTR embed -m "$d" -i "$TMP/t.jsonl" -o "$TMP/copy_$dt.npy" --dtype $dt -q
     ok "... same vectors as the original with --dtype $dt" cmp "$TMP/orig_$dt.npy" "$TMP/copy_$dt.npy"
 done
+# Above GTR_MAX_SHARD_BYTES (5 GB by default, as transformers) the copy is split into
+# model-0000k-of-0000K.safetensors + model.safetensors.index.json, as transformers saves it
+ok "int8 copy above a 2 MB shard limit" env GTR_MAX_SHARD_BYTES=2000000 $GTR quantize -m "$M" -o "$TMP/q8s" --dtype int8
+like "$(cat "$TMP/err")" "[0-9]+ shards \(model.safetensors.index.json\)" "... the summary counts the shards"
+shards_ok() { /usr/bin/python3 - "$1" <<'PY'
+import glob, json, os, sys
+d = sys.argv[1]
+files = sorted(os.path.basename(f) for f in glob.glob(os.path.join(d, "model*.safetensors")))
+named = sorted(set(json.load(open(os.path.join(d, "model.safetensors.index.json")))["weight_map"].values()))
+k = len(named)
+want = ["model-%05d-of-%05d.safetensors" % (i + 1, k) for i in range(k)]
+print("ok" if k >= 2 and files == named == want else "bad: %s / %s" % (files, named))
+PY
+}
+is "$(shards_ok "$TMP/q8s")" "ok" "... several shards named as transformers names them, exactly the files the index names"
+ok "gtr embed loads the sharded int8 copy" $GTR embed -m "$TMP/q8s" -i "$TMP/t.jsonl" -o "$TMP/copy_int8s.npy" --dtype int8 -q
+ok "... same vectors as the original with --dtype int8" cmp "$TMP/orig_int8.npy" "$TMP/copy_int8s.npy"
+ok "gtr info on the sharded copy" $GTR info -m "$TMP/q8s"
+like "$(cat "$TMP/out")" "checksums: [0-9]+ tensors verified" "... verifies the checksums of every shard"
+ok "--portable bf16 copy above a 4 MB shard limit" env GTR_MAX_SHARD_BYTES=4000000 $GTR quantize -m "$M" -o "$TMP/qps" --dtype bf16 --portable -q
+is "$(shards_ok "$TMP/qps")" "ok" "... in shards"
+ok "... same vectors as the original with --dtype bf16" sh -c "$GTR embed -m '$TMP/qps' -i '$TMP/t.jsonl' -o '$TMP/copy_bf16s.npy' --dtype bf16 -q && cmp '$TMP/orig_bf16.npy' '$TMP/copy_bf16s.npy'"
+
 ok "gtr info on the int8 copy --dtype int8" $GTR info -m "$TMP/q8" --dtype int8
 like "$(cat "$TMP/out")" "mapped from the file in place" "... its weights are used from the mapping"
 
@@ -99,7 +122,10 @@ sys.exit(0 if cos.min() > 0.999 else 1)
 EOF
     ok "sentence-transformers loads the bf16 copy (cosine to gtr's bf16 vectors > 0.999)" \
        "$PY" "$TMP/st.py" "$TMP/qp" "$TMP/t.jsonl" "$TMP/copy_bf16.npy"
+    ok "sentence-transformers loads the sharded bf16 copy (index json as transformers writes it)" \
+       "$PY" "$TMP/st.py" "$TMP/qps" "$TMP/t.jsonl" "$TMP/copy_bf16.npy"
 else
+    _tap_n=$((_tap_n+1)); echo "ok $_tap_n # skip no .venv-bench with sentence-transformers (make venv-bench)"
     _tap_n=$((_tap_n+1)); echo "ok $_tap_n # skip no .venv-bench with sentence-transformers (make venv-bench)"
 fi
 done_testing
