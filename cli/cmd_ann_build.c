@@ -32,11 +32,10 @@ static void usage(FILE *out)
 
 int cmd_ann_build(int argc, char **argv)
 {
-    enum { O_INDEX = 1000, O_LISTS, O_ITERS, O_SEED, O_ADD };
+    enum { O_INDEX = 1000, O_ADD };
     static const struct option longopts[] = {
         {"index", required_argument, NULL, O_INDEX}, {"output", required_argument, NULL, 'o'},
-        {"lists", required_argument, NULL, O_LISTS}, {"iters", required_argument, NULL, O_ITERS},
-        {"seed", required_argument, NULL, O_SEED},   {"threads", required_argument, NULL, 't'},
+        CLI_ANN_BUILD_LONGOPTS,                      {"threads", required_argument, NULL, 't'},
         {"add", required_argument, NULL, O_ADD},
         {"help", no_argument, NULL, 'h'},            {NULL, 0, NULL, 0}};
     const char *index_path = NULL, *out = NULL;
@@ -50,17 +49,10 @@ int cmd_ann_build(int argc, char **argv)
         case O_INDEX: index_path = optarg; break;
         case 'o': out = optarg; break;
         case O_ADD: o.base = optarg; break;
-        case O_LISTS:
-            if (!cli_parse_int(CMD, "--lists", optarg, 1, 1 << 24, &v)) return 2;
-            o.n_lists = (uint32_t)v;
-            break;
-        case O_ITERS:
-            if (!cli_parse_int(CMD, "--iters", optarg, 1, 1000, &v)) return 2;
-            o.iters = (uint32_t)v;
-            break;
-        case O_SEED:
-            if (!cli_parse_int(CMD, "--seed", optarg, 0, (1LL << 62), &v)) return 2;
-            o.seed = (uint64_t)v;
+        case CLI_A_LISTS:
+        case CLI_A_ITERS:
+        case CLI_A_SEED:
+            if (cli_ann_build_option(CMD, c, optarg, &o) < 0) return 2;
             break;
         case 't':
             if (!cli_parse_int(CMD, "--threads", optarg, 1, 1024, &v)) return 2;

@@ -217,6 +217,26 @@ void cli_search_args_init(cli_search_args *a)
     a->o.k = 1000;
 }
 
+int cli_ann_build_option(const char *cmd, int c, const char *arg, gtr_ann_build_options *o)
+{
+    long long v;
+    switch (c) {
+    case CLI_A_LISTS:
+        if (!cli_parse_int(cmd, "--lists", arg, 1, 1 << 24, &v)) return -1;
+        o->n_lists = (uint32_t)v;
+        return 1;
+    case CLI_A_ITERS:
+        if (!cli_parse_int(cmd, "--iters", arg, 1, 1000, &v)) return -1;
+        o->iters = (uint32_t)v;
+        return 1;
+    case CLI_A_SEED:
+        if (!cli_parse_int(cmd, "--seed", arg, 0, (1LL << 62), &v)) return -1;
+        o->seed = (uint64_t)v;
+        return 1;
+    default: return 0;
+    }
+}
+
 int cli_search_option(int c, const char *arg, cli_search_args *a)
 {
     long long v;

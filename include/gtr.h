@@ -536,6 +536,10 @@ GTR_API gtr_status gtr_index_write_manifest(const char *corpus, const char *inde
 GTR_API gtr_index *gtr_index_open_part(const char *path, int part, int n_parts, unsigned flags,
                                        gtr_pool *pool, size_t *begin, size_t *end, size_t *total,
                                        gtr_error *err);
+/* *n_shards: the shards of the sharded index whose manifest is at path (the manifest read and
+ * checked, not the shards), 0 when path is not a manifest (an index file). Part s of
+ * *n_shards of gtr_index_open_part is then shard s alone. */
+GTR_API gtr_status gtr_index_shard_count(const char *path, int *n_shards, gtr_error *err);
 GTR_API void gtr_index_free(gtr_index *ix);
 GTR_API size_t gtr_index_count(const gtr_index *ix); /* documents, replaced ones included */
 /* Documents replaced by a later one with the same id (gtr_index_build_options.replace): they
@@ -781,6 +785,11 @@ typedef struct gtr_bm25_search_options {
     const char *const *skip_ids;
     gtr_progress_fn progress; /* queries done / nq */
     void *progress_user;
+    /* Only documents [doc_begin, doc_end) (doc_end 0: to the last) are returned, scored with
+     * the whole index's statistics (document frequencies, average length): a document-split
+     * search across processes, whose per-range top-k merged by (score, id) is the whole
+     * index's top-k. */
+    size_t doc_begin, doc_end;
 } gtr_bm25_search_options;
 GTR_API gtr_bm25_search_options gtr_bm25_default_search_options(void);
 

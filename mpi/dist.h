@@ -67,5 +67,8 @@ int mpi_cmd_index(const dist_ctx *d, int argc, char **argv);
 int mpi_cmd_search(const dist_ctx *d, int argc, char **argv);
 int mpi_cmd_beir(const dist_ctx *d, int argc, char **argv);
 int mpi_cmd_train(const dist_ctx *d, int argc, char **argv);
+int mpi_cmd_ann_build(const dist_ctx *d, int argc, char **argv);
+/* "PREFIX.shard-s-of-S": the IVF file of shard s (gtr-mpi ann-build), malloc'd; NULL when out of memory */
+char *dist_shard_ivf_path(const char *prefix, int shard, int n_shards);
 
 #endif

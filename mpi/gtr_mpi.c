@@ -11,7 +11,8 @@ static void usage(FILE *out)
                  "  index    encode a corpus into an index, byte-identical to `gtr index`\n"
                  "  search   search a file of queries (dense, bm25, hybrid), run identical to `gtr search`\n"
                  "  beir     BEIR evaluation of one method, metrics identical to `gtr beir`\n"
-                 "  train    data-parallel `gtr train`, model bit-identical to `gtr train`'s\n");
+                 "  train    data-parallel `gtr train`, model bit-identical to `gtr train`'s\n"
+                 "  ann-build  one IVF index per shard of a sharded index (search --split docs --ann)\n");
 }
 
 int main(int argc, char **argv)
@@ -38,6 +39,9 @@ int main(int argc, char **argv)
     } else if (!strcmp(argv[1], "train")) {
         d.cmd = "train";
         rc = mpi_cmd_train(&d, argc - 1, argv + 1);
+    } else if (!strcmp(argv[1], "ann-build")) {
+        d.cmd = "ann-build";
+        rc = mpi_cmd_ann_build(&d, argc - 1, argv + 1);
     } else {
         if (d.rank == 0) fprintf(stderr, "gtr-mpi: unknown command '%s' (gtr-mpi --help)\n", argv[1]);
         rc = 2;

@@ -1,7 +1,8 @@
 /* mpi_beir.c — `gtr-mpi beir`: BEIR evaluation with the queries split across ranks. The
  * judged queries of the split are searched as `gtr beir` does (ignore_identical_ids, top K),
  * rank 0 gathers the run and evaluates it with the same measures; `--json` prints what
- * `gtr beir --json` prints for the same index, byte for byte. The dense index is given (build
+ * `gtr beir --json` prints for the same index, byte for byte. --split-by docs: every rank
+ * searches all the queries over its piece of the documents (dist_search_docs), the same run. The dense index is given (build
  * it with `gtr-mpi index`), so no cache is involved. */
 #include "dist_search.h"
 
@@ -24,7 +25,12 @@ static void usage(FILE *out)
             "  -d, --dataset DIR    --index INDEX    -m, --model DIR (default: the index's)\n"
             "      --method dense|bm25|hybrid (default dense)   --bm25-index PATH\n"
             "      --split NAME (default test)   -k, --top K (default 1000)   --json\n"
-            "      --save-run FILE  also write the run   -t, --threads N (per rank)\n");
+            "      --save-run FILE  also write the run   -t, --threads N (per rank)\n"
+            "      --split-by queries|docs  what the ranks share out (default queries). docs: each\n"
+            "                           rank searches every query over its piece of the documents\n"
+            "                           (of a sharded INDEX, gtr-mpi index --shards, only its shards;\n"
+            "                           BM25: its piece of the BM25 index's documents), rank 0\n"
+            "                           merges (hybrid: then fuses) as gtr-mpi search --split docs\n");
 }
 
 /* rank 0: the measures of run (top K) and MRR@10 (run10), printed as `gtr beir` does */
@@ -58,14 +64,16 @@ static int evaluate(const dist_ctx *d, const gtr_qrels *qrels, const gtr_run *ru
 
 int mpi_cmd_beir(const dist_ctx *d, int argc, char **argv)
 {
-    enum { O_INDEX = 1000, O_METHOD, O_BM25, O_SPLIT, O_JSON, O_SAVE };
+    enum { O_INDEX = 1000, O_METHOD, O_BM25, O_SPLIT, O_JSON, O_SAVE, O_SPLIT_BY };
     static const struct option longopts[] = {
         {"dataset", required_argument, NULL, 'd'},   {"index", required_argument, NULL, O_INDEX},
         {"model", required_argument, NULL, 'm'},     {"method", required_argument, NULL, O_METHOD},
         {"bm25-index", required_argument, NULL, O_BM25}, {"split", required_argument, NULL, O_SPLIT},
         {"top", required_argument, NULL, 'k'},       {"json", no_argument, NULL, O_JSON},
         {"save-run", required_argument, NULL, O_SAVE}, {"threads", required_argument, NULL, 't'},
+        {"split-by", required_argument, NULL, O_SPLIT_BY},
         {"help", no_argument, NULL, 'h'},            {NULL, 0, NULL, 0}};
+    bool split_docs = false;
     const char *dir = NULL, *index_path = NULL, *model_dir = NULL, *bm25_path = NULL, *split = "test",
                *save = NULL;
     bool json = false;
@@ -87,6 +95,11 @@ int mpi_cmd_beir(const dist_ctx *d, int argc, char **argv)
             break;
         case O_BM25: bm25_path = optarg; break;
         case O_SPLIT: split = optarg; break;
+        case O_SPLIT_BY:
+            if (strcmp(optarg, "queries") && strcmp(optarg, "docs"))
+                return dist_errorf(d, 2, "--split-by expects queries or docs, got '%s'", optarg);
+            split_docs = !strcmp(optarg, "docs");
+            break;
         case 'k':
             if (!cli_parse_int("beir", "-k", optarg, 1, 1 << 20, &v)) return 2;
             o.k = (size_t)v;
@@ -109,7 +122,7 @@ int mpi_cmd_beir(const dist_ctx *d, int argc, char **argv)
     gtr_error err;
     gtr_beir *beir = NULL;
     gtr_qrels *qrels = NULL;
-    dist_parts p = {0};
+    dist_parts p = {.split_docs = split_docs};
     gtr_queries *q = NULL;
     gtr_pool *pool = NULL;
     gtr_run *runs[2] = {NULL, NULL};
@@ -126,14 +139,15 @@ int mpi_cmd_beir(const dist_ctx *d, int argc, char **argv)
     if (ready) o.skip_ids = gtr_queries_ids(q); /* BEIR's ignore_identical_ids */
     uint64_t h = dist_hash_str(dist_hash_str(0xcbf29ce484222325ull, dir), split);
     h = dist_hash_str(dist_hash_str(h, index_path), bm25_path);
-    size_t nums[4] = {o.k, o.depth, (size_t)o.method, gtr_queries_count(q)};
+    size_t nums[5] = {o.k, o.depth, (size_t)o.method, gtr_queries_count(q), (size_t)split_docs};
     h = dist_hash(h, nums, sizeof nums);
     dist_agree me = {ready, p.parts.model ? gtr_model_fingerprint(p.parts.model) : 0, (uint64_t)p.docs,
                      h};
     if (!dist_agree_all(d, &me)) goto done;
 
     size_t ranks[2] = {o.k, 10};
-    if (dist_search(d, p.parts.rt, q, &o, ranks, runs, 2)) goto done;
+    if (split_docs ? dist_search_docs(d, &p, q, &o, ranks, runs, 2) : dist_search(d, p.parts.rt, q, &o, ranks, runs, 2))
+        goto done;
     if (d->rank == 0) {
         char tag[32];
         snprintf(tag, sizeof tag, "gtr-%s", gtr_retrieval_method_name(o.method));
@@ -147,7 +161,7 @@ int mpi_cmd_beir(const dist_ctx *d, int argc, char **argv)
 done:
     gtr_run_free(runs[0]);
     gtr_run_free(runs[1]);
-    cli_parts_free(&p.parts);
+    dist_parts_free(&p);
     gtr_queries_free(q);
     gtr_qrels_free(qrels);
     gtr_pool_free(pool);

@@ -1087,6 +1087,153 @@ static void test_retriever(void **state)
     gtr_index_free(ix);
 }
 
+/* Sharded builds (gtr_index_build_shard + gtr_index_write_manifest): 1..4 shards opened as one
+ * index hold the single file's ids, snippets, vectors and compact copy, and search the same;
+ * the parts of gtr_index_open_part cover the index once in order; finished shards are kept;
+ * a shard truncated, of another build or another encoder is refused naming it; an id in two
+ * shards gives the single build's message. */
+static void test_shards(void **state)
+{
+    (void)state;
+    char *corpus = tu_tmp("corpus_sh.jsonl"), *one = tu_tmp("sh_one.gtri"), *man = tu_tmp("sh.gtri");
+    enum { N = 157, DIM = 24 };
+    write_corpus(corpus, 0, N, NULL);
+    fake_enc f;
+    gtr_index_encoder enc = make_enc(&f, DIM, 0x77);
+    gtr_index_build_options o = gtr_index_default_build_options();
+    o.batch_size = 7;
+    o.checkpoint_every = 10;
+    o.compact = GTR_COMPACT_INT8;
+    gtr_error e;
+    TU_OK(gtr_index_build_with(&enc, corpus, NULL, one, &o, NULL, &e), &e);
+    gtr_index *ref = gtr_index_open(one, 0, NULL, &e);
+    if (!ref) fail_msg("%s", e.message);
+    float Q[5 * DIM];
+    random_queries(Q, 5, DIM, 99);
+    gtr_hit h1[5 * 20], h2[5 * 20];
+    size_t n1[5], n2[5];
+    TU_OK(gtr_index_search(ref, Q, 5, 20, NULL, h1, n1, &e), &e);
+    for (int s = 1; s <= 4; s++) {
+        uint64_t lines = 0, prev_end = 0;
+        for (int i = 0; i < s; i++) {
+            uint64_t b, en, l;
+            TU_OK(gtr_index_shard_range(corpus, i, s, &b, &en, &l, &e), &e);
+            assert_int_equal(b, prev_end);
+            prev_end = en;
+            TU_OK(gtr_index_build_shard(&enc, corpus, i, s, lines, man, &o, NULL, &e), &e);
+            lines += l;
+        }
+        assert_int_equal(lines, N);
+        TU_OK(gtr_index_write_manifest(corpus, man, s, &e), &e);
+        gtr_index *ix = gtr_index_open(man, 0, NULL, &e);
+        if (!ix) fail_msg("%s", e.message);
+        assert_int_equal(gtr_index_count(ix), N);
+        assert_int_equal(gtr_index_fingerprint(ix), 0x77);
+        assert_int_equal(gtr_index_compact_kind(ix), GTR_COMPACT_INT8);
+        assert_string_equal(gtr_index_model_description(ix), "fake encoder");
+        for (size_t d = 0; d < N; d++) {
+            size_t la, lb;
+            const char *a = gtr_index_doc_id(ref, d, &la), *b = gtr_index_doc_id(ix, d, &lb);
+            assert_int_equal(la, lb);
+            assert_memory_equal(a, b, la);
+            a = gtr_index_doc_snippet(ref, d, &la), b = gtr_index_doc_snippet(ix, d, &lb);
+            assert_int_equal(la, lb);
+            assert_memory_equal(a, b, la);
+            assert_memory_equal(gtr_index_vector(ref, d), gtr_index_vector(ix, d), DIM * sizeof(float));
+        }
+        assert_memory_equal(ref->compact, ix->compact, (size_t)N * gtr_ix_compact_row_bytes(GTR_COMPACT_INT8, DIM));
+        assert_memory_equal(ref->caux, ix->caux, (size_t)N * 3 * sizeof(float));
+        TU_OK(gtr_index_search(ix, Q, 5, 20, NULL, h2, n2, &e), &e);
+        assert_memory_equal(n1, n2, sizeof n1);
+        assert_same_hits(h1, h2, 5 * 20);
+        gtr_index_free(ix);
+        for (int P = 1; P <= 6; P++) {
+            size_t covered = 0;
+            for (int p = 0; p < P; p++) {
+                size_t b, en, total;
+                gtr_index *part = gtr_index_open_part(man, p, P, 0, NULL, &b, &en, &total, &e);
+                if (!part) fail_msg("%s", e.message);
+                assert_int_equal(total, N);
+                assert_true(b <= en && en <= gtr_index_count(part));
+                for (size_t d = b; d < en; d++, covered++) {
+                    size_t la, lb;
+                    const char *x = gtr_index_doc_id(ref, covered, &la), *y = gtr_index_doc_id(part, d, &lb);
+                    assert_int_equal(la, lb);
+                    assert_memory_equal(x, y, la);
+                    assert_memory_equal(gtr_index_vector(ref, covered), gtr_index_vector(part, d), DIM * sizeof(float));
+                }
+                gtr_index_free(part);
+            }
+            assert_int_equal(covered, N);
+        }
+    }
+    /* a rerun keeps a finished shard (no encoding); one with another first line rebuilds it, in
+     * batches of 7, and back at the right first line the bytes are the first build's */
+    gtr_index_build_stats st;
+    char *s1 = tu_tmp("sh.gtri.shard-1-of-4"), *s2 = tu_tmp("sh.gtri.shard-2-of-4"), *keep = tu_tmp("sh_keep");
+    uint64_t l0, l1;
+    TU_OK(gtr_index_shard_range(corpus, 0, 4, NULL, NULL, &l0, &e), &e);
+    TU_OK(gtr_index_shard_range(corpus, 1, 4, NULL, NULL, &l1, &e), &e);
+    size_t batches = (size_t)(l1 + 6) / 7, calls = f.calls;
+    assert_true(l0 > 0 && batches > 1);
+    TU_OK(gtr_copy_file(s1, keep, &e), &e);
+    TU_OK(gtr_index_build_shard(&enc, corpus, 1, 4, l0, man, &o, &st, &e), &e);
+    assert_int_equal(f.calls, calls);
+    assert_int_equal(st.docs_resumed, l1);
+    assert_int_equal(st.docs_total, l1);
+    TU_OK(gtr_index_build_shard(&enc, corpus, 1, 4, 0, man, &o, &st, &e), &e);
+    assert_int_equal(f.calls, calls + batches);
+    assert_int_equal(st.docs_resumed, 0);
+    TU_OK(gtr_index_build_shard(&enc, corpus, 1, 4, l0, man, &o, &st, &e), &e);
+    assert_int_equal(f.calls, calls + 2 * batches);
+    assert_int_equal(st.docs_resumed, 0);
+    assert_same_file(s1, keep);
+    TU_OK(gtr_index_build_shard(&enc, corpus, 1, 4, l0, man, &o, &st, &e), &e);
+    assert_int_equal(f.calls, calls + 2 * batches);
+    gtr_index *ix = gtr_index_open(man, 0, NULL, &e);
+    if (!ix) fail_msg("%s", e.message);
+    gtr_index_free(ix);
+    /* truncated shard: refused naming it; rebuilt, the same bytes again */
+    TU_OK(gtr_copy_file(s2, keep, &e), &e);
+    assert_int_equal(truncate(s2, 1000), 0);
+    assert_null(gtr_index_open(man, 0, NULL, &e));
+    assert_int_equal(e.code, GTR_ERR_FORMAT);
+    assert_non_null(strstr(e.message, "shard 2 of 4"));
+    TU_OK(gtr_index_build_shard(&enc, corpus, 2, 4, l0 + l1, man, &o, NULL, &e), &e);
+    assert_same_file(s2, keep);
+    /* a shard made by another encoder: refused by the manifest and by the manifest writer */
+    gtr_index_encoder other = make_enc(&f, DIM, 0x78);
+    TU_OK(gtr_index_build_shard(&other, corpus, 1, 4, l0, man, &o, NULL, &e), &e);
+    assert_null(gtr_index_open(man, 0, NULL, &e));
+    assert_non_null(strstr(e.message, "another build"));
+    assert_int_equal(gtr_index_write_manifest(corpus, man, 4, &e), GTR_ERR_MISMATCH);
+    /* a damaged manifest */
+    TU_OK(gtr_index_build_shard(&enc, corpus, 1, 4, l0, man, &o, NULL, &e), &e);
+    TU_OK(gtr_index_write_manifest(corpus, man, 4, &e), &e);
+    size_t mlen;
+    char *m = slurp(man, &mlen);
+    m[30] ^= 1;
+    TU_OK(gtr_write_file_atomic(man, m, mlen, &e), &e);
+    free(m);
+    assert_null(gtr_index_open(man, 0, NULL, &e));
+    assert_non_null(strstr(e.message, "manifest"));
+    /* an id in two shards: the message of the single-file build */
+    write_corpus(corpus, 0, N, "{\"_id\": \"d00003\", \"text\": \"again\"}\n");
+    gtr_error e1;
+    assert_int_equal(gtr_index_build_with(&enc, corpus, NULL, one, &o, NULL, &e1), GTR_ERR_FORMAT);
+    uint64_t a0;
+    TU_OK(gtr_index_shard_range(corpus, 0, 2, NULL, NULL, &a0, &e), &e);
+    TU_OK(gtr_index_build_shard(&enc, corpus, 0, 2, 0, man, &o, NULL, &e), &e);
+    TU_OK(gtr_index_build_shard(&enc, corpus, 1, 2, a0, man, &o, NULL, &e), &e);
+    assert_int_equal(gtr_index_write_manifest(corpus, man, 2, &e), GTR_ERR_FORMAT);
+    assert_string_equal(e.message, e1.message);
+    /* more shards than lines */
+    write_corpus(corpus, 0, 2, NULL);
+    assert_int_equal(gtr_index_shard_range(corpus, 2, 3, NULL, NULL, NULL, &e), GTR_ERR_INVALID_ARG);
+    gtr_index_free(ref);
+    free(corpus), free(one), free(man), free(s1), free(s2), free(keep);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1108,6 +1255,7 @@ int main(void)
         cmocka_unit_test(test_fusion_interp),
         cmocka_unit_test(test_options_size),
         cmocka_unit_test(test_retriever),
+        cmocka_unit_test(test_shards),
     };
     return cmocka_run_group_tests_name("index", tests, NULL, NULL);
 }

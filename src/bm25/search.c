@@ -43,6 +43,7 @@ typedef struct search_ctx {
     gtr_hit *hits;
     size_t *n_hits;
     qscratch *sc;      /* one per thread */
+    size_t lo, hi;     /* documents returned: [lo, hi) */
 } search_ctx;
 
 static gtr_status collect_term(void *user, const char *term, size_t len, gtr_error *err)
@@ -159,7 +160,7 @@ static gtr_status search_one(search_ctx *c, qscratch *q, size_t qi, gtr_error *e
         gtr_hit h = {d, q->acc[d], NULL, 0};
         q->acc[d] = 0;
         q->mark[d] = 0;
-        if (d == skip || c->k == 0) continue;
+        if (d == skip || c->k == 0 || d < c->lo || d >= c->hi) continue;
         if (kept < c->k) {
             out[kept] = h;
             sift_up(ix, out, kept++);
@@ -201,6 +202,11 @@ gtr_status gtr_bm25_search(const gtr_bm25 *ix, const char *const *texts, const s
         return gtr_seterr(err, GTR_ERR_INVALID_ARG, "bm25_search: need k1 >= 0 and 0 <= b <= 1 (got %g, %g)",
                           (double)o.k1, (double)o.b);
     search_ctx c = {.ix = ix, .texts = texts, .lens = lens, .k = k, .o = &o, .hits = hits, .n_hits = n_hits};
+    c.lo = o.doc_begin;
+    c.hi = o.doc_end ? o.doc_end : ix->n_docs;
+    if (c.lo > c.hi || c.hi > ix->n_docs)
+        return gtr_seterr(err, GTR_ERR_INVALID_ARG, "bm25_search: documents %zu..%zu of an index of %zu", o.doc_begin,
+                          o.doc_end, (size_t)ix->n_docs);
     uint64_t n = ix->h->n_docs_nonempty;
     c.avgdl = n ? (float)((double)ix->h->total_len / (double)n) : 1.0f;
     for (int i = 0; i < 256; i++)

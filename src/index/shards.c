@@ -570,6 +570,18 @@ gtr_index *gtr_ix_open_manifest(const char *path, int first, int end, unsigned f
     return ix;
 }
 
+gtr_status gtr_index_shard_count(const char *path, int *n_shards, gtr_error *err)
+{
+    if (!path || !n_shards) return gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_index_shard_count: missing argument");
+    *n_shards = 0;
+    if (!gtr_ix_is_manifest(path)) return GTR_OK;
+    manifest m;
+    gtr_status st = manifest_read(path, &m, err);
+    if (!st) *n_shards = m.n;
+    manifest_free(&m);
+    return st;
+}
+
 gtr_index *gtr_index_open_part(const char *path, int part, int n_parts, unsigned flags, gtr_pool *pool, size_t *begin,
                                size_t *end, size_t *total, gtr_error *err)
 {

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # mpi_cli.sh — bin/gtr-mpi under `mpirun --oversubscribe -n 1|2|3` on this machine, each result
 # compared byte for byte with the single-process command run here: index files (cmp), TREC runs
-# for dense, BM25 and hybrid search (queries or documents split across ranks), BEIR metrics (--json) against gtr beir; ranks given another
+# for dense, BM25 and hybrid search (queries or documents split across ranks), BEIR metrics (--json) against gtr beir
+# (dense, BM25, hybrid; queries or documents split); ranks given another
 # model or options refused before any work (index, search, beir); a rank killed mid-index:
 # non-zero exit naming it, no index, and the same command resumes to the same bytes.
 cd "$(dirname "$0")/../.." || exit 1
 . tests/scripts/tap.sh
 
 . tests/scripts/mpi_setup.sh.inc
-plan 59
+plan 88
 
 head -n 300 "$SF/corpus.jsonl" >"$TMP/sub.jsonl"
 head -n 30 "$SF/queries.jsonl" >"$TMP/q.jsonl"
@@ -25,7 +26,7 @@ $GTR bm25-index -c "$TMP/sub.jsonl" -o "$TMP/sub.bm25" --quiet 2>/dev/null
 for method in dense bm25 hybrid; do
     $GTR search --method $method --index "$TMP/one.gtri" --bm25-index "$TMP/sub.bm25" -q "$TMP/q.jsonl" -k 10 \
         -o "$TMP/one.$method.run" --quiet
-    for n in 2 3; do
+    for n in 1 2 3; do
         ok "gtr-mpi search --method $method on $n ranks" run $n $MPI search --method $method --index "$TMP/m2.gtri" \
             --bm25-index "$TMP/sub.bm25" -q "$TMP/q.jsonl" -k 10 -o "$TMP/m$n.$method.run" -t 1
         ok "... the run of gtr search ($method, $n ranks)" cmp "$TMP/one.$method.run" "$TMP/m$n.$method.run"
@@ -60,9 +61,26 @@ for k in 10 400; do
     done
 done
 like "$(awk '{print $1, $5}' "$TMP/ties1.400.run" | sort | uniq -d | wc -l)" "^[1-9]" "... (the runs hold equal scores)"
-fails "--split docs with --method bm25 is refused" run 2 $MPI search --split docs --method bm25 \
-    --bm25-index "$TMP/sub.bm25" -q "$TMP/q.jsonl" -o "$TMP/x.run"
-like "$(cat "$TMP/err")" "dense search" "... saying why"
+# BM25 and hybrid split by documents: each rank scores its piece of the BM25 index's documents
+# with the whole collection's statistics; hybrid lists merged per method, fused on rank 0
+$GTR bm25-index -c "$TMP/ties.jsonl" -o "$TMP/ties.bm25" --quiet 2>/dev/null
+for method in bm25 hybrid; do
+    $GTR search --method $method --index "$TMP/ties.gtri" --bm25-index "$TMP/ties.bm25" -q "$TMP/q.jsonl" -k 100 \
+        --depth 150 -o "$TMP/ties1.$method.run" --quiet --skip-self
+    for n in 2 3; do
+        ok "gtr-mpi search --split docs --method $method on $n ranks" run $n $MPI search --split docs --method $method \
+            --index "$TMP/ties.gtri" --bm25-index "$TMP/ties.bm25" -q "$TMP/q.jsonl" -k 100 --depth 150 \
+            -o "$TMP/ties$n.$method.run" -t 1 --skip-self
+        ok "... the run of gtr search ($method, $n ranks)" cmp "$TMP/ties1.$method.run" "$TMP/ties$n.$method.run"
+    done
+done
+like "$(awk '$4 <= 100 {print $1, $5}' "$TMP/ties1.bm25.run" | sort | uniq -d | wc -l)" "^[1-9]" "... (the BM25 run holds equal scores)"
+$GTR search --method hybrid --fusion interp --alpha 0.3 --index "$TMP/ties.gtri" --bm25-index "$TMP/ties.bm25" \
+    -q "$TMP/q.jsonl" -k 20 -o "$TMP/ties1.interp.run" --quiet
+ok "gtr-mpi search --split docs --fusion interp --alpha 0.3 on 3 ranks" run 3 $MPI search --split docs --method hybrid \
+    --fusion interp --alpha 0.3 --index "$TMP/ties.gtri" --bm25-index "$TMP/ties.bm25" -q "$TMP/q.jsonl" -k 20 \
+    -o "$TMP/ties3.interp.run" -t 1
+ok "... the run of gtr search with those options" cmp "$TMP/ties1.interp.run" "$TMP/ties3.interp.run"
 # more ranks than queries: the empty pieces contribute nothing
 head -n 2 "$TMP/q.jsonl" >"$TMP/q2.jsonl"
 $GTR search --index "$TMP/one.gtri" -q "$TMP/q2.jsonl" -k 5 -o "$TMP/one.q2.run" --quiet
@@ -81,12 +99,22 @@ for i, line in enumerate(open(sys.argv[1])):
 PY
 $GTR index -q -m "$TINY" -c "$TMP/ds/corpus.jsonl" -o "$TMP/ds.gtri"
 $GTR bm25-index -c "$TMP/ds/corpus.jsonl" -o "$TMP/ds.bm25" --quiet 2>/dev/null
-for method in dense hybrid; do
+for method in dense bm25 hybrid; do
     $GTR beir -q -d "$TMP/ds" -m "$TINY" --method $method --json --cache "$TMP/cache" >"$TMP/one.$method.json"
     ok "gtr-mpi beir --method $method on 3 ranks" run 3 $MPI beir -d "$TMP/ds" --index "$TMP/ds.gtri" \
         --bm25-index "$TMP/ds.bm25" --method $method --json -t 1
     cp "$TMP/out" "$TMP/m3.$method.json"
     ok "... the metrics of gtr beir, byte for byte ($method)" cmp "$TMP/one.$method.json" "$TMP/m3.$method.json"
+    ok "gtr-mpi beir --method $method on 1 rank" run 1 $MPI beir -d "$TMP/ds" --index "$TMP/ds.gtri" \
+        --bm25-index "$TMP/ds.bm25" --method $method --json -t 1
+    cp "$TMP/out" "$TMP/m1.$method.json"
+    ok "... the metrics of gtr beir, byte for byte ($method, 1 rank)" cmp "$TMP/one.$method.json" "$TMP/m1.$method.json"
+    # documents split: each rank searches every judged query over its piece of the documents
+    ok "gtr-mpi beir --split-by docs --method $method on 2 ranks" run 2 $MPI beir -d "$TMP/ds" --index "$TMP/ds.gtri" \
+        --bm25-index "$TMP/ds.bm25" --method $method --split-by docs --json -t 1
+    cp "$TMP/out" "$TMP/d2.$method.json"
+    ok "... the metrics of gtr beir, byte for byte ($method, documents split)" cmp "$TMP/one.$method.json" \
+        "$TMP/d2.$method.json"
 done
 like "$(grep ndcg_cut_10 "$TMP/one.dense.json")" '"ndcg_cut_10": 0\.[0-9]*[1-9]' "... (and they are not all zero)"
 

@@ -2,8 +2,9 @@
 # mpi_netns.sh — gtr-mpi across "hosts": two network namespaces made here (ip netns, one veth
 # pair, addresses 10.77.0.1 and 10.77.0.2 that exist only inside them), Open MPI's TCP transport
 # between them, and its launcher told to start the remote daemon with a command that enters the
-# other namespace (and its own hostname) instead of ssh. Index and search results and a trained
-# model (data-parallel training) are compared byte for byte with the single-process commands. Needs root (CAP_NET_ADMIN); skipped
+# other namespace (and its own hostname) instead of ssh. Index (single file and one shard per
+# host), search (queries and documents split), BEIR metrics and a trained model (data-parallel
+# training) are compared byte for byte with the single-process commands. Needs root (CAP_NET_ADMIN); skipped
 # otherwise. Only the namespaces made here are touched, and they are deleted at exit.
 cd "$(dirname "$0")/../.." || exit 1
 . tests/scripts/tap.sh
@@ -40,7 +41,7 @@ hosts() {
         mpirun --host 10.77.0.1:1,10.77.0.2:1 -n 2 --mca plm_rsh_agent "$TMP/agent" \
         --mca btl tcp,self --mca btl_tcp_if_include 10.77.0.0/24 --mca oob_tcp_if_include 10.77.0.0/24 "$@"
 }
-plan 9
+plan 15
 
 head -n 300 "$SF/corpus.jsonl" >"$TMP/sub.jsonl"
 head -n 30 "$SF/queries.jsonl" >"$TMP/q.jsonl"
@@ -53,6 +54,28 @@ ok "gtr-mpi index across the hosts" hosts $MPI index -q -m "$TINY" -c "$TMP/sub.
 ok "... the bytes of gtr index" cmp "$TMP/one.gtri" "$TMP/two.gtri"
 ok "gtr-mpi search across the hosts" hosts $MPI search --index "$TMP/two.gtri" -q "$TMP/q.jsonl" -k 10 -o "$TMP/two.run" -t 1
 ok "... the run of gtr search" cmp "$TMP/one.run" "$TMP/two.run"
+ok "gtr-mpi index --shards across the hosts (one shard per host)" hosts $MPI index -q -m "$TINY" -c "$TMP/sub.jsonl" \
+    -o "$TMP/sh.gtri" --shards -t 1
+ok "... gtr search over its manifest: the run of the single file" sh -c "$GTR search --index '$TMP/sh.gtri' \
+    -q '$TMP/q.jsonl' -k 10 -o '$TMP/sh.run' --quiet && cmp '$TMP/one.run' '$TMP/sh.run'"
+ok "gtr-mpi search --split docs across the hosts (each host its shard)" hosts $MPI search --split docs \
+    --index "$TMP/sh.gtri" -q "$TMP/q.jsonl" -k 10 -o "$TMP/shd.run" -t 1
+ok "... the run of gtr search" cmp "$TMP/one.run" "$TMP/shd.run"
+# BEIR: a small dataset folder (200 documents and the judged ones of 40 qrels lines)
+mkdir -p "$TMP/ds/qrels"
+head -n 41 "$SF/qrels/test.tsv" >"$TMP/ds/qrels/test.tsv"
+cp "$SF/queries.jsonl" "$TMP/ds/"
+python3 - "$SF/corpus.jsonl" "$TMP/ds/qrels/test.tsv" >"$TMP/ds/corpus.jsonl" <<'PY'
+import json, sys
+judged = {l.split("\t")[1] for l in list(open(sys.argv[2]))[1:]}
+for i, line in enumerate(open(sys.argv[1])):
+    if i < 200 or json.loads(line)["_id"] in judged: sys.stdout.write(line)
+PY
+$GTR beir -q -d "$TMP/ds" -m "$TINY" --json --cache "$TMP/cache" >"$TMP/one.json"
+$GTR index -q -m "$TINY" -c "$TMP/ds/corpus.jsonl" -o "$TMP/ds.gtri" -t 1
+ok "gtr-mpi beir across the hosts" hosts $MPI beir -d "$TMP/ds" --index "$TMP/ds.gtri" --json -t 1
+cp "$TMP/out" "$TMP/two.json"
+ok "... the metrics of gtr beir, byte for byte" cmp "$TMP/one.json" "$TMP/two.json"
 TRAIN=(--init "$TINY" -d "$SF" --steps 3 --batch 8 --micro-batch 4 --passage-max-len 32 --query-max-len 16 -t 1 -q)
 $GTR train "${TRAIN[@]}" -o "$TMP/train1"
 ok "gtr-mpi train across the hosts" hosts $MPI train "${TRAIN[@]}" -o "$TMP/train2"
