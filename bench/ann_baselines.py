@@ -6,6 +6,7 @@ searched (GB; it includes the float32 input array every build reads), and the in
 BENCH_ANN_IVF_<KIND> (nprobe), BENCH_ANN_EF_<KIND> (efSearch); build parameters:
 BENCH_ANN_LISTS (IVF lists, default sqrt N), BENCH_ANN_HNSW_M (32) and BENCH_ANN_HNSW_EFC (100)
 for both HNSW libraries, BENCH_ANN_REFINE_<KIND> (IVFPQ's refine k_factor grid, default 4).
+BENCH_ANN_PQ_<KIND>: IVFPQ's nprobe grid (default BENCH_ANN_IVF_<KIND>).
 BENCH_ANN_SKIP / BENCH_ANN_SKIP_<KIND>: baselines left out (ivfflat faiss-hnsw ivfpq hnswlib)."""
 import os
 import resource
@@ -114,7 +115,8 @@ try:
         ref.add(x)
         b = time.perf_counter() - t
         for kf in grid(f"BENCH_ANN_REFINE_{kind.upper()}", "4"):
-            for nprobe in grid(f"BENCH_ANN_IVF_{kind.upper()}", "1 2 4 8 16 32 64"):
+            for nprobe in grid(f"BENCH_ANN_PQ_{kind.upper()}",
+                               os.environ.get(f"BENCH_ANN_IVF_{kind.upper()}", "1 2 4 8 16 32 64")):
                 faiss.extract_index_ivf(ref).nprobe = nprobe
                 ref.k_factor = kf
                 measure(f"FAISS IVFPQ m={dim // 8} + refine x{kf} nprobe={nprobe}", b,

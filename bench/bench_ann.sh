@@ -12,7 +12,12 @@
 #   uniform data need most lists probed for recall 0.95 (no cluster structure), so its default
 #   grids run from 60% of the lists to all of them;
 #   BENCH_ANN_NQ1=200 queries timed at batch 1; BENCH_ANN_SKIP="ivfflat faiss-hnsw ivfpq hnswlib"
-#   (or BENCH_ANN_SKIP_CLUSTERED / _UNIFORM, per data set) leaves baselines out.
+#   (or BENCH_ANN_SKIP_CLUSTERED / _UNIFORM, per data set) leaves baselines out;
+#   BENCH_ANN_PQ_<KIND>: IVFPQ's nprobe grid (default: BENCH_ANN_IVF_<KIND>).
+# Running in pieces (each under the lock for a shorter time): BENCH_ANN_KEEP=1 keeps the data
+# set's vectors, queries and ground truth in BENCH_ANN_OUT (default build/bench/ann; one data
+# set at a time: run one kind per call); a later call with "gtr" in BENCH_ANN_SKIP and the same
+# kind, N, DIM and NQ reuses them instead of running ann_bench (gtr's rows come from the first).
 # The rows go to build/bench/ann/results.md too, and bench/ann_plot.py draws them
 # (build/bench/ann/recall_qps.png; copy it beside bench/RESULTS.md).
 # Disk: N*DIM*4 bytes for the vectors file plus about 1.25x that for gtr's index (1M x 768:
@@ -31,7 +36,8 @@ pct() { awk -v l="$lists" 'BEGIN { for (i = 1; i < ARGC; i++) printf "%s%d", (i 
 export BENCH_ANN_IVF_UNIFORM=${BENCH_ANN_IVF_UNIFORM:-$(pct 80 86 90 94 97)}
 export BENCH_ANN_EF_UNIFORM=${BENCH_ANN_EF_UNIFORM:-256 1024 4096}
 export BENCH_ANN_LISTS=$lists
-out=build/bench/ann
+out=${BENCH_ANN_OUT:-build/bench/ann}
+skip_all=" ${BENCH_ANN_SKIP:-} "
 mkdir -p "$out"
 need=$(( n * dim * 4 * 5 / 2 / 1024 / 1024 / 1024 + 1 ))
 avail=$(df -BG --output=avail "$out" | tail -1 | tr -dc 0-9)
@@ -53,12 +59,22 @@ for kind in $kinds; do
         clustered) nprobe=${BENCH_ANN_NPROBE_CLUSTERED:-1 2 4 8 16 32} ;;
         *) nprobe=${BENCH_ANN_NPROBE_UNIFORM:-$(pct 60 80 86 90 94 97 100)} ;;
     esac
-    build/release/bench/ann_bench "$kind" "$n" "$dim" "$nq" "$threads" "$lists" "$nprobe" "$out"
+    kskip=" ${skip_all} $(eval echo "\${BENCH_ANN_SKIP_${kind^^}:-}") "
+    stamp="$kind $n $dim $nq"
+    if [[ "$kskip" == *" gtr "* ]] && [ "$(cat "$out/data.stamp" 2>/dev/null)" = "$stamp" ] &&
+        [ -s "$out/vectors.f32" ] && [ -s "$out/truth.u32" ]; then
+        echo "(gtr skipped: reusing $out's $stamp vectors, queries and ground truth)" >&2
+    else
+        rm -f "$out/data.stamp"
+        build/release/bench/ann_bench "$kind" "$n" "$dim" "$nq" "$threads" "$lists" "$nprobe" "$out"
+        echo "$stamp" > "$out/data.stamp"
+    fi
     if [ -n "$py" ]; then "$py" bench/ann_baselines.py "$kind" "$out" "$threads"; else echo "(no python venv: baselines skipped)" >&2; fi
     echo "load average after $kind: $(cut -d' ' -f1-3 /proc/loadavg)"
 done
 } | tee "$out/results.md"
-rm -f "$out"/vectors.f32 "$out"/gtr.ivf
+rm -f "$out"/gtr.ivf
+[ "${BENCH_ANN_KEEP:-0}" = 1 ] || rm -f "$out"/vectors.f32 "$out"/data.stamp
 if [ -n "$py" ] && "$py" -c "import matplotlib" 2>/dev/null; then
     "$py" bench/ann_plot.py "$out/results.md" "$out/recall_qps.png" && echo "plot: $out/recall_qps.png" >&2
 fi
