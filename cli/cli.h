@@ -96,6 +96,9 @@ bool cli_search_check(const char *cmd, const cli_search_args *a);
  * prints its own error (NULL / 1 on failure). */
 gtr_model *cli_load_query_model(const char *cmd, const char *model_dir, const gtr_index *ix, int threads,
                                 gtr_pool *pool);
+/* The query model's directory: model_dir, or (NULL) the one the index records when it is
+ * there; NULL after a usage message (status 2) otherwise. */
+const char *cli_query_model_dir(const char *cmd, const char *model_dir, const gtr_index *ix);
 /* What a search runs over, opened and freed in one place for `gtr search`, `gtr beir` and
  * gtr-mpi search/beir: the dense index, its IVF index, the BM25 index, the query model and the
  * retriever over them. cli_parts_open opens, in this order, each part that is still NULL and

@@ -13,7 +13,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -292,18 +291,10 @@ static int serve(opts *o)
         cli_fail(CMD, &err);
         goto done;
     }
-    const char *dir = o->model_dir;
+    const char *dir = cli_query_model_dir(CMD, o->model_dir, index);
     if (!dir) {
-        struct stat st;
-        dir = gtr_index_model_hint(index);
-        if (!dir) {
-            rc = cli_errorf(CMD, 2, "the index does not record its model directory: pass -m MODEL_DIR");
-            goto done;
-        }
-        if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-            rc = cli_errorf(CMD, 2, "the index was built with the model in %s, which is not there: pass -m MODEL_DIR", dir);
-            goto done;
-        }
+        rc = 2;
+        goto done;
     }
     if (o->bm25 && !(bm25 = gtr_bm25_open(o->bm25, &err))) {
         cli_fail(CMD, &err);

@@ -298,22 +298,27 @@ bool cli_search_check(const char *cmd, const cli_search_args *a)
 
 /* ---- retrieval glue shared by search, beir and gtr-mpi */
 
+const char *cli_query_model_dir(const char *cmd, const char *model_dir, const gtr_index *ix)
+{
+    if (model_dir) return model_dir;
+    const char *dir = ix ? gtr_index_model_hint(ix) : NULL;
+    struct stat st;
+    if (!dir) {
+        cli_errorf(cmd, 2, "the index does not record its model directory: pass -m MODEL_DIR");
+        return NULL;
+    }
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        cli_errorf(cmd, 2, "the index was built with the model in %s, which is not there: pass -m MODEL_DIR", dir);
+        return NULL;
+    }
+    return dir;
+}
+
 gtr_model *cli_load_query_model(const char *cmd, const char *model_dir, const gtr_index *ix, int threads,
                                 gtr_pool *pool)
 {
-    const char *dir = model_dir;
-    if (!dir) {
-        dir = ix ? gtr_index_model_hint(ix) : NULL;
-        struct stat st;
-        if (!dir) {
-            cli_errorf(cmd, 2, "the index does not record its model directory: pass -m MODEL_DIR");
-            return NULL;
-        }
-        if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-            cli_errorf(cmd, 2, "the index was built with the model in %s, which is not there: pass -m MODEL_DIR", dir);
-            return NULL;
-        }
-    }
+    const char *dir = cli_query_model_dir(cmd, model_dir, ix);
+    if (!dir) return NULL;
     gtr_model_options mo;
     if (!cli_model_options(cmd, &mo)) return NULL;
     mo.n_threads = threads;

@@ -382,14 +382,30 @@ static int shard_ann_lists(const dist_parts *p, const gtr_queries *q, const gtr_
     cand *c = malloc((S * kk + 1) * sizeof *c);
     int bad = !sh || !sn || !c;
     if (bad) gtr_error_set(err, GTR_ERR_NOMEM, "out of memory for %zu queries x %zu hits x %zu shards", m, kk, S);
+    /* the queries are encoded once (in the retriever's batches; a vector does not depend on its
+     * batch) and every shard's search is given the vectors */
+    enum { QCHUNK = 1024 };
+    size_t dim = (size_t)gtr_model_dim(p->parts.model), batch = o->batch ? o->batch : 64;
+    float *vecs = bad ? NULL : malloc(((m < QCHUNK ? m : QCHUNK) * dim + 1) * sizeof *vecs);
+    if (!bad && !vecs) bad = gtr_error_set(err, GTR_ERR_NOMEM, "out of memory for the query vectors") != GTR_OK;
+    const char *const *texts = gtr_queries_texts(q);
+    const size_t *lens = gtr_queries_text_lens(q);
     gtr_retrieve_options po = *o;
     po.method = GTR_RETRIEVE_DENSE;
     po.k = kk;
     po.doc_begin = po.doc_end = 0;
-    if (po.skip_ids) po.skip_ids += lo;
-    for (size_t i = 0; !bad && m && i < S; i++)
-        bad = gtr_retriever_search(p->sh_rt[i], gtr_queries_texts(q) + lo, gtr_queries_text_lens(q) + lo, m, &po,
-                                   sh + i * m * kk, sn + i * m, err) != GTR_OK;
+    po.vectors = vecs;
+    for (size_t c0 = 0; !bad && c0 < m; c0 += QCHUNK) {
+        size_t cn = m - c0 < QCHUNK ? m - c0 : QCHUNK, at = lo + c0;
+        for (size_t b = 0; !bad && b < cn; b += batch)
+            bad = gtr_model_encode(p->parts.model, texts + at + b, lens + at + b, cn - b < batch ? cn - b : batch,
+                                   vecs + b * dim, err) != GTR_OK;
+        po.skip_ids = o->skip_ids ? o->skip_ids + at : NULL;
+        for (size_t i = 0; !bad && i < S; i++)
+            bad = gtr_retriever_search(p->sh_rt[i], texts + at, lens + at, cn, &po, sh + (i * m + c0) * kk,
+                                       sn + i * m + c0, err) != GTR_OK;
+    }
+    free(vecs);
     for (size_t qi = 0; !bad && qi < m; qi++) {
         size_t n = 0;
         for (size_t i = 0; i < S; i++)

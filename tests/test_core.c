@@ -93,6 +93,23 @@ static void test_half(void **state)
     assert_true(gtr_f16_to_f32(0x3c00) == 1.0f);
     assert_int_equal(gtr_f32_to_f16(65520.0f), 0x7c00); /* rounds to inf */
     assert_int_equal(gtr_f32_to_bf16(1.00390625f), 0x3f80); /* tie to even */
+    /* the bulk conversion: bit for bit the scalar one for all 65536 halves (zeros, subnormals,
+     * inf, NaN payloads included), read from an odd address */
+    uint8_t *raw = malloc(2 * 0x10000 + 1);
+    float *out = malloc(sizeof(float) * 0x10000);
+    assert_non_null(raw);
+    assert_non_null(out);
+    for (uint32_t h = 0; h < 0x10000; h++) {
+        raw[1 + 2 * h] = (uint8_t)(h & 0xff);
+        raw[2 + 2 * h] = (uint8_t)(h >> 8);
+    }
+    gtr_f16_to_f32_n(raw + 1, out, 0x10000);
+    for (uint32_t h = 0; h < 0x10000; h++) {
+        float want = gtr_f16_to_f32((uint16_t)h);
+        if (memcmp(&want, &out[h], 4)) fail_msg("half 0x%04x: bulk %a, scalar %a", h, out[h], want);
+    }
+    free(raw);
+    free(out);
 }
 
 static void test_utf8(void **state)

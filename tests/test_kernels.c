@@ -630,10 +630,49 @@ static void test_bf16mm(void **state)
     if (!tested) print_message("# bf16mm: no table with a matrix engine on this CPU (AMX absent or not permitted): skipped\n");
 }
 
+/* gtr_q8 is nearbyintf + clamp, bit for bit: every float of magnitude in [2^-2, 2^9) (both
+ * signs: the ties k + 0.5, the clamp at 127 and the fast path's 2^22 edge below), then
+ * samples of every other binade, zeros, inf and NaN. */
+static int32_t q8_ref(float v)
+{
+    if (!(fabsf(v) < 2147483648.0f)) return -127;
+    float r = nearbyintf(v);
+    return r > 127.0f ? 127 : r < -127.0f ? -127 : (int32_t)r;
+}
+
+static void test_q8_rounding(void **state)
+{
+    (void)state;
+    uint32_t lo, hi;
+    float f = 0.25f;
+    memcpy(&lo, &f, 4);
+    f = 512.0f;
+    memcpy(&hi, &f, 4);
+    for (uint32_t u = lo; u < hi; u++)
+        for (uint32_t s = 0; s < 2; s++) {
+            uint32_t b = u | s << 31;
+            float v;
+            memcpy(&v, &b, 4);
+            if (gtr_q8(v) != q8_ref(v)) fail_msg("gtr_q8(%a) = %d, nearbyintf gives %d", v, gtr_q8(v), q8_ref(v));
+        }
+    for (uint32_t u = 0; u < 0x7f800000u; u += 4099)
+        for (uint32_t s = 0; s < 2; s++) {
+            uint32_t b = u | s << 31;
+            float v;
+            memcpy(&v, &b, 4);
+            if (gtr_q8(v) != q8_ref(v)) fail_msg("gtr_q8(%a) = %d, nearbyintf gives %d", v, gtr_q8(v), q8_ref(v));
+        }
+    static const float edge[] = {0.0f, -0.0f, 0.5f, -0.5f, 1.5f, -1.5f, 126.5f, -126.5f, 127.5f, -127.5f,
+                                 4194303.5f, -4194303.5f, 4194304.0f, 4194304.5f, -4194304.5f, 8388607.5f,
+                                 8388608.0f, 2147483520.0f, 2147483648.0f, INFINITY, -INFINITY, NAN};
+    for (size_t i = 0; i < sizeof edge / sizeof *edge; i++) assert_int_equal(gtr_q8(edge[i]), q8_ref(edge[i]));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tables),
+        cmocka_unit_test(test_q8_rounding),
         cmocka_unit_test(test_pack_errors),
         cmocka_unit_test(test_linear_f32),
         cmocka_unit_test(test_linear_f32_any_kblock),

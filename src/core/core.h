@@ -237,6 +237,8 @@ double gtr_now_seconds(void); /* monotonic */
 
 /* ---- float conversions ------------------------------------------------- */
 float gtr_f16_to_f32(uint16_t h);
+/* n IEEE halves (little-endian bytes at src, any alignment) to float32, as gtr_f16_to_f32 */
+void gtr_f16_to_f32_n(const uint8_t *src, float *dst, size_t n);
 uint16_t gtr_f32_to_f16(float f);
 float gtr_bf16_to_f32(uint16_t h);
 uint16_t gtr_f32_to_bf16(float f); /* round to nearest even */

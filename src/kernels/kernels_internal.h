@@ -125,7 +125,10 @@ struct gtr_kernels {
 static inline int32_t gtr_q8(float v)
 {
     if (!(fabsf(v) < 2147483648.0f)) return -127;
-    float r = nearbyintf(v);
+    /* nearbyintf without a libm call per weight (it was 40% of an int8 load): below 2^22,
+     * v + 1.5 * 2^23 lies in (2^23, 2^24), where the addition rounds to an integer (nearest
+     * even, the default mode) and the subtraction is exact */
+    float r = fabsf(v) < 4194304.0f ? (v + 12582912.0f) - 12582912.0f : nearbyintf(v);
     if (r > 127.0f) return 127;
     if (r < -127.0f) return -127;
     return (int32_t)r;

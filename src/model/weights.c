@@ -291,6 +291,10 @@ static void convert_task(void *ctx, size_t c, int tid)
             memcpy(j->dst + i0, t->data + i0 * 4, (i1 - i0) * 4);
             return;
         }
+        if (t->dtype == GTR_DT_F16) {
+            gtr_f16_to_f32_n(t->data + i0 * 2, j->dst + i0, i1 - i0);
+            return;
+        }
         for (size_t i = i0; i < i1; i++) j->dst[i] = load_elem(t->data + i * es, t->dtype);
         return;
     }
