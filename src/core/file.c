@@ -121,21 +121,19 @@ void gtr_mmap_drop(const gtr_mmap *m, size_t off, size_t len)
     if (b > a) madvise((void *)(m->data + a), b - a, MADV_DONTNEED);
 }
 
-void gtr_mmap_random(const gtr_mmap *m, size_t off, size_t len)
+/* A hint over every page [off, off+len) touches (unlike gtr_mmap_drop, which must not discard
+ * a neighbour's partial page, a hint may cover whole pages at both ends). */
+static void mmap_advise(const gtr_mmap *m, size_t off, size_t len, int advice)
 {
     if (!m->data || off >= m->size) return;
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     size_t a = off / page * page, b = GTR_MIN(off + len, m->size);
-    if (b > a) madvise((void *)(m->data + a), b - a, MADV_RANDOM);
+    if (b > a) madvise((void *)(m->data + a), b - a, advice);
 }
 
-void gtr_mmap_willneed(const gtr_mmap *m, size_t off, size_t len)
-{
-    if (!m->data || off >= m->size) return;
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    size_t a = off / page * page, b = GTR_MIN(off + len, m->size);
-    if (b > a) madvise((void *)(m->data + a), b - a, MADV_WILLNEED);
-}
+void gtr_mmap_random(const gtr_mmap *m, size_t off, size_t len) { mmap_advise(m, off, len, MADV_RANDOM); }
+
+void gtr_mmap_willneed(const gtr_mmap *m, size_t off, size_t len) { mmap_advise(m, off, len, MADV_WILLNEED); }
 
 gtr_status gtr_fsync_dir(const char *dir, gtr_error *err)
 {
