@@ -9,10 +9,7 @@ cd "$(dirname "$0")/../.." || exit 1
 
 TINY=$SHARED/models/gtr-tiny
 SF=$SHARED/beir/scifact
-if [ ! -d "$TINY" ] || [ ! -f "$SF/corpus.jsonl" ]; then
-    echo "1..0 # SKIP reference data not found in $SHARED"
-    exit 0
-fi
+need_shared -d "$TINY" -f "$SF/corpus.jsonl"
 plan 49
 
 head -n 1200 "$SF/corpus.jsonl" >"$TMP/sub.jsonl"

@@ -7,10 +7,7 @@ cd "$(dirname "$0")/../.." || exit 1
 . tests/scripts/tap.sh
 
 TINY=$SHARED/models/gtr-tiny
-if [ ! -d "$TINY" ]; then
-    echo "1..0 # SKIP reference data not found in $SHARED"
-    exit 0
-fi
+need_shared -d "$TINY"
 command -v curl >/dev/null || { echo "1..0 # SKIP curl is not installed"; exit 0; }
 command -v python3 >/dev/null || { echo "1..0 # SKIP python3 is not installed"; exit 0; }
 plan 16

@@ -10,10 +10,7 @@ cd "$(dirname "$0")/../.." || exit 1
 . tests/scripts/tap.sh
 M=$SHARED/models/gtr-small
 SF=$SHARED/beir/scifact
-if [ ! -d "$M" ] || [ ! -f "$SF/corpus.jsonl" ]; then
-    echo "1..0 # SKIP reference data not found in $SHARED"
-    exit 0
-fi
+need_shared -d "$M" -f "$SF/corpus.jsonl"
 plan 50
 
 ok "--help" $GTR quantize --help

@@ -21,3 +21,11 @@ is() { if [ "$1" = "$2" ]; then _tap_result 0 "$3"; else _tap_result 1 "$3"; ech
 # like TEXT REGEX NAME
 like() { if printf '%s' "$1" | grep -Eq -- "$2"; then _tap_result 0 "$3"; else _tap_result 1 "$3"; echo "#   got: $1"; echo "#  want match: $2"; fi; }
 done_testing() { [ $_tap_fail = 0 ]; }
+# need_shared TEST PATH [TEST PATH ...]: skip the whole script (a TAP "1..0 # SKIP" plan, exit 0)
+# unless `test TEST PATH` holds for each pair, e.g. need_shared -d "$M" -f "$SF/corpus.jsonl"
+need_shared() {
+    while [ $# -ge 2 ]; do
+        test "$1" "$2" || { echo "1..0 # SKIP reference data not found in $SHARED"; exit 0; }
+        shift 2
+    done
+}
