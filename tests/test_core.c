@@ -455,6 +455,10 @@ static void test_blocking_rules(void **state)
     assert_int_equal(gtr_blocking_for(&zen4, 768).search_lone, 1);
     assert_int_equal(gtr_blocking_for(&xeon, 768).search_lone, 0);
     assert_int_equal(gtr_blocking_for(NULL, 768).search_lone, 0);
+    /* the linear kernels prefetch the weights except on AMD */
+    assert_false(gtr_blocking_for(&zen4, 768).linear_prefetch);
+    assert_true(gtr_blocking_for(&xeon, 768).linear_prefetch);
+    assert_true(gtr_blocking_for(NULL, 768).linear_prefetch);
     assert_int_equal(gtr_blocking_for(NULL, 768).linear_kc, gtr_blocking_for(&(gtr_cpu_caches){0, 0, 0, false}, 768).linear_kc);
 }
 

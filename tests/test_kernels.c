@@ -234,15 +234,17 @@ static void test_linear_f32_any_kblock(void **state)
             gtr_wmat w;
             TU_OK(gtr_wmat_pack(kern, &w, W, s.n, s.k, GTR_W_F32, &e), &e);
             assert_true(w.kc >= 256); /* chosen from this CPU's caches */
+            /* and with or without the weight prefetch (chosen per CPU family, cache.c) */
             for (size_t fi = 0; fi < 4; fi++)
-                for (size_t ki = 0; ki < sizeof kcs / sizeof kcs[0]; ki++) {
-                    w.kc = kcs[ki];
+                for (size_t ki = 0; ki < 2 * sizeof kcs / sizeof kcs[0]; ki++) {
+                    w.kc = kcs[ki / 2];
+                    w.no_prefetch = ki % 2;
                     run_linear(kern, pools[2], &w, x, s.m, ldx, y, y0, ldy, flag_sets[fi]);
                     if (ki == 0) memcpy(first, y, s.m * ldy * sizeof(float));
                     for (size_t i = 0; i < s.m; i++)
                         if (memcmp(first + i * ldy, y + i * ldy, s.n * sizeof(float)) != 0)
-                            fail_msg("%s %zux%zux%zu flags %u: k block %zu differs from %zu in row %zu",
-                                     kern->name, s.m, s.n, s.k, flag_sets[fi], kcs[ki], kcs[0], i);
+                            fail_msg("%s %zux%zux%zu flags %u: k block %zu (prefetch %d) differs from %zu in row %zu",
+                                     kern->name, s.m, s.n, s.k, flag_sets[fi], kcs[ki / 2], !w.no_prefetch, kcs[0], i);
                 }
             gtr_wmat_free(&w);
         }
@@ -316,6 +318,8 @@ static void test_linear_int8(void **state)
                         if ((flags & GTR_LINEAR_RELU) && v < 0) v = 0;
                         want[i * s.n + j] = v;
                     }
+                /* w2 the other way round as to the weight prefetch (cache.c chooses it per CPU) */
+                w2.no_prefetch = !w.no_prefetch;
                 for (int th = 0; th <= 4; th += 2) {
                     const gtr_wmat *wm = th == 2 ? &w2 : &w;
                     run_linear(kern, pools[th], wm, x, s.m, ldx, y, y0, ldy, flags);

@@ -124,5 +124,10 @@ gtr_blocking gtr_blocking_for(const gtr_cpu_caches *c, size_t dim)
      * eight interleaved ones that each jump at the end of a row); Intel keeps the 1 x 8 tile
      * it was measured with (ahead of FAISS there) */
     b.search_lone = c && c->amd ? 1 : 0;
+    /* the f32 / int8 weight panel streams from L2 / L3 through the linear kernels: on the Xeon
+     * of issue 19 the hardware prefetch alone left the FMAs waiting 15-25% of the time on the
+     * 3072-wide shapes, so the kernels prefetch it 2 KB ahead; Zen's L2 prefetchers already
+     * follow the panel and the extra loads only take issue slots (bench/RESULTS.md, Kernels) */
+    b.linear_prefetch = !(c && c->amd);
     return b;
 }

@@ -196,6 +196,7 @@ typedef struct gtr_blocking {
     size_t search_lone;    /* a query without a full query tile (batch 1): documents per tile,
                             * 1 = one row after the other, a single sequential stream (AMD Zen);
                             * 0 = the ISA's 1 x dt1 tile (several rows read side by side) */
+    bool linear_prefetch;  /* f32 / int8 AVX-512 linear: prefetch the packed weights ahead */
 } gtr_blocking;
 gtr_blocking gtr_blocking_for(const gtr_cpu_caches *c, size_t dim);
 

@@ -30,8 +30,8 @@ static inline __mmask16 col_mask(size_t ncols, int j)
 /* C[mr, ncols] = beta*C + A·B (+ relu). A element (i, k) at a[i*ars + k*aks]; B row k at
  * b + k*bks, nv vectors wide; masked: the last B vector is loaded with lmask (it may end at
  * the end of the matrix), else B rows are padded to whole vectors. */
-INLINE void ukr(const int mr, const int nv, const int masked, size_t K, const float *a, size_t ars,
-                size_t aks, const float *b, size_t bks, __mmask16 lmask, float *c, size_t ldc,
+INLINE void ukr(const int mr, const int nv, const int masked, const int pf, size_t K, const float *a,
+                size_t ars, size_t aks, const float *b, size_t bks, __mmask16 lmask, float *c, size_t ldc,
                 size_t ncols, float beta, int relu)
 {
     __m512 acc[MR][NV];
@@ -49,8 +49,9 @@ INLINE void ukr(const int mr, const int nv, const int masked, size_t K, const fl
     size_t ko = 0;
     for (size_t k = 0; k < K; k++, ko += aks, b += bks) {
         /* the weight panel streams from L2 / L3: on a Xeon the hardware prefetch alone left
-         * the FMAs waiting on it (15-25% of the time for the 3072-wide shapes) */
-        if (!masked) {
+         * the FMAs waiting on it (15-25% of the time for the 3072-wide shapes); pf = 0 where
+         * the CPU's own prefetch does better (w->no_prefetch, cache.c) */
+        if (!masked && pf) {
 #pragma GCC unroll 4
             for (int j = 0; j < nv; j++) _mm_prefetch((const char *)(b + PF_K * bks + 16 * j), _MM_HINT_T0);
         }
@@ -84,22 +85,31 @@ INLINE void ukr(const int mr, const int nv, const int masked, size_t K, const fl
     }
 }
 
-/* Full-width packed panel (linear layer): nv = 4, unmasked loads. */
+/* Full-width packed panel (linear layer): nv = 4, unmasked loads; with and without the
+ * weight prefetch. */
+#define UKP(R, PF) ukr(R, 4, 0, PF, K, a, lda, 1, b, NR, 0, c, ldc, ncols, beta, relu)
+#define UKP_ROWS(PF)                                                                          \
+    switch (mr) {                                                                             \
+    case 6: UKP(6, PF); break;                                                                \
+    case 5: UKP(5, PF); break;                                                                \
+    case 4: UKP(4, PF); break;                                                                \
+    case 3: UKP(3, PF); break;                                                                \
+    case 2: UKP(2, PF); break;                                                                \
+    default: UKP(1, PF); break;                                                               \
+    }
 void gtr_avx512_f32_packed(int mr, size_t K, const float *a, size_t lda, const float *b, float *c,
                        size_t ldc, size_t ncols, float beta, int relu)
 {
-    switch (mr) {
-    case 6: ukr(6, 4, 0, K, a, lda, 1, b, NR, 0, c, ldc, ncols, beta, relu); break;
-    case 5: ukr(5, 4, 0, K, a, lda, 1, b, NR, 0, c, ldc, ncols, beta, relu); break;
-    case 4: ukr(4, 4, 0, K, a, lda, 1, b, NR, 0, c, ldc, ncols, beta, relu); break;
-    case 3: ukr(3, 4, 0, K, a, lda, 1, b, NR, 0, c, ldc, ncols, beta, relu); break;
-    case 2: ukr(2, 4, 0, K, a, lda, 1, b, NR, 0, c, ldc, ncols, beta, relu); break;
-    default: ukr(1, 4, 0, K, a, lda, 1, b, NR, 0, c, ldc, ncols, beta, relu); break;
-    }
+    UKP_ROWS(1)
+}
+static void f32_packed_nopf(int mr, size_t K, const float *a, size_t lda, const float *b, float *c,
+                            size_t ldc, size_t ncols, float beta, int relu)
+{
+    UKP_ROWS(0)
 }
 
 /* Strided B (sgemm): nv = ceil(ncols / 16) vectors, last one masked. */
-#define UKS(R, V) ukr(R, V, 1, K, a, ars, aks, b, bks, tail_mask(ncols - 16 * (V - 1)), c, ldc, ncols, beta, 0)
+#define UKS(R, V) ukr(R, V, 1, 0, K, a, ars, aks, b, bks, tail_mask(ncols - 16 * (V - 1)), c, ldc, ncols, beta, 0)
 #define UKS_ROW(R)                                                                            \
     switch (nv) {                                                                             \
     case 4: UKS(R, 4); break;                                                                 \
@@ -124,7 +134,8 @@ static void ukr_strided(int mr, size_t K, const float *a, size_t ars, size_t aks
 static void linear_tile(const gtr_linear_task *t, int mr, size_t i0, size_t p, size_t k0,
                         size_t kc, int accum, int relu)
 {
-    gtr_f32_linear_tile(t, mr, i0, p, k0, kc, accum, relu, NR, gtr_avx512_f32_packed);
+    gtr_f32_linear_tile(t, mr, i0, p, k0, kc, accum, relu, NR,
+                        t->w->no_prefetch ? f32_packed_nopf : gtr_avx512_f32_packed);
 }
 
 const gtr_linear_ukr gtr_avx512_linear_f32 = {.mr = MR, .kc = KC, .tile = linear_tile};

@@ -74,7 +74,7 @@ INLINE int32_t ld32(const uint8_t *p)
     return v;
 }
 
-INLINE void ukr(const int mr, size_t K4, const uint8_t *a, size_t lda, const int8_t *b,
+INLINE void ukr(const int mr, const int pf, size_t K4, const uint8_t *a, size_t lda, const int8_t *b,
                 const float *sx, const float *sw, const int32_t *cs, float *c, size_t ldc,
                 size_t ncols, int accum, int relu)
 {
@@ -84,9 +84,12 @@ INLINE void ukr(const int mr, size_t K4, const uint8_t *a, size_t lda, const int
 #pragma GCC unroll 4
         for (int j = 0; j < 4; j++) acc[i][j] = _mm512_setzero_si512();
     for (size_t k = 0; k < K4; k++, b += 4 * NR) {
-        /* the weight panel streams from L2 / L3: prefetch it (as gemm_avx512.c) */
+        /* the weight panel streams from L2 / L3: prefetch it where the CPU wants it (as
+         * gemm_avx512.c) */
+        if (pf) {
 #pragma GCC unroll 4
-        for (int j = 0; j < 4; j++) _mm_prefetch((const char *)(b + PF_K * 4 * NR + 64 * j), _MM_HINT_T0);
+            for (int j = 0; j < 4; j++) _mm_prefetch((const char *)(b + PF_K * 4 * NR + 64 * j), _MM_HINT_T0);
+        }
         __m512i bv[4];
 #pragma GCC unroll 4
         for (int j = 0; j < 4; j++) bv[j] = _mm512_loadu_si512(b + 64 * j);
@@ -117,7 +120,21 @@ INLINE void ukr(const int mr, size_t K4, const uint8_t *a, size_t lda, const int
     }
 }
 
-#define UK(R) ukr(R, K4, a, lda, b, sx, sw, cs, c, ldc, ncols, accum, relu)
+#define UK(R) ukr(R, 1, K4, a, lda, b, sx, sw, cs, c, ldc, ncols, accum, relu)
+#define UKN(R) ukr(R, 0, K4, a, lda, b, sx, sw, cs, c, ldc, ncols, accum, relu)
+static void ukr_nopf(int mr, size_t K4, const uint8_t *a, size_t lda, const int8_t *b,
+                     const float *sx, const float *sw, const int32_t *cs, float *c, size_t ldc,
+                     size_t ncols, int accum, int relu)
+{
+    switch (mr) {
+    case 6: UKN(6); break;
+    case 5: UKN(5); break;
+    case 4: UKN(4); break;
+    case 3: UKN(3); break;
+    case 2: UKN(2); break;
+    default: UKN(1); break;
+    }
+}
 static void ukr_any(int mr, size_t K4, const uint8_t *a, size_t lda, const int8_t *b,
                     const float *sx, const float *sw, const int32_t *cs, float *c, size_t ldc,
                     size_t ncols, int accum, int relu)
@@ -140,7 +157,7 @@ static void tile(const gtr_linear_task *t, int mr, size_t i0, size_t p, size_t k
     const gtr_wmat *w = t->w;
     const uint8_t *xq = t->a;
     const int8_t *b = (const int8_t *)w->data + p * w->kp * NR;
-    ukr_any(mr, kc, xq + i0 * t->lda, t->lda, b, t->sx + i0, w->scales + p * NR,
+    (w->no_prefetch ? ukr_nopf : ukr_any)(mr, kc, xq + i0 * t->lda, t->lda, b, t->sx + i0, w->scales + p * NR,
             w->colsum + p * NR, t->y + i0 * t->ldy + p * NR, t->ldy,
             GTR_MIN(NR, w->n - p * NR), accum, relu);
 }

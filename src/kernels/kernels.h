@@ -67,6 +67,9 @@ typedef struct gtr_wmat {
     int32_t *colsum; /* INT8: Σ_k qw[n,k] per output row (VNNI offset compensation) */
     size_t kc;       /* F32: k block for this CPU's caches, set at packing (0: the kernel's own);
                       * the result does not depend on it */
+    bool no_prefetch; /* F32 / INT8: the AVX-512 kernels leave the panel to the hardware prefetch
+                       * (set at packing from gtr_blocking.linear_prefetch; no effect on the
+                       * result; false, the default, prefetches) */
     bool borrowed;   /* data/scales/colsum point into memory the caller owns (a mapped
                       * `gtr quantize` file): gtr_wmat_free leaves them alone */
 } gtr_wmat;

@@ -16,11 +16,13 @@ static inline size_t pidx(size_t p, size_t j, size_t k, size_t nr, size_t kp, si
     return ((p * (kp / g) + k / g) * nr + j) * g + k % g;
 }
 
-/* The f32 k block for this CPU's caches (CPUID once per matrix, at load). */
-static size_t f32_kblock(size_t k)
+/* The f32 k block and the weight prefetch for this CPU (CPUID once per matrix, at load). */
+static void cpu_choices(gtr_wmat *w, gtr_wtype type, size_t k)
 {
     gtr_cpu_caches caches = gtr_cpu_caches_detect();
-    return gtr_blocking_for(&caches, k).linear_kc;
+    gtr_blocking b = gtr_blocking_for(&caches, k);
+    if (type == GTR_W_F32) w->kc = b.linear_kc;
+    w->no_prefetch = !b.linear_prefetch;
 }
 
 /* Allocate the packed storage (zeroed: padding must contribute nothing). */
@@ -51,7 +53,7 @@ static gtr_status alloc_layout(const gtr_kernels *kern, gtr_wmat *w, size_t n, s
         }
         w->bytes += np * nr * (sizeof(float) + sizeof(int32_t));
     }
-    if (type == GTR_W_F32) w->kc = f32_kblock(k);
+    cpu_choices(w, type, k);
     w->n = n;
     w->k = k;
     w->type = type;
@@ -236,7 +238,7 @@ gtr_status gtr_wmat_view(gtr_wmat *w, gtr_wtype type, size_t n, size_t k, size_t
     w->colsum = (int32_t *)(uintptr_t)colsum;
     w->bytes = np * nr * (kp * esize[type] + (type == GTR_W_INT8 ? sizeof(float) + sizeof(int32_t) : 0));
     w->borrowed = true;
-    if (type == GTR_W_F32) w->kc = f32_kblock(k);
+    cpu_choices(w, type, k);
     return GTR_OK;
 }
 
