@@ -99,6 +99,7 @@ int mpi_cmd_index(const dist_ctx *d, int argc, char **argv)
 
     /* every rank loads the model, then all must agree before any work */
     gtr_error err;
+    mo.batch_size = o.batch_size; /* the memory check counts the activations of one batch */
     gtr_model *m = gtr_model_load(model_dir, &mo, &err);
     if (!m) dist_errorf(d, 1, "%s", err.message);
     char *hint = d->rank == 0 ? realpath(model_dir, NULL) : NULL;
