@@ -461,7 +461,15 @@ gtr_status gtr_t5_load(gtr_t5 *m, const gtr_t5_config *cfg, gtr_tensor_set *set,
                     gtr_error_prefix(err, "%s", gtr_tensor_file(set, NULL));
                     goto fail;
                 }
-                if (in_place) m->mapped_bytes += dst[j]->bytes;
+                if (in_place) {
+                    m->mapped_bytes += dst[j]->bytes;
+                } else { /* converted or repacked: its file pages are done with, like the F16 path's */
+                    const gtr_wmat *v = &lt->pk[j];
+                    size_t rows = (v->n + v->nr - 1) / v->nr * v->nr;
+                    gtr_tensor_set_drop_range(set, v->data, rows * v->kp * gtr_wmat_esize(v->type));
+                    if (v->scales) gtr_tensor_set_drop_range(set, v->scales, rows * sizeof(float));
+                    if (v->colsum) gtr_tensor_set_drop_range(set, v->colsum, rows * sizeof(int32_t));
+                }
             }
         } else if ((st = load_linear(set, qkv, 3, kern, wtype, pool, &b, &l->qkv, fp, err)) ||
             (st = load_linear(set, &lt->o, 1, kern, wtype, pool, &b, &l->o, fp, err)) ||

@@ -206,6 +206,8 @@ gtr_status gtr_tensor_to_f32(gtr_tensor_set *s, const gtr_tensor *t, float *dst,
                              gtr_error *err);
 /* Drop a tensor's pages of its mapping (after its last use). */
 void gtr_tensor_drop(const gtr_tensor_set *s, const gtr_tensor *t);
+/* The same for bytes [p, p + len) of one of the set's mappings (nothing when p is in none). */
+void gtr_tensor_set_drop_range(const gtr_tensor_set *s, const void *p, size_t len);
 
 /* A weight matrix as stored: float (scale NULL) or I8 codes with per-row F32 scales. */
 typedef struct gtr_wtensor {
