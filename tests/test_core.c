@@ -406,6 +406,16 @@ static void test_cache_decode(void **state)
     if (l1 > 0) assert_int_equal(here.l1d, (size_t)l1);
     if (l2 > 0) assert_int_equal(here.l2, (size_t)l2);
 #endif
+    /* the vendor flag agrees with the kernel's vendor_id line */
+    FILE *ci = fopen("/proc/cpuinfo", "r");
+    char line[256];
+    while (ci && fgets(line, sizeof line, ci))
+        if (strncmp(line, "vendor_id", 9) == 0) {
+            bool amd = strstr(line, "AuthenticAMD") || strstr(line, "HygonGenuine");
+            assert_int_equal(here.amd, amd);
+            break;
+        }
+    if (ci) fclose(ci);
     (void)here;
 }
 
@@ -419,7 +429,7 @@ static void test_blocking_rules(void **state)
     for (size_t a = 0; a < 6; a++)
         for (size_t b = 0; b < 7; b++)
             for (size_t d = 0; d < 7; d++) {
-                gtr_cpu_caches c = {l1s[a], l2s[b], 0};
+                gtr_cpu_caches c = {l1s[a], l2s[b], 0, false};
                 size_t l1 = c.l1d ? c.l1d : (size_t)32 << 10, l2 = c.l2 ? c.l2 : (size_t)512 << 10;
                 size_t row = dims[d] * sizeof(float);
                 gtr_blocking k = gtr_blocking_for(&c, dims[d]);
@@ -431,15 +441,21 @@ static void test_blocking_rules(void **state)
                 assert_true(k.search_queries == 4 || k.search_queries * row <= l2 / 2);
                 assert_true(k.search_docs >= k.search_group && k.search_docs % k.search_group == 0);
                 /* and a larger cache never gets smaller blocks */
-                gtr_cpu_caches big = {c.l1d ? 2 * c.l1d : 0, c.l2 ? 2 * c.l2 : 0, 0};
+                gtr_cpu_caches big = {c.l1d ? 2 * c.l1d : 0, c.l2 ? 2 * c.l2 : 0, 0, c.amd};
                 gtr_blocking kb = gtr_blocking_for(&big, dims[d]);
                 assert_true(kb.linear_kc >= k.linear_kc && kb.search_group >= k.search_group &&
                             kb.search_queries >= k.search_queries);
             }
     /* a 1 MB L2 (Zen 4 and 5) keeps the k block the AVX-512 kernels were tuned with there */
-    gtr_cpu_caches zen4 = {32 << 10, 1 << 20, 32 << 20};
+    gtr_cpu_caches zen4 = {32 << 10, 1 << 20, 32 << 20, true};
     assert_int_equal(gtr_blocking_for(&zen4, 768).linear_kc, 1024);
-    assert_int_equal(gtr_blocking_for(NULL, 768).linear_kc, gtr_blocking_for(&(gtr_cpu_caches){0, 0, 0}, 768).linear_kc);
+    /* a lone query: one document after the other on AMD, the ISA's wide tile elsewhere
+     * (the Xeon of issue 19, and a CPU that reports nothing) */
+    gtr_cpu_caches xeon = {48 << 10, 2 << 20, 105 << 20, false};
+    assert_int_equal(gtr_blocking_for(&zen4, 768).search_lone, 1);
+    assert_int_equal(gtr_blocking_for(&xeon, 768).search_lone, 0);
+    assert_int_equal(gtr_blocking_for(NULL, 768).search_lone, 0);
+    assert_int_equal(gtr_blocking_for(NULL, 768).linear_kc, gtr_blocking_for(&(gtr_cpu_caches){0, 0, 0, false}, 768).linear_kc);
 }
 
 int main(void)

@@ -20,7 +20,7 @@
 
 gtr_cpu_caches gtr_cpu_caches_decode(const uint32_t (*regs)[4], size_t n)
 {
-    gtr_cpu_caches c = {0, 0, 0};
+    gtr_cpu_caches c = {0, 0, 0, false};
     for (size_t i = 0; i < n; i++) {
         uint32_t eax = regs[i][0], ebx = regs[i][1], ecx = regs[i][2];
         unsigned type = eax & 31, level = (eax >> 5) & 7;
@@ -50,7 +50,7 @@ static size_t read_leaf(unsigned leaf, uint32_t (*regs)[4], size_t max)
 
 static gtr_cpu_caches from_cpuid(void)
 {
-    gtr_cpu_caches c = {0, 0, 0};
+    gtr_cpu_caches c = {0, 0, 0, false};
     unsigned max, b, cx, d, a;
     if (!__get_cpuid(0, &max, &b, &cx, &d)) return c;
     char vendor[13];
@@ -75,10 +75,11 @@ static gtr_cpu_caches from_cpuid(void)
         c.l2 = (size_t)(cx >> 16) << 10;
         c.l3 = (size_t)(d >> 18) * (512u << 10);
     }
+    c.amd = true;
     return c;
 }
 #else
-static gtr_cpu_caches from_cpuid(void) { return (gtr_cpu_caches){0, 0, 0}; }
+static gtr_cpu_caches from_cpuid(void) { return (gtr_cpu_caches){0, 0, 0, false}; }
 #endif
 
 static size_t sysconf_size(int name)
@@ -117,5 +118,11 @@ gtr_blocking gtr_blocking_for(const gtr_cpu_caches *c, size_t dim)
     b.search_group = clamp(round_down(l1 / 2 / row, 4), 4, 64);
     b.search_queries = clamp(round_down(l2 / 2 / row, 4), 4, 4096);
     b.search_docs = GTR_MAX(b.search_group, round_down(GTR_MIN(l2 / 4 / row, 4096), b.search_group));
+    /* a lone query is memory-bound: on Zen 4 the 1 x 8 tile, reading eight rows 3 KB apart
+     * side by side, streams 100k x 768 floats at ~20 GB/s on one core, one row after the
+     * other at ~25 GB/s (the hardware prefetchers follow one sequential stream better than
+     * eight interleaved ones that each jump at the end of a row); Intel keeps the 1 x 8 tile
+     * it was measured with (ahead of FAISS there) */
+    b.search_lone = c && c->amd ? 1 : 0;
     return b;
 }

@@ -179,6 +179,7 @@ const char *gtr_cpu_describe(const gtr_cpu *cpu); /* static string */
  * CPUID leaf 4 (Intel) or 0x8000001D (AMD), else the legacy AMD leaves, else sysconf. */
 typedef struct gtr_cpu_caches {
     size_t l1d, l2, l3;
+    bool amd; /* AuthenticAMD / HygonGenuine (Zen): the choices that follow the vendor's prefetchers */
 } gtr_cpu_caches;
 gtr_cpu_caches gtr_cpu_caches_detect(void);
 /* The sizes described by cache descriptors in the layout of leaf 4 / 0x8000001D: regs[i] is
@@ -192,6 +193,9 @@ typedef struct gtr_blocking {
     size_t search_group;   /* exact search: document rows kept in L1 (multiple of 4) */
     size_t search_queries; /* query rows kept in L2 per pass (multiple of 4) */
     size_t search_docs;    /* documents per scoring call (multiple of search_group) */
+    size_t search_lone;    /* a query without a full query tile (batch 1): documents per tile,
+                            * 1 = one row after the other, a single sequential stream (AMD Zen);
+                            * 0 = the ISA's 1 x dt1 tile (several rows read side by side) */
 } gtr_blocking;
 gtr_blocking gtr_blocking_for(const gtr_cpu_caches *c, size_t dim);
 

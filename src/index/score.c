@@ -71,11 +71,13 @@ static const gtr_ix_kernels generic = {"generic", generic_score, generic_score_b
 
 const gtr_ix_kernels *gtr_ix_kernels_generic(void) { return &generic; }
 
-/* One query row i against documents [j, j1): 1 × dt1 tiles, then 1 × 1. */
-static void drive_row(const gtr_ix_tile_fn *t, size_t dt1, const float *q, const char *Db,
+/* One query row i against documents [j, j1): 1 × dt1 tiles, then 1 × 1; lone == 1: 1 × 1
+ * throughout, one row after the other (a single sequential stream, see cache.c). */
+static void drive_row(const gtr_ix_tile_fn *t, size_t dt1, size_t lone, const float *q, const char *Db,
                       size_t row, size_t j, size_t j1, size_t dim, float *s)
 {
-    for (; j + dt1 <= j1; j += dt1) t[2](q, 0, Db + j * row, dim, s + j, 0);
+    if (lone != 1)
+        for (; j + dt1 <= j1; j += dt1) t[2](q, 0, Db + j * row, dim, s + j, 0);
     for (; j < j1; j++) t[3](q, 0, Db + j * row, dim, s + j, 0);
 }
 
@@ -83,10 +85,11 @@ static void drive_row(const gtr_ix_tile_fn *t, size_t dt1, const float *q, const
  * documents, then each leftover query by 1 × dt1 and 1 × 1. Blocked (group > 0): the
  * documents are taken in groups of `group` rows, which stay in L1 while every qt-query tile
  * of a pass of `qblock` queries (rows in L2) goes over them; unblocked, each query tile goes
- * over all nd documents. Every pair is one tile call summing in score.h's order, so the
- * blocking changes only the memory traffic, never a score. */
+ * over all nd documents. Leftover queries take `lone` documents per tile (drive_row). Every
+ * pair is one tile call summing in score.h's order, so the blocking changes only the memory
+ * traffic, never a score. */
 static void drive(const gtr_ix_ukr *u, int src, const float *Q, size_t nq, size_t qs, const void *D,
-                  size_t nd, size_t dim, float *S, size_t lds, size_t group, size_t qblock)
+                  size_t nd, size_t dim, float *S, size_t lds, size_t group, size_t qblock, size_t lone)
 {
     static const size_t esz[GTR_IX_NSRC] = {4, 2, 1};
     const gtr_ix_tile_fn *t = u->tile[src];
@@ -107,14 +110,14 @@ static void drive(const gtr_ix_ukr *u, int src, const float *Q, size_t nq, size_
             }
         }
     }
-    for (size_t i = nfull; i < nq; i++) drive_row(t, dt1, Q + i * qs, Db, row, 0, nd, dim, S + i * lds);
+    for (size_t i = nfull; i < nq; i++) drive_row(t, dt1, lone, Q + i * qs, Db, row, 0, nd, dim, S + i * lds);
 }
 
 /* int8 codes: the scores of the widened codes times each document's scale */
 static void drive_i8(const gtr_ix_ukr *u, const float *Q, size_t nq, size_t qs, const int8_t *C,
                      const float *caux, size_t nd, size_t dim, float *S, size_t lds)
 {
-    drive(u, GTR_IX_I8, Q, nq, qs, C, nd, dim, S, lds, 0, 0);
+    drive(u, GTR_IX_I8, Q, nq, qs, C, nd, dim, S, lds, 0, 0, 0);
     for (size_t i = 0; i < nq; i++)
         for (size_t j = 0; j < nd; j++) S[i * lds + j] *= caux[3 * j];
 }
@@ -124,18 +127,18 @@ static void drive_i8(const gtr_ix_ukr *u, const float *Q, size_t nq, size_t qs, 
     static void isa##_score(const float *Q, size_t nq, size_t qs, const float *D, size_t nd,   \
                             size_t dim, float *S, size_t lds)                                  \
     {                                                                                          \
-        drive(&gtr_ix_##isa##_ukr, GTR_IX_F32, Q, nq, qs, D, nd, dim, S, lds, 0, 0);           \
+        drive(&gtr_ix_##isa##_ukr, GTR_IX_F32, Q, nq, qs, D, nd, dim, S, lds, 0, 0, 0);        \
     }                                                                                          \
     static void isa##_score_blocked(const gtr_blocking *b, const float *Q, size_t nq, size_t qs, \
                                     const float *D, size_t nd, size_t dim, float *S, size_t lds) \
     {                                                                                          \
         drive(&gtr_ix_##isa##_ukr, GTR_IX_F32, Q, nq, qs, D, nd, dim, S, lds, b->search_group, \
-              b->search_queries);                                                              \
+              b->search_queries, b->search_lone);                                              \
     }                                                                                          \
     static void isa##_f16(const float *Q, size_t nq, size_t qs, const uint16_t *C, size_t nd,  \
                           size_t dim, float *S, size_t lds)                                    \
     {                                                                                          \
-        drive(&gtr_ix_##isa##_ukr, GTR_IX_F16, Q, nq, qs, C, nd, dim, S, lds, 0, 0);           \
+        drive(&gtr_ix_##isa##_ukr, GTR_IX_F16, Q, nq, qs, C, nd, dim, S, lds, 0, 0, 0);        \
     }                                                                                          \
     static void isa##_i8(const float *Q, size_t nq, size_t qs, const int8_t *C,                \
                          const float *caux, size_t nd, size_t dim, float *S, size_t lds)       \
