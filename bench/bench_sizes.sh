@@ -48,12 +48,18 @@ for size in $sizes; do
     np=${npass[$size]}
     for dt in f32 bf16 int8; do
         case " ${BENCH_SIZES_SKIP:-} " in *" $size:$dt "*)
-            rows+="| $size | $dt | not run (BENCH_SIZES_SKIP) | | | | | | |"$'\n'; continue ;; esac
-        cat "$m/model.safetensors" > /dev/null # warm page cache: the figures are warm loads
+            rows+="| $size | $dt | not run (BENCH_SIZES_SKIP) | | | | | | | |"$'\n'; continue ;; esac
+        # cold load: the checkpoint's pages evicted first (only this file, not the machine's cache)
+        "${PYTHON:-/usr/bin/python3}" -c 'import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED); os.close(fd)' "$m/model.safetensors"
+        lcold=refused
+        if /usr/bin/time -f "%e" -o "$out/t_cold" $GTR embed -m "$m" --dtype "$dt" -t "$threads" \
+             -i "$out/one.txt" -o "$out/sizes.f32" -q 2> /dev/null; then read -r lcold < "$out/t_cold"; lcold="$lcold s"; fi
+        cat "$m/model.safetensors" > /dev/null # warm page cache: the other figures are warm loads
         if ! /usr/bin/time -f "%e %M" -o "$out/t_load" $GTR embed -m "$m" --dtype "$dt" -t "$threads" \
              -i "$out/one.txt" -o "$out/sizes.f32" -q 2> "$out/err_load"; then
             why=$(grep -v "Command exited" "$out/err_load" | head -1)
-            rows+="| $size | $dt | refused by the memory check: \`${why}\` | | | | | |"$'\n'
+            rows+="| $size | $dt | refused by the memory check: \`${why}\` | | | | | | |"$'\n'
             continue
         fi
         read -r lw lrss < "$out/t_load"
@@ -61,12 +67,12 @@ for size in $sizes; do
             -i "$out/sizes_passages.jsonl" -o "$out/sizes.f32" -q
         read -r ew erss < "$out/t_emb"
         row=$(awk -v lw="$lw" -v ew="$ew" -v tok="$tokens" -v np="$np" -v lrss="$lrss" -v erss="$erss" \
-                  -v size="$size" -v dt="$dt" -v gb="$gb" 'BEGIN {
+                  -v size="$size" -v dt="$dt" -v gb="$gb" -v lcold="$lcold" 'BEGIN {
             enc = ew - lw; if (enc < 0.01) enc = 0.01
             tps = tok / enc
             sf = 5183 * (tok / np) / tps; nq = 2681468 * 100 / tps; mm = 8841823 * 75 / tps
-            printf "| %s (%s GB F16) | %s | %.1f s | %.2f GB | %.0f | %.1f h | %.0f h | %.0f h | %.2f GB |",
-                   size, gb, dt, lw, lrss / 1048576, tps, sf / 3600, nq / 3600, mm / 3600, erss / 1048576
+            printf "| %s (%s GB F16) | %s | %s | %.1f s | %.2f GiB | %.0f | %.1f h | %.0f h | %.0f h | %.2f GiB |",
+                   size, gb, dt, lcold, lw, lrss / 1048576, tps, sf / 3600, nq / 3600, mm / 3600, erss / 1048576
         }')
         rows+="$row"$'\n'
         echo "$row" >&2
@@ -109,7 +115,7 @@ for f in sys.argv[1:]:
                    -v fw="$fw" -v frss="$frss" -v qe="$qe" -v tok="$tokens" -v c0="$c0" -v qrss="$qrss" \
                    -v ckc="${ckc:-0}" -v ckw="${ckw:-0}" -v lnv="$lnv" -v fcn="$fcn" 'BEGIN {
             enc = qe - fw; if (enc < 0.01) enc = 0.01
-            printf "| %s | %s | %s GB | %.0f s | %.2f s (%.2f) | %.2f s (%.2f) | %.2f s | %.1f s | %.1f s | %.1f s | %.0f | %.2f GB | %.2f GB |",
+            printf "| %s | %s | %s GB | %.0f s | %.2f s (%.2f) | %.2f s (%.2f) | %.2f s | %.1f s | %.1f s | %.1f s | %.0f | %.2f GiB | %.2f GiB |",
                    size, dt, qgb, qw, lc, ckc, lw, ckw, lnv, fc, fcn, fw, tok / enc, frss / 1048576, qrss / 1048576
         }')
         qrows+="$qrow"$'\n'
@@ -130,8 +136,11 @@ section="## Model sizes
 
 \`bench/bench_sizes.sh\` (BENCH_SIZES picks the sizes; each run writes its own subsection below).
 Random weights of each released GTR shape, F16 \`model.safetensors\` as on the hub (made by
-../shared/reference/make_big_model.py), converted at load to the compute dtype; page cache warm.
-Load = \`gtr embed\` of one short text (load time and peak RSS of the whole process); tokens/s on
+../shared/reference/make_big_model.py), converted at load to the compute dtype. Load =
+\`gtr embed\` of one short text (load time and peak RSS of the whole process), cold (the
+checkpoint's pages evicted first) and warm (the file read into the page cache first; the other
+figures are warm); peak RSS in GiB (KiB / 1048576: the subsections before 2026-12-06 04:00 say
+\"GB\" for the same unit); tokens/s on
 the first SciFact passages (base ${npass[base]}, large ${npass[large]}, xl ${npass[xl]}, xxl ${npass[xxl]}; tokens including </s>), from the embed
 time minus the load time. Projections: SciFact 5,183 passages at the measured passage length, NQ
 2,681,468 passages x ~100 tokens, MS MARCO 8,841,823 x ~75 tokens, on that machine with those
@@ -152,8 +161,8 @@ $kept
 Flags: $flags. Load average $load_start at the start and $load_end at the end (a machine shared
 with other jobs: figures taken under load are slower than a quiet machine's).${BENCH_SIZES_SKIP:+ BENCH_SIZES_SKIP=$BENCH_SIZES_SKIP.}
 
-| size | dtype | load | load peak RSS | tokens/s | SciFact | NQ | MS MARCO | embed peak RSS |
-|---|---|---|---|---|---|---|---|---|
+| size | dtype | load cold | load warm | load peak RSS | tokens/s | SciFact | NQ | MS MARCO | embed peak RSS |
+|---|---|---|---|---|---|---|---|---|---|
 ${rows}
 | size | copy | file | quantize | load cold (checksums) | load warm (checksums) | load warm, GTR_NO_VERIFY | first vector cold | first vector cold, GTR_NO_VERIFY | first vector warm | tokens/s | first vector peak RSS | embed peak RSS |
 |---|---|---|---|---|---|---|---|---|---|---|---|---|

@@ -344,6 +344,7 @@ static int run(const opts *o)
     mo.n_threads = (int)o->threads;
     mo.max_len = (int)o->max_len;
     mo.dtype = o->dtype;
+    mo.batch_size = (size_t)o->batch; /* the memory check counts the activations of one batch */
     if (o->device) mo.device = o->device;
     gtr_model *m = gtr_model_load(o->model, &mo, &err);
     if (!m) return cli_fail(CMD, &err);

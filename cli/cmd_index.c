@@ -211,6 +211,7 @@ int cmd_index(int argc, char **argv)
     mo.no_verify = cli_no_verify();
     if (!cli_max_memory("index", &mo.max_memory)) return 2;
 
+    mo.batch_size = o.batch_size; /* the memory check counts the activations of one batch */
     char *hint = realpath(model_dir, NULL);
     o.model_hint = hint;
     gtr_error err;

@@ -93,6 +93,7 @@ int cmd_mine_negatives(int argc, char **argv)
     gtr_model_options opt;
     if (!cli_model_options(CMD, &opt)) return 2;
     opt.n_threads = (int)threads;
+    opt.batch_size = mo.batch; /* the memory check counts the activations of one batch */
     gtr_model *m = gtr_model_load(model, &opt, &err);
     if (!m) return cli_fail(CMD, &err);
     cli_progress prog;

@@ -284,6 +284,9 @@ typedef struct gtr_model_options {
                                       * driver", "no CUDA device". */
     int no_verify;                   /* nonzero: skip the weight checksums of a `gtr quantize`
                                       * copy (below; the structure is still validated) */
+    size_t batch_size;               /* the most texts the caller will pass to one encode call,
+                                      * for the memory check (below); 0: any number (the check
+                                      * counts the largest chunk an encode call computes at once) */
 } gtr_model_options;
 /* Defaults: all cores, F32, model's max length. */
 GTR_API gtr_model_options gtr_model_default_options(void);
@@ -291,9 +294,11 @@ GTR_API gtr_model_options gtr_model_default_options(void);
 /* dir: a model directory, or a Hugging Face repository id "org/name[@revision]" that is not
  * a local path, found in the cache transformers fills ($HF_HUB_CACHE, else $HF_HOME/hub, else
  * ~/.cache/huggingface/hub; refs/<revision> names the snapshot); never downloads.
- * Before converting anything the load estimates the memory the dtype needs (weights + one
- * chunk's activations) and fails with GTR_ERR_NOMEM naming needed, available and the dtypes
- * that would fit, rather than run the machine out of memory.
+ * Before converting anything the load estimates the memory the dtype needs (weights, plus the
+ * larger of the load's conversion buffers and the activations of an encode call of
+ * batch_size texts of max_len tokens on n_threads threads) and fails with GTR_ERR_NOMEM naming
+ * needed, available, and the smaller batch and the dtypes that would fit, rather than run the
+ * machine out of memory.
  * opts may be NULL (defaults). A weight that is NaN or infinite is GTR_ERR_FORMAT naming the
  * file, the tensor and the element (checked in the pass that fingerprints the weights: about
  * 0.1 s more on the 2.3 s load of a gtr-t5-base-size model). A `gtr quantize` copy records a

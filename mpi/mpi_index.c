@@ -42,7 +42,8 @@ static void usage(FILE *out)
             "      --dtype f32|bf16|int8   --max-len N   -q, --quiet\n");
 }
 
-/* the model's description minus its "compute:" line, as gtr_index_build records it */
+/* the model's description minus its "compute:" and "memory to load:" lines, as
+ * gtr_index_build records it */
 static char *describe(const gtr_model *m)
 {
     const char *d = gtr_model_describe(m);
@@ -52,7 +53,7 @@ static char *describe(const gtr_model *m)
     while (*d) {
         const char *nl = strchr(d, '\n');
         size_t len = nl ? (size_t)(nl - d) + 1 : strlen(d);
-        if (strncmp(d, "compute:", 8) != 0) memcpy(out + k, d, len), k += len;
+        if (strncmp(d, "compute:", 8) != 0 && strncmp(d, "memory to load:", 15) != 0) memcpy(out + k, d, len), k += len;
         d += len;
     }
     while (k && out[k - 1] == '\n') k--;
@@ -99,6 +100,7 @@ int mpi_cmd_index(const dist_ctx *d, int argc, char **argv)
 
     /* every rank loads the model, then all must agree before any work */
     gtr_error err;
+    mo.batch_size = o.batch_size; /* the memory check counts the activations of one batch */
     gtr_model *m = gtr_model_load(model_dir, &mo, &err);
     if (!m) dist_errorf(d, 1, "%s", err.message);
     char *hint = d->rank == 0 ? realpath(model_dir, NULL) : NULL;

@@ -415,6 +415,68 @@ static void test_layout_and_workspace(void **state)
     free(W), free(x), free(y1), free(y2);
 }
 
+/* The packed bytes are the layout's definition (kernels.h: panels of nr rows, [kp/g][nr][g],
+ * zero padded; bf16 = gtr_bf16_daz; int8 = gtr_quantize_rows_int8's codes clamped to -127,
+ * with that row's scale and code sum), element by element, for the portable, this CPU's and
+ * the file layout's tables, serial and on 3 threads, with partial panels and k groups. */
+static void test_pack_layout(void **state)
+{
+    (void)state;
+    gtr_error e;
+    static const size_t dims[][2] = {{1, 1}, {5, 3}, {70, 67}, {130, 129}, {64, 256}, {17, 1030}};
+    const gtr_kernels *tables[] = {gtr_kernels_generic(), gtr_kernels_select(), gtr_kernels_file_layout()};
+    for (size_t si = 0; si < sizeof dims / sizeof dims[0]; si++) {
+        size_t n = dims[si][0], k = dims[si][1];
+        float *W = falloc(n * k);
+        fill(W, n * k, 0.5f);
+        W[0] = 3e-39f; /* a denormal: bf16 flushes it */
+        int8_t *qr = malloc(k);
+        assert_non_null(qr);
+        for (int ti = 0; ti < 3; ti++)
+            for (int t = 0; t < GTR_W_NTYPES; t++)
+                for (int pi = 0; pi <= 3; pi += 3) {
+                    gtr_wmat w;
+                    TU_OK(gtr_wmat_pack_pool(tables[ti], pools[pi], &w, W, n, k, (gtr_wtype)t, &e), &e);
+                    size_t nr, kp, g = gtr_wmat_kgroup((gtr_wtype)t);
+                    gtr_wmat_layout(tables[ti], (gtr_wtype)t, k, &nr, &kp);
+                    assert_int_equal(w.nr, nr);
+                    assert_int_equal(w.kp, kp);
+                    size_t np = (n + nr - 1) / nr;
+                    for (size_t r = 0; r < np * nr; r++) {
+                        float sc = 0;
+                        int32_t sum = 0;
+                        if (t == GTR_W_INT8 && r < n) {
+                            gtr_quantize_rows_int8(W + r * k, 1, k, qr, &sc);
+                            for (size_t c = 0; c < k; c++) {
+                                if (qr[c] < -127) qr[c] = -127;
+                                sum += qr[c];
+                            }
+                            assert_memory_equal(&w.scales[r], &sc, sizeof sc);
+                            assert_int_equal(w.colsum[r], sum);
+                        }
+                        for (size_t c = 0; c < kp; c++) {
+                            size_t p = r / nr, j = r % nr;
+                            size_t idx = ((p * (kp / g) + c / g) * nr + j) * g + c % g;
+                            bool in = r < n && c < k;
+                            if (t == GTR_W_F32) {
+                                float want = in ? W[r * k + c] : 0.0f;
+                                assert_memory_equal((const float *)w.data + idx, &want, 4);
+                            } else if (t == GTR_W_BF16) {
+                                uint16_t want = in ? gtr_bf16_daz(W[r * k + c]) : 0;
+                                assert_int_equal(((const uint16_t *)w.data)[idx], want);
+                            } else {
+                                int8_t want = in ? qr[c] : 0;
+                                assert_int_equal(((const int8_t *)w.data)[idx], want);
+                            }
+                        }
+                    }
+                    gtr_wmat_free(&w);
+                }
+        free(qr);
+        free(W);
+    }
+}
+
 /* ---- strided sgemm (attention) --------------------------------------------------------------- */
 
 static void test_sgemm(void **state)
@@ -689,6 +751,7 @@ int main(void)
         cmocka_unit_test(test_softmax_nan),
         cmocka_unit_test(test_transpose),
         cmocka_unit_test(test_bf16mm),
+        cmocka_unit_test(test_pack_layout),
     };
     return cmocka_run_group_tests_name("kernels", tests, setup, teardown);
 }

@@ -733,9 +733,13 @@ static void test_memory_check(void **state)
     gtr_tensor_set set = {0};
     gtr_error e;
     assert_int_equal(gtr_tensor_set_open_dir(&set, dir, &e), GTR_OK);
+    gtr_model_config cfg;
+    TU_OK(gtr_model_config_read(dir, &cfg, &e), &e);
+    /* the loads below: one thread, the model's max length, any batch */
+    gtr_mem_plan plan = {&cfg, gtr_kernels_select(), 1, cfg.max_seq_length, 0};
     size_t est[3];
     for (int i = 0; i < 3; i++) {
-        est[i] = gtr_mem_estimate(&set, dts[i]);
+        est[i] = gtr_mem_estimate(&set, &plan, dts[i]);
         gtr_model_options o = gtr_model_default_options();
         o.dtype = dts[i];
         o.n_threads = 1;
@@ -746,6 +750,17 @@ static void test_memory_check(void **state)
         gtr_model_free(m);
     }
     assert_true(est[0] > est[1] && est[1] > est[2]);
+    /* the batch: more texts per call never need less; any batch (0) needs the most */
+    size_t prev = 0;
+    for (size_t b = 1; b <= 64; b *= 2) {
+        gtr_mem_parts p;
+        gtr_mem_estimate_parts(&set, &plan, GTR_DTYPE_F32, b, &p);
+        assert_true(p.total >= prev);
+        assert_true(p.total <= est[0]);
+        assert_true(p.tokens <= b * (size_t)cfg.max_seq_length);
+        prev = p.total;
+    }
+    gtr_model_config_free(&cfg);
     gtr_tensor_set_free(&set);
     /* between the int8 and f32 needs: f32 refused, suggesting the dtypes that fit */
     gtr_model_options o = gtr_model_default_options();
@@ -753,7 +768,7 @@ static void test_memory_check(void **state)
     o.n_threads = 1;
     assert_null(gtr_model_load(dir, &o, &e));
     assert_int_equal(e.code, GTR_ERR_NOMEM);
-    assert_non_null(strstr(e.message, "loading as f32 needs about"));
+    assert_non_null(strstr(e.message, "loading as f32 needs about")); /* no batch given */
     assert_non_null(strstr(e.message, "--dtype int8 needs"));
     assert_null(strstr(e.message, "--dtype bf16 needs")); /* does not fit */
     o.dtype = GTR_DTYPE_INT8;

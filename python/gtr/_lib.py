@@ -48,7 +48,8 @@ class Error(ctypes.Structure):
 
 class ModelOptions(ctypes.Structure):
     _fields_ = [("size", c_size_t), ("n_threads", c_int), ("pool", c_void_p), ("dtype", c_int), ("max_len", c_int),
-                ("spm_compat", c_int), ("max_memory", c_size_t), ("device", c_char_p), ("no_verify", c_int)]
+                ("spm_compat", c_int), ("max_memory", c_size_t), ("device", c_char_p), ("no_verify", c_int),
+                ("batch_size", c_size_t)]
 
 
 class Ids(ctypes.Structure):

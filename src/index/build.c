@@ -607,15 +607,17 @@ gtr_status gtr_index_build(gtr_model *model, const char *corpus, const char *bas
                            const gtr_index_build_options *opts, gtr_index_build_stats *stats, gtr_error *err)
 {
     if (!model) return gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_index_build: no model");
-    /* the description minus its "compute:" line (threads, kernels: how this process runs the
-     * model, not which model it is), so the index does not depend on the machine */
+    /* the description minus its "compute:" and "memory to load:" lines (threads, kernels,
+     * batch: how this process runs the model, not which model it is), so the index does not
+     * depend on the machine or --batch */
     const char *d = gtr_model_describe(model);
     gtr_buf desc = {0};
     gtr_status st = GTR_OK;
     while (d && *d && !st) {
         const char *nl = strchr(d, '\n');
         size_t len = nl ? (size_t)(nl - d) + 1 : strlen(d);
-        if (strncmp(d, "compute:", 8) != 0) st = gtr_buf_append(&desc, d, len, err);
+        if (strncmp(d, "compute:", 8) != 0 && strncmp(d, "memory to load:", 15) != 0)
+            st = gtr_buf_append(&desc, d, len, err);
         d += len;
     }
     while (!st && desc.len && desc.data[desc.len - 1] == '\n') desc.data[--desc.len] = '\0';

@@ -150,6 +150,9 @@ void gtr_linear(const gtr_kernels *kern, gtr_pool *pool, const gtr_wmat *w, cons
                 size_t m, size_t ldx, float *y, size_t ldy, unsigned flags);
 size_t gtr_linear_ws_size(const gtr_kernels *kern, const gtr_pool *pool, const gtr_wmat *w,
                           size_t m);
+/* An upper bound of gtr_linear_ws_size for any [*, k] matrix of type on n_threads threads,
+ * before the matrix exists (packed by kern or stored by `gtr quantize`): the memory check. */
+size_t gtr_linear_ws_bound(const gtr_kernels *kern, int n_threads, gtr_wtype type, size_t k);
 void gtr_linear_ws(const gtr_kernels *kern, gtr_pool *pool, const gtr_wmat *w, const float *x,
                    size_t m, size_t ldx, float *y, size_t ldy, unsigned flags, void *ws,
                    size_t ws_bytes);

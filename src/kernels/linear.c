@@ -52,6 +52,21 @@ size_t gtr_linear_ws_size(const gtr_kernels *kern, const gtr_pool *pool, const g
     return per ? per * (size_t)gtr_pool_size(pool) + 64 : 0;
 }
 
+size_t gtr_linear_ws_bound(const gtr_kernels *kern, int n_threads, gtr_wtype type, size_t k)
+{
+    /* k padded as kern packs it or as a `gtr quantize` file stores it, whichever is more */
+    size_t nr, kp, kp_file, per = 0;
+    gtr_wmat_layout(kern, type, k, &nr, &kp);
+    gtr_wmat_layout(gtr_kernels_file_layout(), type, k, &nr, &kp_file);
+    kp = GTR_MAX(kp, kp_file);
+    const gtr_kernels *ks[2] = {kern, gtr_kernels_generic()};
+    for (int i = 0; i < 2; i++) {
+        const gtr_linear_ukr *u = ks[i]->linear[type];
+        if (u->ws) per = GTR_MAX(per, (u->ws(kp) + 63) / 64 * 64);
+    }
+    return per ? per * (size_t)GTR_MAX(n_threads, 1) + 64 : 0;
+}
+
 void gtr_linear_ws(const gtr_kernels *kern, gtr_pool *pool, const gtr_wmat *w, const float *x,
                    size_t m, size_t ldx, float *y, size_t ldy, unsigned flags, void *ws,
                    size_t ws_bytes)

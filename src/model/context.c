@@ -41,6 +41,13 @@ struct gtr_context {
 #define CHUNK_MAX_BYTES ((size_t)256 << 20)
 #define CHUNK_MAX_TOKENS ((size_t)8192)
 
+size_t gtr_chunk_tokens(const gtr_t5_config *c, size_t weight_bytes, int max_len)
+{
+    size_t chunk_bytes = GTR_MIN(CHUNK_MAX_BYTES, GTR_MAX(CHUNK_MIN_BYTES, weight_bytes / 4));
+    size_t per_token = sizeof(float) * gtr_t5_token_floats(c);
+    return GTR_MAX((size_t)max_len, GTR_MIN(CHUNK_MAX_TOKENS, chunk_bytes / per_token));
+}
+
 gtr_context_options gtr_context_default_options(void)
 {
     gtr_context_options o;
@@ -189,11 +196,7 @@ gtr_status gtr_context_encode_ids(gtr_context *x, const int32_t *const *ids, con
     }
     if (n == 0) return GTR_OK;
     if (m->cuda) return gtr_cuda_encode(m->cuda, ids, n_ids, n, out, err);
-    const gtr_t5_config *c = &m->cfg.t5;
-    size_t per_token = sizeof(float) * (2 * (size_t)c->d_model + 4 * (size_t)m->t5.inner +
-                                        (c->ff == GTR_FF_GATED_GELU ? 2 : 1) * (size_t)c->d_ff);
-    size_t chunk_bytes = GTR_MIN(CHUNK_MAX_BYTES, GTR_MAX(CHUNK_MIN_BYTES, gtr_model_weight_bytes(m) / 4));
-    size_t budget = GTR_MAX((size_t)m->max_len, GTR_MIN(CHUNK_MAX_TOKENS, chunk_bytes / per_token));
+    size_t budget = gtr_chunk_tokens(&m->cfg.t5, gtr_model_weight_bytes(m), m->max_len);
     /* every text has a token, so a chunk holds at most budget texts */
     gtr_status st = reserve_schedule(x, n, GTR_MIN(n, budget), err);
     if (st) return st;

@@ -252,6 +252,22 @@ typedef struct {
     size_t floats, rows;
 } load_buf;
 
+/* load_buf's sizes: rows and floats of the largest (stacked) Linear. */
+static void load_buf_dims(const gtr_t5_config *c, size_t *rows, size_t *floats)
+{
+    size_t d = (size_t)c->d_model, inner = (size_t)c->num_heads * (size_t)c->d_kv;
+    size_t ffw = (c->ff == GTR_FF_GATED_GELU ? 2 : 1) * (size_t)c->d_ff;
+    *rows = GTR_MAX(GTR_MAX(3 * inner, ffw), d);
+    *floats = GTR_MAX(GTR_MAX(3 * inner, ffw) * d, d * (size_t)c->d_ff);
+}
+
+size_t gtr_t5_load_buffer_bytes(const gtr_t5_config *c, gtr_wtype wtype)
+{
+    size_t rows, floats;
+    load_buf_dims(c, &rows, &floats);
+    return floats * sizeof(float) + (wtype == GTR_W_INT8 ? floats + rows * sizeof(float) : 0);
+}
+
 /* Pack the row-wise concatenation of parts (each [rows_i, k]) as one weight matrix. Every
  * part is fingerprinted as float32 (dequantised when stored as int8: the fingerprint depends
  * on the values, not the file format). INT8 packing takes stored codes and scales as they
@@ -413,9 +429,7 @@ gtr_status gtr_t5_load(gtr_t5 *m, const gtr_t5_config *cfg, gtr_tensor_set *set,
     /* 2. Convert: vectors directly, the embedding and the Linear weights through one set of
      * buffers (the largest Linear) into the compute precision. Each source tensor's file
      * pages are dropped once converted. */
-    size_t ffw = (cfg->ff == GTR_FF_GATED_GELU ? 2 : 1) * (size_t)cfg->d_ff;
-    b.rows = GTR_MAX(GTR_MAX(3 * (size_t)m->inner, ffw), d);
-    b.floats = GTR_MAX(GTR_MAX(3 * (size_t)m->inner, ffw) * d, d * (size_t)cfg->d_ff);
+    load_buf_dims(cfg, &b.rows, &b.floats);
     b.tmp = gtr_malloc_aligned(b.floats * sizeof(float), err);
     if (wtype == GTR_W_INT8) {
         b.q = gtr_malloc_aligned(b.floats, err);
@@ -447,7 +461,15 @@ gtr_status gtr_t5_load(gtr_t5 *m, const gtr_t5_config *cfg, gtr_tensor_set *set,
                     gtr_error_prefix(err, "%s", gtr_tensor_file(set, NULL));
                     goto fail;
                 }
-                if (in_place) m->mapped_bytes += dst[j]->bytes;
+                if (in_place) {
+                    m->mapped_bytes += dst[j]->bytes;
+                } else { /* converted or repacked: its file pages are done with, like the F16 path's */
+                    const gtr_wmat *v = &lt->pk[j];
+                    size_t rows = (v->n + v->nr - 1) / v->nr * v->nr;
+                    gtr_tensor_set_drop_range(set, v->data, rows * v->kp * gtr_wmat_esize(v->type));
+                    if (v->scales) gtr_tensor_set_drop_range(set, v->scales, rows * sizeof(float));
+                    if (v->colsum) gtr_tensor_set_drop_range(set, v->colsum, rows * sizeof(int32_t));
+                }
             }
         } else if ((st = load_linear(set, qkv, 3, kern, wtype, pool, &b, &l->qkv, fp, err)) ||
             (st = load_linear(set, &lt->o, 1, kern, wtype, pool, &b, &l->o, fp, err)) ||
@@ -501,7 +523,41 @@ static size_t attn_bf16_bytes(const gtr_bf16mm *mm, size_t dk, size_t L)
     return (a + 63) / 64 * 64 + (b + 63) / 64 * 64 + (w + 63) / 64 * 64 + (t + 63) / 64 * 64;
 }
 
-/* Grow the arena to hold `tokens` packed rows of n texts, the longest max_len tokens. */
+/* Floats of the per-row activations scratch_reserve allocates for one packed token: x, xn
+ * [d_model] each, qkv [3 * inner], ctx [inner], ff [d_ff, twice when gated]. */
+size_t gtr_t5_token_floats(const gtr_t5_config *c)
+{
+    size_t inner = (size_t)c->num_heads * (size_t)c->d_kv;
+    return 2 * (size_t)c->d_model + 4 * inner + (c->ff == GTR_FF_GATED_GELU ? 2 : 1) * (size_t)c->d_ff;
+}
+
+/* Floats of one thread's attention scratch for texts of at most max_len tokens (mm: the bf16
+ * products, else NULL): scores of a query block, then Kᵀ (float32) or the bf16 buffers. */
+static size_t attn_floats_per_thread(const gtr_t5_config *c, const gtr_bf16mm *mm, size_t max_len)
+{
+    size_t per = (GTR_ATT_QBLOCK + (size_t)c->d_kv) * max_len;
+    if (mm) per = GTR_ATT_QBLOCK * max_len + (attn_bf16_bytes(mm, (size_t)c->d_kv, max_len) + 63) / 64 * 16;
+    return (per + 15) & ~(size_t)15; /* each thread's block starts on a cache line */
+}
+
+size_t gtr_t5_scratch_bytes(const gtr_t5_config *c, const gtr_kernels *kern, gtr_wtype wtype, int n_threads,
+                            size_t tokens, size_t n, size_t max_len)
+{
+    size_t inner = (size_t)c->num_heads * (size_t)c->d_kv, d = (size_t)c->d_model;
+    size_t threads = (size_t)GTR_MAX(n_threads, 1);
+    const gtr_bf16mm *mm = c->num_layers > 0 && wtype != GTR_W_F32 ? gtr_kernels_bf16mm(kern) : NULL;
+    size_t b = tokens * (gtr_t5_token_floats(c) * sizeof(float) + sizeof(int32_t)); /* + tok */
+    b += n * sizeof(size_t);                                                          /* offs */
+    b += attn_floats_per_thread(c, mm, max_len) * threads * sizeof(float);            /* scores */
+    b += (size_t)c->num_heads * (2 * max_len - 1) * sizeof(float);                   /* pos_table */
+    /* gtr_linear's scratch: the largest over the layer's matrices (k = d, inner, d, d_ff) */
+    size_t ks[4] = {d, inner, d, (size_t)c->d_ff}, ws = 0;
+    for (int i = 0; i < 4; i++) ws = GTR_MAX(ws, gtr_linear_ws_bound(kern, (int)threads, wtype, ks[i]));
+    return b + ws;
+}
+
+/* Grow the arena to hold `tokens` packed rows of n texts, the longest max_len tokens
+ * (gtr_t5_scratch_bytes adds up what this allocates: keep the two together). */
 static gtr_status scratch_reserve(const gtr_t5 *m, const gtr_kernels *kern, gtr_pool *pool,
                                   gtr_t5_scratch *s, size_t tokens, size_t n, size_t max_len,
                                   gtr_error *err)
@@ -532,10 +588,7 @@ static gtr_status scratch_reserve(const gtr_t5 *m, const gtr_kernels *kern, gtr_
         }
         s->cap_texts = n;
     }
-    size_t per = (GTR_ATT_QBLOCK + (size_t)c->d_kv) * max_len;
-    const gtr_bf16mm *mm = attn_bf16mm(m, kern);
-    if (mm) per = GTR_ATT_QBLOCK * max_len + (attn_bf16_bytes(mm, (size_t)c->d_kv, max_len) + 63) / 64 * 16;
-    per = (per + 15) & ~(size_t)15; /* each thread's block starts on a cache line */
+    size_t per = attn_floats_per_thread(c, attn_bf16mm(m, kern), max_len);
     if (per > s->scores_per_thread || n_threads > s->n_threads) {
         size_t want = GTR_MAX(per, s->scores_per_thread);
         if ((st = ensure(&s->scores, want * (size_t)n_threads, err))) {

@@ -187,7 +187,8 @@ static gtr_model *load_dir(const char *dir, const gtr_model_options *opts, gtr_e
         if (q) q->used = false; /* only looked at */
         m->dtype = o.dtype;
     }
-    if ((st = gtr_mem_check(&set, o.dtype, o.max_memory, dir, err))) goto fail;
+    gtr_mem_plan plan = {&m->cfg, m->kern, gtr_pool_size(m->pool), m->max_len, o.batch_size};
+    if ((st = gtr_mem_check(&set, &plan, o.dtype, o.max_memory, dir, err))) goto fail;
     /* a `gtr quantize` copy's checksums (checksum.c), before anything is computed from it */
     char verified[96] = "";
     {
@@ -203,8 +204,12 @@ static gtr_model *load_dir(const char *dir, const gtr_model_options *opts, gtr_e
                      gtr_now_seconds() - t0);
         }
     }
-    double est[3] = {(double)gtr_mem_estimate(&set, GTR_DTYPE_F32), (double)gtr_mem_estimate(&set, GTR_DTYPE_BF16),
-                     (double)gtr_mem_estimate(&set, GTR_DTYPE_INT8)};
+    double est[3] = {(double)gtr_mem_estimate(&set, &plan, GTR_DTYPE_F32),
+                     (double)gtr_mem_estimate(&set, &plan, GTR_DTYPE_BF16),
+                     (double)gtr_mem_estimate(&set, &plan, GTR_DTYPE_INT8)};
+    char est_batch[64];
+    if (o.batch_size) snprintf(est_batch, sizeof est_batch, "batches of %zu texts", o.batch_size);
+    else snprintf(est_batch, sizeof est_batch, "the largest chunk");
     gtr_wtype wt = o.dtype == GTR_DTYPE_BF16 ? GTR_W_BF16 : o.dtype == GTR_DTYPE_INT8 ? GTR_W_INT8
                                                                                        : GTR_W_F32;
     if ((st = gtr_t5_load(&m->t5, &m->cfg.t5, &set, m->kern, wt, m->pool, &fp, err))) goto fail;
@@ -250,13 +255,13 @@ static gtr_model *load_dir(const char *dir, const gtr_model_options *opts, gtr_e
                    "output: %d dimensions%s\nparameters: %s (encoder %s, dense %s)\n"
                    "storage: %s\ncompute: %s weights (%.1f MiB%s), kernels %s, %d threads\n"
                    "memory to load: f32 %.2f GiB, bf16 %.2f GiB, int8 %.2f GiB (estimated: private weights + "
-                   "one chunk's work)\n"
+                   "the load's buffers or the work of %s of %d tokens, %d threads)\n"
                    "max length: %d tokens (max_seq_length %d)\ntokenizer: %s (%d pieces)\n"
                    "fingerprint: %016llx%s",
                    m->head.d_out, m->cfg.normalize ? ", unit length" : "", with_commas(n_params, nb1),
                    with_commas(m->t5.n_params, nb2), with_commas(m->head.n_params, nb3), sets.data ? sets.data : "", dtype_name(m->dtype),
                    (double)gtr_model_weight_bytes(m) / (1 << 20), mapped, gtr_kernels_name(m->kern),
-                   gtr_pool_size(m->pool), est[0] / GIB, est[1] / GIB, est[2] / GIB, m->max_len, m->cfg.max_seq_length, spm,
+                   gtr_pool_size(m->pool), est[0] / GIB, est[1] / GIB, est[2] / GIB, est_batch, m->max_len, gtr_pool_size(m->pool), m->max_len, m->cfg.max_seq_length, spm,
                    gtr_tokenizer_vocab_size(m->tok), (unsigned long long)m->fingerprint, verified);
     if (!desc.data) {
         st = gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");

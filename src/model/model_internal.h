@@ -206,6 +206,8 @@ gtr_status gtr_tensor_to_f32(gtr_tensor_set *s, const gtr_tensor *t, float *dst,
                              gtr_error *err);
 /* Drop a tensor's pages of its mapping (after its last use). */
 void gtr_tensor_drop(const gtr_tensor_set *s, const gtr_tensor *t);
+/* The same for bytes [p, p + len) of one of the set's mappings (nothing when p is in none). */
+void gtr_tensor_set_drop_range(const gtr_tensor_set *s, const void *p, size_t len);
 
 /* A weight matrix as stored: float (scale NULL) or I8 codes with per-row F32 scales. */
 typedef struct gtr_wtensor {
@@ -358,6 +360,19 @@ typedef struct gtr_t5_tensor_ref {
 gtr_status gtr_t5_tensor_list(gtr_tensor_set *set, const gtr_t5_config *cfg, gtr_t5_tensor_ref **out,
                               size_t *n, gtr_error *err);
 
+/* Floats per packed token of the forward pass's activation rows (x, xn, qkv, ctx, ff). */
+size_t gtr_t5_token_floats(const gtr_t5_config *c);
+/* Bytes gtr_t5_forward's scratch grows to for a chunk of `tokens` rows of n texts, the longest
+ * max_len, on n_threads threads, for Linear weights of wtype (what scratch_reserve allocates,
+ * with gtr_linear's scratch bounded by gtr_linear_ws_bound). */
+size_t gtr_t5_scratch_bytes(const gtr_t5_config *c, const gtr_kernels *kern, gtr_wtype wtype, int n_threads,
+                            size_t tokens, size_t n, size_t max_len);
+/* Bytes of gtr_t5_load's conversion buffers (for the largest Linear) when it packs as wtype. */
+size_t gtr_t5_load_buffer_bytes(const gtr_t5_config *c, gtr_wtype wtype);
+/* Packed tokens per chunk of an encode call (context.c): a quarter of the weights' bytes in
+ * activations, within [16, 256] MiB and at most 8192 tokens, but at least one text of max_len. */
+size_t gtr_chunk_tokens(const gtr_t5_config *c, size_t weight_bytes, int max_len);
+
 /* Forward n texts (ids[i] with lens[i] tokens, each >= 1) packed into one matrix: writes the
  * final-norm hidden states of all tokens into *out_hidden (rows in text order; the pointer is
  * into scratch, valid until the next call). */
@@ -450,8 +465,28 @@ char *gtr_hf_cache_root(void);
  * that cache (caller frees), or an error naming where it looked. An existing path or a spec
  * that is not a repository id: GTR_OK with *out = NULL (use spec as it is). */
 gtr_status gtr_hf_cache_resolve(const char *spec, char **out, gtr_error *err);
-/* Bytes a load of s as dtype dt allocates (weights in dt, vectors f32, one chunk's work). */
-size_t gtr_mem_estimate(const gtr_tensor_set *s, gtr_compute_dtype dt);
+/* What a load and its encode calls will allocate (memcheck.c): the model's shapes, the
+ * kernels and threads it will compute with, max_len, and the texts per encode call (0: as many
+ * as one chunk holds, the most any call uses). */
+typedef struct gtr_mem_plan {
+    const gtr_model_config *cfg;
+    const gtr_kernels *kern;
+    int n_threads;
+    int max_len;
+    size_t batch;
+} gtr_mem_plan;
+typedef struct gtr_mem_parts {
+    size_t weights; /* private weights (not those used in place from a mapping) */
+    size_t load;    /* the load's conversion buffers and source pages at their peak */
+    size_t work;    /* one encode call's working memory */
+    size_t tokens;  /* packed tokens of its largest chunk */
+    size_t total;   /* weights + max(load, work) + the process's own */
+} gtr_mem_parts;
+/* Bytes a load of s as dtype dt needs with batches of `batch` texts (p->batch ignored). */
+void gtr_mem_estimate_parts(const gtr_tensor_set *s, const gtr_mem_plan *p, gtr_compute_dtype dt,
+                            size_t batch, gtr_mem_parts *out);
+/* Its total with p->batch. */
+size_t gtr_mem_estimate(const gtr_tensor_set *s, const gtr_mem_plan *p, gtr_compute_dtype dt);
 /* Memory this process may still use: MemAvailable, or less when its cgroup is limited
  * (SIZE_MAX when neither can be read); *what names the source. */
 size_t gtr_mem_available(const char **what);
@@ -471,7 +506,7 @@ gtr_status gtr_quantize_run(const char *in_dir, const char *out_dir, gtr_compute
                             uint64_t max_shard, bool packed, gtr_error *err);
 /* GTR_ERR_NOMEM with one line (needed, available, the dtypes that fit) when the estimate
  * exceeds what is available (or limit, when non-zero and smaller). */
-gtr_status gtr_mem_check(const gtr_tensor_set *s, gtr_compute_dtype dt, size_t limit, const char *dir,
-                         gtr_error *err);
+gtr_status gtr_mem_check(const gtr_tensor_set *s, const gtr_mem_plan *p, gtr_compute_dtype dt, size_t limit,
+                         const char *dir, gtr_error *err);
 
 #endif

@@ -327,6 +327,18 @@ gtr_status gtr_tensor_to_f32(gtr_tensor_set *s, const gtr_tensor *t, float *dst,
     return GTR_OK;
 }
 
+void gtr_tensor_set_drop_range(const gtr_tensor_set *s, const void *p, size_t len)
+{
+    const uint8_t *q = p;
+    for (size_t i = 0; q && i < s->n_src; i++) {
+        const gtr_mmap *m = &s->src[i].map;
+        if (m->data && q >= m->data && len <= m->size && (size_t)(q - m->data) <= m->size - len) {
+            gtr_mmap_drop(m, (size_t)(q - m->data), len);
+            return;
+        }
+    }
+}
+
 void gtr_tensor_drop(const gtr_tensor_set *s, const gtr_tensor *t)
 {
     if (!t || t->source < 0 || (size_t)t->source >= s->n_src) return;

@@ -88,15 +88,7 @@ ok "3 ranks, 2 queries" run 3 $MPI search --index "$TMP/one.gtri" -q "$TMP/q2.js
 ok "... the same run" cmp "$TMP/one.q2.run" "$TMP/m3.q2.run"
 
 # ---- BEIR evaluation: a small dataset folder holding the judged documents of 40 qrels lines
-mkdir -p "$TMP/ds/qrels"
-head -n 41 "$SF/qrels/test.tsv" >"$TMP/ds/qrels/test.tsv"
-cp "$SF/queries.jsonl" "$TMP/ds/"
-python3 - "$SF/corpus.jsonl" "$TMP/ds/qrels/test.tsv" >"$TMP/ds/corpus.jsonl" <<'PY'
-import json, sys
-judged = {l.split("\t")[1] for l in list(open(sys.argv[2]))[1:]}
-for i, line in enumerate(open(sys.argv[1])):
-    if i < 200 or json.loads(line)["_id"] in judged: sys.stdout.write(line)
-PY
+small_beir "$TMP/ds"
 $GTR index -q -m "$TINY" -c "$TMP/ds/corpus.jsonl" -o "$TMP/ds.gtri"
 $GTR bm25-index -c "$TMP/ds/corpus.jsonl" -o "$TMP/ds.bm25" --quiet 2>/dev/null
 for method in dense bm25 hybrid; do
@@ -145,17 +137,9 @@ is "$(ls "$TMP" | grep -c '^mix')" "0" "... and nothing was written by the refus
 # ---- a rank killed mid-index: non-zero exit naming it, no index, resumable to the same bytes
 head -n 1500 "$SF/corpus.jsonl" >"$TMP/big.jsonl"
 $GTR index -q -m "$TINY" -c "$TMP/big.jsonl" -o "$TMP/big1.gtri"
-mkdir -p "$TMP/pids"
-GTR_MPI_PIDDIR="$TMP/pids" run 2 $MPI index -q -m "$TINY" -c "$TMP/big.jsonl" -o "$TMP/big2.gtri" \
-    --batch 2 --checkpoint 20 -t 1 >"$TMP/kill.out" 2>"$TMP/kill.err" &
-job=$!
-for _ in $(seq 600); do [ -f "$TMP/big2.gtri.ckpt" ] && [ -f "$TMP/pids/rank1.pid" ] && break; sleep 0.05; done
-kill -9 "$(cat "$TMP/pids/rank1.pid")" 2>/dev/null
-wait $job
-status=$?
-is "$([ $status -ne 0 ] && echo failed)" "failed" "killing rank 1 mid-index fails the job"
-like "$(cat "$TMP/kill.err")" "rank 1" "... with a message naming rank 1"
-grep -m2 "rank 1" "$TMP/kill.err" | sed "s/^/# /"
+checkpointed() { [ -f "$TMP/big2.gtri.ckpt" ]; }
+kill_rank1 mid-index checkpointed 2 $MPI index -q -m "$TINY" -c "$TMP/big.jsonl" -o "$TMP/big2.gtri" \
+    --batch 2 --checkpoint 20 -t 1
 is "$([ -e "$TMP/big2.gtri" ] && echo exists || echo absent)" "absent" "... and no index file"
 ok "the same command resumes" run 2 $MPI index -m "$TINY" -c "$TMP/big.jsonl" -o "$TMP/big2.gtri" --batch 2 --checkpoint 20 -t 1
 like "$(cat "$TMP/err")" "from an interrupted build" "... from the checkpoint"

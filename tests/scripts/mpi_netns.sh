@@ -62,15 +62,7 @@ ok "gtr-mpi search --split docs across the hosts (each host its shard)" hosts $M
     --index "$TMP/sh.gtri" -q "$TMP/q.jsonl" -k 10 -o "$TMP/shd.run" -t 1
 ok "... the run of gtr search" cmp "$TMP/one.run" "$TMP/shd.run"
 # BEIR: a small dataset folder (200 documents and the judged ones of 40 qrels lines)
-mkdir -p "$TMP/ds/qrels"
-head -n 41 "$SF/qrels/test.tsv" >"$TMP/ds/qrels/test.tsv"
-cp "$SF/queries.jsonl" "$TMP/ds/"
-python3 - "$SF/corpus.jsonl" "$TMP/ds/qrels/test.tsv" >"$TMP/ds/corpus.jsonl" <<'PY'
-import json, sys
-judged = {l.split("\t")[1] for l in list(open(sys.argv[2]))[1:]}
-for i, line in enumerate(open(sys.argv[1])):
-    if i < 200 or json.loads(line)["_id"] in judged: sys.stdout.write(line)
-PY
+small_beir "$TMP/ds"
 $GTR beir -q -d "$TMP/ds" -m "$TINY" --json --cache "$TMP/cache" >"$TMP/one.json"
 $GTR index -q -m "$TINY" -c "$TMP/ds/corpus.jsonl" -o "$TMP/ds.gtri" -t 1
 ok "gtr-mpi beir across the hosts" hosts $MPI beir -d "$TMP/ds" --index "$TMP/ds.gtri" --json -t 1

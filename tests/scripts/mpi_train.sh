@@ -60,20 +60,9 @@ is "$(ls "$TMP" | grep -c '^mix')" "0" "... and nothing was written (no model, c
 # ---- a rank killed mid-training: non-zero exit naming it, no model, resumable
 LONG=("${COMMON[@]}" -d "$SF" --steps 30 --batch 12 --micro-batch 4 --checkpoint-every 3)
 ok "gtr train: the uninterrupted run" $GTR train "${LONG[@]}" -o "$TMP/long1"
-mkdir -p "$TMP/pids"
-GTR_MPI_PIDDIR="$TMP/pids" run 3 $MPI train "${LONG[@]}" -o "$TMP/long3" >"$TMP/kill.out" 2>"$TMP/kill.err" &
-job=$!
-for _ in $(seq 1200); do
-    n=$({ wc -l <"$TMP/long3.metrics.jsonl"; } 2>/dev/null || echo 0)
-    [ "${n:-0}" -ge 7 ] && [ -f "$TMP/pids/rank1.pid" ] && break
-    sleep 0.05
-done
-kill -9 "$(cat "$TMP/pids/rank1.pid")" 2>/dev/null
-wait $job
-status=$?
-is "$([ $status -ne 0 ] && echo failed)" "failed" "killing rank 1 mid-training fails the job"
-like "$(cat "$TMP/kill.err")" "rank 1" "... with a message naming rank 1"
-grep -m2 "rank 1" "$TMP/kill.err" | sed "s/^/# /"
+# rank 0 has logged 7 steps: past the checkpoints of steps 3 and 6
+checkpointed() { local n; n=$({ wc -l <"$TMP/long3.metrics.jsonl"; } 2>/dev/null || echo 0); [ "${n:-0}" -ge 7 ]; }
+kill_rank1 mid-training checkpointed 3 $MPI train "${LONG[@]}" -o "$TMP/long3"
 is "$([ -e "$TMP/long3" ] && echo exists || echo absent)$([ -f "$TMP/long3.ckpt" ] && echo ", checkpoint")" \
    "absent, checkpoint" "... no model, rank 0's checkpoint kept"
 ok "the same command on 2 ranks resumes" run 2 $MPI train "${LONG[@]}" -o "$TMP/long3" --resume
@@ -90,7 +79,9 @@ SIG=("${COMMON[@]}" -d "$SF" --steps 300 --batch 12 --micro-batch 4 --checkpoint
 ok "gtr train: the uninterrupted run of $(echo "${SIG[@]}" | grep -o -- '--steps [0-9]*')" $GTR train "${SIG[@]}" -o "$TMP/sig1"
 timeout 300 mpirun --oversubscribe -n 2 $MPI train "${SIG[@]}" -o "$TMP/sig" >/dev/null 2>"$TMP/sig.err" &
 job=$!
-for _ in $(seq 1200); do
+# (waiting at most 4 minutes: on a loaded machine mpirun and the ranks start slowly, and a
+# signal that comes before the ranks run leaves nothing to resume)
+for _ in $(seq 4800); do
     n=$({ wc -l <"$TMP/sig.metrics.jsonl"; } 2>/dev/null || echo 0)
     [ "${n:-0}" -ge 3 ] && break
     sleep 0.05
