@@ -153,13 +153,8 @@ static void test_kernels_agree(void **state)
             /* unblocked, then cache blockings of every shape: groups of 4 to all documents,
              * passes of 4 queries to all (nq = 9: a leftover query), the leftover query by the
              * ISA's 1 x dt1 tile or one document at a time (search_lone = 1, as on AMD) */
-            static const gtr_blocking blks[] = {
-                {.search_group = 4, .search_queries = 4, .search_docs = 0, .search_lone = 0},
-                {.search_group = 8, .search_queries = 8, .search_docs = 0, .search_lone = 0},
-                {.search_group = 12, .search_queries = 4, .search_docs = 0, .search_lone = 0},
-                {.search_group = 64, .search_queries = 340, .search_docs = 0, .search_lone = 0},
-                {.search_group = 4, .search_queries = 4, .search_docs = 0, .search_lone = 1},
-                {.search_group = 64, .search_queries = 340, .search_docs = 0, .search_lone = 1}};
+            static const gtr_blocking blks[] = {{0, 4, 4, 0, 0, 0},   {0, 8, 8, 0, 0, 0},  {0, 12, 4, 0, 0, 0},
+                                                {0, 64, 340, 0, 0, 0}, {0, 4, 4, 0, 1, 0}, {0, 64, 340, 0, 1, 0}};
             for (size_t bi = 0; bi <= sizeof blks / sizeof blks[0]; bi++) {
                 memset(S, 0, nq * nd * 4);
                 if (bi == 0)
@@ -271,13 +266,8 @@ static void test_search_matches_brute_force(void **state)
         }
         free(h1);
         /* other cache blockings (tiny to huge groups, passes and calls): the same answer */
-        static const gtr_blocking blks[] = {
-            {.search_group = 4, .search_queries = 4, .search_docs = 4, .search_lone = 0},
-            {.search_group = 8, .search_queries = 12, .search_docs = 24, .search_lone = 0},
-            {.search_group = 64, .search_queries = 4096, .search_docs = 4096, .search_lone = 0},
-            {.search_group = 12, .search_queries = 340, .search_docs = 168, .search_lone = 0},
-            {.search_group = 4, .search_queries = 4, .search_docs = 4, .search_lone = 1},
-            {.search_group = 12, .search_queries = 340, .search_docs = 168, .search_lone = 1}};
+        static const gtr_blocking blks[] = {{0, 4, 4, 4, 0, 0},    {0, 8, 12, 24, 0, 0}, {0, 64, 4096, 4096, 0, 0},
+                                            {0, 12, 340, 168, 0, 0}, {0, 4, 4, 4, 1, 0},   {0, 12, 340, 168, 1, 0}};
         size_t qs = gtr_ix_qstride(dim);
         float *Qp = gtr_calloc_aligned(nq * qs * 4, NULL);
         for (size_t q = 0; q < nq; q++) memcpy(Qp + q * qs, Q + q * dim, dim * 4);

@@ -88,15 +88,7 @@ INLINE void ukr(const int mr, const int nv, const int masked, const int pf, size
 /* Full-width packed panel (linear layer): nv = 4, unmasked loads; with and without the
  * weight prefetch. */
 #define UKP(R, PF) ukr(R, 4, 0, PF, K, a, lda, 1, b, NR, 0, c, ldc, ncols, beta, relu)
-#define UKP_ROWS(PF)                                                                          \
-    switch (mr) {                                                                             \
-    case 6: UKP(6, PF); break;                                                                \
-    case 5: UKP(5, PF); break;                                                                \
-    case 4: UKP(4, PF); break;                                                                \
-    case 3: UKP(3, PF); break;                                                                \
-    case 2: UKP(2, PF); break;                                                                \
-    default: UKP(1, PF); break;                                                               \
-    }
+#define UKP_ROWS(PF) GTR_MR6_SWITCH(mr, UKP, PF)
 void gtr_avx512_f32_packed(int mr, size_t K, const float *a, size_t lda, const float *b, float *c,
                        size_t ldc, size_t ncols, float beta, int relu)
 {

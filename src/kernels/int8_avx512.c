@@ -120,33 +120,20 @@ INLINE void ukr(const int mr, const int pf, size_t K4, const uint8_t *a, size_t 
     }
 }
 
-#define UK(R) ukr(R, 1, K4, a, lda, b, sx, sw, cs, c, ldc, ncols, accum, relu)
-#define UKN(R) ukr(R, 0, K4, a, lda, b, sx, sw, cs, c, ldc, ncols, accum, relu)
+/* with (PF = 1) and without (PF = 0) the weight prefetch */
+#define UK(R, PF) ukr(R, PF, K4, a, lda, b, sx, sw, cs, c, ldc, ncols, accum, relu)
+#define UK_ROWS(PF) GTR_MR6_SWITCH(mr, UK, PF)
 static void ukr_nopf(int mr, size_t K4, const uint8_t *a, size_t lda, const int8_t *b,
                      const float *sx, const float *sw, const int32_t *cs, float *c, size_t ldc,
                      size_t ncols, int accum, int relu)
 {
-    switch (mr) {
-    case 6: UKN(6); break;
-    case 5: UKN(5); break;
-    case 4: UKN(4); break;
-    case 3: UKN(3); break;
-    case 2: UKN(2); break;
-    default: UKN(1); break;
-    }
+    UK_ROWS(0)
 }
 static void ukr_any(int mr, size_t K4, const uint8_t *a, size_t lda, const int8_t *b,
                     const float *sx, const float *sw, const int32_t *cs, float *c, size_t ldc,
                     size_t ncols, int accum, int relu)
 {
-    switch (mr) {
-    case 6: UK(6); break;
-    case 5: UK(5); break;
-    case 4: UK(4); break;
-    case 3: UK(3); break;
-    case 2: UK(2); break;
-    default: UK(1); break;
-    }
+    UK_ROWS(1)
 }
 
 /* panel p, all of K (kc = kp / 4) */

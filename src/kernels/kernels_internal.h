@@ -23,6 +23,18 @@ static inline void gtr_softmax_masked_row(float *x, size_t n)
  * count: 6 and 4); the per-thread scratch holds that many converted rows. */
 #define GTR_LINEAR_MC 96
 
+/* A micro-kernel of up to 6 rows called with the row count as a constant: M(R, ARG) for R = mr
+ * (1 for anything below 2). */
+#define GTR_MR6_SWITCH(mr, M, ARG)                                                            \
+    switch (mr) {                                                                             \
+    case 6: M(6, ARG); break;                                                                 \
+    case 5: M(5, ARG); break;                                                                 \
+    case 4: M(4, ARG); break;                                                                 \
+    case 3: M(3, ARG); break;                                                                 \
+    case 2: M(2, ARG); break;                                                                 \
+    default: M(1, ARG); break;                                                                \
+    }
+
 /* ---- micro-kernel interfaces: one driver per operation (gemm.c), per-ISA tiles ------- */
 
 /* One task of gtr_linear as the driver sees it: the weights, the task's activation rows as
