@@ -341,10 +341,7 @@ void gtr_tensor_set_drop_range(const gtr_tensor_set *s, const void *p, size_t le
 
 void gtr_tensor_drop(const gtr_tensor_set *s, const gtr_tensor *t)
 {
-    if (!t || t->source < 0 || (size_t)t->source >= s->n_src) return;
-    const gtr_mmap *m = &s->src[t->source].map;
-    if (m->data && t->data >= m->data && t->data < m->data + m->size)
-        gtr_mmap_drop(m, (size_t)(t->data - m->data), t->span);
+    if (t) gtr_tensor_set_drop_range(s, t->data, t->span);
 }
 
 /* ---- weights: float or int8 codes with scales ----------------------------- */
