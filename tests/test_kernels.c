@@ -430,6 +430,16 @@ static void test_pack_layout(void **state)
         float *W = falloc(n * k);
         fill(W, n * k, 0.5f);
         W[0] = 3e-39f; /* a denormal: bf16 flushes it */
+        if (n >= 8 && k >= 8) { /* the values the vector conversions must treat as the scalar ones */
+            W[k + 1] = NAN;
+            W[2 * k + 3] = INFINITY;
+            W[3 * k] = -INFINITY;
+            for (size_t c = 0; c < k; c++) W[4 * k + c] = (c % 3 ? 1e-45f : -3e-44f); /* scale 127 / tiny = inf */
+            for (size_t c = 0; c < k; c++) W[5 * k + c] = c % 2 ? 0.0f : -0.0f;
+            W[6 * k + 5] = 1e30f;
+            W[7 * k + 2] = -2.5f * 127.0f / 2.5f; /* exactly -127 after scaling */
+            W[7 * k + 4] = 0x1.fffffep-1f * 127.0f; /* rounding ties and near-ties */
+        }
         int8_t *qr = malloc(k);
         assert_non_null(qr);
         for (int ti = 0; ti < 3; ti++)

@@ -25,9 +25,10 @@ static void cpu_choices(gtr_wmat *w, gtr_wtype type, size_t k)
     w->no_prefetch = !b.linear_prefetch;
 }
 
-/* Allocate the packed storage (zeroed: padding must contribute nothing). */
+/* Allocate the packed storage; zero: zeroed (padding must contribute nothing), else the
+ * caller writes every byte of data (the scales and sums are zeroed either way). */
 static gtr_status alloc_layout(const gtr_kernels *kern, gtr_wmat *w, size_t n, size_t k,
-                               gtr_wtype type, gtr_error *err)
+                               gtr_wtype type, bool zero, gtr_error *err)
 {
     memset(w, 0, sizeof *w);
     if ((unsigned)type >= GTR_W_NTYPES)
@@ -41,7 +42,7 @@ static gtr_status alloc_layout(const gtr_kernels *kern, gtr_wmat *w, size_t n, s
     if (k > SIZE_MAX / 8 || !gtr_mul_ok(np * nr, kp, &elems) ||
         !gtr_mul_ok(elems, esize[type], &bytes))
         return gtr_seterr(err, GTR_ERR_INVALID_ARG, "weight matrix [%zu, %zu] too large", n, k);
-    w->data = gtr_calloc_aligned(bytes, err);
+    w->data = zero ? gtr_calloc_aligned(bytes, err) : gtr_malloc_aligned(bytes, err);
     if (!w->data) return GTR_ERR_NOMEM;
     w->bytes = bytes;
     if (type == GTR_W_INT8) {
@@ -62,16 +63,45 @@ static gtr_status alloc_layout(const gtr_kernels *kern, gtr_wmat *w, size_t n, s
     return GTR_OK;
 }
 
+float gtr_generic_absmax(const float *x, size_t n)
+{
+    float amax = 0;
+    for (size_t c = 0; c < n; c++) {
+        float t = fabsf(x[c]);
+        if (t > amax) amax = t;
+    }
+    return amax;
+}
+
+void gtr_generic_pack_piece(gtr_wtype type, const float *row, size_t k, size_t c0, size_t nv,
+                            float inv, void *dst, int32_t *sum)
+{
+    size_t in = c0 < k ? GTR_MIN(nv, k - c0) : 0;
+    if (type == GTR_W_F32) {
+        memcpy(dst, row + c0, in * sizeof(float));
+        memset((float *)dst + in, 0, (nv - in) * sizeof(float));
+    } else if (type == GTR_W_BF16) {
+        uint16_t *d = dst;
+        for (size_t i = 0; i < in; i++) d[i] = gtr_bf16_daz(row[c0 + i]);
+        for (size_t i = in; i < nv; i++) d[i] = 0;
+    } else {
+        int8_t *d = dst;
+        int32_t s = 0;
+        for (size_t i = 0; i < in; i++) {
+            d[i] = (int8_t)gtr_q8(row[c0 + i] * inv);
+            s += d[i];
+        }
+        for (size_t i = in; i < nv; i++) d[i] = 0;
+        *sum += s;
+    }
+}
+
 void gtr_quantize_rows_int8(const float *W, size_t n, size_t k, int8_t *q, float *scales)
 {
     for (size_t r = 0; r < n; r++) {
         const float *row = W + r * k;
-        float amax = 0, inv;
-        for (size_t c = 0; c < k; c++) {
-            float t = fabsf(row[c]);
-            if (t > amax) amax = t;
-        }
-        gtr_q8_scale(amax, &scales[r], &inv);
+        float inv;
+        gtr_q8_scale(gtr_generic_absmax(row, k), &scales[r], &inv);
         for (size_t c = 0; c < k; c++) q[r * k + c] = (int8_t)gtr_q8(row[c] * inv);
     }
 }
@@ -92,53 +122,76 @@ static void put_int8_row(gtr_wmat *w, size_t r, const int8_t *q, float scale)
 }
 
 /* Pack panels [p0, p1) of W (all of a panel's rows: panels never share bytes, so threads
- * packing different panels write disjoint memory). */
+ * packing different panels write disjoint memory). Whatever the type, a k group of one row
+ * is 4 bytes (1 float32, 2 bf16, 4 int8 values), so a panel is a [kp/g][nr] array of 4-byte
+ * words: it is written a tile of PACK_WORDS k groups x nr rows at a time (16 KiB at nr 64,
+ * in L1), each row's piece converted into a small buffer and spread over the tile's rows of
+ * words; a row-at-a-time walk instead touches every cache line of the panel per row (for
+ * k = 65536, 16 MiB per panel: the loads of the big models spent most of their time there).
+ * Every byte of the panel is written, padding included, so the storage need not be zeroed. */
 typedef struct {
     gtr_wmat *w;
     const float *W;
     bool nomem;
+    float (*absmax)(const float *x, size_t n);
+    void (*piece)(gtr_wtype type, const float *row, size_t k, size_t c0, size_t nv, float inv,
+                  void *dst, int32_t *sum);
 } pack_job;
 
 #define PACK_PANELS 4 /* panels per task */
+#define PACK_WORDS 64 /* k groups per tile */
 
 static void pack_task(void *ctx, size_t t, int tid)
 {
     (void)tid;
     pack_job *j = ctx;
     gtr_wmat *w = j->w;
-    const size_t nr = w->nr, kp = w->kp, k = w->k;
-    size_t r0 = t * PACK_PANELS * nr, r1 = GTR_MIN(w->n, r0 + PACK_PANELS * nr);
-    if (w->type == GTR_W_F32) {
-        float *d = w->data;
-        for (size_t r = r0; r < r1; r++)
-            for (size_t c = 0; c < k; c++) d[pidx(r / nr, r % nr, c, nr, kp, 1)] = j->W[r * k + c];
-    } else if (w->type == GTR_W_BF16) {
-        uint16_t *d = w->data;
-        for (size_t r = r0; r < r1; r++)
-            for (size_t c = 0; c < k; c++)
-                d[pidx(r / nr, r % nr, c, nr, kp, 2)] = gtr_bf16_daz(j->W[r * k + c]);
-    } else {
-        /* quantise row by row so the temporary stays one row */
-        int8_t *q = malloc(k);
-        if (!q) {
-            j->nomem = true;
-            return;
-        }
-        for (size_t r = r0; r < r1; r++) {
-            float s;
-            gtr_quantize_rows_int8(j->W + r * k, 1, k, q, &s);
-            put_int8_row(w, r, q, s);
-        }
-        free(q);
+    const size_t nr = w->nr, k = w->k, n = w->n, g = kgroup[w->type], kw = w->kp / g;
+    const size_t p0 = t * PACK_PANELS, p1 = GTR_MIN(p0 + PACK_PANELS, (n + nr - 1) / nr);
+    float *inv = NULL;
+    if (w->type == GTR_W_INT8 && !(inv = malloc(nr * sizeof *inv))) {
+        j->nomem = true;
+        return;
     }
+    _Alignas(64) unsigned char buf[PACK_WORDS * 4];
+    for (size_t p = p0; p < p1; p++) {
+        size_t rows = GTR_MIN(nr, n - p * nr);
+        const float *W = j->W + p * nr * k;
+        if (inv)
+            for (size_t i = 0; i < rows; i++)
+                gtr_q8_scale(j->absmax(W + i * k, k), &w->scales[p * nr + i], &inv[i]);
+        unsigned char *panel = (unsigned char *)w->data + p * kw * nr * 4;
+        for (size_t q0 = 0; q0 < kw; q0 += PACK_WORDS) {
+            size_t nw = GTR_MIN((size_t)PACK_WORDS, kw - q0);
+            unsigned char *tile = panel + q0 * nr * 4;
+            for (size_t i = 0; i < nr; i++) {
+                if (i < rows) {
+                    int32_t sum = 0;
+                    j->piece(w->type, W + i * k, k, q0 * g, nw * g, inv ? inv[i] : 0.0f, buf, &sum);
+                    if (inv) w->colsum[p * nr + i] += sum;
+                } else {
+                    memset(buf, 0, nw * 4);
+                }
+                for (size_t q = 0; q < nw; q++) memcpy(tile + (q * nr + i) * 4, buf + q * 4, 4);
+            }
+        }
+    }
+    free(inv);
 }
 
 gtr_status gtr_wmat_pack_pool(const gtr_kernels *kern, gtr_pool *pool, gtr_wmat *w, const float *W,
                               size_t n, size_t k, gtr_wtype type, gtr_error *err)
 {
-    gtr_status st = alloc_layout(kern, w, n, k, type, err);
+    gtr_status st = alloc_layout(kern, w, n, k, type, false, err);
     if (st != GTR_OK) return st;
-    pack_job j = {w, W, false};
+    pack_job j = {w, W, false, gtr_generic_absmax, gtr_generic_pack_piece};
+#if defined(__x86_64__)
+    gtr_cpu cpu = gtr_cpu_detect(); /* the CPU's, not kern's: the file layout packs anywhere */
+    if (cpu.avx512f && cpu.avx512bw && cpu.avx512dq && cpu.avx512vl) {
+        j.absmax = gtr_avx512_absmax;
+        j.piece = gtr_avx512_pack_piece;
+    }
+#endif
     size_t per = PACK_PANELS * w->nr;
     gtr_pool_for(pool, (n + per - 1) / per, pack_task, &j);
     if (j.nomem) {
@@ -157,7 +210,7 @@ gtr_status gtr_wmat_pack(const gtr_kernels *kern, gtr_wmat *w, const float *W, s
 gtr_status gtr_wmat_pack_bf16(const gtr_kernels *kern, gtr_wmat *w, const uint16_t *W, size_t n,
                               size_t k, gtr_error *err)
 {
-    gtr_status st = alloc_layout(kern, w, n, k, GTR_W_BF16, err);
+    gtr_status st = alloc_layout(kern, w, n, k, GTR_W_BF16, true, err);
     if (st != GTR_OK) return st;
     uint16_t *d = w->data;
     for (size_t r = 0; r < n; r++)
@@ -172,7 +225,7 @@ gtr_status gtr_wmat_pack_bf16(const gtr_kernels *kern, gtr_wmat *w, const uint16
 gtr_status gtr_wmat_pack_int8(const gtr_kernels *kern, gtr_wmat *w, const int8_t *q,
                               const float *scales, size_t n, size_t k, gtr_error *err)
 {
-    gtr_status st = alloc_layout(kern, w, n, k, GTR_W_INT8, err);
+    gtr_status st = alloc_layout(kern, w, n, k, GTR_W_INT8, true, err);
     if (st != GTR_OK) return st;
     for (size_t r = 0; r < n; r++) put_int8_row(w, r, q + r * k, scales[r]);
     return GTR_OK;
