@@ -480,6 +480,7 @@ typedef struct gtr_mem_plan {
     int n_threads;
     int max_len;
     size_t batch;
+    int contexts; /* encode contexts working at once, n_threads / contexts threads each (<= 1: one) */
 } gtr_mem_plan;
 typedef struct gtr_mem_parts {
     size_t weights; /* private weights (not those used in place from a mapping) */
