@@ -546,6 +546,60 @@ static void test_pack_src(void **state)
     }
 }
 
+/* Unpacking (gtr_wmat_unpack_rows, gtr_wmat_rows_f32: what a packed copy loaded in another
+ * dtype, or in another layout, reads back) gives the stored values of any row range, panels
+ * cut anywhere: float32 as packed, bf16 bits as gtr_bf16_daz, int8 codes as
+ * gtr_quantize_rows_int8; rows_f32 widens them (bf16) or multiplies by the row scale (int8). */
+static void test_unpack_rows(void **state)
+{
+    (void)state;
+    gtr_error e;
+    static const size_t dims[][2] = {{1, 1}, {70, 67}, {130, 300}, {17, 1030}};
+    const gtr_kernels *tables[] = {gtr_kernels_generic(), gtr_kernels_select()};
+    for (size_t si = 0; si < sizeof dims / sizeof dims[0]; si++) {
+        size_t n = dims[si][0], k = dims[si][1];
+        float *W = falloc(n * k), *got = falloc(n * k);
+        fill(W, n * k, 0.5f);
+        int8_t *qr = malloc(k);
+        unsigned char *raw = malloc(n * k * 4);
+        assert_true(qr && raw);
+        const size_t ranges[][2] = {{0, n}, {n / 3, n - n / 3}, {n - 1, 1}};
+        for (int ti = 0; ti < 2; ti++)
+            for (int t = 0; t < GTR_W_NTYPES; t++) {
+                gtr_wmat w;
+                TU_OK(gtr_wmat_pack(tables[ti], &w, W, n, k, (gtr_wtype)t, &e), &e);
+                for (size_t ri = 0; ri < 3; ri++) {
+                    size_t r0 = ranges[ri][0], rows = ranges[ri][1];
+                    if (!rows) continue;
+                    gtr_wmat_unpack_rows(&w, r0, rows, raw);
+                    gtr_wmat_rows_f32(&w, r0, rows, got);
+                    for (size_t r = r0; r < r0 + rows; r++) {
+                        float sc = 0;
+                        if (t == GTR_W_INT8) gtr_quantize_rows_int8(W + r * k, 1, k, qr, &sc);
+                        for (size_t c = 0; c < k; c++) {
+                            size_t i = (r - r0) * k + c;
+                            float want;
+                            if (t == GTR_W_F32) {
+                                assert_memory_equal(raw + 4 * i, &W[r * k + c], 4);
+                                want = W[r * k + c];
+                            } else if (t == GTR_W_BF16) {
+                                uint16_t b = gtr_bf16_daz(W[r * k + c]);
+                                assert_memory_equal(raw + 2 * i, &b, 2);
+                                want = gtr_bf16_to_f32(b);
+                            } else {
+                                assert_int_equal((int8_t)raw[i], qr[c]);
+                                want = (float)qr[c] * sc;
+                            }
+                            assert_memory_equal(&got[i], &want, 4);
+                        }
+                    }
+                }
+                gtr_wmat_free(&w);
+            }
+        free(W), free(got), free(qr), free(raw);
+    }
+}
+
 /* ---- strided sgemm (attention) --------------------------------------------------------------- */
 
 static void test_sgemm(void **state)
@@ -822,6 +876,7 @@ int main(void)
         cmocka_unit_test(test_bf16mm),
         cmocka_unit_test(test_pack_layout),
         cmocka_unit_test(test_pack_src),
+        cmocka_unit_test(test_unpack_rows),
     };
     return cmocka_run_group_tests_name("kernels", tests, setup, teardown);
 }

@@ -369,14 +369,34 @@ gtr_status gtr_wmat_view(gtr_wmat *w, gtr_wtype type, size_t n, size_t k, size_t
     return GTR_OK;
 }
 
+/* Rows [r0, r0 + rows) of a packed matrix, stored values, row i's k values at dst + i * ld + off,
+ * read a tile (64 k groups x the panel's rows, contiguous in the layout) at a time as packing
+ * writes them: a row at a time would read 4 bytes of every 256 across the whole panel. */
+static void unpack_rows_to(const gtr_wmat *w, size_t r0, size_t rows, unsigned char *dst, size_t ld, size_t off)
+{
+    const size_t nr = w->nr, kw = w->kp / kgroup[w->type], row_bytes = w->k * esize[w->type];
+    const unsigned char *src = w->data;
+    for (size_t r = r0; r < r0 + rows;) {
+        size_t p = r / nr, i0 = r % nr, i1 = GTR_MIN(nr, i0 + (r0 + rows - r));
+        const unsigned char *panel = src + p * kw * nr * 4;
+        for (size_t q0 = 0; q0 < kw && 4 * q0 < row_bytes; q0 += 64) {
+            size_t nw = GTR_MIN((size_t)64, kw - q0);
+            for (size_t i = i0; i < i1; i++) {
+                unsigned char *d = dst + (p * nr + i - r0) * ld + off;
+                for (size_t q = 0; q < nw; q++) {
+                    size_t b = 4 * (q0 + q);
+                    if (b >= row_bytes) break;
+                    memcpy(d + b, panel + ((q0 + q) * nr + i) * 4, GTR_MIN((size_t)4, row_bytes - b));
+                }
+            }
+        }
+        r += i1 - i0;
+    }
+}
+
 void gtr_wmat_unpack_rows(const gtr_wmat *w, size_t r0, size_t rows, void *dst)
 {
-    const size_t nr = w->nr, kp = w->kp, k = w->k, g = kgroup[w->type], es = esize[w->type];
-    const unsigned char *src = w->data;
-    unsigned char *d = dst;
-    for (size_t r = r0; r < r0 + rows; r++)
-        for (size_t c = 0; c < k; c++)
-            memcpy(d + ((r - r0) * k + c) * es, src + pidx(r / nr, r % nr, c, nr, kp, g) * es, es);
+    unpack_rows_to(w, r0, rows, dst, w->k * esize[w->type], 0);
 }
 
 void gtr_wmat_rows_f32(const gtr_wmat *w, size_t r0, size_t rows, float *dst)
@@ -386,12 +406,12 @@ void gtr_wmat_rows_f32(const gtr_wmat *w, size_t r0, size_t rows, float *dst)
         gtr_wmat_unpack_rows(w, r0, rows, dst);
         return;
     }
-    /* the stored values into the tail of dst (es <= 2 bytes each: they fit behind the floats
-     * of the same row as we widen from the front), row by row */
+    /* the stored values into the tail of each row of dst (es <= 2 bytes each: they fit behind
+     * the floats of the same row as we widen from the front) */
+    unpack_rows_to(w, r0, rows, (unsigned char *)dst, k * sizeof(float), k * (4 - es));
     for (size_t r = 0; r < rows; r++) {
         float *row = dst + r * k;
-        unsigned char *tmp = (unsigned char *)row + k * (4 - es);
-        gtr_wmat_unpack_rows(w, r0 + r, 1, tmp);
+        const unsigned char *tmp = (const unsigned char *)row + k * (4 - es);
         if (w->type == GTR_W_BF16) {
             for (size_t c = 0; c < k; c++) {
                 uint16_t b;
