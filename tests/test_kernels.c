@@ -487,6 +487,65 @@ static void test_pack_layout(void **state)
     }
 }
 
+/* Packing straight from stored rows (gtr_wmat_pack_src: F16 at an odd address, BF16, F32 at
+ * an address not 4-aligned, as parts of one matrix) gives the bytes gtr_wmat_pack_pool gives
+ * for the same values converted to float32 first. */
+static void test_pack_src(void **state)
+{
+    (void)state;
+    gtr_error e;
+    static const size_t dims[][4] = {{3, 1, 2, 67}, {70, 64, 5, 300}, {1, 1, 1, 1}, {40, 30, 65, 129}};
+    const gtr_kernels *tables[] = {gtr_kernels_generic(), gtr_kernels_select(), gtr_kernels_file_layout()};
+    for (size_t si = 0; si < sizeof dims / sizeof dims[0]; si++) {
+        size_t r0 = dims[si][0], r1 = dims[si][1], r2 = dims[si][2], k = dims[si][3], n = r0 + r1 + r2;
+        uint8_t *f16 = malloc(2 * r0 * k + 1), *bf = malloc(2 * r1 * k), *f32 = malloc(4 * r2 * k + 2);
+        float *W = falloc(n * k);
+        assert_true(f16 && bf && f32);
+        uint32_t r = 7u + (uint32_t)si;
+        for (size_t i = 0; i < n * k; i++) {
+            r = r * 1664525u + 1013904223u;
+            uint16_t h = (uint16_t)((r >> 16) & 0xbfff); /* finite halves of both kinds */
+            if (i < r0 * k) {
+                memcpy(f16 + 1 + 2 * i, &h, 2);
+                W[i] = gtr_f16_to_f32(h);
+            } else if (i < (r0 + r1) * k) {
+                memcpy(bf + 2 * (i - r0 * k), &h, 2);
+                W[i] = gtr_bf16_to_f32(h);
+            } else {
+                W[i] = (float)(int32_t)r * 1e-10f;
+                memcpy(f32 + 2 + 4 * (i - (r0 + r1) * k), &W[i], 4);
+            }
+        }
+        if (r1 > 2) { /* a row with an infinity, one with a NaN (the int8 rules for them) */
+            uint16_t inf = 0x7f80, nan = 0x7fc1;
+            memcpy(bf + 2 * (k + k / 2), &inf, 2);
+            W[(r0 + 1) * k + k / 2] = INFINITY;
+            memcpy(bf + 2 * (2 * k), &nan, 2);
+            W[(r0 + 2) * k] = gtr_bf16_to_f32(nan);
+        }
+        gtr_wsrc parts[3] = {{f16 + 1, r0, GTR_SRC_F16}, {bf, r1, GTR_SRC_BF16}, {f32 + 2, r2, GTR_SRC_F32}};
+        for (int ti = 0; ti < 3; ti++)
+            for (int t = 0; t < GTR_W_NTYPES; t++)
+                for (int pi = 0; pi <= 3; pi += 3) {
+                    gtr_wmat a, b;
+                    TU_OK(gtr_wmat_pack_pool(tables[ti], pools[pi], &a, W, n, k, (gtr_wtype)t, &e), &e);
+                    TU_OK(gtr_wmat_pack_src(tables[ti], pools[pi], &b, parts, 3, k, (gtr_wtype)t, &e), &e);
+                    assert_int_equal(a.bytes, b.bytes);
+                    assert_int_equal(a.nr, b.nr);
+                    assert_int_equal(a.kp, b.kp);
+                    size_t np = (n + a.nr - 1) / a.nr;
+                    assert_memory_equal(a.data, b.data, np * a.nr * a.kp * gtr_wmat_esize(a.type));
+                    if (t == GTR_W_INT8) {
+                        assert_memory_equal(a.scales, b.scales, np * a.nr * sizeof(float));
+                        assert_memory_equal(a.colsum, b.colsum, np * a.nr * sizeof(int32_t));
+                    }
+                    gtr_wmat_free(&a);
+                    gtr_wmat_free(&b);
+                }
+        free(f16), free(bf), free(f32), free(W);
+    }
+}
+
 /* ---- strided sgemm (attention) --------------------------------------------------------------- */
 
 static void test_sgemm(void **state)
@@ -762,6 +821,7 @@ int main(void)
         cmocka_unit_test(test_transpose),
         cmocka_unit_test(test_bf16mm),
         cmocka_unit_test(test_pack_layout),
+        cmocka_unit_test(test_pack_src),
     };
     return cmocka_run_group_tests_name("kernels", tests, setup, teardown);
 }

@@ -6,6 +6,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 static const size_t kgroup[GTR_W_NTYPES] = {1, 2, 4};
 static const size_t esize[GTR_W_NTYPES] = {4, 2, 1};
@@ -73,22 +74,21 @@ float gtr_generic_absmax(const float *x, size_t n)
     return amax;
 }
 
-void gtr_generic_pack_piece(gtr_wtype type, const float *row, size_t k, size_t c0, size_t nv,
-                            float inv, void *dst, int32_t *sum)
+void gtr_generic_pack_piece(gtr_wtype type, const float *x, size_t in, size_t nv, float inv,
+                            void *dst, int32_t *sum)
 {
-    size_t in = c0 < k ? GTR_MIN(nv, k - c0) : 0;
     if (type == GTR_W_F32) {
-        memcpy(dst, row + c0, in * sizeof(float));
+        memcpy(dst, x, in * sizeof(float));
         memset((float *)dst + in, 0, (nv - in) * sizeof(float));
     } else if (type == GTR_W_BF16) {
         uint16_t *d = dst;
-        for (size_t i = 0; i < in; i++) d[i] = gtr_bf16_daz(row[c0 + i]);
+        for (size_t i = 0; i < in; i++) d[i] = gtr_bf16_daz(x[i]);
         for (size_t i = in; i < nv; i++) d[i] = 0;
     } else {
         int8_t *d = dst;
         int32_t s = 0;
         for (size_t i = 0; i < in; i++) {
-            d[i] = (int8_t)gtr_q8(row[c0 + i] * inv);
+            d[i] = (int8_t)gtr_q8(x[i] * inv);
             s += d[i];
         }
         for (size_t i = in; i < nv; i++) d[i] = 0;
@@ -121,53 +121,118 @@ static void put_int8_row(gtr_wmat *w, size_t r, const int8_t *q, float scale)
     w->colsum[r] = sum;
 }
 
-/* Pack panels [p0, p1) of W (all of a panel's rows: panels never share bytes, so threads
- * packing different panels write disjoint memory). Whatever the type, a k group of one row
- * is 4 bytes (1 float32, 2 bf16, 4 int8 values), so a panel is a [kp/g][nr] array of 4-byte
- * words: it is written a tile of PACK_WORDS k groups x nr rows at a time (16 KiB at nr 64,
- * in L1), each row's piece converted into a small buffer and spread over the tile's rows of
- * words; a row-at-a-time walk instead touches every cache line of the panel per row (for
- * k = 65536, 16 MiB per panel: the loads of the big models spent most of their time there).
- * Every byte of the panel is written, padding included, so the storage need not be zeroed. */
+/* Pack panels [p0, p1) of the rows (all of a panel's rows: panels never share bytes, so
+ * threads packing different panels write disjoint memory). Whatever the type, a k group of
+ * one row is 4 bytes (1 float32, 2 bf16, 4 int8 values), so a panel is a [kp/g][nr] array of
+ * 4-byte words: it is written a tile of PIECE / g k groups x nr rows at a time (64 KiB or
+ * less at nr 64, in L2), each row's piece of PIECE values read from its source (converted
+ * to float32 in a small buffer when stored as F16/BF16), converted to the packed type and
+ * spread over the tile's rows of words. A row-at-a-time walk instead touches every cache
+ * line of the panel per row (for k = 65536, 16 MiB per panel: the loads of the big models
+ * spent most of their time there). Every byte of the panel is written, padding included, so
+ * the storage need not be zeroed. */
 typedef struct {
     gtr_wmat *w;
-    const float *W;
+    const gtr_wsrc *parts;
+    size_t n_parts;
     bool nomem;
     float (*absmax)(const float *x, size_t n);
-    void (*piece)(gtr_wtype type, const float *row, size_t k, size_t c0, size_t nv, float inv,
-                  void *dst, int32_t *sum);
+    void (*piece)(gtr_wtype type, const float *x, size_t in, size_t nv, float inv, void *dst,
+                  int32_t *sum);
 } pack_job;
 
 #define PACK_PANELS 4 /* panels per task */
-#define PACK_WORDS 64 /* k groups per tile */
+#define PIECE 256     /* values of a row per tile */
+
+/* Row r of the parts: its bytes and their type. */
+static const unsigned char *src_row(const pack_job *j, size_t r, gtr_src_type *type)
+{
+    static const size_t es[] = {4, 2, 2};
+    size_t i = 0;
+    while (i + 1 < j->n_parts && r >= j->parts[i].rows) r -= j->parts[i++].rows;
+    *type = j->parts[i].type;
+    return (const unsigned char *)j->parts[i].data + r * j->w->k * es[*type];
+}
+
+/* Values [c0, c0 + m) of a source row as float32: in place when it is aligned float32, else
+ * converted into buf (m <= PIECE). */
+static const float *src_values(const unsigned char *row, gtr_src_type type, size_t c0, size_t m,
+                               float *buf)
+{
+    if (type == GTR_SRC_F16) {
+        gtr_f16_to_f32_n(row + 2 * c0, buf, m);
+    } else if (type == GTR_SRC_BF16) {
+        const unsigned char *p = row + 2 * c0;
+        for (size_t i = 0; i < m; i++) buf[i] = gtr_bf16_to_f32((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
+    } else {
+        const unsigned char *p = row + 4 * c0;
+        if (((uintptr_t)p & 3) == 0) return (const float *)(const void *)p;
+        memcpy(buf, p, m * sizeof(float));
+    }
+    return buf;
+}
+
+/* The whole pages of [p, p + len) made present and writable in one call, before they are
+ * written: fresh memory otherwise takes a page fault per 4 KiB (on a VM measured at 2 GB/s of
+ * fresh writes, against 3 GB/s populated, and 25+ GB/s once present), the largest cost left in
+ * converting a big model. Each thread populates its own panels. Best effort: a kernel without
+ * MADV_POPULATE_WRITE (before Linux 5.14) faults the pages in as they are written. */
+static void populate(void *p, size_t len)
+{
+#if defined(MADV_POPULATE_WRITE)
+    uintptr_t a = ((uintptr_t)p + 4095) & ~(uintptr_t)4095, e = ((uintptr_t)p + len) & ~(uintptr_t)4095;
+    if (e > a + 4096) (void)madvise((void *)a, e - a, MADV_POPULATE_WRITE);
+#else
+    (void)p;
+    (void)len;
+#endif
+}
 
 static void pack_task(void *ctx, size_t t, int tid)
 {
     (void)tid;
     pack_job *j = ctx;
     gtr_wmat *w = j->w;
-    const size_t nr = w->nr, k = w->k, n = w->n, g = kgroup[w->type], kw = w->kp / g;
+    const size_t nr = w->nr, k = w->k, n = w->n, g = kgroup[w->type], kw = w->kp / g, words = PIECE / g;
     const size_t p0 = t * PACK_PANELS, p1 = GTR_MIN(p0 + PACK_PANELS, (n + nr - 1) / nr);
     float *inv = NULL;
     if (w->type == GTR_W_INT8 && !(inv = malloc(nr * sizeof *inv))) {
         j->nomem = true;
         return;
     }
-    _Alignas(64) unsigned char buf[PACK_WORDS * 4];
+    _Alignas(64) float vals[PIECE];
+    _Alignas(64) unsigned char buf[PIECE * 4];
     for (size_t p = p0; p < p1; p++) {
         size_t rows = GTR_MIN(nr, n - p * nr);
-        const float *W = j->W + p * nr * k;
+        gtr_src_type st;
         if (inv)
-            for (size_t i = 0; i < rows; i++)
-                gtr_q8_scale(j->absmax(W + i * k, k), &w->scales[p * nr + i], &inv[i]);
+            for (size_t i = 0; i < rows; i++) {
+                const unsigned char *row = src_row(j, p * nr + i, &st);
+                float amax = 0;
+                for (size_t c0 = 0; c0 < k; c0 += PIECE) {
+                    size_t m = GTR_MIN((size_t)PIECE, k - c0);
+                    float a = j->absmax(src_values(row, st, c0, m, vals), m);
+                    if (a > amax) amax = a;
+                }
+                gtr_q8_scale(amax, &w->scales[p * nr + i], &inv[i]);
+            }
         unsigned char *panel = (unsigned char *)w->data + p * kw * nr * 4;
-        for (size_t q0 = 0; q0 < kw; q0 += PACK_WORDS) {
-            size_t nw = GTR_MIN((size_t)PACK_WORDS, kw - q0);
+        populate(panel, kw * nr * 4);
+        for (size_t q0 = 0; q0 < kw; q0 += words) {
+            size_t nw = GTR_MIN(words, kw - q0), c0 = q0 * g, in = c0 < k ? GTR_MIN(nw * g, k - c0) : 0;
             unsigned char *tile = panel + q0 * nr * 4;
             for (size_t i = 0; i < nr; i++) {
                 if (i < rows) {
                     int32_t sum = 0;
-                    j->piece(w->type, W + i * k, k, q0 * g, nw * g, inv ? inv[i] : 0.0f, buf, &sum);
+                    const unsigned char *row = src_row(j, p * nr + i, &st);
+                    /* the row's piece of the next tile, a tile ahead: the hardware prefetcher
+                     * does not follow nr streams at once */
+                    size_t es = st == GTR_SRC_F32 ? 4 : 2, next = c0 + nw * g;
+                    if (next < k)
+                        for (size_t b = 0; b < GTR_MIN((size_t)PIECE, k - next) * es; b += 64)
+                            __builtin_prefetch(row + next * es + b);
+                    j->piece(w->type, in ? src_values(row, st, c0, in, vals) : vals, in, nw * g,
+                             inv ? inv[i] : 0.0f, buf, &sum);
                     if (inv) w->colsum[p * nr + i] += sum;
                 } else {
                     memset(buf, 0, nw * 4);
@@ -179,12 +244,14 @@ static void pack_task(void *ctx, size_t t, int tid)
     free(inv);
 }
 
-gtr_status gtr_wmat_pack_pool(const gtr_kernels *kern, gtr_pool *pool, gtr_wmat *w, const float *W,
-                              size_t n, size_t k, gtr_wtype type, gtr_error *err)
+gtr_status gtr_wmat_pack_src(const gtr_kernels *kern, gtr_pool *pool, gtr_wmat *w, const gtr_wsrc *parts,
+                             size_t n_parts, size_t k, gtr_wtype type, gtr_error *err)
 {
+    size_t n = 0;
+    for (size_t i = 0; i < n_parts; i++) n += parts[i].rows;
     gtr_status st = alloc_layout(kern, w, n, k, type, false, err);
     if (st != GTR_OK) return st;
-    pack_job j = {w, W, false, gtr_generic_absmax, gtr_generic_pack_piece};
+    pack_job j = {w, parts, n_parts, false, gtr_generic_absmax, gtr_generic_pack_piece};
 #if defined(__x86_64__)
     gtr_cpu cpu = gtr_cpu_detect(); /* the CPU's, not kern's: the file layout packs anywhere */
     if (cpu.avx512f && cpu.avx512bw && cpu.avx512dq && cpu.avx512vl) {
@@ -199,6 +266,13 @@ gtr_status gtr_wmat_pack_pool(const gtr_kernels *kern, gtr_pool *pool, gtr_wmat 
         return gtr_seterr(err, GTR_ERR_NOMEM, "out of memory (int8 quantisation row)");
     }
     return GTR_OK;
+}
+
+gtr_status gtr_wmat_pack_pool(const gtr_kernels *kern, gtr_pool *pool, gtr_wmat *w, const float *W,
+                              size_t n, size_t k, gtr_wtype type, gtr_error *err)
+{
+    gtr_wsrc all = {W, n, GTR_SRC_F32};
+    return gtr_wmat_pack_src(kern, pool, w, &all, 1, k, type, err);
 }
 
 gtr_status gtr_wmat_pack(const gtr_kernels *kern, gtr_wmat *w, const float *W, size_t n, size_t k,

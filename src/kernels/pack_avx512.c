@@ -48,11 +48,9 @@ static inline __m512i q8_16(__m512 x, __m512 inv)
     return _mm512_min_epi32(_mm512_max_epi32(q, _mm512_set1_epi32(-127)), _mm512_set1_epi32(127));
 }
 
-void gtr_avx512_pack_piece(gtr_wtype type, const float *row, size_t k, size_t c0, size_t nv,
-                           float inv, void *dst, int32_t *sum)
+void gtr_avx512_pack_piece(gtr_wtype type, const float *x, size_t in, size_t nv, float inv,
+                           void *dst, int32_t *sum)
 {
-    size_t in = c0 < k ? GTR_MIN(nv, k - c0) : 0;
-    const float *x = row + c0;
     if (type == GTR_W_F32) {
         float *d = dst;
         for (size_t i = 0; i < nv; i += 16) {
@@ -71,7 +69,7 @@ void gtr_avx512_pack_piece(gtr_wtype type, const float *row, size_t k, size_t c0
         __m512i s = _mm512_setzero_si512();
         for (size_t i = 0; i < nv; i += 16) {
             __mmask16 m = tail16(nv - i), mi = i < in ? tail16(in - i) : 0;
-            /* lanes past k: zero codes (0 * inv is 0 unless inv is not finite: masked) */
+            /* lanes past in: zero codes (0 * inv is 0 unless inv is not finite: masked) */
             __m512i q = _mm512_maskz_mov_epi32(mi, q8_16(_mm512_maskz_loadu_ps(mi, x + i), vinv));
             s = _mm512_add_epi32(s, q);
             _mm_mask_storeu_epi8(d + i, m, _mm512_cvtepi32_epi8(q));
