@@ -223,6 +223,44 @@ static void test_scan_kernels_identical(void **state)
     }
 }
 
+/* The query quantiser against the C library's own rounding (lrintf: nearest, ties to even)
+ * and maximum (fmaxf), on random rows and on rows whose scaled values fall exactly on .5
+ * (the max is 127, so row d = (d - 127.5) * max / 127 hits every tie), zero and NaN rows. */
+static void test_quantize_query_reference(void **state)
+{
+    (void)state;
+    enum { D = 300 };
+    uint64_t s = 31;
+    float q[D];
+    int8_t got[D + 64] __attribute__((aligned(64)));
+    for (int row = 0; row < 40; row++) {
+        for (int d = 0; d < D; d++) {
+            if (row == 0) q[d] = 0;
+            else if (row == 1) q[d] = (float)((d % 255) - 127) + 0.5f * (d % 2); /* ties */
+            else if (row == 2) q[d] = d == 7 ? NAN : (float)unif(&s);
+            else q[d] = (float)unif(&s) * (float)row;
+        }
+        if (row == 1) q[0] = 127.0f; /* the max, so the scale is 1 and x.5 stays a tie */
+        float sc;
+        int32_t sum;
+        gtr_ivf_quantize_query(q, D, got, &sc, &sum);
+        float mx = 0;
+        for (int d = 0; d < D; d++) mx = fmaxf(mx, fabsf(q[d]));
+        float ws = mx > 0 ? mx / 127.0f : 1.0f, inv = 1.0f / ws;
+        int32_t wsum = 0;
+        assert_true(sc == ws);
+        for (int d = 0; d < D; d++) {
+            long v = lrintf(q[d] * inv);
+            if (isnan(q[d] * inv)) v = -127; /* lrintf's x86 result (LONG_MIN), clamped */
+            int8_t w = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
+            assert_int_equal(got[d], w);
+            wsum += w;
+        }
+        for (int d = D; d < (int)gtr_ivf_qstride(D); d++) assert_int_equal(got[d], 0);
+        assert_int_equal(sum, wsum);
+    }
+}
+
 /* The scan's score-and-threshold step: the fast kernel (when this CPU has it) gives the
  * portable one's rows and float scores exactly, for every length around the 16-wide vectors
  * and thresholds below all, at a score itself (kept: >=), between, above all. */
@@ -542,6 +580,7 @@ int main(void)
         cmocka_unit_test(test_threads_same_results),
         cmocka_unit_test(test_scan_kernels_identical),
         cmocka_unit_test(test_above_kernels_identical),
+        cmocka_unit_test(test_quantize_query_reference),
         cmocka_unit_test(test_threads_and_batch_same_results),
         cmocka_unit_test(test_probes_are_exact_top),
         cmocka_unit_test(test_filter_honoured),
