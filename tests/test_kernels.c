@@ -594,6 +594,12 @@ static void test_unpack_rows(void **state)
                         }
                     }
                 }
+                /* on 3 threads, a panel a task: the same floats */
+                float *all = falloc(n * k);
+                gtr_wmat_rows_f32(&w, 0, n, got);
+                gtr_wmat_rows_f32_pool(&w, pools[3], all);
+                assert_memory_equal(all, got, n * k * sizeof(float));
+                free(all);
                 gtr_wmat_free(&w);
             }
         free(W), free(got), free(qr), free(raw);

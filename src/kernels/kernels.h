@@ -107,6 +107,8 @@ gtr_status gtr_wmat_adopt(const gtr_kernels *kern, const gtr_wmat *view, gtr_wma
 void gtr_wmat_unpack_rows(const gtr_wmat *w, size_t r0, size_t rows, void *dst);
 /* Rows [r0, r0 + rows) as float32 (bf16 widened, int8 dequantised as (float)q * scale). */
 void gtr_wmat_rows_f32(const gtr_wmat *w, size_t r0, size_t rows, float *dst);
+/* All n rows as float32 on the pool's threads (a panel's rows per task; the same values). */
+void gtr_wmat_rows_f32_pool(const gtr_wmat *w, gtr_pool *pool, float *dst);
 
 /* Flags for gtr_linear. */
 #define GTR_LINEAR_ACCUM 1u /* y += x·Wᵀ instead of y = x·Wᵀ (residual add fused) */

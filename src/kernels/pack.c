@@ -426,6 +426,25 @@ void gtr_wmat_rows_f32(const gtr_wmat *w, size_t r0, size_t rows, float *dst)
     }
 }
 
+typedef struct {
+    const gtr_wmat *w;
+    float *dst;
+} rows_f32_job;
+
+static void rows_f32_task(void *ctx, size_t p, int tid)
+{
+    (void)tid;
+    const rows_f32_job *j = ctx;
+    size_t nr = j->w->nr, r0 = p * nr;
+    gtr_wmat_rows_f32(j->w, r0, GTR_MIN(nr, j->w->n - r0), j->dst + r0 * j->w->k);
+}
+
+void gtr_wmat_rows_f32_pool(const gtr_wmat *w, gtr_pool *pool, float *dst)
+{
+    rows_f32_job j = {w, dst};
+    gtr_pool_for(pool, (w->n + w->nr - 1) / w->nr, rows_f32_task, &j);
+}
+
 gtr_status gtr_wmat_adopt(const gtr_kernels *kern, const gtr_wmat *view, gtr_wmat *w,
                           bool *in_place, gtr_error *err)
 {
