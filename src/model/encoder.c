@@ -288,6 +288,7 @@ static gtr_status load_linear(gtr_tensor_set *set, const gtr_wtensor *parts, int
         /* fingerprinted and packed straight from the file's pages (F16 converted on the way,
          * a piece at a time in cache): no float32 copy of the matrix is written and read back */
         gtr_wsrc src[3];
+        memset(src, 0, sizeof src);
         for (int i = 0; i < n_parts; i++) {
             const gtr_tensor *t = parts[i].w;
             gtr_status st = gtr_fingerprint_stored(fp, pool, t->name, t, t->shape[0], k, err);
