@@ -7,7 +7,9 @@
  * Writes OUTDIR/{vectors,queries}.f32 and truth.u32 for ann_baselines.py, and prints
  * Markdown rows: build seconds, peak RSS, and per NPROBE[:RERANK] recall@10 and queries/s at
  * batch 1 (the first BENCH_ANN_NQ1 = 200 queries) and batch 256, and the memory search needs. With ANN_BENCH_MMAP=1 the vectors are generated in chunks straight into
- * OUTDIR/vectors.f32 and memory-mapped (a corpus larger than RAM: bench_ann_10m.sh). */
+ * OUTDIR/vectors.f32 and memory-mapped (a corpus larger than RAM: bench_ann_10m.sh).
+ * With ANN_BENCH_REUSE=1 and OUTDIR/gtr.ivf, queries.f32, truth.u32 left by an earlier run with
+ * the same arguments, only the search rows are measured (build columns: nan). */
 #include "index/ivf.h"
 #include "index/score.h"
 #include "bench_rng.h"
@@ -143,6 +145,83 @@ static double peak_rss_gb(void)
     return (double)ru.ru_maxrss / (1024.0 * 1024.0);
 }
 
+/* Reads OUTDIR/name (len bytes) into a new buffer; NULL when missing or of another size. */
+static void *load(const char *dir, const char *name, size_t len)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    FILE *f = fopen(p, "rb");
+    void *b = f ? malloc(len + 1) : NULL;
+    if (!b || fread(b, 1, len + 1, f) != len) { free(b); b = NULL; }
+    if (f) fclose(f);
+    return b;
+}
+
+static int reuse(const char *dir, const char *path, size_t nq, size_t dim)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    fclose(f);
+    void *q = load(dir, "queries.f32", nq * dim * sizeof(float)), *t = load(dir, "truth.u32", nq * K * sizeof(uint32_t));
+    free(q); free(t);
+    return q && t;
+}
+
+/* The search rows: per NPROBE[:RERANK] of probes, recall@10 and q/s at batch 1 and 256. */
+static int search_rows(const char *kind, size_t n, uint32_t lists, size_t nq, size_t dim, char *probes,
+                       const char *outdir, const char *path, gtr_pool *pool, double build_s, double build_rss)
+{
+    gtr_error err = {0};
+    float *q = load(outdir, "queries.f32", nq * dim * sizeof(float));
+    uint32_t *truth = load(outdir, "truth.u32", nq * K * sizeof(uint32_t));
+    if (!q || !truth) { fprintf(stderr, "ann_bench: cannot read %s/queries.f32 or truth.u32\n", outdir); return 1; }
+    reset_peak_rss(); /* the search's peak below: the index (mmap'd pages it touched) alone */
+    gtr_ivf *ix = gtr_ivf_open(path, &err);
+    if (!ix) { fprintf(stderr, "ann_bench: %s\n", err.message); return 1; }
+    /* memory search needs resident: the int8 codes, scales, rows, centroids (the float32
+     * vectors are mmap'd and only the re-ranked rows are read) */
+    double mem_gb = (double)(n * (dim + 8) + (size_t)lists * dim * 4) / 1e9;
+    uint32_t *ids = malloc(nq * K * sizeof *ids);
+    float *sc = malloc(nq * K * sizeof *sc);
+    char *save_ptr = NULL;
+    /* batch-1 timing on the first nq1 queries (slow settings would take minutes on all);
+     * recall on all of them from the batch-256 results (the same hits: tested) */
+    const char *e1 = getenv("BENCH_ANN_NQ1");
+    size_t nq1 = e1 ? strtoull(e1, NULL, 10) : 200;
+    if (nq1 == 0 || nq1 > nq) nq1 = nq;
+    uint32_t *ids1 = malloc(K * sizeof *ids1);
+    float *sc1 = malloc(K * sizeof *sc1);
+    for (char *tok = strtok_r(probes, " ,", &save_ptr); tok; tok = strtok_r(NULL, " ,", &save_ptr)) {
+        char *rest;
+        uint32_t np = (uint32_t)strtoul(tok, &rest, 10), rr = *rest == ':' ? (uint32_t)strtoul(rest + 1, NULL, 10) : 0;
+        gtr_ivf_search_opts so = {.nprobe = np, .rerank = rr, .pool = pool};
+        /* batch 256: the round's queries grouped by list, lists split over the threads */
+        double t = gtr_now_seconds();
+        for (size_t b = 0; b < nq; b += 256) {
+            size_t m = nq - b < 256 ? nq - b : 256;
+            gtr_ivf_search(ix, q + b * dim, m, K, &so, ids + b * K, sc + b * K, &err);
+        }
+        double qps256 = (double)nq / (gtr_now_seconds() - t);
+        /* batch 1: one query at a time, its lists split over the threads */
+        t = gtr_now_seconds();
+        for (size_t i = 0; i < nq1; i++) gtr_ivf_search(ix, q + i * dim, 1, K, &so, ids1, sc1, &err);
+        double qps1 = (double)nq1 / (gtr_now_seconds() - t);
+        size_t hit = 0;
+        for (size_t i = 0; i < nq; i++)
+            for (int a = 0; a < K; a++)
+                for (int b2 = 0; b2 < K; b2++) hit += ids[i * K + a] == truth[i * K + b2];
+        char name[128];
+        snprintf(name, sizeof name, "gtr IVF-int8 lists=%u nprobe=%u rerank=%u", lists, np, rr ? rr : 4 * K);
+        printf("| %s | %zu | %s | %.4f | %.1f | %.1f | %.1f | %.2f | %.2f | %.2f |\n", kind, n, name,
+               (double)hit / (double)(nq * K), qps1, qps256, build_s, build_rss, peak_rss_gb(), mem_gb);
+        fflush(stdout);
+    }
+    free(ids1); free(sc1);
+    gtr_ivf_close(ix);
+    free(q); free(truth); free(ids); free(sc);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 9) {
@@ -159,6 +238,16 @@ int main(int argc, char **argv)
     gtr_pool *pool = gtr_pool_create(threads, &err);
     const char *mm = getenv("ANN_BENCH_MMAP");
     int use_mmap = mm && !strcmp(mm, "1");
+    /* ANN_BENCH_REUSE=1 with OUTDIR/gtr.ivf, queries.f32 and truth.u32 from an earlier run
+     * (same arguments): search only, no generation or build (profiling the search phase) */
+    const char *re = getenv("ANN_BENCH_REUSE");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/gtr.ivf", outdir);
+    if (pool && re && !strcmp(re, "1") && reuse(outdir, path, nq, dim)) {
+        int rc = search_rows(argv[1], n, lists, nq, dim, argv[7], outdir, path, pool, NAN, NAN);
+        gtr_pool_free(pool);
+        return rc;
+    }
     gtr_mmap map = {0};
     float *x = use_mmap ? NULL : malloc(n * dim * sizeof *x), *q = malloc(nq * dim * sizeof *q);
     uint32_t *truth = malloc(nq * K * sizeof *truth);
@@ -189,8 +278,6 @@ int main(int argc, char **argv)
     save(outdir, "queries.f32", q, nq * dim * sizeof *q);
     save(outdir, "truth.u32", truth, nq * K * sizeof *truth);
 
-    char path[4096];
-    snprintf(path, sizeof path, "%s/gtr.ivf", outdir);
     reset_peak_rss(); /* the build's peak: the input vectors plus what the build allocates */
     double t0 = gtr_now_seconds();
     gtr_ivf_build_opts bo = {.n_lists = lists, .seed = 1, .pool = pool};
@@ -198,50 +285,8 @@ int main(int argc, char **argv)
     double build_s = gtr_now_seconds() - t0, build_rss = peak_rss_gb();
     if (use_mmap) gtr_mmap_close(&map); /* search reads the mmap'd index file only */
     else free(x);
-    reset_peak_rss(); /* the search's peak below: the index (mmap'd pages it touched) alone */
-    gtr_ivf *ix = gtr_ivf_open(path, &err);
-    if (!ix) { fprintf(stderr, "ann_bench: %s\n", err.message); return 1; }
-    /* memory search needs resident: the int8 codes, scales, rows, centroids (the float32
-     * vectors are mmap'd and only the re-ranked rows are read) */
-    double mem_gb = (double)(n * (dim + 8) + (size_t)lists * dim * 4) / 1e9;
-    uint32_t *ids = malloc(nq * K * sizeof *ids);
-    float *sc = malloc(nq * K * sizeof *sc);
-    char *save_ptr = NULL;
-    /* batch-1 timing on the first nq1 queries (slow settings would take minutes on all);
-     * recall on all of them from the batch-256 results (the same hits: tested) */
-    const char *e1 = getenv("BENCH_ANN_NQ1");
-    size_t nq1 = e1 ? strtoull(e1, NULL, 10) : 200;
-    if (nq1 == 0 || nq1 > nq) nq1 = nq;
-    uint32_t *ids1 = malloc(K * sizeof *ids1);
-    float *sc1 = malloc(K * sizeof *sc1);
-    for (char *tok = strtok_r(argv[7], " ,", &save_ptr); tok; tok = strtok_r(NULL, " ,", &save_ptr)) {
-        char *rest;
-        uint32_t np = (uint32_t)strtoul(tok, &rest, 10), rr = *rest == ':' ? (uint32_t)strtoul(rest + 1, NULL, 10) : 0;
-        gtr_ivf_search_opts so = {.nprobe = np, .rerank = rr, .pool = pool};
-        /* batch 256: the round's queries grouped by list, lists split over the threads */
-        double t = gtr_now_seconds();
-        for (size_t b = 0; b < nq; b += 256) {
-            size_t m = nq - b < 256 ? nq - b : 256;
-            gtr_ivf_search(ix, q + b * dim, m, K, &so, ids + b * K, sc + b * K, &err);
-        }
-        double qps256 = (double)nq / (gtr_now_seconds() - t);
-        /* batch 1: one query at a time, its lists split over the threads */
-        t = gtr_now_seconds();
-        for (size_t i = 0; i < nq1; i++) gtr_ivf_search(ix, q + i * dim, 1, K, &so, ids1, sc1, &err);
-        double qps1 = (double)nq1 / (gtr_now_seconds() - t);
-        size_t hit = 0;
-        for (size_t i = 0; i < nq; i++)
-            for (int a = 0; a < K; a++)
-                for (int b2 = 0; b2 < K; b2++) hit += ids[i * K + a] == truth[i * K + b2];
-        char name[128];
-        snprintf(name, sizeof name, "gtr IVF-int8 lists=%u nprobe=%u rerank=%u", lists, np, rr ? rr : 4 * K);
-        printf("| %s | %zu | %s | %.4f | %.1f | %.1f | %.1f | %.2f | %.2f | %.2f |\n", argv[1], n, name,
-               (double)hit / (double)(nq * K), qps1, qps256, build_s, build_rss, peak_rss_gb(), mem_gb);
-        fflush(stdout);
-    }
-    free(ids1); free(sc1);
-    gtr_ivf_close(ix);
+    free(q); free(truth);
+    int rc = search_rows(argv[1], n, lists, nq, dim, argv[7], outdir, path, pool, build_s, build_rss);
     gtr_pool_free(pool);
-    free(q); free(truth); free(ids); free(sc);
-    return 0;
+    return rc;
 }

@@ -58,7 +58,7 @@ echo "| data | docs | method | recall@10 | q/s batch 1 | q/s batch 256 | build s
 echo "|---|---|---|---|---|---|---|---|---|---|"
 for kind in $kinds; do
     case $kind in
-        clustered) nprobe=${BENCH_ANN_NPROBE_CLUSTERED:-1 2 4 8 16 32} ;;
+        clustered) nprobe=${BENCH_ANN_NPROBE_CLUSTERED:-1 1:20 2 2:20 4 8 16 32} ;;
         *) nprobe=${BENCH_ANN_NPROBE_UNIFORM:-$(pct 60 80 86 90 94 97 100)} ;;
     esac
     kskip=" ${skip_all} $(eval echo "\${BENCH_ANN_SKIP_${kind^^}:-}") "

@@ -308,6 +308,7 @@ static int serve(opts *o)
     mo.n_threads = (int)o->threads;
     mo.max_len = (int)o->max_len;
     mo.dtype = o->dtype;
+    mo.n_contexts = o->so.workers; /* the memory check counts every worker's activations */
     if (!(model = gtr_model_load(dir, &mo, &err))) {
         cli_fail(CMD, &err);
         goto done;

@@ -287,6 +287,10 @@ typedef struct gtr_model_options {
     size_t batch_size;               /* the most texts the caller will pass to one encode call,
                                       * for the memory check (below); 0: any number (the check
                                       * counts the largest chunk an encode call computes at once) */
+    int n_contexts;                  /* contexts that will encode at the same time, each on
+                                      * n_threads / n_contexts threads (gtr serve --workers),
+                                      * for the memory check: the weights once, each context's
+                                      * working memory n_contexts times; <= 1: one */
 } gtr_model_options;
 /* Defaults: all cores, F32, model's max length. */
 GTR_API gtr_model_options gtr_model_default_options(void);

@@ -4,6 +4,7 @@
 
 #include "index/ivf.h"
 #include "index/ivf_scan.h"
+#include "index/score.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -222,6 +223,44 @@ static void test_scan_kernels_identical(void **state)
     }
 }
 
+/* The query quantiser against the C library's own rounding (lrintf: nearest, ties to even)
+ * and maximum (fmaxf), on random rows and on rows whose scaled values fall exactly on .5
+ * (the max is 127, so row d = (d - 127.5) * max / 127 hits every tie), zero and NaN rows. */
+static void test_quantize_query_reference(void **state)
+{
+    (void)state;
+    enum { D = 300 };
+    uint64_t s = 31;
+    float q[D];
+    int8_t got[D + 64] __attribute__((aligned(64)));
+    for (int row = 0; row < 40; row++) {
+        for (int d = 0; d < D; d++) {
+            if (row == 0) q[d] = 0;
+            else if (row == 1) q[d] = (float)((d % 255) - 127) + 0.5f * (d % 2); /* ties */
+            else if (row == 2) q[d] = d == 7 ? NAN : (float)unif(&s);
+            else q[d] = (float)unif(&s) * (float)row;
+        }
+        if (row == 1) q[0] = 127.0f; /* the max, so the scale is 1 and x.5 stays a tie */
+        float sc;
+        int32_t sum;
+        gtr_ivf_quantize_query(q, D, got, &sc, &sum);
+        float mx = 0;
+        for (int d = 0; d < D; d++) mx = fmaxf(mx, fabsf(q[d]));
+        float ws = mx > 0 ? mx / 127.0f : 1.0f, inv = 1.0f / ws;
+        int32_t wsum = 0;
+        assert_true(sc == ws);
+        for (int d = 0; d < D; d++) {
+            long v = lrintf(q[d] * inv);
+            if (isnan(q[d] * inv)) v = -127; /* lrintf's x86 result (LONG_MIN), clamped */
+            int8_t w = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
+            assert_int_equal(got[d], w);
+            wsum += w;
+        }
+        for (int d = D; d < (int)gtr_ivf_qstride(D); d++) assert_int_equal(got[d], 0);
+        assert_int_equal(sum, wsum);
+    }
+}
+
 /* The scan's score-and-threshold step: the fast kernel (when this CPU has it) gives the
  * portable one's rows and float scores exactly, for every length around the 16-wide vectors
  * and thresholds below all, at a score itself (kept: >=), between, above all. */
@@ -281,6 +320,81 @@ static void test_threads_and_batch_same_results(void **state)
         assert_memory_equal(sa, sb, sizeof sa);
         gtr_pool_free(pool);
     }
+}
+
+/* The probed lists are the nprobe whose centroids score highest by the index's exact score
+ * (score.h; ties: smaller list), although search scores the centroids in two passes (int8
+ * first, exact only within a bound): with every candidate re-ranked, the hits and score bits
+ * equal the exact top K among the vectors of those lists, computed here by scoring every
+ * centroid and every vector. Half the queries lie midway between two centroids, so their
+ * first-pass scores nearly tie and only the exact pass can order them. */
+static void test_probes_are_exact_top(void **state)
+{
+    fixture *f = *state;
+    const gtr_ix_kernels *kern = gtr_ix_kernels_select();
+    const float *cent = gtr_ivf_centroids(f->ix);
+    size_t qs = gtr_ix_qstride(DIM);
+    float *Q = gtr_malloc_aligned(NQ * qs * sizeof *Q, NULL), *qv = malloc(NQ * DIM * sizeof *qv);
+    assert_non_null(Q);
+    memset(Q, 0, NQ * qs * sizeof *Q);
+    uint64_t s = 5;
+    for (int q = 0; q < NQ; q++) {
+        if (q % 2) { /* midway between two centroids */
+            int a = (int)(rng(&s) % LISTS), b = (a + 1 + (int)(rng(&s) % (LISTS - 1))) % LISTS;
+            double n2 = 0;
+            for (int d = 0; d < DIM; d++) {
+                qv[q * DIM + d] = cent[a * DIM + d] + cent[b * DIM + d];
+                n2 += (double)qv[q * DIM + d] * qv[q * DIM + d];
+            }
+            for (int d = 0; d < DIM; d++) qv[q * DIM + d] /= (float)sqrt(n2);
+        } else
+            memcpy(qv + q * DIM, f->queries + q * DIM, DIM * sizeof *qv);
+        memcpy(Q + q * qs, qv + q * DIM, DIM * sizeof *Q);
+    }
+    gtr_error err = {0};
+    gtr_pool *pool = gtr_pool_create(3, &err);
+    assert_non_null(pool);
+    static const uint32_t nprobes[] = {1, 2, 3, 5, LISTS - 1};
+    for (size_t pi = 0; pi < sizeof nprobes / sizeof *nprobes; pi++) {
+        uint32_t np = nprobes[pi];
+        uint32_t ids[NQ * K], ids1[K];
+        float sc[NQ * K], sc1[K];
+        gtr_ivf_search_opts o = {.nprobe = np, .rerank = N, .pool = pool, .parallel_min = 1};
+        TU_OK(gtr_ivf_search(f->ix, qv, NQ, K, &o, ids, sc, &err), &err);
+        for (int q = 0; q < NQ; q++) {
+            float cs[LISTS];
+            kern->score(Q + q * qs, 1, qs, cent, LISTS, DIM, cs, LISTS);
+            bool probed[LISTS] = {0};
+            for (uint32_t j = 0; j < np; j++) { /* the best list not yet taken */
+                int best = -1;
+                for (int l = 0; l < LISTS; l++)
+                    if (!probed[l] && (best < 0 || cs[l] > cs[best])) best = l;
+                probed[best] = true;
+            }
+            float bs[K];
+            uint32_t bi[K];
+            int nb = 0;
+            for (uint32_t v = 0; v < N; v++) {
+                if (!probed[gtr_ivf_list_of(f->ix, v)]) continue;
+                float x;
+                kern->score(Q + q * qs, 1, qs, f->vecs + (size_t)v * DIM, 1, DIM, &x, 1);
+                int j = nb < K ? nb++ : K;
+                while (j > 0 && x > bs[j - 1]) { if (j < K) { bs[j] = bs[j - 1]; bi[j] = bi[j - 1]; } j--; }
+                if (j < K) { bs[j] = x; bi[j] = v; }
+            }
+            for (int j = nb; j < K; j++) { bi[j] = UINT32_MAX; bs[j] = -INFINITY; } /* a short list */
+            assert_memory_equal(ids + q * K, bi, sizeof bi);
+            assert_memory_equal(sc + q * K, bs, sizeof bs);
+            /* one query at a time, on one thread: the same */
+            gtr_ivf_search_opts o1 = {.nprobe = np, .rerank = N};
+            TU_OK(gtr_ivf_search(f->ix, qv + q * DIM, 1, K, &o1, ids1, sc1, &err), &err);
+            assert_memory_equal(ids1, bi, sizeof bi);
+            assert_memory_equal(sc1, bs, sizeof bs);
+        }
+    }
+    gtr_pool_free(pool);
+    gtr_free_aligned(Q);
+    free(qv);
 }
 
 static void test_filter_honoured(void **state)
@@ -466,7 +580,9 @@ int main(void)
         cmocka_unit_test(test_threads_same_results),
         cmocka_unit_test(test_scan_kernels_identical),
         cmocka_unit_test(test_above_kernels_identical),
+        cmocka_unit_test(test_quantize_query_reference),
         cmocka_unit_test(test_threads_and_batch_same_results),
+        cmocka_unit_test(test_probes_are_exact_top),
         cmocka_unit_test(test_filter_honoured),
         cmocka_unit_test(test_corrupt_and_truncated_refused),
         cmocka_unit_test(test_bad_args),

@@ -430,6 +430,16 @@ static void test_pack_layout(void **state)
         float *W = falloc(n * k);
         fill(W, n * k, 0.5f);
         W[0] = 3e-39f; /* a denormal: bf16 flushes it */
+        if (n >= 8 && k >= 8) { /* the values the vector conversions must treat as the scalar ones */
+            W[k + 1] = NAN;
+            W[2 * k + 3] = INFINITY;
+            W[3 * k] = -INFINITY;
+            for (size_t c = 0; c < k; c++) W[4 * k + c] = (c % 3 ? 1e-45f : -3e-44f); /* scale 127 / tiny = inf */
+            for (size_t c = 0; c < k; c++) W[5 * k + c] = c % 2 ? 0.0f : -0.0f;
+            W[6 * k + 5] = 1e30f;
+            W[7 * k + 2] = -2.5f * 127.0f / 2.5f; /* exactly -127 after scaling */
+            W[7 * k + 4] = 0x1.fffffep-1f * 127.0f; /* rounding ties and near-ties */
+        }
         int8_t *qr = malloc(k);
         assert_non_null(qr);
         for (int ti = 0; ti < 3; ti++)
@@ -474,6 +484,125 @@ static void test_pack_layout(void **state)
                 }
         free(qr);
         free(W);
+    }
+}
+
+/* Packing straight from stored rows (gtr_wmat_pack_src: F16 at an odd address, BF16, F32 at
+ * an address not 4-aligned, as parts of one matrix) gives the bytes gtr_wmat_pack_pool gives
+ * for the same values converted to float32 first. */
+static void test_pack_src(void **state)
+{
+    (void)state;
+    gtr_error e;
+    static const size_t dims[][4] = {{3, 1, 2, 67}, {70, 64, 5, 300}, {1, 1, 1, 1}, {40, 30, 65, 129}};
+    const gtr_kernels *tables[] = {gtr_kernels_generic(), gtr_kernels_select(), gtr_kernels_file_layout()};
+    for (size_t si = 0; si < sizeof dims / sizeof dims[0]; si++) {
+        size_t r0 = dims[si][0], r1 = dims[si][1], r2 = dims[si][2], k = dims[si][3], n = r0 + r1 + r2;
+        uint8_t *f16 = malloc(2 * r0 * k + 1), *bf = malloc(2 * r1 * k), *f32 = malloc(4 * r2 * k + 2);
+        float *W = falloc(n * k);
+        assert_true(f16 && bf && f32);
+        uint32_t r = 7u + (uint32_t)si;
+        for (size_t i = 0; i < n * k; i++) {
+            r = r * 1664525u + 1013904223u;
+            uint16_t h = (uint16_t)((r >> 16) & 0xbfff); /* finite halves of both kinds */
+            if (i < r0 * k) {
+                memcpy(f16 + 1 + 2 * i, &h, 2);
+                W[i] = gtr_f16_to_f32(h);
+            } else if (i < (r0 + r1) * k) {
+                memcpy(bf + 2 * (i - r0 * k), &h, 2);
+                W[i] = gtr_bf16_to_f32(h);
+            } else {
+                W[i] = (float)(int32_t)r * 1e-10f;
+                memcpy(f32 + 2 + 4 * (i - (r0 + r1) * k), &W[i], 4);
+            }
+        }
+        if (r1 > 2) { /* a row with an infinity, one with a NaN (the int8 rules for them) */
+            uint16_t inf = 0x7f80, nan = 0x7fc1;
+            memcpy(bf + 2 * (k + k / 2), &inf, 2);
+            W[(r0 + 1) * k + k / 2] = INFINITY;
+            memcpy(bf + 2 * (2 * k), &nan, 2);
+            W[(r0 + 2) * k] = gtr_bf16_to_f32(nan);
+        }
+        gtr_wsrc parts[3] = {{f16 + 1, r0, GTR_SRC_F16}, {bf, r1, GTR_SRC_BF16}, {f32 + 2, r2, GTR_SRC_F32}};
+        for (int ti = 0; ti < 3; ti++)
+            for (int t = 0; t < GTR_W_NTYPES; t++)
+                for (int pi = 0; pi <= 3; pi += 3) {
+                    gtr_wmat a, b;
+                    TU_OK(gtr_wmat_pack_pool(tables[ti], pools[pi], &a, W, n, k, (gtr_wtype)t, &e), &e);
+                    TU_OK(gtr_wmat_pack_src(tables[ti], pools[pi], &b, parts, 3, k, (gtr_wtype)t, &e), &e);
+                    assert_int_equal(a.bytes, b.bytes);
+                    assert_int_equal(a.nr, b.nr);
+                    assert_int_equal(a.kp, b.kp);
+                    size_t np = (n + a.nr - 1) / a.nr;
+                    assert_memory_equal(a.data, b.data, np * a.nr * a.kp * gtr_wmat_esize(a.type));
+                    if (t == GTR_W_INT8) {
+                        assert_memory_equal(a.scales, b.scales, np * a.nr * sizeof(float));
+                        assert_memory_equal(a.colsum, b.colsum, np * a.nr * sizeof(int32_t));
+                    }
+                    gtr_wmat_free(&a);
+                    gtr_wmat_free(&b);
+                }
+        free(f16), free(bf), free(f32), free(W);
+    }
+}
+
+/* Unpacking (gtr_wmat_unpack_rows, gtr_wmat_rows_f32: what a packed copy loaded in another
+ * dtype, or in another layout, reads back) gives the stored values of any row range, panels
+ * cut anywhere: float32 as packed, bf16 bits as gtr_bf16_daz, int8 codes as
+ * gtr_quantize_rows_int8; rows_f32 widens them (bf16) or multiplies by the row scale (int8). */
+static void test_unpack_rows(void **state)
+{
+    (void)state;
+    gtr_error e;
+    static const size_t dims[][2] = {{1, 1}, {70, 67}, {130, 300}, {17, 1030}};
+    const gtr_kernels *tables[] = {gtr_kernels_generic(), gtr_kernels_select()};
+    for (size_t si = 0; si < sizeof dims / sizeof dims[0]; si++) {
+        size_t n = dims[si][0], k = dims[si][1];
+        float *W = falloc(n * k), *got = falloc(n * k);
+        fill(W, n * k, 0.5f);
+        int8_t *qr = malloc(k);
+        unsigned char *raw = malloc(n * k * 4);
+        assert_true(qr && raw);
+        const size_t ranges[][2] = {{0, n}, {n / 3, n - n / 3}, {n - 1, 1}};
+        for (int ti = 0; ti < 2; ti++)
+            for (int t = 0; t < GTR_W_NTYPES; t++) {
+                gtr_wmat w;
+                TU_OK(gtr_wmat_pack(tables[ti], &w, W, n, k, (gtr_wtype)t, &e), &e);
+                for (size_t ri = 0; ri < 3; ri++) {
+                    size_t r0 = ranges[ri][0], rows = ranges[ri][1];
+                    if (!rows) continue;
+                    gtr_wmat_unpack_rows(&w, r0, rows, raw);
+                    gtr_wmat_rows_f32(&w, r0, rows, got);
+                    for (size_t r = r0; r < r0 + rows; r++) {
+                        float sc = 0;
+                        if (t == GTR_W_INT8) gtr_quantize_rows_int8(W + r * k, 1, k, qr, &sc);
+                        for (size_t c = 0; c < k; c++) {
+                            size_t i = (r - r0) * k + c;
+                            float want;
+                            if (t == GTR_W_F32) {
+                                assert_memory_equal(raw + 4 * i, &W[r * k + c], 4);
+                                want = W[r * k + c];
+                            } else if (t == GTR_W_BF16) {
+                                uint16_t b = gtr_bf16_daz(W[r * k + c]);
+                                assert_memory_equal(raw + 2 * i, &b, 2);
+                                want = gtr_bf16_to_f32(b);
+                            } else {
+                                assert_int_equal((int8_t)raw[i], qr[c]);
+                                want = (float)qr[c] * sc;
+                            }
+                            assert_memory_equal(&got[i], &want, 4);
+                        }
+                    }
+                }
+                /* on 3 threads, a panel a task: the same floats */
+                float *all = falloc(n * k);
+                gtr_wmat_rows_f32(&w, 0, n, got);
+                gtr_wmat_rows_f32_pool(&w, pools[3], all);
+                assert_memory_equal(all, got, n * k * sizeof(float));
+                free(all);
+                gtr_wmat_free(&w);
+            }
+        free(W), free(got), free(qr), free(raw);
     }
 }
 
@@ -752,6 +881,8 @@ int main(void)
         cmocka_unit_test(test_transpose),
         cmocka_unit_test(test_bf16mm),
         cmocka_unit_test(test_pack_layout),
+        cmocka_unit_test(test_pack_src),
+        cmocka_unit_test(test_unpack_rows),
     };
     return cmocka_run_group_tests_name("kernels", tests, setup, teardown);
 }

@@ -663,6 +663,109 @@ static void test_pooling_only(void **state)
     free(dir);
 }
 
+/* ---- the fingerprint read from a stored tensor ------------------------------------ */
+
+/* The fingerprint's definition (weights.c), serially: name with its NUL, shape {rows, cols} as
+ * two u64, then per chunk of 2^20 floats (the last shorter) the FNV-1a-64 of its 8-byte words
+ * (an odd last float as a 4-byte word), folded in order. */
+static uint64_t fp_reference(uint64_t h, const char *name, size_t rows, size_t cols, const float *x, size_t n)
+{
+    h = gtr_fnv1a64(name, strlen(name) + 1, h);
+    uint64_t shape[2] = {rows, cols};
+    h = gtr_fnv1a64(shape, sizeof shape, h);
+    for (size_t c0 = 0; c0 < n; c0 += (size_t)1 << 20) {
+        size_t c1 = GTR_MIN(n, c0 + ((size_t)1 << 20)), i = c0;
+        uint64_t ch = GTR_FNV_SEED;
+        for (; i + 2 <= c1; i += 2) {
+            uint64_t w;
+            memcpy(&w, x + i, 8);
+            ch = (ch ^ w) * 0x100000001b3ull;
+        }
+        if (i < c1) {
+            uint32_t w;
+            memcpy(&w, x + i, 4);
+            ch = (ch ^ w) * 0x100000001b3ull;
+        }
+        h = gtr_fnv1a64(&ch, sizeof ch, h);
+    }
+    return h;
+}
+
+/* gtr_fingerprint_stored (F16/BF16/F32 read in place, 4 chunks at a time) and
+ * gtr_fingerprint_tensor (float32, 4 chunks at a time) against the serial definition, on
+ * sizes with groups of 4 full chunks, a short group, a partial last chunk and an odd count;
+ * a non-finite value gives the error naming the first one either way. */
+static void test_fingerprint_stored(void **state)
+{
+    (void)state;
+    gtr_error e;
+    gtr_pool *pool = gtr_pool_create(3, &e);
+    assert_non_null(pool);
+    const size_t counts[] = {5, 1 << 20, 9 * (1 << 20) + 12345, 3 * (1 << 20) + 1};
+    const gtr_dtype_id dts[] = {GTR_DT_F16, GTR_DT_BF16, GTR_DT_F32};
+    for (size_t ci = 0; ci < sizeof counts / sizeof counts[0]; ci++)
+        for (size_t di = 0; di < 3; di++) {
+            size_t n = counts[ci], es = di == 2 ? 4 : 2, cols = n % 5 == 0 ? 5 : 1;
+            uint8_t *raw = malloc(n * es + 1);
+            float *x = malloc(n * sizeof *x);
+            assert_non_null(raw);
+            assert_non_null(x);
+            uint32_t r = 12345u + (uint32_t)ci;
+            for (size_t i = 0; i < n; i++) {
+                r = r * 1664525u + 1013904223u;
+                uint16_t h16 = (uint16_t)((r >> 16) & 0xbfff); /* exponents below 31: finite */
+                if (dts[di] == GTR_DT_F16) {
+                    memcpy(raw + 1 + 2 * i, &h16, 2);
+                    x[i] = gtr_f16_to_f32(h16);
+                } else if (dts[di] == GTR_DT_BF16) {
+                    memcpy(raw + 1 + 2 * i, &h16, 2);
+                    x[i] = gtr_bf16_to_f32(h16);
+                } else {
+                    x[i] = (float)(int32_t)r * 1e-9f;
+                    memcpy(raw + 1 + 4 * i, &x[i], 4);
+                }
+            }
+            gtr_tensor t;
+            memset(&t, 0, sizeof t);
+            t.name = (char *)"w";
+            t.dtype = dts[di];
+            t.ndim = 2;
+            t.shape[0] = n / cols;
+            t.shape[1] = cols;
+            t.stride[0] = cols;
+            t.stride[1] = 1;
+            t.count = n;
+            t.data = raw + 1; /* odd address */
+            t.span = n * es;
+            assert_true(gtr_tensor_contiguous(&t));
+            uint64_t want = fp_reference(42, "w", n / cols, cols, x, n), a = 42, b = 42;
+            TU_OK(gtr_fingerprint_stored(&a, pool, "w", &t, n / cols, cols, &e), &e);
+            TU_OK(gtr_fingerprint_tensor(&b, pool, "w", x, n / cols, cols, &e), &e);
+            assert_true(a == want);
+            assert_true(b == want);
+            if (n > 100) { /* a NaN: the same message from both */
+                size_t at = n - 77;
+                uint16_t nan16 = dts[di] == GTR_DT_F16 ? 0x7e00 : 0x7fc0;
+                if (dts[di] == GTR_DT_F32) {
+                    float f = NAN;
+                    memcpy(raw + 1 + 4 * at, &f, 4);
+                } else {
+                    memcpy(raw + 1 + 2 * at, &nan16, 2);
+                }
+                x[at] = NAN;
+                gtr_error e1, e2;
+                a = b = 42;
+                assert_int_equal(gtr_fingerprint_stored(&a, pool, "w", &t, n / cols, cols, &e1), GTR_ERR_FORMAT);
+                assert_int_equal(gtr_fingerprint_tensor(&b, NULL, "w", x, n / cols, cols, &e2), GTR_ERR_FORMAT);
+                assert_string_equal(e1.message, e2.message);
+                assert_non_null(strstr(e1.message, "NaN"));
+            }
+            free(raw);
+            free(x);
+        }
+    gtr_pool_free(pool);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -680,6 +783,7 @@ int main(void)
         cmocka_unit_test(test_hidden_gtr_small),
         cmocka_unit_test(test_batch_invariance),
         cmocka_unit_test(test_fingerprint),
+        cmocka_unit_test(test_fingerprint_stored),
         cmocka_unit_test(test_max_len),
         cmocka_unit_test(test_dense_bias_tanh),
         cmocka_unit_test(test_pooling_only),

@@ -736,7 +736,7 @@ static void test_memory_check(void **state)
     gtr_model_config cfg;
     TU_OK(gtr_model_config_read(dir, &cfg, &e), &e);
     /* the loads below: one thread, the model's max length, any batch */
-    gtr_mem_plan plan = {&cfg, gtr_kernels_select(), 1, cfg.max_seq_length, 0};
+    gtr_mem_plan plan = {&cfg, gtr_kernels_select(), 1, cfg.max_seq_length, 0, 1};
     size_t est[3];
     for (int i = 0; i < 3; i++) {
         est[i] = gtr_mem_estimate(&set, &plan, dts[i]);

@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -532,6 +533,7 @@ typedef struct client {
     int port, id, rounds;
     pthread_barrier_t *go;
     int ok, rejected, failed;
+    atomic_int done; /* slow_client: its answer is in */
     char why[512];
 } client;
 
@@ -599,11 +601,13 @@ static int stalled_upload(int port)
     const char *head = "POST /v1/embeddings HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                        "Content-Length: 100\r\n\r\n{\"input\": ";
     assert_int_equal(send(fd, head, strlen(head), 0), (ssize_t)strlen(head));
-    for (int i = 0; i < 200; i++) { /* until the server counts it (and this /metrics request) */
+    /* until the batcher counts it as on its way (gtr_in_flight_requests would not do: a
+     * previous /metrics poll stays in flight until its answer is sent and its end handled) */
+    for (int i = 0; i < 200; i++) {
         resp r = http(port, "GET", "/metrics", NULL, NULL, 0);
-        double n = metric(r.body.data, "gtr_in_flight_requests");
+        double n = metric(r.body.data, "gtr_requests_on_the_way");
         gtr_buf_free(&r.body);
-        if (n >= 2) return fd;
+        if (n >= 1) return fd;
         usleep(10 * 1000);
     }
     fail_msg("the stalled request never showed in /metrics");
@@ -988,10 +992,26 @@ static void *slow_client(void *arg)
     char *s = json_dumps(req, JSON_COMPACT);
     resp r = http(c->port, "POST", "/v1/embeddings", "application/json", s, strlen(s));
     c->ok = check_embeddings(&r, idx, 2, false, c->why, sizeof c->why);
+    atomic_store(&c->done, 1);
     free(s);
     json_decref(req);
     gtr_buf_free(&r.body);
     return NULL;
+}
+
+/* until the server has the client's request admitted in its queue (a fixed sleep lost the race
+ * under load: the client had not connected when shutdown stopped listening), or the client is
+ * already answered */
+static void wait_queued(int port, client *c)
+{
+    for (int i = 0; i < 1000 && !atomic_load(&c->done); i++) {
+        resp r = http(port, "GET", "/metrics", NULL, NULL, 0);
+        double n = metric(r.body.data, "gtr_queue_depth");
+        gtr_buf_free(&r.body);
+        if (n >= 1) return;
+        usleep(5 * 1000);
+    }
+    if (!atomic_load(&c->done)) fail_msg("the client's request never reached the queue");
 }
 
 static void test_shutdown_finishes_in_flight(void **state)
@@ -1006,7 +1026,7 @@ static void test_shutdown_finishes_in_flight(void **state)
     client c = {.port = port};
     pthread_t th;
     pthread_create(&th, NULL, slow_client, &c);
-    usleep(150 * 1000);
+    wait_queued(port, &c);
     double t0 = gtr_now_seconds();
     gtr_server_shutdown(s); /* returns once the request has been answered */
     double t = gtr_now_seconds() - t0;
@@ -1094,7 +1114,7 @@ static void test_shutdown_abandons_work(void **state)
     client c = {.port = port};
     pthread_t th;
     pthread_create(&th, NULL, slow_client, &c);
-    usleep(300 * 1000);
+    wait_queued(port, &c);
     double t0 = gtr_now_seconds();
     gtr_server_shutdown(s);
     double t = gtr_now_seconds() - t0;

@@ -49,7 +49,7 @@ class Error(ctypes.Structure):
 class ModelOptions(ctypes.Structure):
     _fields_ = [("size", c_size_t), ("n_threads", c_int), ("pool", c_void_p), ("dtype", c_int), ("max_len", c_int),
                 ("spm_compat", c_int), ("max_memory", c_size_t), ("device", c_char_p), ("no_verify", c_int),
-                ("batch_size", c_size_t)]
+                ("batch_size", c_size_t), ("n_contexts", c_int)]
 
 
 class Ids(ctypes.Structure):

@@ -50,9 +50,30 @@ static inline float f16_one(uint32_t h)
 #if defined(__GNUC__) && !defined(__clang__)
 __attribute__((optimize("vect-cost-model=cheap")))
 #endif
-void gtr_f16_to_f32_n(const uint8_t *src, float *dst, size_t n)
+void gtr_f16_to_f32_n_portable(const uint8_t *src, float *dst, size_t n)
 {
     for (size_t i = 0; i < n; i++) dst[i] = f16_one((uint32_t)src[2 * i] | (uint32_t)src[2 * i + 1] << 8);
+}
+
+#if defined(__x86_64__)
+/* AVX-512 where the CPU has it (and GTR_CPU allows it): asked once, by the first call */
+static _Atomic int use_avx512 = -1;
+#endif
+
+void gtr_f16_to_f32_n(const uint8_t *src, float *dst, size_t n)
+{
+#if defined(__x86_64__)
+    int u = use_avx512;
+    if (u < 0) {
+        gtr_cpu c = gtr_cpu_detect();
+        use_avx512 = u = c.avx512f && c.avx512bw && c.avx512vl;
+    }
+    if (u) {
+        gtr_f16_to_f32_n_avx512(src, dst, n);
+        return;
+    }
+#endif
+    gtr_f16_to_f32_n_portable(src, dst, n);
 }
 
 uint16_t gtr_f32_to_f16(float f)

@@ -87,8 +87,10 @@ typedef struct gtr_ivf_search_opts {
 
 /* For each of nq queries (dim floats): the top k vector numbers by exact inner product
  * among the re-ranked candidates, best first (ties: opts->tie, else smaller number first).
- * How: the coarse scores of a round of up to 256 queries come from one GEMM (gtr_linear);
- * the round's queries are grouped by probed list, so each list's int8 codes are read once
+ * How: the probed lists are the nprobe whose centroids score highest by the index's exact
+ * score (score.h; ties: smaller list), found in two passes (int8 query . int8 centroids, then
+ * the exact score of the lists the first pass's error bound cannot rule out: ivf.c); the
+ * round's (up to 256) queries are grouped by probed list, so each list's int8 codes are read once
  * per round by the scan kernel (ivf_scan.h), the threads splitting the lists; each thread
  * keeps the best `rerank` per query by int8 score (ties: smaller number), whose union holds
  * the overall best whatever the split; these are re-scored with the index's exact score

@@ -44,13 +44,24 @@ gtr_ivf_above_fn gtr_ivf_above_select(void)
 
 void gtr_ivf_quantize_query(const float *q, size_t dim, int8_t *out, float *scale, int32_t *sum)
 {
+    /* no libm calls (fmaxf, lrintf are calls without -ffast-math: ~8 us of a ~90 us batch-1
+     * query at dim 768): the same max (NaN skipped), and rounding to nearest even by adding
+     * and subtracting 1.5 * 2^23, exact for |x| < 2^22 (here |x| <= 127 up to rounding);
+     * NaN becomes -127 as lrintf's LONG_MIN did */
     float mx = 0.0f;
-    for (size_t d = 0; d < dim; d++) mx = fmaxf(mx, fabsf(q[d]));
+    for (size_t d = 0; d < dim; d++) {
+        float a = fabsf(q[d]);
+        mx = a > mx ? a : mx;
+    }
     float s = mx > 0.0f ? mx / 127.0f : 1.0f, inv = 1.0f / s;
     int32_t t = 0;
+    const float round_c = 12582912.0f;
     for (size_t d = 0; d < dim; d++) {
-        long v = lrintf(q[d] * inv);
-        out[d] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
+        float y = q[d] * inv + round_c; /* a float: C11 drops any excess precision here */
+        float r = y - round_c;
+        r = r >= -127.0f ? r : -127.0f;
+        r = r <= 127.0f ? r : 127.0f;
+        out[d] = (int8_t)r;
         t += out[d];
     }
     memset(out + dim, 0, gtr_ivf_qstride(dim) - dim);

@@ -107,6 +107,8 @@ gtr_status gtr_wmat_adopt(const gtr_kernels *kern, const gtr_wmat *view, gtr_wma
 void gtr_wmat_unpack_rows(const gtr_wmat *w, size_t r0, size_t rows, void *dst);
 /* Rows [r0, r0 + rows) as float32 (bf16 widened, int8 dequantised as (float)q * scale). */
 void gtr_wmat_rows_f32(const gtr_wmat *w, size_t r0, size_t rows, float *dst);
+/* All n rows as float32 on the pool's threads (a panel's rows per task; the same values). */
+void gtr_wmat_rows_f32_pool(const gtr_wmat *w, gtr_pool *pool, float *dst);
 
 /* Flags for gtr_linear. */
 #define GTR_LINEAR_ACCUM 1u /* y += x·Wᵀ instead of y = x·Wᵀ (residual add fused) */
@@ -129,6 +131,19 @@ gtr_status gtr_wmat_pack_pool(const gtr_kernels *kern, gtr_pool *pool, gtr_wmat 
                               size_t n, size_t k, gtr_wtype type, gtr_error *err);
 gtr_status gtr_wmat_pack(const gtr_kernels *kern, gtr_wmat *w, const float *W, size_t n, size_t k,
                          gtr_wtype type, gtr_error *err);
+/* Rows stored elsewhere (a checkpoint's mapped tensors), packed without a float32 copy:
+ * `rows` consecutive rows of k values each, row-major, as float32, IEEE half or bfloat16
+ * (little-endian bytes, any alignment). gtr_wmat_pack_src packs the row-wise concatenation of parts exactly as
+ * gtr_wmat_pack_pool packs the same values converted to float32 (gtr_f16_to_f32,
+ * gtr_bf16_to_f32). */
+typedef enum gtr_src_type { GTR_SRC_F32 = 0, GTR_SRC_F16, GTR_SRC_BF16 } gtr_src_type;
+typedef struct gtr_wsrc {
+    const void *data;
+    size_t rows;
+    gtr_src_type type;
+} gtr_wsrc;
+gtr_status gtr_wmat_pack_src(const gtr_kernels *kern, gtr_pool *pool, gtr_wmat *w, const gtr_wsrc *parts,
+                             size_t n_parts, size_t k, gtr_wtype type, gtr_error *err);
 /* Pack weights that are already bfloat16 (row-major [n, k], e.g. from a quantised checkpoint). */
 gtr_status gtr_wmat_pack_bf16(const gtr_kernels *kern, gtr_wmat *w, const uint16_t *W, size_t n,
                               size_t k, gtr_error *err);

@@ -158,6 +158,17 @@ static inline void gtr_q8_scale(float amax, float *scale, float *inv)
     }
 }
 
+/* Packing's row pieces (pack.c): the largest |x| of n floats (NaN ignored, 0 for none), and
+ * nv values in the packed type into dst from the in <= nv floats at x (zeros after them):
+ * float32, gtr_bf16_daz bits, or int8 gtr_q8(x * inv) codes with their sum added to *sum.
+ * The AVX-512 versions give the same bytes. */
+float gtr_generic_absmax(const float *x, size_t n);
+void gtr_generic_pack_piece(gtr_wtype type, const float *x, size_t in, size_t nv, float inv,
+                            void *dst, int32_t *sum);
+float gtr_avx512_absmax(const float *x, size_t n);
+void gtr_avx512_pack_piece(gtr_wtype type, const float *x, size_t in, size_t nv, float inv,
+                           void *dst, int32_t *sum);
+
 /* ---- per-ISA tables --------------------------------------------------------------------- */
 extern const gtr_kernels gtr_kernels_generic_table;
 extern const gtr_kernels gtr_kernels_avx2_table;

@@ -6,6 +6,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 static const size_t kgroup[GTR_W_NTYPES] = {1, 2, 4};
 static const size_t esize[GTR_W_NTYPES] = {4, 2, 1};
@@ -25,9 +26,10 @@ static void cpu_choices(gtr_wmat *w, gtr_wtype type, size_t k)
     w->no_prefetch = !b.linear_prefetch;
 }
 
-/* Allocate the packed storage (zeroed: padding must contribute nothing). */
+/* Allocate the packed storage; zero: zeroed (padding must contribute nothing), else the
+ * caller writes every byte of data (the scales and sums are zeroed either way). */
 static gtr_status alloc_layout(const gtr_kernels *kern, gtr_wmat *w, size_t n, size_t k,
-                               gtr_wtype type, gtr_error *err)
+                               gtr_wtype type, bool zero, gtr_error *err)
 {
     memset(w, 0, sizeof *w);
     if ((unsigned)type >= GTR_W_NTYPES)
@@ -41,7 +43,7 @@ static gtr_status alloc_layout(const gtr_kernels *kern, gtr_wmat *w, size_t n, s
     if (k > SIZE_MAX / 8 || !gtr_mul_ok(np * nr, kp, &elems) ||
         !gtr_mul_ok(elems, esize[type], &bytes))
         return gtr_seterr(err, GTR_ERR_INVALID_ARG, "weight matrix [%zu, %zu] too large", n, k);
-    w->data = gtr_calloc_aligned(bytes, err);
+    w->data = zero ? gtr_calloc_aligned(bytes, err) : gtr_malloc_aligned(bytes, err);
     if (!w->data) return GTR_ERR_NOMEM;
     w->bytes = bytes;
     if (type == GTR_W_INT8) {
@@ -62,16 +64,44 @@ static gtr_status alloc_layout(const gtr_kernels *kern, gtr_wmat *w, size_t n, s
     return GTR_OK;
 }
 
+float gtr_generic_absmax(const float *x, size_t n)
+{
+    float amax = 0;
+    for (size_t c = 0; c < n; c++) {
+        float t = fabsf(x[c]);
+        if (t > amax) amax = t;
+    }
+    return amax;
+}
+
+void gtr_generic_pack_piece(gtr_wtype type, const float *x, size_t in, size_t nv, float inv,
+                            void *dst, int32_t *sum)
+{
+    if (type == GTR_W_F32) {
+        memcpy(dst, x, in * sizeof(float));
+        memset((float *)dst + in, 0, (nv - in) * sizeof(float));
+    } else if (type == GTR_W_BF16) {
+        uint16_t *d = dst;
+        for (size_t i = 0; i < in; i++) d[i] = gtr_bf16_daz(x[i]);
+        for (size_t i = in; i < nv; i++) d[i] = 0;
+    } else {
+        int8_t *d = dst;
+        int32_t s = 0;
+        for (size_t i = 0; i < in; i++) {
+            d[i] = (int8_t)gtr_q8(x[i] * inv);
+            s += d[i];
+        }
+        for (size_t i = in; i < nv; i++) d[i] = 0;
+        *sum += s;
+    }
+}
+
 void gtr_quantize_rows_int8(const float *W, size_t n, size_t k, int8_t *q, float *scales)
 {
     for (size_t r = 0; r < n; r++) {
         const float *row = W + r * k;
-        float amax = 0, inv;
-        for (size_t c = 0; c < k; c++) {
-            float t = fabsf(row[c]);
-            if (t > amax) amax = t;
-        }
-        gtr_q8_scale(amax, &scales[r], &inv);
+        float inv;
+        gtr_q8_scale(gtr_generic_absmax(row, k), &scales[r], &inv);
         for (size_t c = 0; c < k; c++) q[r * k + c] = (int8_t)gtr_q8(row[c] * inv);
     }
 }
@@ -91,54 +121,144 @@ static void put_int8_row(gtr_wmat *w, size_t r, const int8_t *q, float scale)
     w->colsum[r] = sum;
 }
 
-/* Pack panels [p0, p1) of W (all of a panel's rows: panels never share bytes, so threads
- * packing different panels write disjoint memory). */
+/* Pack panels [p0, p1) of the rows (all of a panel's rows: panels never share bytes, so
+ * threads packing different panels write disjoint memory). Whatever the type, a k group of
+ * one row is 4 bytes (1 float32, 2 bf16, 4 int8 values), so a panel is a [kp/g][nr] array of
+ * 4-byte words: it is written a tile of PIECE / g k groups x nr rows at a time (64 KiB or
+ * less at nr 64, in L2), each row's piece of PIECE values read from its source (converted
+ * to float32 in a small buffer when stored as F16/BF16), converted to the packed type and
+ * spread over the tile's rows of words. A row-at-a-time walk instead touches every cache
+ * line of the panel per row (for k = 65536, 16 MiB per panel: the loads of the big models
+ * spent most of their time there). Every byte of the panel is written, padding included, so
+ * the storage need not be zeroed. */
 typedef struct {
     gtr_wmat *w;
-    const float *W;
+    const gtr_wsrc *parts;
+    size_t n_parts;
     bool nomem;
+    float (*absmax)(const float *x, size_t n);
+    void (*piece)(gtr_wtype type, const float *x, size_t in, size_t nv, float inv, void *dst,
+                  int32_t *sum);
 } pack_job;
 
 #define PACK_PANELS 4 /* panels per task */
+#define PIECE 256     /* values of a row per tile */
+
+/* Row r of the parts: its bytes and their type. */
+static const unsigned char *src_row(const pack_job *j, size_t r, gtr_src_type *type)
+{
+    static const size_t es[] = {4, 2, 2};
+    size_t i = 0;
+    while (i + 1 < j->n_parts && r >= j->parts[i].rows) r -= j->parts[i++].rows;
+    *type = j->parts[i].type;
+    return (const unsigned char *)j->parts[i].data + r * j->w->k * es[*type];
+}
+
+/* Values [c0, c0 + m) of a source row as float32: in place when it is aligned float32, else
+ * converted into buf (m <= PIECE). */
+static const float *src_values(const unsigned char *row, gtr_src_type type, size_t c0, size_t m,
+                               float *buf)
+{
+    if (type == GTR_SRC_F16) {
+        gtr_f16_to_f32_n(row + 2 * c0, buf, m);
+    } else if (type == GTR_SRC_BF16) {
+        const unsigned char *p = row + 2 * c0;
+        for (size_t i = 0; i < m; i++) buf[i] = gtr_bf16_to_f32((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
+    } else {
+        const unsigned char *p = row + 4 * c0;
+        if (((uintptr_t)p & 3) == 0) return (const float *)(const void *)p;
+        memcpy(buf, p, m * sizeof(float));
+    }
+    return buf;
+}
+
+/* The whole pages of [p, p + len) made present and writable in one call, before they are
+ * written: fresh memory otherwise takes a page fault per 4 KiB (on a VM measured at 2 GB/s of
+ * fresh writes, against 3 GB/s populated, and 25+ GB/s once present), the largest cost left in
+ * converting a big model. Each thread populates its own panels. Best effort: a kernel without
+ * MADV_POPULATE_WRITE (before Linux 5.14) faults the pages in as they are written. */
+static void populate(void *p, size_t len)
+{
+#if defined(MADV_POPULATE_WRITE)
+    uintptr_t a = ((uintptr_t)p + 4095) & ~(uintptr_t)4095, e = ((uintptr_t)p + len) & ~(uintptr_t)4095;
+    if (e > a + 4096) (void)madvise((void *)a, e - a, MADV_POPULATE_WRITE);
+#else
+    (void)p;
+    (void)len;
+#endif
+}
 
 static void pack_task(void *ctx, size_t t, int tid)
 {
     (void)tid;
     pack_job *j = ctx;
     gtr_wmat *w = j->w;
-    const size_t nr = w->nr, kp = w->kp, k = w->k;
-    size_t r0 = t * PACK_PANELS * nr, r1 = GTR_MIN(w->n, r0 + PACK_PANELS * nr);
-    if (w->type == GTR_W_F32) {
-        float *d = w->data;
-        for (size_t r = r0; r < r1; r++)
-            for (size_t c = 0; c < k; c++) d[pidx(r / nr, r % nr, c, nr, kp, 1)] = j->W[r * k + c];
-    } else if (w->type == GTR_W_BF16) {
-        uint16_t *d = w->data;
-        for (size_t r = r0; r < r1; r++)
-            for (size_t c = 0; c < k; c++)
-                d[pidx(r / nr, r % nr, c, nr, kp, 2)] = gtr_bf16_daz(j->W[r * k + c]);
-    } else {
-        /* quantise row by row so the temporary stays one row */
-        int8_t *q = malloc(k);
-        if (!q) {
-            j->nomem = true;
-            return;
-        }
-        for (size_t r = r0; r < r1; r++) {
-            float s;
-            gtr_quantize_rows_int8(j->W + r * k, 1, k, q, &s);
-            put_int8_row(w, r, q, s);
-        }
-        free(q);
+    const size_t nr = w->nr, k = w->k, n = w->n, g = kgroup[w->type], kw = w->kp / g, words = PIECE / g;
+    const size_t p0 = t * PACK_PANELS, p1 = GTR_MIN(p0 + PACK_PANELS, (n + nr - 1) / nr);
+    float *inv = NULL;
+    if (w->type == GTR_W_INT8 && !(inv = malloc(nr * sizeof *inv))) {
+        j->nomem = true;
+        return;
     }
+    _Alignas(64) float vals[PIECE];
+    _Alignas(64) unsigned char buf[PIECE * 4];
+    for (size_t p = p0; p < p1; p++) {
+        size_t rows = GTR_MIN(nr, n - p * nr);
+        gtr_src_type st;
+        if (inv)
+            for (size_t i = 0; i < rows; i++) {
+                const unsigned char *row = src_row(j, p * nr + i, &st);
+                float amax = 0;
+                for (size_t c0 = 0; c0 < k; c0 += PIECE) {
+                    size_t m = GTR_MIN((size_t)PIECE, k - c0);
+                    float a = j->absmax(src_values(row, st, c0, m, vals), m);
+                    if (a > amax) amax = a;
+                }
+                gtr_q8_scale(amax, &w->scales[p * nr + i], &inv[i]);
+            }
+        unsigned char *panel = (unsigned char *)w->data + p * kw * nr * 4;
+        populate(panel, kw * nr * 4);
+        for (size_t q0 = 0; q0 < kw; q0 += words) {
+            size_t nw = GTR_MIN(words, kw - q0), c0 = q0 * g, in = c0 < k ? GTR_MIN(nw * g, k - c0) : 0;
+            unsigned char *tile = panel + q0 * nr * 4;
+            for (size_t i = 0; i < nr; i++) {
+                if (i < rows) {
+                    int32_t sum = 0;
+                    const unsigned char *row = src_row(j, p * nr + i, &st);
+                    /* the row's piece of the next tile, a tile ahead: the hardware prefetcher
+                     * does not follow nr streams at once */
+                    size_t es = st == GTR_SRC_F32 ? 4 : 2, next = c0 + nw * g;
+                    if (next < k)
+                        for (size_t b = 0; b < GTR_MIN((size_t)PIECE, k - next) * es; b += 64)
+                            __builtin_prefetch(row + next * es + b);
+                    j->piece(w->type, in ? src_values(row, st, c0, in, vals) : vals, in, nw * g,
+                             inv ? inv[i] : 0.0f, buf, &sum);
+                    if (inv) w->colsum[p * nr + i] += sum;
+                } else {
+                    memset(buf, 0, nw * 4);
+                }
+                for (size_t q = 0; q < nw; q++) memcpy(tile + (q * nr + i) * 4, buf + q * 4, 4);
+            }
+        }
+    }
+    free(inv);
 }
 
-gtr_status gtr_wmat_pack_pool(const gtr_kernels *kern, gtr_pool *pool, gtr_wmat *w, const float *W,
-                              size_t n, size_t k, gtr_wtype type, gtr_error *err)
+gtr_status gtr_wmat_pack_src(const gtr_kernels *kern, gtr_pool *pool, gtr_wmat *w, const gtr_wsrc *parts,
+                             size_t n_parts, size_t k, gtr_wtype type, gtr_error *err)
 {
-    gtr_status st = alloc_layout(kern, w, n, k, type, err);
+    size_t n = 0;
+    for (size_t i = 0; i < n_parts; i++) n += parts[i].rows;
+    gtr_status st = alloc_layout(kern, w, n, k, type, false, err);
     if (st != GTR_OK) return st;
-    pack_job j = {w, W, false};
+    pack_job j = {w, parts, n_parts, false, gtr_generic_absmax, gtr_generic_pack_piece};
+#if defined(__x86_64__)
+    gtr_cpu cpu = gtr_cpu_detect(); /* the CPU's, not kern's: the file layout packs anywhere */
+    if (cpu.avx512f && cpu.avx512bw && cpu.avx512dq && cpu.avx512vl) {
+        j.absmax = gtr_avx512_absmax;
+        j.piece = gtr_avx512_pack_piece;
+    }
+#endif
     size_t per = PACK_PANELS * w->nr;
     gtr_pool_for(pool, (n + per - 1) / per, pack_task, &j);
     if (j.nomem) {
@@ -146,6 +266,13 @@ gtr_status gtr_wmat_pack_pool(const gtr_kernels *kern, gtr_pool *pool, gtr_wmat 
         return gtr_seterr(err, GTR_ERR_NOMEM, "out of memory (int8 quantisation row)");
     }
     return GTR_OK;
+}
+
+gtr_status gtr_wmat_pack_pool(const gtr_kernels *kern, gtr_pool *pool, gtr_wmat *w, const float *W,
+                              size_t n, size_t k, gtr_wtype type, gtr_error *err)
+{
+    gtr_wsrc all = {W, n, GTR_SRC_F32};
+    return gtr_wmat_pack_src(kern, pool, w, &all, 1, k, type, err);
 }
 
 gtr_status gtr_wmat_pack(const gtr_kernels *kern, gtr_wmat *w, const float *W, size_t n, size_t k,
@@ -157,7 +284,7 @@ gtr_status gtr_wmat_pack(const gtr_kernels *kern, gtr_wmat *w, const float *W, s
 gtr_status gtr_wmat_pack_bf16(const gtr_kernels *kern, gtr_wmat *w, const uint16_t *W, size_t n,
                               size_t k, gtr_error *err)
 {
-    gtr_status st = alloc_layout(kern, w, n, k, GTR_W_BF16, err);
+    gtr_status st = alloc_layout(kern, w, n, k, GTR_W_BF16, true, err);
     if (st != GTR_OK) return st;
     uint16_t *d = w->data;
     for (size_t r = 0; r < n; r++)
@@ -172,7 +299,7 @@ gtr_status gtr_wmat_pack_bf16(const gtr_kernels *kern, gtr_wmat *w, const uint16
 gtr_status gtr_wmat_pack_int8(const gtr_kernels *kern, gtr_wmat *w, const int8_t *q,
                               const float *scales, size_t n, size_t k, gtr_error *err)
 {
-    gtr_status st = alloc_layout(kern, w, n, k, GTR_W_INT8, err);
+    gtr_status st = alloc_layout(kern, w, n, k, GTR_W_INT8, true, err);
     if (st != GTR_OK) return st;
     for (size_t r = 0; r < n; r++) put_int8_row(w, r, q + r * k, scales[r]);
     return GTR_OK;
@@ -242,14 +369,34 @@ gtr_status gtr_wmat_view(gtr_wmat *w, gtr_wtype type, size_t n, size_t k, size_t
     return GTR_OK;
 }
 
+/* Rows [r0, r0 + rows) of a packed matrix, stored values, row i's k values at dst + i * ld + off,
+ * read a tile (64 k groups x the panel's rows, contiguous in the layout) at a time as packing
+ * writes them: a row at a time would read 4 bytes of every 256 across the whole panel. */
+static void unpack_rows_to(const gtr_wmat *w, size_t r0, size_t rows, unsigned char *dst, size_t ld, size_t off)
+{
+    const size_t nr = w->nr, kw = w->kp / kgroup[w->type], row_bytes = w->k * esize[w->type];
+    const unsigned char *src = w->data;
+    for (size_t r = r0; r < r0 + rows;) {
+        size_t p = r / nr, i0 = r % nr, i1 = GTR_MIN(nr, i0 + (r0 + rows - r));
+        const unsigned char *panel = src + p * kw * nr * 4;
+        for (size_t q0 = 0; q0 < kw && 4 * q0 < row_bytes; q0 += 64) {
+            size_t nw = GTR_MIN((size_t)64, kw - q0);
+            for (size_t i = i0; i < i1; i++) {
+                unsigned char *d = dst + (p * nr + i - r0) * ld + off;
+                for (size_t q = 0; q < nw; q++) {
+                    size_t b = 4 * (q0 + q);
+                    if (b >= row_bytes) break;
+                    memcpy(d + b, panel + ((q0 + q) * nr + i) * 4, GTR_MIN((size_t)4, row_bytes - b));
+                }
+            }
+        }
+        r += i1 - i0;
+    }
+}
+
 void gtr_wmat_unpack_rows(const gtr_wmat *w, size_t r0, size_t rows, void *dst)
 {
-    const size_t nr = w->nr, kp = w->kp, k = w->k, g = kgroup[w->type], es = esize[w->type];
-    const unsigned char *src = w->data;
-    unsigned char *d = dst;
-    for (size_t r = r0; r < r0 + rows; r++)
-        for (size_t c = 0; c < k; c++)
-            memcpy(d + ((r - r0) * k + c) * es, src + pidx(r / nr, r % nr, c, nr, kp, g) * es, es);
+    unpack_rows_to(w, r0, rows, dst, w->k * esize[w->type], 0);
 }
 
 void gtr_wmat_rows_f32(const gtr_wmat *w, size_t r0, size_t rows, float *dst)
@@ -259,12 +406,12 @@ void gtr_wmat_rows_f32(const gtr_wmat *w, size_t r0, size_t rows, float *dst)
         gtr_wmat_unpack_rows(w, r0, rows, dst);
         return;
     }
-    /* the stored values into the tail of dst (es <= 2 bytes each: they fit behind the floats
-     * of the same row as we widen from the front), row by row */
+    /* the stored values into the tail of each row of dst (es <= 2 bytes each: they fit behind
+     * the floats of the same row as we widen from the front) */
+    unpack_rows_to(w, r0, rows, (unsigned char *)dst, k * sizeof(float), k * (4 - es));
     for (size_t r = 0; r < rows; r++) {
         float *row = dst + r * k;
-        unsigned char *tmp = (unsigned char *)row + k * (4 - es);
-        gtr_wmat_unpack_rows(w, r0 + r, 1, tmp);
+        const unsigned char *tmp = (const unsigned char *)row + k * (4 - es);
         if (w->type == GTR_W_BF16) {
             for (size_t c = 0; c < k; c++) {
                 uint16_t b;
@@ -277,6 +424,25 @@ void gtr_wmat_rows_f32(const gtr_wmat *w, size_t r0, size_t rows, float *dst)
             for (size_t c = 0; c < k; c++) row[c] = (float)q[c] * s;
         }
     }
+}
+
+typedef struct {
+    const gtr_wmat *w;
+    float *dst;
+} rows_f32_job;
+
+static void rows_f32_task(void *ctx, size_t p, int tid)
+{
+    (void)tid;
+    const rows_f32_job *j = ctx;
+    size_t nr = j->w->nr, r0 = p * nr;
+    gtr_wmat_rows_f32(j->w, r0, GTR_MIN(nr, j->w->n - r0), j->dst + r0 * j->w->k);
+}
+
+void gtr_wmat_rows_f32_pool(const gtr_wmat *w, gtr_pool *pool, float *dst)
+{
+    rows_f32_job j = {w, dst};
+    gtr_pool_for(pool, (w->n + w->nr - 1) / w->nr, rows_f32_task, &j);
 }
 
 gtr_status gtr_wmat_adopt(const gtr_kernels *kern, const gtr_wmat *view, gtr_wmat *w,

@@ -279,7 +279,28 @@ static gtr_status load_linear(gtr_tensor_set *set, const gtr_wtensor *parts, int
 {
     size_t rows = 0, k = gtr_wtensor_cols(&parts[0]);
     bool stored_codes = false; /* any part already int8 (an older `gtr quantize` file) */
-    for (int i = 0; i < n_parts; i++) stored_codes |= parts[i].scale != NULL;
+    bool direct = n_parts <= 3; /* every part a contiguous float tensor: packed from the mapping */
+    for (int i = 0; i < n_parts; i++) {
+        stored_codes |= parts[i].scale != NULL;
+        direct = direct && !parts[i].scale && !parts[i].pk && gtr_tensor_contiguous(parts[i].w);
+    }
+    if (direct) {
+        /* fingerprinted and packed straight from the file's pages (F16 converted on the way,
+         * a piece at a time in cache): no float32 copy of the matrix is written and read back */
+        gtr_wsrc src[3];
+        memset(src, 0, sizeof src);
+        for (int i = 0; i < n_parts; i++) {
+            const gtr_tensor *t = parts[i].w;
+            gtr_status st = gtr_fingerprint_stored(fp, pool, t->name, t, t->shape[0], k, err);
+            if (st) return gtr_error_prefix(err, "%s", gtr_tensor_file(set, t));
+            src[i].data = t->data;
+            src[i].rows = t->shape[0];
+            src[i].type = t->dtype == GTR_DT_F16 ? GTR_SRC_F16 : t->dtype == GTR_DT_BF16 ? GTR_SRC_BF16 : GTR_SRC_F32;
+        }
+        gtr_status st = gtr_wmat_pack_src(kern, pool, w, src, (size_t)n_parts, k, wtype, err);
+        for (int i = 0; i < n_parts; i++) gtr_wtensor_drop(set, &parts[i]);
+        return st;
+    }
     for (int i = 0; i < n_parts; i++) {
         const gtr_wtensor *p = &parts[i];
         size_t pr = gtr_wtensor_rows(p);

@@ -13,7 +13,9 @@
  *             times every per-token buffer, the attention scores and buffers of every thread,
  *             the position bias table, gtr_linear's per-thread scratch, the context's per-text
  *             buffers (gtr_t5_scratch_bytes and context.c);
- *     (the load's buffers are freed before the first encode);
+ *     (the load's buffers are freed before the first encode); the work once per context that
+ *     encodes at the same time (gtr serve --workers N: N contexts on a share of the threads
+ *     each, the weights shared);
  *   - OVERHEAD: the process itself (program, libraries, the tokenizer, thread stacks:
  *     `gtr --version` peaks at 9 MB, gtr-t5-tiny's whole load at 28 MB for 8 MB of weights and
  *     8 MB of file pages) and allocator slack.
@@ -97,13 +99,17 @@ void gtr_mem_estimate_parts(const gtr_tensor_set *s, const gtr_mem_plan *p, gtr_
     size_t tokens = batch && batch <= budget / L ? batch * L : budget;
     size_t texts = batch ? GTR_MIN(batch, tokens) : tokens;
     size_t d_out = c->has_dense ? (size_t)c->dense_out : (size_t)c->t5.d_model;
+    /* several contexts (a server's workers) each hold one call's work at once, on their share
+     * of the threads (as the batcher shares them out) */
+    size_t contexts = p->contexts > 1 ? (size_t)p->contexts : 1;
+    int threads = contexts > 1 ? GTR_MAX(1, p->n_threads / (int)contexts) : p->n_threads;
     out->tokens = tokens;
-    out->work = gtr_t5_scratch_bytes(&c->t5, p->kern, wt, p->n_threads, tokens, texts, L) +
+    out->work = contexts * (gtr_t5_scratch_bytes(&c->t5, p->kern, wt, threads, tokens, texts, L) +
                 /* context.c: pooled and head rows, the schedule, tokenizer ids; the caller's
                  * output rows */
                 texts * ((size_t)c->t5.d_model + 2 * d_out) * sizeof(float) +
                 (batch ? batch : texts) * (3 * sizeof(size_t) + L * sizeof(int32_t)) +
-                (L + 2) * sizeof(size_t);
+                (L + 2) * sizeof(size_t));
     out->total = priv + GTR_MAX(out->load, out->work) + OVERHEAD;
 }
 
@@ -225,6 +231,14 @@ gtr_status gtr_mem_check(const gtr_tensor_set *s, const gtr_mem_plan *p, gtr_com
     size_t k = 0, n_dt = 0, n;
     size_t b = largest_batch(s, p, dt, avail, &n);
     if (b) k += (size_t)snprintf(alt, sizeof alt, "--batch %zu needs %s", b, human(b1, n));
+    if (!b && p->contexts > 1) { /* fewer encoder workers, each with more threads */
+        gtr_mem_plan fewer = *p;
+        for (fewer.contexts = p->contexts - 1; fewer.contexts >= 1; fewer.contexts--)
+            if ((n = gtr_mem_estimate(s, &fewer, dt)) <= avail) {
+                k += (size_t)snprintf(alt, sizeof alt, "--workers %d needs %s", fewer.contexts, human(b1, n));
+                break;
+            }
+    }
     for (int i = 0; i < 3 && k < sizeof alt; i++) {
         if (all[i] == dt || !(b = largest_batch(s, p, all[i], avail, &n))) continue;
         char bt[40] = "";
@@ -233,8 +247,22 @@ gtr_status gtr_mem_check(const gtr_tensor_set *s, const gtr_mem_plan *p, gtr_com
                               human(b1, n));
         n_dt++;
     }
-    char batch_txt[64] = "";
-    if (p->batch) snprintf(batch_txt, sizeof batch_txt, " with batches of %zu texts", p->batch);
+    /* no dtype fits with this many encoder workers: the dtypes with fewer that do */
+    for (int i = 0; i < 3 && !k && p->contexts > 1; i++) {
+        gtr_mem_plan fewer = *p;
+        for (fewer.contexts = p->contexts - 1; fewer.contexts >= 1; fewer.contexts--)
+            if ((n = gtr_mem_estimate(s, &fewer, all[i])) <= avail) {
+                k += (size_t)snprintf(alt, sizeof alt, "--dtype %s --workers %d needs %s", names[i], fewer.contexts,
+                                      human(b1, n));
+                n_dt += all[i] != dt;
+                break;
+            }
+    }
+    char batch_txt[96] = "";
+    size_t bk = 0;
+    if (p->batch) bk += (size_t)snprintf(batch_txt, sizeof batch_txt, " with batches of %zu texts", p->batch);
+    if (p->contexts > 1)
+        snprintf(batch_txt + bk, sizeof batch_txt - bk, "%s %d encoder workers", bk ? " on" : " with", p->contexts);
     if (k)
         return gtr_seterr(err, GTR_ERR_NOMEM, "%s: loading as %s%s needs about %s but %s is available (%s); %s%s%s",
                           dir, dn, batch_txt, human(b1, need), human(b2, avail), what, alt,

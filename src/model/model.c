@@ -187,7 +187,7 @@ static gtr_model *load_dir(const char *dir, const gtr_model_options *opts, gtr_e
         if (q) q->used = false; /* only looked at */
         m->dtype = o.dtype;
     }
-    gtr_mem_plan plan = {&m->cfg, m->kern, gtr_pool_size(m->pool), m->max_len, o.batch_size};
+    gtr_mem_plan plan = {&m->cfg, m->kern, gtr_pool_size(m->pool), m->max_len, o.batch_size, o.n_contexts};
     if ((st = gtr_mem_check(&set, &plan, o.dtype, o.max_memory, dir, err))) goto fail;
     /* a `gtr quantize` copy's checksums (checksum.c), before anything is computed from it */
     char verified[96] = "";

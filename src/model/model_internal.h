@@ -240,6 +240,12 @@ void gtr_wtensor_drop(const gtr_tensor_set *s, const gtr_wtensor *t);
  * plausible-looking but wrong vectors are refused at load, at no extra read). */
 gtr_status gtr_fingerprint_tensor(uint64_t *h, gtr_pool *pool, const char *name, const float *x,
                                   size_t rows, size_t cols, gtr_error *err);
+/* A float tensor (F32, F16, BF16) stored row-major without gaps? */
+bool gtr_tensor_contiguous(const gtr_tensor *t);
+/* gtr_fingerprint_tensor of a contiguous float tensor's values converted to float32, read
+ * from its mapping (no float32 copy is made): the same hash, the same error. */
+gtr_status gtr_fingerprint_stored(uint64_t *h, gtr_pool *pool, const char *name, const gtr_tensor *t,
+                                  size_t rows, size_t cols, gtr_error *err);
 /* The same hash and check fed piece by piece (a tensor converted a few rows at a time): begin,
  * feed the values in order (every piece but the last an even count), end. Equal to
  * gtr_fingerprint_tensor over the concatenation. */
@@ -474,6 +480,7 @@ typedef struct gtr_mem_plan {
     int n_threads;
     int max_len;
     size_t batch;
+    int contexts; /* encode contexts working at once, n_threads / contexts threads each (<= 1: one) */
 } gtr_mem_plan;
 typedef struct gtr_mem_parts {
     size_t weights; /* private weights (not those used in place from a mapping) */

@@ -124,7 +124,7 @@ gtr_status gtr_packed_load(const gtr_wmat *view, const gtr_kernels *kern, gtr_wt
     if (view->type == wtype) return gtr_wmat_adopt(kern, view, w, in_place, err);
     /* another compute precision than stored (an int8 copy loaded with --dtype f32, ...): the
      * stored values as float32, packed as any float checkpoint is */
-    gtr_wmat_rows_f32(view, 0, view->n, tmp);
+    gtr_wmat_rows_f32_pool(view, pool, tmp);
     return gtr_wmat_pack_pool(kern, pool, w, tmp, view->n, view->k, wtype, err);
 }
 

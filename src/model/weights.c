@@ -517,6 +517,39 @@ static uint64_t fnv_words(uint64_t h, const float *x, size_t n, uint64_t *bad)
 
 #define FP_CHUNK ((size_t)1 << 20)
 
+/* fnv_words on four chunks of n floats at once, one chain each: the value of each is its
+ * own, but the four multiply chains overlap (one chain waits out the multiply's latency on
+ * every word: 4 lanes hash about 3x the bytes per cycle, the hash being the slowest part of
+ * loading a converted model). */
+static void fnv_words4(uint64_t h[4], const float *const x[4], size_t n, uint64_t bad[4])
+{
+    const uint64_t EXP = 0x7f8000007f800000ull, ONE = 0x0080000000800000ull;
+    uint64_t h0 = h[0], h1 = h[1], h2 = h[2], h3 = h[3], b0 = 0, b1 = 0, b2 = 0, b3 = 0;
+    size_t i = 0;
+    for (; i + 2 <= n; i += 2) {
+        uint64_t w0, w1, w2, w3;
+        memcpy(&w0, x[0] + i, 8);
+        memcpy(&w1, x[1] + i, 8);
+        memcpy(&w2, x[2] + i, 8);
+        memcpy(&w3, x[3] + i, 8);
+        b0 |= (w0 & EXP) + ONE;
+        b1 |= (w1 & EXP) + ONE;
+        b2 |= (w2 & EXP) + ONE;
+        b3 |= (w3 & EXP) + ONE;
+        h0 = (h0 ^ w0) * 0x100000001b3ull;
+        h1 = (h1 ^ w1) * 0x100000001b3ull;
+        h2 = (h2 ^ w2) * 0x100000001b3ull;
+        h3 = (h3 ^ w3) * 0x100000001b3ull;
+    }
+    h[0] = h0, h[1] = h1, h[2] = h2, h[3] = h3;
+    bad[0] |= b0 & 0x8000000080000000ull;
+    bad[1] |= b1 & 0x8000000080000000ull;
+    bad[2] |= b2 & 0x8000000080000000ull;
+    bad[3] |= b3 & 0x8000000080000000ull;
+    if (i < n)
+        for (int l = 0; l < 4; l++) h[l] = fnv_words(h[l], x[l] + i, n - i, &bad[l]);
+}
+
 /* The hash is: name (with its NUL), shape {rows, cols} as two u64, then for each chunk of
  * FP_CHUNK floats (the last one shorter) the FNV-1a-64 of its 8-byte words folded in order. */
 
@@ -526,13 +559,21 @@ typedef struct {
     uint64_t *out, *bad;
 } fp_job;
 
-static void fp_task(void *ctx, size_t c, int tid)
+/* chunks 4g .. 4g + 3 of the full ones (a group short of 4 repeats its first chunk in the
+ * missing lanes and drops their results) */
+static void fp_task(void *ctx, size_t g, int tid)
 {
     (void)tid;
     fp_job *j = ctx;
-    size_t i0 = c * FP_CHUNK, i1 = GTR_MIN(j->n, i0 + FP_CHUNK);
-    j->bad[c] = 0;
-    j->out[c] = fnv_words(GTR_FNV_SEED, j->x + i0, i1 - i0, &j->bad[c]);
+    size_t full = j->n / FP_CHUNK, c0 = 4 * g, lanes = GTR_MIN((size_t)4, full - c0);
+    uint64_t h[4] = {GTR_FNV_SEED, GTR_FNV_SEED, GTR_FNV_SEED, GTR_FNV_SEED}, bad[4] = {0, 0, 0, 0};
+    const float *x[4];
+    for (size_t l = 0; l < 4; l++) x[l] = j->x + (c0 + (l < lanes ? l : 0)) * FP_CHUNK;
+    fnv_words4(h, x, FP_CHUNK, bad);
+    for (size_t l = 0; l < lanes; l++) {
+        j->out[c0 + l] = h[l];
+        j->bad[c0 + l] = bad[l];
+    }
 }
 
 void gtr_fp_begin(gtr_fp_stream *f, uint64_t h, const char *name, size_t rows, size_t cols)
@@ -584,7 +625,7 @@ void gtr_fp_feed(gtr_fp_stream *f, gtr_pool *pool, const float *x, size_t n)
     uint64_t *parts = full > 1 ? malloc(2 * full * sizeof *parts) : NULL;
     if (parts) {
         fp_job j = {x, full * FP_CHUNK, parts, parts + full};
-        gtr_pool_for(pool, full, fp_task, &j);
+        gtr_pool_for(pool, (full + 3) / 4, fp_task, &j);
         for (size_t c = 0; c < full; c++) {
             f->h = gtr_fnv1a64(&parts[c], sizeof parts[c], f->h);
             bad |= j.bad[c];
@@ -619,6 +660,101 @@ gtr_status gtr_fp_end(gtr_fp_stream *f, uint64_t *h, gtr_error *err)
                           "with non-finite weights gives no meaningful vectors)",
                           f->name, f->bad_at / f->cols, f->bad_at % f->cols,
                           isnan(f->bad) ? "NaN" : f->bad > 0 ? "+infinity" : "-infinity");
+    return GTR_OK;
+}
+
+/* gtr_fingerprint_tensor of a stored float tensor's values as float32, read from the mapping
+ * without a float32 copy of it: each chunk of FP_CHUNK values is converted FP_PIECE at a time
+ * into a buffer of its thread (in L1) and hashed from there. */
+#define FP_PIECE 2048 /* even (a chunk's words are the same however it is cut); divides FP_CHUNK */
+
+typedef struct {
+    const gtr_tensor *t;
+    uint64_t *out, *bad;
+} fp_src_job;
+
+/* Values [i0, i0 + m) of a contiguous F32/F16/BF16 tensor as float32 into buf. */
+static void values_f32(const gtr_tensor *t, size_t i0, size_t m, float *buf)
+{
+    if (t->dtype == GTR_DT_F16) {
+        gtr_f16_to_f32_n(t->data + 2 * i0, buf, m);
+    } else if (t->dtype == GTR_DT_BF16) {
+        const uint8_t *p = t->data + 2 * i0;
+        for (size_t i = 0; i < m; i++) buf[i] = gtr_bf16_to_f32((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
+    } else {
+        memcpy(buf, t->data + 4 * i0, m * sizeof(float));
+    }
+}
+
+/* Task g < groups: full chunks 4g .. 4g + 3 (as fp_task); task `groups`: the last, shorter chunk. */
+static void fp_src_task(void *ctx, size_t g, int tid)
+{
+    (void)tid;
+    fp_src_job *j = ctx;
+    size_t full = j->t->count / FP_CHUNK, c0 = 4 * g;
+    _Alignas(64) float buf[4][FP_PIECE];
+    if (c0 >= full) { /* the partial chunk */
+        uint64_t h = GTR_FNV_SEED, bad = 0;
+        for (size_t i = full * FP_CHUNK; i < j->t->count; i += FP_PIECE) {
+            size_t m = GTR_MIN((size_t)FP_PIECE, j->t->count - i);
+            values_f32(j->t, i, m, buf[0]);
+            h = fnv_words(h, buf[0], m, &bad);
+        }
+        j->out[full] = h;
+        j->bad[full] = bad;
+        return;
+    }
+    size_t lanes = GTR_MIN((size_t)4, full - c0);
+    uint64_t h[4] = {GTR_FNV_SEED, GTR_FNV_SEED, GTR_FNV_SEED, GTR_FNV_SEED}, bad[4] = {0, 0, 0, 0};
+    const float *x[4] = {buf[0], buf[1], buf[2], buf[3]};
+    for (size_t i = 0; i < FP_CHUNK; i += FP_PIECE) {
+        for (size_t l = 0; l < 4; l++) values_f32(j->t, (c0 + (l < lanes ? l : 0)) * FP_CHUNK + i, FP_PIECE, buf[l]);
+        fnv_words4(h, x, FP_PIECE, bad);
+    }
+    for (size_t l = 0; l < lanes; l++) {
+        j->out[c0 + l] = h[l];
+        j->bad[c0 + l] = bad[l];
+    }
+}
+
+bool gtr_tensor_contiguous(const gtr_tensor *t)
+{
+    size_t want = 1;
+    for (int d = t->ndim - 1; d >= 0; d--) {
+        if (t->shape[d] != 1 && t->stride[d] != want) return false;
+        want *= t->shape[d];
+    }
+    return t->dtype == GTR_DT_F32 || t->dtype == GTR_DT_F16 || t->dtype == GTR_DT_BF16;
+}
+
+gtr_status gtr_fingerprint_stored(uint64_t *h, gtr_pool *pool, const char *name, const gtr_tensor *t,
+                                  size_t rows, size_t cols, gtr_error *err)
+{
+    size_t chunks = (t->count + FP_CHUNK - 1) / FP_CHUNK;
+    uint64_t *parts = gtr_xmalloc(2 * (chunks ? chunks : 1) * sizeof *parts, "fingerprint", err);
+    if (!parts) return GTR_ERR_NOMEM;
+    fp_src_job j = {t, parts, parts + chunks};
+    size_t full = t->count / FP_CHUNK;
+    gtr_pool_for(pool, (full + 3) / 4 + (chunks > full), fp_src_task, &j);
+    uint64_t bad = 0;
+    gtr_fp_stream f;
+    gtr_fp_begin(&f, *h, name, rows, cols);
+    for (size_t c = 0; c < chunks; c++) {
+        f.h = gtr_fnv1a64(&parts[c], sizeof parts[c], f.h);
+        bad |= j.bad[c];
+    }
+    free(parts);
+    if (bad) { /* a value is not finite: the stream's message names the first (rare; serial) */
+        _Alignas(64) float buf[FP_PIECE];
+        gtr_fp_begin(&f, *h, name, rows, cols);
+        for (size_t i = 0; i < t->count; i += FP_PIECE) {
+            size_t m = GTR_MIN((size_t)FP_PIECE, t->count - i);
+            values_f32(t, i, m, buf);
+            gtr_fp_feed(&f, NULL, buf, m);
+        }
+        return gtr_fp_end(&f, h, err);
+    }
+    *h = f.h;
     return GTR_OK;
 }
 

@@ -344,10 +344,11 @@ gtr_status gs_batcher_wait(gs_batcher *b, gs_job *job, gtr_error *err)
     return job->status;
 }
 
-void gs_batcher_depth(gs_batcher *b, size_t *jobs, size_t *texts)
+void gs_batcher_depth(gs_batcher *b, size_t *jobs, size_t *texts, size_t *expected)
 {
     pthread_mutex_lock(&b->mu);
     *jobs = b->jobs;
     *texts = b->texts;
+    if (expected) *expected = b->expected;
     pthread_mutex_unlock(&b->mu);
 }

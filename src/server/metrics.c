@@ -129,6 +129,9 @@ gtr_status gs_metrics_format(gs_metrics *m, const gs_gauges *g, gtr_buf *b, gtr_
     if (!st) st = gtr_buf_printf(b, err, "gtr_queue_depth %zu\n", g->queue_depth);
     head(b, &st, err, "gtr_queue_texts", "gauge", "Texts admitted and not yet encoded.");
     if (!st) st = gtr_buf_printf(b, err, "gtr_queue_texts %zu\n", g->queue_texts);
+    head(b, &st, err, "gtr_requests_on_the_way", "gauge",
+         "Requests whose texts are still being received: the batcher waits (up to --max-wait-ms) for them.");
+    if (!st) st = gtr_buf_printf(b, err, "gtr_requests_on_the_way %zu\n", g->expected);
     head(b, &st, err, "gtr_in_flight_requests", "gauge", "Requests being received, processed or answered.");
     if (!st) st = gtr_buf_printf(b, err, "gtr_in_flight_requests %zu\n", g->in_flight);
     head(b, &st, err, "gtr_open_connections", "gauge", "Open HTTP connections.");

@@ -205,7 +205,7 @@ static void health(gtr_server *srv, gs_reply *r)
 {
     gs_server *s = &srv->s;
     size_t jobs, texts;
-    gs_batcher_depth(s->batcher, &jobs, &texts);
+    gs_batcher_depth(s->batcher, &jobs, &texts, NULL);
     gtr_error e;
     gtr_status st = gtr_buf_printf(&r->body, &e, "{\"status\":\"ok\",\"model\":");
     if (!st) st = gs_json_str(&r->body, s->o.model_name, strlen(s->o.model_name), &e);
@@ -230,7 +230,7 @@ static void models(gtr_server *srv, gs_reply *r)
 static void metrics(gtr_server *srv, gs_reply *r)
 {
     gs_gauges g = {0};
-    gs_batcher_depth(srv->s.batcher, &g.queue_depth, &g.queue_texts);
+    gs_batcher_depth(srv->s.batcher, &g.queue_depth, &g.queue_texts, &g.expected);
     pthread_mutex_lock(&srv->mu);
     g.in_flight = srv->in_flight;
     g.draining = srv->draining;

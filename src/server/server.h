@@ -179,7 +179,7 @@ void gs_metrics_batch(gs_metrics *m, size_t inputs, size_t tokens, size_t reques
                       double seconds);
 /* Gauges are read by the caller and passed in. */
 typedef struct gs_gauges {
-    size_t queue_depth, queue_texts, in_flight, connections, pending_bytes, pending_tokens;
+    size_t queue_depth, queue_texts, expected, in_flight, connections, pending_bytes, pending_tokens;
     int draining;
 } gs_gauges;
 gtr_status gs_metrics_format(gs_metrics *m, const gs_gauges *g, gtr_buf *out, gtr_error *err);
@@ -225,8 +225,9 @@ typedef enum { GS_SUBMIT_OK = 0, GS_SUBMIT_FULL, GS_SUBMIT_CLOSED } gs_submit_re
 gs_submit_result gs_batcher_submit(gs_batcher *b, gs_job *job, bool announced);
 /* Block until the job's texts are encoded; returns its status (err filled on failure). */
 gtr_status gs_batcher_wait(gs_batcher *b, gs_job *job, gtr_error *err);
-/* Jobs admitted and not finished; texts not yet encoded. */
-void gs_batcher_depth(gs_batcher *b, size_t *jobs, size_t *texts);
+/* Jobs admitted and not finished; texts not yet encoded; announced requests not yet submitted
+ * or withdrawn (expected may be NULL). */
+void gs_batcher_depth(gs_batcher *b, size_t *jobs, size_t *texts, size_t *expected);
 
 /* ---- inputs (inputs.c) -------------------------------------------------------------------- */
 

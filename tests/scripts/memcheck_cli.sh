@@ -13,7 +13,7 @@ M=$SHARED/models/gtr-small
 T=$SHARED/models/gtr-tiny
 SF=$SHARED/beir/scifact
 need_shared -d "$M" -d "$T" -f "$SF/corpus.jsonl"
-plan 31
+plan 37
 printf '%s\n' "how much memory does this need" "a second text" > "$TMP/t.txt"
 head -n 20 "$SF/corpus.jsonl" > "$TMP/c.jsonl"
 # 16 texts of 6 SciFact passages each: every one is cut at 512 tokens, the length the estimate
@@ -87,4 +87,53 @@ for case in "$M 1" "$M 4" "$T 1" "$T 16"; do
     ok "$(basename "$1") f32 --batch $2: estimate $est MiB >= measured peak $mib MiB" test "$kib" -gt 0 -a "$est" -ge "$mib"
     ok "... and < 2x it" test "$est" -lt $((2 * mib))
 done
+
+# gtr serve --workers N: N contexts encode at once over the one copy of the weights, so the
+# estimate counts the weights once and a context's working memory N times (each on its share of
+# the threads). Needs read from the refusals; a limit between 1 and 4 workers refuses 4 (naming
+# the workers that fit) and lets 1 start; the estimate is at least the peak of a server whose 4
+# workers all encode long batches.
+sneed() { env GTR_MAX_MEMORY=1M $GTR serve -m "$T" --workers "$1" -t 4 --port 0 2>&1 |
+          sed -n 's/.*needs about \([0-9]*\) MiB.*/\1/p'; }
+s1=$(sneed 1); s2=$(sneed 2); s4=$(sneed 4)
+ok "serve's estimate grows with --workers (gtr-tiny f32: 1: $s1, 2: $s2, 4: $s4 MiB)" test "${s1:-0}" -gt 0 -a "$s1" -lt "${s2:-0}" -a "${s2:-0}" -lt "${s4:-0}"
+lim=$(( (s1 + s4) / 2 ))M
+fails "GTR_MAX_MEMORY=$lim: gtr serve --workers 4 refused" env GTR_MAX_MEMORY=$lim $GTR serve -m "$T" --workers 4 -t 4 --port 0
+like "$(cat "$TMP/err")" "loading as f32 with 4 encoder workers needs about $s4 MiB but [0-9]+ MiB is available \([^)]*\); --workers [1-3] needs [0-9]+ MiB" \
+     "... in one line naming the workers that fit"
+# serve_up LIMIT ARGS...: start gtr serve on gtr-tiny (GTR_MAX_MEMORY=LIMIT unless empty), wait
+# for its port file; sets SPID and SPORT (empty when it did not start)
+serve_up() {
+    local lim=$1; shift
+    rm -f "$TMP/port"
+    env ${lim:+GTR_MAX_MEMORY=$lim} $GTR serve -m "$T" --port 0 --port-file "$TMP/port" -q "$@" 2>"$TMP/serve.log" &
+    SPID=$!
+    for _ in $(seq 1 200); do [ -s "$TMP/port" ] && break; kill -0 "$SPID" 2>/dev/null || break; sleep 0.05; done
+    SPORT=$(cat "$TMP/port" 2>/dev/null)
+}
+serve_up "$lim"
+ok "... and --workers 1 starts under it" test -n "$SPORT"
+kill "$SPID" 2>/dev/null; wait "$SPID" 2>/dev/null
+if command -v curl >/dev/null; then
+    /usr/bin/env python3 -c 'import json, sys; print(json.dumps({"input": [l.strip() for l in open(sys.argv[1])]}))' \
+        "$TMP/long.txt" > "$TMP/long.json"
+    serve_up "" --workers 4 -t 4 --max-wait-ms 0
+    ok "gtr serve --workers 4 -t 4 starts" test -n "$SPORT"
+    for round in 1 2 3; do
+        for i in 1 2 3 4 5 6 7 8; do
+            curl -s -o /dev/null -H 'Content-Type: application/json' --data-binary @"$TMP/long.json" \
+                "http://127.0.0.1:$SPORT/v1/embeddings" &
+        done
+        wait $(jobs -p | grep -vx "$SPID")
+    done
+    peak=$(sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$SPID/status" 2>/dev/null)
+    kill "$SPID" 2>/dev/null; wait "$SPID" 2>/dev/null
+    pmib=$(( (${peak:-0} + 1023) / 1024 ))
+    echo "# 4 workers busy: peak $pmib MiB (the estimate for one worker: $s1 MiB)"
+    ok "... its estimate for 4 workers, $s4 MiB, >= the peak of 4 workers encoding 8 x 3 requests of 16 long texts ($pmib MiB)" \
+        test "${peak:-0}" -gt 0 -a "$s4" -ge "$pmib"
+else
+    _tap_result 0 "# SKIP curl is not installed"
+    _tap_result 0 "# SKIP curl is not installed"
+fi
 done_testing

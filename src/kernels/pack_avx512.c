@@ -1,0 +1,79 @@
+/* pack_avx512.c — packing's row pieces (pack.c) on AVX-512, byte for byte the portable ones:
+ * the row maximum for the int8 scale, and float32 values converted to the packed type
+ * (bf16 by gtr_bf16_daz's integer steps, int8 by gtr_q8's rounding and clamps). */
+#include "kernels/kernels_internal.h"
+
+#include <immintrin.h>
+
+static inline __mmask16 tail16(size_t r) { return r >= 16 ? 0xFFFF : (__mmask16)((1u << r) - 1); }
+
+float gtr_avx512_absmax(const float *x, size_t n)
+{
+    /* vmaxps returns its second operand when the first is NaN: NaN is ignored, as the
+     * portable `if (t > amax)` ignores it; the maximum does not depend on the order */
+    __m512 m0 = _mm512_setzero_ps(), m1 = m0;
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        m0 = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + i)), m0);
+        m1 = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + i + 16)), m1);
+    }
+    for (; i < n; i += 16) {
+        __m512 v = _mm512_maskz_loadu_ps(tail16(n - i), x + i);
+        m0 = _mm512_max_ps(_mm512_abs_ps(v), m0);
+    }
+    return _mm512_reduce_max_ps(_mm512_max_ps(m0, m1));
+}
+
+/* gtr_bf16_daz of 16 floats: exponent 0 -> the sign; NaN -> the high half with the quiet bit;
+ * else round to nearest even */
+static inline __m256i bf16_daz16(__m512 x)
+{
+    __m512i u = _mm512_castps_si512(x);
+    __m512i hi = _mm512_srli_epi32(u, 16);
+    __m512i rounded = _mm512_srli_epi32(
+        _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), _mm512_and_si512(hi, _mm512_set1_epi32(1)))), 16);
+    __mmask16 zero = _mm512_testn_epi32_mask(u, _mm512_set1_epi32(0x7f800000));
+    __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)),
+                                            _mm512_set1_epi32(0x7f800000));
+    __m512i r = _mm512_mask_mov_epi32(rounded, nan, _mm512_or_si512(hi, _mm512_set1_epi32(0x40)));
+    r = _mm512_mask_mov_epi32(r, zero, _mm512_and_si512(hi, _mm512_set1_epi32(0x8000)));
+    return _mm512_cvtepi32_epi16(r);
+}
+
+/* gtr_q8(x * inv) of 16 floats: vcvtps2dq rounds to nearest even and gives INT32_MIN for NaN
+ * and out-of-range values, which the clamp turns into -127, as gtr_q8 does */
+static inline __m512i q8_16(__m512 x, __m512 inv)
+{
+    __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(x, inv));
+    return _mm512_min_epi32(_mm512_max_epi32(q, _mm512_set1_epi32(-127)), _mm512_set1_epi32(127));
+}
+
+void gtr_avx512_pack_piece(gtr_wtype type, const float *x, size_t in, size_t nv, float inv,
+                           void *dst, int32_t *sum)
+{
+    if (type == GTR_W_F32) {
+        float *d = dst;
+        for (size_t i = 0; i < nv; i += 16) {
+            __mmask16 m = tail16(nv - i), mi = i < in ? tail16(in - i) : 0;
+            _mm512_mask_storeu_ps(d + i, m, _mm512_maskz_loadu_ps(mi, x + i));
+        }
+    } else if (type == GTR_W_BF16) {
+        uint16_t *d = dst;
+        for (size_t i = 0; i < nv; i += 16) {
+            __mmask16 m = tail16(nv - i), mi = i < in ? tail16(in - i) : 0;
+            _mm256_mask_storeu_epi16(d + i, m, bf16_daz16(_mm512_maskz_loadu_ps(mi, x + i)));
+        }
+    } else {
+        int8_t *d = dst;
+        __m512 vinv = _mm512_set1_ps(inv);
+        __m512i s = _mm512_setzero_si512();
+        for (size_t i = 0; i < nv; i += 16) {
+            __mmask16 m = tail16(nv - i), mi = i < in ? tail16(in - i) : 0;
+            /* lanes past in: zero codes (0 * inv is 0 unless inv is not finite: masked) */
+            __m512i q = _mm512_maskz_mov_epi32(mi, q8_16(_mm512_maskz_loadu_ps(mi, x + i), vinv));
+            s = _mm512_add_epi32(s, q);
+            _mm_mask_storeu_epi8(d + i, m, _mm512_cvtepi32_epi8(q));
+        }
+        *sum += _mm512_reduce_add_epi32(s);
+    }
+}
