@@ -176,6 +176,77 @@ static void test_kernels_agree(void **state)
     }
 }
 
+/* The many-query kernels (score_packed: one GEMM per lane, scores transposed) give the
+ * definition's bits for every query count (one 16-query vector partly used, whole 64-query
+ * blocks, several passes), every document count (tiles of 6 and the rest), dims with and
+ * without a padded last step; and find_ge finds what a scalar scan finds. */
+static void test_packed_kernels_agree(void **state)
+{
+    (void)state;
+    const gtr_ix_kernels *ks[3] = {gtr_ix_kernels_generic(), gtr_ix_kernels_avx2(), gtr_ix_kernels_avx512()};
+    gtr_cpu cpu = gtr_cpu_detect();
+    bool usable[3] = {true, cpu.avx2 && cpu.fma && cpu.f16c, cpu.avx512f && cpu.avx512bw && cpu.avx512vl};
+    size_t dims[] = {1, 7, 16, 17, 100, 768}, nqs[] = {1, 15, 16, 17, 64, 70, 130}, nds[] = {1, 5, 6, 13, 23};
+    size_t passes[] = {0, 64, 128, 4096};
+    int tested = 0;
+    for (int ki = 0; ki < 3; ki++) {
+        if (!ks[ki] || !usable[ki] || !ks[ki]->score_packed) continue;
+        tested++;
+        for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
+            size_t dim = dims[di], qs = gtr_ix_qstride(dim), nqmax = 130, ndmax = 23;
+            float *Q = gtr_calloc_aligned(nqmax * qs * 4, NULL), *D = malloc(ndmax * dim * 4);
+            float *Qp = gtr_malloc_aligned(gtr_ix_packed_floats(nqmax, dim) * 4, NULL);
+            float *S = malloc(ndmax * 144 * 4);
+            uint64_t s = 7 + dim;
+            for (size_t i = 0; i < nqmax; i++)
+                for (size_t k = 0; k < dim; k++) Q[i * qs + k] = (float)(rng_unif(&s) - 0.5);
+            for (size_t i = 0; i < ndmax * dim; i++) D[i] = (float)(rng_unif(&s) - 0.5);
+            D[0] = -0.0f;
+            Q[0] = 0.0f; /* (query 0, document 0) starts with a -0 product */
+            for (size_t qi = 0; qi < sizeof nqs / sizeof nqs[0]; qi++)
+                for (size_t ni = 0; ni < sizeof nds / sizeof nds[0]; ni++)
+                    for (size_t pi = 0; pi < sizeof passes / sizeof passes[0]; pi++) {
+                        size_t nq = nqs[qi], nd = nds[ni], ldq = (nq + 15) / 16 * 16;
+                        gtr_blocking b = {0, 4, passes[pi], 4, 0, 0};
+                        gtr_ix_pack_queries(Q, nq, qs, dim, Qp);
+                        memset(S, 0xff, ndmax * 144 * 4);
+                        ks[ki]->score_packed(&b, Qp, nq, D, nd, dim, S, ldq);
+                        for (size_t i = 0; i < nq; i++)
+                            for (size_t j = 0; j < nd; j++) {
+                                float want = ref_score(Q + i * qs, D + j * dim, dim);
+                                if (memcmp(&S[j * ldq + i], &want, 4) != 0)
+                                    fail_msg("%s packed dim %zu nq %zu nd %zu pass %zu (%zu,%zu): %.9g vs %.9g",
+                                             ks[ki]->name, dim, nq, nd, passes[pi], i, j, S[j * ldq + i], want);
+                            }
+                    }
+            gtr_free_aligned(Q);
+            gtr_free_aligned(Qp);
+            free(D);
+            free(S);
+        }
+    }
+    if (usable[2] && gtr_ix_kernels_avx512()) assert_int_equal(tested, 1);
+    /* find_ge: the first i >= i0 with !(s[i] < t[i]), NaN included, for every ISA */
+    float sc[37], th[37];
+    uint64_t s = 5;
+    for (int trial = 0; trial < 200; trial++) {
+        for (int i = 0; i < 37; i++) {
+            sc[i] = (float)rng_unif(&s);
+            th[i] = rng_unif(&s) < 0.9 ? 2.0f : (float)rng_unif(&s);
+        }
+        if (trial % 7 == 0) sc[(size_t)(rng_unif(&s) * 37)] = NAN;
+        if (trial % 5 == 0) th[(size_t)(rng_unif(&s) * 37)] = -INFINITY;
+        size_t n = (size_t)(rng_unif(&s) * 38), i0 = (size_t)(rng_unif(&s) * (double)(n + 1));
+        size_t want = i0;
+        while (want < n && sc[want] < th[want]) want++;
+        for (int ki = 0; ki < 3; ki++) {
+            if (!ks[ki] || !usable[ki] || !ks[ki]->find_ge) continue;
+            size_t got = ks[ki]->find_ge(sc, th, i0, n);
+            if (got != want) fail_msg("%s find_ge(i0 %zu, n %zu) = %zu, want %zu", ks[ki]->name, i0, n, got, want);
+        }
+    }
+}
+
 /* A document-split search (gtr-mpi search --split docs): the top-k of each range, merged by
  * score and then id (the library's order), is the whole index's top-k, hit for hit; the
  * compact copy is not used for a range; a range outside the index is refused. */
@@ -1241,6 +1312,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kernels_agree),
+        cmocka_unit_test(test_packed_kernels_agree),
         cmocka_unit_test(test_search_matches_brute_force),
         cmocka_unit_test(test_search_doc_range),
         cmocka_unit_test(test_ties_by_id_descending),

@@ -66,8 +66,32 @@ static void generic_score_blocked(const gtr_blocking *b, const float *Q, size_t 
     generic_score(Q, nq, qstride, D, nd, dim, S, lds);
 }
 
-static const gtr_ix_kernels generic = {"generic", generic_score, generic_score_blocked,
-                                       generic_approx_f16, generic_approx_i8};
+static size_t generic_find_ge(const float *s, const float *t, size_t i, size_t n)
+{
+    while (i < n && s[i] < t[i]) i++;
+    return i;
+}
+
+static const gtr_ix_kernels generic = {"generic",         generic_score,     generic_score_blocked,
+                                       generic_approx_f16, generic_approx_i8, NULL,
+                                       generic_find_ge};
+
+size_t gtr_ix_packed_floats(size_t nq, size_t dim)
+{
+    return (nq + GTR_IX_QBLOCK - 1) / GTR_IX_QBLOCK * GTR_IX_QBLOCK * gtr_ix_qstride(dim);
+}
+
+void gtr_ix_pack_queries(const float *Q, size_t nq, size_t qs, size_t dim, float *Qp)
+{
+    const size_t M = gtr_ix_qstride(dim) / GTR_IX_LANES, B = GTR_IX_QBLOCK;
+    for (size_t b0 = 0; b0 < nq; b0 += B)
+        for (size_t t = 0; t < GTR_IX_LANES; t++) {
+            const size_t l = gtr_ix_lane_order(t);
+            for (size_t m = 0; m < M; m++, Qp += B)
+                for (size_t i = 0; i < B; i++)
+                    Qp[i] = b0 + i < nq && m * GTR_IX_LANES + l < dim ? Q[(b0 + i) * qs + m * GTR_IX_LANES + l] : 0.0f;
+        }
+}
 
 const gtr_ix_kernels *gtr_ix_kernels_generic(void) { return &generic; }
 
@@ -123,7 +147,7 @@ static void drive_i8(const gtr_ix_ukr *u, const float *Q, size_t nq, size_t qs, 
 }
 
 /* An ISA's entry in the table: its micro-kernels under the driver. */
-#define GTR_IX_ISA(isa)                                                                        \
+#define GTR_IX_ISA(isa, packed, find_ge)                                                       \
     static void isa##_score(const float *Q, size_t nq, size_t qs, const float *D, size_t nd,   \
                             size_t dim, float *S, size_t lds)                                  \
     {                                                                                          \
@@ -146,11 +170,11 @@ static void drive_i8(const gtr_ix_ukr *u, const float *Q, size_t nq, size_t qs, 
         drive_i8(&gtr_ix_##isa##_ukr, Q, nq, qs, C, caux, nd, dim, S, lds);                    \
     }                                                                                          \
     static const gtr_ix_kernels isa##_kernels = {#isa, isa##_score, isa##_score_blocked,       \
-                                                 isa##_f16, isa##_i8};                         \
+                                                 isa##_f16, isa##_i8, packed, find_ge};        \
     const gtr_ix_kernels *gtr_ix_kernels_##isa(void) { return &isa##_kernels; }
 
-GTR_IX_ISA(avx2)
-GTR_IX_ISA(avx512)
+GTR_IX_ISA(avx2, NULL, generic_find_ge)
+GTR_IX_ISA(avx512, gtr_ix_avx512_score_packed, gtr_ix_avx512_find_ge)
 
 const gtr_ix_kernels *gtr_ix_kernels_select(void)
 {

@@ -45,7 +45,35 @@ typedef struct gtr_ix_kernels {
     /* S[i * lds + j] ~ scale_j * (Q_i . C_j), scale_j = caux[3 * j] */
     void (*approx_i8)(const float *Q, size_t nq, size_t qstride, const int8_t *C,
                       const float *caux, size_t nd, size_t dim, float *S, size_t lds);
+    /* Many queries at once (exact search of a batch; NULL where the ISA has none): the same
+     * scores, bit for bit, transposed, S[j * ldq + i] = score(query i, D + j * dim) for
+     * i < nq, j < nd (ldq >= nq rounded up to 16; the columns up to it are written too), from
+     * the queries packed once per batch by gtr_ix_pack_queries. Each of score.h's 16 lane
+     * sums is one FMA chain, so a lane's chains over a register tile of documents x queries
+     * are a small GEMM (documents broadcast from their rows, 16 queries per vector), and the
+     * halving sums are additions of whole tiles: no horizontal sums (see score_avx512.c). */
+    void (*score_packed)(const gtr_blocking *b, const float *Qp, size_t nq, const float *D,
+                         size_t nd, size_t dim, float *S, size_t ldq);
+    /* the first i in [i0, n) with !(s[i] < t[i]) (a score that can enter query i's top-k, or
+     * a NaN), n when none */
+    size_t (*find_ge)(const float *s, const float *t, size_t i0, size_t n);
 } gtr_ix_kernels;
+
+/* Query layout of score_packed: blocks of GTR_IX_QBLOCK queries (the last one padded with
+ * zeros), each [lane t][step m][query] with the lanes in the order the kernels take them,
+ * l = gtr_ix_lane_order(t) (bit-reversed: the halving sums pair each lane with the one taken
+ * just before it), so one block is one sequential stream: element (t, m, i) =
+ * Q[(block + i) * qs + 16 m + l], zero for 16 m + l >= dim. */
+#define GTR_IX_QBLOCK 64
+static inline size_t gtr_ix_lane_order(size_t t) /* 0, 8, 4, 12, 2, 10, 6, 14, 1, 9, ... */
+{
+    return (t & 1) << 3 | (t & 2) << 1 | (t & 4) >> 1 | (t & 8) >> 3;
+}
+/* fewer queries than this take score_blocked's tiles (a 16-query vector would be mostly
+ * padding, and the packing would not pay) */
+#define GTR_IX_PACKED_MIN 16
+size_t gtr_ix_packed_floats(size_t nq, size_t dim);
+void gtr_ix_pack_queries(const float *Q, size_t nq, size_t qstride, size_t dim, float *Qp);
 
 /* ---- per-ISA micro-kernels under the one driver (score.c) ------------------------------ */
 
@@ -93,6 +121,9 @@ typedef struct gtr_ix_ukr {
 
 extern const gtr_ix_ukr gtr_ix_avx2_ukr;   /* score_avx2.c */
 extern const gtr_ix_ukr gtr_ix_avx512_ukr; /* score_avx512.c */
+void gtr_ix_avx512_score_packed(const gtr_blocking *b, const float *Qp, size_t nq, const float *D,
+                                size_t nd, size_t dim, float *S, size_t ldq);
+size_t gtr_ix_avx512_find_ge(const float *s, const float *t, size_t i0, size_t n);
 
 /* The best kernels this CPU offers (GTR_CPU caps the choice, as for the model kernels). */
 const gtr_ix_kernels *gtr_ix_kernels_select(void);

@@ -125,3 +125,133 @@ static ALWAYS_INLINE void tile_at(int src, int QT, int DT, const float *Q, size_
 }
 
 GTR_IX_UKR(gtr_ix_avx512_ukr, tile_at, 4, 4, 8)
+
+/* ---- many queries: one GEMM per lane (score_packed, score.h) --------------------------------
+ *
+ * score.h's acc[l] is the FMA chain over k = l, l + 16, l + 32, ... So for a lane l, the chains
+ * of DT documents x 16 V queries are a GEMM of depth P / 16: per step m one document value
+ * D[j][16 m + l] broadcast and V vectors of 16 queries' Q[i][16 m + l] (packed, lane-major),
+ * DT x V accumulators as in the linear kernels. The lanes are taken in bit-reversed order
+ * (0, 8, 4, 12, 2, 10, ...), so the halving sums of score.h (acc[l] + acc[l + 8], then
+ * + 4, + 2, + 1) become additions of whole tiles as soon as both halves exist: a stack of at
+ * most four tiles, like a binary counter. Float addition commutes, so stack + tile is the
+ * same number as the definition's left + right. No horizontal sum is left, and 16 query
+ * scores come out in one vector (S transposed, a document's scores in a row). */
+enum { LT_DT = 6, LT_V = GTR_IX_QBLOCK / 16 };
+
+/* one step m of a lane: V vectors of 16 queries, DT documents' values broadcast */
+static ALWAYS_INLINE void lane_step(int DT, int V, const float *q, const float *d, size_t dim,
+                                    __m512 acc[LT_DT][LT_V])
+{
+    __m512 b[LT_V];
+#pragma GCC unroll 4
+    for (int v = 0; v < V; v++) b[v] = _mm512_load_ps(q + 16 * v);
+#pragma GCC unroll 6
+    for (int j = 0; j < DT; j++) {
+        __m512 a = _mm512_set1_ps(d[(size_t)j * dim]);
+#pragma GCC unroll 4
+        for (int v = 0; v < V; v++) acc[j][v] = _mm512_fmadd_ps(a, b[v], acc[j][v]);
+    }
+}
+
+static ALWAYS_INLINE void lane_tile(int DT, int V, const float *Qp, size_t M, const float *D,
+                                    size_t dim, float *S, size_t ldq, const float *pf, size_t npf)
+{
+    __m512 stack[4][LT_DT][LT_V];
+    for (unsigned t = 0; t < 16; t++) {
+        const size_t l = gtr_ix_lane_order(t);
+        const float *q = Qp + t * M * GTR_IX_QBLOCK, *d = D + l;
+        /* steps whose k = 16 m + l is inside the row; the rest (only m = M - 1 can be one)
+         * are score.h's padding, fma(0, 0, acc) */
+        const size_t mv = dim > l ? (dim - l + 15) / 16 : 0;
+        __m512 acc[LT_DT][LT_V];
+#pragma GCC unroll 6
+        for (int j = 0; j < DT; j++)
+#pragma GCC unroll 4
+            for (int v = 0; v < V; v++) acc[j][v] = _mm512_setzero_ps();
+        size_t m = 0;
+        if (t < npf) /* the next tile's row t on its way to L1, a line per step */
+            for (const char *p = (const char *)(pf + t * dim), *e = (const char *)(pf + (t + 1) * dim); m < mv;
+                 m++, q += GTR_IX_QBLOCK, d += 16, p += 64) {
+                if (p < e) _mm_prefetch(p, _MM_HINT_T0);
+                lane_step(DT, V, q, d, dim, acc);
+            }
+        for (; m < mv; m++, q += GTR_IX_QBLOCK, d += 16) {
+            lane_step(DT, V, q, d, dim, acc);
+        }
+        for (; m < M; m++) {
+            const __m512 z = _mm512_setzero_ps();
+#pragma GCC unroll 6
+            for (int j = 0; j < DT; j++)
+#pragma GCC unroll 4
+                for (int v = 0; v < V; v++) acc[j][v] = _mm512_fmadd_ps(z, z, acc[j][v]);
+        }
+        unsigned lvl = 0;
+        for (unsigned c = t; c & 1; c >>= 1, lvl++)
+#pragma GCC unroll 6
+            for (int j = 0; j < DT; j++)
+#pragma GCC unroll 4
+                for (int v = 0; v < V; v++) acc[j][v] = _mm512_add_ps(stack[lvl][j][v], acc[j][v]);
+        if (t == 15) {
+#pragma GCC unroll 6
+            for (int j = 0; j < DT; j++)
+#pragma GCC unroll 4
+                for (int v = 0; v < V; v++) _mm512_storeu_ps(S + (size_t)j * ldq + 16 * v, acc[j][v]);
+        } else {
+#pragma GCC unroll 6
+            for (int j = 0; j < DT; j++)
+#pragma GCC unroll 4
+                for (int v = 0; v < V; v++) stack[lvl][j][v] = acc[j][v];
+        }
+    }
+}
+
+#define LT_CASE(DT, V)                                                                         \
+    case (DT) * 8 + (V): lane_tile(DT, V, Qp, M, D, dim, S, ldq, pf, npf); break;
+#define LT_CASES(DT) LT_CASE(DT, 1) LT_CASE(DT, 2) LT_CASE(DT, 3) LT_CASE(DT, 4)
+
+static void lane_tile_any(int DT, int V, const float *Qp, size_t M, const float *D, size_t dim,
+                          float *S, size_t ldq, const float *pf, size_t npf)
+{
+    switch (DT * 8 + V) {
+        LT_CASES(1) LT_CASES(2) LT_CASES(3) LT_CASES(4) LT_CASES(5) LT_CASES(6)
+    default: break;
+    }
+}
+
+void gtr_ix_avx512_score_packed(const gtr_blocking *b, const float *Qp, size_t nq, const float *D,
+                                size_t nd, size_t dim, float *S, size_t ldq)
+{
+    const size_t M = gtr_ix_qstride(dim) / 16, QB = GTR_IX_QBLOCK, nblk = (nq + QB - 1) / QB;
+    /* passes of query blocks whose packed rows stay in L2 while the documents go by */
+    const size_t pass = GTR_MAX((size_t)1, b->search_queries / QB);
+    for (size_t b0 = 0; b0 < nblk; b0 += pass) {
+        const size_t b1 = GTR_MIN(nblk, b0 + pass);
+        for (size_t j = 0; j < nd; j += LT_DT) {
+            const int DT = (int)GTR_MIN((size_t)LT_DT, nd - j);
+            for (size_t bk = b0; bk < b1; bk++) {
+                const size_t left = nq - bk * QB;
+                const int V = left >= QB ? LT_V : (int)((left + 15) / 16);
+                /* while the first block passes, the next tile's rows are fetched */
+                const size_t npf = bk == b0 && j + LT_DT < nd ? GTR_MIN((size_t)LT_DT, nd - j - LT_DT) : 0;
+                lane_tile_any(DT, V, Qp + bk * QB * M * 16, M, D + j * dim, dim, S + j * ldq + bk * QB, ldq,
+                              D + (j + LT_DT) * dim, npf);
+            }
+        }
+    }
+}
+
+size_t gtr_ix_avx512_find_ge(const float *s, const float *t, size_t i, size_t n)
+{
+    for (; i + 16 <= n; i += 16) {
+        __mmask16 m = _mm512_cmp_ps_mask(_mm512_loadu_ps(s + i), _mm512_loadu_ps(t + i), _CMP_NLT_UQ);
+        if (m) return i + (size_t)__builtin_ctz(m);
+    }
+    if (i < n) {
+        __mmask16 r = (__mmask16)((1u << (n - i)) - 1u);
+        __mmask16 m = _mm512_mask_cmp_ps_mask(r, _mm512_maskz_loadu_ps(r, s + i), _mm512_maskz_loadu_ps(r, t + i),
+                                              _CMP_NLT_UQ);
+        if (m) return i + (size_t)__builtin_ctz(m);
+    }
+    return n;
+}

@@ -20,13 +20,45 @@ typedef struct {
     size_t lo, hi;           /* documents searched */
     const uint8_t *allow;    /* filter (NULL: none) */
     bool filtered;           /* a filter or replaced documents: check each document */
+    const float *Qp;         /* the batch packed for kern->score_packed (NULL: tiles) */
+    size_t ldq;              /* row length of its transposed scores */
+    float *thr;              /* [threads][ldq]: each heap's entry bar, -inf until full */
 } exact_ctx;
+
+/* Many queries: the scores come transposed (a document's scores in a row) and each query
+ * keeps the score a newcomer must reach (its heap's worst once full), so the common case,
+ * nobody's top-k changes, is one vector compare per 16 queries. */
+static void exact_task_packed(exact_ctx *c, size_t d0, size_t d1, int tid)
+{
+    const gtr_index *ix = c->ix;
+    const size_t sub = c->blk->search_docs, nq = c->nq, ldq = c->ldq;
+    float *S = c->scratch + (size_t)tid * ldq * sub, *thr = c->thr + (size_t)tid * ldq;
+    gtr_ix_topk *H = c->heaps + (size_t)tid * nq;
+    for (size_t j0 = d0; j0 < d1; j0 += sub) {
+        size_t nd = GTR_MIN(sub, d1 - j0);
+        c->kern->score_packed(c->blk, c->Qp, nq, ix->vectors + j0 * ix->dim, nd, ix->dim, S, ldq);
+        for (size_t j = 0; j < nd; j++) {
+            const float *s = S + j * ldq;
+            size_t q = c->kern->find_ge(s, thr, 0, nq);
+            if (q == nq || (c->filtered && !gtr_ix_allowed(ix, c->allow, j0 + j))) continue;
+            for (; q < nq; q = c->kern->find_ge(s, thr, q + 1, nq)) {
+                gtr_ix_topk *h = &H[q];
+                gtr_ix_topk_push(ix, h, s[q], j0 + j);
+                if (h->n == h->k) thr[q] = h->h[0].score;
+            }
+        }
+    }
+}
 
 static void exact_task(void *vc, size_t t, int tid)
 {
     exact_ctx *c = vc;
     const gtr_index *ix = c->ix;
     size_t d0 = c->lo + t * c->block, d1 = GTR_MIN(c->hi, d0 + c->block);
+    if (c->Qp) {
+        exact_task_packed(c, d0, d1, tid);
+        return;
+    }
     const size_t sub = c->blk->search_docs;
     float *S = c->scratch + (size_t)tid * c->nq * sub;
     gtr_ix_topk *H = c->heaps + (size_t)tid * c->nq;
@@ -98,10 +130,15 @@ static gtr_status search_range(const gtr_index *ix, const gtr_ix_kernels *kern, 
     size_t qb = batch_for(nq, kk, threads);
     gtr_ix_topk *heaps = gtr_xcalloc((size_t)threads * qb, sizeof *heaps, "search heaps", err);
     gtr_hit *mem = gtr_xmalloc((size_t)threads * qb * kk * sizeof *mem + sizeof *mem, "search heaps", err);
-    float *scratch = gtr_malloc_aligned((size_t)threads * qb * SUB * sizeof(float), err);
+    /* batches of at least GTR_IX_PACKED_MIN queries go through score_packed */
+    const bool packed = kern->score_packed && kern->find_ge && qb >= GTR_IX_PACKED_MIN;
+    const size_t ldq_max = (qb + 15) / 16 * 16;
+    float *scratch = gtr_malloc_aligned((size_t)threads * ldq_max * SUB * sizeof(float), err);
+    float *Qp = packed ? gtr_malloc_aligned(gtr_ix_packed_floats(qb, ix->dim) * sizeof(float), err) : NULL;
+    float *thr = packed ? gtr_xmalloc((size_t)threads * ldq_max * sizeof(float), "search heaps", err) : NULL;
     gtr_hit *merge = gtr_xmalloc((size_t)kk * sizeof *merge + sizeof *merge, "search heaps", err);
     gtr_status st = GTR_OK;
-    if (!heaps || !mem || !scratch || !merge) {
+    if (!heaps || !mem || !scratch || !merge || (packed && (!Qp || !thr))) {
         st = GTR_ERR_NOMEM;
         goto done;
     }
@@ -117,7 +154,13 @@ static gtr_status search_range(const gtr_index *ix, const gtr_ix_kernels *kern, 
             heaps[i].k = kk;
         }
         exact_ctx c = {ix, kern, Q + q0 * qs, qs, nb, block, heaps, scratch, blk, lo, hi, allow,
-                       allow != NULL || ix->dead != NULL};
+                       allow != NULL || ix->dead != NULL, NULL, 0, thr};
+        if (packed && nb >= GTR_IX_PACKED_MIN) {
+            gtr_ix_pack_queries(Q + q0 * qs, nb, qs, ix->dim, Qp);
+            c.Qp = Qp;
+            c.ldq = (nb + 15) / 16 * 16;
+            for (size_t i = 0; i < (size_t)threads * c.ldq; i++) thr[i] = -INFINITY;
+        }
         gtr_pool_for(pool, n_blocks, exact_task, &c);
         for (size_t q = 0; q < nb; q++) {
             gtr_ix_topk m = {merge, 0, kk};
@@ -134,6 +177,8 @@ done:
     free(heaps);
     free(mem);
     gtr_free_aligned(scratch);
+    gtr_free_aligned(Qp);
+    free(thr);
     free(merge);
     return st;
 }
