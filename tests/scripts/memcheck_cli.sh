@@ -111,7 +111,7 @@ serve_up() {
     for _ in $(seq 1 200); do [ -s "$TMP/port" ] && break; kill -0 "$SPID" 2>/dev/null || break; sleep 0.05; done
     SPORT=$(cat "$TMP/port" 2>/dev/null)
 }
-serve_up "$lim"
+serve_up "$lim" -t 4
 ok "... and --workers 1 starts under it" test -n "$SPORT"
 kill "$SPID" 2>/dev/null; wait "$SPID" 2>/dev/null
 if command -v curl >/dev/null; then
