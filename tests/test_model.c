@@ -766,6 +766,118 @@ static void test_fingerprint_stored(void **state)
     gtr_pool_free(pool);
 }
 
+/* gtr_pack_fingerprinted (the load's Linear weights: hashed inside the packing tasks, aligned
+ * shapes a panel of four chunks at a time with the int8 row maxima taken on the way) against
+ * gtr_fingerprint_stored of each part folded in order and gtr_wmat_pack_src: the same hash and
+ * the same bytes, on aligned shapes with chunks longer and shorter than a panel, several
+ * parts (F16, BF16, F32), a group short of four, and shapes that are not aligned; a NaN in the
+ * second part gives gtr_fingerprint_stored's error and names that part. */
+static void test_pack_fingerprinted(void **state)
+{
+    (void)state;
+    gtr_error e;
+    static const struct {
+        size_t k, rows[3];
+        int n;
+        bool mixed;
+    } cases[] = {
+        {256, {4096, 8192, 4096}, 3, true}, /* aligned, 4096-row chunks, lanes across parts */
+        {512, {10240, 0, 0}, 1, false},     /* aligned, 5 chunks: a group of 4 and one */
+        {32768, {96, 0, 0}, 1, false},      /* aligned, 32-row chunks (shorter than nr 64) */
+        {5120, {300, 200, 0}, 2, false},    /* chunks end inside rows */
+        {768, {768, 768, 768}, 3, true},    /* base-like, under a chunk a part */
+        {1024, {1536, 0, 0}, 1, false},     /* a part of 1.5 chunks */
+    };
+    gtr_pool *pool3 = gtr_pool_create(3, &e);
+    assert_non_null(pool3);
+    gtr_pool *pools[2] = {NULL, pool3};
+    const gtr_kernels *tables[2] = {gtr_kernels_generic(), gtr_kernels_select()};
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        size_t k = cases[ci].k;
+        gtr_tensor t[3];
+        uint8_t *raw[3];
+        const gtr_tensor *tp[3];
+        gtr_wsrc src[3];
+        static const char *names[3] = {"a.weight", "b.weight", "c.weight"};
+        uint32_t r = 99u + (uint32_t)ci;
+        for (int i = 0; i < cases[ci].n; i++) {
+            size_t rows = cases[ci].rows[i], n = rows * k;
+            gtr_dtype_id dt = cases[ci].mixed ? (i == 0 ? GTR_DT_F16 : i == 1 ? GTR_DT_BF16 : GTR_DT_F32) : GTR_DT_F16;
+            size_t es = dt == GTR_DT_F32 ? 4 : 2;
+            raw[i] = malloc(n * es);
+            assert_non_null(raw[i]);
+            for (size_t j = 0; j < n; j++) {
+                r = r * 1664525u + 1013904223u;
+                if (dt == GTR_DT_F32) {
+                    float f = (float)(int32_t)r * 1e-10f;
+                    memcpy(raw[i] + 4 * j, &f, 4);
+                } else {
+                    uint16_t h = (uint16_t)((r >> 16) & 0xbfff);
+                    memcpy(raw[i] + 2 * j, &h, 2);
+                }
+            }
+            memset(&t[i], 0, sizeof t[i]);
+            t[i].name = (char *)names[i];
+            t[i].dtype = dt;
+            t[i].ndim = 2;
+            t[i].shape[0] = rows;
+            t[i].shape[1] = k;
+            t[i].stride[0] = k;
+            t[i].stride[1] = 1;
+            t[i].count = n;
+            t[i].data = raw[i];
+            t[i].span = n * es;
+            tp[i] = &t[i];
+            src[i] = (gtr_wsrc){raw[i], rows, dt == GTR_DT_F16 ? GTR_SRC_F16 : dt == GTR_DT_BF16 ? GTR_SRC_BF16 : GTR_SRC_F32};
+        }
+        for (int ti = 0; ti < 2; ti++)
+            for (int wt = 0; wt < GTR_W_NTYPES; wt++)
+                for (int pi = 0; pi < 2; pi++) {
+                    uint64_t want = 7, got = 7;
+                    for (int i = 0; i < cases[ci].n; i++)
+                        TU_OK(gtr_fingerprint_stored(&want, pools[pi], names[i], &t[i], t[i].shape[0], k, &e), &e);
+                    gtr_wmat a, b;
+                    TU_OK(gtr_wmat_pack_src(tables[ti], pools[pi], &a, src, (size_t)cases[ci].n, k, (gtr_wtype)wt, &e), &e);
+                    TU_OK(gtr_pack_fingerprinted(tables[ti], pools[pi], tp, cases[ci].n, k, (gtr_wtype)wt, &b, &got, NULL, &e), &e);
+                    assert_true(got == want);
+                    assert_int_equal(a.bytes, b.bytes);
+                    size_t np = (a.n + a.nr - 1) / a.nr;
+                    assert_memory_equal(a.data, b.data, np * a.nr * a.kp * gtr_wmat_esize(a.type));
+                    if (wt == GTR_W_INT8) {
+                        assert_memory_equal(a.scales, b.scales, np * a.nr * sizeof(float));
+                        assert_memory_equal(a.colsum, b.colsum, np * a.nr * sizeof(int32_t));
+                    }
+                    gtr_wmat_free(&a);
+                    gtr_wmat_free(&b);
+                }
+        if (cases[ci].n >= 2) { /* a NaN in the second part, late in it */
+            size_t at = t[1].count - 3 * k / 2;
+            if (t[1].dtype == GTR_DT_F32) {
+                float f = NAN;
+                memcpy(raw[1] + 4 * at, &f, 4);
+            } else {
+                uint16_t nan16 = t[1].dtype == GTR_DT_F16 ? 0x7e00 : 0x7fc0;
+                memcpy(raw[1] + 2 * at, &nan16, 2);
+            }
+            for (int wt = 0; wt < GTR_W_NTYPES; wt++) {
+                gtr_error e1, e2;
+                uint64_t h1 = 7, h2 = 7;
+                int bad = -1;
+                gtr_wmat b;
+                TU_OK(gtr_fingerprint_stored(&h1, pool3, names[0], &t[0], t[0].shape[0], k, &e1), &e1);
+                assert_int_equal(gtr_fingerprint_stored(&h1, pool3, names[1], &t[1], t[1].shape[0], k, &e1), GTR_ERR_FORMAT);
+                assert_int_equal(gtr_pack_fingerprinted(tables[1], pool3, tp, cases[ci].n, k, (gtr_wtype)wt, &b, &h2, &bad, &e2),
+                                 GTR_ERR_FORMAT);
+                assert_int_equal(bad, 1);
+                assert_string_equal(e1.message, e2.message);
+                assert_null(b.data);
+            }
+        }
+        for (int i = 0; i < cases[ci].n; i++) free(raw[i]);
+    }
+    gtr_pool_free(pool3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -784,6 +896,7 @@ int main(void)
         cmocka_unit_test(test_batch_invariance),
         cmocka_unit_test(test_fingerprint),
         cmocka_unit_test(test_fingerprint_stored),
+        cmocka_unit_test(test_pack_fingerprinted),
         cmocka_unit_test(test_max_len),
         cmocka_unit_test(test_dense_bias_tanh),
         cmocka_unit_test(test_pooling_only),

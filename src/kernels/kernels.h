@@ -144,6 +144,32 @@ typedef struct gtr_wsrc {
 } gtr_wsrc;
 gtr_status gtr_wmat_pack_src(const gtr_kernels *kern, gtr_pool *pool, gtr_wmat *w, const gtr_wsrc *parts,
                              size_t n_parts, size_t k, gtr_wtype type, gtr_error *err);
+/* gtr_wmat_pack_src with the packing driven by the caller, so that whatever else must read
+ * the same rows (the load's fingerprint) reads them from memory once and the packing finds
+ * them in cache: task i of the pool owns rows [i * T, (i + 1) * T) (T = task_rows rounded up to
+ * whole panels; the last task fewer) and calls fn(ctx, r0, r1, pk) with them, on its thread,
+ * concurrently with other tasks. fn must call gtr_pack_rows(pk, a, b, amax) for ranges of
+ * whole panels (a a multiple of the panel height nr, b one or the end) that cover [r0, r1)
+ * once, in any order; amax (INT8 only; NULL otherwise or to have them computed) is the
+ * largest |value| of each row a .. b - 1 (as the portable gtr_generic_absmax computes it:
+ * NaN ignored), which saves packing a pass over the rows. The bytes are gtr_wmat_pack_src's. */
+typedef struct gtr_pack_task gtr_pack_task;
+typedef struct gtr_pack_visit {
+    size_t task_rows;
+    void (*fn)(void *ctx, size_t r0, size_t r1, gtr_pack_task *pk);
+    void *ctx;
+} gtr_pack_visit;
+gtr_status gtr_wmat_pack_src_visit(const gtr_kernels *kern, gtr_pool *pool, gtr_wmat *w, const gtr_wsrc *parts,
+                                   size_t n_parts, size_t k, gtr_wtype type, const gtr_pack_visit *visit,
+                                   gtr_error *err);
+void gtr_pack_rows(gtr_pack_task *pk, size_t r0, size_t r1, const float *amax);
+/* The panel height of type's packing for kern (what gtr_wmat_pack_src_visit rounds tasks to). */
+size_t gtr_wmat_panel_rows(const gtr_kernels *kern, gtr_wtype type);
+/* The largest |x[i]| of n floats, NaN ignored, 0 for none (the fastest this CPU runs; every
+ * one gives the same value). */
+typedef float (*gtr_absmax_fn)(const float *x, size_t n);
+gtr_absmax_fn gtr_absmax_for_cpu(void);
+
 /* Pack weights that are already bfloat16 (row-major [n, k], e.g. from a quantised checkpoint). */
 gtr_status gtr_wmat_pack_bf16(const gtr_kernels *kern, gtr_wmat *w, const uint16_t *W, size_t n,
                               size_t k, gtr_error *err);

@@ -139,6 +139,8 @@ typedef struct {
     float (*absmax)(const float *x, size_t n);
     void (*piece)(gtr_wtype type, const float *x, size_t in, size_t nv, float inv, void *dst,
                   int32_t *sum);
+    size_t task_panels; /* panels per task */
+    const gtr_pack_visit *visit;
 } pack_job;
 
 #define PACK_PANELS 4 /* panels per task */
@@ -188,18 +190,18 @@ static void populate(void *p, size_t len)
 #endif
 }
 
-static void pack_task(void *ctx, size_t t, int tid)
+struct gtr_pack_task {
+    pack_job *j;
+    float *inv; /* INT8: the task's rows' 1 / scale, nr of them */
+};
+
+/* Pack panels [p0, p1); amax: the rows' largest |value| from row p0 * nr on, or NULL. */
+static void pack_panels(gtr_pack_task *pk, size_t p0, size_t p1, const float *amax)
 {
-    (void)tid;
-    pack_job *j = ctx;
+    pack_job *j = pk->j;
     gtr_wmat *w = j->w;
     const size_t nr = w->nr, k = w->k, n = w->n, g = kgroup[w->type], kw = w->kp / g, words = PIECE / g;
-    const size_t p0 = t * PACK_PANELS, p1 = GTR_MIN(p0 + PACK_PANELS, (n + nr - 1) / nr);
-    float *inv = NULL;
-    if (w->type == GTR_W_INT8 && !(inv = malloc(nr * sizeof *inv))) {
-        j->nomem = true;
-        return;
-    }
+    float *inv = pk->inv;
     _Alignas(64) float vals[PIECE];
     _Alignas(64) unsigned char buf[PIECE * 4];
     for (size_t p = p0; p < p1; p++) {
@@ -207,14 +209,18 @@ static void pack_task(void *ctx, size_t t, int tid)
         gtr_src_type st;
         if (inv)
             for (size_t i = 0; i < rows; i++) {
-                const unsigned char *row = src_row(j, p * nr + i, &st);
-                float amax = 0;
-                for (size_t c0 = 0; c0 < k; c0 += PIECE) {
-                    size_t m = GTR_MIN((size_t)PIECE, k - c0);
-                    float a = j->absmax(src_values(row, st, c0, m, vals), m);
-                    if (a > amax) amax = a;
+                float a = 0;
+                if (amax) {
+                    a = amax[(p - p0) * nr + i];
+                } else {
+                    const unsigned char *row = src_row(j, p * nr + i, &st);
+                    for (size_t c0 = 0; c0 < k; c0 += PIECE) {
+                        size_t m = GTR_MIN((size_t)PIECE, k - c0);
+                        float x = j->absmax(src_values(row, st, c0, m, vals), m);
+                        if (x > a) a = x;
+                    }
                 }
-                gtr_q8_scale(amax, &w->scales[p * nr + i], &inv[i]);
+                gtr_q8_scale(a, &w->scales[p * nr + i], &inv[i]);
             }
         unsigned char *panel = (unsigned char *)w->data + p * kw * nr * 4;
         populate(panel, kw * nr * 4);
@@ -241,17 +247,58 @@ static void pack_task(void *ctx, size_t t, int tid)
             }
         }
     }
-    free(inv);
 }
 
-gtr_status gtr_wmat_pack_src(const gtr_kernels *kern, gtr_pool *pool, gtr_wmat *w, const gtr_wsrc *parts,
-                             size_t n_parts, size_t k, gtr_wtype type, gtr_error *err)
+void gtr_pack_rows(gtr_pack_task *pk, size_t r0, size_t r1, const float *amax)
+{
+    size_t nr = pk->j->w->nr;
+    pack_panels(pk, r0 / nr, (r1 + nr - 1) / nr, pk->inv ? amax : NULL);
+}
+
+static void pack_task(void *ctx, size_t t, int tid)
+{
+    (void)tid;
+    pack_job *j = ctx;
+    gtr_wmat *w = j->w;
+    const size_t nr = w->nr, n = w->n;
+    const size_t p0 = t * j->task_panels, p1 = GTR_MIN(p0 + j->task_panels, (n + nr - 1) / nr);
+    gtr_pack_task pk = {j, NULL};
+    if (w->type == GTR_W_INT8 && !(pk.inv = malloc(nr * sizeof *pk.inv))) {
+        j->nomem = true;
+        return;
+    }
+    if (j->visit) j->visit->fn(j->visit->ctx, p0 * nr, GTR_MIN(n, p1 * nr), &pk);
+    else pack_panels(&pk, p0, p1, NULL);
+    free(pk.inv);
+}
+
+size_t gtr_wmat_panel_rows(const gtr_kernels *kern, gtr_wtype type)
+{
+    return (unsigned)type < GTR_W_NTYPES ? kern->nr[type] : 1;
+}
+
+gtr_absmax_fn gtr_absmax_for_cpu(void)
+{
+#if defined(__x86_64__)
+    gtr_cpu cpu = gtr_cpu_detect();
+    if (cpu.avx512f && cpu.avx512bw && cpu.avx512dq && cpu.avx512vl) return gtr_avx512_absmax;
+#endif
+    return gtr_generic_absmax;
+}
+
+gtr_status gtr_wmat_pack_src_visit(const gtr_kernels *kern, gtr_pool *pool, gtr_wmat *w, const gtr_wsrc *parts,
+                                   size_t n_parts, size_t k, gtr_wtype type, const gtr_pack_visit *visit,
+                                   gtr_error *err)
 {
     size_t n = 0;
     for (size_t i = 0; i < n_parts; i++) n += parts[i].rows;
     gtr_status st = alloc_layout(kern, w, n, k, type, false, err);
     if (st != GTR_OK) return st;
-    pack_job j = {w, parts, n_parts, false, gtr_generic_absmax, gtr_generic_pack_piece};
+    pack_job j = {w, parts, n_parts, false, gtr_generic_absmax, gtr_generic_pack_piece, PACK_PANELS, NULL};
+    if (visit && visit->fn) {
+        j.visit = visit;
+        j.task_panels = GTR_MAX((size_t)1, (visit->task_rows + w->nr - 1) / w->nr);
+    }
 #if defined(__x86_64__)
     gtr_cpu cpu = gtr_cpu_detect(); /* the CPU's, not kern's: the file layout packs anywhere */
     if (cpu.avx512f && cpu.avx512bw && cpu.avx512dq && cpu.avx512vl) {
@@ -259,13 +306,19 @@ gtr_status gtr_wmat_pack_src(const gtr_kernels *kern, gtr_pool *pool, gtr_wmat *
         j.piece = gtr_avx512_pack_piece;
     }
 #endif
-    size_t per = PACK_PANELS * w->nr;
+    size_t per = j.task_panels * w->nr;
     gtr_pool_for(pool, (n + per - 1) / per, pack_task, &j);
     if (j.nomem) {
         gtr_wmat_free(w);
         return gtr_seterr(err, GTR_ERR_NOMEM, "out of memory (int8 quantisation row)");
     }
     return GTR_OK;
+}
+
+gtr_status gtr_wmat_pack_src(const gtr_kernels *kern, gtr_pool *pool, gtr_wmat *w, const gtr_wsrc *parts,
+                             size_t n_parts, size_t k, gtr_wtype type, gtr_error *err)
+{
+    return gtr_wmat_pack_src_visit(kern, pool, w, parts, n_parts, k, type, NULL, err);
 }
 
 gtr_status gtr_wmat_pack_pool(const gtr_kernels *kern, gtr_pool *pool, gtr_wmat *w, const float *W,

@@ -246,6 +246,38 @@ bool gtr_tensor_contiguous(const gtr_tensor *t);
  * from its mapping (no float32 copy is made): the same hash, the same error. */
 gtr_status gtr_fingerprint_stored(uint64_t *h, gtr_pool *pool, const char *name, const gtr_tensor *t,
                                   size_t rows, size_t cols, gtr_error *err);
+/* gtr_fingerprint_stored computed a range of rows at a time, from inside whatever reads those
+ * rows anyway (the packing tasks: gtr_wmat_pack_src_visit): init; gtr_fp_rows_hash for row
+ * ranges that together cover the tensor once (concurrently: each hashes the chunks whose first
+ * value lies in its rows, reading on into the next rows where a chunk does); end folds the
+ * chunks in order: the same hash and the same error as gtr_fingerprint_stored (free instead of
+ * end when giving up). cols: the row length (the tensor is rows x cols, contiguous). */
+#define GTR_FP_CHUNK ((size_t)1 << 20) /* values per FNV chain of the fingerprint */
+typedef struct gtr_fp_rows {
+    const gtr_tensor *t;
+    size_t cols, chunks;
+    uint64_t *out, *bad; /* per chunk: its FNV chain, its non-finite bits */
+} gtr_fp_rows;
+gtr_status gtr_fp_rows_init(gtr_fp_rows *f, const gtr_tensor *t, size_t cols, gtr_error *err);
+void gtr_fp_rows_hash(const gtr_fp_rows *f, size_t r0, size_t r1);
+gtr_status gtr_fp_rows_end(gtr_fp_rows *f, uint64_t *h, const char *name, size_t rows, size_t cols,
+                           gtr_error *err);
+void gtr_fp_rows_free(gtr_fp_rows *f);
+/* The fingerprint's FNV chains of up to 4 chunks at once, continued over len values of each
+ * (lane l: values [start[l], start[l] + len) of the contiguous float tensor t[l], the chain
+ * h[l] / bad[l] in and out; len even unless it ends the chunk; start[l] a multiple of cols),
+ * and with absmax (else NULL) the largest |value| of each row of cols values into amax[l][0 ..]
+ * (NaN ignored). A chunk's chain is GTR_FNV_SEED, 0 before its first value. */
+void gtr_fp_lanes(const gtr_tensor *const *t, const size_t *start, size_t lanes, size_t len, size_t cols,
+                  uint64_t *h, uint64_t *bad, gtr_absmax_fn absmax, float *const *amax);
+/* A Linear's weight from 1 to 3 contiguous float tensors (rows of k values each, stacked in
+ * order) packed as wtype and folded into the fingerprint (*fp: each part as
+ * gtr_fingerprint_stored folds it, in order), the file's pages read from memory once: the
+ * bytes of gtr_wmat_pack_src and the hash and error of gtr_fingerprint_stored (*bad_part, when
+ * given, set to the part whose values are not finite). On failure w is freed. */
+gtr_status gtr_pack_fingerprinted(const gtr_kernels *kern, gtr_pool *pool, const gtr_tensor *const *parts,
+                                  int n_parts, size_t k, gtr_wtype wtype, gtr_wmat *w, uint64_t *fp,
+                                  int *bad_part, gtr_error *err);
 /* The same hash and check fed piece by piece (a tensor converted a few rows at a time): begin,
  * feed the values in order (every piece but the last an even count), end. Equal to
  * gtr_fingerprint_tensor over the concatenation. */

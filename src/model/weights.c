@@ -515,7 +515,7 @@ static uint64_t fnv_words(uint64_t h, const float *x, size_t n, uint64_t *bad)
     return h;
 }
 
-#define FP_CHUNK ((size_t)1 << 20)
+#define FP_CHUNK GTR_FP_CHUNK
 
 /* fnv_words on four chunks of n floats at once, one chain each: the value of each is its
  * own, but the four multiply chains overlap (one chain waits out the multiply's latency on
@@ -686,35 +686,46 @@ static void values_f32(const gtr_tensor *t, size_t i0, size_t m, float *buf)
     }
 }
 
+/* The FNV chain of the last, shorter chunk (values [full * FP_CHUNK, count)). */
+static void hash_partial(const gtr_tensor *t, uint64_t *out, uint64_t *bad_out)
+{
+    _Alignas(64) float buf[FP_PIECE];
+    size_t full = t->count / FP_CHUNK;
+    uint64_t h = GTR_FNV_SEED, bad = 0;
+    for (size_t i = full * FP_CHUNK; i < t->count; i += FP_PIECE) {
+        size_t m = GTR_MIN((size_t)FP_PIECE, t->count - i);
+        values_f32(t, i, m, buf);
+        h = fnv_words(h, buf, m, &bad);
+    }
+    *out = h;
+    *bad_out = bad;
+}
+
+/* The FNV chains of full chunks c0 .. c0 + lanes - 1 (lanes 1..4; four chains at once, a group
+ * short of 4 repeating its first chunk in the missing lanes and dropping their results). */
+static void hash_group(const gtr_tensor *t, size_t c0, size_t lanes, uint64_t *out, uint64_t *bad_out)
+{
+    _Alignas(64) float buf[4][FP_PIECE];
+    uint64_t h[4] = {GTR_FNV_SEED, GTR_FNV_SEED, GTR_FNV_SEED, GTR_FNV_SEED}, bad[4] = {0, 0, 0, 0};
+    const float *x[4] = {buf[0], buf[1], buf[2], buf[3]};
+    for (size_t i = 0; i < FP_CHUNK; i += FP_PIECE) {
+        for (size_t l = 0; l < 4; l++) values_f32(t, (c0 + (l < lanes ? l : 0)) * FP_CHUNK + i, FP_PIECE, buf[l]);
+        fnv_words4(h, x, FP_PIECE, bad);
+    }
+    for (size_t l = 0; l < lanes; l++) {
+        out[c0 + l] = h[l];
+        bad_out[c0 + l] = bad[l];
+    }
+}
+
 /* Task g < groups: full chunks 4g .. 4g + 3 (as fp_task); task `groups`: the last, shorter chunk. */
 static void fp_src_task(void *ctx, size_t g, int tid)
 {
     (void)tid;
     fp_src_job *j = ctx;
     size_t full = j->t->count / FP_CHUNK, c0 = 4 * g;
-    _Alignas(64) float buf[4][FP_PIECE];
-    if (c0 >= full) { /* the partial chunk */
-        uint64_t h = GTR_FNV_SEED, bad = 0;
-        for (size_t i = full * FP_CHUNK; i < j->t->count; i += FP_PIECE) {
-            size_t m = GTR_MIN((size_t)FP_PIECE, j->t->count - i);
-            values_f32(j->t, i, m, buf[0]);
-            h = fnv_words(h, buf[0], m, &bad);
-        }
-        j->out[full] = h;
-        j->bad[full] = bad;
-        return;
-    }
-    size_t lanes = GTR_MIN((size_t)4, full - c0);
-    uint64_t h[4] = {GTR_FNV_SEED, GTR_FNV_SEED, GTR_FNV_SEED, GTR_FNV_SEED}, bad[4] = {0, 0, 0, 0};
-    const float *x[4] = {buf[0], buf[1], buf[2], buf[3]};
-    for (size_t i = 0; i < FP_CHUNK; i += FP_PIECE) {
-        for (size_t l = 0; l < 4; l++) values_f32(j->t, (c0 + (l < lanes ? l : 0)) * FP_CHUNK + i, FP_PIECE, buf[l]);
-        fnv_words4(h, x, FP_PIECE, bad);
-    }
-    for (size_t l = 0; l < lanes; l++) {
-        j->out[c0 + l] = h[l];
-        j->bad[c0 + l] = bad[l];
-    }
+    if (c0 >= full) hash_partial(j->t, &j->out[full], &j->bad[full]);
+    else hash_group(j->t, c0, GTR_MIN((size_t)4, full - c0), j->out, j->bad);
 }
 
 bool gtr_tensor_contiguous(const gtr_tensor *t)
@@ -727,35 +738,104 @@ bool gtr_tensor_contiguous(const gtr_tensor *t)
     return t->dtype == GTR_DT_F32 || t->dtype == GTR_DT_F16 || t->dtype == GTR_DT_BF16;
 }
 
-gtr_status gtr_fingerprint_stored(uint64_t *h, gtr_pool *pool, const char *name, const gtr_tensor *t,
-                                  size_t rows, size_t cols, gtr_error *err)
+gtr_status gtr_fp_rows_init(gtr_fp_rows *f, const gtr_tensor *t, size_t cols, gtr_error *err)
 {
-    size_t chunks = (t->count + FP_CHUNK - 1) / FP_CHUNK;
-    uint64_t *parts = gtr_xmalloc(2 * (chunks ? chunks : 1) * sizeof *parts, "fingerprint", err);
-    if (!parts) return GTR_ERR_NOMEM;
-    fp_src_job j = {t, parts, parts + chunks};
-    size_t full = t->count / FP_CHUNK;
-    gtr_pool_for(pool, (full + 3) / 4 + (chunks > full), fp_src_task, &j);
+    memset(f, 0, sizeof *f);
+    f->t = t;
+    f->cols = cols ? cols : 1;
+    f->chunks = (t->count + FP_CHUNK - 1) / FP_CHUNK;
+    f->out = gtr_xcalloc(2 * (f->chunks ? f->chunks : 1), sizeof *f->out, "fingerprint", err);
+    if (!f->out) return GTR_ERR_NOMEM;
+    f->bad = f->out + f->chunks;
+    return GTR_OK;
+}
+
+void gtr_fp_rows_hash(const gtr_fp_rows *f, size_t r0, size_t r1)
+{
+    const gtr_tensor *t = f->t;
+    size_t k = f->cols, full = t->count / FP_CHUNK;
+    if (r1 > t->count / k) r1 = t->count / k;
+    if (r0 >= r1) return;
+    /* the chunks whose first value lies in these rows: c * FP_CHUNK in [r0 * k, r1 * k) */
+    size_t c0 = (r0 * k + FP_CHUNK - 1) / FP_CHUNK, c1 = GTR_MIN(f->chunks, (r1 * k + FP_CHUNK - 1) / FP_CHUNK);
+    for (size_t c = c0; c < GTR_MIN(c1, full); c += 4)
+        hash_group(t, c, GTR_MIN((size_t)4, GTR_MIN(c1, full) - c), f->out, f->bad);
+    if (c1 > full && full >= c0) hash_partial(t, &f->out[full], &f->bad[full]);
+}
+
+gtr_status gtr_fp_rows_end(gtr_fp_rows *f, uint64_t *h, const char *name, size_t rows, size_t cols,
+                           gtr_error *err)
+{
+    const gtr_tensor *t = f->t;
     uint64_t bad = 0;
-    gtr_fp_stream f;
-    gtr_fp_begin(&f, *h, name, rows, cols);
-    for (size_t c = 0; c < chunks; c++) {
-        f.h = gtr_fnv1a64(&parts[c], sizeof parts[c], f.h);
-        bad |= j.bad[c];
+    gtr_fp_stream s;
+    gtr_fp_begin(&s, *h, name, rows, cols);
+    for (size_t c = 0; c < f->chunks; c++) {
+        s.h = gtr_fnv1a64(&f->out[c], sizeof f->out[c], s.h);
+        bad |= f->bad[c];
     }
-    free(parts);
+    free(f->out);
+    f->out = f->bad = NULL;
     if (bad) { /* a value is not finite: the stream's message names the first (rare; serial) */
         _Alignas(64) float buf[FP_PIECE];
-        gtr_fp_begin(&f, *h, name, rows, cols);
+        gtr_fp_begin(&s, *h, name, rows, cols);
         for (size_t i = 0; i < t->count; i += FP_PIECE) {
             size_t m = GTR_MIN((size_t)FP_PIECE, t->count - i);
             values_f32(t, i, m, buf);
-            gtr_fp_feed(&f, NULL, buf, m);
+            gtr_fp_feed(&s, NULL, buf, m);
         }
-        return gtr_fp_end(&f, h, err);
+        return gtr_fp_end(&s, h, err);
     }
-    *h = f.h;
+    *h = s.h;
     return GTR_OK;
+}
+
+void gtr_fp_lanes(const gtr_tensor *const *t, const size_t *start, size_t lanes, size_t len, size_t cols,
+                  uint64_t *h, uint64_t *bad, gtr_absmax_fn absmax, float *const *amax)
+{
+    _Alignas(64) float buf[4][FP_PIECE];
+    const float *x[4] = {buf[0], buf[1], buf[2], buf[3]};
+    uint64_t hh[4] = {h[0], h[0], h[0], h[0]}, bb[4] = {0, 0, 0, 0};
+    for (size_t l = 0; l < lanes; l++) hh[l] = h[l], bb[l] = bad[l];
+    if (!absmax) amax = NULL;
+    if (amax)
+        for (size_t l = 0; l < lanes; l++)
+            for (size_t r = 0; r < (len + cols - 1) / cols; r++) amax[l][r] = 0;
+    for (size_t i = 0; i < len; i += FP_PIECE) {
+        size_t m = GTR_MIN((size_t)FP_PIECE, len - i);
+        for (size_t l = 0; l < 4; l++) {
+            size_t s = l < lanes ? l : 0;
+            values_f32(t[s], start[s] + i, m, buf[l]);
+        }
+        if (amax) /* each row's share of the piece (start[l] is a row's first value) */
+            for (size_t l = 0; l < lanes; l++)
+                for (size_t pos = i; pos < i + m;) {
+                    size_t r = pos / cols, e = GTR_MIN(i + m, (r + 1) * cols);
+                    float a = absmax(buf[l] + (pos - i), e - pos);
+                    if (a > amax[l][r]) amax[l][r] = a;
+                    pos = e;
+                }
+        fnv_words4(hh, x, m, bb);
+    }
+    for (size_t l = 0; l < lanes; l++) h[l] = hh[l], bad[l] = bb[l];
+}
+
+void gtr_fp_rows_free(gtr_fp_rows *f)
+{
+    free(f->out);
+    f->out = f->bad = NULL;
+}
+
+gtr_status gtr_fingerprint_stored(uint64_t *h, gtr_pool *pool, const char *name, const gtr_tensor *t,
+                                  size_t rows, size_t cols, gtr_error *err)
+{
+    gtr_fp_rows f;
+    gtr_status st = gtr_fp_rows_init(&f, t, cols, err);
+    if (st) return st;
+    fp_src_job j = {t, f.out, f.bad};
+    size_t full = t->count / FP_CHUNK;
+    gtr_pool_for(pool, (full + 3) / 4 + (f.chunks > full), fp_src_task, &j);
+    return gtr_fp_rows_end(&f, h, name, rows, cols, err);
 }
 
 gtr_status gtr_fingerprint_tensor(uint64_t *h, gtr_pool *pool, const char *name, const float *x,
