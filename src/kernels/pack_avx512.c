@@ -4,6 +4,7 @@
 #include "kernels/kernels_internal.h"
 
 #include <immintrin.h>
+#include <string.h>
 
 static inline __mmask16 tail16(size_t r) { return r >= 16 ? 0xFFFF : (__mmask16)((1u << r) - 1); }
 
@@ -76,4 +77,44 @@ void gtr_avx512_pack_piece(gtr_wtype type, const float *x, size_t in, size_t nv,
         }
         *sum += _mm512_reduce_add_epi32(s);
     }
+}
+
+/* 16 x 16 32-bit words: r[i] = row i in, column i out */
+static inline void transpose16(__m512i r[16])
+{
+    __m512i t[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+        r[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+        r[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+        r[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+    }
+    /* r[4b + j] holds, in 128-bit lane L, rows 4b..4b+3 of column 4L + j */
+    for (int j = 0; j < 4; j++) {
+        __m512i a = _mm512_shuffle_i32x4(r[j], r[4 + j], 0x88), b = _mm512_shuffle_i32x4(r[j], r[4 + j], 0xdd);
+        __m512i c = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0x88), d = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0xdd);
+        t[j] = _mm512_shuffle_i32x4(a, c, 0x88);      /* column j */
+        t[8 + j] = _mm512_shuffle_i32x4(a, c, 0xdd);  /* column 8 + j */
+        t[4 + j] = _mm512_shuffle_i32x4(b, d, 0x88);  /* column 4 + j */
+        t[12 + j] = _mm512_shuffle_i32x4(b, d, 0xdd); /* column 12 + j */
+    }
+    for (int i = 0; i < 16; i++) r[i] = t[i];
+}
+
+void gtr_avx512_tile_put16(unsigned char *tile, size_t nr, size_t i0, const uint32_t *stage, size_t nw)
+{
+    size_t q0 = 0;
+    for (; q0 + 16 <= nw; q0 += 16) {
+        __m512i r[16];
+        for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_si512(stage + (size_t)i * GTR_PACK_STAGE_WORDS + q0);
+        transpose16(r);
+        for (int q = 0; q < 16; q++) _mm512_storeu_si512((void *)(tile + ((q0 + q) * nr + i0) * 4), r[q]);
+    }
+    for (; q0 < nw; q0++)
+        for (size_t i = 0; i < 16; i++)
+            memcpy(tile + (q0 * nr + i0 + i) * 4, stage + i * GTR_PACK_STAGE_WORDS + q0, 4);
 }
