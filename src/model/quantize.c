@@ -287,11 +287,35 @@ static gtr_status write_packed(writer *w, const out_tensor *t, float *sc, int32_
     size_t n = 0;
     for (size_t i = 0; i < t->n_parts; i++) n += gtr_wtensor_rows(&t->ref[i].t);
     size_t R = GTR_MAX((size_t)1, w->tmp_floats / k / nr) * nr;
+    /* contiguous float parts (a hub checkpoint): each block packed straight from the mapped
+     * rows (gtr_wmat_pack_src: the same bytes as packing their float32), no float32 copy */
+    bool direct = t->n_parts <= 3;
+    for (size_t i = 0; i < t->n_parts && direct; i++)
+        direct = !t->ref[i].t.scale && !t->ref[i].t.pk && gtr_tensor_contiguous(t->ref[i].t.w);
     for (size_t r0 = 0; r0 < n; r0 += R) {
         size_t m = GTR_MIN(R, n - r0);
         gtr_wmat blk;
-        gtr_status st = stacked_rows(w, t->ref, t->n_parts, r0, m, w->tmp, err);
-        if (st || (st = gtr_wmat_pack_pool(w->layout, w->pool, &blk, w->tmp, m, k, type, err))) return st;
+        gtr_status st = GTR_OK;
+        if (direct) {
+            gtr_wsrc src[3];
+            size_t ns = 0, base = 0;
+            for (size_t i = 0; i < t->n_parts; i++) {
+                const gtr_tensor *pt = t->ref[i].t.w;
+                size_t pr = pt->shape[0], es = gtr_dtype_size(pt->dtype);
+                size_t a = GTR_MAX(r0, base), b = GTR_MIN(r0 + m, base + pr);
+                if (a < b)
+                    src[ns++] = (gtr_wsrc){pt->data + (a - base) * k * es, b - a,
+                                           pt->dtype == GTR_DT_F16 ? GTR_SRC_F16 : pt->dtype == GTR_DT_BF16 ? GTR_SRC_BF16 : GTR_SRC_F32};
+                base += pr;
+            }
+            st = gtr_wmat_pack_src(w->layout, w->pool, &blk, src, ns, k, type, err);
+            for (size_t i = 0; i < ns; i++) /* those rows' pages are done with */
+                gtr_tensor_set_drop_range(w->set, src[i].data, src[i].rows * k * (src[i].type == GTR_SRC_F32 ? 4 : 2));
+            if (st) return st;
+        } else if ((st = stacked_rows(w, t->ref, t->n_parts, r0, m, w->tmp, err)) ||
+                   (st = gtr_wmat_pack_pool(w->layout, w->pool, &blk, w->tmp, m, k, type, err))) {
+            return st;
+        }
         size_t np = (m + nr - 1) / nr;
         if (blk.nr != nr || np * nr * blk.kp * gtr_wmat_esize(type) != t->bytes / ((n + nr - 1) / nr) * np) {
             gtr_wmat_free(&blk);
