@@ -11,7 +11,7 @@ cd "$(dirname "$0")/../.." || exit 1
 M=$SHARED/models/gtr-small
 SF=$SHARED/beir/scifact
 need_shared -d "$M" -f "$SF/corpus.jsonl"
-plan 60
+plan 59
 
 ok "--help" $GTR quantize --help
 like "$(cat "$TMP/out")" "int8-per-channel-v1" "--help documents the int8 format"
