@@ -129,5 +129,10 @@ gtr_blocking gtr_blocking_for(const gtr_cpu_caches *c, size_t dim)
      * 3072-wide shapes, so the kernels prefetch it 2 KB ahead; Zen's L2 prefetchers already
      * follow the panel and the extra loads only take issue slots (bench/RESULTS.md, Kernels) */
     b.linear_prefetch = !(c && c->amd);
+    /* exact search of many queries: on the Xeon of issue 19 the next document tile fetched a
+     * line per step into L1 made the first lane passes of each tile wait on memory (1.8x
+     * their cost, `perf record`); spread over the tile into L2 the kernel gains 4-8%
+     * (bench/RESULTS.md, Search on Intel Xeon). Zen 4 keeps the burst it was measured with. */
+    b.search_pf_spread = !(c && c->amd);
     return b;
 }

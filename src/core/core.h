@@ -197,6 +197,9 @@ typedef struct gtr_blocking {
                             * 1 = one row after the other, a single sequential stream (AMD Zen);
                             * 0 = the ISA's 1 x dt1 tile (several rows read side by side) */
     bool linear_prefetch;  /* f32 / int8 AVX-512 linear: prefetch the packed weights ahead */
+    bool search_pf_spread; /* exact search of many queries (score_packed): the next document
+                            * tile's lines spread over the tile's work, into L2 (Intel Xeon);
+                            * false: a line per step into L1 until done (AMD Zen) */
 } gtr_blocking;
 gtr_blocking gtr_blocking_for(const gtr_cpu_caches *c, size_t dim);
 

@@ -139,6 +139,14 @@ GTR_IX_UKR(gtr_ix_avx512_ukr, tile_at, 4, 4, 8)
  * scores come out in one vector (S transposed, a document's scores in a row). */
 enum { LT_DT = 6, LT_V = GTR_IX_QBLOCK / 16 };
 
+/* Prefetch of the next tile's document rows (contiguous), one line every `every` steps of the
+ * lane passes until `end`, into L1 or (l2) into L2 only. */
+typedef struct {
+    const char *p, *end;
+    unsigned every;
+    bool l2;
+} lane_pf;
+
 /* one step m of a lane: V vectors of 16 queries, DT documents' values broadcast */
 static ALWAYS_INLINE void lane_step(int DT, int V, const float *q, const float *d, size_t dim,
                                     __m512 acc[LT_DT][LT_V])
@@ -155,7 +163,7 @@ static ALWAYS_INLINE void lane_step(int DT, int V, const float *q, const float *
 }
 
 static ALWAYS_INLINE void lane_tile(int DT, int V, const float *Qp, size_t M, const float *D,
-                                    size_t dim, float *S, size_t ldq, const float *pf, size_t npf)
+                                    size_t dim, float *S, size_t ldq, lane_pf *pf)
 {
     __m512 stack[4][LT_DT][LT_V];
     for (unsigned t = 0; t < 16; t++) {
@@ -170,12 +178,21 @@ static ALWAYS_INLINE void lane_tile(int DT, int V, const float *Qp, size_t M, co
 #pragma GCC unroll 4
             for (int v = 0; v < V; v++) acc[j][v] = _mm512_setzero_ps();
         size_t m = 0;
-        if (t < npf) /* the next tile's row t on its way to L1, a line per step */
-            for (const char *p = (const char *)(pf + t * dim), *e = (const char *)(pf + (t + 1) * dim); m < mv;
-                 m++, q += GTR_IX_QBLOCK, d += 16, p += 64) {
-                if (p < e) _mm_prefetch(p, _MM_HINT_T0);
+        if (pf->p < pf->end) { /* the next tile's rows on their way, a line every pf->every steps */
+            const char *p = pf->p;
+            unsigned wait = 0;
+            for (; m < mv; m++, q += GTR_IX_QBLOCK, d += 16) {
+                if (!wait && p < pf->end) {
+                    if (pf->l2) _mm_prefetch(p, _MM_HINT_T1);
+                    else _mm_prefetch(p, _MM_HINT_T0);
+                    p += 64;
+                    wait = pf->every;
+                }
+                wait--;
                 lane_step(DT, V, q, d, dim, acc);
             }
+            pf->p = p;
+        }
         for (; m < mv; m++, q += GTR_IX_QBLOCK, d += 16) {
             lane_step(DT, V, q, d, dim, acc);
         }
@@ -207,11 +224,11 @@ static ALWAYS_INLINE void lane_tile(int DT, int V, const float *Qp, size_t M, co
 }
 
 #define LT_CASE(DT, V)                                                                         \
-    case (DT) * 8 + (V): lane_tile(DT, V, Qp, M, D, dim, S, ldq, pf, npf); break;
+    case (DT) * 8 + (V): lane_tile(DT, V, Qp, M, D, dim, S, ldq, pf); break;
 #define LT_CASES(DT) LT_CASE(DT, 1) LT_CASE(DT, 2) LT_CASE(DT, 3) LT_CASE(DT, 4)
 
 static void lane_tile_any(int DT, int V, const float *Qp, size_t M, const float *D, size_t dim,
-                          float *S, size_t ldq, const float *pf, size_t npf)
+                          float *S, size_t ldq, lane_pf *pf)
 {
     switch (DT * 8 + V) {
         LT_CASES(1) LT_CASES(2) LT_CASES(3) LT_CASES(4) LT_CASES(5) LT_CASES(6)
@@ -225,17 +242,24 @@ void gtr_ix_avx512_score_packed(const gtr_blocking *b, const float *Qp, size_t n
     const size_t M = gtr_ix_qstride(dim) / 16, QB = GTR_IX_QBLOCK, nblk = (nq + QB - 1) / QB;
     /* passes of query blocks whose packed rows stay in L2 while the documents go by */
     const size_t pass = GTR_MAX((size_t)1, b->search_queries / QB);
+    /* The next tile's rows are fetched while this one's lane passes run (a tile's rows are
+     * read once from memory, then from L1 / L2 by every query block of the pass). As tuned on
+     * AMD Zen 4 (search_pf_spread false): a line per step into L1, i.e. during the first six
+     * lane passes. Spread (Intel Xeon): that burst left those passes waiting on memory (1.8x
+     * their cost), so the lines go into L2 evenly over the tile's lane passes (16 per query
+     * block), at most one every third step. */
+    const size_t passes = 16 * GTR_MIN(pass, nblk), lines = GTR_MAX((size_t)1, LT_DT * dim * sizeof(float) / 64);
+    const unsigned every = b->search_pf_spread ? (unsigned)GTR_MAX((size_t)1, GTR_MIN((size_t)3, passes * M / lines)) : 1;
     for (size_t b0 = 0; b0 < nblk; b0 += pass) {
         const size_t b1 = GTR_MIN(nblk, b0 + pass);
         for (size_t j = 0; j < nd; j += LT_DT) {
             const int DT = (int)GTR_MIN((size_t)LT_DT, nd - j);
+            const size_t n0 = GTR_MIN(nd, j + LT_DT), n1 = GTR_MIN(nd, n0 + LT_DT);
+            lane_pf pf = {(const char *)(D + n0 * dim), (const char *)(D + n1 * dim), every, b->search_pf_spread};
             for (size_t bk = b0; bk < b1; bk++) {
                 const size_t left = nq - bk * QB;
                 const int V = left >= QB ? LT_V : (int)((left + 15) / 16);
-                /* while the first block passes, the next tile's rows are fetched */
-                const size_t npf = bk == b0 && j + LT_DT < nd ? GTR_MIN((size_t)LT_DT, nd - j - LT_DT) : 0;
-                lane_tile_any(DT, V, Qp + bk * QB * M * 16, M, D + j * dim, dim, S + j * ldq + bk * QB, ldq,
-                              D + (j + LT_DT) * dim, npf);
+                lane_tile_any(DT, V, Qp + bk * QB * M * 16, M, D + j * dim, dim, S + j * ldq + bk * QB, ldq, &pf);
             }
         }
     }
