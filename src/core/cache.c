@@ -134,5 +134,8 @@ gtr_blocking gtr_blocking_for(const gtr_cpu_caches *c, size_t dim)
      * their cost, `perf record`); spread over the tile into L2 the kernel gains 4-8%
      * (bench/RESULTS.md, Search on Intel Xeon). Zen 4 keeps the burst it was measured with. */
     b.search_pf_spread = !(c && c->amd);
+    /* and its loop of 24 FMAs per step 4 steps at a time there: +2-4% (the loop's adds and
+     * branch share ports 0 and 5 with the FMAs); Zen 4 keeps the loop it was measured with */
+    b.search_unroll = c && c->amd ? 1 : 4;
     return b;
 }

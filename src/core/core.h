@@ -200,6 +200,8 @@ typedef struct gtr_blocking {
     bool search_pf_spread; /* exact search of many queries (score_packed): the next document
                             * tile's lines spread over the tile's work, into L2 (Intel Xeon);
                             * false: a line per step into L1 until done (AMD Zen) */
+    size_t search_unroll;  /* score_packed's full tile: steps per loop iteration (4 on Intel
+                            * Xeon; 0 or 1: one, as on AMD Zen) */
 } gtr_blocking;
 gtr_blocking gtr_blocking_for(const gtr_cpu_caches *c, size_t dim);
 

@@ -162,7 +162,7 @@ static ALWAYS_INLINE void lane_step(int DT, int V, const float *q, const float *
     }
 }
 
-static ALWAYS_INLINE void lane_tile(int DT, int V, const float *Qp, size_t M, const float *D,
+static ALWAYS_INLINE void lane_tile(int DT, int V, int U, const float *Qp, size_t M, const float *D,
                                     size_t dim, float *S, size_t ldq, lane_pf *pf)
 {
     __m512 stack[4][LT_DT][LT_V];
@@ -178,24 +178,29 @@ static ALWAYS_INLINE void lane_tile(int DT, int V, const float *Qp, size_t M, co
 #pragma GCC unroll 4
             for (int v = 0; v < V; v++) acc[j][v] = _mm512_setzero_ps();
         size_t m = 0;
+        /* U steps per loop iteration (the full tile on Intel: the loop's own adds and branch
+         * once per U steps), the rest one at a time */
         if (pf->p < pf->end) { /* the next tile's rows on their way, a line every pf->every steps */
             const char *p = pf->p;
             unsigned wait = 0;
-            for (; m < mv; m++, q += GTR_IX_QBLOCK, d += 16) {
-                if (!wait && p < pf->end) {
-                    if (pf->l2) _mm_prefetch(p, _MM_HINT_T1);
-                    else _mm_prefetch(p, _MM_HINT_T0);
-                    p += 64;
-                    wait = pf->every;
+            for (; m + U <= mv; m += U, q += U * GTR_IX_QBLOCK, d += 16 * U)
+#pragma GCC unroll 4
+                for (int u = 0; u < U; u++) {
+                    if (!wait && p < pf->end) {
+                        if (pf->l2) _mm_prefetch(p, _MM_HINT_T1);
+                        else _mm_prefetch(p, _MM_HINT_T0);
+                        p += 64;
+                        wait = pf->every;
+                    }
+                    wait--;
+                    lane_step(DT, V, q + u * GTR_IX_QBLOCK, d + 16 * u, dim, acc);
                 }
-                wait--;
-                lane_step(DT, V, q, d, dim, acc);
-            }
             pf->p = p;
         }
-        for (; m < mv; m++, q += GTR_IX_QBLOCK, d += 16) {
-            lane_step(DT, V, q, d, dim, acc);
-        }
+        for (; m + U <= mv; m += U, q += U * GTR_IX_QBLOCK, d += 16 * U)
+#pragma GCC unroll 4
+            for (int u = 0; u < U; u++) lane_step(DT, V, q + u * GTR_IX_QBLOCK, d + 16 * u, dim, acc);
+        for (; m < mv; m++, q += GTR_IX_QBLOCK, d += 16) lane_step(DT, V, q, d, dim, acc);
         for (; m < M; m++) {
             const __m512 z = _mm512_setzero_ps();
 #pragma GCC unroll 6
@@ -223,15 +228,16 @@ static ALWAYS_INLINE void lane_tile(int DT, int V, const float *Qp, size_t M, co
     }
 }
 
-#define LT_CASE(DT, V)                                                                         \
-    case (DT) * 8 + (V): lane_tile(DT, V, Qp, M, D, dim, S, ldq, pf); break;
-#define LT_CASES(DT) LT_CASE(DT, 1) LT_CASE(DT, 2) LT_CASE(DT, 3) LT_CASE(DT, 4)
+#define LT_CASE(DT, V, U)                                                                      \
+    case ((DT) * 8 + (V)) * 2 + ((U) > 1): lane_tile(DT, V, U, Qp, M, D, dim, S, ldq, pf); break;
+#define LT_CASES(DT) LT_CASE(DT, 1, 1) LT_CASE(DT, 2, 1) LT_CASE(DT, 3, 1) LT_CASE(DT, 4, 1)
 
-static void lane_tile_any(int DT, int V, const float *Qp, size_t M, const float *D, size_t dim,
+/* every tile shape one step at a time; the full tile also 4 steps at a time (unroll > 1) */
+static void lane_tile_any(int DT, int V, int unroll, const float *Qp, size_t M, const float *D, size_t dim,
                           float *S, size_t ldq, lane_pf *pf)
 {
-    switch (DT * 8 + V) {
-        LT_CASES(1) LT_CASES(2) LT_CASES(3) LT_CASES(4) LT_CASES(5) LT_CASES(6)
+    switch ((DT * 8 + V) * 2 + (unroll > 1 && DT == LT_DT && V == LT_V)) {
+        LT_CASES(1) LT_CASES(2) LT_CASES(3) LT_CASES(4) LT_CASES(5) LT_CASES(6) LT_CASE(LT_DT, LT_V, 4)
     default: break;
     }
 }
@@ -259,7 +265,8 @@ void gtr_ix_avx512_score_packed(const gtr_blocking *b, const float *Qp, size_t n
             for (size_t bk = b0; bk < b1; bk++) {
                 const size_t left = nq - bk * QB;
                 const int V = left >= QB ? LT_V : (int)((left + 15) / 16);
-                lane_tile_any(DT, V, Qp + bk * QB * M * 16, M, D + j * dim, dim, S + j * ldq + bk * QB, ldq, &pf);
+                lane_tile_any(DT, V, (int)b->search_unroll, Qp + bk * QB * M * 16, M, D + j * dim, dim,
+                              S + j * ldq + bk * QB, ldq, &pf);
             }
         }
     }
