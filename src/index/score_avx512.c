@@ -86,6 +86,14 @@ static ALWAYS_INLINE void tile(int src, int QT, int DT, const float *Q, size_t q
         for (int j = 0; j < DT; j++) acc[i][j] = _mm512_setzero_ps();
     for (size_t k = 0; k < dim16; k += 16) {
         __m512 d[8];
+        /* a lone query's 1 x 8 float32 tile (Intel; AMD takes one row at a time, cache.c)
+         * streams from memory: the next tile's rows go to L2 the same distance ahead, 20.6
+         * instead of 19.7 GB/s on the Xeon of issue 19. The address may lie past the last
+         * row: it is formed as an integer, and a prefetch never faults. */
+        if (QT == 1 && DT == 8 && src == SRC_F32)
+#pragma GCC unroll 8
+            for (int j = 0; j < DT; j++)
+                _mm_prefetch((const char *)((uintptr_t)D + ((size_t)(DT + j) * dim + k) * sizeof(float)), _MM_HINT_T1);
 #pragma GCC unroll 8
         for (int j = 0; j < DT; j++) d[j] = load_src(src, D, (size_t)j * dim + k, 0, 0);
 #pragma GCC unroll 4
