@@ -478,8 +478,6 @@ static void test_blocking_rules(void **state)
     assert_false(gtr_blocking_for(&zen4, 768).search_pf_spread);
     assert_true(gtr_blocking_for(&xeon, 768).search_pf_spread);
     assert_true(gtr_blocking_for(NULL, 768).search_pf_spread);
-    assert_int_equal(gtr_blocking_for(&zen4, 768).search_unroll, 1);
-    assert_int_equal(gtr_blocking_for(&xeon, 768).search_unroll, 4);
     assert_int_equal(gtr_blocking_for(NULL, 768).linear_kc, gtr_blocking_for(&(gtr_cpu_caches){0, 0, 0, false}, 768).linear_kc);
 }
 

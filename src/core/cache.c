@@ -131,11 +131,9 @@ gtr_blocking gtr_blocking_for(const gtr_cpu_caches *c, size_t dim)
     b.linear_prefetch = !(c && c->amd);
     /* exact search of many queries: on the Xeon of issue 19 the next document tile fetched a
      * line per step into L1 made the first lane passes of each tile wait on memory (1.8x
-     * their cost, `perf record`); spread over the tile into L2 the kernel gains 4-8%
-     * (bench/RESULTS.md, Search on Intel Xeon). Zen 4 keeps the burst it was measured with. */
+     * their cost, `perf record`), and the step loop's own adds and branch took FMA ports;
+     * spread into L2 and 4 steps per iteration (score_avx512.c; bench/RESULTS.md, Search on
+     * Intel Xeon). Zen 4 keeps the kernel it was measured with. */
     b.search_pf_spread = !(c && c->amd);
-    /* and its loop of 24 FMAs per step 4 steps at a time there: +2-4% (the loop's adds and
-     * branch share ports 0 and 5 with the FMAs); Zen 4 keeps the loop it was measured with */
-    b.search_unroll = c && c->amd ? 1 : 4;
     return b;
 }
