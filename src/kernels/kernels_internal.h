@@ -56,7 +56,9 @@ typedef struct gtr_linear_task {
 typedef struct gtr_linear_ukr {
     int mr;
     size_t kc;
-    /* per-thread scratch bytes for GTR_LINEAR_MC rows of kp (padded) inputs; NULL = none */
+    /* rows per task (0: GTR_LINEAR_MC; a multiple of mr) */
+    size_t mc;
+    /* per-thread scratch bytes for a task's rows (mc) of kp (padded) inputs; NULL = none */
     size_t (*ws)(size_t kp);
     /* convert / quantise rows [0, m) of x into ws and set t->a, t->lda, t->sx; NULL: the
      * tile reads x directly */
@@ -68,6 +70,10 @@ typedef struct gtr_linear_ukr {
     void (*done)(void);
     void (*tile)(const gtr_linear_task *t, int mr, size_t i0, size_t p, size_t k0, size_t kc,
                  int accum, int relu);
+    /* set: the micro-kernel walks a task itself (in place of gtr_linear_drive, same
+     * arguments), prep / panel / done / tile unused; NULL: gtr_linear_drive */
+    void (*drive)(const struct gtr_linear_ukr *u, const gtr_wmat *w, const float *x, size_t m,
+                  size_t ldx, float *y, size_t ldy, size_t p0, size_t p1, unsigned flags, void *ws);
 } gtr_linear_ukr;
 
 /* The float32 linear tile every ISA shares (gemm.c): panel p of nr columns, k block

@@ -1,7 +1,7 @@
 /* linear.c — gtr_linear: splits Y = X·Wᵀ into tasks for the pool and hands each to the
  * table's micro-kernel through the one driver (gemm.c).
  *
- * A task is a block of up to GTR_LINEAR_MC rows times a range of weight panels. With many
+ * A task is a block of up to GTR_LINEAR_MC rows (the micro-kernel's mc where it sets one) times a range of weight panels. With many
  * rows (a batch of packed tokens) every task spans all of N, so each row block is converted /
  * quantised once and the whole weight matrix streams past it from L2/L3; with few rows
  * (queries) N is split so every thread still gets work. */
@@ -14,7 +14,7 @@ typedef struct {
     const gtr_wmat *w;
     const float *x;
     float *y;
-    size_t m, ldx, ldy, n_cb, chunk, np, ws_stride;
+    size_t m, ldx, ldy, mc, n_cb, chunk, np, ws_stride;
     unsigned flags;
     unsigned char *ws;
 } linear_job;
@@ -23,10 +23,10 @@ static void linear_task(void *ctx, size_t t, int tid)
 {
     const linear_job *j = ctx;
     size_t rb = t / j->n_cb, cb = t % j->n_cb;
-    size_t r0 = rb * GTR_LINEAR_MC, rows = GTR_MIN(GTR_LINEAR_MC, j->m - r0);
+    size_t r0 = rb * j->mc, rows = GTR_MIN(j->mc, j->m - r0);
     size_t p0 = cb * j->chunk, p1 = GTR_MIN(j->np, p0 + j->chunk);
     void *ws = j->ws ? j->ws + (size_t)tid * j->ws_stride : NULL;
-    gtr_linear_drive(j->u, j->w, j->x + r0 * j->ldx, rows, j->ldx, j->y + r0 * j->ldy, j->ldy, p0,
+    (j->u->drive ? j->u->drive : gtr_linear_drive)(j->u, j->w, j->x + r0 * j->ldx, rows, j->ldx, j->y + r0 * j->ldy, j->ldy, p0,
                      p1, j->flags, ws);
 }
 
@@ -95,7 +95,8 @@ void gtr_linear_ws(const gtr_kernels *kern, gtr_pool *pool, const gtr_wmat *w, c
     j.flags = flags;
     j.np = (w->n + w->nr - 1) / w->nr;
     size_t threads = (size_t)gtr_pool_size(pool);
-    size_t n_rb = (m + GTR_LINEAR_MC - 1) / GTR_LINEAR_MC;
+    j.mc = j.u->mc ? j.u->mc : GTR_LINEAR_MC;
+    size_t n_rb = (m + j.mc - 1) / j.mc;
     /* enough tasks to balance (4 per thread), splitting N only when rows are few */
     size_t want = threads > 1 ? 4 * threads : 1;
     j.n_cb = n_rb >= want ? 1 : GTR_MIN(j.np, (want + n_rb - 1) / n_rb);
