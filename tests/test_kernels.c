@@ -253,6 +253,52 @@ static void test_linear_f32_any_kblock(void **state)
     rng_state = saved;
 }
 
+/* Rows per linear task are chosen per CPU and matrix (gtr_wmat.mc, cache.c): tasks of 96 to
+ * 384 rows (equal blocks, a whole number per thread), with and without the weight prefetch and
+ * the prefetch of the next task's rows, give the very same bits as 96-row tasks, for every
+ * table and type, serial and on 1-4 threads, with row counts that leave partial tiles and
+ * blocks, strided x and y, residual add and ReLU. */
+static void test_linear_task_rows(void **state)
+{
+    (void)state;
+    gtr_error e;
+    static const shape sh[] = {{389, 130, 300}, {1000, 70, 64}, {200, 64, 771}};
+    static const size_t mcs[] = {96, 192, 288, 384};
+    uint64_t saved = rng_state;
+    for (size_t si = 0; si < 3; si++) {
+        shape s = sh[si];
+        size_t ldx = s.k + 3, ldy = s.n + 1;
+        float *W = falloc(s.n * s.k), *x = falloc(s.m * ldx), *y = falloc(s.m * ldy),
+              *y0 = falloc(s.m * ldy), *first = falloc(s.m * ldy);
+        fill(W, s.n * s.k, 0.5f);
+        fill(x, s.m * ldx, 2.0f);
+        fill(y0, s.m * ldy, 1.0f);
+        const gtr_kernels *kern;
+        for (size_t t = 0; (kern = gtr_kernels_at(t)) != NULL; t++)
+            for (int type = 0; type < GTR_W_NTYPES; type++) {
+                gtr_wmat w;
+                TU_OK(gtr_wmat_pack(kern, &w, W, s.n, s.k, (gtr_wtype)type, &e), &e);
+                assert_true(w.mc >= 96 && w.mc <= 384 && w.mc % 96 == 0); /* this CPU's choice */
+                for (size_t fi = 0; fi < 4; fi += 3)
+                    for (size_t v = 0; v < 2 * 4 * 5; v++) {
+                        int th = (int)(v % 5);
+                        w.mc = mcs[v / 5 % 4];
+                        w.no_prefetch = v / 20;
+                        run_linear(kern, pools[th], &w, x, s.m, ldx, y, y0, ldy, flag_sets[fi]);
+                        if (v == 0) memcpy(first, y, s.m * ldy * sizeof(float));
+                        for (size_t i = 0; i < s.m; i++)
+                            if (memcmp(first + i * ldy, y + i * ldy, s.n * sizeof(float)) != 0)
+                                fail_msg("%s type %d %zux%zux%zu flags %u: %zu rows per task, prefetch %d, "
+                                         "%d threads differs from 96 serial in row %zu",
+                                         kern->name, type, s.m, s.n, s.k, flag_sets[fi], w.mc, !w.no_prefetch, th, i);
+                    }
+                gtr_wmat_free(&w);
+            }
+        free(W), free(x), free(y), free(y0), free(first);
+    }
+    rng_state = saved;
+}
+
 static void test_linear_f32(void **state)
 {
     (void)state;
@@ -871,6 +917,7 @@ int main(void)
         cmocka_unit_test(test_pack_errors),
         cmocka_unit_test(test_linear_f32),
         cmocka_unit_test(test_linear_f32_any_kblock),
+        cmocka_unit_test(test_linear_task_rows),
         cmocka_unit_test(test_linear_bf16),
         cmocka_unit_test(test_linear_int8),
         cmocka_unit_test(test_lowp_accuracy),

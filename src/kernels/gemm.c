@@ -8,9 +8,10 @@ static const size_t kgroup[GTR_W_NTYPES] = {1, 2, 4};
 
 void gtr_linear_drive(const gtr_linear_ukr *u, const gtr_wmat *w, const float *x, size_t m,
                       size_t ldx, float *y, size_t ldy, size_t p0, size_t p1, unsigned flags,
-                      void *ws)
+                      void *ws, const float *xn, size_t mn)
 {
-    gtr_linear_task t = {.w = w, .a = x, .lda = ldx, .y = y, .ldy = ldy};
+    gtr_linear_task t = {.w = w, .a = x, .lda = ldx, .y = y, .ldy = ldy,
+                         .mc = u->mc_max ? u->mc_max : GTR_LINEAR_MC};
     if (u->prep) u->prep(&t, x, m, ldx, ws);
     /* f32 sums over the real k (kp == k); packed types over whole groups of the padding */
     const size_t K = w->type == GTR_W_F32 ? w->k : w->kp / kgroup[w->type];
@@ -18,14 +19,28 @@ void gtr_linear_drive(const gtr_linear_ukr *u, const gtr_wmat *w, const float *x
      * (f32: each output stays one FMA chain across blocks, so any block gives the same bits) */
     const size_t KC = !u->kc ? K : w->kc ? w->kc : u->kc;
     const size_t mr = (size_t)u->mr;
+    /* xn: the mn rows this thread will probably take next; each tile gets a run of their
+     * cache lines (within one row) to prefetch into L2 while it computes, so that their first
+     * reads (the int8 quantisation) find them there instead of in memory */
+    const size_t lines_row = (w->k * sizeof(float) + 63) / 64;
+    const size_t calls = ((K + KC - 1) / KC) * (p1 - p0) * ((m + mr - 1) / mr);
+    const size_t pf_per = xn && mn && calls ? (mn * lines_row + calls - 1) / calls : 0;
+    size_t pf_r = 0, pf_l = 0;
     for (size_t k0 = 0; k0 < K; k0 += KC) {
         size_t kc = GTR_MIN(KC, K - k0);
         int accum = k0 > 0 || (flags & GTR_LINEAR_ACCUM);
         int relu = (k0 + kc == K) && (flags & GTR_LINEAR_RELU);
         for (size_t p = p0; p < p1; p++) {
             if (u->panel) u->panel(&t, p, k0, kc);
-            for (size_t i0 = 0; i0 < m; i0 += mr)
+            for (size_t i0 = 0; i0 < m; i0 += mr) {
+                t.pfn = 0;
+                if (pf_r < mn && pf_per) {
+                    t.pf = (const char *)(xn + pf_r * ldx) + 64 * pf_l;
+                    t.pfn = GTR_MIN(pf_per, lines_row - pf_l);
+                    if ((pf_l += t.pfn) == lines_row) pf_l = 0, pf_r++;
+                }
                 u->tile(&t, (int)GTR_MIN(mr, m - i0), i0, p, k0, kc, accum, relu);
+            }
         }
     }
     if (u->done) u->done();

@@ -22,6 +22,8 @@ static inline void gtr_softmax_masked_row(float *x, size_t n)
 /* gtr_linear hands each task at most this many rows (a multiple of every micro-kernel's row
  * count: 6 and 4); the per-thread scratch holds that many converted rows. */
 #define GTR_LINEAR_MC 96
+/* the most rows a task may have (gtr_wmat.mc, for kernels with mc_max; a multiple of 96) */
+#define GTR_LINEAR_MC_MAX 384
 
 /* A micro-kernel of up to 6 rows called with the row count as a constant: M(R, ARG) for R = mr
  * (1 for anything below 2). */
@@ -47,6 +49,11 @@ typedef struct gtr_linear_task {
     float *y;
     size_t ldy;
     float *b; /* the panel hook's prepared weight block (in the scratch), else NULL */
+    size_t mc; /* rows the scratch holds (GTR_LINEAR_MC, or the ukr's mc_max) */
+    /* for the tile: pfn cache lines from pf (rows of x this thread will probably take next)
+     * to bring into L2 while it computes; a tile may ignore them */
+    const char *pf;
+    size_t pfn;
 } gtr_linear_task;
 
 /* A linear micro-kernel: the driver (gtr_linear_drive) walks k blocks of kc groups (g = 1, 2
@@ -56,7 +63,10 @@ typedef struct gtr_linear_task {
 typedef struct gtr_linear_ukr {
     int mr;
     size_t kc;
-    /* per-thread scratch bytes for GTR_LINEAR_MC rows of kp (padded) inputs; NULL = none */
+    /* 0: tasks of GTR_LINEAR_MC rows; else tasks of up to this many rows (gtr_wmat.mc), and
+     * the scratch holds that many */
+    size_t mc_max;
+    /* per-thread scratch bytes for GTR_LINEAR_MC (or mc_max) rows of kp (padded) inputs; NULL = none */
     size_t (*ws)(size_t kp);
     /* convert / quantise rows [0, m) of x into ws and set t->a, t->lda, t->sx; NULL: the
      * tile reads x directly */
@@ -101,7 +111,7 @@ typedef struct gtr_sgemm_ukr {
 /* gemm.c: the drivers */
 void gtr_linear_drive(const gtr_linear_ukr *u, const gtr_wmat *w, const float *x, size_t m,
                       size_t ldx, float *y, size_t ldy, size_t p0, size_t p1, unsigned flags,
-                      void *ws);
+                      void *ws, const float *xn, size_t mn);
 void gtr_sgemm_drive_nt(const gtr_sgemm_ukr *u, size_t M, size_t N, size_t K, const float *A,
                         size_t lda, const float *B, size_t ldb, float beta, float *C, size_t ldc);
 void gtr_sgemm_drive_nn(const gtr_sgemm_ukr *u, size_t M, size_t N, size_t K, const float *A,
