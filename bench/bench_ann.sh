@@ -20,6 +20,7 @@
 # kind, N, DIM and NQ reuses them instead of running ann_bench (gtr's rows come from the first).
 # BENCH_ANN_BUILD_BUDGET_S=SECONDS: an HNSW build (hnswlib, FAISS HNSWFlat) that passes it saves its
 # partial graph in BENCH_ANN_OUT and prints no rows; the next call (same settings) goes on from it.
+# BENCH_ANN_KEEP_BUILT=1 keeps a finished HNSW build there too: later calls search it without building.
 # The rows go to build/bench/ann/results.md too, and bench/ann_plot.py draws them
 # (build/bench/ann/recall_qps.png; copy it beside bench/RESULTS.md).
 # Disk: N*DIM*4 bytes for the vectors file plus about 1.25x that for gtr's index (1M x 768:

@@ -20,7 +20,9 @@ static void usage(FILE *out)
         "(and the memory a load needs in each dtype, estimated before loading).\n"
         "\n"
         "  -m, --model DIR   the model directory\n"
-        "      --dtype D     load as f32 (default), bf16 or int8\n"
+        "      --dtype D     load as f32, bf16 or int8 (default: the dtype the directory\n"
+        "                    stores: a `gtr quantize` copy's bf16 / int8, BF16 Linear\n"
+        "                    weights as bf16, else f32)\n"
         "  -t, --threads N   threads used to convert the weights (default: all cores)\n"
         "  -h, --help        this help\n");
 }
@@ -53,6 +55,7 @@ int cmd_info(int argc, char **argv)
     gtr_model_options o;
     if (!cli_model_options(CMD, &o)) return 2;
     o.n_threads = (int)threads;
+    o.dtype = GTR_DTYPE_AUTO; /* a copy is described as it is used: mapped in its own dtype */
     if (dt && !cli_parse_dtype(CMD, dt, &o.dtype)) return 2;
     gtr_error err;
     double t0 = cli_now();

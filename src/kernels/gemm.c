@@ -11,7 +11,7 @@ void gtr_linear_drive(const gtr_linear_ukr *u, const gtr_wmat *w, const float *x
                       void *ws, const float *xn, size_t mn)
 {
     gtr_linear_task t = {.w = w, .a = x, .lda = ldx, .y = y, .ldy = ldy,
-                         .mc = u->mc_max ? u->mc_max : GTR_LINEAR_MC};
+                         .mc = u->mc ? u->mc : u->mc_max ? u->mc_max : GTR_LINEAR_MC};
     if (u->prep) u->prep(&t, x, m, ldx, ws);
     /* f32 sums over the real k (kp == k); packed types over whole groups of the padding */
     const size_t K = w->type == GTR_W_F32 ? w->k : w->kp / kgroup[w->type];

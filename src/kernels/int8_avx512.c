@@ -20,9 +20,8 @@
 
 #define INLINE static inline __attribute__((always_inline))
 
-size_t gtr_avx512_int8_ws(size_t kp) { return (size_t)GTR_LINEAR_MC * (kp + sizeof(float)) + 64; }
 /* this file's tile takes tasks of up to GTR_LINEAR_MC_MAX rows (gtr_wmat.mc) */
-static size_t ws_max(size_t kp) { return (size_t)GTR_LINEAR_MC_MAX * (kp + sizeof(float)) + 64; }
+size_t gtr_avx512_int8_ws(size_t kp) { return (size_t)GTR_LINEAR_MC_MAX * (kp + sizeof(float)) + 64; }
 
 /* Quantise rows of x: u8 codes (qx + 128) of kp bytes each (padding = 128, i.e. 0) for the
  * t->mc rows the scratch holds, then the row scales, exactly as gtr_q8 / gtr_q8_scale define
@@ -168,4 +167,4 @@ static void tile(const gtr_linear_task *t, int mr, size_t i0, size_t p, size_t k
 }
 
 const gtr_linear_ukr gtr_avx512_linear_int8 = {
-    .mr = MR, .kc = 0, .mc_max = GTR_LINEAR_MC_MAX, .ws = ws_max, .prep = gtr_avx512_int8_prep, .tile = tile};
+    .mr = MR, .kc = 0, .mc_max = GTR_LINEAR_MC_MAX, .ws = gtr_avx512_int8_ws, .prep = gtr_avx512_int8_prep, .tile = tile};

@@ -49,7 +49,7 @@ typedef struct gtr_linear_task {
     float *y;
     size_t ldy;
     float *b; /* the panel hook's prepared weight block (in the scratch), else NULL */
-    size_t mc; /* rows the scratch holds (GTR_LINEAR_MC, or the ukr's mc_max) */
+    size_t mc; /* rows the scratch holds (the ukr's mc or mc_max, else GTR_LINEAR_MC) */
     /* for the tile: pfn cache lines from pf (rows of x this thread will probably take next)
      * to bring into L2 while it computes; a tile may ignore them */
     const char *pf;
@@ -63,10 +63,13 @@ typedef struct gtr_linear_task {
 typedef struct gtr_linear_ukr {
     int mr;
     size_t kc;
-    /* 0: tasks of GTR_LINEAR_MC rows; else tasks of up to this many rows (gtr_wmat.mc), and
-     * the scratch holds that many */
+    /* rows per task (0: GTR_LINEAR_MC, or as mc_max allows; a multiple of mr) */
+    size_t mc;
+    /* mc = 0 and mc_max set: tasks of up to mc_max rows as the CPU chooses (gtr_wmat.mc),
+     * and the scratch holds that many */
     size_t mc_max;
-    /* per-thread scratch bytes for GTR_LINEAR_MC (or mc_max) rows of kp (padded) inputs; NULL = none */
+    /* per-thread scratch bytes for a task's rows (mc, mc_max or GTR_LINEAR_MC) of kp (padded)
+     * inputs; NULL = none */
     size_t (*ws)(size_t kp);
     /* convert / quantise rows [0, m) of x into ws and set t->a, t->lda, t->sx; NULL: the
      * tile reads x directly */
@@ -78,6 +81,10 @@ typedef struct gtr_linear_ukr {
     void (*done)(void);
     void (*tile)(const gtr_linear_task *t, int mr, size_t i0, size_t p, size_t k0, size_t kc,
                  int accum, int relu);
+    /* set: the micro-kernel walks a task itself (in place of gtr_linear_drive, same
+     * arguments), prep / panel / done / tile unused; NULL: gtr_linear_drive */
+    void (*drive)(const struct gtr_linear_ukr *u, const gtr_wmat *w, const float *x, size_t m,
+                  size_t ldx, float *y, size_t ldy, size_t p0, size_t p1, unsigned flags, void *ws);
 } gtr_linear_ukr;
 
 /* The float32 linear tile every ISA shares (gemm.c): panel p of nr columns, k block

@@ -1,11 +1,11 @@
 /* linear.c — gtr_linear: splits Y = X·Wᵀ into tasks for the pool and hands each to the
  * table's micro-kernel through the one driver (gemm.c).
  *
- * A task is a block of up to GTR_LINEAR_MC rows (or the CPU's gtr_wmat.mc, for kernels that
- * allow more) times a range of weight panels. With many rows (a batch of packed tokens) every
- * task spans all of N, so each row block is converted / quantised once and the whole weight
- * matrix streams past it from L2/L3; with few rows (queries) N is split so every thread still
- * gets work. */
+ * A task is a block of up to GTR_LINEAR_MC rows (the micro-kernel's mc where it sets one, or
+ * the CPU's gtr_wmat.mc for kernels that allow more) times a range of weight panels. With many
+ * rows (a batch of packed tokens) every task spans all of N, so each row block is converted /
+ * quantised once and the whole weight matrix streams past it from L2/L3; with few rows
+ * (queries) N is split so every thread still gets work. */
 #include "kernels/kernels_internal.h"
 
 #include <stdlib.h>
@@ -15,7 +15,7 @@ typedef struct {
     const gtr_wmat *w;
     const float *x;
     float *y;
-    size_t m, ldx, ldy, n_cb, chunk, np, ws_stride, mc, threads, n_tasks;
+    size_t m, ldx, ldy, mc, n_cb, chunk, np, ws_stride, threads, n_tasks;
     bool x_prefetch;
     unsigned flags;
     unsigned char *ws;
@@ -37,16 +37,21 @@ static void linear_task(void *ctx, size_t t, int tid)
         xn = j->x + rn * j->ldx;
         mn = GTR_MIN(j->mc, j->m - rn);
     }
-    gtr_linear_drive(j->u, j->w, j->x + r0 * j->ldx, rows, j->ldx, j->y + r0 * j->ldy, j->ldy, p0,
-                     p1, j->flags, ws, xn, mn);
+    if (j->u->drive)
+        j->u->drive(j->u, j->w, j->x + r0 * j->ldx, rows, j->ldx, j->y + r0 * j->ldy, j->ldy, p0, p1,
+                    j->flags, ws);
+    else
+        gtr_linear_drive(j->u, j->w, j->x + r0 * j->ldx, rows, j->ldx, j->y + r0 * j->ldy, j->ldy,
+                         p0, p1, j->flags, ws, xn, mn);
 }
 
-/* Rows per task. GTR_LINEAR_MC, or for a kernel that allows more (mc_max) up to the CPU's
- * choice w->mc (cache.c): then blocks of equal size, a multiple of the kernel's rows, and with
- * threads a whole number of blocks per thread and no fewer than 96-row blocks would give (up
- * to 4 per thread). The rows of a task never change a result. */
+/* Rows per task: the kernel's own mc; else GTR_LINEAR_MC, or for a kernel that allows more
+ * (mc_max) up to the CPU's choice w->mc (cache.c): then blocks of equal size, a multiple of
+ * the kernel's rows, and with threads a whole number of blocks per thread and no fewer than
+ * 96-row blocks would give (up to 4 per thread). The rows of a task never change a result. */
 static size_t task_rows(const gtr_linear_ukr *u, const gtr_wmat *w, size_t m, size_t threads)
 {
+    if (u->mc) return u->mc;
     size_t mc = GTR_MIN(w->mc, u->mc_max), mr = (size_t)u->mr;
     if (mc <= GTR_LINEAR_MC) return GTR_LINEAR_MC;
     size_t n_rb = (m + mc - 1) / mc;
@@ -125,7 +130,7 @@ void gtr_linear_ws(const gtr_kernels *kern, gtr_pool *pool, const gtr_wmat *w, c
     size_t threads = (size_t)gtr_pool_size(pool);
     j.mc = task_rows(j.u, w, m, threads);
     j.threads = threads;
-    j.x_prefetch = !w->no_prefetch;
+    j.x_prefetch = !w->no_prefetch && !j.u->drive;
     size_t n_rb = (m + j.mc - 1) / j.mc;
     /* enough tasks to balance (4 per thread), splitting N only when rows are few */
     size_t want = threads > 1 ? 4 * threads : 1;

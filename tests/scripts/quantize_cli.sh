@@ -11,7 +11,7 @@ cd "$(dirname "$0")/../.." || exit 1
 M=$SHARED/models/gtr-small
 SF=$SHARED/beir/scifact
 need_shared -d "$M" -f "$SF/corpus.jsonl"
-plan 50
+plan 60
 
 ok "--help" $GTR quantize --help
 like "$(cat "$TMP/out")" "int8-per-channel-v1" "--help documents the int8 format"
@@ -66,6 +66,17 @@ like "$(cat "$TMP/out")" "mapped from the file in place" "... its weights are us
 
 ok "gtr info on the int8 copy" $GTR info -m "$TMP/q8"
 like "$(cat "$TMP/out")" "storage: encoder F32\+I8\+I32 " "info shows the I8 storage"
+like "$(cat "$TMP/out")" "compute: INT8 weights \([0-9.]+ MiB, [0-9.]+ MiB of them mapped from the file in place\)" \
+     "... without --dtype: loaded in the copy's own dtype, mapped in place"
+ok "gtr info on the bf16 copy" $GTR info -m "$TMP/qb"
+like "$(cat "$TMP/out")" "compute: BF16 weights \([0-9.]+ MiB, [0-9.]+ MiB of them mapped from the file in place\)" \
+     "... without --dtype: bf16, mapped in place"
+ok "gtr info on the --portable bf16 copy" $GTR info -m "$TMP/qp"
+like "$(cat "$TMP/out")" "compute: BF16 weights" "... without --dtype: bf16 (its Linear weights are BF16)"
+ok "gtr info on the F16 original" $GTR info -m "$M"
+like "$(cat "$TMP/out")" "compute: F32 weights" "... without --dtype: f32, as before"
+ok "gtr info on the int8 copy --dtype f32" $GTR info -m "$TMP/q8" --dtype f32
+like "$(cat "$TMP/out")" "compute: F32 weights" "... --dtype still chooses"
 fp_orig=$($GTR info -m "$M" | sed -n 's/^fingerprint: //p')
 like "$(cat "$TMP/out")" "fingerprint: $fp_orig" "the copy answers to the original's fingerprint"
 
