@@ -198,14 +198,11 @@ typedef struct gtr_blocking {
                             * 0 = the ISA's 1 x dt1 tile (several rows read side by side) */
     bool linear_prefetch;  /* f32 / int8 AVX-512 linear: prefetch the packed weights ahead (and
                             * the rows a thread takes next) */
-    size_t linear_mc;      /* f32 / int8 AVX-512 linear: rows per task that every weight panel
-                            * is reused for (a multiple of 96) */
 } gtr_blocking;
 gtr_blocking gtr_blocking_for(const gtr_cpu_caches *c, size_t dim);
-/* Rows per gtr_linear task for a weight matrix of weight_bytes packed bytes: b->linear_mc,
- * or 96 where the weights fit in half of L2 (they then stay there from one task to the next,
- * and small tasks keep the rows prefetched for the next one in L2 beside them). */
-size_t gtr_linear_task_rows(const gtr_blocking *b, const gtr_cpu_caches *c, size_t weight_bytes);
+/* Rows per gtr_linear task (f32 / int8 AVX-512 linear: how many rows each weight panel serves
+ * while it is in L2; a multiple of 96) for a weight matrix of weight_bytes packed bytes. */
+size_t gtr_linear_task_rows(const gtr_cpu_caches *c, size_t weight_bytes);
 
 /* ---- thread pool ------------------------------------------------------- */
 

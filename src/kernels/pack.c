@@ -25,7 +25,7 @@ static void cpu_choices(gtr_wmat *w, gtr_wtype type, size_t k, size_t bytes)
     gtr_blocking b = gtr_blocking_for(&caches, k);
     if (type == GTR_W_F32) w->kc = b.linear_kc;
     w->no_prefetch = !b.linear_prefetch;
-    w->mc = gtr_linear_task_rows(&b, &caches, bytes);
+    w->mc = gtr_linear_task_rows(&caches, bytes);
 }
 
 /* Allocate the packed storage; zero: zeroed (padding must contribute nothing), else the
