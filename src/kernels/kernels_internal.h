@@ -113,6 +113,9 @@ typedef struct gtr_sgemm_ukr {
                  size_t bks, float *c, size_t ldc, size_t ncols, float beta);
     /* dst[c*ldd + r] = src[r*lds + c] (sgemm_nt's B blocks); NULL: the portable one */
     void (*transpose)(const float *src, size_t lds, size_t rows, size_t cols, float *dst, size_t ldd);
+    /* sgemm_nn copies B's column blocks into a contiguous buffer, 128 rows at a time, before
+     * the tiles read them (beta 0 or 1); false: the tiles read B in place */
+    bool copy_b;
 } gtr_sgemm_ukr;
 
 /* gemm.c: the drivers */
@@ -232,7 +235,7 @@ void gtr_avx512_f32_packed(int mr, size_t K, const float *a, size_t lda, const f
 /* bf16 weights computed with float32 FMAs (bf16w_avx512.c), for CPUs where vdpbf16ps is
  * slower than FMA or absent */
 extern const gtr_linear_ukr gtr_avx512_linear_bf16w;
-extern const gtr_sgemm_ukr gtr_avx512_sgemm;
+extern const gtr_sgemm_ukr gtr_avx512_sgemm, gtr_avx512_sgemm_copy_b;
 /* their row preparation (bf16 pairs; u8 codes qx + 128 with row scales), shared with AMX */
 size_t gtr_avx512_bf16_ws(size_t kp);
 void gtr_avx512_bf16_prep(gtr_linear_task *t, const float *x, size_t m, size_t ldx, void *ws);
