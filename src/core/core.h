@@ -196,9 +196,17 @@ typedef struct gtr_blocking {
     size_t search_lone;    /* a query without a full query tile (batch 1): documents per tile,
                             * 1 = one row after the other, a single sequential stream (AMD Zen);
                             * 0 = the ISA's 1 x dt1 tile (several rows read side by side) */
-    bool linear_prefetch;  /* f32 / int8 AVX-512 linear: prefetch the packed weights ahead */
+    bool linear_prefetch;  /* f32 / int8 AVX-512 linear: prefetch the packed weights ahead (and
+                            * the rows a thread takes next) */
+    bool search_pf_spread; /* exact search of many queries (score_packed), Intel Xeon: the next
+                            * document tile's lines spread over the tile's work, into L2, and 4
+                            * steps per loop iteration; false: a line per step into L1 until
+                            * done, one step per iteration (as tuned on AMD Zen 4) */
 } gtr_blocking;
 gtr_blocking gtr_blocking_for(const gtr_cpu_caches *c, size_t dim);
+/* Rows per gtr_linear task (f32 / int8 AVX-512 linear: how many rows each weight panel serves
+ * while it is in L2; a multiple of 96) for a weight matrix of weight_bytes packed bytes. */
+size_t gtr_linear_task_rows(const gtr_cpu_caches *c, size_t weight_bytes);
 
 /* ---- thread pool ------------------------------------------------------- */
 
