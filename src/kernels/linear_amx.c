@@ -35,6 +35,9 @@
 #ifndef AMX_MC
 #define AMX_MC AMX_MB
 #endif
+#ifndef AMX_ACAP
+#define AMX_ACAP (768 << 10) /* bytes of prepared rows at most (with K = 3072 in bf16: 128 rows) */
+#endif
 #ifndef AMX_KB
 #define AMX_KB 6 /* tile k steps per k block: B block 12 KB (its lines 256 bytes apart use half the L1 sets) */
 #endif
@@ -267,9 +270,12 @@ INLINE void drive(int is_int8, const gtr_wmat *w, const float *x, size_t m, size
     unsigned char *accs = a + a_bytes(w->kp, esize), *epi = accs + (size_t)AMX_MB / 32 * 2 * 4096;
     float *sx = (float *)(void *)(epi + 4096);
     const size_t pstride = (w->kp / (is_int8 ? 4 : 2)) * BSTRIDE;
+    /* rows prepared at once: fewer where K is long, so that they stay in L2 beside the weights */
+    size_t mbk = AMX_MB;
+    while (mbk > 32 && mbk * w->kp * esize > (size_t)AMX_ACAP) mbk /= 2;
     config();
-    for (size_t i0 = 0; i0 < m; i0 += AMX_MB) {
-        const size_t mb = GTR_MIN((size_t)AMX_MB, m - i0);
+    for (size_t i0 = 0; i0 < m; i0 += mbk) {
+        const size_t mb = GTR_MIN(mbk, m - i0);
         prep_rows(is_int8, x + i0 * ldx, ldx, mb, k, ks, 0, (mb + 15) / 16 * 16, a, sx);
         for (size_t p = p0; p < p1; p++) {
             const size_t ncols = GTR_MIN(NR, w->n - p * NR), nh = ncols > 32 ? 2 : 1;
