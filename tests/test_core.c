@@ -474,6 +474,17 @@ static void test_blocking_rules(void **state)
     assert_true(gtr_blocking_for(&xeon, 768).linear_prefetch);
     assert_true(gtr_blocking_for(NULL, 768).linear_prefetch);
     assert_int_equal(gtr_blocking_for(NULL, 768).linear_kc, gtr_blocking_for(&(gtr_cpu_caches){0, 0, 0, false}, 768).linear_kc);
+    /* rows per linear task: AMD keeps the 96 its kernels were tuned with; elsewhere 96 per
+     * 512 KB of L2, up to 384 (the Xeon's 2 MB), for weights that do not fit in half of L2 */
+    const size_t big = (size_t)64 << 20;
+    assert_int_equal(gtr_linear_task_rows(&zen4, big), 96);
+    assert_int_equal(gtr_linear_task_rows(&xeon, big), 384);
+    assert_int_equal(gtr_linear_task_rows(NULL, big), 96);
+    assert_int_equal(gtr_linear_task_rows(&(gtr_cpu_caches){48 << 10, 1 << 20, 0, false}, big), 192);
+    assert_int_equal(gtr_linear_task_rows(&(gtr_cpu_caches){48 << 10, 64 << 20, 0, false}, (size_t)1 << 30), 384);
+    assert_int_equal(gtr_linear_task_rows(&xeon, (size_t)768 * 768 * 4), 384); /* f32 2.4 MB */
+    assert_int_equal(gtr_linear_task_rows(&xeon, (size_t)768 * 768), 96);     /* int8 0.6 MB */
+    assert_int_equal(gtr_linear_task_rows(&xeon, (size_t)3072 * 768), 384);   /* int8 2.4 MB */
 }
 
 int main(void)

@@ -257,6 +257,52 @@ static void test_linear_f32_any_kblock(void **state)
     rng_state = saved;
 }
 
+/* Rows per linear task are chosen per CPU and matrix (gtr_wmat.mc, cache.c): tasks of 96 to
+ * 384 rows (equal blocks, a whole number per thread), with and without the weight prefetch and
+ * the prefetch of the next task's rows, give the very same bits as 96-row tasks, for every
+ * table and type, serial and on 1-4 threads, with row counts that leave partial tiles and
+ * blocks, strided x and y, residual add and ReLU. */
+static void test_linear_task_rows(void **state)
+{
+    (void)state;
+    gtr_error e;
+    static const shape sh[] = {{389, 130, 300}, {1000, 70, 64}, {200, 64, 771}};
+    static const size_t mcs[] = {96, 192, 288, 384};
+    uint64_t saved = rng_state;
+    for (size_t si = 0; si < 3; si++) {
+        shape s = sh[si];
+        size_t ldx = s.k + 3, ldy = s.n + 1;
+        float *W = falloc(s.n * s.k), *x = falloc(s.m * ldx), *y = falloc(s.m * ldy),
+              *y0 = falloc(s.m * ldy), *first = falloc(s.m * ldy);
+        fill(W, s.n * s.k, 0.5f);
+        fill(x, s.m * ldx, 2.0f);
+        fill(y0, s.m * ldy, 1.0f);
+        const gtr_kernels *kern;
+        for (size_t t = 0; (kern = gtr_kernels_at(t)) != NULL; t++)
+            for (int type = 0; type < GTR_W_NTYPES; type++) {
+                gtr_wmat w;
+                TU_OK(gtr_wmat_pack(kern, &w, W, s.n, s.k, (gtr_wtype)type, &e), &e);
+                assert_true(w.mc >= 96 && w.mc <= 384 && w.mc % 96 == 0); /* this CPU's choice */
+                for (size_t fi = 0; fi < 4; fi += 3)
+                    for (size_t v = 0; v < 2 * 4 * 5; v++) {
+                        int th = (int)(v % 5);
+                        w.mc = mcs[v / 5 % 4];
+                        w.no_prefetch = v / 20;
+                        run_linear(kern, pools[th], &w, x, s.m, ldx, y, y0, ldy, flag_sets[fi]);
+                        if (v == 0) memcpy(first, y, s.m * ldy * sizeof(float));
+                        for (size_t i = 0; i < s.m; i++)
+                            if (memcmp(first + i * ldy, y + i * ldy, s.n * sizeof(float)) != 0)
+                                fail_msg("%s type %d %zux%zux%zu flags %u: %zu rows per task, prefetch %d, "
+                                         "%d threads differs from 96 serial in row %zu",
+                                         kern->name, type, s.m, s.n, s.k, flag_sets[fi], w.mc, !w.no_prefetch, th, i);
+                    }
+                gtr_wmat_free(&w);
+            }
+        free(W), free(x), free(y), free(y0), free(first);
+    }
+    rng_state = saved;
+}
+
 static void test_linear_f32(void **state)
 {
     (void)state;
@@ -657,6 +703,38 @@ static void test_sgemm(void **state)
             }
 }
 
+/* sgemm_nn with B's blocks copied first (the Intel tables, gemm.c) gives the very same bits
+ * as the tiles reading B in place (beta 0 and 1; other betas take the in-place path), for
+ * attention-like strides and K over several copied blocks. */
+static void test_sgemm_nn_copy_b(void **state)
+{
+    (void)state;
+#if defined(__x86_64__)
+    if (!gtr_kernels_by_name("avx512")) skip();
+    static const size_t shapes3[][3] = {{256, 64, 256}, {130, 67, 129}, {7, 200, 300}, {512, 64, 512}, {1, 1, 1}};
+    static const float betas[] = {0.0f, 1.0f, 0.5f};
+    for (size_t s = 0; s < 5; s++) {
+        size_t M = shapes3[s][0], N = shapes3[s][1], K = shapes3[s][2], lda = K + 1, ldb = 768, ldc = N + 3;
+        float *A = falloc(M * lda), *B = falloc(K * ldb), *C0 = falloc(M * ldc), *C1 = falloc(M * ldc),
+              *C2 = falloc(M * ldc);
+        fill(A, M * lda, 1.0f);
+        fill(B, K * ldb, 1.0f);
+        fill(C0, M * ldc, 1.0f);
+        for (int bi = 0; bi < 3; bi++) {
+            memcpy(C1, C0, M * ldc * sizeof(float));
+            memcpy(C2, C0, M * ldc * sizeof(float));
+            gtr_sgemm_drive_nn(&gtr_avx512_sgemm, M, N, K, A, lda, B, ldb, betas[bi], C1, ldc);
+            gtr_sgemm_drive_nn(&gtr_avx512_sgemm_copy_b, M, N, K, A, lda, B, ldb, betas[bi], C2, ldc);
+            if (memcmp(C1, C2, M * ldc * sizeof(float)) != 0)
+                fail_msg("sgemm_nn %zux%zux%zu beta %g: copied B differs", M, N, K, (double)betas[bi]);
+        }
+        free(A), free(B), free(C0), free(C1), free(C2);
+    }
+#else
+    skip();
+#endif
+}
+
 /* ---- element-wise ------------------------------------------------------------------------- */
 
 static void check_rel(const char *what, const gtr_kernels *k, size_t n, const float *got,
@@ -875,11 +953,13 @@ int main(void)
         cmocka_unit_test(test_pack_errors),
         cmocka_unit_test(test_linear_f32),
         cmocka_unit_test(test_linear_f32_any_kblock),
+        cmocka_unit_test(test_linear_task_rows),
         cmocka_unit_test(test_linear_bf16),
         cmocka_unit_test(test_linear_int8),
         cmocka_unit_test(test_lowp_accuracy),
         cmocka_unit_test(test_layout_and_workspace),
         cmocka_unit_test(test_sgemm),
+        cmocka_unit_test(test_sgemm_nn_copy_b),
         cmocka_unit_test(test_eltwise),
         cmocka_unit_test(test_softmax_nan),
         cmocka_unit_test(test_transpose),

@@ -196,9 +196,13 @@ typedef struct gtr_blocking {
     size_t search_lone;    /* a query without a full query tile (batch 1): documents per tile,
                             * 1 = one row after the other, a single sequential stream (AMD Zen);
                             * 0 = the ISA's 1 x dt1 tile (several rows read side by side) */
-    bool linear_prefetch;  /* f32 / int8 AVX-512 linear: prefetch the packed weights ahead */
+    bool linear_prefetch;  /* f32 / int8 AVX-512 linear: prefetch the packed weights ahead (and
+                            * the rows a thread takes next) */
 } gtr_blocking;
 gtr_blocking gtr_blocking_for(const gtr_cpu_caches *c, size_t dim);
+/* Rows per gtr_linear task (f32 / int8 AVX-512 linear: how many rows each weight panel serves
+ * while it is in L2; a multiple of 96) for a weight matrix of weight_bytes packed bytes. */
+size_t gtr_linear_task_rows(const gtr_cpu_caches *c, size_t weight_bytes);
 
 /* ---- thread pool ------------------------------------------------------- */
 

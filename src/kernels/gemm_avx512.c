@@ -130,5 +130,10 @@ static void linear_tile(const gtr_linear_task *t, int mr, size_t i0, size_t p, s
                         t->w->no_prefetch ? f32_packed_nopf : gtr_avx512_f32_packed);
 }
 
-const gtr_linear_ukr gtr_avx512_linear_f32 = {.mr = MR, .kc = KC, .tile = linear_tile};
+/* no scratch: tasks of up to GTR_LINEAR_MC_MAX rows (gtr_wmat.mc) */
+const gtr_linear_ukr gtr_avx512_linear_f32 = {.mr = MR, .kc = KC, .mc_max = GTR_LINEAR_MC_MAX, .tile = linear_tile};
 const gtr_sgemm_ukr gtr_avx512_sgemm = {.mr = MR, .nr = NR, .tile = ukr_strided, .transpose = gtr_avx512_transpose};
+/* the same with sgemm_nn's B copied into a contiguous buffer: the tables of Intel CPUs
+ * (dispatch.c; AMD's avx512+bf16+vnni keeps the one it was tuned with) */
+const gtr_sgemm_ukr gtr_avx512_sgemm_copy_b = {
+    .mr = MR, .nr = NR, .tile = ukr_strided, .transpose = gtr_avx512_transpose, .copy_b = true};

@@ -67,6 +67,9 @@ typedef struct gtr_wmat {
     int32_t *colsum; /* INT8: Σ_k qw[n,k] per output row (VNNI offset compensation) */
     size_t kc;       /* F32: k block for this CPU's caches, set at packing (0: the kernel's own);
                       * the result does not depend on it */
+    size_t mc;       /* F32 / INT8: rows per gtr_linear task for this CPU's caches (set at
+                      * packing from gtr_linear_task_rows; 0: GTR_LINEAR_MC); kernels whose
+                      * scratch holds fewer rows use fewer; the result does not depend on it */
     bool no_prefetch; /* F32 / INT8: the AVX-512 kernels leave the panel to the hardware prefetch
                        * (set at packing from gtr_blocking.linear_prefetch; no effect on the
                        * result; false, the default, prefetches) */

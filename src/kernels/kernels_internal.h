@@ -22,6 +22,8 @@ static inline void gtr_softmax_masked_row(float *x, size_t n)
 /* gtr_linear hands each task at most this many rows (a multiple of every micro-kernel's row
  * count: 6 and 4); the per-thread scratch holds that many converted rows. */
 #define GTR_LINEAR_MC 96
+/* the most rows a task may have (gtr_wmat.mc, for kernels with mc_max; a multiple of 96) */
+#define GTR_LINEAR_MC_MAX 384
 
 /* A micro-kernel of up to 6 rows called with the row count as a constant: M(R, ARG) for R = mr
  * (1 for anything below 2). */
@@ -47,6 +49,11 @@ typedef struct gtr_linear_task {
     float *y;
     size_t ldy;
     float *b; /* the panel hook's prepared weight block (in the scratch), else NULL */
+    size_t mc; /* rows the scratch holds (the ukr's mc or mc_max, else GTR_LINEAR_MC) */
+    /* for the tile: pfn cache lines from pf (rows of x this thread will probably take next)
+     * to bring into L2 while it computes; a tile may ignore them */
+    const char *pf;
+    size_t pfn;
 } gtr_linear_task;
 
 /* A linear micro-kernel: the driver (gtr_linear_drive) walks k blocks of kc groups (g = 1, 2
@@ -56,9 +63,13 @@ typedef struct gtr_linear_task {
 typedef struct gtr_linear_ukr {
     int mr;
     size_t kc;
-    /* rows per task (0: GTR_LINEAR_MC; a multiple of mr) */
+    /* rows per task (0: GTR_LINEAR_MC, or as mc_max allows; a multiple of mr) */
     size_t mc;
-    /* per-thread scratch bytes for a task's rows (mc) of kp (padded) inputs; NULL = none */
+    /* mc = 0 and mc_max set: tasks of up to mc_max rows as the CPU chooses (gtr_wmat.mc),
+     * and the scratch holds that many */
+    size_t mc_max;
+    /* per-thread scratch bytes for a task's rows (mc, mc_max or GTR_LINEAR_MC) of kp (padded)
+     * inputs; NULL = none */
     size_t (*ws)(size_t kp);
     /* convert / quantise rows [0, m) of x into ws and set t->a, t->lda, t->sx; NULL: the
      * tile reads x directly */
@@ -102,12 +113,15 @@ typedef struct gtr_sgemm_ukr {
                  size_t bks, float *c, size_t ldc, size_t ncols, float beta);
     /* dst[c*ldd + r] = src[r*lds + c] (sgemm_nt's B blocks); NULL: the portable one */
     void (*transpose)(const float *src, size_t lds, size_t rows, size_t cols, float *dst, size_t ldd);
+    /* sgemm_nn copies B's column blocks into a contiguous buffer, 128 rows at a time, before
+     * the tiles read them (beta 0 or 1); false: the tiles read B in place */
+    bool copy_b;
 } gtr_sgemm_ukr;
 
 /* gemm.c: the drivers */
 void gtr_linear_drive(const gtr_linear_ukr *u, const gtr_wmat *w, const float *x, size_t m,
                       size_t ldx, float *y, size_t ldy, size_t p0, size_t p1, unsigned flags,
-                      void *ws);
+                      void *ws, const float *xn, size_t mn);
 void gtr_sgemm_drive_nt(const gtr_sgemm_ukr *u, size_t M, size_t N, size_t K, const float *A,
                         size_t lda, const float *B, size_t ldb, float beta, float *C, size_t ldc);
 void gtr_sgemm_drive_nn(const gtr_sgemm_ukr *u, size_t M, size_t N, size_t K, const float *A,
@@ -221,7 +235,7 @@ void gtr_avx512_f32_packed(int mr, size_t K, const float *a, size_t lda, const f
 /* bf16 weights computed with float32 FMAs (bf16w_avx512.c), for CPUs where vdpbf16ps is
  * slower than FMA or absent */
 extern const gtr_linear_ukr gtr_avx512_linear_bf16w;
-extern const gtr_sgemm_ukr gtr_avx512_sgemm;
+extern const gtr_sgemm_ukr gtr_avx512_sgemm, gtr_avx512_sgemm_copy_b;
 /* their row preparation (bf16 pairs; u8 codes qx + 128 with row scales), shared with AMX */
 size_t gtr_avx512_bf16_ws(size_t kp);
 void gtr_avx512_bf16_prep(gtr_linear_task *t, const float *x, size_t m, size_t ldx, void *ws);

@@ -1,7 +1,8 @@
 /* linear.c — gtr_linear: splits Y = X·Wᵀ into tasks for the pool and hands each to the
  * table's micro-kernel through the one driver (gemm.c).
  *
- * A task is a block of up to GTR_LINEAR_MC rows (the micro-kernel's mc where it sets one) times a range of weight panels. With many
+ * A task is a block of up to GTR_LINEAR_MC rows (the micro-kernel's mc where it sets one, or
+ * the CPU's gtr_wmat.mc for kernels that allow more) times a range of weight panels. With many
  * rows (a batch of packed tokens) every task spans all of N, so each row block is converted /
  * quantised once and the whole weight matrix streams past it from L2/L3; with few rows
  * (queries) N is split so every thread still gets work. */
@@ -14,7 +15,8 @@ typedef struct {
     const gtr_wmat *w;
     const float *x;
     float *y;
-    size_t m, ldx, ldy, mc, n_cb, chunk, np, ws_stride;
+    size_t m, ldx, ldy, mc, n_cb, chunk, np, ws_stride, threads, n_tasks;
+    bool x_prefetch;
     unsigned flags;
     unsigned char *ws;
 } linear_job;
@@ -26,8 +28,39 @@ static void linear_task(void *ctx, size_t t, int tid)
     size_t r0 = rb * j->mc, rows = GTR_MIN(j->mc, j->m - r0);
     size_t p0 = cb * j->chunk, p1 = GTR_MIN(j->np, p0 + j->chunk);
     void *ws = j->ws ? j->ws + (size_t)tid * j->ws_stride : NULL;
-    (j->u->drive ? j->u->drive : gtr_linear_drive)(j->u, j->w, j->x + r0 * j->ldx, rows, j->ldx, j->y + r0 * j->ldy, j->ldy, p0,
-                     p1, j->flags, ws);
+    /* the row block this thread takes next if the threads keep in step (tasks are handed out
+     * in order), prefetched during this task where the CPU wants it (gtr_wmat.no_prefetch) */
+    const float *xn = NULL;
+    size_t mn = 0, tn = t + j->threads;
+    if (j->x_prefetch && tn < j->n_tasks && tn / j->n_cb != rb) {
+        size_t rn = tn / j->n_cb * j->mc;
+        xn = j->x + rn * j->ldx;
+        mn = GTR_MIN(j->mc, j->m - rn);
+    }
+    if (j->u->drive)
+        j->u->drive(j->u, j->w, j->x + r0 * j->ldx, rows, j->ldx, j->y + r0 * j->ldy, j->ldy, p0, p1,
+                    j->flags, ws);
+    else
+        gtr_linear_drive(j->u, j->w, j->x + r0 * j->ldx, rows, j->ldx, j->y + r0 * j->ldy, j->ldy,
+                         p0, p1, j->flags, ws, xn, mn);
+}
+
+/* Rows per task: the kernel's own mc; else GTR_LINEAR_MC, or for a kernel that allows more
+ * (mc_max) up to the CPU's choice w->mc (cache.c): then blocks of equal size, a multiple of
+ * the kernel's rows, and with threads a whole number of blocks per thread and no fewer than
+ * 96-row blocks would give (up to 4 per thread). The rows of a task never change a result. */
+static size_t task_rows(const gtr_linear_ukr *u, const gtr_wmat *w, size_t m, size_t threads)
+{
+    if (u->mc) return u->mc;
+    size_t mc = GTR_MIN(w->mc, u->mc_max), mr = (size_t)u->mr;
+    if (mc <= GTR_LINEAR_MC) return GTR_LINEAR_MC;
+    size_t n_rb = (m + mc - 1) / mc;
+    if (threads > 1) {
+        n_rb = GTR_MAX(n_rb, GTR_MIN((m + GTR_LINEAR_MC - 1) / GTR_LINEAR_MC, 4 * threads));
+        n_rb = (n_rb + threads - 1) / threads * threads;
+    }
+    size_t r = (m + n_rb - 1) / n_rb;
+    return GTR_MIN((r + mr - 1) / mr * mr, mc);
 }
 
 /* The micro-kernel for w: the table's own when the layout matches, else the portable one
@@ -95,7 +128,9 @@ void gtr_linear_ws(const gtr_kernels *kern, gtr_pool *pool, const gtr_wmat *w, c
     j.flags = flags;
     j.np = (w->n + w->nr - 1) / w->nr;
     size_t threads = (size_t)gtr_pool_size(pool);
-    j.mc = j.u->mc ? j.u->mc : GTR_LINEAR_MC;
+    j.mc = task_rows(j.u, w, m, threads);
+    j.threads = threads;
+    j.x_prefetch = !w->no_prefetch && !j.u->drive;
     size_t n_rb = (m + j.mc - 1) / j.mc;
     /* enough tasks to balance (4 per thread), splitting N only when rows are few */
     size_t want = threads > 1 ? 4 * threads : 1;
@@ -112,7 +147,8 @@ void gtr_linear_ws(const gtr_kernels *kern, gtr_pool *pool, const gtr_wmat *w, c
     j.n_cb = n_rb >= want ? 1 : GTR_MIN(j.np, (want + n_rb - 1) / n_rb);
     j.chunk = (j.np + j.n_cb - 1) / j.n_cb;
     j.n_cb = (j.np + j.chunk - 1) / j.chunk;
-    gtr_pool_for(pool, n_rb * j.n_cb, linear_task, &j);
+    j.n_tasks = n_rb * j.n_cb;
+    gtr_pool_for(pool, j.n_tasks, linear_task, &j);
 }
 
 void gtr_linear(const gtr_kernels *kern, gtr_pool *pool, const gtr_wmat *w, const float *x,

@@ -17,13 +17,15 @@ static inline size_t pidx(size_t p, size_t j, size_t k, size_t nr, size_t kp, si
     return ((p * (kp / g) + k / g) * nr + j) * g + k % g;
 }
 
-/* The f32 k block and the weight prefetch for this CPU (CPUID once per matrix, at load). */
-static void cpu_choices(gtr_wmat *w, gtr_wtype type, size_t k)
+/* The f32 k block, the weight prefetch and the rows per linear task for this CPU (CPUID once
+ * per matrix, at load). bytes: the packed weights. */
+static void cpu_choices(gtr_wmat *w, gtr_wtype type, size_t k, size_t bytes)
 {
     gtr_cpu_caches caches = gtr_cpu_caches_detect();
     gtr_blocking b = gtr_blocking_for(&caches, k);
     if (type == GTR_W_F32) w->kc = b.linear_kc;
     w->no_prefetch = !b.linear_prefetch;
+    w->mc = gtr_linear_task_rows(&caches, bytes);
 }
 
 /* Allocate the packed storage; zero: zeroed (padding must contribute nothing), else the
@@ -55,7 +57,7 @@ static gtr_status alloc_layout(const gtr_kernels *kern, gtr_wmat *w, size_t n, s
         }
         w->bytes += np * nr * (sizeof(float) + sizeof(int32_t));
     }
-    cpu_choices(w, type, k);
+    cpu_choices(w, type, k, w->bytes);
     w->n = n;
     w->k = k;
     w->type = type;
@@ -365,7 +367,7 @@ gtr_status gtr_wmat_view(gtr_wmat *w, gtr_wtype type, size_t n, size_t k, size_t
     w->colsum = (int32_t *)(uintptr_t)colsum;
     w->bytes = np * nr * (kp * esize[type] + (type == GTR_W_INT8 ? sizeof(float) + sizeof(int32_t) : 0));
     w->borrowed = true;
-    cpu_choices(w, type, k);
+    cpu_choices(w, type, k, w->bytes);
     return GTR_OK;
 }
 
