@@ -473,6 +473,11 @@ static void test_blocking_rules(void **state)
     assert_false(gtr_blocking_for(&zen4, 768).linear_prefetch);
     assert_true(gtr_blocking_for(&xeon, 768).linear_prefetch);
     assert_true(gtr_blocking_for(NULL, 768).linear_prefetch);
+    /* exact search of many queries: the next tile's rows fetched in one burst on AMD, spread
+     * elsewhere */
+    assert_false(gtr_blocking_for(&zen4, 768).search_pf_spread);
+    assert_true(gtr_blocking_for(&xeon, 768).search_pf_spread);
+    assert_true(gtr_blocking_for(NULL, 768).search_pf_spread);
     assert_int_equal(gtr_blocking_for(NULL, 768).linear_kc, gtr_blocking_for(&(gtr_cpu_caches){0, 0, 0, false}, 768).linear_kc);
     /* rows per linear task: AMD keeps the 96 its kernels were tuned with; elsewhere 96 per
      * 512 KB of L2, up to 384 (the Xeon's 2 MB), for weights that do not fit in half of L2 */

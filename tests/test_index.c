@@ -153,8 +153,8 @@ static void test_kernels_agree(void **state)
             /* unblocked, then cache blockings of every shape: groups of 4 to all documents,
              * passes of 4 queries to all (nq = 9: a leftover query), the leftover query by the
              * ISA's 1 x dt1 tile or one document at a time (search_lone = 1, as on AMD) */
-            static const gtr_blocking blks[] = {{0, 4, 4, 0, 0, 0},   {0, 8, 8, 0, 0, 0},  {0, 12, 4, 0, 0, 0},
-                                                {0, 64, 340, 0, 0, 0}, {0, 4, 4, 0, 1, 0}, {0, 64, 340, 0, 1, 0}};
+            static const gtr_blocking blks[] = {{0, 4, 4, 0, 0, 0, 0},   {0, 8, 8, 0, 0, 0, 0},  {0, 12, 4, 0, 0, 0, 0},
+                                                {0, 64, 340, 0, 0, 0, 0}, {0, 4, 4, 0, 1, 0, 0}, {0, 64, 340, 0, 1, 0, 0}};
             for (size_t bi = 0; bi <= sizeof blks / sizeof blks[0]; bi++) {
                 memset(S, 0, nq * nd * 4);
                 if (bi == 0)
@@ -179,7 +179,8 @@ static void test_kernels_agree(void **state)
 /* The many-query kernels (score_packed: one GEMM per lane, scores transposed) give the
  * definition's bits for every query count (one 16-query vector partly used, whole 64-query
  * blocks, several passes), every document count (tiles of 6 and the rest), dims with and
- * without a padded last step; and find_ge finds what a scalar scan finds. */
+ * without a padded last step, either variant of the kernel (AMD's, Intel's: the prefetch and the unrolled step loop);
+ * and find_ge finds what a scalar scan finds. */
 static void test_packed_kernels_agree(void **state)
 {
     (void)state;
@@ -205,9 +206,9 @@ static void test_packed_kernels_agree(void **state)
             Q[0] = 0.0f; /* (query 0, document 0) starts with a -0 product */
             for (size_t qi = 0; qi < sizeof nqs / sizeof nqs[0]; qi++)
                 for (size_t ni = 0; ni < sizeof nds / sizeof nds[0]; ni++)
-                    for (size_t pi = 0; pi < sizeof passes / sizeof passes[0]; pi++) {
+                    for (size_t pi = 0; pi < 2 * sizeof passes / sizeof passes[0]; pi++) {
                         size_t nq = nqs[qi], nd = nds[ni], ldq = (nq + 15) / 16 * 16;
-                        gtr_blocking b = {0, 4, passes[pi], 4, 0, 0};
+                        gtr_blocking b = {0, 4, passes[pi / 2], 4, 0, 0, pi % 2 == 1};
                         gtr_ix_pack_queries(Q, nq, qs, dim, Qp);
                         memset(S, 0xff, ndmax * 144 * 4);
                         ks[ki]->score_packed(&b, Qp, nq, D, nd, dim, S, ldq);
@@ -215,8 +216,9 @@ static void test_packed_kernels_agree(void **state)
                             for (size_t j = 0; j < nd; j++) {
                                 float want = ref_score(Q + i * qs, D + j * dim, dim);
                                 if (memcmp(&S[j * ldq + i], &want, 4) != 0)
-                                    fail_msg("%s packed dim %zu nq %zu nd %zu pass %zu (%zu,%zu): %.9g vs %.9g",
-                                             ks[ki]->name, dim, nq, nd, passes[pi], i, j, S[j * ldq + i], want);
+                                    fail_msg("%s packed dim %zu nq %zu nd %zu pass %zu spread %d (%zu,%zu): %.9g vs %.9g",
+                                             ks[ki]->name, dim, nq, nd, passes[pi / 2], (int)b.search_pf_spread, i, j,
+                                             S[j * ldq + i], want);
                             }
                     }
             gtr_free_aligned(Q);
@@ -336,9 +338,11 @@ static void test_search_matches_brute_force(void **state)
             assert_same_hits(h1, hits + q * k, n1);
         }
         free(h1);
-        /* other cache blockings (tiny to huge groups, passes and calls): the same answer */
-        static const gtr_blocking blks[] = {{0, 4, 4, 4, 0, 0},    {0, 8, 12, 24, 0, 0}, {0, 64, 4096, 4096, 0, 0},
-                                            {0, 12, 340, 168, 0, 0}, {0, 4, 4, 4, 1, 0},   {0, 12, 340, 168, 1, 0}};
+        /* other cache blockings (tiny to huge groups, passes and calls, either prefetch of the
+         * many-query kernel): the same answer */
+        static const gtr_blocking blks[] = {{0, 4, 4, 4, 0, 0, 0},      {0, 8, 12, 24, 0, 0, 1},   {0, 64, 4096, 4096, 0, 0, 0},
+                                            {0, 12, 340, 168, 0, 0, 0}, {0, 4, 4, 4, 1, 0, 1},     {0, 12, 340, 168, 1, 0, 1},
+                                            {0, 64, 4096, 4096, 0, 0, 1}};
         size_t qs = gtr_ix_qstride(dim);
         float *Qp = gtr_calloc_aligned(nq * qs * 4, NULL);
         for (size_t q = 0; q < nq; q++) memcpy(Qp + q * qs, Q + q * dim, dim * 4);

@@ -129,6 +129,12 @@ gtr_blocking gtr_blocking_for(const gtr_cpu_caches *c, size_t dim)
      * 3072-wide shapes, so the kernels prefetch it 2 KB ahead; Zen's L2 prefetchers already
      * follow the panel and the extra loads only take issue slots (bench/RESULTS.md, Kernels) */
     b.linear_prefetch = !(c && c->amd);
+    /* exact search of many queries: on the Xeon of issue 19 the next document tile fetched a
+     * line per step into L1 made the first lane passes of each tile wait on memory (1.8x
+     * their cost, `perf record`), and the step loop's own adds and branch took FMA ports;
+     * spread into L2 and 4 steps per iteration (score_avx512.c; bench/RESULTS.md, Search on
+     * Intel Xeon). Zen 4 keeps the kernel it was measured with. */
+    b.search_pf_spread = !(c && c->amd);
     return b;
 }
 

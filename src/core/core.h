@@ -198,6 +198,10 @@ typedef struct gtr_blocking {
                             * 0 = the ISA's 1 x dt1 tile (several rows read side by side) */
     bool linear_prefetch;  /* f32 / int8 AVX-512 linear: prefetch the packed weights ahead (and
                             * the rows a thread takes next) */
+    bool search_pf_spread; /* exact search of many queries (score_packed), Intel Xeon: the next
+                            * document tile's lines spread over the tile's work, into L2, and 4
+                            * steps per loop iteration; false: a line per step into L1 until
+                            * done, one step per iteration (as tuned on AMD Zen 4) */
 } gtr_blocking;
 gtr_blocking gtr_blocking_for(const gtr_cpu_caches *c, size_t dim);
 /* Rows per gtr_linear task (f32 / int8 AVX-512 linear: how many rows each weight panel serves
