@@ -30,8 +30,8 @@ out, dts = sys.argv[1], sys.argv[2:]
 # first matching pattern wins; names are the library's functions (static ones included)
 stages = [
     ("load", r"^(convert_task|gtr_t5_load|gtr_f16_to_f32|gtr_f32_to_bf16|gtr_wmat_pack.*|put_int8_row|gtr_quantize_rows_int8|pidx|load_.*|safetensors.*|gtr_tensor.*|alloc_layout|check_finite.*|.*finite.*)$"),
-    ("products (Q/K/V, O, FF)", r"^(bf16_tile|int8_tile|epilogue|tile|prep|panel|bf16_prep|int8_prep|ukr_any|ukr_packed|gtr_avx512_f32_packed|gtr_avx2_f32_packed|gtr_avx512_bf16_prep|gtr_avx512_int8_prep|gtr_linear.*|linear_task|gtr_f32_linear_tile|gtr_bf16w_tile|pad_rows|config|release)$"),
-    ("attention (QKᵀ + bias, softmax, PV)", r"^(ukr_strided|sgemm_strided|gtr_sgemm.*|attn_task|gtr_.*add_softmax|gtr_.*transpose|amx_attn.*|attn_.*)$"),
+    ("products (Q/K/V, O, FF)", r"^(bf16_tile|int8_tile|bf16_drive|int8_drive|block_bf16|block_int8|prep_rows|bf16_row|int8_row|epilogue|tile|prep|panel|bf16_prep|int8_prep|ukr_any|ukr_packed|gtr_avx512_f32_packed|gtr_avx2_f32_packed|gtr_avx512_bf16_prep|gtr_avx512_int8_prep|gtr_linear.*|linear_task|gtr_f32_linear_tile|gtr_bf16w_tile|pad_rows|config|release)$"),
+    ("attention (QKᵀ + bias, softmax, PV)", r"^(ukr_strided|sgemm_strided|gtr_sgemm.*|attn_task|gtr_.*add_softmax|gtr_.*transpose|amx_attn.*|attn_.*|gtr_amx_bf16_.*|row_bf16)$"),
     ("RMS norm", r"^(gtr_.*rmsnorm|rmsnorm_task)$"),
     ("gated-GELU / ReLU", r"^(gtr_.*gelu_mul|gelu_task)$"),
     ("embedding lookup", r"^(embed_task)$"),

@@ -39,8 +39,9 @@ static const shape shapes[] = {
     {1, 1, 1},   {1, 70, 3},    {2, 16, 4},    {5, 64, 64},  {7, 65, 33},
     {6, 48, 130}, {13, 130, 127}, {96, 64, 16}, {97, 200, 300}, {30, 129, 1100},
     /* AMX: row blocks of 256 with a 17-row tail (one 32-row block of two tiles, then a
-     * half-empty pair), a half panel of 8 columns, k blocks of 6 tile steps with a tail */
-    {273, 40, 70}, {529, 97, 800},
+     * half-empty pair), a half panel of 8 columns, k blocks of 6 tile steps with a tail;
+     * bf16 rows of 3200 bytes: blocks of 128 rows */
+    {273, 40, 70}, {529, 97, 800}, {300, 20, 1600},
 };
 #define N_SHAPES (sizeof shapes / sizeof shapes[0])
 

@@ -134,6 +134,16 @@ void gtr_linear_ws(const gtr_kernels *kern, gtr_pool *pool, const gtr_wmat *w, c
     size_t n_rb = (m + j.mc - 1) / j.mc;
     /* enough tasks to balance (4 per thread), splitting N only when rows are few */
     size_t want = threads > 1 ? 4 * threads : 1;
+    if (j.u->drive && threads > 1) {
+        /* micro-kernels with their own task walk prepare a task's rows once for all of N, at
+         * a cost worth paying once: one task per thread, with fewer rows each if need be
+         * (multiples of 32), before N is split */
+        want = threads;
+        if (n_rb < threads) {
+            j.mc = GTR_MAX((size_t)32, ((m + threads - 1) / threads + 31) / 32 * 32);
+            n_rb = (m + j.mc - 1) / j.mc;
+        }
+    }
     j.n_cb = n_rb >= want ? 1 : GTR_MIN(j.np, (want + n_rb - 1) / n_rb);
     j.chunk = (j.np + j.n_cb - 1) / j.n_cb;
     j.n_cb = (j.np + j.chunk - 1) / j.chunk;
