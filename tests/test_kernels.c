@@ -580,15 +580,7 @@ static void test_pack_src(void **state)
                     gtr_wmat a, b;
                     TU_OK(gtr_wmat_pack_pool(tables[ti], pools[pi], &a, W, n, k, (gtr_wtype)t, &e), &e);
                     TU_OK(gtr_wmat_pack_src(tables[ti], pools[pi], &b, parts, 3, k, (gtr_wtype)t, &e), &e);
-                    assert_int_equal(a.bytes, b.bytes);
-                    assert_int_equal(a.nr, b.nr);
-                    assert_int_equal(a.kp, b.kp);
-                    size_t np = (n + a.nr - 1) / a.nr;
-                    assert_memory_equal(a.data, b.data, np * a.nr * a.kp * gtr_wmat_esize(a.type));
-                    if (t == GTR_W_INT8) {
-                        assert_memory_equal(a.scales, b.scales, np * a.nr * sizeof(float));
-                        assert_memory_equal(a.colsum, b.colsum, np * a.nr * sizeof(int32_t));
-                    }
+                    tu_assert_wmat_equal(&a, &b);
                     gtr_wmat_free(&a);
                     gtr_wmat_free(&b);
                 }

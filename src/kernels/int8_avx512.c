@@ -8,6 +8,7 @@
  * 32-bit quad per row into 24 accumulators; the whole K runs in one call (integer sums cannot
  * be split across float stores without changing the result), a panel of K×64 bytes
  * staying in L2 while the rows of the task stream over it. */
+#include "kernels/absmax_avx512.h"
 #include "kernels/kernels_internal.h"
 
 #include <immintrin.h>
@@ -34,31 +35,15 @@ void gtr_avx512_int8_prep(gtr_linear_task *t, const float *x, size_t m, size_t l
     t->a = dst;
     t->lda = kp;
     t->sx = sx;
-    const __m512 sign = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
     const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127),
                   off = _mm512_set1_epi32(128);
     for (size_t i = 0; i < m; i++) {
         const float *src = x + i * ldx;
-        /* four independent maxima (the order of a max does not matter): one chain would
-         * wait on vmaxps's latency every 16 values */
-        __m512 mx = _mm512_setzero_ps(), m1 = mx, m2 = mx, m3 = mx;
-        size_t c = 0;
-        for (; c + 64 <= k; c += 64) {
-            mx = _mm512_max_ps(_mm512_and_ps(_mm512_loadu_ps(src + c), sign), mx); /* NaN skipped */
-            m1 = _mm512_max_ps(_mm512_and_ps(_mm512_loadu_ps(src + c + 16), sign), m1);
-            m2 = _mm512_max_ps(_mm512_and_ps(_mm512_loadu_ps(src + c + 32), sign), m2);
-            m3 = _mm512_max_ps(_mm512_and_ps(_mm512_loadu_ps(src + c + 48), sign), m3);
-        }
-        mx = _mm512_max_ps(_mm512_max_ps(mx, m1), _mm512_max_ps(m2, m3));
-        for (; c + 16 <= k; c += 16)
-            mx = _mm512_max_ps(_mm512_and_ps(_mm512_loadu_ps(src + c), sign), mx); /* NaN skipped */
-        if (c < k)
-            mx = _mm512_max_ps(
-                _mm512_and_ps(_mm512_maskz_loadu_ps((__mmask16)((1u << (k - c)) - 1), src + c), sign), mx);
         float inv;
-        gtr_q8_scale(_mm512_reduce_max_ps(mx), &sx[i], &inv);
+        gtr_q8_scale(gtr_avx512_absmax(src, k), &sx[i], &inv);
         const __m512 vinv = _mm512_set1_ps(inv);
         uint8_t *d = dst + i * kp;
+        size_t c;
         for (c = 0; c < k; c += 16) {
             __mmask16 msk = k - c >= 16 ? 0xFFFF : (__mmask16)((1u << (k - c)) - 1);
             __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(msk, src + c), vinv));

@@ -23,6 +23,7 @@
  * latency-bound (about half the measured tdpbf16ps peak with real data); two threads (SMT
  * siblings sharing the matrix unit) keep it over 90% busy, and then the float32 activations'
  * traffic (reading x, writing y) takes most of the time at 4096 tokens. */
+#include "kernels/absmax_avx512.h"
 #include "kernels/kernels_internal.h"
 
 #include <immintrin.h>
@@ -112,20 +113,9 @@ static void bf16_row(const float *src, size_t k, size_t ks, unsigned char *d)
  * exactly as gtr_q8 / gtr_q8_scale define them (as gtr_avx512_int8_prep does) */
 static void int8_row(const float *src, size_t k, size_t ks, unsigned char *d, float *sx)
 {
-    const __m512 sign = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
     const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127), off = _mm512_set1_epi32(128);
-    __m512 mx = _mm512_setzero_ps(), m1 = mx, m2 = mx, m3 = mx;
-    size_t c = 0;
-    for (; c + 64 <= k; c += 64) {
-        mx = _mm512_max_ps(_mm512_and_ps(_mm512_loadu_ps(src + c), sign), mx); /* NaN skipped */
-        m1 = _mm512_max_ps(_mm512_and_ps(_mm512_loadu_ps(src + c + 16), sign), m1);
-        m2 = _mm512_max_ps(_mm512_and_ps(_mm512_loadu_ps(src + c + 32), sign), m2);
-        m3 = _mm512_max_ps(_mm512_and_ps(_mm512_loadu_ps(src + c + 48), sign), m3);
-    }
-    mx = _mm512_max_ps(_mm512_max_ps(mx, m1), _mm512_max_ps(m2, m3));
-    for (; c < k; c += 16) mx = _mm512_max_ps(_mm512_and_ps(_mm512_maskz_loadu_ps(m16(k - c), src + c), sign), mx);
     float inv;
-    gtr_q8_scale(_mm512_reduce_max_ps(mx), sx, &inv);
+    gtr_q8_scale(gtr_avx512_absmax(src, k), sx, &inv);
     const __m512 vinv = _mm512_set1_ps(inv);
     for (size_t s = 0; s < ks; s++, d += 1024) {
         __m128i q8[4];

@@ -201,6 +201,30 @@ struct gtr_pack_task {
     float *inv; /* INT8: the task's rows' 1 / scale, nr of them */
 };
 
+/* Row i of panel p, packed words [c0 / g, c0 / g + nw) of it into dst (zeros for a row past the
+ * matrix); in: how many of the words' values lie inside the row (k); inv: the panel's rows'
+ * 1 / scale (INT8, whose column sums it adds to), or NULL. */
+static void pack_row_piece(pack_job *j, size_t p, size_t i, size_t rows, size_t c0, size_t nw, size_t in,
+                           const float *inv, float *vals, void *dst)
+{
+    gtr_wmat *w = j->w;
+    const size_t nr = w->nr, k = w->k, g = kgroup[w->type];
+    if (i >= rows) {
+        memset(dst, 0, nw * 4);
+        return;
+    }
+    int32_t sum = 0;
+    gtr_src_type st;
+    const unsigned char *row = src_row(j, p * nr + i, &st);
+    /* the row's piece of the next tile, a tile ahead: the hardware prefetcher does not follow
+     * nr streams at once */
+    size_t es = st == GTR_SRC_F32 ? 4 : 2, next = c0 + nw * g;
+    if (next < k)
+        for (size_t b = 0; b < GTR_MIN((size_t)PIECE, k - next) * es; b += 64) __builtin_prefetch(row + next * es + b);
+    j->piece(w->type, in ? src_values(row, st, c0, in, vals) : vals, in, nw * g, inv ? inv[i] : 0.0f, dst, &sum);
+    if (inv) w->colsum[p * nr + i] += sum;
+}
+
 /* Pack panels [p0, p1); amax: the rows' largest |value| from row p0 * nr on, or NULL. */
 static void pack_panels(gtr_pack_task *pk, size_t p0, size_t p1, const float *amax)
 {
@@ -236,42 +260,15 @@ static void pack_panels(gtr_pack_task *pk, size_t p0, size_t p1, const float *am
             if (j->put16 && nr % 16 == 0) {
                 _Alignas(64) uint32_t stage[16 * GTR_PACK_STAGE_WORDS];
                 for (size_t i0 = 0; i0 < nr; i0 += 16) {
-                    for (size_t i = i0; i < i0 + 16; i++) {
-                        uint32_t *srow = stage + (i - i0) * GTR_PACK_STAGE_WORDS;
-                        if (i < rows) {
-                            int32_t sum = 0;
-                            const unsigned char *row = src_row(j, p * nr + i, &st);
-                            size_t es = st == GTR_SRC_F32 ? 4 : 2, next = c0 + nw * g;
-                            if (next < k)
-                                for (size_t b = 0; b < GTR_MIN((size_t)PIECE, k - next) * es; b += 64)
-                                    __builtin_prefetch(row + next * es + b);
-                            j->piece(w->type, in ? src_values(row, st, c0, in, vals) : vals, in, nw * g,
-                                     inv ? inv[i] : 0.0f, srow, &sum);
-                            if (inv) w->colsum[p * nr + i] += sum;
-                        } else {
-                            memset(srow, 0, nw * 4);
-                        }
-                    }
+                    for (size_t i = i0; i < i0 + 16; i++)
+                        pack_row_piece(j, p, i, rows, c0, nw, in, inv, vals,
+                                       stage + (i - i0) * GTR_PACK_STAGE_WORDS);
                     j->put16(tile, nr, i0, stage, nw);
                 }
                 continue;
             }
             for (size_t i = 0; i < nr; i++) {
-                if (i < rows) {
-                    int32_t sum = 0;
-                    const unsigned char *row = src_row(j, p * nr + i, &st);
-                    /* the row's piece of the next tile, a tile ahead: the hardware prefetcher
-                     * does not follow nr streams at once */
-                    size_t es = st == GTR_SRC_F32 ? 4 : 2, next = c0 + nw * g;
-                    if (next < k)
-                        for (size_t b = 0; b < GTR_MIN((size_t)PIECE, k - next) * es; b += 64)
-                            __builtin_prefetch(row + next * es + b);
-                    j->piece(w->type, in ? src_values(row, st, c0, in, vals) : vals, in, nw * g,
-                             inv ? inv[i] : 0.0f, buf, &sum);
-                    if (inv) w->colsum[p * nr + i] += sum;
-                } else {
-                    memset(buf, 0, nw * 4);
-                }
+                pack_row_piece(j, p, i, rows, c0, nw, in, inv, vals, buf);
                 for (size_t q = 0; q < nw; q++) memcpy(tile + (q * nr + i) * 4, buf + q * 4, 4);
             }
         }

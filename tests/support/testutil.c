@@ -1,5 +1,6 @@
 /* testutil.c — see testutil.h. */
 #include "testutil.h"
+#include "kernels/kernels.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -107,4 +108,18 @@ int tu_system(const char *fmt, ...)
     int r = system(cmd);
     if (r == -1) return -1;
     return WIFEXITED(r) ? WEXITSTATUS(r) : 128 + WTERMSIG(r);
+}
+
+void tu_assert_wmat_equal(const struct gtr_wmat *a, const struct gtr_wmat *b)
+{
+    assert_int_equal(a->type, b->type);
+    assert_int_equal(a->bytes, b->bytes);
+    assert_int_equal(a->nr, b->nr);
+    assert_int_equal(a->kp, b->kp);
+    size_t np = (a->n + a->nr - 1) / a->nr;
+    assert_memory_equal(a->data, b->data, np * a->nr * a->kp * gtr_wmat_esize(a->type));
+    if (a->type == GTR_W_INT8) {
+        assert_memory_equal(a->scales, b->scales, np * a->nr * sizeof(float));
+        assert_memory_equal(a->colsum, b->colsum, np * a->nr * sizeof(int32_t));
+    }
 }

@@ -53,4 +53,9 @@ void tu_write(const char *path, const void *data, size_t len);
 /* Run a shell command, return its exit status (-1 if it could not run). */
 int tu_system(const char *fmt, ...) GTR_PRINTF(1, 2);
 
+struct gtr_wmat;
+/* Two packed weight matrices are the same: layout, size, values, and for INT8 the row scales
+ * and column sums (the comparison every packing path is held to). */
+void tu_assert_wmat_equal(const struct gtr_wmat *a, const struct gtr_wmat *b);
+
 #endif
