@@ -20,9 +20,10 @@
  * through the fused epilogue (residual add, ReLU, int8 scales) with AVX-512.
  *
  * Measured on a 2-vCPU Xeon (bench/RESULTS.md, issue 16): with one thread the tile loop is
- * latency-bound (about half the measured tdpbf16ps peak with real data); two threads (SMT
- * siblings sharing the matrix unit) keep it over 90% busy, and then the float32 activations'
- * traffic (reading x, writing y) takes most of the time at 4096 tokens. */
+ * latency-bound (about half the measured tdpbf16ps peak with real data: storing the
+ * accumulators waits for the last products), and the float32 activations' traffic (reading x,
+ * writing y: about as long as the products would take at peak, at 4096 tokens) caps it further;
+ * the two vCPUs there measured as two cores (1.95x one on the tile-product loop) when quiet. */
 #include "kernels/absmax_avx512.h"
 #include "kernels/kernels_internal.h"
 
