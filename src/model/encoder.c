@@ -357,7 +357,7 @@ gtr_status gtr_pack_fingerprinted(const gtr_kernels *kern, gtr_pool *pool, const
         const gtr_tensor *t = parts[i];
         src[i].data = t->data;
         src[i].rows = t->shape[0];
-        src[i].type = t->dtype == GTR_DT_F16 ? GTR_SRC_F16 : t->dtype == GTR_DT_BF16 ? GTR_SRC_BF16 : GTR_SRC_F32;
+        src[i].type = gtr_tensor_src_type(t);
         v.row0[i] = rows;
         v.rows[i] = t->shape[0];
         rows += t->shape[0];

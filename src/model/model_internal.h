@@ -242,6 +242,11 @@ gtr_status gtr_fingerprint_tensor(uint64_t *h, gtr_pool *pool, const char *name,
                                   size_t rows, size_t cols, gtr_error *err);
 /* A float tensor (F32, F16, BF16) stored row-major without gaps? */
 bool gtr_tensor_contiguous(const gtr_tensor *t);
+/* How the packing reads a contiguous float tensor's values (gtr_wsrc.type). */
+static inline gtr_src_type gtr_tensor_src_type(const gtr_tensor *t)
+{
+    return t->dtype == GTR_DT_F16 ? GTR_SRC_F16 : t->dtype == GTR_DT_BF16 ? GTR_SRC_BF16 : GTR_SRC_F32;
+}
 /* gtr_fingerprint_tensor of a contiguous float tensor's values converted to float32, read
  * from its mapping (no float32 copy is made): the same hash, the same error. */
 gtr_status gtr_fingerprint_stored(uint64_t *h, gtr_pool *pool, const char *name, const gtr_tensor *t,

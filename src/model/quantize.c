@@ -304,8 +304,7 @@ static gtr_status write_packed(writer *w, const out_tensor *t, float *sc, int32_
                 size_t pr = pt->shape[0], es = gtr_dtype_size(pt->dtype);
                 size_t a = GTR_MAX(r0, base), b = GTR_MIN(r0 + m, base + pr);
                 if (a < b)
-                    src[ns++] = (gtr_wsrc){pt->data + (a - base) * k * es, b - a,
-                                           pt->dtype == GTR_DT_F16 ? GTR_SRC_F16 : pt->dtype == GTR_DT_BF16 ? GTR_SRC_BF16 : GTR_SRC_F32};
+                    src[ns++] = (gtr_wsrc){pt->data + (a - base) * k * es, b - a, gtr_tensor_src_type(pt)};
                 base += pr;
             }
             st = gtr_wmat_pack_src(w->layout, w->pool, &blk, src, ns, k, type, err);

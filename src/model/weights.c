@@ -705,13 +705,10 @@ static void hash_partial(const gtr_tensor *t, uint64_t *out, uint64_t *bad_out)
  * short of 4 repeating its first chunk in the missing lanes and dropping their results). */
 static void hash_group(const gtr_tensor *t, size_t c0, size_t lanes, uint64_t *out, uint64_t *bad_out)
 {
-    _Alignas(64) float buf[4][FP_PIECE];
+    const gtr_tensor *ts[4] = {t, t, t, t};
+    size_t start[4] = {c0 * FP_CHUNK, (c0 + 1) * FP_CHUNK, (c0 + 2) * FP_CHUNK, (c0 + 3) * FP_CHUNK};
     uint64_t h[4] = {GTR_FNV_SEED, GTR_FNV_SEED, GTR_FNV_SEED, GTR_FNV_SEED}, bad[4] = {0, 0, 0, 0};
-    const float *x[4] = {buf[0], buf[1], buf[2], buf[3]};
-    for (size_t i = 0; i < FP_CHUNK; i += FP_PIECE) {
-        for (size_t l = 0; l < 4; l++) values_f32(t, (c0 + (l < lanes ? l : 0)) * FP_CHUNK + i, FP_PIECE, buf[l]);
-        fnv_words4(h, x, FP_PIECE, bad);
-    }
+    gtr_fp_lanes(ts, start, lanes, FP_CHUNK, FP_CHUNK, h, bad, NULL, NULL);
     for (size_t l = 0; l < lanes; l++) {
         out[c0 + l] = h[l];
         bad_out[c0 + l] = bad[l];
