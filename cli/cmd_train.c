@@ -75,7 +75,10 @@ static void usage(FILE *out)
         "  -q, --quiet              no progress\n"
         "  -h, --help               this help\n"
         "\n"
-        "Ctrl-C (or SIGTERM) finishes the current step, writes the checkpoint and exits 130.\n"
+        "Ctrl-C (or SIGTERM, SIGUSR1) finishes the current step, writes the checkpoint and exits\n"
+        "130. Under gtr-mpi, signal mpirun with SIGUSR1, which it forwards to every rank: after\n"
+        "its SIGTERM the ranks get SIGTERM and then SIGKILL, each --mca odls_base_sigkill_timeout\n"
+        "seconds (1 by default) later, which kills a longer step before its checkpoint.\n"
         "\n"
         "Examples:\n"
         "  gtr train --init gtr-t5-base -d datasets/scifact -o scifact-gtr --epochs 3 --batch 64\n"
@@ -267,20 +270,24 @@ static void fmt_time(char *buf, size_t n, double s)
 
 /* ---- main ------------------------------------------------------------------------------------ */
 
-/* Under dist: whether any rank was asked to stop (every rank must stop at the same step). */
-static bool stop_requested(const cli_train_dist *dist)
+/* Under dist: whether `mine` holds on any rank (collective: every rank calls it at the same
+ * point). Without dist, `mine`. */
+static bool any_rank(const cli_train_dist *dist, bool mine)
 {
-    if (!dist) return stop_signal != 0;
+    if (!dist) return mine;
     const gtr_train_comm *c = dist->comm;
-    unsigned char mine = stop_signal != 0, all[4096];
+    unsigned char me = mine, all[4096];
     size_t counts[4096];
     if (c->n_ranks > 4096) return mine;
     for (int r = 0; r < c->n_ranks; r++) counts[r] = 1;
-    if (c->allgather(c->user, &mine, 1, all, counts)) return true; /* the next step reports it */
+    if (c->allgather(c->user, &me, 1, all, counts)) return true; /* the next step reports it */
     for (int r = 0; r < c->n_ranks; r++)
         if (all[r]) return true;
     return false;
 }
+
+/* Whether any rank was asked to stop (every rank must stop at the same step). */
+static bool stop_requested(const cli_train_dist *dist) { return any_rank(dist, stop_signal != 0); }
 
 int cmd_train(int argc, char **argv) { return cli_train_main(argc, argv, NULL); }
 
@@ -372,12 +379,17 @@ int cli_train_main(int argc, char **argv, const cli_train_dist *dist)
                 dist->comm->n_ranks, o.t.micro_batch ? o.t.micro_batch : o.t.batch_size,
                 o.t.micro_batch ? (o.t.batch_size + o.t.micro_batch - 1) / o.t.micro_batch : 1);
 
-    struct sigaction sa, old_int, old_term;
+    /* SIGUSR1 too: mpirun forwards it to every rank and does nothing else, whereas after its
+     * SIGTERM Open MPI's daemons send the ranks SIGCONT, SIGTERM and SIGKILL,
+     * odls_base_sigkill_timeout seconds apart (1 s by default): too soon for a longer step to
+     * finish and be checkpointed */
+    struct sigaction sa, old_int, old_term, old_usr1;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
+    sigaction(SIGUSR1, &sa, &old_usr1);
     bool tty = isatty(STDERR_FILENO), drawn = false;
     double t0 = now_s(), loss_avg = 0;
     uint64_t tokens_all = 0;
@@ -420,12 +432,16 @@ int cli_train_main(int argc, char **argv, const cli_train_dist *dist)
     }
     if (drawn) fputc('\n', stderr);
     if (stopping) {
-        if (!lead) {
-            rc = 130;
+        bool failed = lead && gtr_trainer_save_checkpoint(t, ckpt, &err) != GTR_OK;
+        /* the other ranks wait for rank 0's checkpoint: mpirun ends the job when a rank exits
+         * with a non-zero status, which must not be before the checkpoint is on disk */
+        (void)any_rank(dist, failed);
+        if (failed) {
+            rc = cli_fail(cmd, &err);
             goto restore;
         }
-        if (gtr_trainer_save_checkpoint(t, ckpt, &err)) {
-            rc = cli_fail(cmd, &err);
+        if (!lead) {
+            rc = 130;
             goto restore;
         }
         fprintf(stderr, "gtr train: stopped at step %llu/%llu; checkpoint %s (continue with --resume)\n",
@@ -448,6 +464,7 @@ int cli_train_main(int argc, char **argv, const cli_train_dist *dist)
 restore:
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
+    sigaction(SIGUSR1, &old_usr1, NULL);
 done:
     if (dist && !joined) dist->agree(dist->user, false, 0); /* the others must not wait for this rank */
     if (mf) fclose(mf);
