@@ -695,31 +695,40 @@ static void test_sgemm(void **state)
             }
 }
 
-/* sgemm_nn with B's blocks copied first (the Intel tables, gemm.c) gives the very same bits
- * as the tiles reading B in place (beta 0 and 1; other betas take the in-place path), for
- * attention-like strides and K over several copied blocks. */
+/* The Intel tables' sgemm (gtr_avx512_sgemm_copy_b: sgemm_nn copies B's blocks first, up to
+ * 512 rows at a time; sgemm_nt transposes in registers; tiles with k unrolled by four) gives
+ * the very same bits as AMD's gtr_avx512_sgemm (tiles reading B in place), for nt, nn and tn,
+ * attention-like strides, full and ragged tiles, K over several copied blocks. */
 static void test_sgemm_nn_copy_b(void **state)
 {
     (void)state;
 #if defined(__x86_64__)
     if (!gtr_kernels_by_name("avx512")) skip();
-    static const size_t shapes3[][3] = {{256, 64, 256}, {130, 67, 129}, {7, 200, 300}, {512, 64, 512}, {1, 1, 1}};
+    static const size_t shapes3[][3] = {{256, 64, 256}, {130, 67, 129}, {7, 200, 300}, {512, 64, 512},
+                                        {1, 1, 1},     {256, 256, 64}, {70, 64, 1100}, {13, 130, 67},
+                                        {64, 512, 64}, {6, 64, 3}};
     static const float betas[] = {0.0f, 1.0f, 0.5f};
-    for (size_t s = 0; s < 5; s++) {
-        size_t M = shapes3[s][0], N = shapes3[s][1], K = shapes3[s][2], lda = K + 1, ldb = 768, ldc = N + 3;
-        float *A = falloc(M * lda), *B = falloc(K * ldb), *C0 = falloc(M * ldc), *C1 = falloc(M * ldc),
-              *C2 = falloc(M * ldc);
-        fill(A, M * lda, 1.0f);
-        fill(B, K * ldb, 1.0f);
+    for (size_t s = 0; s < sizeof shapes3 / sizeof shapes3[0]; s++) {
+        size_t M = shapes3[s][0], N = shapes3[s][1], K = shapes3[s][2], lda = GTR_MAX(M, K) + 1, ldb = 768,
+               ldc = N + 3;
+        size_t brows = GTR_MAX(K, N);
+        float *A = falloc(GTR_MAX(M, K) * lda), *B = falloc(brows * ldb), *C0 = falloc(M * ldc),
+              *C1 = falloc(M * ldc), *C2 = falloc(M * ldc);
+        fill(A, GTR_MAX(M, K) * lda, 1.0f);
+        fill(B, brows * ldb, 1.0f);
         fill(C0, M * ldc, 1.0f);
-        for (int bi = 0; bi < 3; bi++) {
-            memcpy(C1, C0, M * ldc * sizeof(float));
-            memcpy(C2, C0, M * ldc * sizeof(float));
-            gtr_sgemm_drive_nn(&gtr_avx512_sgemm, M, N, K, A, lda, B, ldb, betas[bi], C1, ldc);
-            gtr_sgemm_drive_nn(&gtr_avx512_sgemm_copy_b, M, N, K, A, lda, B, ldb, betas[bi], C2, ldc);
-            if (memcmp(C1, C2, M * ldc * sizeof(float)) != 0)
-                fail_msg("sgemm_nn %zux%zux%zu beta %g: copied B differs", M, N, K, (double)betas[bi]);
-        }
+        for (int op = 0; op < 3; op++)
+            for (int bi = 0; bi < 3; bi++) {
+                void (*drive)(const gtr_sgemm_ukr *, size_t, size_t, size_t, const float *, size_t, const float *,
+                              size_t, float, float *, size_t) =
+                    op == 0 ? gtr_sgemm_drive_nt : op == 1 ? gtr_sgemm_drive_nn : gtr_sgemm_drive_tn;
+                memcpy(C1, C0, M * ldc * sizeof(float));
+                memcpy(C2, C0, M * ldc * sizeof(float));
+                drive(&gtr_avx512_sgemm, M, N, K, A, lda, B, ldb, betas[bi], C1, ldc);
+                drive(&gtr_avx512_sgemm_copy_b, M, N, K, A, lda, B, ldb, betas[bi], C2, ldc);
+                if (memcmp(C1, C2, M * ldc * sizeof(float)) != 0)
+                    fail_msg("sgemm op %d %zux%zux%zu beta %g: Intel tiles differ", op, M, N, K, (double)betas[bi]);
+            }
         free(A), free(B), free(C0), free(C1), free(C2);
     }
 #else

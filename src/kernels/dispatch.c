@@ -37,17 +37,19 @@ const gtr_kernels gtr_kernels_avx2_table = {
  * never slower than f32 (and int8, on vpdpbusd or AMX, never slower than bf16).
  * sgemm: avx512+bf16+vnni is chosen only where vdpbf16ps is fast, i.e. on AMD (cpu.c), and
  * keeps the attention products it was tuned with there; the others run on Intel CPUs, where
- * sgemm_nn copies B's blocks first (gemm.c, issue 19). */
+ * sgemm_nn copies B's blocks first (gemm.c, issue 19) and the transposes (sgemm_nt's blocks,
+ * attention's Kᵀ) keep their 16x16 tiles in registers (gtr_avx512_transpose_reg). */
 #define AVX512_COMMON                                                                         \
     .need_avx2 = true, .need_avx512 = true,                                                   \
     .rmsnorm = gtr_avx512_rmsnorm, .softmax = gtr_avx512_softmax,                             \
     .add_softmax = gtr_avx512_add_softmax, .gelu_mul = gtr_avx512_gelu_mul,                   \
-    .dot = gtr_avx512_dot, .transpose = gtr_avx512_transpose
+    .dot = gtr_avx512_dot
 
 const gtr_kernels gtr_kernels_avx512_table = {
     .name = "avx512",
     AVX512_COMMON,
     .sgemm = &gtr_avx512_sgemm_copy_b,
+    .transpose = gtr_avx512_transpose_reg,
     .nr = {64, 64, 16},
     .linear = {&gtr_avx512_linear_f32, &gtr_avx512_linear_bf16w, &gtr_avx2_linear_int8},
 };
@@ -56,6 +58,7 @@ const gtr_kernels gtr_kernels_avx512_vnni_table = {
     .name = "avx512+vnni",
     AVX512_COMMON,
     .sgemm = &gtr_avx512_sgemm_copy_b,
+    .transpose = gtr_avx512_transpose_reg,
     .need_vnni = true,
     .nr = {64, 64, 64},
     .linear = {&gtr_avx512_linear_f32, &gtr_avx512_linear_bf16w, &gtr_avx512_linear_int8},
@@ -65,6 +68,7 @@ const gtr_kernels gtr_kernels_avx512_bf16_table = {
     .name = "avx512+bf16+vnni",
     AVX512_COMMON,
     .sgemm = &gtr_avx512_sgemm,
+    .transpose = gtr_avx512_transpose,
     .need_vnni = true,
     .need_bf16 = true,
     .select_needs_fast_dpbf16 = true, /* else avx512+vnni (bf16 on FMAs) is faster */
@@ -82,6 +86,7 @@ const gtr_kernels gtr_kernels_amx_table = {
     .name = "avx512+amx",
     AVX512_COMMON,
     .sgemm = &gtr_avx512_sgemm_copy_b,
+    .transpose = gtr_avx512_transpose_reg,
     .need_vnni = true,
     .need_bf16 = true,
     .need_amx = true,

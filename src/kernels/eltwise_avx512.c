@@ -77,3 +77,51 @@ void gtr_avx512_transpose(const float *src, size_t lds, size_t rows, size_t cols
     if (C < cols) gtr_generic_transpose(src + C, lds, rows, cols - C, dst + C * ldd, ldd);
     if (R < rows) gtr_generic_transpose(src + R * lds, lds, rows - R, C, dst + R, ldd);
 }
+
+/* The same 16x16 tiles with every loop unrolled, so that the 32 vectors stay in registers
+ * (tr16's loops, not unrolled at -O2, pass each round through the stack: on the Xeon of issue 19
+ * a 64x64 block took ~780 ns that way, ~380 ns in registers). Used by the Intel tables
+ * (dispatch.c); AMD's avx512+bf16+vnni keeps gtr_avx512_transpose, which it was measured with. */
+INLINE void tr16_reg(const float *s, size_t lds, float *d, size_t ldd)
+{
+    __m512 r[16], t[16];
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(s + (size_t)i * lds);
+#pragma GCC unroll 8
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < 16; i += 4) {
+        __m512d a = _mm512_castps_pd(t[i]), b = _mm512_castps_pd(t[i + 1]);
+        __m512d c = _mm512_castps_pd(t[i + 2]), e = _mm512_castps_pd(t[i + 3]);
+        r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+        r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+        r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, e));
+        r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, e));
+    }
+#pragma GCC unroll 2
+    for (int h = 0; h < 16; h += 8)
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) {
+            t[h + i] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0x88);
+            t[h + i + 4] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0xdd);
+        }
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i++) _mm512_storeu_ps(d + (size_t)i * ldd, r[i]);
+}
+
+void gtr_avx512_transpose_reg(const float *src, size_t lds, size_t rows, size_t cols, float *dst, size_t ldd)
+{
+    size_t R = rows & ~(size_t)15, C = cols & ~(size_t)15;
+    for (size_t r0 = 0; r0 < R; r0 += 16)
+        for (size_t c0 = 0; c0 < C; c0 += 16) tr16_reg(src + r0 * lds + c0, lds, dst + c0 * ldd + r0, ldd);
+    if (C < cols) gtr_generic_transpose(src + C, lds, rows, cols - C, dst + C * ldd, ldd);
+    if (R < rows) gtr_generic_transpose(src + R * lds, lds, rows - R, C, dst + R, ldd);
+}

@@ -84,35 +84,45 @@ static void sgemm_strided(const gtr_sgemm_ukr *u, size_t M, size_t N, size_t K, 
     }
 }
 
-#define KB 128 /* k rows of B copied at a time by sgemm_nn (32 KB at nr 64) */
+#define KB 512 /* k rows of B copied at a time by sgemm_nn (128 KB at nr 64) */
 
-void gtr_sgemm_drive_nn(const gtr_sgemm_ukr *u, size_t M, size_t N, size_t K, const float *A,
-                        size_t lda, const float *B, size_t ldb, float beta, float *C, size_t ldc)
+/* P·V in attention: V's rows are 3 KB apart (d_model floats), so the tiles' reads of a
+ * 64-column block touch a page per row and the L1 TLB misses every k step; copied into
+ * [KB][nr] they are one contiguous stream (on the Xeon of issue 19: L = 256 204 -> 214
+ * GFLOP/s, L = 512 194 -> 202). Each later block continues C's FMA chains (beta = 1).
+ * All of k up to 512 rows at once (L <= 512: each output tile summed in one pass, the
+ * copied block read from L2): blocks of 128 rows kept in L1 cost a reload and store of
+ * every C tile per block, which was slower at L = 512 (issue 19). A function of its own so
+ * that only this path has the 128 KB buffer on its stack. */
+static __attribute__((noinline)) void sgemm_nn_copied(const gtr_sgemm_ukr *u, size_t M, size_t N, size_t K,
+                                                      const float *A, size_t lda, const float *B, size_t ldb,
+                                                      float beta, float *C, size_t ldc)
 {
-    /* beta other than 0 and 1 is applied after the sums (the tile's epilogue), so only those
-     * two can be continued block after block with the very same bits; K <= KB (L = 128):
-     * no gain measured */
-    if (!u->copy_b || K <= KB || (beta != 0 && beta != 1) || (size_t)u->nr > 64) {
-        sgemm_strided(u, M, N, K, A, lda, 1, B, ldb, beta, C, ldc);
-        return;
-    }
-    /* P·V in attention: V's rows are 3 KB apart (d_model floats), so the tiles' reads of a
-     * 64-column block touch a page per row and the L1 TLB misses every k step; copied into
-     * [KB][nr] they are one contiguous stream (on the Xeon of issue 19: L = 256 204 -> 214
-     * GFLOP/s, L = 512 194 -> 202). Each later block continues C's FMA chains (beta = 1). */
     _Alignas(64) float bt[KB * 64];
     const size_t mr = (size_t)u->mr, nr = (size_t)u->nr;
     for (size_t j0 = 0; j0 < N; j0 += nr) {
         size_t nc = GTR_MIN(nr, N - j0);
         for (size_t k0 = 0; k0 < K; k0 += KB) {
             size_t kc = GTR_MIN(KB, K - k0);
-            for (size_t k = 0; k < kc; k++) memcpy(bt + k * nr, B + (k0 + k) * ldb + j0, nc * sizeof(float));
+            u->copy_b(B + k0 * ldb + j0, ldb, kc, nc, bt, nr);
             float bb = k0 == 0 ? beta : 1.0f;
             for (size_t i0 = 0; i0 < M; i0 += mr)
                 u->tile((int)GTR_MIN(mr, M - i0), kc, A + i0 * lda + k0, lda, 1, bt, nr,
                         C + i0 * ldc + j0, ldc, nc, bb);
         }
     }
+}
+
+void gtr_sgemm_drive_nn(const gtr_sgemm_ukr *u, size_t M, size_t N, size_t K, const float *A,
+                        size_t lda, const float *B, size_t ldb, float beta, float *C, size_t ldc)
+{
+    /* beta other than 0 and 1 is applied after the sums (the tile's epilogue), so only those
+     * two can be continued block after block with the very same bits; K <= 128 (L = 128):
+     * no gain measured */
+    if (!u->copy_b || K <= 128 || (beta != 0 && beta != 1) || (size_t)u->nr > 64)
+        sgemm_strided(u, M, N, K, A, lda, 1, B, ldb, beta, C, ldc);
+    else
+        sgemm_nn_copied(u, M, N, K, A, lda, B, ldb, beta, C, ldc);
 }
 
 void gtr_sgemm_drive_tn(const gtr_sgemm_ukr *u, size_t M, size_t N, size_t K, const float *A,

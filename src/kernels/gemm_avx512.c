@@ -85,6 +85,67 @@ INLINE void ukr(const int mr, const int nv, const int masked, const int pf, size
     }
 }
 
+/* one k step of ukr_u4 */
+INLINE void kstep(__m512 acc[MR][NV], const int mr, const int nv, const int masked, const float *const ap[MR],
+                  size_t ko, const float *b, __mmask16 lmask)
+{
+    __m512 bv[NV];
+#pragma GCC unroll 4
+    for (int j = 0; j < nv; j++)
+        bv[j] = (masked && j == nv - 1) ? _mm512_maskz_loadu_ps(lmask, b + 16 * j) : _mm512_loadu_ps(b + 16 * j);
+#pragma GCC unroll 6
+    for (int i = 0; i < mr; i++) {
+        __m512 av = _mm512_set1_ps(ap[i][ko]);
+#pragma GCC unroll 4
+        for (int j = 0; j < nv; j++) acc[i][j] = _mm512_fmadd_ps(av, bv[j], acc[i][j]);
+    }
+}
+
+/* The same tile for the Intel tables' sgemm (issue 19), where A's k stride is 1: the k loop
+ * unrolled by four, the same FMAs in the same order (so the same bits as ukr), with constant
+ * addressing of A (on the Xeon of issue 19 the attention products' short k loops, 64 steps a
+ * tile for QKᵀ, lost a few percent to the loop and its runtime strides). ukr itself is left
+ * as it was for the linear layer and for AMD's sgemm. */
+INLINE void ukr_u4(const int mr, const int nv, const int masked, size_t K, const float *a, size_t ars,
+                   const float *b, size_t bks, __mmask16 lmask, float *c, size_t ldc, size_t ncols,
+                   float beta)
+{
+    __m512 acc[MR][NV];
+    const float *ap[MR];
+    /* beta = 1 continues the sums already in C (a later k block of sgemm_nn) */
+#pragma GCC unroll 6
+    for (int i = 0; i < mr; i++) {
+        ap[i] = a + (size_t)i * ars;
+#pragma GCC unroll 4
+        for (int j = 0; j < nv; j++)
+            acc[i][j] = beta == 1 ? _mm512_maskz_loadu_ps(col_mask(ncols, j), c + (size_t)i * ldc + 16 * j)
+                                  : _mm512_setzero_ps();
+    }
+    size_t k = 0;
+    for (; k + 4 <= K; k += 4, b += 4 * bks) {
+        kstep(acc, mr, nv, masked, ap, k, b, lmask);
+        kstep(acc, mr, nv, masked, ap, k + 1, b + bks, lmask);
+        kstep(acc, mr, nv, masked, ap, k + 2, b + 2 * bks, lmask);
+        kstep(acc, mr, nv, masked, ap, k + 3, b + 3 * bks, lmask);
+    }
+    for (; k < K; k++, b += bks) kstep(acc, mr, nv, masked, ap, k, b, lmask);
+    const __m512 vbeta = _mm512_set1_ps(beta);
+#pragma GCC unroll 6
+    for (int i = 0; i < mr; i++) {
+#pragma GCC unroll 4
+        for (int j = 0; j < nv; j++) {
+            size_t c0 = 16 * (size_t)j;
+            if (c0 >= ncols) break;
+            __mmask16 m = tail_mask(ncols - c0);
+            float *p = c + (size_t)i * ldc + c0;
+            __m512 v = acc[i][j];
+            if (beta != 0 && beta != 1)
+                v = _mm512_add_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, p), vbeta), v);
+            _mm512_mask_storeu_ps(p, m, v);
+        }
+    }
+}
+
 /* Full-width packed panel (linear layer): nv = 4, unmasked loads; with and without the
  * weight prefetch. */
 #define UKP(R, PF) ukr(R, 4, 0, PF, K, a, lda, 1, b, NR, 0, c, ldc, ncols, beta, relu)
@@ -100,26 +161,46 @@ static void f32_packed_nopf(int mr, size_t K, const float *a, size_t lda, const 
     UKP_ROWS(0)
 }
 
-/* Strided B (sgemm): nv = ceil(ncols / 16) vectors, last one masked. */
-#define UKS(R, V) ukr(R, V, 1, 0, K, a, ars, aks, b, bks, tail_mask(ncols - 16 * (V - 1)), c, ldc, ncols, beta, 0)
-#define UKS_ROW(R)                                                                            \
+/* Strided B (sgemm): nv = ceil(ncols / 16) vectors, last one masked; U4: ukr_u4 (aks = 1) */
+#define UKS(R, V, U4)                                                                         \
+    if (U4) ukr_u4(R, V, 1, K, a, ars, b, bks, tail_mask(ncols - 16 * (V - 1)), c, ldc, ncols, beta); \
+    else ukr(R, V, 1, 0, K, a, ars, aks, b, bks, tail_mask(ncols - 16 * (V - 1)), c, ldc, ncols, beta, 0)
+#define UKS_ROW(R, U4)                                                                        \
     switch (nv) {                                                                             \
-    case 4: UKS(R, 4); break;                                                                 \
-    case 3: UKS(R, 3); break;                                                                 \
-    case 2: UKS(R, 2); break;                                                                 \
-    default: UKS(R, 1); break;                                                                \
+    case 4: UKS(R, 4, U4); break;                                                             \
+    case 3: UKS(R, 3, U4); break;                                                             \
+    case 2: UKS(R, 2, U4); break;                                                             \
+    default: UKS(R, 1, U4); break;                                                            \
+    }
+#define UKS_ROWS(U4)                                                                          \
+    int nv = (int)((ncols + 15) / 16);                                                        \
+    switch (mr) {                                                                             \
+    case 6: UKS_ROW(6, U4) break;                                                             \
+    case 5: UKS_ROW(5, U4) break;                                                             \
+    case 4: UKS_ROW(4, U4) break;                                                             \
+    case 3: UKS_ROW(3, U4) break;                                                             \
+    case 2: UKS_ROW(2, U4) break;                                                             \
+    default: UKS_ROW(1, U4) break;                                                            \
     }
 static void ukr_strided(int mr, size_t K, const float *a, size_t ars, size_t aks, const float *b,
                         size_t bks, float *c, size_t ldc, size_t ncols, float beta)
 {
-    int nv = (int)((ncols + 15) / 16);
-    switch (mr) {
-    case 6: UKS_ROW(6) break;
-    case 5: UKS_ROW(5) break;
-    case 4: UKS_ROW(4) break;
-    case 3: UKS_ROW(3) break;
-    case 2: UKS_ROW(2) break;
-    default: UKS_ROW(1) break;
+    UKS_ROWS(0)
+}
+/* full 64-column tiles with constant masks (unmasked B loads and C stores), and with beta 0
+ * a constant (no loads of C, no branches around the stores) */
+#define UKF(R, BETA) ukr_u4(R, 4, 0, K, a, ars, b, NR, 0xFFFF, c, ldc, NR, BETA)
+static void ukr_strided_u4(int mr, size_t K, const float *a, size_t ars, size_t aks, const float *b,
+                           size_t bks, float *c, size_t ldc, size_t ncols, float beta)
+{
+    if (aks != 1) {
+        UKS_ROWS(0)
+    } else if (ncols == NR && bks == NR && beta == 0) {
+        GTR_MR6_SWITCH(mr, UKF, 0.0f)
+    } else if (ncols == NR && bks == NR) {
+        GTR_MR6_SWITCH(mr, UKF, beta)
+    } else {
+        UKS_ROWS(1)
     }
 }
 
@@ -133,7 +214,27 @@ static void linear_tile(const gtr_linear_task *t, int mr, size_t i0, size_t p, s
 /* no scratch: tasks of up to GTR_LINEAR_MC_MAX rows (gtr_wmat.mc) */
 const gtr_linear_ukr gtr_avx512_linear_f32 = {.mr = MR, .kc = KC, .mc_max = GTR_LINEAR_MC_MAX, .tile = linear_tile};
 const gtr_sgemm_ukr gtr_avx512_sgemm = {.mr = MR, .nr = NR, .tile = ukr_strided, .transpose = gtr_avx512_transpose};
-/* the same with sgemm_nn's B copied into a contiguous buffer: the tables of Intel CPUs
- * (dispatch.c; AMD's avx512+bf16+vnni keeps the one it was tuned with) */
+/* sgemm_nn's copy of B's block: rows of up to 64 floats, four masked vectors a row (a
+ * memcpy call per row cost the copy a few percent of P·V at L = 512) */
+static void copy_rows(const float *src, size_t lds, size_t rows, size_t cols, float *dst, size_t ldd)
+{
+    if (cols == 64) {
+        for (size_t r = 0; r < rows; r++, src += lds, dst += ldd)
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++) _mm512_storeu_ps(dst + 16 * j, _mm512_loadu_ps(src + 16 * j));
+        return;
+    }
+    const __mmask16 m0 = col_mask(cols, 0), m1 = col_mask(cols, 1), m2 = col_mask(cols, 2), m3 = col_mask(cols, 3);
+    for (size_t r = 0; r < rows; r++, src += lds, dst += ldd) {
+        _mm512_mask_storeu_ps(dst, m0, _mm512_maskz_loadu_ps(m0, src));
+        _mm512_mask_storeu_ps(dst + 16, m1, _mm512_maskz_loadu_ps(m1, src + 16));
+        _mm512_mask_storeu_ps(dst + 32, m2, _mm512_maskz_loadu_ps(m2, src + 32));
+        _mm512_mask_storeu_ps(dst + 48, m3, _mm512_maskz_loadu_ps(m3, src + 48));
+    }
+}
+
+/* The tables of Intel CPUs (dispatch.c; AMD's avx512+bf16+vnni keeps the one above, which it
+ * was tuned with): sgemm_nn copies B's blocks into a contiguous buffer first, sgemm_nt
+ * transposes B's blocks in registers, the tiles' k loop is unrolled by four. Same bits. */
 const gtr_sgemm_ukr gtr_avx512_sgemm_copy_b = {
-    .mr = MR, .nr = NR, .tile = ukr_strided, .transpose = gtr_avx512_transpose, .copy_b = true};
+    .mr = MR, .nr = NR, .tile = ukr_strided_u4, .transpose = gtr_avx512_transpose_reg, .copy_b = copy_rows};

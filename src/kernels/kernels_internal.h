@@ -113,9 +113,10 @@ typedef struct gtr_sgemm_ukr {
                  size_t bks, float *c, size_t ldc, size_t ncols, float beta);
     /* dst[c*ldd + r] = src[r*lds + c] (sgemm_nt's B blocks); NULL: the portable one */
     void (*transpose)(const float *src, size_t lds, size_t rows, size_t cols, float *dst, size_t ldd);
-    /* sgemm_nn copies B's column blocks into a contiguous buffer, 128 rows at a time, before
-     * the tiles read them (beta 0 or 1); false: the tiles read B in place */
-    bool copy_b;
+    /* sgemm_nn copies B's column blocks into a contiguous buffer, up to 512 rows at a time,
+     * with this (dst[r*ldd + c] = src[r*lds + c], cols <= nr) before the tiles read them (beta
+     * 0 or 1); NULL: the tiles read B in place */
+    void (*copy_b)(const float *src, size_t lds, size_t rows, size_t cols, float *dst, size_t ldd);
 } gtr_sgemm_ukr;
 
 /* gemm.c: the drivers */
@@ -254,6 +255,7 @@ void gtr_avx512_add_softmax(float *x, const float *bias, size_t n);
 void gtr_avx512_gelu_mul(float *x, const float *g, size_t n);
 float gtr_avx512_dot(const float *a, const float *b, size_t n);
 void gtr_avx512_transpose(const float *src, size_t lds, size_t rows, size_t cols, float *dst, size_t ldd);
+void gtr_avx512_transpose_reg(const float *src, size_t lds, size_t rows, size_t cols, float *dst, size_t ldd);
 
 /* AMX tiles (linear_amx.c): bf16 by TDPBF16PS, int8 by TDPBUSD, on the AVX-512 layouts with
  * k padded to whole tiles (kalign 32 / 64) */
