@@ -101,15 +101,16 @@ INLINE void kstep(__m512 acc[MR][NV], const int mr, const int nv, const int mask
     }
 }
 
-/* The same tile for the Intel tables' sgemm (issue 19), where A's k stride is 1: the k loop
- * unrolled by four, the same FMAs in the same order (so the same bits as ukr), with constant
- * addressing of A (on the Xeon of issue 19 the attention products' short k loops, 64 steps a
- * tile for QKᵀ, lost a few percent to the loop and its runtime strides). ukr itself is left
- * as it was for the linear layer and for AMD's sgemm. */
+/* The same tile for the Intel tables' sgemm (issue 19), where A's k stride is 1 and B is one
+ * of the drivers' contiguous buffers (rows NR floats apart): the k loop unrolled by four, the
+ * same FMAs in the same order (so the same bits as ukr), with constant addressing (on the Xeon
+ * of issue 19 the attention products' short k loops, 64 steps a tile for QKᵀ, lost a few
+ * percent to the loop and its runtime strides). ukr itself is left as it was for the linear
+ * layer and for AMD's sgemm. */
 INLINE void ukr_u4(const int mr, const int nv, const int masked, size_t K, const float *a, size_t ars,
-                   const float *b, size_t bks, __mmask16 lmask, float *c, size_t ldc, size_t ncols,
-                   float beta)
+                   const float *b, __mmask16 lmask, float *c, size_t ldc, size_t ncols, float beta)
 {
+    const size_t bks = NR;
     __m512 acc[MR][NV];
     const float *ap[MR];
     /* beta = 1 continues the sums already in C (a later k block of sgemm_nn) */
@@ -161,9 +162,10 @@ static void f32_packed_nopf(int mr, size_t K, const float *a, size_t lda, const 
     UKP_ROWS(0)
 }
 
-/* Strided B (sgemm): nv = ceil(ncols / 16) vectors, last one masked; U4: ukr_u4 (aks = 1) */
+/* Strided B (sgemm): nv = ceil(ncols / 16) vectors, last one masked; U4: ukr_u4 (aks = 1,
+ * bks = NR) */
 #define UKS(R, V, U4)                                                                         \
-    if (U4) ukr_u4(R, V, 1, K, a, ars, b, bks, tail_mask(ncols - 16 * (V - 1)), c, ldc, ncols, beta); \
+    if (U4) ukr_u4(R, V, 1, K, a, ars, b, tail_mask(ncols - 16 * (V - 1)), c, ldc, ncols, beta);       \
     else ukr(R, V, 1, 0, K, a, ars, aks, b, bks, tail_mask(ncols - 16 * (V - 1)), c, ldc, ncols, beta, 0)
 #define UKS_ROW(R, U4)                                                                        \
     switch (nv) {                                                                             \
@@ -189,15 +191,17 @@ static void ukr_strided(int mr, size_t K, const float *a, size_t ars, size_t aks
 }
 /* full 64-column tiles with constant masks (unmasked B loads and C stores), and with beta 0
  * a constant (no loads of C, no branches around the stores) */
-#define UKF(R, BETA) ukr_u4(R, 4, 0, K, a, ars, b, NR, 0xFFFF, c, ldc, NR, BETA)
+#define UKF(R, BETA) ukr_u4(R, 4, 0, K, a, ars, b, 0xFFFF, c, ldc, NR, BETA)
 static void ukr_strided_u4(int mr, size_t K, const float *a, size_t ars, size_t aks, const float *b,
                            size_t bks, float *c, size_t ldc, size_t ncols, float beta)
 {
-    if (aks != 1) {
+    /* ukr_u4 only where B is one of the drivers' contiguous buffers: with B read in place
+     * (the encoder's QKᵀ from Kᵀ rows L floats apart) it measured 3-4% slower than ukr */
+    if (aks != 1 || bks != NR) {
         UKS_ROWS(0)
-    } else if (ncols == NR && bks == NR && beta == 0) {
+    } else if (ncols == NR && beta == 0) {
         GTR_MR6_SWITCH(mr, UKF, 0.0f)
-    } else if (ncols == NR && bks == NR) {
+    } else if (ncols == NR) {
         GTR_MR6_SWITCH(mr, UKF, beta)
     } else {
         UKS_ROWS(1)
