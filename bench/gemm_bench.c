@@ -1,6 +1,10 @@
 /* gemm_bench.c — measured peak of this CPU and GEMM throughput of gtr's kernels.
  *
- *   gemm_bench [--tokens M] [--reps R] [--threads-max T] [--accuracy-only | --peak-json]
+ *   gemm_bench [--tokens M] [--reps R] [--threads-max T] [--only f32|bf16|int8]
+ *              [--accuracy-only | --peak-json]
+ *
+ * --only TYPE: the peak of that type's instruction family and gtr_linear of that type alone
+ * (no attention GEMMs, no accuracy table): a short run for before/after comparisons.
  *
  * Peak: each "peak" loop runs 24 independent accumulator chains of one instruction (so
  * latency never limits, only issue throughput) for a fixed number of iterations on every
@@ -193,23 +197,29 @@ static void accuracy(const gtr_kernels *kern, gtr_pool *pool)
 int main(int argc, char **argv)
 {
     size_t M = 4096;
-    int reps = 3, tmax = 2, only_acc = 0, peak_json = 0;
+    int reps = 3, tmax = 2, only_acc = 0, peak_json = 0, only = -1;
     static const struct option opts[] = {{"tokens", required_argument, 0, 'm'},
                                          {"reps", required_argument, 0, 'r'},
                                          {"threads-max", required_argument, 0, 't'},
                                          {"accuracy-only", no_argument, 0, 'a'},
                                          {"peak-json", no_argument, 0, 'p'},
+                                         {"only", required_argument, 0, 'o'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     int c;
-    while ((c = getopt_long(argc, argv, "m:r:t:aph", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:r:t:apo:h", opts, NULL)) != -1) {
         if (c == 'm') M = (size_t)atol(optarg);
+        else if (c == 'o') {
+            only = !strcmp(optarg, "f32") ? 0 : !strcmp(optarg, "bf16") ? 1 : !strcmp(optarg, "int8") ? 2 : -2;
+            if (only == -2) return 2;
+        }
         else if (c == 'p') peak_json = 1;
         else if (c == 'a') only_acc = 1;
         else if (c == 'r') reps = atoi(optarg);
         else if (c == 't') tmax = atoi(optarg);
         else {
-            printf("usage: gemm_bench [--tokens M] [--reps R] [--threads-max T] [--accuracy-only | --peak-json]\n");
+            printf("usage: gemm_bench [--tokens M] [--reps R] [--threads-max T] [--only f32|bf16|int8]\n"
+                   "                  [--accuracy-only | --peak-json]\n");
             return c == 'h' ? 0 : 2;
         }
     }
@@ -241,8 +251,15 @@ int main(int argc, char **argv)
                             loop_amx_bf16, loop_amx_int8};
     const double per_body[NP] = {cpu.avx512f ? 240.0 * 32 : 280.0 * 16, 240.0 * 64, 240.0 * 128,
                                  60.0 * 16384 / 8, 60.0 * 32768 / 8};
-    const bool have[NP] = {cpu.avx512f || (cpu.avx2 && cpu.fma), cpu.avx512_bf16, cpu.avx512_vnni,
-                           cpu.amx, cpu.amx};
+    /* the fraction of each dtype is of the instruction family its kernels use */
+    const gtr_linear_ukr *ub = kern->linear[GTR_W_BF16], *ui = kern->linear[GTR_W_INT8];
+    const int fam[3] = {P_FMA,
+                        ub == &gtr_amx_linear_bf16 ? P_AMX_BF16 : ub == &gtr_avx512_linear_bf16 ? P_BF16 : P_FMA,
+                        ui == &gtr_amx_linear_int8 ? P_AMX_INT8 : ui == &gtr_avx512_linear_int8 ? P_VNNI : P_FMA};
+    bool have[NP] = {cpu.avx512f || (cpu.avx2 && cpu.fma), cpu.avx512_bf16, cpu.avx512_vnni, cpu.amx,
+                     cpu.amx};
+    if (only >= 0 && !peak_json)
+        for (int i = 0; i < NP; i++) have[i] = have[i] && i == fam[only];
     const char *pname[NP] = {cpu.avx512f ? "vfmadd231ps zmm (fp32 FMA, 32 flop)" : "vfmadd231ps ymm (fp32 FMA, 16 flop)",
                              "vdpbf16ps zmm (bf16 pair dot, 64 flop)", "vpdpbusd zmm (int8 quad dot, 128 op)",
                              "tdpbf16ps (AMX bf16 tile, 16,384 flop)", "tdpbusd (AMX int8 tile, 32,768 op)"};
@@ -259,7 +276,7 @@ int main(int argc, char **argv)
         gtr_pool_free(pool);
         return 0;
     }
-    double ymm = (cpu.avx2 && cpu.fma) ? measure_peak(1, loop_fma256, 280.0 * 16) : 0;
+    double ymm = (cpu.avx2 && cpu.fma && only < 0) ? measure_peak(1, loop_fma256, 280.0 * 16) : 0;
     printf("### Measured peak\n\nIndependent accumulator chains of one instruction in a loop (latency never limits):\n"
            "24 zmm chains, %ld × 240 instructions per run; AMX: 6 accumulator tiles, %ld × 60 tile\n"
            "products per run. Per core: best of 20 single-thread runs; %d threads: best of 5 runs with\n"
@@ -270,11 +287,6 @@ int main(int argc, char **argv)
     for (int i = 0; i < NP; i++)
         if (have[i]) printf("| %s | %.1f | %.1f |\n", pname[i], core[i] / 1e9, multi[i] / 1e9);
     if (cpu.avx512f && ymm > 0) printf("| vfmadd231ps ymm (fp32 FMA, 16 flop) | %.1f | |\n", ymm / 1e9);
-    /* the fraction of each dtype is of the instruction family its kernels use */
-    const gtr_linear_ukr *ub = kern->linear[GTR_W_BF16], *ui = kern->linear[GTR_W_INT8];
-    const int fam[3] = {P_FMA,
-                        ub == &gtr_amx_linear_bf16 ? P_AMX_BF16 : ub == &gtr_avx512_linear_bf16 ? P_BF16 : P_FMA,
-                        ui == &gtr_amx_linear_int8 ? P_AMX_INT8 : ui == &gtr_avx512_linear_int8 ? P_VNNI : P_FMA};
     double peak[3][65];
     for (int ty = 0; ty < 3; ty++)
         for (int t = 1; t <= tmax; t++) peak[ty][t] = core[fam[ty]] * t;
@@ -295,6 +307,7 @@ int main(int argc, char **argv)
     for (size_t s = 0; s < sizeof sh / sizeof sh[0]; s++) {
         float *W = rand_floats(sh[s].n * sh[s].k, 0.05f, 3 + (unsigned)s);
         for (int ty = 0; ty < 3; ty++) {
+            if (only >= 0 && ty != only) continue;
             gtr_wmat w;
             gtr_error e;
             if (gtr_wmat_pack(kern, &w, W, sh[s].n, sh[s].k, (gtr_wtype)ty, &e) != GTR_OK) {
@@ -326,6 +339,11 @@ int main(int argc, char **argv)
         gtr_free_aligned(W);
     }
 
+    if (only >= 0) {
+        gtr_free_aligned(x), gtr_free_aligned(y);
+        gtr_pool_free(pool);
+        return 0;
+    }
     /* ---- attention-sized GEMMs (one thread: attention runs one head per task) ---- */
     printf("\n### Attention GEMMs, one thread, d_kv = 64 (best of %d)\n\n", reps * 3);
     printf("| op | L | GFLOP/s | of fp32 peak |\n|---|---|---|---|\n");

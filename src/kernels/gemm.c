@@ -25,7 +25,7 @@ void gtr_linear_drive(const gtr_linear_ukr *u, const gtr_wmat *w, const float *x
     const size_t lines_row = (w->k * sizeof(float) + 63) / 64;
     const size_t calls = ((K + KC - 1) / KC) * (p1 - p0) * ((m + mr - 1) / mr);
     const size_t pf_per = xn && mn && calls ? (mn * lines_row + calls - 1) / calls : 0;
-    size_t pf_r = 0, pf_l = 0;
+    size_t pf_r = 0, pf_l = 0, ahead_r = 0;
     for (size_t k0 = 0; k0 < K; k0 += KC) {
         size_t kc = GTR_MIN(KC, K - k0);
         int accum = k0 > 0 || (flags & GTR_LINEAR_ACCUM);
@@ -39,7 +39,15 @@ void gtr_linear_drive(const gtr_linear_ukr *u, const gtr_wmat *w, const float *x
                     t.pfn = GTR_MIN(pf_per, lines_row - pf_l);
                     if ((pf_l += t.pfn) == lines_row) pf_l = 0, pf_r++;
                 }
+                /* the next tile: the next rows of this panel, else the next panel's first */
+                size_t ni = i0 + mr < m ? i0 + mr : 0, np = ni ? p : p + 1;
+                t.ynr = np < p1 ? GTR_MIN(mr, m - ni) : 0;
+                t.yn = np < p1 ? y + ni * ldy + np * w->nr : NULL;
+                t.ync = np < p1 ? GTR_MIN(w->nr, w->n - np * w->nr) : 0;
                 u->tile(&t, (int)GTR_MIN(mr, m - i0), i0, p, k0, kc, accum, relu);
+                /* a next row whose prefetch completed a row before (its last lines have
+                 * arrived): prepared now, from L2 */
+                if (u->ahead && ahead_r + 1 < pf_r) u->ahead(&t, xn, ldx, ahead_r++, ws);
             }
         }
     }

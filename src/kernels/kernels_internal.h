@@ -54,6 +54,11 @@ typedef struct gtr_linear_task {
      * to bring into L2 while it computes; a tile may ignore them */
     const char *pf;
     size_t pfn;
+    /* the outputs of the tile the driver calls next in this task (ync columns of ynr rows at
+     * yn, ldy apart; ynr = 0: none), which a tile may prefetch for writing while it computes
+     * (the VNNI int8 tile on Intel) */
+    float *yn;
+    size_t ynr, ync;
 } gtr_linear_task;
 
 /* A linear micro-kernel: the driver (gtr_linear_drive) walks k blocks of kc groups (g = 1, 2
@@ -74,6 +79,13 @@ typedef struct gtr_linear_ukr {
     /* convert / quantise rows [0, m) of x into ws and set t->a, t->lda, t->sx; NULL: the
      * tile reads x directly */
     void (*prep)(gtr_linear_task *t, const float *x, size_t m, size_t ldx, void *ws);
+    /* bytes at the start of each thread's scratch that gtr_linear zeroes before a call (prep
+     * and ahead keep their state there); 0: none */
+    size_t ws_clear;
+    /* during a task, prepare row `row` of the rows xn (ldx apart) the thread will probably
+     * take next, once the driver's prefetch of it has completed (rows in order from 0); prep
+     * keeps what it prepared where its rows are those. NULL: the driver only prefetches them */
+    void (*ahead)(const gtr_linear_task *t, const float *xn, size_t ldx, size_t row, void *ws);
     /* before the tiles of panel p, k block [k0, k0 + kc): prepare that block of weights
      * (bf16 widened to float32 into t->b); NULL = the tiles read the packed panel */
     void (*panel)(gtr_linear_task *t, size_t p, size_t k0, size_t kc);
@@ -249,6 +261,7 @@ size_t gtr_avx512_bf16_ws(size_t kp);
 void gtr_avx512_bf16_prep(gtr_linear_task *t, const float *x, size_t m, size_t ldx, void *ws);
 size_t gtr_avx512_int8_ws(size_t kp);
 void gtr_avx512_int8_prep(gtr_linear_task *t, const float *x, size_t m, size_t ldx, void *ws);
+void gtr_avx512_int8_ahead(const gtr_linear_task *t, const float *xn, size_t ldx, size_t row, void *ws);
 void gtr_avx512_rmsnorm(const float *x, const float *w, float eps, size_t n, float *y);
 void gtr_avx512_softmax(float *x, size_t n);
 void gtr_avx512_add_softmax(float *x, const float *bias, size_t n);

@@ -8,7 +8,17 @@
  * (queries) N is split so every thread still gets work. */
 #include "kernels/kernels_internal.h"
 
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+
+/* A range of tasks [front, back) in one word (front << 32 | back): the thread that owns it
+ * takes tasks from the front, others steal from the back once their own are done. */
+typedef struct {
+    _Alignas(64) _Atomic uint64_t r;
+} task_lane;
+#define LANES_MAX 64
 
 typedef struct {
     const gtr_linear_ukr *u;
@@ -19,19 +29,22 @@ typedef struct {
     bool x_prefetch;
     unsigned flags;
     unsigned char *ws;
+    task_lane *lanes; /* NULL: the pool hands out the tasks themselves */
 } linear_job;
 
-static void linear_task(void *ctx, size_t t, int tid)
+#define NO_TASK SIZE_MAX
+
+/* task t; tn: the task this thread takes next if known (NO_TASK: not known) */
+static void run_task(const linear_job *j, size_t t, size_t tn, int tid)
 {
-    const linear_job *j = ctx;
     size_t rb = t / j->n_cb, cb = t % j->n_cb;
     size_t r0 = rb * j->mc, rows = GTR_MIN(j->mc, j->m - r0);
     size_t p0 = cb * j->chunk, p1 = GTR_MIN(j->np, p0 + j->chunk);
     void *ws = j->ws ? j->ws + (size_t)tid * j->ws_stride : NULL;
-    /* the row block this thread takes next if the threads keep in step (tasks are handed out
-     * in order), prefetched during this task where the CPU wants it (gtr_wmat.no_prefetch) */
+    /* the row block this thread takes next, prefetched (and prepared, where the kernel
+     * does so ahead) during this task where the CPU wants it (gtr_wmat.no_prefetch) */
     const float *xn = NULL;
-    size_t mn = 0, tn = t + j->threads;
+    size_t mn = 0;
     if (j->x_prefetch && tn < j->n_tasks && tn / j->n_cb != rb) {
         size_t rn = tn / j->n_cb * j->mc;
         xn = j->x + rn * j->ldx;
@@ -43,6 +56,43 @@ static void linear_task(void *ctx, size_t t, int tid)
     else
         gtr_linear_drive(j->u, j->w, j->x + r0 * j->ldx, rows, j->ldx, j->y + r0 * j->ldy, j->ldy,
                          p0, p1, j->flags, ws, xn, mn);
+}
+
+static bool lane_take(task_lane *l, bool front, size_t *t)
+{
+    uint64_t v = atomic_load(&l->r);
+    for (;;) {
+        uint64_t f = v >> 32, b = v & 0xffffffffu;
+        if (f >= b) return false;
+        uint64_t nv = front ? ((f + 1) << 32) | b : (f << 32) | (b - 1);
+        if (atomic_compare_exchange_weak(&l->r, &v, nv)) {
+            *t = (size_t)(front ? f : b - 1);
+            return true;
+        }
+    }
+}
+
+static size_t lane_peek(task_lane *l)
+{
+    uint64_t v = atomic_load(&l->r), f = v >> 32, b = v & 0xffffffffu;
+    return f < b ? (size_t)f : NO_TASK;
+}
+
+static void linear_task(void *ctx, size_t t, int tid)
+{
+    const linear_job *j = ctx;
+    if (!j->lanes) {
+        /* the next task if the threads keep in step (the pool hands tasks out in order) */
+        run_task(j, t, t + j->threads, tid);
+        return;
+    }
+    /* lane t: its tasks in order, each knowing the next (which is only a guess where another
+     * thread steals it: then what was prepared ahead is not used), then the other lanes'
+     * last tasks */
+    size_t task;
+    while (lane_take(&j->lanes[t], true, &task)) run_task(j, task, lane_peek(&j->lanes[t]), tid);
+    for (size_t i = 1; i < j->threads; i++)
+        while (lane_take(&j->lanes[(t + i) % j->threads], false, &task)) run_task(j, task, NO_TASK, tid);
 }
 
 /* Rows per task: the kernel's own mc; else GTR_LINEAR_MC, or for a kernel that allows more
@@ -148,6 +198,21 @@ void gtr_linear_ws(const gtr_kernels *kern, gtr_pool *pool, const gtr_wmat *w, c
     j.chunk = (j.np + j.n_cb - 1) / j.n_cb;
     j.n_cb = (j.np + j.chunk - 1) / j.chunk;
     j.n_tasks = n_rb * j.n_cb;
+    if (j.ws && j.u->ws_clear)
+        for (size_t i = 0; i < GTR_MAX(threads, (size_t)1); i++) memset(j.ws + i * j.ws_stride, 0, j.u->ws_clear);
+    /* a kernel that prepares the next rows ahead, on several threads: each thread takes its
+     * own lane of consecutive tasks, so that it knows which rows come next (taken in turns
+     * from one counter, a thread that fell a task behind would prepare rows another thread
+     * then takes); lanes run dry are helped from the others' ends */
+    task_lane lanes[LANES_MAX];
+    if (j.x_prefetch && j.u->ahead && threads > 1 && threads <= LANES_MAX && j.n_tasks > threads &&
+        j.n_tasks < ((uint64_t)1 << 32)) {
+        for (size_t l = 0; l < threads; l++)
+            atomic_init(&lanes[l].r, ((uint64_t)(l * j.n_tasks / threads) << 32) | (uint64_t)((l + 1) * j.n_tasks / threads));
+        j.lanes = lanes;
+        gtr_pool_for(pool, threads, linear_task, &j);
+        return;
+    }
     gtr_pool_for(pool, j.n_tasks, linear_task, &j);
 }
 
