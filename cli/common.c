@@ -25,6 +25,18 @@ int cli_errorf(const char *cmd, int status, const char *fmt, ...)
     return status;
 }
 
+bool cli_check_cpu_env(const char *prog)
+{
+    static const char *const names[] = {"amx", "avx512", "avx2", "generic"};
+    const char *v = getenv("GTR_CPU");
+    if (!v || !*v) return true;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (!strcmp(v, names[i])) return true;
+    fprintf(stderr, "%s: GTR_CPU=%s: not a kernel path (amx, avx512, avx2 or generic; unset: the best this CPU has)\n",
+            prog, v);
+    return false;
+}
+
 bool cli_parse_int(const char *cmd, const char *opt, const char *s, long long min, long long max,
                    long long *out)
 {

@@ -46,6 +46,7 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
+    if (!cli_check_cpu_env("gtr")) return 2;
     int rc = -1;
     if (!strcmp(argv[1], "--version")) rc = cmd_version(argc - 1, argv + 1);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0] && rc < 0; i++)

@@ -1,5 +1,6 @@
 /* gtr_mpi.c — bin/gtr-mpi: the gtr commands that run across MPI ranks (see dist.h). */
 #include "dist.h"
+#include "../cli/cli.h"
 
 #include <string.h>
 
@@ -24,7 +25,9 @@ int main(int argc, char **argv)
     MPI_Comm_rank(MPI_COMM_WORLD, &d.rank);
     MPI_Comm_size(MPI_COMM_WORLD, &d.size);
     int rc;
-    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+    if (!cli_check_cpu_env("gtr-mpi")) {
+        rc = 2; /* every rank sees the same environment; rank 0 alone would be enough to say it */
+    } else if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
         if (d.rank == 0) usage(argc < 2 ? stderr : stdout);
         rc = argc < 2 ? 2 : 0;
     } else if (!strcmp(argv[1], "index")) {

@@ -129,6 +129,8 @@ static void test_tables(void **state)
     setenv("GTR_CPU", "avx512", 1); /* AMX off: bf16 on FMAs unless vdpbf16ps is fast */
     if (cpu.avx512f && !cpu.dpbf16_fast)
         assert_ptr_equal(gtr_kernels_select()->linear[GTR_W_BF16], &gtr_avx512_linear_bf16w);
+    setenv("GTR_CPU", "", 1); /* set but empty: as if unset */
+    assert_ptr_equal(gtr_kernels_select(), best);
     setenv("GTR_CPU", "avx2", 1);
     const gtr_kernels *a2 = gtr_kernels_select();
     assert_true(a2 == gtr_kernels_generic() || strcmp(a2->name, "avx2") == 0);

@@ -13,6 +13,13 @@
 #include <unistd.h>
 #endif
 
+/* GTR_CPU caps the kernels (README); set but empty counts as unset, not as a name */
+static const char *cpu_cap(void)
+{
+    const char *cap = getenv("GTR_CPU");
+    return cap && *cap ? cap : NULL;
+}
+
 /* Linux keeps the 8 KB AMX tile state off until a process asks for it (the first tile
  * instruction would otherwise fault). The grant is per process and idempotent; kernels
  * without the request (before 5.16) refuse it, and then AMX is not used. */
@@ -66,13 +73,13 @@ gtr_cpu gtr_cpu_detect(void)
         /* AMX-BF16 (bit 22), AMX-TILE (24), AMX-INT8 (25); XTILECFG + XTILEDATA in XCR0 */
         bool amx_cpu = ((d7 >> 22) & 1) && ((d7 >> 24) & 1) && ((d7 >> 25) & 1);
         bool amx_os = (xcr0 & 0x60000) == 0x60000;
-        const char *cap = getenv("GTR_CPU");
+        const char *cap = cpu_cap();
         bool capped = cap && strcmp(cap, "amx") != 0; /* any other cap turns AMX off */
         c.amx = c.avx512_bf16 && c.avx512_vnni && amx_cpu && amx_os && !capped && amx_permitted();
         (void)b71; (void)c71; (void)d71; (void)a7;
     }
     (void)a; (void)b; (void)d;
-    const char *cap = getenv("GTR_CPU");
+    const char *cap = cpu_cap();
     if (cap && strcmp(cap, "avx512") != 0 && strcmp(cap, "amx") != 0) {
         bool keep_avx2 = strcmp(cap, "avx2") == 0;
         c.avx512f = c.avx512bw = c.avx512dq = c.avx512vl = c.avx512_bf16 = c.avx512_vnni = false;

@@ -5,7 +5,7 @@ cd "$(dirname "$0")/../.." || exit 1
 . tests/scripts/tap.sh
 M=$SHARED/models/gtr-small
 REF=$M/reference
-plan 29
+plan 32
 
 # floats of a little-endian float32 .npy (after its header) or raw .f32 file, one per line
 npy_floats() { local hl; hl=$(od -An -tu2 -j8 -N2 "$1" | tr -d ' '); od -An -v -f -w4 -j$((10 + hl)) "$1"; }
@@ -64,3 +64,11 @@ fails "unknown option" $GTR embed -m "$M" --frobnicate
 ok "info" $GTR info -m "$M"
 like "$(cat "$TMP/out")" "parameters: 11,422,080 " "info: parameter count"
 like "$(cat "$TMP/out")" "storage: encoder F16 .*model.safetensors" "info: storage dtype and files"
+
+# GTR_CPU: a name that is not a kernel path is refused (the kernels would take it for the
+# slowest one); set but empty is unset
+out=$(GTR_CPU=avx512+vnni $GTR embed -m "$M" <<<'{"text": "x"}' 2>&1 >/dev/null); st=$?
+is "$st" 2 "GTR_CPU=avx512+vnni: exit 2"
+like "$out" "^gtr: GTR_CPU=avx512\+vnni: not a kernel path" "... one line naming it"
+is "$(GTR_CPU= $GTR version | grep '^cpu:')" "$($GTR version | grep '^cpu:')" "GTR_CPU= (empty): the path chosen when unset"
+
