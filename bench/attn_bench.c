@@ -12,6 +12,7 @@
  * With --threads 2 each thread runs its own head at once (as gtr's attention does, one head per
  * task) and the figure is the sum, against twice the single-core peak. */
 #include "kernels/kernels_internal.h"
+#include "bench_rng.h"
 
 #include <getopt.h>
 #include <pthread.h>
@@ -52,21 +53,6 @@ static double measure_peak(void)
     }
 #endif
     return best;
-}
-
-static float *rand_floats(size_t n, float scale, unsigned seed)
-{
-    float *p = gtr_malloc_aligned(n * sizeof(float), NULL);
-    if (!p) {
-        fprintf(stderr, "out of memory\n");
-        exit(1);
-    }
-    uint64_t s = seed * 2654435761u + 1;
-    for (size_t i = 0; i < n; i++) {
-        s = s * 6364136223846793005ull + 1442695040888963407ull;
-        p[i] = scale * ((float)((s >> 40) & 0xffffff) / 8388608.0f - 1.0f);
-    }
-    return p;
 }
 
 typedef struct {
@@ -129,9 +115,9 @@ int main(int argc, char **argv)
         job jobs[2];
         for (int t = 0; t < threads; t++) {
             unsigned s = 16 * (unsigned)t;
-            jobs[t] = (job){.kern = kern, .L = L, .q = rand_floats(L * 768, 1.0f, 7 + s),
-                            .kk = rand_floats(L * 768, 1.0f, 8 + s), .sc = rand_floats(L * L, 0, 9 + s),
-                            .o = rand_floats(L * 768, 0, 10 + s)};
+            jobs[t] = (job){.kern = kern, .L = L, .q = bench_rand_floats(L * 768, 1.0f, 7 + s),
+                            .kk = bench_rand_floats(L * 768, 1.0f, 8 + s), .sc = bench_rand_floats(L * L, 0, 9 + s),
+                            .o = bench_rand_floats(L * 768, 0, 10 + s)};
         }
         double flop = 2.0 * (double)L * (double)L * 64;
         for (int op = 0; op < 2; op++) {

@@ -16,6 +16,7 @@
  * timed runs after a warm-up, flop = 2·M·N·K; the fraction is of the peak of the same
  * instruction family on the same number of threads. Prints Markdown tables. */
 #include "kernels/kernels_internal.h"
+#include "bench_rng.h"
 
 #include <getopt.h>
 #include <math.h>
@@ -133,28 +134,13 @@ static double measure_peak(int threads, void (*fn)(long), double ops_per_body)
     return best;
 }
 
-static float *rand_floats(size_t n, float scale, unsigned seed)
-{
-    float *p = gtr_malloc_aligned(n * sizeof(float), NULL);
-    if (!p) {
-        fprintf(stderr, "out of memory\n");
-        exit(1);
-    }
-    uint64_t s = seed * 2654435761u + 1;
-    for (size_t i = 0; i < n; i++) {
-        s = s * 6364136223846793005ull + 1442695040888963407ull;
-        p[i] = scale * ((float)((s >> 40) & 0xffffff) / 8388608.0f - 1.0f);
-    }
-    return p;
-}
-
 /* Accuracy of the low-precision paths on the wi shape (K = 768 → N = 3072), 64 rows:
  * activations roughly Gaussian with a few large entries per row (like the inputs of T5's
  * feed-forward), weights Gaussian with the std of T5's init; against a float64 reference. */
 static void accuracy(const gtr_kernels *kern, gtr_pool *pool)
 {
     const size_t m = 64, n = 3072, k = 768;
-    float *x = rand_floats(m * k, 1.0f, 21), *W = rand_floats(n * k, 1.0f, 22), *y = rand_floats(m * n, 0, 23);
+    float *x = bench_rand_floats(m * k, 1.0f, 21), *W = bench_rand_floats(n * k, 1.0f, 22), *y = bench_rand_floats(m * n, 0, 23);
     for (size_t i = 0; i < m * k; i++) x[i] = x[i] + x[(i * 7919) % (m * k)] + x[(i * 104729) % (m * k)];
     for (size_t i = 0; i < n * k; i++) W[i] = 0.036f * (W[i] + W[(i * 7919) % (n * k)] + W[(i * 15485863) % (n * k)]);
     for (size_t i = 0; i < m; i++) x[i * k + (i * 131) % k] = 20.0f; /* an outlier per row */
@@ -303,9 +289,9 @@ int main(int argc, char **argv)
      * machine whose cores share their FMA units (SMT siblings, a busy host) really offers */
     printf("| shape (N←K) | dtype | threads | ms | GFLOP/s | of peak | of measured %d-thread peak |\n"
            "|---|---|---|---|---|---|---|\n", tmax);
-    float *x = rand_floats(M * 3072, 1.0f, 1), *y = rand_floats(M * 3072, 0, 2);
+    float *x = bench_rand_floats(M * 3072, 1.0f, 1), *y = bench_rand_floats(M * 3072, 0, 2);
     for (size_t s = 0; s < sizeof sh / sizeof sh[0]; s++) {
-        float *W = rand_floats(sh[s].n * sh[s].k, 0.05f, 3 + (unsigned)s);
+        float *W = bench_rand_floats(sh[s].n * sh[s].k, 0.05f, 3 + (unsigned)s);
         for (int ty = 0; ty < 3; ty++) {
             if (only >= 0 && ty != only) continue;
             gtr_wmat w;
@@ -348,8 +334,8 @@ int main(int argc, char **argv)
     printf("\n### Attention GEMMs, one thread, d_kv = 64 (best of %d)\n\n", reps * 3);
     printf("| op | L | GFLOP/s | of fp32 peak |\n|---|---|---|---|\n");
     for (size_t L = 128; L <= 512; L *= 2) {
-        float *q = rand_floats(L * 768, 1.0f, 7), *kk = rand_floats(L * 768, 1.0f, 8),
-              *sc = rand_floats(L * L, 0, 9), *o = rand_floats(L * 768, 0, 10);
+        float *q = bench_rand_floats(L * 768, 1.0f, 7), *kk = bench_rand_floats(L * 768, 1.0f, 8),
+              *sc = bench_rand_floats(L * L, 0, 9), *o = bench_rand_floats(L * 768, 0, 10);
         for (int op = 0; op < 2; op++) {
             double best = 1e30;
             for (int r = 0; r < reps * 3 + 1; r++) {
