@@ -51,9 +51,8 @@ static uint8_t *slot_at(void *ws, size_t slot, size_t mc, size_t kp)
 
 /* row i of a slot: u8 codes (qx + 128) of kp bytes (padding = 128, i.e. 0) and its scale,
  * exactly as gtr_q8 / gtr_q8_scale define them. packed (Intel): 64 values at a time narrowed
- * by saturating packs (int32 -> int16 -> int8 clamps to [-128, 127]; then max -127 and the
- * offset as a sign flip) instead of clamping, offsetting and narrowing each 16 (the same
- * bytes, half the vector instructions; they run on the ports vpdpbusd needs) */
+ * by gtr_avx512_q8_narrow64 instead of clamping, offsetting and narrowing each 16 (AMD keeps
+ * the latter, which it was measured with) */
 static void quant_row(const float *src, size_t k, size_t kp, uint8_t *base, size_t mc, size_t i, int packed)
 {
     float *sx = (float *)(base + (mc * kp + 63) / 64 * 64);
@@ -65,17 +64,12 @@ static void quant_row(const float *src, size_t k, size_t kp, uint8_t *base, size
     uint8_t *d = base + i * kp;
     size_t c = 0;
     if (packed) {
-        /* the packs interleave the four vectors' 128-bit lanes: dword 4 * lane + vector */
-        const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-        const __m512i lo8 = _mm512_set1_epi8(-127), flip = _mm512_set1_epi8((char)0x80);
         for (; c + 64 <= k; c += 64) {
             __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(src + c), vinv));
             __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(src + c + 16), vinv));
             __m512i q2 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(src + c + 32), vinv));
             __m512i q3 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(src + c + 48), vinv));
-            __m512i b = _mm512_packs_epi16(_mm512_packs_epi32(q0, q1), _mm512_packs_epi32(q2, q3));
-            b = _mm512_permutexvar_epi32(order, b);
-            _mm512_storeu_si512(d + c, _mm512_xor_si512(_mm512_max_epi8(b, lo8), flip));
+            _mm512_storeu_si512(d + c, gtr_avx512_q8_narrow64(q0, q1, q2, q3));
         }
     }
     for (; c < k; c += 16) {

@@ -111,26 +111,21 @@ static void bf16_row(const float *src, size_t k, size_t ks, unsigned char *d)
 }
 
 /* k floats -> u8 codes qx + 128 (padding 128, i.e. 0) in ks steps of 64 and the row scale,
- * exactly as gtr_q8 / gtr_q8_scale define them (as gtr_avx512_int8_prep does) */
+ * exactly as gtr_q8 / gtr_q8_scale define them (as gtr_avx512_int8_prep does, narrowed the
+ * same way) */
 static void int8_row(const float *src, size_t k, size_t ks, unsigned char *d, float *sx)
 {
-    const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127), off = _mm512_set1_epi32(128);
     float inv;
     gtr_q8_scale(gtr_avx512_absmax(src, k), sx, &inv);
     const __m512 vinv = _mm512_set1_ps(inv);
     for (size_t s = 0; s < ks; s++, d += 1024) {
-        __m128i q8[4];
+        __m512i q[4];
         for (int j = 0; j < 4; j++) {
             size_t cc = 64 * s + 16 * (size_t)j;
             /* lanes past k load 0: code 128 */
-            __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(m16(k > cc ? k - cc : 0), src + cc), vinv));
-            q8[j] = _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(q, lo), hi), off));
+            q[j] = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(m16(k > cc ? k - cc : 0), src + cc), vinv));
         }
-        __m512i v = _mm512_castsi128_si512(q8[0]);
-        v = _mm512_inserti32x4(v, q8[1], 1);
-        v = _mm512_inserti32x4(v, q8[2], 2);
-        v = _mm512_inserti32x4(v, q8[3], 3);
-        _mm512_store_si512(d, v);
+        _mm512_store_si512(d, gtr_avx512_q8_narrow64(q[0], q[1], q[2], q[3]));
     }
 }
 
