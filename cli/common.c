@@ -32,8 +32,9 @@ bool cli_check_cpu_env(const char *prog)
     if (!v || !*v) return true;
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (!strcmp(v, names[i])) return true;
-    fprintf(stderr, "%s: GTR_CPU=%s: not a kernel path (amx, avx512, avx2 or generic; unset: the best this CPU has)\n",
-            prog, v);
+    if (prog)
+        fprintf(stderr, "%s: GTR_CPU=%s: not a kernel path (amx, avx512, avx2 or generic; unset: the best this CPU has)\n",
+                prog, v);
     return false;
 }
 

@@ -25,8 +25,8 @@ int main(int argc, char **argv)
     MPI_Comm_rank(MPI_COMM_WORLD, &d.rank);
     MPI_Comm_size(MPI_COMM_WORLD, &d.size);
     int rc;
-    if (!cli_check_cpu_env("gtr-mpi")) {
-        rc = 2; /* every rank sees the same environment; rank 0 alone would be enough to say it */
+    if (!cli_check_cpu_env(d.rank == 0 ? "gtr-mpi" : NULL)) { /* every rank refuses; rank 0 says why */
+        rc = 2;
     } else if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
         if (d.rank == 0) usage(argc < 2 ? stderr : stdout);
         rc = argc < 2 ? 2 : 0;

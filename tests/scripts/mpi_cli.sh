@@ -9,7 +9,7 @@ cd "$(dirname "$0")/../.." || exit 1
 . tests/scripts/tap.sh
 
 . tests/scripts/mpi_setup.sh.inc
-plan 88
+plan 90
 
 head -n 300 "$SF/corpus.jsonl" >"$TMP/sub.jsonl"
 head -n 30 "$SF/queries.jsonl" >"$TMP/q.jsonl"
@@ -144,5 +144,10 @@ is "$([ -e "$TMP/big2.gtri" ] && echo exists || echo absent)" "absent" "... and 
 ok "the same command resumes" run 2 $MPI index -m "$TINY" -c "$TMP/big.jsonl" -o "$TMP/big2.gtri" --batch 2 --checkpoint 20 -t 1
 like "$(cat "$TMP/err")" "from an interrupted build" "... from the checkpoint"
 ok "... to the bytes of the uninterrupted single-process build" cmp "$TMP/big1.gtri" "$TMP/big2.gtri"
+
+# GTR_CPU naming no kernel path: every rank refuses before any work, rank 0 alone says why
+out=$(GTR_CPU=avx512+vnni run 3 $MPI index -m "$TINY" -c "$TMP/big.jsonl" -o "$TMP/cpu.gtri" 2>&1); st=$?
+is "$([ $st -ne 0 ] && [ ! -e "$TMP/cpu.gtri" ] && echo refused)" "refused" "GTR_CPU=avx512+vnni: gtr-mpi fails, no index"
+is "$(printf '%s\n' "$out" | grep -c '^gtr-mpi: GTR_CPU=avx512+vnni: not a kernel path')" "1" "... one line, from rank 0 only"
 
 done_testing
