@@ -26,9 +26,8 @@ int cli_fail(const char *cmd, const gtr_error *err);
 /* Print "gtr <cmd>: <formatted message>"; returns status. */
 int cli_errorf(const char *cmd, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* GTR_CPU, when set and not empty, must name a path (amx, avx512, avx2, generic): the kernels
- * take any other value for the lowest path, tens of times slower, so a typo is refused here
- * with one line (prog: "gtr" or "gtr-mpi"; NULL: refused without a word, for the ranks other
+/* GTR_CPU, when set and not empty, must name a path (gtr_cpu_check_env): the kernels take any
+ * other value for the lowest path, tens of times slower, so a typo is refused here with one line (prog: "gtr" or "gtr-mpi"; NULL: refused without a word, for the ranks other
  * than 0). False when refused. */
 bool cli_check_cpu_env(const char *prog);
 /* Parse integer / float option values strictly; on error print a usage message, return false. */

@@ -27,14 +27,9 @@ int cli_errorf(const char *cmd, int status, const char *fmt, ...)
 
 bool cli_check_cpu_env(const char *prog)
 {
-    static const char *const names[] = {"amx", "avx512", "avx2", "generic"};
-    const char *v = getenv("GTR_CPU");
-    if (!v || !*v) return true;
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (!strcmp(v, names[i])) return true;
-    if (prog)
-        fprintf(stderr, "%s: GTR_CPU=%s: not a kernel path (amx, avx512, avx2 or generic; unset: the best this CPU has)\n",
-                prog, v);
+    gtr_error err = {0};
+    if (gtr_cpu_check_env(&err) == GTR_OK) return true;
+    if (prog) fprintf(stderr, "%s: %s\n", prog, err.message);
     return false;
 }
 

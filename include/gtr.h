@@ -82,6 +82,11 @@ GTR_API int gtr_cpu_cores(void);
 /* The instruction sets this CPU gives the kernels, e.g. "avx512 (+bf16, +vnni) + amx" (a
  * constant string). */
 GTR_API const char *gtr_cpu_features(void);
+/* GTR_CPU, when set and not empty, caps the kernels and must name a path: amx, avx512, avx2 or
+ * generic. The kernels take any other value for the lowest path (tens of times slower), so
+ * front ends call this first: GTR_ERR_INVALID_ARG with a one-line message for a value that is
+ * not one of these, GTR_OK otherwise (unset and empty included). */
+GTR_API gtr_status gtr_cpu_check_env(gtr_error *err);
 
 /* Thread pool: a fixed set of worker threads that run parallel-for loops. Pass one to
  * the components that compute (model, index, ...), or let them create their own. */

@@ -134,6 +134,24 @@ static void test_tables(void **state)
     setenv("GTR_CPU", "avx2", 1);
     const gtr_kernels *a2 = gtr_kernels_select();
     assert_true(a2 == gtr_kernels_generic() || strcmp(a2->name, "avx2") == 0);
+    /* the names gtr_cpu_check_env accepts are the ones the selection reads; others are refused */
+    static const char *const good[] = {"amx", "avx512", "avx2", "generic", ""};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        setenv("GTR_CPU", good[i], 1);
+        gtr_error err = {0};
+        assert_int_equal(gtr_cpu_check_env(&err), GTR_OK);
+    }
+    static const char *const bad[] = {"avx512+vnni", "AVX2", "avx", "amx "};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        setenv("GTR_CPU", bad[i], 1);
+        gtr_error err = {0};
+        assert_int_equal(gtr_cpu_check_env(&err), GTR_ERR_INVALID_ARG);
+        char want[64];
+        snprintf(want, sizeof want, "GTR_CPU=%s: not a kernel path", bad[i]);
+        assert_non_null(strstr(err.message, want));
+    }
+    unsetenv("GTR_CPU");
+    assert_int_equal(gtr_cpu_check_env(NULL), GTR_OK);
     if (saved) setenv("GTR_CPU", saved, 1);
     else unsetenv("GTR_CPU");
     free(saved);

@@ -31,6 +31,7 @@ class Index(_lib.Closable):
         self._fields = None
         self.nprobe = int(nprobe)
         err = _lib.Error()
+        raise_for(_lib.cpu_check_env(byref(err)), err)  # a mistyped GTR_CPU would mean generic
         self._pool = _lib.pool_create(int(threads) if threads else 0, byref(err))
         if not self._pool:
             raise_null(err)

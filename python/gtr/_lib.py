@@ -88,6 +88,7 @@ E = POINTER(Error)
 version = _fn("gtr_version", c_char_p)
 status_str = _fn("gtr_status_str", c_char_p, c_int)
 num_cores = _fn("gtr_cpu_cores", c_int)
+cpu_check_env = _fn("gtr_cpu_check_env", c_int, E)
 pool_create = _fn("gtr_pool_create", c_void_p, c_int, E)
 pool_free = _fn("gtr_pool_free", None, c_void_p)
 

@@ -87,6 +87,7 @@ class Model(_lib.Closable):
         self._device = device.encode() if device else None  # kept alive: opts points at it
         opts.device = self._device
         err = _lib.Error()
+        raise_for(_lib.cpu_check_env(byref(err)), err)  # a mistyped GTR_CPU would mean generic
         if spm_compat is not None:
             code = c_int(0)
             if _lib.spm_compat_parse(str(spm_compat).encode(), byref(code), byref(err)):

@@ -97,6 +97,18 @@ gtr_cpu gtr_cpu_detect(void)
 }
 #endif
 
+/* the names cpu_cap() is compared with (in gtr_cpu_detect) */
+gtr_status gtr_cpu_check_env(gtr_error *err)
+{
+    static const char *const names[] = {"amx", "avx512", "avx2", "generic"};
+    const char *v = getenv("GTR_CPU");
+    if (!v || !*v) return GTR_OK;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (!strcmp(v, names[i])) return GTR_OK;
+    return gtr_error_set(err, GTR_ERR_INVALID_ARG,
+                         "GTR_CPU=%s: not a kernel path (amx, avx512, avx2 or generic; unset: the best this CPU has)", v);
+}
+
 const char *gtr_cpu_features(void)
 {
     gtr_cpu c = gtr_cpu_detect();

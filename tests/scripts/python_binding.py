@@ -18,7 +18,7 @@ def run(*cmd, **kw):
     return subprocess.run(list(cmd), check=True, stdout=subprocess.PIPE, **kw).stdout
 
 
-PLAN = 31
+PLAN = 34
 
 
 def main():
@@ -122,6 +122,25 @@ def main():
             check(False, "a missing model directory raises GtrError")
         except gtr.GtrError as e:
             check("no-such-model" in str(e) and e.status == "not found", "a missing model directory raises GtrError naming it", str(e))
+        # a mistyped GTR_CPU (the library alone would take it for the generic path) is refused
+        # with the message gtr and gtr-mpi print; empty counts as unset
+        cpu_env = os.environ.get("GTR_CPU")
+        for bad in ("avx512+vnni", "AVX2"):
+            os.environ["GTR_CPU"] = bad
+            try:
+                gtr.Model(model_dir)
+                check(False, f"GTR_CPU={bad}: Model raises GtrError")
+            except gtr.GtrError as e:
+                check(f"GTR_CPU={bad}: not a kernel path" in str(e) and e.status == "invalid argument",
+                      f"GTR_CPU={bad}: Model raises GtrError (invalid argument) naming it", str(e))
+        os.environ["GTR_CPU"] = ""
+        me = gtr.Model(model_dir)
+        check(np.allclose(me.encode(["x"]), m.encode(["x"]), atol=1e-5), "GTR_CPU= (empty): loads, same vectors")
+        me.close()
+        if cpu_env is None:
+            del os.environ["GTR_CPU"]
+        else:
+            os.environ["GTR_CPU"] = cpu_env
         try:
             m.encode(["fine", 42])
             check(False, "a non-string text raises TypeError")
