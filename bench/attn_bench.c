@@ -1,7 +1,7 @@
 /* attn_bench.c — attention's float32 products alone, against the measured FMA peak: a short,
  * repeatable measurement for comparing two builds in one quiet minute (bench/quiet.sh).
  *
- *   attn_bench [--rounds R] [--threads T]
+ *   attn_bench [--rounds R] [--threads T] [--kernels NAME]
  *
  * The products and data are gemm_bench's "Attention GEMMs": d_kv = 64, Q, K and V rows 768
  * floats apart (one head of a 768-wide layer), S = Q·Kᵀ (gtr_sgemm_nt, L × L × 64) and
@@ -10,7 +10,9 @@
  * independent vfmadd231ps zmm chains (~1 ms a run), measured before every round of every
  * figure, the best of all of them (so a noisy minute lowers the peak less than the figures).
  * With --threads 2 each thread runs its own head at once (as gtr's attention does, one head per
- * task) and the figure is the sum, against twice the single-core peak. */
+ * task) and the figure is the sum, against twice the single-core peak. --kernels: a table by
+ * name (gtr_kernels_by_name, any that runs here) instead of the one chosen for this CPU, so that
+ * one binary compares two tables' products in one quiet call. */
 #include "kernels/kernels_internal.h"
 #include "bench_rng.h"
 
@@ -93,22 +95,29 @@ static int cmp_d(const void *a, const void *b)
 int main(int argc, char **argv)
 {
     int rounds = 9, threads = 1;
+    const char *kname = NULL;
     static const struct option opts[] = {{"rounds", required_argument, 0, 'r'},
                                          {"threads", required_argument, 0, 't'},
+                                         {"kernels", required_argument, 0, 'k'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     int c;
-    while ((c = getopt_long(argc, argv, "r:t:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "r:t:k:h", opts, NULL)) != -1) {
         if (c == 'r') rounds = atoi(optarg);
         else if (c == 't') threads = atoi(optarg);
+        else if (c == 'k') kname = optarg;
         else {
-            printf("usage: attn_bench [--rounds R] [--threads 1|2]\n");
+            printf("usage: attn_bench [--rounds R] [--threads 1|2] [--kernels NAME]\n");
             return c == 'h' ? 0 : 2;
         }
     }
     if (rounds < 1 || rounds > 100 || threads < 1 || threads > 2) return 2;
     gtr_cpu cpu = gtr_cpu_detect();
-    const gtr_kernels *kern = gtr_kernels_select();
+    const gtr_kernels *kern = kname ? gtr_kernels_by_name(kname) : gtr_kernels_select();
+    if (!kern) {
+        fprintf(stderr, "attn_bench: no kernel table '%s' runs on this CPU\n", kname);
+        return 2;
+    }
     double peak = 0;
     static double res[3][2][2]; /* [L][op][best, median] */
     for (size_t L = 128; L <= 512; L *= 2) {

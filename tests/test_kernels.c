@@ -715,10 +715,35 @@ static void test_sgemm(void **state)
             }
 }
 
-/* The Intel tables' sgemm (gtr_avx512_sgemm_copy_b: sgemm_nn copies B's blocks first, up to
- * 512 rows at a time; sgemm_nt transposes in registers; tiles with k unrolled by four) gives
- * the very same bits as AMD's gtr_avx512_sgemm (tiles reading B in place), for nt, nn and tn,
- * attention-like strides, full and ragged tiles, K over several copied blocks. */
+/* The float32 sum that every AVX-512 sgemm tile computes, one output at a time: one FMA chain
+ * over k in k order, started from 0 (beta 0) or from C (beta 1); another beta scales C and adds
+ * it to the chain's value (two roundings) once the first kb k steps are summed, and the chain
+ * goes on from there (sgemm_nt: kb = its k chunk of 128; sgemm_nn / tn: all of K). A[i,k] at
+ * A[i*ars + k*aks], B[k,j] at B[k*bks + j*bjs]. */
+static void sgemm_fma_chain(size_t M, size_t N, size_t K, size_t kb, const float *A, size_t ars, size_t aks,
+                            const float *B, size_t bks, size_t bjs, float beta, float *C, size_t ldc)
+{
+    for (size_t i = 0; i < M; i++)
+        for (size_t j = 0; j < N; j++) {
+            float *c = &C[i * ldc + j];
+            float acc = beta == 1 ? *c : 0.0f;
+            for (size_t k = 0; k < K; k++) {
+                acc = fmaf(A[i * ars + k * aks], B[k * bks + j * bjs], acc);
+                if (k + 1 == GTR_MIN(kb, K) && beta != 0 && beta != 1) {
+                    float scaled = *c * beta;
+                    acc = scaled + acc;
+                }
+            }
+            if (K == 0 && beta != 0 && beta != 1) acc = *c * beta + acc;
+            *c = acc;
+        }
+}
+
+/* Both AVX-512 sgemms, AMD's (gtr_avx512_sgemm: B read in place by sgemm_nn) and the Intel
+ * tables' (gtr_avx512_sgemm_copy_b: sgemm_nn copies B's blocks first, up to 512 rows at a
+ * time), with sgemm_nt's register transpose and the tiles' k unrolled by four, give the very
+ * bits of the plain FMA chain above (the tiles of ukr before issue 19), for nt, nn and tn,
+ * attention-like strides, full and ragged tiles, K over several blocks. */
 static void test_sgemm_nn_copy_b(void **state)
 {
     (void)state;
@@ -726,14 +751,14 @@ static void test_sgemm_nn_copy_b(void **state)
     if (!gtr_kernels_by_name("avx512")) skip();
     static const size_t shapes3[][3] = {{256, 64, 256}, {130, 67, 129}, {7, 200, 300}, {512, 64, 512},
                                         {1, 1, 1},     {256, 256, 64}, {70, 64, 1100}, {13, 130, 67},
-                                        {64, 512, 64}, {6, 64, 3}};
+                                        {64, 512, 64}, {6, 64, 3},     {9, 70, 0}};
     static const float betas[] = {0.0f, 1.0f, 0.5f};
     for (size_t s = 0; s < sizeof shapes3 / sizeof shapes3[0]; s++) {
         size_t M = shapes3[s][0], N = shapes3[s][1], K = shapes3[s][2], lda = GTR_MAX(M, K) + 1, ldb = 768,
                ldc = N + 3;
         size_t brows = GTR_MAX(K, N);
         float *A = falloc(GTR_MAX(M, K) * lda), *B = falloc(brows * ldb), *C0 = falloc(M * ldc),
-              *C1 = falloc(M * ldc), *C2 = falloc(M * ldc);
+              *C1 = falloc(M * ldc), *C2 = falloc(M * ldc), *Cr = falloc(M * ldc);
         fill(A, GTR_MAX(M, K) * lda, 1.0f);
         fill(B, brows * ldb, 1.0f);
         fill(C0, M * ldc, 1.0f);
@@ -744,12 +769,23 @@ static void test_sgemm_nn_copy_b(void **state)
                     op == 0 ? gtr_sgemm_drive_nt : op == 1 ? gtr_sgemm_drive_nn : gtr_sgemm_drive_tn;
                 memcpy(C1, C0, M * ldc * sizeof(float));
                 memcpy(C2, C0, M * ldc * sizeof(float));
+                memcpy(Cr, C0, M * ldc * sizeof(float));
                 drive(&gtr_avx512_sgemm, M, N, K, A, lda, B, ldb, betas[bi], C1, ldc);
                 drive(&gtr_avx512_sgemm_copy_b, M, N, K, A, lda, B, ldb, betas[bi], C2, ldc);
-                if (memcmp(C1, C2, M * ldc * sizeof(float)) != 0)
-                    fail_msg("sgemm op %d %zux%zux%zu beta %g: Intel tiles differ", op, M, N, K, (double)betas[bi]);
+                if (op == 0) /* B [N, K] */
+                    sgemm_fma_chain(M, N, K, 128, A, lda, 1, B, 1, ldb, betas[bi], Cr, ldc);
+                else if (op == 1)
+                    sgemm_fma_chain(M, N, K, K, A, lda, 1, B, ldb, 1, betas[bi], Cr, ldc);
+                else /* A [K, M] */
+                    sgemm_fma_chain(M, N, K, K, A, 1, lda, B, ldb, 1, betas[bi], Cr, ldc);
+                if (memcmp(C1, Cr, M * ldc * sizeof(float)) != 0)
+                    fail_msg("sgemm op %d %zux%zux%zu beta %g: AMD tiles differ from the FMA chain", op, M, N, K,
+                             (double)betas[bi]);
+                if (memcmp(C2, Cr, M * ldc * sizeof(float)) != 0)
+                    fail_msg("sgemm op %d %zux%zux%zu beta %g: Intel tiles differ from the FMA chain", op, M, N, K,
+                             (double)betas[bi]);
             }
-        free(A), free(B), free(C0), free(C1), free(C2);
+        free(A), free(B), free(C0), free(C1), free(C2), free(Cr);
     }
 #else
     skip();

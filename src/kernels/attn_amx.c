@@ -6,7 +6,7 @@
  * (text, head) in the B-tile layout — k pairs × columns, [Kp/2][Np] 32-bit words holding
  * (k = 2q, 2q + 1), Kp a multiple of 32, Np of 16, zero padded — and serves every query block:
  *   Kᵀ: each key row of d_kv values converts to d_kv/2 pair words, then a 32-bit transpose
- *       puts keys along the columns (gtr_avx512_transpose_reg, in registers, copies bits exactly);
+ *       puts keys along the columns (gtr_avx512_transpose, in registers, copies bits exactly);
  *   V:  rows 2q and 2q + 1 interleave into the pair words of row q.
  * The left operand (a query block or a block of probabilities) is converted 16 rows at a time
  * into a small buffer; one call computes 16 rows × up to 64 columns per pass with four
@@ -56,7 +56,7 @@ void gtr_amx_bf16_pack_bt(const float *Bt, size_t ldt, size_t K, size_t N, void 
     uint16_t *t = tmp;
     for (size_t n = 0; n < N; n++) row_bf16(Bt + n * ldt, K, kp, t + n * kp);
     /* [N][kp/2] words -> [kp/2][np] words; padding columns zero */
-    gtr_avx512_transpose_reg((const float *)tmp, kp / 2, N, kp / 2, (float *)dst, np);
+    gtr_avx512_transpose((const float *)tmp, kp / 2, N, kp / 2, (float *)dst, np);
     uint32_t *d = dst;
     for (size_t q = 0; q < kp / 2; q++)
         for (size_t n = N; n < np; n++) d[q * np + n] = 0;

@@ -35,10 +35,15 @@ const gtr_kernels gtr_kernels_avx2_table = {
 /* AVX-512 float32 everywhere; the low-precision paths use what the CPU has. bf16 runs on
  * float32 FMAs (bf16w) unless vdpbf16ps is faster than they are, so that --dtype bf16 is
  * never slower than f32 (and int8, on vpdpbusd or AMX, never slower than bf16).
- * sgemm: avx512+bf16+vnni is chosen only where vdpbf16ps is fast, i.e. on AMD (cpu.c), and
- * keeps the attention products it was tuned with there; the others run on Intel CPUs, where
- * sgemm_nn copies B's blocks first (gemm.c, issue 19) and the transposes (sgemm_nt's blocks,
- * attention's Kᵀ) keep their 16x16 tiles in registers (gtr_avx512_transpose_reg). */
+ * sgemm: every table transposes (sgemm_nt's blocks, attention's Kᵀ) with 16x16 tiles kept in
+ * registers (gtr_avx512_transpose) and runs the tiles with k unrolled by four on the transposed
+ * blocks (ukr_u4, gemm_avx512.c): S = Q·Kᵀ faster on the Xeon of issue 19 and on Zen 5 (1
+ * thread, median 80-88% of the FMA peak -> 87-92%, bench/RESULTS.md). avx512+bf16+vnni is
+ * chosen only where vdpbf16ps is fast, i.e. on AMD (cpu.c), and its sgemm_nn reads B in
+ * place (gtr_avx512_sgemm); the others run on Intel CPUs, where sgemm_nn copies B's blocks
+ * first (gtr_avx512_sgemm_copy_b, gemm.c: V's rows a page apart missed the L1 TLB there; on
+ * Zen 5 the copy gained nothing on 1 thread and lost a few percent on 2). All give the same
+ * bits. */
 #define AVX512_COMMON                                                                         \
     .need_avx2 = true, .need_avx512 = true,                                                   \
     .rmsnorm = gtr_avx512_rmsnorm, .softmax = gtr_avx512_softmax,                             \
@@ -49,7 +54,7 @@ const gtr_kernels gtr_kernels_avx512_table = {
     .name = "avx512",
     AVX512_COMMON,
     .sgemm = &gtr_avx512_sgemm_copy_b,
-    .transpose = gtr_avx512_transpose_reg,
+    .transpose = gtr_avx512_transpose,
     .nr = {64, 64, 16},
     .linear = {&gtr_avx512_linear_f32, &gtr_avx512_linear_bf16w, &gtr_avx2_linear_int8},
 };
@@ -58,7 +63,7 @@ const gtr_kernels gtr_kernels_avx512_vnni_table = {
     .name = "avx512+vnni",
     AVX512_COMMON,
     .sgemm = &gtr_avx512_sgemm_copy_b,
-    .transpose = gtr_avx512_transpose_reg,
+    .transpose = gtr_avx512_transpose,
     .need_vnni = true,
     .nr = {64, 64, 64},
     .linear = {&gtr_avx512_linear_f32, &gtr_avx512_linear_bf16w, &gtr_avx512_linear_int8},
@@ -86,7 +91,7 @@ const gtr_kernels gtr_kernels_amx_table = {
     .name = "avx512+amx",
     AVX512_COMMON,
     .sgemm = &gtr_avx512_sgemm_copy_b,
-    .transpose = gtr_avx512_transpose_reg,
+    .transpose = gtr_avx512_transpose,
     .need_vnni = true,
     .need_bf16 = true,
     .need_amx = true,

@@ -39,50 +39,11 @@ INLINE float v_hmax(V v) { return _mm512_reduce_max_ps(v); }
 
 #include "kernels/eltwise_body.h"
 
-/* 16x16 tile in registers: 32-bit, 64-bit and two 128-bit-lane interleaving rounds. */
+/* 16x16 tile in registers: 32-bit, 64-bit and two 128-bit-lane interleaving rounds, every loop
+ * unrolled so that the 32 vectors stay in registers (the same loops not unrolled, at -O2, passed
+ * each round through the stack: on the Xeon of issue 19 a 64x64 block took ~780 ns that way,
+ * ~380 ns in registers; on Zen 5, S = Q·Kᵀ through sgemm_nt at L = 128 +10%). */
 INLINE void tr16(const float *s, size_t lds, float *d, size_t ldd)
-{
-    __m512 r[16], t[16];
-    for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(s + (size_t)i * lds);
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 16; i += 4) {
-        __m512d a = _mm512_castps_pd(t[i]), b = _mm512_castps_pd(t[i + 1]);
-        __m512d c = _mm512_castps_pd(t[i + 2]), e = _mm512_castps_pd(t[i + 3]);
-        r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
-        r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
-        r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, e));
-        r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, e));
-    }
-    for (int h = 0; h < 16; h += 8)
-        for (int i = 0; i < 4; i++) {
-            t[h + i] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0x88);
-            t[h + i + 4] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0xdd);
-        }
-    for (int i = 0; i < 8; i++) {
-        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
-        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
-    }
-    for (int i = 0; i < 16; i++) _mm512_storeu_ps(d + (size_t)i * ldd, r[i]);
-}
-
-void gtr_avx512_transpose(const float *src, size_t lds, size_t rows, size_t cols, float *dst, size_t ldd)
-{
-    size_t R = rows & ~(size_t)15, C = cols & ~(size_t)15;
-    for (size_t r0 = 0; r0 < R; r0 += 16)
-        for (size_t c0 = 0; c0 < C; c0 += 16) tr16(src + r0 * lds + c0, lds, dst + c0 * ldd + r0, ldd);
-    /* the ragged right and bottom edges */
-    if (C < cols) gtr_generic_transpose(src + C, lds, rows, cols - C, dst + C * ldd, ldd);
-    if (R < rows) gtr_generic_transpose(src + R * lds, lds, rows - R, C, dst + R, ldd);
-}
-
-/* The same 16x16 tiles with every loop unrolled, so that the 32 vectors stay in registers
- * (tr16's loops, not unrolled at -O2, pass each round through the stack: on the Xeon of issue 19
- * a 64x64 block took ~780 ns that way, ~380 ns in registers). Used by the Intel tables
- * (dispatch.c); AMD's avx512+bf16+vnni keeps gtr_avx512_transpose, which it was measured with. */
-INLINE void tr16_reg(const float *s, size_t lds, float *d, size_t ldd)
 {
     __m512 r[16], t[16];
 #pragma GCC unroll 16
@@ -117,11 +78,12 @@ INLINE void tr16_reg(const float *s, size_t lds, float *d, size_t ldd)
     for (int i = 0; i < 16; i++) _mm512_storeu_ps(d + (size_t)i * ldd, r[i]);
 }
 
-void gtr_avx512_transpose_reg(const float *src, size_t lds, size_t rows, size_t cols, float *dst, size_t ldd)
+void gtr_avx512_transpose(const float *src, size_t lds, size_t rows, size_t cols, float *dst, size_t ldd)
 {
     size_t R = rows & ~(size_t)15, C = cols & ~(size_t)15;
     for (size_t r0 = 0; r0 < R; r0 += 16)
-        for (size_t c0 = 0; c0 < C; c0 += 16) tr16_reg(src + r0 * lds + c0, lds, dst + c0 * ldd + r0, ldd);
+        for (size_t c0 = 0; c0 < C; c0 += 16) tr16(src + r0 * lds + c0, lds, dst + c0 * ldd + r0, ldd);
+    /* the ragged right and bottom edges */
     if (C < cols) gtr_generic_transpose(src + C, lds, rows, cols - C, dst + C * ldd, ldd);
     if (R < rows) gtr_generic_transpose(src + R * lds, lds, rows - R, C, dst + R, ldd);
 }

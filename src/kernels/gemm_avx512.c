@@ -101,12 +101,13 @@ INLINE void kstep(__m512 acc[MR][NV], const int mr, const int nv, const int mask
     }
 }
 
-/* The same tile for the Intel tables' sgemm (issue 19), where A's k stride is 1 and B is one
- * of the drivers' contiguous buffers (rows NR floats apart): the k loop unrolled by four, the
- * same FMAs in the same order (so the same bits as ukr), with constant addressing (on the Xeon
- * of issue 19 the attention products' short k loops, 64 steps a tile for QKᵀ, lost a few
- * percent to the loop and its runtime strides). ukr itself is left as it was for the linear
- * layer and for AMD's sgemm. */
+/* The same tile for sgemm (issue 19), where A's k stride is 1 and B is one of the drivers'
+ * contiguous buffers (rows NR floats apart): the k loop unrolled by four, the same FMAs in the
+ * same order (so the same bits as ukr), with constant addressing (on the Xeon of issue 19 the
+ * attention products' short k loops, 64 steps a tile for QKᵀ, lost a few percent to the loop
+ * and its runtime strides; on Zen 5, with the register transpose, S = Q·Kᵀ through sgemm_nt
+ * at 1 thread went from 80-88% of the FMA peak to 87-92%). ukr itself is left as it was for
+ * the linear layer. */
 INLINE void ukr_u4(const int mr, const int nv, const int masked, size_t K, const float *a, size_t ars,
                    const float *b, __mmask16 lmask, float *c, size_t ldc, size_t ncols, float beta)
 {
@@ -184,16 +185,11 @@ static void f32_packed_nopf(int mr, size_t K, const float *a, size_t lda, const 
     case 2: UKS_ROW(2, U4) break;                                                             \
     default: UKS_ROW(1, U4) break;                                                            \
     }
-static void ukr_strided(int mr, size_t K, const float *a, size_t ars, size_t aks, const float *b,
-                        size_t bks, float *c, size_t ldc, size_t ncols, float beta)
-{
-    UKS_ROWS(0)
-}
 /* full 64-column tiles with constant masks (unmasked B loads and C stores), and with beta 0
  * a constant (no loads of C, no branches around the stores) */
 #define UKF(R, BETA) ukr_u4(R, 4, 0, K, a, ars, b, 0xFFFF, c, ldc, NR, BETA)
-static void ukr_strided_u4(int mr, size_t K, const float *a, size_t ars, size_t aks, const float *b,
-                           size_t bks, float *c, size_t ldc, size_t ncols, float beta)
+static void ukr_strided(int mr, size_t K, const float *a, size_t ars, size_t aks, const float *b,
+                        size_t bks, float *c, size_t ldc, size_t ncols, float beta)
 {
     /* ukr_u4 only where B is one of the drivers' contiguous buffers: with B read in place
      * (the encoder's QKᵀ from Kᵀ rows L floats apart) it measured 3-4% slower than ukr */
@@ -217,6 +213,8 @@ static void linear_tile(const gtr_linear_task *t, int mr, size_t i0, size_t p, s
 
 /* no scratch: tasks of up to GTR_LINEAR_MC_MAX rows (gtr_wmat.mc) */
 const gtr_linear_ukr gtr_avx512_linear_f32 = {.mr = MR, .kc = KC, .mc_max = GTR_LINEAR_MC_MAX, .tile = linear_tile};
+/* AMD's sgemm (avx512+bf16+vnni, dispatch.c): B read in place by sgemm_nn; sgemm_nt's blocks
+ * transposed in registers into the contiguous buffer that ukr_u4 reads */
 const gtr_sgemm_ukr gtr_avx512_sgemm = {.mr = MR, .nr = NR, .tile = ukr_strided, .transpose = gtr_avx512_transpose};
 /* sgemm_nn's copy of B's block: rows of up to 64 floats, four masked vectors a row (a
  * memcpy call per row cost the copy a few percent of P·V at L = 512) */
@@ -237,8 +235,8 @@ static void copy_rows(const float *src, size_t lds, size_t rows, size_t cols, fl
     }
 }
 
-/* The tables of Intel CPUs (dispatch.c; AMD's avx512+bf16+vnni keeps the one above, which it
- * was tuned with): sgemm_nn copies B's blocks into a contiguous buffer first, sgemm_nt
- * transposes B's blocks in registers, the tiles' k loop is unrolled by four. Same bits. */
+/* The tables of Intel CPUs (dispatch.c): the same, and sgemm_nn copies B's blocks into a
+ * contiguous buffer first (on Zen 5 the copy gained nothing on 1 thread and lost 2-5% of P·V at
+ * L = 256 on 2). Same bits. */
 const gtr_sgemm_ukr gtr_avx512_sgemm_copy_b = {
-    .mr = MR, .nr = NR, .tile = ukr_strided_u4, .transpose = gtr_avx512_transpose_reg, .copy_b = copy_rows};
+    .mr = MR, .nr = NR, .tile = ukr_strided, .transpose = gtr_avx512_transpose, .copy_b = copy_rows};

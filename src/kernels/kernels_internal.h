@@ -268,7 +268,6 @@ void gtr_avx512_add_softmax(float *x, const float *bias, size_t n);
 void gtr_avx512_gelu_mul(float *x, const float *g, size_t n);
 float gtr_avx512_dot(const float *a, const float *b, size_t n);
 void gtr_avx512_transpose(const float *src, size_t lds, size_t rows, size_t cols, float *dst, size_t ldd);
-void gtr_avx512_transpose_reg(const float *src, size_t lds, size_t rows, size_t cols, float *dst, size_t ldd);
 
 /* AMX tiles (linear_amx.c): bf16 by TDPBF16PS, int8 by TDPBUSD, on the AVX-512 layouts with
  * k padded to whole tiles (kalign 32 / 64) */
