@@ -111,16 +111,27 @@ static void test_half(void **state)
     for (int v = 0; v < (avx512 ? 4 : 2); v++) {
         size_t n = v == 3 ? 0x10000 - 7 : 0x10000;
         memset(out, 0xff, sizeof(float) * 0x10000); /* NaN */
-        if (v == 0) gtr_f16_to_f32_n(raw + 1, out, n);
-        else if (v == 1) gtr_f16_to_f32_n_portable(raw + 1, out, n);
+        /* the return value: an infinity or NaN among the halves; 0 .. 0x7bff are all finite */
+        bool nf = false, nf_finite = true;
+        if (v == 0) nf = gtr_f16_to_f32_n(raw + 1, out, n), nf_finite = gtr_f16_to_f32_n(raw + 1, out, 0x7c00);
+        else if (v == 1) nf = gtr_f16_to_f32_n_portable(raw + 1, out, n), nf_finite = gtr_f16_to_f32_n_portable(raw + 1, out, 0x7c00);
 #if defined(__x86_64__)
-        else gtr_f16_to_f32_n_avx512(raw + 1, out, n);
+        else nf = gtr_f16_to_f32_n_avx512(raw + 1, out, n), nf_finite = gtr_f16_to_f32_n_avx512(raw + 1, out, 0x7c00);
 #endif
+        if (!nf || nf_finite) fail_msg("variant %d: non-finite reported %d for all halves, %d for the finite ones", v, nf, nf_finite);
         for (uint32_t h = 0; h < n; h++) {
             float want = gtr_f16_to_f32((uint16_t)h);
             if (memcmp(&want, &out[h], 4)) fail_msg("half 0x%04x (variant %d): bulk %a, scalar %a", h, v, out[h], want);
         }
         if (n < 0x10000 && !isnan(out[n])) fail_msg("variant %d wrote past its %zu halves", v, n);
+        if (v == 0) { /* one infinity alone, at each place of a 16-half step and in a tail */
+            for (size_t at = 0; at < 19; at++) {
+                uint8_t h[2 * 19];
+                memset(h, 0, sizeof h);
+                h[2 * at + 1] = 0xfc; /* -infinity */
+                if (!gtr_f16_to_f32_n(h, out, 19) || gtr_f16_to_f32_n(h, out, at)) fail_msg("infinity at %zu", at);
+            }
+        }
     }
     free(raw);
     free(out);

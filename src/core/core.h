@@ -250,11 +250,13 @@ double gtr_now_seconds(void); /* monotonic */
 
 /* ---- float conversions ------------------------------------------------- */
 float gtr_f16_to_f32(uint16_t h);
-/* n IEEE halves (little-endian bytes at src, any alignment) to float32, as gtr_f16_to_f32 */
-void gtr_f16_to_f32_n(const uint8_t *src, float *dst, size_t n);
+/* n IEEE halves (little-endian bytes at src, any alignment) to float32, as gtr_f16_to_f32;
+ * true when one of them is an infinity or NaN (the fingerprint's finiteness check of an F16
+ * tensor comes free with its conversion) */
+bool gtr_f16_to_f32_n(const uint8_t *src, float *dst, size_t n);
 /* the same in portable C (what gtr_f16_to_f32_n runs without AVX-512), and on AVX-512 */
-void gtr_f16_to_f32_n_portable(const uint8_t *src, float *dst, size_t n);
-void gtr_f16_to_f32_n_avx512(const uint8_t *src, float *dst, size_t n);
+bool gtr_f16_to_f32_n_portable(const uint8_t *src, float *dst, size_t n);
+bool gtr_f16_to_f32_n_avx512(const uint8_t *src, float *dst, size_t n);
 uint16_t gtr_f32_to_f16(float f);
 float gtr_bf16_to_f32(uint16_t h);
 uint16_t gtr_f32_to_bf16(float f); /* round to nearest even */

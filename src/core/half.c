@@ -50,9 +50,15 @@ static inline float f16_one(uint32_t h)
 #if defined(__GNUC__) && !defined(__clang__)
 __attribute__((optimize("vect-cost-model=cheap")))
 #endif
-void gtr_f16_to_f32_n_portable(const uint8_t *src, float *dst, size_t n)
+bool gtr_f16_to_f32_n_portable(const uint8_t *src, float *dst, size_t n)
 {
-    for (size_t i = 0; i < n; i++) dst[i] = f16_one((uint32_t)src[2 * i] | (uint32_t)src[2 * i + 1] << 8);
+    uint32_t nonfinite = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t h = (uint32_t)src[2 * i] | (uint32_t)src[2 * i + 1] << 8;
+        nonfinite |= (h & 0x7c00u) == 0x7c00u;
+        dst[i] = f16_one(h);
+    }
+    return nonfinite != 0;
 }
 
 #if defined(__x86_64__)
@@ -60,7 +66,7 @@ void gtr_f16_to_f32_n_portable(const uint8_t *src, float *dst, size_t n)
 static _Atomic int use_avx512 = -1;
 #endif
 
-void gtr_f16_to_f32_n(const uint8_t *src, float *dst, size_t n)
+bool gtr_f16_to_f32_n(const uint8_t *src, float *dst, size_t n)
 {
 #if defined(__x86_64__)
     int u = use_avx512;
@@ -68,12 +74,9 @@ void gtr_f16_to_f32_n(const uint8_t *src, float *dst, size_t n)
         gtr_cpu c = gtr_cpu_detect();
         use_avx512 = u = c.avx512f && c.avx512bw && c.avx512vl;
     }
-    if (u) {
-        gtr_f16_to_f32_n_avx512(src, dst, n);
-        return;
-    }
+    if (u) return gtr_f16_to_f32_n_avx512(src, dst, n);
 #endif
-    gtr_f16_to_f32_n_portable(src, dst, n);
+    return gtr_f16_to_f32_n_portable(src, dst, n);
 }
 
 uint16_t gtr_f32_to_f16(float f)
