@@ -46,8 +46,12 @@ need=$(( n * dim * 4 * 5 / 2 / 1024 / 1024 / 1024 + 1 ))
 avail=$(df -BG --output=avail "$out" | tail -1 | tr -dc 0-9)
 [ "$avail" -gt "$need" ] || { echo "bench_ann.sh: ${need} GB of disk needed in $out, ${avail} GB free" >&2; exit 1; }
 py=""
-for cand in build/venv-ann/bin/python .venv-bench/bin/python; do
-    if [ -x "$cand" ] && "$cand" -c "import numpy" 2>/dev/null; then py=$cand; break; fi
+# a venv with every baseline first (.venv-bench has them since venv.sh lists hnswlib), else
+# any with numpy (the baselines it lacks are left out, and say so)
+for need in "numpy, faiss, hnswlib" numpy; do
+    for cand in .venv-bench/bin/python build/venv-ann/bin/python; do
+        if [ -x "$cand" ] && "$cand" -c "import $need" 2>/dev/null; then py=$cand; break 2; fi
+    done
 done
 if [ -z "$py" ] && /usr/bin/python3 -m venv build/venv-ann >&2 && build/venv-ann/bin/pip install -q numpy faiss-cpu hnswlib matplotlib >&2; then
     py=build/venv-ann/bin/python

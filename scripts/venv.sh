@@ -7,8 +7,8 @@
 #   bench: torch, transformers, sentence-transformers, onnx(+onnxscript for the exporter),
 #          onnxruntime, faiss-cpu, pytrec-eval-terrier (wheels of `import pytrec_eval`; the
 #          original sdist downloads trec_eval from GitHub while building, which fails offline),
-#          sentencepiece, tokenizers — the references we
-#          measure against, from PyPI.
+#          sentencepiece, tokenizers, hnswlib (bench_ann.sh's HNSW baseline), psutil — the
+#          references we measure against, from PyPI; matplotlib draws bench_ann.sh's plot.
 #
 # About torch: only PyPI is reachable here (the CPU-only wheel index of the PyTorch project is
 # not), and PyPI's Linux x86-64 torch wheel is the CUDA build whose import needs the CUDA
@@ -25,7 +25,8 @@ stamp=$dir/.installed
 case $kind in
   test)  pkgs=(numpy openai sentencepiece transformers tokenizers protobuf) ;;
   bench) pkgs=(numpy "${TORCH_SPEC:-torch}" transformers sentence-transformers onnx onnxscript
-               onnxruntime faiss-cpu pytrec-eval-terrier sentencepiece tokenizers psutil) ;;
+               onnxruntime faiss-cpu pytrec-eval-terrier sentencepiece tokenizers psutil hnswlib
+               matplotlib) ;;
   *) echo "venv.sh: unknown kind $kind" >&2; exit 2 ;;
 esac
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "${pkgs[*]}" ]; then exit 0; fi
