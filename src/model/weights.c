@@ -520,8 +520,12 @@ static uint64_t fnv_words(uint64_t h, const float *x, size_t n, uint64_t *bad)
 /* fnv_words on four chunks of n floats at once, one chain each: the value of each is its
  * own, but the four multiply chains overlap (one chain waits out the multiply's latency on
  * every word: 4 lanes hash about 3x the bytes per cycle, the hash being the slowest part of
- * loading a converted model). */
-static void fnv_words4(uint64_t h[4], const float *const x[4], size_t n, uint64_t bad[4])
+ * loading a converted model). check = 0 for values known finite (F16 ones, whose conversion
+ * reports an infinity or NaN): the same chains without the per-word check, which on AMD Zen 5
+ * made the loop issue-bound (6 operations a word a lane) rather than bound by the multiply's
+ * latency. Inlined into the two callers below, so each gets its own loop. */
+static inline __attribute__((always_inline)) void fnv_words4_any(uint64_t h[4], const float *const x[4], size_t n,
+                                                                 uint64_t bad[4], const int check)
 {
     const uint64_t EXP = 0x7f8000007f800000ull, ONE = 0x0080000000800000ull;
     uint64_t h0 = h[0], h1 = h[1], h2 = h[2], h3 = h[3], b0 = 0, b1 = 0, b2 = 0, b3 = 0;
@@ -532,10 +536,12 @@ static void fnv_words4(uint64_t h[4], const float *const x[4], size_t n, uint64_
         memcpy(&w1, x[1] + i, 8);
         memcpy(&w2, x[2] + i, 8);
         memcpy(&w3, x[3] + i, 8);
-        b0 |= (w0 & EXP) + ONE;
-        b1 |= (w1 & EXP) + ONE;
-        b2 |= (w2 & EXP) + ONE;
-        b3 |= (w3 & EXP) + ONE;
+        if (check) {
+            b0 |= (w0 & EXP) + ONE;
+            b1 |= (w1 & EXP) + ONE;
+            b2 |= (w2 & EXP) + ONE;
+            b3 |= (w3 & EXP) + ONE;
+        }
         h0 = (h0 ^ w0) * 0x100000001b3ull;
         h1 = (h1 ^ w1) * 0x100000001b3ull;
         h2 = (h2 ^ w2) * 0x100000001b3ull;
@@ -550,27 +556,15 @@ static void fnv_words4(uint64_t h[4], const float *const x[4], size_t n, uint64_
         for (int l = 0; l < 4; l++) h[l] = fnv_words(h[l], x[l] + i, n - i, &bad[l]);
 }
 
-/* fnv_words4 for values known finite (F16 ones, whose conversion reports an infinity or NaN):
- * the same chains without the per-word check, which on AMD Zen 5 made the loop issue-bound
- * (6 operations a word a lane) rather than bound by the multiply's latency */
+static void fnv_words4(uint64_t h[4], const float *const x[4], size_t n, uint64_t bad[4])
+{
+    fnv_words4_any(h, x, n, bad, 1);
+}
+
 static void fnv_words4_finite(uint64_t h[4], const float *const x[4], size_t n)
 {
-    uint64_t h0 = h[0], h1 = h[1], h2 = h[2], h3 = h[3], unused = 0;
-    size_t i = 0;
-    for (; i + 2 <= n; i += 2) {
-        uint64_t w0, w1, w2, w3;
-        memcpy(&w0, x[0] + i, 8);
-        memcpy(&w1, x[1] + i, 8);
-        memcpy(&w2, x[2] + i, 8);
-        memcpy(&w3, x[3] + i, 8);
-        h0 = (h0 ^ w0) * 0x100000001b3ull;
-        h1 = (h1 ^ w1) * 0x100000001b3ull;
-        h2 = (h2 ^ w2) * 0x100000001b3ull;
-        h3 = (h3 ^ w3) * 0x100000001b3ull;
-    }
-    h[0] = h0, h[1] = h1, h[2] = h2, h[3] = h3;
-    if (i < n)
-        for (int l = 0; l < 4; l++) h[l] = fnv_words(h[l], x[l] + i, n - i, &unused);
+    uint64_t unused[4] = {0};
+    fnv_words4_any(h, x, n, unused, 0);
 }
 
 /* The hash is: name (with its NUL), shape {rows, cols} as two u64, then for each chunk of
