@@ -21,6 +21,11 @@ def family(method):
     return re.sub(r"\s+\S+=\S+", "", method)
 
 
+# one colour per method in every panel (the default cycle gave gtr another colour wherever a
+# panel had fewer baselines)
+COLOR = {"gtr IVF-int8": "tab:red", "FAISS IVFFlat": "tab:orange", "FAISS HNSWFlat": "tab:blue",
+         "FAISS IVFPQ + refine": "tab:green", "hnswlib": "tab:purple"}
+
 rows = defaultdict(list)  # (data, family) -> [(recall, qps1, qps256)]
 docs = {}
 for line in open(sys.argv[1]):
@@ -43,7 +48,7 @@ for i, data in enumerate(sets):
             if d != data:
                 continue
             pts = sorted(pts)
-            ax.plot([p[0] for p in pts], [p[col] for p in pts], "o-", label=fam,
+            ax.plot([p[0] for p in pts], [p[col] for p in pts], "o-", label=fam, color=COLOR.get(fam),
                     linewidth=2.5 if fam.startswith("gtr") else 1.2)
         ax.set_yscale("log")
         ax.set_xlabel("recall@10")
