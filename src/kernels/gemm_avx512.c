@@ -27,17 +27,12 @@ static inline __mmask16 col_mask(size_t ncols, int j)
     return c0 < ncols ? tail_mask(ncols - c0) : 0;
 }
 
-/* C[mr, ncols] = beta*C + A·B (+ relu). A element (i, k) at a[i*ars + k*aks]; B row k at
- * b + k*bks, nv vectors wide; masked: the last B vector is loaded with lmask (it may end at
- * the end of the matrix), else B rows are padded to whole vectors. */
-INLINE void ukr(const int mr, const int nv, const int masked, const int pf, size_t K, const float *a,
-                size_t ars, size_t aks, const float *b, size_t bks, __mmask16 lmask, float *c, size_t ldc,
-                size_t ncols, float beta, int relu)
+/* The tile's accumulators: beta = 1 continues the sums already in C (a later k block, or the
+ * residual of an ACCUM linear), so each output is one FMA chain over all of k whatever the
+ * blocking; else they start at zero. ap[i]: row i of A. */
+INLINE void tile_begin(__m512 acc[MR][NV], const float *ap[MR], const int mr, const int nv, const float *a,
+                       size_t ars, const float *c, size_t ldc, size_t ncols, float beta)
 {
-    __m512 acc[MR][NV];
-    const float *ap[MR];
-    /* beta = 1 continues the sums already in C (a later k block, or the residual of an
-     * ACCUM linear): each output is one FMA chain over all of k whatever the blocking */
 #pragma GCC unroll 6
     for (int i = 0; i < mr; i++) {
         ap[i] = a + (size_t)i * ars;
@@ -46,27 +41,12 @@ INLINE void ukr(const int mr, const int nv, const int masked, const int pf, size
             acc[i][j] = beta == 1 ? _mm512_maskz_loadu_ps(col_mask(ncols, j), c + (size_t)i * ldc + 16 * j)
                                   : _mm512_setzero_ps();
     }
-    size_t ko = 0;
-    for (size_t k = 0; k < K; k++, ko += aks, b += bks) {
-        /* the weight panel streams from L2 / L3: on a Xeon the hardware prefetch alone left
-         * the FMAs waiting on it (15-25% of the time for the 3072-wide shapes); pf = 0 where
-         * the CPU's own prefetch does better (w->no_prefetch, cache.c) */
-        if (!masked && pf) {
-#pragma GCC unroll 4
-            for (int j = 0; j < nv; j++) _mm_prefetch((const char *)(b + PF_K * bks + 16 * j), _MM_HINT_T0);
-        }
-        __m512 bv[NV];
-#pragma GCC unroll 4
-        for (int j = 0; j < nv; j++)
-            bv[j] = (masked && j == nv - 1) ? _mm512_maskz_loadu_ps(lmask, b + 16 * j)
-                                            : _mm512_loadu_ps(b + 16 * j);
-#pragma GCC unroll 6
-        for (int i = 0; i < mr; i++) {
-            __m512 av = _mm512_set1_ps(ap[i][ko]);
-#pragma GCC unroll 4
-            for (int j = 0; j < nv; j++) acc[i][j] = _mm512_fmadd_ps(av, bv[j], acc[i][j]);
-        }
-    }
+}
+
+/* C = acc (beta 0 or 1) or beta*C + acc, then ReLU if asked, in the first ncols columns */
+INLINE void tile_end(__m512 acc[MR][NV], const int mr, const int nv, float *c, size_t ldc, size_t ncols,
+                     float beta, int relu)
+{
     const __m512 vbeta = _mm512_set1_ps(beta), zero = _mm512_setzero_ps();
 #pragma GCC unroll 6
     for (int i = 0; i < mr; i++) {
@@ -85,7 +65,8 @@ INLINE void ukr(const int mr, const int nv, const int masked, const int pf, size
     }
 }
 
-/* one k step of ukr_u4 */
+/* one k step of the tile: nv vectors of B row k (the last one loaded with lmask when masked),
+ * times each row's A value ap[i][ko] */
 INLINE void kstep(__m512 acc[MR][NV], const int mr, const int nv, const int masked, const float *const ap[MR],
                   size_t ko, const float *b, __mmask16 lmask)
 {
@@ -101,6 +82,30 @@ INLINE void kstep(__m512 acc[MR][NV], const int mr, const int nv, const int mask
     }
 }
 
+/* C[mr, ncols] = beta*C + A·B (+ relu). A element (i, k) at a[i*ars + k*aks]; B row k at
+ * b + k*bks, nv vectors wide; masked: the last B vector is loaded with lmask (it may end at
+ * the end of the matrix), else B rows are padded to whole vectors. */
+INLINE void ukr(const int mr, const int nv, const int masked, const int pf, size_t K, const float *a,
+                size_t ars, size_t aks, const float *b, size_t bks, __mmask16 lmask, float *c, size_t ldc,
+                size_t ncols, float beta, int relu)
+{
+    __m512 acc[MR][NV];
+    const float *ap[MR];
+    tile_begin(acc, ap, mr, nv, a, ars, c, ldc, ncols, beta);
+    size_t ko = 0;
+    for (size_t k = 0; k < K; k++, ko += aks, b += bks) {
+        /* the weight panel streams from L2 / L3: on a Xeon the hardware prefetch alone left
+         * the FMAs waiting on it (15-25% of the time for the 3072-wide shapes); pf = 0 where
+         * the CPU's own prefetch does better (w->no_prefetch, cache.c) */
+        if (!masked && pf) {
+#pragma GCC unroll 4
+            for (int j = 0; j < nv; j++) _mm_prefetch((const char *)(b + PF_K * bks + 16 * j), _MM_HINT_T0);
+        }
+        kstep(acc, mr, nv, masked, ap, ko, b, lmask);
+    }
+    tile_end(acc, mr, nv, c, ldc, ncols, beta, relu);
+}
+
 /* The same tile for sgemm (issue 19), where A's k stride is 1 and B is one of the drivers'
  * contiguous buffers (rows NR floats apart): the k loop unrolled by four, the same FMAs in the
  * same order (so the same bits as ukr), with constant addressing (on the Xeon of issue 19 the
@@ -114,15 +119,7 @@ INLINE void ukr_u4(const int mr, const int nv, const int masked, size_t K, const
     const size_t bks = NR;
     __m512 acc[MR][NV];
     const float *ap[MR];
-    /* beta = 1 continues the sums already in C (a later k block of sgemm_nn) */
-#pragma GCC unroll 6
-    for (int i = 0; i < mr; i++) {
-        ap[i] = a + (size_t)i * ars;
-#pragma GCC unroll 4
-        for (int j = 0; j < nv; j++)
-            acc[i][j] = beta == 1 ? _mm512_maskz_loadu_ps(col_mask(ncols, j), c + (size_t)i * ldc + 16 * j)
-                                  : _mm512_setzero_ps();
-    }
+    tile_begin(acc, ap, mr, nv, a, ars, c, ldc, ncols, beta); /* beta = 1: a later k block of sgemm_nn */
     size_t k = 0;
     for (; k + 4 <= K; k += 4, b += 4 * bks) {
         kstep(acc, mr, nv, masked, ap, k, b, lmask);
@@ -131,21 +128,7 @@ INLINE void ukr_u4(const int mr, const int nv, const int masked, size_t K, const
         kstep(acc, mr, nv, masked, ap, k + 3, b + 3 * bks, lmask);
     }
     for (; k < K; k++, b += bks) kstep(acc, mr, nv, masked, ap, k, b, lmask);
-    const __m512 vbeta = _mm512_set1_ps(beta);
-#pragma GCC unroll 6
-    for (int i = 0; i < mr; i++) {
-#pragma GCC unroll 4
-        for (int j = 0; j < nv; j++) {
-            size_t c0 = 16 * (size_t)j;
-            if (c0 >= ncols) break;
-            __mmask16 m = tail_mask(ncols - c0);
-            float *p = c + (size_t)i * ldc + c0;
-            __m512 v = acc[i][j];
-            if (beta != 0 && beta != 1)
-                v = _mm512_add_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, p), vbeta), v);
-            _mm512_mask_storeu_ps(p, m, v);
-        }
-    }
+    tile_end(acc, mr, nv, c, ldc, ncols, beta, 0);
 }
 
 /* Full-width packed panel (linear layer): nv = 4, unmasked loads; with and without the
