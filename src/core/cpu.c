@@ -6,19 +6,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <cpuid.h>
-#if defined(__linux__)
-#include <sys/syscall.h>
-#include <unistd.h>
-#endif
-
 /* GTR_CPU caps the kernels (README); set but empty counts as unset, not as a name */
 static const char *cpu_cap(void)
 {
     const char *cap = getenv("GTR_CPU");
     return cap && *cap ? cap : NULL;
 }
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 /* Linux keeps the 8 KB AMX tile state off until a process asks for it (the first tile
  * instruction would otherwise fault). The grant is per process and idempotent; kernels
@@ -101,8 +101,8 @@ gtr_cpu gtr_cpu_detect(void)
 gtr_status gtr_cpu_check_env(gtr_error *err)
 {
     static const char *const names[] = {"amx", "avx512", "avx2", "generic"};
-    const char *v = getenv("GTR_CPU");
-    if (!v || !*v) return GTR_OK;
+    const char *v = cpu_cap();
+    if (!v) return GTR_OK;
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (!strcmp(v, names[i])) return GTR_OK;
     return gtr_error_set(err, GTR_ERR_INVALID_ARG,
