@@ -3,7 +3,10 @@
 #include "cli.h"
 
 #include <getopt.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 static const char *CMD = "ann-build";
 
@@ -11,7 +14,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
         "usage: gtr ann-build --index INDEX -o OUT.ivf [--lists N] [--iters N] [--seed S]\n"
-        "                     [--add BASE.ivf] [-t N]\n"
+        "                     [--add BASE.ivf] [--checkpoint N] [--restart] [-t N] [-q]\n"
         "\n"
         "Build an inverted-file (IVF) approximate index of INDEX's vectors: spherical k-means\n"
         "lists, int8 codes per vector, and the float32 vectors for exact re-ranking, in one\n"
@@ -21,34 +24,58 @@ static void usage(FILE *out)
         "file: its lists and deletions are kept, old documents stay in their lists and the\n"
         "new ones join the nearest (no k-means). The file is the same for any thread count.\n"
         "\n"
+        "A build that is killed, fails to write (a full disk) or is stopped with Ctrl-C keeps\n"
+        "OUT.ivf.partial and OUT.ivf.ckpt; the same command again resumes from the last\n"
+        "checkpoint and writes the same bytes as an uninterrupted build.\n"
+        "\n"
         "  --index PATH      the dense index (gtr index)\n"
         "  -o, --output PATH the IVF file\n"
         "  --lists N         number of lists (default: about sqrt(documents))\n"
         "  --iters N         k-means iterations (default 10)\n"
         "  --seed S          k-means seed (default 0)\n"
         "  --add BASE.ivf    keep BASE.ivf's lists (built from INDEX before gtr index --add)\n"
-        "  -t, --threads N   threads (default: all cores)\n");
+        "  --checkpoint N    documents between checkpoints (default 262144)\n"
+        "  --restart         discard an interrupted build instead of resuming it\n"
+        "  -t, --threads N   threads (default: all cores)\n"
+        "  -q, --quiet       no progress on stderr\n");
+}
+
+static volatile sig_atomic_t interrupted;
+static void on_sigint(int sig) { (void)sig; interrupted = 1; }
+
+static int progress(void *user, uint64_t done, uint64_t total)
+{
+    cli_progress_cb(user, done, total);
+    return interrupted;
 }
 
 int cmd_ann_build(int argc, char **argv)
 {
-    enum { O_INDEX = 1000, O_ADD };
+    enum { O_INDEX = 1000, O_ADD, O_CKPT, O_RESTART };
     static const struct option longopts[] = {
         {"index", required_argument, NULL, O_INDEX}, {"output", required_argument, NULL, 'o'},
         CLI_ANN_BUILD_LONGOPTS,                      {"threads", required_argument, NULL, 't'},
-        {"add", required_argument, NULL, O_ADD},
+        {"add", required_argument, NULL, O_ADD},     {"checkpoint", required_argument, NULL, O_CKPT},
+        {"restart", no_argument, NULL, O_RESTART},   {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},            {NULL, 0, NULL, 0}};
     const char *index_path = NULL, *out = NULL;
     gtr_ann_build_options o = gtr_ann_default_build_options();
     int threads = 0;
+    bool quiet = false;
     long long v;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "o:t:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "o:t:qh", longopts, NULL)) != -1) {
         switch (c) {
         case O_INDEX: index_path = optarg; break;
         case 'o': out = optarg; break;
         case O_ADD: o.base = optarg; break;
+        case O_CKPT:
+            if (!cli_parse_int(CMD, "--checkpoint", optarg, 1, 1LL << 32, &v)) return 2;
+            o.checkpoint_every = (size_t)v;
+            break;
+        case O_RESTART: o.no_resume = 1; break;
+        case 'q': quiet = true; break;
         case CLI_A_LISTS:
         case CLI_A_ITERS:
         case CLI_A_SEED:
@@ -73,7 +100,36 @@ int cmd_ann_build(int argc, char **argv)
         rc = cli_errorf(CMD, 2, "--lists %u is more than the index's %zu documents", o.n_lists, gtr_index_count(ix));
         goto done;
     }
-    if (gtr_ann_build(ix, out, &o, &err)) { cli_fail(CMD, &err); goto done; }
+    cli_progress bar;
+    cli_progress_init(&bar, "ann-build", "vectors", quiet);
+    gtr_ann_build_stats stats;
+    o.progress = progress;
+    o.progress_user = &bar;
+    o.stats = &stats;
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigaction(SIGINT, &sa, &old);
+    gtr_status s = gtr_ann_build(ix, out, &o, &err);
+    sigaction(SIGINT, &old, NULL);
+    if (s) {
+        if (bar.drawn) fputc('\n', stderr);
+        cli_fail(CMD, &err);
+        char *ck = malloc(strlen(out) + 6);
+        if (ck) sprintf(ck, "%s.ckpt", out);
+        if (ck && s != GTR_ERR_INTERRUPTED && access(ck, F_OK) == 0)
+            fprintf(stderr, "gtr %s: the work done is checkpointed in %s: the same command resumes it\n", CMD, ck);
+        free(ck);
+        goto done;
+    }
+    if (bar.drawn) fputc('\n', stderr);
+    if (!quiet) {
+        if (stats.note[0]) fprintf(stderr, "gtr %s: note: %s\n", CMD, stats.note);
+        fprintf(stderr, "gtr %s: %zu documents in %s, %.1f s", CMD, gtr_index_count(ix), out, cli_now() - bar.start);
+        if (stats.docs_resumed)
+            fprintf(stderr, " (%llu from an interrupted build)", (unsigned long long)stats.docs_resumed);
+        fputc('\n', stderr);
+    }
     rc = 0;
 done:
     gtr_index_free(ix);

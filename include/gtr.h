@@ -662,6 +662,11 @@ GTR_API gtr_status gtr_hits_fuse(const gtr_ranked_doc *const *lists, const size_
  * (model fingerprint, document count and ids), so a stale one is refused. */
 typedef struct gtr_ann gtr_ann;
 
+typedef struct gtr_ann_build_stats {
+    uint64_t docs_resumed; /* documents whose work came from an interrupted build's checkpoint */
+    char note[256];        /* why an interrupted build's work was discarded ("" if not) */
+} gtr_ann_build_stats;
+
 typedef struct gtr_ann_build_options {
     size_t size; /* sizeof the struct: set by the *_default_options() function */
     uint32_t n_lists; /* 0: about sqrt(documents) */
@@ -672,8 +677,22 @@ typedef struct gtr_ann_build_options {
                          documents were appended; its lists (centroids) and deletions are kept,
                          old documents stay in their lists and new ones join the nearest (no
                          retraining) — the file a build given those lists would write */
+    size_t checkpoint_every;  /* documents between checkpoints (0: 262144) */
+    int no_resume;            /* 1: discard an interrupted build's work instead of resuming */
+    gtr_progress_fn progress; /* assignments done / to do (k-means iterations count their
+                                 sample, then one per document); non-zero stops */
+    void *progress_user;
+    gtr_ann_build_stats *stats; /* filled in when not NULL */
 } gtr_ann_build_options;
 GTR_API gtr_ann_build_options gtr_ann_default_build_options(void);
+/* Build the IVF file at out_path from ix's vectors. Crash safety: work goes to
+ * "<out_path>.partial" (the file being built) and "<out_path>.ckpt" (a checkpoint replaced
+ * atomically every checkpoint_every documents, after an fsync of the partial file: the lists
+ * of the documents done and checksums of everything it relies on). A later call with the same
+ * index and options after a crash, a failed write (a full disk) or a progress callback asking
+ * to stop (which checkpoints, then fails with GTR_ERR_INTERRUPTED) resumes from the last
+ * checkpoint, to the bytes an uninterrupted build writes; the file appears (fsync, rename)
+ * only when complete, and the work files are then removed. */
 GTR_API gtr_status gtr_ann_build(const gtr_index *ix, const char *out_path,
                                  const gtr_ann_build_options *opts, gtr_error *err);
 /* Open an IVF file and check it was built from ix (GTR_ERR_MISMATCH otherwise), with its

@@ -7,8 +7,12 @@
 #include "index/score.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #define DIM 32
 #define N 3000
@@ -530,6 +534,176 @@ static void test_stream_build_same_bytes(void **state)
     gtr_pool_free(pool);
 }
 
+/* ---- crash safety and resume (ivf_build.c) */
+
+/* progress callbacks: stop at the first block of the pass (after k-means), or die by SIGKILL
+ * at the pass's last block, after the work past the last checkpoint is on disk */
+static int stop_in_pass(void *user, uint64_t done, uint64_t total)
+{
+    (void)user;
+    return done > total - SN;
+}
+static int stop_in_kmeans(void *user, uint64_t done, uint64_t total)
+{
+    (void)user; (void)done; (void)total;
+    return 1;
+}
+static int kill_at_end(void *user, uint64_t done, uint64_t total)
+{
+    (void)user;
+    if (done >= total) raise(SIGKILL);
+    return 0;
+}
+
+static bool same_file(const char *a, const char *b) { return tu_system("cmp -s '%s' '%s'", a, b) == 0; }
+static bool no_work_files(const char *p)
+{
+    return tu_system("test ! -e '%s.partial' -a ! -e '%s.ckpt'", p, p) == 0;
+}
+
+/* An interrupted build of v into path (stopped by the callback after its first checkpoint). */
+static void interrupt_build(const char *path, const float *v, const gtr_ivf_build_opts *base)
+{
+    gtr_ivf_build_opts o = *base;
+    o.progress = stop_in_pass;
+    gtr_error err = {0};
+    assert_int_equal(gtr_ivf_build(path, v, SN, DIM, &o, &err), GTR_ERR_INTERRUPTED);
+    assert_non_null(strstr(err.message, "stopped after 8192 of"));
+    assert_false(gtr_file_exists(path));
+    assert_int_equal(tu_system("test -s '%s.partial' -a -s '%s.ckpt'", path, path), 0);
+}
+
+/* A build killed (SIGKILL) with vectors written past its last checkpoint, and one stopped by
+ * its progress callback, each resume to the bytes of an uninterrupted build and remove their
+ * work files; the checkpoint interval (and so the block size) does not change the bytes. */
+static void test_build_resumes_after_kill_and_stop(void **state)
+{
+    (void)state;
+    float *v = make_vecs(SN, 31);
+    char *ref = tu_tmp("res-ref.ivf"), *pk = tu_tmp("res-kill.ivf"), *ps = tu_tmp("res-stop.ivf");
+    char *pb = tu_tmp("res-blocks.ivf");
+    gtr_error err = {0};
+    gtr_pool *pool = gtr_pool_create(2, &err);
+    assert_non_null(pool);
+    gtr_ivf_build_opts o = {.n_lists = 40, .seed = 9, .sample = 16, .iters = 4, .checkpoint_every = 9000};
+    TU_OK(gtr_ivf_build(ref, v, SN, DIM, &o, &err), &err);
+    gtr_ivf_build_opts ob = o;
+    ob.checkpoint_every = 777; /* blocks of 777 vectors, a checkpoint after each */
+    ob.pool = pool;
+    TU_OK(gtr_ivf_build(pb, v, SN, DIM, &ob, &err), &err);
+    assert_true(same_file(ref, pb));
+    assert_true(no_work_files(pb));
+
+    /* killed: blocks end at 8192, 16384 (checkpointed: 16384 - 0 >= 9000) and SN (written,
+       then the kill before its checkpoint or the final sections) */
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        gtr_ivf_build_opts oc = o;
+        oc.progress = kill_at_end;
+        gtr_error e;
+        gtr_ivf_build(pk, v, SN, DIM, &oc, &e);
+        _exit(3); /* not reached */
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    assert_false(gtr_file_exists(pk));
+    struct stat sb;
+    char *part = tu_tmp("res-kill.ivf.partial");
+    assert_int_equal(stat(part, &sb), 0);
+    assert_true((size_t)sb.st_size > (size_t)SN * DIM * sizeof(float)); /* the last block is in */
+    gtr_ivf_build_stats st;
+    gtr_ivf_build_opts or = o;
+    or.stats = &st;
+    or.pool = pool;
+    TU_OK(gtr_ivf_build(pk, v, SN, DIM, &or, &err), &err);
+    assert_int_equal(st.resumed, 16384);
+    assert_string_equal(st.note, "");
+    assert_true(same_file(ref, pk));
+    assert_true(no_work_files(pk));
+
+    /* stopped by the callback: checkpointed where it stopped */
+    interrupt_build(ps, v, &o);
+    TU_OK(gtr_ivf_build(ps, v, SN, DIM, &or, &err), &err);
+    assert_int_equal(st.resumed, 8192);
+    assert_true(same_file(ref, ps));
+    assert_true(no_work_files(ps));
+
+    /* stopped during k-means: nothing to resume, nothing left, the old file untouched */
+    gtr_ivf_build_opts ok = o;
+    ok.progress = stop_in_kmeans;
+    assert_int_equal(gtr_ivf_build(ps, v, SN, DIM, &ok, &err), GTR_ERR_INTERRUPTED);
+    assert_true(same_file(ref, ps));
+    assert_true(no_work_files(ps));
+    free(ref); free(pk); free(ps); free(pb); free(part); free(v);
+    gtr_pool_free(pool);
+}
+
+/* Work that cannot be trusted or is not this build's is discarded with a note, and the build
+ * still writes the bytes a fresh build writes: a damaged vector in the partial file, a damaged
+ * checkpoint, a source whose vectors changed, other options, and no_resume. */
+static void test_build_discards_foreign_work(void **state)
+{
+    (void)state;
+    float *v = make_vecs(SN, 32);
+    char *ref = tu_tmp("dis-ref.ivf"), *p = tu_tmp("dis.ivf"), *part = tu_tmp("dis.ivf.partial");
+    char *ck = tu_tmp("dis.ivf.ckpt"), *other = tu_tmp("dis-other.ivf");
+    gtr_error err = {0};
+    gtr_ivf_build_opts o = {.n_lists = 40, .seed = 9, .sample = 16, .iters = 4, .checkpoint_every = 9000};
+    TU_OK(gtr_ivf_build(ref, v, SN, DIM, &o, &err), &err);
+    gtr_ivf_build_stats st;
+    gtr_ivf_build_opts or = o;
+    or.stats = &st;
+
+    struct { const char *what, *note; } cases[] = {
+        {"vector", "the partial file does not match its checkpoint; started over"},
+        {"ckpt", "the checkpoint was damaged; started over"},
+        {"source", "the vectors changed since the interrupted build; started over"},
+        {"seed", "an interrupted build had other vectors or options; started over"},
+        {"restart", "discarded an interrupted build as asked"},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        interrupt_build(p, v, &o);
+        gtr_ivf_build_opts oc = or;
+        const float *src = v;
+        float *changed = NULL;
+        const char *expect = ref;
+        if (!strcmp(cases[c].what, "vector")) { /* one byte of the last saved vector */
+            struct stat sb;
+            assert_int_equal(stat(part, &sb), 0);
+            assert_int_equal(tu_system("printf 'X' | dd of='%s' bs=1 seek=%lld conv=notrunc status=none", part,
+                                       (long long)sb.st_size - 7), 0);
+        } else if (!strcmp(cases[c].what, "ckpt")) {
+            assert_int_equal(tu_system("printf 'X' | dd of='%s' bs=1 seek=130 conv=notrunc status=none", ck), 0);
+        } else if (!strcmp(cases[c].what, "source")) {
+            changed = malloc((size_t)SN * DIM * sizeof *changed);
+            memcpy(changed, v, (size_t)SN * DIM * sizeof *changed);
+            changed[100 * DIM + 3] = -changed[100 * DIM + 3];
+            src = changed;
+            TU_OK(gtr_ivf_build(other, changed, SN, DIM, &o, &err), &err);
+            expect = other;
+        } else if (!strcmp(cases[c].what, "seed")) {
+            oc.seed = 10;
+            gtr_ivf_build_opts o10 = o;
+            o10.seed = 10;
+            TU_OK(gtr_ivf_build(other, v, SN, DIM, &o10, &err), &err);
+            expect = other;
+        } else {
+            oc.no_resume = true;
+        }
+        TU_OK(gtr_ivf_build(p, src, SN, DIM, &oc, &err), &err);
+        assert_string_equal(st.note, cases[c].note);
+        assert_int_equal(st.resumed, 0);
+        if (!same_file(expect, p)) fail_msg("%s: not the bytes of a fresh build", cases[c].what);
+        assert_true(no_work_files(p));
+        assert_int_equal(remove(p), 0);
+        free(changed);
+    }
+    free(ref); free(p); free(part); free(ck); free(other); free(v);
+}
+
 /* Asking the kernel for the re-ranked rows ahead (used for indexes larger than RAM) changes
  * nothing in the results, at batch 1 and batched, on one and several threads. */
 static void test_prefetch_same_results(void **state)
@@ -587,6 +761,8 @@ int main(void)
         cmocka_unit_test(test_corrupt_and_truncated_refused),
         cmocka_unit_test(test_bad_args),
         cmocka_unit_test(test_stream_build_same_bytes),
+        cmocka_unit_test(test_build_resumes_after_kill_and_stop),
+        cmocka_unit_test(test_build_discards_foreign_work),
         cmocka_unit_test(test_prefetch_same_results),
         cmocka_unit_test(test_crc_combine),
     };

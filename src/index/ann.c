@@ -163,7 +163,12 @@ gtr_status gtr_ann_build(const gtr_index *ix, const char *out_path,
         for (size_t d = 0; d < n; d++) memcpy(copy + d * dim, gtr_index_vector(ix, d), dim * sizeof(float));
         vecs = copy;
     }
-    gtr_ivf_build_opts io = {o.n_lists, o.iters, 0, o.seed, index_tag(ix), o.pool, NULL};
+    gtr_ivf_build_stats is = {0};
+    gtr_ivf_build_opts io = {.n_lists = o.n_lists, .iters = o.iters, .seed = o.seed, .tag = index_tag(ix),
+                             .pool = o.pool, .checkpoint_every = o.checkpoint_every,
+                             .no_resume = o.no_resume != 0, .progress = o.progress,
+                             .progress_user = o.progress_user, .stats = &is};
+    if (o.stats) memset(o.stats, 0, sizeof *o.stats);
     gtr_ivf *base = NULL;
     uint8_t *del = NULL;
     size_t n_del = 0;
@@ -196,6 +201,10 @@ gtr_status gtr_ann_build(const gtr_index *ix, const char *out_path,
         }
     }
     if (st == GTR_OK) st = gtr_ivf_build(out_path, vecs, n, (int)dim, &io, err);
+    if (o.stats) {
+        o.stats->docs_resumed = is.resumed;
+        memcpy(o.stats->note, is.note, sizeof o.stats->note);
+    }
     /* the output's deletion file: the base's carried over, or none (a stale one removed) */
     char *od = st == GTR_OK ? del_path_of(out_path, err) : NULL;
     if (st == GTR_OK && !od) st = err ? err->code : GTR_ERR_NOMEM;

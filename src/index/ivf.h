@@ -19,6 +19,10 @@
  *
  * Build is deterministic given its seed and independent of the thread count (every
  * parallel step writes disjoint outputs; every sum runs in vector order on one thread).
+ * It is crash-safe and resumable: work goes to "<path>.partial" and "<path>.ckpt" (a
+ * checkpoint every checkpoint_every vectors, fsynced), and the same call after a crash, a
+ * failed write (a full disk) or a stop asked by the progress callback continues from the last
+ * checkpoint to the bytes an uninterrupted build writes (ivf_build.c).
  */
 #ifndef GTR_IVF_H
 #define GTR_IVF_H
@@ -26,6 +30,11 @@
 #include "core/core.h"
 
 typedef struct gtr_ivf gtr_ivf;
+
+typedef struct gtr_ivf_build_stats {
+    uint64_t resumed;  /* vectors taken from an interrupted build's checkpoint */
+    char note[256];    /* why an interrupted build's work was discarded ("" if not) */
+} gtr_ivf_build_stats;
 
 typedef struct gtr_ivf_build_opts {
     uint32_t n_lists;    /* 0: about sqrt(n) */
@@ -36,6 +45,13 @@ typedef struct gtr_ivf_build_opts {
     gtr_pool *pool;      /* threads for assignment (NULL: the calling thread) */
     const float *centroids; /* [n_lists][dim]: use these lists (no k-means), e.g. an earlier
                                build's, so documents appended later join the same lists */
+    size_t checkpoint_every; /* vectors between checkpoints (0: 2^18); blocks never cross one */
+    bool no_resume;       /* discard an interrupted build's work instead of resuming it */
+    /* assignments done / to do in this call (k-means iterations count their sample, then the
+       pass one per vector); non-zero: checkpoint and stop with GTR_ERR_INTERRUPTED */
+    int (*progress)(void *user, uint64_t done, uint64_t total);
+    void *progress_user;
+    gtr_ivf_build_stats *stats; /* filled in when not NULL */
 } gtr_ivf_build_opts;
 
 /* Build an index of n vectors (dim floats each, expected unit length) into path. */
@@ -45,7 +61,8 @@ gtr_status gtr_ivf_build(const char *path, const float *vecs, size_t n, int dim,
 /* The same build (the same bytes) from vectors handed over in pieces, for a corpus larger
  * than memory: rd(user, first, count, out) writes vectors first .. first+count-1 (dim floats
  * each) to out. The build asks for the k-means sample one vector at a time (in a seeded random
- * order), then for every vector once, in order, in blocks of up to GTR_IVF_BLOCK. It holds the
+ * order), then for every vector once, in order, in blocks of up to GTR_IVF_BLOCK (a resumed
+ * build first reads the checkpointed prefix again, in order, to check it). It holds the
  * int8 codes (n * dim bytes), 12 bytes per vector, the k-means sample (n_lists * sample
  * vectors) and one block in memory, never all the float32 vectors, which go straight to the
  * file. */

@@ -4,14 +4,14 @@
 # search finds, fewer lists never find more, and a stale, corrupted or truncated IVF file is
 # refused with a clear message; ann-delete (deleted documents never returned, the deletion file
 # checked), ann-build --add after gtr index --add (lists and deletions kept, recall as a fresh
-# build's).
+# build's); crash and resume of ann-build (killed, failed write, --restart, other options).
 cd "$(dirname "$0")/../.." || exit 1
 . tests/scripts/tap.sh
 
 TINY=$SHARED/models/gtr-tiny
 SF=$SHARED/beir/scifact
 need_shared -d "$TINY" -f "$SF/corpus.jsonl"
-plan 57
+plan 75
 
 head -n 1200 "$SF/corpus.jsonl" >"$TMP/sub.jsonl"
 head -n 60 "$SF/queries.jsonl" >"$TMP/q.jsonl"
@@ -26,6 +26,36 @@ sh -c 'exit 0' & dead=$!; wait $dead
 head -c 5000 "$TMP/a.ivf" >"$TMP/b.ivf.tmp.$dead"
 ok "a rerun after a killed build" $GTR ann-build --index "$TMP/a.gtri" -o "$TMP/b.ivf" --lists 16 --seed 1 -t 2
 is "$([ ! -e "$TMP/b.ivf.tmp.$dead" ] && cmp -s "$TMP/a.ivf" "$TMP/b.ivf" && echo yes)" yes "... removes the dead build's temp file and gives the same bytes"
+
+# crash and resume: a checkpoint every 100 documents (blocks of 100: the same bytes); a build
+# killed by the kernel (SIGXFSZ: the file size limit falls in the middle of the vectors) keeps
+# its work files and no output; a build whose write fails (the same limit with SIGXFSZ
+# ignored, as a full disk) says so in one line and keeps them too; the same command resumes to
+# the bytes of the uninterrupted build and removes them
+ok "--checkpoint 100 gives the same bytes" $GTR ann-build --index "$TMP/a.gtri" -o "$TMP/k0.ivf" --lists 16 --seed 1 --checkpoint 100 -q
+is "$(cmp -s "$TMP/a.ivf" "$TMP/k0.ivf" && echo yes)" yes "... as the default build"
+size=$(stat -c %s "$TMP/a.ivf")
+build_k() { $GTR ann-build --index "$TMP/a.gtri" -o "$TMP/k.ivf" --lists 16 --seed 1 --checkpoint 100 "$@"; }
+(ulimit -f $((size / 2 / 1024)); build_k -q) 2>/dev/null
+is "$?" 153 "a build past the file size limit is killed by SIGXFSZ"
+ok "... leaving its checkpoint and partial file, no output" test -s "$TMP/k.ivf.ckpt" -a -s "$TMP/k.ivf.partial" -a ! -e "$TMP/k.ivf"
+(ulimit -f $((size * 3 / 4 / 1024)); trap '' XFSZ; build_k -q) >"$TMP/out" 2>"$TMP/err"
+is "$?" 1 "a build whose write fails exits 1"
+like "$(head -1 "$TMP/err")" '^gtr ann-build: .*k\.ivf\.partial: cannot write: File too large$' "... one line naming the file and the error"
+like "$(tail -1 "$TMP/err")" 'checkpointed in .*k\.ivf\.ckpt: the same command resumes' "... and how to resume"
+ok "the same command resumes" build_k
+like "$(cat "$TMP/err")" "1200 documents in .*k\.ivf.* \(([6-9]|1[01])00 from an interrupted build\)" "... from the last checkpoint"
+is "$(cmp -s "$TMP/a.ivf" "$TMP/k.ivf" && echo yes)" yes "... to the bytes of the uninterrupted build"
+ok "... and removes the work files" test ! -e "$TMP/k.ivf.ckpt" -a ! -e "$TMP/k.ivf.partial"
+(ulimit -f $((size / 2 / 1024)); build_k -q) 2>/dev/null
+ok "--restart discards an interrupted build" build_k --restart
+like "$(cat "$TMP/err")" "note: discarded an interrupted build as asked" "... saying so"
+is "$(cmp -s "$TMP/a.ivf" "$TMP/k.ivf" && echo yes)" yes "... the same bytes"
+(ulimit -f $((size / 2 / 1024)); build_k -q) 2>/dev/null
+ok "an interrupted build with other options is not resumed" $GTR ann-build --index "$TMP/a.gtri" -o "$TMP/k.ivf" --lists 16 --seed 2
+like "$(cat "$TMP/err")" "note: an interrupted build had other vectors or options; started over" "... saying so"
+ok "... the bytes of a fresh build with those options" $GTR ann-build --index "$TMP/a.gtri" -o "$TMP/k2.ivf" --lists 16 --seed 2 -q
+is "$(cmp -s "$TMP/k2.ivf" "$TMP/k.ivf" && echo yes)" yes "... byte for byte"
 
 # (query, document) pairs a run shares with the exact run
 pairs() { awk '{print $1, $3}' "$1" | sort; }
