@@ -142,6 +142,21 @@ static float *make_queries(float *cent, size_t nq, size_t dim)
     return q;
 }
 
+/* one line on stderr every 30 s (assignments done in this call: k-means sample rows, then
+ * vectors), so a log shows where the time went */
+typedef struct clock_pair { double t0, last; } clock_pair;
+static int progress(void *user, uint64_t done, uint64_t total)
+{
+    clock_pair *c = user;
+    double t = now() - c->t0;
+    if (t - c->last >= 30 || done == total) {
+        c->last = t;
+        fprintf(stderr, "ann_big: %.0f s: %llu / %llu assignments\n", t, (unsigned long long)done,
+                (unsigned long long)total);
+    }
+    return 0;
+}
+
 static int die(const char *what, const gtr_error *err)
 {
     fprintf(stderr, "ann_big: %s%s%s\n", what, err && err->message[0] ? ": " : "",
@@ -161,10 +176,15 @@ int main(int argc, char **argv)
         float *cent = centres(dim);
         if (!pool || !cent) return die("setup", &err);
         src s = {{cent, dim, 1, NULL, 0}, pool};
-        gtr_ivf_build_opts bo = {.n_lists = lists, .seed = 1, .pool = pool};
+        gtr_ivf_build_stats st;
         double t0 = now();
+        clock_pair cp = {t0, 0};
+        gtr_ivf_build_opts bo = {.n_lists = lists, .seed = 1, .pool = pool, .stats = &st,
+                                 .progress = progress, .progress_user = &cp};
         if (gtr_ivf_build_stream(argv[6], n, (int)dim, src_read, &s, &bo, &err)) return die("build", &err);
         printf("build_s %.1f\n", now() - t0);
+        if (st.resumed) printf("resumed %llu vectors from a checkpoint\n", (unsigned long long)st.resumed);
+        if (st.note[0]) printf("note: %s\n", st.note);
         status_lines();
         free(cent);
         gtr_pool_free(pool);
