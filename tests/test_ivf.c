@@ -7,9 +7,11 @@
 #include "index/score.h"
 
 #include <math.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -643,7 +645,8 @@ static void test_build_resumes_after_kill_and_stop(void **state)
 
 /* Work that cannot be trusted or is not this build's is discarded with a note, and the build
  * still writes the bytes a fresh build writes: a damaged vector in the partial file, a damaged
- * checkpoint, a source whose vectors changed, other options, and no_resume. */
+ * checkpoint, a source whose vectors changed, other options, and no_resume. A build while
+ * another holds the partial file is refused. */
 static void test_build_discards_foreign_work(void **state)
 {
     (void)state;
@@ -701,6 +704,16 @@ static void test_build_discards_foreign_work(void **state)
         assert_int_equal(remove(p), 0);
         free(changed);
     }
+
+    /* a second build of the same file while one holds its partial file is refused */
+    int fd = open(part, O_RDWR | O_CREAT, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(flock(fd, LOCK_EX | LOCK_NB), 0);
+    assert_int_equal(gtr_ivf_build(p, v, SN, DIM, &o, &err), GTR_ERR_IO);
+    assert_non_null(strstr(err.message, "another build is writing it"));
+    assert_false(gtr_file_exists(p));
+    close(fd);
+    assert_int_equal(remove(part), 0);
     free(ref); free(p); free(part); free(ck); free(other); free(v);
 }
 
