@@ -37,7 +37,8 @@ static void usage(FILE *out)
         "  --checkpoint N    documents between checkpoints (default 262144)\n"
         "  --restart         discard an interrupted build instead of resuming it\n"
         "  -t, --threads N   threads (default: all cores)\n"
-        "  -q, --quiet       no progress on stderr\n");
+        "  -q, --quiet       no progress on stderr (it counts assignments to lists: each\n"
+        "                    k-means iteration assigns its sample, then each document once)\n");
 }
 
 static volatile sig_atomic_t interrupted;
@@ -101,7 +102,7 @@ int cmd_ann_build(int argc, char **argv)
         goto done;
     }
     cli_progress bar;
-    cli_progress_init(&bar, "ann-build", "vectors", quiet);
+    cli_progress_init(&bar, "ann-build", "assignments", quiet);
     gtr_ann_build_stats stats;
     o.progress = progress;
     o.progress_user = &bar;

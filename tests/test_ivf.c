@@ -633,6 +633,25 @@ static void test_build_resumes_after_kill_and_stop(void **state)
     assert_true(same_file(ref, ps));
     assert_true(no_work_files(ps));
 
+    /* given lists (ann-build --add: no k-means): resumes the same way */
+    gtr_ivf *rix = gtr_ivf_open(ref, &err);
+    if (!rix) fail_msg("%s", err.message);
+    char *gref = tu_tmp("res-given-ref.ivf"), *pg = tu_tmp("res-given.ivf");
+    gtr_ivf_build_opts og = o;
+    og.centroids = gtr_ivf_centroids(rix);
+    og.seed = 11;
+    TU_OK(gtr_ivf_build(gref, v, SN, DIM, &og, &err), &err);
+    og.progress = stop_in_pass;
+    assert_int_equal(gtr_ivf_build(pg, v, SN, DIM, &og, &err), GTR_ERR_INTERRUPTED);
+    og.progress = NULL;
+    og.stats = &st;
+    TU_OK(gtr_ivf_build(pg, v, SN, DIM, &og, &err), &err);
+    assert_int_equal(st.resumed, 8192);
+    assert_true(same_file(gref, pg));
+    assert_true(no_work_files(pg));
+    gtr_ivf_close(rix);
+    free(gref); free(pg);
+
     /* stopped during k-means: nothing to resume, nothing left, the old file untouched */
     gtr_ivf_build_opts ok = o;
     ok.progress = stop_in_kmeans;
