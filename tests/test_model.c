@@ -767,7 +767,8 @@ static void test_fingerprint_stored(void **state)
 }
 
 /* gtr_pack_fingerprinted (the load's Linear weights: hashed inside the packing tasks, aligned
- * shapes a panel of four chunks at a time with the int8 row maxima taken on the way) against
+ * shapes a panel of four chunks at a time with the int8 row maxima taken on the way, or, for
+ * short rows, a band of 16 rows of each chunk packed from the hash's own float32 pieces) against
  * gtr_fingerprint_stored of each part folded in order and gtr_wmat_pack_src: the same hash and
  * the same bytes, on aligned shapes with chunks longer and shorter than a panel, several
  * parts (F16, BF16, F32), a group short of four, and shapes that are not aligned; a NaN in the
@@ -787,6 +788,10 @@ static void test_pack_fingerprinted(void **state)
         {5120, {300, 200, 0}, 2, false},    /* chunks end inside rows */
         {768, {768, 768, 768}, 3, true},    /* base-like, under a chunk a part */
         {1024, {1536, 0, 0}, 1, false},     /* a part of 1.5 chunks */
+        {1024, {1024, 2048, 1024}, 3, true}, /* aligned as xxl's q, k, v: band packing, every type */
+        {2048, {1024, 0, 0}, 1, false},     /* band packing for bf16 and int8, panels for f32 */
+        {16384, {128, 0, 0}, 1, false},     /* 64-row chunks, as xxl's o (a panel each at nr 64) */
+        {65536, {64, 0, 0}, 1, false},      /* 16-row chunks, as xxl's wo */
     };
     gtr_pool *pool3 = gtr_pool_create(3, &e);
     assert_non_null(pool3);

@@ -166,6 +166,18 @@ gtr_status gtr_wmat_pack_src_visit(const gtr_kernels *kern, gtr_pool *pool, gtr_
                                    size_t n_parts, size_t k, gtr_wtype type, const gtr_pack_visit *visit,
                                    gtr_error *err);
 void gtr_pack_rows(gtr_pack_task *pk, size_t r0, size_t r1, const float *amax);
+/* Instead of gtr_pack_rows for whole panels: rows the caller has as float32 anyway (converted
+ * once, for the fingerprint and the packing), packed a band of GTR_PACK_BAND rows at a time.
+ * gtr_pack_band_row packs row r (its k values at x; an INT8 row's scale from its own largest
+ * |value|) into stage (gtr_pack_band_words(pk) 4-byte words); gtr_pack_band_put writes the
+ * staged rows r0 .. r0 + GTR_PACK_BAND - 1 (row i at stage + i * words; r0 a multiple of
+ * GTR_PACK_BAND, the rows inside the matrix) into their panel. A panel's bands are put in
+ * order, from its first (which makes the panel's pages present), by one task. The bytes are
+ * gtr_wmat_pack_src's. */
+#define GTR_PACK_BAND 16
+size_t gtr_pack_band_words(const gtr_pack_task *pk);
+void gtr_pack_band_row(gtr_pack_task *pk, size_t r, const float *x, uint32_t *stage);
+void gtr_pack_band_put(gtr_pack_task *pk, size_t r0, const uint32_t *stage);
 /* The panel height of type's packing for kern (what gtr_wmat_pack_src_visit rounds tasks to). */
 size_t gtr_wmat_panel_rows(const gtr_kernels *kern, gtr_wtype type);
 /* The largest |x[i]| of n floats, NaN ignored, 0 for none (the fastest this CPU runs; every

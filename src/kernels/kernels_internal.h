@@ -201,13 +201,13 @@ void gtr_generic_pack_piece(gtr_wtype type, const float *x, size_t in, size_t nv
 float gtr_avx512_absmax(const float *x, size_t n);
 void gtr_avx512_pack_piece(gtr_wtype type, const float *x, size_t in, size_t nv, float inv,
                            void *dst, int32_t *sum);
-/* Sixteen rows' pieces into a packing tile: stage[r * PIECE_WORDS + q] (r < 16, q < nw: row
+/* Sixteen rows' pieces into a packing tile: stage[r * stride + q] (r < 16, q < nw: row
  * i0 + r's 4-byte word q) to tile + ((q * nr + i0 + r) * 4), nr a multiple of 16, tile and
  * i0 * 4 64-byte aligned: 16 x 16 words transposed in registers, a whole cache line a store
  * (instead of sixteen 4-byte stores into sixteen lines). Non-temporal stores were slower
  * (the lines are in cache, just zeroed by the kernel's page population). */
 #define GTR_PACK_STAGE_WORDS 256
-void gtr_avx512_tile_put16(unsigned char *tile, size_t nr, size_t i0, const uint32_t *stage, size_t nw);
+void gtr_avx512_tile_put16(unsigned char *tile, size_t nr, size_t i0, const uint32_t *stage, size_t stride, size_t nw);
 
 /* ---- per-ISA tables --------------------------------------------------------------------- */
 extern const gtr_kernels gtr_kernels_generic_table;

@@ -146,7 +146,7 @@ typedef struct {
     /* AVX-512: a tile's rows staged 16 at a time and written transposed, a whole cache line
      * a store (gtr_avx512_tile_put16: xl F16 -> f32 on an Intel Xeon 2.3 -> 1.6 s; xxl F16 ->
      * int8 on AMD Zen 5 warm 5.3-7.7 -> 4.2-5.4 s); NULL: each row's words stored one by one */
-    void (*put16)(unsigned char *tile, size_t nr, size_t i0, const uint32_t *stage, size_t nw);
+    void (*put16)(unsigned char *tile, size_t nr, size_t i0, const uint32_t *stage, size_t stride, size_t nw);
 } pack_job;
 
 #define PACK_PANELS 4 /* panels per task */
@@ -263,7 +263,7 @@ static void pack_panels(gtr_pack_task *pk, size_t p0, size_t p1, const float *am
                     for (size_t i = i0; i < i0 + 16; i++)
                         pack_row_piece(j, p, i, rows, c0, nw, in, inv, vals,
                                        stage + (i - i0) * GTR_PACK_STAGE_WORDS);
-                    j->put16(tile, nr, i0, stage, nw);
+                    j->put16(tile, nr, i0, stage, GTR_PACK_STAGE_WORDS, nw);
                 }
                 continue;
             }
@@ -279,6 +279,37 @@ void gtr_pack_rows(gtr_pack_task *pk, size_t r0, size_t r1, const float *amax)
 {
     size_t nr = pk->j->w->nr;
     pack_panels(pk, r0 / nr, (r1 + nr - 1) / nr, pk->inv ? amax : NULL);
+}
+
+size_t gtr_pack_band_words(const gtr_pack_task *pk) { return pk->j->w->kp / kgroup[pk->j->w->type]; }
+
+void gtr_pack_band_row(gtr_pack_task *pk, size_t r, const float *x, uint32_t *stage)
+{
+    pack_job *j = pk->j;
+    gtr_wmat *w = j->w;
+    const size_t kw = w->kp / kgroup[w->type];
+    float inv = 0.0f;
+    if (w->type == GTR_W_INT8) gtr_q8_scale(j->absmax(x, w->k), &w->scales[r], &inv);
+    /* the whole row in one piece: the same values as pack_panels' tiles of PIECE (the words
+     * past k zero, an int8 row's sum the same integers added in another order) */
+    int32_t sum = 0;
+    j->piece(w->type, x, w->k, kw * kgroup[w->type], inv, stage, &sum);
+    if (w->type == GTR_W_INT8) w->colsum[r] += sum;
+}
+
+void gtr_pack_band_put(gtr_pack_task *pk, size_t r0, const uint32_t *stage)
+{
+    pack_job *j = pk->j;
+    gtr_wmat *w = j->w;
+    const size_t nr = w->nr, kw = w->kp / kgroup[w->type], i0 = r0 % nr;
+    unsigned char *panel = (unsigned char *)w->data + r0 / nr * kw * nr * 4;
+    if (i0 == 0) populate(panel, kw * nr * 4); /* the panel's first band: as pack_panels does */
+    if (j->put16 && nr % 16 == 0 && i0 % 16 == 0) {
+        j->put16(panel, nr, i0, stage, kw, kw);
+        return;
+    }
+    for (size_t i = 0; i < GTR_PACK_BAND; i++)
+        for (size_t q = 0; q < kw; q++) memcpy(panel + (q * nr + i0 + i) * 4, stage + i * kw + q, 4);
 }
 
 static void pack_task(void *ctx, size_t t, int tid)

@@ -105,16 +105,16 @@ static inline void transpose16(__m512i r[16])
     for (int i = 0; i < 16; i++) r[i] = t[i];
 }
 
-void gtr_avx512_tile_put16(unsigned char *tile, size_t nr, size_t i0, const uint32_t *stage, size_t nw)
+void gtr_avx512_tile_put16(unsigned char *tile, size_t nr, size_t i0, const uint32_t *stage, size_t stride, size_t nw)
 {
     size_t q0 = 0;
     for (; q0 + 16 <= nw; q0 += 16) {
         __m512i r[16];
-        for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_si512(stage + (size_t)i * GTR_PACK_STAGE_WORDS + q0);
+        for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_si512(stage + (size_t)i * stride + q0);
         transpose16(r);
         for (int q = 0; q < 16; q++) _mm512_storeu_si512((void *)(tile + ((q0 + q) * nr + i0) * 4), r[q]);
     }
     for (; q0 < nw; q0++)
         for (size_t i = 0; i < 16; i++)
-            memcpy(tile + (q0 * nr + i0 + i) * 4, stage + i * GTR_PACK_STAGE_WORDS + q0, 4);
+            memcpy(tile + (q0 * nr + i0 + i) * 4, stage + i * stride + q0, 4);
 }

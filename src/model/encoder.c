@@ -281,10 +281,36 @@ typedef struct {
     const gtr_tensor *t[3];
     size_t row0[3], rows[3];
     int n;
-    bool aligned, int8;
+    bool aligned, int8, band;
     size_t k, nr, rc; /* row length; panel height; rows per fingerprint chunk (aligned) */
     gtr_absmax_fn absmax;
 } fp_visit;
+
+/* Band packing (aligned, a piece of the hash whole rows, at most FP_BAND_WORDS packed words a
+ * row): each piece the hash converts to float32 (in L1) is packed from there, row by row, into
+ * a stage of the task (GTR_PACK_BAND rows of each lane in the packed type, 64 KiB a lane at
+ * most: with the 4 lanes, in L2), and each lane's band goes to its panel once staged (xxl: q,
+ * k, v and wi, 58% of the weights). The file's values are read and converted once; the panel
+ * path below reads each row a second time, from cache, and converts it again for the tiles
+ * (AMD Zen 5, xxl F16 -> int8 warm: user time 14% less, bench/RESULTS.md). Longer rows keep
+ * the panel path: a band of them would not stay in L2, and the hash's order (a chunk row
+ * after row) leaves no shorter band that the tiles (16 rows at a time) could take. */
+#define FP_BAND_WORDS 1024
+
+typedef struct {
+    gtr_pack_task *pk;
+    size_t k, words, first[4]; /* row length; stage words a row; each lane's band's first row */
+    uint32_t *stage;           /* lane l's band at stage + l * GTR_PACK_BAND * words */
+} band_pack;
+
+static void band_piece(void *ctx, size_t l, const float *x, size_t pos, size_t m)
+{
+    band_pack *b = ctx;
+    for (size_t i = 0; i < m; i += b->k) {
+        size_t r = (pos + i) / b->k; /* the row within the band */
+        gtr_pack_band_row(b->pk, b->first[l] + r, x + i, b->stage + (l * GTR_PACK_BAND + r) * b->words);
+    }
+}
 
 static void fp_visit_fn(void *ctx, size_t r0, size_t r1, gtr_pack_task *pk)
 {
@@ -299,6 +325,9 @@ static void fp_visit_fn(void *ctx, size_t r0, size_t r1, gtr_pack_task *pk)
     }
     const size_t k = v->k, nr = v->nr, rc = v->rc;
     _Alignas(64) float am_task[256];
+    /* the band stage (no memory: the panel path, the same bytes) */
+    band_pack bp = {pk, k, v->band ? gtr_pack_band_words(pk) : 0, {0, 0, 0, 0}, NULL};
+    if (v->band) bp.stage = gtr_malloc_aligned(4 * GTR_PACK_BAND * bp.words * sizeof(uint32_t), NULL);
     /* the task's chunks (each whole rows of one part), in groups of up to 4 */
     for (size_t c0 = r0; c0 < r1; c0 += 4 * rc) {
         size_t lanes = GTR_MIN((size_t)4, (r1 - c0) / rc), first[4] = {0, 0, 0, 0}, start[4] = {0, 0, 0, 0};
@@ -315,12 +344,21 @@ static void fp_visit_fn(void *ctx, size_t r0, size_t r1, gtr_pack_task *pk)
             start[l] = (r - v->row0[i]) * k;
             h[l] = GTR_FNV_SEED;
         }
-        if (rc >= nr) { /* a panel of each chunk a step, packed while in cache */
+        if (bp.stage) { /* a band of each chunk a step, converted once */
+            for (size_t a = 0; a < rc; a += GTR_PACK_BAND) {
+                for (size_t l = 0; l < lanes; l++) bp.first[l] = first[l] + a;
+                gtr_fp_lanes(t, start, lanes, GTR_PACK_BAND * k, k, h, bad, NULL, NULL, band_piece, &bp);
+                for (size_t l = 0; l < lanes; l++) {
+                    gtr_pack_band_put(pk, first[l] + a, bp.stage + l * GTR_PACK_BAND * bp.words);
+                    start[l] += GTR_PACK_BAND * k;
+                }
+            }
+        } else if (rc >= nr) { /* a panel of each chunk a step, packed while in cache */
             _Alignas(64) float am[4][64];
             float *amax[4] = {am[0], am[1], am[2], am[3]};
             bool small = nr <= 64;
             for (size_t a = 0; a < rc; a += nr) {
-                gtr_fp_lanes(t, start, lanes, nr * k, k, h, bad, v->int8 && small ? v->absmax : NULL, amax);
+                gtr_fp_lanes(t, start, lanes, nr * k, k, h, bad, v->int8 && small ? v->absmax : NULL, amax, NULL, NULL);
                 for (size_t l = 0; l < lanes; l++) {
                     gtr_pack_rows(pk, first[l] + a, first[l] + a + nr, v->int8 && small ? am[l] : NULL);
                     start[l] += nr * k;
@@ -329,7 +367,7 @@ static void fp_visit_fn(void *ctx, size_t r0, size_t r1, gtr_pack_task *pk)
         } else { /* chunks shorter than a panel: the task (<= 256 rows) packed after them */
             float *amax[4];
             for (size_t l = 0; l < lanes; l++) amax[l] = am_task + (first[l] - r0);
-            gtr_fp_lanes(t, start, lanes, rc * k, k, h, bad, v->int8 ? v->absmax : NULL, amax);
+            gtr_fp_lanes(t, start, lanes, rc * k, k, h, bad, v->int8 ? v->absmax : NULL, amax, NULL, NULL);
         }
         for (size_t l = 0; l < lanes; l++) {
             size_t c = (first[l] - v->row0[part[l]]) / rc;
@@ -338,6 +376,7 @@ static void fp_visit_fn(void *ctx, size_t r0, size_t r1, gtr_pack_task *pk)
         }
     }
     if (rc < nr) gtr_pack_rows(pk, r0, r1, v->int8 ? am_task : NULL);
+    gtr_free_aligned(bp.stage);
 }
 
 gtr_status gtr_pack_fingerprinted(const gtr_kernels *kern, gtr_pool *pool, const gtr_tensor *const *parts,
@@ -384,6 +423,10 @@ gtr_status gtr_pack_fingerprinted(const gtr_kernels *kern, gtr_pool *pool, const
                 v.aligned = true;
                 v.rc = rc;
                 visit.task_rows = task;
+                size_t lnr, kp;
+                gtr_wmat_layout(kern, wtype, k, &lnr, &kp);
+                v.band = GTR_FP_PIECE % k == 0 && kp / gtr_wmat_kgroup(wtype) <= FP_BAND_WORDS && rc % nr == 0 &&
+                         nr % GTR_PACK_BAND == 0;
             }
         }
         st = gtr_wmat_pack_src_visit(kern, pool, w, src, (size_t)n_parts, k, wtype, &visit, err);

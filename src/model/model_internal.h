@@ -272,9 +272,16 @@ void gtr_fp_rows_free(gtr_fp_rows *f);
  * (lane l: values [start[l], start[l] + len) of the contiguous float tensor t[l], the chain
  * h[l] / bad[l] in and out; len even unless it ends the chunk; start[l] a multiple of cols),
  * and with absmax (else NULL) the largest |value| of each row of cols values into amax[l][0 ..]
- * (NaN ignored). A chunk's chain is GTR_FNV_SEED, 0 before its first value. */
+ * (NaN ignored). A chunk's chain is GTR_FNV_SEED, 0 before its first value. each (else NULL)
+ * is handed every piece of the values as float32 while it is in L1, for the packing to take
+ * them from there instead of converting the stored ones again: each(each_ctx, l, x, pos, m)
+ * with lane l's values [start[l] + pos, start[l] + pos + m) at x, pieces in order, pos a
+ * multiple of GTR_FP_PIECE. */
+#define GTR_FP_PIECE 2048 /* values a piece (even; divides GTR_FP_CHUNK) */
+typedef void (*gtr_fp_piece_fn)(void *ctx, size_t lane, const float *x, size_t pos, size_t m);
 void gtr_fp_lanes(const gtr_tensor *const *t, const size_t *start, size_t lanes, size_t len, size_t cols,
-                  uint64_t *h, uint64_t *bad, gtr_absmax_fn absmax, float *const *amax);
+                  uint64_t *h, uint64_t *bad, gtr_absmax_fn absmax, float *const *amax, gtr_fp_piece_fn each,
+                  void *each_ctx);
 /* A Linear's weight from 1 to 3 contiguous float tensors (rows of k values each, stacked in
  * order) packed as wtype and folded into the fingerprint (*fp: each part as
  * gtr_fingerprint_stored folds it, in order), the file's pages read from memory once: the

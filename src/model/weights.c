@@ -683,7 +683,7 @@ gtr_status gtr_fp_end(gtr_fp_stream *f, uint64_t *h, gtr_error *err)
 /* gtr_fingerprint_tensor of a stored float tensor's values as float32, read from the mapping
  * without a float32 copy of it: each chunk of FP_CHUNK values is converted FP_PIECE at a time
  * into a buffer of its thread (in L1) and hashed from there. */
-#define FP_PIECE 2048 /* even (a chunk's words are the same however it is cut); divides FP_CHUNK */
+#define FP_PIECE GTR_FP_PIECE /* even (a chunk's words are the same however it is cut); divides FP_CHUNK */
 #define FP_PF 2       /* gtr_fp_lanes' prefetch distance, in pieces */
 
 typedef struct {
@@ -728,7 +728,7 @@ static void hash_group(const gtr_tensor *t, size_t c0, size_t lanes, uint64_t *o
     const gtr_tensor *ts[4] = {t, t, t, t};
     size_t start[4] = {c0 * FP_CHUNK, (c0 + 1) * FP_CHUNK, (c0 + 2) * FP_CHUNK, (c0 + 3) * FP_CHUNK};
     uint64_t h[4] = {GTR_FNV_SEED, GTR_FNV_SEED, GTR_FNV_SEED, GTR_FNV_SEED}, bad[4] = {0, 0, 0, 0};
-    gtr_fp_lanes(ts, start, lanes, FP_CHUNK, FP_CHUNK, h, bad, NULL, NULL);
+    gtr_fp_lanes(ts, start, lanes, FP_CHUNK, FP_CHUNK, h, bad, NULL, NULL, NULL, NULL);
     for (size_t l = 0; l < lanes; l++) {
         out[c0 + l] = h[l];
         bad_out[c0 + l] = bad[l];
@@ -808,10 +808,10 @@ gtr_status gtr_fp_rows_end(gtr_fp_rows *f, uint64_t *h, const char *name, size_t
 }
 
 void gtr_fp_lanes(const gtr_tensor *const *t, const size_t *start, size_t lanes, size_t len, size_t cols,
-                  uint64_t *h, uint64_t *bad, gtr_absmax_fn absmax, float *const *amax)
+                  uint64_t *h, uint64_t *bad, gtr_absmax_fn absmax, float *const *amax, gtr_fp_piece_fn each, void *each_ctx)
 {
     _Alignas(64) float buf[4][FP_PIECE];
-    const float *x[4] = {buf[0], buf[1], buf[2], buf[3]};
+    const float *x[4];
     uint64_t hh[4] = {h[0], h[0], h[0], h[0]}, bb[4] = {0, 0, 0, 0};
     for (size_t l = 0; l < lanes; l++) hh[l] = h[l], bb[l] = bad[l];
     if (!absmax) amax = NULL;
@@ -831,20 +831,23 @@ void gtr_fp_lanes(const gtr_tensor *const *t, const size_t *start, size_t lanes,
                 const uint8_t *p = t[l]->data + es * (start[l] + ahead);
                 for (size_t b = 0; b < GTR_MIN((size_t)FP_PIECE, len - ahead) * es; b += 64) __builtin_prefetch(p + b);
             }
-        for (size_t l = 0; l < 4; l++) {
-            size_t s = l < lanes ? l : 0;
-            if (values_f32(t[s], start[s] + i, m, buf[l])) bb[l] |= 0x80000000ull; /* F16: the conversion met an infinity or NaN */
+        for (size_t l = 0; l < lanes; l++) {
+            x[l] = buf[l];
+            if (values_f32(t[l], start[l] + i, m, buf[l])) bb[l] |= 0x80000000ull; /* F16: the conversion met an infinity or NaN */
         }
+        for (size_t l = lanes; l < 4; l++) x[l] = x[0]; /* hashed and dropped */
         if (amax) /* each row's share of the piece (start[l] is a row's first value) */
             for (size_t l = 0; l < lanes; l++)
                 for (size_t pos = i; pos < i + m;) {
                     size_t r = pos / cols, e = GTR_MIN(i + m, (r + 1) * cols);
-                    float a = absmax(buf[l] + (pos - i), e - pos);
+                    float a = absmax(x[l] + (pos - i), e - pos);
                     if (a > amax[l][r]) amax[l][r] = a;
                     pos = e;
                 }
         if (f16) fnv_words4_finite(hh, x, m);
         else fnv_words4(hh, x, m, bb);
+        if (each)
+            for (size_t l = 0; l < lanes; l++) each(each_ctx, l, buf[l], i, m);
     }
     for (size_t l = 0; l < lanes; l++) h[l] = hh[l], bad[l] = bb[l];
 }
