@@ -788,8 +788,9 @@ static void test_pack_fingerprinted(void **state)
         {5120, {300, 200, 0}, 2, false},    /* chunks end inside rows */
         {768, {768, 768, 768}, 3, true},    /* base-like, under a chunk a part */
         {1024, {1536, 0, 0}, 1, false},     /* a part of 1.5 chunks */
-        {1024, {1024, 2048, 1024}, 3, true}, /* aligned as xxl's q, k, v: band packing, every type */
-        {2048, {1024, 0, 0}, 1, false},     /* band packing for bf16 and int8, panels for f32 */
+        {1024, {1024, 2048, 1024}, 3, true}, /* aligned as xxl's q, k, v: bf16 and int8 in bands */
+        {2048, {1024, 0, 0}, 1, false},     /* int8 in bands, bf16 and f32 in panels */
+        {512, {8192, 0, 0}, 1, false},      /* every type in bands */
         {16384, {128, 0, 0}, 1, false},     /* 64-row chunks, as xxl's o (a panel each at nr 64) */
         {65536, {64, 0, 0}, 1, false},      /* 16-row chunks, as xxl's wo */
     };

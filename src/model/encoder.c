@@ -288,14 +288,15 @@ typedef struct {
 
 /* Band packing (aligned, a piece of the hash whole rows, at most FP_BAND_WORDS packed words a
  * row): each piece the hash converts to float32 (in L1) is packed from there, row by row, into
- * a stage of the task (GTR_PACK_BAND rows of each lane in the packed type, 64 KiB a lane at
- * most: with the 4 lanes, in L2), and each lane's band goes to its panel once staged (xxl: q,
- * k, v and wi, 58% of the weights). The file's values are read and converted once; the panel
- * path below reads each row a second time, from cache, and converts it again for the tiles
- * (AMD Zen 5, xxl F16 -> int8 warm: user time 14% less, bench/RESULTS.md). Longer rows keep
- * the panel path: a band of them would not stay in L2, and the hash's order (a chunk row
- * after row) leaves no shorter band that the tiles (16 rows at a time) could take. */
-#define FP_BAND_WORDS 1024
+ * a stage of the task (GTR_PACK_BAND rows of each lane in the packed type, 32 KiB a lane at
+ * most), and each lane's band goes to its panel once staged (xxl bf16 and int8: q, k, v and
+ * wi, 58% of the weights). The file's values are read and converted once; the panel path
+ * below reads each row a second time, from cache, and converts it again for the tiles (AMD
+ * Zen 5, xxl F16 warm, alternating: int8 user time 9-14% less, bf16 5-6%; bench/RESULTS.md).
+ * f32 keeps the panel path at k = 1024: its 64 KiB stages and 256 KiB panels measured no
+ * faster. Longer rows keep it too: a band of them would not stay in L2, and the hash's order
+ * (a chunk row after row) leaves no shorter band that the tiles (16 rows at a time) take. */
+#define FP_BAND_WORDS 512
 
 typedef struct {
     gtr_pack_task *pk;
