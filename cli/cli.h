@@ -60,12 +60,13 @@ enum { CLI_IX_STORE = 1100, CLI_IX_BATCH, CLI_IX_CKPT, CLI_IX_SNIP, CLI_IX_RESTA
     {"dtype", required_argument, NULL, CLI_IX_DTYPE}, {"max-len", required_argument, NULL, CLI_IX_MAXLEN}
 int cli_index_option(int c, const char *arg, gtr_index_build_options *o, gtr_model_options *mo);
 /* The IVF build options `gtr ann-build` and `gtr-mpi ann-build` share (--lists, --iters,
- * --seed): getopt_long values, CLI_ANN_BUILD_LONGOPTS, and cli_ann_build_option (1 applied, 0
- * not one of them, -1 invalid: message printed under cmd). */
-enum { CLI_A_LISTS = 1300, CLI_A_ITERS, CLI_A_SEED };
+ * --seed, --checkpoint, --restart): getopt_long values, CLI_ANN_BUILD_LONGOPTS, and
+ * cli_ann_build_option (1 applied, 0 not one of them, -1 invalid: message printed under cmd). */
+enum { CLI_A_LISTS = 1300, CLI_A_ITERS, CLI_A_SEED, CLI_A_CKPT, CLI_A_RESTART };
 #define CLI_ANN_BUILD_LONGOPTS                                                                            \
     {"lists", required_argument, NULL, CLI_A_LISTS}, {"iters", required_argument, NULL, CLI_A_ITERS},     \
-    {"seed", required_argument, NULL, CLI_A_SEED}
+    {"seed", required_argument, NULL, CLI_A_SEED}, {"checkpoint", required_argument, NULL, CLI_A_CKPT},   \
+    {"restart", no_argument, NULL, CLI_A_RESTART}
 int cli_ann_build_option(const char *cmd, int c, const char *arg, gtr_ann_build_options *o);
 /* The search options `gtr search` and `gtr-mpi search` share: their getopt_long values, the
  * `struct option` entries (CLI_SEARCH_LONGOPTS, needs <getopt.h>) and cli_search_option, which

@@ -52,12 +52,11 @@ static int progress(void *user, uint64_t done, uint64_t total)
 
 int cmd_ann_build(int argc, char **argv)
 {
-    enum { O_INDEX = 1000, O_ADD, O_CKPT, O_RESTART };
+    enum { O_INDEX = 1000, O_ADD };
     static const struct option longopts[] = {
         {"index", required_argument, NULL, O_INDEX}, {"output", required_argument, NULL, 'o'},
         CLI_ANN_BUILD_LONGOPTS,                      {"threads", required_argument, NULL, 't'},
-        {"add", required_argument, NULL, O_ADD},     {"checkpoint", required_argument, NULL, O_CKPT},
-        {"restart", no_argument, NULL, O_RESTART},   {"quiet", no_argument, NULL, 'q'},
+        {"add", required_argument, NULL, O_ADD},     {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},            {NULL, 0, NULL, 0}};
     const char *index_path = NULL, *out = NULL;
     gtr_ann_build_options o = gtr_ann_default_build_options();
@@ -71,15 +70,12 @@ int cmd_ann_build(int argc, char **argv)
         case O_INDEX: index_path = optarg; break;
         case 'o': out = optarg; break;
         case O_ADD: o.base = optarg; break;
-        case O_CKPT:
-            if (!cli_parse_int(CMD, "--checkpoint", optarg, 1, 1LL << 32, &v)) return 2;
-            o.checkpoint_every = (size_t)v;
-            break;
-        case O_RESTART: o.no_resume = 1; break;
         case 'q': quiet = true; break;
         case CLI_A_LISTS:
         case CLI_A_ITERS:
         case CLI_A_SEED:
+        case CLI_A_CKPT:
+        case CLI_A_RESTART:
             if (cli_ann_build_option(CMD, c, optarg, &o) < 0) return 2;
             break;
         case 't':

@@ -241,6 +241,11 @@ int cli_ann_build_option(const char *cmd, int c, const char *arg, gtr_ann_build_
         if (!cli_parse_int(cmd, "--seed", arg, 0, (1LL << 62), &v)) return -1;
         o->seed = (uint64_t)v;
         return 1;
+    case CLI_A_CKPT:
+        if (!cli_parse_int(cmd, "--checkpoint", arg, 1, 1LL << 32, &v)) return -1;
+        o->checkpoint_every = (size_t)v;
+        return 1;
+    case CLI_A_RESTART: o->no_resume = 1; return 1;
     default: return 0;
     }
 }

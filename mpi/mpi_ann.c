@@ -26,7 +26,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: mpirun -n N gtr-mpi ann-build --index INDEX -o PREFIX [--lists N] [--iters N] [--seed S]\n"
-            "       [-t THREADS]\n"
+            "       [--checkpoint N] [--restart] [-t THREADS]\n"
             "\n"
             "One IVF index per shard of the sharded index INDEX (gtr-mpi index --shards): shard s of S\n"
             "gets PREFIX.shard-s-of-S, the file `gtr ann-build --index INDEX.shard-s-of-S` writes.\n"
@@ -35,7 +35,10 @@ static void usage(FILE *out)
             "`mpirun -n N gtr-mpi search --split docs --index INDEX --ann PREFIX [--nprobe P]`.\n"
             "\n"
             "options (as gtr ann-build, per shard): --lists N (default about sqrt(shard documents)),\n"
-            "--iters N (k-means iterations, default 10), --seed S, -t THREADS (per rank)\n");
+            "--iters N (k-means iterations, default 10), --seed S, -t THREADS (per rank);\n"
+            "--checkpoint N (documents between checkpoints, default 262144), --restart. Each shard's\n"
+            "build is resumable: after a rank dies (killed, out of disk), the same command resumes\n"
+            "every unfinished shard file from its last checkpoint, to the same bytes.\n");
 }
 
 int mpi_cmd_ann_build(const dist_ctx *d, int argc, char **argv)
@@ -59,6 +62,8 @@ int mpi_cmd_ann_build(const dist_ctx *d, int argc, char **argv)
         case CLI_A_LISTS:
         case CLI_A_ITERS:
         case CLI_A_SEED:
+        case CLI_A_CKPT:
+        case CLI_A_RESTART:
             if (cli_ann_build_option(CMD, c, optarg, &o) < 0) return 2;
             break;
         case 't':
@@ -90,6 +95,7 @@ int mpi_cmd_ann_build(const dist_ctx *d, int argc, char **argv)
     int first = (int)((size_t)S * (size_t)d->rank / (size_t)d->size),
         end = (int)((size_t)S * (size_t)(d->rank + 1) / (size_t)d->size);
     size_t built = 0;
+    gtr_ann_build_stats stats;
     for (int s = first; ok && s < end; s++) {
         size_t b, e, total;
         gtr_index *ix = gtr_index_open_part(index_path, s, S, 0, o.pool, &b, &e, &total, &err);
@@ -99,10 +105,15 @@ int mpi_cmd_ann_build(const dist_ctx *d, int argc, char **argv)
         else if (o.n_lists > gtr_index_count(ix))
             ok = dist_errorf(d, 0, "--lists %u is more than shard %d's %zu documents", o.n_lists, s,
                              gtr_index_count(ix));
-        else if (gtr_ann_build(ix, out, &o, &err))
+        else if ((o.stats = &stats, gtr_ann_build(ix, out, &o, &err)))
             ok = dist_errorf(d, 0, "shard %d of %d: %s", s, S, err.message);
-        else
+        else {
             built++;
+            if (stats.note[0]) fprintf(stderr, "gtr-mpi ann-build: shard %d: note: %s\n", s, stats.note);
+            if (stats.docs_resumed)
+                fprintf(stderr, "gtr-mpi ann-build: shard %d: %llu documents from an interrupted build\n", s,
+                        (unsigned long long)stats.docs_resumed);
+        }
         free(out);
         gtr_index_free(ix);
     }

@@ -7,7 +7,7 @@
 # shard missing, truncated or from another build is refused with one line; a rank killed
 # mid-build fails the job naming it, leaves no manifest, and the same command resumes.
 # Approximate search per shard: gtr-mpi ann-build writes one IVF file per shard (gtr ann-build's
-# file of that shard), and gtr-mpi search --split docs --ann gives, on 1, 2, 3 and 5 ranks, the
+# file of that shard; a shard build killed midway resumes to the same file), and gtr-mpi search --split docs --ann gives, on 1, 2, 3 and 5 ranks, the
 # per-shard gtr search --ann runs merged by score (exact search when every list is probed and
 # every candidate re-ranked; with one shard, gtr search --ann over the single file).
 cd "$(dirname "$0")/../.." || exit 1
@@ -20,7 +20,7 @@ for p in .venv-test/bin/python /usr/bin/python3 python3; do
 done
 if [ -z "$PY" ]; then echo "1..0 # SKIP no Python with numpy for the binding"; exit 0; fi
 same() { PYTHONPATH=python GTR_LIBRARY=lib/libgtr.so "$PY" tests/tools/index_same.py "$@"; }
-plan 86
+plan 91
 
 head -n 300 "$SF/corpus.jsonl" >"$TMP/sub.jsonl"
 head -n 30 "$SF/queries.jsonl" >"$TMP/q.jsonl"
@@ -77,6 +77,20 @@ for s in 0 1 2; do
 done
 ok "... each the file gtr ann-build writes from that shard alone" sh -c "cmp '$TMP/g0.ivf' '$TMP/p3.ivf.shard-0-of-3' &&
     cmp '$TMP/g1.ivf' '$TMP/p3.ivf.shard-1-of-3' && cmp '$TMP/g2.ivf' '$TMP/p3.ivf.shard-2-of-3'"
+# resume: shard 1's build killed by the file size limit (SIGXFSZ) halfway through its vectors,
+# as when its rank dies; gtr-mpi ann-build resumes it from its checkpoint (and builds the
+# others) to the files of the uninterrupted run, and removes the work files
+lim=$(( $(stat -c %s "$TMP/p3.ivf.shard-1-of-3") / 2 / 1024 ))
+(ulimit -f "$lim"; $GTR ann-build --index "$TMP/s3.gtri.shard-1-of-3" -o "$TMP/k3.ivf.shard-1-of-3" --lists 4 -t 1 \
+    --checkpoint 20 -q) 2>/dev/null
+ok "a shard build killed mid-build leaves its checkpoint" test -s "$TMP/k3.ivf.shard-1-of-3.ckpt" \
+    -a ! -e "$TMP/k3.ivf.shard-1-of-3"
+ok "gtr-mpi ann-build --checkpoint 20 on 2 ranks" run 2 $MPI ann-build --index "$TMP/s3.gtri" -o "$TMP/k3.ivf" \
+    --lists 4 -t 1 --checkpoint 20
+like "$(cat "$TMP/err")" "shard 1: [1-9][0-9]* documents from an interrupted build" "... resumes shard 1 from its checkpoint"
+ok "... to the files of the uninterrupted run" sh -c "cmp '$TMP/p3.ivf.shard-0-of-3' '$TMP/k3.ivf.shard-0-of-3' &&
+    cmp '$TMP/p3.ivf.shard-1-of-3' '$TMP/k3.ivf.shard-1-of-3' && cmp '$TMP/p3.ivf.shard-2-of-3' '$TMP/k3.ivf.shard-2-of-3'"
+is "$(ls "$TMP" | grep -c '^k3\.ivf.*\.\(ckpt\|partial\)$')" 0 "... and removes the work files"
 # the reference: the three single-process searches (gtr search --ann on each shard) merged here,
 # per query by score, equal scores by id descending, the best 20
 python3 - "$TMP"/g0.run "$TMP"/g1.run "$TMP"/g2.run >"$TMP/g.run" <<'PY'
