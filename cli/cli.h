@@ -11,6 +11,7 @@
 
 #include "gtr.h"
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -167,6 +168,14 @@ typedef struct cli_progress {
 void cli_progress_init(cli_progress *p, const char *label, const char *unit, bool quiet);
 int cli_progress_cb(void *user, uint64_t done, uint64_t total);
 void cli_progress_done(cli_progress *p, uint64_t done);
+/* Ctrl-C or SIGTERM (a batch system's notice) during a resumable job (gtr index, gtr beir's
+ * index builds, gtr ann-build): between cli_stop_catch and cli_stop_restore, they only set a
+ * flag, which cli_progress_stop_cb (cli_progress_cb, then non-zero once one arrived) hands to
+ * the library: it checkpoints and stops with GTR_ERR_INTERRUPTED. */
+typedef struct cli_stop_saved { struct sigaction sigint, sigterm; } cli_stop_saved;
+void cli_stop_catch(cli_stop_saved *old);
+void cli_stop_restore(const cli_stop_saved *old);
+int cli_progress_stop_cb(void *user, uint64_t done, uint64_t total);
 /* Seconds on a monotonic clock (for timings the commands print). */
 double cli_now(void);
 

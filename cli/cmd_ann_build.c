@@ -24,9 +24,10 @@ static void usage(FILE *out)
         "file: its lists and deletions are kept, old documents stay in their lists and the\n"
         "new ones join the nearest (no k-means). The file is the same for any thread count.\n"
         "\n"
-        "A build that is killed, fails to write (a full disk) or is stopped with Ctrl-C keeps\n"
-        "OUT.ivf.partial and OUT.ivf.ckpt; the same command again resumes from the last\n"
-        "checkpoint and writes the same bytes as an uninterrupted build.\n"
+        "A build that is killed, fails to write (a full disk) or is stopped with Ctrl-C or\n"
+        "SIGTERM (which checkpoint first) keeps OUT.ivf.partial and OUT.ivf.ckpt; the same\n"
+        "command again resumes from the last checkpoint and writes the same bytes as an\n"
+        "uninterrupted build.\n"
         "\n"
         "  --index PATH      the dense index (gtr index)\n"
         "  -o, --output PATH the IVF file\n"
@@ -39,15 +40,6 @@ static void usage(FILE *out)
         "  -t, --threads N   threads (default: all cores)\n"
         "  -q, --quiet       no progress on stderr (it counts assignments to lists: each\n"
         "                    k-means iteration assigns its sample, then each document once)\n");
-}
-
-static volatile sig_atomic_t interrupted;
-static void on_sigint(int sig) { (void)sig; interrupted = 1; }
-
-static int progress(void *user, uint64_t done, uint64_t total)
-{
-    cli_progress_cb(user, done, total);
-    return interrupted;
 }
 
 int cmd_ann_build(int argc, char **argv)
@@ -100,15 +92,13 @@ int cmd_ann_build(int argc, char **argv)
     cli_progress bar;
     cli_progress_init(&bar, "ann-build", "assignments", quiet);
     gtr_ann_build_stats stats;
-    o.progress = progress;
+    o.progress = cli_progress_stop_cb;
     o.progress_user = &bar;
     o.stats = &stats;
-    struct sigaction sa, old;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_sigint;
-    sigaction(SIGINT, &sa, &old);
+    cli_stop_saved old;
+    cli_stop_catch(&old);
     gtr_status s = gtr_ann_build(ix, out, &o, &err);
-    sigaction(SIGINT, &old, NULL);
+    cli_stop_restore(&old);
     if (s) {
         if (bar.drawn) fputc('\n', stderr);
         cli_fail(CMD, &err);

@@ -80,15 +80,6 @@ static void usage(FILE *out)
             "  gtr beir -d datasets/scifact --method bm25,dense,hybrid -m models/gtr-t5-base\n");
 }
 
-static volatile sig_atomic_t interrupted;
-static void on_sigint(int sig) { (void)sig; interrupted = 1; }
-
-static int build_progress(void *user, uint64_t done, uint64_t total)
-{
-    cli_progress_cb(user, done, total);
-    return interrupted;
-}
-
 typedef struct beir_ctx {
     const char *dir, *name, *model_dir, *split, *cache_root, *save_runs;
     const char *corpus; /* the dataset's corpus.jsonl */
@@ -128,7 +119,7 @@ static int open_bm25(beir_ctx *c)
     cli_progress_init(&bar, "bm25 index", "docs", c->quiet);
     gtr_bm25_build_options bo = gtr_bm25_default_build_options();
     bo.pool = c->pool;
-    bo.progress = build_progress;
+    bo.progress = cli_progress_stop_cb;
     bo.progress_user = &bar;
     gtr_bm25_build_stats bs;
     if (gtr_bm25_build(c->corpus, path, &bo, &bs, &err)) {
@@ -173,15 +164,13 @@ static int open_dense(beir_ctx *c)
     o.compact = c->compact;
     cli_progress bar;
     cli_progress_init(&bar, "encoding corpus", "docs", c->quiet);
-    o.progress = build_progress;
+    o.progress = cli_progress_stop_cb;
     o.progress_user = &bar;
     gtr_index_build_stats st;
-    struct sigaction sa, old;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_sigint;
-    sigaction(SIGINT, &sa, &old);
+    cli_stop_saved old;
+    cli_stop_catch(&old);
     gtr_status s = gtr_index_build(c->parts.model, c->corpus, NULL, path, &o, &st, &err);
-    sigaction(SIGINT, &old, NULL);
+    cli_stop_restore(&old);
     free(hint);
     if (s) {
         if (bar.drawn) fputc('\n', stderr);

@@ -64,20 +64,6 @@ static void usage(FILE *out)
             "  gtr index -m models/gtr-t5-base -c scifact/corpus.jsonl -o scifact.gtri\n");
 }
 
-static volatile sig_atomic_t interrupted;
-static void on_sigint(int sig) { (void)sig; interrupted = 1; }
-
-typedef struct {
-    cli_progress bar;
-} index_ui;
-
-static int progress(void *user, uint64_t done, uint64_t total)
-{
-    index_ui *ui = user;
-    cli_progress_cb(&ui->bar, done, total);
-    return interrupted;
-}
-
 static int info(const char *path)
 {
     gtr_error err;
@@ -220,23 +206,21 @@ int cmd_index(int argc, char **argv)
         free(hint);
         return cli_fail("index", &err);
     }
-    index_ui ui;
-    cli_progress_init(&ui.bar, "indexing", "docs", quiet);
-    o.progress = progress;
-    o.progress_user = &ui;
-    struct sigaction sa, old;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_sigint;
-    sigaction(SIGINT, &sa, &old);
+    cli_progress bar;
+    cli_progress_init(&bar, "indexing", "docs", quiet);
+    o.progress = cli_progress_stop_cb;
+    o.progress_user = &bar;
+    cli_stop_saved old;
+    cli_stop_catch(&old);
     gtr_index_build_stats st;
     gtr_status s = gtr_index_build(m, add ? add : corpus, add ? (from ? from : out) : NULL, out, &o, &st, &err);
-    sigaction(SIGINT, &old, NULL);
+    cli_stop_restore(&old);
     int rc = 0;
     if (s) {
-        if (ui.bar.drawn) fputc('\n', stderr);
+        if (bar.drawn) fputc('\n', stderr);
         rc = cli_fail("index", &err);
     } else {
-        cli_progress_done(&ui.bar, st.docs_encoded + st.docs_resumed);
+        cli_progress_done(&bar, st.docs_encoded + st.docs_resumed);
         if (!quiet) {
             if (st.note[0]) fprintf(stderr, "gtr index: note: %s\n", st.note);
             fprintf(stderr, "gtr index: %llu documents in %s (%llu encoded now", (unsigned long long)st.docs_total,

@@ -104,6 +104,35 @@ int cli_progress_cb(void *user, uint64_t done, uint64_t total)
     return 0;
 }
 
+/* The one piece of process state the CLI keeps: a signal handler can only reach a global. */
+static volatile sig_atomic_t stop_seen;
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    stop_seen = 1;
+}
+
+void cli_stop_catch(cli_stop_saved *old)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigaction(SIGINT, &sa, &old->sigint);
+    sigaction(SIGTERM, &sa, &old->sigterm);
+}
+
+void cli_stop_restore(const cli_stop_saved *old)
+{
+    sigaction(SIGINT, &old->sigint, NULL);
+    sigaction(SIGTERM, &old->sigterm, NULL);
+}
+
+int cli_progress_stop_cb(void *user, uint64_t done, uint64_t total)
+{
+    cli_progress_cb(user, done, total);
+    return stop_seen;
+}
+
 void cli_progress_done(cli_progress *p, uint64_t done)
 {
     if (p->quiet) return;

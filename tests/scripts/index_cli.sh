@@ -10,7 +10,7 @@ cd "$(dirname "$0")/../.." || exit 1
 TINY=$SHARED/models/gtr-tiny
 SF=$SHARED/beir/scifact
 need_shared -d "$TINY" -f "$SF/corpus.jsonl"
-plan 49
+plan 52
 
 head -n 1200 "$SF/corpus.jsonl" >"$TMP/sub.jsonl"
 head -n 40 "$SF/queries.jsonl" >"$TMP/q.jsonl"
@@ -42,6 +42,16 @@ ok "running again resumes" $GTR index -m "$TINY" -c "$TMP/sub.jsonl" -o "$TMP/k.
 like "$(cat "$TMP/err")" "from an interrupted build" "... from the checkpoint"
 ok "the resumed index equals an uninterrupted build" cmp "$TMP/a.gtri" "$TMP/k.gtri"
 ok "no work files remain" test ! -e "$TMP/k.gtri.partial" -a ! -e "$TMP/k.gtri.ckpt"
+# SIGTERM (a batch system's notice): the build checkpoints where it is and stops, exit 1
+$GTR index -q -m "$TINY" -c "$TMP/sub.jsonl" -o "$TMP/t.gtri" --batch 8 --checkpoint 40 2>"$TMP/term.err" &
+pid=$!
+for _ in $(seq 400); do [ -f "$TMP/t.gtri.ckpt" ] && break; sleep 0.02; done
+kill -TERM $pid 2>/dev/null
+wait $pid
+is "$?" 1 "SIGTERM stops the build with exit status 1"
+like "$(cat "$TMP/term.err")" "interrupted after [0-9]+ documents" "... saying it checkpointed"
+ok "... and the same command resumes to the same index" sh -c "$GTR index -q -m '$TINY' -c '$TMP/sub.jsonl' \
+    -o '$TMP/t.gtri' --batch 8 --checkpoint 40 && cmp '$TMP/a.gtri' '$TMP/t.gtri'"
 
 # ---- --add: the first 800 documents, then the other 400, in place
 head -n 800 "$TMP/sub.jsonl" >"$TMP/p1.jsonl"
