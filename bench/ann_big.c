@@ -183,7 +183,7 @@ int main(int argc, char **argv)
                                  .progress = progress, .progress_user = &cp};
         if (gtr_ivf_build_stream(argv[6], n, (int)dim, src_read, &s, &bo, &err)) return die("build", &err);
         printf("build_s %.1f\n", now() - t0);
-        if (st.resumed) printf("resumed %llu vectors from a checkpoint\n", (unsigned long long)st.resumed);
+        if (st.docs_resumed) printf("resumed %llu vectors from a checkpoint\n", (unsigned long long)st.docs_resumed);
         if (st.note[0]) printf("note: %s\n", st.note);
         status_lines();
         free(cent);

@@ -3,10 +3,8 @@
 #include "cli.h"
 
 #include <getopt.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 static const char *CMD = "ann-build";
 
@@ -104,7 +102,7 @@ int cmd_ann_build(int argc, char **argv)
         cli_fail(CMD, &err);
         char *ck = malloc(strlen(out) + 6);
         if (ck) sprintf(ck, "%s.ckpt", out);
-        if (ck && s != GTR_ERR_INTERRUPTED && access(ck, F_OK) == 0)
+        if (ck && s != GTR_ERR_INTERRUPTED && cli_file_exists(ck))
             fprintf(stderr, "gtr %s: the work done is checkpointed in %s: the same command resumes it\n", CMD, ck);
         free(ck);
         goto done;

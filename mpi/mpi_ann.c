@@ -96,6 +96,7 @@ int mpi_cmd_ann_build(const dist_ctx *d, int argc, char **argv)
         end = (int)((size_t)S * (size_t)(d->rank + 1) / (size_t)d->size);
     size_t built = 0;
     gtr_ann_build_stats stats;
+    o.stats = &stats;
     for (int s = first; ok && s < end; s++) {
         size_t b, e, total;
         gtr_index *ix = gtr_index_open_part(index_path, s, S, 0, o.pool, &b, &e, &total, &err);
@@ -105,7 +106,7 @@ int mpi_cmd_ann_build(const dist_ctx *d, int argc, char **argv)
         else if (o.n_lists > gtr_index_count(ix))
             ok = dist_errorf(d, 0, "--lists %u is more than shard %d's %zu documents", o.n_lists, s,
                              gtr_index_count(ix));
-        else if ((o.stats = &stats, gtr_ann_build(ix, out, &o, &err)))
+        else if (gtr_ann_build(ix, out, &o, &err))
             ok = dist_errorf(d, 0, "shard %d of %d: %s", s, S, err.message);
         else {
             built++;

@@ -621,7 +621,7 @@ static void test_build_resumes_after_kill_and_stop(void **state)
     or.stats = &st;
     or.pool = pool;
     TU_OK(gtr_ivf_build(pk, v, SN, DIM, &or, &err), &err);
-    assert_int_equal(st.resumed, 16384);
+    assert_int_equal(st.docs_resumed, 16384);
     assert_string_equal(st.note, "");
     assert_true(same_file(ref, pk));
     assert_true(no_work_files(pk));
@@ -629,7 +629,7 @@ static void test_build_resumes_after_kill_and_stop(void **state)
     /* stopped by the callback: checkpointed where it stopped */
     interrupt_build(ps, v, &o);
     TU_OK(gtr_ivf_build(ps, v, SN, DIM, &or, &err), &err);
-    assert_int_equal(st.resumed, 8192);
+    assert_int_equal(st.docs_resumed, 8192);
     assert_true(same_file(ref, ps));
     assert_true(no_work_files(ps));
 
@@ -646,7 +646,7 @@ static void test_build_resumes_after_kill_and_stop(void **state)
     og.progress = NULL;
     og.stats = &st;
     TU_OK(gtr_ivf_build(pg, v, SN, DIM, &og, &err), &err);
-    assert_int_equal(st.resumed, 8192);
+    assert_int_equal(st.docs_resumed, 8192);
     assert_true(same_file(gref, pg));
     assert_true(no_work_files(pg));
     gtr_ivf_close(rix);
@@ -717,7 +717,7 @@ static void test_build_discards_foreign_work(void **state)
         }
         TU_OK(gtr_ivf_build(p, src, SN, DIM, &oc, &err), &err);
         assert_string_equal(st.note, cases[c].note);
-        assert_int_equal(st.resumed, 0);
+        assert_int_equal(st.docs_resumed, 0);
         if (!same_file(expect, p)) fail_msg("%s: not the bytes of a fresh build", cases[c].what);
         assert_true(no_work_files(p));
         assert_int_equal(remove(p), 0);

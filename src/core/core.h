@@ -79,6 +79,16 @@ bool gtr_file_exists(const char *path);
 bool gtr_dir_exists(const char *path);
 /* Join a directory and a relative name into a malloc'd string (NULL on OOM). */
 char *gtr_path_join(const char *dir, const char *name);
+/* Positioned reads and writes that finish what a short call leaves (and retry EINTR).
+ * gtr_pread_all: up to len bytes at off into buf, *got of them (fewer only at the end of the
+ * file); gtr_pwrite_all: all len bytes, or GTR_ERR_IO naming path and the error. */
+gtr_status gtr_pread_all(int fd, const char *path, void *buf, size_t len, uint64_t off, size_t *got,
+                         gtr_error *err);
+gtr_status gtr_pwrite_all(int fd, const char *path, const void *data, size_t len, uint64_t off,
+                          gtr_error *err);
+/* path + suffix (a work file or side file beside path: "<out>.ckpt", "<ivf>.del"); malloc'd,
+ * NULL with err set when out of memory. */
+char *gtr_path_suffixed(const char *path, const char *suffix, gtr_error *err);
 /* Does s end with suffix (e.g. a file name with ".jsonl")? */
 bool gtr_str_ends_with(const char *s, const char *suffix);
 

@@ -37,6 +37,47 @@ char *gtr_path_join(const char *dir, const char *name)
     return p;
 }
 
+gtr_status gtr_pread_all(int fd, const char *path, void *buf, size_t len, uint64_t off, size_t *got,
+                         gtr_error *err)
+{
+    *got = 0;
+    while (*got < len) {
+        ssize_t r = pread(fd, (char *)buf + *got, len - *got, (off_t)(off + *got));
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return gtr_seterr(err, GTR_ERR_IO, "%s: read failed: %s", path, strerror(errno));
+        if (r == 0) break;
+        *got += (size_t)r;
+    }
+    return GTR_OK;
+}
+
+gtr_status gtr_pwrite_all(int fd, const char *path, const void *data, size_t len, uint64_t off,
+                          gtr_error *err)
+{
+    const uint8_t *p = data;
+    while (len) {
+        ssize_t w = pwrite(fd, p, len, (off_t)off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0)
+            return gtr_seterr(err, GTR_ERR_IO, "%s: cannot write: %s", path, w < 0 ? strerror(errno) : "no progress");
+        p += w;
+        len -= (size_t)w;
+        off += (uint64_t)w;
+    }
+    return GTR_OK;
+}
+
+char *gtr_path_suffixed(const char *path, const char *suffix, gtr_error *err)
+{
+    size_t a = strlen(path), b = strlen(suffix);
+    char *p = gtr_xmalloc(a + b + 1, "a file name", err);
+    if (p) {
+        memcpy(p, path, a);
+        memcpy(p + a, suffix, b + 1);
+    }
+    return p;
+}
+
 gtr_status gtr_read_file(const char *path, size_t max_size, char **data, size_t *len,
                          gtr_error *err)
 {

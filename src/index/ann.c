@@ -43,13 +43,7 @@ uint64_t gtr_ix_ids_tag(const gtr_index *ix, uint64_t n)
 }
 static uint64_t index_tag(const gtr_index *ix) { return gtr_ix_ids_tag(ix, gtr_index_count(ix)); }
 
-static char *del_path_of(const char *path, gtr_error *err)
-{
-    size_t n = strlen(path);
-    char *p = gtr_xmalloc(n + 5, "ann path", err);
-    if (p) { memcpy(p, path, n); memcpy(p + n, ".del", 5); }
-    return p;
-}
+static char *del_path_of(const char *path, gtr_error *err) { return gtr_path_suffixed(path, ".del", err); }
 
 /* Read "<ivf>.del" (absent: no deletions) for n documents of index tag `tag`. *bits gets the
  * bitmap (NULL when the file is absent), *count the deleted documents. */
@@ -163,12 +157,11 @@ gtr_status gtr_ann_build(const gtr_index *ix, const char *out_path,
         for (size_t d = 0; d < n; d++) memcpy(copy + d * dim, gtr_index_vector(ix, d), dim * sizeof(float));
         vecs = copy;
     }
-    gtr_ivf_build_stats is = {0};
     gtr_ivf_build_opts io = {.n_lists = o.n_lists, .iters = o.iters, .seed = o.seed, .tag = index_tag(ix),
                              .pool = o.pool, .checkpoint_every = o.checkpoint_every,
                              .no_resume = o.no_resume != 0, .progress = o.progress,
-                             .progress_user = o.progress_user, .stats = &is};
-    if (o.stats) memset(o.stats, 0, sizeof *o.stats);
+                             .progress_user = o.progress_user, .stats = o.stats};
+    if (o.stats) memset(o.stats, 0, sizeof *o.stats); /* also when a check fails before the build */
     gtr_ivf *base = NULL;
     uint8_t *del = NULL;
     size_t n_del = 0;
@@ -201,10 +194,6 @@ gtr_status gtr_ann_build(const gtr_index *ix, const char *out_path,
         }
     }
     if (st == GTR_OK) st = gtr_ivf_build(out_path, vecs, n, (int)dim, &io, err);
-    if (o.stats) {
-        o.stats->docs_resumed = is.resumed;
-        memcpy(o.stats->note, is.note, sizeof o.stats->note);
-    }
     /* the output's deletion file: the base's carried over, or none (a stale one removed) */
     char *od = st == GTR_OK ? del_path_of(out_path, err) : NULL;
     if (st == GTR_OK && !od) st = err ? err->code : GTR_ERR_NOMEM;

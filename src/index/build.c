@@ -55,17 +55,6 @@ typedef struct builder {
 
 /* ---- helpers */
 
-static char *suffixed(const char *path, const char *suffix)
-{
-    size_t a = strlen(path), b = strlen(suffix);
-    char *s = malloc(a + b + 1);
-    if (s) {
-        memcpy(s, path, a);
-        memcpy(s + a, suffix, b + 1);
-    }
-    return s;
-}
-
 static gtr_status push_rec(builder *b, uint64_t off, gtr_error *err)
 {
     if (b->n_docs == b->cap_docs) {
@@ -570,8 +559,8 @@ gtr_status gtr_ix_build_range(const gtr_index_encoder *enc, const char *corpus, 
     }
     b.part_fd = b.corpus_fd = -1;
     gtr_ix_idset_init(&b.ids);
-    b.part_path = suffixed(out_path, ".partial");
-    b.ckpt_path = suffixed(out_path, ".ckpt");
+    b.part_path = gtr_path_suffixed(out_path, ".partial", NULL);
+    b.ckpt_path = gtr_path_suffixed(out_path, ".ckpt", NULL);
     gtr_status st;
     if (!b.part_path || !b.ckpt_path) {
         st = gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");

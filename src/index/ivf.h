@@ -31,10 +31,8 @@
 
 typedef struct gtr_ivf gtr_ivf;
 
-typedef struct gtr_ivf_build_stats {
-    uint64_t resumed;  /* vectors taken from an interrupted build's checkpoint */
-    char note[256];    /* why an interrupted build's work was discarded ("" if not) */
-} gtr_ivf_build_stats;
+/* gtr.h's gtr_ann_build_stats: docs_resumed counts the vectors taken from a checkpoint */
+typedef gtr_ann_build_stats gtr_ivf_build_stats;
 
 typedef struct gtr_ivf_build_opts {
     uint32_t n_lists;    /* 0: about sqrt(n) */

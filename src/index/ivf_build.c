@@ -212,31 +212,11 @@ typedef struct builder {
     uint32_t crc_vec;       /* of the vectors written so far */
 } builder;
 
-static gtr_status pwrite_full(int fd, const char *path, const void *data, size_t len, size_t off,
-                              gtr_error *err)
+/* Reads exactly len bytes of the partial file at off; false when it is shorter or unreadable. */
+static bool pread_part(const builder *b, void *data, size_t len, size_t off)
 {
-    const uint8_t *p = data;
-    while (len) {
-        ssize_t w = pwrite(fd, p, len, (off_t)off);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0)
-            return gtr_seterr(err, GTR_ERR_IO, "%s: cannot write: %s", path, w < 0 ? strerror(errno) : "no progress");
-        p += w; len -= (size_t)w; off += (size_t)w;
-    }
-    return GTR_OK;
-}
-
-/* Reads exactly len bytes at off; false when the file is shorter or unreadable. */
-static bool pread_full(int fd, void *data, size_t len, size_t off)
-{
-    uint8_t *p = data;
-    while (len) {
-        ssize_t r = pread(fd, p, len, (off_t)off);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) return false;
-        p += r; len -= (size_t)r; off += (size_t)r;
-    }
-    return true;
+    size_t got;
+    return gtr_pread_all(b->fd, b->part_path, data, len, off, &got, NULL) == GTR_OK && got == len;
 }
 
 static gtr_status sync_part(builder *b, gtr_error *err)
@@ -315,7 +295,7 @@ static gtr_status try_resume(builder *b, size_t *done, gtr_error *err)
     size_t cb = b->n_lists * b->dim * sizeof(float), vb = b->dim * sizeof(float);
     struct stat sb;
     if (fstat(b->fd, &sb) != 0 || (size_t)sb.st_size < b->L.vectors + c.done * vb ||
-        !pread_full(b->fd, b->cent, cb, b->L.centroids) || gtr_crc32(0, b->cent, cb) != c.crc_cent ||
+        !pread_part(b, b->cent, cb, b->L.centroids) || gtr_crc32(0, b->cent, cb) != c.crc_cent ||
         (b->o->centroids && memcmp(b->cent, b->o->centroids, cb) != 0)) {
         NOTE("the partial file does not match its checkpoint; started over");
         return GTR_OK;
@@ -329,7 +309,7 @@ static gtr_status try_resume(builder *b, size_t *done, gtr_error *err)
     bool changed = false; /* judged after the CRC: a damaged partial file differs too */
     for (size_t i0 = 0; st == GTR_OK && !why && i0 < c.done; i0 += b->blk) {
         size_t m = GTR_MIN(b->blk, (size_t)c.done - i0);
-        if (!pread_full(b->fd, mine, m * vb, b->L.vectors + i0 * vb)) { why = "the partial file cannot be read"; break; }
+        if (!pread_part(b, mine, m * vb, b->L.vectors + i0 * vb)) { why = "the partial file cannot be read"; break; }
         crc = gtr_crc32(crc, mine, m * vb);
         if (changed) continue;
         if ((st = b->rd(b->user, i0, m, src, err))) break;
@@ -349,7 +329,7 @@ static gtr_status try_resume(builder *b, size_t *done, gtr_error *err)
     b->crc_vec = crc;
     b->have_ckpt = true;
     *done = (size_t)c.done;
-    if (b->o->stats) b->o->stats->resumed = c.done;
+    if (b->o->stats) b->o->stats->docs_resumed = c.done;
     return GTR_OK;
 }
 
@@ -369,7 +349,7 @@ typedef struct seq_writer {
 static void seq_flush(seq_writer *w, gtr_error *err)
 {
     if (w->st == GTR_OK && w->used)
-        w->st = pwrite_full(w->b->fd, w->b->part_path, w->buf, w->used, w->off - w->used, err);
+        w->st = gtr_pwrite_all(w->b->fd, w->b->part_path, w->buf, w->used, w->off - w->used, err);
     w->used = 0;
 }
 
@@ -424,7 +404,7 @@ static gtr_status finish(builder *b, gtr_error *err)
     size_t vend = L->vectors + n * dim * sizeof(float);
     if (st == GTR_OK && L->end > vend) {
         static const uint8_t z[64];
-        st = pwrite_full(b->fd, b->part_path, z, L->end - vend, vend, err);
+        st = gtr_pwrite_all(b->fd, b->part_path, z, L->end - vend, vend, err);
         crc_tail = gtr_crc32(crc_tail, z, L->end - vend);
     }
     if (st == GTR_OK && ftruncate(b->fd, (off_t)L->end) != 0)
@@ -440,7 +420,7 @@ static gtr_status finish(builder *b, gtr_error *err)
         h.tag = b->o->tag;
         h.body_crc = gtr_crc32_combine(w.crc, crc_tail, L->end - L->vectors);
         h.hdr_crc = gtr_crc32(0, &h, offsetof(ivf_hdr, hdr_crc));
-        st = pwrite_full(b->fd, b->part_path, &h, sizeof h, 0, err);
+        st = gtr_pwrite_all(b->fd, b->part_path, &h, sizeof h, 0, err);
     }
     if (st == GTR_OK) st = sync_part(b, err);
     if (st == GTR_OK && rename(b->part_path, b->path) != 0)
@@ -477,14 +457,6 @@ gtr_status gtr_ivf_build(const char *path, const float *vecs, size_t n, int dim_
     return gtr_ivf_build_stream(path, n, dim_i, read_mem, &src, opts, err);
 }
 
-static char *path_plus(const char *path, const char *suffix, gtr_error *err)
-{
-    size_t a = strlen(path), s = strlen(suffix);
-    char *p = gtr_xmalloc(a + s + 1, "ivf path", err);
-    if (p) { memcpy(p, path, a); memcpy(p + a, suffix, s + 1); }
-    return p;
-}
-
 /* The pass from vector `done` on: each block's float32 copy to the partial file, its lists
  * and codes; a checkpoint every opts->checkpoint_every vectors and when asked to stop. */
 static gtr_status pass(builder *b, size_t done, const progress *pg, uint64_t kmeans_units,
@@ -501,7 +473,7 @@ static gtr_status pass(builder *b, size_t done, const progress *pg, uint64_t kme
     for (size_t i0 = done; st == GTR_OK && i0 < b->n; i0 += b->blk) {
         size_t m = GTR_MIN(b->blk, b->n - i0);
         if ((st = b->rd(b->user, i0, m, buf, err))) break;
-        if ((st = pwrite_full(b->fd, b->part_path, buf, m * vb, b->L.vectors + i0 * vb, err))) break;
+        if ((st = gtr_pwrite_all(b->fd, b->part_path, buf, m * vb, b->L.vectors + i0 * vb, err))) break;
         b->crc_vec = gtr_crc32(b->crc_vec, buf, m * vb);
         assign(kern, b->o->pool, &w, b->n_lists, buf, m, dim, b->asg + i0, S);
         code_ctx cc = {buf, dim, b->scales + i0, b->codes + i0 * dim};
@@ -565,8 +537,8 @@ gtr_status gtr_ivf_build_stream(const char *path, size_t n, int dim_i, gtr_ivf_r
     b->scales = gtr_xmalloc(n * sizeof(float), "ivf scales", err);
     b->codes = gtr_xmalloc(n * dim, "ivf codes", err);
     float *S = gtr_xmalloc((size_t)ASSIGN_ROWS * b->n_lists * sizeof(float), "ivf scores", err);
-    b->part_path = path_plus(path, ".partial", err);
-    b->ckpt_path = path_plus(path, ".ckpt", err);
+    b->part_path = gtr_path_suffixed(path, ".partial", err);
+    b->ckpt_path = gtr_path_suffixed(path, ".ckpt", err);
     gtr_status st = b->cent && b->asg && b->scales && b->codes && S && b->part_path && b->ckpt_path
                         ? GTR_OK : (err ? err->code : GTR_ERR_NOMEM);
     if (st == GTR_OK) {
@@ -598,7 +570,7 @@ gtr_status gtr_ivf_build_stream(const char *path, size_t n, int dim_i, gtr_ivf_r
         else if (o.centroids) memcpy(b->cent, o.centroids, b->n_lists * dim * sizeof(float));
         else st = kmeans(rd, user, n, dim, b->n_lists, m, iters, &o, &pg, b->cent, S, err);
         if (st == GTR_OK)
-            st = pwrite_full(b->fd, b->part_path, b->cent, b->n_lists * dim * sizeof(float), b->L.centroids, err);
+            st = gtr_pwrite_all(b->fd, b->part_path, b->cent, b->n_lists * dim * sizeof(float), b->L.centroids, err);
         /* k-means is saved before the pass (a build of n > every vectors) */
         if (st == GTR_OK && n > every) st = checkpoint(b, 0, err);
     } else if (st == GTR_OK) {

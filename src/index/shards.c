@@ -33,20 +33,6 @@
 
 /* ---- corpus pieces ------------------------------------------------------------------------ */
 
-static gtr_status pread_all(int fd, const char *path, void *buf, size_t len, uint64_t off, size_t *got,
-                            gtr_error *err)
-{
-    *got = 0;
-    while (*got < len) {
-        ssize_t r = pread(fd, (char *)buf + *got, len - *got, (off_t)(off + *got));
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) return gtr_seterr(err, GTR_ERR_IO, "%s: read failed: %s", path, strerror(errno));
-        if (r == 0) break;
-        *got += (size_t)r;
-    }
-    return GTR_OK;
-}
-
 /* the first line start at or after size * i / n */
 static gtr_status boundary(int fd, const char *path, uint64_t size, int i, int n, uint64_t *at, gtr_error *err)
 {
@@ -59,7 +45,7 @@ static gtr_status boundary(int fd, const char *path, uint64_t size, int i, int n
     uint64_t pos = off - 1; /* a line starts at off when the byte before it ends one */
     for (;;) {
         size_t got;
-        gtr_status st = pread_all(fd, path, buf, sizeof buf, pos, &got, err);
+        gtr_status st = gtr_pread_all(fd, path, buf, sizeof buf, pos, &got, err);
         if (st) return st;
         if (got == 0) {
             *at = size;
@@ -87,7 +73,7 @@ static gtr_status scan(int fd, const char *path, uint64_t begin, uint64_t end, u
     gtr_status st = GTR_OK;
     for (uint64_t pos = begin; pos < end && !st;) {
         size_t got, want = (size_t)GTR_MIN((uint64_t)CHUNK, end - pos);
-        if ((st = pread_all(fd, path, b, want, pos, &got, err))) break;
+        if ((st = gtr_pread_all(fd, path, b, want, pos, &got, err))) break;
         if (got < want) {
             st = gtr_seterr(err, GTR_ERR_IO, "%s: the file shrank while being read", path);
             break;
@@ -244,7 +230,7 @@ bool gtr_ix_is_manifest(const char *path)
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return false;
     size_t got = 0;
-    bool ok = !pread_all(fd, path, buf, sizeof buf, 0, &got, NULL) && got == sizeof buf &&
+    bool ok = !gtr_pread_all(fd, path, buf, sizeof buf, 0, &got, NULL) && got == sizeof buf &&
               !memcmp(buf, MANIFEST_MAGIC, sizeof buf);
     close(fd);
     return ok;
