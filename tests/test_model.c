@@ -665,7 +665,7 @@ static void test_pooling_only(void **state)
 
 /* ---- the fingerprint read from a stored tensor ------------------------------------ */
 
-/* The fingerprint's definition (weights.c), serially: name with its NUL, shape {rows, cols} as
+/* The fingerprint's definition (fingerprint.c), serially: name with its NUL, shape {rows, cols} as
  * two u64, then per chunk of 2^20 floats (the last shorter) the FNV-1a-64 of its 8-byte words
  * (an odd last float as a 4-byte word), folded in order. */
 static uint64_t fp_reference(uint64_t h, const char *name, size_t rows, size_t cols, const float *x, size_t n)

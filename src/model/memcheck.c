@@ -1,7 +1,7 @@
 /* memcheck.c — refuse a load the machine cannot hold, before it starts, instead of being
  * OOM-killed halfway (an XXL model as float32 needs ~19 GB; an index build that dies at 90%
  * loses hours). The estimate adds up what the loader and the encoder allocate, from the same
- * size formulas they allocate with (encoder.c, context.c, linear.c):
+ * size formulas they allocate with (encoder_load.c, encoder.c, context.c, linear.c):
  *   - the weights in the compute dtype (int8: a float scale and an int32 column sum per row;
  *     every vector float32; the Dense head float32);
  *   - then the larger of

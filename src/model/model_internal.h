@@ -8,8 +8,11 @@
  *   torch_pickle.c the restricted unpickler: state dict -> tensor views into the storages
  *   weights.c      a set of named tensor views over mapped files: lookup with shape checks,
  *                  conversion to float32, "extra tensor" detection
+ *   fingerprint.c  the model fingerprint: FNV-1a chains over every weight's float32 value
  *   checksum.c     CRC-32C checksums of tensor bodies (`gtr quantize` copies): written, verified
- *   encoder.c      the T5 encoder weights and its forward pass over packed token rows
+ *   encoder_load.c the T5 encoder's weights: looked up, converted, packed (or used in place)
+ *   pack_load.c    a checkpoint's Linear packed from the mapping, fingerprinted on the way
+ *   encoder.c      the T5 encoder's forward pass over packed token rows
  *   head.c         mean pooling, Dense, L2 normalisation
  *   model.c        the public gtr_model_* API gluing the above together (load; the model
  *                  is immutable afterwards)
@@ -142,7 +145,7 @@ typedef struct gtr_tensor_set {
     bool has_source_fp;
     uint64_t source_fp;
     /* __metadata__ "gtr_layout": GTR_WMAT_LAYOUT_NAME: the Linear weights are stored packed
-     * for the kernels (see "packed files" in encoder.c), to be used from the mapping in place */
+     * for the kernels (packed.c), to be used from the mapping in place */
     bool packed;
     /* a file's "gtr_checksum(s)" entries cannot be used (malformed, not one per tensor, an
      * unknown scheme): the reason (static string) and the file's source index, reported by
@@ -233,6 +236,9 @@ gtr_status gtr_wtensor_rows_q8(gtr_tensor_set *s, const gtr_wtensor *t, size_t r
                                int8_t *q, float *scales, gtr_error *err);
 /* Drop the pages of both tensors. */
 void gtr_wtensor_drop(const gtr_tensor_set *s, const gtr_wtensor *t);
+
+/* ---- fingerprint (fingerprint.c; gtr_pack_fingerprinted: pack_load.c) ---- */
+
 /* Fold a converted tensor into a fingerprint (*h in, out): its (canonical) name, shape and every
  * float32 value, hashed in parallel chunks combined in order (deterministic for any thread
  * count). The same pass checks that every value is finite: a NaN or an infinity is
@@ -328,7 +334,7 @@ const char *gtr_tensor_file(const gtr_tensor_set *s, const gtr_tensor *t);
 /* "F32", "F16", "BF16" ... */
 const char *gtr_tensor_dtype_name(gtr_dtype_id dt);
 
-/* ---- encoder (encoder.c) ----------------------------------------------- */
+/* ---- encoder (encoder_load.c, encoder.c) ------------------------------- */
 
 /* Called with intermediate states when set (tests): text = index in the batch, name as in
  * the reference hidden_*.npz ("embeddings", "position_bias", "layer00.attn_out", ...). */
