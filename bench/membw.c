@@ -10,7 +10,16 @@
  * Best of REPS runs, GB/s = 1e9 bytes/s.
  *
  *   make build/release/bench/membw && build/release/bench/membw [SIZE_MIB [THREADS [FILE]]]
- * (x86-64 with AVX-512 reads and writes 64 bytes a step; elsewhere 8). */
+ * (x86-64 with AVX-512 reads and writes 64 bytes a step; elsewhere 8).
+ *
+ *   membw convert FILE THREADS int8|bf16|f32
+ * The floor under loading an F16 checkpoint as that dtype, run once, as the loader meets its
+ * memory: FILE's bytes read as F16 values through a private mapping (its pages dropped once
+ * read, as the loader drops a converted tensor's), each converted (float32; bf16 its top half;
+ * int8 rounded and saturated) and stored once into fresh anonymous 4 KiB pages made present a
+ * MiB at a time with MADV_POPULATE_WRITE (the loader's panels are) — no fingerprint, no
+ * packing layout, no scales. Prints the wall time and the process's user and system time, to
+ * set beside `gtr info --dtype D` loads measured in the same run (bench/RESULTS.md). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -26,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -188,8 +198,118 @@ static double once(int op, int T, size_t n, unsigned char *a, unsigned char *b, 
     return bytes / el;
 }
 
+/* ---- convert: F16 file -> fresh memory ---- */
+
+typedef struct {
+    const uint16_t *in;
+    unsigned char *out;
+    size_t n, esz; /* values; output bytes per value */
+    pthread_barrier_t *bar;
+    double t0, t1;
+} cjob;
+
+#define CBLOCK ((size_t)1 << 19) /* values a step: 1 MiB of F16 read */
+
+#if defined(__x86_64__)
+__attribute__((target("avx512f,avx512bw,f16c")))
+static void convert_block(const uint16_t *in, unsigned char *out, size_t n, size_t esz)
+{
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 x = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(in + i)));
+        if (esz == 4) {
+            _mm512_storeu_ps(out + 4 * i, x);
+        } else if (esz == 2) {
+            _mm256_storeu_si256((__m256i *)(out + 2 * i),
+                                _mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_castps_si512(x), 16)));
+        } else {
+            _mm_storeu_si128((__m128i *)(out + i), _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(x)));
+        }
+    }
+    for (; i < n; i++) out[i * esz] = (unsigned char)in[i]; /* tail (never reached: n whole blocks) */
+}
+#else
+static void convert_block(const uint16_t *in, unsigned char *out, size_t n, size_t esz)
+{
+    for (size_t i = 0; i < n; i++) memcpy(out + i * esz, &in[i], esz < 2 ? esz : 2);
+}
+#endif
+
+static void *convert_run(void *arg)
+{
+    cjob *j = arg;
+    pthread_barrier_wait(j->bar);
+    j->t0 = now();
+    for (size_t i = 0; i < j->n; i += CBLOCK) {
+        size_t m = j->n - i < CBLOCK ? j->n - i : CBLOCK;
+        unsigned char *o = j->out + i * j->esz;
+        madvise(o, m * j->esz, MADV_POPULATE_WRITE);
+        convert_block(j->in + i, o, m, j->esz);
+        madvise((void *)(j->in + i), m * 2, MADV_DONTNEED); /* page-aligned: CBLOCK and slices are */
+    }
+    j->t1 = now();
+    return NULL;
+}
+
+static double cpu_s(int who, int user)
+{
+    struct rusage r;
+    getrusage(who, &r);
+    struct timeval t = user ? r.ru_utime : r.ru_stime;
+    return t.tv_sec + t.tv_usec * 1e-6;
+}
+
+static int convert_main(const char *file, int T, const char *dt)
+{
+    size_t esz = !strcmp(dt, "f32") ? 4 : !strcmp(dt, "bf16") ? 2 : !strcmp(dt, "int8") ? 1 : 0;
+    if (!esz || T < 1 || T > 64) {
+        fprintf(stderr, "membw convert FILE THREADS int8|bf16|f32\n");
+        return 2;
+    }
+    int fd = open(file, O_RDONLY);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st)) {
+        perror(file);
+        return 1;
+    }
+    size_t per = (size_t)st.st_size / 2 / (size_t)T / CBLOCK * CBLOCK, n = per * (size_t)T;
+    if (!n) {
+        fprintf(stderr, "%s: smaller than %d MiB\n", file, T);
+        return 1;
+    }
+    const uint16_t *in = mmap(NULL, n * 2, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (in == MAP_FAILED) {
+        perror("mmap file");
+        return 1;
+    }
+    unsigned char *out = map_anon(n * esz);
+    double u0 = cpu_s(RUSAGE_SELF, 1), s0 = cpu_s(RUSAGE_SELF, 0);
+    pthread_barrier_t bar;
+    pthread_barrier_init(&bar, NULL, (unsigned)T);
+    pthread_t th[64];
+    cjob js[64];
+    for (int t = 0; t < T; t++) {
+        js[t] = (cjob){in + (size_t)t * per, out + (size_t)t * per * esz, per, esz, &bar, 0, 0};
+        pthread_create(&th[t], NULL, convert_run, &js[t]);
+    }
+    double t0 = 1e300, t1 = 0;
+    for (int t = 0; t < T; t++) {
+        pthread_join(th[t], NULL);
+        if (js[t].t0 < t0) t0 = js[t].t0;
+        if (js[t].t1 > t1) t1 = js[t].t1;
+    }
+    double el = t1 - t0;
+    uint64_t sink = 0;
+    for (size_t i = 0; i < n * esz; i += 1 << 20) sink += out[i]; /* the stores are used */
+    printf("convert f16->%s %d thr: read %.2f GB, wrote %.2f GB fresh: %.2f s (user %.2f sys %.2f s) [%llu]\n", dt, T,
+           n * 2 / 1e9, n * esz / 1e9, el, cpu_s(RUSAGE_SELF, 1) - u0, cpu_s(RUSAGE_SELF, 0) - s0,
+           (unsigned long long)(sink & 1));
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 1 && !strcmp(argv[1], "convert")) return convert_main(argc > 2 ? argv[2] : "", argc > 3 ? atoi(argv[3]) : 0, argc > 4 ? argv[4] : "");
     size_t mib = argc > 1 ? strtoul(argv[1], NULL, 10) : 2048;
     int T = argc > 2 ? atoi(argv[2]) : (int)sysconf(_SC_NPROCESSORS_ONLN);
     const char *file = argc > 3 ? argv[3] : NULL;
