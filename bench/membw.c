@@ -214,8 +214,7 @@ typedef struct {
 __attribute__((target("avx512f,avx512bw,f16c")))
 static void convert_block(const uint16_t *in, unsigned char *out, size_t n, size_t esz)
 {
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16) {
+    for (size_t i = 0; i + 16 <= n; i += 16) { /* n: whole blocks of CBLOCK values */
         __m512 x = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(in + i)));
         if (esz == 4) {
             _mm512_storeu_ps(out + 4 * i, x);
@@ -226,7 +225,6 @@ static void convert_block(const uint16_t *in, unsigned char *out, size_t n, size
             _mm_storeu_si128((__m128i *)(out + i), _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(x)));
         }
     }
-    for (; i < n; i++) out[i * esz] = (unsigned char)in[i]; /* tail (never reached: n whole blocks) */
 }
 #else
 static void convert_block(const uint16_t *in, unsigned char *out, size_t n, size_t esz)
