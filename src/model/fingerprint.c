@@ -39,20 +39,22 @@ static uint64_t fnv_words(uint64_t h, const float *x, size_t n, uint64_t *bad)
 
 #define FP_CHUNK GTR_FP_CHUNK
 
+/* Memory to request while hashing: bytes[l] from lane[l] for each lane, a cache line at a time,
+ * one line every `every` steps of the chains (a step: one word of each lane), lines of the
+ * lanes in turn. */
+typedef struct fp_prefetch {
+    const uint8_t *lane[4];
+    size_t bytes[4], lines, every; /* lines: the most any lane has */
+} fp_prefetch;
+
 /* fnv_words on four chunks of n floats at once, one chain each: the value of each is its
  * own, but the four multiply chains overlap (one chain waits out the multiply's latency on
  * every word: 4 lanes hash about 3x the bytes per cycle, the hash being the slowest part of
  * loading a converted model). check = 0 for values known finite (F16 ones, whose conversion
  * reports an infinity or NaN): the same chains without the per-word check, which on AMD Zen 5
  * made the loop issue-bound (6 operations a word a lane) rather than bound by the multiply's
- * latency. Inlined into the two callers below, so each gets its own loop. */
-/* Memory to request while hashing (NULL: none): `lines` cache lines of each lane from lane[l],
- * one line every `every` steps of the chains (a step: one word of each lane). */
-typedef struct fp_prefetch {
-    const uint8_t *lane[4];
-    size_t lines, every;
-} fp_prefetch;
-
+ * latency. pf (or NULL): memory to request on the way (gtr_fp_lanes). Inlined into the two
+ * callers below, so each gets its own loop. */
 static inline __attribute__((always_inline)) void fnv_words4_any(uint64_t h[4], const float *const x[4], size_t n,
                                                                  uint64_t bad[4], const int check,
                                                                  const fp_prefetch *pf)
@@ -63,7 +65,7 @@ static inline __attribute__((always_inline)) void fnv_words4_any(uint64_t h[4], 
     for (; i + 2 <= n; i += 2) {
         uint64_t w0, w1, w2, w3;
         if (c < total && --k == 0) { /* one line at a time, spread over the chains' latency */
-            __builtin_prefetch(pf->lane[c & 3] + (c >> 2) * 64);
+            if ((c >> 2) * 64 < pf->bytes[c & 3]) __builtin_prefetch(pf->lane[c & 3] + (c >> 2) * 64);
             c++;
             k = pf->every;
         }
@@ -354,16 +356,16 @@ void gtr_fp_lanes(const gtr_tensor *const *t, const size_t *start, size_t lanes,
          * piece made int8 warm loads 10-20% faster than no requests; spread over the hash, the
          * fingerprint alone takes another 30-37% less CPU time and int8 loads 10% less
          * (bench/RESULTS.md). Missing lanes request lane 0's lines again (in cache). */
-        fp_prefetch pf = {{NULL, NULL, NULL, NULL}, 0, 0}, *pfp = NULL;
+        fp_prefetch pf, *pfp = NULL;
         if (i + FP_PF * FP_PIECE < len) {
-            size_t ahead = i + FP_PF * FP_PIECE, es = 2;
+            size_t ahead = i + FP_PF * FP_PIECE, vals = GTR_MIN((size_t)FP_PIECE, len - ahead);
+            pf.lines = 0;
             for (size_t l = 0; l < 4; l++) {
-                const gtr_tensor *tl = t[l < lanes ? l : 0];
-                size_t e = tl->dtype == GTR_DT_F32 ? 4 : 2;
-                pf.lane[l] = tl->data + e * (start[l < lanes ? l : 0] + ahead);
-                es = GTR_MAX(es, e);
+                size_t s = l < lanes ? l : 0, es = t[s]->dtype == GTR_DT_F32 ? 4 : 2;
+                pf.lane[l] = t[s]->data + es * (start[s] + ahead);
+                pf.bytes[l] = vals * es;
+                pf.lines = GTR_MAX(pf.lines, (pf.bytes[l] + 63) / 64);
             }
-            pf.lines = (GTR_MIN((size_t)FP_PIECE, len - ahead) * es + 63) / 64;
             pf.every = GTR_MAX((size_t)1, m / 2 / (4 * pf.lines));
             pfp = &pf;
         }
