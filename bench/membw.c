@@ -47,13 +47,19 @@
 enum { READ, WRITE, COPY, FRESH, POPULATE, FILEREAD, NOPS };
 static const char *names[NOPS] = {"read", "write", "copy (r+w)", "fresh write", "populate+write", "file read (mmap)"};
 
+/* What each thread's job starts with: the barrier all start from, and the thread's own start
+ * and end (the main thread may not run meanwhile). */
 typedef struct {
+    pthread_barrier_t *bar;
+    double t0, t1;
+} span;
+
+typedef struct {
+    span s;
     int op;
     unsigned char *a, *b;
     size_t n;
-    pthread_barrier_t *bar;
     uint64_t sink;
-    double t0, t1; /* the thread's own start and end (the main thread may not run meanwhile) */
 } job;
 
 static double now(void)
@@ -121,8 +127,8 @@ static void write_avx(unsigned char *p, size_t n, int v)
 static void *run(void *arg)
 {
     job *j = arg;
-    pthread_barrier_wait(j->bar);
-    j->t0 = now();
+    pthread_barrier_wait(j->s.bar);
+    j->s.t0 = now();
     switch (j->op) {
     case READ:
     case FILEREAD: j->sink = read_avx(j->a, j->n); break;
@@ -134,8 +140,31 @@ static void *run(void *arg)
         write_avx(j->a, j->n, 1);
         break;
     }
-    j->t1 = now();
+    j->s.t1 = now();
     return NULL;
+}
+
+/* fn on T threads, thread t given jobs + t * size (a job starting with its span); seconds from
+ * the first thread's start to the last one's end. */
+static double run_timed(int T, void *jobs, size_t size, void *(*fn)(void *))
+{
+    pthread_barrier_t bar;
+    pthread_barrier_init(&bar, NULL, (unsigned)T);
+    pthread_t th[64];
+    for (int t = 0; t < T; t++) {
+        span *s = (span *)((char *)jobs + (size_t)t * size);
+        s->bar = &bar;
+        pthread_create(&th[t], NULL, fn, s);
+    }
+    double t0 = 1e300, t1 = 0;
+    for (int t = 0; t < T; t++) {
+        pthread_join(th[t], NULL);
+        const span *s = (const span *)((char *)jobs + (size_t)t * size);
+        if (s->t0 < t0) t0 = s->t0;
+        if (s->t1 > t1) t1 = s->t1;
+    }
+    pthread_barrier_destroy(&bar);
+    return t1 - t0;
 }
 
 static void *map_anon(size_t n)
@@ -172,23 +201,10 @@ static double once(int op, int T, size_t n, unsigned char *a, unsigned char *b, 
         }
         a = fa;
     }
-    pthread_barrier_t bar;
-    pthread_barrier_init(&bar, NULL, (unsigned)T);
-    pthread_t th[64];
     job js[64];
     size_t per = (op == FILEREAD ? fn : n) / (size_t)T / 4096 * 4096;
-    for (int t = 0; t < T; t++) {
-        js[t] = (job){op, a + t * per, b ? b + t * per : NULL, per, &bar, 0, 0, 0};
-        pthread_create(&th[t], NULL, run, &js[t]);
-    }
-    double t0 = 1e300, t1 = 0;
-    for (int t = 0; t < T; t++) {
-        pthread_join(th[t], NULL);
-        if (js[t].t0 < t0) t0 = js[t].t0;
-        if (js[t].t1 > t1) t1 = js[t].t1;
-    }
-    double el = t1 - t0;
-    pthread_barrier_destroy(&bar);
+    for (int t = 0; t < T; t++) js[t] = (job){{NULL, 0, 0}, op, a + t * per, b ? b + t * per : NULL, per, 0};
+    double el = run_timed(T, js, sizeof js[0], run);
     if (op == FRESH || op == POPULATE) munmap(a, n);
     if (fa) {
         munmap(fa, fn);
@@ -201,11 +217,10 @@ static double once(int op, int T, size_t n, unsigned char *a, unsigned char *b, 
 /* ---- convert: F16 file -> fresh memory ---- */
 
 typedef struct {
+    span s;
     const uint16_t *in;
     unsigned char *out;
     size_t n, esz; /* values; output bytes per value */
-    pthread_barrier_t *bar;
-    double t0, t1;
 } cjob;
 
 #define CBLOCK ((size_t)1 << 19) /* values a step: 1 MiB of F16 read */
@@ -236,8 +251,8 @@ static void convert_block(const uint16_t *in, unsigned char *out, size_t n, size
 static void *convert_run(void *arg)
 {
     cjob *j = arg;
-    pthread_barrier_wait(j->bar);
-    j->t0 = now();
+    pthread_barrier_wait(j->s.bar);
+    j->s.t0 = now();
     for (size_t i = 0; i < j->n; i += CBLOCK) {
         size_t m = j->n - i < CBLOCK ? j->n - i : CBLOCK;
         unsigned char *o = j->out + i * j->esz;
@@ -245,7 +260,7 @@ static void *convert_run(void *arg)
         convert_block(j->in + i, o, m, j->esz);
         madvise((void *)(j->in + i), m * 2, MADV_DONTNEED); /* page-aligned: CBLOCK and slices are */
     }
-    j->t1 = now();
+    j->s.t1 = now();
     return NULL;
 }
 
@@ -282,21 +297,9 @@ static int convert_main(const char *file, int T, const char *dt)
     }
     unsigned char *out = map_anon(n * esz);
     double u0 = cpu_s(RUSAGE_SELF, 1), s0 = cpu_s(RUSAGE_SELF, 0);
-    pthread_barrier_t bar;
-    pthread_barrier_init(&bar, NULL, (unsigned)T);
-    pthread_t th[64];
     cjob js[64];
-    for (int t = 0; t < T; t++) {
-        js[t] = (cjob){in + (size_t)t * per, out + (size_t)t * per * esz, per, esz, &bar, 0, 0};
-        pthread_create(&th[t], NULL, convert_run, &js[t]);
-    }
-    double t0 = 1e300, t1 = 0;
-    for (int t = 0; t < T; t++) {
-        pthread_join(th[t], NULL);
-        if (js[t].t0 < t0) t0 = js[t].t0;
-        if (js[t].t1 > t1) t1 = js[t].t1;
-    }
-    double el = t1 - t0;
+    for (int t = 0; t < T; t++) js[t] = (cjob){{NULL, 0, 0}, in + (size_t)t * per, out + (size_t)t * per * esz, per, esz};
+    double el = run_timed(T, js, sizeof js[0], convert_run);
     uint64_t sink = 0;
     for (size_t i = 0; i < n * esz; i += 1 << 20) sink += out[i]; /* the stores are used */
     printf("convert f16->%s %d thr: read %.2f GB, wrote %.2f GB fresh: %.2f s (user %.2f sys %.2f s) [%llu]\n", dt, T,
