@@ -571,7 +571,7 @@ gtr_status gtr_quantize_run(const char *in_dir, const char *out_dir, gtr_compute
     size_t olen = strlen(out_dir);
     while (olen > 1 && out_dir[olen - 1] == '/') olen--;
     if (olen == 0) return gtr_seterr(err, GTR_ERR_INVALID_ARG, "quantize: empty output path");
-    char *out = strndup(out_dir, olen), *stage = malloc(olen + 8);
+    char *out = strndup(out_dir, olen), *stage = out ? gtr_path_suffixed(out, ".tmp", NULL) : NULL;
     char *parent = NULL, *tdir = NULL;
     gtr_model_config cfg = {0};
     gtr_tensor_set set = {0};
@@ -584,7 +584,6 @@ gtr_status gtr_quantize_run(const char *in_dir, const char *out_dir, gtr_compute
         st = gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");
         goto done;
     }
-    snprintf(stage, olen + 8, "%s.tmp", out);
     struct stat sb;
     if (lstat(out, &sb) == 0) {
         st = gtr_seterr(err, GTR_ERR_IO, "%s already exists (choose a new output directory)", out);

@@ -98,12 +98,10 @@ GTR_API gtr_status gtr_dataset_download(const char *name, const char *parent_dir
         goto out;
     }
     if ((st = net_stage_open(&stg, dest, err))) goto out;
-    size_t zn = strlen(name) + 16;
-    if (!(zipname = malloc(zn))) {
+    if (!(zipname = gtr_path_suffixed(name, ".zip.part", NULL))) {
         st = gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");
         goto out;
     }
-    snprintf(zipname, zn, "%s.zip.part", name);
     part = net_stage_path(&stg, zipname);
     extract = net_stage_path(&stg, "extract");
     zipname[strlen(zipname) - 5] = '\0'; /* "<name>.zip" for messages */

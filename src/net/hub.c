@@ -205,14 +205,12 @@ static gtr_status fetch_one(net_session *s, const hub *h, const net_stage *stg, 
     char relpath[600];
     snprintf(relpath, sizeof relpath, "model/%s", rel);
     char *path = net_stage_path(stg, relpath), *url = file_url(h, rel);
-    size_t n = path ? strlen(path) + 6 : 0;
-    char *part = path ? malloc(n) : NULL;
+    char *part = path ? gtr_path_suffixed(path, ".part", NULL) : NULL;
     gtr_status st = GTR_OK;
     if (!path || !url || !part) {
         st = gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");
         goto out;
     }
-    snprintf(part, n, "%s.part", path);
     /* A file completed by an earlier run is checked again through its .part name: the Range
      * request answers "complete" at no cost, and the hub's checksum is verified once more. */
     if (gtr_file_exists(path) && !gtr_file_exists(part) && rename(path, part) != 0) {

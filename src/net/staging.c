@@ -47,14 +47,13 @@ gtr_status net_stage_open(net_stage *st, const char *dest, gtr_error *err)
     size_t n = strlen(dest);
     while (n > 1 && dest[n - 1] == '/') n--; /* "models/x/" names the same directory */
     st->dest = strndup(dest, n);
-    st->dir = st->dest ? malloc(n + sizeof ".partial") : NULL;
+    st->dir = st->dest ? gtr_path_suffixed(st->dest, ".partial", NULL) : NULL;
     char *parent = st->dest ? parent_of(st->dest) : NULL;
     if (!st->dir || !parent) {
         free(parent);
         net_stage_close(st, false);
         return gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");
     }
-    snprintf(st->dir, n + sizeof ".partial", "%s.partial", st->dest);
     gtr_status s = gtr_mkdirs(parent, err);
     free(parent);
     if (!s && mkdir(st->dir, 0777) != 0 && errno != EEXIST)

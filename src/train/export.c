@@ -152,7 +152,7 @@ gtr_status gtr_tr_export(const gtr_tr_model *m, const char *init_dir, const char
 {
     size_t olen = strlen(out_dir);
     while (olen > 1 && out_dir[olen - 1] == '/') olen--;
-    char *out = strndup(out_dir, olen), *stage = malloc(olen + 16), *old = malloc(olen + 32);
+    char *out = strndup(out_dir, olen), *stage = out ? gtr_path_suffixed(out, ".partial", NULL) : NULL, *old = malloc(olen + 32);
     char *tr = NULL, *po = NULL, *de = NULL, *p = NULL, *q = NULL;
     gtr_status st = GTR_OK;
     const gtr_tr_tensor **ts = calloc(m->n_t, sizeof *ts);
@@ -161,7 +161,6 @@ gtr_status gtr_tr_export(const gtr_tr_model *m, const char *init_dir, const char
         st = gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");
         goto done;
     }
-    snprintf(stage, olen + 16, "%s.partial", out);
     snprintf(old, olen + 32, "%s.old.%ld", out, (long)getpid());
     struct stat sb;
     bool exists = stat(out, &sb) == 0;
