@@ -144,6 +144,9 @@ bool cli_read_ids(const char *cmd, const char *path, char ***ids, size_t **lens,
 void cli_ids_free(char **ids, size_t *lens, size_t n);
 /* dir + "/" + name (one slash between), malloc'd; NULL, with a message, when out of memory. */
 char *cli_path_join(const char *cmd, const char *dir, const char *name);
+/* path + suffix (a side file: "<index>.fields", "<out>.ckpt"), malloc'd; NULL, with a message,
+ * when out of memory. */
+char *cli_path_suffixed(const char *cmd, const char *path, const char *suffix);
 /* path names an existing regular file. */
 bool cli_file_exists(const char *path);
 /* A growable byte buffer, kept NUL-terminated once anything is in it; false when out of memory. */

@@ -100,8 +100,7 @@ int cmd_ann_build(int argc, char **argv)
     if (s) {
         if (bar.drawn) fputc('\n', stderr);
         cli_fail(CMD, &err);
-        char *ck = malloc(strlen(out) + 6);
-        if (ck) sprintf(ck, "%s.ckpt", out);
+        char *ck = cli_path_suffixed(CMD, out, ".ckpt");
         if (ck && s != GTR_ERR_INTERRUPTED && cli_file_exists(ck))
             fprintf(stderr, "gtr %s: the work done is checkpointed in %s: the same command resumes it\n", CMD, ck);
         free(ck);

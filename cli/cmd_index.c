@@ -100,14 +100,11 @@ static int info(const char *path)
  * index extended with --add (its fields file keeps its documents' fields) */
 static int write_fields(const char *index, const char *corpus, const char *base, bool quiet)
 {
-    size_t il = strlen(index), bl = base ? strlen(base) : 0;
-    char *fp = malloc(il + 8), *bp = base ? malloc(bl + 8) : NULL;
-    if (!fp || (base && !bp)) {
+    char *fp = cli_path_suffixed("index", index, ".fields"), *bp = NULL;
+    if (!fp || (base && !(bp = cli_path_suffixed("index", base, ".fields")))) {
         free(fp);
-        return cli_errorf("index", 1, "out of memory");
+        return 1;
     }
-    snprintf(fp, il + 8, "%s.fields", index);
-    if (bp) snprintf(bp, bl + 8, "%s.fields", base);
     gtr_error err;
     int rc = 0, written = 0;
     gtr_index *ix = gtr_index_open(index, GTR_INDEX_OPEN_NO_VERIFY, NULL, &err);

@@ -135,16 +135,16 @@ static uint8_t *filter_ids(const char *path, const gtr_index *ix)
 static uint8_t *filter_where(const char *index_path, const gtr_index *ix, const char *const *names,
                              const char *const *values, size_t n, uint8_t *allow)
 {
-    size_t pl = strlen(index_path) + 8, nb = (gtr_index_count(ix) + 7) / 8 + 1;
-    char *fp = malloc(pl);
-    uint8_t *bits = calloc(nb, 1);
+    size_t nb = (gtr_index_count(ix) + 7) / 8 + 1;
+    char *fp = cli_path_suffixed("search", index_path, ".fields"); /* says so when out of memory */
+    uint8_t *bits = fp ? calloc(nb, 1) : NULL;
     gtr_error err;
     gtr_fields *f = NULL;
-    if (!fp || !bits) {
+    if (!fp) goto fail;
+    if (!bits) {
         cli_errorf("search", 1, "out of memory (--where)");
         goto fail;
     }
-    snprintf(fp, pl, "%s.fields", index_path);
     if (!(f = gtr_fields_open(fp, ix, &err)) || gtr_fields_where(f, ix, names, values, n, bits, NULL, &err)) {
         cli_fail("search", &err);
         goto fail;

@@ -230,10 +230,8 @@ static int parse(int argc, char **argv, opts *o)
 static int write_port_file(const char *path, int port)
 {
     /* written beside it and renamed, so a reader never sees half a number */
-    size_t n = strlen(path) + 8;
-    char *tmp = malloc(n);
-    if (!tmp) return cli_errorf(CMD, 1, "out of memory");
-    snprintf(tmp, n, "%s.tmp", path);
+    char *tmp = cli_path_suffixed(CMD, path, ".tmp");
+    if (!tmp) return 1;
     FILE *f = fopen(tmp, "w");
     bool ok = f && fprintf(f, "%d\n", port) > 0;
     if (f && fclose(f) != 0) ok = false;

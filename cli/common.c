@@ -72,6 +72,18 @@ char *cli_path_join(const char *cmd, const char *dir, const char *name)
     return p;
 }
 
+char *cli_path_suffixed(const char *cmd, const char *path, const char *suffix)
+{
+    size_t n = strlen(path) + strlen(suffix) + 1;
+    char *p = malloc(n);
+    if (!p) {
+        cli_errorf(cmd, 1, "out of memory");
+        return NULL;
+    }
+    snprintf(p, n, "%s%s", path, suffix);
+    return p;
+}
+
 bool cli_file_exists(const char *path)
 {
     struct stat st;
