@@ -287,13 +287,12 @@ void gtr_pack_band_row(gtr_pack_task *pk, size_t r, const float *x, uint32_t *st
 {
     pack_job *j = pk->j;
     gtr_wmat *w = j->w;
-    const size_t kw = w->kp / kgroup[w->type];
     float inv = 0.0f;
     if (w->type == GTR_W_INT8) gtr_q8_scale(j->absmax(x, w->k), &w->scales[r], &inv);
     /* the whole row in one piece: the same values as pack_panels' tiles of PIECE (the words
      * past k zero, an int8 row's sum the same integers added in another order) */
     int32_t sum = 0;
-    j->piece(w->type, x, w->k, kw * kgroup[w->type], inv, stage, &sum);
+    j->piece(w->type, x, w->k, w->kp, inv, stage, &sum);
     if (w->type == GTR_W_INT8) w->colsum[r] += sum;
 }
 
