@@ -11,6 +11,7 @@
  *                                  [--threads N] [--reps R]
  * Prints one line per shape and mode, times summed over R repetitions. */
 #include "model/model_internal.h"
+#include "bench_rng.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -80,7 +81,7 @@ int main(int argc, char **argv)
     for (int s = 0; s < 4; s++) {
         gtr_tensor t[3];
         const gtr_tensor *tp[3];
-        uint32_t r = 7;
+        uint64_t r = 7;
         size_t vals = 0;
         for (int i = 0; i < L[s].n; i++) {
             size_t n = L[s].rows[i] * L[s].k;
@@ -90,7 +91,7 @@ int main(int argc, char **argv)
                 return 1;
             }
             /* finite F16 values (exponent below 31) of both signs */
-            for (size_t j = 0; j < n; j++) r = r * 1664525u + 1013904223u, raw[j] = (uint16_t)((r >> 16) & 0xbbff);
+            for (size_t j = 0; j < n; j++) raw[j] = (uint16_t)(sm(&r) & 0xbbff);
             memset(&t[i], 0, sizeof t[i]);
             t[i].name = (char *)"w";
             t[i].dtype = GTR_DT_F16;
