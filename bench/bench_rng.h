@@ -9,13 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static inline uint64_t sm(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
+static inline uint64_t sm(uint64_t *s) { return gtr_splitmix64(s); }
 
 /* n floats uniform in [-scale, scale), 64-byte aligned, from an LCG seeded with seed (the values
  * gemm_bench has always used); exits on out of memory (benchmarks only) */

@@ -155,6 +155,15 @@ gtr_status gtr_copy_file(const char *src, const char *dst, gtr_error *err);
 /* FNV-1a 64-bit (stable file/model fingerprints; not cryptographic). */
 uint64_t gtr_fnv1a64(const void *data, size_t len, uint64_t seed);
 #define GTR_FNV_SEED 0xcbf29ce484222325ull
+/* splitmix64: the next value of a seedable generator whose whole state is *s (no global state;
+ * k-means sampling, the trainer's seeding). */
+static inline uint64_t gtr_splitmix64(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
 /* CRC-32C-free simple checksum for formats: CRC-32 (IEEE, as zip/zlib). */
 uint32_t gtr_crc32(uint32_t crc, const void *data, size_t len);
 /* gtr_crc32 of the concatenation a||b, given gtr_crc32(0, a), gtr_crc32(0, b) and b's length. */

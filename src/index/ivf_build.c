@@ -34,15 +34,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static uint64_t rng_next(uint64_t *s)
-{
-    /* splitmix64: seedable, no global state */
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 static void normalize(float *v, size_t d)
 {
     double s = 0.0;
@@ -110,7 +101,7 @@ static gtr_status kmeans(gtr_ivf_read_fn rd, void *user, size_t n, size_t dim, s
     }
     for (size_t i = 0; i < n; i++) perm[i] = (uint32_t)i;
     for (size_t i = 0; i < m; i++) { /* partial Fisher-Yates: the first m are the sample */
-        size_t j = i + (size_t)(rng_next(&rs) % (n - i));
+        size_t j = i + (size_t)(gtr_splitmix64(&rs) % (n - i));
         uint32_t t = perm[i]; perm[i] = perm[j]; perm[j] = t;
     }
     gtr_status st = GTR_OK;
@@ -136,7 +127,7 @@ static gtr_status kmeans(gtr_ivf_read_fn rd, void *user, size_t n, size_t dim, s
         for (size_t l = 0; l < n_lists; l++) {
             float *c = cent + l * dim;
             if (cnt[l] == 0) { /* empty list: restart it at a random sample vector */
-                memcpy(c, samp + (size_t)(rng_next(&rs) % m) * dim, dim * sizeof(float));
+                memcpy(c, samp + (size_t)(gtr_splitmix64(&rs) % m) * dim, dim * sizeof(float));
                 continue;
             }
             for (size_t d = 0; d < dim; d++) c[d] = (float)sum[l * dim + d];
