@@ -557,6 +557,53 @@ static void test_pack_layout(void **state)
     }
 }
 
+/* The AVX-512 row pieces (absmax, and the conversion to each packed type, whose int8 path
+ * takes 64 values a step without masks and sums the codes with vpsadbw) give the portable
+ * ones' bytes and code sums, for every split of a piece into values inside the row (in) and
+ * zero padding (nv - in), on values that reach every clamp: NaN, infinities, huge and tiny
+ * magnitudes, ties, both zeros, and scales that make the products overflow. */
+static void test_pack_piece_avx512(void **state)
+{
+    (void)state;
+#if defined(__x86_64__)
+    gtr_cpu cpu = gtr_cpu_detect();
+    if (!(cpu.avx512f && cpu.avx512bw && cpu.avx512dq && cpu.avx512vl)) {
+        skip();
+        return;
+    }
+    enum { N = 200 };
+    float *x = falloc(N);
+    _Alignas(64) unsigned char a[4 * N], b[4 * N];
+    uint32_t r = 12345;
+    static const float special[] = {NAN, INFINITY, -INFINITY, 1e30f, -1e30f, 0.0f, -0.0f, 1e-45f, -3e-44f,
+                                    127.5f, -127.5f, 126.5f, 0.5f, -0.5f, 1.5f, 300.0f, -300.0f};
+    static const float invs[] = {1.0f, 0.25f, 3.0f, 127.0f / 300.0f, INFINITY, 0.0f};
+    for (int round = 0; round < 40; round++) {
+        for (size_t i = 0; i < N; i++) {
+            r = r * 1664525u + 1013904223u;
+            x[i] = (float)(int32_t)r * (round % 2 ? 1e-7f : 6e-8f); /* about -128 .. 128 */
+            if (r % 7 == 0) x[i] = special[(r >> 8) % (sizeof special / sizeof special[0])];
+        }
+        assert_memory_equal(&(float){gtr_avx512_absmax(x, N)}, &(float){gtr_generic_absmax(x, N)}, 4);
+        for (size_t nv = 1; nv <= N; nv += 1 + nv / 3)
+            for (size_t in = 0; in <= nv; in += 1 + in / 2)
+                for (int t = 0; t < GTR_W_NTYPES; t++) {
+                    float inv = invs[(size_t)round % (sizeof invs / sizeof invs[0])];
+                    int32_t sa = 5, sb = 5;
+                    memset(a, 0xa5, sizeof a);
+                    memset(b, 0xa5, sizeof b);
+                    gtr_generic_pack_piece((gtr_wtype)t, x, in, nv, inv, a, &sa);
+                    gtr_avx512_pack_piece((gtr_wtype)t, x, in, nv, inv, b, &sb);
+                    assert_memory_equal(a, b, sizeof a); /* nothing written past nv either */
+                    assert_int_equal(sa, sb);
+                }
+    }
+    free(x);
+#else
+    skip();
+#endif
+}
+
 /* Packing straight from stored rows (gtr_wmat_pack_src: F16 at an odd address, BF16, F32 at
  * an address not 4-aligned, as parts of one matrix) gives the bytes gtr_wmat_pack_pool gives
  * for the same values converted to float32 first. */
@@ -1022,6 +1069,7 @@ int main(void)
         cmocka_unit_test(test_transpose),
         cmocka_unit_test(test_bf16mm),
         cmocka_unit_test(test_pack_layout),
+        cmocka_unit_test(test_pack_piece_avx512),
         cmocka_unit_test(test_pack_src),
         cmocka_unit_test(test_unpack_rows),
     };
