@@ -8,8 +8,9 @@
  *
  *   make build/release/bench/pack_bench
  *   build/release/bench/pack_bench [--shape base|large|xl|xxl] [--dtype f32|bf16|int8]
- *                                  [--threads N] [--reps R]
- * Prints one line per shape and mode, times summed over R repetitions. */
+ *                                  [--threads N] [--reps R] [--mode fused|fingerprint|pack]
+ * Prints one line per shape and mode (all three, or the one --mode names: a profile of one
+ * mode), times summed over R repetitions. */
 #include "model/model_internal.h"
 #include "bench_rng.h"
 
@@ -46,22 +47,27 @@ static const char *mode_name[] = {"fused", "fingerprint", "pack"};
 int main(int argc, char **argv)
 {
     const char *shape = "xxl", *dtype = "int8";
-    int threads = 2, reps = 3;
+    int threads = 2, reps = 3, m0 = FUSED, m1 = PACK_ONLY;
     static const struct option lo[] = {{"shape", 1, 0, 's'}, {"dtype", 1, 0, 'd'}, {"threads", 1, 0, 't'},
-                                       {"reps", 1, 0, 'r'}, {0, 0, 0, 0}};
-    for (int c; (c = getopt_long(argc, argv, "s:d:t:r:", lo, NULL)) != -1;) {
+                                       {"reps", 1, 0, 'r'}, {"mode", 1, 0, 'm'}, {0, 0, 0, 0}};
+    for (int c; (c = getopt_long(argc, argv, "s:d:t:r:m:", lo, NULL)) != -1;) {
         if (c == 's') shape = optarg;
         else if (c == 'd') dtype = optarg;
         else if (c == 't') threads = atoi(optarg);
         else if (c == 'r') reps = atoi(optarg);
-        else return 2;
+        else if (c == 'm') {
+            m0 = -1;
+            for (int i = FUSED; i <= PACK_ONLY; i++)
+                if (!strcmp(optarg, mode_name[i])) m0 = m1 = i;
+        } else return 2;
     }
     int si = -1;
     for (int i = 0; i < 4; i++)
         if (!strcmp(shape, shapes[i].name)) si = i;
     gtr_wtype wt = !strcmp(dtype, "f32") ? GTR_W_F32 : !strcmp(dtype, "bf16") ? GTR_W_BF16 : GTR_W_INT8;
-    if (si < 0 || threads < 1 || reps < 1 || (wt == GTR_W_INT8 && strcmp(dtype, "int8"))) {
-        fprintf(stderr, "pack_bench: --shape base|large|xl|xxl --dtype f32|bf16|int8 --threads N --reps R\n");
+    if (si < 0 || threads < 1 || reps < 1 || m0 < 0 || (wt == GTR_W_INT8 && strcmp(dtype, "int8"))) {
+        fprintf(stderr, "pack_bench: --shape base|large|xl|xxl --dtype f32|bf16|int8 --threads N --reps R "
+                        "--mode fused|fingerprint|pack\n");
         return 2;
     }
     gtr_error e;
@@ -106,7 +112,7 @@ int main(int argc, char **argv)
             tp[i] = &t[i];
             vals += n;
         }
-        for (int mode = FUSED; mode <= PACK_ONLY; mode++) {
+        for (int mode = m0; mode <= m1; mode++) {
             double u = 0, sy = 0, w = 0;
             for (int rep = 0; rep < reps; rep++) {
                 double u0, s0, u1, s1, w0 = now();
@@ -140,7 +146,7 @@ int main(int argc, char **argv)
         }
         for (int i = 0; i < L[s].n; i++) free((void *)t[i].data);
     }
-    for (int mode = FUSED; mode <= PACK_ONLY; mode++)
+    for (int mode = m0; mode <= m1; mode++)
         printf("layer %-11s user %7.3f s  sys %7.3f s  wall %7.3f s\n", mode_name[mode], tot[mode][0], tot[mode][1],
                tot[mode][2]);
     gtr_pool_free(pool);
