@@ -8,6 +8,7 @@
 
 #include "kernels/kernels_internal.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -558,7 +559,8 @@ static void test_pack_layout(void **state)
 }
 
 /* The AVX-512 row pieces (absmax, and the conversion to each packed type, whose int8 path
- * takes 64 values a step without masks and sums the codes with vpsadbw) give the portable
+ * takes 64 values a step without masks and sums the codes with vpsadbw; bf16 by
+ * vcvtne2ps2bf16 where the CPU has AVX512_BF16) give the portable
  * ones' bytes and code sums, for every split of a piece into values inside the row (in) and
  * zero padding (nv - in), on values that reach every clamp: NaN, infinities, huge and tiny
  * magnitudes, ties, both zeros, and scales that make the products overflow. */
@@ -575,7 +577,7 @@ static void test_pack_piece_avx512(void **state)
     float *x = falloc(N);
     _Alignas(64) unsigned char a[4 * N], b[4 * N];
     uint32_t r = 12345;
-    static const float special[] = {NAN, INFINITY, -INFINITY, 1e30f, -1e30f, 0.0f, -0.0f, 1e-45f, -3e-44f,
+    static const float special[] = {NAN, INFINITY, -INFINITY, 1e30f, -1e30f, FLT_MAX, -FLT_MAX, 0.0f, -0.0f, 1e-45f, -3e-44f,
                                     127.5f, -127.5f, 126.5f, 0.5f, -0.5f, 1.5f, 300.0f, -300.0f};
     static const float invs[] = {1.0f, 0.25f, 3.0f, 127.0f / 300.0f, INFINITY, 0.0f};
     for (int round = 0; round < 40; round++) {
@@ -583,6 +585,10 @@ static void test_pack_piece_avx512(void **state)
             r = r * 1664525u + 1013904223u;
             x[i] = (float)(int32_t)r * (round % 2 ? 1e-7f : 6e-8f); /* about -128 .. 128 */
             if (r % 7 == 0) x[i] = special[(r >> 8) % (sizeof special / sizeof special[0])];
+            if (r % 11 == 0) { /* signalling NaNs (bf16 quiets them) */
+                uint32_t bits = r % 2 ? 0x7f800001u : 0xff800100u;
+                memcpy(&x[i], &bits, 4);
+            }
         }
         assert_memory_equal(&(float){gtr_avx512_absmax(x, N)}, &(float){gtr_generic_absmax(x, N)}, 4);
         for (size_t nv = 1; nv <= N; nv += 1 + nv / 3)
@@ -596,6 +602,13 @@ static void test_pack_piece_avx512(void **state)
                     gtr_avx512_pack_piece((gtr_wtype)t, x, in, nv, inv, b, &sb);
                     assert_memory_equal(a, b, sizeof a); /* nothing written past nv either */
                     assert_int_equal(sa, sb);
+                    if (cpu.avx512_bf16) {
+                        sb = 5;
+                        memset(b, 0xa5, sizeof b);
+                        gtr_avx512bf16_pack_piece((gtr_wtype)t, x, in, nv, inv, b, &sb);
+                        assert_memory_equal(a, b, sizeof a);
+                        assert_int_equal(sa, sb);
+                    }
                 }
     }
     free(x);

@@ -201,6 +201,8 @@ void gtr_generic_pack_piece(gtr_wtype type, const float *x, size_t in, size_t nv
 float gtr_avx512_absmax(const float *x, size_t n);
 void gtr_avx512_pack_piece(gtr_wtype type, const float *x, size_t in, size_t nv, float inv,
                            void *dst, int32_t *sum);
+void gtr_avx512bf16_pack_piece(gtr_wtype type, const float *x, size_t in, size_t nv, float inv,
+                               void *dst, int32_t *sum); /* the CPU has AVX512_BF16 */
 /* Sixteen rows' pieces into a packing tile: stage[r * stride + q] (r < 16, q < nw: row
  * i0 + r's 4-byte word q) to tile + ((q * nr + i0 + r) * 4), nr a multiple of 16, tile and
  * i0 * 4 64-byte aligned: 16 x 16 words transposed in registers, a whole cache line a store

@@ -359,7 +359,7 @@ gtr_status gtr_wmat_pack_src_visit(const gtr_kernels *kern, gtr_pool *pool, gtr_
     gtr_cpu cpu = gtr_cpu_detect(); /* the CPU's, not kern's: the file layout packs anywhere */
     if (cpu.avx512f && cpu.avx512bw && cpu.avx512dq && cpu.avx512vl) {
         j.absmax = gtr_avx512_absmax;
-        j.piece = gtr_avx512_pack_piece;
+        j.piece = cpu.avx512_bf16 ? gtr_avx512bf16_pack_piece : gtr_avx512_pack_piece;
         j.put16 = gtr_avx512_tile_put16;
     }
 #endif
