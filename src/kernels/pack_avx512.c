@@ -128,14 +128,18 @@ void gtr_avx512bf16_pack_piece(gtr_wtype type, const float *x, size_t in, size_t
     gtr_avx512_pack_piece(type, x + i, in - i, nv - i, inv, d + i, sum);
 }
 
-/* 16 x 16 32-bit words: r[i] = row i in, column i out */
-static inline void transpose16(__m512i r[16])
+/* 16 x 16 32-bit words: r[i] = row i in, column i out. The loops are unrolled (the pragmas):
+ * rolled, gcc -O2 kept r and t in memory, a third of put16's instructions stack loads and
+ * stores (AMD Zen 5, sixteen rows into a tile in L1: 0.037 -> 0.018 ns an int8 value). */
+static inline __attribute__((always_inline)) void transpose16(__m512i r[16])
 {
     __m512i t[16];
+#pragma GCC unroll 8
     for (int i = 0; i < 8; i++) {
         t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
         t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
     }
+#pragma GCC unroll 4
     for (int i = 0; i < 4; i++) {
         r[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
         r[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
@@ -143,6 +147,7 @@ static inline void transpose16(__m512i r[16])
         r[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
     }
     /* r[4b + j] holds, in 128-bit lane L, rows 4b..4b+3 of column 4L + j */
+#pragma GCC unroll 4
     for (int j = 0; j < 4; j++) {
         __m512i a = _mm512_shuffle_i32x4(r[j], r[4 + j], 0x88), b = _mm512_shuffle_i32x4(r[j], r[4 + j], 0xdd);
         __m512i c = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0x88), d = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0xdd);
@@ -151,6 +156,7 @@ static inline void transpose16(__m512i r[16])
         t[4 + j] = _mm512_shuffle_i32x4(b, d, 0x88);  /* column 4 + j */
         t[12 + j] = _mm512_shuffle_i32x4(b, d, 0xdd); /* column 12 + j */
     }
+#pragma GCC unroll 16
     for (int i = 0; i < 16; i++) r[i] = t[i];
 }
 
@@ -159,8 +165,10 @@ void gtr_avx512_tile_put16(unsigned char *tile, size_t nr, size_t i0, const uint
     size_t q0 = 0;
     for (; q0 + 16 <= nw; q0 += 16) {
         __m512i r[16];
+#pragma GCC unroll 16
         for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_si512(stage + (size_t)i * stride + q0);
         transpose16(r);
+#pragma GCC unroll 16
         for (int q = 0; q < 16; q++) _mm512_storeu_si512((void *)(tile + ((q0 + q) * nr + i0) * 4), r[q]);
     }
     for (; q0 < nw; q0++)
