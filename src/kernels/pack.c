@@ -126,10 +126,12 @@ static void put_int8_row(gtr_wmat *w, size_t r, const int8_t *q, float scale)
 /* Pack panels [p0, p1) of the rows (all of a panel's rows: panels never share bytes, so
  * threads packing different panels write disjoint memory). Whatever the type, a k group of
  * one row is 4 bytes (1 float32, 2 bf16, 4 int8 values), so a panel is a [kp/g][nr] array of
- * 4-byte words: it is written a tile of PIECE / g k groups x nr rows at a time (64 KiB or
- * less at nr 64, in L2), each row's piece of PIECE values read from its source (converted
+ * 4-byte words: it is written a tile of PIECE_WORDS k groups x nr rows at a time (64 KiB at
+ * nr 64, in L2), each row's piece of PIECE_WORDS * g values read from its source (converted
  * to float32 in a small buffer when stored as F16/BF16), converted to the packed type and
- * spread over the tile's rows of words. A row-at-a-time walk instead touches every cache
+ * spread over the tile's rows of words. The same number of words for every type, so int8
+ * reads 2 KiB of an F16 row a step rather than 512 bytes (AMD Zen 5, xxl's o and wo from F16:
+ * 10-20% less user time to int8, 0-10% to bf16). A row-at-a-time walk instead touches every cache
  * line of the panel per row (for k = 65536, 16 MiB per panel: the loads of the big models
  * spent most of their time there). Every byte of the panel is written, padding included, so
  * the storage need not be zeroed. */
@@ -150,7 +152,8 @@ typedef struct {
 } pack_job;
 
 #define PACK_PANELS 4 /* panels per task */
-#define PIECE 256     /* values of a row per tile */
+#define PIECE_WORDS GTR_PACK_STAGE_WORDS /* packed words of a row per tile (256) */
+#define PIECE (PIECE_WORDS * 4)           /* the most values a row's piece has (int8) */
 
 /* Row r of the parts: its bytes and their type. */
 static const unsigned char *src_row(const pack_job *j, size_t r, gtr_src_type *type)
@@ -220,7 +223,7 @@ static void pack_row_piece(pack_job *j, size_t p, size_t i, size_t rows, size_t 
      * nr streams at once */
     size_t es = st == GTR_SRC_F32 ? 4 : 2, next = c0 + nw * g;
     if (next < k)
-        for (size_t b = 0; b < GTR_MIN((size_t)PIECE, k - next) * es; b += 64) __builtin_prefetch(row + next * es + b);
+        for (size_t b = 0; b < GTR_MIN(PIECE_WORDS * g, k - next) * es; b += 64) __builtin_prefetch(row + next * es + b);
     j->piece(w->type, in ? src_values(row, st, c0, in, vals) : vals, in, nw * g, inv ? inv[i] : 0.0f, dst, &sum);
     if (inv) w->colsum[p * nr + i] += sum;
 }
@@ -230,7 +233,7 @@ static void pack_panels(gtr_pack_task *pk, size_t p0, size_t p1, const float *am
 {
     pack_job *j = pk->j;
     gtr_wmat *w = j->w;
-    const size_t nr = w->nr, k = w->k, n = w->n, g = kgroup[w->type], kw = w->kp / g, words = PIECE / g;
+    const size_t nr = w->nr, k = w->k, n = w->n, g = kgroup[w->type], kw = w->kp / g, words = PIECE_WORDS;
     float *inv = pk->inv;
     _Alignas(64) float vals[PIECE];
     _Alignas(64) unsigned char buf[PIECE * 4];
