@@ -236,7 +236,7 @@ static void pack_panels(gtr_pack_task *pk, size_t p0, size_t p1, const float *am
     const size_t nr = w->nr, k = w->k, n = w->n, g = kgroup[w->type], kw = w->kp / g, words = PIECE_WORDS;
     float *inv = pk->inv;
     _Alignas(64) float vals[PIECE];
-    _Alignas(64) unsigned char buf[PIECE * 4];
+    _Alignas(64) unsigned char buf[PIECE_WORDS * 4]; /* a row piece in the packed type */
     for (size_t p = p0; p < p1; p++) {
         size_t rows = GTR_MIN(nr, n - p * nr);
         gtr_src_type st;
