@@ -189,6 +189,7 @@ check-deps:
 
 # ---------------------------------------------------------------------------- tests
 # Every test binary speaks TAP (cmocka with CMOCKA_MESSAGE_OUTPUT=TAP); prove runs them all
+# (through scripts/tap-skip.sh, so a test skipped on this CPU counts as skipped, not failed)
 # and prints the summary CI reads. The sanitizer build runs the same tests.
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 

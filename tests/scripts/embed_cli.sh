@@ -70,5 +70,5 @@ like "$(cat "$TMP/out")" "storage: encoder F16 .*model.safetensors" "info: stora
 out=$(GTR_CPU=avx512+vnni $GTR embed -m "$M" <<<'{"text": "x"}' 2>&1 >/dev/null); st=$?
 is "$st" 2 "GTR_CPU=avx512+vnni: exit 2"
 like "$out" "^gtr: GTR_CPU=avx512\+vnni: not a kernel path" "... one line naming it"
-is "$(GTR_CPU= $GTR version | grep '^cpu:')" "$($GTR version | grep '^cpu:')" "GTR_CPU= (empty): the path chosen when unset"
+is "$(GTR_CPU= $GTR version | grep '^cpu:')" "$(env -u GTR_CPU $GTR version | grep '^cpu:')" "GTR_CPU= (empty): the path chosen when unset"
 
