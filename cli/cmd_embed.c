@@ -56,6 +56,9 @@ static void usage(FILE *out)
         "  -v, --verbose         also print the model description, speed and peak memory\n"
         "  -h, --help            this help\n"
         "\n"
+        "The model is loaded without its fingerprint (an F16 checkpoint's weights are not hashed:\n"
+        "only a dense index compares it; `gtr info -m DIR` prints it).\n"
+        "\n"
         "Examples:\n"
         "  gtr embed -m gtr-t5-base -i corpus.jsonl -o corpus.npy\n"
         "  echo 'what is dense retrieval?' | gtr embed -m gtr-t5-base\n");
@@ -345,6 +348,7 @@ static int run(const opts *o)
     mo.max_len = (int)o->max_len;
     mo.dtype = o->dtype;
     mo.batch_size = (size_t)o->batch; /* the memory check counts the activations of one batch */
+    mo.no_fingerprint = 1;            /* vectors only: nothing here compares the fingerprint */
     if (o->device) mo.device = o->device;
     gtr_model *m = gtr_model_load(o->model, &mo, &err);
     if (!m) return cli_fail(CMD, &err);

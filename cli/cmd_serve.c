@@ -307,6 +307,7 @@ static int serve(opts *o)
     mo.max_len = (int)o->max_len;
     mo.dtype = o->dtype;
     mo.n_contexts = o->so.workers; /* the memory check counts every worker's activations */
+    mo.no_fingerprint = !index;    /* only a dense index compares it: else embeddings alone */
     if (!(model = gtr_model_load(dir, &mo, &err))) {
         cli_fail(CMD, &err);
         goto done;

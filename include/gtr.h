@@ -296,6 +296,16 @@ typedef struct gtr_model_options {
                                       * n_threads / n_contexts threads (gtr serve --workers),
                                       * for the memory check: the weights once, each context's
                                       * working memory n_contexts times; <= 1: one */
+    int no_fingerprint;              /* nonzero: do not hash the weights of an F16 checkpoint
+                                      * (the format the hub ships) for the model's fingerprint
+                                      * (gtr_model_fingerprint, below), for callers that only
+                                      * encode: the load then reads and converts each weight
+                                      * once and nothing more (xxl from F16 on AMD Zen 5: int8
+                                      * 2.7 -> 2.0 s, bf16 6.5 -> 6.0 s, f32 within the noise;
+                                      * bench/RESULTS.md). Non-finite weights are still
+                                      * refused. A `gtr quantize` copy keeps the fingerprint it
+                                      * records; any other model then has none, and building or
+                                      * searching a dense index with it fails. */
 } gtr_model_options;
 /* Defaults: all cores, F32, model's max length. */
 GTR_API gtr_model_options gtr_model_default_options(void);
@@ -381,6 +391,10 @@ GTR_API gtr_status gtr_model_dir_max_len(const char *dir, int *max_len, gtr_erro
  * file differs from an F32 one only if its values do). Not on load options (threads, dtype,
  * max_len). Computed once at load (about one extra read of the weights). */
 GTR_API uint64_t gtr_model_fingerprint(const gtr_model *m);
+/* 1 when the model has a fingerprint: always, except after a load with no_fingerprint that
+ * had none to take from the directory (then gtr_model_fingerprint is 0, and an index refuses
+ * the model with GTR_ERR_INVALID_ARG). */
+GTR_API int gtr_model_has_fingerprint(const gtr_model *m);
 /* Parameter count (encoder + Dense; the tied embedding once) and the bytes the weights take
  * in the compute precision. */
 GTR_API size_t gtr_model_n_params(const gtr_model *m);

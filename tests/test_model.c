@@ -469,6 +469,59 @@ static void test_batch_invariance(void **state)
 
 /* ---- fingerprint and description ----------------------------------------------- */
 
+/* no_fingerprint (gtr embed, gtr serve without an index): an F16 checkpoint's Linears packed
+ * without the hash give bit for bit the vectors of a normal load at every precision; the model
+ * then has no fingerprint (0, "none" in its description), and an index refuses it, to build
+ * or to search, with an error that names the option. */
+static void test_no_fingerprint(void **state)
+{
+    (void)state;
+    static const gtr_compute_dtype dts[3] = {GTR_DTYPE_F32, GTR_DTYPE_BF16, GTR_DTYPE_INT8};
+    const char *texts[3] = {"hello world", "the quick brown fox jumps over the lazy dog, twice over", "GTR"};
+    char *p = tu_shared("models/gtr-tiny-f16");
+    for (int d = 0; d < 3; d++) {
+        gtr_model_options o = gtr_model_default_options();
+        o.n_threads = 2;
+        o.dtype = dts[d];
+        gtr_error e;
+        gtr_model *a = gtr_model_load(p, &o, &e);
+        if (!a) fail_msg("%s", e.message);
+        o.no_fingerprint = 1;
+        gtr_model *b = gtr_model_load(p, &o, &e);
+        if (!b) fail_msg("%s", e.message);
+        assert_true(gtr_model_has_fingerprint(a));
+        assert_true(gtr_model_fingerprint(a) != 0);
+        assert_false(gtr_model_has_fingerprint(b));
+        assert_true(gtr_model_fingerprint(b) == 0);
+        assert_non_null(strstr(gtr_model_describe(b), "fingerprint: none (loaded with no_fingerprint)"));
+        size_t dim = (size_t)gtr_model_dim(a);
+        float *va = malloc(3 * dim * sizeof *va), *vb = malloc(3 * dim * sizeof *vb);
+        assert_true(va && vb);
+        TU_OK(gtr_model_encode(a, texts, NULL, 3, va, &e), &e);
+        TU_OK(gtr_model_encode(b, texts, NULL, 3, vb, &e), &e);
+        assert_memory_equal(va, vb, 3 * dim * sizeof *va);
+        /* an index made with a's fingerprint: a passes, b is refused */
+        const char *ids[3] = {"d1", "d2", "d3"};
+        size_t id_lens[3] = {2, 2, 2};
+        gtr_index *ix = gtr_index_wrap(va, 3, (int)dim, ids, id_lens, gtr_model_fingerprint(a), &e);
+        if (!ix) fail_msg("%s", e.message);
+        TU_OK(gtr_index_check_model(ix, a, &e), &e);
+        assert_int_equal(gtr_index_check_model(ix, b, &e), GTR_ERR_INVALID_ARG);
+        assert_non_null(strstr(e.message, "no_fingerprint"));
+        gtr_index_free(ix);
+        char *out = tu_tmp("nofp.gtri");
+        assert_int_equal(gtr_index_build(b, "no-such-corpus.jsonl", NULL, out, NULL, NULL, &e), GTR_ERR_INVALID_ARG);
+        assert_non_null(strstr(e.message, "no_fingerprint"));
+        assert_int_not_equal(access(out, F_OK), 0); /* nothing written */
+        free(out);
+        free(va);
+        free(vb);
+        gtr_model_free(a);
+        gtr_model_free(b);
+    }
+    free(p);
+}
+
 static void test_fingerprint(void **state)
 {
     (void)state;
@@ -847,8 +900,21 @@ static void test_pack_fingerprinted(void **state)
                     TU_OK(gtr_pack_fingerprinted(tables[ti], pools[pi], tp, cases[ci].n, k, (gtr_wtype)wt, &b, &got, NULL, &e), &e);
                     assert_true(got == want);
                     tu_assert_wmat_equal(&a, &b);
-                    gtr_wmat_free(&a);
                     gtr_wmat_free(&b);
+                    if (!cases[ci].mixed) { /* all F16: packed without the hash, the same bytes */
+                        TU_OK(gtr_pack_unhashed(tables[ti], pools[pi], tp, cases[ci].n, k, (gtr_wtype)wt, &b, NULL, &e), &e);
+                        tu_assert_wmat_equal(&a, &b);
+                        gtr_wmat_free(&b);
+                        bool nonfinite = true;
+                        TU_OK(gtr_wmat_pack_src_finite(tables[ti], pools[pi], &b, src, (size_t)cases[ci].n, k, (gtr_wtype)wt,
+                                                       &nonfinite, &e), &e);
+                        assert_false(nonfinite);
+                        gtr_wmat_free(&b);
+                    } else { /* only F16 parts go without the hash */
+                        assert_int_equal(gtr_pack_unhashed(tables[ti], pools[pi], tp, cases[ci].n, k, (gtr_wtype)wt, &b, NULL, &e),
+                                         GTR_ERR_INTERNAL);
+                    }
+                    gtr_wmat_free(&a);
                 }
         if (cases[ci].n >= 2) { /* a NaN in the second part, late in it */
             size_t at = t[1].count - 3 * k / 2;
@@ -871,6 +937,22 @@ static void test_pack_fingerprinted(void **state)
                 assert_int_equal(bad, 1);
                 assert_string_equal(e1.message, e2.message);
                 assert_null(b.data);
+                if (!cases[ci].mixed) { /* without the hash: the same error, naming the same part */
+                    gtr_error e3;
+                    bad = -1;
+                    assert_int_equal(gtr_pack_unhashed(tables[1], pool3, tp, cases[ci].n, k, (gtr_wtype)wt, &b, &bad, &e3),
+                                     GTR_ERR_FORMAT);
+                    assert_int_equal(bad, 1);
+                    assert_string_equal(e1.message, e3.message);
+                    assert_null(b.data);
+                    /* and the packing alone reports that an F16 value was not finite */
+                    bool nonfinite = false;
+                    gtr_wmat c;
+                    TU_OK(gtr_wmat_pack_src_finite(tables[1], pool3, &c, src, (size_t)cases[ci].n, k, (gtr_wtype)wt,
+                                                   &nonfinite, &e3), &e3);
+                    assert_true(nonfinite);
+                    gtr_wmat_free(&c);
+                }
             }
         }
         for (int i = 0; i < cases[ci].n; i++) free(raw[i]);
@@ -895,6 +977,7 @@ int main(void)
         cmocka_unit_test(test_hidden_gtr_small),
         cmocka_unit_test(test_batch_invariance),
         cmocka_unit_test(test_fingerprint),
+        cmocka_unit_test(test_no_fingerprint),
         cmocka_unit_test(test_fingerprint_stored),
         cmocka_unit_test(test_pack_fingerprinted),
         cmocka_unit_test(test_max_len),

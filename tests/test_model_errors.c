@@ -177,6 +177,66 @@ static void test_nonfinite_weights(void **state)
     }
 }
 
+/* The same for an F16 checkpoint (the hub's format) loaded with no_fingerprint, whose Linears
+ * are packed without the hash: the error is the one a normal load gives, word for word. */
+static void test_nonfinite_f16_no_fingerprint(void **state)
+{
+    (void)state;
+    char *src = tu_shared("models/gtr-tiny-f16");
+    char *abs = realpath(src, NULL);
+    assert_non_null(abs);
+    char *dir = tu_tmp("nonfinite-f16");
+    assert_int_equal(tu_system("mkdir -p '%s/1_Pooling' '%s/2_Dense' && cd '%s' && "
+                               "for f in config.json modules.json sentence_bert_config.json spiece.model "
+                               "1_Pooling/config.json 2_Dense/config.json 2_Dense/model.safetensors; "
+                               "do ln -s '%s'/$f $f; done",
+                               dir, dir, dir, abs),
+                     0);
+    char *d;
+    size_t len;
+    read_shared("models/gtr-tiny-f16/model.safetensors", &d, &len);
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; i--) n = (n << 8) | (uint8_t)d[i];
+    json_error_t je;
+    json_t *h = json_loadb(d + 8, (size_t)n, 0, &je);
+    assert_non_null(h);
+    json_t *t = json_object_get(h, "encoder.block.1.layer.1.DenseReluDense.wo.weight");
+    assert_non_null(t);
+    assert_string_equal(json_string_value(json_object_get(t, "dtype")), "F16");
+    size_t off = 8 + (size_t)n + (size_t)json_integer_value(json_array_get(json_object_get(t, "data_offsets"), 0));
+    size_t idx = 3 * (size_t)json_integer_value(json_array_get(json_object_get(t, "shape"), 1)) + 17;
+    assert_true(off + 2 * idx + 2 <= len);
+    d[off + 2 * idx] = 0x00; /* F16 NaN 0x7e00, little-endian */
+    d[off + 2 * idx + 1] = 0x7e;
+    char *p = gtr_path_join(dir, "model.safetensors");
+    tu_write(p, d, len);
+    static const gtr_compute_dtype dts[] = {GTR_DTYPE_F32, GTR_DTYPE_BF16, GTR_DTYPE_INT8};
+    for (size_t k = 0; k < 3; k++) {
+        char msg[2][1024];
+        for (int nofp = 0; nofp < 2; nofp++) {
+            gtr_model_options o = gtr_model_default_options();
+            o.n_threads = 2;
+            o.dtype = dts[k];
+            o.no_fingerprint = nofp;
+            gtr_error e;
+            gtr_model *m = gtr_model_load(dir, &o, &e);
+            if (m) fail_msg("dtype %zu no_fingerprint %d: loaded a model with a NaN weight", k, nofp);
+            assert_int_equal(e.code, GTR_ERR_FORMAT);
+            snprintf(msg[nofp], sizeof msg[nofp], "%s", e.message);
+        }
+        print_message("# %s\n", msg[1]);
+        assert_string_equal(msg[0], msg[1]);
+        assert_non_null(strstr(msg[1], "[3, 17] is NaN"));
+        assert_non_null(strstr(msg[1], "wo.weight"));
+    }
+    json_decref(h);
+    free(p);
+    free(d);
+    free(dir);
+    free(abs);
+    free(src);
+}
+
 /* Finite weights whose activations overflow: the load succeeds, encoding is an error (never a
  * non-finite vector, never a plausible-looking one). */
 static void test_overflow_is_an_error(void **state)
@@ -891,6 +951,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_copy_loads),
         cmocka_unit_test(test_nonfinite_weights),
+        cmocka_unit_test(test_nonfinite_f16_no_fingerprint),
         cmocka_unit_test(test_overflow_is_an_error),
         cmocka_unit_test(test_missing_files),
         cmocka_unit_test(test_bad_configs),

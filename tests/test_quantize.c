@@ -296,6 +296,18 @@ static void roundtrip(const char *name)
         assert_non_null(strstr(gtr_model_describe(b), " tensors verified (crc32c)"));
         assert_null(strstr(gtr_model_describe(a), "checksums:")); /* the original records none */
         check_file(out, dts[d], gtr_model_fingerprint(a), a->cfg.t5.num_layers);
+        { /* a copy answers to the fingerprint it records, even loaded with no_fingerprint */
+            gtr_model_options o = gtr_model_default_options();
+            o.dtype = dts[d];
+            o.n_threads = 2;
+            o.no_fingerprint = 1;
+            gtr_error e;
+            gtr_model *q = gtr_model_load(out, &o, &e);
+            if (!q) fail_msg("%s", e.message);
+            assert_true(gtr_model_has_fingerprint(q));
+            assert_true(gtr_model_fingerprint(q) == gtr_model_fingerprint(a));
+            gtr_model_free(q);
+        }
         char *qf = gtr_path_join(out, "model.safetensors");
         check_checksums(qf);
         free(qf);

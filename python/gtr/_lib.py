@@ -49,7 +49,7 @@ class Error(ctypes.Structure):
 class ModelOptions(ctypes.Structure):
     _fields_ = [("size", c_size_t), ("n_threads", c_int), ("pool", c_void_p), ("dtype", c_int), ("max_len", c_int),
                 ("spm_compat", c_int), ("max_memory", c_size_t), ("device", c_char_p), ("no_verify", c_int),
-                ("batch_size", c_size_t), ("n_contexts", c_int)]
+                ("batch_size", c_size_t), ("n_contexts", c_int), ("no_fingerprint", c_int)]
 
 
 class Ids(ctypes.Structure):
@@ -101,6 +101,7 @@ model_max_len = _fn("gtr_model_max_len", c_int, c_void_p)
 model_tokenizer = _fn("gtr_model_tokenizer", c_void_p, c_void_p)
 model_describe = _fn("gtr_model_describe", c_char_p, c_void_p)
 model_fingerprint = _fn("gtr_model_fingerprint", c_uint64, c_void_p)
+model_has_fingerprint = _fn("gtr_model_has_fingerprint", c_int, c_void_p)
 model_encode = _fn("gtr_model_encode", c_int, c_void_p, POINTER(c_char_p), POINTER(c_size_t), c_size_t,
                    POINTER(c_float), E)
 context_create = _fn("gtr_context_create", c_void_p, c_void_p, c_void_p, E)

@@ -64,7 +64,10 @@ class Model(_lib.Closable):
     reference data), "0.2.2" (SentencePiece 0.2.2 and later) or "hf" (the Hugging Face
     tokenizer that sentence-transformers uses);
     verify=False skips the weight checksums of a `gtr quantize` copy at load (the structure is
-    still validated; also GTR_NO_VERIFY for the command line).
+    still validated; also GTR_NO_VERIFY for the command line);
+    fingerprint=False does not hash an F16 checkpoint's weights for .fingerprint, for a
+    model that only encodes (the load reads each weight once; .fingerprint is then None
+    unless the directory records one, and a dense index refuses the model).
 
     encode() may be called from several Python threads at once: the weights are loaded once
     and each concurrent call encodes in an encode context of its own (the library's
@@ -74,7 +77,7 @@ class Model(_lib.Closable):
     """
 
     def __init__(self, path, threads=None, max_len=None, dtype="f32", spm_compat=None,
-                 device=None, verify=True):
+                 device=None, verify=True, fingerprint=True):
         self._m = None
         if dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of f32, bf16, int8, not {dtype!r}")
@@ -83,6 +86,7 @@ class Model(_lib.Closable):
         opts.max_len = int(max_len) if max_len else 0
         opts.dtype = _DTYPES[dtype]
         opts.no_verify = 0 if verify else 1
+        opts.no_fingerprint = 0 if fingerprint else 1
         device = device if device is not None else os.environ.get("GTR_DEVICE") or None
         self._device = device.encode() if device else None  # kept alive: opts points at it
         opts.device = self._device
@@ -140,8 +144,10 @@ class Model(_lib.Closable):
 
     @property
     def fingerprint(self):
-        """64-bit identity of the weights and config (dense indexes record it)."""
-        return _lib.model_fingerprint(self._handle())
+        """64-bit identity of the weights and config (dense indexes record it); None for a
+        model loaded with fingerprint=False that had none recorded."""
+        h = self._handle()
+        return _lib.model_fingerprint(h) if _lib.model_has_fingerprint(h) else None
 
     def describe(self):
         """Architecture, parameter count, storage dtype, files."""

@@ -596,6 +596,10 @@ gtr_status gtr_index_build(gtr_model *model, const char *corpus, const char *bas
                            const gtr_index_build_options *opts, gtr_index_build_stats *stats, gtr_error *err)
 {
     if (!model) return gtr_seterr(err, GTR_ERR_INVALID_ARG, "gtr_index_build: no model");
+    if (!gtr_model_has_fingerprint(model))
+        return gtr_seterr(err, GTR_ERR_INVALID_ARG,
+                          "gtr_index_build: the model was loaded with no_fingerprint, and an index records "
+                          "its model's fingerprint: load it without that option");
     /* the description minus its "compute:" and "memory to load:" lines (threads, kernels,
      * batch: how this process runs the model, not which model it is), so the index does not
      * depend on the machine or --batch */

@@ -350,6 +350,11 @@ gtr_status gtr_index_check_model(const gtr_index *ix, const gtr_model *m, gtr_er
 {
     uint64_t fp = gtr_model_fingerprint(m);
     int dim = gtr_model_dim(m);
+    if (m && !gtr_model_has_fingerprint(m))
+        return gtr_seterr(err, GTR_ERR_INVALID_ARG,
+                          "%s: the model was loaded with no_fingerprint, so it cannot be checked against "
+                          "the index's (fingerprint %016llx): load it without that option",
+                          ix->path, (unsigned long long)ix->h.fingerprint);
     if (fp == ix->h.fingerprint && (size_t)dim == ix->dim) return GTR_OK;
     return gtr_seterr(err, GTR_ERR_MISMATCH,
                       "%s: the index was built with another model (index: fingerprint %016llx, "

@@ -147,6 +147,11 @@ typedef struct gtr_wsrc {
 } gtr_wsrc;
 gtr_status gtr_wmat_pack_src(const gtr_kernels *kern, gtr_pool *pool, gtr_wmat *w, const gtr_wsrc *parts,
                              size_t n_parts, size_t k, gtr_wtype type, gtr_error *err);
+/* gtr_wmat_pack_src that also says whether an F16 part held an infinity or NaN (*nonfinite;
+ * the conversion finds them at no cost; F32 and BF16 parts are not checked). The packed bytes
+ * are the same either way. */
+gtr_status gtr_wmat_pack_src_finite(const gtr_kernels *kern, gtr_pool *pool, gtr_wmat *w, const gtr_wsrc *parts,
+                                    size_t n_parts, size_t k, gtr_wtype type, bool *nonfinite, gtr_error *err);
 /* gtr_wmat_pack_src with the packing driven by the caller, so that whatever else must read
  * the same rows (the load's fingerprint) reads them from memory once and the packing finds
  * them in cache: task i of the pool owns rows [i * T, (i + 1) * T) (T = task_rows rounded up to

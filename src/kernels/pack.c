@@ -4,6 +4,7 @@
  * g consecutive k values, exactly what one vector load feeds to vfmadd/vdpbf16ps/vpdpbusd. */
 #include "kernels/kernels_internal.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -149,6 +150,9 @@ typedef struct {
      * a store (gtr_avx512_tile_put16: xl F16 -> f32 on an Intel Xeon 2.3 -> 1.6 s; xxl F16 ->
      * int8 on AMD Zen 5 warm 5.3-7.7 -> 4.2-5.4 s); NULL: each row's words stored one by one */
     void (*put16)(unsigned char *tile, size_t nr, size_t i0, const uint32_t *stage, size_t stride, size_t nw);
+    /* set when an F16 source value converted was an infinity or NaN (the conversion reports it
+     * for free; gtr_wmat_pack_src_finite), by any task: relaxed, only read after the pool */
+    atomic_int nonfinite;
 } pack_job;
 
 #define PACK_PANELS 4 /* panels per task */
@@ -167,11 +171,11 @@ static const unsigned char *src_row(const pack_job *j, size_t r, gtr_src_type *t
 
 /* Values [c0, c0 + m) of a source row as float32: in place when it is aligned float32, else
  * converted into buf (m <= PIECE). */
-static const float *src_values(const unsigned char *row, gtr_src_type type, size_t c0, size_t m,
+static const float *src_values(pack_job *j, const unsigned char *row, gtr_src_type type, size_t c0, size_t m,
                                float *buf)
 {
     if (type == GTR_SRC_F16) {
-        gtr_f16_to_f32_n(row + 2 * c0, buf, m);
+        if (gtr_f16_to_f32_n(row + 2 * c0, buf, m)) atomic_store_explicit(&j->nonfinite, 1, memory_order_relaxed);
     } else if (type == GTR_SRC_BF16) {
         const unsigned char *p = row + 2 * c0;
         for (size_t i = 0; i < m; i++) buf[i] = gtr_bf16_to_f32((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
@@ -224,7 +228,7 @@ static void pack_row_piece(pack_job *j, size_t p, size_t i, size_t rows, size_t 
     size_t es = st == GTR_SRC_F32 ? 4 : 2, next = c0 + nw * g;
     if (next < k)
         for (size_t b = 0; b < GTR_MIN(PIECE_WORDS * g, k - next) * es; b += 64) __builtin_prefetch(row + next * es + b);
-    j->piece(w->type, in ? src_values(row, st, c0, in, vals) : vals, in, nw * g, inv ? inv[i] : 0.0f, dst, &sum);
+    j->piece(w->type, in ? src_values(j, row, st, c0, in, vals) : vals, in, nw * g, inv ? inv[i] : 0.0f, dst, &sum);
     if (inv) w->colsum[p * nr + i] += sum;
 }
 
@@ -249,7 +253,7 @@ static void pack_panels(gtr_pack_task *pk, size_t p0, size_t p1, const float *am
                     const unsigned char *row = src_row(j, p * nr + i, &st);
                     for (size_t c0 = 0; c0 < k; c0 += PIECE) {
                         size_t m = GTR_MIN((size_t)PIECE, k - c0);
-                        float x = j->absmax(src_values(row, st, c0, m, vals), m);
+                        float x = j->absmax(src_values(j, row, st, c0, m, vals), m);
                         if (x > a) a = x;
                     }
                 }
@@ -345,15 +349,15 @@ gtr_absmax_fn gtr_absmax_for_cpu(void)
     return gtr_generic_absmax;
 }
 
-gtr_status gtr_wmat_pack_src_visit(const gtr_kernels *kern, gtr_pool *pool, gtr_wmat *w, const gtr_wsrc *parts,
-                                   size_t n_parts, size_t k, gtr_wtype type, const gtr_pack_visit *visit,
-                                   gtr_error *err)
+static gtr_status pack_src(const gtr_kernels *kern, gtr_pool *pool, gtr_wmat *w, const gtr_wsrc *parts,
+                           size_t n_parts, size_t k, gtr_wtype type, const gtr_pack_visit *visit,
+                           bool *nonfinite, gtr_error *err)
 {
     size_t n = 0;
     for (size_t i = 0; i < n_parts; i++) n += parts[i].rows;
     gtr_status st = alloc_layout(kern, w, n, k, type, false, err);
     if (st != GTR_OK) return st;
-    pack_job j = {w, parts, n_parts, false, gtr_generic_absmax, gtr_generic_pack_piece, PACK_PANELS, NULL, NULL};
+    pack_job j = {w, parts, n_parts, false, gtr_generic_absmax, gtr_generic_pack_piece, PACK_PANELS, NULL, NULL, 0};
     if (visit && visit->fn) {
         j.visit = visit;
         j.task_panels = GTR_MAX((size_t)1, (visit->task_rows + w->nr - 1) / w->nr);
@@ -372,13 +376,27 @@ gtr_status gtr_wmat_pack_src_visit(const gtr_kernels *kern, gtr_pool *pool, gtr_
         gtr_wmat_free(w);
         return gtr_seterr(err, GTR_ERR_NOMEM, "out of memory (int8 quantisation row)");
     }
+    if (nonfinite) *nonfinite = atomic_load_explicit(&j.nonfinite, memory_order_relaxed) != 0;
     return GTR_OK;
+}
+
+gtr_status gtr_wmat_pack_src_visit(const gtr_kernels *kern, gtr_pool *pool, gtr_wmat *w, const gtr_wsrc *parts,
+                                   size_t n_parts, size_t k, gtr_wtype type, const gtr_pack_visit *visit,
+                                   gtr_error *err)
+{
+    return pack_src(kern, pool, w, parts, n_parts, k, type, visit, NULL, err);
 }
 
 gtr_status gtr_wmat_pack_src(const gtr_kernels *kern, gtr_pool *pool, gtr_wmat *w, const gtr_wsrc *parts,
                              size_t n_parts, size_t k, gtr_wtype type, gtr_error *err)
 {
-    return gtr_wmat_pack_src_visit(kern, pool, w, parts, n_parts, k, type, NULL, err);
+    return pack_src(kern, pool, w, parts, n_parts, k, type, NULL, NULL, err);
+}
+
+gtr_status gtr_wmat_pack_src_finite(const gtr_kernels *kern, gtr_pool *pool, gtr_wmat *w, const gtr_wsrc *parts,
+                                    size_t n_parts, size_t k, gtr_wtype type, bool *nonfinite, gtr_error *err)
+{
+    return pack_src(kern, pool, w, parts, n_parts, k, type, NULL, nonfinite, err);
 }
 
 gtr_status gtr_wmat_pack_pool(const gtr_kernels *kern, gtr_pool *pool, gtr_wmat *w, const float *W,

@@ -197,7 +197,7 @@ size_t gtr_t5_load_buffer_bytes(const gtr_t5_config *c, gtr_wtype wtype)
  * float32 original does — so a `gtr quantize` directory computes bit for bit like its source. */
 static gtr_status load_linear(gtr_tensor_set *set, const gtr_wtensor *parts, int n_parts,
                               const gtr_kernels *kern, gtr_wtype wtype, gtr_pool *pool,
-                              load_buf *b, gtr_wmat *w, uint64_t *fp, gtr_error *err)
+                              load_buf *b, gtr_wmat *w, uint64_t *fp, bool hash_f16, gtr_error *err)
 {
     size_t rows = 0, k = gtr_wtensor_cols(&parts[0]);
     bool stored_codes = false; /* any part already int8 (an older `gtr quantize` file) */
@@ -208,9 +208,13 @@ static gtr_status load_linear(gtr_tensor_set *set, const gtr_wtensor *parts, int
     }
     if (direct) {
         const gtr_tensor *t[3] = {NULL, NULL, NULL};
-        for (int i = 0; i < n_parts; i++) t[i] = parts[i].w;
+        bool f16 = true;
+        for (int i = 0; i < n_parts; i++) t[i] = parts[i].w, f16 = f16 && t[i]->dtype == GTR_DT_F16;
         int bad = -1;
-        gtr_status st = gtr_pack_fingerprinted(kern, pool, t, n_parts, k, wtype, w, fp, &bad, err);
+        /* without the fingerprint: F16 (the hub's format) packed alone; F32 and BF16 keep the
+         * fused pass, whose per-word check is their only finiteness check */
+        gtr_status st = !hash_f16 && f16 ? gtr_pack_unhashed(kern, pool, t, n_parts, k, wtype, w, &bad, err)
+                                         : gtr_pack_fingerprinted(kern, pool, t, n_parts, k, wtype, w, fp, &bad, err);
         if (st && bad >= 0) gtr_error_prefix(err, "%s", gtr_tensor_file(set, t[bad]));
         for (int i = 0; i < n_parts; i++) gtr_wtensor_drop(set, &parts[i]);
         return st;
@@ -322,7 +326,7 @@ static gtr_status load_embedding(gtr_t5 *m, gtr_tensor_set *set, const gtr_wtens
 
 gtr_status gtr_t5_load(gtr_t5 *m, const gtr_t5_config *cfg, gtr_tensor_set *set,
                        const gtr_kernels *kern, gtr_wtype wtype, gtr_pool *pool, uint64_t *fp,
-                       gtr_error *err)
+                       bool hash_f16, gtr_error *err)
 {
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
@@ -406,10 +410,10 @@ gtr_status gtr_t5_load(gtr_t5 *m, const gtr_t5_config *cfg, gtr_tensor_set *set,
                     if (v->colsum) gtr_tensor_set_drop_range(set, v->colsum, rows * sizeof(int32_t));
                 }
             }
-        } else if ((st = load_linear(set, qkv, 3, kern, wtype, pool, &b, &l->qkv, fp, err)) ||
-            (st = load_linear(set, &lt->o, 1, kern, wtype, pool, &b, &l->o, fp, err)) ||
-            (st = load_linear(set, wi, lt->wi1.w ? 2 : 1, kern, wtype, pool, &b, &l->wi, fp, err)) ||
-            (st = load_linear(set, &lt->wo, 1, kern, wtype, pool, &b, &l->wo, fp, err)))
+        } else if ((st = load_linear(set, qkv, 3, kern, wtype, pool, &b, &l->qkv, fp, hash_f16, err)) ||
+            (st = load_linear(set, &lt->o, 1, kern, wtype, pool, &b, &l->o, fp, hash_f16, err)) ||
+            (st = load_linear(set, wi, lt->wi1.w ? 2 : 1, kern, wtype, pool, &b, &l->wi, fp, hash_f16, err)) ||
+            (st = load_linear(set, &lt->wo, 1, kern, wtype, pool, &b, &l->wo, fp, hash_f16, err)))
             goto fail;
         m->n_params += 2 * d + l->qkv.n * l->qkv.k + l->o.n * l->o.k + l->wi.n * l->wi.k +
                        l->wo.n * l->wo.k;

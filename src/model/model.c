@@ -212,7 +212,8 @@ static gtr_model *load_dir(const char *dir, const gtr_model_options *opts, gtr_e
     else snprintf(est_batch, sizeof est_batch, "the largest chunk");
     gtr_wtype wt = o.dtype == GTR_DTYPE_BF16 ? GTR_W_BF16 : o.dtype == GTR_DTYPE_INT8 ? GTR_W_INT8
                                                                                        : GTR_W_F32;
-    if ((st = gtr_t5_load(&m->t5, &m->cfg.t5, &set, m->kern, wt, m->pool, &fp, err))) goto fail;
+    if ((st = gtr_t5_load(&m->t5, &m->cfg.t5, &set, m->kern, wt, m->pool, &fp, !o.no_fingerprint, err)))
+        goto fail;
     bool has_source_fp = set.has_source_fp;
     uint64_t source_fp = set.source_fp;
     gtr_buf_printf(&sets, err, "encoder ");
@@ -228,8 +229,10 @@ static gtr_model *load_dir(const char *dir, const gtr_model_options *opts, gtr_e
     } else if ((st = gtr_head_load(&m->head, &m->cfg, NULL, m->kern, m->pool, &fp, err))) {
         goto fail;
     }
-    /* a `gtr quantize` copy answers to the fingerprint of the model it was made from */
-    m->fingerprint = has_source_fp ? source_fp : fp;
+    /* a `gtr quantize` copy answers to the fingerprint of the model it was made from; with
+     * no_fingerprint any other model has none (fp then left the F16 Linears out) */
+    m->has_fingerprint = has_source_fp || !o.no_fingerprint;
+    m->fingerprint = has_source_fp ? source_fp : m->has_fingerprint ? fp : 0;
 
     const gtr_t5_config *c = &m->cfg.t5;
     /* weights used in place from a packed file's mapping: shared page cache, not private memory */
@@ -251,18 +254,20 @@ static gtr_model *load_dir(const char *dir, const gtr_model_options *opts, gtr_e
         gtr_buf_printf(&desc, err, "dense: %d -> %d, %s, %s\n", m->cfg.dense_in, m->cfg.dense_out,
                        m->cfg.dense_bias ? "bias" : "no bias",
                        m->cfg.dense_act == GTR_ACT_TANH ? "tanh" : "identity");
+    char fp_text[48] = "none (loaded with no_fingerprint)";
+    if (m->has_fingerprint) snprintf(fp_text, sizeof fp_text, "%016llx", (unsigned long long)m->fingerprint);
     gtr_buf_printf(&desc, err,
                    "output: %d dimensions%s\nparameters: %s (encoder %s, dense %s)\n"
                    "storage: %s\ncompute: %s weights (%.1f MiB%s), kernels %s, %d threads\n"
                    "memory to load: f32 %.2f GiB, bf16 %.2f GiB, int8 %.2f GiB (estimated: private weights + "
                    "the load's buffers or the work of %s of %d tokens, %d threads)\n"
                    "max length: %d tokens (max_seq_length %d)\ntokenizer: %s (%d pieces)\n"
-                   "fingerprint: %016llx%s",
+                   "fingerprint: %s%s",
                    m->head.d_out, m->cfg.normalize ? ", unit length" : "", with_commas(n_params, nb1),
                    with_commas(m->t5.n_params, nb2), with_commas(m->head.n_params, nb3), sets.data ? sets.data : "", dtype_name(m->dtype),
                    (double)gtr_model_weight_bytes(m) / (1 << 20), mapped, gtr_kernels_name(m->kern),
                    gtr_pool_size(m->pool), est[0] / GIB, est[1] / GIB, est[2] / GIB, est_batch, m->max_len, gtr_pool_size(m->pool), m->max_len, m->cfg.max_seq_length, spm,
-                   gtr_tokenizer_vocab_size(m->tok), (unsigned long long)m->fingerprint, verified);
+                   gtr_tokenizer_vocab_size(m->tok), fp_text, verified);
     if (!desc.data) {
         st = gtr_seterr(err, GTR_ERR_NOMEM, "out of memory");
         goto fail;
@@ -299,6 +304,7 @@ int gtr_model_max_len(const gtr_model *m) { return m ? m->max_len : 0; }
 const gtr_tokenizer *gtr_model_tokenizer(const gtr_model *m) { return m ? m->tok : NULL; }
 const char *gtr_model_describe(const gtr_model *m) { return m ? m->describe : ""; }
 uint64_t gtr_model_fingerprint(const gtr_model *m) { return m ? m->fingerprint : 0; }
+int gtr_model_has_fingerprint(const gtr_model *m) { return m && m->has_fingerprint; }
 int gtr_model_vocab_size(const gtr_model *m) { return m ? m->cfg.t5.vocab_size : 0; }
 size_t gtr_model_weight_bytes(const gtr_model *m) { return m ? m->t5.bytes + m->head.bytes : 0; }
 size_t gtr_model_n_params(const gtr_model *m) { return m ? m->t5.n_params + m->head.n_params : 0; }

@@ -296,6 +296,12 @@ void gtr_fp_lanes(const gtr_tensor *const *t, const size_t *start, size_t lanes,
 gtr_status gtr_pack_fingerprinted(const gtr_kernels *kern, gtr_pool *pool, const gtr_tensor *const *parts,
                                   int n_parts, size_t k, gtr_wtype wtype, gtr_wmat *w, uint64_t *fp,
                                   int *bad_part, gtr_error *err);
+/* The same bytes for F16 parts without the fingerprint (a load with no_fingerprint): packed by
+ * gtr_wmat_pack_src_finite, each value read and converted as the packing needs it and not
+ * hashed. A non-finite value is the error gtr_pack_fingerprinted gives (it is rerun to name
+ * the part and the element; *bad_part as there). On failure w is freed. */
+gtr_status gtr_pack_unhashed(const gtr_kernels *kern, gtr_pool *pool, const gtr_tensor *const *parts,
+                             int n_parts, size_t k, gtr_wtype wtype, gtr_wmat *w, int *bad_part, gtr_error *err);
 /* The same hash and check fed piece by piece (a tensor converted a few rows at a time): begin,
  * feed the values in order (every piece but the last an even count), end. Equal to
  * gtr_fingerprint_tensor over the concatenation. */
@@ -392,10 +398,12 @@ typedef struct gtr_t5_scratch {
 
 /* Load and pack the encoder weights from set (names as transformers' T5EncoderModel); the
  * Linear weights are packed as wtype. *fp accumulates the fingerprint of every tensor
- * (gtr_fingerprint_tensor) in a fixed order. */
+ * (gtr_fingerprint_tensor) in a fixed order; with hash_f16 false the Linear weights stored
+ * as F16 are left out of it (gtr_pack_unhashed: no_fingerprint), so *fp is then no
+ * fingerprint. */
 gtr_status gtr_t5_load(gtr_t5 *m, const gtr_t5_config *cfg, gtr_tensor_set *set,
                        const gtr_kernels *kern, gtr_wtype wtype, gtr_pool *pool, uint64_t *fp,
-                       gtr_error *err);
+                       bool hash_f16, gtr_error *err);
 void gtr_t5_free(gtr_t5 *m);
 void gtr_t5_scratch_free(gtr_t5_scratch *s);
 
@@ -494,6 +502,7 @@ struct gtr_model {
     gtr_compute_dtype dtype;
     int max_len;
     uint64_t fingerprint;
+    bool has_fingerprint; /* false after a load with no_fingerprint (fingerprint then 0) */
     char *describe;
     struct gtr_model_own *own; /* gtr_model_encode's context and its lock (model.c) */
     struct gtr_cuda *cuda;     /* device "cuda[:N]": contexts encode through the GPU plugin

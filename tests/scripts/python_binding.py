@@ -18,7 +18,7 @@ def run(*cmd, **kw):
     return subprocess.run(list(cmd), check=True, stdout=subprocess.PIPE, **kw).stdout
 
 
-PLAN = 34
+PLAN = 37
 
 
 def main():
@@ -208,6 +208,17 @@ def main():
             check(False, "another model is refused")
         except gtr.GtrError as e:
             check(e.status == "mismatch", "another model is refused with GtrError (mismatch)", str(e))
+        # fingerprint=False: the same vectors, no fingerprint, and an index refuses the model
+        mnf = gtr.Model(model_dir, threads=2, fingerprint=False)
+        check(mnf.fingerprint is None and isinstance(m.fingerprint, int), "Model(fingerprint=False): .fingerprint is None",
+              f"{mnf.fingerprint!r} {m.fingerprint!r}")
+        check(np.array_equal(mnf.encode(texts[:5]), m.encode(texts[:5])), "Model(fingerprint=False) encodes the same bits")
+        try:
+            ix.check_model(mnf)
+            check(False, "a model loaded with fingerprint=False is refused by an index")
+        except gtr.GtrError as e:
+            check("no_fingerprint" in str(e), "a model loaded with fingerprint=False is refused by an index, naming the option",
+                  str(e))
         # with an IVF index (gtr ann-build): every list probed gives exact search's hits and
         # scores; a deleted document (gtr ann-delete) is never returned
         ivf = os.path.join(tmp, "c.ivf")
