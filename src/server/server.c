@@ -434,6 +434,8 @@ fail:
 
 int gtr_server_port(const gtr_server *s) { return s ? s->port : 0; }
 
+#define SHUTDOWN_RECV_GRACE_S 0.25
+
 void gtr_server_shutdown(gtr_server *srv)
 {
     if (!srv) return;
@@ -447,7 +449,12 @@ void gtr_server_shutdown(gtr_server *srv)
     pthread_mutex_unlock(&srv->mu);
     double deadline = gtr_now_seconds() + srv->s.o.drain_timeout_s;
     if (srv->http) {
-        gs_http_drain(srv->http, deadline); /* no new connections; idle ones close */
+        /* no new connections; idle ones close. Requests still being received are cut a moment
+         * after the deadline, once the batcher has given up: cut at the same instant, a stalled
+         * upload the batcher was waiting for could release it to start the queued work just
+         * as shutdown abandons it (a 200 where every waiting request gets 503; test_server's
+         * test_shutdown_abandons_work, under load) */
+        gs_http_drain(srv->http, deadline + SHUTDOWN_RECV_GRACE_S);
         if (gs_http_wait(srv->http, deadline) > 0) {
             /* past the deadline: waiting requests are answered 503, their work abandoned */
             gs_batcher_abort(srv->s.batcher);
