@@ -55,14 +55,19 @@ static void read_shared(const char *rel, char **data, size_t *len)
 }
 
 /* gtr-tiny's safetensors file rel: its bytes and its header's length */
-static uint64_t read_tiny_safetensors(const char *rel, char **d, size_t *len)
+static uint64_t read_model_safetensors(const char *model, const char *rel, char **d, size_t *len)
 {
     char srel[256];
-    snprintf(srel, sizeof srel, "models/gtr-tiny/%s", rel);
+    snprintf(srel, sizeof srel, "models/%s/%s", model, rel);
     read_shared(srel, d, len);
     uint64_t n = 0;
     for (int i = 7; i >= 0; i--) n = (n << 8) | (uint8_t)(*d)[i];
     return n;
+}
+
+static uint64_t read_tiny_safetensors(const char *rel, char **d, size_t *len)
+{
+    return read_model_safetensors("gtr-tiny", rel, d, len);
 }
 
 /* Replace dir/rel with gtr-tiny's file of that name whose safetensors header had `from`
@@ -194,9 +199,7 @@ static void test_nonfinite_f16_no_fingerprint(void **state)
                      0);
     char *d;
     size_t len;
-    read_shared("models/gtr-tiny-f16/model.safetensors", &d, &len);
-    uint64_t n = 0;
-    for (int i = 7; i >= 0; i--) n = (n << 8) | (uint8_t)d[i];
+    uint64_t n = read_model_safetensors("gtr-tiny-f16", "model.safetensors", &d, &len);
     json_error_t je;
     json_t *h = json_loadb(d + 8, (size_t)n, 0, &je);
     assert_non_null(h);
