@@ -11,11 +11,13 @@
 
 /* ---- corrupted copies of gtr-tiny ------------------------------------------- */
 
-/* A directory of links to gtr-tiny's files (real sub-directories, so single files can be
- * replaced); without the .bin files unless with_bin. */
-static char *copy_tiny(const char *name, bool with_bin)
+/* A directory of links to the files of shared model `model` (real sub-directories, so single
+ * files can be replaced); without the .bin files unless with_bin. */
+static char *copy_model(const char *model, const char *name, bool with_bin)
 {
-    char *src = tu_shared("models/gtr-tiny");
+    char rel[128];
+    snprintf(rel, sizeof rel, "models/%s", model);
+    char *src = tu_shared(rel);
     char *abs = realpath(src, NULL);
     assert_non_null(abs);
     char *dir = tu_tmp(name);
@@ -30,6 +32,8 @@ static char *copy_tiny(const char *name, bool with_bin)
     free(src);
     return dir;
 }
+
+static char *copy_tiny(const char *name, bool with_bin) { return copy_model("gtr-tiny", name, with_bin); }
 
 static void put(const char *dir, const char *rel, const char *content)
 {
@@ -118,28 +122,35 @@ static void expect_fail(const char *dir, gtr_status code, const char *n1, const 
     assert_null(strchr(e.message, '\n'));
 }
 
-/* Replace dir/rel with gtr-tiny's file of that name in which float32 element idx of tensor
- * name is v. */
-static void poke_f32(const char *dir, const char *rel, const char *name, size_t idx, float v)
+/* Replace dir/rel with shared model `model`'s file of that name in which element idx of tensor
+ * name (stored as dtype, es bytes a value) is the es bytes at v. */
+static void poke(const char *dir, const char *model, const char *rel, const char *name, const char *dtype, size_t es,
+                 size_t idx, const void *v)
 {
     char *d;
     size_t len;
-    uint64_t n = read_tiny_safetensors(rel, &d, &len);
+    uint64_t n = read_model_safetensors(model, rel, &d, &len);
     json_error_t je;
     json_t *h = json_loadb(d + 8, (size_t)n, 0, &je);
     assert_non_null(h);
     json_t *t = json_object_get(h, name);
     if (!t) fail_msg("no tensor %s in %s", name, rel);
-    assert_string_equal(json_string_value(json_object_get(t, "dtype")), "F32");
+    assert_string_equal(json_string_value(json_object_get(t, "dtype")), dtype);
     size_t off = 8 + (size_t)n + (size_t)json_integer_value(json_array_get(json_object_get(t, "data_offsets"), 0));
-    assert_true(off + 4 * idx + 4 <= len);
-    memcpy(d + off + 4 * idx, &v, 4);
+    assert_true(off + es * idx + es <= len);
+    memcpy(d + off + es * idx, v, es);
     char *p = gtr_path_join(dir, rel);
     unlink(p);
     tu_write(p, d, len);
     free(p);
     json_decref(h);
     free(d);
+}
+
+/* gtr-tiny's file rel in dir with float32 element idx of tensor name set to v. */
+static void poke_f32(const char *dir, const char *rel, const char *name, size_t idx, float v)
+{
+    poke(dir, "gtr-tiny", rel, name, "F32", 4, idx, &v);
 }
 
 /* A NaN or an infinity in any weight (attention, feed-forward, embedding, layer norm, Dense) is
@@ -187,32 +198,15 @@ static void test_nonfinite_weights(void **state)
 static void test_nonfinite_f16_no_fingerprint(void **state)
 {
     (void)state;
-    char *src = tu_shared("models/gtr-tiny-f16");
-    char *abs = realpath(src, NULL);
-    assert_non_null(abs);
-    char *dir = tu_tmp("nonfinite-f16");
-    assert_int_equal(tu_system("mkdir -p '%s/1_Pooling' '%s/2_Dense' && cd '%s' && "
-                               "for f in config.json modules.json sentence_bert_config.json spiece.model "
-                               "1_Pooling/config.json 2_Dense/config.json 2_Dense/model.safetensors; "
-                               "do ln -s '%s'/$f $f; done",
-                               dir, dir, dir, abs),
-                     0);
-    char *d;
-    size_t len;
-    uint64_t n = read_model_safetensors("gtr-tiny-f16", "model.safetensors", &d, &len);
-    json_error_t je;
-    json_t *h = json_loadb(d + 8, (size_t)n, 0, &je);
-    assert_non_null(h);
-    json_t *t = json_object_get(h, "encoder.block.1.layer.1.DenseReluDense.wo.weight");
-    assert_non_null(t);
-    assert_string_equal(json_string_value(json_object_get(t, "dtype")), "F16");
-    size_t off = 8 + (size_t)n + (size_t)json_integer_value(json_array_get(json_object_get(t, "data_offsets"), 0));
-    size_t idx = 3 * (size_t)json_integer_value(json_array_get(json_object_get(t, "shape"), 1)) + 17;
-    assert_true(off + 2 * idx + 2 <= len);
-    d[off + 2 * idx] = 0x00; /* F16 NaN 0x7e00, little-endian */
-    d[off + 2 * idx + 1] = 0x7e;
-    char *p = gtr_path_join(dir, "model.safetensors");
-    tu_write(p, d, len);
+    char *dir = copy_model("gtr-tiny-f16", "nonfinite-f16", false);
+    gtr_error e;
+    gtr_model_config cfg;
+    TU_OK(gtr_model_config_read(dir, &cfg, &e), &e);
+    size_t cols = (size_t)cfg.t5.d_ff; /* wo's row length */
+    gtr_model_config_free(&cfg);
+    const uint8_t nan16[2] = {0x00, 0x7e}; /* F16 NaN 0x7e00, little-endian */
+    poke(dir, "gtr-tiny-f16", "model.safetensors", "encoder.block.1.layer.1.DenseReluDense.wo.weight", "F16", 2,
+         3 * cols + 17, nan16);
     static const gtr_compute_dtype dts[] = {GTR_DTYPE_F32, GTR_DTYPE_BF16, GTR_DTYPE_INT8};
     for (size_t k = 0; k < 3; k++) {
         char msg[2][1024];
@@ -221,7 +215,6 @@ static void test_nonfinite_f16_no_fingerprint(void **state)
             o.n_threads = 2;
             o.dtype = dts[k];
             o.no_fingerprint = nofp;
-            gtr_error e;
             gtr_model *m = gtr_model_load(dir, &o, &e);
             if (m) fail_msg("dtype %zu no_fingerprint %d: loaded a model with a NaN weight", k, nofp);
             assert_int_equal(e.code, GTR_ERR_FORMAT);
@@ -232,12 +225,7 @@ static void test_nonfinite_f16_no_fingerprint(void **state)
         assert_non_null(strstr(msg[1], "[3, 17] is NaN"));
         assert_non_null(strstr(msg[1], "wo.weight"));
     }
-    json_decref(h);
-    free(p);
-    free(d);
     free(dir);
-    free(abs);
-    free(src);
 }
 
 /* Finite weights whose activations overflow: the load succeeds, encoding is an error (never a
